@@ -1,0 +1,129 @@
+// The contract every compute backend implements (WebGPU through Dawn, and the CPU backend built
+// from the reference ops). Models, the executor and the benchmarks use only this interface, so the
+// same tests run against both backends.
+//
+// Conventions:
+// - Tensors are row-major float32 and live on the backend (device memory for webgpu).
+// - Ops allocate and return a new tensor unless their name says "InPlace"; the caller disposes
+//   tensors it no longer needs (the webgpu backend returns their buffers to a pool).
+// - Ops are enqueued; `read` waits for everything before it. Reads are the only async calls.
+// - Shapes are checked at the call and a mismatch throws ShapeError (a programmer error).
+
+export type BackendKind = 'webgpu' | 'cpu'
+
+export interface BackendInfo {
+  kind: BackendKind
+  /** adapter description, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)", or "cpu (reference ops)" */
+  adapterName: string
+  vendor: string
+  architecture: string
+  /** true for software adapters such as lavapipe */
+  isFallbackAdapter: boolean
+  /** largest single storage buffer the device accepts, in bytes */
+  maxBufferBytes: number
+  /** set when webgpu was asked for and cpu was used instead: why */
+  fallbackReason?: string
+}
+
+export interface Tensor {
+  readonly shape: readonly number[]
+  /** number of elements */
+  readonly size: number
+  dispose(): void
+}
+
+export interface SgdMomentumOptions {
+  learningRate: number
+  /** @default 0.9 */
+  momentum?: number
+  /** decoupled weight decay; @default 0 */
+  weightDecay?: number
+}
+
+export interface AdamWOptions {
+  learningRate: number
+  /** @default 0.9 */
+  beta1?: number
+  /** @default 0.999 */
+  beta2?: number
+  /** @default 1e-8 */
+  epsilon?: number
+  /** decoupled weight decay (AdamW); 0 gives Adam. @default 0 */
+  weightDecay?: number
+  /** 1-based step count, for bias correction */
+  step: number
+}
+
+/** int8 values with one float32 scale per block of `blockSize` consecutive elements */
+export interface QuantizedInt8 {
+  values: Int8Array
+  scales: Float32Array
+  blockSize: number
+  length: number
+}
+
+export interface MatmulOptions {
+  /** use A^T: a is stored [K, M] */
+  transposeA?: boolean
+  /** use B^T: b is stored [N, K] */
+  transposeB?: boolean
+}
+
+export interface Backend {
+  readonly kind: BackendKind
+  readonly info: BackendInfo
+
+  /** copy host data to a new tensor of `shape` (product of shape must equal data.length) */
+  upload(data: Float32Array, shape: readonly number[]): Tensor
+  zeros(shape: readonly number[]): Tensor
+  /** overwrite a tensor's contents from the host */
+  write(tensor: Tensor, data: Float32Array): void
+  /** copy a tensor's contents back to the host, after all previously enqueued work */
+  read(tensor: Tensor): Promise<Float32Array>
+
+  /** C[M,N] = op(A) op(B) with op(A) [M,K] and op(B) [K,N] */
+  matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Tensor
+  /** y[M,N] = x[M,N] + bias[N] broadcast over rows */
+  biasAdd(x: Tensor, bias: Tensor): Tensor
+  relu(x: Tensor): Tensor
+  /** dx = dy where x > 0, else 0 */
+  reluBackward(gradOutput: Tensor, input: Tensor): Tensor
+  /**
+   * Fused softmax + cross-entropy over rows of logits [M,C] with integer class labels [M]
+   * (stored as float32). Returns the per-row loss [M] and dLoss/dLogits [M,C] of the MEAN loss
+   * over rows, i.e. (softmax - onehot) / M.
+   */
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; gradLogits: Tensor }
+  /** y[N] = sum over rows of x[M,N] (bias gradients) */
+  sumRows(x: Tensor): Tensor
+  /** y[N] = mean over rows of x[M,N] */
+  meanRows(x: Tensor): Tensor
+  /** y[1] = sum of all elements */
+  sum(x: Tensor): Tensor
+  /** y[1] = mean of all elements */
+  mean(x: Tensor): Tensor
+  /** y += alpha * x, in place */
+  axpyInPlace(alpha: number, x: Tensor, y: Tensor): void
+  /** y = alpha * x */
+  scale(x: Tensor, alpha: number): Tensor
+  /** SGD with momentum: v = momentum*v + g; p -= lr * (v + weightDecay*p) */
+  sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void
+  /** AdamW with bias correction; updates param, m and v in place */
+  adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void
+  /** symmetric int8 quantization with a per-block scale max|x|/127 */
+  quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8>
+  dequantizeInt8(quantized: QuantizedInt8): Tensor
+
+  /** wait for all enqueued work */
+  sync(): Promise<void>
+  /** release the device; the process can exit afterwards */
+  destroy(): void
+}
+
+export class ShapeError extends Error {
+  static override name = 'ShapeError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'ShapeError'
+  }
+}

@@ -1,0 +1,37 @@
+import { Command, CommanderError } from 'commander'
+import { UserError } from './errors.js'
+// One file per command group; each exports `register(program)`.
+import { register as registerVersion } from './version.js'
+
+const registrations: Array<(program: Command) => void> = [registerVersion]
+
+export function buildProgram(): Command {
+  const program = new Command('shardnet')
+    .description('shardnet: a peer-to-peer compute network (DHT discovery, gossip, WebGPU kernels, Raft)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+  for (const register of registrations) register(program)
+  return program
+}
+
+/** Runs the CLI and returns the process exit code; never throws for expected failures. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+    return 0
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // help and version exit with 0; usage errors were already printed by commander
+      return error.exitCode
+    }
+    if (error instanceof UserError) {
+      process.stderr.write(`error: ${error.message}\n`)
+      return error.exitCode
+    }
+    process.stderr.write(
+      `shardnet hit a bug; please report it with this trace:\n${(error as Error)?.stack ?? error}\n`,
+    )
+    return 70
+  }
+}

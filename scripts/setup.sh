@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything shardnet needs on a fresh machine: the npm packages and, where Dawn finds no
+# WebGPU adapter on Debian/Ubuntu, Mesa's software Vulkan driver (lavapipe). Where it cannot install
+# the driver (not root, another OS) it prints what to run and shardnet uses its cpu backend.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/shardnet-xdg}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR" 2>/dev/null || true
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  log "shardnet needs Node.js 20 or newer (found $(node --version 2>/dev/null || echo none)); install it and run this again."
+  exit 1
+fi
+
+# `npm install` rather than `npm ci`: it follows package-lock.json just the same, and npm ci refuses
+# lock files written with omit-lockfile-registry-resolved (set on some machines) as "out of sync".
+log "installing npm packages"
+npm install --no-fund --no-audit --loglevel=error
+
+if adapter=$(node scripts/probe-webgpu.mjs 2>/dev/null); then
+  log "WebGPU adapter: $adapter"
+  exit 0
+fi
+log "no WebGPU adapter found; trying to install the software Vulkan driver (Mesa lavapipe)"
+
+install_cmd=""
+if [ -r /etc/os-release ]; then
+  . /etc/os-release
+  case "${ID:-}" in
+    debian)
+      if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+        # bookworm's Mesa 22 is too old for Dawn: take Mesa from the backports suite of the same mirror
+        install_cmd='uri=$(awk '"'"'/^URIs:/{print $2; exit}'"'"' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true); uri=${uri:-http://deb.debian.org/debian}; echo "deb $uri bookworm-backports main" > /etc/apt/sources.list.d/backports.list && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers libvulkan1'
+      else
+        install_cmd='apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mesa-vulkan-drivers libvulkan1'
+      fi
+      ;;
+    ubuntu)
+      install_cmd='apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mesa-vulkan-drivers libvulkan1'
+      ;;
+  esac
+fi
+
+if [ -z "$install_cmd" ]; then
+  log "this is not Debian or Ubuntu: install your distribution's Mesa Vulkan drivers (lavapipe) for WebGPU; until then shardnet uses its cpu backend."
+  exit 0
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  bash -c "$install_cmd" >&2
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo bash -c "$install_cmd" >&2
+else
+  log "not root: to enable WebGPU, run as root:"
+  log "  $install_cmd"
+  log "until then shardnet uses its cpu backend."
+  exit 0
+fi
+
+if adapter=$(node scripts/probe-webgpu.mjs 2>/dev/null); then
+  log "WebGPU adapter: $adapter"
+else
+  log "the driver is installed but Dawn still finds no adapter ($adapter); shardnet will use its cpu backend."
+fi
