@@ -32,9 +32,8 @@ ${body}
 `
 }
 
-/** a quiet NaN, for rows whose label is invalid (WGSL has no NaN literal) */
-export const NAN_FUNCTION = /* wgsl */ `
-fn quietNan() -> f32 {
-  return bitcast<f32>(0x7fc00000u);
-}
-`
+/**
+ * The bits of a quiet NaN, passed in a uniform field: WGSL has no NaN literal and refuses a
+ * constant expression that evaluates to NaN, so the NaN must come from a runtime value.
+ */
+export const QUIET_NAN_BITS = 0x7fc00000

@@ -84,7 +84,16 @@ export interface RegisterBlockedConfig {
   workgroupY: number
 }
 
-export const DEFAULT_REGISTER_BLOCKED = { rowVecs: 1, colVecs: 1, workgroupX: 8, workgroupY: 8 } as const
+/** register-blocked tunings kept side by side, named by the block of C each thread computes */
+export const REGISTER_BLOCKED_TUNINGS = {
+  '4x4': { rowVecs: 1, colVecs: 1, workgroupX: 8, workgroupY: 8 },
+  '4x8': { rowVecs: 1, colVecs: 2, workgroupX: 8, workgroupY: 8 },
+  '8x4': { rowVecs: 2, colVecs: 1, workgroupX: 16, workgroupY: 8 },
+  '8x8': { rowVecs: 2, colVecs: 2, workgroupX: 8, workgroupY: 8 },
+} as const satisfies Record<string, Omit<RegisterBlockedConfig, 'transposeA' | 'transposeB'>>
+
+/** the tuning `matmul` uses (best measured on lavapipe, see bench/RESULTS.md) */
+export const DEFAULT_REGISTER_BLOCKED = REGISTER_BLOCKED_TUNINGS['4x8']
 
 const lane = ['x', 'y', 'z', 'w'] as const
 
