@@ -251,7 +251,12 @@ export async function trainLocal(
     const finalTest = test!
     const saved = await saveModel(options.outDirectory, architecture, layers, {
       model: options.model,
-      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [...architecture.hiddenSizes] },
+      architecture: {
+        type: 'mlp',
+        activation: 'relu',
+        ...architecture,
+        hiddenSizes: [...architecture.hiddenSizes],
+      },
       parameterCount: parameterCount(architecture),
       dataset: { ...data.split },
       seed: options.seed,
