@@ -1,9 +1,11 @@
 import { Command, CommanderError } from 'commander'
 import { UserError } from './errors.js'
+import { register as registerEval } from './eval.js'
+import { register as registerTrain } from './train.js'
 // One file per command group; each exports `register(program)`.
 import { register as registerVersion } from './version.js'
 
-const registrations: Array<(program: Command) => void> = [registerVersion]
+const registrations: Array<(program: Command) => void> = [registerVersion, registerTrain, registerEval]
 
 export function buildProgram(): Command {
   const program = new Command('shardnet')

@@ -1,0 +1,54 @@
+// The public entry of the kernel library: createBackend picks WebGPU (Dawn) when it can and the
+// CPU reference backend otherwise, saying why in info.fallbackReason.
+import { logger } from '@libp2p/logger'
+import type { Backend } from './backend.js'
+import { CpuBackend } from './cpu-backend.js'
+import { acquireDawnDevice, type DeviceFactory } from './runtime.js'
+import { WebGpuBackend } from './webgpu-backend.js'
+import type { MatmulVersion } from './wgsl/matmul.js'
+
+export type {
+  AdamWOptions,
+  Backend,
+  BackendInfo,
+  BackendKind,
+  MatmulOptions,
+  QuantizedInt8,
+  SgdMomentumOptions,
+  Tensor,
+} from './backend.js'
+export { ShapeError } from './backend.js'
+export { CpuBackend } from './cpu-backend.js'
+export type { AcquiredDevice, DeviceFactory } from './runtime.js'
+export { WebGpuBackend } from './webgpu-backend.js'
+export { MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
+
+const log = logger('shardnet:kernels')
+
+export interface CreateBackendOptions {
+  /** @default 'webgpu' */
+  prefer?: 'webgpu' | 'cpu'
+  /** how to obtain the WebGPU device; @default Dawn through the `webgpu` package */
+  deviceFactory?: DeviceFactory
+  /** force a matmul kernel instead of the per-adapter choice */
+  matmulVersion?: MatmulVersion
+}
+
+/**
+ * Returns a WebGPU backend when `prefer` is 'webgpu' (the default) and a device can be acquired;
+ * otherwise the CPU backend, whose info.fallbackReason says why WebGPU was not used.
+ */
+export async function createBackend(options: CreateBackendOptions = {}): Promise<Backend> {
+  const prefer = options.prefer ?? 'webgpu'
+  if (prefer === 'cpu') return new CpuBackend()
+  const factory = options.deviceFactory ?? acquireDawnDevice
+  let acquired: Awaited<ReturnType<DeviceFactory>>
+  try {
+    acquired = await factory()
+  } catch (error) {
+    const reason = `webgpu unavailable: ${error instanceof Error ? error.message : String(error)}`
+    log('falling back to the cpu backend: %s', reason)
+    return new CpuBackend(reason)
+  }
+  return new WebGpuBackend(acquired, { matmulVersion: options.matmulVersion })
+}

@@ -1,0 +1,58 @@
+// Reference optimizer updates, in place on float32 arrays (each step rounded to float32 as the
+// device does, so results agree closely over many steps).
+import type { AdamWOptions, SgdMomentumOptions } from '../backend.js'
+
+/** v = momentum*v + g; p -= lr * (v + weightDecay*p) */
+export function sgdMomentumReference(
+  param: Float32Array,
+  grad: Float32Array,
+  velocity: Float32Array,
+  options: SgdMomentumOptions,
+): void {
+  const lr = options.learningRate
+  const momentum = options.momentum ?? 0.9
+  const weightDecay = options.weightDecay ?? 0
+  for (let i = 0; i < param.length; i++) {
+    velocity[i] = momentum * velocity[i] + grad[i]
+    param[i] = param[i] - lr * (velocity[i] + weightDecay * param[i])
+  }
+}
+
+/** Resolved AdamW constants for one step, shared by the reference and the device kernels. */
+export function adamWConstants(options: AdamWOptions) {
+  const beta1 = options.beta1 ?? 0.9
+  const beta2 = options.beta2 ?? 0.999
+  return {
+    learningRate: options.learningRate,
+    beta1,
+    beta2,
+    epsilon: options.epsilon ?? 1e-8,
+    weightDecay: options.weightDecay ?? 0,
+    /** 1 / (1 - beta1^step) */
+    biasCorrection1: 1 / (1 - beta1 ** options.step),
+    /** 1 / (1 - beta2^step) */
+    biasCorrection2: 1 / (1 - beta2 ** options.step),
+  }
+}
+
+/**
+ * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t)
+ * p -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay*p)
+ */
+export function adamWReference(
+  param: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  options: AdamWOptions,
+): void {
+  const k = adamWConstants(options)
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]
+    m[i] = k.beta1 * m[i] + (1 - k.beta1) * g
+    v[i] = k.beta2 * v[i] + (1 - k.beta2) * g * g
+    const mHat = m[i] * k.biasCorrection1
+    const vHat = v[i] * k.biasCorrection2
+    param[i] = param[i] - k.learningRate * (mHat / (Math.sqrt(vHat) + k.epsilon) + k.weightDecay * param[i])
+  }
+}

@@ -1,0 +1,279 @@
+// The WebGPU backend: tensors are pooled storage buffers on a Dawn device; every op validates
+// shapes, allocates its output from the pool and submits its kernels (ops/), in queue order.
+import type {
+  AdamWOptions,
+  Backend,
+  BackendInfo,
+  MatmulOptions,
+  QuantizedInt8,
+  SgdMomentumOptions,
+  Tensor,
+} from './backend.js'
+import { runAxpy, runBiasAdd, runRelu, runReluBackward, runScale } from './ops/elementwise.js'
+import { type RegisterBlockedTuning, runMatmul } from './ops/matmul.js'
+import { runAdamW, runSgdMomentum } from './ops/optimizers.js'
+import { runDequantizeInt8, runQuantizeInt8 } from './ops/quantize.js'
+import { runReduceRows } from './ops/reductions.js'
+import {
+  assertBlockSize,
+  assertDataLength,
+  assertQuantized,
+  assertSameShape,
+  biasAddDims,
+  describeShape,
+  matmulDims,
+  rowsDims,
+  shapeSize,
+  softmaxCrossEntropyDims,
+} from './ops/shapes.js'
+import { runSoftmaxCrossEntropy } from './ops/softmax-cross-entropy.js'
+import { type AcquiredDevice, GpuRuntime } from './runtime.js'
+import { DEFAULT_REGISTER_BLOCKED, MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
+
+export class GpuTensor implements Tensor {
+  readonly shape: readonly number[]
+  readonly size: number
+  readonly runtime: GpuRuntime
+  #buffer: GPUBuffer | undefined
+
+  constructor(runtime: GpuRuntime, buffer: GPUBuffer, shape: readonly number[], size: number) {
+    this.runtime = runtime
+    this.shape = Object.freeze([...shape])
+    this.size = size
+    this.#buffer = buffer
+  }
+
+  get buffer(): GPUBuffer {
+    if (this.#buffer === undefined)
+      throw new Error(`tensor ${describeShape(this.shape)} used after dispose()`)
+    return this.#buffer
+  }
+
+  get disposed(): boolean {
+    return this.#buffer === undefined
+  }
+
+  /** returns the buffer to the pool; commands already submitted still see its old contents */
+  dispose(): void {
+    if (this.#buffer === undefined) return
+    this.runtime.releaseStorageBuffer(this.#buffer)
+    this.#buffer = undefined
+  }
+}
+
+/**
+ * Which matmul kernel to use on this adapter. On software adapters (lavapipe) barriers are
+ * expensive and the register-blocked kernel is fastest; on real GPUs the shared-memory tiled
+ * kernel is the safe choice among ours.
+ */
+export function chooseMatmulVersion(isFallbackAdapter: boolean): MatmulVersion {
+  return isFallbackAdapter ? 'register-blocked' : 'tiled'
+}
+
+export interface WebGpuBackendOptions {
+  /** override the per-adapter choice of matmul kernel */
+  matmulVersion?: MatmulVersion
+}
+
+export class WebGpuBackend implements Backend {
+  readonly kind = 'webgpu' as const
+  readonly info: BackendInfo
+  readonly runtime: GpuRuntime
+  /** the matmul kernel `matmul` uses */
+  readonly matmulVersion: MatmulVersion
+
+  constructor(acquired: AcquiredDevice, options: WebGpuBackendOptions = {}) {
+    this.runtime = new GpuRuntime(acquired)
+    const description = this.runtime.description
+    this.info = Object.freeze({
+      kind: 'webgpu',
+      adapterName: description.adapterName,
+      vendor: description.vendor,
+      architecture: description.architecture,
+      isFallbackAdapter: description.isFallbackAdapter,
+      maxBufferBytes: description.maxBufferBytes,
+    })
+    this.matmulVersion = options.matmulVersion ?? chooseMatmulVersion(description.isFallbackAdapter)
+    if (!MATMUL_VERSIONS.includes(this.matmulVersion))
+      throw new RangeError(`unknown matmul version ${this.matmulVersion}`)
+  }
+
+  #buffer(tensor: Tensor): GPUBuffer {
+    if (this.runtime.destroyed) throw new Error('webgpu backend used after destroy()')
+    if (!(tensor instanceof GpuTensor) || tensor.runtime !== this.runtime) {
+      throw new TypeError('tensor does not belong to this webgpu backend')
+    }
+    return tensor.buffer
+  }
+
+  #allocate(shape: readonly number[]): GpuTensor {
+    if (this.runtime.destroyed) throw new Error('webgpu backend used after destroy()')
+    const size = shapeSize(shape)
+    if (size * 4 > this.info.maxBufferBytes) {
+      throw new RangeError(
+        `tensor ${describeShape(shape)} needs ${size * 4} bytes, more than the device's ${this.info.maxBufferBytes}`,
+      )
+    }
+    return new GpuTensor(this.runtime, this.runtime.storageBuffer(size * 4), shape, size)
+  }
+
+  upload(data: Float32Array, shape: readonly number[]): Tensor {
+    assertDataLength('upload', shape, data.length)
+    const tensor = this.#allocate(shape)
+    this.runtime.write(tensor.buffer, data)
+    return tensor
+  }
+
+  zeros(shape: readonly number[]): Tensor {
+    const tensor = this.#allocate(shape)
+    this.runtime.clear(tensor.buffer, tensor.size * 4)
+    return tensor
+  }
+
+  write(tensor: Tensor, data: Float32Array): void {
+    const buffer = this.#buffer(tensor)
+    assertDataLength('write', tensor.shape, data.length)
+    this.runtime.write(buffer, data)
+  }
+
+  async read(tensor: Tensor): Promise<Float32Array> {
+    const bytes = await this.runtime.read(this.#buffer(tensor), tensor.size * 4)
+    return new Float32Array(bytes)
+  }
+
+  matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+    return this.matmulWith(this.matmulVersion, a, b, options)
+  }
+
+  /** matmul with a named kernel version (tests and benchmarks compare them) */
+  matmulWith(
+    version: MatmulVersion,
+    a: Tensor,
+    b: Tensor,
+    options: MatmulOptions = {},
+    tuning: RegisterBlockedTuning = DEFAULT_REGISTER_BLOCKED,
+  ): Tensor {
+    const { m, k, n } = matmulDims(a, b, options)
+    const aBuffer = this.#buffer(a)
+    const bBuffer = this.#buffer(b)
+    const c = this.#allocate([m, n])
+    const dims = { m, k, n, transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false }
+    runMatmul(this.runtime, version, aBuffer, bBuffer, c.buffer, dims, tuning)
+    return c
+  }
+
+  biasAdd(x: Tensor, bias: Tensor): Tensor {
+    const { n } = biasAddDims(x, bias)
+    const y = this.#allocate(x.shape)
+    runBiasAdd(this.runtime, this.#buffer(x), this.#buffer(bias), y.buffer, x.size, n)
+    return y
+  }
+
+  relu(x: Tensor): Tensor {
+    const y = this.#allocate(x.shape)
+    runRelu(this.runtime, this.#buffer(x), y.buffer, x.size)
+    return y
+  }
+
+  reluBackward(gradOutput: Tensor, input: Tensor): Tensor {
+    assertSameShape('reluBackward', gradOutput, input, 'gradOutput', 'input')
+    const gradInput = this.#allocate(input.shape)
+    runReluBackward(this.runtime, this.#buffer(gradOutput), this.#buffer(input), gradInput.buffer, input.size)
+    return gradInput
+  }
+
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; gradLogits: Tensor } {
+    const { m, c } = softmaxCrossEntropyDims(logits, labels)
+    const logitsBuffer = this.#buffer(logits)
+    const labelsBuffer = this.#buffer(labels)
+    const loss = this.#allocate([m])
+    const gradLogits = this.#allocate([m, c])
+    runSoftmaxCrossEntropy(this.runtime, logitsBuffer, labelsBuffer, loss.buffer, gradLogits.buffer, m, c)
+    return { loss, gradLogits }
+  }
+
+  sumRows(x: Tensor): Tensor {
+    const { m, n } = rowsDims('sumRows', x)
+    const y = this.#allocate([n])
+    runReduceRows(this.runtime, this.#buffer(x), y.buffer, m, n, 1)
+    return y
+  }
+
+  meanRows(x: Tensor): Tensor {
+    const { m, n } = rowsDims('meanRows', x)
+    const y = this.#allocate([n])
+    runReduceRows(this.runtime, this.#buffer(x), y.buffer, m, n, 1 / m)
+    return y
+  }
+
+  sum(x: Tensor): Tensor {
+    const y = this.#allocate([1])
+    runReduceRows(this.runtime, this.#buffer(x), y.buffer, x.size, 1, 1)
+    return y
+  }
+
+  mean(x: Tensor): Tensor {
+    const y = this.#allocate([1])
+    runReduceRows(this.runtime, this.#buffer(x), y.buffer, x.size, 1, 1 / x.size)
+    return y
+  }
+
+  axpyInPlace(alpha: number, x: Tensor, y: Tensor): void {
+    assertSameShape('axpyInPlace', x, y, 'x', 'y')
+    runAxpy(this.runtime, alpha, this.#buffer(x), this.#buffer(y), x.size)
+  }
+
+  scale(x: Tensor, alpha: number): Tensor {
+    const y = this.#allocate(x.shape)
+    runScale(this.runtime, this.#buffer(x), y.buffer, alpha, x.size)
+    return y
+  }
+
+  sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void {
+    assertSameShape('sgdMomentumInPlace', param, grad, 'param', 'grad')
+    assertSameShape('sgdMomentumInPlace', param, velocity, 'param', 'velocity')
+    runSgdMomentum(
+      this.runtime,
+      this.#buffer(param),
+      this.#buffer(grad),
+      this.#buffer(velocity),
+      param.size,
+      options,
+    )
+  }
+
+  adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void {
+    assertSameShape('adamWInPlace', param, grad, 'param', 'grad')
+    assertSameShape('adamWInPlace', param, m, 'param', 'm')
+    assertSameShape('adamWInPlace', param, v, 'param', 'v')
+    runAdamW(
+      this.runtime,
+      this.#buffer(param),
+      this.#buffer(grad),
+      this.#buffer(m),
+      this.#buffer(v),
+      param.size,
+      options,
+    )
+  }
+
+  async quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8> {
+    assertBlockSize(blockSize)
+    return runQuantizeInt8(this.runtime, this.#buffer(x), x.size, blockSize)
+  }
+
+  dequantizeInt8(quantized: QuantizedInt8): Tensor {
+    assertQuantized(quantized)
+    const y = this.#allocate([quantized.length])
+    runDequantizeInt8(this.runtime, quantized, y.buffer)
+    return y
+  }
+
+  async sync(): Promise<void> {
+    await this.runtime.sync()
+  }
+
+  destroy(): void {
+    this.runtime.destroy()
+  }
+}

@@ -1,0 +1,75 @@
+// Shared helpers for the kernel tests: seeded inputs, the tolerance check that prints the first
+// mismatches, and the list of backends every op suite runs against.
+import { expect } from 'vitest'
+import type { Backend } from '../../../kernels/backend.js'
+import { createBackend } from '../../../kernels/index.js'
+
+/** mulberry32: small, fast, seeded; enough for test inputs */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** `length` floats uniform in [low, high) */
+export function randomArray(random: () => number, length: number, low = -1, high = 1): Float32Array {
+  const out = new Float32Array(length)
+  for (let i = 0; i < length; i++) out[i] = low + (high - low) * random()
+  return out
+}
+
+export interface Tolerance {
+  atol: number
+  rtol: number
+}
+
+/**
+ * Asserts |ref - got| <= atol + rtol*|ref| elementwise (NaN must match NaN); on failure the
+ * message lists the first mismatches with their indices.
+ */
+export function expectClose(
+  label: string,
+  reference: ArrayLike<number>,
+  got: ArrayLike<number>,
+  { atol, rtol }: Tolerance,
+): void {
+  expect(got.length, `${label}: length`).toBe(reference.length)
+  const mismatches: string[] = []
+  let count = 0
+  let worst = 0
+  for (let i = 0; i < reference.length; i++) {
+    const r = reference[i]
+    const g = got[i]
+    const bothNaN = Number.isNaN(r) && Number.isNaN(g)
+    const error = Math.abs(r - g)
+    const ok = bothNaN || error <= atol + rtol * Math.abs(r)
+    if (!bothNaN && Number.isFinite(error)) worst = Math.max(worst, error)
+    if (!ok) {
+      count++
+      if (mismatches.length < 8) mismatches.push(`  [${i}] ref=${r} got=${g} |diff|=${error}`)
+    }
+  }
+  if (count > 0) {
+    throw new Error(
+      `${label}: ${count} of ${reference.length} elements outside atol=${atol} rtol=${rtol} ` +
+        `(largest |diff| ${worst}); first mismatches:\n${mismatches.join('\n')}`,
+    )
+  }
+}
+
+export type BackendName = 'cpu' | 'webgpu'
+export const BACKENDS: readonly BackendName[] = ['cpu', 'webgpu']
+
+/** the named backend; a webgpu request that falls back to cpu fails the test (CI has lavapipe) */
+export async function openBackend(name: BackendName): Promise<Backend> {
+  const backend = await createBackend({ prefer: name })
+  if (backend.kind !== name) {
+    throw new Error(`expected the ${name} backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`)
+  }
+  return backend
+}

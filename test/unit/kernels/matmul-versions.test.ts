@@ -1,0 +1,123 @@
+// Proves every labelled WGSL matmul version (naive, tiled, register-blocked, and the
+// register-blocked tunings the benchmark uses) matches the reference on awkward shapes with every
+// transpose combination, and at 1024x1024x1024, on the real Dawn device.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MATMUL_VERSIONS } from '../../../kernels/index.js'
+import { matmulReference } from '../../../kernels/reference/index.js'
+import { WebGpuBackend } from '../../../kernels/webgpu-backend.js'
+import { REGISTER_BLOCKED_TUNINGS } from '../../../kernels/wgsl/matmul.js'
+import { expectClose, openBackend, randomArray, seededRandom, type Tolerance } from './helpers.js'
+
+/** float32 accumulation over K terms in [-1,1] against a float64 reference */
+const matmulTolerance = (k: number): Tolerance => ({ atol: 2e-7 * k, rtol: 1e-5 })
+
+const SHAPES: readonly (readonly [number, number, number])[] = [
+  [1, 1, 1],
+  [1, 257, 1],
+  [3, 5, 7],
+  [127, 65, 33],
+  [33, 127, 65],
+  [17, 64, 36],
+]
+
+const TRANSPOSES = [
+  { transposeA: false, transposeB: false },
+  { transposeA: true, transposeB: false },
+  { transposeA: false, transposeB: true },
+  { transposeA: true, transposeB: true },
+] as const
+
+const label = (t: { transposeA: boolean; transposeB: boolean }) =>
+  `A${t.transposeA ? 'T' : ''}B${t.transposeB ? 'T' : ''}`
+
+describe('WGSL matmul versions match the reference', () => {
+  let backend: WebGpuBackend
+  const random = seededRandom(7)
+
+  beforeAll(async () => {
+    const opened = await openBackend('webgpu')
+    if (!(opened instanceof WebGpuBackend)) throw new Error('expected the webgpu backend')
+    backend = opened
+  })
+  afterAll(() => {
+    expect(backend.runtime.stats.deviceErrors).toBe(0)
+    backend?.destroy()
+  })
+
+  /** stores a row-major [rows, columns] matrix transposed, as [columns, rows] */
+  function transposed(data: Float32Array, rows: number, columns: number): Float32Array {
+    const out = new Float32Array(data.length)
+    for (let r = 0; r < rows; r++) for (let c = 0; c < columns; c++) out[c * rows + r] = data[r * columns + c]
+    return out
+  }
+
+  /**
+   * One logical op(A) [M,K] and op(B) [K,N] and one reference product; each transpose
+   * combination stores the operands transposed as needed, so all must give the same C.
+   */
+  async function check(
+    m: number,
+    k: number,
+    n: number,
+    run: (
+      a: Float32Array,
+      b: Float32Array,
+      transposes: (typeof TRANSPOSES)[number],
+    ) => Promise<[string, Float32Array][]>,
+    transposes: readonly (typeof TRANSPOSES)[number][] = TRANSPOSES,
+  ) {
+    const a = randomArray(random, m * k)
+    const b = randomArray(random, k * n)
+    const reference = matmulReference(a, b, m, k, n)
+    for (const t of transposes) {
+      const storedA = t.transposeA ? transposed(a, m, k) : a
+      const storedB = t.transposeB ? transposed(b, k, n) : b
+      for (const [name, got] of await run(storedA, storedB, t)) {
+        expectClose(`${name} ${m}x${k}x${n} ${label(t)}`, reference, got, matmulTolerance(k))
+      }
+    }
+  }
+
+  const runVersions =
+    (
+      m: number,
+      k: number,
+      n: number,
+      versions: readonly (typeof MATMUL_VERSIONS)[number][],
+      tunings = true,
+    ) =>
+    async (a: Float32Array, b: Float32Array, t: (typeof TRANSPOSES)[number]) => {
+      const ta = backend.upload(a, t.transposeA ? [k, m] : [m, k])
+      const tb = backend.upload(b, t.transposeB ? [n, k] : [k, n])
+      const results: [string, Float32Array][] = []
+      for (const version of versions) {
+        const c = backend.matmulWith(version, ta, tb, t)
+        results.push([version, await backend.read(c)])
+        c.dispose()
+      }
+      if (tunings) {
+        for (const [name, tuning] of Object.entries(REGISTER_BLOCKED_TUNINGS)) {
+          const c = backend.matmulWith('register-blocked', ta, tb, t, tuning)
+          results.push([`register-blocked ${name}`, await backend.read(c)])
+          c.dispose()
+        }
+      }
+      ta.dispose()
+      tb.dispose()
+      return results
+    }
+
+  for (const [m, k, n] of SHAPES) {
+    it(`${m}x${k}x${n}: every version and tuning, every transpose combination`, async () => {
+      await check(m, k, n, runVersions(m, k, n, MATMUL_VERSIONS))
+    })
+  }
+
+  it('1024x1024x1024: the default kernel with every transpose combination', async () => {
+    await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, [backend.matmulVersion], false))
+  })
+
+  it('1024x1024x1024: every version and tuning once', async () => {
+    await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, MATMUL_VERSIONS), [TRANSPOSES[0]])
+  })
+})
