@@ -159,11 +159,12 @@ export class Raft {
   }
 
   private loadHardState(state: HardState): void {
+    // A snapshot is committed by definition, so a hard state written before it may lag behind it.
     assert(
-      state.commit >= this.log.committed && state.commit <= this.log.lastIndex(),
-      `hard state commit ${state.commit} is out of range [${this.log.committed}, ${this.log.lastIndex()}]`,
+      state.commit <= this.log.lastIndex(),
+      `hard state commit ${state.commit} is past the last index ${this.log.lastIndex()}`,
     )
-    this.log.committed = state.commit
+    this.log.committed = Math.max(state.commit, this.log.committed)
     this.term = state.term
     this.vote = state.vote
   }

@@ -7,8 +7,10 @@ import {
   type Entry,
   emptyHardState,
   emptySnapshot,
+  encodeConfChange,
   entryBytes,
   type HardState,
+  NONE,
   type Snapshot,
 } from './types.js'
 
@@ -37,6 +39,21 @@ export class SnapshotOutOfDateError extends Error {
     super(`snapshot at ${index} is out of date`)
     this.name = 'SnapshotOutOfDateError'
   }
+}
+
+/**
+ * The first write of every founding member: one committed 'add' conf entry per initial voter at
+ * indexes 1..n (term 0), as etcd bootstraps. The configuration thus lives in the log, so a member
+ * added later rebuilds the whole membership history by replaying it from index 1.
+ */
+export function bootstrapUpdate(voters: string[]): StorageUpdate {
+  const entries: Entry[] = [...voters].sort().map((member, i) => ({
+    term: 0,
+    index: i + 1,
+    type: 'conf' as const,
+    data: encodeConfChange({ type: 'add', member }),
+  }))
+  return { entries, hardState: { term: 0, vote: NONE, commit: entries.length } }
 }
 
 /** What the core reads. */
@@ -84,13 +101,10 @@ export class MemoryStorage implements RaftStorage {
     }
   }
 
-  /** Sets the configuration of a brand-new group (bootstrapping), as a snapshot at index 0. */
+  /** Writes the configuration of a brand-new group (see bootstrapUpdate). */
   bootstrap(voters: string[]): void {
     assert(this.lastIndex() === 0, 'bootstrap of a non-empty storage')
-    this.snap = {
-      metadata: { index: 0, term: 0, confState: { voters: [...voters] } },
-      data: new Uint8Array(0),
-    }
+    this.save(bootstrapUpdate(voters))
   }
 
   firstIndex(): number {
@@ -149,6 +163,12 @@ export class MemoryStorage implements RaftStorage {
         data: new Uint8Array(0),
       },
     ]
+  }
+
+  /** Drops every entry after the snapshot (a snapshot from the leader replaced the log). */
+  truncateToSnapshot(): void {
+    const { index, term } = this.snap.metadata
+    this.log = [{ term, index, type: 'normal', data: new Uint8Array(0) }]
   }
 
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {

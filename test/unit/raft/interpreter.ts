@@ -221,6 +221,11 @@ export class TranscriptInterpreter {
     const ids = Array.from({ length: count }, (_, i) => String(start + i))
     const voters = named.has('voters') ? parseIdList(named.get('voters')!) : ids
     for (const id of ids) this.addNode(id, voters, options)
+    // apply the bootstrap conf entries silently, as a daemon does on its first start
+    const saved = this.output
+    this.output = []
+    for (const id of ids) this.processReady(id)
+    this.output = saved
   }
 
   private addNode(id: string, voters: string[], options: NodeOptions): void {
