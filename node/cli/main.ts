@@ -1,9 +1,10 @@
 import { Command, CommanderError } from 'commander'
 import { UserError } from './errors.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerSim } from './sim.js'
 import { register as registerVersion } from './version.js'
 
-const registrations: Array<(program: Command) => void> = [registerVersion]
+const registrations: Array<(program: Command) => void> = [registerVersion, registerSim]
 
 export function buildProgram(): Command {
   const program = new Command('shardnet')
