@@ -3,9 +3,15 @@ import { UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
 import { register as registerTrain } from './train.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerSim } from './sim.js'
 import { register as registerVersion } from './version.js'
 
-const registrations: Array<(program: Command) => void> = [registerVersion, registerTrain, registerEval]
+const registrations: Array<(program: Command) => void> = [
+  registerVersion,
+  registerTrain,
+  registerEval,
+  registerSim,
+]
 
 export function buildProgram(): Command {
   const program = new Command('shardnet')

@@ -1,0 +1,446 @@
+// Durable Raft storage: the same interface as the core's MemoryStorage (which serves reads here as
+// an in-memory mirror) backed by two files in a directory:
+//   wal.log       append-only records [u32 length][u32 crc32][payload]; each save() appends one
+//                 record and fdatasyncs before returning, so what a Ready acknowledges is durable;
+//                 on open, a torn or corrupt final record (a crash mid-write) is detected by its
+//                 length or CRC and cut off.
+//   snapshot.bin  the latest snapshot, replaced atomically (write temp, fsync, rename, fsync dir).
+// A snapshot received from the leader replaces the log: a marker record is appended to the WAL
+// first, then the snapshot file is replaced; on replay a marker counts only if the snapshot file
+// matches it, so a crash between the two leaves the previous, consistent state.
+import {
+  closeSync,
+  existsSync,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs'
+import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
+import { logger } from '@libp2p/logger'
+import {
+  bootstrapUpdate,
+  MemoryStorage,
+  type RaftStorage,
+  type StorageUpdate,
+} from '../../protocols/raft/storage.js'
+import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/types.js'
+
+const log = logger('shardnet:store:raft')
+
+const RECORD_HEADER_BYTES = 8
+const RECORD_BATCH = 1
+const RECORD_SNAPSHOT_MARKER = 2
+/** A record longer than this is corruption, not data. */
+const RECORD_BYTES_MAX = 1 << 30
+
+/** The data directory holds a snapshot that fails its checksum: not a crash artefact, a damaged disk. */
+export class StoreCorruptedError extends Error {
+  static override name = 'StoreCorruptedError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'StoreCorruptedError'
+  }
+}
+
+export interface DurableRaftStorageInit {
+  /** Rewrite the WAL from the live log once it exceeds this many bytes at a compaction. @default 67108864 */
+  walRewriteBytes?: number
+}
+
+export interface RecoveryReport {
+  /** Valid WAL records replayed. */
+  records: number
+  /** Bytes cut from the end of the WAL (a torn or corrupt final record). */
+  tornBytes: number
+  snapshotIndex: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+class Writer {
+  private buffer: Uint8Array
+  private view: DataView
+  length = 0
+
+  constructor(capacity: number) {
+    this.buffer = new Uint8Array(Math.max(64, capacity))
+    this.view = new DataView(this.buffer.buffer)
+  }
+
+  private reserve(bytes: number): void {
+    if (this.length + bytes <= this.buffer.length) return
+    const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.length + bytes))
+    grown.set(this.buffer.subarray(0, this.length))
+    this.buffer = grown
+    this.view = new DataView(grown.buffer)
+  }
+
+  u8(value: number): void {
+    this.reserve(1)
+    this.view.setUint8(this.length, value)
+    this.length += 1
+  }
+
+  u32(value: number): void {
+    this.reserve(4)
+    this.view.setUint32(this.length, value, true)
+    this.length += 4
+  }
+
+  f64(value: number): void {
+    this.reserve(8)
+    this.view.setFloat64(this.length, value, true)
+    this.length += 8
+  }
+
+  bytes(value: Uint8Array): void {
+    this.u32(value.length)
+    this.reserve(value.length)
+    this.buffer.set(value, this.length)
+    this.length += value.length
+  }
+
+  string(value: string): void {
+    this.bytes(encoder.encode(value))
+  }
+
+  finish(): Uint8Array {
+    return this.buffer.subarray(0, this.length)
+  }
+}
+
+class Reader {
+  private readonly view: DataView
+  offset = 0
+
+  constructor(private readonly buffer: Uint8Array) {
+    this.view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+  }
+
+  u8(): number {
+    return this.view.getUint8(this.offset++)
+  }
+
+  u32(): number {
+    const value = this.view.getUint32(this.offset, true)
+    this.offset += 4
+    return value
+  }
+
+  f64(): number {
+    const value = this.view.getFloat64(this.offset, true)
+    this.offset += 8
+    return value
+  }
+
+  bytes(): Uint8Array {
+    const length = this.u32()
+    if (this.offset + length > this.buffer.length) throw new RangeError('field past the end of the record')
+    const value = this.buffer.slice(this.offset, this.offset + length)
+    this.offset += length
+    return value
+  }
+
+  string(): string {
+    return decoder.decode(this.bytes())
+  }
+}
+
+function frame(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, payload.length, true)
+  view.setUint32(4, crc32(payload), true)
+  out.set(payload, RECORD_HEADER_BYTES)
+  return out
+}
+
+function encodeBatch(hardState: HardState | undefined, entries: Entry[]): Uint8Array {
+  let bytes = 32
+  for (const entry of entries) bytes += 24 + entry.data.length
+  const writer = new Writer(bytes)
+  writer.u8(RECORD_BATCH)
+  writer.u8(hardState ? 1 : 0)
+  if (hardState) {
+    writer.f64(hardState.term)
+    writer.f64(hardState.commit)
+    writer.string(hardState.vote)
+  }
+  writer.u32(entries.length)
+  for (const entry of entries) {
+    writer.f64(entry.term)
+    writer.f64(entry.index)
+    writer.u8(entry.type === 'conf' ? 1 : 0)
+    writer.bytes(entry.data)
+  }
+  return writer.finish()
+}
+
+function encodeSnapshot(snapshot: Snapshot): Uint8Array {
+  const writer = new Writer(64 + snapshot.data.length)
+  writer.f64(snapshot.metadata.index)
+  writer.f64(snapshot.metadata.term)
+  writer.u32(snapshot.metadata.confState.voters.length)
+  for (const voter of snapshot.metadata.confState.voters) writer.string(voter)
+  writer.bytes(snapshot.data)
+  return frame(writer.finish())
+}
+
+function decodeSnapshot(file: Uint8Array): Snapshot {
+  if (file.length < RECORD_HEADER_BYTES) throw new StoreCorruptedError('snapshot file is truncated')
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength)
+  const length = view.getUint32(0, true)
+  const payload = file.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length)
+  if (payload.length !== length || crc32(payload) !== view.getUint32(4, true)) {
+    throw new StoreCorruptedError('snapshot file fails its checksum')
+  }
+  const reader = new Reader(payload)
+  const index = reader.f64()
+  const term = reader.f64()
+  const voterCount = reader.u32()
+  const voters: string[] = []
+  for (let i = 0; i < voterCount; i++) voters.push(reader.string())
+  return { metadata: { index, term, confState: { voters } }, data: reader.bytes() }
+}
+
+function fsyncDirectory(directory: string): void {
+  const fd = openSync(directory, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Writes a file so that a crash leaves either the old or the new content, never a mix. */
+function writeFileAtomic(directory: string, name: string, content: Uint8Array): void {
+  const temporary = join(directory, `${name}.tmp`)
+  const fd = openSync(temporary, 'w')
+  try {
+    let written = 0
+    while (written < content.length) written += writeSync(fd, content, written)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(temporary, join(directory, name))
+  fsyncDirectory(directory)
+}
+
+export class DurableRaftStorage implements RaftStorage {
+  readonly directory: string
+  readonly recovery: RecoveryReport
+  private readonly memory: MemoryStorage
+  private walFd: number
+  private walBytes: number
+  private readonly walRewriteBytes: number
+  private closed = false
+
+  private constructor(
+    directory: string,
+    memory: MemoryStorage,
+    walFd: number,
+    walBytes: number,
+    recovery: RecoveryReport,
+    init: DurableRaftStorageInit,
+  ) {
+    this.directory = directory
+    this.memory = memory
+    this.walFd = walFd
+    this.walBytes = walBytes
+    this.recovery = recovery
+    this.walRewriteBytes = init.walRewriteBytes ?? 64 << 20
+  }
+
+  /** Opens (creating if needed) the store in `directory`, replaying snapshot and WAL. */
+  static open(directory: string, init: DurableRaftStorageInit = {}): DurableRaftStorage {
+    mkdirSync(directory, { recursive: true })
+    const memory = new MemoryStorage()
+    const snapshotPath = join(directory, 'snapshot.bin')
+    let snapshotIndex = 0
+    if (existsSync(snapshotPath)) {
+      const snapshot = decodeSnapshot(readFileSync(snapshotPath))
+      if (snapshot.metadata.index > 0) memory.applySnapshot(snapshot)
+      snapshotIndex = snapshot.metadata.index
+    }
+    const walPath = join(directory, 'wal.log')
+    const fd = openSync(walPath, existsSync(walPath) ? 'r+' : 'w+')
+    const wal = readFileSync(walPath)
+    const view = new DataView(wal.buffer, wal.byteOffset, wal.byteLength)
+    let offset = 0
+    let records = 0
+    while (offset < wal.length) {
+      if (wal.length - offset < RECORD_HEADER_BYTES) break
+      const length = view.getUint32(offset, true)
+      if (length > RECORD_BYTES_MAX || offset + RECORD_HEADER_BYTES + length > wal.length) break
+      const payload = wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)
+      if (crc32(payload) !== view.getUint32(offset + 4, true)) break
+      DurableRaftStorage.replay(memory, payload)
+      records++
+      offset += RECORD_HEADER_BYTES + length
+    }
+    const tornBytes = wal.length - offset
+    if (tornBytes > 0) {
+      // a crash cut the last write short: it was never acknowledged, so it is discarded
+      log('discarding %d bytes of torn WAL tail at offset %d', tornBytes, offset)
+      ftruncateSync(fd, offset)
+      fdatasyncSync(fd)
+    }
+    return new DurableRaftStorage(directory, memory, fd, offset, { records, tornBytes, snapshotIndex }, init)
+  }
+
+  private static replay(memory: MemoryStorage, payload: Uint8Array): void {
+    const reader = new Reader(payload)
+    const type = reader.u8()
+    if (type === RECORD_SNAPSHOT_MARKER) {
+      const index = reader.f64()
+      const term = reader.f64()
+      const snapshot = memory.snapshot().metadata
+      // the marker counts only if its snapshot file made it to disk
+      if (snapshot.index === index && snapshot.term === term) memory.truncateToSnapshot()
+      return
+    }
+    if (type !== RECORD_BATCH) throw new StoreCorruptedError(`unknown WAL record type ${type}`)
+    const hasHardState = reader.u8() === 1
+    let hardState: HardState | undefined
+    if (hasHardState) {
+      const term = reader.f64()
+      const commit = reader.f64()
+      hardState = { term, commit, vote: reader.string() }
+    }
+    const count = reader.u32()
+    const entries: Entry[] = []
+    for (let i = 0; i < count; i++) {
+      const term = reader.f64()
+      const index = reader.f64()
+      const kind = reader.u8()
+      entries.push({ term, index, type: kind === 1 ? 'conf' : 'normal', data: reader.bytes() })
+    }
+    // entries at or below the snapshot were compacted after this record was written
+    const snapshotIndex = memory.snapshot().metadata.index
+    const live = entries.filter((entry) => entry.index > snapshotIndex)
+    if (live.length > 0) {
+      if (live[0].index > memory.lastIndex() + 1) {
+        throw new StoreCorruptedError(
+          `WAL record starts at ${live[0].index} after last index ${memory.lastIndex()}`,
+        )
+      }
+      memory.append(live)
+    }
+    if (hardState) memory.save({ entries: [], hardState })
+  }
+
+  private appendRecord(payload: Uint8Array): void {
+    const record = frame(payload)
+    let written = 0
+    while (written < record.length)
+      written += writeSync(this.walFd, record, written, record.length - written, this.walBytes + written)
+    fdatasyncSync(this.walFd)
+    this.walBytes += record.length
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('raft storage is closed')
+  }
+
+  /** Writes a brand-new group's founding configuration (see bootstrapUpdate). */
+  bootstrap(voters: string[]): void {
+    if (this.memory.lastIndex() !== 0) throw new Error('bootstrap of a non-empty raft store')
+    this.save(bootstrapUpdate(voters))
+  }
+
+  /** Makes one Ready's snapshot, entries and hard state durable before returning. */
+  save(update: StorageUpdate): void {
+    this.assertOpen()
+    if (update.snapshot) {
+      const { index, term } = update.snapshot.metadata
+      const marker = new Writer(24)
+      marker.u8(RECORD_SNAPSHOT_MARKER)
+      marker.f64(index)
+      marker.f64(term)
+      this.appendRecord(marker.finish())
+      writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(update.snapshot))
+      this.memory.applySnapshot(update.snapshot)
+    }
+    if (update.entries.length > 0 || update.hardState) {
+      this.appendRecord(encodeBatch(update.hardState, update.entries))
+      this.memory.save({ entries: update.entries, hardState: update.hardState })
+    }
+  }
+
+  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {
+    this.assertOpen()
+    const term = this.memory.term(index)
+    const snapshot: Snapshot = {
+      metadata: { index, term, confState: { voters: [...confState.voters] } },
+      data,
+    }
+    writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(snapshot))
+    return this.memory.createSnapshot(index, confState, data)
+  }
+
+  /** Discards entries up to index; rewrites the WAL from the live log once it has grown large. */
+  compact(index: number): void {
+    this.assertOpen()
+    this.memory.compact(index)
+    if (this.walBytes > this.walRewriteBytes) this.rewriteWal()
+  }
+
+  private rewriteWal(): void {
+    const first = this.memory.firstIndex()
+    const last = this.memory.lastIndex()
+    const entries = first <= last ? this.memory.entries(first, last + 1) : []
+    const record = frame(encodeBatch(this.memory.hardStateNow(), entries))
+    writeFileAtomic(this.directory, 'wal.log', record)
+    closeSync(this.walFd)
+    this.walFd = openSync(join(this.directory, 'wal.log'), 'r+')
+    this.walBytes = fstatSync(this.walFd).size
+    log('rewrote WAL: %d entries, %d bytes', entries.length, this.walBytes)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    closeSync(this.walFd)
+  }
+
+  walSizeBytes(): number {
+    return this.walBytes
+  }
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return this.memory.initialState()
+  }
+
+  entries(lo: number, hi: number, bytesMax?: number): Entry[] {
+    return this.memory.entries(lo, hi, bytesMax)
+  }
+
+  term(index: number): number {
+    return this.memory.term(index)
+  }
+
+  firstIndex(): number {
+    return this.memory.firstIndex()
+  }
+
+  lastIndex(): number {
+    return this.memory.lastIndex()
+  }
+
+  snapshot(): Snapshot {
+    return this.memory.snapshot()
+  }
+
+  hardStateNow(): HardState {
+    return this.memory.hardStateNow()
+  }
+}

@@ -1,0 +1,224 @@
+// The public face of the core (etcd's RawNode): feed it ticks, messages and proposals, then take a
+// Ready, make it durable, send its messages, apply its committed entries and call advance().
+//
+//   const node = new RaftNode({ id, storage, random })
+//   node.tick() | node.step(message) | node.propose(data)
+//   while (node.hasReady()) {
+//     const ready = node.ready()
+//     storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
+//     send(ready.messages)           // only after save: persistence before acknowledging
+//     apply(ready.committedEntries)  // and ready.snapshot, if any
+//     node.advance()
+//   }
+import { Raft, type RaftConfig } from './raft.js'
+import {
+  assert,
+  type ConfChange,
+  type Entry,
+  encodeConfChange,
+  type HardState,
+  hardStateEqual,
+  isLocalMessage,
+  type MemberId,
+  type Message,
+  message,
+  type Snapshot,
+  type StateType,
+} from './types.js'
+
+export interface SoftState {
+  lead: MemberId
+  state: StateType
+}
+
+export interface Ready {
+  /** Leader and role, when they changed since the last Ready (not persisted). */
+  softState?: SoftState
+  /** Term, vote and commit to persist, when they changed. */
+  hardState?: HardState
+  /** Entries to append to storage (replacing any conflicting suffix) before sending messages. */
+  entries: Entry[]
+  /** A snapshot from the leader: persist it, then load it into the state machine. */
+  snapshot?: Snapshot
+  /** Entries committed by a quorum: apply them in order. */
+  committedEntries: Entry[]
+  /** Messages to send once the above is durable. */
+  messages: Message[]
+}
+
+export interface Status {
+  id: MemberId
+  term: number
+  vote: MemberId
+  commit: number
+  applied: number
+  lead: MemberId
+  state: StateType
+  firstIndex: number
+  lastIndex: number
+  voters: MemberId[]
+  leadTransferee: MemberId
+  /** The leader's view of each follower: match index and replication state. */
+  progress: Record<MemberId, { match: number; next: number; state: string }>
+}
+
+export interface RaftNodeConfig extends RaftConfig {
+  /** Committed entry bytes per Ready. @default 67108864 */
+  readyCommittedBytesMax?: number
+}
+
+interface PendingReady {
+  lastEntry?: { index: number; term: number }
+  snapshotIndex?: number
+  committed: Entry[]
+}
+
+export class RaftNode {
+  readonly raft: Raft
+  private previousSoftState: SoftState
+  private previousHardState: HardState
+  private pending: PendingReady | undefined
+  private readonly readyCommittedBytesMax: number
+
+  constructor(config: RaftNodeConfig) {
+    this.raft = new Raft(config)
+    this.readyCommittedBytesMax = config.readyCommittedBytesMax ?? 64 << 20
+    this.previousSoftState = this.softState()
+    this.previousHardState = this.raft.hardState()
+  }
+
+  get id(): MemberId {
+    return this.raft.id
+  }
+
+  tick(): void {
+    this.raft.tick()
+  }
+
+  /** Starts an election now (as an expired election timer would). */
+  campaign(): void {
+    this.raft.step(message({ type: 'MsgHup', from: this.raft.id }))
+  }
+
+  /** Feeds a message from another member. Validating wire input is the transport's job. */
+  step(m: Message): void {
+    assert(!isLocalMessage(m.type), `local message ${m.type} fed to step()`)
+    assert(m.to === this.raft.id, `message for ${m.to} fed to ${this.raft.id}`)
+    this.raft.step(m)
+  }
+
+  /** Appends data as the leader; throws ProposalDroppedError (with a leader hint) otherwise. */
+  propose(data: Uint8Array): { index: number; term: number } {
+    return this.raft.propose([{ term: 0, index: 0, type: 'normal', data }])
+  }
+
+  /** Proposes several entries at once (one message batch). */
+  proposeBatch(items: Uint8Array[]): { index: number; term: number } {
+    return this.raft.propose(items.map((data) => ({ term: 0, index: 0, type: 'normal' as const, data })))
+  }
+
+  /** Proposes adding or removing one voter; it takes effect as the entry is applied. */
+  proposeConfChange(change: ConfChange): { index: number; term: number } {
+    return this.raft.propose([{ term: 0, index: 0, type: 'conf', data: encodeConfChange(change) }])
+  }
+
+  /** Asks the leader to hand leadership to `transferee` once it is caught up. */
+  transferLeadership(transferee: MemberId): void {
+    if (this.raft.state !== 'leader') return
+    this.raft.step(message({ type: 'MsgTransferLeader', from: transferee }))
+  }
+
+  private softState(): SoftState {
+    return { lead: this.raft.lead, state: this.raft.state }
+  }
+
+  hasReady(): boolean {
+    assert(this.pending === undefined, 'hasReady() before advance() of the previous Ready')
+    const soft = this.softState()
+    if (soft.lead !== this.previousSoftState.lead || soft.state !== this.previousSoftState.state) return true
+    if (!hardStateEqual(this.raft.hardState(), this.previousHardState)) return true
+    const log = this.raft.log
+    if (log.nextUnstableSnapshot()) return true
+    if (this.raft.messages.length > 0 || log.hasNextUnstableEntries()) return true
+    return log.hasNextCommittedEntries()
+  }
+
+  ready(): Ready {
+    assert(this.pending === undefined, 'ready() before advance() of the previous Ready')
+    const log = this.raft.log
+    const ready: Ready = {
+      entries: log.nextUnstableEntries(),
+      committedEntries: log.nextCommittedEntries(this.readyCommittedBytesMax),
+      messages: this.raft.messages,
+    }
+    this.raft.messages = []
+    const soft = this.softState()
+    if (soft.lead !== this.previousSoftState.lead || soft.state !== this.previousSoftState.state) {
+      ready.softState = soft
+      this.previousSoftState = soft
+    }
+    const hard = this.raft.hardState()
+    if (!hardStateEqual(hard, this.previousHardState)) {
+      ready.hardState = hard
+      this.previousHardState = hard
+    }
+    const snapshot = log.nextUnstableSnapshot()
+    if (snapshot) {
+      ready.snapshot = snapshot
+      log.unstable.snapshotInProgress = true
+    }
+    log.unstable.entriesInProgress = log.unstable.entries.length
+    const pending: PendingReady = { committed: ready.committedEntries }
+    if (ready.entries.length > 0) {
+      const last = ready.entries[ready.entries.length - 1]
+      pending.lastEntry = { index: last.index, term: last.term }
+    }
+    if (snapshot) pending.snapshotIndex = snapshot.metadata.index
+    if (ready.committedEntries.length > 0) {
+      log.applying = ready.committedEntries[ready.committedEntries.length - 1].index
+      this.raft.reduceUncommittedBytes(ready.committedEntries)
+    }
+    this.pending = pending
+    return ready
+  }
+
+  /** Acknowledges that the last Ready was persisted, sent and applied. */
+  advance(): void {
+    const pending = this.pending
+    assert(pending, 'advance() without a Ready')
+    this.pending = undefined
+    const log = this.raft.log
+    if (pending.snapshotIndex !== undefined) {
+      log.unstable.stableSnapTo(pending.snapshotIndex)
+      if (log.applied < pending.snapshotIndex) log.appliedTo(pending.snapshotIndex)
+    }
+    if (pending.lastEntry) log.unstable.stableTo(pending.lastEntry.index, pending.lastEntry.term)
+    for (const entry of pending.committed) {
+      this.raft.applyConfEntry(entry)
+      log.appliedTo(entry.index)
+    }
+    this.raft.onPersisted()
+  }
+
+  status(): Status {
+    const raft = this.raft
+    const progress: Status['progress'] = {}
+    if (raft.state === 'leader') {
+      for (const [id, pr] of raft.progress) progress[id] = { match: pr.match, next: pr.next, state: pr.state }
+    }
+    return {
+      id: raft.id,
+      term: raft.term,
+      vote: raft.vote,
+      commit: raft.log.committed,
+      applied: raft.log.applied,
+      lead: raft.lead,
+      state: raft.state,
+      firstIndex: raft.log.firstIndex(),
+      lastIndex: raft.log.lastIndex(),
+      voters: raft.voters(),
+      leadTransferee: raft.leadTransferee,
+      progress,
+    }
+  }
+}

@@ -1,0 +1,265 @@
+// Runs one member of one Raft group for real: a timer ticks the pure core, the transport feeds it
+// messages, and every Ready is persisted to storage (fsync) before its messages are sent and its
+// committed entries applied. Inputs that arrive in the same event-loop turn are coalesced into one
+// Ready, so a burst of proposals costs one fsync and one frame per peer (batching); the core's
+// inflight window lets several such batches be on the wire at once (pipelining).
+import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { RaftNode, type Ready, type Status } from './node.js'
+import { SeededRandom } from './random.js'
+import type { RaftStorage } from './storage.js'
+import type { RaftTransport } from './transport.js'
+import {
+  type ConfChange,
+  decodeConfChange,
+  type Entry,
+  type MemberId,
+  type Message,
+  ProposalDroppedError,
+} from './types.js'
+
+/** A proposal's entry was replaced by another leader's before it committed; propose it again. */
+export class ProposalLostError extends Error {
+  static override name = 'ProposalLostError'
+  constructor(index: number) {
+    super(`the entry proposed at index ${index} was overwritten by another leader`)
+    this.name = 'ProposalLostError'
+  }
+}
+
+/** The runner was stopped while the proposal was in flight. */
+export class RaftStoppedError extends Error {
+  static override name = 'RaftStoppedError'
+  constructor() {
+    super('raft group member stopped')
+    this.name = 'RaftStoppedError'
+  }
+}
+
+export interface RaftRunnerInit {
+  /** The group id carried in every frame. */
+  group: string
+  /** This member's id: its libp2p peer id string. */
+  id: MemberId
+  storage: RaftStorage
+  transport: RaftTransport
+  /** Applies committed entries to the state machine, in order. */
+  apply?: (entries: Entry[]) => void
+  /** Loads a snapshot received from the leader into the state machine. */
+  restore?: (data: Uint8Array, index: number) => void
+  /** The state machine's current state, for snapshots. @default an empty snapshot */
+  snapshotData?: () => Uint8Array
+  /** Snapshot and compact after this many applied entries. @default 10000 */
+  snapshotEntries?: number
+  /** Entries kept after a compaction, for slow followers. @default 1000 */
+  compactionKeepEntries?: number
+  /** Milliseconds per tick. @default 25 */
+  tickMs?: number
+  /** Ticks before an election (randomized to [n, 2n)): 250-500 ms with the defaults. @default 10 */
+  electionTicks?: number
+  /** @default 1 */
+  heartbeatTicks?: number
+  /** Seed of the election jitter. @default random */
+  seed?: number
+  /** Largest entry accepted by propose(). @default 8388608 */
+  entryBytesMax?: number
+  /** Proposals awaiting commit beyond which propose() refuses. @default 1000000 */
+  pendingProposalsMax?: number
+  /** Called when this member's view of the leader or its role changes. */
+  onLeaderChange?: (lead: MemberId, state: string) => void
+}
+
+interface Waiter {
+  term: number
+  resolve: (value: { index: number; term: number }) => void
+  reject: (error: Error) => void
+}
+
+export class RaftRunner {
+  readonly node: RaftNode
+  readonly group: string
+  private readonly init: RaftRunnerInit
+  private readonly log: ReturnType<typeof logger>
+  private timer: NodeJS.Timeout | undefined
+  private scheduled = false
+  private running = false
+  private readonly waiters = new Map<number, Waiter>()
+  private readonly snapshotEntries: number
+  private readonly compactionKeepEntries: number
+  private lastSnapshotIndex: number
+  /** Every member of the current configuration, plus voters being added: who may talk to us. */
+  private members = new Set<string>()
+
+  constructor(init: RaftRunnerInit) {
+    this.init = init
+    this.group = init.group
+    this.log = logger(`shardnet:raft:${init.group}`)
+    const seed = init.seed ?? randomBytes(4).readUInt32LE(0)
+    const snapshot = init.storage.snapshot()
+    this.lastSnapshotIndex = snapshot.metadata.index
+    if (snapshot.metadata.index > 0) init.restore?.(snapshot.data, snapshot.metadata.index)
+    this.node = new RaftNode({
+      id: init.id,
+      storage: init.storage,
+      random: new SeededRandom(seed),
+      electionTicks: init.electionTicks ?? 10,
+      heartbeatTicks: init.heartbeatTicks ?? 1,
+      applied: snapshot.metadata.index,
+      logger: (line) => this.log(line),
+    })
+    this.snapshotEntries = init.snapshotEntries ?? 10_000
+    this.compactionKeepEntries = init.compactionKeepEntries ?? 1000
+    this.refreshMembers()
+  }
+
+  private refreshMembers(): void {
+    this.members = new Set(this.node.raft.voters())
+  }
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.init.transport.join(this.group, {
+      // before its configuration is applied a new member accepts the group's messages from anyone
+      // it will learn of; afterwards only from voters
+      isMember: (peer) => this.members.size === 0 || this.members.has(peer),
+      onMessages: (messages) => this.receive(messages),
+    })
+    this.timer = setInterval(() => {
+      this.node.tick()
+      this.schedule()
+    }, this.init.tickMs ?? 25)
+    this.schedule()
+  }
+
+  stop(): void {
+    if (!this.running) return
+    this.running = false
+    clearInterval(this.timer)
+    this.init.transport.leave(this.group)
+    for (const waiter of this.waiters.values()) waiter.reject(new RaftStoppedError())
+    this.waiters.clear()
+  }
+
+  status(): Status {
+    return this.node.status()
+  }
+
+  isLeader(): boolean {
+    return this.node.raft.state === 'leader'
+  }
+
+  leader(): MemberId {
+    return this.node.raft.lead
+  }
+
+  /** Proposes data; resolves once it is committed and applied here. Throws ProposalDroppedError off the leader. */
+  propose(data: Uint8Array): Promise<{ index: number; term: number }> {
+    if (!this.running) return Promise.reject(new RaftStoppedError())
+    if (data.length > (this.init.entryBytesMax ?? 8 << 20)) {
+      return Promise.reject(new RangeError(`entry of ${data.length} bytes exceeds entryBytesMax`))
+    }
+    if (this.waiters.size >= (this.init.pendingProposalsMax ?? 1_000_000)) {
+      return Promise.reject(new ProposalDroppedError('uncommitted-limit', this.node.raft.lead))
+    }
+    let proposed: { index: number; term: number }
+    try {
+      proposed = this.node.propose(data)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    this.schedule()
+    return new Promise((resolve, reject) => {
+      this.waiters.set(proposed.index, { term: proposed.term, resolve, reject })
+    })
+  }
+
+  proposeConfChange(change: ConfChange): Promise<{ index: number; term: number }> {
+    let proposed: { index: number; term: number }
+    try {
+      proposed = this.node.proposeConfChange(change)
+      if (change.type === 'add') this.members.add(change.member)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    this.schedule()
+    return new Promise((resolve, reject) => {
+      this.waiters.set(proposed.index, { term: proposed.term, resolve, reject })
+    })
+  }
+
+  transferLeadership(to: MemberId): void {
+    this.node.transferLeadership(to)
+    this.schedule()
+  }
+
+  campaign(): void {
+    this.node.campaign()
+    this.schedule()
+  }
+
+  private receive(messages: Message[]): void {
+    if (!this.running) return
+    for (const m of messages) this.node.step(m)
+    this.schedule()
+  }
+
+  /** Coalesces everything that happens in this turn of the event loop into one Ready. */
+  private schedule(): void {
+    if (this.scheduled || !this.running) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.running) this.processReady()
+    })
+  }
+
+  private processReady(): void {
+    while (this.running && this.node.hasReady()) {
+      const ready = this.node.ready()
+      this.handle(ready)
+      this.node.advance()
+      this.refreshMembers()
+    }
+  }
+
+  private handle(ready: Ready): void {
+    const storage = this.init.storage
+    // persistence before acknowledging: save() returns after fsync
+    storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
+    if (ready.messages.length > 0) this.init.transport.send(this.group, ready.messages)
+    if (ready.snapshot) {
+      this.init.restore?.(ready.snapshot.data, ready.snapshot.metadata.index)
+      this.lastSnapshotIndex = ready.snapshot.metadata.index
+    }
+    if (ready.softState) this.init.onLeaderChange?.(ready.softState.lead, ready.softState.state)
+    if (ready.committedEntries.length === 0) return
+    this.init.apply?.(ready.committedEntries)
+    for (const entry of ready.committedEntries) {
+      const waiter = this.waiters.get(entry.index)
+      if (!waiter) continue
+      this.waiters.delete(entry.index)
+      if (waiter.term === entry.term) waiter.resolve({ index: entry.index, term: entry.term })
+      else waiter.reject(new ProposalLostError(entry.index))
+    }
+    const applied = ready.committedEntries[ready.committedEntries.length - 1].index
+    if (applied - this.lastSnapshotIndex >= this.snapshotEntries) {
+      // the configuration after these entries: advance() has not applied their conf changes yet
+      let voters = new Set(this.node.raft.voters())
+      for (const entry of ready.committedEntries) {
+        if (entry.type !== 'conf') continue
+        const change = decodeConfChange(entry.data)
+        if (change.type === 'add') voters.add(change.member)
+        else voters = new Set([...voters].filter((id) => id !== change.member))
+      }
+      storage.createSnapshot(
+        applied,
+        { voters: [...voters].sort() },
+        this.init.snapshotData?.() ?? new Uint8Array(0),
+      )
+      const compactTo = applied - this.compactionKeepEntries
+      if (compactTo >= storage.firstIndex()) storage.compact(compactTo)
+      this.lastSnapshotIndex = applied
+    }
+  }
+}
