@@ -1,9 +1,10 @@
 import { Command, CommanderError } from 'commander'
 import { UserError } from './errors.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerNode } from './node.js'
 import { register as registerVersion } from './version.js'
 
-const registrations: Array<(program: Command) => void> = [registerVersion]
+const registrations: Array<(program: Command) => void> = [registerVersion, registerNode]
 
 export function buildProgram(): Command {
   const program = new Command('shardnet')
