@@ -30,6 +30,7 @@ import {
   type Startable,
   type Stream,
   serviceCapabilities,
+  setMaxListeners,
 } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
@@ -194,8 +195,11 @@ export class UnsupportedCidError extends Error {
   override name = 'UnsupportedCidError'
 }
 
+/** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
 function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
-  return AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined))
+  const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined))
+  setMaxListeners(Number.POSITIVE_INFINITY, signal)
+  return signal
 }
 
 class DefaultBlockExchange implements BlockExchange {

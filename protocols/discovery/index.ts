@@ -33,6 +33,7 @@ import {
   type Startable,
   serviceCapabilities,
   serviceDependencies,
+  setMaxListeners,
 } from '@libp2p/interface'
 import type { AddressManager } from '@libp2p/interface-internal'
 import type { CID } from 'multiformats/cid'
@@ -163,6 +164,13 @@ export class UnknownCapabilityError extends Error {
 }
 
 const FIND_WORKERS_LIMIT_MAX = 1_000
+
+/** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
+function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
+  const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined))
+  setMaxListeners(Number.POSITIVE_INFINITY, signal)
+  return signal
+}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void
@@ -297,11 +305,7 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     const record = await verifyCapabilityRecord(value, this.now(), this.components.peerId.toString())
     this.record = record
     this.recordValue = value
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(this.publishTimeoutMs),
-      this.shutdown.signal,
-      ...(options.signal ? [options.signal] : []),
-    ])
+    const signal = signalOf(AbortSignal.timeout(this.publishTimeoutMs), this.shutdown.signal, options.signal)
     const cid = await capabilityCid(ad.capability)
     const results = await Promise.allSettled([
       this.components.contentRouting.put(capabilityKey(this.components.peerId), value, { signal }),
@@ -321,11 +325,11 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     if (peerId.equals(this.components.peerId) && this.recordValue !== undefined) {
       return verifyCapabilityRecord(this.recordValue, this.now(), peerId.toString())
     }
-    const signal = AbortSignal.any([
+    const signal = signalOf(
       AbortSignal.timeout(this.recordFetchTimeoutMs),
       this.shutdown.signal,
-      ...(options.signal ? [options.signal] : []),
-    ])
+      options.signal,
+    )
     let value: Uint8Array
     try {
       value = await this.components.contentRouting.get(capabilityKey(peerId), { signal })
@@ -346,11 +350,7 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     const limit = Math.min(options.limit ?? this.findWorkersLimit, FIND_WORKERS_LIMIT_MAX)
     const cid: CID = await capabilityCid(capability)
     const lookup = new AbortController()
-    const signal = AbortSignal.any([
-      lookup.signal,
-      this.shutdown.signal,
-      ...(options.signal ? [options.signal] : []),
-    ])
+    const signal = signalOf(lookup.signal, this.shutdown.signal, options.signal)
     const seen = new Set<string>([this.components.peerId.toString()])
     const found: FoundWorker[] = []
     let inflight = 0

@@ -315,8 +315,12 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     if (topics !== undefined && topics[this.topic] === undefined) topics[this.topic] = taskTopicScoreParams()
     pubsub.topicValidators.set(this.topic, (from, msg) => this.validate(from, msg))
     pubsub.addEventListener('message', this.onMessage)
-    pubsub.subscribe(this.topic)
     this.started = true
+  }
+
+  /** Services start concurrently: subscribing has to wait until gossipsub itself has started. */
+  afterStart(): void {
+    this.components.pubsub.subscribe(this.topic)
   }
 
   async stop(): Promise<void> {
