@@ -4,6 +4,22 @@ import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { LevelDatastore } from 'datastore-level'
+import { type BlockExchange, blockExchange } from '../protocols/blocks/index.js'
+import {
+  type Capability,
+  type CapabilityDiscovery,
+  type CapabilityDiscoveryInit,
+  capabilityDiscovery,
+  shardnetDhtSelectors,
+  shardnetDhtValidators,
+} from '../protocols/discovery/index.js'
+import {
+  TASKS_TOPIC,
+  type TaskGossip,
+  type TaskGossipInit,
+  taskGossip,
+  taskTopicScoreParams,
+} from '../protocols/tasks/index.js'
 import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
 import { ApiError, type ApiRoute, type ApiServer, startApiServer } from './api/server.js'
 import { loadOrCreateApiToken } from './api/token.js'
@@ -22,6 +38,15 @@ import { openDatastore } from './store/datastore.js'
 import { loadOrCreateIdentity } from './store/identity.js'
 
 const log = logger('shardnet:daemon')
+
+/** The protocol services a shardnet node runs on top of the core libp2p services. */
+export interface ProtocolServices extends Record<string, unknown> {
+  discovery: CapabilityDiscovery
+  tasks: TaskGossip
+  blocks: BlockExchange
+}
+
+export type NodeHost = ShardnetHost<ProtocolServices>
 
 /** The version every node reports; read once from package.json. */
 export function shardnetVersion(): string {
@@ -56,6 +81,16 @@ export interface DaemonInit {
    * @default 2000
    */
   bootstrapRedialIntervalMs?: number
+  /** capability discovery settings (record refresh interval and lifetime) */
+  discovery?: CapabilityDiscoveryInit
+  /** task gossip settings */
+  tasks?: TaskGossipInit
+  /**
+   * how long to wait between attempts to publish the capability record while the DHT has no peers,
+   * and how often to check whether the network grew enough to publish again
+   * @default 2000
+   */
+  advertiseRetryMs?: number
 }
 
 /** What `shardnet node status` shows. */
@@ -103,7 +138,7 @@ class BootstrapDialer {
   private static readonly dialTimeoutMs = 10_000
 
   constructor(
-    private readonly host: ShardnetHost,
+    private readonly host: NodeHost,
     private readonly addresses: string[],
     private readonly intervalMs: number,
   ) {}
@@ -159,6 +194,73 @@ class BootstrapDialer {
 }
 
 /**
+ * Publishes this node's capability record and provider entry, retrying while the DHT has no peers,
+ * and publishing again when the routing table has doubled since the last publication: a record put
+ * into a network of two nodes sits on those two only, so the first nodes of a network would stay
+ * hard to find until the discovery service's periodic refresh (minutes) otherwise.
+ */
+class CapabilityAdvertiser {
+  private timer: NodeJS.Timeout | undefined
+  private readonly controller = new AbortController()
+  private publishedAtPeers = 0
+  private lastAttemptMs = 0
+  private busy = false
+
+  constructor(
+    private readonly host: NodeHost,
+    private readonly capability: NodeCapability,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.schedule(0)
+  }
+
+  stop(): void {
+    this.controller.abort()
+    clearTimeout(this.timer)
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.controller.signal.aborted) return
+    this.timer = setTimeout(() => void this.tick(), delayMs)
+    this.timer.unref()
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return
+    const peers = dhtRoutingTableSize(this.host)
+    const due =
+      peers > 0 &&
+      (this.publishedAtPeers === 0 || peers >= 2 * this.publishedAtPeers) &&
+      Date.now() - this.lastAttemptMs >= this.intervalMs
+    if (due) {
+      this.busy = true
+      this.lastAttemptMs = Date.now()
+      try {
+        await this.host.services.discovery.advertise(
+          {
+            capability: this.capability.backend,
+            adapterName: this.capability.adapterName,
+            maxBufferBytes: this.capability.maxBufferBytes,
+            gflops: this.capability.matmulGflops,
+          },
+          { signal: this.controller.signal },
+        )
+        this.publishedAtPeers = peers
+        log('advertised %s capability to a network of %d DHT peers', this.capability.backend, peers)
+      } catch (error) {
+        if (!this.controller.signal.aborted)
+          log('advertising the capability failed, will retry: %s', (error as Error).message)
+      } finally {
+        this.busy = false
+      }
+    }
+    this.schedule(this.intervalMs)
+  }
+}
+
+/**
  * The composition root: a running node. Opens the data dir (identity, datastore, block store),
  * measures the backend, builds the libp2p host with the protocols, keeps bootstrap peers connected
  * and serves the control API.
@@ -166,7 +268,7 @@ class BootstrapDialer {
 export class Daemon {
   readonly paths: DataDirPaths
   readonly config: NodeConfig
-  readonly host: ShardnetHost
+  readonly host: NodeHost
   readonly blockStore: FileBlockStore
   readonly capability: NodeCapability
   readonly metrics: NodeMetrics
@@ -177,13 +279,14 @@ export class Daemon {
 
   private readonly datastore: LevelDatastore
   private readonly bootstrapDialer: BootstrapDialer
+  private readonly advertiser: CapabilityAdvertiser
   private stopping: Promise<void> | undefined
   private readonly resolveStopped: () => void
 
   private constructor(parts: {
     paths: DataDirPaths
     config: NodeConfig
-    host: ShardnetHost
+    host: NodeHost
     blockStore: FileBlockStore
     capability: NodeCapability
     metrics: NodeMetrics
@@ -191,6 +294,7 @@ export class Daemon {
     startedAtMs: number
     datastore: LevelDatastore
     bootstrapDialer: BootstrapDialer
+    advertiser: CapabilityAdvertiser
   }) {
     this.paths = parts.paths
     this.config = parts.config
@@ -202,6 +306,7 @@ export class Daemon {
     this.startedAtMs = parts.startedAtMs
     this.datastore = parts.datastore
     this.bootstrapDialer = parts.bootstrapDialer
+    this.advertiser = parts.advertiser
     let resolveStopped!: () => void
     this.stopped = new Promise<void>((resolve) => {
       resolveStopped = resolve
@@ -236,14 +341,14 @@ export class Daemon {
       cleanups.push(() => datastore.close())
       const blockStore = new FileBlockStore({ folder: paths.blocks })
 
-      let host: ShardnetHost | undefined
+      let host: NodeHost | undefined
       const metrics = createNodeMetrics({
         startedAtMs,
         peerCount: () => host?.getPeers().length ?? 0,
         dhtRoutingTableSize: () => dhtRoutingTableSize(host),
         backend: () => capability,
       })
-      host = await createHost({
+      host = await createHost<ProtocolServices>({
         privateKey,
         listen: config.listen,
         announce: config.announce,
@@ -253,6 +358,14 @@ export class Daemon {
         ipColocationPenalty: init.ipColocationPenalty,
         dhtInitialQuerySelfIntervalMs: init.dhtInitialQuerySelfIntervalMs,
         maxConnections: config.maxConnections,
+        dhtValidators: shardnetDhtValidators(),
+        dhtSelectors: shardnetDhtSelectors(),
+        gossipScoreParams: { topics: { [TASKS_TOPIC]: taskTopicScoreParams() } },
+        services: {
+          discovery: capabilityDiscovery(init.discovery),
+          tasks: taskGossip(init.tasks),
+          blocks: blockExchange({ store: blockStore }),
+        },
       })
       const startedHost = host
       await startedHost.start()
@@ -271,6 +384,9 @@ export class Daemon {
       )
       bootstrapDialer.start()
       cleanups.push(async () => bootstrapDialer.stop())
+      const advertiser = new CapabilityAdvertiser(host, capability, init.advertiseRetryMs ?? 2000)
+      advertiser.start()
+      cleanups.push(async () => advertiser.stop())
 
       let daemon: Daemon | undefined
       const api = await startApiServer({
@@ -296,6 +412,7 @@ export class Daemon {
         startedAtMs,
         datastore,
         bootstrapDialer,
+        advertiser,
       })
       const endpoint: ApiEndpointFile = { url: api.url, pid: process.pid, peerId: host.peerId.toString() }
       await writeFileAtomic(paths.apiEndpoint, `${JSON.stringify(endpoint)}\n`, 0o600)
@@ -327,10 +444,16 @@ export class Daemon {
     }
   }
 
-  /** Peers we are connected to and peers in our DHT routing table. */
-  async peers(): Promise<PeerEntry[]> {
-    const entries = new Map<string, PeerEntry>()
+  /**
+   * Peers this node knows: with `capability`, the workers whose verified capability records the DHT
+   * returns for it; without, open connections and the DHT routing table too, each with its capability
+   * record when one was found. This node itself is not listed.
+   */
+  async peers(options: { capability?: Capability; signal?: AbortSignal } = {}): Promise<PeerEntry[]> {
+    const self = this.peerId.toString()
+    const signal = options.signal ?? AbortSignal.timeout(PEER_LOOKUP_TIMEOUT_MS)
     const connected = new Set(this.host.getPeers().map((peer) => peer.toString()))
+    const entries = new Map<string, PeerEntry>()
     const addressesOf = async (peerId: PeerId): Promise<string[]> => {
       try {
         const peer = await this.host.peerStore.get(peerId)
@@ -339,23 +462,59 @@ export class Daemon {
         return []
       }
     }
-    for (const peerId of this.host.getPeers()) {
-      entries.set(peerId.toString(), {
-        peerId: peerId.toString(),
-        addresses: await addressesOf(peerId),
-        connected: true,
-        source: 'connection',
-      })
-    }
-    for (const peerId of dhtRoutingTablePeers(this.host)) {
-      const key = peerId.toString()
-      if (entries.has(key)) continue
-      entries.set(key, {
-        peerId: key,
-        addresses: await addressesOf(peerId),
-        connected: connected.has(key),
-        source: 'dht',
-      })
+    const capabilities: Capability[] = options.capability != null ? [options.capability] : ['webgpu', 'cpu']
+    await Promise.all(
+      capabilities.map(async (capability) => {
+        try {
+          for await (const worker of this.host.services.discovery.findWorkers(capability, {
+            limit: FIND_WORKERS_LIMIT,
+            signal,
+          })) {
+            const key = worker.peerId.toString()
+            if (key === self) continue
+            const record = worker.record
+            entries.set(key, {
+              peerId: key,
+              addresses: record.addresses,
+              connected: connected.has(key),
+              source: 'capability-record',
+              capability: {
+                backend: record.capability,
+                adapterName: record.adapterName,
+                gflops: record.gflops,
+                maxBufferBytes: record.maxBufferBytes,
+              },
+            })
+          }
+        } catch (error) {
+          // a lookup cut short by its deadline still lists what it found
+          if (!signal.aborted) throw error
+        }
+      }),
+    )
+    if (options.capability == null) {
+      for (const peerId of this.host.getPeers()) {
+        const key = peerId.toString()
+        if (!entries.has(key)) {
+          entries.set(key, {
+            peerId: key,
+            addresses: await addressesOf(peerId),
+            connected: true,
+            source: 'connection',
+          })
+        }
+      }
+      for (const peerId of dhtRoutingTablePeers(this.host)) {
+        const key = peerId.toString()
+        if (!entries.has(key)) {
+          entries.set(key, {
+            peerId: key,
+            addresses: await addressesOf(peerId),
+            connected: connected.has(key),
+            source: 'dht',
+          })
+        }
+      }
     }
     return [...entries.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
@@ -366,6 +525,7 @@ export class Daemon {
       log('stopping')
       await this.api.close().catch((error: unknown) => log.error('closing the API failed: %e', error))
       this.bootstrapDialer.stop()
+      this.advertiser.stop()
       try {
         await this.host.stop()
       } catch (error) {
@@ -386,15 +546,19 @@ interface RoutingTableView {
   routingTable?: { size: number; kb?: { toIterable(): Iterable<{ peerId: PeerId }> } }
 }
 
-function dhtRoutingTableSize(host: ShardnetHost | undefined): number {
+function dhtRoutingTableSize(host: NodeHost | undefined): number {
   return (host?.services.dht as unknown as RoutingTableView | undefined)?.routingTable?.size ?? 0
 }
 
-function dhtRoutingTablePeers(host: ShardnetHost): PeerId[] {
+function dhtRoutingTablePeers(host: NodeHost): PeerId[] {
   const table = (host.services.dht as unknown as RoutingTableView).routingTable
   if (table?.kb == null) return []
   return [...table.kb.toIterable()].map((contact) => contact.peerId)
 }
+
+/** bounds on one `peers` request */
+const PEER_LOOKUP_TIMEOUT_MS = 20_000
+const FIND_WORKERS_LIMIT = 1_000
 
 function apiRoutes(daemonOf: () => Daemon): ApiRoute[] {
   return [
@@ -402,7 +566,14 @@ function apiRoutes(daemonOf: () => Daemon): ApiRoute[] {
     {
       method: 'GET',
       path: '/v1/peers',
-      handle: async () => ({ peers: await daemonOf().peers() }),
+      handle: async ({ url, signal }) => {
+        const capability = url.searchParams.get('capability')
+        if (capability != null && capability !== 'webgpu' && capability !== 'cpu') {
+          throw new ApiError(400, `unknown capability "${capability}" (expected webgpu or cpu)`)
+        }
+        const lookup = AbortSignal.any([signal, AbortSignal.timeout(PEER_LOOKUP_TIMEOUT_MS)])
+        return { peers: await daemonOf().peers({ capability: capability ?? undefined, signal: lookup }) }
+      },
     },
     {
       method: 'POST',

@@ -67,7 +67,7 @@ export interface HostInit<Extra extends ServiceMap = ServiceMap> {
    */
   maxConnections?: number
   /** protocol services from protocols/ (discovery, tasks, blocks...) */
-  services?: ServiceFactoryMap<Extra>
+  services?: Pick<ServiceFactoryMap<CoreServices & Extra>, keyof Extra>
 }
 
 /** A swarm key file in the go-ipfs/libp2p format: `/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits. */

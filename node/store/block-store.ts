@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import type { BlockStore } from '../../protocols/blocks/store.js'
+import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
 import { writeFileAtomic } from './atomic-file.js'
 
 /** sha2-256 multihash code: the only hash shardnet names blocks with (DESIGN.md principle 4) */
@@ -30,8 +32,8 @@ export interface FileBlockStoreInit {
   /** folder holding one file per block */
   folder: string
   /**
-   * largest block accepted, in bytes; larger content is chunked by the blocks protocol
-   * @default 4 MiB
+   * largest block accepted, in bytes (the blocks protocol's own limit)
+   * @default BLOCK_BYTES_MAX (256 MiB)
    */
   blockBytesMax?: number
 }
@@ -53,13 +55,13 @@ function digestMatches(cid: CID, bytes: Uint8Array): boolean {
  * verified against the hash on every write and every read. A block that fails the check on read is
  * deleted and reported missing, so corruption on disk is never served to a peer.
  */
-export class FileBlockStore {
+export class FileBlockStore implements BlockStore {
   readonly folder: string
   readonly blockBytesMax: number
 
   constructor(init: FileBlockStoreInit) {
     this.folder = init.folder
-    this.blockBytesMax = init.blockBytesMax ?? 4 * 1024 * 1024
+    this.blockBytesMax = init.blockBytesMax ?? BLOCK_BYTES_MAX
   }
 
   private pathOf(cid: CID): string {
