@@ -20,10 +20,12 @@ export class DataDirInUseError extends Error {
 export async function openDatastore(path: string): Promise<LevelDatastore> {
   const datastore = new LevelDatastore(path)
   try {
-    await datastore.open()
+    // open the Level instance ourselves: LevelDatastore.open() flattens the cause into a string,
+    // and the cause is what tells a locked database from a damaged one
+    await datastore.db.open({ createIfMissing: true, compression: false })
   } catch (error) {
-    const text = `${(error as Error).message} ${String((error as { cause?: unknown }).cause ?? '')}`
-    if (/lock/i.test(text)) throw new DataDirInUseError(path)
+    const cause = (error as { cause?: { code?: string } }).cause
+    if (cause?.code === 'LEVEL_LOCKED') throw new DataDirInUseError(path)
     throw error
   }
   return datastore
