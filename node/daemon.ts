@@ -4,7 +4,13 @@ import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { LevelDatastore } from 'datastore-level'
-import { type BlockExchange, blockExchange } from '../protocols/blocks/index.js'
+import { CID } from 'multiformats/cid'
+import {
+  BLOCKS_PROTOCOL,
+  type BlockExchange,
+  BlockNotFoundError,
+  blockExchange,
+} from '../protocols/blocks/index.js'
 import {
   type Capability,
   type CapabilityDiscovery,
@@ -347,6 +353,24 @@ export class Daemon {
         peerCount: () => host?.getPeers().length ?? 0,
         dhtRoutingTableSize: () => dhtRoutingTableSize(host),
         backend: () => capability,
+        gossip: () => {
+          const tasks = host?.services.tasks
+          if (tasks == null) return []
+          const counters = tasks.counters()
+          return [{ topic: tasks.topic, accepted: counters.accepted, rejected: counters.rejected }]
+        },
+        streams: () => {
+          const blocks = host?.services.blocks
+          if (blocks == null) return []
+          const counters = blocks.counters()
+          return [
+            {
+              protocol: BLOCKS_PROTOCOL,
+              sentBytes: counters.bytesSent,
+              receivedBytes: counters.bytesReceived,
+            },
+          ]
+        },
       })
       host = await createHost<ProtocolServices>({
         privateKey,
@@ -573,6 +597,35 @@ function apiRoutes(daemonOf: () => Daemon): ApiRoute[] {
         }
         const lookup = AbortSignal.any([signal, AbortSignal.timeout(PEER_LOOKUP_TIMEOUT_MS)])
         return { peers: await daemonOf().peers({ capability: capability ?? undefined, signal: lookup }) }
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/blocks',
+      handle: async ({ body, signal }) => {
+        const data = (body as { data?: unknown } | undefined)?.data
+        if (typeof data !== 'string') throw new ApiError(400, 'expected {"data": "<base64>"}')
+        const cid = await daemonOf().host.services.blocks.put(Buffer.from(data, 'base64'), { signal })
+        return { cid: cid.toString() }
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/blocks',
+      handle: async ({ url, signal }) => {
+        let cid: CID
+        try {
+          cid = CID.parse(url.searchParams.get('cid') ?? '')
+        } catch {
+          throw new ApiError(400, 'expected ?cid=<a CID>')
+        }
+        try {
+          const bytes = await daemonOf().host.services.blocks.get(cid, { signal })
+          return { cid: cid.toString(), data: Buffer.from(bytes).toString('base64') }
+        } catch (error) {
+          if (error instanceof BlockNotFoundError) throw new ApiError(404, `block ${cid} was not found`)
+          throw error
+        }
       },
     },
     {

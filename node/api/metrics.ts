@@ -3,12 +3,22 @@ import { Counter, Gauge, Registry } from 'prom-client'
 /** Counters the daemon and its protocols increment; read through GET /metrics. */
 export interface NodeMetrics {
   registry: Registry
-  /** gossip messages by topic, result (`accepted`, `rejected`, `ignored`) and reason */
-  gossipMessages: Counter<'topic' | 'result' | 'reason'>
-  /** bytes on shardnet's own stream protocols, by protocol and direction */
-  streamBytes: Counter<'protocol' | 'direction'>
   /** API requests refused, by reason (`no-token`, `wrong-token`, `non-loopback`) */
   apiRefused: Counter<'reason'>
+}
+
+/** Gossip validation totals of one topic, as the protocol service counts them. */
+export interface GossipTotals {
+  topic: string
+  accepted: number
+  rejected: Record<string, number>
+}
+
+/** Bytes a stream protocol moved, as the protocol service counts them. */
+export interface StreamTotals {
+  protocol: string
+  sentBytes: number
+  receivedBytes: number
 }
 
 /** What /metrics reads from the running node when it is scraped. */
@@ -16,6 +26,8 @@ export interface NodeMetricsSources {
   peerCount(): number
   dhtRoutingTableSize(): number
   backend(): { backend: string; adapterName: string; matmulGflops: number } | undefined
+  gossip?(): GossipTotals[]
+  streams?(): StreamTotals[]
   startedAtMs: number
 }
 
@@ -68,20 +80,38 @@ export function createNodeMetrics(sources: NodeMetricsSources): NodeMetrics {
       this.set((Date.now() - sources.startedAtMs) / 1000)
     },
   })
+  // totals the protocol services keep are copied in at scrape time, so every node of an in-process
+  // network reports its own (libp2p's metrics table is process-wide)
+  new Counter({
+    name: 'shardnet_gossip_messages_total',
+    help: 'gossip messages validated, by topic, result (accepted/rejected) and reason',
+    labelNames: ['topic', 'result', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const totals of sources.gossip?.() ?? []) {
+        this.inc({ topic: totals.topic, result: 'accepted', reason: '' }, totals.accepted)
+        for (const [reason, count] of Object.entries(totals.rejected)) {
+          this.inc({ topic: totals.topic, result: 'rejected', reason }, count)
+        }
+      }
+    },
+  })
+  new Counter({
+    name: 'shardnet_stream_bytes_total',
+    help: 'bytes on shardnet stream protocols, by protocol and direction',
+    labelNames: ['protocol', 'direction'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const totals of sources.streams?.() ?? []) {
+        this.inc({ protocol: totals.protocol, direction: 'sent' }, totals.sentBytes)
+        this.inc({ protocol: totals.protocol, direction: 'received' }, totals.receivedBytes)
+      }
+    },
+  })
   return {
     registry,
-    gossipMessages: new Counter({
-      name: 'shardnet_gossip_messages_total',
-      help: 'gossip messages validated, by topic, result and reason',
-      labelNames: ['topic', 'result', 'reason'],
-      registers: [registry],
-    }),
-    streamBytes: new Counter({
-      name: 'shardnet_stream_bytes_total',
-      help: 'bytes on shardnet stream protocols, by protocol and direction',
-      labelNames: ['protocol', 'direction'],
-      registers: [registry],
-    }),
     apiRefused: new Counter({
       name: 'shardnet_api_refused_total',
       help: 'control API requests refused, by reason',
