@@ -3,6 +3,7 @@
 // nodes keep serving each other throughout, and a malformed swarm key file is refused at start.
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { Daemon } from '../../node/daemon.js'
 import { generateSwarmKey, SwarmKeyFormatError } from '../../node/host.js'
@@ -34,10 +35,10 @@ describe('a private network (swarm key)', () => {
 
     // direct dials fail at the connection-protector stage
     await expect(
-      outsider.host.dial(first.addresses()[0], { signal: AbortSignal.timeout(10_000) }),
+      outsider.host.dial(multiaddr(first.addresses()[0]), { signal: AbortSignal.timeout(10_000) }),
     ).rejects.toThrow()
     await expect(
-      otherNetwork.host.dial(first.addresses()[0], { signal: AbortSignal.timeout(10_000) }),
+      otherNetwork.host.dial(multiaddr(first.addresses()[0]), { signal: AbortSignal.timeout(10_000) }),
     ).rejects.toThrow()
 
     // the bootstrap loop keeps redialling every 500 ms; give it several rounds
