@@ -37,6 +37,7 @@ import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { BlockChunk, BlockRequest, BlockResponse } from '../wire/blocks.js'
 import {
@@ -195,6 +196,52 @@ export class UnsupportedCidError extends Error {
   override name = 'UnsupportedCidError'
 }
 
+/** A frame's length prefix is longer than any allowed frame needs: the peer is sending garbage. */
+class FrameLengthError extends Error {
+  static override name = 'FrameLengthError'
+  override name = 'FrameLengthError'
+}
+
+/**
+ * The varint length decoder for lpStream, refusing a prefix longer than `maxBytes` as soon as it is seen.
+ * lpStream's own check runs only once a varint completes, so an endless run of 0xff bytes would otherwise
+ * be buffered until the deadline. Throws RangeError while incomplete, as lpStream expects.
+ */
+function boundedLengthDecoder(maxBytes: number) {
+  const decode = (buf: Uint8ArrayList | Uint8Array): number => {
+    let value = 0
+    let scale = 1
+    for (let i = 0; i < buf.byteLength; i++) {
+      if (i >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
+      const byte = buf instanceof Uint8Array ? buf[i] : buf.get(i)
+      value += (byte & 0x7f) * scale
+      if ((byte & 0x80) === 0) return value
+      scale *= 128
+    }
+    if (buf.byteLength >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
+    throw new RangeError('incomplete varint')
+  }
+  decode.bytes = 0
+  return decode
+}
+
+function varintBytes(n: number): number {
+  let bytes = 1
+  while (n >= 128) {
+    n = Math.floor(n / 128)
+    bytes++
+  }
+  return bytes
+}
+
+function isOversizedFrameError(err: unknown): boolean {
+  return (
+    err instanceof InvalidDataLengthError ||
+    err instanceof InvalidDataLengthLengthError ||
+    err instanceof FrameLengthError
+  )
+}
+
 /** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
 function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
   const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined))
@@ -301,12 +348,15 @@ class DefaultBlockExchange implements BlockExchange {
   }
 
   private async serve(stream: Stream, signal: AbortSignal): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: BLOCK_REQUEST_BYTES_MAX })
+    const lp = lpStream(stream, {
+      maxDataLength: BLOCK_REQUEST_BYTES_MAX,
+      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_REQUEST_BYTES_MAX)),
+    })
     let frame: Awaited<ReturnType<typeof lp.read>>
     try {
       frame = await lp.read({ signal })
     } catch (err) {
-      if (err instanceof InvalidDataLengthError || err instanceof InvalidDataLengthLengthError) {
+      if (isOversizedFrameError(err)) {
         this.count('oversized')
       } else {
         this.count('stream-error')
@@ -462,14 +512,16 @@ class DefaultBlockExchange implements BlockExchange {
   }
 
   private async receive(stream: Stream, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
-    const lp = lpStream(stream, { maxDataLength: BLOCK_CHUNK_FRAME_BYTES_MAX })
+    const lp = lpStream(stream, {
+      maxDataLength: BLOCK_CHUNK_FRAME_BYTES_MAX,
+      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_FRAME_BYTES_MAX)),
+    })
     await lp.write(BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 }), { signal })
     const read = async () => {
       try {
         return await lp.read({ signal })
       } catch (err) {
-        if (err instanceof InvalidDataLengthError || err instanceof InvalidDataLengthLengthError)
-          this.fail('oversized')
+        if (isOversizedFrameError(err)) this.fail('oversized')
         throw err
       }
     }
