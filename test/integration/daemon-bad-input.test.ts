@@ -18,6 +18,9 @@ async function sendRaw(attacker: Daemon, victim: Daemon, protocol: string, bytes
     // a victim may refuse the stream outright (stream limits): also fine
     return
   }
+  // long-lived protocols (gossipsub) keep a stream open, and a frame that announces more bytes than
+  // sent leaves the victim waiting: give up on the stream after a deadline, as a real peer would
+  const deadline = setTimeout(() => stream.abort(new Error('test deadline')), 3_000)
   try {
     stream.send(bytes)
     await stream.close({ signal: AbortSignal.timeout(5_000) })
@@ -26,6 +29,8 @@ async function sendRaw(attacker: Daemon, victim: Daemon, protocol: string, bytes
     }
   } catch {
     // the victim aborted the stream, which is the expected answer to garbage
+  } finally {
+    clearTimeout(deadline)
   }
 }
 
