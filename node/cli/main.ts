@@ -1,15 +1,17 @@
 import { Command, CommanderError } from 'commander'
 import { UserError } from './errors.js'
-import { register as registerEval } from './eval.js'
-import { register as registerTrain } from './train.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerEval } from './eval.js'
+import { register as registerNode } from './node.js'
 import { register as registerSim } from './sim.js'
+import { register as registerTrain } from './train.js'
 import { register as registerVersion } from './version.js'
 
 const registrations: Array<(program: Command) => void> = [
   registerVersion,
   registerTrain,
   registerEval,
+  registerNode,
   registerSim,
 ]
 

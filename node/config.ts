@@ -1,0 +1,148 @@
+import { readFile } from 'node:fs/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { z } from 'zod'
+
+/**
+ * The listen address when none is configured. Loopback, on purpose: a node that a user starts to
+ * try shardnet should not open a port to the network until they ask for it with `--listen`.
+ */
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+
+/** A config file (or flag) value that is unknown, of the wrong type or out of range. */
+export class ConfigError extends Error {
+  static override name = 'ConfigError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+const multiaddrString = z.string().refine(
+  (text) => {
+    try {
+      multiaddr(text)
+      return true
+    } catch {
+      return false
+    }
+  },
+  { message: 'is not a valid multiaddr' },
+)
+
+const bootstrapAddress = multiaddrString.refine((text) => /\/p2p\/[^/]+$/.test(text), {
+  message: 'must end with /p2p/<peer id>',
+})
+
+/** The config file: JSON, every key optional, unknown keys refused. Flags override it. */
+export const configFileSchema = z.strictObject({
+  listen: z.array(multiaddrString).min(1).optional(),
+  announce: z.array(multiaddrString).optional(),
+  bootstrap: z.array(bootstrapAddress).optional(),
+  apiHost: z.string().min(1).optional(),
+  apiPort: z.number().int().min(0).max(65535).optional(),
+  /** binding the API to a non-loopback address must be asked for explicitly */
+  allowRemoteApi: z.boolean().optional(),
+  swarmKeyFile: z.string().min(1).optional(),
+  backend: z.enum(['webgpu', 'cpu']).optional(),
+  maxConnections: z.number().int().min(1).max(10_000).optional(),
+})
+
+export type ConfigFile = z.infer<typeof configFileSchema>
+
+/** Everything a daemon needs to know, after defaults, the config file and flags are merged. */
+export interface NodeConfig {
+  dataDir: string
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  apiHost: string
+  /** 0 picks a free port; the daemon writes the one it got to api.json in the data dir */
+  apiPort: number
+  allowRemoteApi: boolean
+  swarmKeyFile?: string
+  /** the backend this node prefers; it falls back to cpu when webgpu is unavailable */
+  backend: 'webgpu' | 'cpu'
+  maxConnections: number
+}
+
+/** Flags as the CLI parsed them; undefined means "not given". */
+export type ConfigOverrides = Partial<Omit<NodeConfig, 'dataDir'>>
+
+function describeIssue(issue: z.core.$ZodIssue, source: string): string {
+  const path = issue.path.map(String).join('.')
+  if (issue.code === 'unrecognized_keys') {
+    const where = path === '' ? '' : ` in "${path}"`
+    const keys = issue.keys.map((key) => `"${key}"`).join(', ')
+    return `${source}: unknown key ${keys}${where} (known keys: ${Object.keys(configFileSchema.shape).join(', ')})`
+  }
+  return `${source}: key "${path}" ${issue.message.replace(/^Invalid input: /, '')}`
+}
+
+/** Checks a parsed config object; the error names the first bad key and where it came from. */
+export function parseConfigFile(value: unknown, source = 'config'): ConfigFile {
+  const result = configFileSchema.safeParse(value)
+  if (!result.success) throw new ConfigError(describeIssue(result.error.issues[0], source))
+  return result.data
+}
+
+export async function readConfigFile(path: string): Promise<ConfigFile> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`config file ${path} cannot be read (${(error as NodeJS.ErrnoException).code})`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid JSON (${(error as Error).message})`)
+  }
+  return parseConfigFile(value, `config file ${path}`)
+}
+
+const loopbackHosts = new Set(['127.0.0.1', '::1', 'localhost'])
+
+export function isLoopbackHost(host: string): boolean {
+  return loopbackHosts.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/** Merges defaults < config file < flags and checks the result as a whole. */
+export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: ConfigOverrides): NodeConfig {
+  const pick = <K extends keyof ConfigOverrides>(key: K): ConfigOverrides[K] =>
+    overrides[key] !== undefined ? overrides[key] : (file[key as keyof ConfigFile] as ConfigOverrides[K])
+  // flags go through the same checks as the file, so `--listen garbage` names the flag's key
+  const flagged = Object.fromEntries(
+    Object.entries({
+      listen: overrides.listen,
+      announce: overrides.announce,
+      bootstrap: overrides.bootstrap,
+      apiHost: overrides.apiHost,
+      apiPort: overrides.apiPort,
+      allowRemoteApi: overrides.allowRemoteApi,
+      swarmKeyFile: overrides.swarmKeyFile,
+      backend: overrides.backend,
+      maxConnections: overrides.maxConnections,
+    }).filter(([, value]) => value !== undefined),
+  )
+  parseConfigFile(flagged, 'flags')
+  const config: NodeConfig = {
+    dataDir,
+    listen: pick('listen') ?? DEFAULT_LISTEN,
+    announce: pick('announce') ?? [],
+    bootstrap: pick('bootstrap') ?? [],
+    apiHost: pick('apiHost') ?? '127.0.0.1',
+    apiPort: pick('apiPort') ?? 0,
+    allowRemoteApi: pick('allowRemoteApi') ?? false,
+    backend: pick('backend') ?? 'webgpu',
+    maxConnections: pick('maxConnections') ?? 300,
+  }
+  const swarmKeyFile = pick('swarmKeyFile')
+  if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile
+  if (!isLoopbackHost(config.apiHost) && !config.allowRemoteApi) {
+    throw new ConfigError(
+      `the control API host "${config.apiHost}" is not a loopback address; pass --allow-remote-api (or set "allowRemoteApi": true) if you really mean to expose it`,
+    )
+  }
+  return config
+}

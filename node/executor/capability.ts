@@ -1,0 +1,176 @@
+import { totalmem } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { Backend, BackendKind } from '../../kernels/backend.js'
+
+/**
+ * What a node can compute, measured at start-up and advertised to the network (the capability
+ * record of protocols/discovery is built from it).
+ */
+export interface NodeCapability {
+  backend: BackendKind
+  /** e.g. "llvmpipe (LLVM 19.1.7, 256 bits)" or "cpu (plain TypeScript matmul)" */
+  adapterName: string
+  /** true for software adapters (lavapipe) and the cpu backend */
+  isFallbackAdapter: boolean
+  /** largest single buffer the backend takes, in bytes */
+  maxBufferBytes: number
+  /** host memory, in bytes */
+  memoryBytes: number
+  /** measured float32 matmul throughput */
+  matmulGflops: number
+  /** the matmul size the figure was measured with (n x n times n x n) */
+  matmulSize: number
+  /** set when webgpu was asked for and this node measured cpu instead: why */
+  fallbackReason?: string
+}
+
+/** Measures a node's capability once, at start-up. */
+export interface CapabilityProbe {
+  measure(): Promise<NodeCapability>
+}
+
+export interface MatmulTiming {
+  size: number
+  seconds: number
+  gflops: number
+}
+
+/** 2 n^3 floating-point operations for an n x n by n x n product */
+function gflopsOf(size: number, seconds: number): number {
+  return (2 * size ** 3) / seconds / 1e9
+}
+
+/**
+ * C[n,n] = A[n,n] B[n,n] in plain TypeScript, loop order i-k-j so the inner loop walks rows of B and C.
+ * The cpu figure of a node that has no compute backend loaded.
+ */
+export function plainMatmul(a: Float32Array, b: Float32Array, size: number): Float32Array {
+  const c = new Float32Array(size * size)
+  for (let i = 0; i < size; i++) {
+    const rowC = i * size
+    for (let k = 0; k < size; k++) {
+      const aik = a[i * size + k]
+      const rowB = k * size
+      for (let j = 0; j < size; j++) c[rowC + j] += aik * b[rowB + j]
+    }
+  }
+  return c
+}
+
+function filledMatrix(size: number, seed: number): Float32Array {
+  const values = new Float32Array(size * size)
+  // a fixed linear congruential sequence: the figure must not depend on Math.random
+  let state = seed >>> 0
+  for (let index = 0; index < values.length; index++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+    values[index] = state / 2 ** 32 - 0.5
+  }
+  return values
+}
+
+/** Times `repeats` plain-TypeScript matmuls of `size` after one warm-up and keeps the fastest. */
+export function timePlainMatmul(size: number, repeats: number): MatmulTiming {
+  const a = filledMatrix(size, 1)
+  const b = filledMatrix(size, 2)
+  plainMatmul(a, b, size)
+  let best = Number.POSITIVE_INFINITY
+  for (let repeat = 0; repeat < repeats; repeat++) {
+    const start = performance.now()
+    plainMatmul(a, b, size)
+    best = Math.min(best, (performance.now() - start) / 1000)
+  }
+  return { size, seconds: best, gflops: gflopsOf(size, best) }
+}
+
+export interface PlainCpuProbeInit {
+  /**
+   * matmul size; 128 takes a few milliseconds, so start-up stays fast
+   * @default 128
+   */
+  size?: number
+  /** @default 3 */
+  repeats?: number
+}
+
+/** The cpu capability of a node measured with a plain TypeScript matmul (no kernels loaded). */
+export function plainCpuProbe(init: PlainCpuProbeInit = {}): CapabilityProbe {
+  const size = init.size ?? 128
+  const repeats = init.repeats ?? 3
+  return {
+    async measure() {
+      const timing = timePlainMatmul(size, repeats)
+      return {
+        backend: 'cpu',
+        adapterName: 'cpu (plain TypeScript matmul)',
+        isFallbackAdapter: true,
+        maxBufferBytes: 2 ** 31 - 1,
+        memoryBytes: totalmem(),
+        matmulGflops: timing.gflops,
+        matmulSize: size,
+      }
+    },
+  }
+}
+
+export interface BackendProbeInit {
+  /** opens the backend to measure, e.g. `() => createBackend({ prefer: 'webgpu' })` from kernels/ */
+  openBackend: () => Promise<Backend>
+  /** @default 256 */
+  size?: number
+  /** @default 3 */
+  repeats?: number
+  /**
+   * keep the backend open after measuring (the executor reuses it) instead of destroying it
+   * @default false
+   */
+  keepOpen?: boolean
+}
+
+/**
+ * The capability of any backend that implements the kernels/backend.ts contract: its own info plus
+ * a matmul timed through it (upload, one warm-up, `repeats` timed runs each ended by `sync`).
+ * This is how a node measures a real WebGPU adapter; it needs only `openBackend`.
+ */
+export function backendProbe(init: BackendProbeInit): CapabilityProbe {
+  const size = init.size ?? 256
+  const repeats = init.repeats ?? 3
+  return {
+    async measure() {
+      const backend = await init.openBackend()
+      try {
+        const a = backend.upload(filledMatrix(size, 1), [size, size])
+        const b = backend.upload(filledMatrix(size, 2), [size, size])
+        backend.matmul(a, b).dispose()
+        await backend.sync()
+        let best = Number.POSITIVE_INFINITY
+        for (let repeat = 0; repeat < repeats; repeat++) {
+          const start = performance.now()
+          const c = backend.matmul(a, b)
+          await backend.sync()
+          best = Math.min(best, (performance.now() - start) / 1000)
+          c.dispose()
+        }
+        a.dispose()
+        b.dispose()
+        const capability: NodeCapability = {
+          backend: backend.kind,
+          adapterName: backend.info.adapterName,
+          isFallbackAdapter: backend.info.isFallbackAdapter || backend.kind === 'cpu',
+          maxBufferBytes: backend.info.maxBufferBytes,
+          memoryBytes: totalmem(),
+          matmulGflops: gflopsOf(size, best),
+          matmulSize: size,
+        }
+        if (backend.info.fallbackReason != null) capability.fallbackReason = backend.info.fallbackReason
+        return capability
+      } finally {
+        if (init.keepOpen !== true) backend.destroy()
+      }
+    },
+  }
+}
+
+/** A capability given as is (tests that need a node to advertise `webgpu`, the simulator). */
+export function fixedCapabilityProbe(capability: NodeCapability): CapabilityProbe {
+  return { measure: async () => ({ ...capability }) }
+}

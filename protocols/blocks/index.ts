@@ -1,0 +1,577 @@
+/**
+ * Content-addressed block exchange over `/shardnet/blocks/1.0.0`.
+ *
+ * API (a libp2p service):
+ * ```ts
+ * const node = await createLibp2p({ services: { blocks: blockExchange({ store: myDurableStore }) } })
+ * const cid = await node.services.blocks.put(bytes)               // CIDv1 raw sha2-256; provided in the DHT
+ * const same = await node.services.blocks.get(cid, { signal })    // local, else from a provider, verified
+ * await node.services.blocks.get(cid, { peers: [peerId] })        // ask these peers instead of the DHT
+ * node.services.blocks.counters() // { served, fetched, bytesSent, bytesReceived, rejected: { reason: n } }
+ * ```
+ * Wire: the requester sends one length-prefixed BlockRequest {cid, offset}; the responder answers with a
+ * BlockResponse {status, size, chunkBytes} then, when OK, BlockChunk frames {index, offset, data} in
+ * order, and closes. The requester checks every frame against what it expects next, hashes as it
+ * receives, and accepts the block only if the sha2-256 matches the CID; a peer that sent other bytes is
+ * counted (`rejected['hash-mismatch']`) and the next provider is tried.
+ * Limits: blocks up to blockBytesMax (256 MiB by default), chunks up to 1 MiB, request frames 256 bytes,
+ * and a deadline on every stream (serveTimeoutMs / fetchTimeoutMs).
+ * The service reaches the DHT through `components.contentRouting` (provide / findProviders).
+ */
+import { createHash } from 'node:crypto'
+import {
+  type AbortOptions,
+  type ComponentLogger,
+  type Connection,
+  type ContentRouting,
+  type Logger,
+  type Metrics,
+  type PeerId,
+  type Startable,
+  type Stream,
+  serviceCapabilities,
+  setMaxListeners,
+} from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import type { Uint8ArrayList } from 'uint8arraylist'
+import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
+import { BlockChunk, BlockRequest, BlockResponse } from '../wire/blocks.js'
+import {
+  BLOCK_BYTES_MAX,
+  BLOCK_CHUNK_BYTES_MAX,
+  BLOCK_CHUNK_FRAME_BYTES_MAX,
+  BLOCK_FRAME_REJECT_REASONS,
+  BLOCK_REQUEST_BYTES_MAX,
+  cidFromBytes,
+  decodeBlockChunk,
+  decodeBlockRequest,
+  decodeBlockResponse,
+  validateBlockChunk,
+  validateBlockRequest,
+  validateBlockResponse,
+} from '../wire/validation/index.js'
+import { type BlockStore, MemoryBlockStore } from './store.js'
+
+export * from './store.js'
+
+export const BLOCKS_PROTOCOL = '/shardnet/blocks/1.0.0'
+
+export const BLOCK_REJECT_REASONS = [
+  ...BLOCK_FRAME_REJECT_REASONS,
+  'hash-mismatch',
+  'not-found',
+  'stream-error',
+] as const
+export type BlockRejectReason = (typeof BLOCK_REJECT_REASONS)[number]
+
+export interface BlockExchangeInit {
+  /**
+   * Where blocks live.
+   * @default new MemoryBlockStore()
+   */
+  store?: BlockStore
+  /**
+   * The protocol id.
+   * @default '/shardnet/blocks/1.0.0'
+   */
+  protocol?: string
+  /**
+   * Bytes per chunk this node sends (at most 1 MiB).
+   * @default 1_048_576
+   */
+  chunkBytes?: number
+  /**
+   * Largest block this node serves or fetches.
+   * @default 268_435_456 (256 MiB)
+   */
+  blockBytesMax?: number
+  /**
+   * Deadline for serving one request (reading it, sending the whole block), in ms.
+   * @default 120_000
+   */
+  serveTimeoutMs?: number
+  /**
+   * Deadline for fetching one block from one peer, in ms.
+   * @default 120_000
+   */
+  fetchTimeoutMs?: number
+  /**
+   * Deadline for finding providers in the DHT, in ms.
+   * @default 30_000
+   */
+  findProvidersTimeoutMs?: number
+  /**
+   * Providers tried per get() before giving up.
+   * @default 8
+   */
+  providersMax?: number
+  /**
+   * Whether put() provides the block in the DHT by default.
+   * @default true
+   */
+  provideOnPut?: boolean
+  /**
+   * Concurrent inbound block streams per connection.
+   * @default 8
+   */
+  maxInboundStreams?: number
+  /**
+   * Concurrent outbound block streams per connection.
+   * @default 8
+   */
+  maxOutboundStreams?: number
+}
+
+export interface BlockExchangeComponents {
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  contentRouting: ContentRouting
+  logger: ComponentLogger
+  metrics?: Metrics
+}
+
+export interface PutOptions extends AbortOptions {
+  /** provide the block in the DHT (awaited) @default BlockExchangeInit.provideOnPut */
+  provide?: boolean
+}
+
+export interface GetOptions extends AbortOptions {
+  /** ask these peers, in order, instead of looking providers up in the DHT */
+  peers?: PeerId[]
+}
+
+export interface BlockExchangeCounters {
+  served: number
+  fetched: number
+  bytesSent: number
+  bytesReceived: number
+  rejected: Record<BlockRejectReason, number>
+}
+
+export interface BlockExchange extends Startable {
+  readonly store: BlockStore
+  /** Stores bytes as a raw block and returns its CIDv1 (sha2-256); provides it unless told not to. */
+  put(bytes: Uint8Array, options?: PutOptions): Promise<CID>
+  /** The block, from the store or else from a peer; always verified against the CID. */
+  get(cid: CID, options?: GetOptions): Promise<Uint8Array>
+  /** Fetches from one given peer (no store lookup, no DHT); verified. Throws a named error. */
+  fetchFrom(peer: PeerId, cid: CID, options?: AbortOptions): Promise<Uint8Array>
+  counters(): BlockExchangeCounters
+}
+
+/** No peer we could reach had the block (or every one that answered lied or failed). */
+export class BlockNotFoundError extends Error {
+  static override name = 'BlockNotFoundError'
+  override name = 'BlockNotFoundError'
+}
+
+/** A peer sent bytes whose hash does not match the CID it was asked for. */
+export class BlockHashMismatchError extends Error {
+  static override name = 'BlockHashMismatchError'
+  override name = 'BlockHashMismatchError'
+}
+
+/** A block is larger than blockBytesMax (this node's or the peer's). */
+export class BlockTooLargeError extends Error {
+  static override name = 'BlockTooLargeError'
+  override name = 'BlockTooLargeError'
+}
+
+/** A peer broke the protocol (bad frame, out-of-order chunk, early end). */
+export class BlockProtocolError extends Error {
+  static override name = 'BlockProtocolError'
+  override name = 'BlockProtocolError'
+  constructor(readonly reason: BlockRejectReason) {
+    super(`block protocol violation: ${reason}`)
+  }
+}
+
+/** The CID is not a sha2-256 CIDv1, so we could never verify what we received. */
+export class UnsupportedCidError extends Error {
+  static override name = 'UnsupportedCidError'
+  override name = 'UnsupportedCidError'
+}
+
+/** A frame's length prefix is longer than any allowed frame needs: the peer is sending garbage. */
+class FrameLengthError extends Error {
+  static override name = 'FrameLengthError'
+  override name = 'FrameLengthError'
+}
+
+/**
+ * The varint length decoder for lpStream, refusing a prefix longer than `maxBytes` as soon as it is seen.
+ * lpStream's own check runs only once a varint completes, so an endless run of 0xff bytes would otherwise
+ * be buffered until the deadline. Throws RangeError while incomplete, as lpStream expects.
+ */
+function boundedLengthDecoder(maxBytes: number) {
+  const decode = (buf: Uint8ArrayList | Uint8Array): number => {
+    let value = 0
+    let scale = 1
+    for (let i = 0; i < buf.byteLength; i++) {
+      if (i >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
+      const byte = buf instanceof Uint8Array ? buf[i] : buf.get(i)
+      value += (byte & 0x7f) * scale
+      if ((byte & 0x80) === 0) return value
+      scale *= 128
+    }
+    if (buf.byteLength >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
+    throw new RangeError('incomplete varint')
+  }
+  decode.bytes = 0
+  return decode
+}
+
+function varintBytes(n: number): number {
+  let bytes = 1
+  while (n >= 128) {
+    n = Math.floor(n / 128)
+    bytes++
+  }
+  return bytes
+}
+
+function isOversizedFrameError(err: unknown): boolean {
+  return (
+    err instanceof InvalidDataLengthError ||
+    err instanceof InvalidDataLengthLengthError ||
+    err instanceof FrameLengthError
+  )
+}
+
+/** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
+function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
+  const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined))
+  setMaxListeners(Number.POSITIVE_INFINITY, signal)
+  return signal
+}
+
+class DefaultBlockExchange implements BlockExchange {
+  readonly [Symbol.toStringTag] = 'shardnet:blocks'
+  readonly [serviceCapabilities] = ['shardnet:blocks']
+  readonly store: BlockStore
+
+  private readonly components: BlockExchangeComponents
+  private readonly log: Logger
+  private readonly protocol: string
+  private readonly chunkBytes: number
+  private readonly blockBytesMax: number
+  private readonly serveTimeoutMs: number
+  private readonly fetchTimeoutMs: number
+  private readonly findProvidersTimeoutMs: number
+  private readonly providersMax: number
+  private readonly provideOnPut: boolean
+  private readonly maxInboundStreams: number
+  private readonly maxOutboundStreams: number
+  private readonly stats: BlockExchangeCounters
+  private shutdown = new AbortController()
+  private started = false
+
+  constructor(components: BlockExchangeComponents, init: BlockExchangeInit = {}) {
+    this.components = components
+    this.log = components.logger.forComponent('shardnet:blocks')
+    this.store = init.store ?? new MemoryBlockStore()
+    this.protocol = init.protocol ?? BLOCKS_PROTOCOL
+    this.chunkBytes = Math.min(init.chunkBytes ?? BLOCK_CHUNK_BYTES_MAX, BLOCK_CHUNK_BYTES_MAX)
+    this.blockBytesMax = Math.min(init.blockBytesMax ?? BLOCK_BYTES_MAX, BLOCK_BYTES_MAX)
+    this.serveTimeoutMs = init.serveTimeoutMs ?? 120_000
+    this.fetchTimeoutMs = init.fetchTimeoutMs ?? 120_000
+    this.findProvidersTimeoutMs = init.findProvidersTimeoutMs ?? 30_000
+    this.providersMax = init.providersMax ?? 8
+    this.provideOnPut = init.provideOnPut ?? true
+    this.maxInboundStreams = init.maxInboundStreams ?? 8
+    this.maxOutboundStreams = init.maxOutboundStreams ?? 8
+    if (this.chunkBytes < 1) throw new RangeError('chunkBytes must be at least 1')
+    const rejected = Object.fromEntries(
+      BLOCK_REJECT_REASONS.map((r) => [r, 0]),
+    ) as BlockExchangeCounters['rejected']
+    this.stats = { served: 0, fetched: 0, bytesSent: 0, bytesReceived: 0, rejected }
+    components.metrics?.registerCounterGroup('shardnet_blocks_rejected_total', {
+      label: 'reason',
+      help: 'Block requests and responses refused, by reason (hash-mismatch = a lying peer)',
+      calculate: () => ({ ...this.stats.rejected }),
+    })
+    components.metrics?.registerCounterGroup('shardnet_blocks_bytes_total', {
+      label: 'direction',
+      help: 'Block bytes sent and received',
+      calculate: () => ({ sent: this.stats.bytesSent, received: this.stats.bytesReceived }),
+    })
+    this.handle = this.handle.bind(this)
+  }
+
+  isStarted(): boolean {
+    return this.started
+  }
+
+  async start(): Promise<void> {
+    this.shutdown = new AbortController()
+    await this.components.registrar.handle(this.protocol, this.handle, {
+      maxInboundStreams: this.maxInboundStreams,
+      maxOutboundStreams: this.maxOutboundStreams,
+    })
+    this.started = true
+  }
+
+  async stop(): Promise<void> {
+    await this.components.registrar.unhandle(this.protocol)
+    this.shutdown.abort()
+    this.started = false
+  }
+
+  counters(): BlockExchangeCounters {
+    return { ...this.stats, rejected: { ...this.stats.rejected } }
+  }
+
+  private count(reason: BlockRejectReason): void {
+    this.stats.rejected[reason]++
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // serving
+
+  private async handle(stream: Stream, connection: Connection): Promise<void> {
+    const signal = signalOf(AbortSignal.timeout(this.serveTimeoutMs), this.shutdown.signal)
+    const onAbort = () => stream.abort(new Error('block request deadline passed'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await this.serve(stream, signal)
+      await stream.close({ signal })
+    } catch (err) {
+      this.log('serving %p failed - %e', connection.remotePeer, err)
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private async serve(stream: Stream, signal: AbortSignal): Promise<void> {
+    const lp = lpStream(stream, {
+      maxDataLength: BLOCK_REQUEST_BYTES_MAX,
+      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_REQUEST_BYTES_MAX)),
+    })
+    let frame: Awaited<ReturnType<typeof lp.read>>
+    try {
+      frame = await lp.read({ signal })
+    } catch (err) {
+      if (isOversizedFrameError(err)) {
+        this.count('oversized')
+      } else {
+        this.count('stream-error')
+      }
+      throw err
+    }
+    const decoded = decodeBlockRequest(frame)
+    const reason = decoded.ok ? validateBlockRequest(decoded.value) : decoded.reason
+    if (!decoded.ok || reason !== undefined) {
+      this.count(reason ?? 'malformed')
+      await lp.write(
+        BlockResponse.encode({ status: BlockResponse.Status.BAD_REQUEST, size: 0, chunkBytes: 0 }),
+        {
+          signal,
+        },
+      )
+      return
+    }
+    const cid = cidFromBytes(decoded.value.cid)!
+    const block = await this.store.get(cid)
+    if (block === undefined) {
+      await lp.write(
+        BlockResponse.encode({ status: BlockResponse.Status.NOT_FOUND, size: 0, chunkBytes: 0 }),
+        {
+          signal,
+        },
+      )
+      return
+    }
+    if (block.byteLength > this.blockBytesMax) {
+      await lp.write(
+        BlockResponse.encode({
+          status: BlockResponse.Status.TOO_LARGE,
+          size: block.byteLength,
+          chunkBytes: 0,
+        }),
+        { signal },
+      )
+      return
+    }
+    const start = Math.min(decoded.value.offset, block.byteLength)
+    await lp.write(
+      BlockResponse.encode({
+        status: BlockResponse.Status.OK,
+        size: block.byteLength,
+        chunkBytes: this.chunkBytes,
+      }),
+      { signal },
+    )
+    let index = 0
+    for (let offset = start; offset < block.byteLength; offset += this.chunkBytes) {
+      const data = block.subarray(offset, Math.min(offset + this.chunkBytes, block.byteLength))
+      await lp.write(BlockChunk.encode({ index, offset, data: data as Uint8Array<ArrayBuffer> }), { signal })
+      this.stats.bytesSent += data.byteLength
+      index++
+    }
+    this.stats.served++
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // fetching
+
+  async put(bytes: Uint8Array, options: PutOptions = {}): Promise<CID> {
+    if (bytes.byteLength > this.blockBytesMax) {
+      throw new BlockTooLargeError(`block of ${bytes.byteLength} bytes exceeds ${this.blockBytesMax}`)
+    }
+    const cid = CID.createV1(raw.code, await sha256.digest(bytes))
+    await this.store.put(cid, bytes)
+    if (options.provide ?? this.provideOnPut) {
+      await this.components.contentRouting.provide(cid, {
+        signal: signalOf(
+          AbortSignal.timeout(this.findProvidersTimeoutMs),
+          this.shutdown.signal,
+          options.signal,
+        ),
+      })
+    }
+    return cid
+  }
+
+  async get(cid: CID, options: GetOptions = {}): Promise<Uint8Array> {
+    if (cidFromBytes(cid.bytes) === undefined) throw new UnsupportedCidError(`${cid} is not a sha2-256 CIDv1`)
+    const local = await this.store.get(cid)
+    if (local !== undefined) return local
+    const signal = signalOf(this.shutdown.signal, options.signal)
+    const tried = new Set<string>()
+    const errors: unknown[] = []
+    const tryPeer = async (peer: PeerId): Promise<Uint8Array | undefined> => {
+      if (tried.has(peer.toString())) return undefined
+      tried.add(peer.toString())
+      try {
+        return await this.fetchFrom(peer, cid, { signal })
+      } catch (err) {
+        errors.push(err)
+        if (signal.aborted) throw err
+        this.log('fetching %c from %p failed - %e', cid, peer, err)
+        return undefined
+      }
+    }
+    let block: Uint8Array | undefined
+    if (options.peers !== undefined) {
+      for (const peer of options.peers.slice(0, this.providersMax)) {
+        block = await tryPeer(peer)
+        if (block !== undefined) break
+      }
+    } else {
+      const lookup = new AbortController()
+      try {
+        const providers = this.components.contentRouting.findProviders(cid, {
+          signal: signalOf(lookup.signal, signal, AbortSignal.timeout(this.findProvidersTimeoutMs)),
+        })
+        for await (const provider of providers) {
+          if (tried.size >= this.providersMax) break
+          block = await tryPeer(provider.id)
+          if (block !== undefined) break
+        }
+      } catch (err) {
+        if (signal.aborted) throw err
+        errors.push(err)
+      } finally {
+        lookup.abort()
+      }
+    }
+    if (block === undefined) {
+      throw new BlockNotFoundError(`no peer delivered ${cid} (${tried.size} tried, ${errors.length} errors)`)
+    }
+    await this.store.put(cid, block)
+    return block
+  }
+
+  async fetchFrom(peer: PeerId, cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
+    if (cidFromBytes(cid.bytes) === undefined) throw new UnsupportedCidError(`${cid} is not a sha2-256 CIDv1`)
+    const signal = signalOf(AbortSignal.timeout(this.fetchTimeoutMs), this.shutdown.signal, options.signal)
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+    const onAbort = () => stream.abort(new Error('block fetch deadline passed'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      const block = await this.receive(stream, cid, signal)
+      await stream.close({ signal })
+      this.stats.fetched++
+      return block
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private fail(reason: BlockRejectReason): never {
+    this.count(reason)
+    throw new BlockProtocolError(reason)
+  }
+
+  private async receive(stream: Stream, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+    const lp = lpStream(stream, {
+      maxDataLength: BLOCK_CHUNK_FRAME_BYTES_MAX,
+      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_FRAME_BYTES_MAX)),
+    })
+    await lp.write(BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 }), { signal })
+    const read = async () => {
+      try {
+        return await lp.read({ signal })
+      } catch (err) {
+        if (isOversizedFrameError(err)) this.fail('oversized')
+        throw err
+      }
+    }
+    const header = decodeBlockResponse(await read())
+    if (!header.ok) this.fail(header.reason)
+    const headerReason = validateBlockResponse(header.value, this.blockBytesMax)
+    if (headerReason === 'too-large') {
+      this.count('too-large')
+      throw new BlockTooLargeError(`${cid} is ${header.value.size} bytes, over ${this.blockBytesMax}`)
+    }
+    if (headerReason !== undefined) this.fail(headerReason)
+    switch (header.value.status) {
+      case BlockResponse.Status.OK:
+        break
+      case BlockResponse.Status.NOT_FOUND:
+        this.count('not-found')
+        throw new BlockNotFoundError(`peer does not have ${cid}`)
+      case BlockResponse.Status.TOO_LARGE:
+        throw new BlockTooLargeError(`peer refuses to send ${cid}: too large`)
+      default:
+        this.fail('bad-status')
+    }
+    const { size, chunkBytes } = header.value
+    const block = new Uint8Array(size)
+    const hash = createHash('sha256')
+    let offset = 0
+    let index = 0
+    while (offset < size) {
+      const chunk = decodeBlockChunk(await read())
+      if (!chunk.ok) this.fail(chunk.reason)
+      const reason = validateBlockChunk(chunk.value, { index, offset, chunkBytes, size })
+      if (reason !== undefined) this.fail(reason)
+      block.set(chunk.value.data, offset)
+      hash.update(chunk.value.data)
+      offset += chunk.value.data.byteLength
+      this.stats.bytesReceived += chunk.value.data.byteLength
+      index++
+    }
+    const digest = new Uint8Array(hash.digest())
+    if (!uint8ArrayEquals(digest, cid.multihash.digest)) {
+      this.count('hash-mismatch')
+      throw new BlockHashMismatchError(`peer sent bytes that do not hash to ${cid}`)
+    }
+    return block
+  }
+}
+
+/** The block exchange service factory. */
+export function blockExchange(
+  init: BlockExchangeInit = {},
+): (components: BlockExchangeComponents) => BlockExchange {
+  return (components) => new DefaultBlockExchange(components, init)
+}

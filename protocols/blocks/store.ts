@@ -1,0 +1,74 @@
+/**
+ * The content-addressed block store interface, and the in-memory reference implementation. A durable
+ * store (node/store/) implements the same interface. Stores trust their caller: the blocks service
+ * verifies every fetched block against its CID before putting it.
+ */
+import type { CID } from 'multiformats/cid'
+
+export interface BlockStore {
+  has(cid: CID): Promise<boolean>
+  /** The block's bytes, or undefined when the store does not hold it. */
+  get(cid: CID): Promise<Uint8Array | undefined>
+  put(cid: CID, bytes: Uint8Array): Promise<void>
+  delete(cid: CID): Promise<void>
+}
+
+/** The store is over its byte budget; the block was not stored. */
+export class BlockStoreFullError extends Error {
+  static override name = 'BlockStoreFullError'
+  override name = 'BlockStoreFullError'
+}
+
+export interface MemoryBlockStoreInit {
+  /**
+   * Total bytes held at most.
+   * @default 1 GiB
+   */
+  bytesMax?: number
+}
+
+/** Blocks keyed by the multihash (so CIDv0/v1 or any codec with the same hash share one entry). */
+export class MemoryBlockStore implements BlockStore {
+  private readonly blocks = new Map<string, Uint8Array>()
+  private readonly bytesMax: number
+  private bytes = 0
+
+  constructor(init: MemoryBlockStoreInit = {}) {
+    this.bytesMax = init.bytesMax ?? 1024 ** 3
+  }
+
+  private key(cid: CID): string {
+    return cid.multihash.bytes.join(',')
+  }
+
+  async has(cid: CID): Promise<boolean> {
+    return this.blocks.has(this.key(cid))
+  }
+
+  async get(cid: CID): Promise<Uint8Array | undefined> {
+    return this.blocks.get(this.key(cid))
+  }
+
+  async put(cid: CID, bytes: Uint8Array): Promise<void> {
+    const key = this.key(cid)
+    if (this.blocks.has(key)) return
+    if (this.bytes + bytes.byteLength > this.bytesMax) {
+      throw new BlockStoreFullError(`storing ${bytes.byteLength} bytes would exceed ${this.bytesMax}`)
+    }
+    this.blocks.set(key, bytes)
+    this.bytes += bytes.byteLength
+  }
+
+  async delete(cid: CID): Promise<void> {
+    const key = this.key(cid)
+    const block = this.blocks.get(key)
+    if (block === undefined) return
+    this.blocks.delete(key)
+    this.bytes -= block.byteLength
+  }
+
+  /** Bytes held. */
+  size(): number {
+    return this.bytes
+  }
+}

@@ -1,0 +1,442 @@
+import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message, streamMessage } from 'protons-runtime'
+import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
+import type { Codec, DecodeOptions } from 'protons-runtime'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export interface CapabilityRecord {
+  peerId: Uint8Array<ArrayBuffer>
+  backend: CapabilityRecord.Backend
+  adapterName: string
+  maxBufferBytes: number
+  gflops: number
+  protocols: string[]
+  addresses: Uint8Array<ArrayBuffer>[]
+  seq: number
+  expiresMs: number
+}
+
+export namespace CapabilityRecord {
+  export enum Backend {
+    BACKEND_UNSPECIFIED = 'BACKEND_UNSPECIFIED',
+    WEBGPU = 'WEBGPU',
+    CPU = 'CPU'
+  }
+
+  enum __BackendValues {
+    BACKEND_UNSPECIFIED = 0,
+    WEBGPU = 1,
+    CPU = 2
+  }
+
+  export namespace Backend {
+    export const codec = (): Codec<Backend> => {
+      return enumeration<Backend>(__BackendValues)
+    }
+  }
+
+  let _codec: Codec<CapabilityRecord>
+
+  export const codec = (): Codec<CapabilityRecord> => {
+    if (_codec == null) {
+      _codec = message<CapabilityRecord>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.peerId != null && obj.peerId.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.peerId)
+        }
+
+        if (obj.backend != null && __BackendValues[obj.backend] !== 0) {
+          w.uint32(16)
+          CapabilityRecord.Backend.codec().encode(obj.backend, w)
+        }
+
+        if ((obj.adapterName != null && obj.adapterName !== '')) {
+          w.uint32(26)
+          w.string(obj.adapterName)
+        }
+
+        if ((obj.maxBufferBytes != null && obj.maxBufferBytes !== 0)) {
+          w.uint32(32)
+          w.uint64Number(obj.maxBufferBytes)
+        }
+
+        if ((obj.gflops != null && obj.gflops !== 0)) {
+          w.uint32(41)
+          w.double(obj.gflops)
+        }
+
+        if (obj.protocols != null && obj.protocols.length > 0) {
+          for (const value of obj.protocols) {
+            w.uint32(50)
+            w.string(value)
+          }
+        }
+
+        if (obj.addresses != null && obj.addresses.length > 0) {
+          for (const value of obj.addresses) {
+            w.uint32(58)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.seq != null && obj.seq !== 0)) {
+          w.uint32(64)
+          w.uint64Number(obj.seq)
+        }
+
+        if ((obj.expiresMs != null && obj.expiresMs !== 0)) {
+          w.uint32(72)
+          w.uint64Number(obj.expiresMs)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          peerId: uint8ArrayAlloc(0),
+          backend: Backend.BACKEND_UNSPECIFIED,
+          adapterName: '',
+          maxBufferBytes: 0,
+          gflops: 0,
+          protocols: [],
+          addresses: [],
+          seq: 0,
+          expiresMs: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.peerId = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.backend = CapabilityRecord.Backend.codec().decode(reader)
+              break
+            }
+            case 3: {
+              obj.adapterName = reader.string()
+              break
+            }
+            case 4: {
+              obj.maxBufferBytes = reader.uint64Number()
+              break
+            }
+            case 5: {
+              obj.gflops = reader.double()
+              break
+            }
+            case 6: {
+              if (opts.limits?.protocols != null && obj.protocols.length === opts.limits.protocols) {
+                throw new MaxLengthError('Decode error - repeated field "protocols" had too many elements')
+              }
+
+              obj.protocols.push(reader.string())
+              break
+            }
+            case 7: {
+              if (opts.limits?.addresses != null && obj.addresses.length === opts.limits.addresses) {
+                throw new MaxLengthError('Decode error - repeated field "addresses" had too many elements')
+              }
+
+              obj.addresses.push(reader.bytes())
+              break
+            }
+            case 8: {
+              obj.seq = reader.uint64Number()
+              break
+            }
+            case 9: {
+              obj.expiresMs = reader.uint64Number()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          protocols: 0,
+          addresses: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.peerId`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.backend`,
+                value: CapabilityRecord.Backend.codec().decode(reader)
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.adapterName`,
+                value: reader.string()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.maxBufferBytes`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.gflops`,
+                value: reader.double()
+              }
+              break
+            }
+            case 6: {
+              if (opts.limits?.protocols != null && obj.protocols === opts.limits.protocols) {
+                throw new MaxLengthError('Streaming decode error - repeated field "protocols" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.protocols[]`,
+                index: obj.protocols,
+                value: reader.string()
+              }
+
+              obj.protocols++
+
+              break
+            }
+            case 7: {
+              if (opts.limits?.addresses != null && obj.addresses === opts.limits.addresses) {
+                throw new MaxLengthError('Streaming decode error - repeated field "addresses" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.addresses[]`,
+                index: obj.addresses,
+                value: reader.bytes()
+              }
+
+              obj.addresses++
+
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.seq`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.expiresMs`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CapabilityRecordPeerIdFieldEvent {
+    field: '$.peerId'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CapabilityRecordBackendFieldEvent {
+    field: '$.backend'
+    value: CapabilityRecord.Backend
+  }
+
+  export interface CapabilityRecordAdapterNameFieldEvent {
+    field: '$.adapterName'
+    value: string
+  }
+
+  export interface CapabilityRecordMaxBufferBytesFieldEvent {
+    field: '$.maxBufferBytes'
+    value: number
+  }
+
+  export interface CapabilityRecordGflopsFieldEvent {
+    field: '$.gflops'
+    value: number
+  }
+
+  export interface CapabilityRecordProtocolsFieldEvent {
+    field: '$.protocols[]'
+    index: number
+    value: string
+  }
+
+  export interface CapabilityRecordAddressesFieldEvent {
+    field: '$.addresses[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CapabilityRecordSeqFieldEvent {
+    field: '$.seq'
+    value: number
+  }
+
+  export interface CapabilityRecordExpiresMsFieldEvent {
+    field: '$.expiresMs'
+    value: number
+  }
+
+  export function encode (obj: Partial<CapabilityRecord>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, CapabilityRecord.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): CapabilityRecord {
+    return decodeMessage(buf, CapabilityRecord.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): Generator<CapabilityRecordPeerIdFieldEvent | CapabilityRecordBackendFieldEvent | CapabilityRecordAdapterNameFieldEvent | CapabilityRecordMaxBufferBytesFieldEvent | CapabilityRecordGflopsFieldEvent | CapabilityRecordProtocolsFieldEvent | CapabilityRecordAddressesFieldEvent | CapabilityRecordSeqFieldEvent | CapabilityRecordExpiresMsFieldEvent> {
+    return streamMessage(buf, CapabilityRecord.codec(), opts)
+  }
+}
+
+export interface SignedCapabilityRecord {
+  record: Uint8Array<ArrayBuffer>
+  signature: Uint8Array<ArrayBuffer>
+}
+
+export namespace SignedCapabilityRecord {
+  let _codec: Codec<SignedCapabilityRecord>
+
+  export const codec = (): Codec<SignedCapabilityRecord> => {
+    if (_codec == null) {
+      _codec = message<SignedCapabilityRecord>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.record != null && obj.record.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.record)
+        }
+
+        if ((obj.signature != null && obj.signature.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.signature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          record: uint8ArrayAlloc(0),
+          signature: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.record = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.signature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.record`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface SignedCapabilityRecordRecordFieldEvent {
+    field: '$.record'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface SignedCapabilityRecordSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<SignedCapabilityRecord>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, SignedCapabilityRecord.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedCapabilityRecord>): SignedCapabilityRecord {
+    return decodeMessage(buf, SignedCapabilityRecord.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedCapabilityRecord>): Generator<SignedCapabilityRecordRecordFieldEvent | SignedCapabilityRecordSignatureFieldEvent> {
+    return streamMessage(buf, SignedCapabilityRecord.codec(), opts)
+  }
+}

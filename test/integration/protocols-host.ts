@@ -1,0 +1,133 @@
+// Test helper: real libp2p nodes on 127.0.0.1 TCP with the shardnet protocol services, configured here
+// (not through node/host.ts) so the protocol tests stand on their own. Loopback settings follow
+// /work/shared/notes/libp2p.md: connection-manager allow list, no gossipsub IP-colocation penalty,
+// DHT server mode with the passthrough mapper and a fast first self-query.
+import { gossipsub, StrictSign } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { PeerId } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import { type BlockExchangeInit, blockExchange } from '../../protocols/blocks/index.js'
+import {
+  type CapabilityDiscoveryInit,
+  capabilityDiscovery,
+  shardnetDhtSelectors,
+  shardnetDhtValidators,
+} from '../../protocols/discovery/index.js'
+import {
+  TASKS_TOPIC,
+  type TaskGossipInit,
+  taskGossip,
+  taskTopicScoreParams,
+} from '../../protocols/tasks/index.js'
+
+export const TEST_DHT_PROTOCOL = '/shardnet/kad/1.0.0'
+
+export interface TestNodeInit {
+  discovery?: CapabilityDiscoveryInit
+  tasks?: TaskGossipInit
+  blocks?: BlockExchangeInit
+}
+
+export async function createTestNode(init: TestNodeInit = {}) {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'], maxConnections: 500 },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: TEST_DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        validators: shardnetDhtValidators(),
+        selectors: shardnetDhtSelectors(),
+        initialQuerySelfInterval: 100,
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: StrictSign,
+        allowPublishToZeroTopicPeers: true,
+        scoreParams: { IPColocationFactorWeight: 0, topics: { [TASKS_TOPIC]: taskTopicScoreParams() } },
+      }),
+      discovery: capabilityDiscovery(init.discovery),
+      tasks: taskGossip(init.tasks),
+      blocks: blockExchange(init.blocks),
+    },
+  })
+  return node
+}
+
+export type TestNode = Awaited<ReturnType<typeof createTestNode>>
+
+/** Polls `condition` until it holds or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 30_000,
+  intervalMs = 50,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+/** Dials `target` from `node`, retrying while the loaded machine is slow to accept. */
+export async function connect(node: TestNode, target: TestNode): Promise<void> {
+  const addr = target.getMultiaddrs()[0]
+  let lastError: unknown
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await node.dial(addr, { signal: AbortSignal.timeout(10_000) })
+      return
+    } catch (err) {
+      lastError = err
+      await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)))
+    }
+  }
+  throw lastError
+}
+
+/** N started nodes, nodes 1..N-1 connected only to node 0 (the bootstrap node). */
+export async function createNetwork(count: number, init: TestNodeInit = {}): Promise<TestNode[]> {
+  const nodes: TestNode[] = []
+  for (let i = 0; i < count; i++) nodes.push(await createTestNode(init))
+  await Promise.all(nodes.map((n) => n.start()))
+  const bootstrap = nodes[0]
+  await Promise.all(nodes.slice(1).map((n) => connect(n, bootstrap)))
+  // the DHT routing tables fill through identify; wait until the bootstrap node knows everyone
+  await waitFor(
+    async () => (await bootstrap.peerStore.all()).length >= count - 1,
+    'the bootstrap node to know every peer',
+  )
+  return nodes
+}
+
+/** Waits until every node sees `count - 1` topic peers... or at least one (star topology). */
+export async function waitForTopicMesh(nodes: TestNode[], topic = TASKS_TOPIC): Promise<void> {
+  await waitFor(
+    () => nodes.every((n) => n.services.pubsub.getSubscribers(topic).length >= 1),
+    `every node to see a subscriber of ${topic}`,
+  )
+  // the bootstrap node relays for the star: it must see every other node subscribed
+  await waitFor(
+    () => nodes[0].services.pubsub.getSubscribers(topic).length >= nodes.length - 1,
+    `the bootstrap node to see all ${nodes.length - 1} subscribers`,
+  )
+}
+
+export async function stopAll(nodes: TestNode[]): Promise<void> {
+  await Promise.allSettled(nodes.map((n) => n.stop()))
+}
+
+export function peerIdsOf(nodes: TestNode[]): PeerId[] {
+  return nodes.map((n) => n.peerId)
+}
