@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -124,6 +124,8 @@ describe('shardnet train --local and eval', () => {
     )
     expect(trained.stderr).toMatch(/training on cpu/)
     expect(trained.stderr).toMatch(/epoch 1\/1 loss \d\.\d{4} test acc \d+\.\d\d% \d+ samples\/s/)
+    // written through temporary files and renames: nothing else is left behind
+    expect((await readdir(out)).sort()).toEqual(['model.json', 'model.safetensors'])
     const weights = await readFile(join(out, 'model.safetensors'))
     const { tensors, metadata } = decodeSafetensors(new Uint8Array(weights))
     expect([...tensors].map(([name, tensor]) => [name, tensor.shape])).toEqual([

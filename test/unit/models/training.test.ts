@@ -108,6 +108,32 @@ describe('training on both backends', () => {
     }
   })
 
+  it('reads and writes all parameters, or gradients, as one flat vector', async () => {
+    const architecture = { inputSize: 5, hiddenSizes: [3], outputSize: 2 }
+    for (const backend of backends.values()) {
+      const model = Mlp.initialize(backend, architecture, 4)
+      expect(model.parameterLayout().map((entry) => [entry.name, entry.offset, entry.size])).toEqual([
+        ['layers.0.weight', 0, 15],
+        ['layers.0.bias', 15, 3],
+        ['layers.1.weight', 18, 6],
+        ['layers.1.bias', 24, 2],
+      ])
+      const flat = Float32Array.from({ length: 26 }, (_, i) => i / 10)
+      model.writeFlat(flat)
+      expect(await model.readFlat()).toEqual(flat)
+      // device layout: layers.0.weight is [in=5, out=3], so host [out,in] element (1, 0) is flat index 1
+      expect((await model.toHost())[0].weight[5]).toBeCloseTo(0.1, 6)
+      const x = backend.upload(new Float32Array(10).fill(1), [2, 5])
+      const y = backend.upload(Float32Array.from([0, 1]), [2])
+      const result = model.lossAndGradients(x, y)
+      const gradients = result.layers.flatMap((layer) => [layer.weight, layer.bias])
+      const flatGradients = await model.readFlat(gradients)
+      expect(flatGradients.subarray(24, 26)).toEqual(await backend.read(result.layers[1].bias))
+      for (const tensor of [x, y, result.loss, result.logits, ...gradients]) tensor.dispose()
+      model.dispose()
+    }
+  })
+
   it('refuses non-finite parameters at upload', () => {
     const layers = initialHostLayers({ inputSize: 5, hiddenSizes: [3], outputSize: 2 }, 4)
     layers[1].bias[1] = Number.NaN
