@@ -10,6 +10,7 @@ import {
   evaluate,
   initialHostLayers,
   Mlp,
+  TrainingDivergedError,
   trainEpoch,
 } from '../../../kernels/models/index.js'
 import { backendKindsUnderTest, createBackendUnderTest } from './backends.js'
@@ -186,6 +187,23 @@ describe('training on both backends', () => {
     }
     // after 126 updates the backends may differ in a few borderline digits out of 1,996
     expect(Math.max(...accuracies) - Math.min(...accuracies)).toBeLessThanOrEqual(0.01)
+  })
+
+  it('stops with TrainingDivergedError when the loss becomes NaN', async () => {
+    for (const backend of backends.values()) {
+      const model = Mlp.initialize(backend, MNIST_MLP, 2)
+      const poisoned = await model.readFlat()
+      poisoned[model.parameterLayout()[3].offset] = Number.NaN // a bias of the output layer
+      model.writeFlat(poisoned)
+      const optimizer = new AdamWOptimizer(backend, model.parameters())
+      const order = epochOrder(data.train.count, 2, 0).subarray(0, 256)
+      await expect(
+        trainEpoch(model, optimizer, data.train, order, { batchSize: 64, learningRate: () => 1e-3 }),
+      ).rejects.toBeInstanceOf(TrainingDivergedError)
+      await expect(evaluate(model, data.test)).rejects.toBeInstanceOf(TrainingDivergedError)
+      model.dispose()
+      optimizer.dispose()
+    }
   })
 
   it('evaluates by argmax: a model that always says 3 is right exactly on the threes', async () => {
