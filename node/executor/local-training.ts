@@ -3,7 +3,7 @@
 // progress through callbacks; they know nothing of flags or terminals (the CLI does that).
 import { logger } from '@libp2p/logger'
 import type { Backend, BackendKind } from '../../kernels/backend.js'
-import { DatasetError, loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { assertSeed, SEED_MAX } from '../../kernels/data/random.js'
 import { epochOrder } from '../../kernels/data/sharding.js'
 import { createBackend } from '../../kernels/index.js'
@@ -14,7 +14,6 @@ import {
   evaluate,
   type LearningRateSchedule,
   learningRateAt,
-  TrainingDivergedError,
   trainEpoch,
 } from '../../kernels/models/training.js'
 import { assertWritableModelDirectory, loadModel, type ModelManifest, saveModel } from './model-files.js'
@@ -353,5 +352,3 @@ export async function evaluateLocal(options: LocalEvaluationOptions): Promise<Lo
     backend.destroy()
   }
 }
-
-export { DatasetError, TrainingDivergedError }

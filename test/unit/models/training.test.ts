@@ -9,6 +9,7 @@ import {
   AdamWOptimizer,
   evaluate,
   initialHostLayers,
+  learningRateAt,
   Mlp,
   TrainingDivergedError,
   trainEpoch,
@@ -39,6 +40,16 @@ describe('seeded initialization', () => {
     expect(Math.abs(std(hidden.weight) / Math.sqrt(2 / 784) - 1)).toBeLessThan(0.01)
     expect(Math.abs(std(output.weight) / Math.sqrt(2 / 256) - 1)).toBeLessThan(0.05)
     expect(hidden.bias.every((value) => value === 0)).toBe(true)
+  })
+})
+
+describe('learningRateAt', () => {
+  it('keeps the constant schedule flat and takes the cosine one from base to the floor', () => {
+    expect(learningRateAt('constant', 0.01, 99, 100)).toBe(0.01)
+    expect(learningRateAt('cosine', 0.01, 0, 101)).toBe(0.01)
+    expect(learningRateAt('cosine', 0.01, 50, 101)).toBeCloseTo(0.005, 12)
+    expect(learningRateAt('cosine', 0.01, 100, 101)).toBeCloseTo(0, 12)
+    expect(learningRateAt('cosine', 0.01, 100, 101, 0.1)).toBeCloseTo(0.001, 12)
   })
 })
 
