@@ -2,12 +2,12 @@
 // on the same Dawn adapter, @tensorflow/tfjs-backend-webgpu, plus @tensorflow/tfjs-backend-wasm
 // and a plain TypeScript loop. Every implementation is first checked against the reference.
 //
-//   npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--min-seconds 1]
+//   npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--rounds 3] [--min-seconds 0.5]
 //
 // Timing: one iteration = matmul of two NxN float32 matrices already on the device + reading the
-// NxN result back to the host (the same work for every implementation). We report the median of
-// at least two timed iterations (one when a single iteration takes over 5 s), after one warm-up,
-// lasting at least --min-seconds in all.
+// NxN result back to the host (the same work for every implementation). After one warm-up each,
+// implementations run in interleaved rounds (at least --rounds, and at least --min-seconds per
+// implementation in all) and we report the median iteration time.
 import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../kernels/index.js'
@@ -24,12 +24,15 @@ const { values: flags } = parseArgs({
   options: {
     sizes: { type: 'string', default: '256,1024,2048' },
     json: { type: 'boolean', default: false },
-    'min-seconds': { type: 'string', default: '1' },
+    'min-seconds': { type: 'string', default: '0.5' },
+    rounds: { type: 'string', default: '3' },
     help: { type: 'boolean', default: false },
   },
 })
 if (flags.help) {
-  console.log('usage: npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--min-seconds 1]')
+  console.log(
+    'usage: npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--rounds 3] [--min-seconds 0.5]',
+  )
   process.exit(0)
 }
 const sizes = flags.sizes.split(',').map((text) => Number(text.trim()))
@@ -38,6 +41,14 @@ if (sizes.some((size) => !Number.isInteger(size) || size < 1 || size > 4096)) {
   process.exit(2)
 }
 const minSeconds = Number(flags['min-seconds'])
+const rounds = Number(flags.rounds)
+if (!(minSeconds >= 0) || !Number.isInteger(rounds) || rounds < 1) {
+  console.error('--min-seconds must be >= 0 and --rounds a positive integer')
+  process.exit(2)
+}
+/** an implementation slower than this per iteration is timed in one round only */
+const SLOW_SECONDS = 5
+const results: Measurement[] = []
 /** an implementation predicted to need longer than this for one iteration is skipped, and says so */
 const SKIP_SECONDS = 30
 
@@ -219,45 +230,65 @@ async function checkAll(): Promise<void> {
 
 // --- 2. timing ----------------------------------------------------------------------------------
 
-async function measure(
-  implementation: Implementation,
-  size: number,
-  previous?: Measurement,
-): Promise<Measurement> {
+/**
+ * Times a set of implementations at one size in interleaved rounds (one iteration of each per
+ * round), so that load from other processes on a shared machine hits all of them alike and the
+ * ratios stay meaningful. An implementation whose iteration is predicted (from the previous size)
+ * to exceed SKIP_SECONDS is skipped and says so; one slower than SLOW_SECONDS runs in one round only.
+ */
+async function measureInterleaved(group: Implementation[], size: number): Promise<Measurement[]> {
   const flop = 2 * size ** 3
-  if (previous?.msPerIteration !== undefined) {
-    const predictedSeconds = (previous.msPerIteration / 1000) * (size / previous.size) ** 3
-    if (predictedSeconds > SKIP_SECONDS) {
-      return {
-        implementation: implementation.name,
-        size,
-        skipped: `predicted ${predictedSeconds.toFixed(0)} s per iteration from ${previous.size}: over ${SKIP_SECONDS} s`,
-      }
-    }
-  }
   const a = randomMatrix(size * size, 11)
   const b = randomMatrix(size * size, 12)
-  await implementation.setup(size, a, b)
-  const warmupStarted = performance.now()
-  await implementation.run() // warm-up: pipeline compile, allocations
-  // one timed iteration is enough when a single one takes longer than this
-  const slow = performance.now() - warmupStarted > 5000
-  const times: number[] = []
+  const timed: { implementation: Implementation; times: number[]; slow: boolean }[] = []
+  const out: Measurement[] = []
+  for (const implementation of group) {
+    const previous = [...results]
+      .reverse()
+      .find((r) => r.implementation === implementation.name && r.msPerIteration)
+    if (previous?.msPerIteration !== undefined) {
+      const predictedSeconds = (previous.msPerIteration / 1000) * (size / previous.size) ** 3
+      if (predictedSeconds > SKIP_SECONDS) {
+        out.push({
+          implementation: implementation.name,
+          size,
+          skipped: `predicted ${predictedSeconds.toFixed(0)} s per iteration from ${previous.size}: over ${SKIP_SECONDS} s`,
+        })
+        continue
+      }
+    }
+    progress(`size ${size}: warming up ${implementation.name}`)
+    await implementation.setup(size, a, b)
+    const started = performance.now()
+    await implementation.run() // warm-up: pipeline compile, allocations
+    timed.push({ implementation, times: [], slow: performance.now() - started > SLOW_SECONDS * 1000 })
+  }
   const started = performance.now()
-  while (times.length < (slow ? 1 : 2) || performance.now() - started < minSeconds * 1000) {
-    const t0 = performance.now()
-    await implementation.run()
-    times.push(performance.now() - t0)
+  for (
+    let round = 0;
+    round < rounds || performance.now() - started < minSeconds * 1000 * timed.length;
+    round++
+  ) {
+    progress(`size ${size}: round ${round + 1}`)
+    for (const entry of timed) {
+      if (entry.slow && entry.times.length > 0) continue
+      const t0 = performance.now()
+      await entry.implementation.run()
+      entry.times.push(performance.now() - t0)
+    }
   }
-  implementation.teardown()
-  const ms = median(times)
-  return {
-    implementation: implementation.name,
-    size,
-    gflops: flop / (ms / 1000) / 1e9,
-    msPerIteration: ms,
-    iterations: times.length,
+  for (const { implementation, times } of timed) {
+    implementation.teardown()
+    const ms = median(times)
+    out.push({
+      implementation: implementation.name,
+      size,
+      gflops: flop / (ms / 1000) / 1e9,
+      msPerIteration: ms,
+      iterations: times.length,
+    })
   }
+  return group.map((implementation) => out.find((m) => m.implementation === implementation.name)!)
 }
 
 async function crossCheck(size: number): Promise<void> {
@@ -280,19 +311,16 @@ async function crossCheck(size: number): Promise<void> {
   }
 }
 
-const results: Measurement[] = []
 let exitCode = 0
 try {
   await checkAll()
   for (const size of sizes) {
     await crossCheck(size)
-    for (const implementation of implementations) {
-      const previous = [...results]
-        .reverse()
-        .find((r) => r.implementation === implementation.name && r.gflops !== undefined)
-      progress(`size ${size}: ${implementation.name} ...`)
-      results.push(await measure(implementation, size, previous))
-    }
+    // ours, tfjs-webgpu and the TS loop interleaved; wasm on its own afterwards, since tfjs tensors
+    // belong to one tfjs backend at a time
+    const interleaved = implementations.filter((implementation) => implementation.name !== WASM_LABEL)
+    results.push(...(await measureInterleaved(interleaved, size)))
+    results.push(...(await measureInterleaved([implementations.find((i) => i.name === WASM_LABEL)!], size)))
   }
 } catch (error) {
   console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`)

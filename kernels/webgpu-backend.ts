@@ -1,5 +1,5 @@
 // The WebGPU backend: tensors are pooled storage buffers on a Dawn device; every op validates
-// shapes, allocates its output from the pool and submits its kernels (ops/), in queue order.
+// shapes, allocates its output from the pool and enqueues its kernels (ops/), in order.
 import type {
   AdamWOptions,
   Backend,
@@ -53,7 +53,7 @@ export class GpuTensor implements Tensor {
     return this.#buffer === undefined
   }
 
-  /** returns the buffer to the pool; commands already submitted still see its old contents */
+  /** returns the buffer to the pool; commands already enqueued still see its old contents */
   dispose(): void {
     if (this.#buffer === undefined) return
     this.runtime.releaseStorageBuffer(this.#buffer)

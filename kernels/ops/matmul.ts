@@ -40,7 +40,7 @@ function stridedParams(dims: MatmulDims): ArrayBuffer {
 
 /**
  * Enqueues C = op(A) op(B) into `c` (at least M*N floats) with the chosen kernel version and
- * submits it. Scratch buffers for padding go back to the pool after submission.
+ * enqueues it. Scratch buffers for padding go back to the pool at once (see runtime.releaseStorageBuffer).
  */
 export function runMatmul(
   runtime: GpuRuntime,
