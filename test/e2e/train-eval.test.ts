@@ -158,17 +158,20 @@ describe('shardnet train --local and eval', () => {
     expect(evaluated.stdout).toMatch(/\(\d+ of 1996 digits/)
   })
 
-  it('reproduces the same checkpoint bytes from the same seed on the cpu backend', async () => {
-    const first = join(root, 'repeat-1')
-    const second = join(root, 'repeat-2')
-    expect((await runCli(smallRun(first, 'cpu'))).code).toBe(0)
-    expect((await runCli(smallRun(second, 'cpu'))).code).toBe(0)
-    const [a, b] = await Promise.all([
-      readFile(join(first, 'model.safetensors')),
-      readFile(join(second, 'model.safetensors')),
-    ])
-    expect(a.equals(b)).toBe(true)
-  })
+  it.each(['cpu', 'webgpu'])(
+    'reproduces the same checkpoint bytes from the same seed on %s',
+    async (backend) => {
+      const first = join(root, `repeat-${backend}-1`)
+      const second = join(root, `repeat-${backend}-2`)
+      expect((await runCli(smallRun(first, backend))).code).toBe(0)
+      expect((await runCli(smallRun(second, backend))).code).toBe(0)
+      const [a, b] = await Promise.all([
+        readFile(join(first, 'model.safetensors')),
+        readFile(join(second, 'model.safetensors')),
+      ])
+      expect(a.equals(b)).toBe(true)
+    },
+  )
 
   it('trains on webgpu and its checkpoint evaluates the same on cpu', async () => {
     const out = join(root, 'webgpu')
