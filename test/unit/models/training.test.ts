@@ -161,7 +161,8 @@ describe('training on both backends', () => {
     const cpu = perBackend.get('cpu')!
     for (const [kind, losses] of perBackend) {
       // the first 5 steps: float32 rounding differences only (sums in another order), so the
-      // mean losses agree to 1e-4 relative; later steps may drift slowly apart through Adam
+      // mean losses agree to 1e-4 relative (measured on lavapipe: 1.5e-6); later steps drift apart
+      // slowly through Adam: 1e-3 relative up to step 40 (measured: 5e-6)
       for (let step = 0; step < 5; step++) {
         expect(Math.abs(losses[step] - cpu[step]), `${kind} step ${step}`).toBeLessThanOrEqual(
           1e-4 * cpu[step],
@@ -170,6 +171,12 @@ describe('training on both backends', () => {
       for (let step = 5; step < steps; step++) {
         expect(Math.abs(losses[step] - cpu[step]), `${kind} step ${step}`).toBeLessThanOrEqual(
           1e-2 * cpu[step] + 1e-3,
+        )
+      }
+      if (process.env.SHARDNET_TEST_VERBOSE) {
+        const relative = losses.map((loss, step) => Math.abs(loss - cpu[step]) / cpu[step])
+        console.log(
+          `${kind}: largest relative loss difference to cpu, steps 0-4: ${Math.max(...relative.slice(0, 5)).toExponential(2)}, steps 5-39: ${Math.max(...relative.slice(5)).toExponential(2)}`,
         )
       }
       const mean = (values: number[]) => values.reduce((total, value) => total + value, 0) / values.length
