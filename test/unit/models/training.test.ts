@@ -170,7 +170,7 @@ describe('training on both backends', () => {
       }
       for (let step = 5; step < steps; step++) {
         expect(Math.abs(losses[step] - cpu[step]), `${kind} step ${step}`).toBeLessThanOrEqual(
-          1e-2 * cpu[step] + 1e-3,
+          1e-3 * cpu[step],
         )
       }
       if (process.env.SHARDNET_TEST_VERBOSE) {
