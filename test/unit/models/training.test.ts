@@ -7,6 +7,7 @@ import { epochOrder, loadMnist, type MnistSplit, PIXEL_COUNT } from '../../../ke
 import type { Backend } from '../../../kernels/index.js'
 import {
   AdamWOptimizer,
+  batchGradient,
   evaluate,
   initialHostLayers,
   learningRateAt,
@@ -205,6 +206,28 @@ describe('training on both backends', () => {
     }
     // after 126 updates the backends may differ in a few borderline digits out of 1,996
     expect(Math.max(...accuracies) - Math.min(...accuracies)).toBeLessThanOrEqual(0.01)
+  })
+
+  it('gives flat batch gradients whose flat AdamW step equals the tensor step', async () => {
+    for (const backend of backends.values()) {
+      const indices = epochOrder(data.train.count, 3, 0).subarray(0, 48)
+      const viaFlat = Mlp.initialize(backend, MNIST_MLP, 3)
+      const viaTensors = Mlp.initialize(backend, MNIST_MLP, 3)
+      const flatOptimizer = new AdamWOptimizer(backend, viaFlat.parameters())
+      const tensorOptimizer = new AdamWOptimizer(backend, viaTensors.parameters())
+      const { gradient, meanLoss, samples } = await batchGradient(viaFlat, data.train, indices)
+      expect(samples).toBe(48)
+      expect(meanLoss).toBeGreaterThan(1.5) // about ln(10) at init
+      flatOptimizer.stepFlat(gradient, 1e-3)
+      const epoch = await trainEpoch(viaTensors, tensorOptimizer, data.train, indices, {
+        batchSize: 48,
+        learningRate: () => 1e-3,
+      })
+      expect(epoch.meanLoss).toBeCloseTo(meanLoss, 5)
+      const [a, b] = await Promise.all([viaFlat.readFlat(), viaTensors.readFlat()])
+      expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true)
+      for (const thing of [viaFlat, viaTensors, flatOptimizer, tensorOptimizer]) thing.dispose()
+    }
   })
 
   it('stops with TrainingDivergedError when the loss becomes NaN', async () => {
