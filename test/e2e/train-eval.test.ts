@@ -187,7 +187,7 @@ describe('shardnet train --local and eval', () => {
   })
 })
 
-describe('bad input to train', () => {
+describe.concurrent('bad input to train', () => {
   const cases: Array<[string, string[], RegExp]> = [
     ['an unknown model', ['--model', 'resnet-50'], /unknown model "resnet-50"/],
     ['zero epochs', ['--epochs', '0'], /--epochs must be an integer from 1/],
@@ -259,7 +259,7 @@ describe('bad input to train', () => {
   })
 })
 
-describe('bad input to eval', () => {
+describe.concurrent('bad input to eval', () => {
   let model: string
   let weights: Buffer
   let manifestText: string
