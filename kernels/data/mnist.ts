@@ -128,6 +128,11 @@ export async function loadMnist(options: LoadMnistOptions = {}): Promise<MnistSp
   })
   const trainCount = perClass.reduce((total, [train]) => total + train, 0)
   const testCount = perClass.reduce((total, [, test]) => total + test, 0)
+  if (testCount === 0) {
+    throw new DatasetError(
+      `the digits in ${directory} are too few for a test set (each class needs at least 5 samples)`,
+    )
+  }
   if (
     options.digitsDirectory === undefined &&
     (trainCount !== MNIST_TRAIN_COUNT || testCount !== MNIST_TEST_COUNT)
