@@ -170,7 +170,7 @@ export async function openBackend(choice: BackendChoice): Promise<Backend> {
   if (choice === 'webgpu' && backend.kind !== 'webgpu') {
     backend.destroy()
     throw new TrainingOptionsError(
-      `WebGPU is not available on this machine (${backend.info.fallbackReason ?? 'no adapter'}); use --backend cpu or auto`,
+      `${backend.info.fallbackReason ?? 'webgpu unavailable: no adapter'}; use --backend cpu or auto`,
     )
   }
   if (backend.info.fallbackReason !== undefined) log('using the cpu backend: %s', backend.info.fallbackReason)

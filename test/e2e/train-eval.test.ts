@@ -18,7 +18,11 @@ interface CliResult {
   stderr: string
 }
 
-function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {
+function runCli(
+  args: string[],
+  timeoutMs = 120_000,
+  extraEnv: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       'node',
@@ -30,6 +34,7 @@ function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {
           ...process.env,
           XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp/shardnet-xdg',
           NO_COLOR: '1',
+          ...extraEnv,
         },
       },
       (error, stdout, stderr) => {
@@ -222,6 +227,36 @@ describe.concurrent('bad input to train', () => {
     const result = await runCli(['train', '--local', '--out', join(root, 'x'), '--backend', 'quantum'])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/Allowed choices are auto, webgpu, cpu/)
+  })
+
+  it('falls back to cpu on auto, and refuses --backend webgpu, when there is no Vulkan driver', async () => {
+    // point the Vulkan loader at no driver: Dawn then finds no adapter, as on a machine without one
+    const noDriver = {
+      VK_ICD_FILENAMES: join(root, 'no-such-icd.json'),
+      VK_DRIVER_FILES: join(root, 'no-such-icd.json'),
+    }
+    const out = join(root, 'no-driver-webgpu')
+    const refused = await runCli(
+      ['train', '--local', '--epochs', '1', '--hidden', '8', '--backend', 'webgpu', '--out', out],
+      120_000,
+      noDriver,
+    )
+    expect(refused.code).toBe(1)
+    expect(refused.stderr.trim().split('\n').at(-1)).toMatch(
+      /^error: webgpu unavailable: .*; use --backend cpu or auto$/,
+    )
+    expect(existsSync(out)).toBe(false)
+    const fallback = await runCli(
+      ['train', '--local', '--epochs', '1', '--hidden', '8', '--out', join(root, 'no-driver-auto'), '--json'],
+      120_000,
+      noDriver,
+    )
+    expect(fallback.code, fallback.stderr).toBe(0)
+    expect(fallback.stderr).toMatch(/training on cpu: cpu \(reference ops\) \(webgpu unavailable: /)
+    expect(JSON.parse(fallback.stdout).backend).toMatchObject({
+      kind: 'cpu',
+      fallbackReason: expect.stringMatching(/webgpu unavailable/),
+    })
   })
 
   it('refuses an output path that is a file, before training', async () => {
