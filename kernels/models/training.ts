@@ -187,6 +187,45 @@ export async function batchGradient(
   }
 }
 
+export interface Predictions {
+  /** [rows] index of the largest logit of each row (the first on ties) */
+  classes: Uint8Array
+  /** [rows, outputSize] */
+  logits: Float32Array
+}
+
+/** Forward pass over `rows` images [rows, inputSize] (host memory), in batches of `batchSize`. */
+export async function predict(
+  model: Mlp,
+  images: Float32Array,
+  rows: number,
+  batchSize = 1000,
+): Promise<Predictions> {
+  const { inputSize, outputSize } = model.architecture
+  if (images.length !== rows * inputSize) {
+    throw new RangeError(`expected ${rows}x${inputSize} = ${rows * inputSize} values, got ${images.length}`)
+  }
+  if (outputSize > 256) throw new RangeError('predict returns classes as bytes: at most 256 outputs')
+  const backend = model.backend
+  const logits = new Float32Array(rows * outputSize)
+  for (let start = 0; start < rows; start += batchSize) {
+    const end = Math.min(rows, start + batchSize)
+    const x = backend.upload(images.subarray(start * inputSize, end * inputSize), [end - start, inputSize])
+    const batchLogits = model.logits(x)
+    logits.set(await backend.read(batchLogits), start * outputSize)
+    x.dispose()
+    batchLogits.dispose()
+  }
+  const classes = new Uint8Array(rows)
+  for (let row = 0; row < rows; row++) {
+    let best = 0
+    for (let c = 1; c < outputSize; c++)
+      if (logits[row * outputSize + c] > logits[row * outputSize + best]) best = c
+    classes[row] = best
+  }
+  return { classes, logits }
+}
+
 export interface EvaluationResult {
   samples: number
   /** fraction of samples whose largest logit is the label */

@@ -12,6 +12,7 @@ import {
   initialHostLayers,
   learningRateAt,
   Mlp,
+  predict,
   TrainingDivergedError,
   trainEpoch,
 } from '../../../kernels/models/index.js'
@@ -242,6 +243,27 @@ describe('training on both backends', () => {
         trainEpoch(model, optimizer, data.train, order, { batchSize: 64, learningRate: () => 1e-3 }),
       ).rejects.toBeInstanceOf(TrainingDivergedError)
       await expect(evaluate(model, data.test)).rejects.toBeInstanceOf(TrainingDivergedError)
+      model.dispose()
+      optimizer.dispose()
+    }
+  })
+
+  it('predicts the classes evaluate counts as correct, on each backend', async () => {
+    for (const backend of backends.values()) {
+      const model = Mlp.initialize(backend, MNIST_MLP, 6)
+      const optimizer = new AdamWOptimizer(backend, model.parameters())
+      await trainEpoch(model, optimizer, data.train, epochOrder(data.train.count, 6, 0).subarray(0, 2000), {
+        batchSize: 100,
+        learningRate: () => 2e-3,
+      })
+      const { classes, logits } = await predict(model, data.test.images, data.test.count, 700)
+      expect(logits.length).toBe(data.test.count * 10)
+      const correct = classes.reduce(
+        (total, predicted, row) => total + (predicted === data.test.labels[row] ? 1 : 0),
+        0,
+      )
+      expect(correct / data.test.count).toBe((await evaluate(model, data.test)).accuracy)
+      await expect(predict(model, data.test.images, 3)).rejects.toThrow(RangeError)
       model.dispose()
       optimizer.dispose()
     }
