@@ -8,7 +8,7 @@
 // NxN result back to the host (the same work for every implementation). After one warm-up each,
 // implementations run in interleaved rounds (at least --rounds, and at least --min-seconds per
 // implementation in all) and we report the median iteration time.
-import { cpus } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../kernels/index.js'
 import { matmulLoopFloat32, matmulReference } from '../kernels/reference/index.js'
@@ -49,9 +49,11 @@ if (!(minSeconds >= 0) || !Number.isInteger(rounds) || rounds < 1) {
 /** an implementation slower than this per iteration is timed in one round only */
 const SLOW_SECONDS = 5
 const results: Measurement[] = []
+const TFJS_WEBGPU_LABEL = 'tfjs-backend-webgpu (same adapter)'
 /** an implementation predicted to need longer than this for one iteration is skipped, and says so */
 const SKIP_SECONDS = 30
 
+const loadAtStart = loadavg()
 const progress = (message: string) => process.stderr.write(`${message}\n`)
 
 interface Implementation {
@@ -191,7 +193,7 @@ const typescriptLoop = (): Implementation => {
   }
 }
 
-implementations.push(tfjsImplementation('webgpu', 'tfjs-backend-webgpu (same adapter)'))
+implementations.push(tfjsImplementation('webgpu', TFJS_WEBGPU_LABEL))
 implementations.push(typescriptLoop())
 // wasm last: once it has loaded, Emscripten turns any uncaught error into exit code 7
 const WASM_LABEL = 'tfjs-backend-wasm (XNNPACK, 1 thread)'
@@ -234,7 +236,7 @@ async function checkAll(): Promise<void> {
  * Times a set of implementations at one size in interleaved rounds (one iteration of each per
  * round), so that load from other processes on a shared machine hits all of them alike and the
  * ratios stay meaningful. An implementation whose iteration is predicted (from the previous size)
- * to exceed SKIP_SECONDS is skipped and says so; one slower than SLOW_SECONDS runs in one round only.
+ * to exceed SKIP_SECONDS is skipped and says so (except tfjs-webgpu, the ratio's baseline); one slower than SLOW_SECONDS runs in one round only.
  */
 async function measureInterleaved(group: Implementation[], size: number): Promise<Measurement[]> {
   const flop = 2 * size ** 3
@@ -246,7 +248,8 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
     const previous = [...results]
       .reverse()
       .find((r) => r.implementation === implementation.name && r.msPerIteration)
-    if (previous?.msPerIteration !== undefined) {
+    // never skip the baseline of the ratio column
+    if (previous?.msPerIteration !== undefined && implementation.name !== TFJS_WEBGPU_LABEL) {
       const predictedSeconds = (previous.msPerIteration / 1000) * (size / previous.size) ** 3
       if (predictedSeconds > SKIP_SECONDS) {
         out.push({
@@ -300,7 +303,7 @@ async function crossCheck(size: number): Promise<void> {
   await base.setup(size, a, b)
   const expected = await base.run()
   base.teardown()
-  for (const name of ['tfjs-backend-webgpu (same adapter)', WASM_LABEL]) {
+  for (const name of [TFJS_WEBGPU_LABEL, WASM_LABEL]) {
     const implementation = byName.get(name)!
     await implementation.setup(size, a, b)
     const got = await implementation.run()
@@ -329,12 +332,13 @@ try {
 
 // --- 3. report ----------------------------------------------------------------------------------
 
+const loadAverage = (values: number[]) => values.map((value) => value.toFixed(1)).join(' ')
 const machine = `${cpus().length}-core ${cpus()[0]?.model ?? process.arch}, Node ${process.version}, ${ours.info.adapterName}`
 const ratioTo = (size: number, name: string) =>
   results.find((r) => r.size === size && r.implementation === name)?.gflops
 if (flags.json) {
   const ratios = sizes.map((size) => {
-    const tfjs = ratioTo(size, 'tfjs-backend-webgpu (same adapter)')
+    const tfjs = ratioTo(size, TFJS_WEBGPU_LABEL)
     const best = Math.max(
       ...results
         .filter((r) => r.size === size && r.implementation.startsWith('ours'))
@@ -346,13 +350,29 @@ if (flags.json) {
       defaultOursOverTfjsWebgpu: tfjs === undefined ? null : (ratioTo(size, defaultLabel) ?? 0) / tfjs,
     }
   })
-  console.log(JSON.stringify({ machine, defaultKernel: defaultLabel, results, ratios }, null, 2))
+  console.log(
+    JSON.stringify(
+      {
+        machine,
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg(),
+        defaultKernel: defaultLabel,
+        results,
+        ratios,
+      },
+      null,
+      2,
+    ),
+  )
 } else {
   console.log(`matmul f32 NxN, GFLOP/s (median of timed iterations incl. result readback)`)
   console.log(`machine: ${machine}`)
+  console.log(
+    `load average (1/5/15 min) at start: ${loadAverage(loadAtStart)}, at end: ${loadAverage(loadavg())}`,
+  )
   console.log(`default kernel on this adapter: ${defaultLabel}`)
   for (const size of sizes) {
-    const tfjs = ratioTo(size, 'tfjs-backend-webgpu (same adapter)')
+    const tfjs = ratioTo(size, TFJS_WEBGPU_LABEL)
     console.log(`\nN = ${size}`)
     console.log(
       `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ${'x tfjs-webgpu'.padStart(14)}`,
@@ -365,6 +385,12 @@ if (flags.json) {
       const ratio = tfjs === undefined ? '' : (r.gflops / tfjs).toFixed(2)
       console.log(
         `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)}`,
+      )
+    }
+    const ourDefault = ratioTo(size, defaultLabel)
+    if (tfjs !== undefined && ourDefault !== undefined) {
+      console.log(
+        `=> default kernel / tfjs-webgpu at ${size}: ${(ourDefault / tfjs).toFixed(2)}x (goal: >= 2.5x on lavapipe)`,
       )
     }
   }

@@ -2,7 +2,7 @@
 // register-blocked). All accumulate in float32 in increasing k order.
 //
 // - naive: one thread per output, scalar loads with strides (transposes are just strides).
-// - tiled: 16x16 shared-memory tiles, one output per thread. Faster on real GPUs; on lavapipe
+// - tiled: 16x16 shared-memory tiles, one output per thread. Usually beats naive on real GPUs; on lavapipe
 //   workgroup barriers are expensive and it is slower than naive (shared/notes/webgpu.md).
 // - register-blocked: each thread computes a (4*rowVecs) x (4*colVecs) block of C from vec4 loads,
 //   no shared memory. The operand dimension that is contiguous in memory is read 4 floats at a
