@@ -2,13 +2,13 @@
 // on the same Dawn adapter, @tensorflow/tfjs-backend-webgpu, plus @tensorflow/tfjs-backend-wasm
 // and a plain TypeScript loop. Every implementation is first checked against the reference.
 //
-//   npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--min-seconds 1]
+//   npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--rounds 3] [--min-seconds 0.5]
 //
 // Timing: one iteration = matmul of two NxN float32 matrices already on the device + reading the
-// NxN result back to the host (the same work for every implementation). We report the median of
-// at least two timed iterations (one when a single iteration takes over 5 s), after one warm-up,
-// lasting at least --min-seconds in all.
-import { cpus } from 'node:os'
+// NxN result back to the host (the same work for every implementation). After one warm-up each,
+// implementations run in interleaved rounds (at least --rounds, and at least --min-seconds per
+// implementation in all) and we report the median iteration time.
+import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../kernels/index.js'
 import { matmulLoopFloat32, matmulReference } from '../kernels/reference/index.js'
@@ -24,12 +24,15 @@ const { values: flags } = parseArgs({
   options: {
     sizes: { type: 'string', default: '256,1024,2048' },
     json: { type: 'boolean', default: false },
-    'min-seconds': { type: 'string', default: '1' },
+    'min-seconds': { type: 'string', default: '0.5' },
+    rounds: { type: 'string', default: '3' },
     help: { type: 'boolean', default: false },
   },
 })
 if (flags.help) {
-  console.log('usage: npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--min-seconds 1]')
+  console.log(
+    'usage: npm run bench:kernels -- [--sizes 256,1024,2048] [--json] [--rounds 3] [--min-seconds 0.5]',
+  )
   process.exit(0)
 }
 const sizes = flags.sizes.split(',').map((text) => Number(text.trim()))
@@ -38,9 +41,19 @@ if (sizes.some((size) => !Number.isInteger(size) || size < 1 || size > 4096)) {
   process.exit(2)
 }
 const minSeconds = Number(flags['min-seconds'])
+const rounds = Number(flags.rounds)
+if (!(minSeconds >= 0) || !Number.isInteger(rounds) || rounds < 1) {
+  console.error('--min-seconds must be >= 0 and --rounds a positive integer')
+  process.exit(2)
+}
+/** an implementation slower than this per iteration is timed in one round only */
+const SLOW_SECONDS = 5
+const results: Measurement[] = []
+const TFJS_WEBGPU_LABEL = 'tfjs-backend-webgpu (same adapter)'
 /** an implementation predicted to need longer than this for one iteration is skipped, and says so */
 const SKIP_SECONDS = 30
 
+const loadAtStart = loadavg()
 const progress = (message: string) => process.stderr.write(`${message}\n`)
 
 interface Implementation {
@@ -180,7 +193,7 @@ const typescriptLoop = (): Implementation => {
   }
 }
 
-implementations.push(tfjsImplementation('webgpu', 'tfjs-backend-webgpu (same adapter)'))
+implementations.push(tfjsImplementation('webgpu', TFJS_WEBGPU_LABEL))
 implementations.push(typescriptLoop())
 // wasm last: once it has loaded, Emscripten turns any uncaught error into exit code 7
 const WASM_LABEL = 'tfjs-backend-wasm (XNNPACK, 1 thread)'
@@ -219,45 +232,66 @@ async function checkAll(): Promise<void> {
 
 // --- 2. timing ----------------------------------------------------------------------------------
 
-async function measure(
-  implementation: Implementation,
-  size: number,
-  previous?: Measurement,
-): Promise<Measurement> {
+/**
+ * Times a set of implementations at one size in interleaved rounds (one iteration of each per
+ * round), so that load from other processes on a shared machine hits all of them alike and the
+ * ratios stay meaningful. An implementation whose iteration is predicted (from the previous size)
+ * to exceed SKIP_SECONDS is skipped and says so (except tfjs-webgpu, the ratio's baseline); one slower than SLOW_SECONDS runs in one round only.
+ */
+async function measureInterleaved(group: Implementation[], size: number): Promise<Measurement[]> {
   const flop = 2 * size ** 3
-  if (previous?.msPerIteration !== undefined) {
-    const predictedSeconds = (previous.msPerIteration / 1000) * (size / previous.size) ** 3
-    if (predictedSeconds > SKIP_SECONDS) {
-      return {
-        implementation: implementation.name,
-        size,
-        skipped: `predicted ${predictedSeconds.toFixed(0)} s per iteration from ${previous.size}: over ${SKIP_SECONDS} s`,
-      }
-    }
-  }
   const a = randomMatrix(size * size, 11)
   const b = randomMatrix(size * size, 12)
-  await implementation.setup(size, a, b)
-  const warmupStarted = performance.now()
-  await implementation.run() // warm-up: pipeline compile, allocations
-  // one timed iteration is enough when a single one takes longer than this
-  const slow = performance.now() - warmupStarted > 5000
-  const times: number[] = []
+  const timed: { implementation: Implementation; times: number[]; slow: boolean }[] = []
+  const out: Measurement[] = []
+  for (const implementation of group) {
+    const previous = [...results]
+      .reverse()
+      .find((r) => r.implementation === implementation.name && r.msPerIteration)
+    // never skip the baseline of the ratio column
+    if (previous?.msPerIteration !== undefined && implementation.name !== TFJS_WEBGPU_LABEL) {
+      const predictedSeconds = (previous.msPerIteration / 1000) * (size / previous.size) ** 3
+      if (predictedSeconds > SKIP_SECONDS) {
+        out.push({
+          implementation: implementation.name,
+          size,
+          skipped: `predicted ${predictedSeconds.toFixed(0)} s per iteration from ${previous.size}: over ${SKIP_SECONDS} s`,
+        })
+        continue
+      }
+    }
+    progress(`size ${size}: warming up ${implementation.name}`)
+    await implementation.setup(size, a, b)
+    const started = performance.now()
+    await implementation.run() // warm-up: pipeline compile, allocations
+    timed.push({ implementation, times: [], slow: performance.now() - started > SLOW_SECONDS * 1000 })
+  }
   const started = performance.now()
-  while (times.length < (slow ? 1 : 2) || performance.now() - started < minSeconds * 1000) {
-    const t0 = performance.now()
-    await implementation.run()
-    times.push(performance.now() - t0)
+  for (
+    let round = 0;
+    round < rounds || performance.now() - started < minSeconds * 1000 * timed.length;
+    round++
+  ) {
+    progress(`size ${size}: round ${round + 1}`)
+    for (const entry of timed) {
+      if (entry.slow && entry.times.length > 0) continue
+      const t0 = performance.now()
+      await entry.implementation.run()
+      entry.times.push(performance.now() - t0)
+    }
   }
-  implementation.teardown()
-  const ms = median(times)
-  return {
-    implementation: implementation.name,
-    size,
-    gflops: flop / (ms / 1000) / 1e9,
-    msPerIteration: ms,
-    iterations: times.length,
+  for (const { implementation, times } of timed) {
+    implementation.teardown()
+    const ms = median(times)
+    out.push({
+      implementation: implementation.name,
+      size,
+      gflops: flop / (ms / 1000) / 1e9,
+      msPerIteration: ms,
+      iterations: times.length,
+    })
   }
+  return group.map((implementation) => out.find((m) => m.implementation === implementation.name)!)
 }
 
 async function crossCheck(size: number): Promise<void> {
@@ -269,7 +303,7 @@ async function crossCheck(size: number): Promise<void> {
   await base.setup(size, a, b)
   const expected = await base.run()
   base.teardown()
-  for (const name of ['tfjs-backend-webgpu (same adapter)', WASM_LABEL]) {
+  for (const name of [TFJS_WEBGPU_LABEL, WASM_LABEL]) {
     const implementation = byName.get(name)!
     await implementation.setup(size, a, b)
     const got = await implementation.run()
@@ -280,19 +314,16 @@ async function crossCheck(size: number): Promise<void> {
   }
 }
 
-const results: Measurement[] = []
 let exitCode = 0
 try {
   await checkAll()
   for (const size of sizes) {
     await crossCheck(size)
-    for (const implementation of implementations) {
-      const previous = [...results]
-        .reverse()
-        .find((r) => r.implementation === implementation.name && r.gflops !== undefined)
-      progress(`size ${size}: ${implementation.name} ...`)
-      results.push(await measure(implementation, size, previous))
-    }
+    // ours, tfjs-webgpu and the TS loop interleaved; wasm on its own afterwards, since tfjs tensors
+    // belong to one tfjs backend at a time
+    const interleaved = implementations.filter((implementation) => implementation.name !== WASM_LABEL)
+    results.push(...(await measureInterleaved(interleaved, size)))
+    results.push(...(await measureInterleaved([implementations.find((i) => i.name === WASM_LABEL)!], size)))
   }
 } catch (error) {
   console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`)
@@ -301,12 +332,13 @@ try {
 
 // --- 3. report ----------------------------------------------------------------------------------
 
+const loadAverage = (values: number[]) => values.map((value) => value.toFixed(1)).join(' ')
 const machine = `${cpus().length}-core ${cpus()[0]?.model ?? process.arch}, Node ${process.version}, ${ours.info.adapterName}`
 const ratioTo = (size: number, name: string) =>
   results.find((r) => r.size === size && r.implementation === name)?.gflops
 if (flags.json) {
   const ratios = sizes.map((size) => {
-    const tfjs = ratioTo(size, 'tfjs-backend-webgpu (same adapter)')
+    const tfjs = ratioTo(size, TFJS_WEBGPU_LABEL)
     const best = Math.max(
       ...results
         .filter((r) => r.size === size && r.implementation.startsWith('ours'))
@@ -318,13 +350,29 @@ if (flags.json) {
       defaultOursOverTfjsWebgpu: tfjs === undefined ? null : (ratioTo(size, defaultLabel) ?? 0) / tfjs,
     }
   })
-  console.log(JSON.stringify({ machine, defaultKernel: defaultLabel, results, ratios }, null, 2))
+  console.log(
+    JSON.stringify(
+      {
+        machine,
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg(),
+        defaultKernel: defaultLabel,
+        results,
+        ratios,
+      },
+      null,
+      2,
+    ),
+  )
 } else {
   console.log(`matmul f32 NxN, GFLOP/s (median of timed iterations incl. result readback)`)
   console.log(`machine: ${machine}`)
+  console.log(
+    `load average (1/5/15 min) at start: ${loadAverage(loadAtStart)}, at end: ${loadAverage(loadavg())}`,
+  )
   console.log(`default kernel on this adapter: ${defaultLabel}`)
   for (const size of sizes) {
-    const tfjs = ratioTo(size, 'tfjs-backend-webgpu (same adapter)')
+    const tfjs = ratioTo(size, TFJS_WEBGPU_LABEL)
     console.log(`\nN = ${size}`)
     console.log(
       `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ${'x tfjs-webgpu'.padStart(14)}`,
@@ -337,6 +385,12 @@ if (flags.json) {
       const ratio = tfjs === undefined ? '' : (r.gflops / tfjs).toFixed(2)
       console.log(
         `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)}`,
+      )
+    }
+    const ourDefault = ratioTo(size, defaultLabel)
+    if (tfjs !== undefined && ourDefault !== undefined) {
+      console.log(
+        `=> default kernel / tfjs-webgpu at ${size}: ${(ourDefault / tfjs).toFixed(2)}x (goal: >= 2.5x on lavapipe)`,
       )
     }
   }

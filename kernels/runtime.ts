@@ -99,6 +99,9 @@ const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GP
 const uniformUsage = () => GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST
 const readbackUsage = () => GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST
 
+/** compute passes encoded before the runtime submits them unasked (bounds latency) */
+export const PASSES_PER_SUBMIT = 32
+
 /** most bytes kept in the free pool; buffers released beyond it are destroyed */
 export const POOL_BYTES_MAX = 1024 * 1024 * 1024
 
@@ -126,6 +129,9 @@ export class GpuRuntime {
     deviceErrors: 0,
   }
   #lastDeviceError: string | undefined
+  #pending: GPUCommandEncoder | undefined
+  #pendingPasses = 0
+  #pendingUniforms: GPUBuffer[] = []
   #destroyed = false
 
   constructor(acquired: AcquiredDevice) {
@@ -208,30 +214,45 @@ export class GpuRuntime {
     return this.#acquire('storage', storageUsage(), bytes)
   }
 
-  /** returns a storage buffer to the pool; safe once the commands using it are submitted */
+  /**
+   * Returns a storage buffer to the pool. Safe even while encoded commands still use it: a later
+   * op that reuses it is encoded after them (passes run in order), and every queue.writeBuffer to
+   * a storage buffer flushes the pending commands first (see write()).
+   */
   releaseStorageBuffer(buffer: GPUBuffer): void {
     this.#release('storage', buffer)
   }
 
-  /** a uniform buffer holding `data`; release it with releaseUniformBuffer after submission */
-  uniformBuffer(data: ArrayBuffer): GPUBuffer {
-    const buffer = this.#acquire('uniform', uniformUsage(), data.byteLength)
-    this.device.queue.writeBuffer(buffer, 0, data)
-    return buffer
+  /** the encoder collecting commands until the next flush */
+  #encoder(): GPUCommandEncoder {
+    this.#pending ??= this.device.createCommandEncoder()
+    return this.#pending
   }
 
-  releaseUniformBuffer(buffer: GPUBuffer): void {
-    this.#release('uniform', buffer)
+  /**
+   * Submits the pending commands. Uniform buffers of the submitted passes go back to the pool
+   * only now: their next writeBuffer is then queue-ordered after the passes that read them.
+   */
+  flush(): void {
+    if (this.#pending === undefined) return
+    this.device.queue.submit([this.#pending.finish()])
+    this.#pending = undefined
+    this.#pendingPasses = 0
+    for (const uniform of this.#pendingUniforms) this.#release('uniform', uniform)
+    this.#pendingUniforms = []
   }
 
-  /** clears the first `bytes` of a buffer to zero (enqueued) */
+  /** clears the first `bytes` of a buffer to zero (enqueued in order with the other commands) */
   clear(buffer: GPUBuffer, bytes: number): void {
-    const encoder = this.device.createCommandEncoder()
-    encoder.clearBuffer(buffer, 0, roundBytes(bytes))
-    this.device.queue.submit([encoder.finish()])
+    this.#encoder().clearBuffer(buffer, 0, roundBytes(bytes))
   }
 
+  /**
+   * Copies host data into a storage buffer. queue.writeBuffer runs ahead of commands not yet
+   * submitted, so those are flushed first: the write then lands after everything enqueued before it.
+   */
   write(buffer: GPUBuffer, data: Float32Array | Uint32Array | Int32Array | Uint8Array): void {
+    this.flush()
     // writeBuffer wants a multiple of 4 bytes
     if (data.byteLength % 4 !== 0) {
       const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4)
@@ -243,21 +264,22 @@ export class GpuRuntime {
   }
 
   /**
-   * Encodes and submits one compute pass per step. Each step binds a uniform (binding 0, when
-   * `uniform` is given) followed by the storage buffers in order (bindings 1, 2, ...).
-   * Submitting per op keeps queue order simple: a pooled buffer released after submission can be
-   * rewritten by writeBuffer, which the queue orders after the commands already submitted.
+   * Encodes one compute pass per step into the pending command encoder. Each step binds a uniform
+   * (binding 0, when `uniform` is given) followed by the storage buffers in order (bindings 1, 2,
+   * ...). Commands are submitted in batches of PASSES_PER_SUBMIT, and before any read, sync or
+   * storage write.
    */
   run(steps: readonly DispatchStep[]): void {
-    const encoder = this.device.createCommandEncoder()
-    const uniforms: GPUBuffer[] = []
+    const encoder = this.#encoder()
     for (const step of steps) {
       if (step.workgroups.some((count) => count === 0)) continue
       const entries: GPUBindGroupEntry[] = []
       let binding = 0
       if (step.uniform !== undefined) {
-        const uniform = this.uniformBuffer(step.uniform)
-        uniforms.push(uniform)
+        // a fresh uniform buffer, written now: nothing pending reads it, so writing ahead is safe
+        const uniform = this.#acquire('uniform', uniformUsage(), step.uniform.byteLength)
+        this.device.queue.writeBuffer(uniform, 0, step.uniform)
+        this.#pendingUniforms.push(uniform)
         entries.push({ binding: binding++, resource: { buffer: uniform } })
       }
       for (const buffer of step.buffers) entries.push({ binding: binding++, resource: { buffer } })
@@ -268,18 +290,17 @@ export class GpuRuntime {
       pass.dispatchWorkgroups(step.workgroups[0], step.workgroups[1], step.workgroups[2])
       pass.end()
       this.#stats.dispatches++
+      this.#pendingPasses++
     }
-    this.device.queue.submit([encoder.finish()])
-    for (const uniform of uniforms) this.releaseUniformBuffer(uniform)
+    if (this.#pendingPasses >= PASSES_PER_SUBMIT) this.flush()
   }
 
-  /** copies `bytes` from a buffer back to the host, after all submitted work */
+  /** copies `bytes` from a buffer back to the host, after all enqueued work */
   async read(buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     const size = roundBytes(bytes)
     const staging = this.#acquire('readback', readbackUsage(), size)
-    const encoder = this.device.createCommandEncoder()
-    encoder.copyBufferToBuffer(buffer, 0, staging, 0, size)
-    this.device.queue.submit([encoder.finish()])
+    this.#encoder().copyBufferToBuffer(buffer, 0, staging, 0, size)
+    this.flush()
     await staging.mapAsync(GPUMapMode.READ, 0, size)
     // copy out of the mapped range into a fresh array (slice() of the mapping page-faults: slow)
     const out = new ArrayBuffer(bytes)
@@ -289,14 +310,16 @@ export class GpuRuntime {
     return out
   }
 
-  /** waits for all submitted work */
+  /** waits for all enqueued work */
   async sync(): Promise<void> {
+    this.flush()
     await this.device.queue.onSubmittedWorkDone()
   }
 
   /** destroys pooled buffers and the device; the process can exit afterwards */
   destroy(): void {
     if (this.#destroyed) return
+    this.#pending = undefined
     this.#destroyed = true
     for (const buffers of this.#freeBuffers.values()) for (const buffer of buffers) buffer.destroy()
     this.#freeBuffers.clear()

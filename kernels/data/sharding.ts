@@ -36,3 +36,44 @@ export function shardIndices(
   const end = Math.floor(((shardIndex + 1) * count) / shardCount)
   return permutation.slice(start, end)
 }
+
+/** Number of updates in one epoch of `count` samples at `batchSize` (the last batch may be short). */
+export function stepsPerEpoch(count: number, batchSize: number): number {
+  return Math.ceil(count / batchSize)
+}
+
+/**
+ * The samples member `memberIndex` of `memberCount` processes at global update `step` (0-based) of
+ * a data-parallel task: update s takes the next `globalBatchSize` samples of its epoch's seeded
+ * order (epochs never straddle: the last batch of an epoch is short), and the members split that
+ * batch into contiguous slices whose sizes differ by at most one. Every peer computes the same
+ * assignment from (seed, step) alone; together the members of a step cover its batch exactly.
+ */
+export function stepBatchIndices(
+  count: number,
+  seed: number,
+  step: number,
+  globalBatchSize: number,
+  memberCount: number,
+  memberIndex: number,
+): Uint32Array {
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be >= 1, got ${count}`)
+  if (!Number.isInteger(step) || step < 0)
+    throw new RangeError(`step must be a non-negative integer, got ${step}`)
+  if (!Number.isInteger(globalBatchSize) || globalBatchSize < 1) {
+    throw new RangeError(`globalBatchSize must be >= 1, got ${globalBatchSize}`)
+  }
+  if (!Number.isInteger(memberCount) || memberCount < 1)
+    throw new RangeError(`memberCount must be >= 1, got ${memberCount}`)
+  if (!Number.isInteger(memberIndex) || memberIndex < 0 || memberIndex >= memberCount) {
+    throw new RangeError(`memberIndex must be in [0, ${memberCount - 1}], got ${memberIndex}`)
+  }
+  const perEpoch = stepsPerEpoch(count, globalBatchSize)
+  const epoch = Math.floor(step / perEpoch)
+  const batchStart = (step % perEpoch) * globalBatchSize
+  const batchEnd = Math.min(count, batchStart + globalBatchSize)
+  const batchLength = batchEnd - batchStart
+  const start = batchStart + Math.floor((memberIndex * batchLength) / memberCount)
+  const end = batchStart + Math.floor(((memberIndex + 1) * batchLength) / memberCount)
+  return epochOrder(count, seed, epoch).slice(start, end)
+}

@@ -46,6 +46,16 @@ export interface MlpGradients {
   layers: MlpLayer[]
 }
 
+/** One parameter tensor's place in the flat parameter vector. */
+export interface FlatParameterEntry {
+  /** checkpoint name, e.g. layers.0.weight */
+  name: string
+  /** device layout: weights [in,out], biases [out] */
+  shape: readonly number[]
+  offset: number
+  size: number
+}
+
 export const MAX_LAYER_WIDTH = 65_536
 
 export function layerSizes(architecture: MlpArchitecture): number[] {
@@ -141,6 +151,48 @@ export class Mlp {
   /** Parameters in a fixed order: weight 0, bias 0, weight 1, ... (optimizer state follows it). */
   parameters(): Tensor[] {
     return this.layers.flatMap((layer) => [layer.weight, layer.bias])
+  }
+
+  /**
+   * Where each parameter sits in the flat vector of all parameters (the form gradients and
+   * parameters take on the wire): `parameters()` order, device layout (weights [in,out]).
+   */
+  parameterLayout(): FlatParameterEntry[] {
+    let offset = 0
+    return this.layers.flatMap((layer, l) =>
+      (['weight', 'bias'] as const).map((kind) => {
+        const tensor = layer[kind]
+        const entry = { name: `layers.${l}.${kind}`, shape: tensor.shape, offset, size: tensor.size }
+        offset += tensor.size
+        return entry
+      }),
+    )
+  }
+
+  /** Reads tensors laid out like `parameters()` (the parameters themselves by default) into one flat vector. */
+  async readFlat(tensors: readonly Tensor[] = this.parameters()): Promise<Float32Array> {
+    const layout = this.parameterLayout()
+    if (tensors.length !== layout.length)
+      throw new RangeError(`expected ${layout.length} tensors, got ${tensors.length}`)
+    const flat = new Float32Array(parameterCount(this.architecture))
+    const parts = await Promise.all(tensors.map((tensor) => this.backend.read(tensor)))
+    parts.forEach((part, i) => {
+      if (part.length !== layout[i].size)
+        throw new RangeError(`${layout[i].name} has ${part.length} values, expected ${layout[i].size}`)
+      flat.set(part, layout[i].offset)
+    })
+    return flat
+  }
+
+  /** Overwrites every parameter from a flat vector in `parameterLayout()` order. */
+  writeFlat(flat: Float32Array): void {
+    if (flat.length !== parameterCount(this.architecture)) {
+      throw new RangeError(`expected ${parameterCount(this.architecture)} values, got ${flat.length}`)
+    }
+    const tensors = this.parameters()
+    for (const [i, entry] of this.parameterLayout().entries()) {
+      this.backend.write(tensors[i], flat.subarray(entry.offset, entry.offset + entry.size))
+    }
   }
 
   /** logits [B, outputSize] of x [B, inputSize] */

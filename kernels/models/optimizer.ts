@@ -51,6 +51,27 @@ export class AdamWOptimizer {
     }
   }
 
+  /**
+   * One update from a flat gradient vector laid out like the parameters, concatenated in order
+   * (e.g. a gradient aggregated from several peers).
+   */
+  stepFlat(flatGradient: Float32Array, learningRate: number): void {
+    const total = this.parameters.reduce((sum, parameter) => sum + parameter.size, 0)
+    if (flatGradient.length !== total)
+      throw new RangeError(`expected a gradient of ${total} values, got ${flatGradient.length}`)
+    let offset = 0
+    const gradients = this.parameters.map((parameter) => {
+      const gradient = this.backend.upload(
+        flatGradient.subarray(offset, offset + parameter.size),
+        parameter.shape,
+      )
+      offset += parameter.size
+      return gradient
+    })
+    this.step(gradients, learningRate)
+    for (const gradient of gradients) gradient.dispose()
+  }
+
   dispose(): void {
     for (const tensor of [...this.firstMoments, ...this.secondMoments]) tensor.dispose()
   }

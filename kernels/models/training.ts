@@ -150,6 +150,82 @@ export async function trainEpoch(
   }
 }
 
+export interface BatchGradient {
+  samples: number
+  /** mean cross-entropy over the samples */
+  meanLoss: number
+  /** gradient of the mean loss, in the model's parameterLayout() order */
+  gradient: Float32Array
+}
+
+/**
+ * Loss and flat gradient of `model` on the samples `indices` of `dataset`, without updating it: what
+ * a member of a training group computes for its share of a step.
+ */
+export async function batchGradient(
+  model: Mlp,
+  dataset: Dataset,
+  indices: ArrayLike<number>,
+): Promise<BatchGradient> {
+  const backend = model.backend
+  const rows = indices.length
+  if (rows < 1) throw new RangeError('a batch needs at least one sample')
+  const images = new Float32Array(rows * PIXEL_COUNT)
+  const labels = new Float32Array(rows)
+  gatherBatch(dataset, indices, 0, rows, images, labels)
+  const x = backend.upload(images, [rows, PIXEL_COUNT])
+  const y = backend.upload(labels, [rows])
+  const result = model.lossAndGradients(x, y)
+  const gradients = result.layers.flatMap((layer) => [layer.weight, layer.bias])
+  try {
+    const [gradient, losses] = await Promise.all([model.readFlat(gradients), backend.read(result.loss)])
+    const meanLoss = losses.reduce((total, value) => total + value, 0) / rows
+    if (!Number.isFinite(meanLoss)) throw new TrainingDivergedError(`the batch loss is ${meanLoss}`)
+    return { samples: rows, meanLoss, gradient }
+  } finally {
+    for (const tensor of [x, y, result.loss, result.logits, ...gradients]) tensor.dispose()
+  }
+}
+
+export interface Predictions {
+  /** [rows] index of the largest logit of each row (the first on ties) */
+  classes: Uint8Array
+  /** [rows, outputSize] */
+  logits: Float32Array
+}
+
+/** Forward pass over `rows` images [rows, inputSize] (host memory), in batches of `batchSize`. */
+export async function predict(
+  model: Mlp,
+  images: Float32Array,
+  rows: number,
+  batchSize = 1000,
+): Promise<Predictions> {
+  const { inputSize, outputSize } = model.architecture
+  if (images.length !== rows * inputSize) {
+    throw new RangeError(`expected ${rows}x${inputSize} = ${rows * inputSize} values, got ${images.length}`)
+  }
+  if (outputSize > 256) throw new RangeError('predict returns classes as bytes: at most 256 outputs')
+  const backend = model.backend
+  const logits = new Float32Array(rows * outputSize)
+  for (let start = 0; start < rows; start += batchSize) {
+    const end = Math.min(rows, start + batchSize)
+    const x = backend.upload(images.subarray(start * inputSize, end * inputSize), [end - start, inputSize])
+    const batchLogits = model.logits(x)
+    logits.set(await backend.read(batchLogits), start * outputSize)
+    x.dispose()
+    batchLogits.dispose()
+  }
+  const classes = new Uint8Array(rows)
+  for (let row = 0; row < rows; row++) {
+    let best = 0
+    for (let c = 1; c < outputSize; c++)
+      if (logits[row * outputSize + c] > logits[row * outputSize + best]) best = c
+    classes[row] = best
+  }
+  return { classes, logits }
+}
+
 export interface EvaluationResult {
   samples: number
   /** fraction of samples whose largest logit is the label */

@@ -2,16 +2,18 @@
 // kernel and derives dispatch sizes from the workgroup sizes in wgsl/matmul.ts.
 import { type DispatchStep, dispatch1d, dispatch2d, type GpuRuntime } from '../runtime.js'
 import { ELEMENTWISE_WORKGROUP_SIZE } from '../wgsl/common.js'
-import { padColumnsSource } from '../wgsl/elementwise.js'
+import { padSource } from '../wgsl/elementwise.js'
 import {
   DEFAULT_REGISTER_BLOCKED,
   type MatmulVersion,
   matmulNaiveSource,
   matmulRegisterBlockedSource,
+  matmulTiledRegisterBlockedSource,
   matmulTiledSource,
   NAIVE_WORKGROUP,
   type RegisterBlockedConfig,
   TILE_SIZE,
+  TILED_BLOCK,
 } from '../wgsl/matmul.js'
 import { packParams, u32 } from './params.js'
 
@@ -40,7 +42,7 @@ function stridedParams(dims: MatmulDims): ArrayBuffer {
 
 /**
  * Enqueues C = op(A) op(B) into `c` (at least M*N floats) with the chosen kernel version and
- * submits it. Scratch buffers for padding go back to the pool after submission.
+ * enqueues it. Scratch buffers for padding go back to the pool at once (see runtime.releaseStorageBuffer).
  */
 export function runMatmul(
   runtime: GpuRuntime,
@@ -80,6 +82,17 @@ export function runMatmul(
     ])
     return
   }
+  if (version === 'tiled-register-blocked') {
+    runtime.run([
+      {
+        pipeline: runtime.pipeline(matmulTiledRegisterBlockedSource),
+        uniform: stridedParams(dims),
+        buffers: [a, b, c],
+        workgroups: dispatch2d(n, m, TILED_BLOCK.tileN, TILED_BLOCK.tileM, maxGroups),
+      },
+    ])
+    return
+  }
   runRegisterBlocked(runtime, a, b, c, dims, tuning, maxGroups)
 }
 
@@ -95,26 +108,30 @@ function runRegisterBlocked(
   const { m, k, n, transposeA, transposeB } = dims
   const steps: DispatchStep[] = []
   const scratch: GPUBuffer[] = []
-  // stored [rows, columns]; vec4 loads run along columns, which must be a multiple of 4
+  const roundUp4 = (value: number) => Math.ceil(value / 4) * 4
+  // stored [rows, columns]; vec4 loads run along columns, which must be a multiple of 4, and
+  // operands whose rows are indexed by k need zero rows up to a multiple of 4 as well
   const padded = (
     buffer: GPUBuffer,
     rows: number,
     columns: number,
+    paddedRows: number,
   ): { buffer: GPUBuffer; stride: number } => {
-    const paddedColumns = Math.ceil(columns / 4) * 4
-    if (paddedColumns === columns) return { buffer, stride: columns / 4 }
-    const target = runtime.storageBuffer(rows * paddedColumns * 4)
+    const paddedColumns = roundUp4(columns)
+    if (paddedColumns === columns && paddedRows === rows) return { buffer, stride: columns / 4 }
+    const count = paddedRows * paddedColumns
+    const target = runtime.storageBuffer(count * 4)
     scratch.push(target)
     steps.push({
-      pipeline: runtime.pipeline(padColumnsSource),
-      uniform: packParams([u32(rows * paddedColumns), u32(columns), u32(paddedColumns)]),
+      pipeline: runtime.pipeline(padSource),
+      uniform: packParams([u32(count), u32(rows), u32(columns), u32(paddedColumns)]),
       buffers: [buffer, target],
-      workgroups: dispatch1d(rows * paddedColumns, ELEMENTWISE_WORKGROUP_SIZE, maxGroups),
+      workgroups: dispatch1d(count, ELEMENTWISE_WORKGROUP_SIZE, maxGroups),
     })
     return { buffer: target, stride: paddedColumns / 4 }
   }
-  const aStored = transposeA ? padded(a, k, m) : padded(a, m, k)
-  const bStored = transposeB ? padded(b, n, k) : padded(b, k, n)
+  const aStored = transposeA ? padded(a, k, m, roundUp4(k)) : padded(a, m, k, m)
+  const bStored = transposeB ? padded(b, n, k, n) : padded(b, k, n, roundUp4(k))
   const config: RegisterBlockedConfig = { ...tuning, transposeA, transposeB }
   const rowsPerThread = 4 * tuning.rowVecs
   const columnsPerThread = 4 * tuning.colVecs
@@ -126,7 +143,7 @@ function runRegisterBlocked(
       u32(k),
       u32(aStored.stride),
       u32(bStored.stride),
-      u32(Math.floor(k / 4)),
+      u32(roundUp4(k) / 4),
     ]),
     buffers: [aStored.buffer, bStored.buffer, c],
     workgroups: dispatch2d(

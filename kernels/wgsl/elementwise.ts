@@ -1,5 +1,5 @@
 // Elementwise kernels: bias add, ReLU forward/backward, axpy, scale, and the zero-padding copy the
-// register-blocked matmul uses for operands whose rows are not a multiple of 4 floats.
+// register-blocked matmul uses for operands whose dimensions are not multiples of 4.
 // One thread per output element; `params.count` bounds the tail of the last workgroup.
 import { elementwiseEntry } from './common.js'
 
@@ -51,9 +51,9 @@ struct Params { count: u32, alpha: f32 }
 ${elementwiseEntry(`  if (index >= params.count) { return; }
   y[index] = params.alpha * x[index];`)}`
 
-/** dst[R, paddedColumns] = src[R, columns] with zeros in the extra columns */
-export const padColumnsSource = /* wgsl */ `
-struct Params { count: u32, columns: u32, paddedColumns: u32 }
+/** dst[paddedRows, paddedColumns] = src[rows, columns] with zeros in the extra rows and columns */
+export const padSource = /* wgsl */ `
+struct Params { count: u32, rows: u32, columns: u32, paddedColumns: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
@@ -61,5 +61,5 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
   let row = index / params.paddedColumns;
   let column = index % params.paddedColumns;
   var value = 0.0;
-  if (column < params.columns) { value = src[row * params.columns + column]; }
+  if (row < params.rows && column < params.columns) { value = src[row * params.columns + column]; }
   dst[index] = value;`)}`

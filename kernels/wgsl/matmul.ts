@@ -2,14 +2,16 @@
 // register-blocked). All accumulate in float32 in increasing k order.
 //
 // - naive: one thread per output, scalar loads with strides (transposes are just strides).
-// - tiled: 16x16 shared-memory tiles, one output per thread. Faster on real GPUs; on lavapipe
+// - tiled: 16x16 shared-memory tiles, one output per thread. Usually beats naive on real GPUs; on lavapipe
 //   workgroup barriers are expensive and it is slower than naive (shared/notes/webgpu.md).
 // - register-blocked: each thread computes a (4*rowVecs) x (4*colVecs) block of C from vec4 loads,
 //   no shared memory. The operand dimension that is contiguous in memory is read 4 floats at a
 //   time, so an operand whose stored rows are not a multiple of 4 floats is first copied into a
 //   zero-padded buffer (ops/matmul.ts); the kernel is generated per transpose combination.
+// - tiled-register-blocked: 64x64 blocks of C per workgroup staged through shared memory, 4x4
+//   outputs per thread: the usual design for real GPUs (not measured on one here yet).
 
-export const MATMUL_VERSIONS = ['naive', 'tiled', 'register-blocked'] as const
+export const MATMUL_VERSIONS = ['naive', 'tiled', 'register-blocked', 'tiled-register-blocked'] as const
 export type MatmulVersion = (typeof MATMUL_VERSIONS)[number]
 
 /** workgroup sizes, read by ops/matmul.ts to derive dispatch sizes */
@@ -89,11 +91,10 @@ export const REGISTER_BLOCKED_TUNINGS = {
   '4x4': { rowVecs: 1, colVecs: 1, workgroupX: 8, workgroupY: 8 },
   '4x8': { rowVecs: 1, colVecs: 2, workgroupX: 8, workgroupY: 8 },
   '8x4': { rowVecs: 2, colVecs: 1, workgroupX: 16, workgroupY: 8 },
-  '8x8': { rowVecs: 2, colVecs: 2, workgroupX: 8, workgroupY: 8 },
 } as const satisfies Record<string, Omit<RegisterBlockedConfig, 'transposeA' | 'transposeB'>>
 
 /** the tuning `matmul` uses (best measured on lavapipe, see bench/RESULTS.md) */
-export const DEFAULT_REGISTER_BLOCKED = REGISTER_BLOCKED_TUNINGS['4x8']
+export const DEFAULT_REGISTER_BLOCKED = REGISTER_BLOCKED_TUNINGS['8x4']
 
 const lane = ['x', 'y', 'z', 'w'] as const
 
@@ -102,9 +103,10 @@ const lane = ['x', 'y', 'z', 'w'] as const
  * Storage (in vec4 units, strides aStride/bStride per stored row):
  *   A   [M,Kp]: vec4 along k;  A^T [K,Mp]: vec4 along m;
  *   B   [K,Np]: vec4 along n;  B^T [N,Kp]: vec4 along k.
- * K is walked in blocks of 4. Rows that run past M or N are clamped on load and skipped on store;
- * in the last, partial k block the loads indexed by k (A^T and B rows) are guarded, and the
- * operands read along k are zero-padded in storage.
+ * with Kp, Mp, Np rounded up to multiples of 4 and the padding zero (ops/matmul.ts copies an
+ * operand into a padded buffer when needed; A^T and B also get zero rows up to Kp), so K is walked
+ * in whole blocks of 4 with no tail. Rows that run past M or N are clamped on load and skipped on
+ * store. One loop body keeps the LLVM compile on lavapipe short.
  */
 export function matmulRegisterBlockedSource(config: RegisterBlockedConfig): string {
   const { transposeA, transposeB, rowVecs, colVecs, workgroupX, workgroupY } = config
@@ -114,20 +116,16 @@ export function matmulRegisterBlockedSource(config: RegisterBlockedConfig): stri
   for (let i = 0; i < rows; i++)
     for (let cv = 0; cv < colVecs; cv++) declarations.push(`var acc_${i}_${cv} = vec4<f32>(0.0);`)
 
-  const block = (guarded: boolean): string => {
+  const block = (): string => {
     const lines: string[] = []
     const kRow = (j: number) => `(kb * 4u + ${j}u)`
-    const guard = (j: number, load: string) =>
-      guarded
-        ? `select(vec4<f32>(0.0), ${load.replace(kRow(j), `min(${kRow(j)}, params.k - 1u)`)}, ${kRow(j)} < params.k)`
-        : load
     // A fragment: scalar op(A)[r0+i, kb*4+j] as an expression
     let aValue: (i: number, j: number) => string
     if (transposeA) {
       for (let rv = 0; rv < rowVecs; rv++) {
         for (let j = 0; j < 4; j++) {
           lines.push(
-            `let t_${rv}_${j} = ${guard(j, `a[${kRow(j)} * params.aStride + min(rowVec0 + ${rv}u, params.aStride - 1u)]`)};`,
+            `let t_${rv}_${j} = a[${kRow(j)} * params.aStride + min(rowVec0 + ${rv}u, params.aStride - 1u)];`,
           )
         }
       }
@@ -148,7 +146,7 @@ export function matmulRegisterBlockedSource(config: RegisterBlockedConfig): stri
       for (let j = 0; j < 4; j++) {
         for (let cv = 0; cv < colVecs; cv++) {
           lines.push(
-            `let b_${j}_${cv} = ${guard(j, `b[${kRow(j)} * params.bStride + min(colVec0 + ${cv}u, params.bStride - 1u)]`)};`,
+            `let b_${j}_${cv} = b[${kRow(j)} * params.bStride + min(colVec0 + ${cv}u, params.bStride - 1u)];`,
           )
         }
       }
@@ -197,8 +195,8 @@ struct Params {
   m: u32, n: u32, k: u32,
   // vec4s per stored row of a and b
   aStride: u32, bStride: u32,
-  // k blocks of 4 that need no guard
-  fullBlocks: u32,
+  // Kp / 4
+  kBlocks: u32,
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
@@ -214,14 +212,95 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   if (r0 >= params.m || c0 >= params.n) { return; }
   ${rowSetup.join('\n  ')}
   ${declarations.join('\n  ')}
-  for (var kb = 0u; kb < params.fullBlocks; kb++) {
-${block(false)}
-  }
-  if (params.fullBlocks * 4u < params.k) {
-    let kb = params.fullBlocks;
-${block(true)}
+  for (var kb = 0u; kb < params.kBlocks; kb++) {
+${block()}
   }
   ${stores.join('\n  ')}
 }
 `
 }
+
+/** tiled-register-blocked: a workgroup of 16x16 threads computes a 64x64 block of C */
+export const TILED_BLOCK = { threadsX: 16, threadsY: 16, tileM: 64, tileN: 64, tileK: 8 } as const
+
+/**
+ * Shared-memory tiles plus register blocking, for real GPUs: per k step of TILE_K, the workgroup
+ * stages a 64xTILE_K slab of op(A) and a TILE_Kx64 slab of op(B) in workgroup memory (k-major),
+ * then each thread accumulates a 4x4 block: rows local.y + 16i, columns local.x + 16j, so that
+ * neighbouring threads read neighbouring words. Global loads walk each operand's contiguous
+ * dimension (a uniform switch on the transposes, so one pipeline serves all four) so they
+ * coalesce; edges load zeros.
+ */
+export const matmulTiledRegisterBlockedSource = (() => {
+  const { tileM, tileN, tileK, threadsX, threadsY } = TILED_BLOCK
+  const threads = threadsX * threadsY
+  const lane = ['x', 'y', 'z', 'w']
+  const accumulate = [0, 1, 2, 3].map((i) => `acc${i} += a.${lane[i]} * b;`).join('\n      ')
+  const stores = [0, 1, 2, 3]
+    .map((i) =>
+      [0, 1, 2, 3]
+        .map(
+          (j) =>
+            `if (row${i} < params.m && column0 + ${16 * j}u < params.n) { c[row${i} * params.n + column0 + ${16 * j}u] = acc${i}.${lane[j]}; }`,
+        )
+        .join('\n  '),
+    )
+    .join('\n  ')
+  return /* wgsl */ `${stridedParams}
+var<workgroup> tileA: array<f32, ${tileM * tileK}>; // [p][row]
+var<workgroup> tileB: array<f32, ${tileN * tileK}>; // [p][column]
+
+@compute @workgroup_size(${threadsX}, ${threadsY})
+fn main(
+  @builtin(workgroup_id) group: vec3<u32>,
+  @builtin(local_invocation_id) local: vec3<u32>,
+  @builtin(local_invocation_index) flat: u32,
+) {
+  let rowBase = group.y * ${tileM}u;
+  let columnBase = group.x * ${tileN}u;
+  // A^T is contiguous along m (aRowStride == 1), A along k; B^T along k, B along n
+  let aAlongRows = params.aRowStride == 1u;
+  let bAlongK = params.bRowStride == 1u;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  let tiles = (params.k + ${tileK - 1}u) / ${tileK}u;
+  for (var t = 0u; t < tiles; t++) {
+    for (var e = flat; e < ${tileM * tileK}u; e += ${threads}u) {
+      let r = select(e / ${tileK}u, e % ${tileM}u, aAlongRows);
+      let p = select(e % ${tileK}u, e / ${tileM}u, aAlongRows);
+      let row = rowBase + r;
+      let kk = t * ${tileK}u + p;
+      var value = 0.0;
+      if (row < params.m && kk < params.k) { value = a[row * params.aRowStride + kk * params.aColumnStride]; }
+      tileA[p * ${tileM}u + r] = value;
+    }
+    for (var e = flat; e < ${tileN * tileK}u; e += ${threads}u) {
+      let col = select(e % ${tileN}u, e / ${tileK}u, bAlongK);
+      let p = select(e / ${tileN}u, e % ${tileK}u, bAlongK);
+      let column = columnBase + col;
+      let kk = t * ${tileK}u + p;
+      var value = 0.0;
+      if (column < params.n && kk < params.k) { value = b[kk * params.bRowStride + column * params.bColumnStride]; }
+      tileB[p * ${tileN}u + col] = value;
+    }
+    workgroupBarrier();
+    for (var p = 0u; p < ${tileK}u; p++) {
+      let aBase = p * ${tileM}u + local.y;
+      let bBase = p * ${tileN}u + local.x;
+      let a = vec4<f32>(tileA[aBase], tileA[aBase + 16u], tileA[aBase + 32u], tileA[aBase + 48u]);
+      let b = vec4<f32>(tileB[bBase], tileB[bBase + 16u], tileB[bBase + 32u], tileB[bBase + 48u]);
+      ${accumulate}
+    }
+    workgroupBarrier();
+  }
+  let row0 = rowBase + local.y;
+  let row1 = row0 + 16u;
+  let row2 = row0 + 32u;
+  let row3 = row0 + 48u;
+  let column0 = columnBase + local.x;
+  ${stores}
+}
+`
+})()

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,7 +18,11 @@ interface CliResult {
   stderr: string
 }
 
-function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {
+function runCli(
+  args: string[],
+  timeoutMs = 120_000,
+  extraEnv: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       'node',
@@ -30,6 +34,7 @@ function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {
           ...process.env,
           XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp/shardnet-xdg',
           NO_COLOR: '1',
+          ...extraEnv,
         },
       },
       (error, stdout, stderr) => {
@@ -124,6 +129,8 @@ describe('shardnet train --local and eval', () => {
     )
     expect(trained.stderr).toMatch(/training on cpu/)
     expect(trained.stderr).toMatch(/epoch 1\/1 loss \d\.\d{4} test acc \d+\.\d\d% \d+ samples\/s/)
+    // written through temporary files and renames: nothing else is left behind
+    expect((await readdir(out)).sort()).toEqual(['model.json', 'model.safetensors'])
     const weights = await readFile(join(out, 'model.safetensors'))
     const { tensors, metadata } = decodeSafetensors(new Uint8Array(weights))
     expect([...tensors].map(([name, tensor]) => [name, tensor.shape])).toEqual([
@@ -156,17 +163,20 @@ describe('shardnet train --local and eval', () => {
     expect(evaluated.stdout).toMatch(/\(\d+ of 1996 digits/)
   })
 
-  it('reproduces the same checkpoint bytes from the same seed on the cpu backend', async () => {
-    const first = join(root, 'repeat-1')
-    const second = join(root, 'repeat-2')
-    expect((await runCli(smallRun(first, 'cpu'))).code).toBe(0)
-    expect((await runCli(smallRun(second, 'cpu'))).code).toBe(0)
-    const [a, b] = await Promise.all([
-      readFile(join(first, 'model.safetensors')),
-      readFile(join(second, 'model.safetensors')),
-    ])
-    expect(a.equals(b)).toBe(true)
-  })
+  it.each(['cpu', 'webgpu'])(
+    'reproduces the same checkpoint bytes from the same seed on %s',
+    async (backend) => {
+      const first = join(root, `repeat-${backend}-1`)
+      const second = join(root, `repeat-${backend}-2`)
+      expect((await runCli(smallRun(first, backend))).code).toBe(0)
+      expect((await runCli(smallRun(second, backend))).code).toBe(0)
+      const [a, b] = await Promise.all([
+        readFile(join(first, 'model.safetensors')),
+        readFile(join(second, 'model.safetensors')),
+      ])
+      expect(a.equals(b)).toBe(true)
+    },
+  )
 
   it('trains on webgpu and its checkpoint evaluates the same on cpu', async () => {
     const out = join(root, 'webgpu')
@@ -182,7 +192,7 @@ describe('shardnet train --local and eval', () => {
   })
 })
 
-describe('bad input to train', () => {
+describe.concurrent('bad input to train', () => {
   const cases: Array<[string, string[], RegExp]> = [
     ['an unknown model', ['--model', 'resnet-50'], /unknown model "resnet-50"/],
     ['zero epochs', ['--epochs', '0'], /--epochs must be an integer from 1/],
@@ -217,6 +227,36 @@ describe('bad input to train', () => {
     const result = await runCli(['train', '--local', '--out', join(root, 'x'), '--backend', 'quantum'])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/Allowed choices are auto, webgpu, cpu/)
+  })
+
+  it('falls back to cpu on auto, and refuses --backend webgpu, when there is no Vulkan driver', async () => {
+    // point the Vulkan loader at no driver: Dawn then finds no adapter, as on a machine without one
+    const noDriver = {
+      VK_ICD_FILENAMES: join(root, 'no-such-icd.json'),
+      VK_DRIVER_FILES: join(root, 'no-such-icd.json'),
+    }
+    const out = join(root, 'no-driver-webgpu')
+    const refused = await runCli(
+      ['train', '--local', '--epochs', '1', '--hidden', '8', '--backend', 'webgpu', '--out', out],
+      120_000,
+      noDriver,
+    )
+    expect(refused.code).toBe(1)
+    expect(refused.stderr.trim().split('\n').at(-1)).toMatch(
+      /^error: webgpu unavailable: .*; use --backend cpu or auto$/,
+    )
+    expect(existsSync(out)).toBe(false)
+    const fallback = await runCli(
+      ['train', '--local', '--epochs', '1', '--hidden', '8', '--out', join(root, 'no-driver-auto'), '--json'],
+      120_000,
+      noDriver,
+    )
+    expect(fallback.code, fallback.stderr).toBe(0)
+    expect(fallback.stderr).toMatch(/training on cpu: cpu \(reference ops\) \(webgpu unavailable: /)
+    expect(JSON.parse(fallback.stdout).backend).toMatchObject({
+      kind: 'cpu',
+      fallbackReason: expect.stringMatching(/webgpu unavailable/),
+    })
   })
 
   it('refuses an output path that is a file, before training', async () => {
@@ -254,7 +294,7 @@ describe('bad input to train', () => {
   })
 })
 
-describe('bad input to eval', () => {
+describe.concurrent('bad input to eval', () => {
   let model: string
   let weights: Buffer
   let manifestText: string

@@ -115,6 +115,11 @@ describe('loadMnist with malformed files', () => {
     await expect(loadMnist({ digitsDirectory: directory })).rejects.toBeInstanceOf(DatasetError)
   })
 
+  it('refuses digits too few to leave a test set', async () => {
+    await writeClasses(() => new Array(PIXEL_COUNT * 4).fill(0.5))
+    await expect(loadMnist({ digitsDirectory: directory })).rejects.toThrow(/too few for a test set/)
+  })
+
   it('refuses a file that is not JSON and a missing file', async () => {
     await writeClasses(() => new Array(PIXEL_COUNT).fill(0))
     await writeFile(join(directory, '7.json'), '{"data": [0, 0,')

@@ -1,7 +1,15 @@
 // Proves seeded randomness is deterministic and well-behaved: the same seed gives the same numbers,
-// shuffles and shards; named streams are independent; shards are disjoint and cover every sample.
+// shuffles, shards and per-step member batches; named streams are independent; shards and batches are
+// disjoint and cover every sample.
 import { describe, expect, it } from 'vitest'
-import { deriveSeed, epochOrder, SeededRandom, shardIndices } from '../../../kernels/data/index.js'
+import {
+  deriveSeed,
+  epochOrder,
+  SeededRandom,
+  shardIndices,
+  stepBatchIndices,
+  stepsPerEpoch,
+} from '../../../kernels/data/index.js'
 
 describe('SeededRandom', () => {
   it('repeats its sequence for the same seed and differs for another', () => {
@@ -64,5 +72,38 @@ describe('shardIndices', () => {
   it('refuses out-of-range shard arguments', () => {
     expect(() => shardIndices(10, 0, 0, 1)).toThrow(RangeError)
     expect(() => shardIndices(10, 2, 2, 1)).toThrow(RangeError)
+  })
+})
+
+describe('stepBatchIndices', () => {
+  it('splits each step of the seeded epoch order among the members, covering every sample once per epoch', () => {
+    const count = 103
+    const batch = 10
+    expect(stepsPerEpoch(count, batch)).toBe(11)
+    for (const epoch of [0, 1]) {
+      const seen: number[] = []
+      for (let step = epoch * 11; step < (epoch + 1) * 11; step++) {
+        const slices = Array.from({ length: 3 }, (_, member) =>
+          stepBatchIndices(count, 4, step, batch, 3, member),
+        )
+        const sizes = slices.map((slice) => slice.length)
+        expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(1)
+        const joined = slices.flatMap((slice) => [...slice])
+        // the members of a step together hold exactly that step's batch of the epoch order
+        const order = epochOrder(count, 4, epoch)
+        const first = (step - epoch * 11) * batch
+        expect(joined).toEqual([...order.subarray(first, Math.min(count, first + batch))])
+        seen.push(...joined)
+      }
+      expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i))
+    }
+    expect(stepBatchIndices(count, 4, 5, batch, 3, 1)).toEqual(stepBatchIndices(count, 4, 5, batch, 3, 1))
+    expect(stepBatchIndices(count, 4, 5, batch, 3, 1)).not.toEqual(stepBatchIndices(count, 5, 5, batch, 3, 1))
+  })
+
+  it('refuses out-of-range arguments', () => {
+    expect(() => stepBatchIndices(10, 1, -1, 4, 1, 0)).toThrow(RangeError)
+    expect(() => stepBatchIndices(10, 1, 0, 0, 1, 0)).toThrow(RangeError)
+    expect(() => stepBatchIndices(10, 1, 0, 4, 2, 2)).toThrow(RangeError)
   })
 })

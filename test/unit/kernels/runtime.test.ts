@@ -99,6 +99,21 @@ describe('webgpu runtime', () => {
     b.dispose()
   })
 
+  it('keeps results right when a buffer is disposed and reused while commands are still pending', async () => {
+    const first = Float32Array.from({ length: 4096 }, (_, i) => (i % 7) - 3)
+    const second = Float32Array.from({ length: 4096 }, (_, i) => 100 + i)
+    const x = backend.upload(first, [4096])
+    const y = backend.relu(x) // enqueued, not yet submitted
+    x.dispose()
+    const reused = backend.upload(second, [4096]) // takes x's buffer from the pool: must flush first
+    const z = backend.scale(y, 2)
+    y.dispose()
+    const w = backend.scale(reused, 1) // its output may take y's buffer, after z read it
+    expect(await backend.read(z)).toEqual(Float32Array.from(first, (v) => 2 * Math.max(v, 0)))
+    expect(await backend.read(w)).toEqual(second)
+    for (const tensor of [reused, z, w]) tensor.dispose()
+  })
+
   it('runs elementwise kernels over more than 65535 workgroups', async () => {
     const length = 65535 * 256 + 1000
     const data = new Float32Array(length)
