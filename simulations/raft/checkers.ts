@@ -12,19 +12,29 @@ export class SafetyViolation extends Error {
   }
 }
 
-/** FNV-1a over the entry's term, index, type and data: a cheap digest for cross-member comparison. */
+const digests = new WeakMap<Entry, string>()
+
+/**
+ * FNV-1a over the entry's term, index, type and data: a cheap digest for cross-member comparison.
+ * Entry objects are shared between members in the simulator, so the digest is cached per object.
+ */
 export function entryDigest(entry: Entry): string {
+  const cached = digests.get(entry)
+  if (cached !== undefined) return cached
   let hash = 0x811c9dc5
-  const mix = (byte: number) => {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
   for (const value of [entry.term, entry.index]) {
-    for (let shift = 0; shift < 48; shift += 8) mix(Math.floor(value / 2 ** shift) & 0xff)
+    let rest = value
+    for (let i = 0; i < 7; i++) {
+      hash = Math.imul(hash ^ (rest & 0xff), 0x01000193) >>> 0
+      rest = Math.floor(rest / 256)
+    }
   }
-  mix(entry.type === 'conf' ? 1 : 0)
-  for (const byte of entry.data) mix(byte)
-  return hash.toString(16).padStart(8, '0')
+  hash = Math.imul(hash ^ (entry.type === 'conf' ? 1 : 0), 0x01000193) >>> 0
+  const data = entry.data
+  for (let i = 0; i < data.length; i++) hash = Math.imul(hash ^ data[i], 0x01000193) >>> 0
+  const digest = hash.toString(16).padStart(8, '0')
+  digests.set(entry, digest)
+  return digest
 }
 
 /** Chains a state digest with the next applied entry's digest. */

@@ -109,6 +109,8 @@ interface SimMember {
   /** Removed for good: the operator stopped it after its removal committed. */
   retired: boolean
   wasLeader: boolean
+  /** Highest index already checked against the committed record. */
+  checkedCommit: number
 }
 
 interface ClientProposal {
@@ -242,6 +244,7 @@ export class RaftSimulation {
       restartAt: 0,
       retired: false,
       wasLeader: false,
+      checkedCommit: 0,
     }
     this.members.set(id, member)
     this.start(member)
@@ -255,6 +258,7 @@ export class RaftSimulation {
     member.appliedIndex = app.index
     member.stateDigest = app.digest
     member.wasLeader = false
+    member.checkedCommit = 0
     member.node = new RaftNode({
       id: member.id,
       storage: member.disk,
@@ -349,10 +353,11 @@ export class RaftSimulation {
   /** Records the entries up to the member's commit index; they must match everything recorded. */
   private checkCommitted(member: SimMember, node: RaftNode): void {
     const log = node.raft.log
-    const from = Math.max(log.firstIndex(), this.checkers.highestCommitted - 50, 1)
+    const from = Math.max(log.firstIndex(), member.checkedCommit + 1)
     const to = log.committed
     if (from > to) return
     for (const entry of log.slice(from, to + 1)) this.checkers.committedEntry(member.id, entry)
+    member.checkedCommit = to
   }
 
   private apply(member: SimMember, entry: Entry): void {
