@@ -234,11 +234,12 @@ export class Raft {
     self.becomeReplicate()
     self.match = this.log.persistedLastIndex()
     self.next = this.log.lastIndex() + 1
-    // Conf changes wait until this term's first entry commits (fixes single-server change bug).
-    this.pendingConfIndex = this.log.lastIndex()
     // Section 5.4.2 / 8: an empty entry of the new term lets earlier-term entries commit.
     const appended = this.appendEntries([{ term: 0, index: 0, type: 'normal', data: new Uint8Array(0) }])
     assert(appended, 'empty entry dropped on becoming leader')
+    // Conf changes wait until that entry is applied: the fix Ongaro gave for the single-server
+    // change bug (a new leader must commit an entry of its term before changing membership).
+    this.pendingConfIndex = this.log.lastIndex()
     this.logger(`${this.id} became leader at term ${this.term}`)
   }
 

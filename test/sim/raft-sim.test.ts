@@ -23,7 +23,9 @@ describe('raft simulator', () => {
   //   12 a crash after a leader's snapshot reached disk but before the hard state did left a
   //      hard-state commit below the snapshot index, and restart asserted
   //   20 the same founding-configuration bug, seen as a leader missing committed entries
-  it.each([6, 12, 20])('regression seed %i (5 members) passes', (seed) => {
+  //   636 (liveness) without pre-vote a member with a stale log won the race to time out six
+  //      elections in a row, disrupting each; the commit bound was too tight for that
+  it.each([6, 12, 20, 636])('regression seed %i (5 members) passes', (seed) => {
     const result = simulateRaft({ seed, members: 5 })
     expect(result.failure, JSON.stringify(result.failure)).toBeUndefined()
   })
