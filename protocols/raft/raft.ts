@@ -82,6 +82,8 @@ export class Raft {
   /** A conf change may not be proposed while one at an index above applied is pending. */
   pendingConfIndex = 0
   uncommittedBytes = 0
+  /** Proposals appended since the last flush, not yet offered to followers. */
+  appendsPending = false
   electionElapsed = 0
   heartbeatElapsed = 0
   randomizedElectionTimeout = 0
@@ -176,6 +178,7 @@ export class Raft {
   // ----- role transitions -----
 
   private reset(term: number): void {
+    this.appendsPending = false
     if (this.term !== term) {
       this.term = term
       this.vote = NONE
@@ -365,6 +368,18 @@ export class Raft {
     this.send(message({ type: 'MsgHeartbeat', to, commit }))
   }
 
+  /** Sends the proposals batched since the last Ready (called as a Ready is built). */
+  flushAppends(): void {
+    if (!this.appendsPending) return
+    this.appendsPending = false
+    if (this.state !== 'leader') return
+    // fill each follower's inflight window: several size-limited appends may go at once (pipelining)
+    for (const id of this.progress.keys()) {
+      if (id === this.id) continue
+      while (this.maybeSendAppend(id, false)) {}
+    }
+  }
+
   bcastAppend(): void {
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id)
   }
@@ -425,7 +440,9 @@ export class Raft {
       this.pendingConfIndex = this.log.lastIndex() + i + 1
     }
     if (!this.appendEntries(entries)) throw new ProposalDroppedError('uncommitted-limit', this.id)
-    this.bcastAppend()
+    // Batching: proposals made before the next Ready go out together in one append per follower
+    // (RaftNode.ready() flushes), instead of one message per proposal.
+    this.appendsPending = true
     return { index: this.log.lastIndex(), term: this.term }
   }
 
