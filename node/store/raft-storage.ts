@@ -11,6 +11,7 @@
 import {
   closeSync,
   existsSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   fsyncSync,
@@ -19,6 +20,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  write,
   writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
@@ -243,6 +245,7 @@ export class DurableRaftStorage implements RaftStorage {
   private walBytes: number
   private readonly walRewriteBytes: number
   private closed = false
+  private inflight: Promise<void> | undefined
 
   private constructor(
     directory: string,
@@ -376,6 +379,44 @@ export class DurableRaftStorage implements RaftStorage {
     }
   }
 
+  /**
+   * save() for entries and hard state with the write and fdatasync on libuv's thread pool, so the
+   * event loop (libp2p, other groups) keeps running. The in-memory mirror is updated once durable.
+   */
+  async saveAsync(update: StorageUpdate): Promise<void> {
+    this.assertOpen()
+    if (update.snapshot) {
+      this.save(update)
+      return
+    }
+    if (update.entries.length === 0 && !update.hardState) return
+    const done = this.writeAsync(update)
+    this.inflight = done
+    try {
+      await done
+    } finally {
+      this.inflight = undefined
+    }
+  }
+
+  private async writeAsync(update: StorageUpdate): Promise<void> {
+    const record = frame(encodeBatch(update.hardState, update.entries))
+    const position = this.walBytes
+    this.walBytes += record.length // reserve the range: saves are serialized by the driver
+    let written = 0
+    while (written < record.length) {
+      written += await new Promise<number>((resolve, reject) =>
+        write(this.walFd, record, written, record.length - written, position + written, (error, bytes) =>
+          error ? reject(error) : resolve(bytes),
+        ),
+      )
+    }
+    await new Promise<void>((resolve, reject) =>
+      fdatasync(this.walFd, (error) => (error ? reject(error) : resolve())),
+    )
+    this.memory.save({ entries: update.entries, hardState: update.hardState })
+  }
+
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {
     this.assertOpen()
     const term = this.memory.term(index)
@@ -406,10 +447,19 @@ export class DurableRaftStorage implements RaftStorage {
     log('rewrote WAL: %d entries, %d bytes', entries.length, this.walBytes)
   }
 
+  /** Closes the WAL; a write still in flight finishes first (its fd must not be reused under it). */
   close(): void {
     if (this.closed) return
     this.closed = true
-    closeSync(this.walFd)
+    const fd = this.walFd
+    if (this.inflight) {
+      this.inflight.then(
+        () => closeSync(fd),
+        () => closeSync(fd),
+      )
+    } else {
+      closeSync(fd)
+    }
   }
 
   walSizeBytes(): number {

@@ -45,7 +45,7 @@ export interface RaftConfig {
   messageBytesMax?: number
   /** Appends in flight per follower (pipelining window). @default 256 */
   inflightMessagesMax?: number
-  /** Entry bytes in flight per follower. @default 67108864 */
+  /** Entry bytes in flight per follower (bounds head-of-line delay of heartbeats behind appends). @default 8388608 */
   inflightBytesMax?: number
   /** Entry bytes appended by the leader but not yet committed before proposals are refused. @default 268435456 */
   uncommittedBytesMax?: number
@@ -113,7 +113,7 @@ export class Raft {
     this.checkQuorum = config.checkQuorum ?? true
     this.messageBytesMax = config.messageBytesMax ?? 1 << 20
     this.inflightMessagesMax = config.inflightMessagesMax ?? 256
-    this.inflightBytesMax = config.inflightBytesMax ?? 64 << 20
+    this.inflightBytesMax = config.inflightBytesMax ?? 8 << 20
     this.uncommittedBytesMax = config.uncommittedBytesMax ?? 256 << 20
     this.snapshotChunkBytes = config.snapshotChunkBytes ?? 256 << 10
     this.snapshotBytesMax = config.snapshotBytesMax ?? 1 << 30
