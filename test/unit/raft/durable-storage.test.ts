@@ -134,7 +134,7 @@ describe('durable raft storage', () => {
     )
   })
 
-  it('matches MemoryStorage after any sequence of operations and reopens', () => {
+  it('matches MemoryStorage after any sequence of operations (save and saveAsync) and reopens', async () => {
     const operation = fc.oneof(
       fc.record({
         kind: fc.constant('append' as const),
@@ -146,8 +146,8 @@ describe('durable raft storage', () => {
       fc.record({ kind: fc.constant('leader-snapshot' as const), ahead: fc.integer({ min: 1, max: 10 }) }),
       fc.record({ kind: fc.constant('reopen' as const) }),
     )
-    fc.assert(
-      fc.property(fc.array(operation, { maxLength: 30 }), (operations) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { maxLength: 30 }), async (operations) => {
         const directory = freshDirectory()
         let durable = DurableRaftStorage.open(directory, { walRewriteBytes: 300 })
         const memory = new MemoryStorage()
@@ -161,7 +161,8 @@ describe('durable raft storage', () => {
                 entries: entries(from, from + op.count - 1, term),
                 hardState: { term, vote: 'x', commit: from - 1 },
               }
-              durable.save(update)
+              if (op.async) await durable.saveAsync(update)
+              else durable.save(update)
               memory.save(update)
             } else if (op.kind === 'snapshot') {
               const index = memory.lastIndex() - op.back
