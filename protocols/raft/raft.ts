@@ -667,6 +667,11 @@ export class Raft {
           }
           return
         }
+        if (m.index > this.log.lastIndex()) {
+          // no follower can hold more than we sent: a corrupt or foreign message, dropped
+          this.logger(`${this.id} ignored MsgAppResp from ${m.from} for index ${m.index} past our last index`)
+          return
+        }
         {
           const wasPaused = progress.isPaused()
           if (progress.maybeUpdate(m.index) || (progress.match === m.index && progress.state === 'probe')) {

@@ -141,6 +141,7 @@ describe('durable raft storage', () => {
         back: fc.nat(5),
         count: fc.integer({ min: 1, max: 8 }),
         bump: fc.boolean(),
+        async: fc.boolean(),
       }),
       fc.record({ kind: fc.constant('snapshot' as const), back: fc.nat(6) }),
       fc.record({ kind: fc.constant('leader-snapshot' as const), ahead: fc.integer({ min: 1, max: 10 }) }),
