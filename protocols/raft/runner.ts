@@ -228,9 +228,26 @@ export class RaftRunner {
     try {
       while (this.running && this.node.hasReady()) {
         const ready = this.node.ready()
-        await this.persistAndSend(ready)
-        if (!this.running) return // stopped mid-write: this member is gone, like a crash
-        this.applyReady(ready)
+        const storage = this.init.storage
+        if (ready.snapshot) {
+          // rare: make the snapshot durable, then load it, then everything else
+          storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
+          if (ready.messages.length > 0) this.init.transport.send(this.group, ready.messages)
+          this.applyReady(ready)
+        } else {
+          const { early, late } = this.splitMessages(ready.messages)
+          if (early.length > 0) this.init.transport.send(this.group, early)
+          // Committed entries are durable on a quorum already, so they are applied (and their
+          // proposers answered) while this member's own write is in flight, as etcd does: the
+          // commit index in the hard state need not reach disk first.
+          this.applyReady(ready)
+          const update = { entries: ready.entries, hardState: ready.hardState }
+          if (storage.saveAsync) await storage.saveAsync(update)
+          else storage.save(update)
+          if (!this.running) return // stopped mid-write: this member is gone, like a crash
+          if (late.length > 0) this.init.transport.send(this.group, late)
+        }
+        this.maybeSnapshot(ready)
         this.node.advance()
         this.refreshMembers()
       }
@@ -244,29 +261,23 @@ export class RaftRunner {
     }
   }
 
-  private async persistAndSend(ready: Ready): Promise<void> {
-    const storage = this.init.storage
-    const update = { snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }
-    // A leader's appends and heartbeats may leave before its own write completes (dissertation
-    // 10.2.1): its own vote counts toward commitment only once durable (RaftNode.advance). Votes
-    // and acknowledgements leave only after the state they promise is on disk.
+  /**
+   * A leader's appends and heartbeats may leave before its own write completes (dissertation
+   * 10.2.1): its own vote counts toward commitment only once durable (RaftNode.advance). Votes and
+   * acknowledgements leave only after the state they promise is on disk.
+   */
+  private splitMessages(messages: Message[]): { early: Message[]; late: Message[] } {
     const early: Message[] = []
     const late: Message[] = []
-    for (const m of ready.messages) {
-      const leaderAppend =
-        this.node.raft.state === 'leader' &&
-        (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap')
-      if (leaderAppend) early.push(m)
+    const leader = this.node.raft.state === 'leader'
+    for (const m of messages) {
+      if (leader && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap')) early.push(m)
       else late.push(m)
     }
-    if (early.length > 0) this.init.transport.send(this.group, early)
-    if (storage.saveAsync && !ready.snapshot) await storage.saveAsync(update)
-    else storage.save(update)
-    if (late.length > 0 && this.running) this.init.transport.send(this.group, late)
+    return { early, late }
   }
 
   private applyReady(ready: Ready): void {
-    const storage = this.init.storage
     if (ready.snapshot) {
       this.init.restore?.(ready.snapshot.data, ready.snapshot.metadata.index)
       this.lastSnapshotIndex = ready.snapshot.metadata.index
@@ -281,6 +292,12 @@ export class RaftRunner {
       if (waiter.term === entry.term) waiter.resolve({ index: entry.index, term: entry.term })
       else waiter.reject(new ProposalLostError(entry.index))
     }
+  }
+
+  /** Snapshots and compacts once enough entries were applied (after this Ready's write). */
+  private maybeSnapshot(ready: Ready): void {
+    const storage = this.init.storage
+    if (ready.committedEntries.length === 0) return
     const applied = ready.committedEntries[ready.committedEntries.length - 1].index
     if (applied - this.lastSnapshotIndex >= this.snapshotEntries) {
       // the configuration after these entries: advance() has not applied their conf changes yet
