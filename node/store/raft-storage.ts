@@ -275,7 +275,9 @@ export class DurableRaftStorage implements RaftStorage {
       snapshotIndex = snapshot.metadata.index
     }
     const walPath = join(directory, 'wal.log')
-    const fd = openSync(walPath, existsSync(walPath) ? 'r+' : 'w+')
+    const created = !existsSync(walPath)
+    const fd = openSync(walPath, created ? 'w+' : 'r+')
+    if (created) fsyncDirectory(directory) // the new file's directory entry must survive a crash too
     const wal = readFileSync(walPath)
     const view = new DataView(wal.buffer, wal.byteOffset, wal.byteLength)
     let offset = 0

@@ -4,7 +4,7 @@
 // unsynced writes, restarts from what was durable), with clock skew and membership changes, and
 // runs the safety checkers after every step. A liveness phase follows: faults stop, and a leader
 // must be elected and every client proposal must commit within bounded ticks.
-import { RaftNode } from '../../protocols/raft/node.js'
+import { RaftNode, type Ready } from '../../protocols/raft/node.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
 import {
@@ -309,6 +309,20 @@ export class RaftSimulation {
     for (let round = 0; member.node?.hasReady(); round++) {
       const node = member.node
       const ready = node.ready()
+      // The same order as protocols/raft/runner.ts: a leader's appends and heartbeats leave before
+      // its own write, and committed entries are applied while the write is in flight; votes and
+      // acknowledgements leave only after it. A snapshot is written first, then everything else.
+      let late = ready.messages
+      if (!ready.snapshot) {
+        const leader = node.raft.state === 'leader'
+        late = []
+        for (const m of ready.messages) {
+          if (leader && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap'))
+            this.send(m)
+          else late.push(m)
+        }
+        this.afterReady(member, node, ready)
+      }
       if (this.faultsOn && this.random.chance(this.parameters.crashDuringReadyProbability)) {
         // a crash before fsync returned: some prefix of the entries reached the disk, nothing else
         const kept = this.random.int(ready.entries.length + 1)
@@ -320,11 +334,7 @@ export class RaftSimulation {
         return
       }
       member.disk.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-      for (const message of ready.messages) this.send(message)
-      if (ready.softState) {
-        if (ready.softState.state === 'leader' && !member.wasLeader) this.onNewLeader(member, node)
-        member.wasLeader = ready.softState.state === 'leader'
-      }
+      for (const message of late) this.send(message)
       if (ready.snapshot) {
         const app = decodeAppState(ready.snapshot)
         this.checkers.state(member.id, app.index, app.digest)
@@ -332,13 +342,22 @@ export class RaftSimulation {
         member.stateDigest = app.digest
         this.stats.snapshotsInstalled++
         this.event(`${member.id} installed snapshot at ${app.index}`)
+        this.afterReady(member, node, ready)
       }
-      this.checkCommitted(member, node)
-      for (const entry of ready.committedEntries) this.apply(member, entry)
       node.advance()
       if (ready.committedEntries.length > 0) this.maybeSnapshot(member, node)
       if (round > 100) throw new SafetyViolation('bounded-ready', `member ${member.id} kept producing Ready`)
     }
+  }
+
+  /** Leader-change check, commit check and applies of one Ready. */
+  private afterReady(member: SimMember, node: RaftNode, ready: Ready): void {
+    if (ready.softState) {
+      if (ready.softState.state === 'leader' && !member.wasLeader) this.onNewLeader(member, node)
+      member.wasLeader = ready.softState.state === 'leader'
+    }
+    this.checkCommitted(member, node)
+    for (const entry of ready.committedEntries) this.apply(member, entry)
   }
 
   private onNewLeader(member: SimMember, node: RaftNode): void {
