@@ -5,10 +5,13 @@ import type { Entry, MemberId } from '../../protocols/raft/types.js'
 export class SafetyViolation extends Error {
   static override name = 'SafetyViolation'
   readonly checker: string
-  constructor(checker: string, message: string) {
+  /** The members the violation implicates (for the focused failure trace). */
+  readonly members: MemberId[]
+  constructor(checker: string, message: string, members: MemberId[] = []) {
     super(`${checker}: ${message}`)
     this.name = 'SafetyViolation'
     this.checker = checker
+    this.members = members
   }
 }
 
@@ -71,6 +74,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'election-safety',
         `members ${known} and ${member} are both leader of term ${term}`,
+        [known, member],
       )
     }
   }
@@ -86,6 +90,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'committed-entries-never-change',
         `member ${member} has ${entry.term}/${entry.index} digest ${digest} committed, but ${known.term}/${entry.index} digest ${known.digest} was committed before`,
+        [member],
       )
     }
   }
@@ -96,6 +101,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'applied-prefix',
         `member ${member} applied index ${entry.index} after ${previousIndex}`,
+        [member],
       )
     }
     const known = this.committed.get(entry.index)
@@ -104,12 +110,14 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'applied-prefix',
         `member ${member} applied ${entry.term}/${entry.index} that no member reported committed`,
+        [member],
       )
     }
     if (known.term !== entry.term || known.digest !== digest) {
       throw new SafetyViolation(
         'state-machine-safety',
         `member ${member} applied ${entry.term}/${entry.index} digest ${digest}, but ${known.term}/${entry.index} digest ${known.digest} is committed`,
+        [member],
       )
     }
     this.state(member, entry.index, stateAfter)
@@ -123,6 +131,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'state-machine-safety',
         `member ${member} state at ${index} is ${digest}, others had ${known}`,
+        [member],
       )
     }
   }
@@ -144,6 +153,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'leader-completeness',
         `leader ${member} of term ${term} has last index ${lastIndex} < committed index ${this.highestCommitted}`,
+        [member],
       )
     }
     for (const [index, record] of this.committed) {
@@ -153,6 +163,7 @@ export class SafetyCheckers {
         throw new SafetyViolation(
           'leader-completeness',
           `leader ${member} of term ${term} has term ${ours} at committed index ${index} (committed term ${record.term})`,
+          [member],
         )
       }
     }

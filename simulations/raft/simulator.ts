@@ -90,7 +90,15 @@ export interface SimulationResult {
   ok: boolean
   parameters: SimulationParameters
   stats: SimulationStats
-  failure?: { checker: string; message: string; tick: number; phase: 'safety' | 'liveness'; trace: string[] }
+  failure?: {
+    checker: string
+    message: string
+    tick: number
+    phase: 'safety' | 'liveness'
+    /** The members the violation implicates (empty for liveness failures). */
+    members: MemberId[]
+    trace: string[]
+  }
 }
 
 interface Envelope {
@@ -346,7 +354,9 @@ export class RaftSimulation {
       }
       node.advance()
       if (ready.committedEntries.length > 0) this.maybeSnapshot(member, node)
-      if (round > 100) throw new SafetyViolation('bounded-ready', `member ${member.id} kept producing Ready`)
+      if (round > 100) {
+        throw new SafetyViolation('bounded-ready', `member ${member.id} kept producing Ready`, [member.id])
+      }
     }
   }
 
@@ -686,6 +696,7 @@ export class RaftSimulation {
           message: (error as Error).message,
           tick: this.tickNow,
           phase,
+          members: error instanceof SafetyViolation ? error.members : [],
           trace: [...this.trace],
         },
       }

@@ -3,7 +3,7 @@
 // skew, membership changes, leader transfers) with every safety checker after every step and a
 // liveness phase at the end; seeds that once failed are kept as regression cases.
 import { describe, expect, it } from 'vitest'
-import { replayCommand, runRaftSimulations } from '../../simulations/raft/run.js'
+import { focusedTrace, replayCommand, runRaftSimulations } from '../../simulations/raft/run.js'
 import { simulateRaft } from '../../simulations/raft/simulator.js'
 
 function describeFailures(summary: ReturnType<typeof runRaftSimulations>): string {
@@ -52,6 +52,19 @@ describe('raft simulator', () => {
     const summary = runRaftSimulations({ seeds: Array.from({ length: 100 }, (_, i) => 5000 + i), members: 3 })
     expect(summary.failures, describeFailures(summary)).toEqual([])
   }, 180_000)
+
+  it('focuses a failure trace on the implicated members near the failing tick', () => {
+    const lines = focusedTrace(7, 5, 200, ['2'], 10)
+    expect(lines.length).toBeGreaterThan(0)
+    expect(lines.length).toBeLessThanOrEqual(80)
+    for (const line of lines) {
+      const tick = Number(/^t=(\d+)/.exec(line)?.[1])
+      expect(tick).toBeGreaterThanOrEqual(170)
+      expect(tick).toBeLessThanOrEqual(200)
+      const about = /^t=\d+ \[([^\]]+)\]/.exec(line)?.[1]
+      if (about !== undefined) expect(about).toBe('2')
+    }
+  })
 
   it('prints how to replay a seed', () => {
     expect(replayCommand(17, 5)).toBe('shardnet sim raft --seed 17 --members 5 --verbose')
