@@ -287,7 +287,17 @@ export class DurableRaftStorage implements RaftStorage {
       const length = view.getUint32(offset, true)
       if (length > RECORD_BYTES_MAX || offset + RECORD_HEADER_BYTES + length > wal.length) break
       const payload = wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)
-      if (crc32(payload) !== view.getUint32(offset + 4, true)) break
+      if (crc32(payload) !== view.getUint32(offset + 4, true)) {
+        // A crash can only tear the last write. A bad record followed by a good one is damage in
+        // the middle of the log: refuse to start rather than drop acknowledged records after it.
+        const next = offset + RECORD_HEADER_BYTES + length
+        if (DurableRaftStorage.validRecordAt(wal, view, next)) {
+          throw new StoreCorruptedError(
+            `WAL record at byte ${offset} fails its checksum but later records are intact`,
+          )
+        }
+        break
+      }
       DurableRaftStorage.replay(memory, payload)
       records++
       offset += RECORD_HEADER_BYTES + length
@@ -300,6 +310,15 @@ export class DurableRaftStorage implements RaftStorage {
       fdatasyncSync(fd)
     }
     return new DurableRaftStorage(directory, memory, fd, offset, { records, tornBytes, snapshotIndex }, init)
+  }
+
+  private static validRecordAt(wal: Uint8Array, view: DataView, offset: number): boolean {
+    if (wal.length - offset < RECORD_HEADER_BYTES) return false
+    const length = view.getUint32(offset, true)
+    if (length === 0 || length > RECORD_BYTES_MAX || offset + RECORD_HEADER_BYTES + length > wal.length)
+      return false
+    const payload = wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)
+    return crc32(payload) === view.getUint32(offset + 4, true)
   }
 
   private static replay(memory: MemoryStorage, payload: Uint8Array): void {

@@ -89,6 +89,21 @@ describe('durable raft storage', () => {
     reopened.close()
   })
 
+  it('refuses to start when a record in the middle is damaged (not a torn tail)', () => {
+    const directory = freshDirectory()
+    const storage = DurableRaftStorage.open(directory)
+    storage.save({ entries: entries(1, 3, 1) })
+    storage.save({ entries: entries(4, 6, 1) })
+    storage.close()
+    const wal = join(directory, 'wal.log')
+    const bytes = readFileSync(wal)
+    bytes[20] ^= 0xff // inside the first record's payload; the second record is intact
+    writeFileSync(wal, bytes)
+    expect(() => DurableRaftStorage.open(directory)).toThrowError(
+      expect.objectContaining({ name: 'StoreCorruptedError' }),
+    )
+  })
+
   it('treats garbage after the last record as a torn tail', () => {
     const directory = freshDirectory()
     const storage = DurableRaftStorage.open(directory)
