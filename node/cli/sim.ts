@@ -56,6 +56,7 @@ function printSummary(summary: RaftSimulationSummary): void {
       `${pc.red(`seed=${failure.seed} FAILED`)} ${failure.checker} at tick ${failure.tick} (${failure.phase} phase): ${failure.message}\n` +
         `  parameters: ${JSON.stringify(failure.parameters)}\n` +
         `  last events:\n${failure.trace.map((line) => `    ${line}`).join('\n')}\n` +
+        `  the implicated members just before the failure:\n${failure.focusedTrace.map((line) => `    ${line}`).join('\n')}\n` +
         `  replay: ${failure.replay}\n`,
     )
   }

@@ -11,6 +11,7 @@
 import {
   closeSync,
   existsSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   fsyncSync,
@@ -19,6 +20,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  write,
   writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
@@ -243,6 +245,7 @@ export class DurableRaftStorage implements RaftStorage {
   private walBytes: number
   private readonly walRewriteBytes: number
   private closed = false
+  private inflight: Promise<void> | undefined
 
   private constructor(
     directory: string,
@@ -272,7 +275,9 @@ export class DurableRaftStorage implements RaftStorage {
       snapshotIndex = snapshot.metadata.index
     }
     const walPath = join(directory, 'wal.log')
-    const fd = openSync(walPath, existsSync(walPath) ? 'r+' : 'w+')
+    const created = !existsSync(walPath)
+    const fd = openSync(walPath, created ? 'w+' : 'r+')
+    if (created) fsyncDirectory(directory) // the new file's directory entry must survive a crash too
     const wal = readFileSync(walPath)
     const view = new DataView(wal.buffer, wal.byteOffset, wal.byteLength)
     let offset = 0
@@ -282,7 +287,17 @@ export class DurableRaftStorage implements RaftStorage {
       const length = view.getUint32(offset, true)
       if (length > RECORD_BYTES_MAX || offset + RECORD_HEADER_BYTES + length > wal.length) break
       const payload = wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)
-      if (crc32(payload) !== view.getUint32(offset + 4, true)) break
+      if (crc32(payload) !== view.getUint32(offset + 4, true)) {
+        // A crash can only tear the last write. A bad record followed by a good one is damage in
+        // the middle of the log: refuse to start rather than drop acknowledged records after it.
+        const next = offset + RECORD_HEADER_BYTES + length
+        if (DurableRaftStorage.validRecordAt(wal, view, next)) {
+          throw new StoreCorruptedError(
+            `WAL record at byte ${offset} fails its checksum but later records are intact`,
+          )
+        }
+        break
+      }
       DurableRaftStorage.replay(memory, payload)
       records++
       offset += RECORD_HEADER_BYTES + length
@@ -295,6 +310,15 @@ export class DurableRaftStorage implements RaftStorage {
       fdatasyncSync(fd)
     }
     return new DurableRaftStorage(directory, memory, fd, offset, { records, tornBytes, snapshotIndex }, init)
+  }
+
+  private static validRecordAt(wal: Uint8Array, view: DataView, offset: number): boolean {
+    if (wal.length - offset < RECORD_HEADER_BYTES) return false
+    const length = view.getUint32(offset, true)
+    if (length === 0 || length > RECORD_BYTES_MAX || offset + RECORD_HEADER_BYTES + length > wal.length)
+      return false
+    const payload = wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)
+    return crc32(payload) === view.getUint32(offset + 4, true)
   }
 
   private static replay(memory: MemoryStorage, payload: Uint8Array): void {
@@ -376,6 +400,44 @@ export class DurableRaftStorage implements RaftStorage {
     }
   }
 
+  /**
+   * save() for entries and hard state with the write and fdatasync on libuv's thread pool, so the
+   * event loop (libp2p, other groups) keeps running. The in-memory mirror is updated once durable.
+   */
+  async saveAsync(update: StorageUpdate): Promise<void> {
+    this.assertOpen()
+    if (update.snapshot) {
+      this.save(update)
+      return
+    }
+    if (update.entries.length === 0 && !update.hardState) return
+    const done = this.writeAsync(update)
+    this.inflight = done
+    try {
+      await done
+    } finally {
+      this.inflight = undefined
+    }
+  }
+
+  private async writeAsync(update: StorageUpdate): Promise<void> {
+    const record = frame(encodeBatch(update.hardState, update.entries))
+    const position = this.walBytes
+    this.walBytes += record.length // reserve the range: saves are serialized by the driver
+    let written = 0
+    while (written < record.length) {
+      written += await new Promise<number>((resolve, reject) =>
+        write(this.walFd, record, written, record.length - written, position + written, (error, bytes) =>
+          error ? reject(error) : resolve(bytes),
+        ),
+      )
+    }
+    await new Promise<void>((resolve, reject) =>
+      fdatasync(this.walFd, (error) => (error ? reject(error) : resolve())),
+    )
+    this.memory.save({ entries: update.entries, hardState: update.hardState })
+  }
+
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {
     this.assertOpen()
     const term = this.memory.term(index)
@@ -406,10 +468,19 @@ export class DurableRaftStorage implements RaftStorage {
     log('rewrote WAL: %d entries, %d bytes', entries.length, this.walBytes)
   }
 
+  /** Closes the WAL; a write still in flight finishes first (its fd must not be reused under it). */
   close(): void {
     if (this.closed) return
     this.closed = true
-    closeSync(this.walFd)
+    const fd = this.walFd
+    if (this.inflight) {
+      this.inflight.then(
+        () => closeSync(fd),
+        () => closeSync(fd),
+      )
+    } else {
+      closeSync(fd)
+    }
   }
 
   walSizeBytes(): number {

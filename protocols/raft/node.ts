@@ -134,6 +134,7 @@ export class RaftNode {
 
   hasReady(): boolean {
     assert(this.pending === undefined, 'hasReady() before advance() of the previous Ready')
+    if (this.raft.appendsPending) return true
     const soft = this.softState()
     if (soft.lead !== this.previousSoftState.lead || soft.state !== this.previousSoftState.state) return true
     if (!hardStateEqual(this.raft.hardState(), this.previousHardState)) return true
@@ -145,6 +146,7 @@ export class RaftNode {
 
   ready(): Ready {
     assert(this.pending === undefined, 'ready() before advance() of the previous Ready')
+    this.raft.flushAppends()
     const log = this.raft.log
     const ready: Ready = {
       entries: log.nextUnstableEntries(),

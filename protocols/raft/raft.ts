@@ -45,7 +45,7 @@ export interface RaftConfig {
   messageBytesMax?: number
   /** Appends in flight per follower (pipelining window). @default 256 */
   inflightMessagesMax?: number
-  /** Entry bytes in flight per follower. @default 67108864 */
+  /** Entry bytes in flight per follower (bounds head-of-line delay of heartbeats behind appends). @default 8388608 */
   inflightBytesMax?: number
   /** Entry bytes appended by the leader but not yet committed before proposals are refused. @default 268435456 */
   uncommittedBytesMax?: number
@@ -82,6 +82,8 @@ export class Raft {
   /** A conf change may not be proposed while one at an index above applied is pending. */
   pendingConfIndex = 0
   uncommittedBytes = 0
+  /** Proposals appended since the last flush, not yet offered to followers. */
+  appendsPending = false
   electionElapsed = 0
   heartbeatElapsed = 0
   randomizedElectionTimeout = 0
@@ -111,7 +113,7 @@ export class Raft {
     this.checkQuorum = config.checkQuorum ?? true
     this.messageBytesMax = config.messageBytesMax ?? 1 << 20
     this.inflightMessagesMax = config.inflightMessagesMax ?? 256
-    this.inflightBytesMax = config.inflightBytesMax ?? 64 << 20
+    this.inflightBytesMax = config.inflightBytesMax ?? 8 << 20
     this.uncommittedBytesMax = config.uncommittedBytesMax ?? 256 << 20
     this.snapshotChunkBytes = config.snapshotChunkBytes ?? 256 << 10
     this.snapshotBytesMax = config.snapshotBytesMax ?? 1 << 30
@@ -176,6 +178,7 @@ export class Raft {
   // ----- role transitions -----
 
   private reset(term: number): void {
+    this.appendsPending = false
     if (this.term !== term) {
       this.term = term
       this.vote = NONE
@@ -234,11 +237,12 @@ export class Raft {
     self.becomeReplicate()
     self.match = this.log.persistedLastIndex()
     self.next = this.log.lastIndex() + 1
-    // Conf changes wait until this term's first entry commits (fixes single-server change bug).
-    this.pendingConfIndex = this.log.lastIndex()
     // Section 5.4.2 / 8: an empty entry of the new term lets earlier-term entries commit.
     const appended = this.appendEntries([{ term: 0, index: 0, type: 'normal', data: new Uint8Array(0) }])
     assert(appended, 'empty entry dropped on becoming leader')
+    // Conf changes wait until that entry is applied: the fix Ongaro gave for the single-server
+    // change bug (a new leader must commit an entry of its term before changing membership).
+    this.pendingConfIndex = this.log.lastIndex()
     this.logger(`${this.id} became leader at term ${this.term}`)
   }
 
@@ -364,6 +368,18 @@ export class Raft {
     this.send(message({ type: 'MsgHeartbeat', to, commit }))
   }
 
+  /** Sends the proposals batched since the last Ready (called as a Ready is built). */
+  flushAppends(): void {
+    if (!this.appendsPending) return
+    this.appendsPending = false
+    if (this.state !== 'leader') return
+    // fill each follower's inflight window: several size-limited appends may go at once (pipelining)
+    for (const id of this.progress.keys()) {
+      if (id === this.id) continue
+      while (this.maybeSendAppend(id, false)) {}
+    }
+  }
+
   bcastAppend(): void {
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id)
   }
@@ -424,7 +440,9 @@ export class Raft {
       this.pendingConfIndex = this.log.lastIndex() + i + 1
     }
     if (!this.appendEntries(entries)) throw new ProposalDroppedError('uncommitted-limit', this.id)
-    this.bcastAppend()
+    // Batching: proposals made before the next Ready go out together in one append per follower
+    // (RaftNode.ready() flushes), instead of one message per proposal.
+    this.appendsPending = true
     return { index: this.log.lastIndex(), term: this.term }
   }
 
@@ -647,6 +665,11 @@ export class Raft {
             if (progress.state === 'replicate') progress.becomeProbe()
             this.sendAppend(m.from)
           }
+          return
+        }
+        if (m.index > this.log.lastIndex()) {
+          // no follower can hold more than we sent: a corrupt or foreign message, dropped
+          this.logger(`${this.id} ignored MsgAppResp from ${m.from} for index ${m.index} past our last index`)
           return
         }
         {

@@ -65,6 +65,8 @@ export interface RaftRunnerInit {
   entryBytesMax?: number
   /** Proposals awaiting commit beyond which propose() refuses. @default 1000000 */
   pendingProposalsMax?: number
+  /** Called if storage fails and the member had to stop. */
+  onFatal?: (error: Error) => void
   /** Called when this member's view of the leader or its role changes. */
   onLeaderChange?: (lead: MemberId, state: string) => void
 }
@@ -82,6 +84,7 @@ export class RaftRunner {
   private readonly log: ReturnType<typeof logger>
   private timer: NodeJS.Timeout | undefined
   private scheduled = false
+  private processing = false
   private running = false
   private readonly waiters = new Map<number, Waiter>()
   private readonly snapshotEntries: number
@@ -206,28 +209,75 @@ export class RaftRunner {
 
   /** Coalesces everything that happens in this turn of the event loop into one Ready. */
   private schedule(): void {
-    if (this.scheduled || !this.running) return
+    if (this.scheduled || this.processing || !this.running) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      if (this.running) this.processReady()
+      if (this.running) void this.processReady()
     })
   }
 
-  private processReady(): void {
-    while (this.running && this.node.hasReady()) {
-      const ready = this.node.ready()
-      this.handle(ready)
-      this.node.advance()
-      this.refreshMembers()
+  /**
+   * The Ready loop. While one Ready is being made durable (asynchronously, off the event loop when
+   * the storage offers saveAsync), new messages and proposals keep stepping the core; they all go
+   * into the next Ready: a group commit, one fsync for everything that arrived meanwhile.
+   */
+  private async processReady(): Promise<void> {
+    if (this.processing) return
+    this.processing = true
+    try {
+      while (this.running && this.node.hasReady()) {
+        const ready = this.node.ready()
+        const storage = this.init.storage
+        if (ready.snapshot) {
+          // rare: make the snapshot durable, then load it, then everything else
+          storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
+          if (ready.messages.length > 0) this.init.transport.send(this.group, ready.messages)
+          this.applyReady(ready)
+        } else {
+          const { early, late } = this.splitMessages(ready.messages)
+          if (early.length > 0) this.init.transport.send(this.group, early)
+          // Committed entries are durable on a quorum already, so they are applied (and their
+          // proposers answered) while this member's own write is in flight, as etcd does: the
+          // commit index in the hard state need not reach disk first.
+          this.applyReady(ready)
+          const update = { entries: ready.entries, hardState: ready.hardState }
+          if (storage.saveAsync) await storage.saveAsync(update)
+          else storage.save(update)
+          if (!this.running) return // stopped mid-write: this member is gone, like a crash
+          if (late.length > 0) this.init.transport.send(this.group, late)
+        }
+        this.maybeSnapshot(ready)
+        this.node.advance()
+        this.refreshMembers()
+      }
+    } catch (error) {
+      // a storage failure: this member cannot go on safely; stop it (the others carry the group)
+      this.log.error('raft member %s stopped: %s', this.init.id, (error as Error).message)
+      this.stop()
+      this.init.onFatal?.(error as Error)
+    } finally {
+      this.processing = false
     }
   }
 
-  private handle(ready: Ready): void {
-    const storage = this.init.storage
-    // persistence before acknowledging: save() returns after fsync
-    storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-    if (ready.messages.length > 0) this.init.transport.send(this.group, ready.messages)
+  /**
+   * A leader's appends and heartbeats may leave before its own write completes (dissertation
+   * 10.2.1): its own vote counts toward commitment only once durable (RaftNode.advance). Votes and
+   * acknowledgements leave only after the state they promise is on disk.
+   */
+  private splitMessages(messages: Message[]): { early: Message[]; late: Message[] } {
+    const early: Message[] = []
+    const late: Message[] = []
+    const leader = this.node.raft.state === 'leader'
+    for (const m of messages) {
+      if (leader && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap')) early.push(m)
+      else late.push(m)
+    }
+    return { early, late }
+  }
+
+  private applyReady(ready: Ready): void {
     if (ready.snapshot) {
       this.init.restore?.(ready.snapshot.data, ready.snapshot.metadata.index)
       this.lastSnapshotIndex = ready.snapshot.metadata.index
@@ -242,6 +292,12 @@ export class RaftRunner {
       if (waiter.term === entry.term) waiter.resolve({ index: entry.index, term: entry.term })
       else waiter.reject(new ProposalLostError(entry.index))
     }
+  }
+
+  /** Snapshots and compacts once enough entries were applied (after this Ready's write). */
+  private maybeSnapshot(ready: Ready): void {
+    const storage = this.init.storage
+    if (ready.committedEntries.length === 0) return
     const applied = ready.committedEntries[ready.committedEntries.length - 1].index
     if (applied - this.lastSnapshotIndex >= this.snapshotEntries) {
       // the configuration after these entries: advance() has not applied their conf changes yet

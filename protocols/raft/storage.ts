@@ -78,6 +78,11 @@ export interface StorageUpdate {
 /** What a driver writes. `save` returns only once the update is durable (or, in memory, stored). */
 export interface RaftStorage extends Storage {
   save(update: StorageUpdate): void
+  /**
+   * The same as save, without blocking the event loop during the write and fsync (optional). The
+   * driver calls no other write method until it resolves; reads keep being served meanwhile.
+   */
+  saveAsync?(update: StorageUpdate): Promise<void>
   /** Records the application's snapshot at `index` (<= applied) so followers can be caught up. */
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot
   /** Discards entries up to and including `index` (which must be covered by the snapshot). */

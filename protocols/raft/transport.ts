@@ -34,6 +34,8 @@ export interface RaftTransportInit {
   queueBytesMax?: number
   /** After a failed dial, frames for that peer are dropped for this long. @default 250 */
   dialBackoffMs?: number
+  /** Unread bytes buffered per inbound stream before it is aborted. @default 4 * frameBytesMax */
+  readBufferBytesMax?: number
   /** @default 32 */
   maxInboundStreams?: number
   /** @default 32 */
@@ -221,6 +223,7 @@ export class RaftTransport {
   private readonly entriesPerMessageMax: number
   private readonly votersMax: number
   private readonly sendTimeoutMs: number
+  private readonly readBufferBytesMax: number
   private readonly idleTimeoutMs: number
   private readonly queueBytesMax: number
   private readonly dialBackoffMs: number
@@ -239,6 +242,7 @@ export class RaftTransport {
     this.entriesPerMessageMax = init.entriesPerMessageMax ?? 65536
     this.votersMax = init.votersMax ?? 1024
     this.sendTimeoutMs = init.sendTimeoutMs ?? 5000
+    this.readBufferBytesMax = init.readBufferBytesMax ?? 4 * this.frameBytesMax
     this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
     this.queueBytesMax = init.queueBytesMax ?? 64 << 20
     this.dialBackoffMs = init.dialBackoffMs ?? 250
@@ -369,7 +373,12 @@ export class RaftTransport {
     const remote = connection.remotePeer.toString()
     const local = this.localPeer
     this.inbound.add(stream)
-    const reader = lpStream(stream, { maxDataLength: this.frameBytesMax })
+    // byteStream aborts a stream whose unread bytes exceed maxBufferSize (4 MiB by default): a
+    // burst of large appends would kill it, so allow a few maximal frames (still a bound)
+    const reader = lpStream(stream, {
+      maxDataLength: this.frameBytesMax,
+      maxBufferSize: this.readBufferBytesMax,
+    })
     try {
       while (this.started) {
         const bytes = await reader.read({ signal: AbortSignal.timeout(this.idleTimeoutMs) })

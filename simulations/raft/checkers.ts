@@ -5,26 +5,39 @@ import type { Entry, MemberId } from '../../protocols/raft/types.js'
 export class SafetyViolation extends Error {
   static override name = 'SafetyViolation'
   readonly checker: string
-  constructor(checker: string, message: string) {
+  /** The members the violation implicates (for the focused failure trace). */
+  readonly members: MemberId[]
+  constructor(checker: string, message: string, members: MemberId[] = []) {
     super(`${checker}: ${message}`)
     this.name = 'SafetyViolation'
     this.checker = checker
+    this.members = members
   }
 }
 
-/** FNV-1a over the entry's term, index, type and data: a cheap digest for cross-member comparison. */
+const digests = new WeakMap<Entry, string>()
+
+/**
+ * FNV-1a over the entry's term, index, type and data: a cheap digest for cross-member comparison.
+ * Entry objects are shared between members in the simulator, so the digest is cached per object.
+ */
 export function entryDigest(entry: Entry): string {
+  const cached = digests.get(entry)
+  if (cached !== undefined) return cached
   let hash = 0x811c9dc5
-  const mix = (byte: number) => {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
   for (const value of [entry.term, entry.index]) {
-    for (let shift = 0; shift < 48; shift += 8) mix(Math.floor(value / 2 ** shift) & 0xff)
+    let rest = value
+    for (let i = 0; i < 7; i++) {
+      hash = Math.imul(hash ^ (rest & 0xff), 0x01000193) >>> 0
+      rest = Math.floor(rest / 256)
+    }
   }
-  mix(entry.type === 'conf' ? 1 : 0)
-  for (const byte of entry.data) mix(byte)
-  return hash.toString(16).padStart(8, '0')
+  hash = Math.imul(hash ^ (entry.type === 'conf' ? 1 : 0), 0x01000193) >>> 0
+  const data = entry.data
+  for (let i = 0; i < data.length; i++) hash = Math.imul(hash ^ data[i], 0x01000193) >>> 0
+  const digest = hash.toString(16).padStart(8, '0')
+  digests.set(entry, digest)
+  return digest
 }
 
 /** Chains a state digest with the next applied entry's digest. */
@@ -61,6 +74,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'election-safety',
         `members ${known} and ${member} are both leader of term ${term}`,
+        [known, member],
       )
     }
   }
@@ -76,6 +90,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'committed-entries-never-change',
         `member ${member} has ${entry.term}/${entry.index} digest ${digest} committed, but ${known.term}/${entry.index} digest ${known.digest} was committed before`,
+        [member],
       )
     }
   }
@@ -86,6 +101,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'applied-prefix',
         `member ${member} applied index ${entry.index} after ${previousIndex}`,
+        [member],
       )
     }
     const known = this.committed.get(entry.index)
@@ -94,12 +110,14 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'applied-prefix',
         `member ${member} applied ${entry.term}/${entry.index} that no member reported committed`,
+        [member],
       )
     }
     if (known.term !== entry.term || known.digest !== digest) {
       throw new SafetyViolation(
         'state-machine-safety',
         `member ${member} applied ${entry.term}/${entry.index} digest ${digest}, but ${known.term}/${entry.index} digest ${known.digest} is committed`,
+        [member],
       )
     }
     this.state(member, entry.index, stateAfter)
@@ -113,6 +131,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'state-machine-safety',
         `member ${member} state at ${index} is ${digest}, others had ${known}`,
+        [member],
       )
     }
   }
@@ -134,6 +153,7 @@ export class SafetyCheckers {
       throw new SafetyViolation(
         'leader-completeness',
         `leader ${member} of term ${term} has last index ${lastIndex} < committed index ${this.highestCommitted}`,
+        [member],
       )
     }
     for (const [index, record] of this.committed) {
@@ -143,6 +163,7 @@ export class SafetyCheckers {
         throw new SafetyViolation(
           'leader-completeness',
           `leader ${member} of term ${term} has term ${ours} at committed index ${index} (committed term ${record.term})`,
+          [member],
         )
       }
     }

@@ -24,6 +24,38 @@ export interface RaftSimulationFailure {
   parameters: SimulationResult['parameters']
   /** The last events before the failure, oldest first. */
   trace: string[]
+  /**
+   * A replay's narration of the last few election timeouts before the failure, kept to the lines
+   * about the implicated members (all members for a liveness failure): the minimal story to read.
+   */
+  focusedTrace: string[]
+}
+
+const FOCUSED_TRACE_LINES_MAX = 80
+
+/** Replays a failed seed verbosely and keeps what concerns the implicated members near the failure. */
+export function focusedTrace(
+  seed: number,
+  members: number,
+  tick: number,
+  implicated: string[],
+  electionTicks: number,
+): string[] {
+  const windowStart = tick - 3 * electionTicks
+  const lines: string[] = []
+  simulateRaft({
+    seed,
+    members,
+    verbose: (line) => {
+      const at = Number(/^t=(\d+)/.exec(line)?.[1] ?? -1)
+      if (at < windowStart || at > tick) return
+      const about = /^t=\d+ \[([^\]]+)\]/.exec(line)?.[1]
+      if (about !== undefined && implicated.length > 0 && !implicated.includes(about)) return
+      lines.push(line)
+      if (lines.length > FOCUSED_TRACE_LINES_MAX) lines.shift()
+    },
+  })
+  return lines
 }
 
 export interface RaftSimulationSummary {
@@ -66,6 +98,13 @@ export function runRaftSimulations(options: RaftSimulationRunOptions): RaftSimul
         replay: replayCommand(seed, options.members),
         parameters: result.parameters,
         trace: result.failure.trace.slice(-40),
+        focusedTrace: focusedTrace(
+          seed,
+          options.members,
+          result.failure.tick,
+          result.failure.members,
+          result.parameters.electionTicks,
+        ),
       })
     }
     options.onSeed?.(result, done)

@@ -46,8 +46,64 @@ export async function createRaftNode(
   })
 }
 
-export async function startRaftCluster(init: RaftClusterInit): Promise<RaftClusterMember[]> {
+/**
+ * Starts a new member with an empty store that joins `group` once the leader adds it: its node
+ * dials the live members, and it learns the configuration by replaying the group's log.
+ */
+export async function addRaftMember(
+  members: RaftClusterMember[],
+  init: RaftClusterInit,
+): Promise<RaftClusterMember> {
+  const libp2p = await createRaftNode(init.transport)
+  for (const other of members) if (other.alive) await libp2p.dial(other.libp2p.getMultiaddrs())
+  return startMember(libp2p, init, undefined)
+}
+
+function startMember(
+  libp2p: Libp2p<{ raft: RaftTransport }>,
+  init: RaftClusterInit,
+  founders: string[] | undefined,
+): RaftClusterMember {
   const group = init.group ?? 'test-group'
+  const id = libp2p.peerId.toString()
+  const directory = join(init.directory, id)
+  mkdirSync(directory, { recursive: true })
+  const storage = DurableRaftStorage.open(directory)
+  if (founders && storage.lastIndex() === 0) storage.bootstrap(founders)
+  const member: RaftClusterMember = {
+    id,
+    libp2p,
+    transport: libp2p.services.raft,
+    storage,
+    runner: undefined as unknown as RaftRunner,
+    appliedCount: 0,
+    lastApplied: 0,
+    alive: true,
+    async kill() {
+      if (!member.alive) return
+      member.alive = false
+      member.runner.stop()
+      await libp2p.stop()
+      storage.close()
+    },
+  }
+  member.runner = new RaftRunner({
+    group,
+    id,
+    storage,
+    transport: libp2p.services.raft,
+    ...init.runner,
+    apply: (entries: Entry[]) => {
+      member.appliedCount += entries.length
+      member.lastApplied = entries[entries.length - 1].index
+      init.runner?.apply?.(entries)
+    },
+  })
+  member.runner.start()
+  return member
+}
+
+export async function startRaftCluster(init: RaftClusterInit): Promise<RaftClusterMember[]> {
   const nodes = await Promise.all(Array.from({ length: init.size }, () => createRaftNode(init.transport)))
   // a full mesh of connections up front; streams then open on them
   for (const a of nodes) {
@@ -56,44 +112,7 @@ export async function startRaftCluster(init: RaftClusterInit): Promise<RaftClust
     }
   }
   const ids = nodes.map((node) => node.peerId.toString())
-  return nodes.map((libp2p) => {
-    const id = libp2p.peerId.toString()
-    const directory = join(init.directory, id)
-    mkdirSync(directory, { recursive: true })
-    const storage = DurableRaftStorage.open(directory)
-    if (storage.lastIndex() === 0) storage.bootstrap(ids)
-    const member: RaftClusterMember = {
-      id,
-      libp2p,
-      transport: libp2p.services.raft,
-      storage,
-      runner: undefined as unknown as RaftRunner,
-      appliedCount: 0,
-      lastApplied: 0,
-      alive: true,
-      async kill() {
-        if (!member.alive) return
-        member.alive = false
-        member.runner.stop()
-        await libp2p.stop()
-        storage.close()
-      },
-    }
-    member.runner = new RaftRunner({
-      group,
-      id,
-      storage,
-      transport: libp2p.services.raft,
-      ...init.runner,
-      apply: (entries: Entry[]) => {
-        member.appliedCount += entries.length
-        member.lastApplied = entries[entries.length - 1].index
-        init.runner?.apply?.(entries)
-      },
-    })
-    member.runner.start()
-    return member
-  })
+  return nodes.map((libp2p) => startMember(libp2p, init, ids))
 }
 
 /** Polls until `predicate` holds (robust to a loaded machine), or fails naming `what`. */

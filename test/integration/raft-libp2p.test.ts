@@ -29,7 +29,7 @@ afterAll(async () => {
 
 describe('raft over libp2p', () => {
   it('elects, commits, survives the loss of its leader, and refuses outsiders', async () => {
-    members = await startRaftCluster({ size: 3, directory, runner: { tickMs: 20, electionTicks: 10 } })
+    members = await startRaftCluster({ size: 3, directory, runner: { tickMs: 20, electionTicks: 25 } })
     const leader = await waitFor(() => currentLeader(members), 20_000, 'a first leader')
     const first = await leader.runner.propose(encoder.encode('first'))
     expect(first.index).toBeGreaterThan(3)

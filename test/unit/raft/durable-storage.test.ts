@@ -89,6 +89,21 @@ describe('durable raft storage', () => {
     reopened.close()
   })
 
+  it('refuses to start when a record in the middle is damaged (not a torn tail)', () => {
+    const directory = freshDirectory()
+    const storage = DurableRaftStorage.open(directory)
+    storage.save({ entries: entries(1, 3, 1) })
+    storage.save({ entries: entries(4, 6, 1) })
+    storage.close()
+    const wal = join(directory, 'wal.log')
+    const bytes = readFileSync(wal)
+    bytes[20] ^= 0xff // inside the first record's payload; the second record is intact
+    writeFileSync(wal, bytes)
+    expect(() => DurableRaftStorage.open(directory)).toThrowError(
+      expect.objectContaining({ name: 'StoreCorruptedError' }),
+    )
+  })
+
   it('treats garbage after the last record as a torn tail', () => {
     const directory = freshDirectory()
     const storage = DurableRaftStorage.open(directory)
@@ -134,20 +149,21 @@ describe('durable raft storage', () => {
     )
   })
 
-  it('matches MemoryStorage after any sequence of operations and reopens', () => {
+  it('matches MemoryStorage after any sequence of operations (save and saveAsync) and reopens', async () => {
     const operation = fc.oneof(
       fc.record({
         kind: fc.constant('append' as const),
         back: fc.nat(5),
         count: fc.integer({ min: 1, max: 8 }),
         bump: fc.boolean(),
+        async: fc.boolean(),
       }),
       fc.record({ kind: fc.constant('snapshot' as const), back: fc.nat(6) }),
       fc.record({ kind: fc.constant('leader-snapshot' as const), ahead: fc.integer({ min: 1, max: 10 }) }),
       fc.record({ kind: fc.constant('reopen' as const) }),
     )
-    fc.assert(
-      fc.property(fc.array(operation, { maxLength: 30 }), (operations) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { maxLength: 30 }), async (operations) => {
         const directory = freshDirectory()
         let durable = DurableRaftStorage.open(directory, { walRewriteBytes: 300 })
         const memory = new MemoryStorage()
@@ -161,7 +177,8 @@ describe('durable raft storage', () => {
                 entries: entries(from, from + op.count - 1, term),
                 hardState: { term, vote: 'x', commit: from - 1 },
               }
-              durable.save(update)
+              if (op.async) await durable.saveAsync(update)
+              else durable.save(update)
               memory.save(update)
             } else if (op.kind === 'snapshot') {
               const index = memory.lastIndex() - op.back
