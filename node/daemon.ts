@@ -54,6 +54,16 @@ export interface ProtocolServices extends Record<string, unknown> {
 
 export type NodeHost = ShardnetHost<ProtocolServices>
 
+/**
+ * How a node measures itself when the caller does not say. The cpu figure from a plain TypeScript
+ * matmul until kernels/ provides `createBackend`; then this becomes
+ * `backendProbe({ openBackend: () => createBackend({ prefer: config.backend }) })`, which measures
+ * whichever backend createBackend opens (webgpu, or cpu with its fallback reason).
+ */
+export function defaultCapabilityProbe(_config: NodeConfig): CapabilityProbe {
+  return plainCpuProbe()
+}
+
 /** The version every node reports; read once from package.json. */
 export function shardnetVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -111,6 +121,12 @@ export interface NodeStatus {
   dataDir: string
   apiUrl: string
   privateNetwork: boolean
+  /** what the protocols counted since start: gossip accepted/rejected, blocks moved, records published */
+  counters: {
+    tasks: ReturnType<TaskGossip['counters']>
+    blocks: ReturnType<BlockExchange['counters']>
+    discovery: ReturnType<CapabilityDiscovery['counters']>
+  }
 }
 
 /** One peer as `shardnet node peers` lists it. */
@@ -335,7 +351,7 @@ export class Daemon {
     const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
     const swarmKey = config.swarmKeyFile != null ? await readSwarmKey(config.swarmKeyFile) : undefined
     const token = await loadOrCreateApiToken(paths.apiToken)
-    const capability = await (init.capabilityProbe ?? plainCpuProbe()).measure()
+    const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
     log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
 
     const cleanups: Array<() => Promise<void>> = []
@@ -398,7 +414,10 @@ export class Daemon {
         'peer %s (%s identity) listening on %s',
         host.peerId,
         created ? 'new' : 'existing',
-        host.getMultiaddrs(),
+        host
+          .getMultiaddrs()
+          .map((address) => address.toString())
+          .join(' '),
       )
 
       const bootstrapDialer = new BootstrapDialer(
@@ -465,6 +484,11 @@ export class Daemon {
       dataDir: this.paths.root,
       apiUrl: this.api.url,
       privateNetwork: this.config.swarmKeyFile != null,
+      counters: {
+        tasks: this.host.services.tasks.counters(),
+        blocks: this.host.services.blocks.counters(),
+        discovery: this.host.services.discovery.counters(),
+      },
     }
   }
 

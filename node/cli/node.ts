@@ -78,6 +78,7 @@ interface StartFlags {
   dataDir: string
   json?: boolean
   foreground?: boolean
+  verbose?: boolean
   config?: string
   listen?: string[]
   announce?: string[]
@@ -105,6 +106,7 @@ function startOptionsOf(flags: StartFlags): StartOptions {
   }
   // absolute, so a background child or a systemd unit finds the same files whatever its cwd
   return {
+    verbose: flags.verbose === true,
     dataDir: resolve(flags.dataDir),
     configFile: flags.config != null ? resolve(flags.config) : undefined,
     overrides,
@@ -147,6 +149,7 @@ export function register(program: Command): void {
       .addOption(dataDirOption())
       .addOption(jsonOption())
       .option('--foreground', 'stay attached and log to stderr; stop with Ctrl-C')
+      .option('--verbose', 'log libp2p too, not only shardnet (or choose with DEBUG=namespaces)')
       .option(
         '--wait-seconds <s>',
         'how long to wait for the daemon to answer',
