@@ -182,6 +182,8 @@ async function benchJoin(): Promise<void> {
   const newcomer = await startDaemon(await tempDir(), bootstrap)
   const started = performance.now() - start
   const seeker = daemons[networkSize - 1]
+  await waitFor(async () => newcomer.host.services.discovery.counters().published > 0)
+  const published = performance.now() - start
   await waitFor(async () =>
     (await seeker.peers({ capability: 'cpu', signal: AbortSignal.timeout(20_000) })).some(
       (peer) => peer.peerId === newcomer.peerId.toString(),
@@ -193,6 +195,7 @@ async function benchJoin(): Promise<void> {
   const lookup = performance.now() - lookupStart
   console.log(`join a network of ${networkSize} daemons`)
   console.log(`  newcomer started                         ${ms(started)}`)
+  console.log(`  its capability record and provider entry published  ${ms(published)} after its start`)
   console.log(`  listed by another node's capability query ${ms(discoverable)} after its start`)
   console.log(`  one capability query (${found.length} workers)        ${ms(lookup)}`)
   await Promise.all([...daemons, newcomer].map((daemon) => daemon.stop()))
