@@ -215,6 +215,33 @@ class BootstrapDialer {
   }
 }
 
+/** how many remembered peers a starting node dials, and how long each dial may take */
+const REMEMBERED_PEERS_DIALED_MAX = 16
+const REMEMBERED_PEER_DIAL_TIMEOUT_MS = 10_000
+
+async function dialRememberedPeers(host: NodeHost): Promise<void> {
+  let peers: Awaited<ReturnType<NodeHost['peerStore']['all']>>
+  try {
+    peers = await host.peerStore.all({
+      filters: [(peer) => peer.addresses.length > 0 && !peer.id.equals(host.peerId)],
+      limit: REMEMBERED_PEERS_DIALED_MAX,
+    })
+  } catch (error) {
+    log('reading remembered peers failed: %s', (error as Error).message)
+    return
+  }
+  if (peers.length > 0) log('dialling %d remembered peers', peers.length)
+  await Promise.all(
+    peers.map(async (peer) => {
+      try {
+        await host.dial(peer.id, { signal: AbortSignal.timeout(REMEMBERED_PEER_DIAL_TIMEOUT_MS) })
+      } catch {
+        // gone or moved: the DHT and the bootstrap peers are the other ways back in
+      }
+    }),
+  )
+}
+
 /**
  * Publishes this node's capability record and provider entry, retrying while the DHT has no peers,
  * and publishing again when the routing table has doubled since the last publication: a record put
@@ -419,6 +446,10 @@ export class Daemon {
           .map((address) => address.toString())
           .join(' '),
       )
+
+      // a restarted node rejoins through the peers it remembers (the peer store is in LevelDB), so
+      // losing the bootstrap node, or starting without --bootstrap, does not strand it
+      void dialRememberedPeers(host)
 
       const bootstrapDialer = new BootstrapDialer(
         host,

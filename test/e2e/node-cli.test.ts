@@ -141,8 +141,9 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     expect(down.code).toBe(1)
     expect(down.stderr).toContain('no shardnet daemon is running on data dir')
 
-    // restart over the stale pid file and api.json: same PeerId, same block, same peers
-    const restarted = await json<Started>('node', 'start', '--data-dir', b, '--bootstrap', first.addresses[0])
+    // restart over the stale pid file and api.json, without --bootstrap: same PeerId, same block, and
+    // back in the network through the peers it remembers (the peer store survived in LevelDB)
+    const restarted = await json<Started>('node', 'start', '--data-dir', b)
     expect(restarted.peerId).toBe(second.peerId)
     expect(restarted.pid).not.toBe(second.pid)
     const block = await apiGet(b, `/v1/blocks?cid=${cid}`)
@@ -152,7 +153,7 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     )
     await waitUntil(
       async () => ((await (await apiGet(b, '/v1/status')).json()) as { peers: number }).peers >= 1,
-      'the restarted node to reconnect',
+      'the restarted node to reconnect to the peers it remembers',
     )
 
     // starting a running node again is refused
