@@ -373,21 +373,24 @@ export class Daemon {
     const config = init.config
     const paths = dataDirPaths(config.dataDir)
     await ensureDataDir(paths)
-    await removeStaleTemporaryFiles(paths.root)
-    await removeStaleTemporaryFiles(paths.blocks)
-    const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
+    // a bad swarm key is the user's typo: refuse it before touching anything
     const swarmKey = config.swarmKeyFile != null ? await readSwarmKey(config.swarmKeyFile) : undefined
-    const token = await loadOrCreateApiToken(paths.apiToken)
-    const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
-    log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
 
     const cleanups: Array<() => Promise<void>> = []
     const undo = async (): Promise<void> => {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
     }
     try {
+      // the datastore's lock makes this process the data dir's only owner; only then is it safe to
+      // clean up after a crash and to create the identity and the token
       const datastore = await openDatastore(paths.datastore)
       cleanups.push(() => datastore.close())
+      await removeStaleTemporaryFiles(paths.root)
+      await removeStaleTemporaryFiles(paths.blocks)
+      const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
+      const token = await loadOrCreateApiToken(paths.apiToken)
+      const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
+      log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
       const blockStore = new FileBlockStore({ folder: paths.blocks })
 
       let host: NodeHost | undefined
