@@ -54,6 +54,16 @@ export interface ProtocolServices extends Record<string, unknown> {
 
 export type NodeHost = ShardnetHost<ProtocolServices>
 
+/**
+ * How a node measures itself when the caller does not say. The cpu figure from a plain TypeScript
+ * matmul until kernels/ provides `createBackend`; then this becomes
+ * `backendProbe({ openBackend: () => createBackend({ prefer: config.backend }) })`, which measures
+ * whichever backend createBackend opens (webgpu, or cpu with its fallback reason).
+ */
+export function defaultCapabilityProbe(_config: NodeConfig): CapabilityProbe {
+  return plainCpuProbe()
+}
+
 /** The version every node reports; read once from package.json. */
 export function shardnetVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -111,6 +121,12 @@ export interface NodeStatus {
   dataDir: string
   apiUrl: string
   privateNetwork: boolean
+  /** what the protocols counted since start: gossip accepted/rejected, blocks moved, records published */
+  counters: {
+    tasks: ReturnType<TaskGossip['counters']>
+    blocks: ReturnType<BlockExchange['counters']>
+    discovery: ReturnType<CapabilityDiscovery['counters']>
+  }
 }
 
 /** One peer as `shardnet node peers` lists it. */
@@ -197,6 +213,33 @@ class BootstrapDialer {
       this.timer.unref()
     }
   }
+}
+
+/** how many remembered peers a starting node dials, and how long each dial may take */
+const REMEMBERED_PEERS_DIALED_MAX = 16
+const REMEMBERED_PEER_DIAL_TIMEOUT_MS = 10_000
+
+async function dialRememberedPeers(host: NodeHost): Promise<void> {
+  let peers: Awaited<ReturnType<NodeHost['peerStore']['all']>>
+  try {
+    peers = await host.peerStore.all({
+      filters: [(peer) => peer.addresses.length > 0 && !peer.id.equals(host.peerId)],
+      limit: REMEMBERED_PEERS_DIALED_MAX,
+    })
+  } catch (error) {
+    log('reading remembered peers failed: %s', (error as Error).message)
+    return
+  }
+  if (peers.length > 0) log('dialling %d remembered peers', peers.length)
+  await Promise.all(
+    peers.map(async (peer) => {
+      try {
+        await host.dial(peer.id, { signal: AbortSignal.timeout(REMEMBERED_PEER_DIAL_TIMEOUT_MS) })
+      } catch {
+        // gone or moved: the DHT and the bootstrap peers are the other ways back in
+      }
+    }),
+  )
 }
 
 /**
@@ -330,21 +373,24 @@ export class Daemon {
     const config = init.config
     const paths = dataDirPaths(config.dataDir)
     await ensureDataDir(paths)
-    await removeStaleTemporaryFiles(paths.root)
-    await removeStaleTemporaryFiles(paths.blocks)
-    const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
+    // a bad swarm key is the user's typo: refuse it before touching anything
     const swarmKey = config.swarmKeyFile != null ? await readSwarmKey(config.swarmKeyFile) : undefined
-    const token = await loadOrCreateApiToken(paths.apiToken)
-    const capability = await (init.capabilityProbe ?? plainCpuProbe()).measure()
-    log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
 
     const cleanups: Array<() => Promise<void>> = []
     const undo = async (): Promise<void> => {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
     }
     try {
+      // the datastore's lock makes this process the data dir's only owner; only then is it safe to
+      // clean up after a crash and to create the identity and the token
       const datastore = await openDatastore(paths.datastore)
       cleanups.push(() => datastore.close())
+      await removeStaleTemporaryFiles(paths.root)
+      await removeStaleTemporaryFiles(paths.blocks)
+      const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
+      const token = await loadOrCreateApiToken(paths.apiToken)
+      const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
+      log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
       const blockStore = new FileBlockStore({ folder: paths.blocks })
 
       let host: NodeHost | undefined
@@ -398,8 +444,15 @@ export class Daemon {
         'peer %s (%s identity) listening on %s',
         host.peerId,
         created ? 'new' : 'existing',
-        host.getMultiaddrs(),
+        host
+          .getMultiaddrs()
+          .map((address) => address.toString())
+          .join(' '),
       )
+
+      // a restarted node rejoins through the peers it remembers (the peer store is in LevelDB), so
+      // losing the bootstrap node, or starting without --bootstrap, does not strand it
+      void dialRememberedPeers(host)
 
       const bootstrapDialer = new BootstrapDialer(
         host,
@@ -465,6 +518,11 @@ export class Daemon {
       dataDir: this.paths.root,
       apiUrl: this.api.url,
       privateNetwork: this.config.swarmKeyFile != null,
+      counters: {
+        tasks: this.host.services.tasks.counters(),
+        blocks: this.host.services.blocks.counters(),
+        discovery: this.host.services.discovery.counters(),
+      },
     }
   }
 

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, openSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { enable } from '@libp2p/logger'
 import type { ConfigOverrides, NodeConfig } from '../config.js'
@@ -28,12 +28,18 @@ export interface StartOptions {
   dataDir: string
   configFile?: string
   overrides: ConfigOverrides
+  /** libp2p's logs too (foreground logs, or the background daemon's log file) */
+  verbose?: boolean
 }
 
 /** Reads the config file and merges flags; bad keys become one clear sentence. */
 export async function loadNodeConfig(options: StartOptions): Promise<NodeConfig> {
   try {
     const file = options.configFile != null ? await readConfigFile(options.configFile) : {}
+    // a path in a config file means a path next to that file, whatever the daemon's cwd
+    if (file.swarmKeyFile != null && options.configFile != null) {
+      file.swarmKeyFile = resolve(dirname(options.configFile), file.swarmKeyFile)
+    }
     return resolveNodeConfig(options.dataDir, file, options.overrides)
   } catch (error) {
     if (error instanceof ConfigError) throw new UserError(error.message)
@@ -44,6 +50,7 @@ export async function loadNodeConfig(options: StartOptions): Promise<NodeConfig>
 /** The flags that make a child daemon use exactly this configuration. */
 function flagsOf(options: StartOptions): string[] {
   const flags = ['--data-dir', options.dataDir]
+  if (options.verbose === true) flags.push('--verbose')
   const o = options.overrides
   if (options.configFile != null) flags.push('--config', options.configFile)
   if (o.listen != null) flags.push('--listen', ...o.listen)
@@ -60,6 +67,17 @@ function flagsOf(options: StartOptions): string[] {
 
 function shardnetExecutable(): string {
   return fileURLToPath(new URL('../../bin/shardnet.js', import.meta.url))
+}
+
+/** the log is kept below this size: at start, a bigger one becomes daemon.log.1 (one generation) */
+const LOG_BYTES_MAX = 16 * 1024 * 1024
+
+async function rotateLog(path: string): Promise<void> {
+  try {
+    if ((await stat(path)).size > LOG_BYTES_MAX) await rename(path, `${path}.1`)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
 }
 
 async function logTail(path: string, lines = 15): Promise<string> {
@@ -103,6 +121,7 @@ export async function startInBackground(
   }
   // api.json of a daemon that was killed would point the wait below at a dead port
   await rm(paths.apiEndpoint, { force: true })
+  await rotateLog(paths.logFile)
   const logFd = openSync(paths.logFile, 'a', 0o600)
   const child = spawn(
     process.execPath,
@@ -155,7 +174,10 @@ export async function runInForeground(
   onStarted: (daemon: Daemon) => void,
 ): Promise<void> {
   const config = await loadNodeConfig(options)
-  if (process.env.DEBUG == null || process.env.DEBUG === '') enable('shardnet:*')
+  // DEBUG, when set, is the user's own choice of log namespaces and wins
+  if (process.env.DEBUG == null || process.env.DEBUG === '') {
+    enable(options.verbose === true ? 'shardnet:*,libp2p:*,-libp2p:*:trace' : 'shardnet:*')
+  }
   const paths = dataDirPaths(config.dataDir)
   await ensureDataDir(paths)
   try {

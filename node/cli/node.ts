@@ -36,6 +36,10 @@ function formatUptime(seconds: number): string {
   return hours > 0 ? `${hours}h ${minutes}m` : minutes > 0 ? `${minutes}m ${whole % 60}s` : `${whole}s`
 }
 
+function sum(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((total, count) => total + count, 0)
+}
+
 function formatStatus(status: NodeStatus): string {
   const c = status.capability
   return [
@@ -44,6 +48,8 @@ function formatStatus(status: NodeStatus): string {
     `backend    ${c.backend}, adapter ${c.adapterName}, ${c.matmulGflops.toFixed(2)} GFLOP/s (matmul ${c.matmulSize})`,
     `peers      ${status.peers} connected, ${status.dhtRoutingTablePeers} in the DHT routing table`,
     `network    ${status.privateNetwork ? 'private (swarm key)' : 'open'}`,
+    `gossip     ${status.counters.tasks.accepted} announcements accepted, ${sum(status.counters.tasks.rejected)} rejected`,
+    `blocks     ${status.counters.blocks.served} served, ${status.counters.blocks.fetched} fetched, ${sum(status.counters.blocks.rejected)} refused`,
     `uptime     ${formatUptime(status.uptimeSeconds)}`,
     `version    ${status.version}`,
     `data dir   ${status.dataDir}`,
@@ -78,6 +84,7 @@ interface StartFlags {
   dataDir: string
   json?: boolean
   foreground?: boolean
+  verbose?: boolean
   config?: string
   listen?: string[]
   announce?: string[]
@@ -105,6 +112,7 @@ function startOptionsOf(flags: StartFlags): StartOptions {
   }
   // absolute, so a background child or a systemd unit finds the same files whatever its cwd
   return {
+    verbose: flags.verbose === true,
     dataDir: resolve(flags.dataDir),
     configFile: flags.config != null ? resolve(flags.config) : undefined,
     overrides,
@@ -147,6 +155,7 @@ export function register(program: Command): void {
       .addOption(dataDirOption())
       .addOption(jsonOption())
       .option('--foreground', 'stay attached and log to stderr; stop with Ctrl-C')
+      .option('--verbose', 'log libp2p too, not only shardnet (or choose with DEBUG=namespaces)')
       .option(
         '--wait-seconds <s>',
         'how long to wait for the daemon to answer',

@@ -10,15 +10,15 @@
  * node.services.blocks.counters() // { served, fetched, bytesSent, bytesReceived, rejected: { reason: n } }
  * ```
  * Wire: the requester sends one length-prefixed BlockRequest {cid, offset}; the responder answers with a
- * BlockResponse {status, size, chunkBytes} then, when OK, BlockChunk frames {index, offset, data} in
- * order, and closes. The requester checks every frame against what it expects next, hashes as it
+ * BlockResponse {status, size, chunkBytes} then, when OK, for each chunk in order a BlockChunk frame
+ * {index, offset, length} followed by a raw frame of `length` data bytes, and closes. The requester checks every frame against what it expects next, hashes as it
  * receives, and accepts the block only if the sha2-256 matches the CID; a peer that sent other bytes is
  * counted (`rejected['hash-mismatch']`) and the next provider is tried.
  * Limits: blocks up to blockBytesMax (256 MiB by default), chunks up to 1 MiB, request frames 256 bytes,
+ * chunk headers 64 bytes,
  * and a deadline on every stream (serveTimeoutMs / fetchTimeoutMs).
  * The service reaches the DHT through `components.contentRouting` (provide / findProviders).
  */
-import { createHash } from 'node:crypto'
 import {
   type AbortOptions,
   type ComponentLogger,
@@ -43,7 +43,6 @@ import { BlockChunk, BlockRequest, BlockResponse } from '../wire/blocks.js'
 import {
   BLOCK_BYTES_MAX,
   BLOCK_CHUNK_BYTES_MAX,
-  BLOCK_CHUNK_FRAME_BYTES_MAX,
   BLOCK_FRAME_REJECT_REASONS,
   BLOCK_REQUEST_BYTES_MAX,
   cidFromBytes,
@@ -54,6 +53,7 @@ import {
   validateBlockRequest,
   validateBlockResponse,
 } from '../wire/validation/index.js'
+import { HashWorker, type IncrementalHash, InlineHash } from './hasher.js'
 import { type BlockStore, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
@@ -114,6 +114,12 @@ export interface BlockExchangeInit {
    * @default true
    */
   provideOnPut?: boolean
+  /**
+   * Blocks at least this large are verified on a worker thread, beside the network work (see hasher.ts);
+   * smaller ones inline. `Infinity` keeps all hashing on the event loop.
+   * @default 4_194_304 (4 MiB)
+   */
+  hashInWorkerBytesMin?: number
   /**
    * Concurrent inbound block streams per connection.
    * @default 8
@@ -266,6 +272,8 @@ class DefaultBlockExchange implements BlockExchange {
   private readonly provideOnPut: boolean
   private readonly maxInboundStreams: number
   private readonly maxOutboundStreams: number
+  private readonly hashInWorkerBytesMin: number
+  private readonly hashWorker = new HashWorker()
   private readonly stats: BlockExchangeCounters
   private shutdown = new AbortController()
   private started = false
@@ -284,6 +292,7 @@ class DefaultBlockExchange implements BlockExchange {
     this.provideOnPut = init.provideOnPut ?? true
     this.maxInboundStreams = init.maxInboundStreams ?? 8
     this.maxOutboundStreams = init.maxOutboundStreams ?? 8
+    this.hashInWorkerBytesMin = init.hashInWorkerBytesMin ?? 4 * 1024 * 1024
     if (this.chunkBytes < 1) throw new RangeError('chunkBytes must be at least 1')
     const rejected = Object.fromEntries(
       BLOCK_REJECT_REASONS.map((r) => [r, 0]),
@@ -318,6 +327,7 @@ class DefaultBlockExchange implements BlockExchange {
   async stop(): Promise<void> {
     await this.components.registrar.unhandle(this.protocol)
     this.shutdown.abort()
+    await this.hashWorker.close()
     this.started = false
   }
 
@@ -409,7 +419,8 @@ class DefaultBlockExchange implements BlockExchange {
     let index = 0
     for (let offset = start; offset < block.byteLength; offset += this.chunkBytes) {
       const data = block.subarray(offset, Math.min(offset + this.chunkBytes, block.byteLength))
-      await lp.write(BlockChunk.encode({ index, offset, data: data as Uint8Array<ArrayBuffer> }), { signal })
+      // header and data leave in one write, and the data is never copied into a protobuf
+      await lp.writeV([BlockChunk.encode({ index, offset, length: data.byteLength }), data], { signal })
       this.stats.bytesSent += data.byteLength
       index++
     }
@@ -513,8 +524,8 @@ class DefaultBlockExchange implements BlockExchange {
 
   private async receive(stream: Stream, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
     const lp = lpStream(stream, {
-      maxDataLength: BLOCK_CHUNK_FRAME_BYTES_MAX,
-      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_FRAME_BYTES_MAX)),
+      maxDataLength: BLOCK_CHUNK_BYTES_MAX,
+      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_BYTES_MAX)),
     })
     await lp.write(BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 }), { signal })
     const read = async () => {
@@ -546,21 +557,32 @@ class DefaultBlockExchange implements BlockExchange {
     }
     const { size, chunkBytes } = header.value
     const block = new Uint8Array(size)
-    const hash = createHash('sha256')
-    let offset = 0
-    let index = 0
-    while (offset < size) {
-      const chunk = decodeBlockChunk(await read())
-      if (!chunk.ok) this.fail(chunk.reason)
-      const reason = validateBlockChunk(chunk.value, { index, offset, chunkBytes, size })
-      if (reason !== undefined) this.fail(reason)
-      block.set(chunk.value.data, offset)
-      hash.update(chunk.value.data)
-      offset += chunk.value.data.byteLength
-      this.stats.bytesReceived += chunk.value.data.byteLength
-      index++
+    const hash: IncrementalHash =
+      size >= this.hashInWorkerBytesMin ? this.hashWorker.create() : new InlineHash()
+    try {
+      let offset = 0
+      let index = 0
+      while (offset < size) {
+        const chunk = decodeBlockChunk(await read())
+        if (!chunk.ok) this.fail(chunk.reason)
+        const reason = validateBlockChunk(chunk.value, { index, offset, chunkBytes, size })
+        if (reason !== undefined) this.fail(reason)
+        const data = await read()
+        if (data.byteLength !== chunk.value.length) this.fail('bad-chunk')
+        // copy each received buffer straight into place: the data is never flattened first
+        for (const buf of data) {
+          block.set(buf, offset)
+          offset += buf.byteLength
+        }
+        hash.update(block.subarray(offset - data.byteLength, offset))
+        this.stats.bytesReceived += data.byteLength
+        index++
+      }
+    } catch (err) {
+      hash.abort()
+      throw err
     }
-    const digest = new Uint8Array(hash.digest())
+    const digest = await hash.digest()
     if (!uint8ArrayEquals(digest, cid.multihash.digest)) {
       this.count('hash-mismatch')
       throw new BlockHashMismatchError(`peer sent bytes that do not hash to ${cid}`)

@@ -275,7 +275,7 @@ export namespace BlockResponse {
 export interface BlockChunk {
   index: number
   offset: number
-  data: Uint8Array<ArrayBuffer>
+  length: number
 }
 
 export namespace BlockChunk {
@@ -298,9 +298,9 @@ export namespace BlockChunk {
           w.uint64Number(obj.offset)
         }
 
-        if ((obj.data != null && obj.data.byteLength > 0)) {
-          w.uint32(26)
-          w.bytes(obj.data)
+        if ((obj.length != null && obj.length !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.length)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -310,7 +310,7 @@ export namespace BlockChunk {
         const obj: any = {
           index: 0,
           offset: 0,
-          data: uint8ArrayAlloc(0)
+          length: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -328,7 +328,7 @@ export namespace BlockChunk {
               break
             }
             case 3: {
-              obj.data = reader.bytes()
+              obj.length = reader.uint32()
               break
             }
             default: {
@@ -362,8 +362,8 @@ export namespace BlockChunk {
             }
             case 3: {
               yield {
-                field: `${prefix}.data`,
-                value: reader.bytes()
+                field: `${prefix}.length`,
+                value: reader.uint32()
               }
               break
             }
@@ -389,9 +389,9 @@ export namespace BlockChunk {
     value: number
   }
 
-  export interface BlockChunkDataFieldEvent {
-    field: '$.data'
-    value: Uint8Array<ArrayBuffer>
+  export interface BlockChunkLengthFieldEvent {
+    field: '$.length'
+    value: number
   }
 
   export function encode (obj: Partial<BlockChunk>): Uint8Array<ArrayBuffer> {
@@ -402,7 +402,7 @@ export namespace BlockChunk {
     return decodeMessage(buf, BlockChunk.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BlockChunk>): Generator<BlockChunkIndexFieldEvent | BlockChunkOffsetFieldEvent | BlockChunkDataFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BlockChunk>): Generator<BlockChunkIndexFieldEvent | BlockChunkOffsetFieldEvent | BlockChunkLengthFieldEvent> {
     return streamMessage(buf, BlockChunk.codec(), opts)
   }
 }

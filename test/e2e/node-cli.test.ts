@@ -83,8 +83,9 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     expect(text.code).toBe(0)
     expect(text.stdout).toContain(`peer id    ${first.peerId}`)
     expect(text.stdout).toMatch(/backend {4}cpu, adapter cpu/)
+    // polls go straight to the API (each CLI run spends a second starting up); assertions use the CLI
     await waitUntil(
-      async () => (await json<{ peers: number }>('node', 'status', '--data-dir', a)).peers >= 2,
+      async () => ((await (await apiGet(a, '/v1/status')).json()) as { peers: number }).peers >= 2,
       'the first node to have 2 peers',
     )
     const status = await json<{ peerId: string; version: string; uptimeSeconds: number }>(
@@ -99,14 +100,8 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     // the third node lists the other two as cpu workers, found through their DHT capability records
     await waitUntil(
       async () => {
-        const peers = await json<Array<{ peerId: string }>>(
-          'node',
-          'peers',
-          '--data-dir',
-          c,
-          '--capability',
-          'cpu',
-        )
+        const response = await apiGet(c, '/v1/peers?capability=cpu')
+        const { peers } = (await response.json()) as { peers: unknown[] }
         return peers.length === 2
       },
       'the third node to find both cpu workers',
@@ -125,6 +120,10 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     expect(
       peers.every((peer) => peer.source === 'capability-record' && peer.capability.backend === 'cpu'),
     ).toBe(true)
+    const peersText = await shardnet('node', 'peers', '--data-dir', c)
+    expect(peersText.code).toBe(0)
+    expect(peersText.stdout).toMatch(/^2 peers\n/)
+    expect(peersText.stdout).toContain(`${first.peerId}  connected  cpu`)
 
     // a block stored on b, then b is killed without warning
     const paths = dataDirPaths(b)
@@ -142,8 +141,9 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     expect(down.code).toBe(1)
     expect(down.stderr).toContain('no shardnet daemon is running on data dir')
 
-    // restart over the stale pid file and api.json: same PeerId, same block, same peers
-    const restarted = await json<Started>('node', 'start', '--data-dir', b, '--bootstrap', first.addresses[0])
+    // restart over the stale pid file and api.json, without --bootstrap: same PeerId, same block, and
+    // back in the network through the peers it remembers (the peer store survived in LevelDB)
+    const restarted = await json<Started>('node', 'start', '--data-dir', b)
     expect(restarted.peerId).toBe(second.peerId)
     expect(restarted.pid).not.toBe(second.pid)
     const block = await apiGet(b, `/v1/blocks?cid=${cid}`)
@@ -152,8 +152,8 @@ describe('shardnet node (the real CLI and background daemons)', () => {
       'survives a SIGKILL',
     )
     await waitUntil(
-      async () => (await json<{ peers: number }>('node', 'status', '--data-dir', b)).peers >= 1,
-      'the restarted node to reconnect',
+      async () => ((await (await apiGet(b, '/v1/status')).json()) as { peers: number }).peers >= 1,
+      'the restarted node to reconnect to the peers it remembers',
     )
 
     // starting a running node again is refused

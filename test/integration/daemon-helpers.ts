@@ -33,16 +33,20 @@ export async function startTestDaemon(init: TestDaemonInit = {}): Promise<Daemon
   })
 }
 
-/** Polls `condition` until it holds or `timeoutMs` passes (then throws naming `what`). */
+/** Polls `condition` until it holds or `timeoutMs` passes (then throws naming `what`, read at that moment). */
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 60_000,
   intervalMs = 100,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`,
+      )
+    }
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
 }

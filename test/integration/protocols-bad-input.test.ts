@@ -86,7 +86,8 @@ describe('bad input', () => {
   beforeAll(async () => {
     liarStore = new LyingStore()
     receiver = await createTestNode()
-    sender = await createTestNode()
+    // the sender verifies every block on the hash worker (the inline path is covered by the network test)
+    sender = await createTestNode({ blocks: { hashInWorkerBytesMin: 0 } })
     liar = await createTestNode({ blocks: { store: liarStore, provideOnPut: false } })
     honest = await createTestNode({ blocks: { provideOnPut: false } })
     for (const n of [sender, liar, honest]) await connect(n, receiver)

@@ -10,7 +10,8 @@
  * Limits (bytes before decoding, repeated-field counts through protons `limits`, ranges after):
  * - TaskAnnouncement: at most {@link TASK_ANNOUNCEMENT_BYTES_MAX} (4 KiB) encoded.
  * - SignedCapabilityRecord: at most {@link SIGNED_CAPABILITY_RECORD_BYTES_MAX} (8 KiB) encoded.
- * - Block frames: request {@link BLOCK_REQUEST_BYTES_MAX}, chunk data {@link BLOCK_CHUNK_BYTES_MAX}.
+ * - Block frames: request {@link BLOCK_REQUEST_BYTES_MAX}, chunk header {@link BLOCK_CHUNK_HEADER_BYTES_MAX},
+ *   chunk data {@link BLOCK_CHUNK_BYTES_MAX}.
  */
 
 import type { PeerId } from '@libp2p/interface'
@@ -36,10 +37,10 @@ export const SIGNED_CAPABILITY_RECORD_BYTES_MAX = 8192
 export const BLOCK_REQUEST_BYTES_MAX = 256
 /** Largest BlockResponse header frame, in bytes. */
 export const BLOCK_RESPONSE_BYTES_MAX = 64
-/** Largest data carried by one BlockChunk, in bytes (1 MiB). */
+/** Largest chunk of block data (the raw frame after a BlockChunk), in bytes (1 MiB). */
 export const BLOCK_CHUNK_BYTES_MAX = 1024 * 1024
-/** Largest BlockChunk frame (data plus field overhead), in bytes. */
-export const BLOCK_CHUNK_FRAME_BYTES_MAX = BLOCK_CHUNK_BYTES_MAX + 64
+/** Largest BlockChunk header frame, in bytes. */
+export const BLOCK_CHUNK_HEADER_BYTES_MAX = 64
 /** Largest block anyone sends or accepts, in bytes (256 MiB). */
 export const BLOCK_BYTES_MAX = 256 * 1024 * 1024
 
@@ -299,7 +300,7 @@ export function validateBlockResponse(
 export function decodeBlockChunk(
   buf: Uint8Array | Uint8ArrayList,
 ): Decoded<BlockChunk, BlockFrameRejectReason> {
-  if (byteLength(buf) > BLOCK_CHUNK_FRAME_BYTES_MAX) return { ok: false, reason: 'oversized' }
+  if (byteLength(buf) > BLOCK_CHUNK_HEADER_BYTES_MAX) return { ok: false, reason: 'oversized' }
   try {
     return { ok: true, value: BlockChunk.decode(buf) }
   } catch {
@@ -308,15 +309,16 @@ export function decodeBlockChunk(
 }
 
 /**
- * Checks a chunk against what the receiver expects next: chunk `index` at byte `offset`, no more than
- * `chunkBytes` data and never past the end of the block.
+ * Checks a chunk header against what the receiver expects next: chunk `index` at byte `offset`, 1 to
+ * `chunkBytes` bytes of data and never past the end of the block. The raw data frame that follows must
+ * then hold exactly `length` bytes.
  */
 export function validateBlockChunk(
   c: BlockChunk,
   expected: { index: number; offset: number; chunkBytes: number; size: number },
 ): BlockFrameRejectReason | undefined {
   if (c.index !== expected.index || c.offset !== expected.offset) return 'bad-chunk'
-  if (c.data.byteLength === 0 || c.data.byteLength > expected.chunkBytes) return 'bad-chunk'
-  if (c.offset + c.data.byteLength > expected.size) return 'bad-chunk'
+  if (!Number.isInteger(c.length) || c.length < 1 || c.length > expected.chunkBytes) return 'bad-chunk'
+  if (c.offset + c.length > expected.size) return 'bad-chunk'
   return undefined
 }

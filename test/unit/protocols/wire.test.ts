@@ -15,7 +15,6 @@ import { CapabilityRecord, SignedCapabilityRecord } from '../../../protocols/wir
 import { TaskAnnouncement } from '../../../protocols/wire/tasks.js'
 import {
   ANNOUNCEMENT_REJECT_REASONS,
-  BLOCK_CHUNK_BYTES_MAX,
   BLOCK_FRAME_REJECT_REASONS,
   BLOCK_REQUEST_BYTES_MAX,
   CAPABILITY_ADDRESSES_MAX,
@@ -260,7 +259,7 @@ describe('block frames', () => {
       BlockResponse.encode({ status: BlockResponse.Status.OK, size: 10, chunkBytes: 4 }),
     )
     expect(header.ok && validateBlockResponse(header.value)).toBeUndefined()
-    const chunk = decodeBlockChunk(BlockChunk.encode({ index: 1, offset: 4, data: new Uint8Array(4) }))
+    const chunk = decodeBlockChunk(BlockChunk.encode({ index: 1, offset: 4, length: 4 }))
     expect(
       chunk.ok && validateBlockChunk(chunk.value, { index: 1, offset: 4, chunkBytes: 4, size: 10 }),
     ).toBeUndefined()
@@ -272,12 +271,14 @@ describe('block frames', () => {
       reason: 'oversized',
     })
     expect(decodeBlockResponse(new Uint8Array(65))).toEqual({ ok: false, reason: 'oversized' })
-    const bigChunk = BlockChunk.encode({
-      index: 0,
-      offset: 0,
-      data: new Uint8Array(BLOCK_CHUNK_BYTES_MAX + 100),
-    })
-    expect(decodeBlockChunk(bigChunk)).toEqual({ ok: false, reason: 'oversized' })
+    // a chunk header padded with an unknown field past 64 bytes
+    const bigHeader = new Uint8Array([
+      ...BlockChunk.encode({ index: 0, offset: 0, length: 1 }),
+      0x22,
+      70,
+      ...new Uint8Array(70),
+    ])
+    expect(decodeBlockChunk(bigHeader)).toEqual({ ok: false, reason: 'oversized' })
   })
 
   it('refuses a header announcing more than the limit, and chunks out of order or past the end', () => {
@@ -286,10 +287,14 @@ describe('block frames', () => {
     expect(validateBlockResponse({ ...header, size: 100 }, 50)).toBe('too-large')
     expect(validateBlockResponse({ ...header, size: 100, chunkBytes: 0 })).toBe('bad-chunk')
     const expected = { index: 2, offset: 8, chunkBytes: 4, size: 10 }
-    expect(validateBlockChunk({ index: 3, offset: 8, data: new Uint8Array(2) }, expected)).toBe('bad-chunk')
-    expect(validateBlockChunk({ index: 2, offset: 4, data: new Uint8Array(2) }, expected)).toBe('bad-chunk')
-    expect(validateBlockChunk({ index: 2, offset: 8, data: new Uint8Array(3) }, expected)).toBe('bad-chunk')
-    expect(validateBlockChunk({ index: 2, offset: 8, data: new Uint8Array(0) }, expected)).toBe('bad-chunk')
+    expect(validateBlockChunk({ index: 3, offset: 8, length: 2 }, expected)).toBe('bad-chunk')
+    expect(validateBlockChunk({ index: 2, offset: 4, length: 2 }, expected)).toBe('bad-chunk')
+    expect(validateBlockChunk({ index: 2, offset: 8, length: 3 }, expected)).toBe('bad-chunk')
+    expect(validateBlockChunk({ index: 2, offset: 8, length: 0 }, expected)).toBe('bad-chunk')
+    expect(validateBlockChunk({ index: 2, offset: 8, length: 5 }, { ...expected, size: 100 })).toBe(
+      'bad-chunk',
+    )
+    expect(validateBlockChunk({ index: 2, offset: 8, length: 2 }, expected)).toBeUndefined()
   })
 
   it('refuses a request for a CID it could not verify', () => {

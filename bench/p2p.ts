@@ -1,0 +1,219 @@
+// P2P benchmarks on loopback, all nodes in this one process (real libp2p over 127.0.0.1 TCP):
+// 1. announcement propagation: time from announce() to arrival at every other node, N=10 and N=50;
+// 2. DHT capability lookup: findWorkers() until every webgpu worker is found (and the first one);
+// 3. block transfer MiB/s against a bare libp2p stream carrying the same bytes, measured in the same run.
+// Prints figures and ratios; never passes or fails on time.
+// Usage: npm run bench:p2p [-- --sizes 10,50 --announcements 30 --block-mib 64 --repeats 3]
+import '../node/polyfill.js'
+import { parseArgs } from 'node:util'
+import type { Stream } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import type { ReceivedAnnouncement } from '../protocols/tasks/index.js'
+// the same node configuration the protocol integration tests use
+import { connect, createTestNode, type TestNode, waitFor } from '../test/integration/protocols-host.js'
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10,50' },
+    announcements: { type: 'string', default: '30' },
+    lookups: { type: 'string', default: '10' },
+    'block-mib': { type: 'string', default: '64' },
+    repeats: { type: 'string', default: '7' },
+  },
+})
+const sizes = values.sizes
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 1)
+const announcementCount = Number(values.announcements)
+const lookupCount = Number(values.lookups)
+const blockMiB = Number(values['block-mib'])
+const repeats = Number(values.repeats)
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b)
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)
+  return sorted[Math.max(0, index)]
+}
+
+function median(samples: number[]): number {
+  return percentile(samples, 50)
+}
+
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`
+
+/** N nodes; each dials node 0 and up to 3 random earlier nodes, so gossipsub can build a real mesh. */
+async function buildNetwork(count: number): Promise<TestNode[]> {
+  const nodes: TestNode[] = []
+  for (let i = 0; i < count; i++) nodes.push(await createTestNode())
+  for (let i = 1; i < count; i++) {
+    const targets = new Set<number>([0])
+    while (targets.size < Math.min(4, i)) targets.add(Math.floor(Math.random() * i))
+    await Promise.all([...targets].map((t) => connect(nodes[i], nodes[t])))
+  }
+  // wait until every node has topic peers to gossip with
+  await waitFor(
+    () =>
+      nodes.every(
+        (n) => n.services.pubsub.getSubscribers('shardnet/tasks/1').length >= Math.min(4, count - 1),
+      ),
+    'every node to see topic peers',
+    120_000,
+  )
+  // let a few heartbeats build the mesh
+  await new Promise((resolve) => setTimeout(resolve, 3_000))
+  return nodes
+}
+
+async function benchAnnouncements(nodes: TestNode[]): Promise<{ toAll: number[]; perNode: number[] }> {
+  const toAll: number[] = []
+  const perNode: number[] = []
+  for (let k = 0; k < announcementCount; k++) {
+    const submitter = nodes[Math.floor(Math.random() * nodes.length)]
+    const taskCid = CID.createV1(
+      raw.code,
+      await sha256.digest(new TextEncoder().encode(`bench ${Date.now()} ${k}`)),
+    )
+    const arrivals = new Map<string, number>()
+    const removers = nodes
+      .filter((n) => n !== submitter)
+      .map((node) => {
+        const listener = (evt: CustomEvent<ReceivedAnnouncement>) => {
+          if (evt.detail.announcement.taskCid.equals(taskCid))
+            arrivals.set(node.peerId.toString(), performance.now())
+        }
+        node.services.tasks.addEventListener('announcement', listener)
+        return () => node.services.tasks.removeEventListener('announcement', listener)
+      })
+    const start = performance.now()
+    await submitter.services.tasks.announce({ taskCid, kind: 'train', groups: 1, groupSize: 3 })
+    await waitFor(
+      () => arrivals.size === nodes.length - 1,
+      `announcement ${k} to reach every node`,
+      30_000,
+      1,
+    )
+    for (const remove of removers) remove()
+    const latencies = [...arrivals.values()].map((t) => t - start)
+    perNode.push(...latencies)
+    toAll.push(Math.max(...latencies))
+    // spread announcements out a little, as real ones are
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return { toAll, perNode }
+}
+
+async function benchLookups(
+  nodes: TestNode[],
+): Promise<{ first: number[]; all: number[]; expected: number }> {
+  await Promise.all(
+    nodes.map((node, i) =>
+      node.services.discovery.advertise({
+        capability: i % 2 === 0 ? 'webgpu' : 'cpu',
+        adapterName: 'bench',
+        maxBufferBytes: 1 << 30,
+        gflops: 1,
+      }),
+    ),
+  )
+  const expected = nodes.filter((_, i) => i % 2 === 0).length
+  const first: number[] = []
+  const all: number[] = []
+  for (let k = 0; k < lookupCount; k++) {
+    // ask from a cpu node, so its own record is never among the answers
+    const asker = nodes[2 * Math.floor(Math.random() * Math.floor(nodes.length / 2)) + 1]
+    const start = performance.now()
+    let found = 0
+    for await (const _ of asker.services.discovery.findWorkers('webgpu', { limit: expected })) {
+      if (found === 0) first.push(performance.now() - start)
+      found++
+    }
+    if (found !== expected) throw new Error(`lookup ${k} found ${found} of ${expected} webgpu workers`)
+    all.push(performance.now() - start)
+  }
+  return { first, all, expected }
+}
+
+const BARE_PROTOCOL = '/shardnet-bench/bare/1.0.0'
+
+async function benchBlocks(): Promise<{ blockMiBs: number[]; bareMiBs: number[] }> {
+  const server = await createTestNode()
+  const client = await createTestNode()
+  try {
+    await connect(client, server)
+    const bytes = new Uint8Array(blockMiB * 1024 * 1024)
+    for (let i = 0; i < bytes.length; i += 4096) bytes[i] = i & 0xff
+    const cid = await server.services.blocks.put(bytes, { provide: false })
+    // bare: the same number of bytes in 1 MiB writes on one stream, respecting backpressure
+    await server.handle(BARE_PROTOCOL, async (stream: Stream) => {
+      for (let offset = 0; offset < bytes.length; offset += 1 << 20) {
+        if (!stream.send(bytes.subarray(offset, offset + (1 << 20)))) await stream.onDrain()
+      }
+      await stream.close()
+    })
+    const blockMiBs: number[] = []
+    const bareMiBs: number[] = []
+    for (let r = 0; r < repeats; r++) {
+      let start = performance.now()
+      const stream = await client.dialProtocol(server.peerId, BARE_PROTOCOL)
+      let received = 0
+      for await (const chunk of stream) received += chunk.byteLength
+      if (received !== bytes.length)
+        throw new Error(`bare stream delivered ${received} of ${bytes.length} bytes`)
+      bareMiBs.push(blockMiB / ((performance.now() - start) / 1000))
+
+      start = performance.now()
+      const block = await client.services.blocks.fetchFrom(server.peerId, cid)
+      if (block.length !== bytes.length) throw new Error('block transfer lost bytes')
+      blockMiBs.push(blockMiB / ((performance.now() - start) / 1000))
+    }
+    return { blockMiBs, bareMiBs }
+  } finally {
+    await Promise.allSettled([server.stop(), client.stop()])
+  }
+}
+
+console.log(`# shardnet P2P bench (Node ${process.version}, ${process.platform}/${process.arch})`)
+console.log(
+  `announcements=${announcementCount} lookups=${lookupCount} block=${blockMiB} MiB repeats=${repeats}`,
+)
+
+const blocks = await benchBlocks()
+const blockRate = median(blocks.blockMiBs)
+const bareRate = median(blocks.bareMiBs)
+// each block run follows its bare run, so the ratio of a pair shares the machine's load at that moment
+const pairRatios = blocks.blockMiBs.map((b, i) => b / blocks.bareMiBs[i])
+console.log(
+  `block transfer ${blockMiB} MiB: median ${blockRate.toFixed(0)} MiB/s, best ${Math.max(...blocks.blockMiBs).toFixed(0)} (runs ${blocks.blockMiBs.map((x) => x.toFixed(0)).join(', ')})`,
+)
+console.log(
+  `bare libp2p stream ${blockMiB} MiB: median ${bareRate.toFixed(0)} MiB/s, best ${Math.max(...blocks.bareMiBs).toFixed(0)} (runs ${blocks.bareMiBs.map((x) => x.toFixed(0)).join(', ')})`,
+)
+console.log(
+  `block / bare: median of pairs ${(100 * median(pairRatios)).toFixed(0)}%, best/best ${((100 * Math.max(...blocks.blockMiBs)) / Math.max(...blocks.bareMiBs)).toFixed(0)}% (goal >= 80%)`,
+)
+
+for (const size of sizes) {
+  const startedAt = performance.now()
+  const nodes = await buildNetwork(size)
+  console.log(`\nN=${size}: network up in ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
+  try {
+    const a = await benchAnnouncements(nodes)
+    console.log(
+      `announcement to all ${size - 1} others: p50 ${fmt(median(a.toAll))}, p99 ${fmt(percentile(a.toAll, 99))}, max ${fmt(Math.max(...a.toAll))}` +
+        (size === 50 ? ` (goal p99 < 1000 ms)` : ''),
+    )
+    console.log(
+      `announcement to one node: p50 ${fmt(median(a.perNode))}, p99 ${fmt(percentile(a.perNode, 99))}`,
+    )
+    const l = await benchLookups(nodes)
+    console.log(
+      `capability lookup (${l.expected} webgpu workers, verified records): first p50 ${fmt(median(l.first))}; all p50 ${fmt(median(l.all))}, p99 ${fmt(percentile(l.all, 99))}`,
+    )
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop()))
+  }
+}
+process.exit(0)
