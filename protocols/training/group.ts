@@ -41,6 +41,7 @@ import type { Entry } from '../raft/types.js'
 import { type Gradient, GradResponse } from '../wire/training.js'
 import {
   aggregateGradients,
+  agreementScores,
   type Contribution,
   expectedMembers,
   findSuspects,
@@ -85,6 +86,8 @@ import type {
   GroupMemberEvents,
   GroupMemberInit,
   GroupMemberStatus,
+  MemberReport,
+  MemberVerdict,
 } from './types.js'
 
 export * from './types.js'
@@ -281,7 +284,7 @@ class GroupMemberRuntime implements GroupMember {
       digest: toHex(this.state.digest),
       lastLoss: this.state.lastLoss,
       finished: isFinished(this.state, this.config),
-      reports: [...this.state.counts.values()].map((report) => ({ ...report })),
+      reports: [...this.state.counts.values()].map((report) => verdict(report, this.suspectCosineMin())),
       gradientBytesSent: this.gradientBytesSent,
       gradientsSent: this.gradientsSent,
       raftTerm: raft.term,
@@ -303,6 +306,10 @@ class GroupMemberRuntime implements GroupMember {
     this.runner.stop()
     this.init.components.gradients.leave(this.init.groupId)
     this.model.dispose()
+  }
+
+  private suspectCosineMin(): number {
+    return this.init.suspectCosineMin ?? SUSPECT_COSINE_MIN_DEFAULT
   }
 
   // ---- the loop ----
@@ -622,11 +629,8 @@ class GroupMemberRuntime implements GroupMember {
       this.init.aggregate ?? 'mean',
       this.init.trimCount ?? 1,
     )
-    const suspects = findSuspects(
-      screened.accepted,
-      aggregate,
-      this.init.suspectCosineMin ?? SUSPECT_COSINE_MIN_DEFAULT,
-    )
+    const scores = agreementScores(screened.accepted)
+    const suspects = findSuspects(screened.accepted, this.init.suspectCosineMin ?? SUSPECT_COSINE_MIN_DEFAULT)
     const loss =
       screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
       screened.accepted.length
@@ -642,6 +646,7 @@ class GroupMemberRuntime implements GroupMember {
       contributors: screened.accepted.map((contribution) => contribution.member),
       rejected,
       suspects,
+      agreement: screened.accepted.length >= 3 ? screened.accepted.map((c) => scores.get(c.member) ?? 0) : [],
       loss,
       update,
       updateCid: '',
@@ -697,6 +702,7 @@ class GroupMemberRuntime implements GroupMember {
             contributors: [],
             rejected: [],
             suspects: [],
+            agreement: [],
             loss: current.lastLoss,
             update: floatsToBytes(params),
             updateCid: '',
@@ -783,6 +789,18 @@ class GroupMemberRuntime implements GroupMember {
     this.emit('leader', { leader: lead, isLeader: role === 'leader' })
     if (role !== 'leader') this.collecting = undefined
     queueMicrotask(() => this.pump())
+  }
+}
+
+/** A member's report with its verdict (see MemberVerdict). */
+export function verdict(report: MemberReport, suspectCosineMin = SUSPECT_COSINE_MIN_DEFAULT): MemberVerdict {
+  const meanAgreement = report.scored > 0 ? report.agreementSum / report.scored : Number.NaN
+  return {
+    ...report,
+    meanAgreement,
+    suspected:
+      (report.scored >= 10 && meanAgreement < suspectCosineMin) ||
+      (report.rejected > 0 && report.rejected > report.accepted),
   }
 }
 

@@ -41,6 +41,10 @@ export interface TrainingState {
   diverged: boolean
 }
 
+export function emptyReport(member: string): MemberReport {
+  return { member, accepted: 0, rejected: 0, suspect: 0, agreementSum: 0, scored: 0 }
+}
+
 export function createTrainingState(params: Float32Array, members: readonly string[]): TrainingState {
   return {
     step: 0,
@@ -50,9 +54,7 @@ export function createTrainingState(params: Float32Array, members: readonly stri
     secondMoment: new Float32Array(params.length),
     digest: paramsDigest(params),
     lastLoss: Number.NaN,
-    counts: new Map(
-      [...members].sort().map((member) => [member, { member, accepted: 0, rejected: 0, suspect: 0 }]),
-    ),
+    counts: new Map([...members].sort().map((member) => [member, emptyReport(member)])),
     diverged: false,
   }
 }
@@ -105,6 +107,8 @@ export interface DecodedEntry {
   contributors: string[]
   rejected: Array<{ member: string; reason: string }>
   suspects: string[]
+  /** leave-one-out agreement per contributor (same order), empty with fewer than three */
+  agreement: number[]
   loss: number
   /** the raw float32 bytes of the update (decoded lazily) */
   update: Uint8Array
@@ -120,6 +124,7 @@ export function encodeEntry(entry: DecodedEntry): Uint8Array {
     contributors: entry.contributors,
     rejected: entry.rejected,
     suspects: entry.suspects,
+    agreement: entry.agreement,
     loss: entry.loss,
     update: entry.update as Uint8Array<ArrayBuffer>,
     updateCid: entry.updateCid,
@@ -133,18 +138,20 @@ export function decodeEntry(data: Uint8Array, membersMax = 1024): DecodedEntry |
   let wire: TrainingEntry
   try {
     wire = TrainingEntry.decode(data, {
-      limits: { contributors: membersMax, rejected: membersMax, suspects: membersMax },
+      limits: { contributors: membersMax, rejected: membersMax, suspects: membersMax, agreement: membersMax },
     })
   } catch {
     return undefined
   }
   if (!Number.isSafeInteger(wire.step) || wire.step < 0) return undefined
+  if (wire.agreement.length !== 0 && wire.agreement.length !== wire.contributors.length) return undefined
   return {
     kind: wire.kind === TrainingEntry.Kind.OUTER ? 'outer' : 'step',
     step: wire.step,
     contributors: wire.contributors,
     rejected: wire.rejected,
     suspects: wire.suspects,
+    agreement: wire.agreement,
     loss: wire.loss,
     update: wire.update,
     updateCid: wire.updateCid,
@@ -212,12 +219,19 @@ export function applyEntry(
   const report = (member: string) => {
     let counts = state.counts.get(member)
     if (!counts) {
-      counts = { member, accepted: 0, rejected: 0, suspect: 0 }
+      counts = emptyReport(member)
       state.counts.set(member, counts)
     }
     return counts
   }
-  for (const member of entry.contributors) report(member).accepted++
+  entry.contributors.forEach((member, i) => {
+    const counts = report(member)
+    counts.accepted++
+    if (i < entry.agreement.length && Number.isFinite(entry.agreement[i])) {
+      counts.agreementSum += entry.agreement[i]
+      counts.scored++
+    }
+  })
   for (const { member } of entry.rejected) report(member).rejected++
   for (const member of entry.suspects) report(member).suspect++
   return { kind: 'applied', step: state.step - 1 }
@@ -274,6 +288,8 @@ export function decodeState(
           accepted: counts.accepted,
           rejected: counts.rejected,
           suspect: counts.suspect,
+          agreementSum: counts.agreementSum,
+          scored: counts.scored,
         },
       ]),
     ),

@@ -93,7 +93,11 @@ export interface GroupMemberInit {
   resendMs?: number
   /** Reject a gradient whose L2 norm exceeds this factor times the median norm of the others. @default 10 */
   normFactorMax?: number
-  /** Count a contributor as suspect when cos(its gradient, aggregate) is below this. @default 0.1 */
+  /**
+   * A contributor's agreement score at a step is the cosine between its gradient and the mean of the
+   * other admitted ones; a step with a score below this counts as suspect, and a member whose MEAN
+   * score over 10+ steps is below it is reported as suspected. @default 0.02
+   */
   suspectCosineMin?: number
   /** Raft tuning (tick, election, snapshots). */
   raft?: Partial<
@@ -111,8 +115,20 @@ export interface MemberReport {
   accepted: number
   /** gradients refused by screening (wrong length, NaN/Inf, norm outlier) */
   rejected: number
-  /** aggregated gradients that pointed away from the aggregate (cosine < suspectCosineMin) */
+  /** steps whose agreement score was below suspectCosineMin */
   suspect: number
+  /** sum of its leave-one-out agreement scores (cosine with the mean of the other gradients) */
+  agreementSum: number
+  /** steps that gave it a score (three or more admitted gradients) */
+  scored: number
+}
+
+/** A member report with its verdict. */
+export interface MemberVerdict extends MemberReport {
+  /** agreementSum / scored, NaN before any score */
+  meanAgreement: number
+  /** scored >= 10 and meanAgreement < suspectCosineMin, or more rejected than accepted gradients */
+  suspected: boolean
 }
 
 export interface StepEvent {
@@ -163,7 +179,7 @@ export interface GroupMemberStatus {
   digest: string
   lastLoss: number
   finished: boolean
-  reports: MemberReport[]
+  reports: MemberVerdict[]
   /** gradient bytes this member sent over the network (the leader's own is not sent) */
   gradientBytesSent: number
   gradientsSent: number

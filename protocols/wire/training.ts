@@ -745,6 +745,7 @@ export interface TrainingEntry {
   updateCid: string
   digestAfter: Uint8Array<ArrayBuffer>
   outerRound: number
+  agreement: number[]
 }
 
 export namespace TrainingEntry {
@@ -829,6 +830,13 @@ export namespace TrainingEntry {
           w.uint64Number(obj.outerRound)
         }
 
+        if (obj.agreement != null && obj.agreement.length > 0) {
+          for (const value of obj.agreement) {
+            w.uint32(93)
+            w.float(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -843,7 +851,8 @@ export namespace TrainingEntry {
           update: uint8ArrayAlloc(0),
           updateCid: '',
           digestAfter: uint8ArrayAlloc(0),
-          outerRound: 0
+          outerRound: 0,
+          agreement: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -906,6 +915,14 @@ export namespace TrainingEntry {
               obj.outerRound = reader.uint64Number()
               break
             }
+            case 11: {
+              if (opts.limits?.agreement != null && obj.agreement.length === opts.limits.agreement) {
+                throw new MaxLengthError('Decode error - repeated field "agreement" had too many elements')
+              }
+
+              obj.agreement.push(reader.float())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -918,7 +935,8 @@ export namespace TrainingEntry {
         const obj = {
           contributors: 0,
           rejected: 0,
-          suspects: 0
+          suspects: 0,
+          agreement: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1024,6 +1042,21 @@ export namespace TrainingEntry {
               }
               break
             }
+            case 11: {
+              if (opts.limits?.agreement != null && obj.agreement === opts.limits.agreement) {
+                throw new MaxLengthError('Streaming decode error - repeated field "agreement" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.agreement[]`,
+                index: obj.agreement,
+                value: reader.float()
+              }
+
+              obj.agreement++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1095,6 +1128,12 @@ export namespace TrainingEntry {
     value: number
   }
 
+  export interface TrainingEntryAgreementFieldEvent {
+    field: '$.agreement[]'
+    index: number
+    value: number
+  }
+
   export function encode (obj: Partial<TrainingEntry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, TrainingEntry.codec())
   }
@@ -1103,7 +1142,7 @@ export namespace TrainingEntry {
     return decodeMessage(buf, TrainingEntry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent | TrainingEntryAgreementFieldEvent> {
     return streamMessage(buf, TrainingEntry.codec(), opts)
   }
 }
@@ -1113,6 +1152,8 @@ export interface MemberCounts {
   accepted: number
   rejected: number
   suspect: number
+  agreementSum: number
+  scored: number
 }
 
 export namespace MemberCounts {
@@ -1145,6 +1186,16 @@ export namespace MemberCounts {
           w.uint64Number(obj.suspect)
         }
 
+        if ((obj.agreementSum != null && obj.agreementSum !== 0)) {
+          w.uint32(41)
+          w.double(obj.agreementSum)
+        }
+
+        if ((obj.scored != null && obj.scored !== 0)) {
+          w.uint32(48)
+          w.uint64Number(obj.scored)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1153,7 +1204,9 @@ export namespace MemberCounts {
           member: '',
           accepted: 0,
           rejected: 0,
-          suspect: 0
+          suspect: 0,
+          agreementSum: 0,
+          scored: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1176,6 +1229,14 @@ export namespace MemberCounts {
             }
             case 4: {
               obj.suspect = reader.uint64Number()
+              break
+            }
+            case 5: {
+              obj.agreementSum = reader.double()
+              break
+            }
+            case 6: {
+              obj.scored = reader.uint64Number()
               break
             }
             default: {
@@ -1221,6 +1282,20 @@ export namespace MemberCounts {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.agreementSum`,
+                value: reader.double()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.scored`,
+                value: reader.uint64Number()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1253,6 +1328,16 @@ export namespace MemberCounts {
     value: number
   }
 
+  export interface MemberCountsAgreementSumFieldEvent {
+    field: '$.agreementSum'
+    value: number
+  }
+
+  export interface MemberCountsScoredFieldEvent {
+    field: '$.scored'
+    value: number
+  }
+
   export function encode (obj: Partial<MemberCounts>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, MemberCounts.codec())
   }
@@ -1261,7 +1346,7 @@ export namespace MemberCounts {
     return decodeMessage(buf, MemberCounts.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<MemberCounts>): Generator<MemberCountsMemberFieldEvent | MemberCountsAcceptedFieldEvent | MemberCountsRejectedFieldEvent | MemberCountsSuspectFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<MemberCounts>): Generator<MemberCountsMemberFieldEvent | MemberCountsAcceptedFieldEvent | MemberCountsRejectedFieldEvent | MemberCountsSuspectFieldEvent | MemberCountsAgreementSumFieldEvent | MemberCountsScoredFieldEvent> {
     return streamMessage(buf, MemberCounts.codec(), opts)
   }
 }
@@ -1522,6 +1607,18 @@ export namespace TrainingState {
     index: number
   }
 
+  export interface TrainingStateCountsAgreementSumFieldEvent {
+    field: '$.counts[].agreementSum'
+    value: number
+    index: number
+  }
+
+  export interface TrainingStateCountsScoredFieldEvent {
+    field: '$.counts[].scored'
+    value: number
+    index: number
+  }
+
   export function encode (obj: Partial<TrainingState>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, TrainingState.codec())
   }
@@ -1530,7 +1627,7 @@ export namespace TrainingState {
     return decodeMessage(buf, TrainingState.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingState>): Generator<TrainingStateStepFieldEvent | TrainingStateOuterRoundsFieldEvent | TrainingStateParamsFieldEvent | TrainingStateFirstMomentFieldEvent | TrainingStateSecondMomentFieldEvent | TrainingStateLastLossFieldEvent | TrainingStateCountsMemberFieldEvent | TrainingStateCountsAcceptedFieldEvent | TrainingStateCountsRejectedFieldEvent | TrainingStateCountsSuspectFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingState>): Generator<TrainingStateStepFieldEvent | TrainingStateOuterRoundsFieldEvent | TrainingStateParamsFieldEvent | TrainingStateFirstMomentFieldEvent | TrainingStateSecondMomentFieldEvent | TrainingStateLastLossFieldEvent | TrainingStateCountsMemberFieldEvent | TrainingStateCountsAcceptedFieldEvent | TrainingStateCountsRejectedFieldEvent | TrainingStateCountsSuspectFieldEvent | TrainingStateCountsAgreementSumFieldEvent | TrainingStateCountsScoredFieldEvent> {
     return streamMessage(buf, TrainingState.codec(), opts)
   }
 }
