@@ -4,6 +4,8 @@ import { UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
 import { register as registerNode } from './node.js'
 import { register as registerSim } from './sim.js'
+import { register as registerSubmit } from './submit.js'
+import { register as registerTasks } from './tasks.js'
 import { register as registerTrain } from './train.js'
 import { register as registerVersion } from './version.js'
 
@@ -13,6 +15,8 @@ const registrations: Array<(program: Command) => void> = [
   registerEval,
   registerNode,
   registerSim,
+  registerSubmit,
+  registerTasks,
 ]
 
 export function buildProgram(): Command {

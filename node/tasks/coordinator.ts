@@ -518,22 +518,7 @@ export class Coordinator {
         const averaged = await this.average(effect.sources)
         const architecture = architectureOf(live.spec)
         const layers = paramsToHostLayers(architecture, averaged)
-        const testBytes = await this.init.blockStore.get(live.spec.train!.dataset.testCid)
-        if (testBytes === undefined) throw new Error('the test set block is missing from the block store')
-        const test = decodeDatasetBlock(testBytes)
-        if (!test.ok) throw new Error(`the test set block is unreadable: ${test.reason}`)
-        const backend = await this.init.openBackend()
-        let accuracy: number
-        let testLoss: number
-        try {
-          const model = Mlp.fromHost(backend, architecture, layers)
-          const result = await evaluate(model, test.value)
-          model.dispose()
-          accuracy = result.accuracy
-          testLoss = result.meanLoss
-        } finally {
-          backend.destroy()
-        }
+        const { accuracy, meanLoss: testLoss } = await this.score(live, averaged)
         const resultDir = join(this.init.resultsFolder, live.record.id)
         const train = live.spec.train!
         await saveModel(resultDir, architecture, layers, {
@@ -585,6 +570,24 @@ export class Coordinator {
       }
       case 'persist':
         return
+    }
+  }
+
+  /** Accuracy and loss of `params` on the task's held-out test block. */
+  private async score(live: LiveTask, params: Float32Array): Promise<{ accuracy: number; meanLoss: number }> {
+    const architecture = architectureOf(live.spec)
+    const testBytes = await this.init.blockStore.get(live.spec.train!.dataset.testCid)
+    if (testBytes === undefined) throw new Error('the test set block is missing from the block store')
+    const test = decodeDatasetBlock(testBytes)
+    if (!test.ok) throw new Error(`the test set block is unreadable: ${test.reason}`)
+    const backend = await this.init.openBackend()
+    try {
+      const model = Mlp.fromHost(backend, architecture, paramsToHostLayers(architecture, params))
+      const result = await evaluate(model, test.value)
+      model.dispose()
+      return result
+    } finally {
+      backend.destroy()
     }
   }
 

@@ -15,9 +15,13 @@ import { decodeTaskSpec, type TaskSpec } from '../../protocols/tasks/spec.js'
 import type { GroupProgress } from '../../protocols/wire/claims.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import type { NodeCapability } from '../executor/capability.js'
+import { formatBytes } from './coordinator.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
 
 const log = logger('shardnet:tasks:worker')
+
+/** attempts to fetch one block before the assignment fails */
+const FETCH_ATTEMPTS_MAX = 6
 
 /** What an assignment says, stored so a restarted daemon resumes it. */
 export interface AssignedRecord {
@@ -148,7 +152,7 @@ export class Worker {
     if (r.backend !== 'any' && r.backend !== c.backend)
       return `needs a ${r.backend} backend, this worker has ${c.backend}`
     if (c.maxBufferBytes < r.minMemoryBytes) {
-      return `needs ${r.minMemoryBytes} bytes of memory, the largest this worker has is ${c.maxBufferBytes}`
+      return `needs ${formatBytes(r.minMemoryBytes)} of memory, the most this worker has is ${formatBytes(c.maxBufferBytes)}`
     }
     if (c.matmulGflops < r.minGflops)
       return `needs ${r.minGflops} GFLOP/s, this worker measured ${c.matmulGflops.toFixed(2)}`
@@ -292,7 +296,18 @@ export class Worker {
     const record = task.record
     const submitter = peerIdFromString(record.submitter)
     const signal = AbortSignal.any([task.controller.signal, this.shutdown.signal])
-    const fetchBlock = (cid: CID) => this.init.blocks.get(cid, { peers: [submitter], signal })
+    // transient stream errors (a connection being set up, a stream limit hit) are retried
+    const fetchBlock = async (cid: CID): Promise<Uint8Array> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.init.blocks.get(cid, { peers: [submitter], signal })
+        } catch (error) {
+          if (signal.aborted || attempt >= FETCH_ATTEMPTS_MAX) throw error
+          log('fetching %s failed (attempt %d), retrying: %s', cid, attempt, (error as Error).message)
+          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt))
+        }
+      }
+    }
     try {
       const specBytes = await fetchBlock(CID.parse(record.taskId))
       const decoded = decodeTaskSpec(specBytes)

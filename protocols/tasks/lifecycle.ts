@@ -64,6 +64,7 @@ export interface TaskRecord {
   outerParamsCids: string[]
   /** (step, loss) of the slowest group, sampled */
   history: Array<{ step: number; loss: number; timeMs: number }>
+  /** test accuracy of the last averaged model (each outer round, then the final one) */
   accuracy?: number
   testLoss?: number
   resultDir?: string
@@ -91,7 +92,7 @@ export type TaskEvent =
       nowMs: number
     }
   | { type: 'assignment-failed'; peerId: string; reason: string; nowMs: number }
-  | { type: 'outer-sent'; round: number; paramsCid: string; nowMs: number }
+  | { type: 'outer-sent'; round: number; paramsCid: string; accuracy?: number; nowMs: number }
   | { type: 'member-error'; peerId: string; group: number; error: string; nowMs: number }
   | { type: 'finished'; accuracy: number; testLoss: number; resultDir: string; nowMs: number }
   | { type: 'fail'; reason: string; nowMs: number }
@@ -275,7 +276,9 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         group.waitingRound = event.waitingRound
         group.paramsCid = event.paramsCid
         group.paramsFrom = event.from
-      } else if (event.leader === '') {
+      } else if (event.leader === '' && group.step > 0) {
+        // no leader after training started: the group lost its majority (before the first step the
+        // first election is still running)
         group.status = 'stalled'
       } else if (group.waitingRound > record.outerRound) {
         group.status = 'waiting'
@@ -310,6 +313,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       if (event.round !== record.outerRound + 1) return { record: previous, effects }
       record.outerRound = event.round
       record.outerParamsCids[event.round - 1] = event.paramsCid
+      if (event.accuracy !== undefined) record.accuracy = event.accuracy
       for (const group of record.groups) {
         if (group.waitingRound === event.round) {
           group.waitingRound = 0

@@ -12,8 +12,8 @@ describe('training tasks across daemons', () => {
   afterAll(async () => stopAll(daemons))
 
   it('trains with one group of three and writes the model', async () => {
-    daemons = await startTaskNetwork(4)
-    const [submitter, ...workers] = daemons
+    daemons = await startTaskNetwork(7)
+    const [submitter] = daemons
     const task = await submitTask(submitter, {
       kind: 'train',
       model: 'mnist-mlp',
@@ -36,11 +36,44 @@ describe('training tasks across daemons', () => {
     )
     expect(done.error).toBeUndefined()
     expect(done.state).toBe('completed')
-    expect(done.groups[0].members.sort()).toEqual(workers.map((w) => w.peerId.toString()).sort())
+    const workers = new Set(daemons.slice(1).map((w) => w.peerId.toString()))
+    expect(done.groups[0].members.every((m) => workers.has(m))).toBe(true)
+    expect(new Set(done.groups[0].members).size).toBe(3)
     expect(done.groups[0].step).toBe(60)
     expect(done.accuracy).toBeGreaterThan(0.6)
     const model = await loadModel(done.resultDir!)
     expect(model.architecture.hiddenSizes).toEqual([32])
     expect(model.manifest.metrics.testAccuracy).toBe(done.accuracy)
+  }, 300_000)
+
+  it('trains two groups of three with outer rounds into one model', async () => {
+    const [submitter] = daemons
+    const task = await submitTask(submitter, {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 2,
+      groupSize: 3,
+      steps: 40,
+      batchSize: 32,
+      learningRate: 0.003,
+      seed: 3,
+      outerEvery: 20,
+      deadlineMs: 30_000,
+    })
+    const done = await waitForTask(
+      submitter,
+      task.id,
+      (t) => t.state === 'completed' || t.state === 'failed',
+      'completion',
+    )
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.groups.map((g) => g.members.length)).toEqual([3, 3])
+    expect(new Set(done.groups.flatMap((g) => g.members)).size).toBe(6)
+    // rounds at steps 20 and 40 (the last one is the final average)
+    expect(done.outerRound).toBe(2)
+    expect(done.groups.every((g) => g.step === 40 && g.status === 'done')).toBe(true)
+    expect(done.accuracy).toBeGreaterThan(0.6)
   }, 300_000)
 })
