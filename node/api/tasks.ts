@@ -58,6 +58,11 @@ export function taskApiRoutes(tasksOf: () => TaskService): ApiRoute[] {
     },
     {
       method: 'GET',
+      path: '/v1/task-topic',
+      handle: async () => ({ peers: tasksOf().topicPeers() }),
+    },
+    {
+      method: 'GET',
       path: '/v1/assignments',
       handle: async () => ({ assignments: tasksOf().worker.assignments() }),
     },

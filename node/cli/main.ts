@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
-import { UserError } from './errors.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerDemo } from './demo.js'
+import { UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
 import { register as registerNode } from './node.js'
 import { register as registerSim } from './sim.js'
@@ -17,6 +18,7 @@ const registrations: Array<(program: Command) => void> = [
   registerSim,
   registerSubmit,
   registerTasks,
+  registerDemo,
 ]
 
 export function buildProgram(): Command {

@@ -486,10 +486,16 @@ export class Coordinator {
             ),
           ),
         )
+        // scored after the groups have their params back, so the score costs them no time
+        const score = await this.score(live, averaged).catch((error: unknown) => {
+          log('scoring outer round %d failed: %s', effect.round, (error as Error).message)
+          return undefined
+        })
         this.apply(live, {
           type: 'outer-sent',
           round: effect.round,
           paramsCid: cid.toString(),
+          accuracy: score?.accuracy,
           nowMs: this.now(),
         })
         return

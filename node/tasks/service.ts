@@ -46,10 +46,13 @@ export class TaskService {
   readonly worker: Worker
   readonly claims: ClaimsProtocol
   private readonly peerId: PeerId
+  /** peers this node knows to subscribe to the task topic (gossip reaches them) */
+  readonly topicPeers: () => number
 
   constructor(init: TaskServiceInit) {
     const host = init.host
     this.peerId = host.peerId
+    this.topicPeers = () => host.services.pubsub.getSubscribers(host.services.tasks.topic).length
     const folders = taskFolders(init.dataDir)
     const openBackend =
       init.openBackend ??
@@ -68,7 +71,7 @@ export class TaskService {
       blocks: host.services.blocks,
       blockStore: init.blockStore,
       gossip: host.services.tasks,
-      topicPeers: () => host.services.pubsub.getSubscribers(host.services.tasks.topic).length,
+      topicPeers: this.topicPeers,
       recordsFolder: folders.submitted,
       resultsFolder: folders.results,
       openBackend,
