@@ -153,13 +153,21 @@ export function agreementScores(accepted: readonly Contribution[]): Map<string, 
   if (accepted.length < 2) return scores
   const length = accepted[0].gradient.length
   const sum = new Float64Array(length)
-  for (const contribution of accepted) {
-    for (let i = 0; i < length; i++) sum[i] += contribution.gradient[i]
-  }
-  const others = new Float32Array(length)
-  for (const contribution of accepted) {
-    for (let i = 0; i < length; i++) others[i] = sum[i] - contribution.gradient[i]
-    scores.set(contribution.member, cosineSimilarity(contribution.gradient, others))
+  for (const { gradient } of accepted) for (let i = 0; i < length; i++) sum[i] += gradient[i]
+  // one pass per member over others = sum - own, in float64 (no cancellation-prone shortcut)
+  for (const { member, gradient } of accepted) {
+    let dot = 0
+    let ownSquared = 0
+    let othersSquared = 0
+    for (let i = 0; i < length; i++) {
+      const own = gradient[i]
+      const others = sum[i] - own
+      dot += own * others
+      ownSquared += own * own
+      othersSquared += others * others
+    }
+    const denominator = Math.sqrt(ownSquared * othersSquared)
+    scores.set(member, denominator > 0 ? dot / denominator : 0)
   }
   return scores
 }
