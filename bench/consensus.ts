@@ -15,15 +15,23 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Backend } from '../kernels/backend.js'
 import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
 import { aggregateGradients } from '../protocols/training/aggregate.js'
 import { initialParams, paramsToHostLayers, readParams, writeParams } from '../protocols/training/params.js'
-import { computeStep, createTrainingState, MicroBatchPlan, type TrainingConfig } from '../protocols/training/state.js'
+import {
+  computeStep,
+  createTrainingState,
+  MicroBatchPlan,
+  type TrainingConfig,
+} from '../protocols/training/state.js'
 import type { Compression, TrainingShard } from '../protocols/training/types.js'
-import { datasetShard, startTrainingCluster, stopTrainingCluster } from '../test/integration/training-cluster.js'
+import {
+  datasetShard,
+  startTrainingCluster,
+  stopTrainingCluster,
+} from '../test/integration/training-cluster.js'
 
 const { values: flags } = parseArgs({
   options: {
@@ -37,7 +45,9 @@ const { values: flags } = parseArgs({
   },
 })
 if (flags.help) {
-  console.log('usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]')
+  console.log(
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]',
+  )
   process.exit(0)
 }
 const hidden = Number(flags.hidden)
@@ -75,7 +85,9 @@ async function accuracy(params: Float32Array): Promise<number> {
 }
 
 /** The group's work on one node, without network or Raft. */
-async function trainLocally(trainingShard: TrainingShard): Promise<{ seconds: number; params: Float32Array }> {
+async function trainLocally(
+  trainingShard: TrainingShard,
+): Promise<{ seconds: number; params: Float32Array }> {
   const config: TrainingConfig = {
     parameterCount: initialParams(architecture, SEED).length,
     steps,
@@ -96,7 +108,10 @@ async function trainLocally(trainingShard: TrainingShard): Promise<{ seconds: nu
     for (let member = 0; member < MEMBERS; member++) {
       const indices = plan.indices(step, member)
       indices.forEach((sample, row) => {
-        images.set(trainingShard.inputs.subarray(sample * PIXEL_COUNT, (sample + 1) * PIXEL_COUNT), row * PIXEL_COUNT)
+        images.set(
+          trainingShard.inputs.subarray(sample * PIXEL_COUNT, (sample + 1) * PIXEL_COUNT),
+          row * PIXEL_COUNT,
+        )
         labels[row] = trainingShard.labels[sample]
       })
       const x = backend.upload(images, [batchSize, PIXEL_COUNT])
