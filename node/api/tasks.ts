@@ -64,7 +64,7 @@ export function taskApiRoutes(tasksOf: () => TaskService): ApiRoute[] {
     {
       method: 'GET',
       path: '/v1/assignments',
-      handle: async () => ({ assignments: tasksOf().worker.assignments() }),
+      handle: async () => ({ assignments: await tasksOf().worker.assignments() }),
     },
   ]
 }

@@ -119,6 +119,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
         })
         aborted.catch(() => {})
         const finished = await Promise.race([running.finished(), aborted])
+        await context.recordOutcome({ step: finished.step, digest: finished.digest })
         const cid = await context.putBlock(floatsToBytes(finished.params))
         context.report({ step: finished.step, done: true, paramsCid: cid, outerRound: 0 }, true)
         log('task %s group %d finished at step %d', context.taskId, assignment.group, finished.step)

@@ -34,6 +34,8 @@ export interface AssignedRecord {
   state: 'running' | 'done' | 'cancelled' | 'failed'
   assignedMs: number
   error?: string
+  /** what the executor recorded at the end of its part, e.g. the final step and params digest */
+  outcome?: { step: number; digest: string }
 }
 
 /** Progress fields an executor reports; merged into the latest report, sent periodically. */
@@ -55,6 +57,8 @@ export interface ExecutionContext {
   report(update: ProgressUpdate, urgent?: boolean): void
   /** resolves with the averaged params' CID of an outer round once the submitter sends it */
   outerUpdate(round: number): Promise<CID>
+  /** stores the outcome of this node's part in the durable assignment record */
+  recordOutcome(outcome: { step: number; digest: string }): Promise<void>
   /** a folder of this assignment's own (e.g. its Raft log) */
   folder: string
   openBackend(): Promise<Backend>
@@ -134,9 +138,11 @@ export class Worker {
     await Promise.all([...this.running.values()].map((t) => t.writer.flush()))
   }
 
-  /** Assignments this node is running (for `node status` and tests). */
-  assignments(): AssignedRecord[] {
-    return [...this.running.values()].map((t) => ({ ...t.record }))
+  /** Every assignment this node holds a record of, running or ended (for the API and tests). */
+  async assignments(): Promise<AssignedRecord[]> {
+    const stored = new Map((await this.records.loadAll()).map(({ id, value }) => [id, value]))
+    for (const task of this.running.values()) stored.set(task.record.taskId, { ...task.record })
+    return [...stored.values()]
   }
 
   private busy(): number {
@@ -331,6 +337,10 @@ export class Worker {
         putBlock: (bytes) => this.init.blocks.put(bytes, { provide: false }),
         report: (update, urgent) => this.merge(task, update, urgent === true),
         outerUpdate: (round) => this.outerUpdate(task, round, signal),
+        recordOutcome: async (outcome) => {
+          task.record = { ...task.record, outcome }
+          await task.writer.schedule(task.record)
+        },
         folder: join(this.init.workFolder, `${record.taskId}-g${record.group}`),
         openBackend: this.init.openBackend,
         signal,

@@ -157,7 +157,12 @@ export function parseTaskRequest(value: unknown): TaskRequest {
   if (issue.code === 'unrecognized_keys') {
     throw new TaskSpecError(field, `unknown task field ${issue.keys.map((k) => `"${k}"`).join(', ')}`)
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
+  const given = issue.path.reduce<unknown>(
+    (at, key) =>
+      at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[key] : undefined,
+    value,
+  )
+  if (issue.code === 'invalid_type' && given === undefined) {
     throw new TaskSpecError(field, `${field} is required`)
   }
   const message =

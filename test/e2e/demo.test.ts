@@ -15,6 +15,7 @@ const execFileAsync = promisify(execFile)
 
 describe('shardnet demo', () => {
   it('trains across a local network of seven daemons and reports accuracy and the model', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'shardnet-demo-test-')), 'model')
     const { stdout, stderr } = await execFileAsync(
       process.execPath,
       [
@@ -29,6 +30,8 @@ describe('shardnet demo', () => {
         '30',
         '--lr',
         '0.003',
+        '--out',
+        out,
       ],
       { timeout: 420_000, maxBuffer: 16 << 20 },
     )
@@ -56,6 +59,8 @@ describe('shardnet demo', () => {
     const root = /data dirs in (\S+)\)/.exec(stderr)?.[1]
     expect(root).toBeDefined()
     expect(existsSync(root!)).toBe(false)
+    expect(result.modelDir).toBe(out)
+    await rm(join(out, '..'), { recursive: true, force: true })
     expect(result.modelDir).toBe(out)
     await rm(join(out, '..'), { recursive: true, force: true })
   }, 480_000)
