@@ -11,6 +11,7 @@ import type { Backend } from '../../kernels/backend.js'
 import type { Dataset } from '../../kernels/data/mnist.js'
 import { shardIndices } from '../../kernels/data/sharding.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
+import { MemoryStorage, type RaftStorage } from '../../protocols/raft/storage.js'
 import { type RaftTransport, raftTransport } from '../../protocols/raft/transport.js'
 import { type GradientExchange, gradientExchange } from '../../protocols/training/exchange.js'
 import {
@@ -26,7 +27,7 @@ export interface ClusterMember {
   id: string
   index: number
   node: TrainingNode
-  storage: DurableRaftStorage
+  storage: RaftStorage
   member: GroupMember
   alive: boolean
   /** steps in the order this member applied them */
@@ -66,6 +67,12 @@ export interface TrainingClusterInit {
   directory: string
   backend: Backend
   options: MemberOptions
+  /**
+   * 'durable': DurableRaftStorage (fsynced WAL) in `directory`, as the daemon runs; 'memory': the
+   * reference in-memory Raft storage, for tests about results rather than durability.
+   * @default 'durable'
+   */
+  storage?: 'durable' | 'memory'
   /** per member index: extra options (e.g. a fault) */
   perMember?: (index: number) => Partial<GroupMemberInit>
 }
@@ -80,9 +87,16 @@ export async function startTrainingCluster(init: TrainingClusterInit): Promise<C
   const ids = nodes.map((node) => node.peerId.toString())
   return nodes.map((node, index) => {
     const id = ids[index]
-    const directory = join(init.directory, init.options.groupId.replaceAll('/', '_'), id)
-    mkdirSync(directory, { recursive: true })
-    const storage = DurableRaftStorage.open(directory)
+    let storage: RaftStorage
+    let close = () => {}
+    if (init.storage === 'memory') storage = new MemoryStorage()
+    else {
+      const directory = join(init.directory, init.options.groupId.replaceAll('/', '_'), id)
+      mkdirSync(directory, { recursive: true })
+      const durable = DurableRaftStorage.open(directory)
+      storage = durable
+      close = () => durable.close()
+    }
     const member = startGroupMember({
       ...init.options,
       ...init.perMember?.(index),
@@ -104,7 +118,7 @@ export async function startTrainingCluster(init: TrainingClusterInit): Promise<C
         clusterMember.alive = false
         member.stop()
         await node.stop()
-        storage.close()
+        close()
       },
     }
     member.on('step', (event) => clusterMember.appliedSteps.push(event.step))
