@@ -19,6 +19,7 @@ import {
   shardnetDhtSelectors,
   shardnetDhtValidators,
 } from '../protocols/discovery/index.js'
+import { type RaftTransport, raftTransport } from '../protocols/raft/transport.js'
 import {
   TASKS_TOPIC,
   type TaskGossip,
@@ -26,8 +27,10 @@ import {
   taskGossip,
   taskTopicScoreParams,
 } from '../protocols/tasks/index.js'
+import { type GradientExchange, gradientExchange } from '../protocols/training/exchange.js'
 import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
 import { ApiError, type ApiRoute, type ApiServer, startApiServer } from './api/server.js'
+import { taskApiRoutes } from './api/tasks.js'
 import { loadOrCreateApiToken } from './api/token.js'
 import type { NodeConfig } from './config.js'
 import { type CapabilityProbe, type NodeCapability, plainCpuProbe } from './executor/capability.js'
@@ -42,6 +45,7 @@ import {
 } from './store/data-dir.js'
 import { openDatastore } from './store/datastore.js'
 import { loadOrCreateIdentity } from './store/identity.js'
+import { TaskService, type TaskServiceInit } from './tasks/service.js'
 
 const log = logger('shardnet:daemon')
 
@@ -50,6 +54,8 @@ export interface ProtocolServices extends Record<string, unknown> {
   discovery: CapabilityDiscovery
   tasks: TaskGossip
   blocks: BlockExchange
+  raft: RaftTransport
+  gradients: GradientExchange
 }
 
 export type NodeHost = ShardnetHost<ProtocolServices>
@@ -107,6 +113,11 @@ export interface DaemonInit {
    * @default 2000
    */
   advertiseRetryMs?: number
+  /** task service tuning (tests) */
+  taskService?: Pick<
+    TaskServiceInit,
+    'stallMs' | 'progressIntervalMs' | 'trainRaft' | 'executors' | 'openBackend'
+  >
 }
 
 /** What `shardnet node status` shows. */
@@ -322,6 +333,7 @@ export class Daemon {
   readonly capability: NodeCapability
   readonly metrics: NodeMetrics
   readonly api: ApiServer
+  readonly tasks: TaskService
   readonly startedAtMs: number
   /** resolves once the daemon has stopped (after `stop()` or an API stop request) */
   readonly stopped: Promise<void>
@@ -340,6 +352,7 @@ export class Daemon {
     capability: NodeCapability
     metrics: NodeMetrics
     api: ApiServer
+    tasks: TaskService
     startedAtMs: number
     datastore: LevelDatastore
     bootstrapDialer: BootstrapDialer
@@ -352,6 +365,7 @@ export class Daemon {
     this.capability = parts.capability
     this.metrics = parts.metrics
     this.api = parts.api
+    this.tasks = parts.tasks
     this.startedAtMs = parts.startedAtMs
     this.datastore = parts.datastore
     this.bootstrapDialer = parts.bootstrapDialer
@@ -435,6 +449,8 @@ export class Daemon {
           discovery: capabilityDiscovery(init.discovery),
           tasks: taskGossip(init.tasks),
           blocks: blockExchange({ store: blockStore }),
+          raft: raftTransport(),
+          gradients: gradientExchange(),
         },
       })
       const startedHost = host
@@ -465,6 +481,16 @@ export class Daemon {
       advertiser.start()
       cleanups.push(async () => advertiser.stop())
 
+      const tasks = new TaskService({
+        host,
+        dataDir: paths.root,
+        blockStore,
+        capability,
+        ...init.taskService,
+      })
+      await tasks.start()
+      cleanups.push(() => tasks.stop())
+
       let daemon: Daemon | undefined
       const api = await startApiServer({
         host: config.apiHost,
@@ -472,10 +498,13 @@ export class Daemon {
         token,
         allowRemoteClients: config.allowRemoteApi,
         metrics,
-        routes: apiRoutes(() => {
-          if (daemon == null) throw new ApiError(503, 'the daemon is still starting')
-          return daemon
-        }),
+        routes: [
+          ...apiRoutes(() => {
+            if (daemon == null) throw new ApiError(503, 'the daemon is still starting')
+            return daemon
+          }),
+          ...taskApiRoutes(() => tasks),
+        ],
       })
       cleanups.push(() => api.close())
       daemon = new Daemon({
@@ -486,6 +515,7 @@ export class Daemon {
         capability,
         metrics,
         api,
+        tasks,
         startedAtMs,
         datastore,
         bootstrapDialer,
@@ -608,6 +638,9 @@ export class Daemon {
       await this.api.close().catch((error: unknown) => log.error('closing the API failed: %e', error))
       this.bootstrapDialer.stop()
       this.advertiser.stop()
+      await this.tasks
+        .stop()
+        .catch((error: unknown) => log.error('stopping the task service failed: %e', error))
       try {
         await this.host.stop()
       } catch (error) {

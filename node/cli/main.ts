@@ -1,9 +1,12 @@
 import { Command, CommanderError } from 'commander'
-import { UserError } from './errors.js'
 // One file per command group; each exports `register(program)`.
+import { register as registerDemo } from './demo.js'
+import { UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
 import { register as registerNode } from './node.js'
 import { register as registerSim } from './sim.js'
+import { register as registerSubmit } from './submit.js'
+import { register as registerTasks } from './tasks.js'
 import { register as registerTrain } from './train.js'
 import { register as registerVersion } from './version.js'
 
@@ -13,6 +16,9 @@ const registrations: Array<(program: Command) => void> = [
   registerEval,
   registerNode,
   registerSim,
+  registerSubmit,
+  registerTasks,
+  registerDemo,
 ]
 
 export function buildProgram(): Command {

@@ -1,0 +1,256 @@
+// The cost of gradient consensus: steps/s of a 3-member training group (three libp2p nodes on TCP
+// loopback in this process, durable Raft stores in a temp dir) against the same training on one
+// node without the network, measured in one run, and the gradient bytes members send per step with
+// and without int8 compression, with the test accuracy each reaches.
+//
+//   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]
+//
+// Baseline ("local"): the same steps on one backend: per step the three members' micro-batches
+// (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
+// everything the group does except the network and Raft. In the group all three members share this
+// process's cores too, so both sides do the same compute and the difference is consensus overhead.
+// Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+import '../node/polyfill.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
+import { CpuBackend } from '../kernels/index.js'
+import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
+import { aggregateGradients } from '../protocols/training/aggregate.js'
+import { initialParams, paramsToHostLayers, readParams, writeParams } from '../protocols/training/params.js'
+import {
+  computeStep,
+  createTrainingState,
+  MicroBatchPlan,
+  type TrainingConfig,
+} from '../protocols/training/state.js'
+import type { Compression, TrainingShard } from '../protocols/training/types.js'
+import {
+  datasetShard,
+  startTrainingCluster,
+  stopTrainingCluster,
+} from '../test/integration/training-cluster.js'
+
+const { values: flags } = parseArgs({
+  options: {
+    hidden: { type: 'string', default: '256' },
+    batch: { type: 'string', default: '32' },
+    steps: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '2' },
+    lr: { type: 'string', default: '0.002' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (flags.help) {
+  console.log(
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]',
+  )
+  process.exit(0)
+}
+const hidden = Number(flags.hidden)
+const batchSize = Number(flags.batch)
+const steps = Number(flags.steps)
+const rounds = Number(flags.rounds)
+const learningRate = Number(flags.lr)
+for (const [name, value] of [
+  ['--hidden', hidden],
+  ['--batch', batchSize],
+  ['--steps', steps],
+  ['--rounds', rounds],
+] as const) {
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`${name} takes a positive integer`)
+    process.exit(2)
+  }
+}
+const MEMBERS = 3
+const SEED = 11
+const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [hidden], outputSize: 10 }
+const data = await loadMnist()
+const shard = datasetShard(data.train, 1, 0, SEED)
+const backend = new CpuBackend()
+const directory = mkdtempSync(join(tmpdir(), 'shardnet-bench-consensus-'))
+const log = (line: string) => {
+  if (!flags.json) console.error(line)
+}
+
+async function accuracy(params: Float32Array): Promise<number> {
+  const model = Mlp.fromHost(backend, architecture, paramsToHostLayers(architecture, params))
+  const result = await evaluate(model, data.test)
+  model.dispose()
+  return result.accuracy
+}
+
+/** The group's work on one node, without network or Raft. */
+async function trainLocally(
+  trainingShard: TrainingShard,
+): Promise<{ seconds: number; params: Float32Array }> {
+  const config: TrainingConfig = {
+    parameterCount: initialParams(architecture, SEED).length,
+    steps,
+    learningRate,
+    schedule: 'constant',
+    weightDecay: 0,
+    outerEvery: 0,
+  }
+  const state = createTrainingState(initialParams(architecture, SEED), ['a'])
+  const plan = new MicroBatchPlan(trainingShard.labels.length, SEED, MEMBERS, batchSize)
+  const model = Mlp.initialize(backend, architecture, SEED)
+  const images = new Float32Array(batchSize * PIXEL_COUNT)
+  const labels = new Float32Array(batchSize)
+  const started = performance.now()
+  for (let step = 0; step < steps; step++) {
+    writeParams(backend, model.parameters(), state.params)
+    const gradients: Float32Array[] = []
+    for (let member = 0; member < MEMBERS; member++) {
+      const indices = plan.indices(step, member)
+      indices.forEach((sample, row) => {
+        images.set(
+          trainingShard.inputs.subarray(sample * PIXEL_COUNT, (sample + 1) * PIXEL_COUNT),
+          row * PIXEL_COUNT,
+        )
+        labels[row] = trainingShard.labels[sample]
+      })
+      const x = backend.upload(images, [batchSize, PIXEL_COUNT])
+      const y = backend.upload(labels, [batchSize])
+      const result = model.lossAndGradients(x, y)
+      const tensors = result.layers.flatMap((layer) => [layer.weight, layer.bias])
+      gradients.push(await readParams(backend, tensors))
+      for (const tensor of [x, y, result.loss, result.logits, ...tensors]) tensor.dispose()
+    }
+    const next = computeStep(state, aggregateGradients(gradients, 'mean'), config)
+    state.params = next.params
+    state.firstMoment = next.firstMoment
+    state.secondMoment = next.secondMoment
+    state.digest = next.digest
+    state.step++
+  }
+  const seconds = (performance.now() - started) / 1000
+  model.dispose()
+  return { seconds, params: state.params }
+}
+
+let runCount = 0
+async function trainInGroup(
+  compression: Compression,
+): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
+  const members = await startTrainingCluster({
+    size: MEMBERS,
+    directory,
+    backend,
+    options: {
+      groupId: `bench-${runCount++}`,
+      architecture,
+      seed: SEED,
+      shard,
+      batchSize,
+      learningRate,
+      steps,
+      aggregate: 'mean',
+      compression,
+    },
+  })
+  // timed from the first applied step (after the election) to the last
+  let firstStepAt = 0
+  let firstStep = 0
+  members[0].member.on('step', (event) => {
+    if (firstStepAt === 0) {
+      firstStepAt = performance.now()
+      firstStep = event.step + 1
+    }
+  })
+  const results = await Promise.all(members.map((member) => member.member.finished()))
+  const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
+  const bytes = members.reduce((total, member) => total + member.member.status().gradientBytesSent, 0)
+  await stopTrainingCluster(members)
+  return {
+    seconds,
+    params: results[0].params,
+    bytesPerStep: bytes / steps,
+    digests: new Set(results.map((result) => result.digest)).size,
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+log(
+  `bench:consensus: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, backend ${backend.info.adapterName}`,
+)
+log(
+  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds`,
+)
+const localSeconds: number[] = []
+const groupSeconds: number[] = []
+const int8Seconds: number[] = []
+let localParams: Float32Array | undefined
+let groupRun: Awaited<ReturnType<typeof trainInGroup>> | undefined
+let int8Run: Awaited<ReturnType<typeof trainInGroup>> | undefined
+try {
+  for (let round = 0; round < rounds; round++) {
+    const local = await trainLocally(shard)
+    localSeconds.push(local.seconds)
+    localParams = local.params
+    log(`  round ${round + 1}: local ${(steps / local.seconds).toFixed(1)} steps/s`)
+    groupRun = await trainInGroup('none')
+    groupSeconds.push(groupRun.seconds)
+    log(`  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)`)
+    int8Run = await trainInGroup('int8')
+    int8Seconds.push(int8Run.seconds)
+    log(`  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)`)
+  }
+  const localAccuracy = await accuracy(localParams!)
+  const groupAccuracy = await accuracy(groupRun!.params)
+  const int8Accuracy = await accuracy(int8Run!.params)
+  const local = steps / median(localSeconds)
+  const group = steps / median(groupSeconds)
+  const groupInt8 = steps / median(int8Seconds)
+  const result = {
+    machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
+    architecture: `784-${hidden}-10`,
+    members: MEMBERS,
+    microBatch: batchSize,
+    steps,
+    rounds,
+    localStepsPerSecond: local,
+    groupStepsPerSecond: group,
+    groupInt8StepsPerSecond: groupInt8,
+    /** extra time per step of the group over local, as a share of the group's step time */
+    consensusOverheadPercent: (100 * (1 / group - 1 / local)) / (1 / group),
+    consensusOverheadInt8Percent: (100 * (1 / groupInt8 - 1 / local)) / (1 / groupInt8),
+    gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
+    gradientBytesPerStepInt8: int8Run!.bytesPerStep,
+    compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
+    localAccuracy,
+    groupAccuracy,
+    groupInt8Accuracy: int8Accuracy,
+    int8AccuracyLossPoints: 100 * (groupAccuracy - int8Accuracy),
+    identicalDigests: groupRun!.digests === 1 && int8Run!.digests === 1,
+  }
+  if (flags.json) console.log(JSON.stringify(result, null, 2))
+  else {
+    console.log(`local (no network):        ${local.toFixed(1)} steps/s`)
+    console.log(
+      `group, float32 gradients: ${group.toFixed(1)} steps/s  overhead ${result.consensusOverheadPercent.toFixed(1)}% of step time`,
+    )
+    console.log(
+      `group, int8 gradients:    ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
+    )
+    console.log(
+      `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,
+    )
+    console.log(
+      `test accuracy:            local ${(100 * localAccuracy).toFixed(2)}%  group ${(100 * groupAccuracy).toFixed(2)}%  group int8 ${(100 * int8Accuracy).toFixed(2)}% (int8 costs ${result.int8AccuracyLossPoints.toFixed(2)} points)`,
+    )
+    console.log(`members ended with identical digests: ${result.identicalDigests}`)
+  }
+} finally {
+  backend.destroy()
+  rmSync(directory, { recursive: true, force: true })
+}

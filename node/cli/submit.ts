@@ -1,0 +1,179 @@
+// `shardnet submit train|infer`: turns flags into a task request, sends it to the local daemon (which
+// checks every field, publishes the data and spec as blocks and announces the task) and prints the
+// task id; `--watch` then follows it to the end.
+import { resolve } from 'node:path'
+import { type Command, Option } from 'commander'
+import { AGGREGATES, BACKENDS, COMPRESSIONS, MODELS } from '../../protocols/tasks/spec.js'
+import { defaultDataDir } from '../store/data-dir.js'
+import type { TaskView } from '../tasks/coordinator.js'
+import { connectToDaemon } from './daemon-client.js'
+import { UserError } from './errors.js'
+import { describeEnd, watchTask } from './task-watch.js'
+import { parseHiddenSizes, parseNumberFlag } from './train.js'
+
+/** "60s", "2m", "1h", "500ms" or a plain number of seconds, as milliseconds. */
+export function parseDuration(flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
+  if (match === null) throw new UserError(`${flag} must be a duration such as 90s, 5m or 1h, got "${text}"`)
+  const value = Number(match[1])
+  const unit = match[2] ?? 's'
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit] ?? 1000
+  return Math.round(value * scale)
+}
+
+export function dataDirOption(): Option {
+  return new Option('--data-dir <dir>', 'the node data dir (env SHARDNET_DATA_DIR)').default(
+    defaultDataDir(),
+    '~/.shardnet',
+  )
+}
+
+interface TrainFlags {
+  dataDir: string
+  groups: string
+  groupSize: string
+  steps: string
+  batch: string
+  lr: string
+  seed: string
+  hidden: string
+  aggregate: string
+  outerEvery: string
+  compress: string
+  data?: string
+  deadline: string
+  backend: string
+  minMemory: string
+  minGflops: string
+  watch?: boolean
+  json?: boolean
+}
+
+/** Sends a request; prints the task (and with --watch follows it); returns the final view. */
+async function submitAndShow(
+  dataDir: string,
+  body: Record<string, unknown>,
+  flags: { watch?: boolean; json?: boolean },
+): Promise<TaskView> {
+  const client = await connectToDaemon(dataDir)
+  const task = await client.post<TaskView>('/v1/tasks', body, AbortSignal.timeout(120_000))
+  if (flags.watch !== true) {
+    process.stdout.write(
+      flags.json === true
+        ? `${JSON.stringify(task, null, 2)}\n`
+        : `submitted task ${task.id}\nfollow it with \`shardnet task ${task.id} --watch\`\n`,
+    )
+    return task
+  }
+  if (flags.json !== true) process.stderr.write(`submitted task ${task.id}\n`)
+  const final = await watchTask(client, task.id)
+  process.stdout.write(
+    flags.json === true ? `${JSON.stringify(final, null, 2)}\n` : `${describeEnd(final)}\n`,
+  )
+  if (final.state !== 'completed')
+    throw new UserError(`task ${final.id} ${final.state}: ${final.error ?? 'no reason given'}`)
+  return final
+}
+
+export function register(program: Command): void {
+  const submit = program
+    .command('submit')
+    .description('submit a task to the network through the local daemon')
+
+  submit
+    .command('train')
+    .description('train a model across the network: groups of workers agree on every step through Raft')
+    .argument('<model>', `the model to train (${MODELS.join(', ')})`)
+    .addOption(dataDirOption())
+    .option(
+      '--groups <n>',
+      'training groups (each trains on its own shard; averaged every --outer-every steps)',
+      '1',
+    )
+    .option('--group-size <k>', 'members per group (odd: a Raft group needs a clear majority)', '3')
+    .option('--steps <n>', 'inner training steps', '600')
+    .option('--batch <n>', 'micro-batch size of each member', '64')
+    .option('--lr <rate>', 'Adam learning rate', '0.001')
+    .option('--seed <n>', 'seed for init, shards and micro-batches', '1')
+    .option('--hidden <sizes>', 'hidden layer widths, comma separated', '256')
+    .addOption(
+      new Option('--aggregate <rule>', 'how a group combines its members’ gradients')
+        .choices(AGGREGATES)
+        .default('mean'),
+    )
+    .option('--outer-every <h>', 'average the groups every H steps (0: only at the end)', '0')
+    .addOption(new Option('--compress <kind>', 'gradient compression').choices(COMPRESSIONS).default('none'))
+    .option(
+      '--data <file>',
+      'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; the last 20% are the test set (default: MNIST from the mnist package)',
+    )
+    .option('--deadline <duration>', 'how long to wait for enough workers (e.g. 60s, 5m)', '60s')
+    .addOption(
+      new Option('--backend <kind>', 'the backend workers must have').choices(BACKENDS).default('any'),
+    )
+    .option('--min-memory <bytes>', 'the device memory (bytes) a worker must have', '0')
+    .option('--min-gflops <n>', 'the measured GFLOP/s a worker must reach', '0')
+    .option('--watch', 'follow the task until it ends (progress on stderr)')
+    .option('--json', 'machine-readable output on stdout')
+    .action(async (model: string, flags: TrainFlags) => {
+      const body = {
+        kind: 'train',
+        model,
+        hiddenSizes: parseHiddenSizes(flags.hidden),
+        groups: parseNumberFlag('--groups', flags.groups),
+        groupSize: parseNumberFlag('--group-size', flags.groupSize),
+        steps: parseNumberFlag('--steps', flags.steps),
+        batchSize: parseNumberFlag('--batch', flags.batch),
+        learningRate: parseNumberFlag('--lr', flags.lr),
+        seed: parseNumberFlag('--seed', flags.seed),
+        aggregate: flags.aggregate,
+        outerEvery: parseNumberFlag('--outer-every', flags.outerEvery),
+        compress: flags.compress,
+        deadlineMs: parseDuration('--deadline', flags.deadline),
+        requirements: {
+          backend: flags.backend,
+          minMemoryBytes: parseNumberFlag('--min-memory', flags.minMemory),
+          minGflops: parseNumberFlag('--min-gflops', flags.minGflops),
+        },
+        ...(flags.data !== undefined ? { dataFile: resolve(flags.data) } : {}),
+      }
+      await submitAndShow(flags.dataDir, body, flags)
+    })
+
+  submit
+    .command('infer')
+    .description('run a trained model on inputs across the network; R replicas of each shard must agree')
+    .argument('<model>', 'a model directory (model.json + model.safetensors) or a model checkpoint CID')
+    .addOption(dataDirOption())
+    .requiredOption('--input <file>', 'inputs: JSON {"images": [[784 pixels in 0..1], ...]}')
+    .option('--replicas <r>', 'peers that run each shard (a majority must agree)', '2')
+    .option('--shards <n>', 'pieces the input is split into', '2')
+    .option('--deadline <duration>', 'how long to wait for enough workers', '60s')
+    .option('--watch', 'follow the task until it ends')
+    .option('--json', 'machine-readable output on stdout')
+    .action(
+      async (
+        model: string,
+        flags: {
+          dataDir: string
+          input: string
+          replicas: string
+          shards: string
+          deadline: string
+          watch?: boolean
+          json?: boolean
+        },
+      ) => {
+        const looksLikeCid = /^b[a-z2-7]{20,}$/.test(model)
+        const body = {
+          kind: 'infer',
+          model: looksLikeCid ? model : resolve(model),
+          inputFile: resolve(flags.input),
+          replicas: parseNumberFlag('--replicas', flags.replicas),
+          shards: parseNumberFlag('--shards', flags.shards),
+          deadlineMs: parseDuration('--deadline', flags.deadline),
+        }
+        await submitAndShow(flags.dataDir, body, flags)
+      },
+    )
+}

@@ -1,0 +1,677 @@
+// The submitter's side of a task: validate the request, publish the data and the spec as blocks,
+// announce the task, collect claims, assign groups, record progress durably, run the DiLoCo outer
+// step across groups, and at the end fetch the final params and write the model. The decisions are
+// the pure state machine of protocols/tasks/lifecycle.ts; this file carries out its effects.
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import type { Backend } from '../../kernels/backend.js'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { evaluate } from '../../kernels/models/training.js'
+import type { BlockExchange } from '../../protocols/blocks/index.js'
+import type { Claimant } from '../../protocols/tasks/assignment.js'
+import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
+import type { TaskGossip } from '../../protocols/tasks/index.js'
+import {
+  isTerminal,
+  newTaskRecord,
+  stepTask,
+  type TaskEffect,
+  type TaskEvent,
+  type TaskRecord,
+} from '../../protocols/tasks/lifecycle.js'
+import {
+  decodeTaskSpec,
+  encodeTaskSpec,
+  type TaskRequest,
+  type TaskSpec,
+  type TrainRequest,
+  workersNeeded,
+} from '../../protocols/tasks/spec.js'
+import { averageParams } from '../../protocols/training/outer.js'
+import { bytesToFloats, floatsToBytes, paramsToHostLayers } from '../../protocols/training/params.js'
+import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
+import { saveModel } from '../executor/model-files.js'
+import type { FileBlockStore } from '../store/block-store.js'
+import { encodeTaskData, loadTaskData } from './datasets.js'
+import { CoalescingWriter, RecordFolder } from './records.js'
+
+const log = logger('shardnet:tasks:coordinator')
+
+/** A request the daemon refuses (bad field, unknown task, inference not available); status for the API. */
+export class TaskRefusedError extends Error {
+  static override name = 'TaskRefusedError'
+  override name = 'TaskRefusedError'
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message)
+  }
+}
+
+/** What `shardnet task ID` shows. */
+export interface TaskView extends TaskRecord {
+  submitter: string
+}
+
+export interface CoordinatorInit {
+  peerId: PeerId
+  claims: ClaimsProtocol
+  blocks: BlockExchange
+  blockStore: FileBlockStore
+  gossip: TaskGossip
+  /** how many peers subscribe to the task topic (an announcement with none would reach nobody) */
+  topicPeers: () => number
+  /** folders: records and results */
+  recordsFolder: string
+  resultsFolder: string
+  /** opens a backend to score the final model on the test set */
+  openBackend: () => Promise<Backend>
+  /** a group whose step has not advanced for this long is reported stalled. @default 15_000 */
+  stallMs?: number
+  /** @default 500 */
+  tickMs?: number
+  /** how long to wait for a peer on the task topic before announcing anyway. @default 10_000 */
+  announceWaitMs?: number
+  now?: () => number
+}
+
+interface LiveTask {
+  record: TaskRecord
+  spec: TaskSpec
+  writer: CoalescingWriter<TaskRecord>
+  /** effects run one at a time per task, in order */
+  queue: Promise<void>
+}
+
+function architectureOf(spec: TaskSpec): MlpArchitecture {
+  const train = spec.train
+  if (train === undefined) throw new Error('not a training task')
+  return { inputSize: PIXEL_COUNT, hiddenSizes: train.hiddenSizes, outputSize: 10 }
+}
+
+export class Coordinator {
+  private readonly init: CoordinatorInit
+  private readonly tasks = new Map<string, LiveTask>()
+  private readonly records: RecordFolder<TaskRecord>
+  private readonly now: () => number
+  private timer: NodeJS.Timeout | undefined
+  private readonly shutdown = new AbortController()
+
+  constructor(init: CoordinatorInit) {
+    this.init = init
+    this.records = new RecordFolder<TaskRecord>(init.recordsFolder)
+    this.now = init.now ?? Date.now
+  }
+
+  /** Loads every stored task; live ones resume (claims, progress and outer rounds keep arriving). */
+  async start(): Promise<void> {
+    for (const { id, value } of await this.records.loadAll()) {
+      const bytes = await this.init.blockStore.get(CID.parse(id))
+      const decoded = bytes === undefined ? undefined : decodeTaskSpec(bytes)
+      if (decoded === undefined || !decoded.ok) {
+        log.error('task %s has no readable spec block; skipped', id)
+        continue
+      }
+      const live = this.track(value, decoded.spec)
+      log('resumed task %s in state %s', id, value.state)
+      // an outer round or the final average that was in progress when the daemon stopped is redone
+      if (value.state === 'finishing')
+        this.enqueue(live, [{ type: 'finalize', sources: this.sourcesOf(value) }])
+      else if (value.state === 'running') {
+        const round = value.outerRound + 1
+        if (
+          value.groups.length > 0 &&
+          value.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)
+        ) {
+          this.enqueue(live, [{ type: 'outer-round', round, sources: this.sourcesOf(value) }])
+        }
+      }
+    }
+    this.timer = setInterval(() => this.tick(), this.init.tickMs ?? 500)
+    this.timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer)
+    this.shutdown.abort()
+    await Promise.all([...this.tasks.values()].map((t) => t.writer.flush()))
+  }
+
+  private sourcesOf(record: TaskRecord) {
+    return record.groups.map((g) => ({ group: g.group, paramsCid: g.paramsCid, from: g.paramsFrom }))
+  }
+
+  private track(record: TaskRecord, spec: TaskSpec): LiveTask {
+    const live: LiveTask = {
+      record,
+      spec,
+      writer: new CoalescingWriter((value) => this.records.save(value.id, value)),
+      queue: Promise.resolve(),
+    }
+    this.tasks.set(record.id, live)
+    return live
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // the user's requests
+
+  async submit(request: TaskRequest): Promise<TaskView> {
+    if (request.kind !== 'train') {
+      throw new TaskRefusedError(
+        'inference tasks are not available on this daemon yet (no inference executor is registered)',
+        501,
+      )
+    }
+    return this.submitTrain(request)
+  }
+
+  private async submitTrain(request: TrainRequest): Promise<TaskView> {
+    const data = await loadTaskData(request.dataFile)
+    const { shards, test } = encodeTaskData(data, request.groups, request.seed)
+    const put = (bytes: Uint8Array) => this.init.blocks.put(bytes, { provide: false })
+    const shardCids = await Promise.all(shards.map(put))
+    const testCid = await put(test)
+    const createdMs = this.now()
+    const spec: TaskSpec = {
+      version: 1,
+      kind: 'train',
+      requirements: request.requirements,
+      staffingDeadlineMs: request.deadlineMs,
+      createdMs,
+      submitter: this.init.peerId,
+      nonce: crypto.getRandomValues(new Uint8Array(16)),
+      train: {
+        model: request.model,
+        hiddenSizes: request.hiddenSizes,
+        groups: request.groups,
+        groupSize: request.groupSize,
+        steps: request.steps,
+        batchSize: request.batchSize,
+        learningRate: request.learningRate,
+        seed: request.seed,
+        aggregate: request.aggregate,
+        outerEvery: request.outerEvery,
+        compress: request.compress,
+        dataset: {
+          name: data.name,
+          shardCids,
+          testCid,
+          trainCount: data.train.count,
+          testCount: data.test.count,
+        },
+      },
+    }
+    const specCid = await put(encodeTaskSpec(spec))
+    const id = specCid.toString()
+    const record = newTaskRecord({
+      id,
+      kind: 'train',
+      createdMs,
+      deadlineMs: createdMs + request.deadlineMs,
+      groupCount: request.groups,
+      groupSize: request.groupSize,
+      steps: request.steps,
+      needed: workersNeeded(spec),
+      summary: {
+        model: request.model,
+        hiddenSizes: request.hiddenSizes,
+        batchSize: request.batchSize,
+        learningRate: request.learningRate,
+        seed: request.seed,
+        aggregate: request.aggregate,
+        outerEvery: request.outerEvery,
+        compress: request.compress,
+        dataset: data.name,
+        trainCount: data.train.count,
+        testCount: data.test.count,
+        shardCids: shardCids.map(String),
+        requirements: request.requirements,
+      },
+    })
+    const live = this.track(record, spec)
+    await live.writer.schedule(record)
+    void this.announce(live)
+    return this.view(live.record)
+  }
+
+  /** Waits (bounded) until someone listens on the task topic, then announces. */
+  private async announce(live: LiveTask): Promise<void> {
+    const spec = live.spec
+    const waitUntil = this.now() + (this.init.announceWaitMs ?? 10_000)
+    while (this.init.topicPeers() === 0 && this.now() < waitUntil && !this.shutdown.signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    try {
+      await this.init.gossip.announce({
+        taskCid: CID.parse(live.record.id),
+        kind: spec.kind,
+        requirements: spec.requirements,
+        groups: spec.train?.groups ?? 1,
+        groupSize: spec.train?.groupSize ?? spec.infer?.replicas ?? 1,
+        ttlMs: spec.staffingDeadlineMs,
+      })
+      log('announced task %s to %d topic peers', live.record.id, this.init.topicPeers())
+    } catch (error) {
+      this.apply(live, {
+        type: 'fail',
+        reason: `announcing the task failed: ${(error as Error).message}`,
+        nowMs: this.now(),
+      })
+    }
+  }
+
+  list(): TaskView[] {
+    return [...this.tasks.values()].map((t) => this.view(t.record)).sort((a, b) => b.createdMs - a.createdMs)
+  }
+
+  /** A task by id or unique id prefix (at least 6 characters); TaskRefusedError 404 otherwise. */
+  find(idOrPrefix: string): LiveTask {
+    const exact = this.tasks.get(idOrPrefix)
+    if (exact !== undefined) return exact
+    const matches =
+      idOrPrefix.length >= 6
+        ? [...this.tasks.keys()].filter((id) => id.startsWith(idOrPrefix) || id.endsWith(idOrPrefix))
+        : []
+    if (matches.length === 1) return this.tasks.get(matches[0])!
+    if (matches.length > 1)
+      throw new TaskRefusedError(`the id ${idOrPrefix} matches ${matches.length} tasks; give more of it`, 400)
+    throw new TaskRefusedError(`no task ${idOrPrefix} was submitted from this node`, 404)
+  }
+
+  get(idOrPrefix: string): TaskView {
+    return this.view(this.find(idOrPrefix).record)
+  }
+
+  cancel(idOrPrefix: string): TaskView {
+    const live = this.find(idOrPrefix)
+    if (isTerminal(live.record.state)) {
+      throw new TaskRefusedError(`task ${live.record.id} is already ${live.record.state}`, 409)
+    }
+    this.apply(live, { type: 'cancel', reason: 'cancelled by the submitter', nowMs: this.now() })
+    return this.view(live.record)
+  }
+
+  /** Forgets a finished task and its result folder. */
+  async remove(idOrPrefix: string): Promise<void> {
+    const live = this.find(idOrPrefix)
+    if (!isTerminal(live.record.state)) throw new TaskRefusedError('cancel the task before removing it', 409)
+    this.tasks.delete(live.record.id)
+    await rm(join(this.init.recordsFolder, `${live.record.id}.json`), { force: true })
+    if (live.record.resultDir !== undefined) await rm(live.record.resultDir, { recursive: true, force: true })
+  }
+
+  private view(record: TaskRecord): TaskView {
+    return { ...structuredClone(record), submitter: this.init.peerId.toString() }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // requests from workers
+
+  /** Claims and progress for tasks we submitted; UNKNOWN_TASK for anything else. */
+  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+    const cidBytes = request.claim?.taskCid ?? request.progress?.taskCid
+    if (cidBytes === undefined)
+      return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'not a submitter request' }
+    const id = CID.decode(cidBytes).toString()
+    const live = this.tasks.get(id)
+    if (live === undefined) return { status: ClaimResponse.Status.UNKNOWN_TASK, reason: 'no such task here' }
+    const nowMs = this.now()
+    const peer = from.toString()
+    if (request.claim !== undefined) {
+      const claim = request.claim
+      if (live.record.state !== 'staffing') {
+        return { status: ClaimResponse.Status.REFUSED, reason: `the task is ${live.record.state}` }
+      }
+      if (!claim.eligible) {
+        this.apply(live, { type: 'decline', peerId: peer, reason: claim.reason || 'no reason given', nowMs })
+        return { status: ClaimResponse.Status.OK, reason: 'noted' }
+      }
+      const capability = claim.capability!
+      const claimant: Claimant = {
+        peerId: peer,
+        backend: capability.backend as 'webgpu' | 'cpu',
+        gflops: capability.gflops,
+        maxBufferBytes: capability.maxBufferBytes,
+      }
+      const refusal = requirementRefusal(live.spec, claimant)
+      if (refusal !== undefined) {
+        this.apply(live, { type: 'decline', peerId: peer, reason: refusal, nowMs })
+        return { status: ClaimResponse.Status.REFUSED, reason: refusal }
+      }
+      this.apply(live, { type: 'claim', claimant, nowMs })
+      return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
+    }
+    const progress = request.progress!
+    if (isTerminal(live.record.state)) {
+      return { status: ClaimResponse.Status.REFUSED, reason: `the task is ${live.record.state}` }
+    }
+    const group = live.record.groups.find((g) => g.group === progress.group)
+    if (group === undefined || !group.members.includes(peer)) {
+      return { status: ClaimResponse.Status.REFUSED, reason: 'you are not a member of that group' }
+    }
+    if (progress.error !== '') {
+      this.apply(live, {
+        type: 'member-error',
+        peerId: peer,
+        group: progress.group,
+        error: progress.error,
+        nowMs,
+      })
+      return { status: ClaimResponse.Status.OK, reason: 'error recorded' }
+    }
+    this.apply(live, {
+      type: 'progress',
+      from: peer,
+      group: progress.group,
+      step: progress.step,
+      loss: progress.loss,
+      samplesPerSecond: progress.samplesPerSecond,
+      leader: progress.leader.byteLength > 0 ? peerIdFromBytesString(progress.leader) : '',
+      waitingRound: progress.outerRound,
+      paramsCid: progress.paramsCid.byteLength > 0 ? CID.decode(progress.paramsCid).toString() : '',
+      appliedRound: progress.appliedRound,
+      done: progress.done,
+      nowMs,
+    })
+    return { status: ClaimResponse.Status.OK, reason: 'progress recorded' }
+  }
+
+  private tick(): void {
+    const nowMs = this.now()
+    for (const live of this.tasks.values()) {
+      if (isTerminal(live.record.state)) continue
+      this.apply(live, { type: 'tick', nowMs, stallMs: this.init.stallMs ?? 15_000 })
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // effects
+
+  private apply(live: LiveTask, event: TaskEvent): void {
+    const before = live.record
+    const { record, effects } = stepTask(before, event)
+    live.record = record
+    if (record.state !== before.state) log('task %s: %s -> %s', record.id, before.state, record.state)
+    this.enqueue(live, effects)
+  }
+
+  private enqueue(live: LiveTask, effects: TaskEffect[]): void {
+    for (const effect of effects) {
+      if (effect.type === 'persist') {
+        void live.writer.schedule(live.record)
+        continue
+      }
+      live.queue = live.queue.then(() =>
+        this.run(live, effect).catch((error: unknown) => {
+          if (this.shutdown.signal.aborted) return
+          log.error('task %s: %s failed: %e', live.record.id, effect.type, error)
+          this.apply(live, {
+            type: 'fail',
+            reason: `${effect.type} failed: ${(error as Error).message}`,
+            nowMs: this.now(),
+          })
+        }),
+      )
+    }
+  }
+
+  private async run(live: LiveTask, effect: TaskEffect): Promise<void> {
+    const taskCid = CID.parse(live.record.id).bytes as Uint8Array<ArrayBuffer>
+    const signal = this.shutdown.signal
+    switch (effect.type) {
+      case 'assign': {
+        const spec = live.spec.train!
+        const assigned = new Set(effect.groups.flatMap((g) => g.members))
+        await Promise.all(
+          effect.groups.flatMap((group) =>
+            group.members.map(async (member) => {
+              try {
+                await this.withRetries(() =>
+                  this.init.claims.send(
+                    peerIdFromString(member),
+                    {
+                      assignment: {
+                        taskCid,
+                        group: group.group,
+                        members: group.members.map(
+                          (m) => peerIdFromString(m).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+                        ),
+                        shardCid: spec.dataset.shardCids[group.group].bytes as Uint8Array<ArrayBuffer>,
+                      },
+                    },
+                    { signal },
+                  ),
+                )
+              } catch (error) {
+                this.apply(live, {
+                  type: 'assignment-failed',
+                  peerId: member,
+                  reason: (error as Error).message,
+                  nowMs: this.now(),
+                })
+              }
+            }),
+          ),
+        )
+        // claimants that were not picked are free again
+        for (const claimant of live.record.claimants) {
+          if (!assigned.has(claimant.peerId)) void this.sendCancel(claimant.peerId, taskCid, 'not selected')
+        }
+        log('task %s assigned: %o', live.record.id, effect.groups)
+        return
+      }
+      case 'outer-round': {
+        const averaged = await this.average(effect.sources)
+        const cid = await this.init.blocks.put(floatsToBytes(averaged), { provide: false })
+        const update = { taskCid, round: effect.round, paramsCid: cid.bytes as Uint8Array<ArrayBuffer> }
+        await Promise.all(
+          live.record.groups.flatMap((group) =>
+            group.members.map((member) =>
+              this.withRetries(() =>
+                this.init.claims.send(
+                  peerIdFromString(member),
+                  { outer: { ...update, group: group.group } },
+                  { signal },
+                ),
+              ).catch((error: unknown) =>
+                log('outer update to %s failed: %s', member, (error as Error).message),
+              ),
+            ),
+          ),
+        )
+        // scored after the groups have their params back, so the score costs them no time
+        const score = await this.score(live, averaged).catch((error: unknown) => {
+          log('scoring outer round %d failed: %s', effect.round, (error as Error).message)
+          return undefined
+        })
+        this.apply(live, {
+          type: 'outer-sent',
+          round: effect.round,
+          paramsCid: cid.toString(),
+          accuracy: score?.accuracy,
+          nowMs: this.now(),
+        })
+        return
+      }
+      case 'resend-outer': {
+        if (effect.paramsCid === undefined) return
+        await this.init.claims
+          .send(
+            peerIdFromString(effect.to),
+            {
+              outer: {
+                taskCid,
+                group: effect.group,
+                round: effect.round,
+                paramsCid: CID.parse(effect.paramsCid).bytes as Uint8Array<ArrayBuffer>,
+              },
+            },
+            { signal },
+          )
+          .catch((error: unknown) =>
+            log('resending outer round to %s failed: %s', effect.to, (error as Error).message),
+          )
+        return
+      }
+      case 'finalize': {
+        const averaged = await this.average(effect.sources)
+        const architecture = architectureOf(live.spec)
+        const layers = paramsToHostLayers(architecture, averaged)
+        const { accuracy, meanLoss: testLoss } = await this.score(live, averaged)
+        const resultDir = join(this.init.resultsFolder, live.record.id)
+        const train = live.spec.train!
+        await saveModel(resultDir, architecture, layers, {
+          model: train.model,
+          architecture: {
+            type: 'mlp',
+            activation: 'relu',
+            ...architecture,
+            hiddenSizes: [...architecture.hiddenSizes],
+          },
+          parameterCount: parameterCount(architecture),
+          dataset: {
+            name: train.dataset.name,
+            trainCount: train.dataset.trainCount,
+            testCount: train.dataset.testCount,
+          },
+          seed: train.seed,
+          training: {
+            task: live.record.id,
+            groups: train.groups,
+            groupSize: train.groupSize,
+            steps: train.steps,
+            batchSize: train.batchSize,
+            learningRate: train.learningRate,
+            aggregate: train.aggregate,
+            outerEvery: train.outerEvery,
+            compress: train.compress,
+            outerRounds: live.record.outerRound,
+            consensus: 'raft per group, DiLoCo parameter averaging across groups',
+          },
+          backend: {
+            kind: 'network',
+            groups: live.record.groups.map((g) => ({ group: g.group, members: g.members })),
+          },
+          metrics: { testAccuracy: accuracy, testLoss },
+          history: live.record.history.map((point) => ({ ...point })),
+          createdAt: new Date(this.now()).toISOString(),
+        })
+        this.apply(live, { type: 'finished', accuracy, testLoss, resultDir, nowMs: this.now() })
+        return
+      }
+      case 'release': {
+        const members = new Set([
+          ...live.record.groups.flatMap((g) => g.members),
+          ...live.record.claimants.map((c) => c.peerId),
+        ])
+        await Promise.all([...members].map((member) => this.sendCancel(member, taskCid, effect.reason)))
+        return
+      }
+      case 'persist':
+        return
+    }
+  }
+
+  /** Accuracy and loss of `params` on the task's held-out test block. */
+  private async score(live: LiveTask, params: Float32Array): Promise<{ accuracy: number; meanLoss: number }> {
+    const architecture = architectureOf(live.spec)
+    const testBytes = await this.init.blockStore.get(live.spec.train!.dataset.testCid)
+    if (testBytes === undefined) throw new Error('the test set block is missing from the block store')
+    const test = decodeDatasetBlock(testBytes)
+    if (!test.ok) throw new Error(`the test set block is unreadable: ${test.reason}`)
+    const backend = await this.init.openBackend()
+    try {
+      const model = Mlp.fromHost(backend, architecture, paramsToHostLayers(architecture, params))
+      const result = await evaluate(model, test.value)
+      model.dispose()
+      return result
+    } finally {
+      backend.destroy()
+    }
+  }
+
+  private async sendCancel(member: string, taskCid: Uint8Array<ArrayBuffer>, reason: string): Promise<void> {
+    try {
+      await this.init.claims.send(
+        peerIdFromString(member),
+        { cancel: { taskCid, reason: reason.slice(0, 1000) } },
+        { signal: this.shutdown.signal },
+      )
+    } catch (error) {
+      log('telling %s the task ended failed: %s', member, (error as Error).message)
+    }
+  }
+
+  /** Fetches each group's params from the member that reported them (verified by CID) and averages them. */
+  private async average(
+    sources: Array<{ group: number; paramsCid: string; from: string }>,
+  ): Promise<Float32Array> {
+    const params = await Promise.all(
+      sources.map(async (source) => {
+        const bytes = await this.withRetries(() =>
+          this.init.blocks.get(CID.parse(source.paramsCid), {
+            peers: [peerIdFromString(source.from)],
+            signal: this.shutdown.signal,
+          }),
+        )
+        const values = bytesToFloats(bytes)
+        for (const value of values) {
+          if (!Number.isFinite(value))
+            throw new Error(`group ${source.group} sent parameters with NaN or Inf`)
+        }
+        return values
+      }),
+    )
+    return averageParams(params)
+  }
+
+  private async withRetries<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
+    let lastError: unknown
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (this.shutdown.signal.aborted) break
+      try {
+        return await work()
+      } catch (error) {
+        lastError = error
+        if ((error as Error).name === 'ClaimRefusedError') throw error
+        await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt))
+      }
+    }
+    throw lastError ?? new Error('stopped')
+  }
+}
+
+function peerIdFromBytesString(bytes: Uint8Array): string {
+  return peerIdFromBytes(bytes)?.toString() ?? ''
+}
+
+/** Why a claimant does not meet the task's requirements, or undefined. */
+export function requirementRefusal(spec: TaskSpec, claimant: Claimant): string | undefined {
+  const r = spec.requirements
+  if (r.backend !== 'any' && r.backend !== claimant.backend)
+    return `the task needs a ${r.backend} backend, the worker has ${claimant.backend}`
+  if (claimant.maxBufferBytes < r.minMemoryBytes) {
+    return `the task needs ${formatBytes(r.minMemoryBytes)} of memory, the worker has ${formatBytes(claimant.maxBufferBytes)}`
+  }
+  if (claimant.gflops < r.minGflops)
+    return `the task needs ${r.minGflops} GFLOP/s, the worker measured ${claimant.gflops.toFixed(2)}`
+  return undefined
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`
+}

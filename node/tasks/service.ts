@@ -1,0 +1,121 @@
+// The task side of a daemon: the claims protocol, the submitter's coordinator and the worker, wired
+// to the node's libp2p host (gossip, blocks, raft and gradient services) and its data dir. Every node
+// is both: it coordinates the tasks its user submits and works on other nodes' tasks.
+
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import type { Backend } from '../../kernels/backend.js'
+import { createBackend } from '../../kernels/index.js'
+import type { BlockExchange } from '../../protocols/blocks/index.js'
+import { type ClaimRequest, ClaimResponse, ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import type { TaskGossip } from '../../protocols/tasks/index.js'
+import type { GroupMemberComponents } from '../../protocols/training/types.js'
+import type { NodeCapability } from '../executor/capability.js'
+import type { FileBlockStore } from '../store/block-store.js'
+import { Coordinator } from './coordinator.js'
+import { taskFolders } from './records.js'
+import { type TrainExecutorInit, trainExecutor } from './train-executor.js'
+import { type TaskExecutor, Worker } from './worker.js'
+
+const log = logger('shardnet:tasks')
+
+export interface TaskServiceInit {
+  host: Pick<Libp2p, 'peerId' | 'handle' | 'unhandle' | 'dialProtocol'> & {
+    services: {
+      pubsub: GossipSub
+      tasks: TaskGossip
+      blocks: BlockExchange
+    } & Pick<GroupMemberComponents, 'raft' | 'gradients'>
+  }
+  dataDir: string
+  blockStore: FileBlockStore
+  capability: NodeCapability
+  /** @default the backend the capability names (cpu, or webgpu falling back to cpu) */
+  openBackend?: () => Promise<Backend>
+  /** extra executors (e.g. inference); training is always there */
+  executors?: TaskExecutor[]
+  /** test tuning */
+  stallMs?: number
+  progressIntervalMs?: number
+  trainRaft?: TrainExecutorInit['raft']
+}
+
+export class TaskService {
+  readonly coordinator: Coordinator
+  readonly worker: Worker
+  readonly claims: ClaimsProtocol
+  private readonly peerId: PeerId
+  /** peers this node knows to subscribe to the task topic (gossip reaches them) */
+  readonly topicPeers: () => number
+
+  constructor(init: TaskServiceInit) {
+    const host = init.host
+    this.peerId = host.peerId
+    this.topicPeers = () => host.services.pubsub.getSubscribers(host.services.tasks.topic).length
+    const folders = taskFolders(init.dataDir)
+    const openBackend =
+      init.openBackend ??
+      (() => createBackend({ prefer: init.capability.backend === 'webgpu' ? 'webgpu' : 'cpu' }))
+    this.claims = new ClaimsProtocol({
+      host: {
+        handle: (protocol, handler, options) => host.handle(protocol, handler, options),
+        unhandle: (protocol) => host.unhandle(protocol),
+        dialProtocol: (peer, protocol, options) => host.dialProtocol(peer, protocol, options),
+      },
+      handler: (from, request) => this.dispatch(from, request),
+    })
+    this.coordinator = new Coordinator({
+      peerId: host.peerId,
+      claims: this.claims,
+      blocks: host.services.blocks,
+      blockStore: init.blockStore,
+      gossip: host.services.tasks,
+      topicPeers: this.topicPeers,
+      recordsFolder: folders.submitted,
+      resultsFolder: folders.results,
+      openBackend,
+      stallMs: init.stallMs,
+    })
+    this.worker = new Worker({
+      peerId: host.peerId,
+      claims: this.claims,
+      blocks: host.services.blocks,
+      gossip: host.services.tasks,
+      capability: init.capability,
+      assignedFolder: folders.assigned,
+      workFolder: folders.raft,
+      openBackend,
+      progressIntervalMs: init.progressIntervalMs,
+      executors: [
+        trainExecutor({
+          components: { peerId: host.peerId, raft: host.services.raft, gradients: host.services.gradients },
+          raft: init.trainRaft,
+        }),
+        ...(init.executors ?? []),
+      ],
+    })
+  }
+
+  async start(): Promise<void> {
+    await this.claims.start()
+    await this.coordinator.start()
+    await this.worker.start()
+    log('task service started on %p', this.peerId)
+  }
+
+  async stop(): Promise<void> {
+    await this.worker.stop()
+    await this.coordinator.stop()
+    await this.claims.stop()
+  }
+
+  private async dispatch(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+    if (request.claim !== undefined || request.progress !== undefined)
+      return this.coordinator.handle(from, request)
+    if (request.assignment !== undefined || request.outer !== undefined || request.cancel !== undefined) {
+      return this.worker.handle(from, request)
+    }
+    return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'empty request' }
+  }
+}

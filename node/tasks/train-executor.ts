@@ -1,0 +1,139 @@
+// Runs one training assignment: fetches the group's shard (verified by CID), opens the durable Raft
+// log of this member in the data dir, and runs one member of the group through the training
+// protocol's startGroupMember. Progress goes to the submitter; at each DiLoCo outer round the group's
+// leader publishes its params as a block, reports it, and continues from the average the submitter
+// sends back. At the end this member serves its final params until the submitter releases it.
+import { logger } from '@libp2p/logger'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import type { MlpArchitecture } from '../../kernels/models/mlp.js'
+import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
+import { startGroupMember } from '../../protocols/training/group.js'
+import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
+import type { GroupMemberComponents, StepEvent } from '../../protocols/training/types.js'
+import { DurableRaftStorage } from '../store/raft-storage.js'
+import type { ExecutionContext, TaskExecutor } from './worker.js'
+
+const log = logger('shardnet:tasks:train')
+
+export interface TrainExecutorInit {
+  components: GroupMemberComponents
+  /** how often the member's status is reported even without new steps. @default 1000 */
+  statusIntervalMs?: number
+  /** how long a finished member keeps serving its params and its log if the submitter never releases it. @default 300_000 */
+  lingerMs?: number
+  /** Raft tuning for the group (tests use shorter elections) */
+  raft?: { tickMs?: number; electionTicks?: number }
+}
+
+/** One member's samples per second over the last steps it saw committed. */
+class Throughput {
+  private readonly points: Array<{ step: number; timeMs: number }> = []
+  constructor(private readonly samplesPerStep: number) {}
+
+  add(step: number, timeMs: number): number {
+    this.points.push({ step, timeMs })
+    if (this.points.length > 20) this.points.shift()
+    const first = this.points[0]
+    const seconds = (timeMs - first.timeMs) / 1000
+    return seconds > 0 ? ((step - first.step) * this.samplesPerStep) / seconds : 0
+  }
+}
+
+export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
+  return {
+    kind: 'train',
+    async run(context: ExecutionContext): Promise<void> {
+      const train = context.spec.train
+      if (train === undefined) throw new Error('not a training task')
+      const { assignment } = context
+      const shardBytes = await context.fetchBlock(train.dataset.shardCids[assignment.group])
+      const shard = decodeDatasetBlock(shardBytes)
+      if (!shard.ok) throw new Error(`the data shard is unusable: ${shard.reason}`)
+      if (shard.value.features !== PIXEL_COUNT)
+        throw new Error(`the data shard has ${shard.value.features} features, the model takes ${PIXEL_COUNT}`)
+      const architecture: MlpArchitecture = {
+        inputSize: PIXEL_COUNT,
+        hiddenSizes: train.hiddenSizes,
+        outputSize: 10,
+      }
+      const storage = DurableRaftStorage.open(context.folder)
+      const backend = await context.openBackend()
+      const outerEvery = train.groups > 1 ? train.outerEvery || train.steps : 0
+      const throughput = new Throughput(train.batchSize * assignment.members.length)
+      let member: Awaited<ReturnType<typeof startGroupMember>> | undefined
+      let statusTimer: NodeJS.Timeout | undefined
+      try {
+        member = await startGroupMember({
+          components: init.components,
+          groupId: `${context.taskId}/g${assignment.group}`,
+          members: assignment.members,
+          architecture,
+          seed: train.seed,
+          shard: { inputs: shard.value.images, labels: Float32Array.from(shard.value.labels) },
+          batchSize: train.batchSize,
+          learningRate: train.learningRate,
+          steps: train.steps,
+          aggregate: train.aggregate,
+          compression: train.compress,
+          storage,
+          backend,
+          outerEvery,
+          outerStep:
+            outerEvery > 0
+              ? async (request) => {
+                  const cid = await context.putBlock(floatsToBytes(request.params))
+                  context.report({ outerRound: request.round, paramsCid: cid, step: request.step }, true)
+                  const averaged = await context.outerUpdate(request.round)
+                  const params = bytesToFloats(await context.fetchBlock(averaged))
+                  if (params.length !== request.params.length)
+                    throw new Error('the averaged params have the wrong length')
+                  context.report({ outerRound: 0, paramsCid: null, appliedRound: request.round })
+                  return params
+                }
+              : undefined,
+          ...(init.raft !== undefined ? { raft: init.raft } : {}),
+        })
+        const running = member
+        running.on('step', (event: StepEvent) => {
+          context.report({
+            step: event.step,
+            loss: event.loss,
+            leader: event.leader,
+            samplesPerSecond: throughput.add(event.step, Date.now()),
+          })
+        })
+        running.on('outer', (event) => context.report({ appliedRound: event.round }))
+        running.on('error', (error) => log('member error: %s', error.message))
+        statusTimer = setInterval(() => {
+          const status = running.status()
+          context.report({
+            step: status.step,
+            leader: status.leader,
+            ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
+          })
+        }, init.statusIntervalMs ?? 1000)
+        statusTimer.unref()
+        const aborted = new Promise<never>((_, reject) => {
+          if (context.signal.aborted) reject(context.signal.reason)
+          context.signal.addEventListener('abort', () => reject(context.signal.reason), { once: true })
+        })
+        aborted.catch(() => {})
+        const finished = await Promise.race([running.finished(), aborted])
+        await context.recordOutcome({ step: finished.step, digest: finished.digest })
+        const cid = await context.putBlock(floatsToBytes(finished.params))
+        context.report({ step: finished.step, done: true, paramsCid: cid, outerRound: 0 }, true)
+        log('task %s group %d finished at step %d', context.taskId, assignment.group, finished.step)
+        // keep serving the params and the log until the submitter releases this member
+        await Promise.race([
+          aborted,
+          new Promise((resolve) => setTimeout(resolve, init.lingerMs ?? 300_000).unref()),
+        ]).catch(() => {})
+      } finally {
+        clearInterval(statusTimer)
+        member?.stop()
+        storage.close()
+        backend.destroy()
+      }
+    },
+  }
+}

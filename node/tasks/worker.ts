@@ -1,0 +1,440 @@
+// The worker's side of tasks: hear announcements, claim the ones this node can run (or tell the
+// submitter why not), and on an assignment fetch the spec and the shard (verified by CID), record the
+// assignment durably and run it with the executor for its kind, streaming progress to the submitter.
+// A restarted worker daemon resumes its assignments from the data dir (the Raft log is durable too).
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import type { Backend } from '../../kernels/backend.js'
+import type { BlockExchange } from '../../protocols/blocks/index.js'
+import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import type { ReceivedAnnouncement, TaskGossip } from '../../protocols/tasks/index.js'
+import { decodeTaskSpec, type TaskSpec } from '../../protocols/tasks/spec.js'
+import type { GroupProgress } from '../../protocols/wire/claims.js'
+import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
+import type { NodeCapability } from '../executor/capability.js'
+import { formatBytes } from './coordinator.js'
+import { CoalescingWriter, RecordFolder } from './records.js'
+
+const log = logger('shardnet:tasks:worker')
+
+/** attempts to fetch one block before the assignment fails */
+const FETCH_ATTEMPTS_MAX = 6
+
+/** What an assignment says, stored so a restarted daemon resumes it. */
+export interface AssignedRecord {
+  taskId: string
+  kind: 'train' | 'infer'
+  submitter: string
+  group: number
+  members: string[]
+  shardCid: string
+  state: 'running' | 'done' | 'cancelled' | 'failed'
+  assignedMs: number
+  error?: string
+  /** what the executor recorded at the end of its part, e.g. the final step and params digest */
+  outcome?: { step: number; digest: string }
+}
+
+/** Progress fields an executor reports; merged into the latest report, sent periodically. */
+export type ProgressUpdate = Partial<
+  Pick<GroupProgress, 'step' | 'loss' | 'samplesPerSecond' | 'outerRound' | 'done' | 'error' | 'appliedRound'>
+> & { leader?: string; members?: string[]; paramsCid?: CID | null }
+
+/** Everything an executor needs to run one assignment. */
+export interface ExecutionContext {
+  taskId: string
+  spec: TaskSpec
+  assignment: AssignedRecord
+  self: PeerId
+  /** a block from the submitter (or anyone who has it), verified against its CID */
+  fetchBlock(cid: CID): Promise<Uint8Array>
+  /** stores bytes as a block this node serves */
+  putBlock(bytes: Uint8Array): Promise<CID>
+  /** merges fields into the progress report; `urgent` sends at once instead of at the next interval */
+  report(update: ProgressUpdate, urgent?: boolean): void
+  /** resolves with the averaged params' CID of an outer round once the submitter sends it */
+  outerUpdate(round: number): Promise<CID>
+  /** stores the outcome of this node's part in the durable assignment record */
+  recordOutcome(outcome: { step: number; digest: string }): Promise<void>
+  /** a folder of this assignment's own (e.g. its Raft log) */
+  folder: string
+  openBackend(): Promise<Backend>
+  /** aborted when the task ends (completed, cancelled, failed) or the daemon stops */
+  signal: AbortSignal
+}
+
+/** Runs assignments of one task kind. `run` resolves once this node's part is finished. */
+export interface TaskExecutor {
+  kind: 'train' | 'infer'
+  run(context: ExecutionContext): Promise<void>
+}
+
+export interface WorkerInit {
+  peerId: PeerId
+  claims: ClaimsProtocol
+  blocks: BlockExchange
+  gossip: TaskGossip
+  capability: NodeCapability
+  assignedFolder: string
+  workFolder: string
+  executors: TaskExecutor[]
+  openBackend: () => Promise<Backend>
+  /** assignments run at the same time; claims beyond are not made. @default 1 */
+  concurrentTasksMax?: number
+  /** @default 1000 */
+  progressIntervalMs?: number
+  /** a claim not answered with an assignment within the task's staffing deadline is dropped. */
+  now?: () => number
+}
+
+interface Running {
+  record: AssignedRecord
+  writer: CoalescingWriter<AssignedRecord>
+  controller: AbortController
+  progress: GroupProgress
+  urgent: boolean
+  timer: NodeJS.Timeout | undefined
+  outerCids: Map<number, CID>
+  outerWaiters: Map<number, Array<(cid: CID) => void>>
+  sending: boolean
+}
+
+export class Worker {
+  private readonly init: WorkerInit
+  private readonly records: RecordFolder<AssignedRecord>
+  private readonly running = new Map<string, Running>()
+  /** tasks claimed and not yet assigned (or refused): task id -> (submitter, expiry) */
+  private readonly claimed = new Map<string, { submitter: string; expiresMs: number }>()
+  private readonly shutdown = new AbortController()
+  private readonly now: () => number
+  private readonly onAnnouncement = (event: CustomEvent<ReceivedAnnouncement>) =>
+    void this.consider(event.detail)
+
+  constructor(init: WorkerInit) {
+    this.init = init
+    this.records = new RecordFolder(init.assignedFolder)
+    this.now = init.now ?? Date.now
+  }
+
+  async start(): Promise<void> {
+    this.init.gossip.addEventListener('announcement', this.onAnnouncement)
+    for (const { value } of await this.records.loadAll()) {
+      if (value.state !== 'running') continue
+      log('resuming assignment %s group %d', value.taskId, value.group)
+      this.begin(value)
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.init.gossip.removeEventListener('announcement', this.onAnnouncement)
+    this.shutdown.abort()
+    for (const task of this.running.values()) {
+      clearInterval(task.timer)
+      task.controller.abort()
+    }
+    await Promise.all([...this.running.values()].map((t) => t.writer.flush()))
+  }
+
+  /** Every assignment this node holds a record of, running or ended (for the API and tests). */
+  async assignments(): Promise<AssignedRecord[]> {
+    const stored = new Map((await this.records.loadAll()).map(({ id, value }) => [id, value]))
+    for (const task of this.running.values()) stored.set(task.record.taskId, { ...task.record })
+    return [...stored.values()]
+  }
+
+  private busy(): number {
+    return this.running.size + [...this.claimed.values()].filter((c) => c.expiresMs > this.now()).length
+  }
+
+  /** Why this node cannot run the announced task, or undefined. */
+  private ineligibility(announcement: ReceivedAnnouncement['announcement']): string | undefined {
+    const r = announcement.requirements
+    const c = this.init.capability
+    if (!this.init.executors.some((e) => e.kind === announcement.kind))
+      return `this worker runs no ${announcement.kind} tasks`
+    if (r.backend !== 'any' && r.backend !== c.backend)
+      return `needs a ${r.backend} backend, this worker has ${c.backend}`
+    if (c.maxBufferBytes < r.minMemoryBytes) {
+      return `needs ${formatBytes(r.minMemoryBytes)} of memory, the most this worker has is ${formatBytes(c.maxBufferBytes)}`
+    }
+    if (c.matmulGflops < r.minGflops)
+      return `needs ${r.minGflops} GFLOP/s, this worker measured ${c.matmulGflops.toFixed(2)}`
+    return undefined
+  }
+
+  private async consider(received: ReceivedAnnouncement): Promise<void> {
+    const a = received.announcement
+    if (a.submitter.equals(this.init.peerId)) return
+    const id = a.taskCid.toString()
+    if (this.running.has(id) || this.claimed.has(id)) return
+    const reason = this.ineligibility(a)
+    if (reason === undefined && this.busy() >= (this.init.concurrentTasksMax ?? 1)) return
+    const c = this.init.capability
+    if (reason === undefined)
+      this.claimed.set(id, { submitter: a.submitter.toString(), expiresMs: a.expiresMs })
+    try {
+      await this.init.claims.send(a.submitter, {
+        claim: {
+          taskCid: a.taskCid.bytes as Uint8Array<ArrayBuffer>,
+          eligible: reason === undefined,
+          reason: reason ?? '',
+          capability: {
+            backend: c.backend,
+            gflops: c.matmulGflops,
+            maxBufferBytes: c.maxBufferBytes,
+            memoryBytes: c.memoryBytes,
+          },
+        },
+      })
+      log('%s task %s', reason === undefined ? 'claimed' : 'declined', id)
+    } catch (error) {
+      this.claimed.delete(id)
+      log('claiming %s failed: %s', id, (error as Error).message)
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // requests from submitters
+
+  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+    if (request.assignment !== undefined) return this.onAssignment(from, request.assignment)
+    const part = request.outer ?? request.cancel
+    if (part === undefined)
+      return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'not a worker request' }
+    const id = CID.decode(part.taskCid).toString()
+    const task = this.running.get(id)
+    if (request.cancel !== undefined) {
+      this.claimed.delete(id)
+      if (task === undefined) return { status: ClaimResponse.Status.OK, reason: 'nothing to cancel' }
+      if (task.record.submitter !== from.toString())
+        return { status: ClaimResponse.Status.REFUSED, reason: 'only the submitter can cancel' }
+      this.finish(task, request.cancel.reason === 'completed' ? 'done' : 'cancelled', request.cancel.reason)
+      return { status: ClaimResponse.Status.OK, reason: 'cancelled' }
+    }
+    const outer = request.outer!
+    if (task === undefined)
+      return { status: ClaimResponse.Status.UNKNOWN_TASK, reason: 'not running that task' }
+    if (task.record.submitter !== from.toString())
+      return { status: ClaimResponse.Status.REFUSED, reason: 'not from the submitter' }
+    const cid = CID.decode(outer.paramsCid)
+    task.outerCids.set(outer.round, cid)
+    for (const wake of task.outerWaiters.get(outer.round) ?? []) wake(cid)
+    task.outerWaiters.delete(outer.round)
+    return { status: ClaimResponse.Status.OK, reason: 'outer update received' }
+  }
+
+  private async onAssignment(
+    from: PeerId,
+    assignment: NonNullable<ClaimRequest['assignment']>,
+  ): Promise<ClaimResponse> {
+    const id = CID.decode(assignment.taskCid).toString()
+    const members = assignment.members.map((m) => peerIdFromBytes(m)!.toString())
+    if (!members.includes(this.init.peerId.toString())) {
+      return { status: ClaimResponse.Status.REFUSED, reason: 'the assignment does not name this worker' }
+    }
+    const existing = this.running.get(id)
+    if (existing !== undefined) {
+      return existing.record.group === assignment.group
+        ? { status: ClaimResponse.Status.OK, reason: 'already running' }
+        : { status: ClaimResponse.Status.REFUSED, reason: 'already running this task in another group' }
+    }
+    const claim = this.claimed.get(id)
+    if (claim === undefined || claim.submitter !== from.toString()) {
+      return { status: ClaimResponse.Status.REFUSED, reason: 'this worker did not claim that task from you' }
+    }
+    this.claimed.delete(id)
+    const record: AssignedRecord = {
+      taskId: id,
+      kind: 'train',
+      submitter: from.toString(),
+      group: assignment.group,
+      members,
+      shardCid: CID.decode(assignment.shardCid).toString(),
+      state: 'running',
+      assignedMs: this.now(),
+    }
+    await this.records.save(id, record)
+    this.begin(record)
+    return { status: ClaimResponse.Status.OK, reason: 'assignment accepted' }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // running an assignment
+
+  private begin(record: AssignedRecord): void {
+    const controller = new AbortController()
+    const task: Running = {
+      record,
+      writer: new CoalescingWriter((value) => this.records.save(value.taskId, value)),
+      controller,
+      progress: {
+        taskCid: CID.parse(record.taskId).bytes as Uint8Array<ArrayBuffer>,
+        group: record.group,
+        step: 0,
+        loss: Number.NaN,
+        samplesPerSecond: 0,
+        leader: new Uint8Array(0),
+        members: record.members.map(
+          (m) => peerIdFromString(m).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+        ),
+        outerRound: 0,
+        paramsCid: new Uint8Array(0),
+        done: false,
+        error: '',
+        appliedRound: 0,
+      },
+      urgent: false,
+      timer: undefined,
+      outerCids: new Map(),
+      outerWaiters: new Map(),
+      sending: false,
+    }
+    this.running.set(record.taskId, task)
+    task.timer = setInterval(() => void this.sendProgress(task), this.init.progressIntervalMs ?? 1000)
+    task.timer.unref()
+    void this.execute(task)
+  }
+
+  private async execute(task: Running): Promise<void> {
+    const record = task.record
+    const submitter = peerIdFromString(record.submitter)
+    const signal = AbortSignal.any([task.controller.signal, this.shutdown.signal])
+    // transient stream errors (a connection being set up, a stream limit hit) are retried
+    const fetchBlock = async (cid: CID): Promise<Uint8Array> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.init.blocks.get(cid, { peers: [submitter], signal })
+        } catch (error) {
+          if (signal.aborted || attempt >= FETCH_ATTEMPTS_MAX) throw error
+          log('fetching %s failed (attempt %d), retrying: %s', cid, attempt, (error as Error).message)
+          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt))
+        }
+      }
+    }
+    try {
+      const specBytes = await fetchBlock(CID.parse(record.taskId))
+      const decoded = decodeTaskSpec(specBytes)
+      if (!decoded.ok) throw new Error(`the task spec is invalid: ${decoded.reason}`)
+      const spec = decoded.spec
+      if (!spec.submitter.equals(submitter)) throw new Error('the task spec names another submitter')
+      const executor = this.init.executors.find((e) => e.kind === spec.kind)
+      if (executor === undefined) throw new Error(`this worker runs no ${spec.kind} tasks`)
+      if (
+        spec.train !== undefined &&
+        spec.train.dataset.shardCids[record.group]?.toString() !== record.shardCid
+      ) {
+        throw new Error('the assigned shard is not the one the spec lists for this group')
+      }
+      await executor.run({
+        taskId: record.taskId,
+        spec,
+        assignment: record,
+        self: this.init.peerId,
+        fetchBlock,
+        putBlock: (bytes) => this.init.blocks.put(bytes, { provide: false }),
+        report: (update, urgent) => this.merge(task, update, urgent === true),
+        outerUpdate: (round) => this.outerUpdate(task, round, signal),
+        recordOutcome: async (outcome) => {
+          task.record = { ...task.record, outcome }
+          await task.writer.schedule(task.record)
+        },
+        folder: join(this.init.workFolder, `${record.taskId}-g${record.group}`),
+        openBackend: this.init.openBackend,
+        signal,
+      })
+      if (!signal.aborted) this.finish(task, 'done')
+    } catch (error) {
+      if (signal.aborted) return
+      const message = (error as Error).message
+      log.error('assignment %s failed: %s', record.taskId, message)
+      this.merge(task, { error: message.slice(0, 1000) }, true)
+      // the report goes out before the assignment is forgotten
+      await this.sendProgress(task)
+      this.finish(task, 'failed', message)
+    }
+  }
+
+  private outerUpdate(task: Running, round: number, signal: AbortSignal): Promise<CID> {
+    const known = task.outerCids.get(round)
+    if (known !== undefined) return Promise.resolve(known)
+    return new Promise((resolve, reject) => {
+      const waiters = task.outerWaiters.get(round) ?? []
+      waiters.push(resolve)
+      task.outerWaiters.set(round, waiters)
+      signal.addEventListener('abort', () => reject(signal.reason ?? new Error('task ended')), { once: true })
+    })
+  }
+
+  private merge(task: Running, update: ProgressUpdate, urgent: boolean): void {
+    const p = task.progress
+    if (update.step !== undefined) p.step = update.step
+    if (update.loss !== undefined) p.loss = update.loss
+    if (update.samplesPerSecond !== undefined) p.samplesPerSecond = update.samplesPerSecond
+    if (update.outerRound !== undefined) p.outerRound = update.outerRound
+    if (update.appliedRound !== undefined) p.appliedRound = update.appliedRound
+    if (update.done !== undefined) p.done = update.done
+    if (update.error !== undefined) p.error = update.error
+    if (update.leader !== undefined) {
+      p.leader =
+        update.leader === ''
+          ? new Uint8Array(0)
+          : (peerIdFromString(update.leader).toMultihash().bytes as Uint8Array<ArrayBuffer>)
+    }
+    if (update.paramsCid !== undefined) {
+      p.paramsCid =
+        update.paramsCid === null ? new Uint8Array(0) : (update.paramsCid.bytes as Uint8Array<ArrayBuffer>)
+    }
+    if (urgent) {
+      task.urgent = true
+      void this.sendProgress(task)
+    }
+  }
+
+  private async sendProgress(task: Running): Promise<void> {
+    if (task.sending) return
+    task.sending = true
+    try {
+      do {
+        task.urgent = false
+        const progress = { ...task.progress }
+        try {
+          await this.init.claims.send(
+            peerIdFromString(task.record.submitter),
+            { progress },
+            { signal: this.shutdown.signal },
+          )
+        } catch (error) {
+          const message = (error as Error).message
+          log('progress report for %s failed: %s', task.record.taskId, message)
+          // the submitter says the task is over: stop working on it
+          if (
+            (error as Error).name === 'ClaimRefusedError' &&
+            /the task is (completed|failed|cancelled)/.test(message)
+          ) {
+            this.finish(task, 'cancelled', message)
+          }
+          return
+        }
+      } while (task.urgent)
+    } finally {
+      task.sending = false
+    }
+  }
+
+  private finish(task: Running, state: AssignedRecord['state'], reason?: string): void {
+    if (this.running.get(task.record.taskId) !== task) return
+    clearInterval(task.timer)
+    task.controller.abort(new Error(reason ?? state))
+    this.running.delete(task.record.taskId)
+    task.record = {
+      ...task.record,
+      state,
+      ...(reason !== undefined && state !== 'done' ? { error: reason } : {}),
+    }
+    void task.writer.schedule(task.record)
+    log('assignment %s %s%s', task.record.taskId, state, reason !== undefined ? `: ${reason}` : '')
+  }
+}

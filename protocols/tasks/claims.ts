@@ -1,0 +1,235 @@
+/**
+ * `/shardnet/claim/1.0.0`: the direct conversation between a task's submitter and its workers (claims,
+ * assignments, progress, outer-step parameters, cancellation). Gossip carries only the announcement;
+ * everything addressed to one peer goes over this protocol (see notes/libp2p.md on Bacalhau's lesson).
+ *
+ * Wire: the opener writes ONE length-prefixed ClaimRequest, the other side answers ONE ClaimResponse,
+ * both close. Frames are at most {@link CLAIM_FRAME_BYTES_MAX}; every stream has a deadline; a request
+ * that fails to decode or validate is answered BAD_REQUEST and counted, never thrown into the node.
+ *
+ * ```ts
+ * const claims = new ClaimsProtocol({ host, handler: async (from, request) => ({ status: OK }) })
+ * await claims.start()
+ * const response = await claims.send(peerId, { claim: { taskCid, eligible: true, capability } })
+ * ```
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { lpStream } from '@libp2p/utils'
+import { ClaimRequest, ClaimResponse } from '../wire/claims.js'
+import { cidFromBytes, GROUP_SIZE_MAX, GROUPS_MAX, peerIdFromBytes } from '../wire/validation/index.js'
+
+export { ClaimRequest, ClaimResponse }
+
+export const CLAIM_PROTOCOL = '/shardnet/claim/1.0.0'
+export const CLAIM_FRAME_BYTES_MAX = 64 * 1024
+export const REASON_LENGTH_MAX = 1024
+export const CLAIM_REJECT_REASONS = [
+  'oversized',
+  'malformed',
+  'invalid',
+  'stream-error',
+  'handler-error',
+] as const
+export type ClaimRejectReason = (typeof CLAIM_REJECT_REASONS)[number]
+
+const log = logger('shardnet:claims')
+
+/** The few libp2p calls the protocol needs (a libp2p node satisfies it). */
+export interface ClaimsHost {
+  handle(
+    protocol: string,
+    handler: (stream: Stream, connection: Connection) => void | Promise<void>,
+    options?: { maxInboundStreams?: number; maxOutboundStreams?: number },
+  ): Promise<void>
+  unhandle(protocol: string): Promise<void>
+  dialProtocol(peer: PeerId, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
+}
+
+export type ClaimHandler = (from: PeerId, request: ClaimRequest) => Promise<ClaimResponse>
+
+export interface ClaimsProtocolInit {
+  host: ClaimsHost
+  handler: ClaimHandler
+  /** @default 15_000 */
+  timeoutMs?: number
+  /** @default 64 */
+  maxInboundStreams?: number
+  /** @default 64 */
+  maxOutboundStreams?: number
+}
+
+/** The peer answered, but not OK. */
+export class ClaimRefusedError extends Error {
+  static override name = 'ClaimRefusedError'
+  override name = 'ClaimRefusedError'
+  constructor(
+    readonly status: ClaimResponse.Status,
+    readonly reason: string,
+  ) {
+    super(`refused (${ClaimResponse.Status[status] ?? status}): ${reason}`)
+  }
+}
+
+function validString(text: string): boolean {
+  return text.length <= REASON_LENGTH_MAX
+}
+
+function validPeers(list: Uint8Array[]): boolean {
+  return list.length <= GROUP_SIZE_MAX && list.every((p) => peerIdFromBytes(p) !== undefined)
+}
+
+/** undefined when valid, else what is wrong. Exactly one of the request's parts must be set. */
+export function validateClaimRequest(r: ClaimRequest): string | undefined {
+  const parts = [r.claim, r.assignment, r.progress, r.outer, r.cancel].filter((p) => p !== undefined)
+  if (parts.length !== 1) return 'a request carries exactly one part'
+  if (r.claim !== undefined) {
+    const c = r.claim
+    if (cidFromBytes(c.taskCid) === undefined) return 'claim.taskCid'
+    if (!validString(c.reason)) return 'claim.reason'
+    const cap = c.capability
+    if (cap === undefined) return 'claim.capability'
+    if (cap.backend !== 'webgpu' && cap.backend !== 'cpu') return 'claim.capability.backend'
+    if (!(Number.isFinite(cap.gflops) && cap.gflops >= 0 && cap.gflops <= 1e7))
+      return 'claim.capability.gflops'
+    if (!Number.isSafeInteger(cap.maxBufferBytes) || cap.maxBufferBytes < 0)
+      return 'claim.capability.maxBufferBytes'
+    if (!Number.isSafeInteger(cap.memoryBytes) || cap.memoryBytes < 0) return 'claim.capability.memoryBytes'
+  }
+  if (r.assignment !== undefined) {
+    const a = r.assignment
+    if (cidFromBytes(a.taskCid) === undefined) return 'assignment.taskCid'
+    if (a.group >= GROUPS_MAX) return 'assignment.group'
+    if (a.members.length < 1 || !validPeers(a.members)) return 'assignment.members'
+    if (cidFromBytes(a.shardCid) === undefined) return 'assignment.shardCid'
+  }
+  if (r.progress !== undefined) {
+    const p = r.progress
+    if (cidFromBytes(p.taskCid) === undefined) return 'progress.taskCid'
+    if (p.group >= GROUPS_MAX) return 'progress.group'
+    if (p.leader.byteLength > 0 && peerIdFromBytes(p.leader) === undefined) return 'progress.leader'
+    if (!validPeers(p.members)) return 'progress.members'
+    if (p.paramsCid.byteLength > 0 && cidFromBytes(p.paramsCid) === undefined) return 'progress.paramsCid'
+    if (!(Number.isFinite(p.samplesPerSecond) && p.samplesPerSecond >= 0)) return 'progress.samplesPerSecond'
+    if (!validString(p.error)) return 'progress.error'
+  }
+  if (r.outer !== undefined) {
+    const o = r.outer
+    if (cidFromBytes(o.taskCid) === undefined) return 'outer.taskCid'
+    if (cidFromBytes(o.paramsCid) === undefined) return 'outer.paramsCid'
+    if (o.round < 1) return 'outer.round'
+  }
+  if (r.cancel !== undefined) {
+    if (cidFromBytes(r.cancel.taskCid) === undefined) return 'cancel.taskCid'
+    if (!validString(r.cancel.reason)) return 'cancel.reason'
+  }
+  return undefined
+}
+
+export class ClaimsProtocol {
+  private readonly init: ClaimsProtocolInit
+  private readonly timeoutMs: number
+  private readonly shutdown = new AbortController()
+  readonly rejected: Record<ClaimRejectReason, number> = Object.fromEntries(
+    CLAIM_REJECT_REASONS.map((r) => [r, 0]),
+  ) as Record<ClaimRejectReason, number>
+
+  constructor(init: ClaimsProtocolInit) {
+    this.init = init
+    this.timeoutMs = init.timeoutMs ?? 15_000
+  }
+
+  async start(): Promise<void> {
+    await this.init.host.handle(CLAIM_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
+      maxInboundStreams: this.init.maxInboundStreams ?? 64,
+      maxOutboundStreams: this.init.maxOutboundStreams ?? 64,
+    })
+  }
+
+  async stop(): Promise<void> {
+    this.shutdown.abort()
+    await this.init.host.unhandle(CLAIM_PROTOCOL).catch(() => {})
+  }
+
+  private async serve(stream: Stream, connection: Connection): Promise<void> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal])
+    const lp = lpStream(stream, { maxDataLength: CLAIM_FRAME_BYTES_MAX })
+    try {
+      let frame: Awaited<ReturnType<typeof lp.read>>
+      try {
+        frame = await lp.read({ signal })
+      } catch (error) {
+        this.rejected[(error as Error).name === 'InvalidDataLengthError' ? 'oversized' : 'stream-error']++
+        throw error
+      }
+      let request: ClaimRequest
+      try {
+        request = ClaimRequest.decode(frame, {
+          limits: { assignment: { members: GROUP_SIZE_MAX }, progress: { members: GROUP_SIZE_MAX } },
+        })
+      } catch {
+        this.rejected.malformed++
+        await lp.write(
+          ClaimResponse.encode({ status: ClaimResponse.Status.BAD_REQUEST, reason: 'malformed request' }),
+          { signal },
+        )
+        await stream.close({ signal })
+        return
+      }
+      const invalid = validateClaimRequest(request)
+      if (invalid !== undefined) {
+        this.rejected.invalid++
+        await lp.write(
+          ClaimResponse.encode({ status: ClaimResponse.Status.BAD_REQUEST, reason: `invalid ${invalid}` }),
+          { signal },
+        )
+        await stream.close({ signal })
+        return
+      }
+      let response: ClaimResponse
+      try {
+        response = await this.init.handler(connection.remotePeer, request)
+      } catch (error) {
+        this.rejected['handler-error']++
+        log.error('claim handler failed: %e', error)
+        response = { status: ClaimResponse.Status.REFUSED, reason: 'internal error' }
+      }
+      await lp.write(
+        ClaimResponse.encode({ ...response, reason: response.reason.slice(0, REASON_LENGTH_MAX) }),
+        { signal },
+      )
+      await stream.close({ signal })
+    } catch (error) {
+      log('serving %p failed: %s', connection.remotePeer, (error as Error).message)
+      stream.abort(error instanceof Error ? error : new Error(String(error)))
+    }
+  }
+
+  /** Sends one request and returns the answer; throws ClaimRefusedError unless it is OK. */
+  async send(
+    peer: PeerId,
+    request: Partial<ClaimRequest>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ClaimResponse> {
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(this.timeoutMs),
+      this.shutdown.signal,
+      ...(options.signal ? [options.signal] : []),
+    ])
+    const bytes = ClaimRequest.encode(request)
+    if (bytes.byteLength > CLAIM_FRAME_BYTES_MAX) throw new RangeError('claim request too large')
+    const stream = await this.init.host.dialProtocol(peer, CLAIM_PROTOCOL, { signal })
+    try {
+      const lp = lpStream(stream, { maxDataLength: CLAIM_FRAME_BYTES_MAX })
+      await lp.write(bytes, { signal })
+      const response = ClaimResponse.decode(await lp.read({ signal }))
+      await stream.close({ signal }).catch(() => {})
+      if (response.status !== ClaimResponse.Status.OK)
+        throw new ClaimRefusedError(response.status, response.reason)
+      return response
+    } catch (error) {
+      stream.abort(error instanceof Error ? error : new Error(String(error)))
+      throw error
+    }
+  }
+}

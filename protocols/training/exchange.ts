@@ -1,0 +1,291 @@
+// The libp2p adapter of /shardnet/grad/1.0.0: a member opens a stream to its group's leader, writes
+// one length-prefixed GradRequest (a gradient for a step, or a request for the training state) and
+// reads one length-prefixed GradResponse. Inbound requests are size-limited (the limit is derived
+// from the group's parameter count), read under a deadline and accepted only from members of the
+// group they name; everything refused is counted by reason and never thrown into the node.
+// Written as a js-libp2p service: gradientExchange(init)(components).
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { type Gradient, GradRequest, GradResponse } from '../wire/training.js'
+
+const log = logger('shardnet:training:exchange')
+
+export const GRADIENT_PROTOCOL = '/shardnet/grad/1.0.0'
+
+/** Bytes of a GradRequest beyond the gradient values: group id, digest, scales headroom. */
+export const REQUEST_OVERHEAD_BYTES = 4096
+
+/** Largest request a group of `parameterCount` parameters accepts: one float32 gradient + overhead. */
+export function gradientRequestBytesMax(parameterCount: number): number {
+  return parameterCount * 4 + REQUEST_OVERHEAD_BYTES
+}
+
+/** Largest state response: params and two AdamW moments, float32, plus member counts. */
+export function stateResponseBytesMax(parameterCount: number, memberCount: number): number {
+  return parameterCount * 12 + REQUEST_OVERHEAD_BYTES + memberCount * 128
+}
+
+export interface GradientExchangeInit {
+  /** @default '/shardnet/grad/1.0.0' */
+  protocol?: string
+  /** Deadline of one request/response exchange, both sides. @default 10000 */
+  timeoutMs?: number
+  /** Largest request when no group is joined (state requests are tiny). @default 65536 */
+  idleRequestBytesMax?: number
+  /** @default 64 */
+  maxInboundStreams?: number
+  /** @default 64 */
+  maxOutboundStreams?: number
+}
+
+export interface GradientExchangeComponents {
+  peerId: PeerId
+  registrar: {
+    handle(
+      protocol: string,
+      handler: (stream: Stream, connection: Connection) => void | Promise<void>,
+      options?: { maxInboundStreams?: number; maxOutboundStreams?: number },
+    ): Promise<void>
+    unhandle(protocol: string): Promise<void>
+  }
+  connectionManager: {
+    openStream(peer: PeerId, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
+  }
+}
+
+/** Why an inbound request was refused before reaching its group. */
+export type ExchangeRefusal = 'malformed' | 'oversized' | 'unknown-group' | 'non-member' | 'timeout' | 'empty'
+
+export const EXCHANGE_REFUSALS: readonly ExchangeRefusal[] = [
+  'malformed',
+  'oversized',
+  'unknown-group',
+  'non-member',
+  'timeout',
+  'empty',
+]
+
+export interface GradientExchangeStats {
+  requestsSent: number
+  /** bytes of gradient requests written (frames, without the length prefix) */
+  gradientBytesSent: number
+  requestsReceived: number
+  gradientBytesReceived: number
+  /** requests that failed on the sending side (dial, write, read or deadline) */
+  sendFailures: number
+  refused: Record<ExchangeRefusal, number>
+}
+
+export interface GradientGroupHandler {
+  /** is `peer` a member of the group (checked for every inbound request) */
+  isMember(peer: string): boolean
+  /** largest request accepted for this group */
+  requestBytesMax: number
+  /** largest response this group's members accept */
+  responseBytesMax: number
+  onGradient(from: string, gradient: Gradient): GradResponse | Promise<GradResponse>
+  onStateRequest(from: string): GradResponse | Promise<GradResponse>
+}
+
+/** The exchange is not started, or a peer could not be reached in time. */
+export class GradientSendError extends Error {
+  static override name = 'GradientSendError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'GradientSendError'
+  }
+}
+
+export class GradientExchange {
+  readonly protocol: string
+  readonly stats: GradientExchangeStats = {
+    requestsSent: 0,
+    gradientBytesSent: 0,
+    requestsReceived: 0,
+    gradientBytesReceived: 0,
+    sendFailures: 0,
+    refused: Object.fromEntries(EXCHANGE_REFUSALS.map((reason) => [reason, 0])) as Record<
+      ExchangeRefusal,
+      number
+    >,
+  }
+  private readonly components: GradientExchangeComponents
+  private readonly timeoutMs: number
+  private readonly idleRequestBytesMax: number
+  private readonly maxInboundStreams: number
+  private readonly maxOutboundStreams: number
+  private readonly groups = new Map<string, GradientGroupHandler>()
+  private readonly streams = new Set<Stream>()
+  private started = false
+
+  constructor(components: GradientExchangeComponents, init: GradientExchangeInit = {}) {
+    this.components = components
+    this.protocol = init.protocol ?? GRADIENT_PROTOCOL
+    this.timeoutMs = init.timeoutMs ?? 10_000
+    this.idleRequestBytesMax = init.idleRequestBytesMax ?? 65_536
+    this.maxInboundStreams = init.maxInboundStreams ?? 64
+    this.maxOutboundStreams = init.maxOutboundStreams ?? 64
+  }
+
+  async start(): Promise<void> {
+    await this.components.registrar.handle(
+      this.protocol,
+      (stream, connection) => this.handleInbound(stream, connection),
+      { maxInboundStreams: this.maxInboundStreams, maxOutboundStreams: this.maxOutboundStreams },
+    )
+    this.started = true
+  }
+
+  async stop(): Promise<void> {
+    this.started = false
+    await this.components.registrar.unhandle(this.protocol)
+    for (const stream of this.streams) stream.abort(new Error('gradient exchange stopped'))
+    this.streams.clear()
+  }
+
+  isStarted(): boolean {
+    return this.started
+  }
+
+  join(group: string, handler: GradientGroupHandler): void {
+    this.groups.set(group, handler)
+  }
+
+  leave(group: string): void {
+    this.groups.delete(group)
+  }
+
+  /** The largest request any joined group accepts: the read limit before the group is known. */
+  private requestBytesMax(): number {
+    let max = this.idleRequestBytesMax
+    for (const handler of this.groups.values()) max = Math.max(max, handler.requestBytesMax)
+    return max
+  }
+
+  /**
+   * Sends a gradient for `group` to `peer`; resolves with its answer and the request's size in bytes,
+   * rejects with GradientSendError.
+   */
+  async sendGradient(
+    peer: string,
+    group: string,
+    gradient: Gradient,
+    responseBytesMax = 4096,
+  ): Promise<{ response: GradResponse; bytes: number }> {
+    const frame = GradRequest.encode({ group, gradient, stateRequest: false })
+    const response = await this.request(peer, frame, responseBytesMax)
+    this.stats.gradientBytesSent += frame.length
+    return { response, bytes: frame.length }
+  }
+
+  /** Asks `peer` for its training state of `group`. */
+  async requestState(peer: string, group: string, responseBytesMax: number): Promise<GradResponse> {
+    return this.request(peer, GradRequest.encode({ group, stateRequest: true }), responseBytesMax)
+  }
+
+  private async request(peer: string, frame: Uint8Array, responseBytesMax: number): Promise<GradResponse> {
+    if (!this.started) throw new GradientSendError('the gradient exchange is not started')
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    let stream: Stream | undefined
+    try {
+      stream = await this.components.connectionManager.openStream(peerIdFromString(peer), this.protocol, {
+        signal,
+      })
+      this.streams.add(stream)
+      const framed = lpStream(stream, { maxDataLength: Math.max(responseBytesMax, frame.length) })
+      await framed.write(frame, { signal })
+      const bytes = await framed.read({ signal })
+      const response = GradResponse.decode(bytes)
+      this.stats.requestsSent++
+      await stream.close({ signal }).catch(() => {})
+      return response
+    } catch (error) {
+      this.stats.sendFailures++
+      stream?.abort(error as Error)
+      throw new GradientSendError(`request to ${peer} failed: ${(error as Error).message}`)
+    } finally {
+      if (stream) this.streams.delete(stream)
+    }
+  }
+
+  private refuse(reason: ExchangeRefusal, remote: string, detail: string): void {
+    this.stats.refused[reason]++
+    log('refused a %s request from %s: %s', reason, remote, detail)
+  }
+
+  private async handleInbound(stream: Stream, connection: Connection): Promise<void> {
+    const remote = connection.remotePeer.toString()
+    this.streams.add(stream)
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    const requestBytesMax = this.requestBytesMax()
+    try {
+      const framed = lpStream(stream, { maxDataLength: requestBytesMax })
+      let bytes: Awaited<ReturnType<typeof framed.read>>
+      try {
+        bytes = await framed.read({ signal })
+      } catch (error) {
+        const name = (error as Error).name
+        if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
+          this.refuse('oversized', remote, `frame above ${requestBytesMax} bytes`)
+        } else if (signal.aborted) this.refuse('timeout', remote, 'no request before the deadline')
+        else if (name === 'UnexpectedEOFError')
+          this.refuse('empty', remote, 'stream closed without a request')
+        else this.refuse('malformed', remote, (error as Error).message)
+        stream.abort(error as Error)
+        return
+      }
+      let request: GradRequest
+      try {
+        request = GradRequest.decode(bytes)
+      } catch (error) {
+        this.refuse('malformed', remote, (error as Error).message)
+        stream.abort(error as Error)
+        return
+      }
+      const handler = this.groups.get(request.group)
+      if (!handler) {
+        this.refuse('unknown-group', remote, request.group)
+        stream.abort(new Error('unknown group'))
+        return
+      }
+      if (!handler.isMember(remote)) {
+        this.refuse('non-member', remote, request.group)
+        stream.abort(new Error('not a member'))
+        return
+      }
+      if (bytes.byteLength > handler.requestBytesMax) {
+        this.refuse('oversized', remote, `${bytes.byteLength} bytes for group ${request.group}`)
+        stream.abort(new Error('oversized'))
+        return
+      }
+      this.stats.requestsReceived++
+      let response: GradResponse
+      if (request.gradient) {
+        this.stats.gradientBytesReceived += bytes.byteLength
+        response = await handler.onGradient(remote, request.gradient)
+      } else if (request.stateRequest) {
+        response = await handler.onStateRequest(remote)
+      } else {
+        this.refuse('empty', remote, 'a request with neither gradient nor state request')
+        stream.abort(new Error('empty request'))
+        return
+      }
+      await framed.write(GradResponse.encode(response), { signal })
+      await stream.close({ signal }).catch(() => {})
+    } catch (error) {
+      log('gradient stream from %s failed: %s', remote, (error as Error).message)
+      stream.abort(error as Error)
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+}
+
+/** The js-libp2p service factory: `services: { gradients: gradientExchange() }`. */
+export function gradientExchange(
+  init: GradientExchangeInit = {},
+): (components: GradientExchangeComponents) => GradientExchange {
+  return (components) => new GradientExchange(components, init)
+}

@@ -1,0 +1,339 @@
+// The replicated state machine of a training group: params, AdamW moments, the step counter and
+// per-member counts, and the deterministic rule that applies one committed log entry to it.
+//
+// Determinism: the optimizer runs on the HOST, in float32 arrays, with the reference AdamW
+// (kernels/reference/optimizers.ts), so every member that applies the same entries holds
+// bitwise-identical params whatever its compute backend (the backend only computes gradients).
+// Idempotence: an entry names the step it performs; it applies only when the state is at exactly
+// that step, so a step proposed twice (by two leaders around an election) is applied once.
+//
+// Log entry: TrainingEntry { kind STEP|OUTER, step, contributors, rejected, suspects, loss,
+// update (float32 inline) | update_cid, digest_after = sha2-256 of float32 params after }.
+import { epochOrder } from '../../kernels/data/sharding.js'
+import { type LearningRateSchedule, learningRateAt } from '../../kernels/models/training.js'
+import { adamWReference } from '../../kernels/reference/optimizers.js'
+import { TrainingEntry, TrainingState as WireTrainingState } from '../wire/training.js'
+import { bytesEqual, bytesToFloats, floatsToBytes, paramsDigest } from './params.js'
+import type { MemberReport } from './types.js'
+
+export interface TrainingConfig {
+  parameterCount: number
+  steps: number
+  learningRate: number
+  schedule: LearningRateSchedule
+  weightDecay: number
+  /** 0 = no outer steps */
+  outerEvery: number
+}
+
+export interface TrainingState {
+  /** inner steps applied */
+  step: number
+  outerRounds: number
+  params: Float32Array
+  firstMoment: Float32Array
+  secondMoment: Float32Array
+  /** sha2-256 of params */
+  digest: Uint8Array<ArrayBuffer>
+  lastLoss: number
+  counts: Map<string, MemberReport>
+  /** set when an applied entry's digest differed: this copy is wrong until a state is installed */
+  diverged: boolean
+}
+
+export function emptyReport(member: string): MemberReport {
+  return { member, accepted: 0, rejected: 0, suspect: 0, agreementSum: 0, scored: 0 }
+}
+
+export function createTrainingState(params: Float32Array, members: readonly string[]): TrainingState {
+  return {
+    step: 0,
+    outerRounds: 0,
+    params: params.slice(),
+    firstMoment: new Float32Array(params.length),
+    secondMoment: new Float32Array(params.length),
+    digest: paramsDigest(params),
+    lastLoss: Number.NaN,
+    counts: new Map([...members].sort().map((member) => [member, emptyReport(member)])),
+    diverged: false,
+  }
+}
+
+/** Outer rounds that must be applied before inner step `step` may run (or, at the end, to finish). */
+export function outerRoundsRequired(step: number, config: TrainingConfig): number {
+  if (config.outerEvery <= 0) return 0
+  const rounds = Math.floor(step / config.outerEvery)
+  return step === config.steps && step % config.outerEvery !== 0 ? rounds + 1 : rounds
+}
+
+/** The state is waiting for an outer round before it can go on (or finish). */
+export function needsOuterStep(state: TrainingState, config: TrainingConfig): boolean {
+  return state.outerRounds < outerRoundsRequired(state.step, config)
+}
+
+/** Gradients for step `state.step` may be computed and aggregated. */
+export function readyForStep(state: TrainingState, config: TrainingConfig): boolean {
+  return !state.diverged && state.step < config.steps && !needsOuterStep(state, config)
+}
+
+export function isFinished(state: TrainingState, config: TrainingConfig): boolean {
+  return !state.diverged && state.step === config.steps && !needsOuterStep(state, config)
+}
+
+/** Result of one AdamW step on copies of the state's arrays. */
+export interface StepResult {
+  params: Float32Array
+  firstMoment: Float32Array
+  secondMoment: Float32Array
+  digest: Uint8Array<ArrayBuffer>
+}
+
+/** AdamW (reference, float32) of update `update` on copies of the state: what applying would give. */
+export function computeStep(state: TrainingState, update: Float32Array, config: TrainingConfig): StepResult {
+  const params = state.params.slice()
+  const firstMoment = state.firstMoment.slice()
+  const secondMoment = state.secondMoment.slice()
+  adamWReference(params, update, firstMoment, secondMoment, {
+    learningRate: learningRateAt(config.schedule, config.learningRate, state.step, config.steps),
+    weightDecay: config.weightDecay,
+    step: state.step + 1,
+  })
+  return { params, firstMoment, secondMoment, digest: paramsDigest(params) }
+}
+
+export interface DecodedEntry {
+  kind: 'step' | 'outer'
+  step: number
+  contributors: string[]
+  rejected: Array<{ member: string; reason: string }>
+  suspects: string[]
+  /** leave-one-out agreement per contributor (same order), empty with fewer than three */
+  agreement: number[]
+  loss: number
+  /** the raw float32 bytes of the update (decoded lazily) */
+  update: Uint8Array
+  updateCid: string
+  digestAfter: Uint8Array
+  outerRound: number
+}
+
+export function encodeEntry(entry: DecodedEntry): Uint8Array {
+  return TrainingEntry.encode({
+    kind: entry.kind === 'outer' ? TrainingEntry.Kind.OUTER : TrainingEntry.Kind.STEP,
+    step: entry.step,
+    contributors: entry.contributors,
+    rejected: entry.rejected,
+    suspects: entry.suspects,
+    agreement: entry.agreement,
+    loss: entry.loss,
+    update: entry.update as Uint8Array<ArrayBuffer>,
+    updateCid: entry.updateCid,
+    digestAfter: entry.digestAfter as Uint8Array<ArrayBuffer>,
+    outerRound: entry.outerRound,
+  })
+}
+
+/** Decodes a log entry's payload; undefined when it is not a TrainingEntry (every member skips it alike). */
+export function decodeEntry(data: Uint8Array, membersMax = 1024): DecodedEntry | undefined {
+  let wire: TrainingEntry
+  try {
+    wire = TrainingEntry.decode(data, {
+      limits: { contributors: membersMax, rejected: membersMax, suspects: membersMax, agreement: membersMax },
+    })
+  } catch {
+    return undefined
+  }
+  if (!Number.isSafeInteger(wire.step) || wire.step < 0) return undefined
+  if (wire.agreement.length !== 0 && wire.agreement.length !== wire.contributors.length) return undefined
+  return {
+    kind: wire.kind === TrainingEntry.Kind.OUTER ? 'outer' : 'step',
+    step: wire.step,
+    contributors: wire.contributors,
+    rejected: wire.rejected,
+    suspects: wire.suspects,
+    agreement: wire.agreement,
+    loss: wire.loss,
+    update: wire.update,
+    updateCid: wire.updateCid,
+    digestAfter: wire.digestAfter,
+    outerRound: wire.outerRound,
+  }
+}
+
+export type ApplyOutcome =
+  | { kind: 'applied'; step: number }
+  | { kind: 'outer'; round: number }
+  /** the entry's step (or round) is already applied: a duplicate proposal, applied once */
+  | { kind: 'duplicate' }
+  /** the entry is ahead of this state: it missed entries and needs a state from the leader */
+  | { kind: 'behind' }
+  /** applying gave params whose digest differs from the entry's: the state is now marked diverged */
+  | { kind: 'mismatch' }
+  /** not applicable (malformed, wrong size, inline update missing, state diverged) */
+  | { kind: 'ignored'; reason: string }
+
+/**
+ * Applies one committed entry to `state` in place. `precomputed` (the leader's own computation of
+ * this very entry) skips the AdamW work when its update bytes are those of the entry.
+ */
+export function applyEntry(
+  state: TrainingState,
+  entry: DecodedEntry,
+  config: TrainingConfig,
+  precomputed?: { update: Uint8Array; result: StepResult },
+): ApplyOutcome {
+  if (state.diverged) return { kind: 'ignored', reason: 'diverged' }
+  if (entry.update.byteLength !== config.parameterCount * 4) {
+    return { kind: 'ignored', reason: entry.updateCid ? 'update-by-cid-unsupported' : 'wrong-length' }
+  }
+  if (entry.kind === 'outer') {
+    if (entry.outerRound <= state.outerRounds) return { kind: 'duplicate' }
+    if (entry.step !== state.step || entry.outerRound !== state.outerRounds + 1) return { kind: 'behind' }
+    const params = bytesToFloats(entry.update)
+    const digest = paramsDigest(params)
+    if (!bytesEqual(digest, entry.digestAfter)) {
+      state.diverged = true
+      return { kind: 'mismatch' }
+    }
+    state.params = params
+    state.digest = digest
+    state.outerRounds++
+    return { kind: 'outer', round: state.outerRounds }
+  }
+  if (entry.step < state.step) return { kind: 'duplicate' }
+  if (entry.step > state.step || needsOuterStep(state, config)) return { kind: 'behind' }
+  const result =
+    precomputed && bytesEqual(precomputed.update, entry.update)
+      ? precomputed.result
+      : computeStep(state, bytesToFloats(entry.update), config)
+  if (!bytesEqual(result.digest, entry.digestAfter)) {
+    state.diverged = true
+    return { kind: 'mismatch' }
+  }
+  state.params = result.params
+  state.firstMoment = result.firstMoment
+  state.secondMoment = result.secondMoment
+  state.digest = result.digest
+  state.step++
+  state.lastLoss = entry.loss
+  const report = (member: string) => {
+    let counts = state.counts.get(member)
+    if (!counts) {
+      counts = emptyReport(member)
+      state.counts.set(member, counts)
+    }
+    return counts
+  }
+  entry.contributors.forEach((member, i) => {
+    const counts = report(member)
+    counts.accepted++
+    if (i < entry.agreement.length && Number.isFinite(entry.agreement[i])) {
+      counts.agreementSum += entry.agreement[i]
+      counts.scored++
+    }
+  })
+  for (const { member } of entry.rejected) report(member).rejected++
+  for (const member of entry.suspects) report(member).suspect++
+  return { kind: 'applied', step: state.step - 1 }
+}
+
+export function encodeState(state: TrainingState): Uint8Array {
+  return WireTrainingState.encode({
+    step: state.step,
+    outerRounds: state.outerRounds,
+    params: floatsToBytes(state.params),
+    firstMoment: floatsToBytes(state.firstMoment),
+    secondMoment: floatsToBytes(state.secondMoment),
+    lastLoss: state.lastLoss,
+    counts: [...state.counts.values()],
+  })
+}
+
+/** Decodes a snapshot / state transfer; undefined when malformed or of the wrong size. */
+export function decodeState(
+  bytes: Uint8Array,
+  parameterCount: number,
+  membersMax = 1024,
+): TrainingState | undefined {
+  let wire: WireTrainingState
+  try {
+    wire = WireTrainingState.decode(bytes, { limits: { counts: membersMax } })
+  } catch {
+    return undefined
+  }
+  const size = parameterCount * 4
+  if (
+    wire.params.byteLength !== size ||
+    wire.firstMoment.byteLength !== size ||
+    wire.secondMoment.byteLength !== size ||
+    !Number.isSafeInteger(wire.step) ||
+    !Number.isSafeInteger(wire.outerRounds)
+  ) {
+    return undefined
+  }
+  const params = bytesToFloats(wire.params)
+  return {
+    step: wire.step,
+    outerRounds: wire.outerRounds,
+    params,
+    firstMoment: bytesToFloats(wire.firstMoment),
+    secondMoment: bytesToFloats(wire.secondMoment),
+    digest: paramsDigest(params),
+    lastLoss: wire.lastLoss,
+    counts: new Map(
+      wire.counts.map((counts) => [
+        counts.member,
+        {
+          member: counts.member,
+          accepted: counts.accepted,
+          rejected: counts.rejected,
+          suspect: counts.suspect,
+          agreementSum: counts.agreementSum,
+          scored: counts.scored,
+        },
+      ]),
+    ),
+    diverged: false,
+  }
+}
+
+/**
+ * The sample indices of member `memberIndex`'s micro-batch at `step`: the group's shard is visited
+ * in seeded per-epoch orders (epochOrder of the task seed), each step taking the next
+ * memberCount x batchSize samples, member i the i-th slice. The members of a step thus see disjoint
+ * samples, and one epoch covers the shard once.
+ */
+export class MicroBatchPlan {
+  private readonly orders = new Map<number, Uint32Array>()
+
+  constructor(
+    readonly sampleCount: number,
+    readonly seed: number,
+    readonly memberCount: number,
+    readonly batchSize: number,
+  ) {
+    if (sampleCount < 1) throw new RangeError('the shard holds no samples')
+  }
+
+  indices(step: number, memberIndex: number): Uint32Array {
+    const out = new Uint32Array(this.batchSize)
+    const start = (step * this.memberCount + memberIndex) * this.batchSize
+    for (let j = 0; j < this.batchSize; j++) {
+      const position = start + j
+      const epoch = Math.floor(position / this.sampleCount)
+      out[j] = this.order(epoch)[position % this.sampleCount]
+    }
+    return out
+  }
+
+  private order(epoch: number): Uint32Array {
+    let order = this.orders.get(epoch)
+    if (!order) {
+      order = epochOrder(this.sampleCount, this.seed, epoch)
+      this.orders.set(epoch, order)
+      // keep the two most recent epochs: a step straddles at most two
+      for (const key of this.orders.keys()) if (key < epoch - 1) this.orders.delete(key)
+    }
+    return order
+  }
+}

@@ -1,0 +1,67 @@
+// Proves `shardnet demo` end to end through the real executable: it starts seven background daemons
+// with the real `node start` machinery, trains MNIST in two Raft groups of three across them, prints
+// one JSON object with the test accuracy and the model directory (which loadModel reads back and
+// whose recorded accuracy matches), says why inference did not run, and leaves no daemon behind.
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { loadModel } from '../../node/executor/model-files.js'
+
+const execFileAsync = promisify(execFile)
+
+describe('shardnet demo', () => {
+  it('trains across a local network of seven daemons and reports accuracy and the model', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'shardnet-demo-test-')), 'model')
+    const { stdout, stderr } = await execFileAsync(
+      process.execPath,
+      [
+        'bin/shardnet.js',
+        'demo',
+        '--json',
+        '--steps',
+        '60',
+        '--hidden',
+        '32',
+        '--outer-every',
+        '30',
+        '--lr',
+        '0.003',
+        '--out',
+        out,
+      ],
+      { timeout: 420_000, maxBuffer: 16 << 20 },
+    )
+    const result = JSON.parse(stdout) as {
+      nodes: number
+      state: string
+      accuracy: number
+      modelDir: string
+      outerRounds: number
+      groups: Array<{ members: string[] }>
+      inference: { available: boolean; reason?: string }
+    }
+    expect(result.state).toBe('completed')
+    expect(result.nodes).toBe(7)
+    expect(result.groups.map((g) => g.members.length)).toEqual([3, 3])
+    expect(new Set(result.groups.flatMap((g) => g.members)).size).toBe(6)
+    expect(result.outerRounds).toBe(2)
+    expect(result.accuracy).toBeGreaterThan(0.7)
+    const model = await loadModel(result.modelDir)
+    expect(model.manifest.metrics.testAccuracy).toBe(result.accuracy)
+    expect(typeof result.inference.available).toBe('boolean')
+    if (!result.inference.available) expect(result.inference.reason).toMatch(/inference/)
+    expect(stderr).toMatch(/stopping 7 daemons/)
+    // the daemons' temp data dirs are gone: every daemon stopped and was cleaned up
+    const root = /data dirs in (\S+)\)/.exec(stderr)?.[1]
+    expect(root).toBeDefined()
+    expect(existsSync(root!)).toBe(false)
+    expect(result.modelDir).toBe(out)
+    await rm(join(out, '..'), { recursive: true, force: true })
+    expect(result.modelDir).toBe(out)
+    await rm(join(out, '..'), { recursive: true, force: true })
+  }, 480_000)
+})

@@ -1,0 +1,79 @@
+// Proves a training task end to end through real daemons on loopback: the submitter's API takes the
+// TaskSpec, workers hear the announcement, claim it over /shardnet/claim/1.0.0, fetch and verify their
+// shard, train in Raft groups, and the submitter averages the groups and writes a model it scores on
+// the test set; loadModel reads the result back.
+import { afterAll, describe, expect, it } from 'vitest'
+import type { Daemon } from '../../node/daemon.js'
+import { loadModel } from '../../node/executor/model-files.js'
+import { startTaskNetwork, stopAll, submitTask, waitForTask } from './tasks-helpers.js'
+
+describe('training tasks across daemons', () => {
+  let daemons: Daemon[] = []
+  afterAll(async () => stopAll(daemons))
+
+  it('trains with one group of three and writes the model', async () => {
+    daemons = await startTaskNetwork(7)
+    const [submitter] = daemons
+    const task = await submitTask(submitter, {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 1,
+      groupSize: 3,
+      steps: 60,
+      batchSize: 32,
+      learningRate: 0.003,
+      seed: 7,
+      deadlineMs: 30_000,
+    })
+    expect(task.state).toBe('staffing')
+    expect(task.needed).toBe(3)
+    const done = await waitForTask(
+      submitter,
+      task.id,
+      (t) => t.state === 'completed' || t.state === 'failed',
+      'completion',
+    )
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    const workers = new Set(daemons.slice(1).map((w) => w.peerId.toString()))
+    expect(done.groups[0].members.every((m) => workers.has(m))).toBe(true)
+    expect(new Set(done.groups[0].members).size).toBe(3)
+    expect(done.groups[0].step).toBe(60)
+    expect(done.accuracy).toBeGreaterThan(0.6)
+    const model = await loadModel(done.resultDir!)
+    expect(model.architecture.hiddenSizes).toEqual([32])
+    expect(model.manifest.metrics.testAccuracy).toBe(done.accuracy)
+  }, 300_000)
+
+  it('trains two groups of three with outer rounds into one model', async () => {
+    const [submitter] = daemons
+    const task = await submitTask(submitter, {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 2,
+      groupSize: 3,
+      steps: 40,
+      batchSize: 32,
+      learningRate: 0.003,
+      seed: 3,
+      outerEvery: 20,
+      deadlineMs: 30_000,
+    })
+    const done = await waitForTask(
+      submitter,
+      task.id,
+      (t) => t.state === 'completed' || t.state === 'failed',
+      'completion',
+    )
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.groups.map((g) => g.members.length)).toEqual([3, 3])
+    expect(new Set(done.groups.flatMap((g) => g.members)).size).toBe(6)
+    // rounds at steps 20 and 40 (the last one is the final average)
+    expect(done.outerRound).toBe(2)
+    expect(done.groups.every((g) => g.step === 40 && g.status === 'done')).toBe(true)
+    expect(done.accuracy).toBeGreaterThan(0.6)
+  }, 300_000)
+})

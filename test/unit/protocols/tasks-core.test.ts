@@ -1,0 +1,347 @@
+// Proves the pure task core: TaskSpec requests are refused field by field with a sentence naming the
+// field, stored specs round-trip and hostile spec bytes are refused with a reason (never a throw), the
+// dataset block codec checks its sizes, assignment prefers faster claimants and balances groups, and the
+// lifecycle state machine staffs, stalls, averages outer rounds, finishes and fails as documented.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import fc from 'fast-check'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { describe, expect, it } from 'vitest'
+import { assignGroups, type Claimant } from '../../../protocols/tasks/assignment.js'
+import { decodeDatasetBlock, encodeDatasetBlock } from '../../../protocols/tasks/dataset.js'
+import {
+  newTaskRecord,
+  stepTask,
+  type TaskEvent,
+  type TaskRecord,
+} from '../../../protocols/tasks/lifecycle.js'
+import {
+  decodeTaskSpec,
+  encodeTaskSpec,
+  parseTaskRequest,
+  TASK_SPEC_BYTES_MAX,
+  type TaskSpec,
+  TaskSpecError,
+} from '../../../protocols/tasks/spec.js'
+
+const valid = { kind: 'train', model: 'mnist-mlp', groups: 2, groupSize: 3, steps: 100 }
+
+function refusal(value: unknown): TaskSpecError {
+  try {
+    parseTaskRequest(value)
+  } catch (error) {
+    expect(error).toBeInstanceOf(TaskSpecError)
+    return error as TaskSpecError
+  }
+  throw new Error(`accepted ${JSON.stringify(value)}`)
+}
+
+async function cidOf(text: string): Promise<CID> {
+  return CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode(text)))
+}
+
+describe('TaskSpec requests', () => {
+  it('fills defaults for a minimal training request', () => {
+    const request = parseTaskRequest(valid)
+    expect(request).toMatchObject({
+      batchSize: 64,
+      learningRate: 1e-3,
+      seed: 1,
+      aggregate: 'mean',
+      compress: 'none',
+    })
+    expect(request.deadlineMs).toBe(60_000)
+  })
+
+  it.each([
+    [{ ...valid, groupSize: 4 }, 'groupSize', /odd integer/],
+    [{ ...valid, groups: 0 }, 'groups', /integer from 1 to 64, got 0/],
+    [{ ...valid, steps: 1.5 }, 'steps', /integer/],
+    [{ ...valid, steps: 'NaN' }, 'steps', /must be a number/],
+    [{ ...valid, learningRate: -1 }, 'learningRate', /above 0/],
+    [{ ...valid, model: 'gpt-5' }, 'model', /one of mnist-mlp/],
+    [{ ...valid, aggregate: 'max' }, 'aggregate', /mean, median, trimmed-mean/],
+    [{ ...valid, outerEvery: 500 }, 'outerEvery', /must not exceed steps/],
+    [{ ...valid, seed: 2 ** 33 }, 'seed', /integer from 0/],
+    [
+      { ...valid, requirements: { minMemoryBytes: 2 ** 60 } },
+      'requirements.minMemoryBytes',
+      /integer from 0/,
+    ],
+    [{ ...valid, extra: 1 }, '', /unknown task field "extra"/],
+    [{ kind: 'train', model: 'mnist-mlp', groups: 1, groupSize: 1 }, 'steps', /steps is required/],
+    [{ ...valid, kind: 'mine' }, 'kind', /train" or "infer/],
+  ])('refuses %j naming %s', (value, field, message) => {
+    const error = refusal(value)
+    expect(error.field).toBe(field)
+    expect(error.message).toMatch(message)
+  })
+
+  it('refuses what is not an object', () => {
+    for (const value of [null, [], 'train', 3]) expect(refusal(value).message).toMatch(/JSON object/)
+  })
+})
+
+describe('stored TaskSpec blocks', () => {
+  async function spec(): Promise<TaskSpec> {
+    const submitter = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    return {
+      version: 1,
+      kind: 'train',
+      requirements: { backend: 'any', minMemoryBytes: 0, minGflops: 0 },
+      staffingDeadlineMs: 60_000,
+      createdMs: 1_700_000_000_000,
+      submitter,
+      nonce: new Uint8Array(16).fill(7),
+      train: {
+        model: 'mnist-mlp',
+        hiddenSizes: [64],
+        groups: 2,
+        groupSize: 3,
+        steps: 100,
+        batchSize: 32,
+        learningRate: 0.002,
+        seed: 9,
+        aggregate: 'trimmed-mean',
+        outerEvery: 50,
+        compress: 'int8',
+        dataset: {
+          name: 'mnist',
+          shardCids: [await cidOf('a'), await cidOf('b')],
+          testCid: await cidOf('t'),
+          trainCount: 8004,
+          testCount: 1996,
+        },
+      },
+    }
+  }
+
+  it('round-trips', async () => {
+    const original = await spec()
+    const decoded = decodeTaskSpec(encodeTaskSpec(original))
+    expect(decoded.ok).toBe(true)
+    if (!decoded.ok) return
+    expect(decoded.spec.train).toEqual(original.train)
+    expect(decoded.spec.submitter.equals(original.submitter)).toBe(true)
+  })
+
+  it('refuses oversized, garbage and inconsistent specs with a reason, never a throw', async () => {
+    expect(decodeTaskSpec(new Uint8Array(TASK_SPEC_BYTES_MAX + 1))).toEqual({
+      ok: false,
+      reason: 'oversized',
+    })
+    const bytes = encodeTaskSpec(await spec())
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(bytes.length - 1), (noise, at) => {
+        const mutated = new Uint8Array(bytes)
+        mutated.set(noise.subarray(0, bytes.length - at), at)
+        const result = decodeTaskSpec(mutated)
+        expect(typeof result.ok).toBe('boolean')
+      }),
+      { numRuns: 300 },
+    )
+    const wrong = await spec()
+    wrong.train!.dataset.shardCids = [wrong.train!.dataset.shardCids[0]]
+    expect(() => encodeTaskSpec(wrong)).toThrow(TaskSpecError)
+  })
+})
+
+describe('dataset blocks', () => {
+  it('round-trips and refuses truncated or lying headers', () => {
+    const block = {
+      images: new Float32Array([0, 0.5, 1, 0.25]),
+      labels: new Uint8Array([3, 7]),
+      count: 2,
+      features: 2,
+    }
+    const bytes = encodeDatasetBlock(block)
+    const decoded = decodeDatasetBlock(bytes)
+    expect(decoded.ok && [...decoded.value.images]).toEqual([0, 0.5, 1, 0.25])
+    expect(decodeDatasetBlock(bytes.subarray(0, bytes.length - 1)).ok).toBe(false)
+    const lying = new Uint8Array(bytes)
+    new DataView(lying.buffer).setUint32(8, 1_000_000, true)
+    expect(decodeDatasetBlock(lying)).toEqual({
+      ok: false,
+      reason: 'dataset length does not match its header',
+    })
+    const nan = new Uint8Array(bytes)
+    new DataView(nan.buffer).setFloat32(16, Number.NaN, true)
+    expect(decodeDatasetBlock(nan).ok).toBe(false)
+  })
+})
+
+describe('assignment', () => {
+  const claimant = (peerId: string, gflops: number): Claimant => ({
+    peerId,
+    backend: 'cpu',
+    gflops,
+    maxBufferBytes: 1,
+  })
+
+  it('takes the fastest claimants and deals them so groups are balanced', () => {
+    const claims = [
+      claimant('a', 1),
+      claimant('b', 9),
+      claimant('c', 5),
+      claimant('d', 7),
+      claimant('e', 3),
+      claimant('f', 8),
+      claimant('g', 0.5),
+    ]
+    const result = assignGroups(claims, 2, 3)
+    expect(result.ok).toBe(true)
+    if (!result.ok) return
+    // ranked b f d c e a; snake order: g0 b, g1 f, g1 d, g0 c, g0 e, g1 a
+    expect(result.groups).toEqual([
+      { group: 0, members: ['b', 'c', 'e'] },
+      { group: 1, members: ['f', 'd', 'a'] },
+    ])
+    expect(result.spare.map((c) => c.peerId)).toEqual(['g'])
+  })
+
+  it('says how many it found and needed, counting a peer once', () => {
+    expect(assignGroups([claimant('a', 1), claimant('a', 2), claimant('b', 1)], 1, 3)).toEqual({
+      ok: false,
+      found: 2,
+      needed: 3,
+    })
+  })
+})
+
+describe('task lifecycle', () => {
+  const start = (): TaskRecord =>
+    newTaskRecord({
+      id: 'task',
+      kind: 'train',
+      createdMs: 0,
+      deadlineMs: 1000,
+      groupCount: 2,
+      groupSize: 1,
+      steps: 10,
+      needed: 2,
+      summary: {},
+    })
+  const claim = (peerId: string, nowMs = 1): TaskEvent => ({
+    type: 'claim',
+    claimant: { peerId, backend: 'cpu', gflops: 1, maxBufferBytes: 1 },
+    nowMs,
+  })
+  const progress = (
+    from: string,
+    group: number,
+    fields: Partial<Extract<TaskEvent, { type: 'progress' }>>,
+  ): TaskEvent => ({
+    type: 'progress',
+    from,
+    group,
+    step: 0,
+    loss: 1,
+    samplesPerSecond: 1,
+    leader: from,
+    waitingRound: 0,
+    paramsCid: '',
+    appliedRound: 0,
+    done: false,
+    nowMs: 10,
+    ...fields,
+  })
+
+  function run(record: TaskRecord, events: TaskEvent[]) {
+    const effects = []
+    for (const event of events) {
+      const result = stepTask(record, event)
+      record = result.record
+      effects.push(...result.effects.filter((e) => e.type !== 'persist'))
+    }
+    return { record, effects }
+  }
+
+  it('fails staffing at the deadline saying how many workers it found, needed and why others declined', () => {
+    const { record } = run(start(), [
+      claim('a'),
+      { type: 'decline', peerId: 'b', reason: 'needs 1 TiB of memory', nowMs: 2 },
+      { type: 'tick', nowMs: 1000, stallMs: 100 },
+    ])
+    expect(record.state).toBe('failed')
+    expect(record.error).toBe(
+      'could not staff the task before its deadline: found 1 eligible worker, needed 2 (1 declined: needs 1 TiB of memory)',
+    )
+  })
+
+  it('assigns, waits for every group at an outer round, marks stalls, finishes', () => {
+    let { record, effects } = run(start(), [claim('a'), claim('b')])
+    expect(record.state).toBe('running')
+    expect(effects).toEqual([
+      {
+        type: 'assign',
+        groups: [
+          { group: 0, members: ['a'] },
+          { group: 1, members: ['b'] },
+        ],
+      },
+    ])
+    ;({ record, effects } = run(record, [
+      progress('a', 0, { step: 5, waitingRound: 1, paramsCid: 'pa' }),
+      progress('b', 1, { step: 3 }),
+    ]))
+    expect(effects).toEqual([])
+    expect(record.groups.map((g) => g.status)).toEqual(['waiting', 'running'])
+    ;({ record, effects } = run(record, [
+      progress('b', 1, { step: 5, waitingRound: 1, paramsCid: 'pb', nowMs: 20 }),
+    ]))
+    expect(effects).toEqual([
+      {
+        type: 'outer-round',
+        round: 1,
+        sources: [
+          { group: 0, paramsCid: 'pa', from: 'a' },
+          { group: 1, paramsCid: 'pb', from: 'b' },
+        ],
+      },
+    ])
+    ;({ record } = run(record, [
+      { type: 'outer-sent', round: 1, paramsCid: 'avg', accuracy: 0.5, nowMs: 30 },
+    ]))
+    expect(record.outerRound).toBe(1)
+    expect(record.accuracy).toBe(0.5)
+    // a new leader asking again for round 1 gets it again
+    ;({ effects } = run(record, [
+      progress('a', 0, { step: 5, waitingRound: 1, paramsCid: 'pa2', nowMs: 31 }),
+    ]))
+    expect(effects).toEqual([{ type: 'resend-outer', round: 1, paramsCid: 'avg', to: 'a', group: 0 }])
+    ;({ record } = run(record, [{ type: 'tick', nowMs: 1000, stallMs: 100 }]))
+    expect(record.groups.map((g) => g.status)).toEqual(['stalled', 'stalled'])
+    ;({ record } = run(record, [progress('a', 0, { step: 7, nowMs: 1001 })]))
+    expect(record.groups[0].status).toBe('running')
+    ;({ record, effects } = run(record, [
+      progress('a', 0, { step: 10, done: true, paramsCid: 'fa', nowMs: 1002 }),
+      progress('b', 1, { step: 10, done: true, paramsCid: 'fb', nowMs: 1003 }),
+    ]))
+    expect(record.state).toBe('finishing')
+    expect(effects).toEqual([
+      {
+        type: 'finalize',
+        sources: [
+          { group: 0, paramsCid: 'fa', from: 'a' },
+          { group: 1, paramsCid: 'fb', from: 'b' },
+        ],
+      },
+    ])
+    ;({ record, effects } = run(record, [
+      { type: 'finished', accuracy: 0.9, testLoss: 0.3, resultDir: '/r', nowMs: 1004 },
+    ]))
+    expect(record.state).toBe('completed')
+    expect(effects).toEqual([{ type: 'release', reason: 'completed' }])
+    // late messages about a finished task change nothing
+    expect(stepTask(record, progress('a', 0, { step: 11 })).record).toBe(record)
+  })
+
+  it('ignores progress from non-members and marks a leaderless group stalled', () => {
+    let { record } = run(start(), [claim('a'), claim('b'), progress('a', 0, { step: 3 })])
+    expect(stepTask(record, progress('x', 0, { step: 9 })).record).toBe(record)
+    ;({ record } = run(record, [progress('a', 0, { step: 3, leader: '' })]))
+    expect(record.groups[0].status).toBe('stalled')
+  })
+})

@@ -1,0 +1,268 @@
+// Proves the leader's pure step rules: each aggregation rule against hand-computed tables and
+// properties (fast-check) of order invariance and robustness, screening of wrong length, NaN/Inf and
+// norm outliers (factor 10 x the leave-one-out median), the quorum/straggler decision, and the
+// leave-one-out agreement score against a naive computation.
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import {
+  aggregateGradients,
+  agreementScores,
+  type Contribution,
+  cosineSimilarity,
+  expectedMembers,
+  findSuspects,
+  l2Norm,
+  NORM_FACTOR_MAX_DEFAULT,
+  quorumDecision,
+  quorumSize,
+  screenGradients,
+} from '../../../protocols/training/aggregate.js'
+
+const f32 = (values: number[]) => Float32Array.from(values)
+const contribution = (member: string, values: number[], loss = 1): Contribution => ({
+  member,
+  gradient: f32(values),
+  loss,
+})
+const finite = fc.float({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true })
+const vectors = (count: number, length: number) =>
+  fc.array(fc.array(finite, { minLength: length, maxLength: length }), { minLength: count, maxLength: count })
+
+describe('aggregateGradients', () => {
+  it.each([
+    [
+      'mean',
+      [
+        [1, 10],
+        [2, 20],
+        [6, 60],
+      ],
+      [3, 30],
+    ],
+    [
+      'median',
+      [
+        [1, 10],
+        [2, 20],
+        [6, 60],
+      ],
+      [2, 20],
+    ],
+    [
+      'median',
+      [
+        [1, -5],
+        [4, 5],
+        [2, 0],
+        [100, 1],
+      ],
+      [3, 0.5],
+    ],
+    [
+      'trimmed-mean',
+      [
+        [1, 0],
+        [2, 0],
+        [3, 0],
+        [4, 0],
+        [100, 9],
+      ],
+      [3, 0],
+    ],
+    [
+      'trimmed-mean',
+      [
+        [5, 1],
+        [1, 2],
+      ],
+      [3, 1.5],
+    ], // n <= 2k: falls back to the median
+  ] as const)('%s of %j is %j', (rule, inputs, expected) => {
+    const result = aggregateGradients(
+      inputs.map((values) => f32([...values])),
+      rule,
+      1,
+    )
+    expect([...result]).toEqual(expected.map((value) => Math.fround(value)))
+  })
+
+  it('trimmed-mean with trimCount 0 equals the mean; a single gradient is returned as is', () => {
+    fc.assert(
+      fc.property(vectors(4, 5), (inputs) => {
+        const gradients = inputs.map(f32)
+        const plain = (values: Float32Array) => Array.from(values, (value) => value + 0) // -0 is 0
+        expect(plain(aggregateGradients(gradients, 'trimmed-mean', 0))).toEqual(
+          plain(aggregateGradients(gradients, 'mean')),
+        )
+        expect(plain(aggregateGradients([gradients[0]], 'median'))).toEqual(plain(gradients[0]))
+      }),
+    )
+  })
+
+  it('is invariant to the order of contributions (median and trimmed-mean exactly)', () => {
+    fc.assert(
+      fc.property(vectors(5, 6), (inputs) => {
+        const gradients = inputs.map(f32)
+        const reversed = [...gradients].reverse()
+        for (const rule of ['median', 'trimmed-mean'] as const) {
+          expect(aggregateGradients(reversed, rule)).toEqual(aggregateGradients(gradients, rule))
+        }
+      }),
+    )
+  })
+
+  it('median and trimmed-mean stay within the honest range whatever one of three sends', () => {
+    fc.assert(
+      fc.property(vectors(2, 8), fc.array(finite, { minLength: 8, maxLength: 8 }), (honest, liar) => {
+        const gradients = [...honest.map(f32), f32(liar)]
+        for (const rule of ['median', 'trimmed-mean'] as const) {
+          const result = aggregateGradients(gradients, rule)
+          for (let i = 0; i < 8; i++) {
+            const low = Math.min(honest[0][i], honest[1][i])
+            const high = Math.max(honest[0][i], honest[1][i])
+            expect(result[i]).toBeGreaterThanOrEqual(Math.fround(low))
+            expect(result[i]).toBeLessThanOrEqual(Math.fround(high))
+          }
+        }
+      }),
+    )
+  })
+
+  it('refuses empty input and mixed lengths', () => {
+    expect(() => aggregateGradients([], 'mean')).toThrow(RangeError)
+    expect(() => aggregateGradients([f32([1]), f32([1, 2])], 'median')).toThrow(RangeError)
+  })
+})
+
+describe('screenGradients', () => {
+  it('refuses wrong lengths, NaN, Inf and a non-finite loss, naming the reason', () => {
+    const result = screenGradients(
+      [
+        contribution('a', [1, 2, 3]),
+        contribution('b', [1, 2]),
+        contribution('c', [1, Number.NaN, 3]),
+        contribution('d', [1, Number.POSITIVE_INFINITY, 3]),
+        contribution('e', [1, 2, 3], Number.NaN),
+        contribution('f', [2, 2, 3]),
+      ],
+      3,
+    )
+    expect(result.accepted.map((c) => c.member)).toEqual(['a', 'f'])
+    expect(result.rejected).toEqual([
+      { member: 'b', reason: 'wrong-length' },
+      { member: 'c', reason: 'non-finite' },
+      { member: 'd', reason: 'non-finite' },
+      { member: 'e', reason: 'non-finite' },
+    ])
+  })
+
+  it(`refuses a norm above ${NORM_FACTOR_MAX_DEFAULT}x the median norm of the others, and only that`, () => {
+    const result = screenGradients(
+      [
+        contribution('a', [3, 4]),
+        contribution('b', [0, 6]),
+        contribution('liar', [0, 100]),
+        contribution('d', [0, 49]),
+      ],
+      2,
+    )
+    // liar: 100 > 10 x median(5, 6, 49) = 60; d: 49 <= 10 x median(5, 6, 100) = 60
+    expect(result.rejected).toEqual([{ member: 'liar', reason: 'norm-outlier' }])
+    expect(result.accepted.map((c) => c.member)).toEqual(['a', 'b', 'd'])
+  })
+
+  it('with two gradients 100x apart refuses the large one; a lone gradient has no norm bar', () => {
+    expect(screenGradients([contribution('a', [1]), contribution('b', [100])], 1).rejected).toEqual([
+      { member: 'b', reason: 'norm-outlier' },
+    ])
+    expect(screenGradients([contribution('a', [1e30])], 1).accepted).toHaveLength(1)
+  })
+
+  it('never admits a non-finite value (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.float(), { minLength: 4, maxLength: 4 }), { minLength: 1, maxLength: 6 }),
+        (inputs) => {
+          const result = screenGradients(
+            inputs.map((values, i) => contribution(`m${i}`, values)),
+            4,
+          )
+          for (const { gradient } of result.accepted)
+            for (const value of gradient) expect(Number.isFinite(value)).toBe(true)
+          expect(result.accepted.length + result.rejected.length).toBe(inputs.length)
+        },
+      ),
+    )
+  })
+})
+
+describe('quorum', () => {
+  it('needs a strict majority', () => {
+    expect([1, 2, 3, 4, 5].map(quorumSize)).toEqual([1, 2, 2, 3, 3])
+  })
+
+  it.each([
+    // received, quorumAt, now, expected -> decision
+    [['a'], undefined, 0, ['a', 'b', 'c'], 'wait'],
+    [['a', 'b'], 100, 200, ['a', 'b', 'c'], 'wait'],
+    [['a', 'b'], 100, 350, ['a', 'b', 'c'], 'aggregate'],
+    [['a', 'b', 'c'], 100, 100, ['a', 'b', 'c'], 'aggregate'],
+    [['a', 'b'], 100, 101, ['a', 'b'], 'aggregate'],
+    [['a'], 0, 10_000, ['a'], 'wait'],
+  ] as const)(
+    'received %j (quorum at %s, now %s, expecting %j): %s',
+    (received, quorumAtMs, nowMs, expected, decision) => {
+      expect(
+        quorumDecision({ memberCount: 3, expected, received, quorumAtMs, nowMs, stragglerTimeoutMs: 250 }),
+      ).toBe(decision)
+    },
+  )
+
+  it('stops waiting for a member silent for the last three steps', () => {
+    const seen = new Map([
+      ['a', 9],
+      ['b', 9],
+      ['c', 5],
+    ])
+    expect(expectedMembers(['a', 'b', 'c'], seen, 10)).toEqual(['a', 'b'])
+    expect(expectedMembers(['a', 'b', 'c'], seen, 8)).toEqual(['a', 'b', 'c'])
+    expect(expectedMembers(['a', 'b', 'c'], new Map(), 1)).toEqual(['a', 'b', 'c'])
+  })
+})
+
+describe('agreement', () => {
+  it('equals the naive cosine with the mean of the others', () => {
+    fc.assert(
+      fc.property(vectors(4, 6), (inputs) => {
+        const accepted = inputs.map((values, i) => contribution(`m${i}`, values))
+        const scores = agreementScores(accepted)
+        accepted.forEach((own, i) => {
+          const naive = new Float64Array(6)
+          accepted.forEach((other, j) => {
+            if (j !== i) for (let k = 0; k < 6; k++) naive[k] += other.gradient[k]
+          })
+          let dot = 0
+          let ownSquared = 0
+          let othersSquared = 0
+          for (let k = 0; k < 6; k++) {
+            dot += own.gradient[k] * naive[k]
+            ownSquared += own.gradient[k] ** 2
+            othersSquared += naive[k] ** 2
+          }
+          const expected = ownSquared * othersSquared > 0 ? dot / Math.sqrt(ownSquared * othersSquared) : 0
+          expect(scores.get(own.member)!).toBeCloseTo(expected, 6)
+        })
+      }),
+    )
+  })
+
+  it('flags the contributor that agrees with nobody, not with fewer than three', () => {
+    const honest = [contribution('a', [1, 1, 0, 0]), contribution('b', [1, 0.8, 0.1, 0])]
+    const liar = contribution('z', [0, 0, 0, 5])
+    expect(findSuspects([...honest, liar])).toEqual(['z'])
+    expect(findSuspects([honest[0], liar])).toEqual([])
+    expect(l2Norm(f32([3, 4]))).toBe(5)
+    expect(cosineSimilarity(f32([1, 0]), f32([0, 2]))).toBe(0)
+    expect(cosineSimilarity(f32([1, 1]), f32([2, 2]))).toBeCloseTo(1, 12)
+  })
+})

@@ -1,0 +1,262 @@
+// Proves the replicated training state machine: the params digest is sha2-256 over float32
+// little-endian bytes; entries and states survive encode/decode; applying the same entries gives
+// bitwise-identical params on every copy (fast-check over random updates); an entry for a step
+// already applied is skipped (a step is never applied twice), one ahead says 'behind', one whose
+// digest differs marks the copy diverged; outer entries replace params once per round; the
+// micro-batch plan gives disjoint samples per step and covers the shard each epoch; the flat
+// parameter layout matches the MLP's device tensors.
+import { createHash } from 'node:crypto'
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { CpuBackend } from '../../../kernels/index.js'
+import { Mlp } from '../../../kernels/models/mlp.js'
+import { averageParams, OuterStepBarrier, outerStepParams } from '../../../protocols/training/outer.js'
+import {
+  bytesToFloats,
+  floatsToBytes,
+  hostLayersToParams,
+  initialParams,
+  paramsDigest,
+  paramsToHostLayers,
+  readParams,
+  toHex,
+} from '../../../protocols/training/params.js'
+import {
+  applyEntry,
+  computeStep,
+  createTrainingState,
+  type DecodedEntry,
+  decodeEntry,
+  decodeState,
+  encodeEntry,
+  encodeState,
+  isFinished,
+  MicroBatchPlan,
+  needsOuterStep,
+  outerRoundsRequired,
+  readyForStep,
+  type TrainingConfig,
+  type TrainingState,
+} from '../../../protocols/training/state.js'
+
+const config = (overrides: Partial<TrainingConfig> = {}): TrainingConfig => ({
+  parameterCount: 6,
+  steps: 10,
+  learningRate: 0.01,
+  schedule: 'constant',
+  weightDecay: 0,
+  outerEvery: 0,
+  ...overrides,
+})
+const start = () => createTrainingState(Float32Array.from([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]), ['a', 'b', 'c'])
+
+function stepEntry(state: TrainingState, update: Float32Array, cfg = config()): DecodedEntry {
+  return {
+    kind: 'step',
+    step: state.step,
+    contributors: ['a', 'b'],
+    rejected: [{ member: 'c', reason: 'non-finite' }],
+    suspects: [],
+    agreement: [],
+    loss: 2.5,
+    update: floatsToBytes(update),
+    updateCid: '',
+    digestAfter: computeStep(state, update, cfg).digest,
+    outerRound: 0,
+  }
+}
+
+describe('params', () => {
+  it('digest is sha2-256 over float32 little-endian bytes', () => {
+    const params = Float32Array.from([1, -2.5, 3e-8])
+    const expected = createHash('sha256').update(Buffer.from(params.buffer)).digest('hex')
+    expect(toHex(paramsDigest(params))).toBe(expected)
+    // sha256(00 00 80 3f), computed with Python's hashlib
+    expect(toHex(paramsDigest(Float32Array.from([1]))).slice(0, 16)).toBe('e00e5eb9444182f3')
+  })
+
+  it('bytes round trip at any offset; a length not a multiple of 4 is refused', () => {
+    fc.assert(
+      fc.property(fc.float32Array({ maxLength: 20 }), fc.integer({ min: 0, max: 3 }), (values, offset) => {
+        const bytes = floatsToBytes(values)
+        const shifted = new Uint8Array(bytes.length + offset)
+        shifted.set(bytes, offset)
+        expect(bytesToFloats(shifted.subarray(offset))).toEqual(values)
+      }),
+    )
+    expect(() => bytesToFloats(new Uint8Array(5))).toThrow(RangeError)
+  })
+
+  it('flat layout is the MLP device layout; host layers convert both ways', async () => {
+    const architecture = { inputSize: 5, hiddenSizes: [4, 3], outputSize: 2 }
+    const backend = new CpuBackend()
+    const model = Mlp.initialize(backend, architecture, 9)
+    const flat = initialParams(architecture, 9)
+    expect(await readParams(backend, model.parameters())).toEqual(flat)
+    expect(hostLayersToParams(architecture, paramsToHostLayers(architecture, flat))).toEqual(flat)
+    expect(paramsToHostLayers(architecture, flat)).toEqual(await model.toHost())
+    backend.destroy()
+  })
+})
+
+describe('entries and states', () => {
+  it('encode and decode without loss', () => {
+    const state = start()
+    const entry = stepEntry(state, Float32Array.from([1, 2, 3, 4, 5, 6]))
+    entry.agreement = [0.25, -0.5]
+    const decoded = decodeEntry(encodeEntry(entry))!
+    expect({ ...decoded, update: [...decoded.update], digestAfter: [...decoded.digestAfter] }).toEqual({
+      ...entry,
+      update: [...entry.update],
+      digestAfter: [...entry.digestAfter],
+    })
+    applyEntry(state, entry, config())
+    const restored = decodeState(encodeState(state), 6)!
+    expect(restored).toEqual(state)
+  })
+
+  it('refuses malformed bytes, wrong sizes and mismatched agreement lists', () => {
+    expect(decodeEntry(new Uint8Array([0xff, 0xff, 0xff]))).toBeUndefined()
+    expect(decodeState(new Uint8Array([0x0a, 0x05]), 6)).toBeUndefined()
+    expect(decodeState(encodeState(start()), 7)).toBeUndefined()
+    const entry = stepEntry(start(), new Float32Array(6))
+    entry.agreement = [1]
+    expect(decodeEntry(encodeEntry(entry))).toBeUndefined()
+  })
+})
+
+describe('applyEntry', () => {
+  it('gives bitwise-identical params on every copy that applies the same entries', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.float({ min: -10, max: 10, noNaN: true }), { minLength: 6, maxLength: 6 }), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (updates) => {
+          const leader = start()
+          const entries = updates.map((update) => {
+            const entry = stepEntry(leader, Float32Array.from(update))
+            expect(applyEntry(leader, entry, config())).toEqual({ kind: 'applied', step: entry.step })
+            return entry
+          })
+          const follower = start()
+          for (const entry of entries) applyEntry(follower, decodeEntry(encodeEntry(entry))!, config())
+          expect(toHex(follower.digest)).toBe(toHex(leader.digest))
+          expect(follower.params).toEqual(leader.params)
+          expect(follower.secondMoment).toEqual(leader.secondMoment)
+          expect(follower.step).toBe(updates.length)
+        },
+      ),
+    )
+  })
+
+  it('applies a step once: a second entry for the same step is a duplicate', () => {
+    const state = start()
+    const first = stepEntry(state, Float32Array.from([1, 1, 1, 1, 1, 1]))
+    const second = stepEntry(state, Float32Array.from([9, 9, 9, 9, 9, 9])) // another leader's proposal for step 0
+    expect(applyEntry(state, first, config())).toEqual({ kind: 'applied', step: 0 })
+    const digest = toHex(state.digest)
+    expect(applyEntry(state, second, config())).toEqual({ kind: 'duplicate' })
+    expect(toHex(state.digest)).toBe(digest)
+    expect(state.step).toBe(1)
+    expect(state.counts.get('a')!.accepted).toBe(1)
+    expect(state.counts.get('c')!.rejected).toBe(1)
+  })
+
+  it('says behind for an entry ahead of the state, and marks a digest mismatch as diverged', () => {
+    const state = start()
+    const ahead = { ...stepEntry(state, new Float32Array(6)), step: 3 }
+    expect(applyEntry(state, ahead, config())).toEqual({ kind: 'behind' })
+    const lying = { ...stepEntry(state, new Float32Array(6)), digestAfter: new Uint8Array(32) }
+    expect(applyEntry(state, lying, config())).toEqual({ kind: 'mismatch' })
+    expect(state.diverged).toBe(true)
+    expect(readyForStep(state, config())).toBe(false)
+    expect(applyEntry(state, stepEntry(start(), new Float32Array(6)), config()).kind).toBe('ignored')
+  })
+
+  it('uses the leader precomputation only for the same update bytes', () => {
+    const state = start()
+    const update = Float32Array.from([1, 2, 3, 4, 5, 6])
+    const entry = stepEntry(state, update)
+    const other = computeStep(state, new Float32Array(6), config())
+    // a precomputation for different bytes is ignored: the entry is computed afresh and matches
+    expect(applyEntry(state, entry, config(), { update: new Uint8Array(24), result: other }).kind).toBe(
+      'applied',
+    )
+  })
+
+  it('outer entries replace params once per round, between the right steps', () => {
+    const cfg = config({ steps: 4, outerEvery: 2 })
+    const state = start()
+    for (let step = 0; step < 2; step++)
+      applyEntry(state, stepEntry(state, new Float32Array(6).fill(1), cfg), cfg)
+    expect(needsOuterStep(state, cfg)).toBe(true)
+    expect(readyForStep(state, cfg)).toBe(false)
+    const params = Float32Array.from([7, 7, 7, 7, 7, 7])
+    const outer: DecodedEntry = {
+      ...stepEntry(state, params, cfg),
+      kind: 'outer',
+      update: floatsToBytes(params),
+      digestAfter: paramsDigest(params),
+      outerRound: 1,
+    }
+    expect(applyEntry(state, outer, cfg)).toEqual({ kind: 'outer', round: 1 })
+    expect(state.params).toEqual(params)
+    expect(applyEntry(state, outer, cfg)).toEqual({ kind: 'duplicate' })
+    expect(readyForStep(state, cfg)).toBe(true)
+    for (let step = 2; step < 4; step++) applyEntry(state, stepEntry(state, new Float32Array(6), cfg), cfg)
+    expect(isFinished(state, cfg)).toBe(false) // the final round is still due
+    applyEntry(state, { ...outer, step: 4, outerRound: 2 }, cfg)
+    expect(isFinished(state, cfg)).toBe(true)
+  })
+
+  it.each([
+    [0, 10, 0, 0],
+    [5, 10, 3, 1],
+    [6, 10, 3, 2],
+    [10, 10, 3, 4], // 3, 6, 9 and the final step 10
+    [9, 9, 3, 3],
+  ])('outer rounds due before step %d of %d every %d: %d', (step, steps, every, rounds) => {
+    expect(outerRoundsRequired(step, config({ steps, outerEvery: every }))).toBe(rounds)
+  })
+})
+
+describe('MicroBatchPlan', () => {
+  it('gives the members of a step disjoint samples and covers the shard once per epoch', () => {
+    const plan = new MicroBatchPlan(60, 5, 3, 4) // 12 samples per step: 5 steps per epoch
+    const seen = new Set<number>()
+    for (let step = 0; step < 5; step++) {
+      for (let member = 0; member < 3; member++)
+        for (const sample of plan.indices(step, member)) seen.add(sample)
+    }
+    expect(seen.size).toBe(60)
+    expect(plan.indices(7, 1)).toEqual(new MicroBatchPlan(60, 5, 3, 4).indices(7, 1))
+    expect(plan.indices(7, 1)).not.toEqual(new MicroBatchPlan(60, 6, 3, 4).indices(7, 1))
+  })
+})
+
+describe('outer step', () => {
+  it('averages, or moves by an outer learning rate toward the average', () => {
+    const a = Float32Array.from([1, 2])
+    const b = Float32Array.from([3, 6])
+    expect(averageParams([a, b])).toEqual(Float32Array.from([2, 4]))
+    expect(outerStepParams([a, b], Float32Array.from([0, 0]), 0.5)).toEqual(Float32Array.from([1, 2]))
+    expect(() => averageParams([])).toThrow(RangeError)
+  })
+
+  it('the barrier answers every group, and a repeated request, with the same average', async () => {
+    const barrier = new OuterStepBarrier(2)
+    const first = barrier.outerStep({ groupId: 'g0', round: 1, step: 5, params: Float32Array.from([0, 4]) })
+    const second = barrier.outerStep({ groupId: 'g1', round: 1, step: 5, params: Float32Array.from([2, 0]) })
+    expect(await first).toEqual(Float32Array.from([1, 2]))
+    expect(await second).toEqual(Float32Array.from([1, 2]))
+    const again = await barrier.outerStep({
+      groupId: 'g0',
+      round: 1,
+      step: 5,
+      params: Float32Array.from([9, 9]),
+    })
+    expect(again).toEqual(Float32Array.from([1, 2]))
+  })
+})
