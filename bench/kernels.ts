@@ -7,7 +7,9 @@
 // Timing: one iteration = matmul of two NxN float32 matrices already on the device + reading the
 // NxN result back to the host (the same work for every implementation). After one warm-up each,
 // implementations run in interleaved rounds (at least --rounds, and at least --min-seconds per
-// implementation in all) and we report the median iteration time.
+// implementation in all) and we report the median iteration time. We also report GFLOP per
+// CPU-second of this process (all threads, lavapipe's included): on a shared machine wall-clock
+// figures move with other processes' load, the CPU-time ones much less.
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../kernels/index.js'
@@ -71,6 +73,8 @@ interface Measurement {
   size: number
   gflops?: number
   msPerIteration?: number
+  /** GFLOP per second of this process's CPU time (user + system, all threads: lavapipe's too) */
+  gflopsPerCpuSecond?: number
   iterations?: number
   skipped?: string
 }
@@ -242,7 +246,7 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
   const flop = 2 * size ** 3
   const a = randomMatrix(size * size, 11)
   const b = randomMatrix(size * size, 12)
-  const timed: { implementation: Implementation; times: number[]; slow: boolean }[] = []
+  const timed: { implementation: Implementation; times: number[]; cpuMs: number[]; slow: boolean }[] = []
   const out: Measurement[] = []
   for (const implementation of group) {
     const previous = [...results]
@@ -264,7 +268,12 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
     await implementation.setup(size, a, b)
     const started = performance.now()
     await implementation.run() // warm-up: pipeline compile, allocations
-    timed.push({ implementation, times: [], slow: performance.now() - started > SLOW_SECONDS * 1000 })
+    timed.push({
+      implementation,
+      times: [],
+      cpuMs: [],
+      slow: performance.now() - started > SLOW_SECONDS * 1000,
+    })
   }
   const started = performance.now()
   for (
@@ -276,11 +285,14 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
     for (const entry of timed) {
       if (entry.slow && entry.times.length > 0) continue
       const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
       await entry.implementation.run()
+      const cpu = process.cpuUsage(cpu0)
       entry.times.push(performance.now() - t0)
+      entry.cpuMs.push((cpu.user + cpu.system) / 1000)
     }
   }
-  for (const { implementation, times } of timed) {
+  for (const { implementation, times, cpuMs } of timed) {
     implementation.teardown()
     const ms = median(times)
     out.push({
@@ -288,6 +300,7 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
       size,
       gflops: flop / (ms / 1000) / 1e9,
       msPerIteration: ms,
+      gflopsPerCpuSecond: flop / (median(cpuMs) / 1000) / 1e9,
       iterations: times.length,
     })
   }
@@ -334,6 +347,8 @@ try {
 
 const loadAverage = (values: number[]) => values.map((value) => value.toFixed(1)).join(' ')
 const machine = `${cpus().length}-core ${cpus()[0]?.model ?? process.arch}, Node ${process.version}, ${ours.info.adapterName}`
+const cpuFigure = (size: number, name: string) =>
+  results.find((r) => r.size === size && r.implementation === name)?.gflopsPerCpuSecond
 const ratioTo = (size: number, name: string) =>
   results.find((r) => r.size === size && r.implementation === name)?.gflops
 if (flags.json) {
@@ -348,6 +363,8 @@ if (flags.json) {
       size,
       bestOursOverTfjsWebgpu: tfjs === undefined ? null : best / tfjs,
       defaultOursOverTfjsWebgpu: tfjs === undefined ? null : (ratioTo(size, defaultLabel) ?? 0) / tfjs,
+      defaultOursOverTfjsWebgpuPerCpuSecond:
+        (cpuFigure(size, defaultLabel) ?? Number.NaN) / (cpuFigure(size, TFJS_WEBGPU_LABEL) ?? Number.NaN),
     }
   })
   console.log(
@@ -374,8 +391,11 @@ if (flags.json) {
   for (const size of sizes) {
     const tfjs = ratioTo(size, TFJS_WEBGPU_LABEL)
     console.log(`\nN = ${size}`)
+    const tfjsCpu = results.find(
+      (r) => r.size === size && r.implementation === TFJS_WEBGPU_LABEL,
+    )?.gflopsPerCpuSecond
     console.log(
-      `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ${'x tfjs-webgpu'.padStart(14)}`,
+      `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ${'x tfjs-webgpu'.padStart(14)} ${'GFLOP/cpu-s'.padStart(12)} ${'x tfjs (cpu)'.padStart(13)}`,
     )
     for (const r of results.filter((result) => result.size === size)) {
       if (r.gflops === undefined) {
@@ -383,14 +403,18 @@ if (flags.json) {
         continue
       }
       const ratio = tfjs === undefined ? '' : (r.gflops / tfjs).toFixed(2)
+      const perCpu = r.gflopsPerCpuSecond ?? 0
+      const cpuRatio = tfjsCpu === undefined ? '' : (perCpu / tfjsCpu).toFixed(2)
       console.log(
-        `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)}`,
+        `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)} ${perCpu.toFixed(2).padStart(12)} ${cpuRatio.padStart(13)}`,
       )
     }
     const ourDefault = ratioTo(size, defaultLabel)
     if (tfjs !== undefined && ourDefault !== undefined) {
+      const cpuRatio = (cpuFigure(size, defaultLabel) ?? 0) / (tfjsCpu ?? Number.NaN)
       console.log(
-        `=> default kernel / tfjs-webgpu at ${size}: ${(ourDefault / tfjs).toFixed(2)}x (goal: >= 2.5x on lavapipe)`,
+        `=> default kernel / tfjs-webgpu at ${size}: ${(ourDefault / tfjs).toFixed(2)}x wall-clock, ` +
+          `${cpuRatio.toFixed(2)}x per CPU-second (goal: >= 2.5x on lavapipe)`,
       )
     }
   }

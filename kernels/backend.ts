@@ -83,24 +83,26 @@ export interface Backend {
 
   /** C[M,N] = op(A) op(B) with op(A) [M,K] and op(B) [K,N] */
   matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Tensor
-  /** y[M,N] = x[M,N] + bias[N] broadcast over rows */
+  /** y[M,N] = x[M,N] + bias[N] broadcast over rows (x may have any rank whose last dimension is N) */
   biasAdd(x: Tensor, bias: Tensor): Tensor
+  /** y = x > 0 ? x : 0 (NaN gives 0) */
   relu(x: Tensor): Tensor
   /** dx = dy where x > 0, else 0 */
   reluBackward(gradOutput: Tensor, input: Tensor): Tensor
   /**
    * Fused softmax + cross-entropy over rows of logits [M,C] with integer class labels [M]
    * (stored as float32). Returns the per-row loss [M] and dLoss/dLogits [M,C] of the MEAN loss
-   * over rows, i.e. (softmax - onehot) / M.
+   * over rows, i.e. (softmax - onehot) / M. A row whose label is not an integer in [0, C) gets NaN
+   * loss and NaN gradients (the device cannot throw; callers reject NaN downstream).
    */
   softmaxCrossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; gradLogits: Tensor }
   /** y[N] = sum over rows of x[M,N] (bias gradients) */
   sumRows(x: Tensor): Tensor
-  /** y[N] = mean over rows of x[M,N] */
+  /** y[N] = mean over rows of x[M,N] (NaN when M = 0) */
   meanRows(x: Tensor): Tensor
   /** y[1] = sum of all elements */
   sum(x: Tensor): Tensor
-  /** y[1] = mean of all elements */
+  /** y[1] = mean of all elements (NaN for an empty tensor) */
   mean(x: Tensor): Tensor
   /** y += alpha * x, in place */
   axpyInPlace(alpha: number, x: Tensor, y: Tensor): void
@@ -110,8 +112,13 @@ export interface Backend {
   sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void
   /** AdamW with bias correction; updates param, m and v in place */
   adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void
-  /** symmetric int8 quantization with a per-block scale max|x|/127 */
+  /**
+   * symmetric int8 quantization with a per-block scale max|x|/127: q = x/scale rounded half away
+   * from zero, clamped to [-127, 127]; an all-zero block has scale 0. Non-finite input is not
+   * supported (reject NaN/Inf first): backends may disagree on it.
+   */
   quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8>
+  /** x[i] = q[i] * scale[floor(i / blockSize)], as a tensor of shape [length] */
   dequantizeInt8(quantized: QuantizedInt8): Tensor
 
   /** wait for all enqueued work */

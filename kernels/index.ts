@@ -40,6 +40,8 @@ export interface CreateBackendOptions {
  */
 export async function createBackend(options: CreateBackendOptions = {}): Promise<Backend> {
   const prefer = options.prefer ?? 'webgpu'
+  if (prefer !== 'webgpu' && prefer !== 'cpu')
+    throw new TypeError(`prefer must be 'webgpu' or 'cpu', got ${String(prefer)}`)
   if (prefer === 'cpu') return new CpuBackend()
   const factory = options.deviceFactory ?? acquireDawnDevice
   let acquired: Awaited<ReturnType<DeviceFactory>>

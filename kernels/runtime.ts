@@ -66,15 +66,17 @@ export async function acquireDawnDevice(): Promise<AcquiredDevice> {
 
 export function describeAdapter(adapter: GPUAdapter, device: GPUDevice): AdapterDescription {
   const info = adapter.info
-  const name = [info.description, info.device].filter((part) => part !== undefined && part !== '').join(' ')
+  // description reads like "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)"; device is an id-like fallback
+  const name = info.description || info.device || 'unknown adapter'
   const fallback =
     (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? adapter.isFallbackAdapter ?? false
   return {
-    adapterName: name === '' ? 'unknown adapter' : name,
+    adapterName: name,
     vendor: info.vendor || 'unknown',
     architecture: info.architecture || 'unknown',
     // lavapipe/llvmpipe and SwiftShader are software even where the flag is not set
-    isFallbackAdapter: fallback || /llvmpipe|lavapipe|swiftshader/i.test(name),
+    isFallbackAdapter:
+      fallback || /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`),
     maxBufferBytes: Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize),
     maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
     maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,

@@ -202,7 +202,9 @@ export class WebGpuBackend implements Backend {
   meanRows(x: Tensor): Tensor {
     const { m, n } = rowsDims('meanRows', x)
     const y = this.#allocate([n])
-    runReduceRows(this.runtime, this.#buffer(x), y.buffer, m, n, 1 / m)
+    // the mean of no rows is 0/0 = NaN, as in the reference
+    if (m === 0) this.runtime.write(y.buffer, new Float32Array(n).fill(Number.NaN))
+    else runReduceRows(this.runtime, this.#buffer(x), y.buffer, m, n, 1 / m)
     return y
   }
 
@@ -214,7 +216,8 @@ export class WebGpuBackend implements Backend {
 
   mean(x: Tensor): Tensor {
     const y = this.#allocate([1])
-    runReduceRows(this.runtime, this.#buffer(x), y.buffer, x.size, 1, 1 / x.size)
+    if (x.size === 0) this.runtime.write(y.buffer, Float32Array.of(Number.NaN))
+    else runReduceRows(this.runtime, this.#buffer(x), y.buffer, x.size, 1, 1 / x.size)
     return y
   }
 

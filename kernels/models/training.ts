@@ -47,6 +47,8 @@ export interface TrainEpochOptions {
   learningRate: (step: number) => number
   /** read the running loss and report every this many batches; @default 16 */
   reportEveryBatches?: number
+  /** checked before every batch: an aborted signal stops the epoch with its reason */
+  signal?: AbortSignal
   onProgress?: (progress: EpochProgress) => void
 }
 
@@ -100,6 +102,10 @@ class BatchStager {
   }
 }
 
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0))
+}
+
 async function readLossSum(backend: Backend, lossSum: Tensor, samples: number): Promise<number> {
   const [total] = await backend.read(lossSum)
   const meanLoss = total / samples
@@ -124,6 +130,7 @@ export async function trainEpoch(
   try {
     let batchIndex = 0
     for (let start = 0; start < order.length; start += options.batchSize) {
+      options.signal?.throwIfAborted()
       const end = Math.min(order.length, start + options.batchSize)
       const batch = stager.stage(dataset, order, start, end)
       const result = model.lossAndGradients(batch.x, batch.y)
@@ -137,6 +144,9 @@ export async function trainEpoch(
         batch.y.dispose()
       }
       batchIndex++
+      // the cpu backend computes synchronously: without a macrotask turn now and then, a signal
+      // handler (Ctrl-C) could not run until the epoch ends
+      if (options.signal !== undefined && batchIndex % reportEveryBatches === 0) await yieldToEventLoop()
       if (options.onProgress !== undefined && batchIndex % reportEveryBatches === 0 && end < order.length) {
         options.onProgress({ samples: end, meanLoss: await readLossSum(backend, lossSum, end) })
       }

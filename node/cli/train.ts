@@ -35,8 +35,25 @@ export function parseHiddenSizes(text: string): number[] {
   })
 }
 
+class TrainingInterruptedError extends Error {
+  static override name = 'TrainingInterruptedError'
+  constructor() {
+    super('training was interrupted')
+    this.name = 'TrainingInterruptedError'
+  }
+}
+
+/** exit code of a process stopped by SIGINT, by shell convention (128 + 2) */
+const INTERRUPTED_EXIT_CODE = 130
+
 /** Maps the services' expected failures to one sentence for the user; anything else is a bug. */
 export function asUserError(error: unknown): unknown {
+  if (error instanceof TrainingInterruptedError) {
+    return new UserError(
+      'training was interrupted before it finished; nothing was written',
+      INTERRUPTED_EXIT_CODE,
+    )
+  }
   if (error instanceof TrainingDivergedError) {
     return new UserError(`training diverged (${error.message}); try a lower --lr`)
   }
@@ -191,12 +208,20 @@ export function register(program: Command): void {
         ...(flags.datasetDir === undefined ? {} : { digitsDirectory: flags.datasetDir }),
       }
       const progress = progressReporter(options.epochs)
+      // Ctrl-C stops training before the next batch; the model is only written at the end, so
+      // nothing is left behind
+      const interrupt = new AbortController()
+      const onInterrupt = () => interrupt.abort(new TrainingInterruptedError())
+      process.once('SIGINT', onInterrupt)
+      process.once('SIGTERM', onInterrupt)
       let result: Awaited<ReturnType<typeof trainLocal>>
       try {
-        result = await trainLocal(options, progress.onEvent)
+        result = await trainLocal({ ...options, signal: interrupt.signal }, progress.onEvent)
       } catch (error) {
         throw asUserError(error)
       } finally {
+        process.off('SIGINT', onInterrupt)
+        process.off('SIGTERM', onInterrupt)
         progress.stop()
       }
       const { manifest } = result

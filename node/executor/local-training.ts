@@ -78,6 +78,8 @@ export interface LocalTrainingOptions {
   outDirectory: string
   /** digits in the mnist package's file format; default: the installed package */
   digitsDirectory?: string
+  /** aborting stops training before the next batch; nothing is written */
+  signal?: AbortSignal
 }
 
 export type TrainingEvent =
@@ -215,6 +217,7 @@ export async function trainLocal(
       const started = performance.now()
       const order = epochOrder(data.train.count, options.seed, epoch)
       const result = await trainEpoch(model, optimizer, data.train, order, {
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
         batchSize: options.batchSize,
         learningRate: (step) => learningRateAt(options.schedule, options.learningRate, step, totalSteps),
         onProgress: (progress) => {

@@ -2,7 +2,7 @@
 // executable trains on the real digits, writes a safetensors checkpoint and manifest that eval reads
 // back; the DEFAULT settings reach at least 94.0% test accuracy; a seed reproduces the same bytes;
 // and every kind of bad input ends with one clear sentence, a non-zero exit and nothing written.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -189,6 +189,30 @@ describe('shardnet train --local and eval', () => {
     expect(Math.abs(JSON.parse(onCpu.stdout).accuracy - manifest.metrics.testAccuracy)).toBeLessThanOrEqual(
       0.002,
     )
+  })
+})
+
+describe('interrupting train', () => {
+  it('stops on SIGINT with exit code 130, one sentence, and nothing written', async () => {
+    const out = join(root, 'interrupted')
+    const child = spawn('node', ['bin/shardnet.js', 'train', '--local', '--backend', 'cpu', '--out', out], {
+      env: { ...process.env, NO_COLOR: '1' },
+    })
+    let stderr = ''
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    // interrupt once training has started (the first line says which backend it runs on)
+    await new Promise<void>((resolve) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString()
+        if (stderr.includes('training on cpu')) resolve()
+      })
+    })
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(stderr.trim().split('\n').at(-1)).toBe(
+      'error: training was interrupted before it finished; nothing was written',
+    )
+    expect(existsSync(out)).toBe(false)
   })
 })
 

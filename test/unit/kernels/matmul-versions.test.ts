@@ -9,6 +9,12 @@ import { WebGpuBackend } from '../../../kernels/webgpu-backend.js'
 import { REGISTER_BLOCKED_TUNINGS } from '../../../kernels/wgsl/matmul.js'
 import { expectClose, openBackend, randomArray, seededRandom, type Tolerance } from './helpers.js'
 
+/**
+ * 1024^3 on lavapipe: a few seconds per kernel on an idle 2-core machine, but the naive and tiled
+ * kernels take 10-20 s each when other processes load it (measured here at load average 13-30).
+ */
+const SLOW_TEST_TIMEOUT_MS = 300_000
+
 /** float32 accumulation over K terms in [-1,1] against a float64 reference */
 const matmulTolerance = (k: number): Tolerance => ({ atol: 2e-7 * k, rtol: 1e-5 })
 
@@ -115,11 +121,19 @@ describe('WGSL matmul versions match the reference', () => {
     })
   }
 
-  it('1024x1024x1024: the default kernel with every transpose combination', async () => {
-    await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, [backend.matmulVersion], false))
-  })
+  it(
+    '1024x1024x1024: the default kernel with every transpose combination',
+    async () => {
+      await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, [backend.matmulVersion], false))
+    },
+    SLOW_TEST_TIMEOUT_MS,
+  )
 
-  it('1024x1024x1024: every version and tuning once', async () => {
-    await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, MATMUL_VERSIONS), [TRANSPOSES[0]])
-  })
+  it(
+    '1024x1024x1024: every version and tuning once',
+    async () => {
+      await check(1024, 1024, 1024, runVersions(1024, 1024, 1024, MATMUL_VERSIONS), [TRANSPOSES[0]])
+    },
+    SLOW_TEST_TIMEOUT_MS,
+  )
 })

@@ -255,6 +255,22 @@ describe.each(BACKENDS)('%s backend ops match the reference', (name) => {
     })
   }
 
+  it('handles empty tensors like the reference', async () => {
+    const empty = upload(new Float32Array(0), [0, 3])
+    expect(await backend.read(track(backend.relu(empty)))).toEqual(new Float32Array(0))
+    expect(await backend.read(track(backend.sumRows(empty)))).toEqual(new Float32Array(3))
+    expect([...(await backend.read(track(backend.meanRows(empty))))].every(Number.isNaN)).toBe(true)
+    expect(await backend.read(track(backend.sum(empty)))).toEqual(Float32Array.of(0))
+    expect(Number.isNaN((await backend.read(track(backend.mean(empty))))[0])).toBe(true)
+    const product = track(backend.matmul(empty, upload(randomArray(random, 6), [3, 2])))
+    expect(product.shape).toEqual([0, 2])
+    expect(await backend.read(product)).toEqual(new Float32Array(0))
+    const noInner = track(
+      backend.matmul(upload(new Float32Array(0), [2, 0]), upload(new Float32Array(0), [0, 3])),
+    )
+    expect(await backend.read(noInner)).toEqual(new Float32Array(6))
+  })
+
   it('gives NaN loss and gradient for rows with invalid labels', async () => {
     const logits = randomArray(random, 4 * 3)
     const labels = Float32Array.of(0, 3, -1, 1.5)

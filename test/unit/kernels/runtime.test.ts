@@ -31,6 +31,10 @@ describe('createBackend', () => {
     backend.destroy()
   })
 
+  it('refuses an unknown backend preference', async () => {
+    await expect(createBackend({ prefer: 'gpu' as 'webgpu' })).rejects.toThrow(TypeError)
+  })
+
   it('gives the cpu backend without a fallback reason when cpu is asked for', async () => {
     const backend = await createBackend({ prefer: 'cpu' })
     expect(backend.kind).toBe('cpu')
