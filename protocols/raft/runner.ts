@@ -43,6 +43,11 @@ export interface RaftRunnerInit {
   id: MemberId
   storage: RaftStorage
   transport: RaftTransport
+  /**
+   * For a member joining with an empty store: the group's members at the time, whose messages it
+   * accepts before it has read them in the log. @default none
+   */
+  knownPeers?: MemberId[]
   /** Applies committed entries to the state machine, in order. */
   apply?: (entries: Entry[]) => void
   /** Loads a snapshot received from the leader into the state machine. */
@@ -92,6 +97,7 @@ export class RaftRunner {
   private lastSnapshotIndex: number
   /** Every member of the current configuration, plus voters being added: who may talk to us. */
   private members = new Set<string>()
+  private readonly knownPeers = new Set<string>()
 
   constructor(init: RaftRunnerInit) {
     this.init = init
@@ -112,11 +118,35 @@ export class RaftRunner {
     })
     this.snapshotEntries = init.snapshotEntries ?? 10_000
     this.compactionKeepEntries = init.compactionKeepEntries ?? 1000
+    for (const peer of init.knownPeers ?? []) if (peer !== init.id) this.knownPeers.add(peer)
     this.refreshMembers()
   }
 
+  /**
+   * Who may talk to this member: the voters of its applied configuration, anyone added by a conf
+   * entry already in its log (not yet applied), and the known peers it was given. A member that
+   * joins with an empty store must be given the group's current members (as etcd requires
+   * --initial-cluster for a joining member), or it could not hear a leader it has not yet read
+   * about in the log.
+   */
   private refreshMembers(): void {
-    this.members = new Set(this.node.raft.voters())
+    const members = new Set([...this.node.raft.voters(), ...this.knownPeers])
+    const log = this.node.raft.log
+    const from = Math.max(log.applied + 1, log.firstIndex())
+    if (from <= log.lastIndex()) {
+      for (const entry of log.slice(from, log.lastIndex() + 1)) {
+        if (entry.type !== 'conf') continue
+        const change = decodeConfChange(entry.data)
+        if (change.type === 'add') members.add(change.member)
+      }
+    }
+    this.members = members
+  }
+
+  /** Adds peers this member should accept messages from (the group's members when it joined). */
+  addKnownPeers(peers: MemberId[]): void {
+    for (const peer of peers) if (peer !== this.init.id) this.knownPeers.add(peer)
+    this.refreshMembers()
   }
 
   start(): void {
@@ -286,6 +316,11 @@ export class RaftRunner {
     if (ready.committedEntries.length === 0) return
     this.init.apply?.(ready.committedEntries)
     for (const entry of ready.committedEntries) {
+      if (entry.type === 'conf') {
+        const change = decodeConfChange(entry.data)
+        // a removed member is no longer heard, even if it was once a known peer
+        if (change.type === 'remove') this.knownPeers.delete(change.member)
+      }
       const waiter = this.waiters.get(entry.index)
       if (!waiter) continue
       this.waiters.delete(entry.index)

@@ -55,8 +55,14 @@ export async function addRaftMember(
   init: RaftClusterInit,
 ): Promise<RaftClusterMember> {
   const libp2p = await createRaftNode(init.transport)
-  for (const other of members) if (other.alive) await libp2p.dial(other.libp2p.getMultiaddrs())
-  return startMember(libp2p, init, undefined)
+  const alive = members.filter((other) => other.alive)
+  for (const other of alive) await libp2p.dial(other.libp2p.getMultiaddrs())
+  // the daemon adding a member tells it who is in the group (etcd's --initial-cluster)
+  return startMember(
+    libp2p,
+    { ...init, runner: { ...init.runner, knownPeers: alive.map((other) => other.id) } },
+    undefined,
+  )
 }
 
 function startMember(
