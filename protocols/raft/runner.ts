@@ -56,6 +56,8 @@ export interface RaftRunnerInit {
   snapshotData?: () => Uint8Array
   /** Snapshot and compact after this many applied entries. @default 10000 */
   snapshotEntries?: number
+  /** ... or after this many applied entry bytes (large entries). @default 67108864 */
+  snapshotBytes?: number
   /** Entries kept after a compaction, for slow followers. @default 1000 */
   compactionKeepEntries?: number
   /** Milliseconds per tick. @default 25 */
@@ -94,6 +96,8 @@ export class RaftRunner {
   private readonly waiters = new Map<number, Waiter>()
   private readonly snapshotEntries: number
   private readonly compactionKeepEntries: number
+  private readonly snapshotBytes: number
+  private appliedBytesSinceSnapshot = 0
   private lastSnapshotIndex: number
   /** Every member of the current configuration, plus voters being added: who may talk to us. */
   private members = new Set<string>()
@@ -118,6 +122,7 @@ export class RaftRunner {
     })
     this.snapshotEntries = init.snapshotEntries ?? 10_000
     this.compactionKeepEntries = init.compactionKeepEntries ?? 1000
+    this.snapshotBytes = init.snapshotBytes ?? 64 << 20
     for (const peer of init.knownPeers ?? []) if (peer !== init.id) this.knownPeers.add(peer)
     this.refreshMembers()
   }
@@ -334,7 +339,9 @@ export class RaftRunner {
     const storage = this.init.storage
     if (ready.committedEntries.length === 0) return
     const applied = ready.committedEntries[ready.committedEntries.length - 1].index
-    if (applied - this.lastSnapshotIndex >= this.snapshotEntries) {
+    for (const entry of ready.committedEntries) this.appliedBytesSinceSnapshot += entry.data.length
+    const sinceSnapshot = applied - this.lastSnapshotIndex
+    if (sinceSnapshot >= this.snapshotEntries || this.appliedBytesSinceSnapshot >= this.snapshotBytes) {
       // the configuration after these entries: advance() has not applied their conf changes yet
       let voters = new Set(this.node.raft.voters())
       for (const entry of ready.committedEntries) {
@@ -348,9 +355,12 @@ export class RaftRunner {
         { voters: [...voters].sort() },
         this.init.snapshotData?.() ?? new Uint8Array(0),
       )
-      const compactTo = applied - this.compactionKeepEntries
+      // keep a tail for slow followers, but never more than half of what was just snapshotted (the
+      // memory mirror and the WAL stay bounded with large entries too)
+      const compactTo = applied - Math.min(this.compactionKeepEntries, Math.floor(sinceSnapshot / 2))
       if (compactTo >= storage.firstIndex()) storage.compact(compactTo)
       this.lastSnapshotIndex = applied
+      this.appliedBytesSinceSnapshot = 0
     }
   }
 }
