@@ -43,6 +43,11 @@ export interface RaftRunnerInit {
   id: MemberId
   storage: RaftStorage
   transport: RaftTransport
+  /**
+   * For a member joining with an empty store: the group's members at the time, whose messages it
+   * accepts before it has read them in the log. @default none
+   */
+  knownPeers?: MemberId[]
   /** Applies committed entries to the state machine, in order. */
   apply?: (entries: Entry[]) => void
   /** Loads a snapshot received from the leader into the state machine. */
@@ -51,6 +56,8 @@ export interface RaftRunnerInit {
   snapshotData?: () => Uint8Array
   /** Snapshot and compact after this many applied entries. @default 10000 */
   snapshotEntries?: number
+  /** ... or after this many applied entry bytes (large entries). @default 67108864 */
+  snapshotBytes?: number
   /** Entries kept after a compaction, for slow followers. @default 1000 */
   compactionKeepEntries?: number
   /** Milliseconds per tick. @default 25 */
@@ -89,9 +96,12 @@ export class RaftRunner {
   private readonly waiters = new Map<number, Waiter>()
   private readonly snapshotEntries: number
   private readonly compactionKeepEntries: number
+  private readonly snapshotBytes: number
+  private appliedBytesSinceSnapshot = 0
   private lastSnapshotIndex: number
   /** Every member of the current configuration, plus voters being added: who may talk to us. */
   private members = new Set<string>()
+  private readonly knownPeers = new Set<string>()
 
   constructor(init: RaftRunnerInit) {
     this.init = init
@@ -112,11 +122,36 @@ export class RaftRunner {
     })
     this.snapshotEntries = init.snapshotEntries ?? 10_000
     this.compactionKeepEntries = init.compactionKeepEntries ?? 1000
+    this.snapshotBytes = init.snapshotBytes ?? 64 << 20
+    for (const peer of init.knownPeers ?? []) if (peer !== init.id) this.knownPeers.add(peer)
     this.refreshMembers()
   }
 
+  /**
+   * Who may talk to this member: the voters of its applied configuration, anyone added by a conf
+   * entry already in its log (not yet applied), and the known peers it was given. A member that
+   * joins with an empty store must be given the group's current members (as etcd requires
+   * --initial-cluster for a joining member), or it could not hear a leader it has not yet read
+   * about in the log.
+   */
   private refreshMembers(): void {
-    this.members = new Set(this.node.raft.voters())
+    const members = new Set([...this.node.raft.voters(), ...this.knownPeers])
+    const log = this.node.raft.log
+    const from = Math.max(log.applied + 1, log.firstIndex())
+    if (from <= log.lastIndex()) {
+      for (const entry of log.slice(from, log.lastIndex() + 1)) {
+        if (entry.type !== 'conf') continue
+        const change = decodeConfChange(entry.data)
+        if (change.type === 'add') members.add(change.member)
+      }
+    }
+    this.members = members
+  }
+
+  /** Adds peers this member should accept messages from (the group's members when it joined). */
+  addKnownPeers(peers: MemberId[]): void {
+    for (const peer of peers) if (peer !== this.init.id) this.knownPeers.add(peer)
+    this.refreshMembers()
   }
 
   start(): void {
@@ -286,6 +321,11 @@ export class RaftRunner {
     if (ready.committedEntries.length === 0) return
     this.init.apply?.(ready.committedEntries)
     for (const entry of ready.committedEntries) {
+      if (entry.type === 'conf') {
+        const change = decodeConfChange(entry.data)
+        // a removed member is no longer heard, even if it was once a known peer
+        if (change.type === 'remove') this.knownPeers.delete(change.member)
+      }
       const waiter = this.waiters.get(entry.index)
       if (!waiter) continue
       this.waiters.delete(entry.index)
@@ -299,7 +339,9 @@ export class RaftRunner {
     const storage = this.init.storage
     if (ready.committedEntries.length === 0) return
     const applied = ready.committedEntries[ready.committedEntries.length - 1].index
-    if (applied - this.lastSnapshotIndex >= this.snapshotEntries) {
+    for (const entry of ready.committedEntries) this.appliedBytesSinceSnapshot += entry.data.length
+    const sinceSnapshot = applied - this.lastSnapshotIndex
+    if (sinceSnapshot >= this.snapshotEntries || this.appliedBytesSinceSnapshot >= this.snapshotBytes) {
       // the configuration after these entries: advance() has not applied their conf changes yet
       let voters = new Set(this.node.raft.voters())
       for (const entry of ready.committedEntries) {
@@ -313,9 +355,12 @@ export class RaftRunner {
         { voters: [...voters].sort() },
         this.init.snapshotData?.() ?? new Uint8Array(0),
       )
-      const compactTo = applied - this.compactionKeepEntries
+      // keep a tail for slow followers, but never more than half of what was just snapshotted (the
+      // memory mirror and the WAL stay bounded with large entries too)
+      const compactTo = applied - Math.min(this.compactionKeepEntries, Math.floor(sinceSnapshot / 2))
       if (compactTo >= storage.firstIndex()) storage.compact(compactTo)
       this.lastSnapshotIndex = applied
+      this.appliedBytesSinceSnapshot = 0
     }
   }
 }

@@ -6,7 +6,7 @@
 // must be elected and every client proposal must commit within bounded ticks.
 import { RaftNode, type Ready } from '../../protocols/raft/node.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
-import { MemoryStorage } from '../../protocols/raft/storage.js'
+import { MemoryStorage, type RaftStorage } from '../../protocols/raft/storage.js'
 import {
   decodeConfChange,
   type Entry,
@@ -41,6 +41,18 @@ export interface RaftSimulationOptions {
   traceEventsMax?: number
   /** Receives every event and every line the cores narrate (replaying one seed verbosely). */
   verbose?: (line: string) => void
+  /**
+   * Opens a member's disk (again, after a crash). By default each member's disk is a MemoryStorage
+   * that survives crashes; a test can pass node/store's DurableRaftStorage to put the real file
+   * formats and their replay under the same chaos.
+   */
+  openDisk?: (member: MemberId) => SimDisk
+}
+
+/** A member's disk: the storage the core reads and the driver writes, reopened after a crash. */
+export interface SimDisk extends RaftStorage {
+  bootstrap(voters: MemberId[]): void
+  close?(): void
 }
 
 /** Everything the seed decides, printed with every failure. */
@@ -108,7 +120,7 @@ interface Envelope {
 
 interface SimMember {
   id: MemberId
-  disk: MemoryStorage
+  disk: SimDisk
   node: RaftNode | undefined
   /** Application state: last applied index and a chained digest of everything applied. */
   appliedIndex: number
@@ -212,8 +224,9 @@ export class RaftSimulation {
   /** Voters of the latest committed configuration, as seen by applies. */
   private committedVoters: MemberId[]
   private committedConfIndex = 0
-  private readonly options: Required<Omit<RaftSimulationOptions, 'onApply' | 'verbose'>> &
-    Pick<RaftSimulationOptions, 'onApply' | 'verbose'>
+  private readonly started = new Set<MemberId>()
+  private readonly options: Required<Omit<RaftSimulationOptions, 'onApply' | 'verbose' | 'openDisk'>> &
+    Pick<RaftSimulationOptions, 'onApply' | 'verbose' | 'openDisk'>
 
   constructor(options: RaftSimulationOptions) {
     this.options = {
@@ -241,7 +254,7 @@ export class RaftSimulation {
   }
 
   private addMember(id: MemberId, voters: MemberId[]): SimMember {
-    const disk = new MemoryStorage()
+    const disk = this.options.openDisk?.(id) ?? new MemoryStorage()
     if (voters.length > 0) disk.bootstrap(voters)
     const member: SimMember = {
       id,
@@ -261,6 +274,14 @@ export class RaftSimulation {
 
   private start(member: SimMember): void {
     const p = this.parameters
+    if (this.options.openDisk && member.node === undefined && member.disk.close) {
+      // a restart reads everything back from the files (the first start has just created them)
+      if (this.started.has(member.id)) {
+        member.disk.close()
+        member.disk = this.options.openDisk(member.id)
+      }
+      this.started.add(member.id)
+    }
     const snapshot = member.disk.snapshot()
     const app = decodeAppState(snapshot)
     member.appliedIndex = app.index
@@ -672,6 +693,14 @@ export class RaftSimulation {
   }
 
   run(): SimulationResult {
+    try {
+      return this.runPhases()
+    } finally {
+      for (const member of this.members.values()) member.disk.close?.()
+    }
+  }
+
+  private runPhases(): SimulationResult {
     let phase: 'safety' | 'liveness' = 'safety'
     try {
       for (let i = 0; i < this.options.safetyTicks; i++) this.step()

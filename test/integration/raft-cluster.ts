@@ -3,6 +3,8 @@
 // temp directory and a RaftRunner. No daemon: just what the group needs.
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
@@ -14,6 +16,7 @@ import type { Entry } from '../../protocols/raft/types.js'
 
 export interface RaftClusterMember {
   id: string
+  privateKey: PrivateKey
   libp2p: Libp2p<{ raft: RaftTransport }>
   transport: RaftTransport
   storage: DurableRaftStorage
@@ -31,12 +34,16 @@ export interface RaftClusterInit {
   group?: string
   transport?: RaftTransportInit
   runner?: Partial<Omit<RaftRunnerInit, 'group' | 'id' | 'storage' | 'transport'>>
+  /** Per-member runner options (e.g. each member's own state machine), merged over `runner`. */
+  runnerFor?: (id: string) => Partial<Omit<RaftRunnerInit, 'group' | 'id' | 'storage' | 'transport'>>
 }
 
 export async function createRaftNode(
   transportInit: RaftTransportInit = {},
+  privateKey?: PrivateKey,
 ): Promise<Libp2p<{ raft: RaftTransport }>> {
   return createLibp2p({
+    privateKey: privateKey ?? (await generateKeyPair('Ed25519')),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
@@ -54,15 +61,24 @@ export async function addRaftMember(
   members: RaftClusterMember[],
   init: RaftClusterInit,
 ): Promise<RaftClusterMember> {
-  const libp2p = await createRaftNode(init.transport)
-  for (const other of members) if (other.alive) await libp2p.dial(other.libp2p.getMultiaddrs())
-  return startMember(libp2p, init, undefined)
+  const key = await generateKeyPair('Ed25519')
+  const libp2p = await createRaftNode(init.transport, key)
+  const alive = members.filter((other) => other.alive)
+  for (const other of alive) await libp2p.dial(other.libp2p.getMultiaddrs())
+  // the daemon adding a member tells it who is in the group (etcd's --initial-cluster)
+  return startMember(
+    libp2p,
+    { ...init, runner: { ...init.runner, knownPeers: alive.map((other) => other.id) } },
+    undefined,
+    key,
+  )
 }
 
 function startMember(
   libp2p: Libp2p<{ raft: RaftTransport }>,
   init: RaftClusterInit,
   founders: string[] | undefined,
+  privateKey: PrivateKey,
 ): RaftClusterMember {
   const group = init.group ?? 'test-group'
   const id = libp2p.peerId.toString()
@@ -72,6 +88,7 @@ function startMember(
   if (founders && storage.lastIndex() === 0) storage.bootstrap(founders)
   const member: RaftClusterMember = {
     id,
+    privateKey,
     libp2p,
     transport: libp2p.services.raft,
     storage,
@@ -87,16 +104,17 @@ function startMember(
       storage.close()
     },
   }
+  const options = { ...init.runner, ...init.runnerFor?.(id) }
   member.runner = new RaftRunner({
     group,
     id,
     storage,
     transport: libp2p.services.raft,
-    ...init.runner,
+    ...options,
     apply: (entries: Entry[]) => {
       member.appliedCount += entries.length
       member.lastApplied = entries[entries.length - 1].index
-      init.runner?.apply?.(entries)
+      options.apply?.(entries)
     },
   })
   member.runner.start()
@@ -104,7 +122,8 @@ function startMember(
 }
 
 export async function startRaftCluster(init: RaftClusterInit): Promise<RaftClusterMember[]> {
-  const nodes = await Promise.all(Array.from({ length: init.size }, () => createRaftNode(init.transport)))
+  const keys = await Promise.all(Array.from({ length: init.size }, () => generateKeyPair('Ed25519')))
+  const nodes = await Promise.all(keys.map((key) => createRaftNode(init.transport, key)))
   // a full mesh of connections up front; streams then open on them
   for (const a of nodes) {
     for (const b of nodes) {
@@ -112,7 +131,7 @@ export async function startRaftCluster(init: RaftClusterInit): Promise<RaftClust
     }
   }
   const ids = nodes.map((node) => node.peerId.toString())
-  return nodes.map((libp2p) => startMember(libp2p, init, ids))
+  return nodes.map((libp2p, i) => startMember(libp2p, init, ids, keys[i]))
 }
 
 /** Polls until `predicate` holds (robust to a loaded machine), or fails naming `what`. */
@@ -142,4 +161,16 @@ export function currentLeader(members: RaftClusterMember[]): RaftClusterMember |
 
 export async function stopRaftCluster(members: RaftClusterMember[]): Promise<void> {
   await Promise.all(members.map((member) => member.kill()))
+}
+
+/** Restarts a killed member from its data dir under the same identity (a process restart). */
+export async function restartRaftMember(
+  member: RaftClusterMember,
+  members: RaftClusterMember[],
+  init: RaftClusterInit,
+): Promise<RaftClusterMember> {
+  if (member.alive) throw new Error('restart of a live member')
+  const libp2p = await createRaftNode(init.transport, member.privateKey)
+  for (const other of members) if (other.alive) await libp2p.dial(other.libp2p.getMultiaddrs())
+  return startMember(libp2p, init, undefined, member.privateKey)
 }
