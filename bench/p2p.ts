@@ -139,6 +139,9 @@ async function benchAnnouncements(
     const latencies = [...arrivals.values()].map((t) => t - start)
     perNode.push(...latencies)
     toAll.push(arrivals.size === nodes.length - 1 ? Math.max(...latencies) : Number.POSITIVE_INFINITY)
+    process.stderr.write(
+      `  announcement ${k + 1}/${announcementCount}: to all ${toAll[toAll.length - 1].toFixed(1)} ms\n`,
+    )
     // spread announcements out a little, as real ones are
     await new Promise((resolve) => setTimeout(resolve, 50))
   }

@@ -267,12 +267,12 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     if (!CAPABILITIES.includes(ad.capability)) throw new UnknownCapabilityError(String(ad.capability))
     this.withdraw()
     this.ad = ad
-    const record = await this.publish(options)
+    // refreshes start now, so a first publication that fails (no DHT peers yet) is retried by them
     this.refreshTimer = setInterval(() => {
       this.publish({}).catch((err) => this.log.error('refreshing capability record failed - %e', err))
     }, this.refreshIntervalMs)
     this.refreshTimer.unref?.()
-    return record
+    return this.publish(options)
   }
 
   private async buildRecord(ad: CapabilityAdvertisement): Promise<Uint8Array> {
