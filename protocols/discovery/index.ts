@@ -21,6 +21,9 @@
  * needs no service name; `serviceDependencies` makes libp2p refuse a config without content routing.
  * The DHT itself must be configured with {@link shardnetDhtValidators}/{@link shardnetDhtSelectors}, or it
  * refuses to store our `/shardnet/...` records.
+ * Limit: kad-dht's findProviders stops after k (20) providers, so one findWorkers call lists at most 20
+ * workers of a capability (plus this node). Enough to staff groups of up to 15; a scheduler that needs
+ * more would shard the capability CID (e.g. by a peer-id bucket) and query each shard.
  */
 import {
   type AbortOptions,
