@@ -42,34 +42,62 @@ function median(samples: number[]): number {
   return percentile(samples, 50)
 }
 
-const fmt = (ms: number) => `${ms.toFixed(1)} ms`
+const fmt = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${ms.toFixed(1)} ms`)
 
 /** N nodes; each dials node 0 and up to 3 random earlier nodes, so gossipsub can build a real mesh. */
 async function buildNetwork(count: number): Promise<TestNode[]> {
   const nodes: TestNode[] = []
   for (let i = 0; i < count; i++) nodes.push(await createTestNode())
+  const links = nodes.map(() => new Set<number>())
   for (let i = 1; i < count; i++) {
     const targets = new Set<number>([0])
     while (targets.size < Math.min(4, i)) targets.add(Math.floor(Math.random() * i))
     await Promise.all([...targets].map((t) => connect(nodes[i], nodes[t])))
+    for (const t of targets) {
+      links[i].add(t)
+      links[t].add(i)
+    }
   }
-  // wait until every node has topic peers to gossip with
+  // wait until every node sees each directly linked peer subscribed to the topic
   await waitFor(
     () =>
-      nodes.every(
-        (n) => n.services.pubsub.getSubscribers('shardnet/tasks/1').length >= Math.min(4, count - 1),
-      ),
-    'every node to see topic peers',
+      nodes.every((n, i) => {
+        const subscribers = new Set(
+          n.services.pubsub.getSubscribers('shardnet/tasks/1').map((p) => p.toString()),
+        )
+        return [...links[i]].every((j) => subscribers.has(nodes[j].peerId.toString()))
+      }),
+    'every node to see its linked peers subscribed',
     120_000,
-  )
+  ).catch((err) => {
+    for (const [i, n] of nodes.entries()) {
+      const subscribers = new Set(
+        n.services.pubsub.getSubscribers('shardnet/tasks/1').map((p) => p.toString()),
+      )
+      for (const j of links[i]) {
+        if (!subscribers.has(nodes[j].peerId.toString())) {
+          console.error(
+            `node ${i} does not see node ${j} subscribed; connections ${n.getConnections(nodes[j].peerId).length}, streams ${n
+              .getConnections(nodes[j].peerId)
+              .flatMap((c) => c.streams.map((s) => s.protocol))
+              .join(' ')}`,
+          )
+        }
+      }
+    }
+    console.error(`continuing with a partial topic view: ${(err as Error).message}`)
+  })
   // let a few heartbeats build the mesh
   await new Promise((resolve) => setTimeout(resolve, 3_000))
   return nodes
 }
 
-async function benchAnnouncements(nodes: TestNode[]): Promise<{ toAll: number[]; perNode: number[] }> {
+async function benchAnnouncements(
+  nodes: TestNode[],
+): Promise<{ toAll: number[]; perNode: number[]; incomplete: number }> {
   const toAll: number[] = []
   const perNode: number[] = []
+  let incomplete = 0
   for (let k = 0; k < announcementCount; k++) {
     const submitter = nodes[Math.floor(Math.random() * nodes.length)]
     const taskCid = CID.createV1(
@@ -89,25 +117,40 @@ async function benchAnnouncements(nodes: TestNode[]): Promise<{ toAll: number[];
       })
     const start = performance.now()
     await submitter.services.tasks.announce({ taskCid, kind: 'train', groups: 1, groupSize: 3 })
-    await waitFor(
-      () => arrivals.size === nodes.length - 1,
-      `announcement ${k} to reach every node`,
-      30_000,
-      1,
-    )
+    try {
+      await waitFor(
+        () => arrivals.size === nodes.length - 1,
+        `announcement ${k} to reach every node`,
+        30_000,
+        1,
+      )
+    } catch {
+      // counted as never reaching all (an infinite "to all" latency), with who missed it and why
+      incomplete++
+      for (const node of nodes) {
+        if (node === submitter || arrivals.has(node.peerId.toString())) continue
+        const pubsub = node.services.pubsub as unknown as { getMeshPeers(t: string): string[] }
+        console.error(
+          `announcement ${k} missed by ${node.peerId}: mesh ${pubsub.getMeshPeers('shardnet/tasks/1').length}, topic peers ${node.services.pubsub.getSubscribers('shardnet/tasks/1').length}, connections ${node.getConnections().length}, rejected ${JSON.stringify(node.services.tasks.counters().rejected)}`,
+        )
+      }
+    }
     for (const remove of removers) remove()
     const latencies = [...arrivals.values()].map((t) => t - start)
     perNode.push(...latencies)
-    toAll.push(Math.max(...latencies))
+    toAll.push(arrivals.size === nodes.length - 1 ? Math.max(...latencies) : Number.POSITIVE_INFINITY)
+    process.stderr.write(
+      `  announcement ${k + 1}/${announcementCount}: to all ${toAll[toAll.length - 1].toFixed(1)} ms\n`,
+    )
     // spread announcements out a little, as real ones are
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-  return { toAll, perNode }
+  return { toAll, perNode, incomplete }
 }
 
 async function benchLookups(
   nodes: TestNode[],
-): Promise<{ first: number[]; all: number[]; expected: number }> {
+): Promise<{ first: number[]; all: number[]; expected: number; complete: number }> {
   await Promise.all(
     nodes.map((node, i) =>
       node.services.discovery.advertise({
@@ -118,7 +161,8 @@ async function benchLookups(
       }),
     ),
   )
-  const expected = nodes.filter((_, i) => i % 2 === 0).length
+  // kad-dht's findProviders stops after k = 20 providers, so a lookup can list at most 20 workers
+  const expected = Math.min(20, nodes.filter((_, i) => i % 2 === 0).length)
   const first: number[] = []
   const all: number[] = []
   for (let k = 0; k < lookupCount; k++) {
@@ -130,10 +174,10 @@ async function benchLookups(
       if (found === 0) first.push(performance.now() - start)
       found++
     }
-    if (found !== expected) throw new Error(`lookup ${k} found ${found} of ${expected} webgpu workers`)
-    all.push(performance.now() - start)
+    if (found === expected) all.push(performance.now() - start)
+    else console.error(`lookup ${k} found ${found} of ${expected} webgpu workers`)
   }
-  return { first, all, expected }
+  return { first, all, expected, complete: all.length }
 }
 
 const BARE_PROTOCOL = '/shardnet-bench/bare/1.0.0'
@@ -203,6 +247,7 @@ for (const size of sizes) {
     const a = await benchAnnouncements(nodes)
     console.log(
       `announcement to all ${size - 1} others: p50 ${fmt(median(a.toAll))}, p99 ${fmt(percentile(a.toAll, 99))}, max ${fmt(Math.max(...a.toAll))}` +
+        `; ${a.incomplete} of ${announcementCount} did not reach all within 30 s` +
         (size === 50 ? ` (goal p99 < 1000 ms)` : ''),
     )
     console.log(
@@ -210,7 +255,7 @@ for (const size of sizes) {
     )
     const l = await benchLookups(nodes)
     console.log(
-      `capability lookup (${l.expected} webgpu workers, verified records): first p50 ${fmt(median(l.first))}; all p50 ${fmt(median(l.all))}, p99 ${fmt(percentile(l.all, 99))}`,
+      `capability lookup (limit ${l.expected} webgpu workers, verified records): first p50 ${fmt(median(l.first))}; all p50 ${fmt(median(l.all))}, p99 ${fmt(percentile(l.all, 99))}; ${l.complete} of ${lookupCount} lookups found every worker`,
     )
   } finally {
     await Promise.allSettled(nodes.map((n) => n.stop()))

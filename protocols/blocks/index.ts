@@ -133,6 +133,7 @@ export interface BlockExchangeInit {
 }
 
 export interface BlockExchangeComponents {
+  peerId: PeerId
   registrar: Registrar
   connectionManager: ConnectionManager
   contentRouting: ContentRouting
@@ -141,7 +142,10 @@ export interface BlockExchangeComponents {
 }
 
 export interface PutOptions extends AbortOptions {
-  /** provide the block in the DHT (awaited) @default BlockExchangeInit.provideOnPut */
+  /**
+   * provide the block in the DHT (awaited; if that fails put() throws, and the block stays stored)
+   * @default BlockExchangeInit.provideOnPut
+   */
   provide?: boolean
 }
 
@@ -481,6 +485,7 @@ class DefaultBlockExchange implements BlockExchange {
         })
         for await (const provider of providers) {
           if (tried.size >= this.providersMax) break
+          if (provider.id.equals(this.components.peerId)) continue
           block = await tryPeer(provider.id)
           if (block !== undefined) break
         }

@@ -21,6 +21,9 @@
  * needs no service name; `serviceDependencies` makes libp2p refuse a config without content routing.
  * The DHT itself must be configured with {@link shardnetDhtValidators}/{@link shardnetDhtSelectors}, or it
  * refuses to store our `/shardnet/...` records.
+ * Limit: kad-dht's findProviders stops after k (20) providers, so one findWorkers call lists at most 20
+ * workers of a capability (plus this node). Enough to staff groups of up to 15; a scheduler that needs
+ * more would shard the capability CID (e.g. by a peer-id bucket) and query each shard.
  */
 import {
   type AbortOptions,
@@ -267,12 +270,12 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     if (!CAPABILITIES.includes(ad.capability)) throw new UnknownCapabilityError(String(ad.capability))
     this.withdraw()
     this.ad = ad
-    const record = await this.publish(options)
+    // refreshes start now, so a first publication that fails (no DHT peers yet) is retried by them
     this.refreshTimer = setInterval(() => {
       this.publish({}).catch((err) => this.log.error('refreshing capability record failed - %e', err))
     }, this.refreshIntervalMs)
     this.refreshTimer.unref?.()
-    return record
+    return this.publish(options)
   }
 
   private async buildRecord(ad: CapabilityAdvertisement): Promise<Uint8Array> {

@@ -94,9 +94,13 @@ describe('bad input', () => {
     block = new Uint8Array(300_000).map((_, i) => (i * 2654435761) >>> 24)
     blockCid = await honest.services.blocks.put(block)
     await liar.services.blocks.put(block)
+    // publishers send only to peers they know subscribe: wait for the senders to see the receiver
     await waitFor(
-      () => receiver.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(sender.peerId)),
-      'the receiver to see the sender subscribed',
+      () =>
+        [sender, honest].every((n) =>
+          n.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(receiver.peerId)),
+        ),
+      'the senders to see the receiver subscribed',
     )
   }, 60_000)
 
@@ -305,8 +309,8 @@ describe('bad input', () => {
       const got = await fresh.services.blocks.get(cid, { peers: [receiver.peerId] })
       expect(new TextDecoder().decode(got)).toBe('still here')
       await waitFor(
-        () => receiver.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(fresh.peerId)),
-        'the receiver to see the fresh node subscribed',
+        () => fresh.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(receiver.peerId)),
+        'the fresh node to see the receiver subscribed',
       )
       const accepted = receiver.services.tasks.counters().accepted
       await fresh.services.tasks.announce({

@@ -39,7 +39,16 @@ export async function createTestNode(init: TestNodeInit = {}) {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'], maxConnections: 500 },
+    connectionManager: {
+      allow: ['/ip4/127.0.0.0/ipcidr/8'],
+      maxConnections: 500,
+      // the test machine is small and shared: handshakes may wait seconds for the CPU
+      dialTimeout: 30_000,
+      addressDialTimeout: 20_000,
+      inboundUpgradeTimeout: 30_000,
+    },
+    // a ping that waits seconds for a busy CPU is not a dead peer: keep the connection
+    connectionMonitor: { abortConnectionOnPingFailure: false },
     services: {
       identify: identify(),
       ping: ping(),
@@ -84,9 +93,9 @@ export async function waitFor(
 export async function connect(node: TestNode, target: TestNode): Promise<void> {
   const addr = target.getMultiaddrs()[0]
   let lastError: unknown
-  for (let attempt = 0; attempt < 5; attempt++) {
+  for (let attempt = 0; attempt < 8; attempt++) {
     try {
-      await node.dial(addr, { signal: AbortSignal.timeout(10_000) })
+      await node.dial(addr, { signal: AbortSignal.timeout(30_000) })
       return
     } catch (err) {
       lastError = err
