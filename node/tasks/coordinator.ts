@@ -124,14 +124,10 @@ export class Coordinator {
       // an outer round or the final average that was in progress when the daemon stopped is redone
       if (value.state === 'finishing')
         this.enqueue(live, [{ type: 'finalize', sources: this.sourcesOf(value) }])
-      else if (value.state === 'running') {
-        const round = value.outerRound + 1
-        if (
-          value.groups.length > 0 &&
-          value.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)
-        ) {
-          this.enqueue(live, [{ type: 'outer-round', round, sources: this.sourcesOf(value) }])
-        }
+      else if (value.state === 'running' && (value.averagingRound ?? 0) > 0) {
+        this.enqueue(live, [
+          { type: 'outer-round', round: value.averagingRound, sources: this.sourcesOf(value) },
+        ])
       }
     }
     this.timer = setInterval(() => this.tick(), this.init.tickMs ?? 500)
@@ -474,12 +470,15 @@ export class Coordinator {
         await Promise.all(
           live.record.groups.flatMap((group) =>
             group.members.map((member) =>
-              this.withRetries(() =>
-                this.init.claims.send(
-                  peerIdFromString(member),
-                  { outer: { ...update, group: group.group } },
-                  { signal },
-                ),
+              this.withRetries(
+                () =>
+                  this.init.claims.send(
+                    peerIdFromString(member),
+                    { outer: { ...update, group: group.group } },
+                    { signal },
+                  ),
+                // a dead member must not hold up the round: a member that asks again later gets it resent
+                3,
               ).catch((error: unknown) =>
                 log('outer update to %s failed: %s', member, (error as Error).message),
               ),

@@ -98,8 +98,9 @@ export class TaskService {
   }
 
   async start(): Promise<void> {
-    await this.claims.start()
+    // records first: a request that arrives as soon as the protocol is up finds its task
     await this.coordinator.start()
+    await this.claims.start()
     await this.worker.start()
     log('task service started on %p', this.peerId)
   }

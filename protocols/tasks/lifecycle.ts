@@ -62,6 +62,8 @@ export interface TaskRecord {
   outerRound: number
   /** the averaged parameters' block of each completed outer round (index round - 1) */
   outerParamsCids: string[]
+  /** the outer round being averaged now (0: none), so a burst of reports starts it only once */
+  averagingRound: number
   /** (step, loss) of the slowest group, sampled */
   history: Array<{ step: number; loss: number; timeMs: number }>
   /** test accuracy of the last averaged model (each outer round, then the final one) */
@@ -140,6 +142,7 @@ export function newTaskRecord(init: {
     groups: [],
     outerRound: 0,
     outerParamsCids: [],
+    averagingRound: 0,
     history: [],
   }
 }
@@ -301,7 +304,11 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           effects.push({ type: 'finalize', sources: sources(record) })
         } else {
           const round = record.outerRound + 1
-          if (record.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)) {
+          if (
+            record.averagingRound !== round &&
+            record.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)
+          ) {
+            record.averagingRound = round
             effects.push({ type: 'outer-round', round, sources: sources(record) })
           }
         }
@@ -312,6 +319,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
     case 'outer-sent': {
       if (event.round !== record.outerRound + 1) return { record: previous, effects }
       record.outerRound = event.round
+      record.averagingRound = 0
       record.outerParamsCids[event.round - 1] = event.paramsCid
       if (event.accuracy !== undefined) record.accuracy = event.accuracy
       for (const group of record.groups) {
