@@ -122,7 +122,7 @@ describe('bad task input', () => {
     const [submitter] = daemons
     const task = await submitTask(submitter, {
       ...minimal,
-      deadlineMs: 3_000,
+      deadlineMs: 8_000,
       requirements: { minMemoryBytes: 2 ** 45 },
     })
     const failed = await waitForTask(
