@@ -9,7 +9,8 @@
 // (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
 // everything the group does except the network and Raft. In the group all three members share this
 // process's cores too, so both sides do the same compute and the difference is consensus overhead.
-// Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+// Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
+// reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -136,11 +137,13 @@ async function trainLocally(
 let runCount = 0
 async function trainInGroup(
   compression: Compression,
+  storage: 'durable' | 'memory' = 'durable',
 ): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
   const members = await startTrainingCluster({
     size: MEMBERS,
     directory,
     backend,
+    storage,
     options: {
       groupId: `bench-${runCount++}`,
       architecture,
@@ -189,6 +192,7 @@ log(
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
 const int8Seconds: number[] = []
+const memorySeconds: number[] = []
 let localParams: Float32Array | undefined
 let groupRun: Awaited<ReturnType<typeof trainInGroup>> | undefined
 let int8Run: Awaited<ReturnType<typeof trainInGroup>> | undefined
@@ -204,6 +208,11 @@ try {
     int8Run = await trainInGroup('int8')
     int8Seconds.push(int8Run.seconds)
     log(`  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)`)
+    const memoryRun = await trainInGroup('none', 'memory')
+    memorySeconds.push(memoryRun.seconds)
+    log(
+      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)`,
+    )
   }
   const localAccuracy = await accuracy(localParams!)
   const groupAccuracy = await accuracy(groupRun!.params)
@@ -211,6 +220,7 @@ try {
   const local = steps / median(localSeconds)
   const group = steps / median(groupSeconds)
   const groupInt8 = steps / median(int8Seconds)
+  const groupMemory = steps / median(memorySeconds)
   const result = {
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,
@@ -221,9 +231,11 @@ try {
     localStepsPerSecond: local,
     groupStepsPerSecond: group,
     groupInt8StepsPerSecond: groupInt8,
+    groupMemoryLogStepsPerSecond: groupMemory,
     /** extra time per step of the group over local, as a share of the group's step time */
     consensusOverheadPercent: (100 * (1 / group - 1 / local)) / (1 / group),
     consensusOverheadInt8Percent: (100 * (1 / groupInt8 - 1 / local)) / (1 / groupInt8),
+    consensusOverheadMemoryLogPercent: (100 * (1 / groupMemory - 1 / local)) / (1 / groupMemory),
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
@@ -241,6 +253,9 @@ try {
     )
     console.log(
       `group, int8 gradients:    ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
+    )
+    console.log(
+      `group, in-memory log:     ${groupMemory.toFixed(1)} steps/s  overhead ${result.consensusOverheadMemoryLogPercent.toFixed(1)}% of step time`,
     )
     console.log(
       `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,
