@@ -28,6 +28,7 @@ import {
 import {
   decodeTaskSpec,
   encodeTaskSpec,
+  type InferRequest,
   type TaskRequest,
   type TaskSpec,
   type TrainRequest,
@@ -75,6 +76,8 @@ export interface CoordinatorInit {
   openBackend: () => Promise<Backend>
   /** a group whose step has not advanced for this long is reported stalled. @default 15_000 */
   stallMs?: number
+  /** runs inference tasks (node/tasks/infer-coordinator.ts); without it infer tasks are refused */
+  inference?: InferenceTasks
   /** @default 500 */
   tickMs?: number
   /** how long to wait for a peer on the task topic before announcing anyway. @default 10_000 */
@@ -159,6 +162,15 @@ export class Coordinator {
   // the user's requests
 
   async submit(request: TaskRequest): Promise<TaskView> {
+    if (request.kind === 'infer' && this.init.inference !== undefined) {
+      try {
+        return await this.init.inference.submit(request)
+      } catch (error) {
+        if ((error as Error).name === 'InferenceInputError' || (error as Error).name === 'ModelFilesError')
+          throw new TaskRefusedError((error as Error).message, 400)
+        throw error
+      }
+    }
     if (request.kind !== 'train') {
       throw new TaskRefusedError(
         'inference tasks are not available on this daemon yet (no inference executor is registered)',
@@ -264,7 +276,10 @@ export class Coordinator {
   }
 
   list(): TaskView[] {
-    return [...this.tasks.values()].map((t) => this.view(t.record)).sort((a, b) => b.createdMs - a.createdMs)
+    return [...this.tasks.values()]
+      .map((t) => this.view(t.record))
+      .concat(this.init.inference?.list() ?? [])
+      .sort((a, b) => b.createdMs - a.createdMs)
   }
 
   /** A task by id or unique id prefix (at least 6 characters); TaskRefusedError 404 otherwise. */
@@ -282,10 +297,14 @@ export class Coordinator {
   }
 
   get(idOrPrefix: string): TaskView {
+    const inference = this.init.inference?.get(idOrPrefix)
+    if (inference !== undefined) return inference
     return this.view(this.find(idOrPrefix).record)
   }
 
   cancel(idOrPrefix: string): TaskView {
+    const inference = this.init.inference?.cancel(idOrPrefix)
+    if (inference !== undefined) return inference
     const live = this.find(idOrPrefix)
     if (isTerminal(live.record.state)) {
       throw new TaskRefusedError(`task ${live.record.id} is already ${live.record.state}`, 409)
@@ -645,6 +664,14 @@ export class Coordinator {
     }
     throw lastError ?? new Error('stopped')
   }
+}
+
+/** The inference side of the coordinator (implemented by node/tasks/infer-coordinator.ts). */
+export interface InferenceTasks {
+  submit(request: InferRequest): Promise<TaskView>
+  list(): TaskView[]
+  get(idOrPrefix: string): TaskView | undefined
+  cancel(idOrPrefix: string): TaskView | undefined
 }
 
 function peerIdFromBytesString(bytes: Uint8Array): string {
