@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
@@ -41,6 +42,7 @@ const { values: flags } = parseArgs({
     steps: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '2' },
     lr: { type: 'string', default: '0.002' },
+    threads: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -177,6 +179,74 @@ async function trainInGroup(
   }
 }
 
+/** The same group with each member in its own worker thread (own event loop, as on separate machines). */
+async function trainInThreads(
+  compression: Compression,
+  storage: 'durable' | 'memory' = 'durable',
+): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
+  const groupId = `bench-${runCount++}`
+  // a worker does not inherit tsx's loader: register it, then load the member script
+  const bootstrap = [
+    `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}`,
+    'register()',
+    `await import(${JSON.stringify(new URL('./consensus-member.ts', import.meta.url).href)})`,
+  ].join('\n')
+  const workers = Array.from(
+    { length: MEMBERS },
+    () => new Worker(new URL(`data:text/javascript,${encodeURIComponent(bootstrap)}`)),
+  )
+  const ready = await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<{ id: string; addresses: string[] }>((resolve, reject) => {
+          worker.once('error', reject)
+          worker.once('message', resolve)
+          worker.postMessage({
+            type: 'start',
+            groupId,
+            hidden,
+            seed: SEED,
+            batchSize,
+            learningRate,
+            steps,
+            compression,
+            storage,
+            directory: join(directory, groupId),
+          })
+        }),
+    ),
+  )
+  let firstStepAt = 0
+  let firstStep = 0
+  const results = await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<{ digest: string; params: Float32Array; gradientBytesSent: number }>(
+          (resolve, reject) => {
+            worker.on('error', reject)
+            worker.on('message', (message: { type: string; step?: number; at?: number }) => {
+              if (message.type === 'step' && firstStepAt === 0) {
+                firstStepAt = message.at! - performance.timeOrigin
+                firstStep = message.step! + 1
+              }
+              if (message.type === 'finished') resolve(message as never)
+            })
+            worker.postMessage({ peers: ready })
+          },
+        ),
+    ),
+  )
+  const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
+  for (const worker of workers) worker.postMessage('stop')
+  await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('exit', resolve))))
+  return {
+    seconds,
+    params: results[0].params,
+    bytesPerStep: results.reduce((total, result) => total + result.gradientBytesSent, 0) / steps,
+    digests: new Set(results.map((result) => result.digest)).size,
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
@@ -202,13 +272,14 @@ try {
     localSeconds.push(local.seconds)
     localParams = local.params
     log(`  round ${round + 1}: local ${(steps / local.seconds).toFixed(1)} steps/s`)
-    groupRun = await trainInGroup('none')
+    const group = flags.threads ? trainInThreads : trainInGroup
+    groupRun = await group('none')
     groupSeconds.push(groupRun.seconds)
     log(`  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)`)
-    int8Run = await trainInGroup('int8')
+    int8Run = await group('int8')
     int8Seconds.push(int8Run.seconds)
     log(`  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)`)
-    const memoryRun = await trainInGroup('none', 'memory')
+    const memoryRun = await group('none', 'memory')
     memorySeconds.push(memoryRun.seconds)
     log(
       `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)`,
@@ -222,6 +293,7 @@ try {
   const groupInt8 = steps / median(int8Seconds)
   const groupMemory = steps / median(memorySeconds)
   const result = {
+    membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,
     members: MEMBERS,

@@ -416,7 +416,7 @@ class GroupMemberRuntime implements GroupMember {
       const loss = lossValues[0] / batch
       this.injectFault(gradient, step)
       const encoded = this.compressor.encode(gradient, step, digest, loss)
-      this.log.trace('T %d computed %d', Math.round(performance.now()), step)
+      this.log.trace('computed the gradient of step %d', step)
       this.pending = {
         step,
         digest,
@@ -458,7 +458,7 @@ class GroupMemberRuntime implements GroupMember {
 
   private async sendGradient(pending: PendingGradient, leader: string): Promise<void> {
     this.sending = true
-    this.log.trace('T %d send %d', Math.round(performance.now()), pending.step)
+    this.log.trace('sending the gradient of step %d to %s', pending.step, leader)
     pending.sentTo = leader
     pending.sentAtMs = Date.now()
     try {
@@ -581,7 +581,7 @@ class GroupMemberRuntime implements GroupMember {
       return screened.rejected[0].reason
     }
     const collecting = this.collectingFor(step, digest)
-    this.log.trace('T %d admit %d %s', Math.round(performance.now()), step, from.slice(-4))
+    this.log.trace('admitted the gradient of %s for step %d', from, step)
     this.lastSeenStep.set(from, step)
     if (!collecting.contributions.has(from)) {
       collecting.rejected.delete(from)
@@ -662,7 +662,7 @@ class GroupMemberRuntime implements GroupMember {
 
   private propose(entry: DecodedEntry, outer: boolean): void {
     const term = this.runner.status().term
-    this.log.trace('T %d propose %d', Math.round(performance.now()), entry.step)
+    this.log.trace('proposing step %d (%s)', entry.step, outer ? 'outer' : 'inner')
     this.proposal = { step: entry.step, term, outer }
     this.runner.propose(encodeEntry(entry)).then(
       () => this.pump(),
@@ -747,7 +747,7 @@ class GroupMemberRuntime implements GroupMember {
       const outcome = applyEntry(this.state, entry, this.config, this.precomputed)
       switch (outcome.kind) {
         case 'applied':
-          this.log.trace('T %d applied %d', Math.round(performance.now()), outcome.step)
+          this.log.trace('applied step %d', outcome.step)
           this.precomputed = undefined
           this.emit('step', {
             step: outcome.step,
