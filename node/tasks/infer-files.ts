@@ -12,7 +12,7 @@
 //   `shardnet submit infer CID` takes the CID of such a block.
 // - an input shard: the rows as float32 little-endian, rows x 784; the row count is in the request.
 // Output (`shardnet result ID --out DIR` writes DIR/predictions.json): see InferenceOutput.
-import { readFile, stat } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { decodeMlpCheckpoint } from '../../kernels/models/checkpoint.js'
@@ -177,4 +177,40 @@ export interface InferenceAgreement {
   reruns: number
   outliers: string[]
   scores: Record<string, number>
+}
+
+export interface CopiedPredictions {
+  task: string
+  predictionsPath: string
+  count: number
+  agreement: InferenceAgreement
+}
+
+/**
+ * Copies a completed inference task's predictions.json to `out` (a directory, created if missing)
+ * and checks it reads back; throws InferenceInputError with one sentence otherwise.
+ */
+export async function copyPredictions(
+  task: { id: string; state: string; resultDir?: string; error?: string },
+  out: string,
+): Promise<CopiedPredictions> {
+  if (task.state !== 'completed' || task.resultDir === undefined) {
+    throw new InferenceInputError(
+      task.state === 'running'
+        ? `task ${task.id} is still running and has no result yet; wait with \`shardnet task ${task.id} --watch\``
+        : `task ${task.id} ${task.state} and has no result${task.error !== undefined ? ` (${task.error})` : ''}`,
+    )
+  }
+  const source = join(task.resultDir, PREDICTIONS_FILE)
+  const predictionsPath = join(out, PREDICTIONS_FILE)
+  try {
+    await mkdir(out, { recursive: true })
+    await copyFile(source, predictionsPath)
+  } catch (error) {
+    throw new InferenceInputError(
+      `cannot copy the predictions of task ${task.id} to ${out}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    )
+  }
+  const output = JSON.parse(await readFile(predictionsPath, 'utf8')) as InferenceOutput
+  return { task: task.id, predictionsPath, count: output.count, agreement: output.agreement }
 }
