@@ -1,7 +1,7 @@
 // Proves the task path refuses bad input with a clear reason and keeps working: malformed TaskSpecs,
 // oversized request bodies and data files, a bad --data file, a task asking for more memory than any
 // worker has (refused at the staffing deadline, saying how many workers declined and why), inference
-// on a daemon without an inference executor, and garbage, oversized, forged or misdirected frames on
+// on unreadable inputs, and garbage, oversized, forged or misdirected frames on
 // /shardnet/claim/1.0.0 (answered BAD_REQUEST / REFUSED and counted). Real daemons on loopback.
 import { open, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
@@ -138,14 +138,14 @@ describe('bad task input', () => {
     expect(failed.error).toMatch(/[1-3] declined: needs 32 TiB of memory, the most this worker has is/)
   })
 
-  it('refuses inference while no inference executor is registered', async () => {
+  it('refuses an inference task whose inputs or model cannot be read', async () => {
     const response = await refusal(daemons[0], {
       kind: 'infer',
       model: '/nowhere',
       inputFile: '/nowhere.json',
     })
-    expect(response.status).toBe(501)
-    expect(response.error).toMatch(/inference tasks are not available/)
+    expect(response.status).toBe(400)
+    expect(response.error).toMatch(/nowhere/)
   })
 
   it('answers garbage, oversized and forged claim frames without falling over', async () => {
