@@ -468,6 +468,7 @@ export class Coordinator {
                 this.apply(live, {
                   type: 'assignment-failed',
                   peerId: member,
+                  group: group.group,
                   reason: (error as Error).message,
                   nowMs: this.now(),
                 })

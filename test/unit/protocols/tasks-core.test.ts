@@ -344,4 +344,32 @@ describe('task lifecycle', () => {
     ;({ record } = run(record, [progress('a', 0, { step: 3, leader: '' })]))
     expect(record.groups[0].status).toBe('stalled')
   })
+
+  it('runs on when a minority of a group fails and fails when its majority is gone', () => {
+    const three = newTaskRecord({
+      id: 't',
+      kind: 'train',
+      createdMs: 0,
+      deadlineMs: 1000,
+      groupCount: 1,
+      groupSize: 3,
+      steps: 10,
+      needed: 3,
+      summary: {},
+    })
+    let { record } = run(three, [claim('a'), claim('b'), claim('c')])
+    ;({ record } = run(record, [
+      { type: 'assignment-failed', peerId: 'b', group: 0, reason: 'unreachable', nowMs: 2 },
+    ]))
+    expect(record.state).toBe('running')
+    expect(record.groups[0].failed).toEqual([{ peerId: 'b', reason: 'could not be assigned: unreachable' }])
+    const { record: ended, effects } = run(record, [
+      { type: 'member-error', peerId: 'c', group: 0, error: 'shard unusable', nowMs: 3 },
+    ])
+    expect(ended.state).toBe('failed')
+    expect(ended.error).toBe(
+      'group 0 lost its majority: b could not be assigned: unreachable; c shard unusable',
+    )
+    expect(effects[0]).toEqual({ type: 'release', reason: ended.error })
+  })
 })
