@@ -110,7 +110,8 @@ interface PendingGradient {
   message: Gradient
   decoded: Float32Array
   loss: number
-  acked: boolean
+  /** the leader that acknowledged it; a new leader must get it again */
+  ackedBy: string | undefined
   sentTo: string
   sentAtMs: number
 }
@@ -192,6 +193,8 @@ class GroupMemberRuntime implements GroupMember {
   // leader side
   private collecting: Collecting | undefined
   private readonly lastSeenStep = new Map<string, number>()
+  /** the step at which this member last became leader: it waits for everyone for a few steps after */
+  private leaderSinceStep = 0
   private proposal: { step: number; term: number; outer: boolean } | undefined
   private precomputed: { update: Uint8Array; result: StepResult } | undefined
   private outerInFlight: number | undefined
@@ -361,9 +364,9 @@ class GroupMemberRuntime implements GroupMember {
       ) {
         this.pending = undefined
         void this.computeGradient()
-      } else if (pending && pending.step === state.step && !pending.acked && leader) {
+      } else if (pending && pending.step === state.step && pending.ackedBy !== leader && leader) {
         if (isLeader) {
-          pending.acked = true
+          pending.ackedBy = leader
           this.admit(this.self, pending.step, pending.digest, pending.decoded, pending.loss)
         } else if (
           !this.sending &&
@@ -423,7 +426,7 @@ class GroupMemberRuntime implements GroupMember {
         message: encoded.message,
         decoded: encoded.decoded,
         loss,
-        acked: false,
+        ackedBy: undefined,
         sentTo: '',
         sentAtMs: 0,
       }
@@ -473,7 +476,7 @@ class GroupMemberRuntime implements GroupMember {
         response.status === GradResponse.Status.ACCEPTED ||
         response.status === GradResponse.Status.REJECTED
       ) {
-        pending.acked = true
+        pending.ackedBy = leader
         if (response.status === GradResponse.Status.REJECTED) {
           this.log('leader %s refused our gradient for step %d: %s', leader, pending.step, response.reason)
         }
@@ -537,6 +540,9 @@ class GroupMemberRuntime implements GroupMember {
     })
     if (this.stopped || !this.runner.isLeader()) return response(GradResponse.Status.NOT_LEADER)
     const state = this.state
+    // a member that sends anything is alive, even when its gradient comes too late to count
+    if (gradient.step <= state.step)
+      this.lastSeenStep.set(from, Math.max(this.lastSeenStep.get(from) ?? -1, gradient.step))
     if (gradient.step < state.step) return response(GradResponse.Status.STALE, 'step already applied')
     if (!readyForStep(state, this.config) || gradient.step > state.step) {
       return response(GradResponse.Status.NOT_READY)
@@ -612,7 +618,7 @@ class GroupMemberRuntime implements GroupMember {
     const received = [...collecting.contributions.keys(), ...collecting.rejected.keys()]
     const decision = quorumDecision({
       memberCount: this.members.length,
-      expected: expectedMembers(this.members, this.lastSeenStep, state.step),
+      expected: expectedMembers(this.members, this.lastSeenStep, state.step, this.leaderSinceStep),
       received,
       quorumAtMs: collecting.quorumAtMs,
       nowMs: now,
@@ -793,6 +799,7 @@ class GroupMemberRuntime implements GroupMember {
   private leaderChanged(lead: string, role: string): void {
     this.emit('leader', { leader: lead, isLeader: role === 'leader' })
     if (role !== 'leader') this.collecting = undefined
+    else this.leaderSinceStep = this.state.step
     queueMicrotask(() => this.pump())
   }
 }

@@ -227,6 +227,9 @@ describe('quorum', () => {
     expect(expectedMembers(['a', 'b', 'c'], seen, 10)).toEqual(['a', 'b'])
     expect(expectedMembers(['a', 'b', 'c'], seen, 8)).toEqual(['a', 'b', 'c'])
     expect(expectedMembers(['a', 'b', 'c'], new Map(), 1)).toEqual(['a', 'b', 'c'])
+    // a new leader (since step 9) waits for everyone for three steps before trusting its history
+    expect(expectedMembers(['a', 'b', 'c'], new Map([['a', 10]]), 11, 9)).toEqual(['a', 'b', 'c'])
+    expect(expectedMembers(['a', 'b', 'c'], new Map([['a', 10]]), 12, 9)).toEqual(['a'])
   })
 })
 
