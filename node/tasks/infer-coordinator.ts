@@ -2,7 +2,7 @@
 // store the TaskSpec block (its CID is the task id), run every shard on R distinct peers over
 // /shardnet/infer/1.0.0, vote (protocols/inference), re-run disagreements and failures elsewhere,
 // lower outliers' scores, and write the ordered, complete predictions as DIR/predictions.json.
-// Tasks are recorded durably; one that was running when the daemon stopped is marked failed on restart.
+// Tasks are recorded durably; one that was running when the daemon stopped runs again on restart.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
@@ -55,6 +55,16 @@ export interface InferCoordinatorInit {
 /** The errors the API shows as a 400 (bad input) instead of a 500. */
 export { InferenceInputError }
 
+/** What a restarted daemon needs to run a task again (kept in the record's summary). */
+interface StoredJob {
+  modelCid: string
+  shardCids: string[]
+  ranges: ShardRange[]
+  replicas: number
+  classes: number
+  staffingMs: number
+}
+
 interface LiveInference {
   view: TaskView
   writer: CoalescingWriter<TaskView>
@@ -76,15 +86,36 @@ export class InferCoordinator {
     this.now = init.now ?? Date.now
   }
 
+  /**
+   * Loads the stored tasks. One that was running when the daemon stopped runs again from its stored
+   * job (its blocks are in this node's block store; every shard is voted on afresh), with a new
+   * staffing deadline counted from now.
+   */
   async start(): Promise<void> {
     for (const { value } of await this.records.loadAll()) {
       const live = this.track(value)
-      if (value.state === 'running' || value.state === 'staffing') {
+      if (value.state !== 'running' && value.state !== 'staffing') continue
+      const stored = value.summary.job as StoredJob | undefined
+      if (stored === undefined) {
         this.update(live, {
           state: 'failed',
           error: 'the daemon stopped while the inference ran; submit it again',
         })
+        continue
       }
+      log('resuming inference %s', value.id)
+      this.update(live, {
+        state: 'running',
+        groups: live.view.groups.map((g) => ({ ...g, status: 'running', step: 0, members: [], leader: '' })),
+      })
+      void this.execute(live, {
+        modelCid: CID.parse(stored.modelCid),
+        shardCids: stored.shardCids.map((cid) => CID.parse(cid)),
+        ranges: stored.ranges,
+        replicas: stored.replicas,
+        deadlineMs: this.now() + stored.staffingMs,
+        classes: stored.classes,
+      })
     }
   }
 
@@ -213,6 +244,15 @@ export class InferCoordinator {
         tolerance: LOGIT_TOLERANCE,
       },
     })
+    const job: StoredJob = {
+      modelCid: modelCid.toString(),
+      shardCids: shardCids.map(String),
+      ranges,
+      replicas: request.replicas,
+      classes: model.architecture.outputSize,
+      staffingMs: request.deadlineMs,
+    }
+    record.summary.job = job
     const view: TaskView = {
       ...record,
       state: 'running',
@@ -334,7 +374,8 @@ export class InferCoordinator {
         agreement.reruns,
       )
     } catch (error) {
-      if (live.view.state !== 'running') return
+      // a stopping daemon leaves the task running in its record: the next start runs it again
+      if (live.view.state !== 'running' || this.shutdown.signal.aborted) return
       this.update(live, { state: 'failed', error: (error as Error).message })
       log('inference %s failed: %s', live.view.id, (error as Error).message)
     }

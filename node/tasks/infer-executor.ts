@@ -47,6 +47,8 @@ export type InferHeader =
 /** Test-only fault injection: a lying worker alters its logits before answering. */
 export interface InferFaults {
   alterLogits?: (logits: Float32Array, request: InferRequestFrame) => Float32Array
+  /** a slow worker: waits this long before answering */
+  delayMs?: number
 }
 
 export interface InferHost {
@@ -159,6 +161,8 @@ export class InferWorker {
         return
       }
       if (this.init.faults?.alterLogits !== undefined) logits = this.init.faults.alterLogits(logits, request)
+      const delayMs = this.init.faults?.delayMs
+      if (delayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, delayMs))
       this.served++
       await reply(
         { ok: true, backendClass, rows: request.rows, classes: logits.length / request.rows },
