@@ -23,7 +23,12 @@ import {
   vote,
 } from '../../protocols/inference/quorum.js'
 import { newTaskRecord } from '../../protocols/tasks/lifecycle.js'
-import { encodeTaskSpec, type InferRequest, type TaskSpec } from '../../protocols/tasks/spec.js'
+import {
+  encodeTaskSpec,
+  type InferRequest,
+  type Requirements,
+  type TaskSpec,
+} from '../../protocols/tasks/spec.js'
 import type { TaskView } from './coordinator.js'
 import { type InferHost, requestShard } from './infer-executor.js'
 import {
@@ -63,6 +68,7 @@ interface StoredJob {
   replicas: number
   classes: number
   staffingMs: number
+  requirements: Requirements
 }
 
 interface LiveInference {
@@ -115,6 +121,7 @@ export class InferCoordinator {
         replicas: stored.replicas,
         deadlineMs: this.now() + stored.staffingMs,
         classes: stored.classes,
+        requirements: stored.requirements,
       })
     }
   }
@@ -251,6 +258,7 @@ export class InferCoordinator {
       replicas: request.replicas,
       classes: model.architecture.outputSize,
       staffingMs: request.deadlineMs,
+      requirements: request.requirements,
     }
     record.summary.job = job
     const view: TaskView = {
@@ -283,6 +291,7 @@ export class InferCoordinator {
       replicas: request.replicas,
       deadlineMs: createdMs + request.deadlineMs,
       classes: model.architecture.outputSize,
+      requirements: request.requirements,
     })
     return structuredClone(view)
   }
@@ -304,6 +313,7 @@ export class InferCoordinator {
       replicas: number
       deadlineMs: number
       classes: number
+      requirements?: Requirements
     },
   ): Promise<void> {
     const signal = AbortSignal.any([live.controller.signal, this.shutdown.signal])
@@ -384,7 +394,7 @@ export class InferCoordinator {
   /** Runs one shard to a quorum: R replicas, then re-runs elsewhere until a majority agree. */
   private async runShard(
     live: LiveInference,
-    job: { modelCid: CID; shardCids: CID[]; replicas: number; classes: number },
+    job: { modelCid: CID; shardCids: CID[]; replicas: number; classes: number; requirements?: Requirements },
     range: ShardRange,
     signal: AbortSignal,
   ): Promise<{ range: ShardRange; accepted: Float32Array; outcome: ShardOutcome }> {
@@ -392,6 +402,7 @@ export class InferCoordinator {
     const asked = new Set<string>()
     const results: ReplicaResult[] = []
     const failed: string[] = []
+    const declined: string[] = []
     let count = job.replicas
     for (;;) {
       signal.throwIfAborted()
@@ -416,6 +427,7 @@ export class InferCoordinator {
               modelCid: job.modelCid.toString(),
               inputCid: job.shardCids[range.index].toString(),
               rows,
+              ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
             },
             { signal, timeoutMs: this.init.runTimeoutMs },
           ).then((answer) => ({ peer, ...answer })),
@@ -423,6 +435,8 @@ export class InferCoordinator {
       )
       settled.forEach((s, i) => {
         if (s.status === 'fulfilled') results.push(s.value)
+        else if ((s.reason as Error).name === 'InferDeclinedError')
+          declined.push(`${peers[i]}: ${(s.reason as Error).message}`)
         else {
           failed.push(peers[i])
           log('shard %d on %s failed: %s', range.index, peers[i], (s.reason as Error).message)
@@ -433,7 +447,8 @@ export class InferCoordinator {
         replicas: job.replicas,
         expectedLength: rows * job.classes,
         results,
-        runs: asked.size,
+        // a peer that declined (requirements not met) used no run
+        runs: results.length + failed.length,
         available,
       })
       if (decision.kind === 'run') {
@@ -442,7 +457,10 @@ export class InferCoordinator {
         continue
       }
       this.scores = applyScores(this.scores, scoreChanges(decision, failed))
-      if (decision.kind === 'fail') throw new Error(`shard ${range.index} failed: ${decision.reason}`)
+      if (decision.kind === 'fail')
+        throw new Error(
+          `shard ${range.index} failed: ${decision.reason}${declined.length > 0 ? ` (${declined.length} declined: ${declined.join('; ')})` : ''}`,
+        )
       const outcome: ShardOutcome = {
         shard: range.index,
         start: range.start,

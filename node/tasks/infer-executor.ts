@@ -15,6 +15,8 @@ import type { Backend } from '../../kernels/backend.js'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { Mlp } from '../../kernels/models/mlp.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
+import type { Requirements } from '../../protocols/tasks/spec.js'
+import type { NodeCapability } from '../executor/capability.js'
 import {
   type BundledModel,
   bytesToFloats,
@@ -38,11 +40,19 @@ export interface InferRequestFrame {
   modelCid: string
   inputCid: string
   rows: number
+  /** the task's requirements; a worker that does not meet them declines (not a failure) */
+  requirements?: Requirements
+}
+
+/** A worker declined a shard because it does not meet the task's requirements. */
+export class InferDeclinedError extends Error {
+  static override name = 'InferDeclinedError'
+  override name = 'InferDeclinedError'
 }
 
 export type InferHeader =
   | { ok: true; backendClass: string; rows: number; classes: number }
-  | { ok: false; reason: string }
+  | { ok: false; reason: string; declined?: boolean }
 
 /** Test-only fault injection: a lying worker alters its logits before answering. */
 export interface InferFaults {
@@ -94,6 +104,8 @@ export function backendClassOf(backend: Backend): string {
 }
 
 export interface InferWorkerInit {
+  /** what this worker offers; requests whose requirements it does not meet are declined */
+  capability?: Pick<NodeCapability, 'backend' | 'maxBufferBytes' | 'matmulGflops'>
   host: InferHost
   blocks: BlockExchange
   openBackend: () => Promise<Backend>
@@ -150,6 +162,11 @@ export class InferWorker {
         await reply({ ok: false, reason: `malformed request: ${(error as Error).message}` })
         return
       }
+      const declined = this.ineligibility(request.requirements)
+      if (declined !== undefined) {
+        await reply({ ok: false, reason: declined, declined: true })
+        return
+      }
       let logits: Float32Array
       let backendClass: string
       try {
@@ -173,6 +190,18 @@ export class InferWorker {
       log('serving %p failed: %s', connection.remotePeer, (error as Error).message)
       stream.abort(error instanceof Error ? error : new Error(String(error)))
     }
+  }
+
+  private ineligibility(r: Requirements | undefined): string | undefined {
+    const c = this.init.capability
+    if (r === undefined || c === undefined) return undefined
+    if (r.backend !== 'any' && r.backend !== c.backend)
+      return `needs a ${r.backend} backend, this worker has ${c.backend}`
+    if (c.maxBufferBytes < r.minMemoryBytes)
+      return `needs ${r.minMemoryBytes} bytes of memory, this worker has ${c.maxBufferBytes}`
+    if (c.matmulGflops < r.minGflops)
+      return `needs ${r.minGflops} GFLOP/s, this worker measured ${c.matmulGflops.toFixed(2)}`
+    return undefined
   }
 
   private model(cid: CID, from: PeerId, signal: AbortSignal): Promise<BundledModel> {
@@ -226,12 +255,30 @@ function checkRequest(value: unknown): InferRequestFrame {
     if (typeof r[key] !== 'string') throw new Error(key)
     CID.parse(r[key] as string)
   }
+  let requirements: Requirements | undefined
+  if (r.requirements !== undefined) {
+    const q = r.requirements as Record<string, unknown>
+    if (
+      q === null ||
+      typeof q !== 'object' ||
+      !['any', 'webgpu', 'cpu'].includes(q.backend as string) ||
+      typeof q.minMemoryBytes !== 'number' ||
+      typeof q.minGflops !== 'number'
+    )
+      throw new Error('requirements')
+    requirements = {
+      backend: q.backend as Requirements['backend'],
+      minMemoryBytes: q.minMemoryBytes,
+      minGflops: q.minGflops,
+    }
+  }
   return {
     task: r.task,
     shard: r.shard,
     rows: r.rows,
     modelCid: r.modelCid as string,
     inputCid: r.inputCid as string,
+    ...(requirements !== undefined ? { requirements } : {}),
   }
 }
 
@@ -254,7 +301,11 @@ export async function requestShard(
     if (headerFrame.byteLength > HEADER_BYTES_MAX) throw new Error('the answer header is oversized')
     const header = JSON.parse(new TextDecoder().decode(headerFrame.subarray())) as InferHeader
     if (header === null || typeof header !== 'object') throw new Error('the answer is malformed')
-    if (!header.ok) throw new Error(`the worker refused: ${String(header.reason)}`)
+    if (!header.ok) {
+      if (header.declined === true)
+        throw new InferDeclinedError(`the worker declined: ${String(header.reason)}`)
+      throw new Error(`the worker refused: ${String(header.reason)}`)
+    }
     if (typeof header.backendClass !== 'string' || header.backendClass.length > 300)
       throw new Error('the answer names no backend class')
     const logits = bytesToFloats((await lp.read({ signal })).subarray())

@@ -2,7 +2,7 @@
 // daemons over libp2p on loopback: garbage, oversized and out-of-range /shardnet/infer/1.0.0 requests
 // and requests for blocks the worker cannot get are answered with a refusal and counted, the worker
 // still serves afterwards, and malformed submissions (bad input file, missing model) get a 400 naming
-// the problem.
+// the problem, and a task no worker is eligible for fails naming why they declined.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,10 +11,13 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
+import { saveModel } from '../../node/executor/model-files.js'
 import { INFER_PROTOCOL, requestShard } from '../../node/tasks/infer-executor.js'
 import { apiRequest } from './daemon-helpers.js'
-import { startTaskNetwork, stopAll } from './tasks-helpers.js'
+import { startTaskNetwork, stopAll, submitTask, waitForTask } from './tasks-helpers.js'
 
 async function ask(from: Daemon, to: Daemon, frame: Uint8Array): Promise<string> {
   const stream = await from.host.dialProtocol(to.peerId, INFER_PROTOCOL)
@@ -102,5 +105,44 @@ describe('inference bad input', () => {
     })
     expect(noFile.status).toBe(400)
     expect(noFile.error).toMatch(/cannot read the input file/)
+  }, 60_000)
+
+  it('fails a task no worker is eligible for, naming why they declined', async () => {
+    const [submitter, worker] = daemons
+    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [4], outputSize: 10 }
+    const modelDir = join(folder, 'model')
+    await saveModel(modelDir, architecture, initialHostLayers(architecture, 1), {
+      model: 'mnist-mlp',
+      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [4] },
+      parameterCount: parameterCount(architecture),
+      dataset: {},
+      seed: 1,
+      training: {},
+      backend: {},
+      metrics: { testAccuracy: 0, testLoss: 0 },
+      history: [],
+      createdAt: new Date().toISOString(),
+    })
+    const inputFile = join(folder, 'one.json')
+    await writeFile(inputFile, JSON.stringify({ inputs: [Array(PIXEL_COUNT).fill(0.5)] }))
+    const task = await submitTask(submitter, {
+      kind: 'infer',
+      model: modelDir,
+      inputFile,
+      replicas: 1,
+      shards: 1,
+      requirements: { minGflops: 1e6 },
+    })
+    const done = await waitForTask(
+      submitter,
+      task.id,
+      (t) => t.state !== 'running',
+      'the task to end',
+      60_000,
+    )
+    expect(done.state).toBe('failed')
+    expect(done.error).toMatch(/no other peer is left .*1 declined: .*needs 1000000 GFLOP\/s/)
+    // declining is not misbehaviour: the worker's score is untouched
+    expect(submitter.tasks.inference.peerScores()[worker.peerId.toString()] ?? 0).toBe(0)
   }, 60_000)
 })
