@@ -84,6 +84,7 @@ export class TaskService {
       blocks: host.services.blocks,
       openBackend,
       faults: init.inferFaults,
+      capability: init.capability,
     })
     this.coordinator = new Coordinator({
       inference: this.inference,
