@@ -64,11 +64,17 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
   const dataDirs = Array.from({ length: options.nodes }, (_, i) => join(root, `node-${i}`))
   const running: string[] = []
   let interrupted = false
+  // Ctrl-C (or SIGTERM): stop every daemon the demo started, remove its data dirs, exit 130
   const onSignal = () => {
+    if (interrupted) return
     interrupted = true
     say('interrupted: stopping the demo network')
+    void Promise.all(running.map((dataDir) => stopDaemon(dataDir, 10_000, true).catch(() => {})))
+      .then(() => (options.keep ? undefined : rm(root, { recursive: true, force: true })))
+      .finally(() => process.exit(130))
   }
-  process.once('SIGINT', onSignal)
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     say(`starting ${options.nodes} daemons on loopback (data dirs in ${root})`)
     const first: StartedDaemon = await startInBackground(
@@ -159,6 +165,7 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     }
   } finally {
     process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     say(`stopping ${running.length} daemons`)
     await Promise.all(running.map((dataDir) => stopDaemon(dataDir, 20_000, true).catch(() => {})))
     if (!options.keep) await rm(root, { recursive: true, force: true })
