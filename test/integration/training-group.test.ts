@@ -55,7 +55,13 @@ function meanLoss(losses: number[], from: number, to: number): number {
 
 describe('a training group over libp2p', () => {
   it('trains: the loss drops and all members end with identical params', async () => {
-    const members = await startTrainingCluster({ size: 3, directory, backend, options: options('plain') })
+    const members = await startTrainingCluster({
+      size: 3,
+      directory,
+      backend,
+      // every member in every step even on a loaded machine: 120 admitted gradients
+      options: options('plain', { stragglerTimeoutMs: 30_000 }),
+    })
     clusters.push(members)
     const losses: number[] = []
     members[0].member.on('step', (event) => {
@@ -66,7 +72,7 @@ describe('a training group over libp2p', () => {
     for (const member of members) expect(member.appliedSteps).toEqual([...Array(40).keys()])
     expect(meanLoss(losses, 30, 40)).toBeLessThan(meanLoss(losses, 0, 10) * 0.6)
     const status = members[0].member.status()
-    expect(status.reports.reduce((total, report) => total + report.accepted, 0)).toBeGreaterThanOrEqual(80)
+    expect(status.reports.reduce((total, report) => total + report.accepted, 0)).toBe(120)
   }, 120_000)
 
   it('survives the loss of its leader mid-run: a new leader continues, no step lost or applied twice', async () => {
@@ -106,7 +112,8 @@ describe('a training group over libp2p', () => {
         size: 3,
         directory,
         backend,
-        options: options(`liar-${rule}`, { steps, aggregate: rule }),
+        // every member in every step even on a loaded machine, so each step scores the liar
+        options: options(`liar-${rule}`, { steps, aggregate: rule, stragglerTimeoutMs: 30_000 }),
         perMember: (index) => (index === 2 ? { fault } : {}),
       })
       clusters.push(members)
