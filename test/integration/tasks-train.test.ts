@@ -2,13 +2,14 @@
 // TaskSpec, workers hear the announcement, claim it over /shardnet/claim/1.0.0, fetch and verify their
 // shard, train in Raft groups, and the submitter averages the groups and writes a model it scores on
 // the test set; loadModel reads the result back. A user's --data file trains the same way.
+import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadMnist } from '../../kernels/data/mnist.js'
 import type { Daemon } from '../../node/daemon.js'
 import { loadModel } from '../../node/executor/model-files.js'
-import { tempDataDir } from './daemon-helpers.js'
+import { tempDataDir, waitUntil } from './daemon-helpers.js'
 import { startTaskNetwork, stopAll, submitTask, waitForTask } from './tasks-helpers.js'
 
 describe('training tasks across daemons', () => {
@@ -48,6 +49,19 @@ describe('training tasks across daemons', () => {
     const model = await loadModel(done.resultDir!)
     expect(model.architecture.hiddenSizes).toEqual([32])
     expect(model.manifest.metrics.testAccuracy).toBe(done.accuracy)
+    // released at the end, each member drops its Raft log and records its final step
+    const members = daemons.filter((d) => done.groups[0].members.includes(d.peerId.toString()))
+    await waitUntil(
+      () => members.every((d) => !existsSync(join(d.paths.root, 'tasks', 'raft', `${done.id}-g0`))),
+      'the members to remove their Raft logs',
+    )
+    for (const member of members) {
+      const assignments = await member.tasks.worker.assignments()
+      expect(assignments.find((a) => a.taskId === done.id)).toMatchObject({
+        state: 'done',
+        outcome: { step: 60 },
+      })
+    }
   }, 300_000)
 
   it('trains two groups of three with outer rounds into one model', async () => {
