@@ -1,7 +1,8 @@
 // Proves an inference task runs end to end across real daemons on loopback (libp2p, blocks, the
 // /shardnet/infer/1.0.0 protocol, cpu backend): with one worker that lies (test-only fault injection adds
 // 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal to a local
-// forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops.
+// forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops; the same model
+// submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -123,5 +124,28 @@ describe('inference across daemons with a lying replica', () => {
     }
     // the task view carries the figures too
     expect((done.summary.inference as { reruns: number }).reruns).toBe(output.agreement.reruns)
+
+    // the same model again by its bundle CID, R = 3 on the 3 workers: 2 of 3 agree at once, no re-run
+    const again = await submitTask(submitter, {
+      kind: 'infer',
+      model: done.summary.modelCid,
+      inputFile,
+      replicas: 3,
+      shards: 2,
+    })
+    const second = await waitForTask(
+      submitter,
+      again.id,
+      (t) => t.state !== 'running',
+      'the second inference',
+    )
+    expect(second.state).toBe('completed')
+    const secondOutput = JSON.parse(
+      await readFile(join(second.resultDir!, PREDICTIONS_FILE), 'utf8'),
+    ) as InferenceOutput
+    expect(secondOutput.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
+    expect(secondOutput.agreement.reruns).toBe(0)
+    expect(secondOutput.agreement.outliers).toEqual([liarId])
+    expect(secondOutput.agreement.scores[liarId]).toBeLessThan(output.agreement.scores[liarId])
   }, 240_000)
 })
