@@ -9,12 +9,14 @@
 // (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
 // everything the group does except the network and Raft. In the group all three members share this
 // process's cores too, so both sides do the same compute and the difference is consensus overhead.
-// Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+// Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
+// reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
@@ -40,6 +42,7 @@ const { values: flags } = parseArgs({
     steps: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '2' },
     lr: { type: 'string', default: '0.002' },
+    threads: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -136,11 +139,13 @@ async function trainLocally(
 let runCount = 0
 async function trainInGroup(
   compression: Compression,
+  storage: 'durable' | 'memory' = 'durable',
 ): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
   const members = await startTrainingCluster({
     size: MEMBERS,
     directory,
     backend,
+    storage,
     options: {
       groupId: `bench-${runCount++}`,
       architecture,
@@ -174,6 +179,74 @@ async function trainInGroup(
   }
 }
 
+/** The same group with each member in its own worker thread (own event loop, as on separate machines). */
+async function trainInThreads(
+  compression: Compression,
+  storage: 'durable' | 'memory' = 'durable',
+): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
+  const groupId = `bench-${runCount++}`
+  // a worker does not inherit tsx's loader: register it, then load the member script
+  const bootstrap = [
+    `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}`,
+    'register()',
+    `await import(${JSON.stringify(new URL('./consensus-member.ts', import.meta.url).href)})`,
+  ].join('\n')
+  const workers = Array.from(
+    { length: MEMBERS },
+    () => new Worker(new URL(`data:text/javascript,${encodeURIComponent(bootstrap)}`)),
+  )
+  const ready = await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<{ id: string; addresses: string[] }>((resolve, reject) => {
+          worker.once('error', reject)
+          worker.once('message', resolve)
+          worker.postMessage({
+            type: 'start',
+            groupId,
+            hidden,
+            seed: SEED,
+            batchSize,
+            learningRate,
+            steps,
+            compression,
+            storage,
+            directory: join(directory, groupId),
+          })
+        }),
+    ),
+  )
+  let firstStepAt = 0
+  let firstStep = 0
+  const results = await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<{ digest: string; params: Float32Array; gradientBytesSent: number }>(
+          (resolve, reject) => {
+            worker.on('error', reject)
+            worker.on('message', (message: { type: string; step?: number; at?: number }) => {
+              if (message.type === 'step' && firstStepAt === 0) {
+                firstStepAt = message.at! - performance.timeOrigin
+                firstStep = message.step! + 1
+              }
+              if (message.type === 'finished') resolve(message as never)
+            })
+            worker.postMessage({ peers: ready })
+          },
+        ),
+    ),
+  )
+  const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
+  for (const worker of workers) worker.postMessage('stop')
+  await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('exit', resolve))))
+  return {
+    seconds,
+    params: results[0].params,
+    bytesPerStep: results.reduce((total, result) => total + result.gradientBytesSent, 0) / steps,
+    digests: new Set(results.map((result) => result.digest)).size,
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
@@ -189,6 +262,7 @@ log(
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
 const int8Seconds: number[] = []
+const memorySeconds: number[] = []
 let localParams: Float32Array | undefined
 let groupRun: Awaited<ReturnType<typeof trainInGroup>> | undefined
 let int8Run: Awaited<ReturnType<typeof trainInGroup>> | undefined
@@ -198,12 +272,18 @@ try {
     localSeconds.push(local.seconds)
     localParams = local.params
     log(`  round ${round + 1}: local ${(steps / local.seconds).toFixed(1)} steps/s`)
-    groupRun = await trainInGroup('none')
+    const group = flags.threads ? trainInThreads : trainInGroup
+    groupRun = await group('none')
     groupSeconds.push(groupRun.seconds)
     log(`  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)`)
-    int8Run = await trainInGroup('int8')
+    int8Run = await group('int8')
     int8Seconds.push(int8Run.seconds)
     log(`  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)`)
+    const memoryRun = await group('none', 'memory')
+    memorySeconds.push(memoryRun.seconds)
+    log(
+      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)`,
+    )
   }
   const localAccuracy = await accuracy(localParams!)
   const groupAccuracy = await accuracy(groupRun!.params)
@@ -211,7 +291,9 @@ try {
   const local = steps / median(localSeconds)
   const group = steps / median(groupSeconds)
   const groupInt8 = steps / median(int8Seconds)
+  const groupMemory = steps / median(memorySeconds)
   const result = {
+    membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,
     members: MEMBERS,
@@ -221,9 +303,11 @@ try {
     localStepsPerSecond: local,
     groupStepsPerSecond: group,
     groupInt8StepsPerSecond: groupInt8,
+    groupMemoryLogStepsPerSecond: groupMemory,
     /** extra time per step of the group over local, as a share of the group's step time */
     consensusOverheadPercent: (100 * (1 / group - 1 / local)) / (1 / group),
     consensusOverheadInt8Percent: (100 * (1 / groupInt8 - 1 / local)) / (1 / groupInt8),
+    consensusOverheadMemoryLogPercent: (100 * (1 / groupMemory - 1 / local)) / (1 / groupMemory),
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
@@ -241,6 +325,9 @@ try {
     )
     console.log(
       `group, int8 gradients:    ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
+    )
+    console.log(
+      `group, in-memory log:     ${groupMemory.toFixed(1)} steps/s  overhead ${result.consensusOverheadMemoryLogPercent.toFixed(1)}% of step time`,
     )
     console.log(
       `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,

@@ -116,7 +116,7 @@ export interface DaemonInit {
   /** task service tuning (tests) */
   taskService?: Pick<
     TaskServiceInit,
-    'stallMs' | 'progressIntervalMs' | 'trainRaft' | 'executors' | 'openBackend'
+    'stallMs' | 'progressIntervalMs' | 'trainRaft' | 'executors' | 'openBackend' | 'inferFaults'
   >
 }
 

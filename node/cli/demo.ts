@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import pc from 'picocolors'
 import type { TaskView } from '../tasks/coordinator.js'
+import { type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
 import { connectToDaemon } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { type StartedDaemon, startInBackground, stopDaemon } from './node-lifecycle.js'
@@ -42,7 +43,7 @@ export interface DemoResult {
   groups: Array<{ group: number; members: string[]; leader: string }>
   outerRounds: number
   seconds: { network: number; training: number; total: number }
-  inference: { available: boolean; reason?: string; agreement?: number; shards?: number }
+  inference: DemoInference
   dataDirs?: string[]
 }
 
@@ -63,11 +64,17 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
   const dataDirs = Array.from({ length: options.nodes }, (_, i) => join(root, `node-${i}`))
   const running: string[] = []
   let interrupted = false
+  // Ctrl-C (or SIGTERM): stop every daemon the demo started, remove its data dirs, exit 130
   const onSignal = () => {
+    if (interrupted) return
     interrupted = true
     say('interrupted: stopping the demo network')
+    void Promise.all(running.map((dataDir) => stopDaemon(dataDir, 10_000, true).catch(() => {})))
+      .then(() => (options.keep ? undefined : rm(root, { recursive: true, force: true })))
+      .finally(() => process.exit(130))
   }
-  process.once('SIGINT', onSignal)
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     say(`starting ${options.nodes} daemons on loopback (data dirs in ${root})`)
     const first: StartedDaemon = await startInBackground(
@@ -122,17 +129,20 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     say(
       `trained in ${trainingSeconds.toFixed(1)} s: test accuracy ${(final.accuracy! * 100).toFixed(2)}%; model in ${copied.outDirectory}`,
     )
-    // inference: the hook for protocols/inference. Until an inference executor is registered in the
-    // daemon, the daemon refuses infer tasks with 501 and the demo says so instead of failing.
+    // inference (node/tasks/infer-demo.ts): MNIST test images through the trained model, R replicas per shard
     let inference: DemoResult['inference']
     try {
-      await client.post('/v1/tasks', {
-        kind: 'infer',
-        model: copied.outDirectory,
-        inputFile: '/dev/null',
-        replicas: 2,
-      })
-      inference = { available: true }
+      inference = await runDemoInference(
+        client,
+        {
+          modelDir: copied.outDirectory,
+          folder: root,
+          copyTo: copied.outDirectory,
+          replicas: Math.min(3, options.nodes - 1),
+        },
+        say,
+      )
+      if (inference.state !== 'completed') say(`inference ${inference.state}: ${inference.reason}`)
     } catch (error) {
       inference = {
         available: false,
@@ -155,6 +165,7 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     }
   } finally {
     process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     say(`stopping ${running.length} daemons`)
     await Promise.all(running.map((dataDir) => stopDaemon(dataDir, 20_000, true).catch(() => {})))
     if (!options.keep) await rm(root, { recursive: true, force: true })
@@ -224,8 +235,14 @@ export function register(program: Command): void {
         process.stdout.write(
           `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} from ${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons in ${result.seconds.total.toFixed(0)} s\n` +
             `model: ${result.modelDir} (try \`shardnet eval ${result.modelDir}\`)\n` +
-            `inference: ${result.inference.available ? `agreement ${result.inference.agreement}` : `not run (${result.inference.reason})`}\n`,
+            `inference: ${describeInference(result.inference)}\n`,
         )
       },
     )
+}
+
+function describeInference(i: DemoInference): string {
+  if (!i.available) return `not run (${i.reason})`
+  if (i.state !== 'completed') return `${i.state} (${i.reason})`
+  return `${i.count} test images, ${i.shards} shards x ${i.replicas} replicas: ${i.agreeingResults}/${i.results} replica results agreed, ${i.reruns} re-runs, accuracy ${((i.accuracy ?? 0) * 100).toFixed(2)}%; predictions in ${i.predictionsPath}`
 }

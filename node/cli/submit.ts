@@ -143,9 +143,15 @@ export function register(program: Command): void {
   submit
     .command('infer')
     .description('run a trained model on inputs across the network; R replicas of each shard must agree')
-    .argument('<model>', 'a model directory (model.json + model.safetensors) or a model checkpoint CID')
+    .argument(
+      '<model>',
+      'a model directory (model.json + model.safetensors) or the CID of its model bundle block (shown as summary.modelCid by `task ID --json`)',
+    )
     .addOption(dataDirOption())
-    .requiredOption('--input <file>', 'inputs: JSON {"images": [[784 pixels in 0..1], ...]}')
+    .requiredOption(
+      '--input <file>',
+      'inputs: JSON {"inputs": [[784 pixels in 0..1], ...]} ("images" or a bare array of rows also work)',
+    )
     .option('--replicas <r>', 'peers that run each shard (a majority must agree)', '2')
     .option('--shards <n>', 'pieces the input is split into', '2')
     .option('--deadline <duration>', 'how long to wait for enough workers', '60s')

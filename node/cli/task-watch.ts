@@ -147,6 +147,16 @@ export async function watchTask(
 }
 
 export function describeEnd(task: TaskView): string {
+  if (task.state === 'completed' && task.kind === 'infer') {
+    // inference figures (node/tasks/infer-coordinator.ts puts them in the summary)
+    const i = task.summary.inference as {
+      agreeingResults: number
+      results: number
+      reruns: number
+      outliers: string[]
+    }
+    return `${pc.bold(`${i.agreeingResults}/${i.results} replica results agreed`)} over ${task.groupCount} shard${task.groupCount === 1 ? '' : 's'} of ${task.groupSize} replicas, ${i.reruns} re-runs${i.outliers.length > 0 ? `, outliers ${i.outliers.join(', ')}` : ''}\npredictions written to ${task.resultDir} (copy them with \`shardnet result ${task.id} --out DIR\`)`
+  }
   if (task.state === 'completed') {
     return `${pc.bold(`test accuracy ${percent(task.accuracy)}`)} after ${task.steps} steps in ${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ${task.groupSize}\nmodel written to ${task.resultDir} (copy it with \`shardnet result ${task.id} --out DIR\`)`
   }

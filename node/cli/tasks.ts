@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { loadModel, MANIFEST_FILE, ModelFilesError, WEIGHTS_FILE } from '../executor/model-files.js'
 import type { TaskView } from '../tasks/coordinator.js'
+import { copyPredictions } from '../tasks/infer-files.js'
 import { connectToDaemon } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { dataDirOption } from './submit.js'
@@ -89,14 +90,30 @@ export function register(program: Command): void {
 
   program
     .command('result')
-    .description('write a completed training task’s model (model.safetensors + model.json) to a directory')
+    .description(
+      'write a completed task’s result to a directory: a training task’s model (model.safetensors + model.json), an inference task’s predictions.json',
+    )
     .argument('<id>', 'the task id (or a unique part of it)')
     .requiredOption('--out <dir>', 'the directory to write the model to (created if missing)')
     .addOption(dataDirOption())
     .option('--json', 'machine-readable output on stdout')
     .action(async (id: string, flags: { dataDir: string; out: string; json?: boolean }) => {
       const client = await connectToDaemon(flags.dataDir)
-      const copied = await copyResult(await fetchTask(client, id), flags.out)
+      const task = await fetchTask(client, id)
+      if (task.kind === 'infer') {
+        // an inference task's result is its predictions (node/tasks/infer-files.ts)
+        const written = await copyPredictions(task, resolve(flags.out)).catch((error: Error) => {
+          throw error.name === 'InferenceInputError' ? new UserError(error.message) : error
+        })
+        const a = written.agreement
+        print(
+          flags.json === true,
+          written,
+          `wrote ${written.predictionsPath}: ${written.count} predictions; ${a.agreeingResults}/${a.results} replica results agreed, ${a.reruns} re-runs${a.outliers.length > 0 ? `, outliers ${a.outliers.join(', ')}` : ''}`,
+        )
+        return
+      }
+      const copied = await copyResult(task, flags.out)
       print(
         flags.json === true,
         copied,

@@ -28,6 +28,7 @@ import {
 import {
   decodeTaskSpec,
   encodeTaskSpec,
+  type InferRequest,
   type TaskRequest,
   type TaskSpec,
   type TrainRequest,
@@ -75,6 +76,8 @@ export interface CoordinatorInit {
   openBackend: () => Promise<Backend>
   /** a group whose step has not advanced for this long is reported stalled. @default 15_000 */
   stallMs?: number
+  /** runs inference tasks (node/tasks/infer-coordinator.ts); without it infer tasks are refused */
+  inference?: InferenceTasks
   /** @default 500 */
   tickMs?: number
   /** how long to wait for a peer on the task topic before announcing anyway. @default 10_000 */
@@ -124,14 +127,10 @@ export class Coordinator {
       // an outer round or the final average that was in progress when the daemon stopped is redone
       if (value.state === 'finishing')
         this.enqueue(live, [{ type: 'finalize', sources: this.sourcesOf(value) }])
-      else if (value.state === 'running') {
-        const round = value.outerRound + 1
-        if (
-          value.groups.length > 0 &&
-          value.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)
-        ) {
-          this.enqueue(live, [{ type: 'outer-round', round, sources: this.sourcesOf(value) }])
-        }
+      else if (value.state === 'running' && (value.averagingRound ?? 0) > 0) {
+        this.enqueue(live, [
+          { type: 'outer-round', round: value.averagingRound, sources: this.sourcesOf(value) },
+        ])
       }
     }
     this.timer = setInterval(() => this.tick(), this.init.tickMs ?? 500)
@@ -163,6 +162,15 @@ export class Coordinator {
   // the user's requests
 
   async submit(request: TaskRequest): Promise<TaskView> {
+    if (request.kind === 'infer' && this.init.inference !== undefined) {
+      try {
+        return await this.init.inference.submit(request)
+      } catch (error) {
+        if ((error as Error).name === 'InferenceInputError' || (error as Error).name === 'ModelFilesError')
+          throw new TaskRefusedError((error as Error).message, 400)
+        throw error
+      }
+    }
     if (request.kind !== 'train') {
       throw new TaskRefusedError(
         'inference tasks are not available on this daemon yet (no inference executor is registered)',
@@ -268,7 +276,10 @@ export class Coordinator {
   }
 
   list(): TaskView[] {
-    return [...this.tasks.values()].map((t) => this.view(t.record)).sort((a, b) => b.createdMs - a.createdMs)
+    return [...this.tasks.values()]
+      .map((t) => this.view(t.record))
+      .concat(this.init.inference?.list() ?? [])
+      .sort((a, b) => b.createdMs - a.createdMs)
   }
 
   /** A task by id or unique id prefix (at least 6 characters); TaskRefusedError 404 otherwise. */
@@ -286,10 +297,14 @@ export class Coordinator {
   }
 
   get(idOrPrefix: string): TaskView {
+    const inference = this.init.inference?.get(idOrPrefix)
+    if (inference !== undefined) return inference
     return this.view(this.find(idOrPrefix).record)
   }
 
   cancel(idOrPrefix: string): TaskView {
+    const inference = this.init.inference?.cancel(idOrPrefix)
+    if (inference !== undefined) return inference
     const live = this.find(idOrPrefix)
     if (isTerminal(live.record.state)) {
       throw new TaskRefusedError(`task ${live.record.id} is already ${live.record.state}`, 409)
@@ -453,6 +468,7 @@ export class Coordinator {
                 this.apply(live, {
                   type: 'assignment-failed',
                   peerId: member,
+                  group: group.group,
                   reason: (error as Error).message,
                   nowMs: this.now(),
                 })
@@ -474,12 +490,15 @@ export class Coordinator {
         await Promise.all(
           live.record.groups.flatMap((group) =>
             group.members.map((member) =>
-              this.withRetries(() =>
-                this.init.claims.send(
-                  peerIdFromString(member),
-                  { outer: { ...update, group: group.group } },
-                  { signal },
-                ),
+              this.withRetries(
+                () =>
+                  this.init.claims.send(
+                    peerIdFromString(member),
+                    { outer: { ...update, group: group.group } },
+                    { signal },
+                  ),
+                // a dead member must not hold up the round: a member that asks again later gets it resent
+                3,
               ).catch((error: unknown) =>
                 log('outer update to %s failed: %s', member, (error as Error).message),
               ),
@@ -646,6 +665,14 @@ export class Coordinator {
     }
     throw lastError ?? new Error('stopped')
   }
+}
+
+/** The inference side of the coordinator (implemented by node/tasks/infer-coordinator.ts). */
+export interface InferenceTasks {
+  submit(request: InferRequest): Promise<TaskView>
+  list(): TaskView[]
+  get(idOrPrefix: string): TaskView | undefined
+  cancel(idOrPrefix: string): TaskView | undefined
 }
 
 function peerIdFromBytesString(bytes: Uint8Array): string {

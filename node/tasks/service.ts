@@ -2,6 +2,7 @@
 // to the node's libp2p host (gossip, blocks, raft and gradient services) and its data dir. Every node
 // is both: it coordinates the tasks its user submits and works on other nodes' tasks.
 
+import { join } from 'node:path'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -14,6 +15,8 @@ import type { GroupMemberComponents } from '../../protocols/training/types.js'
 import type { NodeCapability } from '../executor/capability.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { Coordinator } from './coordinator.js'
+import { InferCoordinator } from './infer-coordinator.js'
+import { type InferFaults, InferWorker } from './infer-executor.js'
 import { taskFolders } from './records.js'
 import { type TrainExecutorInit, trainExecutor } from './train-executor.js'
 import { type TaskExecutor, Worker } from './worker.js'
@@ -21,7 +24,7 @@ import { type TaskExecutor, Worker } from './worker.js'
 const log = logger('shardnet:tasks')
 
 export interface TaskServiceInit {
-  host: Pick<Libp2p, 'peerId' | 'handle' | 'unhandle' | 'dialProtocol'> & {
+  host: Pick<Libp2p, 'peerId' | 'handle' | 'unhandle' | 'dialProtocol' | 'getPeers'> & {
     services: {
       pubsub: GossipSub
       tasks: TaskGossip
@@ -39,12 +42,16 @@ export interface TaskServiceInit {
   stallMs?: number
   progressIntervalMs?: number
   trainRaft?: TrainExecutorInit['raft']
+  /** test-only fault injection for this node's inference worker (e.g. a worker that lies) */
+  inferFaults?: InferFaults
 }
 
 export class TaskService {
   readonly coordinator: Coordinator
   readonly worker: Worker
   readonly claims: ClaimsProtocol
+  readonly inference: InferCoordinator
+  readonly inferWorker: InferWorker
   private readonly peerId: PeerId
   /** peers this node knows to subscribe to the task topic (gossip reaches them) */
   readonly topicPeers: () => number
@@ -65,7 +72,22 @@ export class TaskService {
       },
       handler: (from, request) => this.dispatch(from, request),
     })
+    this.inference = new InferCoordinator({
+      peerId: host.peerId,
+      host,
+      blocks: host.services.blocks,
+      recordsFolder: join(folders.submitted, 'inference'),
+      resultsFolder: folders.results,
+    })
+    this.inferWorker = new InferWorker({
+      host,
+      blocks: host.services.blocks,
+      openBackend,
+      faults: init.inferFaults,
+      capability: init.capability,
+    })
     this.coordinator = new Coordinator({
+      inference: this.inference,
       peerId: host.peerId,
       claims: this.claims,
       blocks: host.services.blocks,
@@ -98,8 +120,11 @@ export class TaskService {
   }
 
   async start(): Promise<void> {
-    await this.claims.start()
+    // records first: a request that arrives as soon as the protocol is up finds its task
     await this.coordinator.start()
+    await this.inference.start()
+    await this.claims.start()
+    await this.inferWorker.start()
     await this.worker.start()
     log('task service started on %p', this.peerId)
   }
@@ -107,6 +132,8 @@ export class TaskService {
   async stop(): Promise<void> {
     await this.worker.stop()
     await this.coordinator.stop()
+    await this.inferWorker.stop()
+    await this.inference.stop()
     await this.claims.stop()
   }
 

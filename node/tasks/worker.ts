@@ -2,6 +2,7 @@
 // submitter why not), and on an assignment fetch the spec and the shard (verified by CID), record the
 // assignment durably and run it with the executor for its kind, streaming progress to the submitter.
 // A restarted worker daemon resumes its assignments from the data dir (the Raft log is durable too).
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -302,6 +303,7 @@ export class Worker {
     const record = task.record
     const submitter = peerIdFromString(record.submitter)
     const signal = AbortSignal.any([task.controller.signal, this.shutdown.signal])
+    const folder = join(this.init.workFolder, `${record.taskId}-g${record.group}`)
     // transient stream errors (a connection being set up, a stream limit hit) are retried
     const fetchBlock = async (cid: CID): Promise<Uint8Array> => {
       for (let attempt = 1; ; attempt++) {
@@ -341,7 +343,7 @@ export class Worker {
           task.record = { ...task.record, outcome }
           await task.writer.schedule(task.record)
         },
-        folder: join(this.init.workFolder, `${record.taskId}-g${record.group}`),
+        folder,
         openBackend: this.init.openBackend,
         signal,
       })
@@ -354,6 +356,13 @@ export class Worker {
       // the report goes out before the assignment is forgotten
       await this.sendProgress(task)
       this.finish(task, 'failed', message)
+    } finally {
+      // an assignment that ended (not one interrupted by a daemon stop) no longer needs its Raft log
+      if (task.record.state !== 'running') {
+        await rm(folder, { recursive: true, force: true }).catch((error: unknown) =>
+          log('removing %s failed: %s', folder, (error as Error).message),
+        )
+      }
     }
   }
 

@@ -5,7 +5,7 @@
  * decisions are replayable in tests and a restarted daemon resumes from the stored record.
  *
  *   staffing --enough claims--> running --all groups done--> finishing --result written--> completed
- *   staffing --deadline--> failed        running/finishing --member error--> failed
+ *   staffing --deadline--> failed        running/finishing --a group loses its majority to failed members--> failed
  *   any live state --cancel--> cancelled
  *
  * A group is `running` while it reports progress, `stalled` when it has not for `stallMs` or when its
@@ -41,6 +41,8 @@ export interface GroupRecord {
   paramsFrom: string
   /** the outer round the group last applied */
   appliedRound: number
+  /** members that could not be assigned or failed for good, with why; the group runs on while a majority remains */
+  failed?: Array<{ peerId: string; reason: string }>
 }
 
 export interface TaskRecord {
@@ -62,6 +64,8 @@ export interface TaskRecord {
   outerRound: number
   /** the averaged parameters' block of each completed outer round (index round - 1) */
   outerParamsCids: string[]
+  /** the outer round being averaged now (0: none), so a burst of reports starts it only once */
+  averagingRound: number
   /** (step, loss) of the slowest group, sampled */
   history: Array<{ step: number; loss: number; timeMs: number }>
   /** test accuracy of the last averaged model (each outer round, then the final one) */
@@ -91,7 +95,7 @@ export type TaskEvent =
       done: boolean
       nowMs: number
     }
-  | { type: 'assignment-failed'; peerId: string; reason: string; nowMs: number }
+  | { type: 'assignment-failed'; peerId: string; group: number; reason: string; nowMs: number }
   | { type: 'outer-sent'; round: number; paramsCid: string; accuracy?: number; nowMs: number }
   | { type: 'member-error'; peerId: string; group: number; error: string; nowMs: number }
   | { type: 'finished'; accuracy: number; testLoss: number; resultDir: string; nowMs: number }
@@ -140,6 +144,7 @@ export function newTaskRecord(init: {
     groups: [],
     outerRound: 0,
     outerParamsCids: [],
+    averagingRound: 0,
     history: [],
   }
 }
@@ -208,6 +213,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           paramsCid: '',
           paramsFrom: '',
           appliedRound: 0,
+          failed: [],
         }))
         effects.push({ type: 'assign', groups: assignment.groups })
       }
@@ -301,7 +307,11 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           effects.push({ type: 'finalize', sources: sources(record) })
         } else {
           const round = record.outerRound + 1
-          if (record.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)) {
+          if (
+            record.averagingRound !== round &&
+            record.groups.every((g) => g.status === 'waiting' && g.waitingRound === round)
+          ) {
+            record.averagingRound = round
             effects.push({ type: 'outer-round', round, sources: sources(record) })
           }
         }
@@ -312,6 +322,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
     case 'outer-sent': {
       if (event.round !== record.outerRound + 1) return { record: previous, effects }
       record.outerRound = event.round
+      record.averagingRound = 0
       record.outerParamsCids[event.round - 1] = event.paramsCid
       if (event.accuracy !== undefined) record.accuracy = event.accuracy
       for (const group of record.groups) {
@@ -326,11 +337,20 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
     }
     case 'assignment-failed':
     case 'member-error': {
-      if (record.state !== 'running') return { record: previous, effects }
-      const why = event.type === 'member-error' ? event.error : event.reason
-      record.state = 'failed'
-      record.error = `worker ${event.peerId} failed: ${why}`
-      effects.push({ type: 'release', reason: record.error }, { type: 'persist' })
+      if (record.state !== 'running' && record.state !== 'finishing') return { record: previous, effects }
+      const group = record.groups.find((g) => g.group === event.group)
+      if (group === undefined || !group.members.includes(event.peerId)) return { record: previous, effects }
+      group.failed ??= []
+      if (group.failed.some((f) => f.peerId === event.peerId)) return { record: previous, effects }
+      const why = event.type === 'member-error' ? event.error : `could not be assigned: ${event.reason}`
+      group.failed.push({ peerId: event.peerId, reason: why })
+      // a Raft group of k runs on while a majority (floor(k/2) + 1) of its members remain
+      if (group.members.length - group.failed.length <= Math.floor(group.members.length / 2)) {
+        record.state = 'failed'
+        record.error = `group ${group.group} lost its majority: ${group.failed.map((f) => `${f.peerId} ${f.reason}`).join('; ')}`
+        effects.push({ type: 'release', reason: record.error })
+      }
+      effects.push({ type: 'persist' })
       return { record, effects }
     }
     case 'finished': {

@@ -152,16 +152,16 @@ export function agreementScores(accepted: readonly Contribution[]): Map<string, 
   const scores = new Map<string, number>()
   if (accepted.length < 2) return scores
   const length = accepted[0].gradient.length
-  const sum = new Float64Array(length)
-  for (const { gradient } of accepted) for (let i = 0; i < length; i++) sum[i] += gradient[i]
-  // one pass per member over others = sum - own, in float64 (no cancellation-prone shortcut)
-  for (const { member, gradient } of accepted) {
+  // the others' sum is formed directly (not as total - own, which loses small values next to a
+  // large one): O(n^2 x length), n being a group's size
+  for (const [k, { member, gradient }] of accepted.entries()) {
     let dot = 0
     let ownSquared = 0
     let othersSquared = 0
     for (let i = 0; i < length; i++) {
+      let others = 0
+      for (let j = 0; j < accepted.length; j++) if (j !== k) others += accepted[j].gradient[i]
       const own = gradient[i]
-      const others = sum[i] - own
       dot += own * others
       ownSquared += own * own
       othersSquared += others * others
@@ -216,16 +216,18 @@ export function quorumDecision(input: QuorumInput): 'aggregate' | 'wait' {
 }
 
 /**
- * Members the leader waits for at `step`: every member in the first `graceSteps` steps, then those
- * that contributed (admitted or not) to one of the last `graceSteps` steps. A member that has gone
- * silent thus costs at most `graceSteps` straggler timeouts, not one per step.
+ * Members the leader waits for at `step`: every member in the first `graceSteps` steps of its
+ * leadership (from `sinceStep`), then those that sent a gradient for one of the last `graceSteps`
+ * steps. A member that has gone silent thus costs at most `graceSteps` straggler timeouts, not one
+ * per step.
  */
 export function expectedMembers(
   members: readonly string[],
   lastSeenStep: ReadonlyMap<string, number>,
   step: number,
+  sinceStep = 0,
   graceSteps = 3,
 ): string[] {
-  if (step < graceSteps) return [...members]
+  if (step < sinceStep + graceSteps) return [...members]
   return members.filter((member) => (lastSeenStep.get(member) ?? -1) >= step - graceSteps)
 }

@@ -1,6 +1,9 @@
-// The libp2p adapter of /shardnet/grad/1.0.0: a member opens a stream to its group's leader, writes
-// one length-prefixed GradRequest (a gradient for a step, or a request for the training state) and
-// reads one length-prefixed GradResponse. Inbound requests are size-limited (the limit is derived
+// The libp2p adapter of /shardnet/grad/1.0.0: a member keeps one stream open to each peer it sends
+// to and, one exchange at a time, writes a length-prefixed GradRequest (a gradient for a step, or a
+// request for the training state) and reads a length-prefixed GradResponse. Reusing the stream
+// matters: yamux grows a stream's window as it carries data, so after the first steps a gradient of
+// megabytes goes out without waiting for window updates (a fresh stream starts at 256 KiB and pays
+// several round trips per gradient). Inbound requests are size-limited (the limit is derived
 // from the group's parameter count), read under a deadline and accepted only from members of the
 // group they name; everything refused is counted by reason and never thrown into the node.
 // Written as a js-libp2p service: gradientExchange(init)(components).
@@ -32,6 +35,8 @@ export interface GradientExchangeInit {
   protocol?: string
   /** Deadline of one request/response exchange, both sides. @default 10000 */
   timeoutMs?: number
+  /** An inbound stream with no request for this long is closed (the sender reopens). @default 120000 */
+  idleTimeoutMs?: number
   /** Largest request when no group is joined (state requests are tiny). @default 65536 */
   idleRequestBytesMax?: number
   /** @default 64 */
@@ -113,6 +118,17 @@ export class GradientExchange {
   }
   private readonly components: GradientExchangeComponents
   private readonly timeoutMs: number
+  private readonly idleTimeoutMs: number
+  /** one reusable outbound stream per peer, and the exchange in progress on it */
+  private readonly outbound = new Map<
+    string,
+    {
+      stream: Stream
+      framed: ReturnType<typeof lpStream<Stream>>
+      responseBytesMax: number
+      busy: Promise<unknown>
+    }
+  >()
   private readonly idleRequestBytesMax: number
   private readonly maxInboundStreams: number
   private readonly maxOutboundStreams: number
@@ -124,6 +140,7 @@ export class GradientExchange {
     this.components = components
     this.protocol = init.protocol ?? GRADIENT_PROTOCOL
     this.timeoutMs = init.timeoutMs ?? 10_000
+    this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
     this.idleRequestBytesMax = init.idleRequestBytesMax ?? 65_536
     this.maxInboundStreams = init.maxInboundStreams ?? 64
     this.maxOutboundStreams = init.maxOutboundStreams ?? 64
@@ -143,6 +160,7 @@ export class GradientExchange {
     await this.components.registrar.unhandle(this.protocol)
     for (const stream of this.streams) stream.abort(new Error('gradient exchange stopped'))
     this.streams.clear()
+    this.outbound.clear()
   }
 
   isStarted(): boolean {
@@ -187,26 +205,62 @@ export class GradientExchange {
 
   private async request(peer: string, frame: Uint8Array, responseBytesMax: number): Promise<GradResponse> {
     if (!this.started) throw new GradientSendError('the gradient exchange is not started')
+    // one exchange at a time per peer: wait for the one in progress (it never rejects)
+    for (let held = this.outbound.get(peer); held; held = this.outbound.get(peer)) {
+      const busy = held.busy
+      await busy
+      if (this.outbound.get(peer)?.busy === busy) break
+    }
+    const exchange = this.exchange(peer, frame, responseBytesMax)
+    const current = this.outbound.get(peer)
+    if (current) current.busy = exchange.catch(() => {})
+    return exchange
+  }
+
+  private async exchange(peer: string, frame: Uint8Array, responseBytesMax: number): Promise<GradResponse> {
     const signal = AbortSignal.timeout(this.timeoutMs)
-    let stream: Stream | undefined
+    let held = this.outbound.get(peer)
     try {
-      stream = await this.components.connectionManager.openStream(peerIdFromString(peer), this.protocol, {
-        signal,
-      })
-      this.streams.add(stream)
-      const framed = lpStream(stream, { maxDataLength: Math.max(responseBytesMax, frame.length) })
-      await framed.write(frame, { signal })
-      const bytes = await framed.read({ signal })
+      const reusable =
+        held !== undefined &&
+        held.stream.status === 'open' &&
+        held.stream.writeStatus === 'writable' &&
+        held.responseBytesMax >= responseBytesMax
+      if (!reusable || !held) {
+        if (held) {
+          held.stream.abort(new Error('replaced'))
+          this.streams.delete(held.stream)
+          this.outbound.delete(peer)
+        }
+        const stream = await this.components.connectionManager.openStream(
+          peerIdFromString(peer),
+          this.protocol,
+          {
+            signal,
+          },
+        )
+        this.streams.add(stream)
+        held = {
+          stream,
+          framed: lpStream(stream, { maxDataLength: responseBytesMax }),
+          responseBytesMax,
+          busy: Promise.resolve(),
+        }
+        this.outbound.set(peer, held)
+      }
+      await held.framed.write(frame, { signal })
+      const bytes = await held.framed.read({ signal })
       const response = GradResponse.decode(bytes)
       this.stats.requestsSent++
-      await stream.close({ signal }).catch(() => {})
       return response
     } catch (error) {
       this.stats.sendFailures++
-      stream?.abort(error as Error)
+      if (held) {
+        held.stream.abort(error as Error)
+        this.streams.delete(held.stream)
+        if (this.outbound.get(peer) === held) this.outbound.delete(peer)
+      }
       throw new GradientSendError(`request to ${peer} failed: ${(error as Error).message}`)
-    } finally {
-      if (stream) this.streams.delete(stream)
     }
   }
 
@@ -218,62 +272,67 @@ export class GradientExchange {
   private async handleInbound(stream: Stream, connection: Connection): Promise<void> {
     const remote = connection.remotePeer.toString()
     this.streams.add(stream)
-    const signal = AbortSignal.timeout(this.timeoutMs)
-    const requestBytesMax = this.requestBytesMax()
     try {
+      // the read limit is the largest of the joined groups' at stream start; each request is then
+      // checked against its own group's limit
+      const requestBytesMax = this.requestBytesMax()
       const framed = lpStream(stream, { maxDataLength: requestBytesMax })
-      let bytes: Awaited<ReturnType<typeof framed.read>>
-      try {
-        bytes = await framed.read({ signal })
-      } catch (error) {
-        const name = (error as Error).name
-        if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
-          this.refuse('oversized', remote, `frame above ${requestBytesMax} bytes`)
-        } else if (signal.aborted) this.refuse('timeout', remote, 'no request before the deadline')
-        else if (name === 'UnexpectedEOFError')
-          this.refuse('empty', remote, 'stream closed without a request')
-        else this.refuse('malformed', remote, (error as Error).message)
-        stream.abort(error as Error)
-        return
+      for (let first = true; this.started; first = false) {
+        // the first request must come promptly; later ones may wait for the next step
+        const readSignal = AbortSignal.timeout(first ? this.timeoutMs : this.idleTimeoutMs)
+        let bytes: Awaited<ReturnType<typeof framed.read>>
+        try {
+          bytes = await framed.read({ signal: readSignal })
+        } catch (error) {
+          const name = (error as Error).name
+          if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
+            this.refuse('oversized', remote, `frame above ${requestBytesMax} bytes`)
+          } else if (readSignal.aborted) {
+            if (first) this.refuse('timeout', remote, 'no request before the deadline')
+          } else if (name === 'UnexpectedEOFError') {
+            if (first) this.refuse('empty', remote, 'stream closed without a request')
+          } else this.refuse('malformed', remote, (error as Error).message)
+          stream.abort(error as Error)
+          return
+        }
+        let request: GradRequest
+        try {
+          request = GradRequest.decode(bytes)
+        } catch (error) {
+          this.refuse('malformed', remote, (error as Error).message)
+          stream.abort(error as Error)
+          return
+        }
+        const handler = this.groups.get(request.group)
+        if (!handler) {
+          this.refuse('unknown-group', remote, request.group)
+          stream.abort(new Error('unknown group'))
+          return
+        }
+        if (!handler.isMember(remote)) {
+          this.refuse('non-member', remote, request.group)
+          stream.abort(new Error('not a member'))
+          return
+        }
+        if (bytes.byteLength > handler.requestBytesMax) {
+          this.refuse('oversized', remote, `${bytes.byteLength} bytes for group ${request.group}`)
+          stream.abort(new Error('oversized'))
+          return
+        }
+        this.stats.requestsReceived++
+        let response: GradResponse
+        if (request.gradient) {
+          this.stats.gradientBytesReceived += bytes.byteLength
+          response = await handler.onGradient(remote, request.gradient)
+        } else if (request.stateRequest) {
+          response = await handler.onStateRequest(remote)
+        } else {
+          this.refuse('empty', remote, 'a request with neither gradient nor state request')
+          stream.abort(new Error('empty request'))
+          return
+        }
+        await framed.write(GradResponse.encode(response), { signal: AbortSignal.timeout(this.timeoutMs) })
       }
-      let request: GradRequest
-      try {
-        request = GradRequest.decode(bytes)
-      } catch (error) {
-        this.refuse('malformed', remote, (error as Error).message)
-        stream.abort(error as Error)
-        return
-      }
-      const handler = this.groups.get(request.group)
-      if (!handler) {
-        this.refuse('unknown-group', remote, request.group)
-        stream.abort(new Error('unknown group'))
-        return
-      }
-      if (!handler.isMember(remote)) {
-        this.refuse('non-member', remote, request.group)
-        stream.abort(new Error('not a member'))
-        return
-      }
-      if (bytes.byteLength > handler.requestBytesMax) {
-        this.refuse('oversized', remote, `${bytes.byteLength} bytes for group ${request.group}`)
-        stream.abort(new Error('oversized'))
-        return
-      }
-      this.stats.requestsReceived++
-      let response: GradResponse
-      if (request.gradient) {
-        this.stats.gradientBytesReceived += bytes.byteLength
-        response = await handler.onGradient(remote, request.gradient)
-      } else if (request.stateRequest) {
-        response = await handler.onStateRequest(remote)
-      } else {
-        this.refuse('empty', remote, 'a request with neither gradient nor state request')
-        stream.abort(new Error('empty request'))
-        return
-      }
-      await framed.write(GradResponse.encode(response), { signal })
-      await stream.close({ signal }).catch(() => {})
     } catch (error) {
       log('gradient stream from %s failed: %s', remote, (error as Error).message)
       stream.abort(error as Error)

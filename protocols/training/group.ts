@@ -110,7 +110,8 @@ interface PendingGradient {
   message: Gradient
   decoded: Float32Array
   loss: number
-  acked: boolean
+  /** the leader that acknowledged it; a new leader must get it again */
+  ackedBy: string | undefined
   sentTo: string
   sentAtMs: number
 }
@@ -192,6 +193,8 @@ class GroupMemberRuntime implements GroupMember {
   // leader side
   private collecting: Collecting | undefined
   private readonly lastSeenStep = new Map<string, number>()
+  /** the step at which this member last became leader: it waits for everyone for a few steps after */
+  private leaderSinceStep = 0
   private proposal: { step: number; term: number; outer: boolean } | undefined
   private precomputed: { update: Uint8Array; result: StepResult } | undefined
   private outerInFlight: number | undefined
@@ -361,9 +364,9 @@ class GroupMemberRuntime implements GroupMember {
       ) {
         this.pending = undefined
         void this.computeGradient()
-      } else if (pending && pending.step === state.step && !pending.acked && leader) {
+      } else if (pending && pending.step === state.step && pending.ackedBy !== leader && leader) {
         if (isLeader) {
-          pending.acked = true
+          pending.ackedBy = leader
           this.admit(this.self, pending.step, pending.digest, pending.decoded, pending.loss)
         } else if (
           !this.sending &&
@@ -416,14 +419,14 @@ class GroupMemberRuntime implements GroupMember {
       const loss = lossValues[0] / batch
       this.injectFault(gradient, step)
       const encoded = this.compressor.encode(gradient, step, digest, loss)
-      this.log.trace('T %d computed %d', Math.round(performance.now()), step)
+      this.log.trace('computed the gradient of step %d', step)
       this.pending = {
         step,
         digest,
         message: encoded.message,
         decoded: encoded.decoded,
         loss,
-        acked: false,
+        ackedBy: undefined,
         sentTo: '',
         sentAtMs: 0,
       }
@@ -458,7 +461,7 @@ class GroupMemberRuntime implements GroupMember {
 
   private async sendGradient(pending: PendingGradient, leader: string): Promise<void> {
     this.sending = true
-    this.log.trace('T %d send %d', Math.round(performance.now()), pending.step)
+    this.log.trace('sending the gradient of step %d to %s', pending.step, leader)
     pending.sentTo = leader
     pending.sentAtMs = Date.now()
     try {
@@ -473,7 +476,7 @@ class GroupMemberRuntime implements GroupMember {
         response.status === GradResponse.Status.ACCEPTED ||
         response.status === GradResponse.Status.REJECTED
       ) {
-        pending.acked = true
+        pending.ackedBy = leader
         if (response.status === GradResponse.Status.REJECTED) {
           this.log('leader %s refused our gradient for step %d: %s', leader, pending.step, response.reason)
         }
@@ -537,6 +540,9 @@ class GroupMemberRuntime implements GroupMember {
     })
     if (this.stopped || !this.runner.isLeader()) return response(GradResponse.Status.NOT_LEADER)
     const state = this.state
+    // a member that sends anything is alive, even when its gradient comes too late to count
+    if (gradient.step <= state.step)
+      this.lastSeenStep.set(from, Math.max(this.lastSeenStep.get(from) ?? -1, gradient.step))
     if (gradient.step < state.step) return response(GradResponse.Status.STALE, 'step already applied')
     if (!readyForStep(state, this.config) || gradient.step > state.step) {
       return response(GradResponse.Status.NOT_READY)
@@ -581,7 +587,7 @@ class GroupMemberRuntime implements GroupMember {
       return screened.rejected[0].reason
     }
     const collecting = this.collectingFor(step, digest)
-    this.log.trace('T %d admit %d %s', Math.round(performance.now()), step, from.slice(-4))
+    this.log.trace('admitted the gradient of %s for step %d', from, step)
     this.lastSeenStep.set(from, step)
     if (!collecting.contributions.has(from)) {
       collecting.rejected.delete(from)
@@ -612,7 +618,7 @@ class GroupMemberRuntime implements GroupMember {
     const received = [...collecting.contributions.keys(), ...collecting.rejected.keys()]
     const decision = quorumDecision({
       memberCount: this.members.length,
-      expected: expectedMembers(this.members, this.lastSeenStep, state.step),
+      expected: expectedMembers(this.members, this.lastSeenStep, state.step, this.leaderSinceStep),
       received,
       quorumAtMs: collecting.quorumAtMs,
       nowMs: now,
@@ -662,7 +668,7 @@ class GroupMemberRuntime implements GroupMember {
 
   private propose(entry: DecodedEntry, outer: boolean): void {
     const term = this.runner.status().term
-    this.log.trace('T %d propose %d', Math.round(performance.now()), entry.step)
+    this.log.trace('proposing step %d (%s)', entry.step, outer ? 'outer' : 'inner')
     this.proposal = { step: entry.step, term, outer }
     this.runner.propose(encodeEntry(entry)).then(
       () => this.pump(),
@@ -747,7 +753,7 @@ class GroupMemberRuntime implements GroupMember {
       const outcome = applyEntry(this.state, entry, this.config, this.precomputed)
       switch (outcome.kind) {
         case 'applied':
-          this.log.trace('T %d applied %d', Math.round(performance.now()), outcome.step)
+          this.log.trace('applied step %d', outcome.step)
           this.precomputed = undefined
           this.emit('step', {
             step: outcome.step,
@@ -793,6 +799,7 @@ class GroupMemberRuntime implements GroupMember {
   private leaderChanged(lead: string, role: string): void {
     this.emit('leader', { leader: lead, isLeader: role === 'leader' })
     if (role !== 'leader') this.collecting = undefined
+    else this.leaderSinceStep = this.state.step
     queueMicrotask(() => this.pump())
   }
 }

@@ -90,15 +90,29 @@ export interface StepResult {
 
 /** AdamW (reference, float32) of update `update` on copies of the state: what applying would give. */
 export function computeStep(state: TrainingState, update: Float32Array, config: TrainingConfig): StepResult {
-  const params = state.params.slice()
-  const firstMoment = state.firstMoment.slice()
-  const secondMoment = state.secondMoment.slice()
-  adamWReference(params, update, firstMoment, secondMoment, {
-    learningRate: learningRateAt(config.schedule, config.learningRate, state.step, config.steps),
+  const result = {
+    params: state.params.slice(),
+    firstMoment: state.firstMoment.slice(),
+    secondMoment: state.secondMoment.slice(),
+    digest: state.digest,
+  }
+  return adamWStep(result, state.step, update, config)
+}
+
+/** The AdamW step of `step` on `arrays` IN PLACE; returns them with the new digest. */
+function adamWStep(
+  arrays: StepResult,
+  step: number,
+  update: Float32Array,
+  config: TrainingConfig,
+): StepResult {
+  adamWReference(arrays.params, update, arrays.firstMoment, arrays.secondMoment, {
+    learningRate: learningRateAt(config.schedule, config.learningRate, step, config.steps),
     weightDecay: config.weightDecay,
-    step: state.step + 1,
+    step: step + 1,
   })
-  return { params, firstMoment, secondMoment, digest: paramsDigest(params) }
+  arrays.digest = paramsDigest(arrays.params)
+  return arrays
 }
 
 export interface DecodedEntry {
@@ -202,10 +216,12 @@ export function applyEntry(
   }
   if (entry.step < state.step) return { kind: 'duplicate' }
   if (entry.step > state.step || needsOuterStep(state, config)) return { kind: 'behind' }
+  // without the leader's precomputation the step runs in place (no copies of params and moments):
+  // if its digest then differs, the state is wrong either way and is marked diverged
   const result =
     precomputed && bytesEqual(precomputed.update, entry.update)
       ? precomputed.result
-      : computeStep(state, bytesToFloats(entry.update), config)
+      : adamWStep(state, state.step, bytesToFloats(entry.update), config)
   if (!bytesEqual(result.digest, entry.digestAfter)) {
     state.diverged = true
     return { kind: 'mismatch' }

@@ -99,7 +99,11 @@ export interface GroupMemberInit {
    * score over 10+ steps is below it is reported as suspected. @default 0.02
    */
   suspectCosineMin?: number
-  /** Raft tuning (tick, election, snapshots). */
+  /**
+   * Raft tuning. Defaults here differ from the runner's: tickMs 25, electionTicks 20 (elections after
+   * 0.5-1 s: a gradient computation can hold the event loop for tens of ms), snapshotEntries 64 and
+   * compactionKeepEntries 16 (each entry carries a whole update, so the log is compacted often).
+   */
   raft?: Partial<
     Pick<
       RaftRunnerInit,

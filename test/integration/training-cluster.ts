@@ -99,11 +99,11 @@ export async function startTrainingCluster(init: TrainingClusterInit): Promise<C
     }
     const member = startGroupMember({
       ...init.options,
-      ...init.perMember?.(index),
       components: { peerId: node.peerId, raft: node.services.raft, gradients: node.services.gradients },
       members: ids,
       storage,
       backend: init.backend,
+      ...init.perMember?.(index),
     })
     const clusterMember: ClusterMember = {
       id,

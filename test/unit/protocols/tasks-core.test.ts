@@ -1,7 +1,8 @@
 // Proves the pure task core: TaskSpec requests are refused field by field with a sentence naming the
-// field, stored specs round-trip and hostile spec bytes are refused with a reason (never a throw), the
-// dataset block codec checks its sizes, assignment prefers faster claimants and balances groups, and the
-// lifecycle state machine staffs, stalls, averages outer rounds, finishes and fails as documented.
+// field, stored specs round-trip and hostile spec bytes are refused with a reason (never a throw),
+// claim requests are validated part by part (fuzzed), the dataset block codec checks its sizes,
+// assignment prefers faster claimants and balances groups, and the lifecycle state machine staffs,
+// stalls, averages outer rounds, finishes and fails as documented.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import fc from 'fast-check'
@@ -10,6 +11,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import { assignGroups, type Claimant } from '../../../protocols/tasks/assignment.js'
+import { ClaimRequest, validateClaimRequest } from '../../../protocols/tasks/claims.js'
 import { decodeDatasetBlock, encodeDatasetBlock } from '../../../protocols/tasks/dataset.js'
 import {
   newTaskRecord,
@@ -145,6 +147,45 @@ describe('stored TaskSpec blocks', () => {
     const wrong = await spec()
     wrong.train!.dataset.shardCids = [wrong.train!.dataset.shardCids[0]]
     expect(() => encodeTaskSpec(wrong)).toThrow(TaskSpecError)
+  })
+})
+
+describe('claim requests', () => {
+  it('accept exactly one part, each field checked', async () => {
+    const taskCid = (await cidOf('task')).bytes as Uint8Array<ArrayBuffer>
+    const capability = { backend: 'cpu', gflops: 2, maxBufferBytes: 1024, memoryBytes: 4096 }
+    const claim = { taskCid, eligible: true, reason: '', capability }
+    expect(validateClaimRequest({ claim })).toBeUndefined()
+    expect(validateClaimRequest({})).toBe('a request carries exactly one part')
+    expect(validateClaimRequest({ claim, cancel: { taskCid, reason: '' } })).toBe(
+      'a request carries exactly one part',
+    )
+    expect(validateClaimRequest({ claim: { ...claim, taskCid: new Uint8Array([1, 2]) } })).toBe(
+      'claim.taskCid',
+    )
+    expect(
+      validateClaimRequest({ claim: { ...claim, capability: { ...capability, gflops: Number.NaN } } }),
+    ).toBe('claim.capability.gflops')
+    expect(validateClaimRequest({ claim: { ...claim, reason: 'x'.repeat(5000) } })).toBe('claim.reason')
+    expect(validateClaimRequest({ outer: { taskCid, group: 0, round: 0, paramsCid: taskCid } })).toBe(
+      'outer.round',
+    )
+  })
+
+  it('decode-then-validate never throws on arbitrary bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        let request: ClaimRequest
+        try {
+          request = ClaimRequest.decode(bytes)
+        } catch {
+          return
+        }
+        const reason = validateClaimRequest(request)
+        expect(reason === undefined || typeof reason === 'string').toBe(true)
+      }),
+      { numRuns: 500 },
+    )
   })
 })
 
@@ -343,5 +384,33 @@ describe('task lifecycle', () => {
     expect(stepTask(record, progress('x', 0, { step: 9 })).record).toBe(record)
     ;({ record } = run(record, [progress('a', 0, { step: 3, leader: '' })]))
     expect(record.groups[0].status).toBe('stalled')
+  })
+
+  it('runs on when a minority of a group fails and fails when its majority is gone', () => {
+    const three = newTaskRecord({
+      id: 't',
+      kind: 'train',
+      createdMs: 0,
+      deadlineMs: 1000,
+      groupCount: 1,
+      groupSize: 3,
+      steps: 10,
+      needed: 3,
+      summary: {},
+    })
+    let { record } = run(three, [claim('a'), claim('b'), claim('c')])
+    ;({ record } = run(record, [
+      { type: 'assignment-failed', peerId: 'b', group: 0, reason: 'unreachable', nowMs: 2 },
+    ]))
+    expect(record.state).toBe('running')
+    expect(record.groups[0].failed).toEqual([{ peerId: 'b', reason: 'could not be assigned: unreachable' }])
+    const { record: ended, effects } = run(record, [
+      { type: 'member-error', peerId: 'c', group: 0, error: 'shard unusable', nowMs: 3 },
+    ])
+    expect(ended.state).toBe('failed')
+    expect(ended.error).toBe(
+      'group 0 lost its majority: b could not be assigned: unreachable; c shard unusable',
+    )
+    expect(effects[0]).toEqual({ type: 'release', reason: ended.error })
   })
 })

@@ -1,0 +1,94 @@
+// One group member in its own worker thread for bench/consensus.ts (--threads): its own event loop,
+// libp2p node, Raft store and cpu backend, as on a separate machine. The parent sends `start` with
+// the run's options, gets `ready` with this node's id and addresses, sends `peers`, then hears
+// `step` events and one `finished`.
+import '../node/polyfill.js'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { parentPort } from 'node:worker_threads'
+import { multiaddr } from '@multiformats/multiaddr'
+import { loadMnist } from '../kernels/data/mnist.js'
+import { CpuBackend } from '../kernels/index.js'
+import { DurableRaftStorage } from '../node/store/raft-storage.js'
+import { MemoryStorage, type RaftStorage } from '../protocols/raft/storage.js'
+import { startGroupMember } from '../protocols/training/group.js'
+import type { Compression } from '../protocols/training/types.js'
+import { createTrainingNode, datasetShard } from '../test/integration/training-cluster.js'
+
+export interface MemberStart {
+  type: 'start'
+  groupId: string
+  hidden: number
+  seed: number
+  batchSize: number
+  learningRate: number
+  steps: number
+  compression: Compression
+  storage: 'durable' | 'memory'
+  directory: string
+}
+
+const port = parentPort
+if (!port) throw new Error('consensus-member.ts runs as a worker thread')
+
+port.once('message', async (start: MemberStart) => {
+  const data = await loadMnist()
+  const node = await createTrainingNode()
+  port.postMessage({
+    type: 'ready',
+    id: node.peerId.toString(),
+    addresses: node.getMultiaddrs().map((address) => address.toString()),
+  })
+  const peers: Array<{ id: string; addresses: string[] }> = await new Promise((resolve) =>
+    port.once('message', (message: { peers: Array<{ id: string; addresses: string[] }> }) =>
+      resolve(message.peers),
+    ),
+  )
+  const self = node.peerId.toString()
+  for (const peer of peers) {
+    if (peer.id !== self && peer.id > self)
+      await node.dial(peer.addresses.map((address) => multiaddr(address)))
+  }
+  let storage: RaftStorage
+  let close = () => {}
+  if (start.storage === 'memory') storage = new MemoryStorage()
+  else {
+    const directory = join(start.directory, self)
+    mkdirSync(directory, { recursive: true })
+    const durable = DurableRaftStorage.open(directory)
+    storage = durable
+    close = () => durable.close()
+  }
+  const backend = new CpuBackend()
+  const member = startGroupMember({
+    components: { peerId: node.peerId, raft: node.services.raft, gradients: node.services.gradients },
+    groupId: start.groupId,
+    members: peers.map((peer) => peer.id),
+    architecture: { inputSize: 784, hiddenSizes: [start.hidden], outputSize: 10 },
+    seed: start.seed,
+    shard: datasetShard(data.train, 1, 0, start.seed),
+    batchSize: start.batchSize,
+    learningRate: start.learningRate,
+    steps: start.steps,
+    compression: start.compression,
+    storage,
+    backend,
+  })
+  member.on('step', (event) =>
+    port.postMessage({ type: 'step', step: event.step, at: performance.timeOrigin + performance.now() }),
+  )
+  const finished = await member.finished()
+  // let the others finish applying before this member goes away
+  port.postMessage({
+    type: 'finished',
+    digest: finished.digest,
+    params: finished.params,
+    gradientBytesSent: member.status().gradientBytesSent,
+  })
+  await new Promise((resolve) => port.once('message', resolve))
+  member.stop()
+  await node.stop()
+  close()
+  backend.destroy()
+  port.close()
+})

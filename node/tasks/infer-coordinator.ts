@@ -1,0 +1,493 @@
+// The submitter's side of inference tasks: publish the model bundle and the input shards as blocks,
+// store the TaskSpec block (its CID is the task id), run every shard on R distinct peers over
+// /shardnet/infer/1.0.0, vote (protocols/inference), re-run disagreements and failures elsewhere,
+// lower outliers' scores, and write the ordered, complete predictions as DIR/predictions.json.
+// Tasks are recorded durably; one that was running when the daemon stopped runs again on restart.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import type { BlockExchange } from '../../protocols/blocks/index.js'
+import {
+  applyScores,
+  argmaxRows,
+  choosePeers,
+  LOGIT_TOLERANCE,
+  planShards,
+  type ReplicaResult,
+  type ShardRange,
+  scoreChanges,
+  vote,
+} from '../../protocols/inference/quorum.js'
+import { newTaskRecord } from '../../protocols/tasks/lifecycle.js'
+import {
+  encodeTaskSpec,
+  type InferRequest,
+  type Requirements,
+  type TaskSpec,
+} from '../../protocols/tasks/spec.js'
+import type { TaskView } from './coordinator.js'
+import { type InferHost, requestShard } from './infer-executor.js'
+import {
+  decodeModelBundle,
+  floatsToBytes,
+  type InferenceAgreement,
+  InferenceInputError,
+  type InferenceOutput,
+  PREDICTIONS_FILE,
+  readInputFile,
+  readModelBundle,
+  type ShardOutcome,
+} from './infer-files.js'
+import { CoalescingWriter, RecordFolder } from './records.js'
+
+const log = logger('shardnet:tasks:infer-coordinator')
+
+export interface InferCoordinatorInit {
+  peerId: PeerId
+  host: Pick<InferHost, 'dialProtocol'> & { getPeers(): PeerId[] }
+  blocks: BlockExchange
+  recordsFolder: string
+  resultsFolder: string
+  /** how long one shard run may take. @default 120_000 */
+  runTimeoutMs?: number
+  now?: () => number
+}
+
+/** The errors the API shows as a 400 (bad input) instead of a 500. */
+export { InferenceInputError }
+
+/** What a restarted daemon needs to run a task again (kept in the record's summary). */
+interface StoredJob {
+  modelCid: string
+  shardCids: string[]
+  ranges: ShardRange[]
+  replicas: number
+  classes: number
+  staffingMs: number
+  requirements: Requirements
+}
+
+interface LiveInference {
+  view: TaskView
+  writer: CoalescingWriter<TaskView>
+  controller: AbortController
+}
+
+export class InferCoordinator {
+  private readonly init: InferCoordinatorInit
+  private readonly records: RecordFolder<TaskView>
+  private readonly tasks = new Map<string, LiveInference>()
+  private readonly now: () => number
+  private readonly shutdown = new AbortController()
+  /** peer scores, shared by every inference task of this submitter */
+  private scores = new Map<string, number>()
+
+  constructor(init: InferCoordinatorInit) {
+    this.init = init
+    this.records = new RecordFolder(init.recordsFolder)
+    this.now = init.now ?? Date.now
+  }
+
+  /**
+   * Loads the stored tasks. One that was running when the daemon stopped runs again from its stored
+   * job (its blocks are in this node's block store; every shard is voted on afresh), with a new
+   * staffing deadline counted from now.
+   */
+  async start(): Promise<void> {
+    for (const { value } of await this.records.loadAll()) {
+      const live = this.track(value)
+      if (value.state !== 'running' && value.state !== 'staffing') continue
+      const stored = value.summary.job as StoredJob | undefined
+      if (stored === undefined) {
+        this.update(live, {
+          state: 'failed',
+          error: 'the daemon stopped while the inference ran; submit it again',
+        })
+        continue
+      }
+      log('resuming inference %s', value.id)
+      this.update(live, {
+        state: 'running',
+        groups: live.view.groups.map((g) => ({ ...g, status: 'running', step: 0, members: [], leader: '' })),
+      })
+      void this.execute(live, {
+        modelCid: CID.parse(stored.modelCid),
+        shardCids: stored.shardCids.map((cid) => CID.parse(cid)),
+        ranges: stored.ranges,
+        replicas: stored.replicas,
+        deadlineMs: this.now() + stored.staffingMs,
+        classes: stored.classes,
+        requirements: stored.requirements,
+      })
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.shutdown.abort()
+    await Promise.all([...this.tasks.values()].map((t) => t.writer.flush()))
+  }
+
+  /** Peer scores (agreeing +1, outlier -5, failed -1), for the API and tests. */
+  peerScores(): Record<string, number> {
+    return Object.fromEntries(this.scores)
+  }
+
+  private track(view: TaskView): LiveInference {
+    const live = {
+      view,
+      writer: new CoalescingWriter<TaskView>((value) => this.records.save(value.id, value)),
+      controller: new AbortController(),
+    }
+    this.tasks.set(view.id, live)
+    return live
+  }
+
+  private update(live: LiveInference, fields: Partial<TaskView>): void {
+    live.view = { ...live.view, ...fields, updatedMs: this.now() }
+    void live.writer.schedule(live.view)
+  }
+
+  list(): TaskView[] {
+    return [...this.tasks.values()].map((t) => structuredClone(t.view))
+  }
+
+  /** A task by id or unique prefix/suffix (6+ characters); undefined when none matches. */
+  get(idOrPrefix: string): TaskView | undefined {
+    const live = this.find(idOrPrefix)
+    return live === undefined ? undefined : structuredClone(live.view)
+  }
+
+  private find(idOrPrefix: string): LiveInference | undefined {
+    const exact = this.tasks.get(idOrPrefix)
+    if (exact !== undefined || idOrPrefix.length < 6) return exact
+    const matches = [...this.tasks.keys()].filter(
+      (id) => id.startsWith(idOrPrefix) || id.endsWith(idOrPrefix),
+    )
+    return matches.length === 1 ? this.tasks.get(matches[0]) : undefined
+  }
+
+  /** Cancels a running inference task; undefined when it is not one of ours. */
+  cancel(idOrPrefix: string): TaskView | undefined {
+    const live = this.find(idOrPrefix)
+    if (live === undefined) return undefined
+    if (live.view.state === 'running') {
+      live.controller.abort(new Error('cancelled by the submitter'))
+      this.update(live, { state: 'cancelled', error: 'cancelled by the submitter' })
+    }
+    return structuredClone(live.view)
+  }
+
+  async submit(request: InferRequest): Promise<TaskView> {
+    const input = await readInputFile(request.inputFile)
+    const put = (bytes: Uint8Array) => this.init.blocks.put(bytes, { provide: false })
+    let modelCid: CID
+    let bundle: Uint8Array
+    let parsedCid: CID | undefined
+    try {
+      parsedCid = CID.parse(request.model)
+    } catch {
+      parsedCid = undefined
+    }
+    if (parsedCid !== undefined) {
+      bundle = await this.init.blocks
+        .get(parsedCid, { signal: AbortSignal.timeout(30_000) })
+        .catch((error) => {
+          throw new InferenceInputError(
+            `cannot fetch the model ${request.model}: ${(error as Error).message}`,
+          )
+        })
+      modelCid = parsedCid
+    } else {
+      bundle = await readModelBundle(request.model)
+      modelCid = await put(bundle)
+    }
+    const model = decodeModelBundle(bundle)
+    const ranges = planShards(input.rows, request.shards)
+    const inputCid = await put(floatsToBytes(input.values))
+    const shardCids = await Promise.all(
+      ranges.map((r) =>
+        put(floatsToBytes(input.values.subarray(r.start * PIXEL_COUNT, r.end * PIXEL_COUNT))),
+      ),
+    )
+    const createdMs = this.now()
+    const spec: TaskSpec = {
+      version: 1,
+      kind: 'infer',
+      requirements: request.requirements,
+      staffingDeadlineMs: request.deadlineMs,
+      createdMs,
+      submitter: this.init.peerId,
+      nonce: crypto.getRandomValues(new Uint8Array(16)),
+      infer: {
+        modelCid,
+        inputCid,
+        inputCount: input.rows,
+        replicas: request.replicas,
+        shards: ranges.length,
+      },
+    }
+    const id = (await put(encodeTaskSpec(spec))).toString()
+    const record = newTaskRecord({
+      id,
+      kind: 'infer',
+      createdMs,
+      deadlineMs: createdMs + request.deadlineMs,
+      groupCount: ranges.length,
+      groupSize: request.replicas,
+      steps: 1,
+      needed: request.replicas,
+      summary: {
+        model: request.model,
+        modelCid: modelCid.toString(),
+        architecture: model.architecture,
+        inputFile: request.inputFile,
+        inputCount: input.rows,
+        replicas: request.replicas,
+        shards: ranges.length,
+        tolerance: LOGIT_TOLERANCE,
+      },
+    })
+    const job: StoredJob = {
+      modelCid: modelCid.toString(),
+      shardCids: shardCids.map(String),
+      ranges,
+      replicas: request.replicas,
+      classes: model.architecture.outputSize,
+      staffingMs: request.deadlineMs,
+      requirements: request.requirements,
+    }
+    record.summary.job = job
+    const view: TaskView = {
+      ...record,
+      state: 'running',
+      submitter: this.init.peerId.toString(),
+      // one "group" per shard: members are the peers asked, step 1 once accepted
+      groups: ranges.map((r) => ({
+        group: r.index,
+        members: [],
+        status: 'running',
+        leader: '',
+        step: 0,
+        loss: Number.NaN,
+        samplesPerSecond: 0,
+        updatedMs: createdMs,
+        advancedMs: createdMs,
+        waitingRound: 0,
+        paramsCid: '',
+        paramsFrom: '',
+        appliedRound: 0,
+      })),
+    }
+    const live = this.track(view)
+    await live.writer.schedule(view)
+    void this.execute(live, {
+      modelCid,
+      shardCids,
+      ranges,
+      replicas: request.replicas,
+      deadlineMs: createdMs + request.deadlineMs,
+      classes: model.architecture.outputSize,
+      requirements: request.requirements,
+    })
+    return structuredClone(view)
+  }
+
+  private candidates(): string[] {
+    const self = this.init.peerId.toString()
+    return this.init.host
+      .getPeers()
+      .map(String)
+      .filter((p) => p !== self)
+  }
+
+  private async execute(
+    live: LiveInference,
+    job: {
+      modelCid: CID
+      shardCids: CID[]
+      ranges: ShardRange[]
+      replicas: number
+      deadlineMs: number
+      classes: number
+      requirements?: Requirements
+    },
+  ): Promise<void> {
+    const signal = AbortSignal.any([live.controller.signal, this.shutdown.signal])
+    const started = this.now()
+    try {
+      // wait (up to the staffing deadline) until enough peers are connected
+      while (this.candidates().length < job.replicas) {
+        if (this.now() > job.deadlineMs)
+          throw new Error(
+            `could not staff the task before its deadline: found ${this.candidates().length} peers, needed ${job.replicas}`,
+          )
+        signal.throwIfAborted()
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+      const outcomes = await Promise.all(job.ranges.map((range) => this.runShard(live, job, range, signal)))
+      const logits = new Float32Array((job.ranges.at(-1)?.end ?? 0) * job.classes)
+      for (const { range, accepted } of outcomes) logits.set(accepted, range.start * job.classes)
+      const classes = argmaxRows(logits, job.classes)
+      const shards = outcomes.map((o) => o.outcome)
+      const results = shards.reduce((n, s) => n + s.agreeing.length + s.outliers.length, 0)
+      const agreeingResults = shards.reduce((n, s) => n + s.agreeing.length, 0)
+      const agreement: InferenceAgreement = {
+        shards: shards.length,
+        replicas: job.replicas,
+        agreeingResults,
+        results,
+        agreement: results === 0 ? 0 : agreeingResults / results,
+        reruns: shards.reduce((n, s) => n + s.reruns, 0),
+        outliers: [...new Set(shards.flatMap((s) => s.outliers))],
+        scores: this.peerScores(),
+      }
+      const output: InferenceOutput = {
+        format: 'shardnet-predictions/1',
+        task: live.view.id,
+        model: job.modelCid.toString(),
+        count: classes.length,
+        classes: job.classes,
+        predictions: classes.map((c, index) => ({
+          index,
+          class: c,
+          logits: Array.from(logits.subarray(index * job.classes, (index + 1) * job.classes)),
+        })),
+        agreement,
+        shards,
+        tolerance: {
+          ...LOGIT_TOLERANCE,
+          rule: 'bitwise on the same backend class; across classes |a-b| <= absolute + relative*max(|a|,|b|)',
+        },
+      }
+      const resultDir = join(this.init.resultsFolder, live.view.id)
+      await mkdir(resultDir, { recursive: true })
+      await writeFile(join(resultDir, PREDICTIONS_FILE), `${JSON.stringify(output)}\n`)
+      signal.throwIfAborted()
+      this.update(live, {
+        state: 'completed',
+        resultDir,
+        summary: {
+          ...live.view.summary,
+          inference: agreement,
+          shardOutcomes: shards,
+          seconds: (this.now() - started) / 1000,
+        },
+      })
+      log(
+        'inference %s completed: agreement %d, reruns %d',
+        live.view.id,
+        agreement.agreement,
+        agreement.reruns,
+      )
+    } catch (error) {
+      // a stopping daemon leaves the task running in its record: the next start runs it again
+      if (live.view.state !== 'running' || this.shutdown.signal.aborted) return
+      this.update(live, { state: 'failed', error: (error as Error).message })
+      log('inference %s failed: %s', live.view.id, (error as Error).message)
+    }
+  }
+
+  /** Runs one shard to a quorum: R replicas, then re-runs elsewhere until a majority agree. */
+  private async runShard(
+    live: LiveInference,
+    job: { modelCid: CID; shardCids: CID[]; replicas: number; classes: number; requirements?: Requirements },
+    range: ShardRange,
+    signal: AbortSignal,
+  ): Promise<{ range: ShardRange; accepted: Float32Array; outcome: ShardOutcome }> {
+    const rows = range.end - range.start
+    const asked = new Set<string>()
+    const results: ReplicaResult[] = []
+    const failed: string[] = []
+    const declined: string[] = []
+    let count = job.replicas
+    for (;;) {
+      signal.throwIfAborted()
+      const peers = choosePeers(this.candidates(), {
+        count,
+        exclude: asked,
+        scores: this.scores,
+        shard: range.index,
+      })
+      if (peers.length === 0 && asked.size === 0)
+        throw new Error(`no peer is available for shard ${range.index}`)
+      for (const peer of peers) asked.add(peer)
+      this.setShard(live, range.index, { members: [...asked] })
+      const settled = await Promise.allSettled(
+        peers.map((peer) =>
+          requestShard(
+            this.init.host,
+            peerIdFromString(peer),
+            {
+              task: live.view.id,
+              shard: range.index,
+              modelCid: job.modelCid.toString(),
+              inputCid: job.shardCids[range.index].toString(),
+              rows,
+              ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
+            },
+            { signal, timeoutMs: this.init.runTimeoutMs },
+          ).then((answer) => ({ peer, ...answer })),
+        ),
+      )
+      settled.forEach((s, i) => {
+        if (s.status === 'fulfilled') results.push(s.value)
+        else if ((s.reason as Error).name === 'InferDeclinedError')
+          declined.push(`${peers[i]}: ${(s.reason as Error).message}`)
+        else {
+          failed.push(peers[i])
+          log('shard %d on %s failed: %s', range.index, peers[i], (s.reason as Error).message)
+        }
+      })
+      const available = this.candidates().filter((p) => !asked.has(p)).length
+      const decision = vote({
+        replicas: job.replicas,
+        expectedLength: rows * job.classes,
+        results,
+        // a peer that declined (requirements not met) used no run
+        runs: results.length + failed.length,
+        available,
+      })
+      if (decision.kind === 'run') {
+        log('shard %d: %s; running %d more elsewhere', range.index, decision.reason, decision.count)
+        count = decision.count
+        continue
+      }
+      this.scores = applyScores(this.scores, scoreChanges(decision, failed))
+      if (decision.kind === 'fail')
+        throw new Error(
+          `shard ${range.index} failed: ${decision.reason}${declined.length > 0 ? ` (${declined.length} declined: ${declined.join('; ')})` : ''}`,
+        )
+      const outcome: ShardOutcome = {
+        shard: range.index,
+        start: range.start,
+        end: range.end,
+        replicas: job.replicas,
+        agreeing: decision.agreeing,
+        outliers: decision.outliers,
+        failed,
+        reruns: Math.max(0, asked.size - job.replicas),
+        backendClasses: [
+          ...new Set(results.filter((r) => decision.agreeing.includes(r.peer)).map((r) => r.backendClass)),
+        ],
+      }
+      this.setShard(live, range.index, {
+        members: decision.agreeing,
+        leader: decision.agreeing[0],
+        status: 'done',
+        step: 1,
+      })
+      return { range, accepted: decision.logits, outcome }
+    }
+  }
+
+  private setShard(live: LiveInference, shard: number, fields: Partial<TaskView['groups'][number]>): void {
+    const nowMs = this.now()
+    this.update(live, {
+      groups: live.view.groups.map((g) => (g.group === shard ? { ...g, ...fields, updatedMs: nowMs } : g)),
+    })
+  }
+}

@@ -1,0 +1,282 @@
+// Proves that training tasks survive failures of real daemon processes (started with the real
+// `shardnet node start`, killed with SIGKILL, restarted from their data dirs): a group's leader dies
+// and the group finishes on its majority; a follower dies and comes back and ends with the same params
+// as its group (it caught up, no step lost or applied twice); the submitter dies and restarts and the
+// task and its progress survive; a group that loses its majority is reported stalled and recovers when
+// its members return. Each daemon listens on a fixed loopback port so a restart keeps its address.
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+import { dataDirPaths } from '../../node/store/data-dir.js'
+import { isShardnetProcessAlive, readPidFile } from '../../node/store/pid-file.js'
+import type { TaskView } from '../../node/tasks/coordinator.js'
+import type { AssignedRecord } from '../../node/tasks/worker.js'
+import { tempDataDir, waitUntil } from '../integration/daemon-helpers.js'
+
+const execFileAsync = promisify(execFile)
+
+interface Node {
+  dataDir: string
+  port: number
+  peerId: string
+  pid: number
+  address: string
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function shardnet(...args: string[]): Promise<string> {
+  const environment = { ...process.env }
+  delete environment.SHARDNET_DATA_DIR
+  try {
+    const { stdout } = await execFileAsync(process.execPath, ['bin/shardnet.js', ...args], {
+      env: environment,
+      timeout: 120_000,
+    })
+    return stdout
+  } catch (error) {
+    const failed = error as { code?: number; stderr?: string }
+    throw new Error(`shardnet ${args.join(' ')} failed (${failed.code}): ${failed.stderr}`)
+  }
+}
+
+async function api<T>(dataDir: string, path: string, body?: unknown): Promise<T> {
+  const paths = dataDirPaths(dataDir)
+  const endpoint = JSON.parse(await readFile(paths.apiEndpoint, 'utf8')) as { url: string }
+  const token = (await readFile(paths.apiToken, 'utf8')).trim()
+  const response = await fetch(`${endpoint.url}${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const json = (await response.json()) as T & { error?: string }
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${json.error}`)
+  return json
+}
+
+describe('training tasks survive daemon failures', () => {
+  const nodes: Node[] = []
+
+  afterAll(async () => {
+    for (const node of nodes) {
+      const pid = await readPidFile(dataDirPaths(node.dataDir).pidFile)
+      if (pid !== undefined && isShardnetProcessAlive(pid)) process.kill(pid, 'SIGKILL')
+    }
+  })
+
+  async function start(node: Omit<Node, 'peerId' | 'pid' | 'address'>, bootstrap?: string): Promise<Node> {
+    const started = JSON.parse(
+      await shardnet(
+        'node',
+        'start',
+        '--json',
+        '--data-dir',
+        node.dataDir,
+        '--backend',
+        'cpu',
+        '--listen',
+        `/ip4/127.0.0.1/tcp/${node.port}`,
+        ...(bootstrap !== undefined ? ['--bootstrap', bootstrap] : []),
+      ),
+    ) as { pid: number; peerId: string; addresses: string[] }
+    return { ...node, pid: started.pid, peerId: started.peerId, address: started.addresses[0] }
+  }
+
+  async function startNetwork(count: number): Promise<Node[]> {
+    const specs = await Promise.all(
+      Array.from({ length: count }, async () => ({ dataDir: await tempDataDir(), port: await freePort() })),
+    )
+    const first = await start(specs[0])
+    const others = await Promise.all(specs.slice(1).map((spec) => start(spec, first.address)))
+    const network = [first, ...others]
+    nodes.push(...network)
+    await waitUntil(
+      async () => (await api<{ peers: number }>(first.dataDir, '/v1/task-topic')).peers >= count - 1,
+      'the submitter to hear every worker on the task topic',
+      60_000,
+      250,
+    )
+    return network
+  }
+
+  async function restart(node: Node, bootstrap: string | undefined): Promise<Node> {
+    const again = await start(node, bootstrap)
+    expect(again.peerId).toBe(node.peerId)
+    return again
+  }
+
+  function kill(node: Node): void {
+    process.kill(node.pid, 'SIGKILL')
+  }
+
+  async function task(submitter: Node, id: string): Promise<TaskView> {
+    return api<TaskView>(submitter.dataDir, `/v1/task?id=${id}`)
+  }
+
+  async function waitForTask(
+    submitter: Node,
+    id: string,
+    condition: (task: TaskView) => boolean,
+    what: string,
+    timeoutMs = 240_000,
+  ): Promise<TaskView> {
+    let last: TaskView | undefined
+    try {
+      await waitUntil(
+        async () => {
+          last = await task(submitter, id).catch(() => undefined)
+          return last !== undefined && condition(last)
+        },
+        what,
+        timeoutMs,
+        250,
+      )
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last: ${JSON.stringify(last)?.slice(0, 2000)}`)
+    }
+    return last!
+  }
+
+  async function outcome(node: Node, taskId: string): Promise<AssignedRecord | undefined> {
+    const { assignments } = await api<{ assignments: AssignedRecord[] }>(node.dataDir, '/v1/assignments')
+    return assignments.find((a) => a.taskId === taskId)
+  }
+
+  it('finishes after its leader, a follower and the submitter are killed', async () => {
+    const network = await startNetwork(7)
+    let submitter = network[0]
+    const byPeer = new Map(network.map((node) => [node.peerId, node]))
+    const steps = 240
+    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 2,
+      groupSize: 3,
+      steps,
+      batchSize: 32,
+      learningRate: 0.003,
+      outerEvery: 80,
+      deadlineMs: 60_000,
+    })
+    const id = submitted.id
+    const running = await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups.length === 2 && t.groups.every((g) => g.step >= 20 && g.leader !== ''),
+      'both groups to pass step 20',
+    )
+
+    // 1. SIGKILL group 0's leader for good
+    const deadLeader = byPeer.get(running.groups[0].leader)!
+    kill(deadLeader)
+    // 2. SIGKILL a follower of group 1, bring it back a little later
+    const follower = byPeer.get(running.groups[1].members.find((m) => m !== running.groups[1].leader)!)!
+    kill(follower)
+    await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0].step >= running.groups[0].step + 20 && t.groups[0].leader !== deadLeader.peerId,
+      'group 0 to elect a new leader and go on',
+    )
+    const returned = await restart(follower, submitter.address)
+    byPeer.set(returned.peerId, returned)
+
+    // 3. SIGKILL the submitter mid-task and restart it from its data dir
+    const before = await task(submitter, id)
+    kill(submitter)
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    submitter = await restart(submitter, undefined)
+    const after = await task(submitter, id)
+    expect(after.id).toBe(id)
+    expect(after.groups.map((g) => g.members)).toEqual(before.groups.map((g) => g.members))
+    expect(Math.min(...after.groups.map((g) => g.step))).toBeGreaterThanOrEqual(
+      Math.min(...before.groups.map((g) => g.step)),
+    )
+
+    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.groups.every((g) => g.step === steps)).toBe(true)
+    expect(done.outerRound).toBe(3)
+    expect(done.accuracy).toBeGreaterThan(0.7)
+
+    // every surviving member of each group (the restarted follower included) applied exactly the same
+    // steps: same final step, same params digest
+    for (const group of done.groups) {
+      const outcomes = await Promise.all(
+        group.members
+          .filter((m) => m !== deadLeader.peerId)
+          .map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
+      )
+      expect(outcomes.every((o) => o !== undefined && o.step === steps)).toBe(true)
+      expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+    }
+  }, 600_000)
+
+  it('reports a group that lost its majority as stalled and recovers when its members return', async () => {
+    const submitter = nodes[0]
+    const live = await Promise.all(
+      nodes.slice(1).map(async (node) => {
+        const pid = await readPidFile(dataDirPaths(node.dataDir).pidFile)
+        return pid !== undefined && isShardnetProcessAlive(pid) ? node : undefined
+      }),
+    )
+    const workers = live.filter((node): node is Node => node !== undefined)
+    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 1,
+      groupSize: 3,
+      steps: 200,
+      batchSize: 32,
+      learningRate: 0.003,
+      deadlineMs: 60_000,
+    })
+    const id = submitted.id
+    const running = await waitForTask(submitter, id, (t) => t.groups[0]?.step >= 20, 'step 20')
+    const [a, b] = running.groups[0].members.map((m) => byPeer.get(m)!).slice(0, 2)
+    kill(a)
+    kill(b)
+    const stalled = await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0].status === 'stalled',
+      'the group to stall',
+      90_000,
+    )
+    const stalledAt = stalled.groups[0].step
+    expect(stalledAt).toBeLessThan(200)
+    const [a2, b2] = await Promise.all([restart(a, submitter.address), restart(b, submitter.address)])
+    byPeer.set(a2.peerId, a2)
+    byPeer.set(b2.peerId, b2)
+    await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0].status === 'running' && t.groups[0].step > stalledAt,
+      'the group to run again',
+      120_000,
+    )
+    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    const outcomes = await Promise.all(
+      done.groups[0].members.map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
+    )
+    expect(outcomes.every((o) => o?.step === 200)).toBe(true)
+    expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+  }, 600_000)
+})

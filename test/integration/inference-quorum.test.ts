@@ -1,0 +1,151 @@
+// Proves an inference task runs end to end across real daemons on loopback (libp2p, blocks, the
+// /shardnet/infer/1.0.0 protocol, cpu backend): with one worker that lies (test-only fault injection adds
+// 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal to a local
+// forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops; the same model
+// submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { createBackend } from '../../kernels/index.js'
+import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import type { Daemon } from '../../node/daemon.js'
+import { saveModel } from '../../node/executor/model-files.js'
+import { predictLogits } from '../../node/tasks/infer-executor.js'
+import {
+  decodeModelBundle,
+  type InferenceOutput,
+  PREDICTIONS_FILE,
+  readModelBundle,
+} from '../../node/tasks/infer-files.js'
+import { argmaxRows } from '../../protocols/inference/quorum.js'
+import { startTestDaemon } from './daemon-helpers.js'
+import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
+
+const ROWS = 80
+const SHARDS = 8
+
+describe('inference across daemons with a lying replica', () => {
+  let daemons: Daemon[] = []
+  let folder: string
+
+  beforeAll(async () => {
+    folder = await mkdtemp(join(tmpdir(), 'shardnet-infer-'))
+    const submitter = await startTestDaemon(TASK_DAEMON_TUNING)
+    const bootstrap = { overrides: { bootstrap: [submitter.addresses()[0]] } }
+    const honest = await Promise.all(
+      [0, 1].map(() => startTestDaemon({ ...TASK_DAEMON_TUNING, ...bootstrap })),
+    )
+    const liar = await startTestDaemon({
+      ...bootstrap,
+      taskService: {
+        ...TASK_DAEMON_TUNING.taskService,
+        inferFaults: { alterLogits: (logits) => logits.map((v) => v + 0.5) },
+      },
+    })
+    daemons = [submitter, ...honest, liar]
+    await waitForTopicMesh(daemons)
+  }, 120_000)
+
+  afterAll(async () => {
+    await stopAll(daemons)
+    await rm(folder, { recursive: true, force: true })
+  })
+
+  it('returns complete, ordered, correct predictions and lowers the liar’s score', async () => {
+    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [32], outputSize: 10 }
+    const modelDir = join(folder, 'model')
+    await saveModel(modelDir, architecture, initialHostLayers(architecture, 7), {
+      model: 'mnist-mlp',
+      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [32] },
+      parameterCount: parameterCount(architecture),
+      dataset: { name: 'test' },
+      seed: 7,
+      training: {},
+      backend: { kind: 'test' },
+      metrics: { testAccuracy: 0, testLoss: 0 },
+      history: [],
+      createdAt: new Date().toISOString(),
+    })
+    // deterministic inputs in 0..1
+    const inputs = Array.from({ length: ROWS }, (_, r) =>
+      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 31 + i * 17) % 101) / 100),
+    )
+    const inputFile = join(folder, 'inputs.json')
+    await writeFile(inputFile, JSON.stringify({ inputs }))
+
+    const [submitter, , , liar] = daemons
+    const submitted = await submitTask(submitter, {
+      kind: 'infer',
+      model: modelDir,
+      inputFile,
+      replicas: 2,
+      shards: SHARDS,
+      deadlineMs: 60_000,
+    })
+    expect(submitted.kind).toBe('infer')
+    const done = await waitForTask(
+      submitter,
+      submitted.id,
+      (t) => t.state !== 'running',
+      'the inference to end',
+    )
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    const output = JSON.parse(
+      await readFile(join(done.resultDir!, PREDICTIONS_FILE), 'utf8'),
+    ) as InferenceOutput
+
+    // the local forward pass on the same backend class: bitwise equal
+    const backend = await createBackend({ prefer: 'cpu' })
+    const model = decodeModelBundle(await readModelBundle(modelDir))
+    const local = await predictLogits(backend, model, Float32Array.from(inputs.flat()))
+    backend.destroy()
+    expect(output.count).toBe(ROWS)
+    expect(output.predictions.map((p) => p.index)).toEqual([...Array(ROWS).keys()])
+    expect(output.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
+    expect(output.predictions.map((p) => p.class)).toEqual(argmaxRows(local, 10))
+
+    // the liar ran at least one shard (8 shards on 2 of 3 workers), was outvoted there, and re-runs
+    // went to another worker; it never counts as agreeing
+    const liarId = liar.peerId.toString()
+    expect(output.shards).toHaveLength(SHARDS)
+    expect(output.agreement.outliers).toEqual([liarId])
+    expect(output.agreement.reruns).toBeGreaterThanOrEqual(1)
+    for (const shard of output.shards) {
+      expect(shard.agreeing).toHaveLength(2)
+      expect(shard.agreeing).not.toContain(liarId)
+    }
+    expect(output.agreement.agreement).toBeLessThan(1)
+    expect(output.agreement.scores[liarId]).toBeLessThan(0)
+    for (const honest of daemons.slice(1, 3)) {
+      expect(output.agreement.scores[honest.peerId.toString()]).toBeGreaterThan(0)
+    }
+    // the task view carries the figures too
+    expect((done.summary.inference as { reruns: number }).reruns).toBe(output.agreement.reruns)
+
+    // the same model again by its bundle CID, R = 3 on the 3 workers: 2 of 3 agree at once, no re-run
+    const again = await submitTask(submitter, {
+      kind: 'infer',
+      model: done.summary.modelCid,
+      inputFile,
+      replicas: 3,
+      shards: 2,
+    })
+    const second = await waitForTask(
+      submitter,
+      again.id,
+      (t) => t.state !== 'running',
+      'the second inference',
+    )
+    expect(second.state).toBe('completed')
+    const secondOutput = JSON.parse(
+      await readFile(join(second.resultDir!, PREDICTIONS_FILE), 'utf8'),
+    ) as InferenceOutput
+    expect(secondOutput.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
+    expect(secondOutput.agreement.reruns).toBe(0)
+    expect(secondOutput.agreement.outliers).toEqual([liarId])
+    expect(secondOutput.agreement.scores[liarId]).toBeLessThan(output.agreement.scores[liarId])
+  }, 240_000)
+})

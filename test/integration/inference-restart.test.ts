@@ -1,0 +1,111 @@
+// Proves an inference task survives a restart of the submitter's daemon, with real daemons over libp2p
+// on loopback: slow workers (test-only delay) keep the task running, the submitter stops mid-task and
+// starts again on the same data dir, runs the task again from its stored job and blocks, and the
+// predictions come back complete, ordered and equal to a local forward pass.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { createBackend } from '../../kernels/index.js'
+import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import type { Daemon } from '../../node/daemon.js'
+import { saveModel } from '../../node/executor/model-files.js'
+import { predictLogits } from '../../node/tasks/infer-executor.js'
+import {
+  decodeModelBundle,
+  type InferenceOutput,
+  PREDICTIONS_FILE,
+  readModelBundle,
+} from '../../node/tasks/infer-files.js'
+import { startTestDaemon, tempDataDir } from './daemon-helpers.js'
+import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
+
+const ROWS = 40
+
+describe('inference across a submitter restart', () => {
+  let daemons: Daemon[] = []
+  let folder: string
+
+  beforeAll(async () => {
+    folder = await mkdtemp(join(tmpdir(), 'shardnet-infer-restart-'))
+  })
+
+  afterAll(async () => {
+    await stopAll(daemons)
+    await rm(folder, { recursive: true, force: true })
+  })
+
+  it('runs the task again after the restart and completes it', async () => {
+    const dataDir = await tempDataDir()
+    const submitter = await startTestDaemon({ ...TASK_DAEMON_TUNING, dataDir })
+    const slow = {
+      overrides: { bootstrap: [submitter.addresses()[0]] },
+      taskService: { ...TASK_DAEMON_TUNING.taskService, inferFaults: { delayMs: 1500 } },
+    }
+    const workers = await Promise.all([0, 1].map(() => startTestDaemon(slow)))
+    daemons = [submitter, ...workers]
+    await waitForTopicMesh(daemons)
+
+    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [16], outputSize: 10 }
+    const modelDir = join(folder, 'model')
+    await saveModel(modelDir, architecture, initialHostLayers(architecture, 5), {
+      model: 'mnist-mlp',
+      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [16] },
+      parameterCount: parameterCount(architecture),
+      dataset: { name: 'test' },
+      seed: 5,
+      training: {},
+      backend: { kind: 'test' },
+      metrics: { testAccuracy: 0, testLoss: 0 },
+      history: [],
+      createdAt: new Date().toISOString(),
+    })
+    const inputs = Array.from({ length: ROWS }, (_, r) =>
+      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 7 + i * 3) % 89) / 88),
+    )
+    const inputFile = join(folder, 'inputs.json')
+    await writeFile(inputFile, JSON.stringify({ inputs }))
+    const submitted = await submitTask(submitter, {
+      kind: 'infer',
+      model: modelDir,
+      inputFile,
+      replicas: 2,
+      shards: 4,
+      deadlineMs: 60_000,
+    })
+    // mid-task: shards were sent out, none can have finished yet (each worker takes 1.5 s per shard)
+    await waitForTask(
+      submitter,
+      submitted.id,
+      (t) => t.groups.some((g) => g.members.length > 0),
+      'shards to be sent out',
+      60_000,
+    )
+    expect(submitter.tasks.inference.get(submitted.id)?.state).toBe('running')
+    await submitter.stop()
+    daemons = workers
+    const restarted = await startTestDaemon({
+      ...TASK_DAEMON_TUNING,
+      dataDir,
+      overrides: { bootstrap: [workers[0].addresses()[0], workers[1].addresses()[0]] },
+    })
+    daemons = [restarted, ...workers]
+    const done = await waitForTask(restarted, submitted.id, (t) => t.state !== 'running', 'the task to end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    const output = JSON.parse(
+      await readFile(join(done.resultDir!, PREDICTIONS_FILE), 'utf8'),
+    ) as InferenceOutput
+    const backend = await createBackend({ prefer: 'cpu' })
+    const local = await predictLogits(
+      backend,
+      decodeModelBundle(await readModelBundle(modelDir)),
+      Float32Array.from(inputs.flat()),
+    )
+    backend.destroy()
+    expect(output.predictions.map((p) => p.index)).toEqual([...Array(ROWS).keys()])
+    expect(output.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
+    expect(output.agreement.agreeingResults).toBe(8)
+  }, 240_000)
+})
