@@ -1193,10 +1193,17 @@ export class NetworkSimulation {
   private releaseGroup(group: GroupState): void {
     for (const peer of group.members)
       if (this.peers.groupSlot[peer] === group.id) this.peers.groupSlot[peer] = -1
+    this.dropGroupState(group)
+    this.freeSlots.push(group.slot)
+  }
+
+  /** A finished or dissolved group keeps only its summary: the run's memory stays bounded by live groups. */
+  private dropGroupState(group: GroupState): void {
     group.nodes.fill(undefined)
     group.storages = []
     group.gradients = []
-    this.freeSlots.push(group.slot)
+    group.checkers = new SafetyCheckers()
+    group.trace = []
   }
 
   private recordTask(task: TaskState): void {
@@ -1232,8 +1239,7 @@ export class NetworkSimulation {
       const firstStep = group.committedStep + 1
       for (const peer of group.members)
         if (this.peers.groupSlot[peer] === group.id) this.peers.groupSlot[peer] = -1
-      group.nodes.fill(undefined)
-      group.storages = []
+      this.dropGroupState(group)
       task.pending.push([slot, firstStep])
       task.retries = 0
       this.queue.push(this.now, Kind.announce, task.id)
