@@ -306,13 +306,14 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
     const realHops = new Histogram(1, 16)
     const modelHops = new Histogram(1, 16)
     const idealHops = new Histogram(1, 16)
+    let realLookupsFailed = 0
     const realLookup = async (origin: number, target: number): Promise<number> => {
       const targetId = nodes[target].peerId.toString()
       const depth = new Map<string, number>()
       let hops = 0
       for await (const event of nodes[origin].services.dht.getClosestPeers(
         nodes[target].peerId.toMultihash().bytes,
-        { signal: AbortSignal.timeout(30_000) },
+        { signal: AbortSignal.timeout(60_000) },
       )) {
         if (event.name === 'SEND_QUERY') {
           const to = event.to.toString()
@@ -343,8 +344,14 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
           if (ideal.found) idealHops.add(ideal.hops)
         }
       }
-      const hops = await Promise.all(pairs.map(([origin, target]) => realLookup(origin, target)))
-      for (const h of hops) if (h > 0) realHops.add(h)
+      // a lookup that times out on an overloaded machine is counted, not fatal
+      const hops = await Promise.all(
+        pairs.map(([origin, target]) => realLookup(origin, target).catch(() => -1)),
+      )
+      for (const h of hops) {
+        if (h > 0) realHops.add(h)
+        else realLookupsFailed++
+      }
     }
     const tv = totalVariation(realHops, modelHops)
     const dht = {
@@ -352,8 +359,12 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
       modelMean: round(modelHops.mean()),
       idealModelMean: round(idealHops.mean()),
       realFound: realHops.count,
+      realFailed: realLookupsFailed,
       tv: round(tv),
-      agrees: Math.abs(realHops.mean() - modelHops.mean()) <= DHT_HOPS_MARGIN && tv <= DHT_TV_MARGIN,
+      agrees:
+        realHops.count >= LOOKUPS / 2 &&
+        Math.abs(realHops.mean() - modelHops.mean()) <= DHT_HOPS_MARGIN &&
+        tv <= DHT_TV_MARGIN,
     }
     const histogram = (h: Histogram) => Array.from(h.counts.subarray(0, 6))
     const lines = [
