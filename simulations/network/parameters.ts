@@ -100,7 +100,7 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
     slowPeerShare: round(0.05 + 0.1 * random.float()),
     byzantineShare: options.scenario === 'byzantine-10pct' ? 0.1 : 0,
     byzantineRaftDropProbability: 0.3,
-    groupsPerTask: 2 + random.int(3),
+    groupsPerTask: Math.min(options.groups, 2 + random.int(3)),
     stepsPerTask: 150 + 50 * random.int(4),
     crashShareOfChurn: 0.5,
     restartDelayMsMin: 30_000,
