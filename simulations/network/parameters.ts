@@ -14,7 +14,7 @@ export const SCENARIO_DESCRIPTIONS: Record<ScenarioName, string> = {
   'flash-crowd':
     'as many new peers as there are join within 2 minutes at 10% of the run; expected: joiners get routing tables and mesh links, lookups stay within one extra hop, training continues',
   'regional-outage':
-    'every peer of one region crashes at 25% of the run and restarts 10 minutes later; expected: only groups with a majority in that region stall, the rest keep committing',
+    'every peer of one region (us-east or europe) crashes at 25% of the run and restarts 10 minutes (at most a quarter of the run) later; expected: only groups with a majority in that region stall, the rest keep committing',
   'byzantine-10pct':
     '10% of peers lie about gradients (huge or NaN norms) and drop 30% of their Raft messages; expected: no lying gradient is ever accepted, safety holds, groups with an honest majority progress',
 }
@@ -100,7 +100,7 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
     slowPeerShare: round(0.05 + 0.1 * random.float()),
     byzantineShare: options.scenario === 'byzantine-10pct' ? 0.1 : 0,
     byzantineRaftDropProbability: 0.3,
-    groupsPerTask: 2 + random.int(3),
+    groupsPerTask: Math.min(options.groups, 2 + random.int(3)),
     stepsPerTask: 150 + 50 * random.int(4),
     crashShareOfChurn: 0.5,
     restartDelayMsMin: 30_000,
@@ -120,7 +120,11 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
   }
   if (options.scenario === 'regional-outage') {
     const region = REGIONS[random.int(3) === 0 ? 0 : 2] // one of the two big regions: us-east or europe
-    parameters.regionalOutage = { region, atMs: Math.round(options.durationMs * 0.25), durationMs: 600_000 }
+    parameters.regionalOutage = {
+      region,
+      atMs: Math.round(options.durationMs * 0.25),
+      durationMs: Math.min(600_000, Math.round(options.durationMs * 0.25)),
+    }
   }
   return parameters
 }

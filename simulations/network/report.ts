@@ -136,6 +136,7 @@ export function buildReport(data: SimulationReportData): NetworkReport {
       slotSteps: data.samples.map((s) => [s.atS, s.slotSteps]),
       gradientsRejected: c.gradientsRejected,
       byzantineGradientsAccepted: c.byzantineGradientsAccepted,
+      byzantineGradientsAcceptedWithHonestMajority: c.byzantineGradientsAcceptedWithHonestMajority,
       byzantineGradientsRejected: c.byzantineGradientsRejected,
       groupsByState,
     },

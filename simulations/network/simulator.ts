@@ -220,6 +220,8 @@ export class NetworkSimulation {
     gradientsSent: 0,
     gradientsRejected: 0,
     byzantineGradientsAccepted: 0,
+    /** Lying gradients accepted by a group whose members are mostly honest: must stay 0. */
+    byzantineGradientsAcceptedWithHonestMajority: 0,
     byzantineGradientsRejected: 0,
     proposalsDropped: 0,
     lookups: 0,
@@ -248,6 +250,7 @@ export class NetworkSimulation {
     majorityInRegion: boolean
     stepsDuringOutage: number
     baseline: number
+    finished: boolean
   }[] = []
 
   constructor(options: NetworkSimulationOptions, hooks: SimulationHooks = {}) {
@@ -615,6 +618,7 @@ export class NetworkSimulation {
           majorityInRegion: inRegion * 2 > group.members.length,
           stepsDuringOutage: -group.committedStep,
           baseline: group.committedStep - group.firstStep + 1,
+          finished: false,
         })
       }
       for (let peer = 0; peer < this.peers.count; peer++) {
@@ -628,6 +632,7 @@ export class NetworkSimulation {
       for (const record of this.outageGroups) {
         const group = this.groups[record.group]
         record.stepsDuringOutage += group.committedStep
+        record.finished = group.committedStep >= group.lastStep
       }
       for (let peer = 0; peer < this.peers.count; peer++) {
         if (this.peers.region[peer] === region && this.peers.state[peer] === PeerState.crashed)
@@ -997,10 +1002,14 @@ export class NetworkSimulation {
       node.propose(this.encoder.encode(`${step}|${mask}`))
       group.proposedStep = step
       group.proposedTerm = node.raft.term
+      let liars = 0
+      for (const peer of group.members) liars += this.peers.byzantine[peer]
+      const honestMajority = (group.members.length - liars) * 2 > group.members.length
       for (const gradient of group.gradients) {
         const byzantine = this.peers.byzantine[group.members[gradient.member]] === 1
         if (accepted.includes(gradient.member)) {
           if (byzantine) this.counters.byzantineGradientsAccepted++
+          if (byzantine && honestMajority) this.counters.byzantineGradientsAcceptedWithHonestMajority++
         } else {
           this.counters.gradientsRejected++
           if (byzantine) this.counters.byzantineGradientsRejected++
@@ -1184,10 +1193,17 @@ export class NetworkSimulation {
   private releaseGroup(group: GroupState): void {
     for (const peer of group.members)
       if (this.peers.groupSlot[peer] === group.id) this.peers.groupSlot[peer] = -1
+    this.dropGroupState(group)
+    this.freeSlots.push(group.slot)
+  }
+
+  /** A finished or dissolved group keeps only its summary: the run's memory stays bounded by live groups. */
+  private dropGroupState(group: GroupState): void {
     group.nodes.fill(undefined)
     group.storages = []
     group.gradients = []
-    this.freeSlots.push(group.slot)
+    group.checkers = new SafetyCheckers()
+    group.trace = []
   }
 
   private recordTask(task: TaskState): void {
@@ -1223,8 +1239,7 @@ export class NetworkSimulation {
       const firstStep = group.committedStep + 1
       for (const peer of group.members)
         if (this.peers.groupSlot[peer] === group.id) this.peers.groupSlot[peer] = -1
-      group.nodes.fill(undefined)
-      group.storages = []
+      this.dropGroupState(group)
       task.pending.push([slot, firstStep])
       task.retries = 0
       this.queue.push(this.now, Kind.announce, task.id)

@@ -1,0 +1,78 @@
+// Proves each named scenario shows its expected qualitative outcome, on small seeded networks that
+// run the real Raft core in every group with the safety checkers on: steady work completes, a
+// regional outage stalls exactly the groups with a majority in the region, lying peers never get a
+// gradient accepted by an honest-majority group, and a flash crowd is absorbed.
+import { describe, expect, it } from 'vitest'
+import type { NetworkSimulationOptions, ScenarioName } from '../../simulations/network/parameters.js'
+import { simulateNetwork } from '../../simulations/network/simulator.js'
+
+function run(scenario: ScenarioName, overrides: Partial<NetworkSimulationOptions> = {}) {
+  return simulateNetwork({
+    seed: 11,
+    peers: 400,
+    groups: 10,
+    groupSize: 3,
+    churnPerHour: 0.05,
+    lossProbability: 0.001,
+    partitions: [],
+    durationMs: 900_000,
+    scenario,
+    ...overrides,
+  })
+}
+
+describe('network simulator scenarios', () => {
+  it('steady: tasks complete, announcements reach every live peer, no safety violation', () => {
+    const result = run('steady')
+    expect(result.violation).toBeUndefined()
+    expect(result.counters.tasksCompleted).toBeGreaterThan(5)
+    expect(result.counters.tasksAbandoned).toBe(0)
+    expect(result.counters.gossipReachedSum / result.counters.gossipUpSum).toBeGreaterThan(0.99)
+    expect(result.lookupHops.count).toBeGreaterThan(0)
+    expect(result.counters.lookupsFailed).toBe(0)
+  })
+
+  it('regional-outage: only groups with a majority in the region stall', () => {
+    // seed 13 puts groups on both sides of the line: six with a majority in us-east, six without
+    const result = run('regional-outage', { seed: 13, groups: 12, durationMs: 1_200_000 })
+    expect(result.violation).toBeUndefined()
+    const majority = result.outageGroups.filter((g) => g.majorityInRegion)
+    const minority = result.outageGroups.filter((g) => !g.majorityInRegion)
+    expect(majority.length).toBeGreaterThan(0)
+    expect(minority.length).toBeGreaterThan(0)
+    for (const group of majority) expect(group.stepsDuringOutage, `group ${group.group}`).toBe(0)
+    for (const group of minority) expect(group.stepsDuringOutage, `group ${group.group}`).toBeGreaterThan(0)
+  })
+
+  it('byzantine-10pct: no lying gradient is accepted by an honest-majority group, training goes on', () => {
+    const result = run('byzantine-10pct')
+    expect(result.violation).toBeUndefined()
+    expect(result.parameters.byzantineShare).toBe(0.1)
+    expect(result.counters.byzantineGradientsRejected).toBeGreaterThan(0)
+    expect(result.counters.byzantineGradientsAcceptedWithHonestMajority).toBe(0)
+    expect(result.counters.stepsCommitted).toBeGreaterThan(1000)
+  })
+
+  it('flash-crowd: the network doubles, lookups stay within one extra hop, training continues', () => {
+    const result = run('flash-crowd', { durationMs: 600_000 })
+    expect(result.violation).toBeUndefined()
+    expect(result.counters.joins).toBeGreaterThanOrEqual(400)
+    expect(result.flashLookupHops.count).toBeGreaterThan(300)
+    expect(result.flashLookupHops.mean()).toBeLessThanOrEqual(result.lookupHops.mean() + 1)
+    const crowdAtS = (result.parameters.flashCrowd?.atMs ?? 0) / 1000
+    const after = result.samples.filter((s) => s.atS > crowdAtS + 120)
+    expect(after.length).toBeGreaterThan(0)
+    for (const sample of after) expect(sample.stepsCommitted).toBeGreaterThan(0)
+    expect(result.counters.gossipReachedSum / result.counters.gossipUpSum).toBeGreaterThan(0.99)
+  })
+
+  it('partitions: a cut that heals leaves safety intact and work going on', () => {
+    const result = run('steady', {
+      partitions: [{ kind: 'region', region: 2, share: 0, startMs: 180_000, durationMs: 240_000 }],
+      lossProbability: 0.02,
+    })
+    expect(result.violation).toBeUndefined()
+    expect(result.counters.raftMessagesDropped).toBeGreaterThan(0)
+    expect(result.samples.at(-1)?.stepsCommitted).toBeGreaterThan(0)
+  })
+})
