@@ -5,6 +5,7 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { LevelDatastore } from 'datastore-level'
 import { CID } from 'multiformats/cid'
+import { createBackend } from '../kernels/index.js'
 import {
   BLOCKS_PROTOCOL,
   type BlockExchange,
@@ -33,7 +34,7 @@ import { ApiError, type ApiRoute, type ApiServer, startApiServer } from './api/s
 import { taskApiRoutes } from './api/tasks.js'
 import { loadOrCreateApiToken } from './api/token.js'
 import type { NodeConfig } from './config.js'
-import { type CapabilityProbe, type NodeCapability, plainCpuProbe } from './executor/capability.js'
+import { backendProbe, type CapabilityProbe, type NodeCapability } from './executor/capability.js'
 import { createHost, readSwarmKey, type ShardnetHost } from './host.js'
 import { writeFileAtomic } from './store/atomic-file.js'
 import { FileBlockStore } from './store/block-store.js'
@@ -61,13 +62,13 @@ export interface ProtocolServices extends Record<string, unknown> {
 export type NodeHost = ShardnetHost<ProtocolServices>
 
 /**
- * How a node measures itself when the caller does not say. The cpu figure from a plain TypeScript
- * matmul until kernels/ provides `createBackend`; then this becomes
- * `backendProbe({ openBackend: () => createBackend({ prefer: config.backend }) })`, which measures
- * whichever backend createBackend opens (webgpu, or cpu with its fallback reason).
+ * How a node measures itself when the caller does not say: a matmul timed through whichever backend
+ * createBackend opens for the configured preference (webgpu, or cpu with its fallback reason).
  */
-export function defaultCapabilityProbe(_config: NodeConfig): CapabilityProbe {
-  return plainCpuProbe()
+export function defaultCapabilityProbe(config: NodeConfig): CapabilityProbe {
+  // the backend the node will compute on (webgpu falls back to cpu, saying why), timed through the
+  // same kernels the executor runs
+  return backendProbe({ openBackend: () => createBackend({ prefer: config.backend }) })
 }
 
 /** The version every node reports; read once from package.json. */
@@ -82,7 +83,7 @@ export interface DaemonInit {
   config: NodeConfig
   /**
    * how this node measures what it can compute; the daemon measures once at start-up
-   * @default plainCpuProbe()
+   * @default backendProbe over createBackend({ prefer: config.backend })
    */
   capabilityProbe?: CapabilityProbe
   /**

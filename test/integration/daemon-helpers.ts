@@ -21,7 +21,8 @@ export async function startTestDaemon(init: TestDaemonInit = {}): Promise<Daemon
   const dataDir = init.dataDir ?? (await tempDataDir())
   const { dataDir: _ignored, overrides, ...rest } = init
   return Daemon.start({
-    config: resolveNodeConfig(dataDir, {}, overrides ?? {}),
+    // cpu unless a test asks for webgpu: ten Dawn devices in one test process buy nothing
+    config: resolveNodeConfig(dataDir, {}, { backend: 'cpu', ...overrides }),
     ipColocationPenalty: false,
     dhtInitialQuerySelfIntervalMs: 100,
     advertiseRetryMs: 500,

@@ -1,7 +1,14 @@
 // Proves the start-up capability measurement: the plain TypeScript matmul computes the right product
-// (checked against the textbook triple loop) and the cpu probe reports a positive, finite GFLOP/s.
+// (checked against the textbook triple loop) and the cpu probe reports a positive, finite GFLOP/s; the
+// daemon's default probe measures the real backends (cpu, and WebGPU on the installed driver).
 import { describe, expect, it } from 'vitest'
-import { plainCpuProbe, plainMatmul, timePlainMatmul } from '../../../node/executor/capability.js'
+import { createBackend } from '../../../kernels/index.js'
+import {
+  backendProbe,
+  plainCpuProbe,
+  plainMatmul,
+  timePlainMatmul,
+} from '../../../node/executor/capability.js'
 
 function textbookMatmul(a: Float32Array, b: Float32Array, n: number): Float64Array {
   const c = new Float64Array(n * n)
@@ -41,5 +48,33 @@ describe('capability measurement', () => {
     expect(capability.matmulSize).toBe(64)
     expect(Number.isFinite(capability.matmulGflops) && capability.matmulGflops > 0).toBe(true)
     expect(capability.memoryBytes).toBeGreaterThan(0)
+  })
+
+  it('measures the cpu backend through the kernels contract', async () => {
+    const capability = await backendProbe({
+      openBackend: () => createBackend({ prefer: 'cpu' }),
+      size: 64,
+      repeats: 1,
+    }).measure()
+    expect(capability.backend).toBe('cpu')
+    expect(capability.adapterName).toContain('cpu')
+    expect(capability.isFallbackAdapter).toBe(true)
+    expect(Number.isFinite(capability.matmulGflops) && capability.matmulGflops > 0).toBe(true)
+  })
+
+  it('measures the WebGPU adapter, or says why it fell back to cpu', async () => {
+    const capability = await backendProbe({
+      openBackend: () => createBackend({ prefer: 'webgpu' }),
+      size: 128,
+      repeats: 1,
+    }).measure()
+    if (capability.backend === 'webgpu') {
+      expect(capability.adapterName.length).toBeGreaterThan(0)
+      expect(capability.maxBufferBytes).toBeGreaterThanOrEqual(128 * 1024 * 1024)
+      expect(capability.fallbackReason).toBeUndefined()
+    } else {
+      expect(capability.fallbackReason).toMatch(/webgpu/)
+    }
+    expect(Number.isFinite(capability.matmulGflops) && capability.matmulGflops > 0).toBe(true)
   })
 })
