@@ -1,7 +1,8 @@
 // Proves `shardnet demo` end to end through the real executable: it starts seven background daemons
 // with the real `node start` machinery, trains MNIST in two Raft groups of three across them, prints
 // one JSON object with the test accuracy and the model directory (which loadModel reads back and
-// whose recorded accuracy matches), says why inference did not run, and leaves no daemon behind.
+// whose recorded accuracy matches), runs an inference task whose shards are accepted by a quorum of
+// replicas (agreement figures in the JSON), and leaves no daemon behind.
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -42,7 +43,17 @@ describe('shardnet demo', () => {
       modelDir: string
       outerRounds: number
       groups: Array<{ members: string[] }>
-      inference: { available: boolean; reason?: string }
+      inference: {
+        available: boolean
+        state?: string
+        replicas?: number
+        agreement?: number
+        agreeingResults?: number
+        results?: number
+        count?: number
+        accuracy?: number
+        predictionsPath?: string
+      }
     }
     expect(result.state).toBe('completed')
     expect(result.nodes).toBe(7)
@@ -52,15 +63,20 @@ describe('shardnet demo', () => {
     expect(result.accuracy).toBeGreaterThan(0.7)
     const model = await loadModel(result.modelDir)
     expect(model.manifest.metrics.testAccuracy).toBe(result.accuracy)
-    expect(typeof result.inference.available).toBe('boolean')
-    if (!result.inference.available) expect(result.inference.reason).toMatch(/inference/)
+    // inference over the trained model: every shard accepted by a majority of its replicas
+    expect(result.inference.available).toBe(true)
+    expect(result.inference.state).toBe('completed')
+    expect(result.inference.count).toBeGreaterThan(0)
+    expect(result.inference.replicas).toBeGreaterThanOrEqual(2)
+    expect(result.inference.agreeingResults).toBeGreaterThan(0)
+    expect(result.inference.agreement).toBeGreaterThan(0.5)
+    expect(result.inference.accuracy).toBeGreaterThan(0.6)
+    expect(existsSync(result.inference.predictionsPath!)).toBe(true)
     expect(stderr).toMatch(/stopping 7 daemons/)
     // the daemons' temp data dirs are gone: every daemon stopped and was cleaned up
     const root = /data dirs in (\S+)\)/.exec(stderr)?.[1]
     expect(root).toBeDefined()
     expect(existsSync(root!)).toBe(false)
-    expect(result.modelDir).toBe(out)
-    await rm(join(out, '..'), { recursive: true, force: true })
     expect(result.modelDir).toBe(out)
     await rm(join(out, '..'), { recursive: true, force: true })
   }, 480_000)
