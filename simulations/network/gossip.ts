@@ -3,7 +3,9 @@
 // every mesh peer but the sender) and the publisher floods it to every connected subscriber
 // (js-libp2p's floodPublish default). Peers that a lost or dead link left out get it lazily: at
 // each of its next GOSSIP_HISTORY_HEARTBEATS heartbeats a holder sends IHAVE to D_LAZY random
-// non-mesh peers, which answer IWANT and receive the message (three one-way trips).
+// peers, which answer IWANT and receive the message (three one-way trips). Every IHAVE is counted;
+// only those reaching peers the eager push missed are drawn (lazyRepair), which keeps a flood's
+// cost proportional to the mesh links rather than to 18 random draws per peer.
 //
 // Because a flood lasts a second or two and the mesh does not change meanwhile, one publication is
 // computed at once as a shortest-arrival-time search (Dijkstra over arrival times, on typed
@@ -29,6 +31,8 @@ export const GOSSIP_CONTROL_BYTES = 60
 export const GOSSIP_VALIDATE_MS = 0.5
 /** Connected subscribers a publisher floods to, at most (floodPublish; about the mesh plus DHT contacts). */
 export const GOSSIP_FLOOD_PUBLISH_PEERS_MAX = 40
+/** IHAVE messages each holder sends for one message (one per lazy peer per heartbeat of the window). */
+const LAZY_IHAVES_PER_PEER = GOSSIP_D_LAZY * GOSSIP_HISTORY_HEARTBEATS
 
 export interface GossipLinks {
   readonly peers: PeerTable
@@ -58,6 +62,8 @@ export class GossipModel {
   readonly arrivalMs: Float64Array
   /** Hops the current flood took to reach each peer (0 at the publisher). */
   readonly hops: Uint8Array
+  /** Peers reached by the current flood, in order of arrival. */
+  private readonly reached: Int32Array
   private heapHops: Uint8Array
   private heapTimes: Float64Array
   private heapPeers: Int32Array
@@ -73,6 +79,7 @@ export class GossipModel {
     this.meshDegree = new Uint8Array(capacity)
     this.arrivalMs = new Float64Array(capacity)
     this.hops = new Uint8Array(capacity)
+    this.reached = new Int32Array(capacity)
     this.heapHops = new Uint8Array(1024)
     this.heapTimes = new Float64Array(1024)
     this.heapPeers = new Int32Array(1024)
@@ -234,6 +241,8 @@ export class GossipModel {
     arrival.fill(Number.POSITIVE_INFINITY, 0, peers.count)
     const result: FloodResult = { peersUp: upCount, reached: 0, duplicates: 0, lost: 0, lazyDeliveries: 0 }
     this.heapSize = 0
+    let reachedCount = 0
+    let lazyDone = false
     this.heapPush(0, origin, 0, 0)
     // floodPublish: the publisher also sends straight to connected subscribers beyond its mesh
     if (publishTargets) {
@@ -249,7 +258,15 @@ export class GossipModel {
         this.send(origin, to, 0, bytes, result, 0, 1)
       }
     }
-    while (this.heapSize > 0) {
+    while (true) {
+      if (this.heapSize === 0) {
+        // the eager push is done: IHAVE/IWANT for the peers it missed, then their eager pushes
+        if (lazyDone || result.reached >= upCount) break
+        lazyDone = true
+        this.lazyRepair(nowMs, bytes, upPeers, upCount, reachedCount, result)
+        if (this.heapSize === 0) break
+        continue
+      }
       this.heapPop()
       const time = this.popTime
       const peer = this.popPeer
@@ -268,28 +285,53 @@ export class GossipModel {
         if (arrival[to] <= forwardAt) continue // it sent us the message, or already has it: no send (IDONTWANT-like)
         this.send(peer, to, forwardAt, bytes, result, 0, this.popHop + 1)
       }
-      // lazy gossip at the next heartbeats: IHAVE to D_LAZY random peers; those without it ask IWANT
-      const phase = peers.heartbeatPhaseMs[peer]
-      const absolute = nowMs + forwardAt
-      let heartbeat = Math.floor((absolute - phase) / GOSSIP_HEARTBEAT_MS + 1) * GOSSIP_HEARTBEAT_MS + phase
-      for (let h = 0; h < GOSSIP_HISTORY_HEARTBEATS; h++, heartbeat += GOSSIP_HEARTBEAT_MS) {
-        const at = heartbeat - nowMs
-        for (let i = 0; i < GOSSIP_D_LAZY; i++) {
-          const to = upPeers[random.int(upCount)]
-          if (to === peer) continue
-          peers.countSent(peer, GOSSIP_CONTROL_BYTES)
-          if (!this.links.reachable(peer, to) || random.chance(this.links.lossProbability)) continue
-          peers.countReceived(to, GOSSIP_CONTROL_BYTES)
-          if (arrival[to] <= at) continue
-          // IWANT back, then the message
-          const latency = this.links.latencyMs(peer, to)
-          peers.countSent(to, GOSSIP_CONTROL_BYTES)
-          peers.countReceived(peer, GOSSIP_CONTROL_BYTES)
-          this.send(peer, to, at + 2 * latency, bytes, result, 1, this.popHop + 1)
-        }
-      }
+      // lazy gossip: at each of its next GOSSIP_HISTORY_HEARTBEATS heartbeats the peer sends IHAVE
+      // to D_LAZY random peers; counted here, drawn below only for the peers the mesh missed
+      this.reached[reachedCount++] = peer
+      peers.messagesSent[peer] += LAZY_IHAVES_PER_PEER
+      peers.bytesSent[peer] += LAZY_IHAVES_PER_PEER * GOSSIP_CONTROL_BYTES
     }
     return result
+  }
+
+  /**
+   * The peers the eager push missed get the message through IHAVE/IWANT. Each unreached peer
+   * receives about reached x D_LAZY x GOSSIP_HISTORY_HEARTBEATS / up IHAVEs; drawing only those
+   * (random senders among the reached, at one of their next heartbeats) gives the same first-IHAVE
+   * time as drawing every peer's IHAVE targets, at a cost proportional to the peers missed.
+   */
+  private lazyRepair(
+    nowMs: number,
+    bytes: number,
+    upPeers: Int32Array,
+    upCount: number,
+    reachedCount: number,
+    result: FloodResult,
+  ): void {
+    const { peers, random } = this.links
+    const arrival = this.arrivalMs
+    const expected = Math.min(
+      LAZY_IHAVES_PER_PEER * 3,
+      Math.round((reachedCount * LAZY_IHAVES_PER_PEER) / upCount),
+    )
+    for (let u = 0; u < upCount; u++) {
+      const to = upPeers[u]
+      if (arrival[to] !== Number.POSITIVE_INFINITY) continue
+      for (let k = 0; k < expected; k++) {
+        const from = this.reached[random.int(reachedCount)]
+        if (!this.links.reachable(from, to) || random.chance(this.links.lossProbability)) continue
+        peers.countReceived(to, GOSSIP_CONTROL_BYTES)
+        const phase = peers.heartbeatPhaseMs[from]
+        const absolute = nowMs + arrival[from] + GOSSIP_VALIDATE_MS
+        const first = Math.floor((absolute - phase) / GOSSIP_HEARTBEAT_MS + 1) * GOSSIP_HEARTBEAT_MS + phase
+        const at = first + random.int(GOSSIP_HISTORY_HEARTBEATS) * GOSSIP_HEARTBEAT_MS - nowMs
+        // IWANT back, then the message
+        const latency = this.links.latencyMs(from, to)
+        peers.countSent(to, GOSSIP_CONTROL_BYTES)
+        peers.countReceived(from, GOSSIP_CONTROL_BYTES)
+        this.send(from, to, at + 2 * latency, bytes, result, 1, this.hops[from] + 1)
+      }
+    }
   }
 
   private send(
