@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
+import { createBackend } from '../../kernels/index.js'
 import { dataDirPaths } from '../../node/store/data-dir.js'
 import { isShardnetProcessAlive, readPidFile } from '../../node/store/pid-file.js'
 import { tempDataDir, waitUntil } from '../integration/daemon-helpers.js'
@@ -82,7 +83,12 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     const text = await shardnet('node', 'status', '--data-dir', a)
     expect(text.code).toBe(0)
     expect(text.stdout).toContain(`peer id    ${first.peerId}`)
-    expect(text.stdout).toMatch(/backend {4}cpu, adapter cpu/)
+    // a node started without --backend measures the backend this machine gives createBackend (WebGPU
+    // on the installed driver, else cpu) and reports it
+    const local = await createBackend({ prefer: 'webgpu' })
+    const expectedBackend = `backend    ${local.kind}, adapter ${local.info.adapterName}, `
+    local.destroy()
+    expect(text.stdout).toContain(expectedBackend)
     // polls go straight to the API (each CLI run spends a second starting up); assertions use the CLI
     await waitUntil(
       async () => ((await (await apiGet(a, '/v1/status')).json()) as { peers: number }).peers >= 2,
@@ -97,14 +103,15 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     expect(status.peerId).toBe(second.peerId)
     expect(status.version).toMatch(/^\d+\.\d+\.\d+$/)
 
-    // the third node lists the other two as cpu workers, found through their DHT capability records
+    // the third node lists the other two as workers of that backend, found through their DHT records
+    const kind = local.kind
     await waitUntil(
       async () => {
-        const response = await apiGet(c, '/v1/peers?capability=cpu')
+        const response = await apiGet(c, `/v1/peers?capability=${kind}`)
         const { peers } = (await response.json()) as { peers: unknown[] }
         return peers.length === 2
       },
-      'the third node to find both cpu workers',
+      `the third node to find both ${kind} workers`,
       90_000,
       1_000,
     )
@@ -114,16 +121,16 @@ describe('shardnet node (the real CLI and background daemons)', () => {
       '--data-dir',
       c,
       '--capability',
-      'cpu',
+      kind,
     )
     expect(peers.map((peer) => peer.peerId).sort()).toEqual([first.peerId, second.peerId].sort())
     expect(
-      peers.every((peer) => peer.source === 'capability-record' && peer.capability.backend === 'cpu'),
+      peers.every((peer) => peer.source === 'capability-record' && peer.capability.backend === kind),
     ).toBe(true)
     const peersText = await shardnet('node', 'peers', '--data-dir', c)
     expect(peersText.code).toBe(0)
     expect(peersText.stdout).toMatch(/^2 peers\n/)
-    expect(peersText.stdout).toContain(`${first.peerId}  connected  cpu`)
+    expect(peersText.stdout).toContain(`${first.peerId}  connected  ${kind}`)
 
     // a block stored on b, then b is killed without warning
     const paths = dataDirPaths(b)
