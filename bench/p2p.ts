@@ -175,7 +175,13 @@ async function benchLookups(
       found++
     }
     if (found === expected) all.push(performance.now() - start)
-    else console.error(`lookup ${k} found ${found} of ${expected} webgpu workers`)
+    else {
+      const { rejected } = asker.services.discovery.counters()
+      const refused = Object.entries(rejected).filter(([, n]) => n > 0)
+      console.error(
+        `lookup ${k} found ${found} of ${expected} webgpu workers in ${fmt(performance.now() - start)}; asker's refused records so far: ${JSON.stringify(Object.fromEntries(refused))}`,
+      )
+    }
   }
   return { first, all, expected, complete: all.length }
 }
