@@ -88,6 +88,8 @@ export const MESH_MAINTENANCE_MS = 10_000
 export const SAMPLE_INTERVAL_MS = 60_000
 /** Group slots whose step curves are kept for the plot. */
 export const PLOT_SLOTS_MAX = 12
+/** Most tasks (and so groups, a few per task) one run may create; their summaries stay for the report. */
+export const TASKS_MAX = 1_000_000
 /** Peer rows kept for peers that join during the run, beyond the initial ones. */
 export const JOIN_ROWS_MAX = 1_000_000
 
@@ -402,6 +404,7 @@ export class NetworkSimulation {
     const p = this.parameters
     while (this.freeSlots.length >= p.groupsPerTask && this.upCount > p.groupsPerTask * p.groupSize * 2) {
       const id = this.tasks.length
+      assert(id < TASKS_MAX, `more than ${TASKS_MAX} tasks in one run`)
       const task: TaskState = {
         id,
         submitter: this.randomUpPeer(),
