@@ -229,8 +229,9 @@ describe('training tasks survive daemon failures', () => {
     const submitter = nodes[0]
     const live = await Promise.all(
       nodes.slice(1).map(async (node) => {
+        // the first test restarted some of these daemons: their current pid is the pid file's
         const pid = await readPidFile(dataDirPaths(node.dataDir).pidFile)
-        return pid !== undefined && isShardnetProcessAlive(pid) ? node : undefined
+        return pid !== undefined && isShardnetProcessAlive(pid) ? { ...node, pid } : undefined
       }),
     )
     const workers = live.filter((node): node is Node => node !== undefined)
