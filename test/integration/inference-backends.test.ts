@@ -2,15 +2,12 @@
 // cpu backend and one on WebGPU (Dawn on lavapipe), their results differ in bits but agree within the
 // stated tolerance (1e-3 + 1e-3·|x|), so a 2-replica task is accepted with both backend classes and no
 // re-run, and its predictions match a local cpu forward pass within that tolerance.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { createBackend } from '../../kernels/index.js'
-import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
-import { saveModel } from '../../node/executor/model-files.js'
 import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
@@ -20,6 +17,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { LOGIT_TOLERANCE } from '../../protocols/inference/quorum.js'
 import { startTestDaemon } from './daemon-helpers.js'
+import { writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 60
@@ -50,25 +48,8 @@ describe('inference across backend classes', () => {
   })
 
   it('accepts cpu and webgpu results that agree within the tolerance', async () => {
-    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [64], outputSize: 10 }
-    const modelDir = join(folder, 'model')
-    await saveModel(modelDir, architecture, initialHostLayers(architecture, 11), {
-      model: 'mnist-mlp',
-      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [64] },
-      parameterCount: parameterCount(architecture),
-      dataset: { name: 'test' },
-      seed: 11,
-      training: {},
-      backend: { kind: 'test' },
-      metrics: { testAccuracy: 0, testLoss: 0 },
-      history: [],
-      createdAt: new Date().toISOString(),
-    })
-    const inputs = Array.from({ length: ROWS }, (_, r) =>
-      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 13 + i * 7) % 97) / 96),
-    )
-    const inputFile = join(folder, 'inputs.json')
-    await writeFile(inputFile, JSON.stringify({ inputs }))
+    const modelDir = await writeTestModel(folder, [64], 11)
+    const { inputs, inputFile } = await writeTestInputs(folder, ROWS, 13, 7, 97)
     const [submitter] = daemons
     const submitted = await submitTask(submitter, {
       kind: 'infer',

@@ -3,15 +3,12 @@
 // 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal to a local
 // forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops; the same model
 // submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { createBackend } from '../../kernels/index.js'
-import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
-import { saveModel } from '../../node/executor/model-files.js'
 import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
@@ -21,6 +18,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { argmaxRows } from '../../protocols/inference/quorum.js'
 import { startTestDaemon } from './daemon-helpers.js'
+import { writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 80
@@ -54,26 +52,8 @@ describe('inference across daemons with a lying replica', () => {
   })
 
   it('returns complete, ordered, correct predictions and lowers the liar’s score', async () => {
-    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [32], outputSize: 10 }
-    const modelDir = join(folder, 'model')
-    await saveModel(modelDir, architecture, initialHostLayers(architecture, 7), {
-      model: 'mnist-mlp',
-      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [32] },
-      parameterCount: parameterCount(architecture),
-      dataset: { name: 'test' },
-      seed: 7,
-      training: {},
-      backend: { kind: 'test' },
-      metrics: { testAccuracy: 0, testLoss: 0 },
-      history: [],
-      createdAt: new Date().toISOString(),
-    })
-    // deterministic inputs in 0..1
-    const inputs = Array.from({ length: ROWS }, (_, r) =>
-      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 31 + i * 17) % 101) / 100),
-    )
-    const inputFile = join(folder, 'inputs.json')
-    await writeFile(inputFile, JSON.stringify({ inputs }))
+    const modelDir = await writeTestModel(folder, [32], 7)
+    const { inputs, inputFile } = await writeTestInputs(folder, ROWS, 31, 17, 101)
 
     const [submitter, , , liar] = daemons
     const submitted = await submitTask(submitter, {

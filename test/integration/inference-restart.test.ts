@@ -2,15 +2,12 @@
 // on loopback: slow workers (test-only delay) keep the task running, the submitter stops mid-task and
 // starts again on the same data dir, runs the task again from its stored job and blocks, and the
 // predictions come back complete, ordered and equal to a local forward pass.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { createBackend } from '../../kernels/index.js'
-import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
-import { saveModel } from '../../node/executor/model-files.js'
 import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
@@ -19,6 +16,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon, tempDataDir } from './daemon-helpers.js'
+import { writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 40
@@ -47,25 +45,8 @@ describe('inference across a submitter restart', () => {
     daemons = [submitter, ...workers]
     await waitForTopicMesh(daemons)
 
-    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [16], outputSize: 10 }
-    const modelDir = join(folder, 'model')
-    await saveModel(modelDir, architecture, initialHostLayers(architecture, 5), {
-      model: 'mnist-mlp',
-      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [16] },
-      parameterCount: parameterCount(architecture),
-      dataset: { name: 'test' },
-      seed: 5,
-      training: {},
-      backend: { kind: 'test' },
-      metrics: { testAccuracy: 0, testLoss: 0 },
-      history: [],
-      createdAt: new Date().toISOString(),
-    })
-    const inputs = Array.from({ length: ROWS }, (_, r) =>
-      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 7 + i * 3) % 89) / 88),
-    )
-    const inputFile = join(folder, 'inputs.json')
-    await writeFile(inputFile, JSON.stringify({ inputs }))
+    const modelDir = await writeTestModel(folder, [16], 5)
+    const { inputs, inputFile } = await writeTestInputs(folder, ROWS, 7, 3, 89)
     const submitted = await submitTask(submitter, {
       kind: 'infer',
       model: modelDir,

@@ -2,15 +2,12 @@
 // loopback: slow workers (test-only delay) hold their shards, one of the asked workers stops before
 // answering, its shards are re-run on another peer, the predictions come back complete, ordered and
 // equal to a local forward pass, and the lost worker is listed as failed with a lower score.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { createBackend } from '../../kernels/index.js'
-import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
-import { saveModel } from '../../node/executor/model-files.js'
 import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
@@ -19,6 +16,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon } from './daemon-helpers.js'
+import { writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 30
@@ -45,25 +43,8 @@ describe('inference when a worker is lost', () => {
   })
 
   it('re-runs the lost worker’s shards elsewhere and completes', async () => {
-    const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [16], outputSize: 10 }
-    const modelDir = join(folder, 'model')
-    await saveModel(modelDir, architecture, initialHostLayers(architecture, 9), {
-      model: 'mnist-mlp',
-      architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [16] },
-      parameterCount: parameterCount(architecture),
-      dataset: { name: 'test' },
-      seed: 9,
-      training: {},
-      backend: { kind: 'test' },
-      metrics: { testAccuracy: 0, testLoss: 0 },
-      history: [],
-      createdAt: new Date().toISOString(),
-    })
-    const inputs = Array.from({ length: ROWS }, (_, r) =>
-      Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * 5 + i * 11) % 83) / 82),
-    )
-    const inputFile = join(folder, 'inputs.json')
-    await writeFile(inputFile, JSON.stringify({ inputs }))
+    const modelDir = await writeTestModel(folder, [16], 9)
+    const { inputs, inputFile } = await writeTestInputs(folder, ROWS, 5, 11, 83)
     const [submitter] = daemons
     const submitted = await submitTask(submitter, {
       kind: 'infer',

@@ -1,0 +1,45 @@
+// Test helper shared by the inference integration tests: a seeded, untrained MLP model directory in
+// the format `train --local` writes, and a deterministic input file in the format `submit infer` reads.
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { saveModel } from '../../node/executor/model-files.js'
+
+/** Writes `folder/model` holding a seeded MLP of `hiddenSizes`; returns the directory. */
+export async function writeTestModel(folder: string, hiddenSizes: number[], seed: number): Promise<string> {
+  const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes, outputSize: 10 }
+  const modelDir = join(folder, 'model')
+  await saveModel(modelDir, architecture, initialHostLayers(architecture, seed), {
+    model: 'mnist-mlp',
+    architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [...hiddenSizes] },
+    parameterCount: parameterCount(architecture),
+    dataset: { name: 'test' },
+    seed,
+    training: {},
+    backend: { kind: 'test' },
+    metrics: { testAccuracy: 0, testLoss: 0 },
+    history: [],
+    createdAt: new Date().toISOString(),
+  })
+  return modelDir
+}
+
+/**
+ * Writes `folder/inputs.json` ({"inputs": rows}) with pixel (r, i) = ((r*rowStep + i*pixelStep) % modulus) / (modulus - 1),
+ * deterministic values in 0..1; returns the rows and the file.
+ */
+export async function writeTestInputs(
+  folder: string,
+  rows: number,
+  rowStep: number,
+  pixelStep: number,
+  modulus: number,
+): Promise<{ inputs: number[][]; inputFile: string }> {
+  const inputs = Array.from({ length: rows }, (_, r) =>
+    Array.from({ length: PIXEL_COUNT }, (_, i) => ((r * rowStep + i * pixelStep) % modulus) / (modulus - 1)),
+  )
+  const inputFile = join(folder, 'inputs.json')
+  await writeFile(inputFile, JSON.stringify({ inputs }))
+  return { inputs, inputFile }
+}
