@@ -130,20 +130,8 @@ export async function stopTrainingCluster(members: readonly ClusterMember[]): Pr
   await Promise.all(members.map((member) => member.kill()))
 }
 
-/** Polls until `predicate` holds (robust to a loaded machine), or fails naming `what`. */
-export async function waitFor<T>(
-  predicate: () => T | undefined | false,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = predicate()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+// the same polling helper the Raft cluster tests use
+export { waitFor } from './raft-cluster.js'
 
 export function leaderOf(members: readonly ClusterMember[]): ClusterMember | undefined {
   let best: ClusterMember | undefined
