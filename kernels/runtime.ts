@@ -44,6 +44,14 @@ function adapterLimits(adapter: GPUAdapter): Record<string, number> {
   return limits
 }
 
+/**
+ * The one Dawn instance of this process, created on first use and never released. Dawn aborts or
+ * hangs the process when the instance is garbage-collected while any device wrapper it made is still
+ * alive, even a destroyed one (reproduced: create, destroy the device, keep the device object, gc:
+ * `std::system_error` and SIGABRT). Holding the instance here, not per backend, makes that impossible.
+ */
+let dawnInstance: GPU | undefined
+
 /** Dawn through the `webgpu` package: the default DeviceFactory on Node. */
 export async function acquireDawnDevice(): Promise<AcquiredDevice> {
   if (process.env.XDG_RUNTIME_DIR === undefined || process.env.XDG_RUNTIME_DIR === '') {
@@ -56,7 +64,8 @@ export async function acquireDawnDevice(): Promise<AcquiredDevice> {
   for (const [name, value] of Object.entries(globals)) {
     if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value
   }
-  const gpu = create([])
+  dawnInstance ??= create([])
+  const gpu = dawnInstance
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' })
   if (adapter === null)
     throw new Error('no WebGPU adapter found (is a Vulkan driver such as lavapipe installed?)')
@@ -117,7 +126,7 @@ export type WorkgroupCount = readonly [number, number, number]
 export class GpuRuntime {
   readonly description: AdapterDescription
   readonly device: GPUDevice
-  // Held, never read: dropping the GPU object while the device lives aborts the process.
+  // the adapter, for `adapter`; the Dawn instance itself is held process-wide (dawnInstance)
   #acquired: AcquiredDevice | undefined
   readonly #pipelines = new Map<string, GPUComputePipeline>()
   readonly #freeBuffers = new Map<string, GPUBuffer[]>()

@@ -2,7 +2,8 @@
 // be had (a failing device factory is injected), the webgpu backend reports its adapter, caches
 // pipelines, reuses pooled buffers, folds large 1-D dispatches under the per-dimension limit, and
 // lets the process exit cleanly (code 0, no abort from a collected GPU object) after destroy(),
-// checked in a real child process. (With webgpu 0.6.2 a process also exits without destroy(); the
+// checked in a real child process, and survives garbage collection of everything but the destroyed
+// devices (Dawn aborted there while the instance was held per backend). (With webgpu 0.6.2 a process also exits without destroy(); the
 // check guards against destroy() crashing or leaving the event loop busy.)
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -138,5 +139,13 @@ describe('process lifetime', () => {
     const script = fileURLToPath(new URL('./fixtures/exit-after-destroy.ts', import.meta.url))
     const { stdout } = await run(process.execPath, ['--import', 'tsx', script], { timeout: 45_000 })
     expect(JSON.parse(stdout.trim().split('\n').at(-1) ?? '')).toEqual({ kind: 'webgpu', relu: [0, 2, 0, 4] })
+  })
+
+  it('survives garbage collection while destroyed devices are still referenced', async () => {
+    const script = fileURLToPath(new URL('./fixtures/gc-after-destroy.ts', import.meta.url))
+    const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', script], {
+      timeout: 45_000,
+    })
+    expect(JSON.parse(stdout.trim().split('\n').at(-1) ?? '')).toEqual({ rounds: 3, sums: [7, 8] })
   })
 })
