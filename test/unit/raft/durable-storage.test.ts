@@ -1,6 +1,7 @@
 // Proves the durable Raft store recovers exactly what was acknowledged: a truncated or corrupted
 // final WAL record is detected (length/CRC) and discarded while earlier records survive, a leader's
-// snapshot replaces the log across reopen, a damaged snapshot is refused by name, and random
+// snapshot replaces the log across reopen, a commit-only hard state is not written (Raft needs only
+// term, vote and log durable), a damaged snapshot is refused by name, and random
 // operation sequences leave it identical to the reference MemoryStorage after every reopen.
 import {
   appendFileSync,
@@ -114,6 +115,33 @@ describe('durable raft storage', () => {
     expect(reopened.lastIndex()).toBe(2)
     expect(reopened.recovery.tornBytes).toBe(7)
     reopened.close()
+  })
+
+  it('keeps a commit-only hard state in memory, and writes term and vote changes', async () => {
+    const directory = freshDirectory()
+    const storage = DurableRaftStorage.open(directory)
+    storage.save({ entries: entries(1, 5, 1), hardState: { term: 1, vote: '1', commit: 3 } })
+    const wal = join(directory, 'wal.log')
+    const written = statSync(wal).size
+    // only the commit index moves: nothing is written (no fdatasync), reads see it at once
+    storage.save({ entries: [], hardState: { term: 1, vote: '1', commit: 4 } })
+    await storage.saveAsync({ entries: [], hardState: { term: 1, vote: '1', commit: 5 } })
+    expect(statSync(wal).size).toBe(written)
+    expect(storage.initialState().hardState).toEqual({ term: 1, vote: '1', commit: 5 })
+    storage.close()
+    // after a crash the commit index is the last written one (the leader tells it again); the
+    // term, the vote and every entry are intact
+    const reopened = DurableRaftStorage.open(directory)
+    expect(reopened.initialState().hardState).toEqual({ term: 1, vote: '1', commit: 3 })
+    expect(reopened.lastIndex()).toBe(5)
+    // a new term or a new vote is written, with the commit index it carries
+    await reopened.saveAsync({ entries: [], hardState: { term: 2, vote: '', commit: 5 } })
+    reopened.save({ entries: [], hardState: { term: 2, vote: '3', commit: 5 } })
+    expect(statSync(wal).size).toBeGreaterThan(written)
+    reopened.close()
+    const again = DurableRaftStorage.open(directory)
+    expect(again.initialState().hardState).toEqual({ term: 2, vote: '3', commit: 5 })
+    again.close()
   })
 
   it("replaces the log with a leader's snapshot across reopen", () => {
