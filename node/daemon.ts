@@ -117,7 +117,13 @@ export interface DaemonInit {
   /** task service tuning (tests) */
   taskService?: Pick<
     TaskServiceInit,
-    'stallMs' | 'progressIntervalMs' | 'trainRaft' | 'executors' | 'openBackend' | 'inferFaults'
+    | 'stallMs'
+    | 'reannounceMs'
+    | 'progressIntervalMs'
+    | 'trainRaft'
+    | 'executors'
+    | 'openBackend'
+    | 'inferFaults'
   >
 }
 

@@ -16,7 +16,7 @@ import type { BlockExchange } from '../../protocols/blocks/index.js'
 import type { Claimant } from '../../protocols/tasks/assignment.js'
 import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../protocols/tasks/claims.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
-import type { TaskGossip } from '../../protocols/tasks/index.js'
+import { REANNOUNCE_INTERVAL_MIN_MS, type TaskGossip } from '../../protocols/tasks/index.js'
 import {
   isTerminal,
   newTaskRecord,
@@ -82,6 +82,11 @@ export interface CoordinatorInit {
   tickMs?: number
   /** how long to wait for a peer on the task topic before announcing anyway. @default 10_000 */
   announceWaitMs?: number
+  /**
+   * A task still staffing is announced again this often, so that nodes which joined (or came back)
+   * after the first announcement hear it; at least REANNOUNCE_INTERVAL_MIN_MS. @default 10_000
+   */
+  reannounceMs?: number
   now?: () => number
 }
 
@@ -91,6 +96,9 @@ interface LiveTask {
   writer: CoalescingWriter<TaskRecord>
   /** effects run one at a time per task, in order */
   queue: Promise<void>
+  /** when the task was last announced (undefined: not yet by this process, e.g. resumed) */
+  announcedMs?: number
+  announcing: boolean
 }
 
 function architectureOf(spec: TaskSpec): MlpArchitecture {
@@ -147,12 +155,14 @@ export class Coordinator {
     return record.groups.map((g) => ({ group: g.group, paramsCid: g.paramsCid, from: g.paramsFrom }))
   }
 
-  private track(record: TaskRecord, spec: TaskSpec): LiveTask {
+  /** `announcing`: a new task whose first announcement is about to go out (no re-announce before it) */
+  private track(record: TaskRecord, spec: TaskSpec, announcing = false): LiveTask {
     const live: LiveTask = {
       record,
       spec,
       writer: new CoalescingWriter((value) => this.records.save(value.id, value)),
       queue: Promise.resolve(),
+      announcing,
     }
     this.tasks.set(record.id, live)
     return live
@@ -243,7 +253,7 @@ export class Coordinator {
         requirements: request.requirements,
       },
     })
-    const live = this.track(record, spec)
+    const live = this.track(record, spec, true)
     await live.writer.schedule(record)
     void this.announce(live)
     return this.view(live.record)
@@ -251,28 +261,54 @@ export class Coordinator {
 
   /** Waits (bounded) until someone listens on the task topic, then announces. */
   private async announce(live: LiveTask): Promise<void> {
-    const spec = live.spec
+    live.announcing = true
     const waitUntil = this.now() + (this.init.announceWaitMs ?? 10_000)
     while (this.init.topicPeers() === 0 && this.now() < waitUntil && !this.shutdown.signal.aborted) {
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
     try {
-      await this.init.gossip.announce({
-        taskCid: CID.parse(live.record.id),
-        kind: spec.kind,
-        requirements: spec.requirements,
-        groups: spec.train?.groups ?? 1,
-        groupSize: spec.train?.groupSize ?? spec.infer?.replicas ?? 1,
-        ttlMs: spec.staffingDeadlineMs,
-      })
-      log('announced task %s to %d topic peers', live.record.id, this.init.topicPeers())
+      await this.publishAnnouncement(live, live.spec.staffingDeadlineMs)
     } catch (error) {
       this.apply(live, {
         type: 'fail',
         reason: `announcing the task failed: ${(error as Error).message}`,
         nowMs: this.now(),
       })
+    } finally {
+      live.announcing = false
     }
+  }
+
+  /**
+   * Announces a task that is still staffing again (tick): nodes that joined after the first
+   * announcement hear it. It lives until the staffing deadline; a failure is logged, not fatal (the
+   * first announcement went out, or the next tick tries again).
+   */
+  private async reannounce(live: LiveTask, nowMs: number): Promise<void> {
+    const remainingMs = live.record.deadlineMs - nowMs
+    if (remainingMs < 1_000 || this.init.topicPeers() === 0) return
+    live.announcing = true
+    try {
+      await this.publishAnnouncement(live, remainingMs)
+    } catch (error) {
+      log('re-announcing task %s failed: %s', live.record.id, (error as Error).message)
+    } finally {
+      live.announcing = false
+    }
+  }
+
+  private async publishAnnouncement(live: LiveTask, ttlMs: number): Promise<void> {
+    const spec = live.spec
+    await this.init.gossip.announce({
+      taskCid: CID.parse(live.record.id),
+      kind: spec.kind,
+      requirements: spec.requirements,
+      groups: spec.train?.groups ?? 1,
+      groupSize: spec.train?.groupSize ?? spec.infer?.replicas ?? 1,
+      ttlMs,
+    })
+    live.announcedMs = this.now()
+    log('announced task %s to %d topic peers', live.record.id, this.init.topicPeers())
   }
 
   list(): TaskView[] {
@@ -400,9 +436,12 @@ export class Coordinator {
 
   private tick(): void {
     const nowMs = this.now()
+    const reannounceMs = Math.max(REANNOUNCE_INTERVAL_MIN_MS, this.init.reannounceMs ?? 10_000)
     for (const live of this.tasks.values()) {
       if (isTerminal(live.record.state)) continue
       this.apply(live, { type: 'tick', nowMs, stallMs: this.init.stallMs ?? 15_000 })
+      const due = live.announcedMs === undefined || nowMs - live.announcedMs >= reannounceMs
+      if (live.record.state === 'staffing' && !live.announcing && due) void this.reannounce(live, nowMs)
     }
   }
 

@@ -40,6 +40,7 @@ export interface TaskServiceInit {
   executors?: TaskExecutor[]
   /** test tuning */
   stallMs?: number
+  reannounceMs?: number
   progressIntervalMs?: number
   trainRaft?: TrainExecutorInit['raft']
   /** test-only fault injection for this node's inference worker (e.g. a worker that lies) */
@@ -98,6 +99,7 @@ export class TaskService {
       resultsFolder: folders.results,
       openBackend,
       stallMs: init.stallMs,
+      reannounceMs: init.reannounceMs,
     })
     this.worker = new Worker({
       peerId: host.peerId,

@@ -109,6 +109,8 @@ export class Worker {
   private readonly running = new Map<string, Running>()
   /** tasks claimed and not yet assigned (or refused): task id -> (submitter, expiry) */
   private readonly claimed = new Map<string, { submitter: string; expiresMs: number }>()
+  /** tasks this worker told the submitter it cannot run: task id -> expiry (re-announcements are not answered again) */
+  private readonly declined = new Map<string, number>()
   private readonly shutdown = new AbortController()
   private readonly now: () => number
   private readonly onAnnouncement = (event: CustomEvent<ReceivedAnnouncement>) =>
@@ -170,12 +172,17 @@ export class Worker {
     const a = received.announcement
     if (a.submitter.equals(this.init.peerId)) return
     const id = a.taskCid.toString()
-    if (this.running.has(id) || this.claimed.has(id)) return
+    const nowMs = this.now()
+    for (const [task, expiresMs] of this.declined) if (expiresMs <= nowMs) this.declined.delete(task)
+    // a re-announcement of a task this worker runs, has a live claim on, or declined: nothing to say
+    if (this.running.has(id) || this.declined.has(id) || (this.claimed.get(id)?.expiresMs ?? 0) > nowMs)
+      return
     const reason = this.ineligibility(a)
     if (reason === undefined && this.busy() >= (this.init.concurrentTasksMax ?? 1)) return
     const c = this.init.capability
     if (reason === undefined)
       this.claimed.set(id, { submitter: a.submitter.toString(), expiresMs: a.expiresMs })
+    else this.declined.set(id, a.expiresMs)
     try {
       await this.init.claims.send(a.submitter, {
         claim: {
@@ -193,6 +200,7 @@ export class Worker {
       log('%s task %s', reason === undefined ? 'claimed' : 'declined', id)
     } catch (error) {
       this.claimed.delete(id)
+      this.declined.delete(id)
       log('claiming %s failed: %s', id, (error as Error).message)
     }
   }

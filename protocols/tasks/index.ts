@@ -22,7 +22,11 @@
  * - malformed: not a TaskAnnouncement; bad-*: a field out of range
  * - expired / from-the-future: outside [created - 30 s, expires)
  * - wrong-submitter: the announcement names a submitter other than the message signer
- * - duplicate: the same (submitter, nonce) or the same task CID seen before within its lifetime (a replay)
+ * - duplicate: the same (submitter, nonce) seen before within its lifetime (a replay), or a task CID
+ *   already announced by another submitter, or announced again by its submitter sooner than
+ *   REANNOUNCE_INTERVAL_MIN_MS after the copy accepted last. A submitter re-announces a task that is
+ *   still looking for workers so that nodes which joined after the first announcement hear it too;
+ *   the interval bounds how much gossip one task can cost.
  * - unsigned: only if gossipsub were misconfigured; with StrictSign, gossipsub itself refuses unsigned
  *   messages before our validator runs (gossipsub counts them as invalid and penalises the sender too).
  * The service needs the `pubsub` component by that name: libp2p 3 hands every service the other services
@@ -54,6 +58,9 @@ import {
 } from '../wire/validation/index.js'
 
 export const TASKS_TOPIC = 'shardnet/tasks/1'
+
+/** The least time between two accepted announcements of one task CID (by `createdMs`). */
+export const REANNOUNCE_INTERVAL_MIN_MS = 5_000
 export { TASK_ANNOUNCEMENT_BYTES_MAX }
 
 export const TASK_GOSSIP_REJECT_REASONS = [
@@ -234,23 +241,24 @@ export function announcementToWire(a: Announcement): TaskAnnouncement {
 }
 
 /** Remembers keys until their expiry, at most `capacity` of them (oldest insertion forgotten first). */
-class ExpiringSet {
-  private readonly entries = new Map<string, number>()
+/** A bounded map whose entries lapse at their own expiry; the oldest go first when it is full. */
+class ExpiringMap<V> {
+  private readonly entries = new Map<string, { value: V; expiresMs: number }>()
   constructor(private readonly capacity: number) {}
 
-  has(key: string, nowMs: number): boolean {
-    const expiry = this.entries.get(key)
-    if (expiry === undefined) return false
-    if (expiry <= nowMs) {
+  get(key: string, nowMs: number): V | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expiresMs <= nowMs) {
       this.entries.delete(key)
-      return false
+      return undefined
     }
-    return true
+    return entry.value
   }
 
-  add(key: string, expiresMs: number): void {
+  set(key: string, value: V, expiresMs: number): void {
     this.entries.delete(key)
-    this.entries.set(key, expiresMs)
+    this.entries.set(key, { value, expiresMs })
     while (this.entries.size > this.capacity) {
       const oldest = this.entries.keys().next().value as string
       this.entries.delete(oldest)
@@ -266,7 +274,8 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
 
   private readonly components: TaskGossipComponents
   private readonly log: Logger
-  private readonly seen: ExpiringSet
+  /** (submitter, nonce) keys seen, and per task CID its submitter and the latest accepted createdMs */
+  private readonly seen: ExpiringMap<{ submitter: string; createdMs: number }>
   private readonly defaultTtlMs: number
   private readonly iteratorBufferMax: number
   private readonly now: () => number
@@ -279,7 +288,7 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     this.components = components
     this.log = components.logger.forComponent('shardnet:tasks')
     this.topic = init.topic ?? TASKS_TOPIC
-    this.seen = new ExpiringSet(init.seenCapacity ?? 10_000)
+    this.seen = new ExpiringMap(init.seenCapacity ?? 10_000)
     this.defaultTtlMs = init.defaultTtlMs ?? 3_600_000
     this.iteratorBufferMax = init.iteratorBufferMax ?? 1_000
     this.now = init.now ?? Date.now
@@ -359,16 +368,29 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
       if (!submitter.equals(msg.from)) return this.reject('wrong-submitter', from)
       const nonceKey = `n/${submitter.toString()}/${uint8ArrayToString(decoded.value.nonce, 'base64')}`
       const cidKey = `c/${uint8ArrayToString(decoded.value.taskCid, 'base64')}`
-      if (this.seen.has(nonceKey, nowMs) || this.seen.has(cidKey, nowMs))
+      const submitterId = submitter.toString()
+      if (this.seen.get(nonceKey, nowMs) !== undefined) return this.reject('duplicate', from)
+      if (!this.announcementAllowed(cidKey, submitterId, decoded.value.createdMs, nowMs))
         return this.reject('duplicate', from)
-      this.seen.add(nonceKey, decoded.value.expiresMs)
-      this.seen.add(cidKey, decoded.value.expiresMs)
+      const seen = { submitter: submitterId, createdMs: decoded.value.createdMs }
+      this.seen.set(nonceKey, seen, decoded.value.expiresMs)
+      this.seen.set(cidKey, seen, decoded.value.expiresMs)
       return TopicValidatorResult.Accept
     } catch (err) {
       // a bug in validation must not take the node down; refuse and count as malformed
       this.log.error('announcement validation threw - %e', err)
       return this.reject('malformed', from)
     }
+  }
+
+  /**
+   * A task CID not seen (or whose announcement expired) may be announced; one seen may be announced
+   * again only by the same submitter and only REANNOUNCE_INTERVAL_MIN_MS after the last accepted copy.
+   */
+  private announcementAllowed(cidKey: string, submitter: string, createdMs: number, nowMs: number): boolean {
+    const last = this.seen.get(cidKey, nowMs)
+    if (last === undefined) return true
+    return last.submitter === submitter && createdMs >= last.createdMs + REANNOUNCE_INTERVAL_MIN_MS
   }
 
   private onMessage(evt: CustomEvent<Message>): void {
@@ -410,8 +432,10 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     const reason = validateTaskAnnouncement(wire, createdMs)
     if (reason !== undefined) throw new InvalidAnnouncementError(reason)
     const cidKey = `c/${uint8ArrayToString(wire.taskCid, 'base64')}`
-    if (this.seen.has(cidKey, createdMs)) throw new InvalidAnnouncementError('duplicate')
-    this.seen.add(cidKey, announcement.expiresMs)
+    const self = this.components.peerId.toString()
+    if (!this.announcementAllowed(cidKey, self, createdMs, createdMs))
+      throw new InvalidAnnouncementError('duplicate')
+    this.seen.set(cidKey, { submitter: self, createdMs }, announcement.expiresMs)
     await this.components.pubsub.publish(this.topic, bytes)
     this.stats.published++
     return announcement

@@ -16,7 +16,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BLOCKS_PROTOCOL, type BlockStore, MemoryBlockStore } from '../../protocols/blocks/index.js'
-import { announcementToWire, TASKS_TOPIC } from '../../protocols/tasks/index.js'
+import { announcementToWire, REANNOUNCE_INTERVAL_MIN_MS, TASKS_TOPIC } from '../../protocols/tasks/index.js'
 import { BlockResponse } from '../../protocols/wire/blocks.js'
 import { TaskAnnouncement } from '../../protocols/wire/tasks.js'
 import { connect, createTestNode, TEST_DHT_PROTOCOL, type TestNode, waitFor } from './protocols-host.js'
@@ -241,7 +241,7 @@ describe('bad input', () => {
       )
     }
 
-    it('refuses malformed, oversized, expired, out-of-range, replayed and misattributed announcements', async () => {
+    it('refuses malformed, oversized, expired, out-of-range, replayed, too-frequent and misattributed announcements', async () => {
       const accepted = receiver.services.tasks.counters().accepted
       await publishAndExpect(crypto.getRandomValues(new Uint8Array(64)).fill(0xff, 0, 8), 'malformed')
       await publishAndExpect(wire({ nonce: new Uint8Array(5000) }, await taskCid('big')), 'oversized')
@@ -259,11 +259,28 @@ describe('bad input', () => {
         'the first copy to be accepted',
       )
       await publishAndExpect(once, 'duplicate')
-      // the same task CID under a fresh nonce is a replay too
+      // the same task CID under a fresh nonce, sooner than the re-announce interval, is refused too
       await publishAndExpect(wire({}, await taskCid('replayed')), 'duplicate')
+      // another submitter announcing a task CID that is already announced
+      const hijack = TaskAnnouncement.encode({
+        ...TaskAnnouncement.decode(wire({}, await taskCid('replayed'))),
+        submitter: honest.peerId.toMultihash().bytes,
+      })
+      await publishAndExpect(hijack, 'duplicate', honest)
+      // the submitter's own re-announcement once the interval has passed is accepted (a node that
+      // joined late hears the task); createdMs lies within the validator's 30 s clock-skew window
+      const first = TaskAnnouncement.decode(once)
+      const later = first.createdMs + REANNOUNCE_INTERVAL_MIN_MS
+      await sender.services.pubsub.publish(TASKS_TOPIC, wire({ createdMs: later }, await taskCid('replayed')))
+      await waitFor(
+        () => receiver.services.tasks.counters().accepted === accepted + 2,
+        'the re-announcement to be accepted',
+      )
+      // and the interval counts from that copy
+      await publishAndExpect(wire({ createdMs: later + 1_000 }, await taskCid('replayed')), 'duplicate')
       // a peer relaying someone else's announcement as its own message: the signer is not the submitter
       await publishAndExpect(wire({}, await taskCid('stolen')), 'wrong-submitter', honest)
-      expect(receiver.services.tasks.counters().accepted).toBe(accepted + 1)
+      expect(receiver.services.tasks.counters().accepted).toBe(accepted + 2)
       // rejections lowered the senders' scores below zero (scores are recomputed on the heartbeat)
       await waitFor(
         () => scoreOf(receiver, sender.peerId) < 0 && scoreOf(receiver, honest.peerId) < 0,
