@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
-import { readFile, rm, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { constants } from 'node:fs'
+import { type FileHandle, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { BlockStore } from '../../protocols/blocks/store.js'
+import type { BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
-import { writeFileAtomic } from './atomic-file.js'
+import { syncFolder, temporaryPathFor, writeFileAtomic } from './atomic-file.js'
 
 /** sha2-256 multihash code: the only hash shardnet names blocks with (DESIGN.md principle 4) */
 const SHA2_256 = 0x12
@@ -36,6 +37,12 @@ export interface FileBlockStoreInit {
    * @default BLOCK_BYTES_MAX (256 MiB)
    */
   blockBytesMax?: number
+  /**
+   * A writer() flushes what it has written to disk (fdatasync, beside the transfer) whenever this many
+   * bytes are unflushed, so that commit's own fsync has little left to do.
+   * @default 1_048_576
+   */
+  writerSyncBytes?: number
 }
 
 /** CID of raw bytes the way shardnet names blocks: CIDv1, raw codec, sha2-256. */
@@ -58,10 +65,13 @@ function digestMatches(cid: CID, bytes: Uint8Array): boolean {
 export class FileBlockStore implements BlockStore {
   readonly folder: string
   readonly blockBytesMax: number
+  readonly writerSyncBytes: number
 
   constructor(init: FileBlockStoreInit) {
     this.folder = init.folder
     this.blockBytesMax = init.blockBytesMax ?? BLOCK_BYTES_MAX
+    this.writerSyncBytes = init.writerSyncBytes ?? 1024 * 1024
+    if (this.writerSyncBytes < 1) throw new RangeError('writerSyncBytes must be at least 1')
   }
 
   private pathOf(cid: CID): string {
@@ -115,5 +125,136 @@ export class FileBlockStore implements BlockStore {
 
   async delete(cid: CID): Promise<void> {
     await rm(this.pathOf(cid), { force: true })
+  }
+
+  /**
+   * A writer for a block that arrives in pieces (the blocks service hands it each chunk as received). It
+   * writes a temp file beside the block as the bytes come, flushes it in the background, and on commit
+   * fsyncs it, renames it into place and fsyncs the folder: the same crash guarantees as put(). It does not
+   * hash: its caller verifies the bytes against the CID before commit (the blocks service does, on its hash
+   * worker), and get() still checks every block it reads.
+   */
+  writer(cid: CID): BlockWriter {
+    return new FileBlockWriter(this.pathOf(cid), this.blockBytesMax, this.writerSyncBytes)
+  }
+}
+
+/** See FileBlockStore.writer(). Writes run one after another; at most one background flush runs at a time. */
+class FileBlockWriter implements BlockWriter {
+  private readonly temporaryPath: string
+  private readonly opened: Promise<FileHandle>
+  /** every queued write, in order; never rejects (a failure is kept in `failure`) */
+  private writes: Promise<void> = Promise.resolve()
+  /** the background fdatasync in flight, if any; never rejects */
+  private flushing: Promise<void> | undefined
+  private failure: Error | undefined
+  private queuedBytes = 0
+  private writtenBytes = 0
+  private flushedBytes = 0
+  private finished = false
+
+  constructor(
+    private readonly path: string,
+    private readonly bytesMax: number,
+    private readonly syncBytes: number,
+  ) {
+    this.temporaryPath = temporaryPathFor(path)
+    this.opened = open(this.temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
+    this.opened.catch((error: Error) => this.fail(error))
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.finished) throw new Error('write after commit or abort')
+    if (this.failure !== undefined || bytes.byteLength === 0) return
+    const position = this.queuedBytes
+    this.queuedBytes += bytes.byteLength
+    if (this.queuedBytes > this.bytesMax) {
+      this.fail(new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`))
+      return
+    }
+    this.writes = this.writes.then(async () => {
+      if (this.failure !== undefined) return
+      try {
+        const handle = await this.opened
+        let done = 0
+        while (done < bytes.byteLength) {
+          const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done)
+          done += bytesWritten
+        }
+        this.writtenBytes = position + done
+        this.flushSoon()
+      } catch (error) {
+        this.fail(error as Error)
+      }
+    })
+  }
+
+  /** Starts a background fdatasync once enough bytes are unflushed and none is running. */
+  private flushSoon(): void {
+    if (this.flushing !== undefined || this.finished || this.failure !== undefined) return
+    if (this.writtenBytes - this.flushedBytes < this.syncBytes) return
+    const target = this.writtenBytes
+    this.flushing = this.opened
+      .then((handle) => handle.datasync())
+      .then(
+        () => {
+          this.flushedBytes = target
+        },
+        (error: Error) => this.fail(error),
+      )
+      .finally(() => {
+        this.flushing = undefined
+        this.flushSoon()
+      })
+  }
+
+  /** Waits for every queued write and the flush in flight; no new flush starts once finished is set. */
+  private async settle(): Promise<void> {
+    this.finished = true
+    await this.writes
+    while (this.flushing !== undefined) await this.flushing
+  }
+
+  async commit(): Promise<void> {
+    if (this.finished) throw new Error('commit after commit or abort')
+    await this.settle()
+    if (this.failure !== undefined) {
+      await this.discard()
+      throw this.failure
+    }
+    const handle = await this.opened
+    try {
+      await handle.sync()
+      await handle.close()
+    } catch (error) {
+      await this.discard()
+      throw error
+    }
+    try {
+      await rename(this.temporaryPath, this.path)
+    } catch (error) {
+      await rm(this.temporaryPath, { force: true })
+      throw error
+    }
+    await syncFolder(dirname(this.path))
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return
+    await this.settle()
+    await this.discard()
+  }
+
+  private async discard(): Promise<void> {
+    try {
+      await (await this.opened).close()
+    } catch {
+      // never opened, or already closed: nothing to close
+    }
+    await rm(this.temporaryPath, { force: true })
   }
 }

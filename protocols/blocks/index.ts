@@ -54,7 +54,7 @@ import {
   validateBlockResponse,
 } from '../wire/validation/index.js'
 import { HashWorker, type IncrementalHash, InlineHash } from './hasher.js'
-import { type BlockStore, MemoryBlockStore } from './store.js'
+import { type BlockStore, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
 
@@ -459,12 +459,19 @@ class DefaultBlockExchange implements BlockExchange {
     const signal = signalOf(this.shutdown.signal, options.signal)
     const tried = new Set<string>()
     const errors: unknown[] = []
+    // a durable store writes the block while it arrives (each provider tried gets a fresh writer); the
+    // writer of the fetch that delivered a verified block is committed at the end
+    let delivered: BlockWriter | undefined
     const tryPeer = async (peer: PeerId): Promise<Uint8Array | undefined> => {
       if (tried.has(peer.toString())) return undefined
       tried.add(peer.toString())
+      const writer = this.store.writer?.(cid)
       try {
-        return await this.fetchFrom(peer, cid, { signal })
+        const block = await this.fetchOne(peer, cid, signal, writer)
+        delivered = writer
+        return block
       } catch (err) {
+        await writer?.abort()
         errors.push(err)
         if (signal.aborted) throw err
         this.log('fetching %c from %p failed - %e', cid, peer, err)
@@ -472,45 +479,62 @@ class DefaultBlockExchange implements BlockExchange {
       }
     }
     let block: Uint8Array | undefined
-    if (options.peers !== undefined) {
-      for (const peer of options.peers.slice(0, this.providersMax)) {
-        block = await tryPeer(peer)
-        if (block !== undefined) break
-      }
-    } else {
-      const lookup = new AbortController()
-      try {
-        const providers = this.components.contentRouting.findProviders(cid, {
-          signal: signalOf(lookup.signal, signal, AbortSignal.timeout(this.findProvidersTimeoutMs)),
-        })
-        for await (const provider of providers) {
-          if (tried.size >= this.providersMax) break
-          if (provider.id.equals(this.components.peerId)) continue
-          block = await tryPeer(provider.id)
+    try {
+      if (options.peers !== undefined) {
+        for (const peer of options.peers.slice(0, this.providersMax)) {
+          block = await tryPeer(peer)
           if (block !== undefined) break
         }
-      } catch (err) {
-        if (signal.aborted) throw err
-        errors.push(err)
-      } finally {
-        lookup.abort()
+      } else {
+        const lookup = new AbortController()
+        try {
+          const providers = this.components.contentRouting.findProviders(cid, {
+            signal: signalOf(lookup.signal, signal, AbortSignal.timeout(this.findProvidersTimeoutMs)),
+          })
+          for await (const provider of providers) {
+            if (tried.size >= this.providersMax) break
+            if (provider.id.equals(this.components.peerId)) continue
+            block = await tryPeer(provider.id)
+            if (block !== undefined) break
+          }
+        } catch (err) {
+          if (signal.aborted) throw err
+          errors.push(err)
+        } finally {
+          lookup.abort()
+        }
       }
+    } catch (err) {
+      await delivered?.abort()
+      throw err
     }
     if (block === undefined) {
       throw new BlockNotFoundError(`no peer delivered ${cid} (${tried.size} tried, ${errors.length} errors)`)
     }
-    await this.store.put(cid, block)
+    // verified: store it
+    if (delivered !== undefined) await delivered.commit()
+    else await this.store.put(cid, block)
     return block
   }
 
   async fetchFrom(peer: PeerId, cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
     if (cidFromBytes(cid.bytes) === undefined) throw new UnsupportedCidError(`${cid} is not a sha2-256 CIDv1`)
-    const signal = signalOf(AbortSignal.timeout(this.fetchTimeoutMs), this.shutdown.signal, options.signal)
+    return this.fetchOne(peer, cid, signalOf(this.shutdown.signal, options.signal))
+  }
+
+  /** One verified fetch from one peer, under its own deadline; each chunk also goes to `writer` if given. */
+  private async fetchOne(
+    peer: PeerId,
+    cid: CID,
+    callerSignal: AbortSignal,
+    writer?: BlockWriter,
+  ): Promise<Uint8Array> {
+    const signal = signalOf(AbortSignal.timeout(this.fetchTimeoutMs), callerSignal)
     const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
     const onAbort = () => stream.abort(new Error('block fetch deadline passed'))
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      const block = await this.receive(stream, cid, signal)
+      const block = await this.receive(stream, cid, signal, writer)
       await stream.close({ signal })
       this.stats.fetched++
       return block
@@ -527,7 +551,12 @@ class DefaultBlockExchange implements BlockExchange {
     throw new BlockProtocolError(reason)
   }
 
-  private async receive(stream: Stream, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+  private async receive(
+    stream: Stream,
+    cid: CID,
+    signal: AbortSignal,
+    writer: BlockWriter | undefined,
+  ): Promise<Uint8Array> {
     const lp = lpStream(stream, {
       maxDataLength: BLOCK_CHUNK_BYTES_MAX,
       lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_BYTES_MAX)),
@@ -579,7 +608,10 @@ class DefaultBlockExchange implements BlockExchange {
           block.set(buf, offset)
           offset += buf.byteLength
         }
-        hash.update(block.subarray(offset - data.byteLength, offset))
+        const placed = block.subarray(offset - data.byteLength, offset)
+        hash.update(placed)
+        // the block is never written to again, so the writer may read this view until it commits
+        writer?.write(placed)
         this.stats.bytesReceived += data.byteLength
         index++
       }

@@ -1,8 +1,12 @@
 // Proves a node refuses and counts bad input without falling over: garbage and oversized frames on every
-// protocol id a shardnet node registers, a lying block provider, a rogue responder, and malformed,
+// protocol id a shardnet node registers, a lying block provider (whose bytes never reach a durable store),
+// a rogue responder, and malformed,
 // oversized, expired, replayed, misattributed and unsigned task announcements are each refused (counted by
 // reason, and gossip rejections lower the sender's score), and afterwards the node still serves blocks,
 // answers DHT queries and accepts a valid announcement. All real libp2p nodes on 127.0.0.1 TCP.
+import { mkdtemp, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { PeerId, Stream } from '@libp2p/interface'
@@ -15,6 +19,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FileBlockStore } from '../../node/store/block-store.js'
 import { BLOCKS_PROTOCOL, type BlockStore, MemoryBlockStore } from '../../protocols/blocks/index.js'
 import { announcementToWire, TASKS_TOPIC } from '../../protocols/tasks/index.js'
 import { BlockResponse } from '../../protocols/wire/blocks.js'
@@ -142,6 +147,37 @@ describe('bad input', () => {
       expect(got).toEqual(block)
       expect(fetcher.services.blocks.counters().rejected['hash-mismatch']).toBe(2)
       expect(fetcher.services.blocks.counters().fetched).toBe(1)
+    })
+
+    it('writes nothing from a lying provider into a durable store, and the honest block whole', async () => {
+      const folder = await mkdtemp(join(tmpdir(), 'shardnet-bad-input-blocks-'))
+      // flushes between chunks, and a block of three chunks, so the store writes while the bytes arrive
+      const store = new FileBlockStore({ folder, writerSyncBytes: 64 * 1024 })
+      const fetcher = await createTestNode({ blocks: { store, hashInWorkerBytesMin: 0 } })
+      // a liar and an honest provider of its own: stopped afterwards, they must not linger in the routing
+      // tables of the nodes the DHT test below queries
+      const ownLiar = await createTestNode({ blocks: { store: new LyingStore(), provideOnPut: false } })
+      const ownHonest = await createTestNode({ blocks: { provideOnPut: false } })
+      try {
+        await Promise.all([connect(fetcher, ownLiar), connect(fetcher, ownHonest)])
+        const large = new Uint8Array(2.5 * 1024 * 1024).map((_, i) => (i * 2654435761) >>> 24)
+        const cid = await ownHonest.services.blocks.put(large)
+        await ownLiar.services.blocks.put(large)
+        await expect(fetcher.services.blocks.get(cid, { peers: [ownLiar.peerId] })).rejects.toHaveProperty(
+          'name',
+          'BlockNotFoundError',
+        )
+        expect(await readdir(folder)).toEqual([])
+        const got = await fetcher.services.blocks.get(cid, { peers: [ownLiar.peerId, ownHonest.peerId] })
+        // Buffer.equals: toEqual walks 2.5 M elements one by one for about 20 s
+        expect(Buffer.from(got).equals(large)).toBe(true)
+        expect(fetcher.services.blocks.counters().rejected['hash-mismatch']).toBe(2)
+        expect(await readdir(folder)).toEqual([cid.toString()])
+        const stored = await new FileBlockStore({ folder }).get(cid)
+        expect(stored !== undefined && Buffer.from(stored).equals(large)).toBe(true)
+      } finally {
+        await Promise.allSettled([fetcher, ownLiar, ownHonest].map((n) => n.stop()))
+      }
     })
 
     it('refuses a rogue responder that sends an oversized chunk or announces a block over the limit', async () => {
