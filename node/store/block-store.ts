@@ -167,14 +167,14 @@ class FileBlockWriter implements BlockWriter {
     this.failure ??= error
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array): Promise<void> {
     if (this.finished) throw new Error('write after commit or abort')
-    if (this.failure !== undefined || bytes.byteLength === 0) return
+    if (this.failure !== undefined || bytes.byteLength === 0) return Promise.resolve()
     const position = this.queuedBytes
     this.queuedBytes += bytes.byteLength
     if (this.queuedBytes > this.bytesMax) {
       this.fail(new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`))
-      return
+      return Promise.resolve()
     }
     this.writes = this.writes.then(async () => {
       if (this.failure !== undefined) return
@@ -191,6 +191,7 @@ class FileBlockWriter implements BlockWriter {
         this.fail(error as Error)
       }
     })
+    return this.writes
   }
 
   /** Starts a background fdatasync once enough bytes are unflushed and none is running. */

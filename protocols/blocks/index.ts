@@ -46,14 +46,13 @@ import {
   BLOCK_FRAME_REJECT_REASONS,
   BLOCK_REQUEST_BYTES_MAX,
   cidFromBytes,
-  decodeBlockChunk,
   decodeBlockRequest,
   decodeBlockResponse,
-  validateBlockChunk,
   validateBlockRequest,
   validateBlockResponse,
 } from '../wire/validation/index.js'
-import { HashWorker, type IncrementalHash, InlineHash } from './hasher.js'
+import { type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
+import { type ChunkPlan, ResponseFrameError, readBlockResponse } from './response-reader.js'
 import { type BlockStore, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
@@ -242,6 +241,21 @@ function varintBytes(n: number): number {
     bytes++
   }
   return bytes
+}
+
+/** One unsigned-varint length-prefixed frame. */
+function lengthPrefixed(bytes: Uint8Array): Uint8Array {
+  const prefix: number[] = []
+  let n = bytes.byteLength
+  while (n >= 0x80) {
+    prefix.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  prefix.push(n)
+  const frame = new Uint8Array(prefix.length + bytes.byteLength)
+  frame.set(prefix)
+  frame.set(bytes, prefix.length)
+  return frame
 }
 
 function isOversizedFrameError(err: unknown): boolean {
@@ -557,69 +571,57 @@ class DefaultBlockExchange implements BlockExchange {
     signal: AbortSignal,
     writer: BlockWriter | undefined,
   ): Promise<Uint8Array> {
-    const lp = lpStream(stream, {
-      maxDataLength: BLOCK_CHUNK_BYTES_MAX,
-      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_BYTES_MAX)),
-    })
-    await lp.write(BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 }), { signal })
-    const read = async () => {
-      try {
-        return await lp.read({ signal })
-      } catch (err) {
-        if (isOversizedFrameError(err)) this.fail('oversized')
-        throw err
+    let assembly: BlockAssembly | undefined
+    const onResponse = (frame: Uint8Array): ChunkPlan | undefined => {
+      const header = decodeBlockResponse(frame)
+      if (!header.ok) this.fail(header.reason)
+      const headerReason = validateBlockResponse(header.value, this.blockBytesMax)
+      if (headerReason === 'too-large') {
+        this.count('too-large')
+        throw new BlockTooLargeError(`${cid} is ${header.value.size} bytes, over ${this.blockBytesMax}`)
+      }
+      if (headerReason !== undefined) this.fail(headerReason)
+      switch (header.value.status) {
+        case BlockResponse.Status.OK:
+          break
+        case BlockResponse.Status.NOT_FOUND:
+          this.count('not-found')
+          throw new BlockNotFoundError(`peer does not have ${cid}`)
+        case BlockResponse.Status.TOO_LARGE:
+          throw new BlockTooLargeError(`peer refuses to send ${cid}: too large`)
+        default:
+          this.fail('bad-status')
+      }
+      const { size, chunkBytes } = header.value
+      const receiving =
+        size >= this.hashInWorkerBytesMin
+          ? this.hashWorker.assemble(size, writer)
+          : new InlineAssembly(size, writer)
+      assembly = receiving
+      return {
+        size,
+        chunkBytes,
+        onData: (bytes) => {
+          receiving.append(bytes)
+          this.stats.bytesReceived += bytes.byteLength
+        },
       }
     }
-    const header = decodeBlockResponse(await read())
-    if (!header.ok) this.fail(header.reason)
-    const headerReason = validateBlockResponse(header.value, this.blockBytesMax)
-    if (headerReason === 'too-large') {
-      this.count('too-large')
-      throw new BlockTooLargeError(`${cid} is ${header.value.size} bytes, over ${this.blockBytesMax}`)
-    }
-    if (headerReason !== undefined) this.fail(headerReason)
-    switch (header.value.status) {
-      case BlockResponse.Status.OK:
-        break
-      case BlockResponse.Status.NOT_FOUND:
-        this.count('not-found')
-        throw new BlockNotFoundError(`peer does not have ${cid}`)
-      case BlockResponse.Status.TOO_LARGE:
-        throw new BlockTooLargeError(`peer refuses to send ${cid}: too large`)
-      default:
-        this.fail('bad-status')
-    }
-    const { size, chunkBytes } = header.value
-    const block = new Uint8Array(size)
-    const hash: IncrementalHash =
-      size >= this.hashInWorkerBytesMin ? this.hashWorker.create() : new InlineHash()
+    let block: Uint8Array
+    let digest: Uint8Array
     try {
-      let offset = 0
-      let index = 0
-      while (offset < size) {
-        const chunk = decodeBlockChunk(await read())
-        if (!chunk.ok) this.fail(chunk.reason)
-        const reason = validateBlockChunk(chunk.value, { index, offset, chunkBytes, size })
-        if (reason !== undefined) this.fail(reason)
-        const data = await read()
-        if (data.byteLength !== chunk.value.length) this.fail('bad-chunk')
-        // copy each received buffer straight into place: the data is never flattened first
-        for (const buf of data) {
-          block.set(buf, offset)
-          offset += buf.byteLength
-        }
-        const placed = block.subarray(offset - data.byteLength, offset)
-        hash.update(placed)
-        // the block is never written to again, so the writer may read this view until it commits
-        writer?.write(placed)
-        this.stats.bytesReceived += data.byteLength
-        index++
-      }
+      // listening before the request leaves, so no byte of the answer can pass unseen (response-reader.ts)
+      const answered = readBlockResponse(stream, onResponse)
+      const request = BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 })
+      if (!stream.send(lengthPrefixed(request))) await stream.onDrain({ signal })
+      await answered
+      if (assembly === undefined) throw new Error('a response without chunks was not refused')
+      ;({ block, digest } = await assembly.finish())
     } catch (err) {
-      hash.abort()
+      assembly?.abort()
+      if (err instanceof ResponseFrameError) this.fail(err.reason)
       throw err
     }
-    const digest = await hash.digest()
     if (!uint8ArrayEquals(digest, cid.multihash.digest)) {
       this.count('hash-mismatch')
       throw new BlockHashMismatchError(`peer sent bytes that do not hash to ${cid}`)

@@ -22,10 +22,11 @@ export interface BlockStore {
 /** Stores one block from its bytes in order; nothing is stored unless commit() resolves. */
 export interface BlockWriter {
   /**
-   * Queues the next bytes of the block. The writer may read them until commit() or abort() settles, so the
-   * caller must not change them before that. A failed write is reported by commit().
+   * Queues the next bytes of the block. The writer reads them until the returned promise settles, so the
+   * caller must not change them before that. The promise never rejects: a failed write is reported by
+   * commit().
    */
-  write(bytes: Uint8Array): void
+  write(bytes: Uint8Array): Promise<void>
   /**
    * Stores the bytes written so far as the block, durably. Call it only once those bytes are verified
    * against the CID: a writer trusts its caller, as put() may. Rejects (and stores nothing) if a write failed
