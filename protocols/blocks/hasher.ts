@@ -165,9 +165,19 @@ export class HashWorker {
         const sink = job?.sink
         if (sink === undefined) {
           this.release(m.buffer)
-        } else {
-          void sink.write(new Uint8Array(m.buffer, 0, m.length)).finally(() => this.release(m.buffer))
+          return
         }
+        let written: Promise<void>
+        try {
+          written = sink.write(new Uint8Array(m.buffer, 0, m.length))
+        } catch (error) {
+          // a sink that refuses (it was already committed or aborted: a caller's bug) must not take the
+          // process down from this event handler; the job's caller sees the failure
+          job?.reject(error as Error)
+          this.release(m.buffer)
+          return
+        }
+        void written.finally(() => this.release(m.buffer))
         return
       }
       if (job === undefined) return

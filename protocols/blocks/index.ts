@@ -11,12 +11,15 @@
  * ```
  * Wire: the requester sends one length-prefixed BlockRequest {cid, offset}; the responder answers with a
  * BlockResponse {status, size, chunkBytes} then, when OK, for each chunk in order a BlockChunk frame
- * {index, offset, length} followed by a raw frame of `length` data bytes, and closes. The requester checks every frame against what it expects next, hashes as it
- * receives, and accepts the block only if the sha2-256 matches the CID; a peer that sent other bytes is
- * counted (`rejected['hash-mismatch']`) and the next provider is tried.
+ * {index, offset, length} followed by a raw frame of `length` data bytes, and closes. The requester checks
+ * every frame against what it expects next (response-reader.ts), assembles and hashes the block as it
+ * arrives (hasher.ts: on a worker thread from 4 MiB up), and accepts it only if the sha2-256 matches the
+ * CID; a peer that sent other bytes is counted (`rejected['hash-mismatch']`) and the next provider is tried.
+ * get() into a store with a writer (the durable FileBlockStore) writes the block to disk while it arrives
+ * and resolves once it is verified, fsynced and renamed into place.
  * Limits: blocks up to blockBytesMax (256 MiB by default), chunks up to 1 MiB, request frames 256 bytes,
- * chunk headers 64 bytes,
- * and a deadline on every stream (serveTimeoutMs / fetchTimeoutMs).
+ * response and chunk header frames 64 bytes, and a deadline on every stream (serveTimeoutMs /
+ * fetchTimeoutMs).
  * The service reaches the DHT through `components.contentRouting` (provide / findProviders).
  */
 import {
@@ -114,8 +117,8 @@ export interface BlockExchangeInit {
    */
   provideOnPut?: boolean
   /**
-   * Blocks at least this large are verified on a worker thread, beside the network work (see hasher.ts);
-   * smaller ones inline. `Infinity` keeps all hashing on the event loop.
+   * Blocks at least this large are assembled and verified on a worker thread, beside the network work (see
+   * hasher.ts); smaller ones inline. `Infinity` keeps all of it on the event loop.
    * @default 4_194_304 (4 MiB)
    */
   hashInWorkerBytesMin?: number
