@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path'
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
   const folder = dirname(path)
-  const temporaryPath = join(folder, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  const temporaryPath = temporaryPathFor(path)
   const handle = await open(temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, mode)
   try {
     await handle.writeFile(data)
@@ -28,6 +28,14 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     throw error
   }
   await syncFolder(folder)
+}
+
+/**
+ * A fresh temp file name beside `path` (`.name.xxxx.tmp`), the form removeStaleTemporaryFiles() clears
+ * after a crash.
+ */
+export function temporaryPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
 }
 
 /** fsync a folder so a rename or a new file in it survives a power cut */

@@ -11,12 +11,15 @@
  * ```
  * Wire: the requester sends one length-prefixed BlockRequest {cid, offset}; the responder answers with a
  * BlockResponse {status, size, chunkBytes} then, when OK, for each chunk in order a BlockChunk frame
- * {index, offset, length} followed by a raw frame of `length` data bytes, and closes. The requester checks every frame against what it expects next, hashes as it
- * receives, and accepts the block only if the sha2-256 matches the CID; a peer that sent other bytes is
- * counted (`rejected['hash-mismatch']`) and the next provider is tried.
+ * {index, offset, length} followed by a raw frame of `length` data bytes, and closes. The requester checks
+ * every frame against what it expects next (response-reader.ts), assembles and hashes the block as it
+ * arrives (hasher.ts: on a worker thread from 4 MiB up), and accepts it only if the sha2-256 matches the
+ * CID; a peer that sent other bytes is counted (`rejected['hash-mismatch']`) and the next provider is tried.
+ * get() into a store with a writer (the durable FileBlockStore) writes the block to disk while it arrives
+ * and resolves once it is verified, fsynced and renamed into place.
  * Limits: blocks up to blockBytesMax (256 MiB by default), chunks up to 1 MiB, request frames 256 bytes,
- * chunk headers 64 bytes,
- * and a deadline on every stream (serveTimeoutMs / fetchTimeoutMs).
+ * response and chunk header frames 64 bytes, and a deadline on every stream (serveTimeoutMs /
+ * fetchTimeoutMs).
  * The service reaches the DHT through `components.contentRouting` (provide / findProviders).
  */
 import {
@@ -46,15 +49,14 @@ import {
   BLOCK_FRAME_REJECT_REASONS,
   BLOCK_REQUEST_BYTES_MAX,
   cidFromBytes,
-  decodeBlockChunk,
   decodeBlockRequest,
   decodeBlockResponse,
-  validateBlockChunk,
   validateBlockRequest,
   validateBlockResponse,
 } from '../wire/validation/index.js'
-import { HashWorker, type IncrementalHash, InlineHash } from './hasher.js'
-import { type BlockStore, MemoryBlockStore } from './store.js'
+import { type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
+import { type ChunkPlan, ResponseFrameError, readBlockResponse } from './response-reader.js'
+import { type BlockStore, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
 
@@ -115,8 +117,8 @@ export interface BlockExchangeInit {
    */
   provideOnPut?: boolean
   /**
-   * Blocks at least this large are verified on a worker thread, beside the network work (see hasher.ts);
-   * smaller ones inline. `Infinity` keeps all hashing on the event loop.
+   * Blocks at least this large are assembled and verified on a worker thread, beside the network work (see
+   * hasher.ts); smaller ones inline. `Infinity` keeps all of it on the event loop.
    * @default 4_194_304 (4 MiB)
    */
   hashInWorkerBytesMin?: number
@@ -242,6 +244,21 @@ function varintBytes(n: number): number {
     bytes++
   }
   return bytes
+}
+
+/** One unsigned-varint length-prefixed frame. */
+function lengthPrefixed(bytes: Uint8Array): Uint8Array {
+  const prefix: number[] = []
+  let n = bytes.byteLength
+  while (n >= 0x80) {
+    prefix.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  prefix.push(n)
+  const frame = new Uint8Array(prefix.length + bytes.byteLength)
+  frame.set(prefix)
+  frame.set(bytes, prefix.length)
+  return frame
 }
 
 function isOversizedFrameError(err: unknown): boolean {
@@ -459,12 +476,19 @@ class DefaultBlockExchange implements BlockExchange {
     const signal = signalOf(this.shutdown.signal, options.signal)
     const tried = new Set<string>()
     const errors: unknown[] = []
+    // a durable store writes the block while it arrives (each provider tried gets a fresh writer); the
+    // writer of the fetch that delivered a verified block is committed at the end
+    let delivered: BlockWriter | undefined
     const tryPeer = async (peer: PeerId): Promise<Uint8Array | undefined> => {
       if (tried.has(peer.toString())) return undefined
       tried.add(peer.toString())
+      const writer = this.store.writer?.(cid)
       try {
-        return await this.fetchFrom(peer, cid, { signal })
+        const block = await this.fetchOne(peer, cid, signal, writer)
+        delivered = writer
+        return block
       } catch (err) {
+        await writer?.abort()
         errors.push(err)
         if (signal.aborted) throw err
         this.log('fetching %c from %p failed - %e', cid, peer, err)
@@ -472,45 +496,62 @@ class DefaultBlockExchange implements BlockExchange {
       }
     }
     let block: Uint8Array | undefined
-    if (options.peers !== undefined) {
-      for (const peer of options.peers.slice(0, this.providersMax)) {
-        block = await tryPeer(peer)
-        if (block !== undefined) break
-      }
-    } else {
-      const lookup = new AbortController()
-      try {
-        const providers = this.components.contentRouting.findProviders(cid, {
-          signal: signalOf(lookup.signal, signal, AbortSignal.timeout(this.findProvidersTimeoutMs)),
-        })
-        for await (const provider of providers) {
-          if (tried.size >= this.providersMax) break
-          if (provider.id.equals(this.components.peerId)) continue
-          block = await tryPeer(provider.id)
+    try {
+      if (options.peers !== undefined) {
+        for (const peer of options.peers.slice(0, this.providersMax)) {
+          block = await tryPeer(peer)
           if (block !== undefined) break
         }
-      } catch (err) {
-        if (signal.aborted) throw err
-        errors.push(err)
-      } finally {
-        lookup.abort()
+      } else {
+        const lookup = new AbortController()
+        try {
+          const providers = this.components.contentRouting.findProviders(cid, {
+            signal: signalOf(lookup.signal, signal, AbortSignal.timeout(this.findProvidersTimeoutMs)),
+          })
+          for await (const provider of providers) {
+            if (tried.size >= this.providersMax) break
+            if (provider.id.equals(this.components.peerId)) continue
+            block = await tryPeer(provider.id)
+            if (block !== undefined) break
+          }
+        } catch (err) {
+          if (signal.aborted) throw err
+          errors.push(err)
+        } finally {
+          lookup.abort()
+        }
       }
+    } catch (err) {
+      await delivered?.abort()
+      throw err
     }
     if (block === undefined) {
       throw new BlockNotFoundError(`no peer delivered ${cid} (${tried.size} tried, ${errors.length} errors)`)
     }
-    await this.store.put(cid, block)
+    // verified: store it
+    if (delivered !== undefined) await delivered.commit()
+    else await this.store.put(cid, block)
     return block
   }
 
   async fetchFrom(peer: PeerId, cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
     if (cidFromBytes(cid.bytes) === undefined) throw new UnsupportedCidError(`${cid} is not a sha2-256 CIDv1`)
-    const signal = signalOf(AbortSignal.timeout(this.fetchTimeoutMs), this.shutdown.signal, options.signal)
+    return this.fetchOne(peer, cid, signalOf(this.shutdown.signal, options.signal))
+  }
+
+  /** One verified fetch from one peer, under its own deadline; each chunk also goes to `writer` if given. */
+  private async fetchOne(
+    peer: PeerId,
+    cid: CID,
+    callerSignal: AbortSignal,
+    writer?: BlockWriter,
+  ): Promise<Uint8Array> {
+    const signal = signalOf(AbortSignal.timeout(this.fetchTimeoutMs), callerSignal)
     const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
     const onAbort = () => stream.abort(new Error('block fetch deadline passed'))
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      const block = await this.receive(stream, cid, signal)
+      const block = await this.receive(stream, cid, signal, writer)
       await stream.close({ signal })
       this.stats.fetched++
       return block
@@ -527,67 +568,63 @@ class DefaultBlockExchange implements BlockExchange {
     throw new BlockProtocolError(reason)
   }
 
-  private async receive(stream: Stream, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
-    const lp = lpStream(stream, {
-      maxDataLength: BLOCK_CHUNK_BYTES_MAX,
-      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_CHUNK_BYTES_MAX)),
-    })
-    await lp.write(BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 }), { signal })
-    const read = async () => {
-      try {
-        return await lp.read({ signal })
-      } catch (err) {
-        if (isOversizedFrameError(err)) this.fail('oversized')
-        throw err
+  private async receive(
+    stream: Stream,
+    cid: CID,
+    signal: AbortSignal,
+    writer: BlockWriter | undefined,
+  ): Promise<Uint8Array> {
+    let assembly: BlockAssembly | undefined
+    const onResponse = (frame: Uint8Array): ChunkPlan | undefined => {
+      const header = decodeBlockResponse(frame)
+      if (!header.ok) this.fail(header.reason)
+      const headerReason = validateBlockResponse(header.value, this.blockBytesMax)
+      if (headerReason === 'too-large') {
+        this.count('too-large')
+        throw new BlockTooLargeError(`${cid} is ${header.value.size} bytes, over ${this.blockBytesMax}`)
+      }
+      if (headerReason !== undefined) this.fail(headerReason)
+      switch (header.value.status) {
+        case BlockResponse.Status.OK:
+          break
+        case BlockResponse.Status.NOT_FOUND:
+          this.count('not-found')
+          throw new BlockNotFoundError(`peer does not have ${cid}`)
+        case BlockResponse.Status.TOO_LARGE:
+          throw new BlockTooLargeError(`peer refuses to send ${cid}: too large`)
+        default:
+          this.fail('bad-status')
+      }
+      const { size, chunkBytes } = header.value
+      const receiving =
+        size >= this.hashInWorkerBytesMin
+          ? this.hashWorker.assemble(size, writer)
+          : new InlineAssembly(size, writer)
+      assembly = receiving
+      return {
+        size,
+        chunkBytes,
+        onData: (bytes) => {
+          receiving.append(bytes)
+          this.stats.bytesReceived += bytes.byteLength
+        },
       }
     }
-    const header = decodeBlockResponse(await read())
-    if (!header.ok) this.fail(header.reason)
-    const headerReason = validateBlockResponse(header.value, this.blockBytesMax)
-    if (headerReason === 'too-large') {
-      this.count('too-large')
-      throw new BlockTooLargeError(`${cid} is ${header.value.size} bytes, over ${this.blockBytesMax}`)
-    }
-    if (headerReason !== undefined) this.fail(headerReason)
-    switch (header.value.status) {
-      case BlockResponse.Status.OK:
-        break
-      case BlockResponse.Status.NOT_FOUND:
-        this.count('not-found')
-        throw new BlockNotFoundError(`peer does not have ${cid}`)
-      case BlockResponse.Status.TOO_LARGE:
-        throw new BlockTooLargeError(`peer refuses to send ${cid}: too large`)
-      default:
-        this.fail('bad-status')
-    }
-    const { size, chunkBytes } = header.value
-    const block = new Uint8Array(size)
-    const hash: IncrementalHash =
-      size >= this.hashInWorkerBytesMin ? this.hashWorker.create() : new InlineHash()
+    let block: Uint8Array
+    let digest: Uint8Array
     try {
-      let offset = 0
-      let index = 0
-      while (offset < size) {
-        const chunk = decodeBlockChunk(await read())
-        if (!chunk.ok) this.fail(chunk.reason)
-        const reason = validateBlockChunk(chunk.value, { index, offset, chunkBytes, size })
-        if (reason !== undefined) this.fail(reason)
-        const data = await read()
-        if (data.byteLength !== chunk.value.length) this.fail('bad-chunk')
-        // copy each received buffer straight into place: the data is never flattened first
-        for (const buf of data) {
-          block.set(buf, offset)
-          offset += buf.byteLength
-        }
-        hash.update(block.subarray(offset - data.byteLength, offset))
-        this.stats.bytesReceived += data.byteLength
-        index++
-      }
+      // listening before the request leaves, so no byte of the answer can pass unseen (response-reader.ts)
+      const answered = readBlockResponse(stream, onResponse)
+      const request = BlockRequest.encode({ cid: cid.bytes as Uint8Array<ArrayBuffer>, offset: 0 })
+      if (!stream.send(lengthPrefixed(request))) await stream.onDrain({ signal })
+      await answered
+      if (assembly === undefined) throw new Error('a response without chunks was not refused')
+      ;({ block, digest } = await assembly.finish())
     } catch (err) {
-      hash.abort()
+      assembly?.abort()
+      if (err instanceof ResponseFrameError) this.fail(err.reason)
       throw err
     }
-    const digest = await hash.digest()
     if (!uint8ArrayEquals(digest, cid.multihash.digest)) {
       this.count('hash-mismatch')
       throw new BlockHashMismatchError(`peer sent bytes that do not hash to ${cid}`)

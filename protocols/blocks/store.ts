@@ -11,6 +11,30 @@ export interface BlockStore {
   get(cid: CID): Promise<Uint8Array | undefined>
   put(cid: CID, bytes: Uint8Array): Promise<void>
   delete(cid: CID): Promise<void>
+  /**
+   * Optional: a writer that takes a block's bytes in order while they arrive, so that a durable store can
+   * write (and flush) them beside the transfer instead of after it. Without it the blocks service put()s
+   * the whole block once verified.
+   */
+  writer?(cid: CID): BlockWriter
+}
+
+/** Stores one block from its bytes in order; nothing is stored unless commit() resolves. */
+export interface BlockWriter {
+  /**
+   * Queues the next bytes of the block. The writer reads them until the returned promise settles, so the
+   * caller must not change them before that. The promise never rejects: a failed write is reported by
+   * commit().
+   */
+  write(bytes: Uint8Array): Promise<void>
+  /**
+   * Stores the bytes written so far as the block, durably. Call it only once those bytes are verified
+   * against the CID: a writer trusts its caller, as put() may. Rejects (and stores nothing) if a write failed
+   * or the block is over the store's limit.
+   */
+  commit(): Promise<void>
+  /** Drops what was written; nothing is stored. */
+  abort(): Promise<void>
 }
 
 /** The store is over its byte budget; the block was not stored. */

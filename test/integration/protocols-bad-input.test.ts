@@ -1,8 +1,12 @@
 // Proves a node refuses and counts bad input without falling over: garbage and oversized frames on every
-// protocol id a shardnet node registers, a lying block provider, a rogue responder, and malformed,
+// protocol id a shardnet node registers, a lying block provider (whose bytes never reach a durable store),
+// a rogue responder (oversized chunks, broken chunk framing of every kind, an early end), and malformed,
 // oversized, expired, replayed, misattributed and unsigned task announcements are each refused (counted by
 // reason, and gossip rejections lower the sender's score), and afterwards the node still serves blocks,
 // answers DHT queries and accepts a valid announcement. All real libp2p nodes on 127.0.0.1 TCP.
+import { mkdtemp, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { PeerId, Stream } from '@libp2p/interface'
@@ -15,9 +19,10 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FileBlockStore } from '../../node/store/block-store.js'
 import { BLOCKS_PROTOCOL, type BlockStore, MemoryBlockStore } from '../../protocols/blocks/index.js'
 import { announcementToWire, REANNOUNCE_INTERVAL_MIN_MS, TASKS_TOPIC } from '../../protocols/tasks/index.js'
-import { BlockResponse } from '../../protocols/wire/blocks.js'
+import { BlockChunk, BlockResponse } from '../../protocols/wire/blocks.js'
 import { TaskAnnouncement } from '../../protocols/wire/tasks.js'
 import { connect, createTestNode, TEST_DHT_PROTOCOL, type TestNode, waitFor } from './protocols-host.js'
 
@@ -144,6 +149,37 @@ describe('bad input', () => {
       expect(fetcher.services.blocks.counters().fetched).toBe(1)
     })
 
+    it('writes nothing from a lying provider into a durable store, and the honest block whole', async () => {
+      const folder = await mkdtemp(join(tmpdir(), 'shardnet-bad-input-blocks-'))
+      // flushes between chunks, and a block of three chunks, so the store writes while the bytes arrive
+      const store = new FileBlockStore({ folder, writerSyncBytes: 64 * 1024 })
+      const fetcher = await createTestNode({ blocks: { store, hashInWorkerBytesMin: 0 } })
+      // a liar and an honest provider of its own: stopped afterwards, they must not linger in the routing
+      // tables of the nodes the DHT test below queries
+      const ownLiar = await createTestNode({ blocks: { store: new LyingStore(), provideOnPut: false } })
+      const ownHonest = await createTestNode({ blocks: { provideOnPut: false } })
+      try {
+        await Promise.all([connect(fetcher, ownLiar), connect(fetcher, ownHonest)])
+        const large = new Uint8Array(2.5 * 1024 * 1024).map((_, i) => (i * 2654435761) >>> 24)
+        const cid = await ownHonest.services.blocks.put(large)
+        await ownLiar.services.blocks.put(large)
+        await expect(fetcher.services.blocks.get(cid, { peers: [ownLiar.peerId] })).rejects.toHaveProperty(
+          'name',
+          'BlockNotFoundError',
+        )
+        expect(await readdir(folder)).toEqual([])
+        const got = await fetcher.services.blocks.get(cid, { peers: [ownLiar.peerId, ownHonest.peerId] })
+        // Buffer.equals: toEqual walks 2.5 M elements one by one for about 20 s
+        expect(Buffer.from(got).equals(large)).toBe(true)
+        expect(fetcher.services.blocks.counters().rejected['hash-mismatch']).toBe(2)
+        expect(await readdir(folder)).toEqual([cid.toString()])
+        const stored = await new FileBlockStore({ folder }).get(cid)
+        expect(stored !== undefined && Buffer.from(stored).equals(large)).toBe(true)
+      } finally {
+        await Promise.allSettled([fetcher, ownLiar, ownHonest].map((n) => n.stop()))
+      }
+    })
+
     it('refuses a rogue responder that sends an oversized chunk or announces a block over the limit', async () => {
       const rogue = await createTestNode()
       try {
@@ -181,6 +217,102 @@ describe('bad input', () => {
         const after = receiver.services.blocks.counters().rejected
         expect(after.oversized).toBe(before.oversized + 1)
         expect(after['too-large']).toBe(before['too-large'] + 1)
+      } finally {
+        await rogue.stop()
+      }
+    })
+
+    it('refuses broken chunk framing, each way counted, reads a block sent one byte per write, and ends a stalled one at the deadline', async () => {
+      const rogue = await createTestNode()
+      try {
+        const small = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff)
+        const smallCid = CID.createV1(raw.code, await sha256.digest(small))
+        const frame = (bytes: Uint8Array) => concat(varint(bytes.byteLength), bytes)
+        const response = frame(
+          BlockResponse.encode({ status: BlockResponse.Status.OK, size: 3000, chunkBytes: 1024 }),
+        )
+        const chunk = (index: number, offset: number, length: number, dataLength = length) =>
+          concat(
+            frame(BlockChunk.encode({ index, offset, length })),
+            varint(dataLength),
+            small.subarray(offset, offset + dataLength),
+          )
+        const whole = concat(response, chunk(0, 0, 1024), chunk(1, 1024, 1024), chunk(2, 2048, 952))
+        // what the rogue answers, by case
+        const scripts: Record<string, Uint8Array> = {
+          'header frame over 64 bytes': concat(response, varint(65), new Uint8Array(65)),
+          'chunks out of order': concat(response, chunk(1, 1024, 1024)),
+          'data frame longer than its header said': concat(response, chunk(0, 0, 1000, 1024)),
+          'data length varint that never ends': concat(
+            response,
+            frame(BlockChunk.encode({ index: 0, offset: 0, length: 1024 })),
+            new Uint8Array(8).fill(0xff),
+          ),
+          'a chunk past the end of the block': concat(
+            response,
+            chunk(0, 0, 1024),
+            chunk(1, 1024, 1024),
+            chunk(2, 2048, 1024),
+          ),
+          'an early end': concat(response, chunk(0, 0, 1024)),
+        }
+        const expected: Record<string, string> = {
+          'header frame over 64 bytes': 'oversized',
+          'chunks out of order': 'bad-chunk',
+          'data frame longer than its header said': 'bad-chunk',
+          'data length varint that never ends': 'oversized',
+          'a chunk past the end of the block': 'bad-chunk',
+          'an early end': 'stream-error',
+        }
+        let answer = whole
+        let oneBytePerWrite = false
+        let stallMs = 0
+        await rogue.handle(
+          BLOCKS_PROTOCOL,
+          async (stream) => {
+            await lpStream(stream).read()
+            for (const [offset, step] of oneBytePerWrite
+              ? [...answer.keys()].map((i) => [i, 1])
+              : [[0, answer.length]]) {
+              if (!stream.send(answer.subarray(offset, offset + step))) await stream.onDrain()
+            }
+            if (stallMs > 0) await new Promise((resolve) => setTimeout(resolve, stallMs))
+            await stream.close().catch(() => {})
+          },
+          { force: true },
+        )
+        await connect(receiver, rogue)
+        for (const [name, bytes] of Object.entries(scripts)) {
+          answer = bytes
+          const before = receiver.services.blocks.counters().rejected
+          const error = await receiver.services.blocks
+            .fetchFrom(rogue.peerId, smallCid)
+            .catch((e: Error) => e)
+          expect(error, name).toHaveProperty('name', 'BlockProtocolError')
+          expect(error, name).toHaveProperty('reason', expected[name])
+          const after = receiver.services.blocks.counters().rejected
+          const reason = expected[name] as keyof typeof after
+          expect(after[reason], name).toBe(before[reason] + 1)
+        }
+        // every byte in its own yamux frame: varints, headers and data split everywhere, on the hash worker
+        answer = whole
+        oneBytePerWrite = true
+        await connect(sender, rogue)
+        const got = await sender.services.blocks.fetchFrom(rogue.peerId, smallCid)
+        expect(Buffer.from(got).equals(small)).toBe(true)
+        // half a block, then silence: the fetch deadline ends the stream
+        const impatient = await createTestNode({ blocks: { fetchTimeoutMs: 500 } })
+        try {
+          answer = concat(response, chunk(0, 0, 1024))
+          oneBytePerWrite = false
+          stallMs = 3000
+          await connect(impatient, rogue)
+          const started = Date.now()
+          await expect(impatient.services.blocks.fetchFrom(rogue.peerId, smallCid)).rejects.toThrow()
+          expect(Date.now() - started).toBeLessThan(2500)
+        } finally {
+          await impatient.stop()
+        }
       } finally {
         await rogue.stop()
       }

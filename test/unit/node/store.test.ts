@@ -1,6 +1,6 @@
 // Proves the durable store in a real temp data dir: atomic writes with the right modes, an identity
 // that survives a restart, a block store that refuses and never serves bytes that do not match their
-// CID, pid files that tell a live daemon from a stale one, and the API token.
+// CID (also when written piece by piece as a fetch arrives, with a crash-safe temp file and rename), pid files that tell a live daemon from a stale one, and the API token.
 import { spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -113,6 +113,39 @@ describe('file block store', () => {
   it('refuses blocks over its size limit', async () => {
     const store = new FileBlockStore({ folder: await tempDir(), blockBytesMax: 8 })
     await expect(store.putBytes(new Uint8Array(9))).rejects.toThrow(RangeError)
+  })
+
+  it('stores a block written piece by piece only on commit, durably named and private', async () => {
+    const folder = await tempDir()
+    // a small flush threshold, so background fdatasyncs run between the writes
+    const store = new FileBlockStore({ folder, writerSyncBytes: 1000 })
+    const bytes = new Uint8Array(100_000).map((_, i) => (i * 2654435761) >>> 24)
+    const cid = await cidOfBytes(bytes)
+    const writer = store.writer(cid)
+    for (let offset = 0; offset < bytes.length; offset += 7_000)
+      writer.write(bytes.subarray(offset, offset + 7_000))
+    expect(await store.has(cid)).toBe(false)
+    await writer.commit()
+    expect(await readdir(folder)).toEqual([cid.toString()])
+    expect((await stat(join(folder, cid.toString()))).mode & 0o777).toBe(0o600)
+    expect(await new FileBlockStore({ folder }).get(cid)).toEqual(bytes)
+    expect(() => writer.write(bytes)).toThrow()
+  })
+
+  it('leaves nothing behind when a writer is aborted or goes over the limit', async () => {
+    const folder = await tempDir()
+    const store = new FileBlockStore({ folder, blockBytesMax: 10 })
+    const cid = await cidOfBytes(new Uint8Array(12))
+    const aborted = store.writer(cid)
+    aborted.write(new Uint8Array(6))
+    await aborted.abort()
+    expect(await readdir(folder)).toEqual([])
+    const tooLarge = store.writer(cid)
+    tooLarge.write(new Uint8Array(6))
+    tooLarge.write(new Uint8Array(6))
+    await expect(tooLarge.commit()).rejects.toThrow(RangeError)
+    expect(await readdir(folder)).toEqual([])
+    expect(await store.has(cid)).toBe(false)
   })
 })
 
