@@ -166,7 +166,13 @@ export class WebGpuBackend implements Backend {
     const bBuffer = this.#buffer(b)
     const c = this.#allocate([m, n])
     const dims = { m, k, n, transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false }
-    runMatmul(this.runtime, version, aBuffer, bBuffer, c.buffer, dims, tuning)
+    try {
+      runMatmul(this.runtime, version, aBuffer, bBuffer, c.buffer, dims, tuning)
+    } catch (error) {
+      // a version this device cannot run, or a tuning of another version: nothing was enqueued
+      c.dispose()
+      throw error
+    }
     return c
   }
 
