@@ -13,12 +13,15 @@
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../kernels/index.js'
+import type { MatmulTuning } from '../kernels/ops/matmul.js'
 import { matmulLoopFloat32, matmulReference } from '../kernels/reference/index.js'
 import { acquireDawnDevice } from '../kernels/runtime.js'
 import { WebGpuBackend } from '../kernels/webgpu-backend.js'
 import {
+  DEFAULT_PACKED_SUBGROUP,
   DEFAULT_REGISTER_BLOCKED,
   MATMUL_VERSIONS,
+  PACKED_SUBGROUP_TUNINGS,
   REGISTER_BLOCKED_TUNINGS,
 } from '../kernels/wgsl/matmul.js'
 
@@ -115,7 +118,7 @@ progress(`adapter: ${ours.info.adapterName} (fallback adapter: ${ours.info.isFal
 function ourImplementation(
   label: string,
   version: (typeof MATMUL_VERSIONS)[number],
-  tuning?: (typeof REGISTER_BLOCKED_TUNINGS)[keyof typeof REGISTER_BLOCKED_TUNINGS],
+  tuning?: MatmulTuning,
 ): Implementation {
   let tensors: ReturnType<Backend['upload']>[] = []
   return {
@@ -137,21 +140,33 @@ function ourImplementation(
   }
 }
 
+const subgroupsUsable = ours.runtime.description.fixedSubgroupSize !== undefined
 const implementations: Implementation[] = [
   ourImplementation('ours: naive', 'naive'),
   ourImplementation('ours: tiled (shared memory)', 'tiled'),
   ...Object.entries(REGISTER_BLOCKED_TUNINGS).map(([name, tuning]) =>
     ourImplementation(`ours: register-blocked ${name}`, 'register-blocked', tuning),
   ),
+  ...(subgroupsUsable
+    ? Object.entries(PACKED_SUBGROUP_TUNINGS).map(([name, tuning]) =>
+        ourImplementation(`ours: packed-subgroup ${name}`, 'packed-subgroup', tuning),
+      )
+    : []),
 ]
-const defaultLabel = `ours: register-blocked ${
-  Object.entries(REGISTER_BLOCKED_TUNINGS).find(([, tuning]) => tuning === DEFAULT_REGISTER_BLOCKED)?.[0]
-}`
+const tuningName = (tunings: Record<string, unknown>, tuning: unknown) =>
+  Object.entries(tunings).find(([, candidate]) => candidate === tuning)?.[0]
+// the label of the kernel `matmul` uses on this adapter, with its default tuning
+const defaultLabel =
+  ours.matmulVersion === 'packed-subgroup'
+    ? `ours: packed-subgroup ${tuningName(PACKED_SUBGROUP_TUNINGS, DEFAULT_PACKED_SUBGROUP)}`
+    : `ours: register-blocked ${tuningName(REGISTER_BLOCKED_TUNINGS, DEFAULT_REGISTER_BLOCKED)}`
+if (!implementations.some((implementation) => implementation.name === defaultLabel))
+  throw new Error(`the default kernel ${ours.matmulVersion} is not among the timed versions`)
 
-// --- tfjs baselines -----------------------------------------------------------------------------
+  // --- tfjs baselines -----------------------------------------------------------------------------
 
-// tfjs-backend-webgpu looks for navigator.gpu: give it the same Dawn GPU object (a second adapter
-// of the same device) before importing it.
+  // tfjs-backend-webgpu looks for navigator.gpu: give it the same Dawn GPU object (a second adapter
+  // of the same device) before importing it.
 ;(globalThis as { navigator?: unknown }).navigator = { gpu: acquired.gpu }
 const tf = await import('@tensorflow/tfjs-core')
 await import('@tensorflow/tfjs-backend-webgpu')
@@ -227,6 +242,7 @@ async function checkAll(): Promise<void> {
   const b = randomMatrix(k * n, 4)
   const reference = matmulReference(a, b, m, k, n)
   for (const version of MATMUL_VERSIONS) {
+    if (version === 'packed-subgroup' && !subgroupsUsable) continue
     const c = ours.matmulWith(version, ours.upload(a, [m, k]), ours.upload(b, [k, n]))
     if (maxViolation(reference, await ours.read(c), k) > 1)
       throw new Error(`${version} does not match at ${m}x${k}x${n}`)

@@ -32,6 +32,12 @@ export interface AdapterDescription {
   maxComputeWorkgroupsPerDimension: number
   maxComputeWorkgroupStorageSize: number
   maxComputeInvocationsPerWorkgroup: number
+  /**
+   * The subgroup size when the device has the `subgroups` feature and the adapter runs every
+   * subgroup at one size (lavapipe: 8, its SIMD width); undefined otherwise. Kernels that
+   * exchange values between lanes are generated for this size.
+   */
+  fixedSubgroupSize: number | undefined
 }
 
 /** limits we copy from the adapter to the device (everything the adapter reports as a number) */
@@ -69,7 +75,11 @@ export async function acquireDawnDevice(): Promise<AcquiredDevice> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' })
   if (adapter === null)
     throw new Error('no WebGPU adapter found (is a Vulkan driver such as lavapipe installed?)')
-  const device = await adapter.requestDevice({ requiredLimits: adapterLimits(adapter) })
+  // subgroups: the packed-subgroup matmul shares values between the lanes of a subgroup
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups')
+    ? ['subgroups' as GPUFeatureName]
+    : []
+  const device = await adapter.requestDevice({ requiredLimits: adapterLimits(adapter), requiredFeatures })
   return { gpu, adapter, device }
 }
 
@@ -90,7 +100,18 @@ export function describeAdapter(adapter: GPUAdapter, device: GPUDevice): Adapter
     maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
     maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+    fixedSubgroupSize: fixedSubgroupSize(info, device),
   }
+}
+
+function fixedSubgroupSize(info: GPUAdapterInfo, device: GPUDevice): number | undefined {
+  if (!device.features.has('subgroups')) return undefined
+  const { subgroupMinSize, subgroupMaxSize } = info as { subgroupMinSize?: number; subgroupMaxSize?: number }
+  if (subgroupMinSize === undefined || subgroupMinSize !== subgroupMaxSize) return undefined
+  // the kernels split rows of k into subgroup-sized blocks: keep to sizes they are written for
+  return subgroupMinSize >= 4 && subgroupMinSize <= 64 && Number.isInteger(Math.log2(subgroupMinSize))
+    ? subgroupMinSize
+    : undefined
 }
 
 export interface RuntimeStats {

@@ -10,7 +10,7 @@ import type {
   Tensor,
 } from './backend.js'
 import { runAxpy, runBiasAdd, runRelu, runReluBackward, runScale } from './ops/elementwise.js'
-import { type RegisterBlockedTuning, runMatmul } from './ops/matmul.js'
+import { type MatmulTuning, runMatmul } from './ops/matmul.js'
 import { runAdamW, runSgdMomentum } from './ops/optimizers.js'
 import { runDequantizeInt8, runQuantizeInt8 } from './ops/quantize.js'
 import { runReduceRows } from './ops/reductions.js'
@@ -28,7 +28,7 @@ import {
 } from './ops/shapes.js'
 import { runSoftmaxCrossEntropy } from './ops/softmax-cross-entropy.js'
 import { type AcquiredDevice, GpuRuntime } from './runtime.js'
-import { DEFAULT_REGISTER_BLOCKED, MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
+import { MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
 
 export class GpuTensor implements Tensor {
   readonly shape: readonly number[]
@@ -63,11 +63,17 @@ export class GpuTensor implements Tensor {
 
 /**
  * Which matmul kernel to use on this adapter. On software adapters (lavapipe) workgroup barriers
- * are expensive and the register-blocked kernel (no shared memory) is fastest, measured; on real
- * GPUs shared-memory tiles with register blocking is the standard design (not yet measured here).
+ * are expensive and storage loads dominate: packed-subgroup (packed operands, A shared between
+ * lanes with subgroupBroadcast, no shared memory) is fastest where subgroups have a fixed size,
+ * else register-blocked, measured (bench/RESULTS.md); on real GPUs shared-memory tiles with
+ * register blocking is the standard design (not yet measured here).
  */
-export function chooseMatmulVersion(isFallbackAdapter: boolean): MatmulVersion {
-  return isFallbackAdapter ? 'register-blocked' : 'tiled-register-blocked'
+export function chooseMatmulVersion(
+  isFallbackAdapter: boolean,
+  fixedSubgroupSize: number | undefined = undefined,
+): MatmulVersion {
+  if (!isFallbackAdapter) return 'tiled-register-blocked'
+  return fixedSubgroupSize === undefined ? 'register-blocked' : 'packed-subgroup'
 }
 
 export interface WebGpuBackendOptions {
@@ -93,7 +99,9 @@ export class WebGpuBackend implements Backend {
       isFallbackAdapter: description.isFallbackAdapter,
       maxBufferBytes: description.maxBufferBytes,
     })
-    this.matmulVersion = options.matmulVersion ?? chooseMatmulVersion(description.isFallbackAdapter)
+    this.matmulVersion =
+      options.matmulVersion ??
+      chooseMatmulVersion(description.isFallbackAdapter, description.fixedSubgroupSize)
     if (!MATMUL_VERSIONS.includes(this.matmulVersion))
       throw new RangeError(`unknown matmul version ${this.matmulVersion}`)
   }
@@ -151,14 +159,20 @@ export class WebGpuBackend implements Backend {
     a: Tensor,
     b: Tensor,
     options: MatmulOptions = {},
-    tuning: RegisterBlockedTuning = DEFAULT_REGISTER_BLOCKED,
+    tuning?: MatmulTuning,
   ): Tensor {
     const { m, k, n } = matmulDims(a, b, options)
     const aBuffer = this.#buffer(a)
     const bBuffer = this.#buffer(b)
     const c = this.#allocate([m, n])
     const dims = { m, k, n, transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false }
-    runMatmul(this.runtime, version, aBuffer, bBuffer, c.buffer, dims, tuning)
+    try {
+      runMatmul(this.runtime, version, aBuffer, bBuffer, c.buffer, dims, tuning)
+    } catch (error) {
+      // a version this device cannot run, or a tuning of another version: nothing was enqueued
+      c.dispose()
+      throw error
+    }
     return c
   }
 

@@ -4,13 +4,18 @@ import { type DispatchStep, dispatch1d, dispatch2d, type GpuRuntime } from '../r
 import { ELEMENTWISE_WORKGROUP_SIZE } from '../wgsl/common.js'
 import { padSource } from '../wgsl/elementwise.js'
 import {
+  DEFAULT_PACKED_SUBGROUP,
   DEFAULT_REGISTER_BLOCKED,
   type MatmulVersion,
   matmulNaiveSource,
+  matmulPackedSubgroupSource,
   matmulRegisterBlockedSource,
   matmulTiledRegisterBlockedSource,
   matmulTiledSource,
   NAIVE_WORKGROUP,
+  PACKED_COLUMNS_PER_LANE,
+  type PackedSubgroupTuning,
+  packPanelsSource,
   type RegisterBlockedConfig,
   TILE_SIZE,
   TILED_BLOCK,
@@ -26,6 +31,11 @@ export interface MatmulDims {
 }
 
 export type RegisterBlockedTuning = Omit<RegisterBlockedConfig, 'transposeA' | 'transposeB'>
+
+/** a tuning of the register-blocked or the packed-subgroup kernel; other versions have none */
+export type MatmulTuning = RegisterBlockedTuning | PackedSubgroupTuning
+
+const isPackedSubgroupTuning = (tuning: MatmulTuning): tuning is PackedSubgroupTuning => 'rows' in tuning
 
 function stridedParams(dims: MatmulDims): ArrayBuffer {
   const { m, k, n, transposeA, transposeB } = dims
@@ -51,7 +61,7 @@ export function runMatmul(
   b: GPUBuffer,
   c: GPUBuffer,
   dims: MatmulDims,
-  tuning: RegisterBlockedTuning = DEFAULT_REGISTER_BLOCKED,
+  tuning?: MatmulTuning,
 ): void {
   const { m, k, n } = dims
   if (m === 0 || n === 0) return
@@ -93,7 +103,97 @@ export function runMatmul(
     ])
     return
   }
-  runRegisterBlocked(runtime, a, b, c, dims, tuning, maxGroups)
+  if (version === 'packed-subgroup') {
+    if (tuning !== undefined && !isPackedSubgroupTuning(tuning))
+      throw new TypeError('packed-subgroup takes a PackedSubgroupTuning')
+    runPackedSubgroup(runtime, a, b, c, dims, tuning ?? DEFAULT_PACKED_SUBGROUP, maxGroups)
+    return
+  }
+  if (tuning !== undefined && isPackedSubgroupTuning(tuning))
+    throw new TypeError('register-blocked takes a RegisterBlockedTuning')
+  runRegisterBlocked(runtime, a, b, c, dims, tuning ?? DEFAULT_REGISTER_BLOCKED, maxGroups)
+}
+
+/** thrown when a kernel version needs a device feature this device lacks */
+export class MatmulVersionUnsupportedError extends Error {
+  static override name = 'MatmulVersionUnsupportedError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'MatmulVersionUnsupportedError'
+  }
+}
+
+/**
+ * Packs op(A) into row panels and op(B) into column panels (wgsl/matmul.ts, packPanelsSource),
+ * both with K padded to a multiple of the subgroup size, then runs the packed-subgroup kernel:
+ * one subgroup per (row panel, column panel) pair.
+ */
+function runPackedSubgroup(
+  runtime: GpuRuntime,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  c: GPUBuffer,
+  dims: MatmulDims,
+  tuning: PackedSubgroupTuning,
+  maxGroups: number,
+): void {
+  const subgroupSize = runtime.description.fixedSubgroupSize
+  if (subgroupSize === undefined) {
+    throw new MatmulVersionUnsupportedError(
+      'packed-subgroup needs the subgroups feature with a fixed subgroup size; this device has neither',
+    )
+  }
+  const { m, k, n, transposeA, transposeB } = dims
+  const rows = tuning.rows
+  const panelWidth = subgroupSize * PACKED_COLUMNS_PER_LANE
+  const kPadded = Math.ceil(k / subgroupSize) * subgroupSize
+  const rowPanels = Math.ceil(m / rows)
+  const columnPanels = Math.ceil(n / panelWidth)
+  if (columnPanels > maxGroups || rowPanels > maxGroups)
+    throw new RangeError(`matmul ${m}x${k}x${n} needs more workgroups than the device allows`)
+  const pack = (
+    source: GPUBuffer,
+    extent: number,
+    panelSize: number,
+    panels: number,
+    extentStride: number,
+    depthStride: number,
+  ): { buffer: GPUBuffer; step: DispatchStep } => {
+    const count = (panels * kPadded * panelSize) / 4
+    const buffer = runtime.storageBuffer(count * 16)
+    return {
+      buffer,
+      step: {
+        pipeline: runtime.pipeline(packPanelsSource),
+        uniform: packParams([
+          u32(count),
+          u32(extent),
+          u32(k),
+          u32(kPadded),
+          u32(panelSize / 4),
+          u32(extentStride),
+          u32(depthStride),
+        ]),
+        buffers: [source, buffer],
+        workgroups: dispatch1d(count, ELEMENTWISE_WORKGROUP_SIZE, maxGroups),
+      },
+    }
+  }
+  // op(A)[i, p]: A stored [M,K] has strides (K, 1), A^T stored [K,M] has (1, M); likewise op(B)[p, j]
+  const packedA = pack(a, m, rows, rowPanels, transposeA ? 1 : k, transposeA ? m : 1)
+  const packedB = pack(b, n, panelWidth, columnPanels, transposeB ? k : 1, transposeB ? 1 : n)
+  runtime.run([
+    packedA.step,
+    packedB.step,
+    {
+      pipeline: runtime.pipeline(matmulPackedSubgroupSource(tuning, subgroupSize)),
+      uniform: packParams([u32(m), u32(n), u32(kPadded)]),
+      buffers: [packedA.buffer, packedB.buffer, c],
+      workgroups: [columnPanels, rowPanels, 1],
+    },
+  ])
+  runtime.releaseStorageBuffer(packedA.buffer)
+  runtime.releaseStorageBuffer(packedB.buffer)
 }
 
 function runRegisterBlocked(

@@ -10,8 +10,28 @@
 //   zero-padded buffer (ops/matmul.ts); the kernel is generated per transpose combination.
 // - tiled-register-blocked: 64x64 blocks of C per workgroup staged through shared memory, 4x4
 //   outputs per thread: the usual design for real GPUs (not measured on one here yet).
+// - packed-subgroup: for CPU-emulated adapters (lavapipe). Both operands are first copied into
+//   panels (GEMM-library style packing), then one subgroup computes a rows x (subgroupSize*4) block
+//   of C: each lane loads one value of A per row and per k step and subgroupBroadcast hands it to
+//   the other lanes, so A costs 1/subgroupSize of a per-lane load per use. Needs the `subgroups`
+//   feature and a fixed subgroup size (webgpu-backend.ts checks both).
+//
+// Why packing and broadcasts pay off on lavapipe (Mesa 25.0, measured with perf and gdb on the JIT
+// code, bench/RESULTS.md): every storage load in a loop is emitted as a per-lane sequence
+// (exec-mask test, bounds check, scalar load, insert: about 10 instructions per float and lane),
+// even when the address is uniform, so loads, not arithmetic, bound a matmul. What is left to
+// reduce is loads per multiply-add. And a column panel of a row-major B read with a stride of N
+// floats (4 KiB at N=1024) misses cache on every row; a packed panel is read sequentially.
 
-export const MATMUL_VERSIONS = ['naive', 'tiled', 'register-blocked', 'tiled-register-blocked'] as const
+import { elementwiseEntry } from './common.js'
+
+export const MATMUL_VERSIONS = [
+  'naive',
+  'tiled',
+  'register-blocked',
+  'tiled-register-blocked',
+  'packed-subgroup',
+] as const
 export type MatmulVersion = (typeof MATMUL_VERSIONS)[number]
 
 /** workgroup sizes, read by ops/matmul.ts to derive dispatch sizes */
@@ -304,3 +324,115 @@ fn main(
 }
 `
 })()
+
+export interface PackedSubgroupTuning {
+  /** rows of C per subgroup: a multiple of 4 */
+  rows: number
+}
+
+/** packed-subgroup tunings kept side by side, named by the block of C each lane computes */
+export const PACKED_SUBGROUP_TUNINGS = {
+  '8x4': { rows: 8 },
+  '12x4': { rows: 12 },
+  '16x4': { rows: 16 },
+} as const satisfies Record<string, PackedSubgroupTuning>
+
+/**
+ * The tuning `matmul` uses: 12 rows x 4 columns per lane was fastest on lavapipe (bench/RESULTS.md;
+ * 16 rows spills the 48+ accumulator registers and is slower)
+ */
+export const DEFAULT_PACKED_SUBGROUP = PACKED_SUBGROUP_TUNINGS['12x4']
+
+/** columns of C per lane in the packed-subgroup kernel (one vec4 of a packed B row) */
+export const PACKED_COLUMNS_PER_LANE = 4
+
+/**
+ * Copies op(X), a [depth, extent] or [extent, depth] matrix given by strides, into panels:
+ * out[(panel * depthPadded + p) * panelWidth + j] = X(panel * panelWidth + j, p), zero outside X.
+ * For A the extent is M (panels of rows), for B it is N (panels of columns); depth is K, padded
+ * to a multiple of the subgroup size. One thread writes one vec4 (4 consecutive j).
+ */
+export const packPanelsSource = /* wgsl */ `
+struct Params {
+  count: u32,          // vec4s to write
+  extent: u32, depth: u32, depthPadded: u32,
+  panelVecs: u32,      // panelWidth / 4
+  extentStride: u32, depthStride: u32,
+}
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+${elementwiseEntry(`  if (index >= params.count) { return; }
+  let j4 = index % params.panelVecs;
+  let rest = index / params.panelVecs;
+  let p = rest % params.depthPadded;
+  let panel = rest / params.depthPadded;
+  let e0 = (panel * params.panelVecs + j4) * 4u;
+  var value = vec4<f32>(0.0);
+  if (p < params.depth) {
+    let base = p * params.depthStride;
+    for (var lane = 0u; lane < 4u; lane++) {
+      if (e0 + lane < params.extent) { value[lane] = src[base + (e0 + lane) * params.extentStride]; }
+    }
+  }
+  dst[index] = value;`)}`
+
+/**
+ * Subgroup s (one workgroup of `subgroupSize` lanes) owns rows blockRow*rows.. and columns
+ * panel*subgroupSize*4.. of C. Operands come packed by packPanelsSource:
+ *   ap: [Mp/rows][Kp][rows] (as vec4s: [..][Kp][rows/4]), bp: [Np/(S*4)][Kp][S*4] (vec4s: [..][Kp][S]).
+ * Per block of S k-steps lane l loads op(A)[row, kb*S + l] for its block's rows (rows/4 vec4 loads),
+ * then for each k step kk: one vec4 of B (its 4 columns) and subgroupBroadcast(a, kk) for each row.
+ * Padding is zero, so there are no bounds checks in the loop; stores skip rows and columns past M, N.
+ */
+export function matmulPackedSubgroupSource(tuning: PackedSubgroupTuning, subgroupSize: number): string {
+  const { rows } = tuning
+  if (rows % 4 !== 0 || rows < 4)
+    throw new RangeError(`packed-subgroup rows must be a multiple of 4, got ${rows}`)
+  const rowVecs = rows / 4
+  const declarations: string[] = []
+  for (let i = 0; i < rows; i++) declarations.push(`var acc_${i} = vec4<f32>(0.0);`)
+  const body: string[] = []
+  for (let q = 0; q < rowVecs; q++)
+    body.push(`let a_${q} = ap[(aBase + kb * ${subgroupSize}u + lane) * ${rowVecs}u + ${q}u];`)
+  for (let kk = 0; kk < subgroupSize; kk++) {
+    body.push(`let b_${kk} = bp[(bBase + kb * ${subgroupSize}u + ${kk}u) * ${subgroupSize}u + lane];`)
+    for (let i = 0; i < rows; i++) {
+      body.push(`acc_${i} += subgroupBroadcast(a_${Math.floor(i / 4)}.${lane[i % 4]}, ${kk}u) * b_${kk};`)
+    }
+  }
+  const stores: string[] = []
+  for (let i = 0; i < rows; i++) {
+    const row = `row0 + ${i}u`
+    stores.push(`if (${row} < params.m) {`)
+    for (let j = 0; j < PACKED_COLUMNS_PER_LANE; j++) {
+      stores.push(
+        `  if (column0 + ${j}u < params.n) { c[(${row}) * params.n + column0 + ${j}u] = acc_${i}.${lane[j]}; }`,
+      )
+    }
+    stores.push('}')
+  }
+  return /* wgsl */ `enable subgroups;
+// packed-subgroup matmul: ${rows}x${PACKED_COLUMNS_PER_LANE} outputs per lane, subgroup size ${subgroupSize}
+struct Params { m: u32, n: u32, kPadded: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> ap: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+@compute @workgroup_size(${subgroupSize})
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let panel = group.x;
+  let blockRow = group.y;
+  let aBase = blockRow * params.kPadded;
+  let bBase = panel * params.kPadded;
+  let row0 = blockRow * ${rows}u;
+  let column0 = (panel * ${subgroupSize}u + lane) * ${PACKED_COLUMNS_PER_LANE}u;
+  ${declarations.join('\n  ')}
+  for (var kb = 0u; kb < params.kPadded / ${subgroupSize}u; kb++) {
+    ${body.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}
+`
+}

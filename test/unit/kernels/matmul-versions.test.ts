@@ -1,12 +1,16 @@
-// Proves every labelled WGSL matmul version (naive, tiled, register-blocked with its default
-// tuning, tiled-register-blocked) matches the reference on awkward shapes with every transpose
-// combination, and at 1024x1024x1024, on the real Dawn device; the other register-blocked tunings
-// the benchmark times are checked untransposed.
+// Proves every labelled WGSL matmul version (naive, tiled, register-blocked and packed-subgroup
+// with their default tunings, tiled-register-blocked) matches the reference on awkward shapes
+// (edges of every tile, K not a multiple of the subgroup size), on shapes every tile divides, and
+// on the MLP's training shape, with every transpose combination, and at 1024x1024x1024, on the
+// real Dawn device; the other tunings the benchmark times are checked untransposed. Also checks
+// which version the backend picks, and that a device without the subgroups feature falls back to
+// register-blocked and refuses packed-subgroup with a named error.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MATMUL_VERSIONS } from '../../../kernels/index.js'
 import { matmulReference } from '../../../kernels/reference/index.js'
-import { WebGpuBackend } from '../../../kernels/webgpu-backend.js'
-import { REGISTER_BLOCKED_TUNINGS } from '../../../kernels/wgsl/matmul.js'
+import { acquireDawnDevice } from '../../../kernels/runtime.js'
+import { chooseMatmulVersion, WebGpuBackend } from '../../../kernels/webgpu-backend.js'
+import { PACKED_SUBGROUP_TUNINGS, REGISTER_BLOCKED_TUNINGS } from '../../../kernels/wgsl/matmul.js'
 import { expectClose, openBackend, randomArray, seededRandom, type Tolerance } from './helpers.js'
 
 /**
@@ -25,6 +29,10 @@ const SHAPES: readonly (readonly [number, number, number])[] = [
   [127, 65, 33],
   [33, 127, 65],
   [17, 64, 36],
+  // every tile divides: 48 rows (4, 8, 12, 16), K 64 (4, 8), 64 columns (4, 32)
+  [48, 64, 64],
+  // the MLP's first layer: a batch of 64 images times 784 inputs, 256 units
+  [64, 784, 256],
 ]
 
 const TRANSPOSES = [
@@ -109,11 +117,57 @@ describe('WGSL matmul versions match the reference', () => {
           results.push([`register-blocked ${name}`, await backend.read(c)])
           c.dispose()
         }
+        for (const [name, tuning] of Object.entries(PACKED_SUBGROUP_TUNINGS)) {
+          const c = backend.matmulWith('packed-subgroup', ta, tb, t, tuning)
+          results.push([`packed-subgroup ${name}`, await backend.read(c)])
+          c.dispose()
+        }
       }
       ta.dispose()
       tb.dispose()
       return results
     }
+
+  it('picks packed-subgroup on a fallback adapter with fixed-size subgroups (lavapipe: 8 lanes)', () => {
+    expect(chooseMatmulVersion(true, 8)).toBe('packed-subgroup')
+    expect(chooseMatmulVersion(true, undefined)).toBe('register-blocked')
+    expect(chooseMatmulVersion(false, 8)).toBe('tiled-register-blocked')
+    const { isFallbackAdapter, fixedSubgroupSize } = backend.runtime.description
+    expect(backend.matmulVersion).toBe(chooseMatmulVersion(isFallbackAdapter, fixedSubgroupSize))
+    if (/llvmpipe/.test(backend.info.adapterName)) {
+      expect(fixedSubgroupSize).toBe(8)
+      expect(backend.matmulVersion).toBe('packed-subgroup')
+    }
+  })
+
+  it('without the subgroups feature: register-blocked, and packed-subgroup is refused by name', async () => {
+    // the process's Dawn instance; the device acquireDawnDevice made (with subgroups) is not needed
+    const acquired = await acquireDawnDevice()
+    acquired.device.destroy()
+    const gpu = acquired.gpu
+    const adapter = await gpu.requestAdapter()
+    if (adapter === null) throw new Error('no adapter')
+    const device = await adapter.requestDevice()
+    const plain = new WebGpuBackend({ gpu, adapter, device })
+    try {
+      expect(plain.runtime.description.fixedSubgroupSize).toBeUndefined()
+      expect(plain.matmulVersion).toBe(
+        plain.info.isFallbackAdapter ? 'register-blocked' : 'tiled-register-blocked',
+      )
+      const a = plain.upload(new Float32Array([1, 2, 3, 4]), [2, 2])
+      let caught: unknown
+      try {
+        plain.matmulWith('packed-subgroup', a, a)
+      } catch (error) {
+        caught = error
+      }
+      expect((caught as Error | undefined)?.name).toBe('MatmulVersionUnsupportedError')
+      const c = plain.matmul(a, a)
+      expect([...(await plain.read(c))]).toEqual([7, 10, 15, 22])
+    } finally {
+      plain.destroy()
+    }
+  })
 
   for (const [m, k, n] of SHAPES) {
     it(`${m}x${k}x${n}: every version and tuning, every transpose combination`, async () => {
