@@ -7,6 +7,7 @@ import {
   DURATION_MS_MAX,
   GROUP_SIZE_MAX,
   GROUPS_MAX,
+  INFERENCE_PER_HOUR_MAX,
   OPTION_DEFAULTS,
   PEERS_MAX,
   SCENARIO_DESCRIPTIONS,
@@ -35,11 +36,11 @@ function positiveInteger(name: string, max: number) {
   }
 }
 
-function nonNegativeInteger(name: string) {
+function nonNegativeInteger(name: string, max = 0xffffffff) {
   return (value: string): number => {
     const parsed = Number(value)
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed > 0xffffffff) {
-      throw new InvalidArgumentError(`${name} must be an integer from 0 to 4294967295.`)
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from 0 to ${max}.`)
     }
     return parsed
   }
@@ -171,6 +172,7 @@ interface SimNetworkFlags {
   report?: string
   json?: boolean
   scenario: ScenarioName
+  inference: number
   real?: number
 }
 
@@ -209,6 +211,7 @@ async function simNetwork(flags: SimNetworkFlags): Promise<void> {
       partitions,
       durationMs: flags.duration,
       scenario: flags.scenario,
+      inferencePerHour: flags.inference,
     },
     {
       reportDirectory: flags.report,
@@ -289,6 +292,12 @@ export function register(program: Command): void {
       `one of ${SCENARIOS.map((name) => `${name} (${SCENARIO_DESCRIPTIONS[name]})`).join('; ')}`,
       scenario,
       OPTION_DEFAULTS.scenario,
+    )
+    .option(
+      '--inference <rate>',
+      'inference tasks submitted per hour (each shard voted on by replicas; 0: none)',
+      nonNegativeInteger('--inference', INFERENCE_PER_HOUR_MAX),
+      OPTION_DEFAULTS.inferencePerHour,
     )
     .option('--report <dir>', 'write report.json and the SVG plots here')
     .option(

@@ -9,6 +9,8 @@ export const SCREENING_REASONS: readonly ScreeningReason[] = ['wrong-length', 'n
 
 /** Default: a gradient whose norm exceeds 10x the median norm of the others is refused. */
 export const NORM_FACTOR_MAX_DEFAULT = 10
+/** Default: once a majority's gradients are in, the leader waits this long for the other members. */
+export const STRAGGLER_TIMEOUT_MS_DEFAULT = 250
 /**
  * Default agreement bar. Measured on MNIST micro-batches of 32: honest members score 0.03-0.4 on
  * most steps (mean about 0.12; single steps dip below 0, which is why a verdict uses the mean over

@@ -48,6 +48,7 @@ import {
   NORM_FACTOR_MAX_DEFAULT,
   quorumDecision,
   quorumSize,
+  STRAGGLER_TIMEOUT_MS_DEFAULT,
   SUSPECT_COSINE_MIN_DEFAULT,
   screenGradients,
 } from './aggregate.js'
@@ -622,7 +623,7 @@ class GroupMemberRuntime implements GroupMember {
       received,
       quorumAtMs: collecting.quorumAtMs,
       nowMs: now,
-      stragglerTimeoutMs: this.init.stragglerTimeoutMs ?? 250,
+      stragglerTimeoutMs: this.init.stragglerTimeoutMs ?? STRAGGLER_TIMEOUT_MS_DEFAULT,
     })
     if (decision !== 'aggregate' || collecting.contributions.size < quorumSize(this.members.length)) return
     const contributions = [...collecting.contributions.values()].sort((a, b) =>

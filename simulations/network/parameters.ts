@@ -16,7 +16,7 @@ export const SCENARIO_DESCRIPTIONS: Record<ScenarioName, string> = {
   'regional-outage':
     'every peer of one region (us-east or europe) crashes at 25% of the run and restarts 10 minutes (at most a quarter of the run) later; expected: only groups with a majority in that region stall, the rest keep committing',
   'byzantine-10pct':
-    '10% of peers lie about gradients (huge or NaN norms) and drop 30% of their Raft messages; expected: no lying gradient is ever accepted, safety holds, groups with an honest majority progress',
+    '10% of peers lie about gradients (huge or NaN norms) and about inference results (the same wrong logits from every liar), and drop 30% of their Raft messages; expected: no lying gradient is accepted by a group with an honest majority, no lying inference result wins a vote in which honest replicas hold the majority, safety holds, groups with an honest majority progress',
 }
 
 export interface NetworkSimulationOptions {
@@ -31,6 +31,8 @@ export interface NetworkSimulationOptions {
   partitions: PartitionSpec[]
   durationMs: number
   scenario: ScenarioName
+  /** Inference tasks submitted per hour (0: none). @default OPTION_DEFAULTS.inferencePerHour */
+  inferencePerHour?: number
 }
 
 export const OPTION_DEFAULTS = {
@@ -41,6 +43,7 @@ export const OPTION_DEFAULTS = {
   lossProbability: 0.001,
   durationMs: 3_600_000,
   scenario: 'steady' as ScenarioName,
+  inferencePerHour: 120,
 }
 
 /** Bounds on the options (every input has a named maximum). */
@@ -48,6 +51,7 @@ export const PEERS_MAX = 1_000_000
 export const GROUPS_MAX = 10_000
 export const GROUP_SIZE_MAX = 9
 export const DURATION_MS_MAX = 7 * 24 * 3_600_000
+export const INFERENCE_PER_HOUR_MAX = 100_000
 
 /** Everything the seed and the options decide; printed and reported. */
 export interface DerivedParameters {
@@ -76,6 +80,13 @@ export interface DerivedParameters {
   raftTickMs: number
   electionTicks: number
   heartbeatTicks: number
+  /** Inference tasks per hour (Poisson arrivals), their input rows, logits per row, replicas per shard and shard count range. */
+  inferencePerHour: number
+  inferenceRows: number
+  inferenceClasses: number
+  inferenceReplicas: number
+  inferenceShardsMin: number
+  inferenceShardsMax: number
   flashCrowd?: { atMs: number; peers: number; overMs: number }
   regionalOutage?: { region: string; atMs: number; durationMs: number }
 }
@@ -110,6 +121,12 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
     raftTickMs: 200,
     electionTicks: 10,
     heartbeatTicks: 2,
+    inferencePerHour: options.inferencePerHour ?? OPTION_DEFAULTS.inferencePerHour,
+    inferenceRows: 64,
+    inferenceClasses: 10,
+    inferenceReplicas: 3,
+    inferenceShardsMin: 2,
+    inferenceShardsMax: 6,
   }
   if (options.scenario === 'flash-crowd') {
     parameters.flashCrowd = {

@@ -19,6 +19,23 @@ export const BACKEND_SHARES = [0.35, 0.15, 0.5] as const
  */
 export const STEP_COMPUTE_MS_BY_BACKEND = [25, 180, 400] as const
 
+/**
+ * The matmul GFLOP/s a peer of each class reports in its capability record (node/executor/
+ * capability.ts), which the real assignment ranks claimants by. Measured here (bench/RESULTS.md,
+ * kernels): the plain TypeScript loop 0.9-1.1 GFLOP/s, WebGPU on lavapipe 5.7-8.1 GFLOP/s. A WebGPU
+ * adapter on real hardware was not measured: 500 is an assumption. Order: BACKEND_CLASSES.
+ */
+export const CAPABILITY_GFLOPS_BY_BACKEND = [500, 7, 1] as const
+/** The backend kind each class claims with (a software WebGPU adapter is still `webgpu`). */
+export const CLAIM_BACKEND_BY_CLASS = ['webgpu', 'webgpu', 'cpu'] as const
+
+/**
+ * Kernel time of inference per input row (forward pass of the MNIST MLP, batched), in ms, by backend
+ * class. Measured (bench/RESULTS.md, training, inference samples/s at batch 64-256): cpu about
+ * 5,000-11,000 rows/s, WebGPU on lavapipe about 4,300-11,600; real-hardware WebGPU assumed 10x.
+ */
+export const INFER_ROW_MS_BY_BACKEND = [0.01, 0.15, 0.15] as const
+
 export class PeerTable {
   readonly capacity: number
   count = 0
@@ -27,6 +44,8 @@ export class PeerTable {
   readonly backend: Uint8Array
   /** Multiplier of compute time (1 = normal, 2-5 = a slow machine). */
   readonly slowFactor: Float32Array
+  /** The matmul GFLOP/s the peer measured for its capability record. */
+  readonly gflops: Float32Array
   readonly byzantine: Uint8Array
   /** Upload bandwidth in bytes per ms. */
   readonly uploadBytesPerMs: Float32Array
@@ -53,6 +72,7 @@ export class PeerTable {
     this.region = new Uint8Array(capacity)
     this.backend = new Uint8Array(capacity)
     this.slowFactor = new Float32Array(capacity)
+    this.gflops = new Float32Array(capacity)
     this.byzantine = new Uint8Array(capacity)
     this.uploadBytesPerMs = new Float32Array(capacity)
     this.uplinkFreeAtMs = new Float64Array(capacity)

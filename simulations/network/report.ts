@@ -69,6 +69,7 @@ export interface NetworkReport {
 export function buildReport(data: SimulationReportData): NetworkReport {
   const p = data.parameters
   const c = data.counters
+  const inference = data.inference.counters
   const peers = data.peers
   const everJoined: number[] = []
   for (let peer = 0; peer < peers.count; peer++)
@@ -139,6 +140,34 @@ export function buildReport(data: SimulationReportData): NetworkReport {
       byzantineGradientsAcceptedWithHonestMajority: c.byzantineGradientsAcceptedWithHonestMajority,
       byzantineGradientsRejected: c.byzantineGradientsRejected,
       groupsByState,
+    },
+    inference: {
+      tasks: inference.tasks,
+      completed: inference.tasksCompleted,
+      failed: inference.tasksFailed,
+      interrupted: inference.tasksInterrupted,
+      completionMs: quantiles(data.inference.completionMs),
+      shards: inference.shards,
+      replicas: p.inferenceReplicas,
+      runs: inference.runs,
+      runsFailed: inference.runsFailed,
+      reruns: inference.reruns,
+      quorum: {
+        votes: inference.votes,
+        agreements: inference.shardsAccepted,
+        unanimous: inference.shardsUnanimous,
+        disagreements: inference.votesWithoutMajority,
+        shardsFailed: inference.shardsFailed,
+      },
+      lying: {
+        results: inference.lyingResults,
+        caught: inference.lyingResultsCaught,
+        accepted: inference.lyingResultsAccepted,
+        honestOutliers: inference.honestOutliers,
+        wrongShardsAccepted: inference.wrongAccepted,
+        wrongShardsAcceptedWithHonestMajority: inference.wrongAcceptedWithHonestMajority,
+      },
+      meanScore: { honest: round3(data.inference.scores.honest), lying: round3(data.inference.scores.lying) },
     },
     tasks: {
       completed: c.tasksCompleted,
@@ -252,6 +281,7 @@ export function buildReport(data: SimulationReportData): NetworkReport {
     `dht: ${c.lookups} lookups, hops mean ${json.dht.hopsMean}, latency p50 ${json.dht.latencyMs.p50} ms, ${c.lookupsFailed} failed`,
     `raft: ${c.leaderElections} leader elections, ${c.stepsCommitted} steps committed, ${c.groupsCompleted} groups completed, ${c.groupsReassigned} reassigned`,
     `tasks: ${c.tasksCompleted} completed (p50 ${json.tasks.completionS.p50} s), ${c.tasksAbandoned} abandoned; byzantine gradients accepted ${c.byzantineGradientsAccepted}, rejected ${c.byzantineGradientsRejected}`,
+    `inference: ${inference.tasksCompleted} of ${inference.tasks} tasks completed (p50 ${json.inference.completionMs.p50} ms), ${inference.shardsAccepted} shards agreed (${inference.shardsUnanimous} unanimously), ${inference.votesWithoutMajority} votes without a majority, ${inference.reruns} re-runs; lying results ${inference.lyingResults}, caught ${inference.lyingResultsCaught}, won ${inference.lyingResultsAccepted}`,
     `peers: ${c.joins} joins, ${c.leaves} leaves, ${c.crashes} crashes; messages per peer p50 ${json.traffic.messagesPerPeer.p50}`,
   ]
   return { json, svgs, summary }
@@ -267,7 +297,7 @@ export function replayCommand(p: SimulationReportData['parameters']): string {
     .join(',')
   return (
     `shardnet sim --seed ${p.seed} --scenario ${p.scenario} --peers ${p.peers} --groups ${p.groups} --group-size ${p.groupSize}` +
-    ` --churn ${p.churnPerHour} --loss ${p.lossProbability} --duration ${p.durationMs}ms${partitions ? ` --partition ${partitions}` : ''}`
+    ` --churn ${p.churnPerHour} --loss ${p.lossProbability} --duration ${p.durationMs}ms --inference ${p.inferencePerHour}${partitions ? ` --partition ${partitions}` : ''}`
   )
 }
 

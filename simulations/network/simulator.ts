@@ -3,11 +3,13 @@
 // simulator's safety checkers beside every group, and models of gossipsub (gossip.ts) and
 // Kademlia (dht.ts) for announcements and lookups. One seed decides everything; nothing here reads
 // a clock or Math.random. A task's life: announcement over gossip -> claims over direct streams ->
-// assignment to groups (TaskAssignmentPolicy) -> each group, a Raft cluster, trains step by step
-// (members compute gradients, modelled by measured kernel time; the leader keeps a quorum chosen
-// by TrainingStepRule and proposes the step) -> the task completes when all its groups reach their
-// step count. Groups that lose a majority for good are re-announced and continue from their last
-// committed step.
+// the submitter's real lifecycle state machine (protocols/tasks stepTask -> assignGroups) staffs it
+// -> each group, a Raft cluster, trains step by step (members compute gradients, modelled by
+// measured kernel time; the leader screens and waits for them with the real rules of
+// protocols/training/aggregate.ts and proposes the step) -> the task completes when all its groups
+// reach their step count. Groups that lose a majority for good are re-announced and continue from
+// their last committed step. Beside training, inference tasks are voted on by the real quorum code
+// (inference.ts over protocols/inference/quorum.ts). lifecycle.ts holds the adapters.
 import { RaftNode } from '../../protocols/raft/node.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
@@ -22,17 +24,18 @@ import { chainDigest, entryDigest, SafetyCheckers, SafetyViolation } from '../ra
 import { DhtModel } from './dht.js'
 import { GOSSIP_HEARTBEAT_MS, GossipModel } from './gossip.js'
 import { Histogram } from './histogram.js'
-import {
-  ArrivalOrderAssignment,
-  type Claim,
-  type GradientContribution,
-  MedianNormRule,
-  type TaskAssignmentPolicy,
-  type TrainingStepRule,
-} from './lifecycle.js'
+import { InferenceWorkload } from './inference.js'
+import { CLAIMANT_MAX_BUFFER_BYTES, PROBE_LOSS, StaffingRound, StepCollector } from './lifecycle.js'
 import { REGIONS, sampleLatencyMs } from './links.js'
 import { type DerivedParameters, deriveParameters, type NetworkSimulationOptions } from './parameters.js'
-import { BACKEND_SHARES, PeerState, PeerTable, STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
+import {
+  BACKEND_SHARES,
+  CAPABILITY_GFLOPS_BY_BACKEND,
+  CLAIM_BACKEND_BY_CLASS,
+  PeerState,
+  PeerTable,
+  STEP_COMPUTE_MS_BY_BACKEND,
+} from './peers.js'
 import { EventQueue } from './queue.js'
 
 const Kind = {
@@ -54,6 +57,8 @@ const Kind = {
   sample: 15,
   meshMaintenance: 16,
   stepGrace: 17,
+  inferenceStart: 18,
+  inferenceAnswer: 19,
 } as const
 
 /** Bytes of one gradient: the MNIST MLP's 101,770 float32 parameters. */
@@ -64,7 +69,7 @@ export const CLAIM_BYTES = 200
 export const ASSIGNMENT_BYTES = 300
 /** Per-message framing overhead of a Raft message; entries carry an update CID, not the update. */
 export const RAFT_MESSAGE_BYTES = 120
-/** How long the submitter collects claims after announcing. */
+/** The staffing deadline of one announcement: the task's record fails if too few claims came by then. */
 export const CLAIM_WINDOW_MS = 2000
 /** Claims asked for per seat (the first arrivals claim; the rest of the network stays quiet). */
 export const CLAIM_SURPLUS = 2
@@ -73,8 +78,6 @@ export const TASK_CLAIMS_MAX = 2000
 /** Re-announcements of a task that found too few claimers before it is abandoned. */
 export const ANNOUNCE_RETRIES_MAX = 10
 export const ANNOUNCE_RETRY_MS = 10_000
-/** After a quorum of gradients, the leader waits this long for stragglers before proposing. */
-export const STRAGGLER_GRACE_MS = 150
 /** A group without a commit this long, with a majority of members gone, is re-announced. */
 export const GROUP_STALL_MS = 180_000
 /** Apply this many entries between snapshots (then compact the log). */
@@ -96,8 +99,8 @@ export const JOIN_ROWS_MAX = 1_000_000
 export interface SimulationHooks {
   /** Called with the share of simulated time done, at most every 1%. */
   onProgress?: (share: number) => void
-  assignment?: TaskAssignmentPolicy
-  stepRule?: TrainingStepRule
+  /** The safety checkers of each new group (a test passes one that throws, to see the failure path). */
+  createCheckers?: () => SafetyCheckers
 }
 
 interface GroupState {
@@ -125,12 +128,12 @@ interface GroupState {
   lastProgressAtMs: number
   createdAtMs: number
   leaderChanges: number
-  gradientStep: number
-  gradientLeader: number
-  gradients: GradientContribution[]
+  /** The leader's collection of gradients for the step it is on (the real screening and quorum rules). */
+  collector: StepCollector
+  /** When the straggler timer of the collected step was set to fire (-1: not set). */
+  graceAtMs: number
   proposedStep: number
   proposedTerm: number
-  graceArmed: boolean
   done: boolean
   failed: boolean
   stalledMs: number
@@ -143,7 +146,10 @@ interface TaskState {
   steps: number
   announcedAtMs: number
   retries: number
-  claims: Claim[]
+  /** Announcements of this task so far (a claim or deadline of an earlier one is stale). */
+  round: number
+  /** The submitter's lifecycle record for the current announcement (undefined once staffed or given up). */
+  staffing: StaffingRound | undefined
   /** Groups still to form: [slot, firstStep]. */
   pending: [number, number][]
   activeGroups: number[]
@@ -172,8 +178,7 @@ export class NetworkSimulation {
   readonly random: SeededRandom
   readonly gossip: GossipModel
   readonly dht: DhtModel
-  private readonly assignment: TaskAssignmentPolicy
-  private readonly stepRule: TrainingStepRule
+  readonly inference: InferenceWorkload
   now = 0
   events = 0
   /** Peers up, for uniform random choice: upList[upPosition[peer]] = peer. */
@@ -258,8 +263,6 @@ export class NetworkSimulation {
   constructor(options: NetworkSimulationOptions, hooks: SimulationHooks = {}) {
     this.parameters = deriveParameters(options)
     this.hooks = hooks
-    this.assignment = hooks.assignment ?? new ArrivalOrderAssignment()
-    this.stepRule = hooks.stepRule ?? new MedianNormRule()
     const p = this.parameters
     this.random = new SeededRandom(options.seed)
     const joinRows = Math.min(
@@ -283,6 +286,19 @@ export class NetworkSimulation {
     this.gossip = new GossipModel(links, capacity)
     this.dht = new DhtModel({ ...links, random: this.random.fork() }, capacity)
     for (let slot = p.groups - 1; slot >= 0; slot--) this.freeSlots.push(slot)
+    const inferenceRandom = this.random.fork()
+    this.inference = new InferenceWorkload({
+      peers: this.peers,
+      dht: this.dht,
+      random: inferenceRandom,
+      parameters: p,
+      nowMs: () => this.now,
+      reachable: (from, to) => this.reachable(from, to),
+      latencyMs: (from, to) => this.latencyMs(from, to, inferenceRandom),
+      randomUpPeer: () => (this.upCount === 0 ? -1 : this.randomUpPeer()),
+      scheduleAnswer: (atMs, task, shard, peer) =>
+        this.queue.push(atMs, Kind.inferenceAnswer, task, shard, peer),
+    })
   }
 
   // ---------------------------------------------------------------- peers and links
@@ -323,6 +339,9 @@ export class NetworkSimulation {
     while (backend < BACKEND_SHARES.length - 1 && u >= BACKEND_SHARES[backend]) u -= BACKEND_SHARES[backend++]
     peers.backend[peer] = backend
     peers.slowFactor[peer] = random.chance(p.slowPeerShare) ? 2 + 3 * random.float() : 1
+    // the capability probe's figure, with +-10% measurement noise; a slow machine measures slower
+    peers.gflops[peer] =
+      (CAPABILITY_GFLOPS_BY_BACKEND[backend] * (0.9 + 0.2 * random.float())) / peers.slowFactor[peer]
     peers.byzantine[peer] = random.chance(p.byzantineShare) ? 1 : 0
     const mbps = p.uploadMbpsMin * (p.uploadMbpsMax / p.uploadMbpsMin) ** random.float()
     peers.uploadBytesPerMs[peer] = (mbps * 1e6) / 8 / 1000
@@ -391,6 +410,12 @@ export class NetworkSimulation {
     }
     // fill the network with work, staggered over the first 30 s
     this.startTasks(30_000)
+    if (p.inferencePerHour > 0) q.push(this.nextInferenceAtMs(), Kind.inferenceStart)
+  }
+
+  private nextInferenceAtMs(): number {
+    const ratePerMs = this.parameters.inferencePerHour / 3_600_000
+    return this.now - Math.log(Math.max(1e-12, this.random.float())) / ratePerMs
   }
 
   private nextChurnDelayMs(): number {
@@ -412,7 +437,8 @@ export class NetworkSimulation {
         steps: p.stepsPerTask,
         announcedAtMs: -1,
         retries: 0,
-        claims: [],
+        round: 0,
+        staffing: undefined,
         pending: [],
         activeGroups: [],
         doneGroups: 0,
@@ -493,7 +519,7 @@ export class NetworkSimulation {
         this.claimArrives(a, b, payload as number)
         return
       case Kind.assign:
-        this.assign(a)
+        this.staffingDeadline(a, b)
         return
       case Kind.assignmentArrives:
         this.assignmentArrives(a, b)
@@ -519,6 +545,13 @@ export class NetworkSimulation {
         return
       case Kind.stepGrace:
         this.stepGrace(a, b)
+        return
+      case Kind.inferenceStart:
+        this.inference.start()
+        this.queue.push(this.nextInferenceAtMs(), Kind.inferenceStart)
+        return
+      case Kind.inferenceAnswer:
+        this.inference.answer(a, b, payload as number)
         return
       default:
         assert(false, `unknown event kind ${kind}`)
@@ -665,7 +698,15 @@ export class NetworkSimulation {
     const p = this.parameters
     if (!this.peers.isUp(task.submitter)) task.submitter = this.randomUpPeer()
     task.announcedAtMs = task.announcedAtMs < 0 ? this.now : task.announcedAtMs
-    task.claims = []
+    task.round++
+    task.staffing = new StaffingRound({
+      id: `task-${taskId}-${task.round}`,
+      groups: task.pending.length,
+      groupSize: p.groupSize,
+      steps: task.steps,
+      nowMs: this.now,
+      deadlineMs: this.now + CLAIM_WINDOW_MS,
+    })
     this.counters.announcements++
     const flood = this.gossip.flood(task.submitter, this.now, ANNOUNCEMENT_BYTES, this.upList, this.upCount)
     this.counters.gossipReachedSum += flood.reached
@@ -707,53 +748,64 @@ export class NetworkSimulation {
         continue
       }
       const at = this.now + arrival[peer] + this.latencyMs(peer, task.submitter, this.random)
-      this.queue.push(at, Kind.claimArrives, taskId, peer, this.now + arrival[peer])
+      this.queue.push(at, Kind.claimArrives, taskId, peer, task.round)
     }
-    this.queue.push(this.now + CLAIM_WINDOW_MS, Kind.assign, taskId)
+    this.queue.push(this.now + CLAIM_WINDOW_MS, Kind.assign, taskId, task.round)
   }
 
-  private claimArrives(taskId: number, peer: number, sentAtMs: number): void {
+  /** A claim reaches the submitter: its real lifecycle record takes it, and may staff the task with it. */
+  private claimArrives(taskId: number, peer: number, round: number): void {
     const task = this.tasks[taskId]
-    if (!this.peers.isUp(task.submitter)) return
-    if (task.claims.length >= TASK_CLAIMS_MAX) return
+    const staffing = task.staffing
+    if (!staffing || task.round !== round || !this.peers.isUp(task.submitter)) return
+    // a claimer that gave up on the task (its claim window passed) no longer holds itself free for it
+    if (this.claimedBy[peer] !== taskId) return
     this.peers.countReceived(task.submitter, CLAIM_BYTES)
-    task.claims.push({
+    const backend = this.peers.backend[peer]
+    const plan = staffing.claim(
       peer,
-      backend: this.peers.backend[peer],
-      region: this.peers.region[peer],
-      arrivedAtMs: sentAtMs,
-    })
+      {
+        backend: CLAIM_BACKEND_BY_CLASS[backend],
+        gflops: this.peers.gflops[peer],
+        maxBufferBytes: CLAIMANT_MAX_BUFFER_BYTES,
+      },
+      this.now,
+    )
+    if (plan) this.assign(task, plan)
   }
 
   private releaseClaims(taskId: number): void {
-    for (const claim of this.tasks[taskId].claims)
-      if (this.claimedBy[claim.peer] === taskId) this.claimedBy[claim.peer] = -1
-    // claimers whose claims were lost give up on the task once the window passed
+    // claimers that were not picked, and those whose claims were lost, are free again
     for (let peer = 0; peer < this.peers.count; peer++)
       if (this.claimedBy[peer] === taskId) this.claimedBy[peer] = -1
   }
 
-  private assign(taskId: number): void {
+  /** The staffing deadline of an announcement: a record still staffing fails, and the task is announced again. */
+  private staffingDeadline(taskId: number, round: number): void {
     const task = this.tasks[taskId]
-    const p = this.parameters
-    const live = task.claims.filter((claim) => this.claimedBy[claim.peer] === taskId)
-    const plan = this.peers.isUp(task.submitter)
-      ? this.assignment.assign(live, task.pending.length, p.groupSize, this.random)
-      : undefined
-    if (!plan) {
-      this.releaseClaims(taskId)
-      if (++task.retries > ANNOUNCE_RETRIES_MAX) {
-        task.failed = true
-        this.counters.tasksAbandoned++
-        for (const [slot] of task.pending) this.freeSlots.push(slot)
-        task.pending = []
-        this.recordTask(task)
-        return
-      }
-      this.counters.announcementsRetried++
-      this.queue.push(this.now + ANNOUNCE_RETRY_MS, Kind.announce, taskId)
+    const staffing = task.staffing
+    if (!staffing || task.round !== round) return
+    task.staffing = undefined
+    // a submitter that is down stays silent; its record fails at the deadline all the same
+    const reason = staffing.expire(this.now)
+    assert(reason !== undefined, 'a staffing record outlived its deadline')
+    this.releaseClaims(taskId)
+    if (++task.retries > ANNOUNCE_RETRIES_MAX) {
+      task.failed = true
+      this.counters.tasksAbandoned++
+      for (const [slot] of task.pending) this.freeSlots.push(slot)
+      task.pending = []
+      this.recordTask(task)
       return
     }
+    this.counters.announcementsRetried++
+    this.queue.push(this.now + ANNOUNCE_RETRY_MS, Kind.announce, taskId)
+  }
+
+  /** The record staffed the task: every member gets its assignment over a stream. */
+  private assign(task: TaskState, plan: number[][]): void {
+    const p = this.parameters
+    task.staffing = undefined
     const assigned = new Set<number>()
     plan.forEach((members, g) => {
       assert(members.length === p.groupSize, 'assignment returned a group of the wrong size')
@@ -771,7 +823,7 @@ export class NetworkSimulation {
       }
     })
     task.pending = []
-    this.releaseClaims(taskId)
+    this.releaseClaims(task.id)
   }
 
   private createGroup(task: TaskState, slot: number, firstStep: number, members: number[]): GroupState {
@@ -794,7 +846,7 @@ export class NetworkSimulation {
       computedNorm: new Array(k).fill(0),
       sentTo: new Array(k).fill(-1),
       wasLeader: new Array(k).fill(false),
-      checkers: new SafetyCheckers(),
+      checkers: this.hooks.createCheckers?.() ?? new SafetyCheckers(),
       trace: [],
       firstStep,
       lastStep: task.steps,
@@ -802,12 +854,10 @@ export class NetworkSimulation {
       lastProgressAtMs: this.now,
       createdAtMs: this.now,
       leaderChanges: 0,
-      gradientStep: -1,
-      gradientLeader: -1,
-      gradients: [],
+      collector: new StepCollector(k),
+      graceAtMs: -1,
       proposedStep: -1,
       proposedTerm: -1,
-      graceArmed: false,
       done: false,
       failed: false,
       stalledMs: 0,
@@ -965,42 +1015,46 @@ export class NetworkSimulation {
     const node = group.nodes[to]
     if (group.done || group.failed || !node || node.raft.state !== 'leader') return
     if (from !== to) this.peers.countReceived(group.members[to], GRADIENT_BYTES)
-    if (step !== group.appliedStep[to] + 1) return
-    if (group.gradientStep !== step || group.gradientLeader !== to) {
-      group.gradientStep = step
-      group.gradientLeader = to
-      group.gradients = []
-      group.graceArmed = false
+    const next = group.appliedStep[to] + 1
+    const collector = group.collector
+    // a member that sends anything is alive, even when its gradient comes too late to count
+    if (step <= next) collector.seen(from, step)
+    if (step !== next) return
+    if (collector.step !== step || collector.leader !== to) {
+      collector.collect(step, to)
+      group.graceAtMs = -1
     }
-    if (group.gradients.some((g) => g.member === from)) return
-    group.gradients.push({ member: from, norm })
-    this.considerProposal(group, to, false)
+    // a lying member's NaN gradient comes with a NaN loss; the screening rule checks both
+    collector.admit(from, norm, Number.isNaN(norm) ? Number.NaN : PROBE_LOSS, this.now)
+    this.considerProposal(group, to)
   }
 
   private stepGrace(groupId: number, step: number): void {
     const group = this.groups[groupId]
-    if (group.done || group.failed || group.gradientStep !== step) return
-    this.considerProposal(group, group.gradientLeader, true)
+    if (group.done || group.failed || group.collector.step !== step) return
+    group.graceAtMs = -1
+    this.considerProposal(group, group.collector.leader)
   }
 
-  private considerProposal(group: GroupState, leader: number, graceOver: boolean): void {
+  /** The leader's decision for the collected step (the real quorum and screening rules), then the proposal. */
+  private considerProposal(group: GroupState, leader: number): void {
     const node = group.nodes[leader]
     if (node?.raft.state !== 'leader') return
-    const step = group.gradientStep
+    const collector = group.collector
+    const step = collector.step
     // one proposal per step per leadership (a new leader or term proposes again)
     if (group.proposedStep === step && group.proposedTerm === node.raft.term) return
-    const accepted = this.stepRule.accept(group.gradients)
-    const quorum = (group.members.length >> 1) + 1
-    if (accepted.length < quorum) return
-    if (group.gradients.length < group.members.length && !graceOver) {
-      if (!group.graceArmed) {
-        group.graceArmed = true
-        this.queue.push(this.now + STRAGGLER_GRACE_MS, Kind.stepGrace, group.id, step)
+    const decision = collector.decide(this.now)
+    if (decision.kind === 'wait') {
+      // the straggler timer: decide again once it has run out
+      if (decision.decideAtMs !== undefined && group.graceAtMs !== decision.decideAtMs) {
+        group.graceAtMs = decision.decideAtMs
+        this.queue.push(decision.decideAtMs, Kind.stepGrace, group.id, step)
       }
       return
     }
     let mask = 0
-    for (const member of accepted) mask |= 1 << member
+    for (const member of decision.accepted) mask |= 1 << member
     try {
       node.propose(this.encoder.encode(`${step}|${mask}`))
       group.proposedStep = step
@@ -1008,15 +1062,14 @@ export class NetworkSimulation {
       let liars = 0
       for (const peer of group.members) liars += this.peers.byzantine[peer]
       const honestMajority = (group.members.length - liars) * 2 > group.members.length
-      for (const gradient of group.gradients) {
-        const byzantine = this.peers.byzantine[group.members[gradient.member]] === 1
-        if (accepted.includes(gradient.member)) {
-          if (byzantine) this.counters.byzantineGradientsAccepted++
-          if (byzantine && honestMajority) this.counters.byzantineGradientsAcceptedWithHonestMajority++
-        } else {
-          this.counters.gradientsRejected++
-          if (byzantine) this.counters.byzantineGradientsRejected++
-        }
+      for (const member of decision.accepted) {
+        if (this.peers.byzantine[group.members[member]] !== 1) continue
+        this.counters.byzantineGradientsAccepted++
+        if (honestMajority) this.counters.byzantineGradientsAcceptedWithHonestMajority++
+      }
+      for (const { position } of decision.rejected) {
+        this.counters.gradientsRejected++
+        if (this.peers.byzantine[group.members[position]] === 1) this.counters.byzantineGradientsRejected++
       }
     } catch (error) {
       if (!(error instanceof ProposalDroppedError)) throw error
@@ -1106,6 +1159,7 @@ export class NetworkSimulation {
   private onNewLeader(group: GroupState, position: number, node: RaftNode): void {
     const raft = node.raft
     this.counters.leaderElections++
+    group.collector.leaderChanged(group.appliedStep[position] + 1)
     group.leaderChanges++
     this.minuteLeaderChanges++
     this.counters.safetyChecks++
@@ -1204,7 +1258,7 @@ export class NetworkSimulation {
   private dropGroupState(group: GroupState): void {
     group.nodes.fill(undefined)
     group.storages = []
-    group.gradients = []
+    group.collector = new StepCollector(0)
     group.checkers = new SafetyCheckers()
     group.trace = []
   }
@@ -1312,6 +1366,11 @@ export class NetworkSimulation {
         createdAtS: round3(g.createdAtMs / 1000),
       })),
       outageGroups: this.outageGroups,
+      inference: {
+        counters: this.inference.counters,
+        completionMs: this.inference.completionMs,
+        scores: this.inference.scoreMeans(),
+      },
       peers: this.peers,
       violation: violationReport,
     }
@@ -1345,6 +1404,12 @@ export interface SimulationReportData {
     createdAtS: number
   }[]
   outageGroups: NetworkSimulation['outageGroups']
+  inference: {
+    counters: InferenceWorkload['counters']
+    completionMs: Histogram
+    /** Mean score submitters hold of honest and of lying peers. */
+    scores: { honest: number; lying: number }
+  }
   peers: PeerTable
   violation?: { checker: string; message: string; atS: number; trace: string[] }
 }

@@ -1,7 +1,9 @@
 // Proves each named scenario shows its expected qualitative outcome, on small seeded networks that
-// run the real Raft core in every group with the safety checkers on: steady work completes, a
-// regional outage stalls exactly the groups with a majority in the region, lying peers never get a
-// gradient accepted by an honest-majority group, and a flash crowd is absorbed.
+// run the real Raft core in every group with the safety checkers on, the real staffing, gradient
+// screening and inference quorum code: steady work (training and inference) completes, a regional
+// outage stalls exactly the groups with a majority in the region, lying peers never get a gradient
+// accepted by an honest-majority group and are outvoted on inference wherever honest replicas hold
+// the majority, and a flash crowd is absorbed.
 import { describe, expect, it } from 'vitest'
 import type { NetworkSimulationOptions, ScenarioName } from '../../simulations/network/parameters.js'
 import { simulateNetwork } from '../../simulations/network/simulator.js'
@@ -22,7 +24,7 @@ function run(scenario: ScenarioName, overrides: Partial<NetworkSimulationOptions
 }
 
 describe('network simulator scenarios', () => {
-  it('steady: tasks complete, announcements reach every live peer, no safety violation', () => {
+  it('steady: training and inference tasks complete, announcements reach every live peer, no safety violation', () => {
     const result = run('steady')
     expect(result.violation).toBeUndefined()
     expect(result.counters.tasksCompleted).toBeGreaterThan(5)
@@ -30,6 +32,13 @@ describe('network simulator scenarios', () => {
     expect(result.counters.gossipReachedSum / result.counters.gossipUpSum).toBeGreaterThan(0.99)
     expect(result.lookupHops.count).toBeGreaterThan(0)
     expect(result.counters.lookupsFailed).toBe(0)
+    // inference: every task's shards agreed unanimously (no liar, no crash among 400 peers at 5%/h is likely to hit one)
+    const inference = result.inference.counters
+    expect(inference.tasks).toBeGreaterThan(10)
+    expect(inference.tasksCompleted).toBe(inference.tasks - inference.tasksInterrupted)
+    expect(inference.shardsAccepted).toBe(inference.shardsUnanimous)
+    expect(inference.wrongAccepted).toBe(0)
+    expect(inference.lyingResults).toBe(0)
   })
 
   it('regional-outage: only groups with a majority in the region stall', () => {
@@ -51,6 +60,28 @@ describe('network simulator scenarios', () => {
     expect(result.counters.byzantineGradientsRejected).toBeGreaterThan(0)
     expect(result.counters.byzantineGradientsAcceptedWithHonestMajority).toBe(0)
     expect(result.counters.stepsCommitted).toBeGreaterThan(1000)
+  })
+
+  it('byzantine-10pct: lying inference replicas are outvoted, the accepted result is the honest one', () => {
+    // colluding liars (every liar sends the same wrong logits): only a shard whose replicas were
+    // mostly liars can accept a lie; the test runs more inference than the default to see enough votes
+    const result = run('byzantine-10pct', { inferencePerHour: 600 })
+    expect(result.violation).toBeUndefined()
+    const inference = result.inference.counters
+    expect(inference.tasks).toBeGreaterThan(100)
+    expect(inference.lyingResults).toBeGreaterThan(50)
+    // liars were caught as outliers in votes an honest majority won
+    expect(inference.lyingResultsCaught).toBeGreaterThan(inference.lyingResults / 2)
+    // never did a lie win where honest replicas were the majority of the answers
+    expect(inference.wrongAcceptedWithHonestMajority).toBe(0)
+    // a lie wins only where liars were the majority of the replicas asked: rare at 10% liars
+    expect(inference.wrongAccepted).toBeLessThan(inference.shardsAccepted * 0.1)
+    // and at least two liars agreed on each lie that won (majority of R = 3)
+    expect(inference.lyingResultsAccepted).toBeGreaterThanOrEqual(2 * inference.wrongAccepted)
+    expect(inference.tasksCompleted).toBeGreaterThan(inference.tasks * 0.9)
+    // the submitters learn: liars end with a lower score than honest peers
+    expect(result.inference.scores.lying).toBeLessThan(0)
+    expect(result.inference.scores.honest).toBeGreaterThan(0)
   })
 
   it('flash-crowd: the network doubles, lookups stay within one extra hop, training continues', () => {

@@ -1,15 +1,22 @@
 // Proves the failure path of a network simulation: when a checker throws mid-run, the run stops
 // and the result carries the checker, the time, the offending group's last events and a replay
-// command with the seed (the violation is injected through the step-rule interface, since the real
-// Raft core does not violate safety on its own).
+// command with the seed (the violation is injected by a checker that throws on the 40th applied
+// entry of the run, since the real Raft core does not violate safety on its own).
 import { describe, expect, it } from 'vitest'
 import { buildReport } from '../../simulations/network/report.js'
 import { simulateNetwork } from '../../simulations/network/simulator.js'
-import { SafetyViolation } from '../../simulations/raft/checkers.js'
+import { SafetyCheckers, SafetyViolation } from '../../simulations/raft/checkers.js'
 
 describe('network simulator safety violation report', () => {
   it('stops with the seed, the checker, a trace of the group and a replay command', () => {
     let calls = 0
+    class PlantedChecker extends SafetyCheckers {
+      override applied(...args: Parameters<SafetyCheckers['applied']>): void {
+        if (++calls === 40)
+          throw new SafetyViolation('injected-checker', 'a contradiction planted by the test')
+        super.applied(...args)
+      }
+    }
     const result = simulateNetwork(
       {
         seed: 77,
@@ -22,15 +29,7 @@ describe('network simulator safety violation report', () => {
         durationMs: 300_000,
         scenario: 'steady',
       },
-      {
-        stepRule: {
-          accept(contributions) {
-            if (++calls === 40)
-              throw new SafetyViolation('injected-checker', 'a contradiction planted by the test')
-            return contributions.filter((c) => Number.isFinite(c.norm)).map((c) => c.member)
-          },
-        },
-      },
+      { createCheckers: () => new PlantedChecker() },
     )
     expect(result.violation?.checker).toBe('injected-checker')
     expect(result.violation?.atS).toBeLessThan(300)
