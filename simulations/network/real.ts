@@ -18,8 +18,8 @@
 //   third of deliveries fails), the hop histograms' total-variation distance is at most
 //   GOSSIP_TV_MARGIN (0.25), the median delivery time is within GOSSIP_LATENCY_MARGIN (30%) of the
 //   real one, and the real network reaches every node. The 90th percentile is reported, not checked:
-//   a stall of this machine (another process, a GC) delays every hop in flight at once, which
-//   independent draws per hop cannot reproduce; measured off by 1-37% here.
+//   it swings with this machine's stalls (another process or a GC delays every hop in flight at
+//   once, which independent draws per hop cannot reproduce); at N=50 it was off by 1% to 84%.
 // - DHT: mean hops agree within DHT_HOPS_MARGIN (0.35, about a third of a hop) and the hop
 //   histograms' total-variation distance is at most DHT_TV_MARGIN (0.2): the real lookup uses 3
 //   disjoint paths where the model runs one pipelined path, which can shift a few lookups by a hop.

@@ -30,6 +30,8 @@ describe('shardnet sim', () => {
         '3m',
         '--seed',
         '9',
+        '--inference',
+        '600',
         '--report',
         report,
         '--json',
@@ -40,6 +42,9 @@ describe('shardnet sim', () => {
     expect(json.seed).toBe(9)
     expect(json.parameters.peers).toBe(200)
     expect(json.safety.ok).toBe(true)
+    expect(json.parameters.inferencePerHour).toBe(600)
+    expect(json.inference.completed).toBeGreaterThan(0)
+    expect(json.replay).toContain('--inference 600')
     const files = readdirSync(report).sort()
     expect(files).toContain('report.json')
     expect(files.filter((f) => f.endsWith('.svg')).length).toBe(7)
@@ -53,6 +58,7 @@ describe('shardnet sim', () => {
       ['--partition', 'region:mars@1m+1m'],
       ['--group-size', '4'],
       ['--peers', '10', '--groups', '100'],
+      ['--inference', 'many'],
     ]
     const failures = await Promise.all(
       cases.map((args) =>
