@@ -124,9 +124,9 @@ export class MatmulVersionUnsupportedError extends Error {
 }
 
 /**
- * Packs op(A) into row panels and op(B) into column panels (wgsl/matmul.ts, packPanelsSource),
- * both with K padded to a multiple of the subgroup size, then runs the packed-subgroup kernel:
- * one subgroup per (row panel, column panel) pair.
+ * Packs op(B) into column panels and, unless it can be read in place, op(A) into row panels
+ * (wgsl/matmul.ts, packPanelsSource), K padded to a multiple of the subgroup size, then runs the
+ * packed-subgroup kernel: one subgroup per (row panel, column panel) pair.
  */
 function runPackedSubgroup(
   runtime: GpuRuntime,

@@ -10,11 +10,11 @@
 //   zero-padded buffer (ops/matmul.ts); the kernel is generated per transpose combination.
 // - tiled-register-blocked: 64x64 blocks of C per workgroup staged through shared memory, 4x4
 //   outputs per thread: the usual design for real GPUs (not measured on one here yet).
-// - packed-subgroup: for CPU-emulated adapters (lavapipe). Both operands are first copied into
-//   panels (GEMM-library style packing), then one subgroup computes a rows x (subgroupSize*4) block
-//   of C: each lane loads one value of A per row and per k step and subgroupBroadcast hands it to
-//   the other lanes, so A costs 1/subgroupSize of a per-lane load per use. Needs the `subgroups`
-//   feature and a fixed subgroup size (webgpu-backend.ts checks both).
+// - packed-subgroup: for CPU-emulated adapters (lavapipe). B (and A when it is transposed or K
+//   needs padding) is first copied into panels, GEMM-library style; one subgroup computes a
+//   rows x (subgroupSize*4) block of C: each lane loads one value of A per row and per k step and
+//   subgroupBroadcast hands it to the other lanes, so A costs 1/subgroupSize of a per-lane load per
+//   use. Needs the `subgroups` feature and a fixed subgroup size (webgpu-backend.ts checks both).
 //
 // Why packing and broadcasts pay off on lavapipe (Mesa 25.0, measured with perf and gdb on the JIT
 // code, bench/RESULTS.md): every storage load in a loop is emitted as a per-lane sequence
