@@ -124,9 +124,9 @@ export class MatmulVersionUnsupportedError extends Error {
 }
 
 /**
- * Packs op(A) into row panels and op(B) into column panels (wgsl/matmul.ts, packPanelsSource),
- * both with K padded to a multiple of the subgroup size, then runs the packed-subgroup kernel:
- * one subgroup per (row panel, column panel) pair.
+ * Packs op(B) into column panels and, unless it can be read in place, op(A) into row panels
+ * (wgsl/matmul.ts, packPanelsSource), K padded to a multiple of the subgroup size, then runs the
+ * packed-subgroup kernel: one subgroup per (row panel, column panel) pair.
  */
 function runPackedSubgroup(
   runtime: GpuRuntime,
@@ -149,8 +149,12 @@ function runPackedSubgroup(
   const kPadded = Math.ceil(k / subgroupSize) * subgroupSize
   const rowPanels = Math.ceil(m / rows)
   const columnPanels = Math.ceil(n / panelWidth)
-  if (columnPanels > maxGroups || rowPanels > maxGroups)
-    throw new RangeError(`matmul ${m}x${k}x${n} needs more workgroups than the device allows`)
+  const packedBytes = Math.max(rowPanels * rows, columnPanels * panelWidth) * kPadded * 4
+  if (columnPanels > maxGroups || rowPanels > maxGroups || packedBytes > runtime.description.maxBufferBytes) {
+    // an operand near the binding limit has no room for its padded copy: run unpacked instead
+    runRegisterBlocked(runtime, a, b, c, dims, DEFAULT_REGISTER_BLOCKED, maxGroups)
+    return
+  }
   const pack = (
     source: GPUBuffer,
     extent: number,
@@ -180,19 +184,23 @@ function runPackedSubgroup(
     }
   }
   // op(A)[i, p]: A stored [M,K] has strides (K, 1), A^T stored [K,M] has (1, M); likewise op(B)[p, j]
-  const packedA = pack(a, m, rows, rowPanels, transposeA ? 1 : k, transposeA ? m : 1)
+  // A needs no copy when its rows are already contiguous along k with no tail to pad
+  const aInPlace = !transposeA && kPadded === k
+  const packedA = aInPlace ? undefined : pack(a, m, rows, rowPanels, transposeA ? 1 : k, transposeA ? m : 1)
   const packedB = pack(b, n, panelWidth, columnPanels, transposeB ? k : 1, transposeB ? 1 : n)
   runtime.run([
-    packedA.step,
+    ...(packedA === undefined ? [] : [packedA.step]),
     packedB.step,
     {
-      pipeline: runtime.pipeline(matmulPackedSubgroupSource(tuning, subgroupSize)),
+      pipeline: runtime.pipeline(
+        matmulPackedSubgroupSource(tuning, subgroupSize, aInPlace ? 'row-major' : 'packed'),
+      ),
       uniform: packParams([u32(m), u32(n), u32(kPadded)]),
-      buffers: [packedA.buffer, packedB.buffer, c],
+      buffers: [packedA?.buffer ?? a, packedB.buffer, c],
       workgroups: [columnPanels, rowPanels, 1],
     },
   ])
-  runtime.releaseStorageBuffer(packedA.buffer)
+  if (packedA !== undefined) runtime.releaseStorageBuffer(packedA.buffer)
   runtime.releaseStorageBuffer(packedB.buffer)
 }
 

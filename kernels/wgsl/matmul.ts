@@ -10,11 +10,11 @@
 //   zero-padded buffer (ops/matmul.ts); the kernel is generated per transpose combination.
 // - tiled-register-blocked: 64x64 blocks of C per workgroup staged through shared memory, 4x4
 //   outputs per thread: the usual design for real GPUs (not measured on one here yet).
-// - packed-subgroup: for CPU-emulated adapters (lavapipe). Both operands are first copied into
-//   panels (GEMM-library style packing), then one subgroup computes a rows x (subgroupSize*4) block
-//   of C: each lane loads one value of A per row and per k step and subgroupBroadcast hands it to
-//   the other lanes, so A costs 1/subgroupSize of a per-lane load per use. Needs the `subgroups`
-//   feature and a fixed subgroup size (webgpu-backend.ts checks both).
+// - packed-subgroup: for CPU-emulated adapters (lavapipe). B (and A when it is transposed or K
+//   needs padding) is first copied into panels, GEMM-library style; one subgroup computes a
+//   rows x (subgroupSize*4) block of C: each lane loads one value of A per row and per k step and
+//   subgroupBroadcast hands it to the other lanes, so A costs 1/subgroupSize of a per-lane load per
+//   use. Needs the `subgroups` feature and a fixed subgroup size (webgpu-backend.ts checks both).
 //
 // Why packing and broadcasts pay off on lavapipe (Mesa 25.0, measured with perf and gdb on the JIT
 // code, bench/RESULTS.md): every storage load in a loop is emitted as a per-lane sequence
@@ -338,10 +338,11 @@ export const PACKED_SUBGROUP_TUNINGS = {
 } as const satisfies Record<string, PackedSubgroupTuning>
 
 /**
- * The tuning `matmul` uses: 12 rows x 4 columns per lane was fastest on lavapipe (bench/RESULTS.md;
- * 16 rows spills the 48+ accumulator registers and is slower)
+ * The tuning `matmul` uses: 8 rows x 4 columns per lane, the best median over three full benchmark
+ * runs on lavapipe (bench/RESULTS.md; 12x4 close behind, 16x4 spills its 64 accumulator vectors
+ * out of the 32 AVX-512 registers and is 1.5-2x slower)
  */
-export const DEFAULT_PACKED_SUBGROUP = PACKED_SUBGROUP_TUNINGS['12x4']
+export const DEFAULT_PACKED_SUBGROUP = PACKED_SUBGROUP_TUNINGS['8x4']
 
 /** columns of C per lane in the packed-subgroup kernel (one vec4 of a packed B row) */
 export const PACKED_COLUMNS_PER_LANE = 4
@@ -380,12 +381,18 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
 /**
  * Subgroup s (one workgroup of `subgroupSize` lanes) owns rows blockRow*rows.. and columns
  * panel*subgroupSize*4.. of C. Operands come packed by packPanelsSource:
- *   ap: [Mp/rows][Kp][rows] (as vec4s: [..][Kp][rows/4]), bp: [Np/(S*4)][Kp][S*4] (vec4s: [..][Kp][S]).
+ *   ap: [Mp/rows][Kp][rows] (as vec4s: [..][Kp][rows/4]), bp: [Np/(S*4)][Kp][S*4] (vec4s: [..][Kp][S]),
+ * or, with aLayout 'row-major', A is read in place as [M, Kp] (when it is not transposed and K is a
+ * multiple of S, packing it would only cost a copy: at N=256 the two packs took 25-30% of the time).
  * Per block of S k-steps lane l loads op(A)[row, kb*S + l] for its block's rows (rows/4 vec4 loads),
  * then for each k step kk: one vec4 of B (its 4 columns) and subgroupBroadcast(a, kk) for each row.
  * Padding is zero, so there are no bounds checks in the loop; stores skip rows and columns past M, N.
  */
-export function matmulPackedSubgroupSource(tuning: PackedSubgroupTuning, subgroupSize: number): string {
+export function matmulPackedSubgroupSource(
+  tuning: PackedSubgroupTuning,
+  subgroupSize: number,
+  aLayout: 'packed' | 'row-major',
+): string {
   const { rows } = tuning
   if (rows % 4 !== 0 || rows < 4)
     throw new RangeError(`packed-subgroup rows must be a multiple of 4, got ${rows}`)
@@ -393,12 +400,23 @@ export function matmulPackedSubgroupSource(tuning: PackedSubgroupTuning, subgrou
   const declarations: string[] = []
   for (let i = 0; i < rows; i++) declarations.push(`var acc_${i} = vec4<f32>(0.0);`)
   const body: string[] = []
-  for (let q = 0; q < rowVecs; q++)
-    body.push(`let a_${q} = ap[(aBase + kb * ${subgroupSize}u + lane) * ${rowVecs}u + ${q}u];`)
+  const setup: string[] = []
+  let aValue: (i: number) => string
+  if (aLayout === 'packed') {
+    for (let q = 0; q < rowVecs; q++)
+      body.push(`let a_${q} = ap[(aBase + kb * ${subgroupSize}u + lane) * ${rowVecs}u + ${q}u];`)
+    aValue = (i) => `a_${Math.floor(i / 4)}.${lane[i % 4]}`
+  } else {
+    // rows past M repeat row M-1 (uniform index); their results are not stored
+    for (let i = 0; i < rows; i++)
+      setup.push(`let aRow_${i} = min(row0 + ${i}u, params.m - 1u) * params.kPadded;`)
+    for (let i = 0; i < rows; i++) body.push(`let a_${i} = ap[aRow_${i} + kb * ${subgroupSize}u + lane];`)
+    aValue = (i) => `a_${i}`
+  }
   for (let kk = 0; kk < subgroupSize; kk++) {
     body.push(`let b_${kk} = bp[(bBase + kb * ${subgroupSize}u + ${kk}u) * ${subgroupSize}u + lane];`)
     for (let i = 0; i < rows; i++) {
-      body.push(`acc_${i} += subgroupBroadcast(a_${Math.floor(i / 4)}.${lane[i % 4]}, ${kk}u) * b_${kk};`)
+      body.push(`acc_${i} += subgroupBroadcast(${aValue(i)}, ${kk}u) * b_${kk};`)
     }
   }
   const stores: string[] = []
@@ -413,10 +431,10 @@ export function matmulPackedSubgroupSource(tuning: PackedSubgroupTuning, subgrou
     stores.push('}')
   }
   return /* wgsl */ `enable subgroups;
-// packed-subgroup matmul: ${rows}x${PACKED_COLUMNS_PER_LANE} outputs per lane, subgroup size ${subgroupSize}
+// packed-subgroup matmul: ${rows}x${PACKED_COLUMNS_PER_LANE} outputs per lane, subgroup size ${subgroupSize}, A ${aLayout}
 struct Params { m: u32, n: u32, kPadded: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> ap: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> ap: array<${aLayout === 'packed' ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(2) var<storage, read> bp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
@@ -428,6 +446,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(subgroup_invocation_id
   let bBase = panel * params.kPadded;
   let row0 = blockRow * ${rows}u;
   let column0 = (panel * ${subgroupSize}u + lane) * ${PACKED_COLUMNS_PER_LANE}u;
+  ${setup.join('\n  ')}
   ${declarations.join('\n  ')}
   for (var kb = 0u; kb < params.kPadded / ${subgroupSize}u; kb++) {
     ${body.join('\n    ')}
