@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
+import type { BlockFile, BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
 import { syncFolder, temporaryPathFor, writeFileAtomic } from './atomic-file.js'
 
@@ -128,13 +128,14 @@ export class FileBlockStore implements BlockStore {
   }
 
   /**
-   * A writer for a block that arrives in pieces (the blocks service hands it each chunk as received). It
-   * writes a temp file beside the block as the bytes come, flushes it in the background, and on commit
-   * fsyncs it, renames it into place and fsyncs the folder: the same crash guarantees as put(). It does not
-   * hash: its caller verifies the bytes against the CID before commit (the blocks service does, on its hash
-   * worker), and get() still checks every block it reads.
+   * A writer for a block that arrives in pieces (the blocks service hands it each chunk as received, or
+   * has its worker thread write `writer.file` directly). It writes a temp file beside the block as the
+   * bytes come, flushes it in the background, and on commit fsyncs it, renames it into place and fsyncs the
+   * folder: the same crash guarantees as put(). It does not hash: its caller verifies the bytes against the
+   * CID before commit (the blocks service does, on its hash worker), and get() still checks every block it
+   * reads.
    */
-  writer(cid: CID): BlockWriter {
+  writer(cid: CID): BlockWriter & { readonly file: BlockFile } {
     return new FileBlockWriter(this.pathOf(cid), this.blockBytesMax, this.writerSyncBytes)
   }
 }
@@ -156,7 +157,9 @@ const WRITEV_BUFFERS_MAX = 1024
  */
 class FileBlockWriter implements BlockWriter {
   private readonly temporaryPath: string
-  private readonly opened: Promise<FileHandle>
+  readonly file: BlockFile
+  /** opened on the first write(); undefined while the caller writes `file` itself (or nothing at all) */
+  private opened: Promise<FileHandle> | undefined
   private handle: FileHandle | undefined
   private readonly queue: QueuedPiece[] = []
   private writing = false
@@ -176,6 +179,11 @@ class FileBlockWriter implements BlockWriter {
     private readonly syncBytes: number,
   ) {
     this.temporaryPath = temporaryPathFor(path)
+    this.file = { path: this.temporaryPath, syncBytes }
+  }
+
+  private open(): Promise<FileHandle> {
+    if (this.opened !== undefined) return this.opened
     this.opened = open(this.temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
     this.opened.then(
       (handle) => {
@@ -187,6 +195,7 @@ class FileBlockWriter implements BlockWriter {
         this.pump()
       },
     )
+    return this.opened
   }
 
   private fail(error: Error): void {
@@ -201,6 +210,7 @@ class FileBlockWriter implements BlockWriter {
       this.fail(new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`))
       return Promise.resolve()
     }
+    void this.open()
     return new Promise<void>((done) => {
       this.queue.push({ bytes, done })
       this.pump()
@@ -252,7 +262,7 @@ class FileBlockWriter implements BlockWriter {
     if (this.flushing !== undefined || this.finished || this.failure !== undefined) return
     if (this.writtenBytes - this.flushedBytes < this.syncBytes) return
     const target = this.writtenBytes
-    this.flushing = this.opened
+    this.flushing = this.open()
       .then((handle) => handle.datasync())
       .then(
         () => {
@@ -270,7 +280,7 @@ class FileBlockWriter implements BlockWriter {
   private async settle(): Promise<void> {
     this.finished = true
     // settles once the file is open (or failed to open) and every queued piece has been written
-    await this.opened.catch(() => {})
+    await this.opened?.catch(() => {})
     if (this.writing || this.queue.length > 0) {
       await new Promise<void>((resolve) => {
         this.whenIdle = resolve
@@ -281,6 +291,7 @@ class FileBlockWriter implements BlockWriter {
 
   async commit(): Promise<void> {
     if (this.finished) throw new Error('commit after commit or abort')
+    if (this.opened === undefined) return this.commitFile()
     await this.settle()
     if (this.failure !== undefined) {
       await this.discard()
@@ -294,6 +305,37 @@ class FileBlockWriter implements BlockWriter {
       await this.discard()
       throw error
     }
+    await this.renameIntoPlace()
+  }
+
+  /** Nothing came through write(): the block is whatever the caller wrote into `file` (none: empty). */
+  private async commitFile(): Promise<void> {
+    this.finished = true
+    let handle: FileHandle
+    try {
+      handle = await open(this.temporaryPath, constants.O_WRONLY)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      handle = await open(
+        this.temporaryPath,
+        constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
+        0o600,
+      )
+    }
+    try {
+      const { size } = await handle.stat()
+      if (size > this.bytesMax) throw new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`)
+      await handle.sync()
+    } catch (error) {
+      await handle.close().catch(() => {})
+      await rm(this.temporaryPath, { force: true })
+      throw error
+    }
+    await handle.close()
+    await this.renameIntoPlace()
+  }
+
+  private async renameIntoPlace(): Promise<void> {
     try {
       await rename(this.temporaryPath, this.path)
     } catch (error) {
@@ -311,9 +353,9 @@ class FileBlockWriter implements BlockWriter {
 
   private async discard(): Promise<void> {
     try {
-      await (await this.opened).close()
+      await (await this.opened)?.close()
     } catch {
-      // never opened, or already closed: nothing to close
+      // failed to open, or already closed: nothing to close
     }
     await rm(this.temporaryPath, { force: true })
   }
