@@ -7,7 +7,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import type { BlockFile, BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
-import { syncFolder, temporaryPathFor, writeFileAtomic } from './atomic-file.js'
+import { temporaryPathFor, writeFileAtomic } from './atomic-file.js'
 
 /** sha2-256 multihash code: the only hash shardnet names blocks with (DESIGN.md principle 4) */
 const SHA2_256 = 0x12
@@ -157,6 +157,9 @@ const WRITEV_BUFFERS_MAX = 1024
  */
 class FileBlockWriter implements BlockWriter {
   private readonly temporaryPath: string
+  /** the block's folder, opened at once for commit's final fsync */
+  private readonly folder: Promise<FileHandle>
+  private folderClosed = false
   readonly file: BlockFile
   /** opened on the first write(); undefined while the caller writes `file` itself (or nothing at all) */
   private opened: Promise<FileHandle> | undefined
@@ -180,6 +183,9 @@ class FileBlockWriter implements BlockWriter {
   ) {
     this.temporaryPath = temporaryPathFor(path)
     this.file = { path: this.temporaryPath, syncBytes }
+    this.folder = open(dirname(path), constants.O_RDONLY)
+    // a folder that cannot be opened fails commit(); until then nobody waits for it
+    this.folder.catch(() => {})
   }
 
   private open(): Promise<FileHandle> {
@@ -300,11 +306,12 @@ class FileBlockWriter implements BlockWriter {
     const handle = await this.opened
     try {
       await handle.sync()
-      await handle.close()
     } catch (error) {
       await this.discard()
       throw error
     }
+    // closing needs no wait: the rename does not depend on it
+    void handle.close().catch(() => {})
     await this.renameIntoPlace()
   }
 
@@ -313,25 +320,25 @@ class FileBlockWriter implements BlockWriter {
     this.finished = true
     let handle: FileHandle
     try {
-      handle = await open(this.temporaryPath, constants.O_WRONLY)
+      handle = await open(this.temporaryPath, constants.O_WRONLY).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error
+        return open(this.temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
+      })
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-      handle = await open(
-        this.temporaryPath,
-        constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
-        0o600,
-      )
+      this.closeFolder()
+      throw error
     }
     try {
-      const { size } = await handle.stat()
+      // side by side: under load every file operation waits its turn on the thread pool and the event loop
+      const [{ size }] = await Promise.all([handle.stat(), handle.sync()])
       if (size > this.bytesMax) throw new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`)
-      await handle.sync()
     } catch (error) {
       await handle.close().catch(() => {})
       await rm(this.temporaryPath, { force: true })
+      this.closeFolder()
       throw error
     }
-    await handle.close()
+    void handle.close().catch(() => {})
     await this.renameIntoPlace()
   }
 
@@ -340,9 +347,15 @@ class FileBlockWriter implements BlockWriter {
       await rename(this.temporaryPath, this.path)
     } catch (error) {
       await rm(this.temporaryPath, { force: true })
+      this.closeFolder()
       throw error
     }
-    await syncFolder(dirname(this.path))
+    // the folder was opened while the block arrived, so its fsync is one step here, not three
+    try {
+      await (await this.folder).sync()
+    } finally {
+      this.closeFolder()
+    }
   }
 
   async abort(): Promise<void> {
@@ -351,7 +364,15 @@ class FileBlockWriter implements BlockWriter {
     await this.discard()
   }
 
+  /** Closes the folder handle, once, without waiting: nothing depends on it. */
+  private closeFolder(): void {
+    if (this.folderClosed) return
+    this.folderClosed = true
+    void this.folder.then((folder) => folder.close()).catch(() => {})
+  }
+
   private async discard(): Promise<void> {
+    this.closeFolder()
     try {
       await (await this.opened)?.close()
     } catch {
