@@ -94,7 +94,11 @@ describe('block assembly', () => {
     })
     aborted.append(block.subarray(0, 10_000))
     aborted.abort()
-    // the worker closes and removes the file once its flush in flight, if any, is done
+    // the worker handles messages in order: once a later block is finished, the abort has been seen; it
+    // then removes the file as soon as its flush in flight, if any, is done
+    const later = worker.assemble(10)
+    later.append(new Uint8Array(10))
+    await later.finish()
     const deadline = Date.now() + 5000
     while ((await readdir(folder)).includes('gone.tmp') && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10))
