@@ -5,9 +5,9 @@ import { dirname, join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
+import type { BlockFile, BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
-import { syncFolder, temporaryPathFor, writeFileAtomic } from './atomic-file.js'
+import { temporaryPathFor, writeFileAtomic } from './atomic-file.js'
 
 /** sha2-256 multihash code: the only hash shardnet names blocks with (DESIGN.md principle 4) */
 const SHA2_256 = 0x12
@@ -128,13 +128,14 @@ export class FileBlockStore implements BlockStore {
   }
 
   /**
-   * A writer for a block that arrives in pieces (the blocks service hands it each chunk as received). It
-   * writes a temp file beside the block as the bytes come, flushes it in the background, and on commit
-   * fsyncs it, renames it into place and fsyncs the folder: the same crash guarantees as put(). It does not
-   * hash: its caller verifies the bytes against the CID before commit (the blocks service does, on its hash
-   * worker), and get() still checks every block it reads.
+   * A writer for a block that arrives in pieces (the blocks service hands it each chunk as received, or
+   * has its worker thread write `writer.file` directly). It writes a temp file beside the block as the
+   * bytes come, flushes it in the background, and on commit fsyncs it, renames it into place and fsyncs the
+   * folder: the same crash guarantees as put(). It does not hash: its caller verifies the bytes against the
+   * CID before commit (the blocks service does, on its hash worker), and get() still checks every block it
+   * reads.
    */
-  writer(cid: CID): BlockWriter {
+  writer(cid: CID): BlockWriter & { readonly file: BlockFile } {
     return new FileBlockWriter(this.pathOf(cid), this.blockBytesMax, this.writerSyncBytes)
   }
 }
@@ -156,7 +157,12 @@ const WRITEV_BUFFERS_MAX = 1024
  */
 class FileBlockWriter implements BlockWriter {
   private readonly temporaryPath: string
-  private readonly opened: Promise<FileHandle>
+  /** the block's folder, opened at once for commit's final fsync */
+  private readonly folder: Promise<FileHandle>
+  private folderClosed = false
+  readonly file: BlockFile
+  /** opened on the first write(); undefined while the caller writes `file` itself (or nothing at all) */
+  private opened: Promise<FileHandle> | undefined
   private handle: FileHandle | undefined
   private readonly queue: QueuedPiece[] = []
   private writing = false
@@ -176,6 +182,14 @@ class FileBlockWriter implements BlockWriter {
     private readonly syncBytes: number,
   ) {
     this.temporaryPath = temporaryPathFor(path)
+    this.file = { path: this.temporaryPath, syncBytes }
+    this.folder = open(dirname(path), constants.O_RDONLY)
+    // a folder that cannot be opened fails commit(); until then nobody waits for it
+    this.folder.catch(() => {})
+  }
+
+  private open(): Promise<FileHandle> {
+    if (this.opened !== undefined) return this.opened
     this.opened = open(this.temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
     this.opened.then(
       (handle) => {
@@ -187,6 +201,7 @@ class FileBlockWriter implements BlockWriter {
         this.pump()
       },
     )
+    return this.opened
   }
 
   private fail(error: Error): void {
@@ -201,6 +216,7 @@ class FileBlockWriter implements BlockWriter {
       this.fail(new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`))
       return Promise.resolve()
     }
+    void this.open()
     return new Promise<void>((done) => {
       this.queue.push({ bytes, done })
       this.pump()
@@ -252,7 +268,7 @@ class FileBlockWriter implements BlockWriter {
     if (this.flushing !== undefined || this.finished || this.failure !== undefined) return
     if (this.writtenBytes - this.flushedBytes < this.syncBytes) return
     const target = this.writtenBytes
-    this.flushing = this.opened
+    this.flushing = this.open()
       .then((handle) => handle.datasync())
       .then(
         () => {
@@ -270,7 +286,7 @@ class FileBlockWriter implements BlockWriter {
   private async settle(): Promise<void> {
     this.finished = true
     // settles once the file is open (or failed to open) and every queued piece has been written
-    await this.opened.catch(() => {})
+    await this.opened?.catch(() => {})
     if (this.writing || this.queue.length > 0) {
       await new Promise<void>((resolve) => {
         this.whenIdle = resolve
@@ -281,6 +297,7 @@ class FileBlockWriter implements BlockWriter {
 
   async commit(): Promise<void> {
     if (this.finished) throw new Error('commit after commit or abort')
+    if (this.opened === undefined) return this.commitFile()
     await this.settle()
     if (this.failure !== undefined) {
       await this.discard()
@@ -289,18 +306,56 @@ class FileBlockWriter implements BlockWriter {
     const handle = await this.opened
     try {
       await handle.sync()
-      await handle.close()
     } catch (error) {
       await this.discard()
       throw error
     }
+    // closing needs no wait: the rename does not depend on it
+    void handle.close().catch(() => {})
+    await this.renameIntoPlace()
+  }
+
+  /** Nothing came through write(): the block is whatever the caller wrote into `file` (none: empty). */
+  private async commitFile(): Promise<void> {
+    this.finished = true
+    let handle: FileHandle
+    try {
+      handle = await open(this.temporaryPath, constants.O_WRONLY).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error
+        return open(this.temporaryPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
+      })
+    } catch (error) {
+      this.closeFolder()
+      throw error
+    }
+    try {
+      // side by side: under load every file operation waits its turn on the thread pool and the event loop
+      const [{ size }] = await Promise.all([handle.stat(), handle.sync()])
+      if (size > this.bytesMax) throw new RangeError(`block exceeds the limit of ${this.bytesMax} bytes`)
+    } catch (error) {
+      await handle.close().catch(() => {})
+      await rm(this.temporaryPath, { force: true })
+      this.closeFolder()
+      throw error
+    }
+    void handle.close().catch(() => {})
+    await this.renameIntoPlace()
+  }
+
+  private async renameIntoPlace(): Promise<void> {
     try {
       await rename(this.temporaryPath, this.path)
     } catch (error) {
       await rm(this.temporaryPath, { force: true })
+      this.closeFolder()
       throw error
     }
-    await syncFolder(dirname(this.path))
+    // the folder was opened while the block arrived, so its fsync is one step here, not three
+    try {
+      await (await this.folder).sync()
+    } finally {
+      this.closeFolder()
+    }
   }
 
   async abort(): Promise<void> {
@@ -309,11 +364,19 @@ class FileBlockWriter implements BlockWriter {
     await this.discard()
   }
 
+  /** Closes the folder handle, once, without waiting: nothing depends on it. */
+  private closeFolder(): void {
+    if (this.folderClosed) return
+    this.folderClosed = true
+    void this.folder.then((folder) => folder.close()).catch(() => {})
+  }
+
   private async discard(): Promise<void> {
+    this.closeFolder()
     try {
-      await (await this.opened).close()
+      await (await this.opened)?.close()
     } catch {
-      // never opened, or already closed: nothing to close
+      // failed to open, or already closed: nothing to close
     }
     await rm(this.temporaryPath, { force: true })
   }

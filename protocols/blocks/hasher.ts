@@ -9,12 +9,17 @@
  *
  * So from hashInWorkerBytesMin up the event loop only copies each received piece into a reused transfer
  * buffer (warm memory: about 0.1 ms per MiB) and transfers it to the worker, which hashes it and copies
- * it into the block, taking the page faults there. The worker hands each transfer buffer back (after the
- * durable writer, if any, has written it) and finally transfers the whole block, without a copy. Small
- * blocks are assembled and hashed inline: a round trip to the worker would cost more than it saves.
+ * it into the block, taking the page faults there, hands the transfer buffer back, and finally transfers
+ * the whole block, without a copy. When the sink has a file (a durable store's writer), the worker also
+ * writes each piece into it and flushes it in the background: done from the event loop, each write and
+ * flush waited for a turn of a loop busy with the transfer, and the file fell so far behind that the final
+ * fsync took 20-30 ms under load; from the worker it stays within about a MiB. Small blocks are assembled
+ * and hashed inline (a round trip to the worker would cost more than it saves), their sink written through
+ * write().
  */
 import { createHash, type Hash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
+import type { BlockFile } from './store.js'
 
 /** Where the pieces of a block go as they are assembled, in order (a durable store's writer). */
 export interface AssemblySink {
@@ -23,6 +28,19 @@ export interface AssemblySink {
    * the caller can reuse the memory.
    */
   write(bytes: Uint8Array): Promise<void>
+  /**
+   * A file the worker may write the block into itself instead (see BlockWriter.file): then write() is
+   * never called, and the pieces never wait for the event loop on their way to the disk.
+   */
+  readonly file?: BlockFile
+}
+
+/** An assembled block, its sha2-256, and whether writing it into the sink's file failed. */
+export interface AssembledBlock {
+  block: Uint8Array
+  digest: Uint8Array
+  /** the worker could not write `sink.file` (disk full, I/O error); the block itself is whole */
+  fileError?: Error
 }
 
 /** One block being received: its bytes arrive in order, in pieces of any size. */
@@ -30,7 +48,7 @@ export interface BlockAssembly {
   /** Takes the next received bytes; they are copied or used before this returns, so the caller may reuse them. */
   append(bytes: Uint8Array): void
   /** The whole block and the sha2-256 digest of its bytes, once every byte was appended. */
-  finish(): Promise<{ block: Uint8Array; digest: Uint8Array }>
+  finish(): Promise<AssembledBlock>
   /** Forget this block (a failed transfer). */
   abort(): void
 }
@@ -66,7 +84,7 @@ export class InlineAssembly implements BlockAssembly {
     this.sunk = this.offset
   }
 
-  async finish(): Promise<{ block: Uint8Array; digest: Uint8Array }> {
+  async finish(): Promise<AssembledBlock> {
     if (this.offset !== this.block.byteLength) throw new RangeError('block incomplete')
     this.flush()
     return { block: this.block, digest: new Uint8Array(this.hash.digest()) }
@@ -82,16 +100,66 @@ export class InlineAssembly implements BlockAssembly {
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
 const { createHash } = require('node:crypto')
+const fs = require('node:fs')
 const jobs = new Map()
+// the block's file, when the sink has one: written here as each piece is hashed, flushed in the background
+// (one fdatasync at a time, on the thread pool), closed once no flush is in flight
+function openFile(job, file) {
+  try {
+    job.fd = fs.openSync(file.path, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600)
+    job.path = file.path
+    job.syncBytes = file.syncBytes
+  } catch (error) {
+    job.fileError = String(error && error.message)
+  }
+}
+function writeFile(job, piece, position) {
+  if (job.fd === undefined || job.fileError !== undefined) return
+  try {
+    let done = 0
+    while (done < piece.byteLength) done += fs.writeSync(job.fd, piece, done, piece.byteLength - done, position + done)
+    job.written = position + piece.byteLength
+    flush(job)
+  } catch (error) {
+    job.fileError = String(error && error.message)
+  }
+}
+function flush(job) {
+  if (job.flushing || job.fd === undefined || job.fileError !== undefined) return
+  if (job.written - job.flushed < job.syncBytes) return
+  job.flushing = true
+  const target = job.written
+  fs.fdatasync(job.fd, (error) => {
+    job.flushing = false
+    if (error) job.fileError = job.fileError ?? String(error.message)
+    else job.flushed = target
+    if (job.released) closeFile(job)
+    else flush(job)
+  })
+}
+function release(job, unlink) {
+  job.released = true
+  job.unlink = unlink
+  if (!job.flushing) closeFile(job)
+}
+function closeFile(job) {
+  if (job.fd === undefined) return
+  try { fs.closeSync(job.fd) } catch {}
+  job.fd = undefined
+  if (job.unlink) fs.rm(job.path, { force: true }, () => {})
+}
 parentPort.on('message', (m) => {
   if (m.op === 'begin') {
-    jobs.set(m.id, { hash: createHash('sha256'), block: new Uint8Array(m.size), offset: 0 })
+    const job = { hash: createHash('sha256'), block: new Uint8Array(m.size), offset: 0, written: 0, flushed: 0 }
+    if (m.file !== undefined) openFile(job, m.file)
+    jobs.set(m.id, job)
   } else if (m.op === 'update') {
     const job = jobs.get(m.id)
     if (job !== undefined) {
       const piece = new Uint8Array(m.buffer, 0, m.length)
       job.hash.update(piece)
       job.block.set(piece, job.offset)
+      writeFile(job, piece, job.offset)
       job.offset += m.length
     }
     parentPort.postMessage({ op: 'return', id: m.id, buffer: m.buffer, length: m.length }, [m.buffer])
@@ -99,20 +167,27 @@ parentPort.on('message', (m) => {
     const job = jobs.get(m.id)
     jobs.delete(m.id)
     if (job === undefined || job.offset !== job.block.byteLength) {
+      if (job !== undefined) release(job, true)
       parentPort.postMessage({ op: 'failed', id: m.id, message: 'block incomplete' })
     } else {
       const digest = new Uint8Array(job.hash.digest())
-      parentPort.postMessage({ op: 'finished', id: m.id, digest, block: job.block.buffer }, [job.block.buffer])
+      release(job, false)
+      parentPort.postMessage(
+        { op: 'finished', id: m.id, digest, block: job.block.buffer, fileError: job.fileError },
+        [job.block.buffer],
+      )
     }
   } else if (m.op === 'abort') {
+    const job = jobs.get(m.id)
     jobs.delete(m.id)
+    if (job !== undefined) release(job, true)
   }
 })
 `
 
 type WorkerReply =
   | { op: 'return'; id: number; buffer: ArrayBuffer; length: number }
-  | { op: 'finished'; id: number; digest: Uint8Array; block: ArrayBuffer }
+  | { op: 'finished'; id: number; digest: Uint8Array; block: ArrayBuffer; fileError?: string }
   | { op: 'failed'; id: number; message: string }
 
 export interface HashWorkerInit {
@@ -130,8 +205,9 @@ export interface HashWorkerInit {
 }
 
 interface Job {
+  /** where returned pieces go: a sink without a file of its own (the worker writes a sink's file itself) */
   sink: AssemblySink | undefined
-  resolve: (result: { block: Uint8Array; digest: Uint8Array }) => void
+  resolve: (result: AssembledBlock) => void
   reject: (error: Error) => void
   finishing: boolean
 }
@@ -182,8 +258,11 @@ export class HashWorker {
       }
       if (job === undefined) return
       this.jobs.delete(m.id)
-      if (m.op === 'finished') job.resolve({ block: new Uint8Array(m.block), digest: m.digest })
-      else job.reject(new Error(`hash worker: ${m.message}`))
+      if (m.op === 'finished') {
+        const fileError =
+          m.fileError === undefined ? undefined : new Error(`writing the block: ${m.fileError}`)
+        job.resolve({ block: new Uint8Array(m.block), digest: m.digest, fileError })
+      } else job.reject(new Error(`hash worker: ${m.message}`))
     })
     const fail = (err: Error) => {
       if (this.worker === worker) this.worker = undefined
@@ -200,15 +279,21 @@ export class HashWorker {
   assemble(size: number, sink?: AssemblySink): BlockAssembly {
     const worker = this.ensure()
     const id = this.nextId++
-    const job: Job = { sink, resolve: () => {}, reject: () => {}, finishing: false }
-    const promise = new Promise<{ block: Uint8Array; digest: Uint8Array }>((resolve, reject) => {
+    const file = sink?.file
+    const job: Job = {
+      sink: file === undefined ? sink : undefined,
+      resolve: () => {},
+      reject: () => {},
+      finishing: false,
+    }
+    const promise = new Promise<AssembledBlock>((resolve, reject) => {
       job.resolve = resolve
       job.reject = reject
     })
     // a job that is aborted never settles its promise, and a worker that dies rejects it: nobody may wait
     promise.catch(() => {})
     this.jobs.set(id, job)
-    worker.postMessage({ op: 'begin', id, size })
+    worker.postMessage({ op: 'begin', id, size, file: file === undefined ? undefined : { ...file } })
     let buffer: ArrayBuffer | undefined
     let filled = 0
     const post = () => {

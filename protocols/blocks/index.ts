@@ -54,9 +54,9 @@ import {
   validateBlockRequest,
   validateBlockResponse,
 } from '../wire/validation/index.js'
-import { type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
+import { type AssembledBlock, type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
 import { type ChunkPlan, ResponseFrameError, readBlockResponse } from './response-reader.js'
-import { type BlockStore, type BlockWriter, MemoryBlockStore } from './store.js'
+import { type BlockStore, BlockStoreWriteError, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
 
@@ -489,6 +489,8 @@ class DefaultBlockExchange implements BlockExchange {
         return block
       } catch (err) {
         await writer?.abort()
+        // our own disk failed: another provider would not help
+        if (err instanceof BlockStoreWriteError) throw err
         errors.push(err)
         if (signal.aborted) throw err
         this.log('fetching %c from %p failed - %e', cid, peer, err)
@@ -515,7 +517,7 @@ class DefaultBlockExchange implements BlockExchange {
             if (block !== undefined) break
           }
         } catch (err) {
-          if (signal.aborted) throw err
+          if (signal.aborted || err instanceof BlockStoreWriteError) throw err
           errors.push(err)
         } finally {
           lookup.abort()
@@ -610,8 +612,7 @@ class DefaultBlockExchange implements BlockExchange {
         },
       }
     }
-    let block: Uint8Array
-    let digest: Uint8Array
+    let assembled: AssembledBlock
     try {
       // listening before the request leaves, so no byte of the answer can pass unseen (response-reader.ts)
       const answered = readBlockResponse(stream, onResponse)
@@ -619,17 +620,20 @@ class DefaultBlockExchange implements BlockExchange {
       if (!stream.send(lengthPrefixed(request))) await stream.onDrain({ signal })
       await answered
       if (assembly === undefined) throw new Error('a response without chunks was not refused')
-      ;({ block, digest } = await assembly.finish())
+      assembled = await assembly.finish()
     } catch (err) {
       assembly?.abort()
       if (err instanceof ResponseFrameError) this.fail(err.reason)
       throw err
     }
-    if (!uint8ArrayEquals(digest, cid.multihash.digest)) {
+    if (!uint8ArrayEquals(assembled.digest, cid.multihash.digest)) {
       this.count('hash-mismatch')
       throw new BlockHashMismatchError(`peer sent bytes that do not hash to ${cid}`)
     }
-    return block
+    if (assembled.fileError !== undefined) {
+      throw new BlockStoreWriteError(`storing ${cid} failed: ${assembled.fileError.message}`)
+    }
+    return assembled.block
   }
 }
 

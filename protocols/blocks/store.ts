@@ -35,6 +35,27 @@ export interface BlockWriter {
   commit(): Promise<void>
   /** Drops what was written; nothing is stored. */
   abort(): Promise<void>
+  /**
+   * Optional: the temp file this writer commits from. A caller that can write the bytes off the event loop
+   * (the blocks service's worker thread) may, instead of calling write(), create this file itself
+   * (exclusively, mode 0600), write the block into it from offset 0 and fdatasync it about every `syncBytes`
+   * bytes; commit() then fsyncs whatever the file holds and renames it into place (refusing a file over the
+   * store's limit), and abort() removes it. Use one way or the other for a block, never both.
+   */
+  readonly file?: BlockFile
+}
+
+/** See BlockWriter.file. */
+export interface BlockFile {
+  path: string
+  /** flush (fdatasync) about every this many bytes, so that commit's own fsync has little left to do */
+  syncBytes: number
+}
+
+/** The local store could not write a block (disk full, I/O error): not the peer's fault. */
+export class BlockStoreWriteError extends Error {
+  static override name = 'BlockStoreWriteError'
+  override name = 'BlockStoreWriteError'
 }
 
 /** The store is over its byte budget; the block was not stored. */

@@ -1,8 +1,12 @@
 // Proves a received block is put together and hashed right, inline and on the worker thread: pieces of any
 // size (split across the worker's transfer buffers), several blocks at once, the bytes handed to a sink in
-// order, an incomplete block refused, and an aborted one leaving the worker fit for the next. Checked
+// order (or written by the worker into the sink's file), an incomplete block refused, and an aborted one
+// leaving the worker fit for the next (and no file behind). Checked
 // against node:crypto's sha2-256 of the whole block, on random bytes (fast-check).
 import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
@@ -65,6 +69,41 @@ describe('block assembly', () => {
       ),
       { numRuns: 40 },
     )
+  })
+
+  it("writes the block into the sink's file on the worker, and removes the file of an aborted one", async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'shardnet-assembly-'))
+    const block = new Uint8Array(30_000).map((_, i) => (i * 13) & 0xff)
+    const sink: AssemblySink = {
+      // flushed every 5000 bytes: background fdatasyncs run while the pieces arrive
+      file: { path: join(folder, 'block.tmp'), syncBytes: 5000 },
+      write: () => {
+        throw new Error('a sink with a file gets no write()')
+      },
+    }
+    const assembly = worker.assemble(block.byteLength, sink)
+    feed(assembly, block, [3000, 7000, 1])
+    const result = await assembly.finish()
+    expect(result.fileError).toBeUndefined()
+    expect(result.digest).toEqual(sha256(block))
+    expect(Buffer.from(await readFile(join(folder, 'block.tmp'))).equals(block)).toBe(true)
+
+    const aborted = worker.assemble(block.byteLength, {
+      ...sink,
+      file: { path: join(folder, 'gone.tmp'), syncBytes: 5000 },
+    })
+    aborted.append(block.subarray(0, 10_000))
+    aborted.abort()
+    // the worker handles messages in order: once a later block is finished, the abort has been seen; it
+    // then removes the file as soon as its flush in flight, if any, is done
+    const later = worker.assemble(10)
+    later.append(new Uint8Array(10))
+    await later.finish()
+    const deadline = Date.now() + 5000
+    while ((await readdir(folder)).includes('gone.tmp') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(await readdir(folder)).toEqual(['block.tmp'])
   })
 
   it('keeps several blocks apart on one worker', async () => {
