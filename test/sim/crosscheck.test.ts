@@ -22,6 +22,8 @@ describe('models vs real libp2p', () => {
   }, async () => {
     const result = await crossCheckWithRealNodes({ nodes: 50, seed: 5 })
     const report = result.lines.join('\n')
+    // the figures of every run, not only of a failing one (to see how close to the margins it runs)
+    console.log(report)
     const { gossip, dht } = result
     expect(gossip.realReached, report).toBe(1)
     expect(Math.abs(gossip.realHopsMean - gossip.modelHopsMean), report).toBeLessThanOrEqual(
