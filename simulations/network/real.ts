@@ -54,12 +54,16 @@ export const DHT_TV_MARGIN = 0.2
 export const DIALS_PER_NODE = 4
 /** Announcements published in the cross-check, and how long one may take to reach everyone. */
 export const PUBLICATIONS = 6
-/** Publications between those (interleaved), whose deliveries calibrate the time of one hop on this machine. */
-export const CALIBRATION_PUBLICATIONS = 5
+/**
+ * Publications alternating with those (one before, between and after each compared one), whose
+ * deliveries calibrate the time of one hop on this machine: each compared publication is modelled
+ * with the hop times of its two neighbours.
+ */
+export const CALIBRATION_PUBLICATIONS = PUBLICATIONS + 1
 export const PUBLICATION_GAP_MS = 3000
 /** Quiet time after each publication has reached everyone (the last forwards and duplicates drain). */
 export const PUBLICATION_QUIET_MS = 300
-export const LOOKUPS = 30
+export const LOOKUPS = 60
 /** Lookups run at once (the model's tables are reloaded from the real ones before each batch). */
 export const LOOKUP_BATCH = 10
 /** Longest wait for meshes and routing tables to fill. */
@@ -87,7 +91,10 @@ export interface CrossCheckResult {
     realHopsMean: number
     modelHopsMean: number
     hopsTv: number
-    /** The median time of one hop measured on the calibration publications (the model draws from all of them). */
+    /**
+     * The median time of one hop measured on all calibration publications (the model of each compared
+     * publication draws from its two neighbours' hops).
+     */
     calibratedHopMs: number
     realP50: number
     realP90: number
@@ -240,7 +247,9 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
       peers.heartbeatPhaseMs[i] = random.float() * 1000
     }
     const modelRandom = new SeededRandom(options.seed ^ 0x2f1b)
-    const hopSamples: number[] = []
+    // the hop times the model draws from: those of the compared publication's two neighbouring
+    // calibration publications while it is modelled (all calibration hop times for the DHT model)
+    let hopSamples: number[] = []
     const drawHopMs = () =>
       hopSamples.length > 0 ? hopSamples[modelRandom.int(hopSamples.length)] : LINK_LATENCY_MS
     const links = {
@@ -284,9 +293,11 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
     const publishTargets: number[][] = []
     const meshSnapshots: string[][][] = []
     const total = CALIBRATION_PUBLICATIONS + PUBLICATIONS
-    // even publications calibrate, odd ones are compared: both see the machine in the same state
-    const calibrating = (publication: number) =>
-      publication % 2 === 0 && publication < 2 * CALIBRATION_PUBLICATIONS
+    // even publications calibrate, odd ones are compared: each compared one goes out between two
+    // calibration ones, a second or two apart, so they see the machine under about the same load
+    // (the load of this shared machine drifts within a run: a calibration median of 111 ms once
+    // came with compared publications running at 70 ms a hop)
+    const calibrating = (publication: number) => publication % 2 === 0
     for (let publication = 0; publication < total; publication++) {
       const origin = random.int(n)
       origins.push(origin)
@@ -312,20 +323,27 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
     log(`cross-check: ${total} publications done at ${elapsed()}`)
     // calibration: the real time of one hop (the delay on the link, plus noise, yamux, signature
     // checks and this machine's event loop) is the delivery time at a node less the delivery time
-    // at the node that delivered to it first
-    for (let publication = 0; publication < total; publication++) {
-      if (!calibrating(publication)) continue
+    // at the node that delivered to it first. Measured on every publication; the model of a
+    // compared one uses only its neighbours' (its own are reported, to show the drift, not used)
+    const hopTimes = (publication: number): number[] => {
       const origin = origins[publication]
+      const times: number[] = []
       for (let i = 0; i < n; i++) {
         const at = deliveries[publication][i]
         const from = sources[publication][i]
         if (i === origin || at === undefined || from === undefined || from < 0) continue
         const fromAt = from === origin ? 0 : deliveries[publication][from]
-        if (fromAt !== undefined && at >= fromAt) hopSamples.push(at - fromAt)
+        if (fromAt !== undefined && at >= fromAt) times.push(at - fromAt)
       }
+      return times.sort((x, y) => x - y)
     }
-    hopSamples.sort((x, y) => x - y)
-    const perHopMs = hopSamples.length > 0 ? hopSamples[hopSamples.length >> 1] : LINK_LATENCY_MS
+    const measuredHops = Array.from({ length: total }, (_, publication) => hopTimes(publication))
+    const median = (sorted: number[]) => (sorted.length > 0 ? sorted[sorted.length >> 1] : LINK_LATENCY_MS)
+    const calibrationHops = measuredHops
+      .filter((_, publication) => calibrating(publication))
+      .flat()
+      .sort((x, y) => x - y)
+    const perHopMs = median(calibrationHops)
     const realGossip = new Histogram(1, 5000)
     const realGossipHops = new Histogram(1, 32)
     const modelGossipHops = new Histogram(1, 32)
@@ -351,6 +369,8 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
         for (let at = i; at !== origin && at >= 0 && hops <= n; at = sources[publication][at] ?? -1) hops++
         realH[Math.min(5, hops)]++
       }
+      hopSamples = [...measuredHops[publication - 1], ...measuredHops[publication + 1]].sort((x, y) => x - y)
+      const neighboursHopMs = median(hopSamples)
       const modelH = [0, 0, 0, 0, 0, 0]
       for (let repeat = 0; repeat < MODEL_REPEATS; repeat++) {
         for (let i = 0; i < n; i++) receiveHopMs[i] = drawHopMs()
@@ -365,7 +385,7 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
         }
       }
       perPublication.push(
-        `  publication ${publication} from node ${origin} (mesh ${gossipModel.meshDegree[origin]}, flood-publish to ${publishTargets[publication].length}): real hops ${JSON.stringify(realH)}, model per repeat ${JSON.stringify(modelH.map((x) => round(x / MODEL_REPEATS)))}`,
+        `  publication ${publication} from node ${origin} (mesh ${gossipModel.meshDegree[origin]}, flood-publish to ${publishTargets[publication].length}): real hops ${JSON.stringify(realH)}, model per repeat ${JSON.stringify(modelH.map((x) => round(x / MODEL_REPEATS)))}; hop ms: neighbours' median ${Math.round(neighboursHopMs)} (drawn), its own ${Math.round(median(measuredHops[publication]))} (not used)`,
       )
     }
     const gossipTv = totalVariation(realGossipHops, modelGossipHops)
@@ -375,7 +395,7 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
       modelHopsMean: round(modelGossipHops.mean()),
       hopsTv: round(gossipTv),
       calibratedHopMs: round(perHopMs),
-      calibrationSamples: hopSamples.length,
+      calibrationSamples: calibrationHops.length,
       realP50: realGossip.quantile(0.5),
       realP90: realGossip.quantile(0.9),
       modelP50: modelGossip.quantile(0.5),
@@ -394,6 +414,8 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
       gossipTv <= GOSSIP_TV_MARGIN &&
       gossip.latencyP50Off <= GOSSIP_LATENCY_MARGIN &&
       gossip.realReached === 1
+
+    hopSamples = calibrationHops
 
     // DHT: the same lookups through the real kad-dht and through the model on the real tables
     const dhtModel = new DhtModel({ ...links, random: new SeededRandom(options.seed ^ 0x77) }, n)
@@ -489,12 +511,14 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
     }
     const histogram = (h: Histogram) => Array.from(h.counts.subarray(0, 6))
     const hopQuantile = (f: number) =>
-      hopSamples.length > 0 ? Math.round(hopSamples[Math.floor(f * (hopSamples.length - 1))]) : 0
+      calibrationHops.length > 0
+        ? Math.round(calibrationHops[Math.floor(f * (calibrationHops.length - 1))])
+        : 0
     const lines = [
       `cross-check gossip (${PUBLICATIONS} publications, ${n} nodes): real delivery hops mean ${gossip.realHopsMean} ${JSON.stringify(histogram(realGossipHops))}, reached ${gossip.realReached}; model ${gossip.modelHopsMean} ${JSON.stringify(histogram(modelGossipHops))}; total variation ${gossip.hopsTv}; margin ${GOSSIP_HOPS_MARGIN} hops and TV ${GOSSIP_TV_MARGIN}`,
       ...perPublication,
-      `  hop times measured (ms): p10 ${hopQuantile(0.1)}, p50 ${hopQuantile(0.5)}, p90 ${hopQuantile(0.9)}, max ${hopQuantile(1)}`,
-      `  propagation latency: real p50 ${gossip.realP50} ms p90 ${gossip.realP90} ms, model p50 ${gossip.modelP50} ms p90 ${gossip.modelP90} ms (off by ${gossip.latencyP50Off} and ${gossip.latencyP90Off}; margin ${GOSSIP_LATENCY_MARGIN}) with one hop drawn from ${gossip.calibrationSamples} hops measured on ${CALIBRATION_PUBLICATIONS} calibration publications interleaved with them (median ${gossip.calibratedHopMs} ms = ${LINK_LATENCY_MS} ms of link delay plus this machine's CPU time): ${gossip.agrees ? 'agree' : 'DISAGREE'}`,
+      `  hop times measured on the calibration publications (ms): p10 ${hopQuantile(0.1)}, p50 ${hopQuantile(0.5)}, p90 ${hopQuantile(0.9)}, max ${hopQuantile(1)}`,
+      `  propagation latency: real p50 ${gossip.realP50} ms p90 ${gossip.realP90} ms, model p50 ${gossip.modelP50} ms p90 ${gossip.modelP90} ms (off by ${gossip.latencyP50Off} and ${gossip.latencyP90Off}; margin ${GOSSIP_LATENCY_MARGIN}) with one hop drawn, for each compared publication, from the hops measured on the calibration publications just before and after it (${gossip.calibrationSamples} hops on ${CALIBRATION_PUBLICATIONS} calibration publications, median ${gossip.calibratedHopMs} ms = ${LINK_LATENCY_MS} ms of link delay plus this machine's CPU time): ${gossip.agrees ? 'agree' : 'DISAGREE'}`,
       `cross-check dht (${LOOKUPS} lookups): real hops mean ${dht.realMean} ${JSON.stringify(histogram(realHops))}, model on the real tables ${dht.modelMean} ${JSON.stringify(histogram(modelHops))}, model on ideal tables ${dht.idealModelMean}; total variation ${dht.tv}; margin ${DHT_HOPS_MARGIN} hops and TV ${DHT_TV_MARGIN}: ${dht.agrees ? 'agree' : 'DISAGREE'}`,
     ]
     return {
