@@ -3,8 +3,8 @@
 // announcements and run lookups, the models run the same ones over the same meshes, publishers'
 // connections and routing tables, and the results agree within the margins real.ts states:
 // gossip delivery hops (mean within 0.35 hops, histogram total variation at most 0.25), gossip
-// propagation latency (median delivery time within 30%, with the time of one hop calibrated on
-// publications interleaved with the compared ones), and DHT lookup hops (mean within 0.35 hops,
+// propagation latency (median delivery time of the multi-hop deliveries within 30%, with the time of
+// one hop measured on the same publication's one-hop deliveries), and DHT lookup hops (mean within 0.35 hops,
 // total variation at most 0.2).
 import { describe, expect, it } from 'vitest'
 import {
@@ -22,6 +22,8 @@ describe('models vs real libp2p', () => {
   }, async () => {
     const result = await crossCheckWithRealNodes({ nodes: 50, seed: 5 })
     const report = result.lines.join('\n')
+    // the figures of every run, not only of a failing one (to see how close to the margins it runs)
+    console.log(report)
     const { gossip, dht } = result
     expect(gossip.realReached, report).toBe(1)
     expect(Math.abs(gossip.realHopsMean - gossip.modelHopsMean), report).toBeLessThanOrEqual(
