@@ -217,6 +217,50 @@ export function quorumDecision(input: QuorumInput): 'aggregate' | 'wait' {
   return 'wait'
 }
 
+/** What a leader has collected for its current step. */
+export interface CollectedStep {
+  /** admitted gradients by member */
+  contributions: ReadonlyMap<string, Contribution>
+  /** members whose gradient was refused on arrival, with why */
+  rejected: ReadonlyMap<string, string>
+  /** when the admitted gradients first reached a quorum */
+  quorumAtMs: number | undefined
+}
+
+export interface StepReadinessInput {
+  collected: CollectedStep
+  members: readonly string[]
+  lastSeenStep: ReadonlyMap<string, number>
+  step: number
+  /** the step at which this leader took over (expectedMembers) */
+  leaderSinceStep: number
+  nowMs: number
+  stragglerTimeoutMs: number
+  /** the gradient length every contribution must have */
+  expectedLength: number
+  normFactorMax: number
+}
+
+/**
+ * The leader's decision for one step, as the daemon's training group and the simulator both take it:
+ * undefined while it should wait (no quorum of admitted gradients yet, or expected members still
+ * missing before the straggler timeout), else the admitted contributions in member order, screened.
+ */
+export function screenIfReady(input: StepReadinessInput): ScreeningResult | undefined {
+  const { collected, members } = input
+  const decision = quorumDecision({
+    memberCount: members.length,
+    expected: expectedMembers(members, input.lastSeenStep, input.step, input.leaderSinceStep),
+    received: [...collected.contributions.keys(), ...collected.rejected.keys()],
+    quorumAtMs: collected.quorumAtMs,
+    nowMs: input.nowMs,
+    stragglerTimeoutMs: input.stragglerTimeoutMs,
+  })
+  if (decision !== 'aggregate' || collected.contributions.size < quorumSize(members.length)) return undefined
+  const contributions = [...collected.contributions.values()].sort((a, b) => (a.member < b.member ? -1 : 1))
+  return screenGradients(contributions, input.expectedLength, input.normFactorMax)
+}
+
 /**
  * Members the leader waits for at `step`: every member in the first `graceSteps` steps of its
  * leadership (from `sinceStep`), then those that sent a gradient for one of the last `graceSteps`

@@ -43,14 +43,13 @@ import {
   aggregateGradients,
   agreementScores,
   type Contribution,
-  expectedMembers,
   findSuspects,
   NORM_FACTOR_MAX_DEFAULT,
-  quorumDecision,
   quorumSize,
   STRAGGLER_TIMEOUT_MS_DEFAULT,
   SUSPECT_COSINE_MIN_DEFAULT,
   screenGradients,
+  screenIfReady,
 } from './aggregate.js'
 import { COMPRESSION_BLOCK_SIZE_DEFAULT, decodeGradient, GradientCompressor } from './compression.js'
 import { GradientSendError, gradientRequestBytesMax, stateResponseBytesMax } from './exchange.js'
@@ -616,24 +615,18 @@ class GroupMemberRuntime implements GroupMember {
     const collecting = this.collecting
     if (!collecting || collecting.step !== state.step || !bytesEqual(collecting.digest, state.digest)) return
     if (this.proposalPending(false)) return
-    const received = [...collecting.contributions.keys(), ...collecting.rejected.keys()]
-    const decision = quorumDecision({
-      memberCount: this.members.length,
-      expected: expectedMembers(this.members, this.lastSeenStep, state.step, this.leaderSinceStep),
-      received,
-      quorumAtMs: collecting.quorumAtMs,
+    const screened = screenIfReady({
+      collected: collecting,
+      members: this.members,
+      lastSeenStep: this.lastSeenStep,
+      step: state.step,
+      leaderSinceStep: this.leaderSinceStep,
       nowMs: now,
       stragglerTimeoutMs: this.init.stragglerTimeoutMs ?? STRAGGLER_TIMEOUT_MS_DEFAULT,
+      expectedLength: this.config.parameterCount,
+      normFactorMax: this.init.normFactorMax ?? NORM_FACTOR_MAX_DEFAULT,
     })
-    if (decision !== 'aggregate' || collecting.contributions.size < quorumSize(this.members.length)) return
-    const contributions = [...collecting.contributions.values()].sort((a, b) =>
-      a.member < b.member ? -1 : 1,
-    )
-    const screened = screenGradients(
-      contributions,
-      this.config.parameterCount,
-      this.init.normFactorMax ?? NORM_FACTOR_MAX_DEFAULT,
-    )
+    if (screened === undefined) return
     const aggregate = aggregateGradients(
       screened.accepted.map((contribution) => contribution.gradient),
       this.init.aggregate ?? 'mean',

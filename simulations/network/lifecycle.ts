@@ -16,13 +16,12 @@ import type { Claimant } from '../../protocols/tasks/assignment.js'
 import { newTaskRecord, stepTask, type TaskRecord } from '../../protocols/tasks/lifecycle.js'
 import {
   type Contribution,
-  expectedMembers,
   NORM_FACTOR_MAX_DEFAULT,
-  quorumDecision,
   quorumSize,
   type ScreeningReason,
   STRAGGLER_TIMEOUT_MS_DEFAULT,
   screenGradients,
+  screenIfReady,
 } from '../../protocols/training/aggregate.js'
 
 /** A peer row's id in the real state machines (they order and deduplicate peers by this string). */
@@ -194,20 +193,18 @@ export class StepCollector {
 
   /** TrainingGroup.maybeAggregate: aggregate now, or wait (until `decideAtMs` when the straggler timer runs). */
   decide(nowMs: number): StepDecision {
-    const received = [...this.contributions.keys(), ...this.rejected.keys()]
-    const decision = quorumDecision({
-      memberCount: this.memberNames.length,
-      expected: expectedMembers(this.memberNames, this.lastSeenStep, this.step, this.leaderSinceStep),
-      received,
-      quorumAtMs: this.quorumAtMs,
+    const screened = screenIfReady({
+      collected: { contributions: this.contributions, rejected: this.rejected, quorumAtMs: this.quorumAtMs },
+      members: this.memberNames,
+      lastSeenStep: this.lastSeenStep,
+      step: this.step,
+      leaderSinceStep: this.leaderSinceStep,
       nowMs,
       stragglerTimeoutMs: this.stragglerTimeoutMs,
+      expectedLength: GRADIENT_PROBE_LENGTH,
+      normFactorMax: this.normFactorMax,
     })
-    if (decision !== 'aggregate' || this.contributions.size < quorumSize(this.memberNames.length)) {
-      return { kind: 'wait', decideAtMs: this.timeoutAtMs() }
-    }
-    const contributions = [...this.contributions.values()].sort((a, b) => (a.member < b.member ? -1 : 1))
-    const screened = screenGradients(contributions, GRADIENT_PROBE_LENGTH, this.normFactorMax)
+    if (screened === undefined) return { kind: 'wait', decideAtMs: this.timeoutAtMs() }
     return {
       kind: 'aggregate',
       accepted: screened.accepted.map((c) => Number(c.member)),

@@ -16,6 +16,7 @@ import {
   quorumDecision,
   quorumSize,
   screenGradients,
+  screenIfReady,
 } from '../../../protocols/training/aggregate.js'
 
 const f32 = (values: number[]) => Float32Array.from(values)
@@ -271,5 +272,55 @@ describe('agreement', () => {
     expect(l2Norm(f32([3, 4]))).toBe(5)
     expect(cosineSimilarity(f32([1, 0]), f32([0, 2]))).toBe(0)
     expect(cosineSimilarity(f32([1, 1]), f32([2, 2]))).toBeCloseTo(1, 12)
+  })
+})
+
+describe('screenIfReady (the leader step decision the group and the simulator share)', () => {
+  const members = ['a', 'b', 'c']
+  const input = (
+    contributions: Contribution[],
+    rejected: Array<[string, string]>,
+    quorumAtMs?: number,
+    nowMs = 0,
+  ) =>
+    screenIfReady({
+      collected: {
+        contributions: new Map(contributions.map((c) => [c.member, c])),
+        rejected: new Map(rejected),
+        quorumAtMs,
+      },
+      members,
+      lastSeenStep: new Map(),
+      step: 0,
+      leaderSinceStep: 0,
+      nowMs,
+      stragglerTimeoutMs: 250,
+      expectedLength: 2,
+      normFactorMax: NORM_FACTOR_MAX_DEFAULT,
+    })
+
+  it('waits without a quorum of admitted gradients, even when every member answered', () => {
+    expect(input([contribution('a', [1, 1])], [])).toBeUndefined()
+    expect(
+      input(
+        [contribution('a', [1, 1])],
+        [
+          ['b', 'non-finite'],
+          ['c', 'wrong-length'],
+        ],
+        0,
+        1_000,
+      ),
+    ).toBeUndefined()
+  })
+
+  it('waits for an expected member until the straggler timeout, then screens in member order', () => {
+    const two = [contribution('b', [1, 2]), contribution('a', [3, 4])]
+    expect(input(two, [], 100, 200)).toBeUndefined()
+    const screened = input(two, [], 100, 350)
+    expect(screened?.accepted.map((c) => c.member)).toEqual(['a', 'b'])
+    const all = input([...two, contribution('c', [Number.NaN, 0])], [], 100, 100)
+    expect(all?.accepted.map((c) => c.member)).toEqual(['a', 'b'])
+    expect(all?.rejected).toEqual([{ member: 'c', reason: 'non-finite' }])
   })
 })
