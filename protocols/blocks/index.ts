@@ -55,7 +55,7 @@ import {
   validateBlockResponse,
 } from '../wire/validation/index.js'
 import { type AssembledBlock, type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
-import { type ChunkPlan, ResponseFrameError, readBlockResponse } from './response-reader.js'
+import { type ChunkPlan, ResponseFrameError, readBlockResponse, varintBytes } from './response-reader.js'
 import { type BlockStore, BlockStoreWriteError, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
@@ -235,15 +235,6 @@ function boundedLengthDecoder(maxBytes: number) {
   }
   decode.bytes = 0
   return decode
-}
-
-function varintBytes(n: number): number {
-  let bytes = 1
-  while (n >= 128) {
-    n = Math.floor(n / 128)
-    bytes++
-  }
-  return bytes
 }
 
 /** One unsigned-varint length-prefixed frame. */

@@ -52,7 +52,8 @@ export interface ChunkPlan {
  */
 export type OnResponse = (frame: Uint8Array) => ChunkPlan | undefined
 
-function varintBytesMax(value: number): number {
+/** How many bytes the unsigned varint of `value` takes: the longest length prefix a bound allows. */
+export function varintBytes(value: number): number {
   let bytes = 1
   while (value >= 128) {
     value = Math.floor(value / 128)
@@ -61,9 +62,9 @@ function varintBytesMax(value: number): number {
   return bytes
 }
 
-const RESPONSE_LENGTH_BYTES_MAX = varintBytesMax(BLOCK_RESPONSE_BYTES_MAX)
-const HEADER_LENGTH_BYTES_MAX = varintBytesMax(BLOCK_CHUNK_HEADER_BYTES_MAX)
-const DATA_LENGTH_BYTES_MAX = varintBytesMax(BLOCK_CHUNK_BYTES_MAX)
+const RESPONSE_LENGTH_BYTES_MAX = varintBytes(BLOCK_RESPONSE_BYTES_MAX)
+const HEADER_LENGTH_BYTES_MAX = varintBytes(BLOCK_CHUNK_HEADER_BYTES_MAX)
+const DATA_LENGTH_BYTES_MAX = varintBytes(BLOCK_CHUNK_BYTES_MAX)
 
 type Phase = 'response-length' | 'response' | 'header-length' | 'header' | 'data-length' | 'data' | 'done'
 
