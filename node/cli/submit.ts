@@ -42,6 +42,7 @@ interface TrainFlags {
   compress: string
   data?: string
   deadline: string
+  replaceAfter: string
   backend: string
   minMemory: string
   minGflops: string
@@ -108,6 +109,11 @@ export function register(program: Command): void {
       'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; the last 20% are the test set (default: MNIST from the mnist package)',
     )
     .option('--deadline <duration>', 'how long to wait for enough workers (e.g. 60s, 5m)', '60s')
+    .option(
+      '--replace-after <duration>',
+      'how long a group that lost its majority waits for its members before new workers replace them (0: never)',
+      '60s',
+    )
     .addOption(
       new Option('--backend <kind>', 'the backend workers must have').choices(BACKENDS).default('any'),
     )
@@ -130,6 +136,7 @@ export function register(program: Command): void {
         outerEvery: parseNumberFlag('--outer-every', flags.outerEvery),
         compress: flags.compress,
         deadlineMs: parseDuration('--deadline', flags.deadline),
+        replaceAfterMs: parseDuration('--replace-after', flags.replaceAfter),
         requirements: {
           backend: flags.backend,
           minMemoryBytes: parseNumberFlag('--min-memory', flags.minMemory),

@@ -41,9 +41,18 @@ export function formatTask(task: TaskView): string {
   ]
   for (const group of task.groups) {
     lines.push(
-      `group ${group.group}    ${group.status.padEnd(8)} step ${group.step}/${task.steps}  loss ${lossText(group.loss)}  ${Math.round(group.samplesPerSecond)} samples/s  leader ${shortPeer(group.leader)}`,
+      `group ${group.group}    ${group.status.padEnd(9)} step ${group.step}/${task.steps}  loss ${lossText(group.loss)}  ${Math.round(group.samplesPerSecond)} samples/s  leader ${shortPeer(group.leader)}`,
       `           members ${group.members.join(', ')}`,
     )
+    if (group.status === 'replacing' && group.vacated !== undefined)
+      lines.push(
+        `           waiting for ${group.vacated.length} new member(s) to replace ${group.vacated.join(', ')}`,
+      )
+    for (const re of group.reformed ?? []) {
+      lines.push(
+        `           re-formed at step ${re.step} (incarnation ${re.incarnation}): ${re.joined.join(', ')} replaced ${re.vacated.join(', ')}`,
+      )
+    }
   }
   if (task.resultDir !== undefined) lines.push(`result     ${task.resultDir}`)
   return lines.join('\n')
@@ -104,7 +113,7 @@ export async function watchTask(
       for (const group of task.groups) {
         const payload = {
           group: group.group,
-          status: group.status.padEnd(7),
+          status: group.status.padEnd(9),
           loss: lossText(group.loss),
           accuracy: percent(task.accuracy),
           speed: Math.round(group.samplesPerSecond),

@@ -18,6 +18,8 @@ import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../pro
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
 import { REANNOUNCE_INTERVAL_MIN_MS, type TaskGossip } from '../../protocols/tasks/index.js'
 import {
+  type GroupRecord,
+  isRecruiting,
   isTerminal,
   newTaskRecord,
   stepTask,
@@ -36,6 +38,7 @@ import {
 } from '../../protocols/tasks/spec.js'
 import { averageParams } from '../../protocols/training/outer.js'
 import { bytesToFloats, floatsToBytes, paramsToHostLayers } from '../../protocols/training/params.js'
+import { decodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import { saveModel } from '../executor/model-files.js'
 import type { FileBlockStore } from '../store/block-store.js'
@@ -130,6 +133,10 @@ export class Coordinator {
         log.error('task %s has no readable spec block; skipped', id)
         continue
       }
+      // members had no one to report to while this daemon was down: none is presumed gone for that
+      const nowMs = this.now()
+      for (const group of value.groups)
+        group.seenMs = Object.fromEntries(group.members.map((m) => [m, nowMs]))
       const live = this.track(value, decoded.spec)
       log('resumed task %s in state %s', id, value.state)
       // an outer round or the final average that was in progress when the daemon stopped is redone
@@ -237,6 +244,7 @@ export class Coordinator {
       groupSize: request.groupSize,
       steps: request.steps,
       needed: workersNeeded(spec),
+      replaceAfterMs: request.replaceAfterMs,
       summary: {
         model: request.model,
         hiddenSizes: request.hiddenSizes,
@@ -280,12 +288,15 @@ export class Coordinator {
   }
 
   /**
-   * Announces a task that is still staffing again (tick): nodes that joined after the first
-   * announcement hear it. It lives until the staffing deadline; a failure is logged, not fatal (the
-   * first announcement went out, or the next tick tries again).
+   * Announces a task that is still staffing (or replacing members of a group) again (tick): nodes that
+   * joined after the first announcement hear it. It lives until the staffing deadline; a failure is
+   * logged, not fatal (the first announcement went out, or the next tick tries again).
    */
   private async reannounce(live: LiveTask, nowMs: number): Promise<void> {
-    const remainingMs = live.record.deadlineMs - nowMs
+    // a running task recruits replacements for a group that lost its majority: its announcement
+    // lives a staffing period of its own
+    const remainingMs =
+      live.record.state === 'staffing' ? live.record.deadlineMs - nowMs : live.spec.staffingDeadlineMs
     if (remainingMs < 1_000 || this.init.topicPeers() === 0) return
     live.announcing = true
     try {
@@ -377,8 +388,14 @@ export class Coordinator {
     const peer = from.toString()
     if (request.claim !== undefined) {
       const claim = request.claim
-      if (live.record.state !== 'staffing') {
-        return { status: ClaimResponse.Status.REFUSED, reason: `the task is ${live.record.state}` }
+      if (!isRecruiting(live.record)) {
+        return {
+          status: ClaimResponse.Status.REFUSED,
+          reason:
+            live.record.state === 'running'
+              ? 'the task is fully staffed'
+              : `the task is ${live.record.state}`,
+        }
       }
       if (!claim.eligible) {
         this.apply(live, { type: 'decline', peerId: peer, reason: claim.reason || 'no reason given', nowMs })
@@ -407,6 +424,12 @@ export class Coordinator {
     if (group === undefined || !group.members.includes(peer)) {
       return { status: ClaimResponse.Status.REFUSED, reason: 'you are not a member of that group' }
     }
+    if (progress.incarnation !== (group.incarnation ?? 0)) {
+      return {
+        status: ClaimResponse.Status.REFUSED,
+        reason: `you are not a member of that group: it was re-formed (incarnation ${group.incarnation ?? 0})`,
+      }
+    }
     if (progress.error !== '') {
       this.apply(live, {
         type: 'member-error',
@@ -429,6 +452,8 @@ export class Coordinator {
       paramsCid: progress.paramsCid.byteLength > 0 ? CID.decode(progress.paramsCid).toString() : '',
       appliedRound: progress.appliedRound,
       done: progress.done,
+      incarnation: progress.incarnation,
+      stateCid: progress.stateCid.byteLength > 0 ? CID.decode(progress.stateCid).toString() : '',
       nowMs,
     })
     return { status: ClaimResponse.Status.OK, reason: 'progress recorded' }
@@ -441,7 +466,7 @@ export class Coordinator {
       if (isTerminal(live.record.state)) continue
       this.apply(live, { type: 'tick', nowMs, stallMs: this.init.stallMs ?? 15_000 })
       const due = live.announcedMs === undefined || nowMs - live.announcedMs >= reannounceMs
-      if (live.record.state === 'staffing' && !live.announcing && due) void this.reannounce(live, nowMs)
+      if (isRecruiting(live.record) && !live.announcing && due) void this.reannounce(live, nowMs)
     }
   }
 
@@ -481,45 +506,57 @@ export class Coordinator {
     const signal = this.shutdown.signal
     switch (effect.type) {
       case 'assign': {
-        const spec = live.spec.train!
         const assigned = new Set(effect.groups.flatMap((g) => g.members))
-        await Promise.all(
-          effect.groups.flatMap((group) =>
-            group.members.map(async (member) => {
-              try {
-                await this.withRetries(() =>
-                  this.init.claims.send(
-                    peerIdFromString(member),
-                    {
-                      assignment: {
-                        taskCid,
-                        group: group.group,
-                        members: group.members.map(
-                          (m) => peerIdFromString(m).toMultihash().bytes as Uint8Array<ArrayBuffer>,
-                        ),
-                        shardCid: spec.dataset.shardCids[group.group].bytes as Uint8Array<ArrayBuffer>,
-                      },
-                    },
-                    { signal },
-                  ),
-                )
-              } catch (error) {
-                this.apply(live, {
-                  type: 'assignment-failed',
-                  peerId: member,
-                  group: group.group,
-                  reason: (error as Error).message,
-                  nowMs: this.now(),
-                })
-              }
-            }),
-          ),
-        )
+        await Promise.all(effect.groups.map((group) => this.sendAssignments(live, group, 0, undefined)))
         // claimants that were not picked are free again
         for (const claimant of live.record.claimants) {
           if (!assigned.has(claimant.peerId)) void this.sendCancel(claimant.peerId, taskCid, 'not selected')
         }
         log('task %s assigned: %o', live.record.id, effect.groups)
+        return
+      }
+      case 'fetch-state': {
+        // a live member's TrainingState, kept here so a re-formed group's newcomers fetch it from us
+        try {
+          const cid = CID.parse(effect.stateCid)
+          const bytes = await this.init.blocks.get(cid, { peers: [peerIdFromString(effect.from)], signal })
+          const parameters = parameterCount(architectureOf(live.spec))
+          const state = decodeState(bytes, parameters)
+          if (state === undefined || state.step !== effect.step) throw new Error('not a valid training state')
+          await this.init.blocks.put(bytes, { provide: false })
+          this.apply(live, { ...effect, type: 'state-stored', nowMs: this.now() })
+        } catch (error) {
+          log(
+            'fetching the state of group %d from %s failed: %s',
+            effect.group,
+            effect.from,
+            (error as Error).message,
+          )
+          this.apply(live, {
+            type: 'state-unavailable',
+            group: effect.group,
+            stateCid: effect.stateCid,
+            nowMs: this.now(),
+          })
+        }
+        return
+      }
+      case 'reform': {
+        log(
+          'task %s: group %d re-formed (incarnation %d) without %o, members %o',
+          live.record.id,
+          effect.group,
+          effect.incarnation,
+          effect.vacated,
+          effect.members,
+        )
+        await this.sendAssignments(live, effect, effect.incarnation, CID.parse(effect.stateCid))
+        // the members replaced are presumed gone: telling them must not hold up the task's next effects
+        for (const peer of effect.vacated) void this.sendCancel(peer, taskCid, 'replaced')
+        return
+      }
+      case 'dismiss': {
+        await Promise.all(effect.peers.map((peer) => this.sendCancel(peer, taskCid, effect.reason)))
         return
       }
       case 'outer-round': {
@@ -635,6 +672,50 @@ export class Coordinator {
       case 'persist':
         return
     }
+  }
+
+  /** Tells each member of a group its role; a member that cannot be reached is reported failed. */
+  private async sendAssignments(
+    live: LiveTask,
+    group: Pick<GroupRecord, 'group' | 'members'>,
+    incarnation: number,
+    stateCid: CID | undefined,
+  ): Promise<void> {
+    const taskCid = CID.parse(live.record.id).bytes as Uint8Array<ArrayBuffer>
+    const shardCid = live.spec.train!.dataset.shardCids[group.group].bytes as Uint8Array<ArrayBuffer>
+    const members = group.members.map(
+      (m) => peerIdFromString(m).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+    )
+    await Promise.all(
+      group.members.map(async (member) => {
+        try {
+          await this.withRetries(() =>
+            this.init.claims.send(
+              peerIdFromString(member),
+              {
+                assignment: {
+                  taskCid,
+                  group: group.group,
+                  members,
+                  shardCid,
+                  incarnation,
+                  stateCid: (stateCid?.bytes ?? new Uint8Array(0)) as Uint8Array<ArrayBuffer>,
+                },
+              },
+              { signal: this.shutdown.signal },
+            ),
+          )
+        } catch (error) {
+          this.apply(live, {
+            type: 'assignment-failed',
+            peerId: member,
+            group: group.group,
+            reason: (error as Error).message,
+            nowMs: this.now(),
+          })
+        }
+      }),
+    )
   }
 
   /** Accuracy and loss of `params` on the task's held-out test block. */

@@ -3,12 +3,17 @@
 // protocol's startGroupMember. Progress goes to the submitter; at each DiLoCo outer round the group's
 // leader publishes its params as a block, reports it, and continues from the average the submitter
 // sends back. At the end this member serves its final params until the submitter releases it.
+// While the group has no leader (it lost its majority) the member publishes its TrainingState as a
+// block and reports it, so that the submitter can re-form the group around the survivors; a re-formed
+// group (incarnation > 0) is a new Raft group whose members all start from that state.
 import { logger } from '@libp2p/logger'
+import { CID } from 'multiformats/cid'
 import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import type { MlpArchitecture } from '../../kernels/models/mlp.js'
+import { type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
 import { startGroupMember } from '../../protocols/training/group.js'
 import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
+import { decodeState, type TrainingState } from '../../protocols/training/state.js'
 import type { GroupMemberComponents, StepEvent } from '../../protocols/training/types.js'
 import { DurableRaftStorage } from '../store/raft-storage.js'
 import type { ExecutionContext, TaskExecutor } from './worker.js'
@@ -23,6 +28,13 @@ export interface TrainExecutorInit {
   lingerMs?: number
   /** Raft tuning for the group (tests use shorter elections) */
   raft?: { tickMs?: number; electionTicks?: number }
+  /** how long the group must have had no leader before this member publishes its state. @default 3000 */
+  leaderlessStateMs?: number
+}
+
+/** The Raft group id of a group's incarnation (each re-formation runs as a new Raft group). */
+export function trainingGroupId(taskId: string, group: number, incarnation: number): string {
+  return `${taskId}/g${group}${incarnation > 0 ? `/i${incarnation}` : ''}`
 }
 
 /** One member's samples per second over the last steps it saw committed. */
@@ -56,6 +68,14 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
         hiddenSizes: train.hiddenSizes,
         outputSize: 10,
       }
+      const incarnation = assignment.incarnation ?? 0
+      // a re-formed group starts from the state the submitter holds (verified by CID on fetch)
+      let initialState: TrainingState | undefined
+      if (assignment.stateCid !== undefined) {
+        const bytes = await context.fetchBlock(CID.parse(assignment.stateCid))
+        initialState = decodeState(bytes, parameterCount(architecture))
+        if (initialState === undefined) throw new Error('the state the group re-forms from is unusable')
+      }
       const storage = DurableRaftStorage.open(context.folder)
       const backend = await context.openBackend()
       const outerEvery = train.groups > 1 ? train.outerEvery || train.steps : 0
@@ -65,7 +85,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
       try {
         member = await startGroupMember({
           components: init.components,
-          groupId: `${context.taskId}/g${assignment.group}`,
+          groupId: trainingGroupId(context.taskId, assignment.group, incarnation),
           members: assignment.members,
           architecture,
           seed: train.seed,
@@ -73,6 +93,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
           batchSize: train.batchSize,
           learningRate: train.learningRate,
           steps: train.steps,
+          ...(initialState !== undefined ? { initialState } : {}),
           aggregate: train.aggregate,
           compression: train.compress,
           storage,
@@ -104,6 +125,9 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
         })
         running.on('outer', (event) => context.report({ appliedRound: event.round }))
         running.on('error', (error) => log('member error: %s', error.message))
+        let leaderSeenMs = Date.now()
+        let published: { step: number; outerRounds: number } | undefined
+        let publishing = false
         statusTimer = setInterval(() => {
           const status = running.status()
           context.report({
@@ -111,6 +135,27 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
             leader: status.leader,
             ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
           })
+          const nowMs = Date.now()
+          if (status.leader !== '' || status.finished) {
+            leaderSeenMs = nowMs
+            if (published !== undefined) context.report({ stateCid: null })
+            published = undefined
+            return
+          }
+          // leaderless for a while: offer this member's state for a re-formation (once per state)
+          const stale = published?.step !== status.step || published.outerRounds !== status.outerRounds
+          if (nowMs - leaderSeenMs < (init.leaderlessStateMs ?? 3000) || !stale || publishing) return
+          publishing = true
+          context
+            .putBlock(running.encodedState())
+            .then((cid) => {
+              published = { step: status.step, outerRounds: status.outerRounds }
+              context.report({ stateCid: cid, step: status.step }, true)
+            })
+            .catch((error: unknown) => log('publishing the state failed: %s', (error as Error).message))
+            .finally(() => {
+              publishing = false
+            })
         }, init.statusIntervalMs ?? 1000)
         statusTimer.unref()
         const aborted = new Promise<never>((_, reject) => {

@@ -32,6 +32,10 @@ export interface AssignedRecord {
   group: number
   members: string[]
   shardCid: string
+  /** the group's incarnation (0 as first formed; more after each re-formation) */
+  incarnation?: number
+  /** from incarnation 1 on: the TrainingState block the group starts from */
+  stateCid?: string
   state: 'running' | 'done' | 'cancelled' | 'failed'
   assignedMs: number
   error?: string
@@ -42,7 +46,7 @@ export interface AssignedRecord {
 /** Progress fields an executor reports; merged into the latest report, sent periodically. */
 export type ProgressUpdate = Partial<
   Pick<GroupProgress, 'step' | 'loss' | 'samplesPerSecond' | 'outerRound' | 'done' | 'error' | 'appliedRound'>
-> & { leader?: string; members?: string[]; paramsCid?: CID | null }
+> & { leader?: string; members?: string[]; paramsCid?: CID | null; stateCid?: CID | null }
 
 /** Everything an executor needs to run one assignment. */
 export interface ExecutionContext {
@@ -244,17 +248,6 @@ export class Worker {
     if (!members.includes(this.init.peerId.toString())) {
       return { status: ClaimResponse.Status.REFUSED, reason: 'the assignment does not name this worker' }
     }
-    const existing = this.running.get(id)
-    if (existing !== undefined) {
-      return existing.record.group === assignment.group
-        ? { status: ClaimResponse.Status.OK, reason: 'already running' }
-        : { status: ClaimResponse.Status.REFUSED, reason: 'already running this task in another group' }
-    }
-    const claim = this.claimed.get(id)
-    if (claim === undefined || claim.submitter !== from.toString()) {
-      return { status: ClaimResponse.Status.REFUSED, reason: 'this worker did not claim that task from you' }
-    }
-    this.claimed.delete(id)
     const record: AssignedRecord = {
       taskId: id,
       kind: 'train',
@@ -262,8 +255,41 @@ export class Worker {
       group: assignment.group,
       members,
       shardCid: CID.decode(assignment.shardCid).toString(),
+      incarnation: assignment.incarnation,
+      ...(assignment.stateCid.byteLength > 0 ? { stateCid: CID.decode(assignment.stateCid).toString() } : {}),
       state: 'running',
       assignedMs: this.now(),
+    }
+    const existing = this.running.get(id)
+    if (existing !== undefined) {
+      if (existing.record.group !== assignment.group)
+        return { status: ClaimResponse.Status.REFUSED, reason: 'already running this task in another group' }
+      const running = existing.record.incarnation ?? 0
+      if (assignment.incarnation === running)
+        return { status: ClaimResponse.Status.OK, reason: 'already running' }
+      if (assignment.incarnation < running || existing.record.submitter !== from.toString())
+        return {
+          status: ClaimResponse.Status.REFUSED,
+          reason: 'this worker runs a later incarnation of the group',
+        }
+      // the group was re-formed around this member: leave the old Raft group, join the new one
+      log(
+        'task %s group %d re-formed: incarnation %d -> %d',
+        id,
+        assignment.group,
+        running,
+        assignment.incarnation,
+      )
+      this.finish(existing, 'cancelled', 'the group was re-formed', false)
+    } else {
+      const claim = this.claimed.get(id)
+      if (claim === undefined || claim.submitter !== from.toString()) {
+        return {
+          status: ClaimResponse.Status.REFUSED,
+          reason: 'this worker did not claim that task from you',
+        }
+      }
+      this.claimed.delete(id)
     }
     await this.records.save(id, record)
     this.begin(record)
@@ -294,6 +320,8 @@ export class Worker {
         done: false,
         error: '',
         appliedRound: 0,
+        incarnation: record.incarnation ?? 0,
+        stateCid: new Uint8Array(0),
       },
       urgent: false,
       timer: undefined,
@@ -311,7 +339,11 @@ export class Worker {
     const record = task.record
     const submitter = peerIdFromString(record.submitter)
     const signal = AbortSignal.any([task.controller.signal, this.shutdown.signal])
-    const folder = join(this.init.workFolder, `${record.taskId}-g${record.group}`)
+    const incarnation = record.incarnation ?? 0
+    const folder = join(
+      this.init.workFolder,
+      `${record.taskId}-g${record.group}${incarnation > 0 ? `-i${incarnation}` : ''}`,
+    )
     // transient stream errors (a connection being set up, a stream limit hit) are retried
     const fetchBlock = async (cid: CID): Promise<Uint8Array> => {
       for (let attempt = 1; ; attempt++) {
@@ -404,6 +436,10 @@ export class Worker {
       p.paramsCid =
         update.paramsCid === null ? new Uint8Array(0) : (update.paramsCid.bytes as Uint8Array<ArrayBuffer>)
     }
+    if (update.stateCid !== undefined) {
+      p.stateCid =
+        update.stateCid === null ? new Uint8Array(0) : (update.stateCid.bytes as Uint8Array<ArrayBuffer>)
+    }
     if (urgent) {
       task.urgent = true
       void this.sendProgress(task)
@@ -426,10 +462,11 @@ export class Worker {
         } catch (error) {
           const message = (error as Error).message
           log('progress report for %s failed: %s', task.record.taskId, message)
-          // the submitter says the task is over: stop working on it
+          // the submitter says the task is over, or the group went on without this member (it was
+          // replaced while away): stop working on it
           if (
             (error as Error).name === 'ClaimRefusedError' &&
-            /the task is (completed|failed|cancelled)/.test(message)
+            /the task is (completed|failed|cancelled)|not a member of that group/.test(message)
           ) {
             this.finish(task, 'cancelled', message)
           }
@@ -441,7 +478,8 @@ export class Worker {
     }
   }
 
-  private finish(task: Running, state: AssignedRecord['state'], reason?: string): void {
+  /** Ends an assignment; `save: false` when a new record of the same task replaces it (re-formed group). */
+  private finish(task: Running, state: AssignedRecord['state'], reason?: string, save = true): void {
     if (this.running.get(task.record.taskId) !== task) return
     clearInterval(task.timer)
     task.controller.abort(new Error(reason ?? state))
@@ -451,7 +489,7 @@ export class Worker {
       state,
       ...(reason !== undefined && state !== 'done' ? { error: reason } : {}),
     }
-    void task.writer.schedule(task.record)
+    if (save) void task.writer.schedule(task.record)
     log('assignment %s %s%s', task.record.taskId, state, reason !== undefined ? `: ${reason}` : '')
   }
 }

@@ -102,6 +102,9 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     if (a.group >= GROUPS_MAX) return 'assignment.group'
     if (a.members.length < 1 || !validPeers(a.members)) return 'assignment.members'
     if (cidFromBytes(a.shardCid) === undefined) return 'assignment.shardCid'
+    // a re-formed group (incarnation > 0) starts from a state block; the first one from the seed
+    if (a.incarnation > 0 !== a.stateCid.byteLength > 0) return 'assignment.stateCid'
+    if (a.stateCid.byteLength > 0 && cidFromBytes(a.stateCid) === undefined) return 'assignment.stateCid'
   }
   if (r.progress !== undefined) {
     const p = r.progress
@@ -110,6 +113,7 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     if (p.leader.byteLength > 0 && peerIdFromBytes(p.leader) === undefined) return 'progress.leader'
     if (!validPeers(p.members)) return 'progress.members'
     if (p.paramsCid.byteLength > 0 && cidFromBytes(p.paramsCid) === undefined) return 'progress.paramsCid'
+    if (p.stateCid.byteLength > 0 && cidFromBytes(p.stateCid) === undefined) return 'progress.stateCid'
     if (!(Number.isFinite(p.samplesPerSecond) && p.samplesPerSecond >= 0)) return 'progress.samplesPerSecond'
     if (!validString(p.error)) return 'progress.error'
   }

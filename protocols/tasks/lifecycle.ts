@@ -10,11 +10,23 @@
  *
  * A group is `running` while it reports progress, `stalled` when it has not for `stallMs` or when its
  * members report no leader (no majority), `waiting` while it waits for an outer round, `done` at the end.
+ *
+ * Membership change: a group stalled for `replaceAfterMs` more, whose silent members (no report for
+ * `stallMs`) are presumed gone, goes `replacing` once the submitter holds a TrainingState one of its live
+ * members published (they publish it while they have no leader). The task is announced again and new
+ * claimants fill the vacated places; the group is then re-formed as its next incarnation (a new Raft
+ * group of the survivors and the newcomers) starting from that state:
+ *
+ *   running --no progress for stallMs--> stalled --replaceAfterMs more, a state held--> replacing
+ *   replacing --enough new claims--> running (incarnation + 1)    stalled/replacing --step advances--> running
+ *
+ * Members that come back before the re-formation rejoin their group as before.
  */
-import { assignGroups, type Claimant, type GroupAssignment } from './assignment.js'
+import { assignGroups, type Claimant, type GroupAssignment, rankClaimants } from './assignment.js'
+import { REPLACE_AFTER_MS_DEFAULT } from './spec.js'
 
 export type TaskState = 'staffing' | 'running' | 'finishing' | 'completed' | 'failed' | 'cancelled'
-export type GroupStatus = 'running' | 'stalled' | 'waiting' | 'done'
+export type GroupStatus = 'running' | 'stalled' | 'replacing' | 'waiting' | 'done'
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'cancelled']
 /** Progress points kept per task (older ones are thinned out). */
@@ -43,6 +55,21 @@ export interface GroupRecord {
   appliedRound: number
   /** members that could not be assigned or failed for good, with why; the group runs on while a majority remains */
   failed?: Array<{ peerId: string; reason: string }>
+  /** 0 as first formed; one more each time the group is re-formed with new members */
+  incarnation?: number
+  /** when each current member last reported (a member silent for stallMs is presumed gone) */
+  seenMs?: Record<string, number>
+  /** the most advanced TrainingState a live member published while the group had no leader, held by the submitter */
+  stateCid?: string
+  stateStep?: number
+  /** a state block being fetched from the member that published it */
+  stateFetching?: string
+  /** the step this incarnation started from (0 for the first) */
+  startStep?: number
+  /** while `replacing`: the members presumed gone, whose places new claimants take */
+  vacated?: string[]
+  /** earlier incarnations: who left, when, and the step the group went on from */
+  reformed?: Array<{ incarnation: number; vacated: string[]; joined: string[]; step: number; timeMs: number }>
 }
 
 export interface TaskRecord {
@@ -75,6 +102,10 @@ export interface TaskRecord {
   error?: string
   /** the submitter's task-specific extras (spec summary shown by `task ID`) */
   summary: Record<string, unknown>
+  /** how long a stalled group waits for its members before new claimants replace them; 0: never */
+  replaceAfterMs?: number
+  /** claims received while a group is replacing members, not placed yet */
+  spares?: Claimant[]
 }
 
 export type TaskEvent =
@@ -93,8 +124,21 @@ export type TaskEvent =
       paramsCid: string
       appliedRound: number
       done: boolean
+      /** the incarnation the reporter runs (reports of another are the coordinator's to refuse) */
+      incarnation?: number
+      /** a TrainingState block the reporter published while its group had no leader ('' for none) */
+      stateCid?: string
       nowMs: number
     }
+  | {
+      type: 'state-stored'
+      group: number
+      incarnation: number
+      stateCid: string
+      step: number
+      nowMs: number
+    }
+  | { type: 'state-unavailable'; group: number; stateCid: string; nowMs: number }
   | { type: 'assignment-failed'; peerId: string; group: number; reason: string; nowMs: number }
   | { type: 'outer-sent'; round: number; paramsCid: string; accuracy?: number; nowMs: number }
   | { type: 'member-error'; peerId: string; group: number; error: string; nowMs: number }
@@ -108,6 +152,19 @@ export type TaskEffect =
   | { type: 'resend-outer'; round: number; paramsCid: string; to: string; group: number }
   | { type: 'finalize'; sources: Array<{ group: number; paramsCid: string; from: string }> }
   | { type: 'release'; reason: string }
+  /** fetch a member's TrainingState block into the submitter's store, then report state-stored */
+  | { type: 'fetch-state'; group: number; incarnation: number; stateCid: string; from: string; step: number }
+  /** send the re-formed group its assignments (incarnation > 0, starting from stateCid) */
+  | {
+      type: 'reform'
+      group: number
+      members: string[]
+      incarnation: number
+      stateCid: string
+      vacated: string[]
+    }
+  /** tell these peers the task does not need them (claims not placed) */
+  | { type: 'dismiss'; peers: string[]; reason: string }
   | { type: 'persist' }
 
 export interface StepResult {
@@ -134,6 +191,7 @@ export function newTaskRecord(init: {
   steps: number
   needed: number
   summary: Record<string, unknown>
+  replaceAfterMs?: number
 }): TaskRecord {
   return {
     ...init,
@@ -180,6 +238,58 @@ function sources(record: TaskRecord) {
   return record.groups.map((g) => ({ group: g.group, paramsCid: g.paramsCid, from: g.paramsFrom }))
 }
 
+/** Whether the task takes claims: while staffing, and while a running group waits for new members. */
+export function isRecruiting(record: TaskRecord): boolean {
+  return (
+    record.state === 'staffing' ||
+    (record.state === 'running' && record.groups.some((g) => g.status === 'replacing'))
+  )
+}
+
+/** Re-forms every replacing group that enough spare claimants can fill; dismisses spares nobody needs. */
+function placeSpares(record: TaskRecord, nowMs: number, effects: TaskEffect[]): void {
+  for (const group of record.groups) {
+    if (group.status !== 'replacing' || group.vacated === undefined || group.stateCid === undefined) continue
+    const ranked = rankClaimants(record.spares ?? [])
+    const vacated = group.vacated
+    if (ranked.length < vacated.length) continue
+    const joined = ranked.slice(0, vacated.length).map((c) => c.peerId)
+    record.spares = ranked.slice(vacated.length)
+    const members = [...group.members.filter((m) => !vacated.includes(m)), ...joined]
+    const incarnation = (group.incarnation ?? 0) + 1
+    const step = group.stateStep ?? 0
+    effects.push({
+      type: 'reform',
+      group: group.group,
+      members,
+      incarnation,
+      stateCid: group.stateCid,
+      vacated,
+    })
+    group.reformed = [...(group.reformed ?? []), { incarnation, vacated, joined, step, timeMs: nowMs }]
+    group.members = members
+    group.incarnation = incarnation
+    group.status = 'running'
+    group.step = step
+    group.startStep = step
+    group.leader = ''
+    group.advancedMs = nowMs
+    group.updatedMs = nowMs
+    group.seenMs = Object.fromEntries(members.map((m) => [m, nowMs]))
+    group.failed = []
+    group.vacated = undefined
+    // the new incarnation publishes states of its own if it stalls in turn
+    group.stateCid = undefined
+    group.stateStep = undefined
+    group.stateFetching = undefined
+  }
+  const spares = record.spares ?? []
+  if (spares.length > 0 && !record.groups.some((g) => g.status === 'replacing')) {
+    effects.push({ type: 'dismiss', peers: spares.map((c) => c.peerId), reason: 'not selected' })
+    record.spares = []
+  }
+}
+
 export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
   const record = clone(previous)
   const effects: TaskEffect[] = []
@@ -190,6 +300,21 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
   }
   switch (event.type) {
     case 'claim': {
+      if (record.state === 'running' && isRecruiting(record)) {
+        const peerId = event.claimant.peerId
+        const spares = record.spares ?? []
+        if (
+          record.groups.some((g) => g.members.includes(peerId)) ||
+          spares.some((c) => c.peerId === peerId) ||
+          spares.length >= CLAIMANTS_MAX
+        ) {
+          return { record: previous, effects }
+        }
+        record.spares = [...spares, event.claimant]
+        placeSpares(record, event.nowMs, effects)
+        effects.push({ type: 'persist' })
+        return { record, effects }
+      }
       if (record.state !== 'staffing') return { record: previous, effects }
       if (record.claimants.some((c) => c.peerId === event.claimant.peerId))
         return { record: previous, effects }
@@ -214,6 +339,8 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           paramsFrom: '',
           appliedRound: 0,
           failed: [],
+          incarnation: 0,
+          seenMs: Object.fromEntries(g.members.map((m) => [m, event.nowMs])),
         }))
         effects.push({ type: 'assign', groups: assignment.groups })
       }
@@ -239,13 +366,31 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         return { record: previous, effects }
       }
       let changed = false
+      const replaceAfterMs = record.replaceAfterMs ?? REPLACE_AFTER_MS_DEFAULT
       for (const group of record.groups) {
         if (group.status === 'running' && event.nowMs - group.advancedMs > event.stallMs) {
           group.status = 'stalled'
           changed = true
         }
+        // stalled for replaceAfterMs more: the silent members' places go to new claimants, if the
+        // submitter holds a state to re-form the group from
+        if (
+          group.status === 'stalled' &&
+          record.state === 'running' &&
+          replaceAfterMs > 0 &&
+          group.stateCid !== undefined &&
+          event.nowMs - group.advancedMs > event.stallMs + replaceAfterMs
+        ) {
+          const vacated = group.members.filter((m) => event.nowMs - (group.seenMs?.[m] ?? 0) > event.stallMs)
+          if (vacated.length > 0) {
+            group.status = 'replacing'
+            group.vacated = vacated
+            changed = true
+          }
+        }
       }
       if (!changed) return { record: previous, effects }
+      placeSpares(record, event.nowMs, effects)
       effects.push({ type: 'persist' })
       return { record, effects }
     }
@@ -253,8 +398,26 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       const group = record.groups.find((g) => g.group === event.group)
       if (group === undefined || !group.members.includes(event.from)) return { record: previous, effects }
       if (group.status === 'done') return { record: previous, effects }
+      group.seenMs = { ...group.seenMs, [event.from]: event.nowMs }
+      const stateCid = event.stateCid ?? ''
+      if (
+        stateCid !== '' &&
+        stateCid !== group.stateCid &&
+        stateCid !== group.stateFetching &&
+        event.step >= (group.stateStep ?? 0)
+      ) {
+        group.stateFetching = stateCid
+        effects.push({
+          type: 'fetch-state',
+          group: group.group,
+          incarnation: group.incarnation ?? 0,
+          stateCid,
+          from: event.from,
+          step: event.step,
+        })
+      }
       // a report from a member that is behind the others says little about the group: keep the furthest
-      if (event.step < group.step && !event.done) return { record: previous, effects }
+      if (event.step < group.step && !event.done) return { record, effects }
       if (event.waitingRound > 0 && event.waitingRound <= record.outerRound) {
         // a leader (perhaps a new one) asks again for a round already averaged: send it again
         effects.push({
@@ -265,6 +428,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           group: group.group,
         })
       }
+      const halted = group.status === 'stalled' || group.status === 'replacing'
       if (event.step > group.step) group.advancedMs = event.nowMs
       group.step = event.step
       if (Number.isFinite(event.loss)) group.loss = event.loss
@@ -282,16 +446,19 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         group.waitingRound = event.waitingRound
         group.paramsCid = event.paramsCid
         group.paramsFrom = event.from
-      } else if (event.leader === '' && group.step > 0) {
+      } else if (event.leader === '' && group.step > (group.startStep ?? 0)) {
         // no leader after training started: the group lost its majority (before the first step the
         // first election is still running)
-        group.status = 'stalled'
+        if (group.status !== 'replacing') group.status = 'stalled'
       } else if (group.waitingRound > record.outerRound) {
         group.status = 'waiting'
-      } else if (group.status !== 'stalled' || group.advancedMs === event.nowMs) {
-        // a stalled group is running again once its step advances
+      } else if (!halted || group.advancedMs === event.nowMs) {
+        // a stalled group is running again once its step advances (its members came back)
         group.status = 'running'
+        group.vacated = undefined
       }
+      if (halted && group.status !== 'stalled' && group.status !== 'replacing')
+        placeSpares(record, event.nowMs, effects)
       const slowest = Math.min(...record.groups.map((g) => g.step))
       const losses = record.groups.map((g) => g.loss).filter(Number.isFinite)
       if (losses.length > 0) {
@@ -331,6 +498,22 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           group.status = 'running'
           group.advancedMs = event.nowMs
         }
+      }
+      effects.push({ type: 'persist' })
+      return { record, effects }
+    }
+    case 'state-stored':
+    case 'state-unavailable': {
+      const group = record.groups.find((g) => g.group === event.group)
+      if (group === undefined) return { record: previous, effects }
+      if (group.stateFetching === event.stateCid) group.stateFetching = undefined
+      if (
+        event.type === 'state-stored' &&
+        event.incarnation === (group.incarnation ?? 0) &&
+        event.step >= (group.stateStep ?? 0)
+      ) {
+        group.stateCid = event.stateCid
+        group.stateStep = event.step
       }
       effects.push({ type: 'persist' })
       return { record, effects }

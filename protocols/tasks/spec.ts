@@ -30,6 +30,10 @@ export const REPLICAS_MAX = 15
 export const INFER_SHARDS_MAX = 64
 /** The longest a submitter waits for workers. */
 export const STAFFING_DEADLINE_MS_MAX = 24 * 3600_000
+/** Default of TrainRequest.replaceAfterMs. */
+export const REPLACE_AFTER_MS_DEFAULT = 60_000
+/** Longest TrainRequest.replaceAfterMs. */
+export const REPLACE_AFTER_MS_MAX = 24 * 3600_000
 export const STAFFING_DEADLINE_MS_MIN = 1_000
 export const STAFFING_DEADLINE_MS_DEFAULT = 60_000
 /** No worker anywhere has a buffer this large: a larger requirement is refused outright. */
@@ -116,6 +120,11 @@ const trainRequestSchema = z
     compress: z
       .enum(COMPRESSIONS, { error: `compress must be one of ${COMPRESSIONS.join(', ')}` })
       .default('none'),
+    /**
+     * how long a group that lost its majority waits for its members to return before new claimants
+     * replace them (membership change); 0: never replace
+     */
+    replaceAfterMs: integer('replaceAfterMs', 0, REPLACE_AFTER_MS_MAX).default(REPLACE_AFTER_MS_DEFAULT),
     /** absolute path of a --data file on the submitter's machine; default: MNIST from the package */
     dataFile: z.string({ error: 'dataFile must be a path' }).min(1).max(4096).optional(),
     ...common,

@@ -69,6 +69,7 @@ import {
   type DecodedEntry,
   decodeEntry,
   decodeState,
+  emptyReport,
   encodeEntry,
   encodeState,
   isFinished,
@@ -148,6 +149,17 @@ function validate(init: GroupMemberInit, self: string): void {
   if (init.initialParams && init.initialParams.length !== count) {
     fail(`initialParams has ${init.initialParams.length} values, the model ${count}`)
   }
+  const state = init.initialState
+  if (
+    state &&
+    (state.params.length !== count ||
+      state.firstMoment.length !== count ||
+      state.secondMoment.length !== count)
+  ) {
+    fail(`initialState has ${state.params.length} params, the model ${count}`)
+  }
+  if (state && (state.diverged || state.step > init.steps))
+    fail('initialState is diverged or past the last step')
 }
 
 class Emitter {
@@ -223,8 +235,9 @@ class GroupMemberRuntime implements GroupMember {
       outerEvery: init.outerEvery ?? 0,
     }
     this.backend = init.backend
-    const start = init.initialParams ?? initialParams(init.architecture, init.seed)
-    this.state = createTrainingState(start, this.members)
+    this.state = init.initialState
+      ? adoptState(init.initialState, this.members)
+      : createTrainingState(init.initialParams ?? initialParams(init.architecture, init.seed), this.members)
     this.model = Mlp.initialize(this.backend, init.architecture, init.seed)
     this.plan = new MicroBatchPlan(init.shard.labels.length, init.seed, this.members.length, init.batchSize)
     this.compressor = new GradientCompressor(
@@ -300,6 +313,10 @@ class GroupMemberRuntime implements GroupMember {
 
   params(): Float32Array {
     return this.state.params.slice()
+  }
+
+  encodedState(): Uint8Array {
+    return encodeState(this.state)
   }
 
   stop(): void {
@@ -795,6 +812,20 @@ class GroupMemberRuntime implements GroupMember {
     if (role !== 'leader') this.collecting = undefined
     else this.leaderSinceStep = this.state.step
     queueMicrotask(() => this.pump())
+  }
+}
+
+/**
+ * A copy of `state` for a group of `members` (a re-formed group): the counts of members who left are
+ * dropped (they would grow every state transfer), newcomers start with empty ones.
+ */
+function adoptState(state: TrainingState, members: readonly string[]): TrainingState {
+  return {
+    ...state,
+    params: state.params.slice(),
+    firstMoment: state.firstMoment.slice(),
+    secondMoment: state.secondMoment.slice(),
+    counts: new Map(members.map((member) => [member, state.counts.get(member) ?? emptyReport(member)])),
   }
 }
 

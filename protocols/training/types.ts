@@ -8,6 +8,7 @@ import type { RaftRunnerInit } from '../raft/runner.js'
 import type { RaftStorage } from '../raft/storage.js'
 import type { RaftTransport } from '../raft/transport.js'
 import type { GradientExchange } from './exchange.js'
+import type { TrainingState } from './state.js'
 
 export type AggregateRule = 'mean' | 'median' | 'trimmed-mean'
 export type Compression = 'none' | 'int8'
@@ -77,6 +78,11 @@ export interface GroupMemberInit {
   backend: Backend
   /** starting params (device layout); @default He init from `seed` */
   initialParams?: Float32Array
+  /**
+   * the TrainingState a re-formed group starts from (step, optimizer moments, outer rounds), the same
+   * on every member; takes precedence over initialParams
+   */
+  initialState?: TrainingState
   /** test-only: make this member lie */
   fault?: GradientFault
   /** run an outer step every this many inner steps and after the last one; 0 = never. @default 0 */
@@ -198,6 +204,8 @@ export interface GroupMember {
   finished(): Promise<FinishedEvent>
   /** current params (device layout), a copy */
   params(): Float32Array
+  /** the member's TrainingState, encoded as in snapshots (what a re-formed group can start from) */
+  encodedState(): Uint8Array
   /** stops the Raft member and leaves the gradient exchange; the storage stays open (the caller closes it) */
   stop(): void
 }

@@ -340,6 +340,8 @@ export interface Assignment {
   group: number
   members: Uint8Array<ArrayBuffer>[]
   shardCid: Uint8Array<ArrayBuffer>
+  incarnation: number
+  stateCid: Uint8Array<ArrayBuffer>
 }
 
 export namespace Assignment {
@@ -374,6 +376,16 @@ export namespace Assignment {
           w.bytes(obj.shardCid)
         }
 
+        if ((obj.incarnation != null && obj.incarnation !== 0)) {
+          w.uint32(40)
+          w.uint32(obj.incarnation)
+        }
+
+        if ((obj.stateCid != null && obj.stateCid.byteLength > 0)) {
+          w.uint32(50)
+          w.bytes(obj.stateCid)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -382,7 +394,9 @@ export namespace Assignment {
           taskCid: uint8ArrayAlloc(0),
           group: 0,
           members: [],
-          shardCid: uint8ArrayAlloc(0)
+          shardCid: uint8ArrayAlloc(0),
+          incarnation: 0,
+          stateCid: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -409,6 +423,14 @@ export namespace Assignment {
             }
             case 4: {
               obj.shardCid = reader.bytes()
+              break
+            }
+            case 5: {
+              obj.incarnation = reader.uint32()
+              break
+            }
+            case 6: {
+              obj.stateCid = reader.bytes()
               break
             }
             default: {
@@ -466,6 +488,20 @@ export namespace Assignment {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.incarnation`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.stateCid`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -499,6 +535,16 @@ export namespace Assignment {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface AssignmentIncarnationFieldEvent {
+    field: '$.incarnation'
+    value: number
+  }
+
+  export interface AssignmentStateCidFieldEvent {
+    field: '$.stateCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<Assignment>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Assignment.codec())
   }
@@ -507,7 +553,7 @@ export namespace Assignment {
     return decodeMessage(buf, Assignment.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Assignment>): Generator<AssignmentTaskCidFieldEvent | AssignmentGroupFieldEvent | AssignmentMembersFieldEvent | AssignmentShardCidFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Assignment>): Generator<AssignmentTaskCidFieldEvent | AssignmentGroupFieldEvent | AssignmentMembersFieldEvent | AssignmentShardCidFieldEvent | AssignmentIncarnationFieldEvent | AssignmentStateCidFieldEvent> {
     return streamMessage(buf, Assignment.codec(), opts)
   }
 }
@@ -525,6 +571,8 @@ export interface GroupProgress {
   done: boolean
   error: string
   appliedRound: number
+  incarnation: number
+  stateCid: Uint8Array<ArrayBuffer>
 }
 
 export namespace GroupProgress {
@@ -599,6 +647,16 @@ export namespace GroupProgress {
           w.uint32(obj.appliedRound)
         }
 
+        if ((obj.incarnation != null && obj.incarnation !== 0)) {
+          w.uint32(104)
+          w.uint32(obj.incarnation)
+        }
+
+        if ((obj.stateCid != null && obj.stateCid.byteLength > 0)) {
+          w.uint32(114)
+          w.bytes(obj.stateCid)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -615,7 +673,9 @@ export namespace GroupProgress {
           paramsCid: uint8ArrayAlloc(0),
           done: false,
           error: '',
-          appliedRound: 0
+          appliedRound: 0,
+          incarnation: 0,
+          stateCid: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -674,6 +734,14 @@ export namespace GroupProgress {
             }
             case 12: {
               obj.appliedRound = reader.uint32()
+              break
+            }
+            case 13: {
+              obj.incarnation = reader.uint32()
+              break
+            }
+            case 14: {
+              obj.stateCid = reader.bytes()
               break
             }
             default: {
@@ -787,6 +855,20 @@ export namespace GroupProgress {
               }
               break
             }
+            case 13: {
+              yield {
+                field: `${prefix}.incarnation`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 14: {
+              yield {
+                field: `${prefix}.stateCid`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -860,6 +942,16 @@ export namespace GroupProgress {
     value: number
   }
 
+  export interface GroupProgressIncarnationFieldEvent {
+    field: '$.incarnation'
+    value: number
+  }
+
+  export interface GroupProgressStateCidFieldEvent {
+    field: '$.stateCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<GroupProgress>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, GroupProgress.codec())
   }
@@ -868,7 +960,7 @@ export namespace GroupProgress {
     return decodeMessage(buf, GroupProgress.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GroupProgress>): Generator<GroupProgressTaskCidFieldEvent | GroupProgressGroupFieldEvent | GroupProgressStepFieldEvent | GroupProgressLossFieldEvent | GroupProgressSamplesPerSecondFieldEvent | GroupProgressLeaderFieldEvent | GroupProgressMembersFieldEvent | GroupProgressOuterRoundFieldEvent | GroupProgressParamsCidFieldEvent | GroupProgressDoneFieldEvent | GroupProgressErrorFieldEvent | GroupProgressAppliedRoundFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GroupProgress>): Generator<GroupProgressTaskCidFieldEvent | GroupProgressGroupFieldEvent | GroupProgressStepFieldEvent | GroupProgressLossFieldEvent | GroupProgressSamplesPerSecondFieldEvent | GroupProgressLeaderFieldEvent | GroupProgressMembersFieldEvent | GroupProgressOuterRoundFieldEvent | GroupProgressParamsCidFieldEvent | GroupProgressDoneFieldEvent | GroupProgressErrorFieldEvent | GroupProgressAppliedRoundFieldEvent | GroupProgressIncarnationFieldEvent | GroupProgressStateCidFieldEvent> {
     return streamMessage(buf, GroupProgress.codec(), opts)
   }
 }
@@ -1346,6 +1438,16 @@ export namespace ClaimRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface ClaimRequestAssignmentIncarnationFieldEvent {
+    field: '$.assignment.incarnation'
+    value: number
+  }
+
+  export interface ClaimRequestAssignmentStateCidFieldEvent {
+    field: '$.assignment.stateCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export interface ClaimRequestProgressTaskCidFieldEvent {
     field: '$.progress.taskCid'
     value: Uint8Array<ArrayBuffer>
@@ -1407,6 +1509,16 @@ export namespace ClaimRequest {
     value: number
   }
 
+  export interface ClaimRequestProgressIncarnationFieldEvent {
+    field: '$.progress.incarnation'
+    value: number
+  }
+
+  export interface ClaimRequestProgressStateCidFieldEvent {
+    field: '$.progress.stateCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export interface ClaimRequestOuterTaskCidFieldEvent {
     field: '$.outer.taskCid'
     value: Uint8Array<ArrayBuffer>
@@ -1445,7 +1557,7 @@ export namespace ClaimRequest {
     return decodeMessage(buf, ClaimRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimRequest>): Generator<ClaimRequestClaimTaskCidFieldEvent | ClaimRequestClaimCapabilityBackendFieldEvent | ClaimRequestClaimCapabilityGflopsFieldEvent | ClaimRequestClaimCapabilityMaxBufferBytesFieldEvent | ClaimRequestClaimCapabilityMemoryBytesFieldEvent | ClaimRequestClaimEligibleFieldEvent | ClaimRequestClaimReasonFieldEvent | ClaimRequestAssignmentTaskCidFieldEvent | ClaimRequestAssignmentGroupFieldEvent | ClaimRequestAssignmentMembersFieldEvent | ClaimRequestAssignmentShardCidFieldEvent | ClaimRequestProgressTaskCidFieldEvent | ClaimRequestProgressGroupFieldEvent | ClaimRequestProgressStepFieldEvent | ClaimRequestProgressLossFieldEvent | ClaimRequestProgressSamplesPerSecondFieldEvent | ClaimRequestProgressLeaderFieldEvent | ClaimRequestProgressMembersFieldEvent | ClaimRequestProgressOuterRoundFieldEvent | ClaimRequestProgressParamsCidFieldEvent | ClaimRequestProgressDoneFieldEvent | ClaimRequestProgressErrorFieldEvent | ClaimRequestProgressAppliedRoundFieldEvent | ClaimRequestOuterTaskCidFieldEvent | ClaimRequestOuterGroupFieldEvent | ClaimRequestOuterRoundFieldEvent | ClaimRequestOuterParamsCidFieldEvent | ClaimRequestCancelTaskCidFieldEvent | ClaimRequestCancelReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimRequest>): Generator<ClaimRequestClaimTaskCidFieldEvent | ClaimRequestClaimCapabilityBackendFieldEvent | ClaimRequestClaimCapabilityGflopsFieldEvent | ClaimRequestClaimCapabilityMaxBufferBytesFieldEvent | ClaimRequestClaimCapabilityMemoryBytesFieldEvent | ClaimRequestClaimEligibleFieldEvent | ClaimRequestClaimReasonFieldEvent | ClaimRequestAssignmentTaskCidFieldEvent | ClaimRequestAssignmentGroupFieldEvent | ClaimRequestAssignmentMembersFieldEvent | ClaimRequestAssignmentShardCidFieldEvent | ClaimRequestAssignmentIncarnationFieldEvent | ClaimRequestAssignmentStateCidFieldEvent | ClaimRequestProgressTaskCidFieldEvent | ClaimRequestProgressGroupFieldEvent | ClaimRequestProgressStepFieldEvent | ClaimRequestProgressLossFieldEvent | ClaimRequestProgressSamplesPerSecondFieldEvent | ClaimRequestProgressLeaderFieldEvent | ClaimRequestProgressMembersFieldEvent | ClaimRequestProgressOuterRoundFieldEvent | ClaimRequestProgressParamsCidFieldEvent | ClaimRequestProgressDoneFieldEvent | ClaimRequestProgressErrorFieldEvent | ClaimRequestProgressAppliedRoundFieldEvent | ClaimRequestProgressIncarnationFieldEvent | ClaimRequestProgressStateCidFieldEvent | ClaimRequestOuterTaskCidFieldEvent | ClaimRequestOuterGroupFieldEvent | ClaimRequestOuterRoundFieldEvent | ClaimRequestOuterParamsCidFieldEvent | ClaimRequestCancelTaskCidFieldEvent | ClaimRequestCancelReasonFieldEvent> {
     return streamMessage(buf, ClaimRequest.codec(), opts)
   }
 }

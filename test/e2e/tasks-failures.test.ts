@@ -3,15 +3,18 @@
 // and the group finishes on its majority; a follower dies and comes back and ends with the same params
 // as its group (it caught up, no step lost or applied twice); the submitter dies and restarts and the
 // task and its progress survive; a group that loses its majority is reported stalled and recovers when
-// its members return. Each daemon listens on a fixed loopback port so a restart keeps its address.
+// its members return, or, when they stay away, is re-formed around its survivor with new claimants
+// (membership change) and finishes. Each daemon listens on a fixed loopback port so a restart keeps its address.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { dataDirPaths } from '../../node/store/data-dir.js'
 import { isShardnetProcessAlive, readPidFile } from '../../node/store/pid-file.js'
 import type { TaskView } from '../../node/tasks/coordinator.js'
+import { taskFolders } from '../../node/tasks/records.js'
 import type { AssignedRecord } from '../../node/tasks/worker.js'
 import { tempDataDir, waitUntil } from '../integration/daemon-helpers.js'
 
@@ -193,8 +196,11 @@ describe('training tasks survive daemon failures', () => {
     const returned = await restart(follower, submitter.address)
     byPeer.set(returned.peerId, returned)
 
-    // 3. SIGKILL the submitter mid-task and restart it from its data dir
-    const before = await task(submitter, id)
+    // 3. SIGKILL the submitter mid-task and restart it from its data dir. What must survive is what it
+    // had stored (written atomically); a write still in flight at the kill is lost, and re-reported
+    const before = JSON.parse(
+      await readFile(join(taskFolders(submitter.dataDir).submitted, `${id}.json`), 'utf8'),
+    ) as TaskView
     kill(submitter)
     await new Promise((resolve) => setTimeout(resolve, 2_000))
     submitter = await restart(submitter, undefined)
@@ -225,16 +231,15 @@ describe('training tasks survive daemon failures', () => {
     }
   }, 600_000)
 
+  /** The node with its current pid (earlier tests restarted some daemons), or undefined when it is down. */
+  async function current(node: Node): Promise<Node | undefined> {
+    const pid = await readPidFile(dataDirPaths(node.dataDir).pidFile)
+    return pid !== undefined && isShardnetProcessAlive(pid) ? { ...node, pid } : undefined
+  }
+
   it('reports a group that lost its majority as stalled and recovers when its members return', async () => {
     const submitter = nodes[0]
-    const live = await Promise.all(
-      nodes.slice(1).map(async (node) => {
-        // the first test restarted some of these daemons: their current pid is the pid file's
-        const pid = await readPidFile(dataDirPaths(node.dataDir).pidFile)
-        return pid !== undefined && isShardnetProcessAlive(pid) ? { ...node, pid } : undefined
-      }),
-    )
-    const workers = live.filter((node): node is Node => node !== undefined)
+    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
     const byPeer = new Map(workers.map((node) => [node.peerId, node]))
     const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
       kind: 'train',
@@ -246,6 +251,8 @@ describe('training tasks survive daemon failures', () => {
       batchSize: 32,
       learningRate: 0.003,
       deadlineMs: 60_000,
+      // the idle workers must not replace the killed members before they return
+      replaceAfterMs: 600_000,
     })
     const id = submitted.id
     const running = await waitForTask(submitter, id, (t) => t.groups[0]?.step >= 20, 'step 20')
@@ -278,6 +285,66 @@ describe('training tasks survive daemon failures', () => {
       done.groups[0].members.map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
     )
     expect(outcomes.every((o) => o?.step === 200)).toBe(true)
+    expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+  }, 600_000)
+
+  it('replaces the members of a group that lost its majority with new claimants and finishes', async () => {
+    const submitter = nodes[0]
+    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
+    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const steps = 200
+    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groups: 1,
+      groupSize: 3,
+      steps,
+      batchSize: 32,
+      learningRate: 0.003,
+      deadlineMs: 60_000,
+      replaceAfterMs: 2_000,
+    })
+    const id = submitted.id
+    const running = await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0]?.step >= 20 && t.groups[0].leader !== '',
+      'step 20',
+    )
+    const original = running.groups[0].members
+    // the leader and one follower die for good; the survivor has no majority left
+    const leader = running.groups[0].leader
+    const gone = [leader, original.find((m) => m !== leader)!]
+    const survivor = original.find((m) => !gone.includes(m))!
+    for (const peer of gone) kill(byPeer.get(peer)!)
+    const reformed = await waitForTask(
+      submitter,
+      id,
+      (t) => (t.groups[0].incarnation ?? 0) === 1,
+      'the group to be re-formed with new members',
+      180_000,
+    )
+    const group = reformed.groups[0]
+    expect(group.members).toContain(survivor)
+    expect(group.members.some((m) => gone.includes(m))).toBe(false)
+    expect(group.members).toHaveLength(3)
+    expect(group.reformed).toHaveLength(1)
+    expect(new Set(group.reformed![0].vacated)).toEqual(new Set(gone))
+    // the re-formed group goes on from the survivor's state, not from the start
+    const from = group.reformed![0].step
+    expect(from).toBeGreaterThanOrEqual(running.groups[0].step - 1)
+    await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
+
+    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.accuracy).toBeGreaterThan(0.7)
+    // the survivor and the newcomers applied exactly the same steps of the new incarnation
+    const outcomes = await Promise.all(
+      done.groups[0].members.map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
+    )
+    expect(outcomes.every((o) => o?.step === steps)).toBe(true)
     expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
   }, 600_000)
 })

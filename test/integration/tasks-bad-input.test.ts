@@ -222,6 +222,8 @@ describe('bad task input', () => {
           done: true,
           error: '',
           appliedRound: 0,
+          incarnation: 0,
+          stateCid: new Uint8Array(0),
         },
       }),
     ).rejects.toMatchObject({ status: ClaimResponse.Status.REFUSED })
@@ -232,6 +234,8 @@ describe('bad task input', () => {
           group: 0,
           members: [worker.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>],
           shardCid: unknownCid.bytes as Uint8Array<ArrayBuffer>,
+          incarnation: 0,
+          stateCid: new Uint8Array(0),
         },
       }),
     ).rejects.toMatchObject({

@@ -14,8 +14,10 @@ import { assignGroups, type Claimant } from '../../../protocols/tasks/assignment
 import { ClaimRequest, validateClaimRequest } from '../../../protocols/tasks/claims.js'
 import { decodeDatasetBlock, encodeDatasetBlock } from '../../../protocols/tasks/dataset.js'
 import {
+  isRecruiting,
   newTaskRecord,
   stepTask,
+  type TaskEffect,
   type TaskEvent,
   type TaskRecord,
 } from '../../../protocols/tasks/lifecycle.js'
@@ -412,5 +414,141 @@ describe('task lifecycle', () => {
       'group 0 lost its majority: b could not be assigned: unreachable; c shard unusable',
     )
     expect(effects[0]).toEqual({ type: 'release', reason: ended.error })
+  })
+
+  describe('membership change', () => {
+    const STALL = 100
+    const REPLACE = 1000
+    const three = () =>
+      run(
+        newTaskRecord({
+          id: 't',
+          kind: 'train',
+          createdMs: 0,
+          deadlineMs: 1000,
+          groupCount: 1,
+          groupSize: 3,
+          steps: 50,
+          needed: 3,
+          summary: {},
+          replaceAfterMs: REPLACE,
+        }),
+        [claim('a'), claim('b'), claim('c'), progress('a', 0, { step: 5, leader: 'a', nowMs: 20 })],
+      ).record
+    const tick = (nowMs: number): TaskEvent => ({ type: 'tick', nowMs, stallMs: STALL })
+    // a and b are gone after step 5; c lives on without a leader and offers its state at step 4
+    const stalledWithState = () => {
+      let { record, effects } = run(three(), [
+        progress('c', 0, { step: 4, leader: '', stateCid: 'state-c', nowMs: 30 }),
+        tick(200),
+      ])
+      expect(record.groups[0].status).toBe('stalled')
+      expect(effects).toEqual([
+        { type: 'fetch-state', group: 0, incarnation: 0, stateCid: 'state-c', from: 'c', step: 4 },
+      ])
+      ;({ record, effects } = run(record, [
+        { type: 'state-stored', group: 0, incarnation: 0, stateCid: 'state-c', step: 4, nowMs: 40 },
+        progress('c', 0, { step: 4, leader: '', stateCid: 'state-c', nowMs: 1100 }),
+      ]))
+      expect(effects).toEqual([]) // the same state is not fetched twice
+      return record
+    }
+
+    it('replaces the silent members of a stalled group with new claimants, from a survivor state', () => {
+      let record = stalledWithState()
+      expect(isRecruiting(record)).toBe(false)
+      // not before replaceAfterMs has passed on top of the stall
+      ;({ record } = run(record, [tick(20 + STALL + REPLACE - 1)]))
+      expect(record.groups[0].status).toBe('stalled')
+      ;({ record } = run(record, [tick(20 + STALL + REPLACE + 1)]))
+      expect(record.groups[0].status).toBe('replacing')
+      expect(record.groups[0].vacated).toEqual(['a', 'b'])
+      expect(isRecruiting(record)).toBe(true)
+      // a member and a known spare claim nothing; two newcomers fill the places, the fastest first
+      let effects: TaskEffect[]
+      ;({ record, effects } = run(record, [
+        claim('c', 1200),
+        {
+          type: 'claim',
+          claimant: { peerId: 'd', backend: 'cpu', gflops: 5, maxBufferBytes: 1 },
+          nowMs: 1201,
+        },
+        claim('d', 1202),
+      ]))
+      expect(record.spares?.map((c) => c.peerId)).toEqual(['d'])
+      expect(effects).toEqual([])
+      ;({ record, effects } = run(record, [claim('e', 1300), claim('f', 1301)]))
+      const group = record.groups[0]
+      expect(effects).toEqual([
+        {
+          type: 'reform',
+          group: 0,
+          members: ['c', 'd', 'e'],
+          incarnation: 1,
+          stateCid: 'state-c',
+          vacated: ['a', 'b'],
+        },
+      ])
+      expect(group).toMatchObject({
+        status: 'running',
+        members: ['c', 'd', 'e'],
+        incarnation: 1,
+        step: 4,
+        startStep: 4,
+      })
+      expect(group.reformed).toEqual([
+        { incarnation: 1, vacated: ['a', 'b'], joined: ['d', 'e'], step: 4, timeMs: 1300 },
+      ])
+      expect(group.stateCid).toBeUndefined()
+      expect(isRecruiting(record)).toBe(false)
+      // f came too late: the task takes no claims once every group is staffed
+      expect(record.spares).toEqual([])
+      // the old members are no longer members; the new incarnation runs on (leaderless at its start step
+      // is its first election, not a stall)
+      expect(stepTask(record, progress('a', 0, { step: 9, nowMs: 1400 })).record).toBe(record)
+      ;({ record } = run(record, [progress('d', 0, { step: 4, leader: '', nowMs: 1400 })]))
+      expect(record.groups[0].status).toBe('running')
+      ;({ record } = run(record, [
+        progress('d', 0, { step: 50, leader: 'd', done: true, paramsCid: 'p', nowMs: 1500 }),
+      ]))
+      expect(record.state).toBe('finishing')
+    })
+
+    it('goes on with its own members when they come back before the replacement is complete', () => {
+      const { record: replacing } = run(stalledWithState(), [
+        tick(20 + STALL + REPLACE + 1),
+        claim('d', 1200),
+      ])
+      expect(replacing.groups[0].status).toBe('replacing')
+      const { record, effects } = run(replacing, [progress('a', 0, { step: 6, leader: 'a', nowMs: 1300 })])
+      expect(record.groups[0]).toMatchObject({ status: 'running', members: ['a', 'b', 'c'], incarnation: 0 })
+      expect(record.groups[0].vacated).toBeUndefined()
+      expect(effects).toEqual([{ type: 'dismiss', peers: ['d'], reason: 'not selected' }])
+      expect(isRecruiting(record)).toBe(false)
+    })
+
+    it('does not replace without a state, when nobody is silent, or when replaceAfterMs is 0', () => {
+      // no state was offered
+      let { record } = run(three(), [progress('c', 0, { step: 4, leader: '', nowMs: 30 }), tick(5000)])
+      expect(record.groups[0].status).toBe('stalled')
+      // everyone still reports (no leader, but nobody is gone)
+      ;({ record } = run(stalledWithState(), [
+        progress('a', 0, { step: 4, leader: '', nowMs: 4990 }),
+        progress('b', 0, { step: 4, leader: '', nowMs: 4990 }),
+        progress('c', 0, { step: 4, leader: '', nowMs: 4990 }),
+        tick(5000),
+      ]))
+      expect(record.groups[0].status).toBe('stalled')
+      ;({ record } = run({ ...stalledWithState(), replaceAfterMs: 0 }, [tick(50_000)]))
+      expect(record.groups[0].status).toBe('stalled')
+    })
+
+    it('ignores a state fetched for another incarnation', () => {
+      const record = stalledWithState()
+      const { record: after } = run(record, [
+        { type: 'state-stored', group: 0, incarnation: 1, stateCid: 'other', step: 9, nowMs: 1200 },
+      ])
+      expect(after.groups[0].stateCid).toBe('state-c')
+    })
   })
 })
