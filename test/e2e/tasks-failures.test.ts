@@ -335,6 +335,15 @@ describe('training tasks survive daemon failures', () => {
     const from = group.reformed![0].step
     expect(from).toBeGreaterThanOrEqual(running.groups[0].step - 1)
     await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
+    // a replaced member that comes back resumes its old assignment, is told it was replaced, drops it
+    const returned = await restart(byPeer.get(gone[0])!, submitter.address)
+    await waitUntil(
+      async () => (await outcome(returned, id))?.state === 'cancelled',
+      'the replaced member to drop the task',
+      60_000,
+      250,
+    )
+    expect((await task(submitter, id)).groups[0].members).not.toContain(returned.peerId)
 
     const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
     expect(done.error).toBeUndefined()

@@ -172,6 +172,25 @@ describe('claim requests', () => {
     expect(validateClaimRequest({ outer: { taskCid, group: 0, round: 0, paramsCid: taskCid } })).toBe(
       'outer.round',
     )
+    // a re-formed group's assignment names the state it starts from; the first one names none
+    const members = [peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toMultihash().bytes]
+    const none = new Uint8Array(0)
+    const assignment = { taskCid, group: 0, members, shardCid: taskCid, incarnation: 0, stateCid: none }
+    expect(validateClaimRequest({ assignment })).toBeUndefined()
+    expect(
+      validateClaimRequest({ assignment: { ...assignment, incarnation: 1, stateCid: taskCid } }),
+    ).toBeUndefined()
+    expect(validateClaimRequest({ assignment: { ...assignment, incarnation: 1 } })).toBe(
+      'assignment.stateCid',
+    )
+    expect(validateClaimRequest({ assignment: { ...assignment, stateCid: taskCid } })).toBe(
+      'assignment.stateCid',
+    )
+    expect(
+      validateClaimRequest({
+        assignment: { ...assignment, incarnation: 2, stateCid: new Uint8Array([1, 2]) },
+      }),
+    ).toBe('assignment.stateCid')
   })
 
   it('decode-then-validate never throws on arbitrary bytes', () => {
