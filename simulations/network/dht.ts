@@ -1,21 +1,24 @@
 // A model of Kademlia routing as @libp2p/kad-dht does it: 64-bit prefixes of the sha2-256 DHT keys
 // (XOR order on the prefix is the order on the full key but for ties of probability 2^-64),
-// k-buckets of K_BUCKET_SIZE by common-prefix length, and iterative lookups with ALPHA queries in
-// flight that stop when the K closest peers known have all answered. Routing tables are "ideal"
+// k-buckets of K_BUCKET_SIZE by common-prefix length, and iterative lookups over disjoint paths as
+// the library runs them (see lookup). Routing tables are "ideal"
 // tables: bucket b of a peer holds up to k peers drawn from those sharing exactly b leading bits,
 // which is what a table converges to once refreshes have run; peers that joined later are in the
 // joiner's table, and stale entries (peers since gone) cost a query timeout, as they do for real.
 //
-// A lookup is computed at once (a small pipelined event loop over its own contacts) and returns its
+// A lookup is computed at once (a small event loop over its own contacts) and returns its
 // hop count (the depth of the query that reached the target: 1 when the own table held it),
 // contacts, failures and latency; the caller schedules its completion.
 import type { SeededRandom } from '../../protocols/raft/random.js'
-import { assert } from '../../protocols/raft/types.js'
 import type { PeerTable } from './peers.js'
 
-/** @libp2p/kad-dht 16 defaults (constants.ts): KBUCKET_SIZE and ALPHA. */
+/**
+ * @libp2p/kad-dht 16 defaults (constants.ts, query/manager.ts): K (the bucket size, the peers a
+ * response names and the number of disjoint paths of a lookup) and ALPHA (queries in flight per path).
+ */
 export const K_BUCKET_SIZE = 20
-export const DHT_ALPHA = 3
+export const DHT_DISJOINT_PATHS = 20
+export const DHT_ALPHA = 10
 /** A query to a peer that does not answer is given up after this long (kad-dht's per-peer timeout is longer; peers dialled in a lookup mostly fail fast). */
 export const DHT_QUERY_TIMEOUT_MS = 2000
 /** Most peers one lookup may contact before it gives up (bounds a lookup in a broken network). */
@@ -184,41 +187,70 @@ export class DhtModel {
     return entries.slice(0, count)
   }
 
+  /** Negative when peer a is closer to (hi, lo) than peer b (XOR order). */
+  private compareDistance(a: number, b: number, hi: number, lo: number): number {
+    const ah = (this.keyHi[a] ^ hi) >>> 0
+    const bh = (this.keyHi[b] ^ hi) >>> 0
+    if (ah !== bh) return ah - bh
+    return ((this.keyLo[a] ^ lo) >>> 0) - ((this.keyLo[b] ^ lo) >>> 0)
+  }
+
   /**
-   * An iterative lookup from `origin` for the key of `target` (a peer row) or an arbitrary key.
-   * Pipelined: ALPHA queries in flight; each answer merges the responder's k closest; stops when
-   * the K closest known have all answered or failed.
+   * An iterative lookup from `origin` for the key of `target` (a peer row) or an arbitrary key, as
+   * kad-dht 16's query manager runs it (query/manager.ts, query/query-path.ts): the origin's K closest
+   * peers are dealt (shuffled) over DHT_DISJOINT_PATHS paths; each path queries the closest peer of its
+   * queue first with DHT_ALPHA in flight, queues only peers no path has seen that are strictly closer
+   * to the key than the peer that named them and that would enter the path's K closest answered
+   * peers, skips a queued peer that no longer would (the path converged), and ends when its queue is
+   * empty. The lookup ends when every path has.
    */
   lookup(origin: number, hi: number, lo: number, target = -1): LookupResult {
     const { peers, random } = this.links
-    const depth = new Map<number, number>()
-    const state = new Map<number, number>() // 0 known, 1 in flight, 2 answered, 3 failed
     const result: LookupResult = { hops: 0, depth: 0, contacted: 0, failed: 0, latencyMs: 0, found: false }
-    const known: number[] = []
-    for (const peer of this.closest(origin, hi, lo)) {
-      depth.set(peer, 1)
-      state.set(peer, 0)
-      known.push(peer)
+    const closer = (a: number, b: number) => this.compareDistance(a, b, hi, lo) < 0
+    const insertSorted = (list: number[], peer: number) => {
+      let i = list.length
+      while (i > 0 && closer(peer, list[i - 1])) i--
+      list.splice(i, 0, peer)
     }
-    // in-flight queries: [finishTime, peer, ok]
-    const inFlight: { at: number; peer: number; ok: boolean }[] = []
+    interface Path {
+      /** peers to query, closest first */
+      queue: number[]
+      running: number
+      /** the K closest peers that answered, closest first */
+      answered: number[]
+    }
+    const wouldEnter = (path: Path, peer: number) =>
+      path.answered.length < K_BUCKET_SIZE || closer(peer, path.answered[path.answered.length - 1])
+    const depth = new Map<number, number>()
+    const seen = new Set<number>([origin])
+    const start = this.closest(origin, hi, lo)
+    // the library shuffles the starting peers before dealing them round-robin over the paths
+    for (let i = start.length - 1; i > 0; i--) {
+      const j = random.int(i + 1)
+      ;[start[i], start[j]] = [start[j], start[i]]
+    }
+    const paths: Path[] = []
+    for (let i = 0; i < start.length; i++) {
+      if (i < DHT_DISJOINT_PATHS) paths.push({ queue: [], running: 0, answered: [] })
+      insertSorted(paths[i % DHT_DISJOINT_PATHS].queue, start[i])
+      seen.add(start[i])
+      depth.set(start[i], 1)
+    }
+    // in-flight queries: [finishTime, peer, ok, path]
+    const inFlight: { at: number; peer: number; ok: boolean; path: Path }[] = []
     let now = 0
     while (true) {
-      this.sortByDistance(known, hi, lo)
-      if (known.length > DHT_LOOKUP_CONTACTS_MAX * 2) known.length = DHT_LOOKUP_CONTACTS_MAX * 2
-      // done when the k closest known have all answered or failed
-      let pending = false
-      let launched = 0
-      for (let i = 0, seen = 0; i < known.length && seen < K_BUCKET_SIZE; i++) {
-        const s = state.get(known[i])!
-        if (s === 3) continue
-        seen++
-        if (s === 0 || s === 1) pending = true
-        if (s === 0 && inFlight.length < DHT_ALPHA && result.contacted < DHT_LOOKUP_CONTACTS_MAX) {
-          const peer = known[i]
-          state.set(peer, 1)
+      for (const path of paths) {
+        while (path.running < DHT_ALPHA && path.queue.length > 0) {
+          if (result.contacted >= DHT_LOOKUP_CONTACTS_MAX) {
+            path.queue.length = 0
+            break
+          }
+          const peer = path.queue.shift()!
+          if (!wouldEnter(path, peer)) continue // the path converged past it
+          path.running++
           result.contacted++
-          launched++
           peers.countSent(origin, DHT_QUERY_BYTES)
           const d = depth.get(peer)!
           if (peer === target && result.hops === 0) {
@@ -234,34 +266,34 @@ export class DhtModel {
           const at = ok
             ? now + this.links.latencyMs(origin, peer) + this.links.latencyMs(peer, origin)
             : now + DHT_QUERY_TIMEOUT_MS
-          inFlight.push({ at, peer, ok })
+          inFlight.push({ at, peer, ok, path })
         }
       }
-      if (!pending && inFlight.length === 0) break
-      if (inFlight.length === 0) break // contacts exhausted
+      if (inFlight.length === 0) break // every path's queue is empty
       // next completion
       let first = 0
       for (let i = 1; i < inFlight.length; i++) if (inFlight[i].at < inFlight[first].at) first = i
       const done = inFlight[first]
       inFlight.splice(first, 1)
       now = done.at
+      done.path.running--
       if (!done.ok) {
-        state.set(done.peer, 3)
         result.failed++
         continue
       }
-      state.set(done.peer, 2)
       peers.countReceived(done.peer, DHT_QUERY_BYTES)
       peers.countSent(done.peer, DHT_RESPONSE_BYTES)
       peers.countReceived(origin, DHT_RESPONSE_BYTES)
+      const path = done.path
+      insertSorted(path.answered, done.peer)
+      if (path.answered.length > K_BUCKET_SIZE) path.answered.length = K_BUCKET_SIZE
       const d = depth.get(done.peer)!
-      for (const closer of this.closest(done.peer, hi, lo)) {
-        if (closer === origin || state.has(closer)) continue
-        state.set(closer, 0)
-        depth.set(closer, d + 1)
-        known.push(closer)
+      for (const named of this.closest(done.peer, hi, lo)) {
+        if (seen.has(named) || !closer(named, done.peer) || !wouldEnter(path, named)) continue
+        seen.add(named)
+        depth.set(named, d + 1)
+        insertSorted(path.queue, named)
       }
-      assert(launched >= 0, 'unreachable')
     }
     result.latencyMs = now
     return result
