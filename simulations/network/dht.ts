@@ -22,7 +22,7 @@ export const DHT_ALPHA = 10
 /** A query to a peer that does not answer is given up after this long (kad-dht's per-peer timeout is longer; peers dialled in a lookup mostly fail fast). */
 export const DHT_QUERY_TIMEOUT_MS = 2000
 /** Most peers one lookup may contact before it gives up (bounds a lookup in a broken network). */
-export const DHT_LOOKUP_CONTACTS_MAX = 120
+export const DHT_LOOKUP_CONTACTS_MAX = 2000
 /** Bytes of one FIND_NODE request plus its response of k peer records. */
 export const DHT_QUERY_BYTES = 80
 export const DHT_RESPONSE_BYTES = 40 + K_BUCKET_SIZE * 60
@@ -53,11 +53,60 @@ function commonPrefixLength(aHi: number, aLo: number, bHi: number, bLo: number):
   return lo === 0 ? 64 : 32 + Math.clz32(lo)
 }
 
+/** The queries of one lookup in flight: a binary min-heap on completion time (ties: first pushed first). */
+class QueryHeap<P> {
+  private readonly items: Array<{ at: number; order: number; peer: number; ok: boolean; path: P }> = []
+  private pushed = 0
+
+  push(at: number, peer: number, ok: boolean, path: P): void {
+    const items = this.items
+    const item = { at, order: this.pushed++, peer, ok, path }
+    let i = items.length
+    items.push(item)
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!QueryHeap.before(item, items[parent])) break
+      items[i] = items[parent]
+      i = parent
+    }
+    items[i] = item
+  }
+
+  pop(): { at: number; peer: number; ok: boolean; path: P } | undefined {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (top === undefined || last === undefined || items.length === 0) return top
+    let i = 0
+    while (true) {
+      const left = 2 * i + 1
+      if (left >= items.length) break
+      const right = left + 1
+      const child = right < items.length && QueryHeap.before(items[right], items[left]) ? right : left
+      if (!QueryHeap.before(items[child], last)) break
+      items[i] = items[child]
+      i = child
+    }
+    items[i] = last
+    return top
+  }
+
+  private static before(a: { at: number; order: number }, b: { at: number; order: number }): boolean {
+    return a.at < b.at || (a.at === b.at && a.order < b.order)
+  }
+}
+
 export class DhtModel {
   readonly keyHi: Uint32Array
   readonly keyLo: Uint32Array
+  /** Per peer row: the lookup that last saw it (lookupId) and the depth it was seen at. */
+  private readonly seenBy: Uint32Array
+  private readonly seenDepth: Uint16Array
+  private lookupId = 0
   /** Routing table of each peer (peer rows). */
   readonly tables: (Int32Array | undefined)[] = []
+  /** The tables sorted by key, built on first use (closest); dropped when a table is replaced. */
+  private readonly sortedTables: (Int32Array | undefined)[] = []
   /** Peer rows sorted by key. */
   private sorted: Int32Array
   private sortedCount = 0
@@ -69,6 +118,8 @@ export class DhtModel {
     this.keyHi = new Uint32Array(capacity)
     this.keyLo = new Uint32Array(capacity)
     this.sorted = new Int32Array(capacity)
+    this.seenBy = new Uint32Array(capacity)
+    this.seenDepth = new Uint16Array(capacity)
   }
 
   private lessThan(peer: number, hi: number, lo: number): boolean {
@@ -161,30 +212,74 @@ export class DhtModel {
       if (ownEnd - ownStart <= 1) break
     }
     this.tables[peer] = Int32Array.from(entries)
+    this.sortedTables[peer] = undefined
   }
 
   /** Replaces a routing table with explicit entries (the cross-check loads real nodes' tables). */
   setTable(peer: number, entries: number[]): void {
     this.tables[peer] = Int32Array.from(entries)
+    this.sortedTables[peer] = undefined
   }
 
-  /** Sorts `candidates` by XOR distance to (hi, lo), closest first. */
-  private sortByDistance(candidates: number[], hi: number, lo: number): void {
-    candidates.sort((a, b) => {
-      const ah = (this.keyHi[a] ^ hi) >>> 0
-      const bh = (this.keyHi[b] ^ hi) >>> 0
-      if (ah !== bh) return ah - bh
-      return ((this.keyLo[a] ^ lo) >>> 0) - ((this.keyLo[b] ^ lo) >>> 0)
-    })
-  }
-
-  /** The k closest entries of a peer's table to a key. */
-  closest(peer: number, hi: number, lo: number, count = K_BUCKET_SIZE): number[] {
+  /** A peer's table sorted by key (kept until the table changes). */
+  private sortedTable(peer: number): Int32Array | undefined {
+    const cached = this.sortedTables[peer]
+    if (cached !== undefined) return cached
     const table = this.tables[peer]
-    if (!table) return []
-    const entries = Array.from(table)
-    this.sortByDistance(entries, hi, lo)
-    return entries.slice(0, count)
+    if (!table) return undefined
+    const keyHi = this.keyHi
+    const keyLo = this.keyLo
+    const sorted = Int32Array.from(table).sort((a, b) =>
+      keyHi[a] !== keyHi[b] ? keyHi[a] - keyHi[b] : keyLo[a] - keyLo[b],
+    )
+    this.sortedTables[peer] = sorted
+    return sorted
+  }
+
+  /**
+   * The k closest entries of a peer's table to a key, closest first. In key order the common prefix
+   * with the key only shrinks away from the key's position, and the entries sharing exactly b bits lie
+   * on one side of it (the side of bit b's other value), so whole groups are taken outward, closest
+   * group first, until there are k; only those candidates are ranked by XOR distance.
+   */
+  closest(peer: number, keyHigh: number, keyLow: number, count = K_BUCKET_SIZE): number[] {
+    const sorted = this.sortedTable(peer)
+    if (!sorted) return []
+    // the binary search compares keys as unsigned words (a key word may come in as a signed int32)
+    const hi = keyHigh >>> 0
+    const lo = keyLow >>> 0
+    const keyHi = this.keyHi
+    const keyLo = this.keyLo
+    const prefix = (entry: number) => commonPrefixLength(keyHi[entry], keyLo[entry], hi, lo)
+    // the first position whose key is >= (hi, lo)
+    let low = 0
+    let high = sorted.length
+    while (low < high) {
+      const mid = (low + high) >> 1
+      const entry = sorted[mid]
+      if (keyHi[entry] < hi || (keyHi[entry] === hi && keyLo[entry] < lo)) low = mid + 1
+      else high = mid
+    }
+    let left = low - 1
+    let right = low
+    const candidates: number[] = []
+    while (candidates.length < count && (left >= 0 || right < sorted.length)) {
+      const leftPrefix = left >= 0 ? prefix(sorted[left]) : -1
+      const rightPrefix = right < sorted.length ? prefix(sorted[right]) : -1
+      if (rightPrefix > leftPrefix) {
+        while (right < sorted.length && prefix(sorted[right]) === rightPrefix) candidates.push(sorted[right++])
+      } else {
+        while (left >= 0 && prefix(sorted[left]) === leftPrefix) candidates.push(sorted[left--])
+      }
+    }
+    if (candidates.length > 1)
+      candidates.sort((a, b) => {
+        const ah = (keyHi[a] ^ hi) >>> 0
+        const bh = (keyHi[b] ^ hi) >>> 0
+        return ah !== bh ? ah - bh : ((keyLo[a] ^ lo) >>> 0) - ((keyLo[b] ^ lo) >>> 0)
+      })
+    if (candidates.length > count) candidates.length = count
+    return candidates
   }
 
   /** Negative when peer a is closer to (hi, lo) than peer b (XOR order). */
@@ -210,8 +305,12 @@ export class DhtModel {
     const closer = (a: number, b: number) => this.compareDistance(a, b, hi, lo) < 0
     const insertSorted = (list: number[], peer: number) => {
       let i = list.length
-      while (i > 0 && closer(peer, list[i - 1])) i--
-      list.splice(i, 0, peer)
+      list.push(peer)
+      while (i > 0 && closer(peer, list[i - 1])) {
+        list[i] = list[i - 1]
+        i--
+      }
+      list[i] = peer
     }
     interface Path {
       /** peers to query, closest first */
@@ -222,8 +321,13 @@ export class DhtModel {
     }
     const wouldEnter = (path: Path, peer: number) =>
       path.answered.length < K_BUCKET_SIZE || closer(peer, path.answered[path.answered.length - 1])
-    const depth = new Map<number, number>()
-    const seen = new Set<number>([origin])
+    // seen (by any path) and depth per peer row, stamped with this lookup's id (no per-lookup maps)
+    const id = ++this.lookupId
+    const see = (peer: number, depth: number) => {
+      this.seenBy[peer] = id
+      this.seenDepth[peer] = depth
+    }
+    see(origin, 0)
     const start = this.closest(origin, hi, lo)
     // the library shuffles the starting peers before dealing them round-robin over the paths
     for (let i = start.length - 1; i > 0; i--) {
@@ -234,11 +338,10 @@ export class DhtModel {
     for (let i = 0; i < start.length; i++) {
       if (i < DHT_DISJOINT_PATHS) paths.push({ queue: [], running: 0, answered: [] })
       insertSorted(paths[i % DHT_DISJOINT_PATHS].queue, start[i])
-      seen.add(start[i])
-      depth.set(start[i], 1)
+      see(start[i], 1)
     }
-    // in-flight queries: [finishTime, peer, ok, path]
-    const inFlight: { at: number; peer: number; ok: boolean; path: Path }[] = []
+    // queries in flight, a binary min-heap on their completion time
+    const inFlight = new QueryHeap<Path>()
     let now = 0
     while (true) {
       for (const path of paths) {
@@ -252,7 +355,7 @@ export class DhtModel {
           path.running++
           result.contacted++
           peers.countSent(origin, DHT_QUERY_BYTES)
-          const d = depth.get(peer)!
+          const d = this.seenDepth[peer]
           if (peer === target && result.hops === 0) {
             result.hops = d
             result.found = true
@@ -266,17 +369,14 @@ export class DhtModel {
           const at = ok
             ? now + this.links.latencyMs(origin, peer) + this.links.latencyMs(peer, origin)
             : now + DHT_QUERY_TIMEOUT_MS
-          inFlight.push({ at, peer, ok, path })
+          inFlight.push(at, peer, ok, path)
         }
       }
-      if (inFlight.length === 0) break // every path's queue is empty
-      // next completion
-      let first = 0
-      for (let i = 1; i < inFlight.length; i++) if (inFlight[i].at < inFlight[first].at) first = i
-      const done = inFlight[first]
-      inFlight.splice(first, 1)
+      const done = inFlight.pop()
+      if (done === undefined) break // every path's queue is empty
       now = done.at
-      done.path.running--
+      const path = done.path
+      path.running--
       if (!done.ok) {
         result.failed++
         continue
@@ -284,14 +384,12 @@ export class DhtModel {
       peers.countReceived(done.peer, DHT_QUERY_BYTES)
       peers.countSent(done.peer, DHT_RESPONSE_BYTES)
       peers.countReceived(origin, DHT_RESPONSE_BYTES)
-      const path = done.path
       insertSorted(path.answered, done.peer)
       if (path.answered.length > K_BUCKET_SIZE) path.answered.length = K_BUCKET_SIZE
-      const d = depth.get(done.peer)!
+      const d = this.seenDepth[done.peer]
       for (const named of this.closest(done.peer, hi, lo)) {
-        if (seen.has(named) || !closer(named, done.peer) || !wouldEnter(path, named)) continue
-        seen.add(named)
-        depth.set(named, d + 1)
+        if (this.seenBy[named] === id || !closer(named, done.peer) || !wouldEnter(path, named)) continue
+        see(named, d + 1)
         insertSorted(path.queue, named)
       }
     }

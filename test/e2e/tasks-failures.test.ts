@@ -156,24 +156,41 @@ describe('training tasks survive daemon failures', () => {
     return assignments.find((a) => a.taskId === taskId)
   }
 
+  /** Submits a training task of 3-member groups of the small MLP; returns its id. */
+  async function submitTraining(submitter: Node, fields: Record<string, unknown>): Promise<string> {
+    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
+      kind: 'train',
+      model: 'mnist-mlp',
+      hiddenSizes: [32],
+      groupSize: 3,
+      batchSize: 32,
+      learningRate: 0.003,
+      deadlineMs: 60_000,
+      ...fields,
+    })
+    return submitted.id
+  }
+
+  /** Every listed member applied exactly the same steps: the same final step and params digest. */
+  async function expectSameOutcome(
+    members: string[],
+    byPeer: Map<string, Node>,
+    taskId: string,
+    steps: number,
+  ): Promise<void> {
+    const outcomes = await Promise.all(
+      members.map(async (m) => (await outcome(byPeer.get(m)!, taskId))?.outcome),
+    )
+    expect(outcomes.every((o) => o !== undefined && o.step === steps)).toBe(true)
+    expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+  }
+
   it('finishes after its leader, a follower and the submitter are killed', async () => {
     const network = await startNetwork(7)
     let submitter = network[0]
     const byPeer = new Map(network.map((node) => [node.peerId, node]))
     const steps = 240
-    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
-      kind: 'train',
-      model: 'mnist-mlp',
-      hiddenSizes: [32],
-      groups: 2,
-      groupSize: 3,
-      steps,
-      batchSize: 32,
-      learningRate: 0.003,
-      outerEvery: 80,
-      deadlineMs: 60_000,
-    })
-    const id = submitted.id
+    const id = await submitTraining(submitter, { groups: 2, steps, outerEvery: 80 })
     const running = await waitForTask(
       submitter,
       id,
@@ -221,13 +238,12 @@ describe('training tasks survive daemon failures', () => {
     // every surviving member of each group (the restarted follower included) applied exactly the same
     // steps: same final step, same params digest
     for (const group of done.groups) {
-      const outcomes = await Promise.all(
-        group.members
-          .filter((m) => m !== deadLeader.peerId)
-          .map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
+      await expectSameOutcome(
+        group.members.filter((m) => m !== deadLeader.peerId),
+        byPeer,
+        id,
+        steps,
       )
-      expect(outcomes.every((o) => o !== undefined && o.step === steps)).toBe(true)
-      expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
     }
   }, 600_000)
 
@@ -241,20 +257,8 @@ describe('training tasks survive daemon failures', () => {
     const submitter = nodes[0]
     const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
     const byPeer = new Map(workers.map((node) => [node.peerId, node]))
-    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
-      kind: 'train',
-      model: 'mnist-mlp',
-      hiddenSizes: [32],
-      groups: 1,
-      groupSize: 3,
-      steps: 200,
-      batchSize: 32,
-      learningRate: 0.003,
-      deadlineMs: 60_000,
-      // the idle workers must not replace the killed members before they return
-      replaceAfterMs: 600_000,
-    })
-    const id = submitted.id
+    // the idle workers must not replace the killed members before they return
+    const id = await submitTraining(submitter, { groups: 1, steps: 200, replaceAfterMs: 600_000 })
     const running = await waitForTask(submitter, id, (t) => t.groups[0]?.step >= 20, 'step 20')
     const [a, b] = running.groups[0].members.map((m) => byPeer.get(m)!).slice(0, 2)
     kill(a)
@@ -281,11 +285,7 @@ describe('training tasks survive daemon failures', () => {
     const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
     expect(done.error).toBeUndefined()
     expect(done.state).toBe('completed')
-    const outcomes = await Promise.all(
-      done.groups[0].members.map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
-    )
-    expect(outcomes.every((o) => o?.step === 200)).toBe(true)
-    expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+    await expectSameOutcome(done.groups[0].members, byPeer, id, 200)
   }, 600_000)
 
   it('replaces the members of a group that lost its majority with new claimants and finishes', async () => {
@@ -293,19 +293,7 @@ describe('training tasks survive daemon failures', () => {
     const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
     const byPeer = new Map(workers.map((node) => [node.peerId, node]))
     const steps = 200
-    const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
-      kind: 'train',
-      model: 'mnist-mlp',
-      hiddenSizes: [32],
-      groups: 1,
-      groupSize: 3,
-      steps,
-      batchSize: 32,
-      learningRate: 0.003,
-      deadlineMs: 60_000,
-      replaceAfterMs: 2_000,
-    })
-    const id = submitted.id
+    const id = await submitTraining(submitter, { groups: 1, steps, replaceAfterMs: 2_000 })
     const running = await waitForTask(
       submitter,
       id,
@@ -350,10 +338,6 @@ describe('training tasks survive daemon failures', () => {
     expect(done.state).toBe('completed')
     expect(done.accuracy).toBeGreaterThan(0.7)
     // the survivor and the newcomers applied exactly the same steps of the new incarnation
-    const outcomes = await Promise.all(
-      done.groups[0].members.map(async (m) => (await outcome(byPeer.get(m)!, id))?.outcome),
-    )
-    expect(outcomes.every((o) => o?.step === steps)).toBe(true)
-    expect(new Set(outcomes.map((o) => o!.digest)).size).toBe(1)
+    await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
   }, 600_000)
 })

@@ -407,8 +407,9 @@ describe('task lifecycle', () => {
     expect(record.groups[0].status).toBe('stalled')
   })
 
-  it('runs on when a minority of a group fails and fails when its majority is gone', () => {
-    const three = newTaskRecord({
+  /** A task of one group of three, steps 10 unless told. */
+  const oneGroupOfThree = (fields: Partial<Parameters<typeof newTaskRecord>[0]> = {}) =>
+    newTaskRecord({
       id: 't',
       kind: 'train',
       createdMs: 0,
@@ -418,8 +419,11 @@ describe('task lifecycle', () => {
       steps: 10,
       needed: 3,
       summary: {},
+      ...fields,
     })
-    let { record } = run(three, [claim('a'), claim('b'), claim('c')])
+
+  it('runs on when a minority of a group fails and fails when its majority is gone', () => {
+    let { record } = run(oneGroupOfThree(), [claim('a'), claim('b'), claim('c')])
     ;({ record } = run(record, [
       { type: 'assignment-failed', peerId: 'b', group: 0, reason: 'unreachable', nowMs: 2 },
     ]))
@@ -439,21 +443,12 @@ describe('task lifecycle', () => {
     const STALL = 100
     const REPLACE = 1000
     const three = () =>
-      run(
-        newTaskRecord({
-          id: 't',
-          kind: 'train',
-          createdMs: 0,
-          deadlineMs: 1000,
-          groupCount: 1,
-          groupSize: 3,
-          steps: 50,
-          needed: 3,
-          summary: {},
-          replaceAfterMs: REPLACE,
-        }),
-        [claim('a'), claim('b'), claim('c'), progress('a', 0, { step: 5, leader: 'a', nowMs: 20 })],
-      ).record
+      run(oneGroupOfThree({ steps: 50, replaceAfterMs: REPLACE }), [
+        claim('a'),
+        claim('b'),
+        claim('c'),
+        progress('a', 0, { step: 5, leader: 'a', nowMs: 20 }),
+      ]).record
     const tick = (nowMs: number): TaskEvent => ({ type: 'tick', nowMs, stallMs: STALL })
     // a and b are gone after step 5; c lives on without a leader and offers its state at step 4
     const stalledWithState = () => {

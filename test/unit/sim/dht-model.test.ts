@@ -80,6 +80,31 @@ describe('DHT model lookups', () => {
     expect(result).toMatchObject({ found: true, hops: 2, failed: 1 })
   })
 
+  it('picks the k closest entries of a table exactly as a full XOR sort would', () => {
+    const random = new SeededRandom(9)
+    const { model } = network(600)
+    for (let i = 0; i < 600; i++) {
+      // keys that share long prefixes and differ only in the low word too
+      model.keyHi[i] = i % 3 === 0 ? 0x80000000 + (random.int(4) >>> 0) : random.int(2 ** 32) >>> 0
+      model.keyLo[i] = random.int(2 ** 32) >>> 0
+    }
+    const distance = (peer: number, hi: number, lo: number) =>
+      (BigInt((model.keyHi[peer] ^ hi) >>> 0) << 32n) | BigInt((model.keyLo[peer] ^ lo) >>> 0)
+    for (let trial = 0; trial < 200; trial++) {
+      const owner = random.int(600)
+      const size = random.int(250)
+      const entries = [...new Set(Array.from({ length: size }, () => random.int(600)))]
+      model.setTable(owner, entries)
+      const key = random.int(600)
+      const [hi, lo] = [model.keyHi[key], model.keyLo[key] ^ (trial % 2)]
+      const count = 1 + random.int(25)
+      const expected = [...entries]
+        .sort((a, b) => (distance(a, hi, lo) < distance(b, hi, lo) ? -1 : 1))
+        .slice(0, count)
+      expect(model.closest(owner, hi, lo, count)).toEqual(expected)
+    }
+  })
+
   it('reports not found when no path reaches the target', () => {
     const { model, lookup } = network(8)
     model.setTable(0, [4])
