@@ -267,7 +267,8 @@ export class DhtModel {
       const leftPrefix = left >= 0 ? prefix(sorted[left]) : -1
       const rightPrefix = right < sorted.length ? prefix(sorted[right]) : -1
       if (rightPrefix > leftPrefix) {
-        while (right < sorted.length && prefix(sorted[right]) === rightPrefix) candidates.push(sorted[right++])
+        while (right < sorted.length && prefix(sorted[right]) === rightPrefix)
+          candidates.push(sorted[right++])
       } else {
         while (left >= 0 && prefix(sorted[left]) === leftPrefix) candidates.push(sorted[left--])
       }
