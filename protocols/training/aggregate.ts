@@ -30,14 +30,7 @@ export interface ScreeningResult {
 }
 
 export function l2Norm(values: Float32Array): number {
-  let sum = 0
-  for (let i = 0; i < values.length; i++) sum += values[i] * values[i]
-  return Math.sqrt(sum)
-}
-
-function allFinite(values: Float32Array): boolean {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false
-  return true
+  return Math.sqrt(dotProduct(values, values))
 }
 
 function median(sorted: readonly number[]): number {
@@ -61,12 +54,12 @@ export function screenGradients(
   for (const contribution of contributions) {
     if (contribution.gradient.length !== expectedLength) {
       rejected.push({ member: contribution.member, reason: 'wrong-length' })
-    } else if (!Number.isFinite(contribution.loss) || !allFinite(contribution.gradient)) {
-      rejected.push({ member: contribution.member, reason: 'non-finite' })
     } else {
+      // one pass: the float64 sum of squares is NaN or Infinity exactly when a value is (a float32
+      // squared is at most 1.2e77, so a sum of finite ones never overflows)
       const norm = l2Norm(contribution.gradient)
-      // a finite vector can still have an infinite float64 norm only beyond 1e154 per value
-      if (!Number.isFinite(norm)) rejected.push({ member: contribution.member, reason: 'non-finite' })
+      if (!Number.isFinite(contribution.loss) || !Number.isFinite(norm))
+        rejected.push({ member: contribution.member, reason: 'non-finite' })
       else candidates.push({ contribution, norm })
     }
   }
@@ -152,38 +145,64 @@ export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
  */
 export function agreementScores(accepted: readonly Contribution[]): Map<string, number> {
   const scores = new Map<string, number>()
-  if (accepted.length < 2) return scores
-  const length = accepted[0].gradient.length
-  // the others' sum is formed directly (not as total - own, which loses small values next to a
-  // large one): O(n^2 x length), n being a group's size
-  for (const [k, { member, gradient }] of accepted.entries()) {
-    let dot = 0
-    let ownSquared = 0
-    let othersSquared = 0
-    for (let i = 0; i < length; i++) {
-      let others = 0
-      for (let j = 0; j < accepted.length; j++) if (j !== k) others += accepted[j].gradient[i]
-      const own = gradient[i]
-      dot += own * others
-      ownSquared += own * own
-      othersSquared += others * others
+  const n = accepted.length
+  if (n < 2) return scores
+  // every score is a ratio of sums of the gradients' pairwise dot products (the Gram matrix, float64
+  // sums), n(n+1)/2 passes over the gradients: own . others = sum_j g_k . g_j and
+  // |others|^2 = sum_{i,j} g_i . g_j over the others, with no "total - own" subtraction (which loses
+  // small values next to a large one)
+  const gram = Array.from({ length: n }, () => new Float64Array(n))
+  for (let a = 0; a < n; a++) {
+    for (let b = a; b < n; b++) {
+      const dot = dotProduct(accepted[a].gradient, accepted[b].gradient)
+      gram[a][b] = dot
+      gram[b][a] = dot
     }
-    const denominator = Math.sqrt(ownSquared * othersSquared)
-    scores.set(member, denominator > 0 ? dot / denominator : 0)
+  }
+  for (let k = 0; k < n; k++) {
+    let dot = 0
+    let othersSquared = 0
+    for (let i = 0; i < n; i++) {
+      if (i === k) continue
+      dot += gram[k][i]
+      for (let j = 0; j < n; j++) if (j !== k) othersSquared += gram[i][j]
+    }
+    const denominator = Math.sqrt(gram[k][k] * Math.max(0, othersSquared))
+    scores.set(accepted[k].member, denominator > 0 ? dot / denominator : 0)
   }
   return scores
 }
 
+/** a . b in float64, four running sums (independent additions keep the CPU's pipeline full). */
+function dotProduct(a: Float32Array, b: Float32Array): number {
+  let s0 = 0
+  let s1 = 0
+  let s2 = 0
+  let s3 = 0
+  const end = a.length - (a.length % 4)
+  let i = 0
+  for (; i < end; i += 4) {
+    s0 += a[i] * b[i]
+    s1 += a[i + 1] * b[i + 1]
+    s2 += a[i + 2] * b[i + 2]
+    s3 += a[i + 3] * b[i + 3]
+  }
+  for (; i < a.length; i++) s0 += a[i] * b[i]
+  return s0 + s1 + (s2 + s3)
+}
+
 /**
  * Admitted contributors whose leave-one-out agreement is below `cosineMin`. Needs at least three
- * admitted gradients: with two, neither can be told from the other.
+ * admitted gradients: with two, neither can be told from the other. Pass `scores` when the caller
+ * already has agreementScores(accepted).
  */
 export function findSuspects(
   accepted: readonly Contribution[],
   cosineMin = SUSPECT_COSINE_MIN_DEFAULT,
+  scores: ReadonlyMap<string, number> = agreementScores(accepted),
 ): string[] {
   if (accepted.length < 3) return []
-  return [...agreementScores(accepted)].filter(([, score]) => score < cosineMin).map(([member]) => member)
+  return [...scores].filter(([, score]) => score < cosineMin).map(([member]) => member)
 }
 
 /** Members needed for a quorum: a strict majority of the group. */

@@ -650,7 +650,11 @@ class GroupMemberRuntime implements GroupMember {
       this.init.trimCount ?? 1,
     )
     const scores = agreementScores(screened.accepted)
-    const suspects = findSuspects(screened.accepted, this.init.suspectCosineMin ?? SUSPECT_COSINE_MIN_DEFAULT)
+    const suspects = findSuspects(
+      screened.accepted,
+      this.init.suspectCosineMin ?? SUSPECT_COSINE_MIN_DEFAULT,
+      scores,
+    )
     const loss =
       screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
       screened.accepted.length
