@@ -103,6 +103,10 @@ export class DhtModel {
   private readonly seenBy: Uint32Array
   private readonly seenDepth: Uint16Array
   private lookupId = 0
+  /** closest()'s working space, grown to the longest table seen */
+  private scratchEntries = new Int32Array(0)
+  private scratchHi = new Uint32Array(0)
+  private scratchLo = new Uint32Array(0)
   /** Routing table of each peer (peer rows). */
   readonly tables: (Int32Array | undefined)[] = []
   /** The tables sorted by key, built on first use (closest); dropped when a table is replaced. */
@@ -250,7 +254,6 @@ export class DhtModel {
     const lo = keyLow >>> 0
     const keyHi = this.keyHi
     const keyLo = this.keyLo
-    const prefix = (entry: number) => commonPrefixLength(keyHi[entry], keyLo[entry], hi, lo)
     // the first position whose key is >= (hi, lo)
     let low = 0
     let high = sorted.length
@@ -260,27 +263,50 @@ export class DhtModel {
       if (keyHi[entry] < hi || (keyHi[entry] === hi && keyLo[entry] < lo)) low = mid + 1
       else high = mid
     }
+    // gather whole prefix groups outward, closest group first, into the scratch arrays; each
+    // candidate is inserted in XOR order as it comes (no closures, no allocation: this runs for
+    // every answer of every lookup)
+    if (this.scratchEntries.length < sorted.length) {
+      this.scratchEntries = new Int32Array(sorted.length)
+      this.scratchHi = new Uint32Array(sorted.length)
+      this.scratchLo = new Uint32Array(sorted.length)
+    }
+    const entries = this.scratchEntries
+    const distanceHi = this.scratchHi
+    const distanceLo = this.scratchLo
+    let size = 0
     let left = low - 1
     let right = low
-    const candidates: number[] = []
-    while (candidates.length < count && (left >= 0 || right < sorted.length)) {
-      const leftPrefix = left >= 0 ? prefix(sorted[left]) : -1
-      const rightPrefix = right < sorted.length ? prefix(sorted[right]) : -1
-      if (rightPrefix > leftPrefix) {
-        while (right < sorted.length && prefix(sorted[right]) === rightPrefix)
-          candidates.push(sorted[right++])
-      } else {
-        while (left >= 0 && prefix(sorted[left]) === leftPrefix) candidates.push(sorted[left--])
+    while (size < count && (left >= 0 || right < sorted.length)) {
+      const leftPrefix = left >= 0 ? commonPrefixLength(keyHi[sorted[left]], keyLo[sorted[left]], hi, lo) : -1
+      const rightPrefix =
+        right < sorted.length ? commonPrefixLength(keyHi[sorted[right]], keyLo[sorted[right]], hi, lo) : -1
+      const fromRight = rightPrefix > leftPrefix
+      const groupPrefix = fromRight ? rightPrefix : leftPrefix
+      while (fromRight ? right < sorted.length : left >= 0) {
+        const entry = fromRight ? sorted[right] : sorted[left]
+        const dh = (keyHi[entry] ^ hi) >>> 0
+        const dl = (keyLo[entry] ^ lo) >>> 0
+        // the group ends where the common prefix gets shorter
+        const prefix = dh !== 0 ? Math.clz32(dh) : dl === 0 ? 64 : 32 + Math.clz32(dl)
+        if (prefix !== groupPrefix) break
+        if (fromRight) right++
+        else left--
+        let j = size++
+        while (j > 0 && (dh < distanceHi[j - 1] || (dh === distanceHi[j - 1] && dl < distanceLo[j - 1]))) {
+          entries[j] = entries[j - 1]
+          distanceHi[j] = distanceHi[j - 1]
+          distanceLo[j] = distanceLo[j - 1]
+          j--
+        }
+        entries[j] = entry
+        distanceHi[j] = dh
+        distanceLo[j] = dl
       }
     }
-    if (candidates.length > 1)
-      candidates.sort((a, b) => {
-        const ah = (keyHi[a] ^ hi) >>> 0
-        const bh = (keyHi[b] ^ hi) >>> 0
-        return ah !== bh ? ah - bh : ((keyLo[a] ^ lo) >>> 0) - ((keyLo[b] ^ lo) >>> 0)
-      })
-    if (candidates.length > count) candidates.length = count
-    return candidates
+    const result = new Array<number>(Math.min(size, count))
+    for (let i = 0; i < result.length; i++) result[i] = entries[i]
+    return result
   }
 
   /** Negative when peer a is closer to (hi, lo) than peer b (XOR order). */
