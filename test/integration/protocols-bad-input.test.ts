@@ -24,7 +24,14 @@ import { BLOCKS_PROTOCOL, type BlockStore, MemoryBlockStore } from '../../protoc
 import { announcementToWire, REANNOUNCE_INTERVAL_MIN_MS, TASKS_TOPIC } from '../../protocols/tasks/index.js'
 import { BlockChunk, BlockResponse } from '../../protocols/wire/blocks.js'
 import { TaskAnnouncement } from '../../protocols/wire/tasks.js'
-import { connect, createTestNode, TEST_DHT_PROTOCOL, type TestNode, waitFor } from './protocols-host.js'
+import {
+  connect,
+  createTestNode,
+  TEST_DHT_PROTOCOL,
+  type TestNode,
+  waitFor,
+  waitForGossipLink,
+} from './protocols-host.js'
 
 /** A store that answers every lookup with bytes that do not match the CID: a lying provider. */
 class LyingStore extends MemoryBlockStore implements BlockStore {
@@ -99,14 +106,8 @@ describe('bad input', () => {
     block = new Uint8Array(300_000).map((_, i) => (i * 2654435761) >>> 24)
     blockCid = await honest.services.blocks.put(block)
     await liar.services.blocks.put(block)
-    // publishers send only to peers they know subscribe: wait for the senders to see the receiver
-    await waitFor(
-      () =>
-        [sender, honest].every((n) =>
-          n.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(receiver.peerId)),
-        ),
-      'the senders to see the receiver subscribed',
-    )
+    // publishers send only to peers they know subscribe, over an outbound stream of their own
+    for (const n of [sender, honest]) await waitForGossipLink(n, receiver)
   }, 60_000)
 
   afterAll(async () => {
@@ -457,10 +458,7 @@ describe('bad input', () => {
       })
       const got = await fresh.services.blocks.get(cid, { peers: [receiver.peerId] })
       expect(new TextDecoder().decode(got)).toBe('still here')
-      await waitFor(
-        () => fresh.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(receiver.peerId)),
-        'the fresh node to see the receiver subscribed',
-      )
+      await waitForGossipLink(fresh, receiver)
       const accepted = receiver.services.tasks.counters().accepted
       await fresh.services.tasks.announce({
         taskCid: CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('fine'))),

@@ -121,6 +121,21 @@ export async function createNetwork(count: number, init: TestNodeInit = {}): Pro
 }
 
 /** Waits until every node sees `count - 1` topic peers... or at least one (star topology). */
+/**
+ * Waits until `a` and `b` see each other subscribed to `topic`. A subscription travels on the sender's
+ * outbound gossipsub stream, so then both of those streams are open: gossipsub drops a message to a peer
+ * it has no outbound stream to yet, even one it already knows subscribes (it learned that on the
+ * inbound stream).
+ */
+export async function waitForGossipLink(a: TestNode, b: TestNode, topic = TASKS_TOPIC): Promise<void> {
+  await waitFor(
+    () =>
+      a.services.pubsub.getSubscribers(topic).some((p) => p.equals(b.peerId)) &&
+      b.services.pubsub.getSubscribers(topic).some((p) => p.equals(a.peerId)),
+    `${a.peerId} and ${b.peerId} to see each other subscribed to ${topic}`,
+  )
+}
+
 export async function waitForTopicMesh(nodes: TestNode[], topic = TASKS_TOPIC): Promise<void> {
   await waitFor(
     () => nodes.every((n) => n.services.pubsub.getSubscribers(topic).length >= 1),
