@@ -471,6 +471,9 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       if (record.state === 'running') {
         if (record.groups.every((g) => g.status === 'done')) {
           record.state = 'finishing'
+          // a round every group applied was sent, even if the submitter stopped before recording it
+          const appliedByAll = Math.min(...record.groups.map((g) => g.appliedRound))
+          record.outerRound = Math.max(record.outerRound, appliedByAll)
           effects.push({ type: 'finalize', sources: sources(record) })
         } else {
           const round = record.outerRound + 1
@@ -487,8 +490,11 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       return { record, effects }
     }
     case 'outer-sent': {
-      if (event.round !== record.outerRound + 1) return { record: previous, effects }
-      record.outerRound = event.round
+      // (a round may already be counted: every group applied it and finished before this arrived)
+      const counted =
+        event.round <= record.outerRound && record.outerParamsCids[event.round - 1] === undefined
+      if (event.round !== record.outerRound + 1 && !counted) return { record: previous, effects }
+      record.outerRound = Math.max(record.outerRound, event.round)
       record.averagingRound = 0
       record.outerParamsCids[event.round - 1] = event.paramsCid
       if (event.accuracy !== undefined) record.accuracy = event.accuracy

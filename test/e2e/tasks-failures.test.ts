@@ -292,7 +292,8 @@ describe('training tasks survive daemon failures', () => {
     const submitter = nodes[0]
     const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
     const byPeer = new Map(workers.map((node) => [node.peerId, node]))
-    const steps = 200
+    // long enough that the re-formed group still trains when a replaced member comes back
+    const steps = 400
     const id = await submitTraining(submitter, { groups: 1, steps, replaceAfterMs: 2_000 })
     const running = await waitForTask(
       submitter,
@@ -322,16 +323,20 @@ describe('training tasks survive daemon failures', () => {
     // the re-formed group goes on from the survivor's state, not from the start
     const from = group.reformed![0].step
     expect(from).toBeGreaterThanOrEqual(running.groups[0].step - 1)
-    await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
-    // a replaced member that comes back resumes its old assignment, is told it was replaced, drops it
+    // a replaced member that comes back resumes its old assignment, is told it is no longer a member
+    // (or, should the task have ended meanwhile, that it ended) and drops it
     const returned = await restart(byPeer.get(gone[0])!, submitter.address)
     await waitUntil(
-      async () => (await outcome(returned, id))?.state === 'cancelled',
+      async () => ['cancelled', 'done'].includes((await outcome(returned, id))?.state ?? 'running'),
       'the replaced member to drop the task',
       60_000,
       250,
     )
+    const dropped = (await outcome(returned, id))!
+    if (dropped.state === 'cancelled') expect(dropped.error).toMatch(/not a member of that group|replaced/)
+    expect(dropped.outcome).toBeUndefined() // it did not finish a part of its own
     expect((await task(submitter, id)).groups[0].members).not.toContain(returned.peerId)
+    await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
 
     const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
     expect(done.error).toBeUndefined()

@@ -400,6 +400,35 @@ describe('task lifecycle', () => {
     expect(stepTask(record, progress('a', 0, { step: 11 })).record).toBe(record)
   })
 
+  it('counts the last outer round when every group applied it and finished before it was recorded', () => {
+    let { record } = run(start(), [
+      claim('a'),
+      claim('b'),
+      progress('a', 0, { step: 10, waitingRound: 1, paramsCid: 'pa' }),
+      progress('b', 1, { step: 10, waitingRound: 1, paramsCid: 'pb' }),
+    ])
+    expect(record.averagingRound).toBe(1)
+    // the submitter sent round 1 (the groups applied it and finished) but had not recorded it yet
+    ;({ record } = run(record, [
+      progress('a', 0, { step: 10, done: true, appliedRound: 1, paramsCid: 'fa', nowMs: 20 }),
+      progress('b', 1, { step: 10, done: true, appliedRound: 1, paramsCid: 'fb', nowMs: 21 }),
+    ]))
+    expect(record.state).toBe('finishing')
+    expect(record.outerRound).toBe(1)
+    // the record of the sending, when it comes after all, still keeps the round's params and score
+    ;({ record } = run(record, [
+      { type: 'outer-sent', round: 1, paramsCid: 'avg', accuracy: 0.7, nowMs: 22 },
+    ]))
+    expect(record).toMatchObject({
+      outerRound: 1,
+      outerParamsCids: ['avg'],
+      accuracy: 0.7,
+      averagingRound: 0,
+    })
+    // but a round already recorded is not recorded twice
+    expect(stepTask(record, { type: 'outer-sent', round: 1, paramsCid: 'x', nowMs: 23 }).record).toBe(record)
+  })
+
   it('ignores progress from non-members and marks a leaderless group stalled', () => {
     let { record } = run(start(), [claim('a'), claim('b'), progress('a', 0, { step: 3 })])
     expect(stepTask(record, progress('x', 0, { step: 9 })).record).toBe(record)
