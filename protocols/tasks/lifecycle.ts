@@ -64,8 +64,6 @@ export interface GroupRecord {
   stateStep?: number
   /** a state block being fetched from the member that published it */
   stateFetching?: string
-  /** the step this incarnation started from (0 for the first) */
-  startStep?: number
   /** while `replacing`: the members presumed gone, whose places new claimants take */
   vacated?: string[]
   /** earlier incarnations: who left, when, and the step the group went on from */
@@ -271,7 +269,6 @@ function placeSpares(record: TaskRecord, nowMs: number, effects: TaskEffect[]): 
     group.incarnation = incarnation
     group.status = 'running'
     group.step = step
-    group.startStep = step
     group.leader = ''
     group.advancedMs = nowMs
     group.updatedMs = nowMs
@@ -446,9 +443,9 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         group.waitingRound = event.waitingRound
         group.paramsCid = event.paramsCid
         group.paramsFrom = event.from
-      } else if (event.leader === '' && group.step > (group.startStep ?? 0)) {
-        // no leader after training started: the group lost its majority (before the first step the
-        // first election is still running)
+      } else if (event.leader === '' && group.step > (group.reformed?.at(-1)?.step ?? 0)) {
+        // no leader after training started: the group lost its majority (before the first step of
+        // this incarnation its first election is still running)
         if (group.status !== 'replacing') group.status = 'stalled'
       } else if (group.waitingRound > record.outerRound) {
         group.status = 'waiting'

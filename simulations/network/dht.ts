@@ -131,13 +131,13 @@ export class DhtModel {
     return ph < hi || (ph === hi && this.keyLo[peer] < lo)
   }
 
-  /** First position in `sorted` whose key is >= (hi, lo). */
-  private lowerBound(hi: number, lo: number): number {
+  /** First position in `sorted` (the index, or a key-sorted table) whose key is >= (hi, lo). */
+  private lowerBound(hi: number, lo: number, sorted = this.sorted, count = this.sortedCount): number {
     let low = 0
-    let high = this.sortedCount
+    let high = count
     while (low < high) {
       const mid = (low + high) >> 1
-      if (this.lessThan(this.sorted[mid], hi, lo)) low = mid + 1
+      if (this.lessThan(sorted[mid], hi, lo)) low = mid + 1
       else high = mid
     }
     return low
@@ -254,15 +254,7 @@ export class DhtModel {
     const lo = keyLow >>> 0
     const keyHi = this.keyHi
     const keyLo = this.keyLo
-    // the first position whose key is >= (hi, lo)
-    let low = 0
-    let high = sorted.length
-    while (low < high) {
-      const mid = (low + high) >> 1
-      const entry = sorted[mid]
-      if (keyHi[entry] < hi || (keyHi[entry] === hi && keyLo[entry] < lo)) low = mid + 1
-      else high = mid
-    }
+    const start = this.lowerBound(hi, lo, sorted, sorted.length)
     // gather whole prefix groups outward, closest group first, into the scratch arrays; each
     // candidate is inserted in XOR order as it comes (no closures, no allocation: this runs for
     // every answer of every lookup)
@@ -275,8 +267,8 @@ export class DhtModel {
     const distanceHi = this.scratchHi
     const distanceLo = this.scratchLo
     let size = 0
-    let left = low - 1
-    let right = low
+    let left = start - 1
+    let right = start
     while (size < count && (left >= 0 || right < sorted.length)) {
       const leftPrefix = left >= 0 ? commonPrefixLength(keyHi[sorted[left]], keyLo[sorted[left]], hi, lo) : -1
       const rightPrefix =
@@ -288,8 +280,7 @@ export class DhtModel {
         const dh = (keyHi[entry] ^ hi) >>> 0
         const dl = (keyLo[entry] ^ lo) >>> 0
         // the group ends where the common prefix gets shorter
-        const prefix = dh !== 0 ? Math.clz32(dh) : dl === 0 ? 64 : 32 + Math.clz32(dl)
-        if (prefix !== groupPrefix) break
+        if (commonPrefixLength(keyHi[entry], keyLo[entry], hi, lo) !== groupPrefix) break
         if (fromRight) right++
         else left--
         let j = size++

@@ -537,7 +537,6 @@ describe('task lifecycle', () => {
         members: ['c', 'd', 'e'],
         incarnation: 1,
         step: 4,
-        startStep: 4,
       })
       expect(group.reformed).toEqual([
         { incarnation: 1, vacated: ['a', 'b'], joined: ['d', 'e'], step: 4, timeMs: 1300 },
