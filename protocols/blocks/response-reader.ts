@@ -73,7 +73,8 @@ type Phase = 'response-length' | 'response' | 'header-length' | 'header' | 'data
  * unseen). Resolves once the response frame was handled and, if it planned chunks, all of their data was
  * passed on; later bytes are left unread. Rejects with a ResponseFrameError when the peer breaks the framing
  * or ends the stream early, with what `onResponse` threw, or with the stream's own error when it is aborted
- * or reset (a deadline aborts it).
+ * or reset (a deadline aborts it). The caller may stop waiting (its request failed to leave): a rejection
+ * nobody awaits any more is then dropped, never an unhandled rejection.
  */
 export function readBlockResponse(stream: Stream, onResponse: OnResponse): Promise<void> {
   // the response or the current chunk header, gathered across messages
@@ -181,7 +182,7 @@ export function readBlockResponse(stream: Stream, onResponse: OnResponse): Promi
   // the remote has closed its writable end and everything it sent was handed to us: nothing more will come
   const drained = () => stream.remoteWriteStatus === 'closed' && stream.readBufferLength === 0
 
-  return new Promise<void>((resolve, reject) => {
+  const reading = new Promise<void>((resolve, reject) => {
     const settle = (error?: Error): void => {
       stream.removeEventListener('message', onMessage)
       stream.removeEventListener('close', onClose)
@@ -216,4 +217,6 @@ export function readBlockResponse(stream: Stream, onResponse: OnResponse): Promi
     stream.addEventListener('close', onClose)
     stream.addEventListener('end', onEnd)
   })
+  reading.catch(() => {})
+  return reading
 }

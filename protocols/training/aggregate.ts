@@ -18,6 +18,9 @@ export const STRAGGLER_TIMEOUT_MS_DEFAULT = 250
  */
 export const SUSPECT_COSINE_MIN_DEFAULT = 0.02
 
+/** |sum of the others| / sum of their norms below which agreementScores sums element by element */
+const GRAM_CANCELLATION_RATIO = 1e-3
+
 export interface Contribution {
   member: string
   gradient: Float32Array
@@ -147,10 +150,11 @@ export function agreementScores(accepted: readonly Contribution[]): Map<string, 
   const scores = new Map<string, number>()
   const n = accepted.length
   if (n < 2) return scores
-  // every score is a ratio of sums of the gradients' pairwise dot products (the Gram matrix, float64
-  // sums), n(n+1)/2 passes over the gradients: own . others = sum_j g_k . g_j and
-  // |others|^2 = sum_{i,j} g_i . g_j over the others, with no "total - own" subtraction (which loses
-  // small values next to a large one)
+  // Fast path: every score is a ratio of sums of the gradients' pairwise dot products (the Gram
+  // matrix, float64), n(n+1)/2 passes over the gradients: own . others = sum_j g_k . g_j and
+  // |others|^2 = sum_{i,j} g_i . g_j over the others. Those sums cancel when the others nearly cancel
+  // each other (|others| much smaller than the sum of their norms: a liar sending the negation of an
+  // honest gradient), and then lose every digit; such a score is computed element by element instead.
   const gram = Array.from({ length: n }, () => new Float64Array(n))
   for (let a = 0; a < n; a++) {
     for (let b = a; b < n; b++) {
@@ -162,15 +166,40 @@ export function agreementScores(accepted: readonly Contribution[]): Map<string, 
   for (let k = 0; k < n; k++) {
     let dot = 0
     let othersSquared = 0
+    let normSum = 0
     for (let i = 0; i < n; i++) {
       if (i === k) continue
       dot += gram[k][i]
+      normSum += Math.sqrt(gram[i][i])
       for (let j = 0; j < n; j++) if (j !== k) othersSquared += gram[i][j]
+    }
+    // the Gram sums' rounding is about n^2 * 2^-52 * normSum^2; below this bound it is no longer
+    // negligible next to |others|^2
+    if (othersSquared < GRAM_CANCELLATION_RATIO ** 2 * normSum * normSum) {
+      ;({ dot, othersSquared } = leaveOneOutSums(accepted, k))
     }
     const denominator = Math.sqrt(gram[k][k] * Math.max(0, othersSquared))
     scores.set(accepted[k].member, denominator > 0 ? dot / denominator : 0)
   }
   return scores
+}
+
+/** own . others and |others|^2 for contributor k, the others summed per element in float64. */
+function leaveOneOutSums(
+  accepted: readonly Contribution[],
+  k: number,
+): { dot: number; othersSquared: number } {
+  const own = accepted[k].gradient
+  const others = accepted.filter((_, i) => i !== k).map((contribution) => contribution.gradient)
+  let dot = 0
+  let othersSquared = 0
+  for (let e = 0; e < own.length; e++) {
+    let sum = 0
+    for (const other of others) sum += other[e]
+    dot += own[e] * sum
+    othersSquared += sum * sum
+  }
+  return { dot, othersSquared }
 }
 
 /** a . b in float64, four running sums (independent additions keep the CPU's pipeline full). */

@@ -21,6 +21,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FileBlockStore } from '../../node/store/block-store.js'
 import { BLOCKS_PROTOCOL, type BlockStore, MemoryBlockStore } from '../../protocols/blocks/index.js'
+import { readBlockResponse } from '../../protocols/blocks/response-reader.js'
 import { announcementToWire, REANNOUNCE_INTERVAL_MIN_MS, TASKS_TOPIC } from '../../protocols/tasks/index.js'
 import { BlockChunk, BlockResponse } from '../../protocols/wire/blocks.js'
 import { TaskAnnouncement } from '../../protocols/wire/tasks.js'
@@ -315,6 +316,43 @@ describe('bad input', () => {
           await impatient.stop()
         }
       } finally {
+        await rogue.stop()
+      }
+    })
+    it('leaves no unhandled rejection when the answer breaks off after the fetcher stopped waiting', async () => {
+      // what a fetch does when its request fails to leave (the peer restarts): it stops awaiting the reader,
+      // whose stream then ends early; that rejection must be dropped, not crash a strict process
+      const rogue = await createTestNode()
+      const unhandled: unknown[] = []
+      const onUnhandled = (reason: unknown) => unhandled.push(reason)
+      process.on('unhandledRejection', onUnhandled)
+      try {
+        await rogue.handle(
+          BLOCKS_PROTOCOL,
+          async (stream) => {
+            await lpStream(stream).read()
+            const response = BlockResponse.encode({
+              status: BlockResponse.Status.OK,
+              size: 3000,
+              chunkBytes: 1024,
+            })
+            stream.send(concat(varint(response.byteLength), response))
+            await stream.close().catch(() => {})
+          },
+          { force: true },
+        )
+        await connect(receiver, rogue)
+        const stream = await receiver.dialProtocol(rogue.peerId, BLOCKS_PROTOCOL)
+        const reading = readBlockResponse(stream, () => ({ size: 3000, chunkBytes: 1024, onData: () => {} }))
+        stream.send(concat(varint(2), new Uint8Array([0x0a, 0x00])))
+        await waitFor(() => stream.remoteWriteStatus === 'closed', 'the rogue to end its answer')
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        expect(unhandled).toEqual([])
+        // whoever still awaits it learns why
+        await expect(reading).rejects.toHaveProperty('reason', 'stream-error')
+        await stream.close().catch(() => {})
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
         await rogue.stop()
       }
     })

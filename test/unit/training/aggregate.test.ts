@@ -264,6 +264,31 @@ describe('agreement', () => {
     )
   })
 
+  it('stays exact when the others nearly cancel (a liar negating an honest gradient)', () => {
+    // fast-check's counterexample against the Gram-matrix sums: |others|^2 = 0.098 came out of
+    // sums of 1e12-sized dot products, with the last digit wrong
+    const accepted = [
+      [0, -0.000312500138534233, 0, 0, 0, 0],
+      [0, 0, 0, 0, -999997.8125, 0],
+      [0, 0, 0, 0, 999997.5, 0],
+      [0, 0, 0, 0, -1.1453645032303019e-24, 0],
+    ].map((values, i) => contribution(`m${i}`, values))
+    const scores = agreementScores(accepted)
+    const others = [0, -0.000312500138534233, 0, 0, -0.3125, 0]
+    expect(scores.get('m3')!).toBeCloseTo(0.3125 / Math.hypot(...others), 12)
+    expect(scores.get('m0')).toBe(0)
+    // a and z cancel but for float32 rounding in the last element: b is read against that remainder
+    const honest = f32([1, 2, 3])
+    const liar = f32([-1, -2, -3.0001])
+    const scored = agreementScores([
+      { member: 'a', gradient: honest, loss: 1 },
+      { member: 'z', gradient: liar, loss: 1 },
+      { member: 'b', gradient: f32([0, 0, 1e-3]), loss: 1 },
+    ])
+    expect(scored.get('b')).toBe(-1)
+    expect(scored.get('a')!).toBeCloseTo(-0.9999, 4)
+  })
+
   it('flags the contributor that agrees with nobody, not with fewer than three', () => {
     const honest = [contribution('a', [1, 1, 0, 0]), contribution('b', [1, 0.8, 0.1, 0])]
     const liar = contribution('z', [0, 0, 0, 5])
