@@ -280,13 +280,16 @@ describe('agreement', () => {
     // a and z cancel but for float32 rounding in the last element: b is read against that remainder
     const honest = f32([1, 2, 3])
     const liar = f32([-1, -2, -3.0001])
+    const small = f32([0, 0, 1e-3])
     const scored = agreementScores([
       { member: 'a', gradient: honest, loss: 1 },
       { member: 'z', gradient: liar, loss: 1 },
-      { member: 'b', gradient: f32([0, 0, 1e-3]), loss: 1 },
+      { member: 'b', gradient: small, loss: 1 },
     ])
     expect(scored.get('b')).toBe(-1)
-    expect(scored.get('a')!).toBeCloseTo(-0.9999, 4)
+    const othersOfA = Array.from(liar, (value, i) => value + small[i])
+    const dot = othersOfA.reduce((total, value, i) => total + value * honest[i], 0)
+    expect(scored.get('a')!).toBeCloseTo(dot / (Math.hypot(...honest) * Math.hypot(...othersOfA)), 12)
   })
 
   it('flags the contributor that agrees with nobody, not with fewer than three', () => {
