@@ -19,6 +19,7 @@ import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
 import { REANNOUNCE_INTERVAL_MIN_MS, type TaskGossip } from '../../protocols/tasks/index.js'
 import {
   type GroupRecord,
+  INITIAL_STATE,
   isRecruiting,
   isTerminal,
   newTaskRecord,
@@ -37,8 +38,13 @@ import {
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
 import { averageParams } from '../../protocols/training/outer.js'
-import { bytesToFloats, floatsToBytes, paramsToHostLayers } from '../../protocols/training/params.js'
-import { decodeState } from '../../protocols/training/state.js'
+import {
+  bytesToFloats,
+  floatsToBytes,
+  initialParams,
+  paramsToHostLayers,
+} from '../../protocols/training/params.js'
+import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import { saveModel } from '../executor/model-files.js'
 import type { FileBlockStore } from '../store/block-store.js'
@@ -536,6 +542,39 @@ export class Coordinator {
             type: 'state-unavailable',
             group: effect.group,
             stateCid: effect.stateCid,
+            nowMs: this.now(),
+          })
+        }
+        return
+      }
+      case 'initial-state': {
+        // every member of the group is gone and none left a state: it starts over from the task's seed
+        try {
+          const train = live.spec.train
+          if (train === undefined) throw new Error('not a training task')
+          const state = createTrainingState(initialParams(architectureOf(live.spec), train.seed), [])
+          const cid = await this.init.blocks.put(encodeState(state), { provide: false })
+          log(
+            'task %s: group %d starts over from step 0 (initial state %s)',
+            live.record.id,
+            effect.group,
+            cid,
+          )
+          this.apply(live, {
+            type: 'state-stored',
+            group: effect.group,
+            incarnation: effect.incarnation,
+            stateCid: cid.toString(),
+            step: 0,
+            initial: true,
+            nowMs: this.now(),
+          })
+        } catch (error) {
+          log('building the initial state of group %d failed: %s', effect.group, (error as Error).message)
+          this.apply(live, {
+            type: 'state-unavailable',
+            group: effect.group,
+            stateCid: INITIAL_STATE,
             nowMs: this.now(),
           })
         }

@@ -21,6 +21,11 @@
  *   replacing --enough new claims--> running (incarnation + 1)    stalled/replacing --step advances--> running
  *
  * Members that come back before the re-formation rejoin their group as before.
+ *
+ * A group whose every member went silent before any of them published a state starts over: the
+ * submitter builds the initial TrainingState (step 0, the task's seed) and new claimants re-form the
+ * whole group from it. Its steps are recomputed; at each outer boundary it is sent the round already
+ * averaged (as a new leader is), so it rejoins the other groups with the agreed parameters.
  */
 import { assignGroups, type Claimant, type GroupAssignment, rankClaimants } from './assignment.js'
 import { REPLACE_AFTER_MS_DEFAULT } from './spec.js'
@@ -33,6 +38,8 @@ export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'ca
 export const HISTORY_MAX = 500
 export const DECLINED_MAX = 256
 export const CLAIMANTS_MAX = 1024
+/** `stateFetching` while the submitter builds a group's initial state (every member is gone) */
+export const INITIAL_STATE = 'initial'
 
 export interface GroupRecord {
   group: number
@@ -62,7 +69,7 @@ export interface GroupRecord {
   /** the most advanced TrainingState a live member published while the group had no leader, held by the submitter */
   stateCid?: string
   stateStep?: number
-  /** a state block being fetched from the member that published it */
+  /** a state block being fetched from the member that published it (INITIAL_STATE: being built) */
   stateFetching?: string
   /** while `replacing`: the members presumed gone, whose places new claimants take */
   vacated?: string[]
@@ -134,8 +141,11 @@ export type TaskEvent =
       incarnation: number
       stateCid: string
       step: number
+      /** the state answers an initial-state effect */
+      initial?: boolean
       nowMs: number
     }
+  /** a state could not be fetched (stateCid), or built (stateCid INITIAL_STATE) */
   | { type: 'state-unavailable'; group: number; stateCid: string; nowMs: number }
   | { type: 'assignment-failed'; peerId: string; group: number; reason: string; nowMs: number }
   | { type: 'outer-sent'; round: number; paramsCid: string; accuracy?: number; nowMs: number }
@@ -152,6 +162,8 @@ export type TaskEffect =
   | { type: 'release'; reason: string }
   /** fetch a member's TrainingState block into the submitter's store, then report state-stored */
   | { type: 'fetch-state'; group: number; incarnation: number; stateCid: string; from: string; step: number }
+  /** build the task's initial TrainingState (step 0) as a block, then report state-stored with initial */
+  | { type: 'initial-state'; group: number; incarnation: number }
   /** send the re-formed group its assignments (incarnation > 0, starting from stateCid) */
   | {
       type: 'reform'
@@ -375,13 +387,21 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           group.status === 'stalled' &&
           record.state === 'running' &&
           replaceAfterMs > 0 &&
-          group.stateCid !== undefined &&
           event.nowMs - group.advancedMs > event.stallMs + replaceAfterMs
         ) {
           const vacated = group.members.filter((m) => event.nowMs - (group.seenMs?.[m] ?? 0) > event.stallMs)
-          if (vacated.length > 0) {
+          if (group.stateCid !== undefined && vacated.length > 0) {
             group.status = 'replacing'
             group.vacated = vacated
+            changed = true
+          } else if (
+            group.stateCid === undefined &&
+            group.stateFetching === undefined &&
+            vacated.length === group.members.length
+          ) {
+            // every member is gone and none left a state: the group starts over from step 0
+            group.stateFetching = INITIAL_STATE
+            effects.push({ type: 'initial-state', group: group.group, incarnation: group.incarnation ?? 0 })
             changed = true
           }
         }
@@ -509,7 +529,8 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
     case 'state-unavailable': {
       const group = record.groups.find((g) => g.group === event.group)
       if (group === undefined) return { record: previous, effects }
-      if (group.stateFetching === event.stateCid) group.stateFetching = undefined
+      const awaited = event.type === 'state-stored' && event.initial === true ? INITIAL_STATE : event.stateCid
+      if (group.stateFetching === awaited) group.stateFetching = undefined
       if (
         event.type === 'state-stored' &&
         event.incarnation === (group.incarnation ?? 0) &&

@@ -4,7 +4,8 @@
 // as its group (it caught up, no step lost or applied twice); the submitter dies and restarts and the
 // task and its progress survive; a group that loses its majority is reported stalled and recovers when
 // its members return, or, when they stay away, is re-formed around its survivor with new claimants
-// (membership change) and finishes. Each daemon listens on a fixed loopback port so a restart keeps its address.
+// (membership change) and finishes; a group whose members all die at once starts over from step 0 with
+// new claimants and finishes. Each daemon listens on a fixed loopback port so a restart keeps its address.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -343,6 +344,42 @@ describe('training tasks survive daemon failures', () => {
     expect(done.state).toBe('completed')
     expect(done.accuracy).toBeGreaterThan(0.7)
     // the survivor and the newcomers applied exactly the same steps of the new incarnation
+    await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
+  }, 600_000)
+
+  it('starts a group over with a new claimant when all of its members die before leaving a state', async () => {
+    const submitter = nodes[0]
+    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
+    expect(workers.length).toBeGreaterThanOrEqual(2)
+    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const steps = 300
+    const id = await submitTraining(submitter, { groups: 1, groupSize: 1, steps, replaceAfterMs: 2_000 })
+    const running = await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0]?.step >= 20 && t.groups[0].leader !== '',
+      'step 20',
+    )
+    // the group's only member dies (so does a whole group that dies at once): nobody publishes a state
+    const gone = running.groups[0].members
+    for (const peer of gone) kill(byPeer.get(peer)!)
+    const reformed = await waitForTask(
+      submitter,
+      id,
+      (t) => (t.groups[0].incarnation ?? 0) === 1,
+      'the group to start over with new members',
+      180_000,
+    )
+    const group = reformed.groups[0]
+    expect(group.members).toHaveLength(1)
+    expect(group.members.some((m) => gone.includes(m))).toBe(false)
+    expect(new Set(group.reformed![0].vacated)).toEqual(new Set(gone))
+    expect(group.reformed![0].step).toBe(0)
+
+    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.accuracy).toBeGreaterThan(0.7)
     await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
   }, 600_000)
 })

@@ -14,6 +14,7 @@ import { assignGroups, type Claimant } from '../../../protocols/tasks/assignment
 import { ClaimRequest, validateClaimRequest } from '../../../protocols/tasks/claims.js'
 import { decodeDatasetBlock, encodeDatasetBlock } from '../../../protocols/tasks/dataset.js'
 import {
+  INITIAL_STATE,
   isRecruiting,
   newTaskRecord,
   stepTask,
@@ -570,9 +571,11 @@ describe('task lifecycle', () => {
     })
 
     it('does not replace without a state, when nobody is silent, or when replaceAfterMs is 0', () => {
-      // no state was offered
-      let { record } = run(three(), [progress('c', 0, { step: 4, leader: '', nowMs: 30 }), tick(5000)])
+      // no state was offered (c still reports)
+      let effects: TaskEffect[]
+      let { record } = run(three(), [progress('c', 0, { step: 4, leader: '', nowMs: 4990 }), tick(5000)])
       expect(record.groups[0].status).toBe('stalled')
+      expect(record.groups[0].stateFetching).toBeUndefined()
       // everyone still reports (no leader, but nobody is gone)
       ;({ record } = run(stalledWithState(), [
         progress('a', 0, { step: 4, leader: '', nowMs: 4990 }),
@@ -581,8 +584,56 @@ describe('task lifecycle', () => {
         tick(5000),
       ]))
       expect(record.groups[0].status).toBe('stalled')
-      ;({ record } = run({ ...stalledWithState(), replaceAfterMs: 0 }, [tick(50_000)]))
+      ;({ record, effects } = run({ ...stalledWithState(), replaceAfterMs: 0 }, [tick(50_000)]))
       expect(record.groups[0].status).toBe('stalled')
+      expect(effects).toEqual([])
+    })
+
+    it('starts a group over from step 0 when every member is gone without leaving a state', () => {
+      // a, b and c all went silent after step 5; none published a state
+      let { record, effects } = run(three(), [tick(20 + STALL + REPLACE - 1)])
+      expect(record.groups[0].status).toBe('stalled')
+      expect(effects).toEqual([])
+      ;({ record, effects } = run(record, [tick(20 + STALL + REPLACE + 1)]))
+      expect(effects).toEqual([{ type: 'initial-state', group: 0, incarnation: 0 }])
+      expect(record.groups[0].stateFetching).toBe(INITIAL_STATE)
+      // asked once while it is being built; a failure asks again on the next tick
+      ;({ record, effects } = run(record, [tick(1200)]))
+      expect(effects).toEqual([])
+      ;({ record, effects } = run(record, [
+        { type: 'state-unavailable', group: 0, stateCid: INITIAL_STATE, nowMs: 1210 },
+        tick(1300),
+      ]))
+      expect(effects).toEqual([{ type: 'initial-state', group: 0, incarnation: 0 }])
+      ;({ record } = run(record, [
+        {
+          type: 'state-stored',
+          group: 0,
+          incarnation: 0,
+          stateCid: 'initial-cid',
+          step: 0,
+          initial: true,
+          nowMs: 1310,
+        },
+        tick(1400),
+      ]))
+      expect(record.groups[0]).toMatchObject({ status: 'replacing', vacated: ['a', 'b', 'c'], stateStep: 0 })
+      expect(record.groups[0].stateFetching).toBeUndefined()
+      ;({ record, effects } = run(record, [claim('d', 1500), claim('e', 1501), claim('f', 1502)]))
+      expect(effects).toEqual([
+        {
+          type: 'reform',
+          group: 0,
+          members: ['d', 'e', 'f'],
+          incarnation: 1,
+          stateCid: 'initial-cid',
+          vacated: ['a', 'b', 'c'],
+        },
+      ])
+      expect(record.groups[0]).toMatchObject({ status: 'running', step: 0, incarnation: 1 })
+      expect(record.groups[0].reformed).toEqual([
+        { incarnation: 1, vacated: ['a', 'b', 'c'], joined: ['d', 'e', 'f'], step: 0, timeMs: 1502 },
+      ])
     })
 
     it('ignores a state fetched for another incarnation', () => {
