@@ -636,6 +636,57 @@ describe('task lifecycle', () => {
       ])
     })
 
+    it('a group started over is resent the rounds already averaged and finishes with the others', () => {
+      // two groups of one; round 1 averaged at step 5; a dies at step 7, b finishes
+      let effects: TaskEffect[]
+      let { record } = run({ ...start(), replaceAfterMs: REPLACE }, [
+        claim('a'),
+        claim('b'),
+        progress('a', 0, { step: 5, waitingRound: 1, paramsCid: 'pa', nowMs: 10 }),
+        progress('b', 1, { step: 5, waitingRound: 1, paramsCid: 'pb', nowMs: 10 }),
+        { type: 'outer-sent', round: 1, paramsCid: 'avg', nowMs: 20 },
+        progress('a', 0, { step: 7, appliedRound: 1, nowMs: 30 }),
+        progress('b', 1, { step: 10, done: true, appliedRound: 1, paramsCid: 'fb', nowMs: 40 }),
+        tick(30 + STALL + REPLACE + 1),
+      ])
+      expect(record.groups[0].stateFetching).toBe(INITIAL_STATE)
+      ;({ record, effects } = run(record, [
+        {
+          type: 'state-stored',
+          group: 0,
+          incarnation: 0,
+          stateCid: 'init',
+          step: 0,
+          initial: true,
+          nowMs: 1200,
+        },
+        tick(1201),
+        claim('c', 1202),
+      ]))
+      expect(effects).toEqual([
+        { type: 'reform', group: 0, members: ['c'], incarnation: 1, stateCid: 'init', vacated: ['a'] },
+      ])
+      // c trains again from step 0 and, at the boundary, is handed round 1 as it was averaged
+      ;({ record, effects } = run(record, [
+        progress('c', 0, { step: 5, waitingRound: 1, paramsCid: 'pc', nowMs: 1300 }),
+      ]))
+      expect(effects).toEqual([{ type: 'resend-outer', round: 1, paramsCid: 'avg', to: 'c', group: 0 }])
+      expect(record.groups[0].status).toBe('running')
+      ;({ record, effects } = run(record, [
+        progress('c', 0, { step: 10, done: true, appliedRound: 1, paramsCid: 'fc', nowMs: 1400 }),
+      ]))
+      expect(record.state).toBe('finishing')
+      expect(effects).toEqual([
+        {
+          type: 'finalize',
+          sources: [
+            { group: 0, paramsCid: 'fc', from: 'c' },
+            { group: 1, paramsCid: 'fb', from: 'b' },
+          ],
+        },
+      ])
+    })
+
     it('ignores a state fetched for another incarnation', () => {
       const record = stalledWithState()
       const { record: after } = run(record, [
