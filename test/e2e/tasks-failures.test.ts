@@ -254,10 +254,53 @@ describe('training tasks survive daemon failures', () => {
     return pid !== undefined && isShardnetProcessAlive(pid) ? { ...node, pid } : undefined
   }
 
+  /** The workers up now (earlier tests killed or restarted some), by peer id. */
+  async function liveWorkers(): Promise<Map<string, Node>> {
+    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
+    return new Map(workers.map((node) => [node.peerId, node]))
+  }
+
+  /** Submits a one-group task that replaces silent members after 2 s; returns it once past step 20. */
+  async function trainingPastStep20(submitter: Node, fields: Record<string, unknown>) {
+    const id = await submitTraining(submitter, { groups: 1, replaceAfterMs: 2_000, ...fields })
+    const running = await waitForTask(
+      submitter,
+      id,
+      (t) => t.groups[0]?.step >= 20 && t.groups[0].leader !== '',
+      'step 20',
+    )
+    return { id, running }
+  }
+
+  /** Kills the members `gone` for good; returns the group once re-formed without them. */
+  async function killUntilReformed(submitter: Node, id: string, gone: string[], byPeer: Map<string, Node>) {
+    for (const peer of gone) kill(byPeer.get(peer)!)
+    const reformed = await waitForTask(
+      submitter,
+      id,
+      (t) => (t.groups[0].incarnation ?? 0) === 1,
+      'the group to be re-formed with new members',
+      180_000,
+    )
+    const group = reformed.groups[0]
+    expect(group.members.some((m) => gone.includes(m))).toBe(false)
+    expect(group.reformed).toHaveLength(1)
+    expect(new Set(group.reformed![0].vacated)).toEqual(new Set(gone))
+    return group
+  }
+
+  /** Waits for the end: completed, accurate, every member with the same final params. */
+  async function expectCompleted(submitter: Node, id: string, byPeer: Map<string, Node>, steps: number) {
+    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
+    expect(done.error).toBeUndefined()
+    expect(done.state).toBe('completed')
+    expect(done.accuracy).toBeGreaterThan(0.7)
+    await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
+  }
+
   it('reports a group that lost its majority as stalled and recovers when its members return', async () => {
     const submitter = nodes[0]
-    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
-    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const byPeer = await liveWorkers()
     // the idle workers must not replace the killed members before they return
     const id = await submitTraining(submitter, { groups: 1, steps: 200, replaceAfterMs: 600_000 })
     const running = await waitForTask(submitter, id, (t) => t.groups[0]?.step >= 20, 'step 20')
@@ -291,36 +334,18 @@ describe('training tasks survive daemon failures', () => {
 
   it('replaces the members of a group that lost its majority with new claimants and finishes', async () => {
     const submitter = nodes[0]
-    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
-    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const byPeer = await liveWorkers()
     // long enough that the re-formed group still trains when a replaced member comes back
     const steps = 400
-    const id = await submitTraining(submitter, { groups: 1, steps, replaceAfterMs: 2_000 })
-    const running = await waitForTask(
-      submitter,
-      id,
-      (t) => t.groups[0]?.step >= 20 && t.groups[0].leader !== '',
-      'step 20',
-    )
+    const { id, running } = await trainingPastStep20(submitter, { steps })
     const original = running.groups[0].members
     // the leader and one follower die for good; the survivor has no majority left
     const leader = running.groups[0].leader
     const gone = [leader, original.find((m) => m !== leader)!]
     const survivor = original.find((m) => !gone.includes(m))!
-    for (const peer of gone) kill(byPeer.get(peer)!)
-    const reformed = await waitForTask(
-      submitter,
-      id,
-      (t) => (t.groups[0].incarnation ?? 0) === 1,
-      'the group to be re-formed with new members',
-      180_000,
-    )
-    const group = reformed.groups[0]
+    const group = await killUntilReformed(submitter, id, gone, byPeer)
     expect(group.members).toContain(survivor)
-    expect(group.members.some((m) => gone.includes(m))).toBe(false)
     expect(group.members).toHaveLength(3)
-    expect(group.reformed).toHaveLength(1)
-    expect(new Set(group.reformed![0].vacated)).toEqual(new Set(gone))
     // the re-formed group goes on from the survivor's state, not from the start
     const from = group.reformed![0].step
     expect(from).toBeGreaterThanOrEqual(running.groups[0].step - 1)
@@ -338,48 +363,20 @@ describe('training tasks survive daemon failures', () => {
     expect(dropped.outcome).toBeUndefined() // it did not finish a part of its own
     expect((await task(submitter, id)).groups[0].members).not.toContain(returned.peerId)
     await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
-
-    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
-    expect(done.error).toBeUndefined()
-    expect(done.state).toBe('completed')
-    expect(done.accuracy).toBeGreaterThan(0.7)
     // the survivor and the newcomers applied exactly the same steps of the new incarnation
-    await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
+    await expectCompleted(submitter, id, byPeer, steps)
   }, 600_000)
 
   it('starts a group over with a new claimant when all of its members die before leaving a state', async () => {
     const submitter = nodes[0]
-    const workers = (await Promise.all(nodes.slice(1).map(current))).filter((n): n is Node => n !== undefined)
-    expect(workers.length).toBeGreaterThanOrEqual(2)
-    const byPeer = new Map(workers.map((node) => [node.peerId, node]))
+    const byPeer = await liveWorkers()
+    expect(byPeer.size).toBeGreaterThanOrEqual(2)
     const steps = 300
-    const id = await submitTraining(submitter, { groups: 1, groupSize: 1, steps, replaceAfterMs: 2_000 })
-    const running = await waitForTask(
-      submitter,
-      id,
-      (t) => t.groups[0]?.step >= 20 && t.groups[0].leader !== '',
-      'step 20',
-    )
+    const { id, running } = await trainingPastStep20(submitter, { groupSize: 1, steps })
     // the group's only member dies (so does a whole group that dies at once): nobody publishes a state
-    const gone = running.groups[0].members
-    for (const peer of gone) kill(byPeer.get(peer)!)
-    const reformed = await waitForTask(
-      submitter,
-      id,
-      (t) => (t.groups[0].incarnation ?? 0) === 1,
-      'the group to start over with new members',
-      180_000,
-    )
-    const group = reformed.groups[0]
+    const group = await killUntilReformed(submitter, id, running.groups[0].members, byPeer)
     expect(group.members).toHaveLength(1)
-    expect(group.members.some((m) => gone.includes(m))).toBe(false)
-    expect(new Set(group.reformed![0].vacated)).toEqual(new Set(gone))
     expect(group.reformed![0].step).toBe(0)
-
-    const done = await waitForTask(submitter, id, (t) => ['completed', 'failed'].includes(t.state), 'the end')
-    expect(done.error).toBeUndefined()
-    expect(done.state).toBe('completed')
-    expect(done.accuracy).toBeGreaterThan(0.7)
-    await expectSameOutcome(done.groups[0].members, byPeer, id, steps)
+    await expectCompleted(submitter, id, byPeer, steps)
   }, 600_000)
 })
