@@ -44,7 +44,7 @@ export function formatTask(task: TaskView): string {
       `group ${group.group}    ${group.status.padEnd(9)} step ${group.step}/${task.steps}  loss ${lossText(group.loss)}  ${Math.round(group.samplesPerSecond)} samples/s  leader ${shortPeer(group.leader)}`,
       `           members ${group.members.join(', ')}`,
     )
-    if (group.status === 'replacing' && group.vacated !== undefined)
+    if (group.vacated !== undefined)
       lines.push(
         `           waiting for ${group.vacated.length} new member(s) to replace ${group.vacated.join(', ')}`,
       )

@@ -14,7 +14,12 @@ import { Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/
 import { evaluate } from '../../kernels/models/training.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import type { Claimant } from '../../protocols/tasks/assignment.js'
-import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import {
+  type ClaimReply,
+  type ClaimRequest,
+  ClaimResponse,
+  type ClaimsProtocol,
+} from '../../protocols/tasks/claims.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
 import { REANNOUNCE_INTERVAL_MIN_MS, type TaskGossip } from '../../protocols/tasks/index.js'
 import {
@@ -383,7 +388,7 @@ export class Coordinator {
   // requests from workers
 
   /** Claims and progress for tasks we submitted; UNKNOWN_TASK for anything else. */
-  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
     const cidBytes = request.claim?.taskCid ?? request.progress?.taskCid
     if (cidBytes === undefined)
       return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'not a submitter request' }
@@ -446,6 +451,7 @@ export class Coordinator {
       })
       return { status: ClaimResponse.Status.OK, reason: 'error recorded' }
     }
+    const leader = progress.leader.byteLength > 0 ? peerIdFromBytesString(progress.leader) : ''
     this.apply(live, {
       type: 'progress',
       from: peer,
@@ -453,7 +459,7 @@ export class Coordinator {
       step: progress.step,
       loss: progress.loss,
       samplesPerSecond: progress.samplesPerSecond,
-      leader: progress.leader.byteLength > 0 ? peerIdFromBytesString(progress.leader) : '',
+      leader,
       waitingRound: progress.outerRound,
       paramsCid: progress.paramsCid.byteLength > 0 ? CID.decode(progress.paramsCid).toString() : '',
       appliedRound: progress.appliedRound,
@@ -462,7 +468,14 @@ export class Coordinator {
       stateCid: progress.stateCid.byteLength > 0 ? CID.decode(progress.stateCid).toString() : '',
       nowMs,
     })
-    return { status: ClaimResponse.Status.OK, reason: 'progress recorded' }
+    // the group trains on without silent members: its leader is asked for the state to re-form it from
+    const after = live.record.groups.find((g) => g.group === progress.group)
+    const stateWanted =
+      after?.stateWanted === true &&
+      after.stateCid === undefined &&
+      after.stateFetching === undefined &&
+      leader === peer
+    return { status: ClaimResponse.Status.OK, reason: 'progress recorded', stateWanted }
   }
 
   private tick(): void {
@@ -528,9 +541,10 @@ export class Coordinator {
           const bytes = await this.init.blocks.get(cid, { peers: [peerIdFromString(effect.from)], signal })
           const parameters = parameterCount(architectureOf(live.spec))
           const state = decodeState(bytes, parameters)
-          if (state === undefined || state.step !== effect.step) throw new Error('not a valid training state')
+          // a member that trains on publishes a state at most as far as the step it reports with it
+          if (state === undefined || state.step > effect.step) throw new Error('not a valid training state')
           await this.init.blocks.put(bytes, { provide: false })
-          this.apply(live, { ...effect, type: 'state-stored', nowMs: this.now() })
+          this.apply(live, { ...effect, step: state.step, type: 'state-stored', nowMs: this.now() })
         } catch (error) {
           log(
             'fetching the state of group %d from %s failed: %s',

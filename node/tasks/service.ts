@@ -9,7 +9,12 @@ import { logger } from '@libp2p/logger'
 import type { Backend } from '../../kernels/backend.js'
 import { createBackend } from '../../kernels/index.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import { type ClaimRequest, ClaimResponse, ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import {
+  type ClaimReply,
+  type ClaimRequest,
+  ClaimResponse,
+  ClaimsProtocol,
+} from '../../protocols/tasks/claims.js'
 import type { TaskGossip } from '../../protocols/tasks/index.js'
 import type { GroupMemberComponents } from '../../protocols/training/types.js'
 import type { NodeCapability } from '../executor/capability.js'
@@ -139,7 +144,7 @@ export class TaskService {
     await this.claims.stop()
   }
 
-  private async dispatch(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+  private async dispatch(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
     if (request.claim !== undefined || request.progress !== undefined)
       return this.coordinator.handle(from, request)
     if (request.assignment !== undefined || request.outer !== undefined || request.cancel !== undefined) {

@@ -128,23 +128,8 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
         let leaderSeenMs = Date.now()
         let published: { step: number; outerRounds: number } | undefined
         let publishing = false
-        statusTimer = setInterval(() => {
-          const status = running.status()
-          context.report({
-            step: status.step,
-            leader: status.leader,
-            ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
-          })
-          const nowMs = Date.now()
-          if (status.leader !== '' || status.finished) {
-            leaderSeenMs = nowMs
-            if (published !== undefined) context.report({ stateCid: null })
-            published = undefined
-            return
-          }
-          // leaderless for a while: offer this member's state for a re-formation (once per state)
-          const stale = published?.step !== status.step || published.outerRounds !== status.outerRounds
-          if (nowMs - leaderSeenMs < (init.leaderlessStateMs ?? 3000) || !stale || publishing) return
+        /** Stores this member's state as a block and reports it, for a re-formation of its group. */
+        const publishState = (status: ReturnType<typeof running.status>): void => {
           publishing = true
           context
             .putBlock(running.encodedState())
@@ -156,6 +141,30 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
             .finally(() => {
               publishing = false
             })
+        }
+        statusTimer = setInterval(() => {
+          const status = running.status()
+          context.report({
+            step: status.step,
+            leader: status.leader,
+            ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
+          })
+          const nowMs = Date.now()
+          // the submitter asked for it: the group trains on without members that went silent
+          if (context.takeStateRequest() && !status.finished && !publishing) {
+            publishState(status)
+            return
+          }
+          if (status.leader !== '' || status.finished) {
+            leaderSeenMs = nowMs
+            if (published !== undefined) context.report({ stateCid: null })
+            published = undefined
+            return
+          }
+          // leaderless for a while: offer this member's state for a re-formation (once per state)
+          const stale = published?.step !== status.step || published.outerRounds !== status.outerRounds
+          if (nowMs - leaderSeenMs < (init.leaderlessStateMs ?? 3000) || !stale || publishing) return
+          publishState(status)
         }, init.statusIntervalMs ?? 1000)
         statusTimer.unref()
         const aborted = new Promise<never>((_, reject) => {

@@ -10,7 +10,12 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import { type ClaimRequest, ClaimResponse, type ClaimsProtocol } from '../../protocols/tasks/claims.js'
+import {
+  type ClaimReply,
+  type ClaimRequest,
+  ClaimResponse,
+  type ClaimsProtocol,
+} from '../../protocols/tasks/claims.js'
 import type { ReceivedAnnouncement, TaskGossip } from '../../protocols/tasks/index.js'
 import { decodeTaskSpec, type TaskSpec } from '../../protocols/tasks/spec.js'
 import type { GroupProgress } from '../../protocols/wire/claims.js'
@@ -60,6 +65,9 @@ export interface ExecutionContext {
   putBlock(bytes: Uint8Array): Promise<CID>
   /** merges fields into the progress report; `urgent` sends at once instead of at the next interval */
   report(update: ProgressUpdate, urgent?: boolean): void
+  /** true once after the submitter asked for this member's state (to re-form its group without
+   * members that went silent): publish it and report its block */
+  takeStateRequest(): boolean
   /** resolves with the averaged params' CID of an outer round once the submitter sends it */
   outerUpdate(round: number): Promise<CID>
   /** stores the outcome of this node's part in the durable assignment record */
@@ -105,6 +113,8 @@ interface Running {
   outerCids: Map<number, CID>
   outerWaiters: Map<number, Array<(cid: CID) => void>>
   sending: boolean
+  /** the submitter asked for this member's state in its last progress reply */
+  stateWanted: boolean
 }
 
 export class Worker {
@@ -212,7 +222,7 @@ export class Worker {
   // -------------------------------------------------------------------------------------------------
   // requests from submitters
 
-  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimResponse> {
+  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
     if (request.assignment !== undefined) return this.onAssignment(from, request.assignment)
     const part = request.outer ?? request.cancel
     if (part === undefined)
@@ -242,7 +252,7 @@ export class Worker {
   private async onAssignment(
     from: PeerId,
     assignment: NonNullable<ClaimRequest['assignment']>,
-  ): Promise<ClaimResponse> {
+  ): Promise<ClaimReply> {
     const id = CID.decode(assignment.taskCid).toString()
     const members = assignment.members.map((m) => peerIdFromBytes(m)!.toString())
     if (!members.includes(this.init.peerId.toString())) {
@@ -328,6 +338,7 @@ export class Worker {
       outerCids: new Map(),
       outerWaiters: new Map(),
       sending: false,
+      stateWanted: false,
     }
     this.running.set(record.taskId, task)
     task.timer = setInterval(() => void this.sendProgress(task), this.init.progressIntervalMs ?? 1000)
@@ -378,6 +389,11 @@ export class Worker {
         fetchBlock,
         putBlock: (bytes) => this.init.blocks.put(bytes, { provide: false }),
         report: (update, urgent) => this.merge(task, update, urgent === true),
+        takeStateRequest: () => {
+          const wanted = task.stateWanted
+          task.stateWanted = false
+          return wanted
+        },
         outerUpdate: (round) => this.outerUpdate(task, round, signal),
         recordOutcome: async (outcome) => {
           task.record = { ...task.record, outcome }
@@ -454,11 +470,12 @@ export class Worker {
         task.urgent = false
         const progress = { ...task.progress }
         try {
-          await this.init.claims.send(
+          const response = await this.init.claims.send(
             peerIdFromString(task.record.submitter),
             { progress },
             { signal: this.shutdown.signal },
           )
+          if (response.stateWanted) task.stateWanted = true
         } catch (error) {
           const message = (error as Error).message
           log('progress report for %s failed: %s', task.record.taskId, message)

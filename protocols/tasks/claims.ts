@@ -46,7 +46,9 @@ export interface ClaimsHost {
   dialProtocol(peer: PeerId, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
 }
 
-export type ClaimHandler = (from: PeerId, request: ClaimRequest) => Promise<ClaimResponse>
+/** What a handler answers: a ClaimResponse whose optional fields may be left out. */
+export type ClaimReply = Pick<ClaimResponse, 'status' | 'reason'> & Partial<ClaimResponse>
+export type ClaimHandler = (from: PeerId, request: ClaimRequest) => Promise<ClaimReply>
 
 export interface ClaimsProtocolInit {
   host: ClaimsHost
@@ -190,7 +192,7 @@ export class ClaimsProtocol {
         await stream.close({ signal })
         return
       }
-      let response: ClaimResponse
+      let response: ClaimReply
       try {
         response = await this.init.handler(connection.remotePeer, request)
       } catch (error) {
@@ -199,7 +201,11 @@ export class ClaimsProtocol {
         response = { status: ClaimResponse.Status.REFUSED, reason: 'internal error' }
       }
       await lp.write(
-        ClaimResponse.encode({ ...response, reason: response.reason.slice(0, REASON_LENGTH_MAX) }),
+        ClaimResponse.encode({
+          stateWanted: false,
+          ...response,
+          reason: response.reason.slice(0, REASON_LENGTH_MAX),
+        }),
         { signal },
       )
       await stream.close({ signal })

@@ -22,6 +22,13 @@
  *
  * Members that come back before the re-formation rejoin their group as before.
  *
+ * A group that still trains on its majority while some of its members stay silent for `stallMs` +
+ * `replaceAfterMs` is re-formed the same way, without stopping first: the submitter asks the next
+ * member that reports to publish its TrainingState (`stateWanted`, answered in the progress reply),
+ * and once it holds that state the silent members are `vacated` and new claimants take their places.
+ * The group trains on meanwhile; the steps it commits after that state are recomputed by the new
+ * incarnation. A vacated member that reports again before then keeps its place.
+ *
  * A group whose every member went silent before any of them published a state starts over: the
  * submitter builds the initial TrainingState (step 0, the task's seed) and new claimants re-form the
  * whole group from it. Its steps are recomputed; at each outer boundary it is sent the round already
@@ -71,8 +78,11 @@ export interface GroupRecord {
   stateStep?: number
   /** a state block being fetched from the member that published it (INITIAL_STATE: being built) */
   stateFetching?: string
-  /** while `replacing`: the members presumed gone, whose places new claimants take */
+  /** the members presumed gone, whose places new claimants take (status `replacing`, or a group
+   * that trains on its majority meanwhile) */
   vacated?: string[]
+  /** the group trains on without some members: the next member that reports is asked for its state */
+  stateWanted?: boolean
   /** earlier incarnations: who left, when, and the step the group went on from */
   reformed?: Array<{ incarnation: number; vacated: string[]; joined: string[]; step: number; timeMs: number }>
 }
@@ -252,14 +262,14 @@ function sources(record: TaskRecord) {
 export function isRecruiting(record: TaskRecord): boolean {
   return (
     record.state === 'staffing' ||
-    (record.state === 'running' && record.groups.some((g) => g.status === 'replacing'))
+    (record.state === 'running' && record.groups.some((g) => g.vacated !== undefined))
   )
 }
 
 /** Re-forms every replacing group that enough spare claimants can fill; dismisses spares nobody needs. */
 function placeSpares(record: TaskRecord, nowMs: number, effects: TaskEffect[]): void {
   for (const group of record.groups) {
-    if (group.status !== 'replacing' || group.vacated === undefined || group.stateCid === undefined) continue
+    if (group.vacated === undefined || group.stateCid === undefined) continue
     const ranked = rankClaimants(record.spares ?? [])
     const vacated = group.vacated
     if (ranked.length < vacated.length) continue
@@ -287,13 +297,14 @@ function placeSpares(record: TaskRecord, nowMs: number, effects: TaskEffect[]): 
     group.seenMs = Object.fromEntries(members.map((m) => [m, nowMs]))
     group.failed = []
     group.vacated = undefined
+    group.stateWanted = undefined
     // the new incarnation publishes states of its own if it stalls in turn
     group.stateCid = undefined
     group.stateStep = undefined
     group.stateFetching = undefined
   }
   const spares = record.spares ?? []
-  if (spares.length > 0 && !record.groups.some((g) => g.status === 'replacing')) {
+  if (spares.length > 0 && !record.groups.some((g) => g.vacated !== undefined)) {
     effects.push({ type: 'dismiss', peers: spares.map((c) => c.peerId), reason: 'not selected' })
     record.spares = []
   }
@@ -406,6 +417,36 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           }
         }
       }
+      for (const group of record.groups) {
+        // a group training on its majority without members silent for stallMs + replaceAfterMs: ask
+        // for a fresh state, then vacate their places
+        if (
+          (group.status !== 'running' && group.status !== 'waiting') ||
+          group.vacated !== undefined ||
+          record.state !== 'running' ||
+          replaceAfterMs <= 0
+        ) {
+          continue
+        }
+        const silent = group.members.filter(
+          (m) => event.nowMs - (group.seenMs?.[m] ?? 0) > event.stallMs + replaceAfterMs,
+        )
+        if (silent.length === 0) {
+          if (group.stateWanted === true) {
+            group.stateWanted = undefined
+            changed = true
+          }
+        } else if (group.stateWanted !== true) {
+          // a state published before this (while leaderless) is stale: wait for a fresh one
+          group.stateWanted = true
+          group.stateCid = undefined
+          group.stateStep = undefined
+          changed = true
+        } else if (group.stateCid !== undefined) {
+          group.vacated = silent
+          changed = true
+        }
+      }
       if (!changed) return { record: previous, effects }
       placeSpares(record, event.nowMs, effects)
       effects.push({ type: 'persist' })
@@ -416,6 +457,15 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       if (group === undefined || !group.members.includes(event.from)) return { record: previous, effects }
       if (group.status === 'done') return { record: previous, effects }
       group.seenMs = { ...group.seenMs, [event.from]: event.nowMs }
+      // a vacated member of a group that trains on without it reports again: it keeps its place
+      const minorityReturned =
+        group.status !== 'replacing' &&
+        group.status !== 'stalled' &&
+        group.vacated?.includes(event.from) === true
+      if (minorityReturned) {
+        group.vacated = undefined
+        group.stateWanted = undefined
+      }
       const stateCid = event.stateCid ?? ''
       if (
         stateCid !== '' &&
@@ -472,9 +522,9 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       } else if (!halted || group.advancedMs === event.nowMs) {
         // a stalled group is running again once its step advances (its members came back)
         group.status = 'running'
-        group.vacated = undefined
+        if (halted) group.vacated = undefined
       }
-      if (halted && group.status !== 'stalled' && group.status !== 'replacing')
+      if ((halted && group.status !== 'stalled' && group.status !== 'replacing') || minorityReturned)
         placeSpares(record, event.nowMs, effects)
       const slowest = Math.min(...record.groups.map((g) => g.step))
       const losses = record.groups.map((g) => g.loss).filter(Number.isFinite)

@@ -1565,6 +1565,7 @@ export namespace ClaimRequest {
 export interface ClaimResponse {
   status: ClaimResponse.Status
   reason: string
+  stateWanted: boolean
 }
 
 export namespace ClaimResponse {
@@ -1609,13 +1610,19 @@ export namespace ClaimResponse {
           w.string(obj.reason)
         }
 
+        if ((obj.stateWanted != null && obj.stateWanted !== false)) {
+          w.uint32(24)
+          w.bool(obj.stateWanted)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           status: Status.STATUS_UNSPECIFIED,
-          reason: ''
+          reason: '',
+          stateWanted: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1630,6 +1637,10 @@ export namespace ClaimResponse {
             }
             case 2: {
               obj.reason = reader.string()
+              break
+            }
+            case 3: {
+              obj.stateWanted = reader.bool()
               break
             }
             default: {
@@ -1661,6 +1672,13 @@ export namespace ClaimResponse {
               }
               break
             }
+            case 3: {
+              yield {
+                field: `${prefix}.stateWanted`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1683,6 +1701,11 @@ export namespace ClaimResponse {
     value: string
   }
 
+  export interface ClaimResponseStateWantedFieldEvent {
+    field: '$.stateWanted'
+    value: boolean
+  }
+
   export function encode (obj: Partial<ClaimResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ClaimResponse.codec())
   }
@@ -1691,7 +1714,7 @@ export namespace ClaimResponse {
     return decodeMessage(buf, ClaimResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimResponse>): Generator<ClaimResponseStatusFieldEvent | ClaimResponseReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimResponse>): Generator<ClaimResponseStatusFieldEvent | ClaimResponseReasonFieldEvent | ClaimResponseStateWantedFieldEvent> {
     return streamMessage(buf, ClaimResponse.codec(), opts)
   }
 }

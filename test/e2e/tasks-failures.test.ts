@@ -5,7 +5,8 @@
 // task and its progress survive; a group that loses its majority is reported stalled and recovers when
 // its members return, or, when they stay away, is re-formed around its survivor with new claimants
 // (membership change) and finishes; a group whose members all die at once starts over from step 0 with
-// new claimants and finishes. Each daemon listens on a fixed loopback port so a restart keeps its address.
+// new claimants and finishes; a member that stays away while its group trains on its majority is
+// replaced the same way, from the leader's state. Each daemon listens on a fixed loopback port so a restart keeps its address.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -364,6 +365,23 @@ describe('training tasks survive daemon failures', () => {
     expect((await task(submitter, id)).groups[0].members).not.toContain(returned.peerId)
     await waitForTask(submitter, id, (t) => t.groups[0].step > from, 'the re-formed group to train', 120_000)
     // the survivor and the newcomers applied exactly the same steps of the new incarnation
+    await expectCompleted(submitter, id, byPeer, steps)
+  }, 600_000)
+
+  it('replaces a member that stays away while its group trains on, from the state of its leader', async () => {
+    const submitter = nodes[0]
+    const byPeer = await liveWorkers()
+    // long enough to outlast the submitter's stall timeout (15 s) and the replacement delay (2 s)
+    const steps = 2000
+    const { id, running } = await trainingPastStep20(submitter, { steps })
+    const original = running.groups[0].members
+    // a follower dies for good; the other two keep a majority and train on
+    const gone = original.find((m) => m !== running.groups[0].leader)!
+    const group = await killUntilReformed(submitter, id, [gone], byPeer)
+    expect(group.members).toHaveLength(3)
+    for (const member of original.filter((m) => m !== gone)) expect(group.members).toContain(member)
+    // the group went on from the state its leader published while it trained, not from the start
+    expect(group.reformed![0].step).toBeGreaterThan(running.groups[0].step)
     await expectCompleted(submitter, id, byPeer, steps)
   }, 600_000)
 

@@ -687,6 +687,78 @@ describe('task lifecycle', () => {
       ])
     })
 
+    it('re-forms a group that trains on its majority without a silent member, from a fresh state', () => {
+      // b goes silent after time 20; a and c go on training
+      let effects: TaskEffect[]
+      let { record } = run(three(), [progress('b', 0, { step: 5, leader: 'a', nowMs: 20 })])
+      const both = (step: number, nowMs: number, fields = {}) => [
+        progress('a', 0, { step, leader: 'a', nowMs, ...fields }),
+        progress('c', 0, { step, leader: 'a', nowMs, ...fields }),
+      ]
+      ;({ record, effects } = run(record, [...both(9, 1100), tick(20 + STALL + REPLACE)]))
+      expect(record.groups[0].stateWanted).toBeUndefined()
+      // past stallMs + replaceAfterMs: a state is wanted (an old one from a leaderless spell is dropped)
+      record.groups[0].stateCid = 'old-state'
+      ;({ record, effects } = run(record, [tick(20 + STALL + REPLACE + 1)]))
+      expect(record.groups[0]).toMatchObject({ status: 'running', stateWanted: true })
+      expect(record.groups[0].stateCid).toBeUndefined()
+      expect(isRecruiting(record)).toBe(false)
+      ;({ record, effects } = run(record, [
+        ...both(12, 1200, { stateCid: 'state-a' }),
+        { type: 'state-stored', group: 0, incarnation: 0, stateCid: 'state-a', step: 12, nowMs: 1210 },
+        tick(1220),
+      ]))
+      expect(effects).toEqual([
+        { type: 'fetch-state', group: 0, incarnation: 0, stateCid: 'state-a', from: 'a', step: 12 },
+      ])
+      expect(record.groups[0]).toMatchObject({ status: 'running', vacated: ['b'] })
+      expect(isRecruiting(record)).toBe(true)
+      // the group trains on while it waits for a newcomer
+      ;({ record, effects } = run(record, [...both(15, 1300), claim('d', 1400)]))
+      expect(effects).toEqual([
+        {
+          type: 'reform',
+          group: 0,
+          members: ['a', 'c', 'd'],
+          incarnation: 1,
+          stateCid: 'state-a',
+          vacated: ['b'],
+        },
+      ])
+      expect(record.groups[0]).toMatchObject({ status: 'running', step: 12, incarnation: 1 })
+      expect(record.groups[0].stateWanted).toBeUndefined()
+      expect(isRecruiting(record)).toBe(false)
+    })
+
+    it('keeps a silent member that reports again before a newcomer takes its place', () => {
+      let effects: TaskEffect[]
+      let { record } = run(three(), [
+        progress('b', 0, { step: 5, leader: 'a', nowMs: 20 }),
+        progress('a', 0, { step: 9, leader: 'a', nowMs: 1100 }),
+        progress('c', 0, { step: 9, leader: 'a', nowMs: 1100 }),
+        tick(20 + STALL + REPLACE + 1),
+        progress('a', 0, { step: 12, leader: 'a', stateCid: 'state-a', nowMs: 1200 }),
+        { type: 'state-stored', group: 0, incarnation: 0, stateCid: 'state-a', step: 12, nowMs: 1210 },
+        tick(1220),
+      ])
+      expect(record.groups[0].vacated).toEqual(['b'])
+      ;({ record, effects } = run(record, [progress('b', 0, { step: 13, leader: 'a', nowMs: 1240 })]))
+      expect(record.groups[0].vacated).toBeUndefined()
+      expect(record.groups[0].stateWanted).toBeUndefined()
+      expect(isRecruiting(record)).toBe(false)
+      expect(effects).toEqual([])
+      // silent members that report again before the state arrives are not asked for one any more
+      ;({ record } = run(three(), [
+        progress('b', 0, { step: 5, leader: 'a', nowMs: 20 }),
+        progress('a', 0, { step: 9, leader: 'a', nowMs: 1100 }),
+        progress('c', 0, { step: 9, leader: 'a', nowMs: 1100 }),
+        tick(20 + STALL + REPLACE + 1),
+        progress('b', 0, { step: 10, leader: 'a', nowMs: 1150 }),
+        tick(1160),
+      ]))
+      expect(record.groups[0].stateWanted).toBeUndefined()
+    })
+
     it('ignores a state fetched for another incarnation', () => {
       const record = stalledWithState()
       const { record: after } = run(record, [
