@@ -110,7 +110,9 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
   if (init.ipColocationPenalty === false) scoreParams.IPColocationFactorWeight = 0
   const coreServices: ServiceFactoryMap<CoreServices> = {
     identify: identify(),
-    ping: ping(),
+    // libp2p's connection monitor pings every connection on the same protocol: room for one more ping
+    // at a time, or a ping asked for while the monitor's is in flight fails (TooManyOutboundProtocolStreams)
+    ping: ping({ maxOutboundStreams: 2 }),
     dht: kadDHT({
       protocol: SHARDNET_DHT_PROTOCOL,
       // nodes on a LAN or loopback are dialable: be a DHT server from the start

@@ -480,12 +480,14 @@ export class Worker {
           const message = (error as Error).message
           log('progress report for %s failed: %s', task.record.taskId, message)
           // the submitter says the task is over, or the group went on without this member (it was
-          // replaced while away): stop working on it
+          // replaced while away): stop working on it. A completed task ends this part as done (as a
+          // cancellation with reason 'completed' does): a member whose group finished can still be
+          // wrapping up when the submitter already completed the task
           if (
             (error as Error).name === 'ClaimRefusedError' &&
             /the task is (completed|failed|cancelled)|not a member of that group/.test(message)
           ) {
-            this.finish(task, 'cancelled', message)
+            this.finish(task, /the task is completed/.test(message) ? 'done' : 'cancelled', message)
           }
           return
         }
