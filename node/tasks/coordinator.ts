@@ -28,6 +28,7 @@ import {
   isRecruiting,
   isTerminal,
   newTaskRecord,
+  stateWantedFrom,
   stepTask,
   type TaskEffect,
   type TaskEvent,
@@ -469,12 +470,7 @@ export class Coordinator {
       nowMs,
     })
     // the group trains on without silent members: its leader is asked for the state to re-form it from
-    const after = live.record.groups.find((g) => g.group === progress.group)
-    const stateWanted =
-      after?.stateWanted === true &&
-      after.stateCid === undefined &&
-      after.stateFetching === undefined &&
-      leader === peer
+    const stateWanted = stateWantedFrom(live.record, progress.group, peer, leader)
     return { status: ClaimResponse.Status.OK, reason: 'progress recorded', stateWanted }
   }
 
@@ -564,9 +560,8 @@ export class Coordinator {
       case 'initial-state': {
         // every member of the group is gone and none left a state: it starts over from the task's seed
         try {
-          const train = live.spec.train
-          if (train === undefined) throw new Error('not a training task')
-          const state = createTrainingState(initialParams(architectureOf(live.spec), train.seed), [])
+          const architecture = architectureOf(live.spec) // throws for a task that is not training
+          const state = createTrainingState(initialParams(architecture, live.spec.train!.seed), [])
           const cid = await this.init.blocks.put(encodeState(state), { provide: false })
           log(
             'task %s: group %d starts over from step 0 (initial state %s)',

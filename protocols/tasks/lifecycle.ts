@@ -266,6 +266,22 @@ export function isRecruiting(record: TaskRecord): boolean {
   )
 }
 
+/** The group's members that have not reported for more than `silentMs`. */
+function silentMembers(group: GroupRecord, nowMs: number, silentMs: number): string[] {
+  return group.members.filter((m) => nowMs - (group.seenMs?.[m] ?? 0) > silentMs)
+}
+
+/**
+ * Whether the reply to `from`'s progress report asks it for its TrainingState: its group trains on
+ * without silent members, no state is held or being fetched yet, and `from` reported itself leader.
+ */
+export function stateWantedFrom(record: TaskRecord, group: number, from: string, leader: string): boolean {
+  const g = record.groups.find((candidate) => candidate.group === group)
+  return (
+    g?.stateWanted === true && g.stateCid === undefined && g.stateFetching === undefined && leader === from
+  )
+}
+
 /** Re-forms every replacing group that enough spare claimants can fill; dismisses spares nobody needs. */
 function placeSpares(record: TaskRecord, nowMs: number, effects: TaskEffect[]): void {
   for (const group of record.groups) {
@@ -400,7 +416,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
           replaceAfterMs > 0 &&
           event.nowMs - group.advancedMs > event.stallMs + replaceAfterMs
         ) {
-          const vacated = group.members.filter((m) => event.nowMs - (group.seenMs?.[m] ?? 0) > event.stallMs)
+          const vacated = silentMembers(group, event.nowMs, event.stallMs)
           if (group.stateCid !== undefined && vacated.length > 0) {
             group.status = 'replacing'
             group.vacated = vacated
@@ -428,9 +444,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         ) {
           continue
         }
-        const silent = group.members.filter(
-          (m) => event.nowMs - (group.seenMs?.[m] ?? 0) > event.stallMs + replaceAfterMs,
-        )
+        const silent = silentMembers(group, event.nowMs, event.stallMs + replaceAfterMs)
         if (silent.length === 0) {
           if (group.stateWanted === true) {
             group.stateWanted = undefined

@@ -17,6 +17,7 @@ import {
   INITIAL_STATE,
   isRecruiting,
   newTaskRecord,
+  stateWantedFrom,
   stepTask,
   type TaskEffect,
   type TaskEvent,
@@ -702,6 +703,9 @@ describe('task lifecycle', () => {
       ;({ record, effects } = run(record, [tick(20 + STALL + REPLACE + 1)]))
       expect(record.groups[0]).toMatchObject({ status: 'running', stateWanted: true })
       expect(record.groups[0].stateCid).toBeUndefined()
+      // the reply to the leader's report asks for it, the reply to a follower's does not
+      expect(stateWantedFrom(record, 0, 'a', 'a')).toBe(true)
+      expect(stateWantedFrom(record, 0, 'c', 'a')).toBe(false)
       expect(isRecruiting(record)).toBe(false)
       ;({ record, effects } = run(record, [
         ...both(12, 1200, { stateCid: 'state-a' }),
