@@ -3,7 +3,8 @@
 // node without the network, measured in one run, and the gradient bytes members send per step with
 // and without int8 compression, with the test accuracy each reaches.
 //
-//   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]
+//   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads]
+//                              [--heap daemon|default] [--json]
 //
 // Baseline ("local"): the same steps on one backend: per step the three members' micro-batches
 // (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
@@ -11,6 +12,8 @@
 // process's cores too, so both sides do the same compute and the difference is consensus overhead.
 // Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
 // reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+// --heap: the process runs with the daemon's garbage-collector setting (node/heap.ts, the default)
+// or with V8's own (`default`), to measure what that setting is worth.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -20,6 +23,7 @@ import { Worker } from 'node:worker_threads'
 import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
+import { tuneHeapForTraining } from '../node/heap.js'
 import { aggregateGradients } from '../protocols/training/aggregate.js'
 import { initialParams, paramsToHostLayers, readParams, writeParams } from '../protocols/training/params.js'
 import {
@@ -43,13 +47,14 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '2' },
     lr: { type: 'string', default: '0.002' },
     threads: { type: 'boolean', default: false },
+    heap: { type: 'string', default: 'daemon' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (flags.help) {
   console.log(
-    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--json]',
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--json]',
   )
   process.exit(0)
 }
@@ -69,6 +74,13 @@ for (const [name, value] of [
     process.exit(2)
   }
 }
+if (flags.heap !== 'daemon' && flags.heap !== 'default') {
+  console.error(
+    '--heap takes daemon (the garbage-collector setting the daemon runs with) or default (V8 as is)',
+  )
+  process.exit(2)
+}
+if (flags.heap === 'daemon') tuneHeapForTraining()
 const MEMBERS = 3
 const SEED = 11
 const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes: [hidden], outputSize: 10 }
@@ -257,7 +269,7 @@ log(
   `bench:consensus: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, backend ${backend.info.adapterName}`,
 )
 log(
-  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds`,
+  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds, heap: ${flags.heap}`,
 )
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
@@ -294,6 +306,7 @@ try {
   const groupMemory = steps / median(memorySeconds)
   const result = {
     membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
+    heap: flags.heap === 'daemon' ? "the daemon's setting (node/heap.ts)" : 'V8 default',
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,
     members: MEMBERS,

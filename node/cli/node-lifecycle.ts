@@ -8,6 +8,7 @@ import { enable } from '@libp2p/logger'
 import type { ConfigOverrides, NodeConfig } from '../config.js'
 import { ConfigError, readConfigFile, resolveNodeConfig } from '../config.js'
 import { Daemon, type NodeStatus } from '../daemon.js'
+import { tuneHeapForTraining } from '../heap.js'
 import { SwarmKeyFormatError } from '../host.js'
 import { writeFileAtomic } from '../store/atomic-file.js'
 import { dataDirPaths, ensureDataDir } from '../store/data-dir.js'
@@ -186,6 +187,8 @@ export async function runInForeground(
     if (error instanceof DaemonAlreadyRunningError) throw new UserError(error.message)
     throw error
   }
+  // this process is the daemon: it may train (node/heap.ts)
+  tuneHeapForTraining()
   let daemon: Daemon
   try {
     daemon = await Daemon.start({ config })

@@ -72,13 +72,17 @@ export interface RecoveryReport {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/**
+ * Builds one record: the payload is written after room for the record header, which record() fills
+ * in, so a record (up to an 8 MB log entry) is copied once, not once more to frame it.
+ */
 class Writer {
   private buffer: Uint8Array
   private view: DataView
-  length = 0
+  length = RECORD_HEADER_BYTES
 
-  constructor(capacity: number) {
-    this.buffer = new Uint8Array(Math.max(64, capacity))
+  constructor(payloadCapacity: number) {
+    this.buffer = new Uint8Array(RECORD_HEADER_BYTES + Math.max(64, payloadCapacity))
     this.view = new DataView(this.buffer.buffer)
   }
 
@@ -119,7 +123,11 @@ class Writer {
     this.bytes(encoder.encode(value))
   }
 
-  finish(): Uint8Array {
+  /** The record: header (payload length, CRC-32 of the payload) and payload. */
+  record(): Uint8Array {
+    const payload = this.buffer.subarray(RECORD_HEADER_BYTES, this.length)
+    this.view.setUint32(0, payload.length, true)
+    this.view.setUint32(4, crc32(payload), true)
     return this.buffer.subarray(0, this.length)
   }
 }
@@ -161,17 +169,10 @@ class Reader {
   }
 }
 
-function frame(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, payload.length, true)
-  view.setUint32(4, crc32(payload), true)
-  out.set(payload, RECORD_HEADER_BYTES)
-  return out
-}
-
+/** The WAL record of a batch of entries and/or a hard state. */
 function encodeBatch(hardState: HardState | undefined, entries: Entry[]): Uint8Array {
-  let bytes = 32
+  // room for everything, so the buffer never grows (a growth copies the payload)
+  let bytes = 16 + (hardState ? 24 + 3 * hardState.vote.length : 0)
   for (const entry of entries) bytes += 24 + entry.data.length
   const writer = new Writer(bytes)
   writer.u8(RECORD_BATCH)
@@ -188,17 +189,20 @@ function encodeBatch(hardState: HardState | undefined, entries: Entry[]): Uint8A
     writer.u8(entry.type === 'conf' ? 1 : 0)
     writer.bytes(entry.data)
   }
-  return writer.finish()
+  return writer.record()
 }
 
+/** The snapshot file: one record. */
 function encodeSnapshot(snapshot: Snapshot): Uint8Array {
-  const writer = new Writer(64 + snapshot.data.length)
+  let bytes = 32 + snapshot.data.length
+  for (const voter of snapshot.metadata.confState.voters) bytes += 4 + 3 * voter.length
+  const writer = new Writer(bytes)
   writer.f64(snapshot.metadata.index)
   writer.f64(snapshot.metadata.term)
   writer.u32(snapshot.metadata.confState.voters.length)
   for (const voter of snapshot.metadata.confState.voters) writer.string(voter)
   writer.bytes(snapshot.data)
-  return frame(writer.finish())
+  return writer.record()
 }
 
 function decodeSnapshot(file: Uint8Array): Snapshot {
@@ -371,8 +375,7 @@ export class DurableRaftStorage implements RaftStorage {
     if (hardState) memory.save({ entries: [], hardState })
   }
 
-  private appendRecord(payload: Uint8Array): void {
-    const record = frame(payload)
+  private appendRecord(record: Uint8Array): void {
     let written = 0
     while (written < record.length)
       written += writeSync(this.walFd, record, written, record.length - written, this.walBytes + written)
@@ -399,7 +402,7 @@ export class DurableRaftStorage implements RaftStorage {
       marker.u8(RECORD_SNAPSHOT_MARKER)
       marker.f64(index)
       marker.f64(term)
-      this.appendRecord(marker.finish())
+      this.appendRecord(marker.record())
       writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(update.snapshot), this.fsync)
       this.memory.applySnapshot(update.snapshot)
     }
@@ -451,7 +454,7 @@ export class DurableRaftStorage implements RaftStorage {
   }
 
   private async writeAsync(update: StorageUpdate): Promise<void> {
-    const record = frame(encodeBatch(update.hardState, update.entries))
+    const record = encodeBatch(update.hardState, update.entries)
     const position = this.walBytes
     this.walBytes += record.length // reserve the range: saves are serialized by the driver
     let written = 0
@@ -492,7 +495,7 @@ export class DurableRaftStorage implements RaftStorage {
     const first = this.memory.firstIndex()
     const last = this.memory.lastIndex()
     const entries = first <= last ? this.memory.entries(first, last + 1) : []
-    const record = frame(encodeBatch(this.memory.hardStateNow(), entries))
+    const record = encodeBatch(this.memory.hardStateNow(), entries)
     writeFileAtomic(this.directory, 'wal.log', record, this.fsync)
     closeSync(this.walFd)
     this.walFd = openSync(join(this.directory, 'wal.log'), 'r+')

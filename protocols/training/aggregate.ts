@@ -25,6 +25,11 @@ export interface Contribution {
   member: string
   gradient: Float32Array
   loss: number
+  /**
+   * gradient . gradient in float64, when the caller has already computed it (squaredNorm): the
+   * screening and the agreement scores then skip that pass over the gradient
+   */
+  squaredNorm?: number
 }
 
 export interface ScreeningResult {
@@ -34,6 +39,15 @@ export interface ScreeningResult {
 
 export function l2Norm(values: Float32Array): number {
   return Math.sqrt(dotProduct(values, values))
+}
+
+/** values . values in float64 (NaN or Infinity exactly when a value is; see screenGradients). */
+export function squaredNorm(values: Float32Array): number {
+  return dotProduct(values, values)
+}
+
+function squaredNormOf(contribution: Contribution): number {
+  return contribution.squaredNorm ?? dotProduct(contribution.gradient, contribution.gradient)
 }
 
 function median(sorted: readonly number[]): number {
@@ -60,7 +74,7 @@ export function screenGradients(
     } else {
       // one pass: the float64 sum of squares is NaN or Infinity exactly when a value is (a float32
       // squared is at most 1.2e77, so a sum of finite ones never overflows)
-      const norm = l2Norm(contribution.gradient)
+      const norm = Math.sqrt(squaredNormOf(contribution))
       if (!Number.isFinite(contribution.loss) || !Number.isFinite(norm))
         rejected.push({ member: contribution.member, reason: 'non-finite' })
       else candidates.push({ contribution, norm })
@@ -151,13 +165,15 @@ export function agreementScores(accepted: readonly Contribution[]): Map<string, 
   const n = accepted.length
   if (n < 2) return scores
   // Fast path: every score is a ratio of sums of the gradients' pairwise dot products (the Gram
-  // matrix, float64), n(n+1)/2 passes over the gradients: own . others = sum_j g_k . g_j and
+  // matrix, float64), n(n-1)/2 passes over the gradients plus their squared norms where a contribution
+  // does not carry it: own . others = sum_j g_k . g_j and
   // |others|^2 = sum_{i,j} g_i . g_j over the others. Those sums cancel when the others nearly cancel
   // each other (|others| much smaller than the sum of their norms: a liar sending the negation of an
   // honest gradient), and then lose every digit; such a score is computed element by element instead.
   const gram = Array.from({ length: n }, () => new Float64Array(n))
   for (let a = 0; a < n; a++) {
-    for (let b = a; b < n; b++) {
+    gram[a][a] = squaredNormOf(accepted[a])
+    for (let b = a + 1; b < n; b++) {
       const dot = dotProduct(accepted[a].gradient, accepted[b].gradient)
       gram[a][b] = dot
       gram[b][a] = dot

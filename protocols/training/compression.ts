@@ -5,7 +5,7 @@
 import type { QuantizedInt8 } from '../../kernels/backend.js'
 import { dequantizeInt8Reference, quantizeInt8Reference } from '../../kernels/reference/quantize.js'
 import { Gradient } from '../wire/training.js'
-import { bytesToFloats, floatsToBytes } from './params.js'
+import { bytesToFloats, floatBytesView, floatsToBytes } from './params.js'
 import type { Compression } from './types.js'
 
 export const COMPRESSION_BLOCK_SIZE_DEFAULT = 256
@@ -43,7 +43,8 @@ export class GradientCompressor {
           loss,
           encoding: Gradient.Encoding.FLOAT32,
           length: gradient.length,
-          values: floatsToBytes(gradient),
+          // the gradient is not changed after this (it is the decoded value too): no copy
+          values: floatBytesView(gradient),
           scales: new Uint8Array(0),
           blockSize: 0,
         },

@@ -50,11 +50,13 @@ import {
   SUSPECT_COSINE_MIN_DEFAULT,
   screenGradients,
   screenIfReady,
+  squaredNorm,
 } from './aggregate.js'
 import { COMPRESSION_BLOCK_SIZE_DEFAULT, decodeGradient, GradientCompressor } from './compression.js'
 import { GradientSendError, gradientRequestBytesMax, stateResponseBytesMax } from './exchange.js'
 import {
   bytesEqual,
+  floatBytesView,
   floatsToBytes,
   initialParams,
   paramsDigest,
@@ -597,8 +599,10 @@ class GroupMemberRuntime implements GroupMember {
     gradient: Float32Array,
     loss: number,
   ): string | undefined {
-    // NaN/Inf are refused on arrival; the norm rule needs the others and runs at aggregation
-    const screened = screenGradients([{ member: from, gradient, loss }], this.config.parameterCount)
+    // NaN/Inf are refused on arrival; the norm rule needs the others and runs at aggregation. The
+    // squared norm is computed once here and kept for the screening and the agreement scores.
+    const contribution: Contribution = { member: from, gradient, loss, squaredNorm: squaredNorm(gradient) }
+    const screened = screenGradients([contribution], this.config.parameterCount)
     if (screened.rejected.length > 0) {
       this.recordRejection(from, step, digest, screened.rejected[0].reason)
       return screened.rejected[0].reason
@@ -608,7 +612,7 @@ class GroupMemberRuntime implements GroupMember {
     this.lastSeenStep.set(from, step)
     if (!collecting.contributions.has(from)) {
       collecting.rejected.delete(from)
-      collecting.contributions.set(from, { member: from, gradient, loss })
+      collecting.contributions.set(from, contribution)
     }
     if (
       collecting.quorumAtMs === undefined &&
@@ -658,7 +662,7 @@ class GroupMemberRuntime implements GroupMember {
     const loss =
       screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
       screened.accepted.length
-    const update = floatsToBytes(aggregate)
+    const update = floatBytesView(aggregate) // the aggregate is not changed after this
     const result = computeStep(state, aggregate, this.config)
     const rejected = [
       ...[...collecting.rejected.entries()].map(([member, reason]) => ({ member, reason })),

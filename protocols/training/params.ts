@@ -24,6 +24,15 @@ export function floatsToBytes(values: Float32Array): Uint8Array<ArrayBuffer> {
   return copy
 }
 
+/**
+ * float32 values as their little-endian bytes without a copy (the same memory): for bytes that are only
+ * read and values that are not changed while the bytes are in use (a message being encoded).
+ */
+export function floatBytesView(values: Float32Array): Uint8Array<ArrayBuffer> {
+  if (!littleEndian) throw new Error('shardnet needs a little-endian machine')
+  return new Uint8Array(values.buffer as ArrayBuffer, values.byteOffset, values.byteLength)
+}
+
 /** little-endian float32 bytes as values (a copy, so any byte offset works); RangeError if not a multiple of 4. */
 export function bytesToFloats(bytes: Uint8Array): Float32Array {
   if (bytes.byteLength % 4 !== 0)

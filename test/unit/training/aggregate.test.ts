@@ -1,7 +1,7 @@
 // Proves the leader's pure step rules: each aggregation rule against hand-computed tables and
 // properties (fast-check) of order invariance and robustness, screening of wrong length, NaN/Inf and
 // norm outliers (factor 10 x the leave-one-out median), the quorum/straggler decision, and the
-// leave-one-out agreement score against a naive computation.
+// leave-one-out agreement score against a naive computation (also with squared norms carried in).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
@@ -17,6 +17,7 @@ import {
   quorumSize,
   screenGradients,
   screenIfReady,
+  squaredNorm,
 } from '../../../protocols/training/aggregate.js'
 
 const f32 = (values: number[]) => Float32Array.from(values)
@@ -290,6 +291,24 @@ describe('agreement', () => {
     const othersOfA = Array.from(liar, (value, i) => value + small[i])
     const dot = othersOfA.reduce((total, value, i) => total + value * honest[i], 0)
     expect(scored.get('a')!).toBeCloseTo(dot / (Math.hypot(...honest) * Math.hypot(...othersOfA)), 12)
+  })
+
+  it('uses a squared norm carried with a contribution, and gives what it would compute itself', () => {
+    fc.assert(
+      fc.property(vectors(3, 5), (inputs) => {
+        const plain = inputs.map((values, i) => contribution(`m${i}`, values))
+        const carried = plain.map((c) => ({ ...c, squaredNorm: squaredNorm(c.gradient) }))
+        expect(agreementScores(carried)).toEqual(agreementScores(plain))
+        expect(screenGradients(carried, 5).rejected).toEqual(screenGradients(plain, 5).rejected)
+      }),
+    )
+    // the carried value is what is used: a norm of 1e6 where the values say 1 is an outlier
+    const honest = [contribution('a', [1, 0]), contribution('b', [0, 1]), contribution('c', [1, 1])]
+    expect(screenGradients(honest, 2).rejected).toEqual([])
+    const claimed = honest.map((c) => (c.member === 'c' ? { ...c, squaredNorm: 1e12 } : c))
+    expect(screenGradients(claimed, 2).rejected).toEqual([{ member: 'c', reason: 'norm-outlier' }])
+    expect(squaredNorm(f32([3, 4]))).toBe(25)
+    expect(squaredNorm(f32([3, Number.NaN]))).toBeNaN()
   })
 
   it('flags the contributor that agrees with nobody, not with fewer than three', () => {
