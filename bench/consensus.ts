@@ -99,10 +99,25 @@ async function accuracy(params: Float32Array): Promise<number> {
   return result.accuracy
 }
 
+/** CPU time of this process (every thread) in ms since `since`. */
+function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since)
+  return (used.user + used.system) / 1000
+}
+
+interface GroupRun {
+  seconds: number
+  /** CPU time of the whole process (all members) per step, from the first step on */
+  cpuMsPerStep: number
+  params: Float32Array
+  bytesPerStep: number
+  digests: number
+}
+
 /** The group's work on one node, without network or Raft. */
 async function trainLocally(
   trainingShard: TrainingShard,
-): Promise<{ seconds: number; params: Float32Array }> {
+): Promise<{ seconds: number; cpuMsPerStep: number; params: Float32Array }> {
   const config: TrainingConfig = {
     parameterCount: initialParams(architecture, SEED).length,
     steps,
@@ -117,6 +132,7 @@ async function trainLocally(
   const images = new Float32Array(batchSize * PIXEL_COUNT)
   const labels = new Float32Array(batchSize)
   const started = performance.now()
+  const cpuStarted = process.cpuUsage()
   for (let step = 0; step < steps; step++) {
     writeParams(backend, model.parameters(), state.params)
     const gradients: Float32Array[] = []
@@ -144,15 +160,16 @@ async function trainLocally(
     state.step++
   }
   const seconds = (performance.now() - started) / 1000
+  const cpuMsPerStep = cpuMsSince(cpuStarted) / steps
   model.dispose()
-  return { seconds, params: state.params }
+  return { seconds, cpuMsPerStep, params: state.params }
 }
 
 let runCount = 0
 async function trainInGroup(
   compression: Compression,
   storage: 'durable' | 'memory' = 'durable',
-): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
+): Promise<GroupRun> {
   const members = await startTrainingCluster({
     size: MEMBERS,
     directory,
@@ -173,18 +190,22 @@ async function trainInGroup(
   // timed from the first applied step (after the election) to the last
   let firstStepAt = 0
   let firstStep = 0
+  let cpuAtFirstStep = process.cpuUsage()
   members[0].member.on('step', (event) => {
     if (firstStepAt === 0) {
       firstStepAt = performance.now()
+      cpuAtFirstStep = process.cpuUsage()
       firstStep = event.step + 1
     }
   })
   const results = await Promise.all(members.map((member) => member.member.finished()))
   const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
+  const cpuMsPerStep = cpuMsSince(cpuAtFirstStep) / (steps - firstStep)
   const bytes = members.reduce((total, member) => total + member.member.status().gradientBytesSent, 0)
   await stopTrainingCluster(members)
   return {
     seconds,
+    cpuMsPerStep,
     params: results[0].params,
     bytesPerStep: bytes / steps,
     digests: new Set(results.map((result) => result.digest)).size,
@@ -195,7 +216,7 @@ async function trainInGroup(
 async function trainInThreads(
   compression: Compression,
   storage: 'durable' | 'memory' = 'durable',
-): Promise<{ seconds: number; params: Float32Array; bytesPerStep: number; digests: number }> {
+): Promise<GroupRun> {
   const groupId = `bench-${runCount++}`
   // a worker does not inherit tsx's loader: register it, then load the member script
   const bootstrap = [
@@ -230,6 +251,7 @@ async function trainInThreads(
   )
   let firstStepAt = 0
   let firstStep = 0
+  let cpuAtFirstStep = process.cpuUsage()
   const results = await Promise.all(
     workers.map(
       (worker) =>
@@ -239,6 +261,7 @@ async function trainInThreads(
             worker.on('message', (message: { type: string; step?: number; at?: number }) => {
               if (message.type === 'step' && firstStepAt === 0) {
                 firstStepAt = message.at! - performance.timeOrigin
+                cpuAtFirstStep = process.cpuUsage()
                 firstStep = message.step! + 1
               }
               if (message.type === 'finished') resolve(message as never)
@@ -249,10 +272,12 @@ async function trainInThreads(
     ),
   )
   const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
+  const cpuMsPerStep = cpuMsSince(cpuAtFirstStep) / (steps - firstStep)
   for (const worker of workers) worker.postMessage('stop')
   await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('exit', resolve))))
   return {
     seconds,
+    cpuMsPerStep,
     params: results[0].params,
     bytesPerStep: results.reduce((total, result) => total + result.gradientBytesSent, 0) / steps,
     digests: new Set(results.map((result) => result.digest)).size,
@@ -273,20 +298,24 @@ log(
 )
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
+const localCpu: number[] = []
+const groupCpu: number[] = []
 const int8Seconds: number[] = []
 const memorySeconds: number[] = []
 let localParams: Float32Array | undefined
-let groupRun: Awaited<ReturnType<typeof trainInGroup>> | undefined
-let int8Run: Awaited<ReturnType<typeof trainInGroup>> | undefined
+let groupRun: GroupRun | undefined
+let int8Run: GroupRun | undefined
 try {
   for (let round = 0; round < rounds; round++) {
     const local = await trainLocally(shard)
     localSeconds.push(local.seconds)
+    localCpu.push(local.cpuMsPerStep)
     localParams = local.params
     log(`  round ${round + 1}: local ${(steps / local.seconds).toFixed(1)} steps/s`)
     const group = flags.threads ? trainInThreads : trainInGroup
     groupRun = await group('none')
     groupSeconds.push(groupRun.seconds)
+    groupCpu.push(groupRun.cpuMsPerStep)
     log(`  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)`)
     int8Run = await group('int8')
     int8Seconds.push(int8Run.seconds)
@@ -321,6 +350,11 @@ try {
     consensusOverheadPercent: (100 * (1 / group - 1 / local)) / (1 / group),
     consensusOverheadInt8Percent: (100 * (1 / groupInt8 - 1 / local)) / (1 / groupInt8),
     consensusOverheadMemoryLogPercent: (100 * (1 / groupMemory - 1 / local)) / (1 / groupMemory),
+    /** CPU time per step of the whole process (every thread), and the cores that keeps busy */
+    localCpuMsPerStep: median(localCpu),
+    groupCpuMsPerStep: median(groupCpu),
+    localCoresBusy: (median(localCpu) * local) / 1000,
+    groupCoresBusy: (median(groupCpu) * group) / 1000,
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
@@ -347,6 +381,9 @@ try {
     )
     console.log(
       `test accuracy:            local ${(100 * localAccuracy).toFixed(2)}%  group ${(100 * groupAccuracy).toFixed(2)}%  group int8 ${(100 * int8Accuracy).toFixed(2)}% (int8 costs ${result.int8AccuracyLossPoints.toFixed(2)} points)`,
+    )
+    console.log(
+      `CPU per step:             local ${result.localCpuMsPerStep.toFixed(1)} ms (${result.localCoresBusy.toFixed(2)} cores busy)  group ${result.groupCpuMsPerStep.toFixed(1)} ms (${result.groupCoresBusy.toFixed(2)} of ${cpus().length} cores busy)`,
     )
     console.log(`members ended with identical digests: ${result.identicalDigests}`)
   }

@@ -191,8 +191,9 @@ describe('training tasks survive daemon failures', () => {
     const network = await startNetwork(7)
     let submitter = network[0]
     const byPeer = new Map(network.map((node) => [node.peerId, node]))
-    const steps = 240
-    const id = await submitTraining(submitter, { groups: 2, steps, outerEvery: 80 })
+    // long enough that the task still runs when the submitter is killed (checked below)
+    const steps = 600
+    const id = await submitTraining(submitter, { groups: 2, steps, outerEvery: 200 })
     const running = await waitForTask(
       submitter,
       id,
@@ -220,6 +221,7 @@ describe('training tasks survive daemon failures', () => {
     const before = JSON.parse(
       await readFile(join(taskFolders(submitter.dataDir).submitted, `${id}.json`), 'utf8'),
     ) as TaskView
+    expect(before.state).toBe('running') // the kill comes mid-task
     kill(submitter)
     await new Promise((resolve) => setTimeout(resolve, 2_000))
     submitter = await restart(submitter, undefined)
@@ -371,8 +373,10 @@ describe('training tasks survive daemon failures', () => {
   it('replaces a member that stays away while its group trains on, from the state of its leader', async () => {
     const submitter = nodes[0]
     const byPeer = await liveWorkers()
-    // long enough to outlast the submitter's stall timeout (15 s) and the replacement delay (2 s)
-    const steps = 2000
+    // long enough to outlast the submitter's stall timeout (15 s) and the replacement delay (2 s) by a
+    // wide margin: two members train this model at up to ~140 steps/s on a 2-core machine (2000 steps
+    // were once over in 14 s, before the replacement was due), so 8000 last about a minute
+    const steps = 8000
     const { id, running } = await trainingPastStep20(submitter, { steps })
     const original = running.groups[0].members
     // a follower dies for good; the other two keep a majority and train on

@@ -86,6 +86,17 @@ describe('interop with a plain js-libp2p node', () => {
     )
     plain = await createPlainNode()
     await plain.dial(network[0].getMultiaddrs()[0])
+    // joined: connected to every node and knowing each as a DHT peer (its routing table), so a lookup
+    // can ask every node, and each webgpu node holds its own provider record. A lookup started right
+    // after the first dial once ended after 127 ms with 2 of the 3 providers (a CI run)
+    await waitFor(async () => {
+      for (const node of network) {
+        if (plain.getConnections(node.peerId).length === 0) return false
+        const known = await plain.peerStore.get(node.peerId).catch(() => undefined)
+        if (!known?.protocols.includes(DHT_PROTOCOL)) return false
+      }
+      return true
+    }, 'the plain node to know every shardnet node as a DHT peer')
   }, 120_000)
 
   afterAll(async () => {
