@@ -4,10 +4,10 @@
 // message, the log entry and its WAL record, the decrypted frames, the AdamW result: about 10 MB a
 // member and a step for the 784-256-10 MLP). V8 counts such memory against the old generation's
 // allocation limit, which it sets from the live JS heap: a daemon's heap is small (about 20 MB), its
-// limit about 2.4x that, and with V8's default growth a training member ran a full mark-compact on
-// nearly every step (473 in a 100-step run of three members; 8-12 ms of GC in a 70 ms step, and the
-// leader's GC is on the step's critical path). Letting the limit grow to 3x the live heap cuts that to
-// about one in four steps (137) and the group trains about 35% faster (bench/RESULTS.md, Consensus).
+// limit about 2.4x that, and with V8's default growth a training member ran a full mark-compact every
+// 1-3 steps (473 in a benchmark run of three groups of three members, 100 steps each; 8-12 ms of GC in
+// a 70 ms step, and the leader's GC is on the step's critical path). Letting the limit grow to 3x the
+// live heap cuts that to 137 and the group trains 20-40% faster (bench/RESULTS.md, Consensus).
 // The cost is memory: at most about 2x the live JS heap more before a collection, tens of MB here.
 import { setFlagsFromString } from 'node:v8'
 
