@@ -14,11 +14,7 @@ import { setFlagsFromString } from 'node:v8'
 /** V8's old-generation growth factor as a percentage above 1 (V8 picks 1.1x-4x by itself when unset). */
 export const HEAP_GROWING_PERCENT = 200
 
-let tuned = false
-
-/** Sets the heap growth for this whole process (every thread). Idempotent; call once at start. */
+/** Sets the heap growth for this whole process (every thread); setting it again changes nothing. */
 export function tuneHeapForTraining(): void {
-  if (tuned) return
-  tuned = true
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
 }

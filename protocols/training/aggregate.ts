@@ -37,17 +37,17 @@ export interface ScreeningResult {
   rejected: Array<{ member: string; reason: ScreeningReason }>
 }
 
-export function l2Norm(values: Float32Array): number {
-  return Math.sqrt(dotProduct(values, values))
-}
-
 /** values . values in float64 (NaN or Infinity exactly when a value is; see screenGradients). */
 export function squaredNorm(values: Float32Array): number {
   return dotProduct(values, values)
 }
 
+export function l2Norm(values: Float32Array): number {
+  return Math.sqrt(squaredNorm(values))
+}
+
 function squaredNormOf(contribution: Contribution): number {
-  return contribution.squaredNorm ?? dotProduct(contribution.gradient, contribution.gradient)
+  return contribution.squaredNorm ?? squaredNorm(contribution.gradient)
 }
 
 function median(sorted: readonly number[]): number {

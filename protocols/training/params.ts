@@ -46,7 +46,7 @@ export function bytesToFloats(bytes: Uint8Array): Float32Array {
 /** sha2-256 over the float32 little-endian bytes of `params`. */
 export function paramsDigest(params: Float32Array): Uint8Array<ArrayBuffer> {
   const hash = createHash('sha256')
-  hash.update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength))
+  hash.update(floatBytesView(params))
   return new Uint8Array(hash.digest())
 }
 
