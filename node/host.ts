@@ -12,12 +12,12 @@ import type { Ping } from '@libp2p/ping'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import type { Datastore } from 'interface-datastore'
 import type { Libp2p, ServiceFactoryMap } from 'libp2p'
 import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
+import { shardnetTcp } from './tcp.js'
 
 /** The private DHT protocol: shardnet nodes never join (or pollute) the public IPFS DHT. */
 export const SHARDNET_DHT_PROTOCOL = '/shardnet/kad/1.0.0'
@@ -136,7 +136,7 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     start: false,
     privateKey: init.privateKey,
     addresses: { listen: init.listen, announce: init.announce ?? [] },
-    transports: [tcp()],
+    transports: [shardnetTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionProtector: init.swarmKey != null ? preSharedKey({ psk: init.swarmKey }) : undefined,

@@ -8,9 +8,9 @@ import type { PeerId } from '@libp2p/interface'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
+import { shardnetTcp } from '../../node/tcp.js'
 import { type BlockExchangeInit, blockExchange } from '../../protocols/blocks/index.js'
 import {
   type CapabilityDiscoveryInit,
@@ -36,7 +36,7 @@ export interface TestNodeInit {
 export async function createTestNode(init: TestNodeInit = {}) {
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    transports: [shardnetTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: {

@@ -6,10 +6,10 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
+import { shardnetTcp } from '../../node/tcp.js'
 import { RaftRunner, type RaftRunnerInit } from '../../protocols/raft/runner.js'
 import { type RaftTransport, type RaftTransportInit, raftTransport } from '../../protocols/raft/transport.js'
 import type { Entry } from '../../protocols/raft/types.js'
@@ -45,7 +45,7 @@ export async function createRaftNode(
   return createLibp2p({
     privateKey: privateKey ?? (await generateKeyPair('Ed25519')),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    transports: [shardnetTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },

@@ -4,13 +4,13 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { noise } from '@libp2p/noise'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Backend } from '../../kernels/backend.js'
 import type { Dataset } from '../../kernels/data/mnist.js'
 import { shardIndices } from '../../kernels/data/sharding.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
+import { shardnetTcp } from '../../node/tcp.js'
 import { MemoryStorage, type RaftStorage } from '../../protocols/raft/storage.js'
 import { type RaftTransport, raftTransport } from '../../protocols/raft/transport.js'
 import { type GradientExchange, gradientExchange } from '../../protocols/training/exchange.js'
@@ -39,7 +39,7 @@ export interface ClusterMember {
 export async function createTrainingNode(): Promise<TrainingNode> {
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    transports: [shardnetTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
