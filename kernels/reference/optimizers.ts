@@ -46,13 +46,21 @@ export function adamWReference(
   v: Float32Array,
   options: AdamWOptions,
 ): void {
-  const k = adamWConstants(options)
+  // the constants in locals and m, v, param read once: the same float64 arithmetic and float32
+  // roundings as the formula above, element by element (a training group's replicas run this)
+  const { learningRate, beta1, beta2, epsilon, weightDecay, biasCorrection1, biasCorrection2 } =
+    adamWConstants(options)
+  const oneMinusBeta1 = 1 - beta1
+  const oneMinusBeta2 = 1 - beta2
   for (let i = 0; i < param.length; i++) {
     const g = grad[i]
-    m[i] = k.beta1 * m[i] + (1 - k.beta1) * g
-    v[i] = k.beta2 * v[i] + (1 - k.beta2) * g * g
-    const mHat = m[i] * k.biasCorrection1
-    const vHat = v[i] * k.biasCorrection2
-    param[i] = param[i] - k.learningRate * (mHat / (Math.sqrt(vHat) + k.epsilon) + k.weightDecay * param[i])
+    const mi = Math.fround(beta1 * m[i] + oneMinusBeta1 * g)
+    const vi = Math.fround(beta2 * v[i] + oneMinusBeta2 * g * g)
+    m[i] = mi
+    v[i] = vi
+    const p = param[i]
+    param[i] =
+      p -
+      learningRate * ((mi * biasCorrection1) / (Math.sqrt(vi * biasCorrection2) + epsilon) + weightDecay * p)
   }
 }

@@ -1,11 +1,9 @@
 // Gradient compression for the wire: float32 as is, or symmetric int8 with one float32 scale per
-// block (the reference ops of kernels/reference/quantize.ts, bit-identical to the backend's) and
+// block (bit for bit the reference ops of kernels/reference/quantize.ts, in a faster loop) and
 // error feedback: what quantization loses in one step is added to the next step's gradient, so
 // the error does not accumulate in the model (Seide et al. 2014, Karimireddy et al. 2019).
-import type { QuantizedInt8 } from '../../kernels/backend.js'
-import { dequantizeInt8Reference, quantizeInt8Reference } from '../../kernels/reference/quantize.js'
 import { Gradient } from '../wire/training.js'
-import { bytesToFloats, floatBytesView, floatsToBytes } from './params.js'
+import { bytesToFloats, floatBytesView } from './params.js'
 import type { Compression } from './types.js'
 
 export const COMPRESSION_BLOCK_SIZE_DEFAULT = 256
@@ -51,14 +49,7 @@ export class GradientCompressor {
         decoded: gradient,
       }
     }
-    const corrected = new Float32Array(gradient.length)
-    const residual = this.residual?.length === gradient.length ? this.residual : undefined
-    for (let i = 0; i < gradient.length; i++) corrected[i] = gradient[i] + (residual ? residual[i] : 0)
-    const quantized = quantizeInt8Reference(corrected, this.blockSize)
-    const decoded = dequantizeInt8Reference(quantized)
-    const nextResidual = new Float32Array(gradient.length)
-    for (let i = 0; i < gradient.length; i++) nextResidual[i] = corrected[i] - decoded[i]
-    this.residual = nextResidual
+    const { values, scales, decoded } = this.quantizeWithFeedback(gradient)
     return {
       message: {
         step,
@@ -66,12 +57,61 @@ export class GradientCompressor {
         loss,
         encoding: Gradient.Encoding.INT8,
         length: gradient.length,
-        values: new Uint8Array(quantized.values.buffer.slice(0)) as Uint8Array<ArrayBuffer>,
-        scales: floatsToBytes(quantized.scales),
+        values: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+        scales: floatBytesView(scales),
         blockSize: this.blockSize,
       },
       decoded,
     }
+  }
+
+  /**
+   * int8 with error feedback in two passes per block, the residual updated in place: bit for bit
+   * quantizeInt8Reference(gradient + residual) and dequantizeInt8Reference of it (the same float64
+   * operations and float32 roundings; the test compares them), several times faster than the
+   * reference's separate arrays and per-element Math.sign (~6 ms a step for the 784-256-10 MLP).
+   */
+  private quantizeWithFeedback(gradient: Float32Array): {
+    values: Int8Array<ArrayBuffer>
+    scales: Float32Array<ArrayBuffer>
+    decoded: Float32Array
+  } {
+    const length = gradient.length
+    const blockSize = this.blockSize
+    const hadResidual = this.residual?.length === length
+    // holds gradient + residual while a block is quantized, then the new residual
+    const residual = hadResidual && this.residual ? this.residual : new Float32Array(length)
+    this.residual = residual
+    const values = new Int8Array(length)
+    const scales = new Float32Array(Math.ceil(length / blockSize))
+    const decoded = new Float32Array(length)
+    for (let b = 0, start = 0; start < length; b++, start += blockSize) {
+      const end = Math.min(start + blockSize, length)
+      let max = 0
+      for (let i = start; i < end; i++) {
+        // + 0 without a residual, as the reference adds: -0 becomes 0
+        residual[i] = gradient[i] + (hadResidual ? residual[i] : 0)
+        max = Math.max(max, Math.abs(residual[i]))
+      }
+      const scale = Math.fround(max / 127)
+      scales[b] = scale
+      for (let i = start; i < end; i++) {
+        const corrected = residual[i]
+        if (scale !== 0) {
+          const q = Math.fround(corrected / scale)
+          // the reference's clamp(sign(q) x floor(|q| + 0.5)) without a branch on the sign (random
+          // signs mispredict) nor Math.sign (slow): |rounded| clamped to 127, negated by a mask;
+          // NaN gives 0, as the reference's NaN does when stored
+          const magnitude = Math.floor(Math.abs(q) + 0.5)
+          const clamped = Math.min(magnitude, 127) | 0
+          const negative = -((q < 0) as unknown as number)
+          values[i] = (clamped ^ negative) - negative
+        }
+        decoded[i] = values[i] * scale
+        residual[i] = corrected - decoded[i]
+      }
+    }
+    return { values, scales, decoded }
   }
 
   /** the residual carried to the next step (int8 only), for tests */
@@ -105,11 +145,14 @@ export function decodeGradient(message: Gradient, expectedLength: number): Decod
   if (message.values.byteLength !== expectedLength || message.scales.byteLength !== blocks * 4) {
     return { ok: false, reason: 'wrong-length' }
   }
-  const quantized: QuantizedInt8 = {
-    values: new Int8Array(message.values.buffer, message.values.byteOffset, message.values.byteLength),
-    scales: bytesToFloats(message.scales),
-    blockSize,
-    length: expectedLength,
+  // dequantizeInt8Reference, block by block
+  const values = new Int8Array(message.values.buffer, message.values.byteOffset, message.values.byteLength)
+  const scales = bytesToFloats(message.scales)
+  const gradient = new Float32Array(expectedLength)
+  for (let b = 0, start = 0; start < expectedLength; b++, start += blockSize) {
+    const scale = scales[b]
+    const end = Math.min(start + blockSize, expectedLength)
+    for (let i = start; i < end; i++) gradient[i] = values[i] * scale
   }
-  return { ok: true, gradient: dequantizeInt8Reference(quantized) }
+  return { ok: true, gradient }
 }

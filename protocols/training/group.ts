@@ -79,6 +79,7 @@ import {
   needsOuterStep,
   outerRoundsRequired,
   readyForStep,
+  type StepArrays,
   type StepResult,
   type TrainingConfig,
   type TrainingState,
@@ -211,6 +212,12 @@ class GroupMemberRuntime implements GroupMember {
   private leaderSinceStep = 0
   private proposal: { step: number; term: number; outer: boolean } | undefined
   private precomputed: { update: Uint8Array; result: StepResult } | undefined
+  /**
+   * The arrays of the state before this leader's last applied proposal, which it replaced by the
+   * proposal's precomputed result: nothing holds them (every reader of the state copies), so the
+   * next proposal computes into them instead of three new arrays of the model's size
+   */
+  private spareArrays: StepArrays | undefined
   private outerInFlight: number | undefined
   private outerRetryAtMs = 0
   // reporting
@@ -663,7 +670,9 @@ class GroupMemberRuntime implements GroupMember {
       screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
       screened.accepted.length
     const update = floatBytesView(aggregate) // the aggregate is not changed after this
-    const result = computeStep(state, aggregate, this.config)
+    // the arrays the state held before the last applied proposal are free: compute into them
+    const result = computeStep(state, aggregate, this.config, this.spareArrays)
+    this.spareArrays = undefined
     const rejected = [
       ...[...collecting.rejected.entries()].map(([member, reason]) => ({ member, reason })),
       ...screened.rejected,
@@ -769,10 +778,15 @@ class GroupMemberRuntime implements GroupMember {
         this.log('skipping a log entry at index %d that is not a training entry', raw.index)
         continue
       }
-      const outcome = applyEntry(this.state, entry, this.config, this.precomputed)
+      const before = this.state
+      const { params, firstMoment, secondMoment } = before
+      const outcome = applyEntry(before, entry, this.config, this.precomputed)
       switch (outcome.kind) {
         case 'applied':
           this.log.trace('applied step %d', outcome.step)
+          // the state took the precomputed arrays: its previous ones are free
+          if (this.state === before && before.params !== params)
+            this.spareArrays = { params, firstMoment, secondMoment }
           this.precomputed = undefined
           this.emit('step', {
             step: outcome.step,

@@ -88,12 +88,33 @@ export interface StepResult {
   digest: Uint8Array<ArrayBuffer>
 }
 
-/** AdamW (reference, float32) of update `update` on copies of the state: what applying would give. */
-export function computeStep(state: TrainingState, update: Float32Array, config: TrainingConfig): StepResult {
+/** Arrays of a state's size that nothing else holds, to compute the next step into. */
+export interface StepArrays {
+  params: Float32Array
+  firstMoment: Float32Array
+  secondMoment: Float32Array
+}
+
+/**
+ * AdamW (reference, float32) of update `update` on copies of the state: what applying would give.
+ * The copies go into `into` when given (arrays of the state's size that nothing else uses, e.g. the
+ * arrays a previous state held), else into new arrays.
+ */
+export function computeStep(
+  state: TrainingState,
+  update: Float32Array,
+  config: TrainingConfig,
+  into?: StepArrays,
+): StepResult {
+  const copy = (source: Float32Array, target: Float32Array | undefined) => {
+    if (!target || target.length !== source.length || target === source) return source.slice()
+    target.set(source)
+    return target
+  }
   const result = {
-    params: state.params.slice(),
-    firstMoment: state.firstMoment.slice(),
-    secondMoment: state.secondMoment.slice(),
+    params: copy(state.params, into?.params),
+    firstMoment: copy(state.firstMoment, into?.firstMoment),
+    secondMoment: copy(state.secondMoment, into?.secondMoment),
     digest: state.digest,
   }
   return adamWStep(result, state.step, update, config)

@@ -4,6 +4,7 @@
 // leave-one-out agreement score against a naive computation (also with squared norms carried in).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { SeededRandom } from '../../../kernels/data/random.js'
 import {
   aggregateGradients,
   agreementScores,
@@ -132,6 +133,28 @@ describe('aggregateGradients', () => {
         }
       }),
     )
+  })
+
+  it('mean: bit for bit the float64 sum in member order over n, for 1-6 members and special values', () => {
+    const special = [0, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-45, -3.4e38]
+    const random = SeededRandom.stream(7, 'mean-bits')
+    const gradient = () =>
+      Float32Array.from({ length: 999 }, (_, i) =>
+        i % 9 === 0
+          ? special[(i / 9) % special.length]
+          : (random.float() - 0.5) * 10 ** (random.float() * 10 - 5),
+      )
+    for (let n = 1; n <= 6; n++) {
+      const gradients = Array.from({ length: n }, gradient)
+      const expected = new Float32Array(999)
+      for (let i = 0; i < expected.length; i++) {
+        let sum = 0
+        for (const g of gradients) sum += g[i]
+        expected[i] = sum / n
+      }
+      const bits = (values: Float32Array) => [...new Uint32Array(values.buffer)]
+      expect(bits(aggregateGradients(gradients, 'mean'))).toEqual(bits(expected))
+    }
   })
 
   it('refuses empty input and mixed lengths', () => {

@@ -186,6 +186,30 @@ describe('applyEntry', () => {
     )
   })
 
+  it('computes a step into given arrays exactly as into new ones, leaving the state as it was', () => {
+    const state = start()
+    const update = Float32Array.from([0.5, -1, 2, 0, 3, -4])
+    const fresh = computeStep(state, update, config())
+    const into = {
+      params: new Float32Array(6),
+      firstMoment: new Float32Array(6),
+      secondMoment: new Float32Array(6),
+    }
+    const before = encodeState(state)
+    const reused = computeStep(state, update, config(), into)
+    expect(reused.params).toBe(into.params)
+    expect(reused.firstMoment).toBe(into.firstMoment)
+    expect(reused.secondMoment).toBe(into.secondMoment)
+    expect([...reused.params]).toEqual([...fresh.params])
+    expect([...reused.secondMoment]).toEqual([...fresh.secondMoment])
+    expect(toHex(reused.digest)).toBe(toHex(fresh.digest))
+    expect(encodeState(state)).toEqual(before)
+    // the state's own arrays, or arrays of another size, are never written: it copies instead
+    const own = computeStep(state, update, config(), { ...into, params: state.params })
+    expect(own.params).not.toBe(state.params)
+    expect(encodeState(state)).toEqual(before)
+  })
+
   it('outer entries replace params once per round, between the right steps', () => {
     const cfg = config({ steps: 4, outerEvery: 2 })
     const state = start()
