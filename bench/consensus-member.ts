@@ -84,6 +84,7 @@ port.once('message', async (start: MemberStart) => {
     digest: finished.digest,
     params: finished.params,
     gradientBytesSent: member.status().gradientBytesSent,
+    raftBytesSent: node.services.raft.stats.bytesSent,
   })
   await new Promise((resolve) => port.once('message', resolve))
   member.stop()

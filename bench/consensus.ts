@@ -111,6 +111,8 @@ interface GroupRun {
   cpuMsPerStep: number
   params: Float32Array
   bytesPerStep: number
+  /** Raft frames the members sent per step (the leader's appends with their updates, acknowledgements, heartbeats) */
+  raftBytesPerStep: number
   digests: number
 }
 
@@ -202,12 +204,14 @@ async function trainInGroup(
   const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
   const cpuMsPerStep = cpuMsSince(cpuAtFirstStep) / (steps - firstStep)
   const bytes = members.reduce((total, member) => total + member.member.status().gradientBytesSent, 0)
+  const raftBytes = members.reduce((total, member) => total + member.node.services.raft.stats.bytesSent, 0)
   await stopTrainingCluster(members)
   return {
     seconds,
     cpuMsPerStep,
     params: results[0].params,
     bytesPerStep: bytes / steps,
+    raftBytesPerStep: raftBytes / steps,
     digests: new Set(results.map((result) => result.digest)).size,
   }
 }
@@ -255,20 +259,23 @@ async function trainInThreads(
   const results = await Promise.all(
     workers.map(
       (worker) =>
-        new Promise<{ digest: string; params: Float32Array; gradientBytesSent: number }>(
-          (resolve, reject) => {
-            worker.on('error', reject)
-            worker.on('message', (message: { type: string; step?: number; at?: number }) => {
-              if (message.type === 'step' && firstStepAt === 0) {
-                firstStepAt = message.at! - performance.timeOrigin
-                cpuAtFirstStep = process.cpuUsage()
-                firstStep = message.step! + 1
-              }
-              if (message.type === 'finished') resolve(message as never)
-            })
-            worker.postMessage({ peers: ready })
-          },
-        ),
+        new Promise<{
+          digest: string
+          params: Float32Array
+          gradientBytesSent: number
+          raftBytesSent: number
+        }>((resolve, reject) => {
+          worker.on('error', reject)
+          worker.on('message', (message: { type: string; step?: number; at?: number }) => {
+            if (message.type === 'step' && firstStepAt === 0) {
+              firstStepAt = message.at! - performance.timeOrigin
+              cpuAtFirstStep = process.cpuUsage()
+              firstStep = message.step! + 1
+            }
+            if (message.type === 'finished') resolve(message as never)
+          })
+          worker.postMessage({ peers: ready })
+        }),
     ),
   )
   const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
@@ -280,6 +287,7 @@ async function trainInThreads(
     cpuMsPerStep,
     params: results[0].params,
     bytesPerStep: results.reduce((total, result) => total + result.gradientBytesSent, 0) / steps,
+    raftBytesPerStep: results.reduce((total, result) => total + result.raftBytesSent, 0) / steps,
     digests: new Set(results.map((result) => result.digest)).size,
   }
 }
@@ -358,6 +366,9 @@ try {
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
+    /** Raft frames per step (int8 groups propose int8 updates) */
+    raftBytesPerStepFloat32: groupRun!.raftBytesPerStep,
+    raftBytesPerStepInt8: int8Run!.raftBytesPerStep,
     localAccuracy,
     groupAccuracy,
     groupInt8Accuracy: int8Accuracy,
@@ -371,13 +382,16 @@ try {
       `group, float32 gradients: ${group.toFixed(1)} steps/s  overhead ${result.consensusOverheadPercent.toFixed(1)}% of step time`,
     )
     console.log(
-      `group, int8 gradients:    ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
+      `group, int8 compression:  ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
     )
     console.log(
       `group, in-memory log:     ${groupMemory.toFixed(1)} steps/s  overhead ${result.consensusOverheadMemoryLogPercent.toFixed(1)}% of step time`,
     )
     console.log(
       `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,
+    )
+    console.log(
+      `raft bytes per step:      float32 ${Math.round(result.raftBytesPerStepFloat32)}  int8 ${Math.round(result.raftBytesPerStepInt8)}  ratio ${(result.raftBytesPerStepFloat32 / result.raftBytesPerStepInt8).toFixed(2)}x (log appends with the update, acknowledgements, heartbeats)`,
     )
     console.log(
       `test accuracy:            local ${(100 * localAccuracy).toFixed(2)}%  group ${(100 * groupAccuracy).toFixed(2)}%  group int8 ${(100 * int8Accuracy).toFixed(2)}% (int8 costs ${result.int8AccuracyLossPoints.toFixed(2)} points)`,

@@ -103,7 +103,14 @@ export function register(program: Command): void {
         .default('mean'),
     )
     .option('--outer-every <h>', 'average the groups every H steps (0: only at the end)', '0')
-    .addOption(new Option('--compress <kind>', 'gradient compression').choices(COMPRESSIONS).default('none'))
+    .addOption(
+      new Option(
+        '--compress <kind>',
+        'gradient and update compression (int8: block-wise int8 with error feedback, both ways)',
+      )
+        .choices(COMPRESSIONS)
+        .default('none'),
+    )
     .option(
       '--data <file>',
       'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; the last 20% are the test set (default: MNIST from the mnist package)',

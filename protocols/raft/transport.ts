@@ -72,6 +72,8 @@ export interface RaftTransportStats {
   refusedMalformed: number
   /** Frames dropped on the sending side: queue full, dial backoff, write failure. */
   sendDropped: number
+  /** Bytes of the frames queued for sending (before their length prefix). */
+  bytesSent: number
 }
 
 export interface RaftGroupHandler {
@@ -216,6 +218,7 @@ export class RaftTransport {
     refusedInvalid: 0,
     refusedMalformed: 0,
     sendDropped: 0,
+    bytesSent: 0,
   }
   private readonly components: RaftTransportComponents
   private readonly frameBytesMax: number
@@ -332,6 +335,7 @@ export class RaftTransport {
     outbound.queue.push(frame)
     outbound.queuedBytes += frame.length
     this.stats.messagesSent += messageCount
+    this.stats.bytesSent += frame.length
     if (!outbound.writing) void this.drain(peer, outbound)
   }
 

@@ -24,7 +24,9 @@
 // and params digest only, waits for a majority and then at most stragglerTimeoutMs for the other
 // live members (aggregate.ts), screens (wrong length, NaN/Inf, norm > normFactorMax x median of the
 // others), aggregates (mean | median | trimmed-mean), computes the AdamW result and proposes the
-// entry {step, contributors, rejected, suspects, loss, update, digest after} (state.ts). Every member
+// entry {step, contributors, rejected, suspects, loss, update, digest after} (state.ts); with int8
+// compression the update is int8 too (the leader's own error feedback), and the AdamW result is that
+// of its dequantized values, which every member applies alike. Every member
 // applies committed entries in log order; an entry for a step already applied is skipped, so a step
 // is never applied twice across leader changes. A member whose digest differs from the entry's, or
 // that finds itself behind, asks the leader for its TrainingState over /shardnet/grad/1.0.0 and
@@ -78,9 +80,9 @@ import {
   MicroBatchPlan,
   needsOuterStep,
   outerRoundsRequired,
+  type Precomputed,
   readyForStep,
   type StepArrays,
-  type StepResult,
   type TrainingConfig,
   type TrainingState,
 } from './state.js'
@@ -211,7 +213,12 @@ class GroupMemberRuntime implements GroupMember {
   /** the step at which this member last became leader: it waits for everyone for a few steps after */
   private leaderSinceStep = 0
   private proposal: { step: number; term: number; outer: boolean } | undefined
-  private precomputed: { update: Uint8Array; result: StepResult } | undefined
+  private precomputed: Precomputed | undefined
+  /**
+   * int8 groups: this leader's quantizer of the aggregated updates it proposes (error feedback across
+   * its steps; a new leader starts with no residual)
+   */
+  private updateCompressor: GradientCompressor | undefined
   /**
    * The arrays of the state before this leader's last applied proposal, which it replaced by the
    * proposal's precomputed result: nothing holds them (every reader of the state copies), so the
@@ -669,9 +676,25 @@ class GroupMemberRuntime implements GroupMember {
     const loss =
       screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
       screened.accepted.length
-    const update = floatBytesView(aggregate) // the aggregate is not changed after this
+    // int8 groups propose an int8 update (with error feedback), a quarter of the bytes of float32 to
+    // every follower and into every log; every member applies its dequantized values
+    let update: Precomputed['update']
+    let applied = aggregate
+    if (this.compressor.compression === 'int8') {
+      this.updateCompressor ??= new GradientCompressor('int8', this.compressor.blockSize)
+      const encoded = this.updateCompressor.encode(aggregate, state.step, state.digest, loss)
+      applied = encoded.decoded
+      update = {
+        update: encoded.message.values,
+        updateEncoding: 'int8',
+        updateScales: encoded.message.scales,
+        updateBlockSize: encoded.message.blockSize,
+      }
+    } else {
+      update = { update: floatBytesView(aggregate), updateEncoding: 'float32' } // not changed after this
+    }
     // the arrays the state held before the last applied proposal are free: compute into them
-    const result = computeStep(state, aggregate, this.config, this.spareArrays)
+    const result = computeStep(state, applied, this.config, this.spareArrays)
     this.spareArrays = undefined
     const rejected = [
       ...[...collecting.rejected.entries()].map(([member, reason]) => ({ member, reason })),
@@ -685,7 +708,7 @@ class GroupMemberRuntime implements GroupMember {
       suspects,
       agreement: screened.accepted.length >= 3 ? screened.accepted.map((c) => scores.get(c.member) ?? 0) : [],
       loss,
-      update,
+      ...update,
       updateCid: '',
       digestAfter: result.digest,
       outerRound: 0,
@@ -832,7 +855,10 @@ class GroupMemberRuntime implements GroupMember {
   private leaderChanged(lead: string, role: string): void {
     this.emit('leader', { leader: lead, isLeader: role === 'leader' })
     if (role !== 'leader') this.collecting = undefined
-    else this.leaderSinceStep = this.state.step
+    else {
+      this.leaderSinceStep = this.state.step
+      this.updateCompressor = undefined
+    }
     queueMicrotask(() => this.pump())
   }
 }

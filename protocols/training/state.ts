@@ -8,11 +8,13 @@
 // that step, so a step proposed twice (by two leaders around an election) is applied once.
 //
 // Log entry: TrainingEntry { kind STEP|OUTER, step, contributors, rejected, suspects, loss,
-// update (float32 inline) | update_cid, digest_after = sha2-256 of float32 params after }.
+// update (float32 inline, or int8 + scales in groups with int8 compression) | update_cid,
+// digest_after = sha2-256 of float32 params after }.
 import { epochOrder } from '../../kernels/data/sharding.js'
 import { type LearningRateSchedule, learningRateAt } from '../../kernels/models/training.js'
 import { adamWReference } from '../../kernels/reference/optimizers.js'
-import { TrainingEntry, TrainingState as WireTrainingState } from '../wire/training.js'
+import { Gradient, TrainingEntry, TrainingState as WireTrainingState } from '../wire/training.js'
+import { decodeGradient } from './compression.js'
 import { bytesEqual, bytesToFloats, floatsToBytes, paramsDigest } from './params.js'
 import type { MemberReport } from './types.js'
 
@@ -145,11 +147,62 @@ export interface DecodedEntry {
   /** leave-one-out agreement per contributor (same order), empty with fewer than three */
   agreement: number[]
   loss: number
-  /** the raw float32 bytes of the update (decoded lazily) */
+  /**
+   * the raw bytes of the update, decoded lazily: float32 LE, or with `updateEncoding` 'int8' one int8
+   * per value and `updateScales` (one float32 LE scale per `updateBlockSize` values)
+   */
   update: Uint8Array
+  /** 'float32' when absent; OUTER entries are always float32 */
+  updateEncoding?: UpdateEncoding
+  updateScales?: Uint8Array
+  updateBlockSize?: number
   updateCid: string
   digestAfter: Uint8Array
   outerRound: number
+}
+
+export type UpdateEncoding = 'float32' | 'int8'
+
+const NO_BYTES = new Uint8Array(0)
+
+/**
+ * A STEP entry's update as float32 values (int8 dequantized as every member does it), or undefined
+ * when its sizes do not fit `parameterCount` values (decodeGradient's checks).
+ */
+export function entryUpdate(entry: DecodedEntry, parameterCount: number): Float32Array | undefined {
+  const int8 = entry.updateEncoding === 'int8'
+  const decoded = decodeGradient(
+    {
+      step: entry.step,
+      baseDigest: NO_BYTES,
+      loss: entry.loss,
+      encoding: int8 ? Gradient.Encoding.INT8 : Gradient.Encoding.FLOAT32,
+      length: parameterCount,
+      values: entry.update as Uint8Array<ArrayBuffer>,
+      scales: (entry.updateScales ?? NO_BYTES) as Uint8Array<ArrayBuffer>,
+      blockSize: entry.updateBlockSize ?? 0,
+    },
+    parameterCount,
+  )
+  return decoded.ok ? decoded.gradient : undefined
+}
+
+/** The same update: bytes, encoding, scales and block size. */
+function sameUpdate(a: Pick<DecodedEntry, UpdateField>, b: Pick<DecodedEntry, UpdateField>): boolean {
+  return (
+    (a.updateEncoding ?? 'float32') === (b.updateEncoding ?? 'float32') &&
+    (a.updateBlockSize ?? 0) === (b.updateBlockSize ?? 0) &&
+    bytesEqual(a.update, b.update) &&
+    bytesEqual(a.updateScales ?? NO_BYTES, b.updateScales ?? NO_BYTES)
+  )
+}
+
+type UpdateField = 'update' | 'updateEncoding' | 'updateScales' | 'updateBlockSize'
+
+/** The leader's own computation of the entry it proposed: the update it encoded and the AdamW result. */
+export interface Precomputed {
+  update: Pick<DecodedEntry, UpdateField>
+  result: StepResult
 }
 
 export function encodeEntry(entry: DecodedEntry): Uint8Array {
@@ -165,6 +218,10 @@ export function encodeEntry(entry: DecodedEntry): Uint8Array {
     updateCid: entry.updateCid,
     digestAfter: entry.digestAfter as Uint8Array<ArrayBuffer>,
     outerRound: entry.outerRound,
+    updateEncoding:
+      entry.updateEncoding === 'int8' ? TrainingEntry.Encoding.INT8 : TrainingEntry.Encoding.FLOAT32,
+    updateScales: (entry.updateScales ?? NO_BYTES) as Uint8Array<ArrayBuffer>,
+    updateBlockSize: entry.updateBlockSize ?? 0,
   })
 }
 
@@ -180,6 +237,8 @@ export function decodeEntry(data: Uint8Array, membersMax = 1024): DecodedEntry |
   }
   if (!Number.isSafeInteger(wire.step) || wire.step < 0) return undefined
   if (wire.agreement.length !== 0 && wire.agreement.length !== wire.contributors.length) return undefined
+  const int8 = wire.updateEncoding === TrainingEntry.Encoding.INT8
+  if (!int8 && wire.updateEncoding !== TrainingEntry.Encoding.FLOAT32) return undefined
   return {
     kind: wire.kind === TrainingEntry.Kind.OUTER ? 'outer' : 'step',
     step: wire.step,
@@ -189,6 +248,9 @@ export function decodeEntry(data: Uint8Array, membersMax = 1024): DecodedEntry |
     agreement: wire.agreement,
     loss: wire.loss,
     update: wire.update,
+    updateEncoding: int8 ? 'int8' : 'float32',
+    updateScales: wire.updateScales,
+    updateBlockSize: wire.updateBlockSize,
     updateCid: wire.updateCid,
     digestAfter: wire.digestAfter,
     outerRound: wire.outerRound,
@@ -215,11 +277,26 @@ export function applyEntry(
   state: TrainingState,
   entry: DecodedEntry,
   config: TrainingConfig,
-  precomputed?: { update: Uint8Array; result: StepResult },
+  precomputed?: Precomputed,
 ): ApplyOutcome {
   if (state.diverged) return { kind: 'ignored', reason: 'diverged' }
-  if (entry.update.byteLength !== config.parameterCount * 4) {
-    return { kind: 'ignored', reason: entry.updateCid ? 'update-by-cid-unsupported' : 'wrong-length' }
+  const wrongLength = (): ApplyOutcome => ({
+    kind: 'ignored',
+    reason: entry.updateCid ? 'update-by-cid-unsupported' : 'wrong-length',
+  })
+  const float32 = (entry.updateEncoding ?? 'float32') === 'float32'
+  // the leader's precomputation of this very update skips decoding it and the AdamW step
+  const reuse = entry.kind === 'step' && precomputed !== undefined && sameUpdate(precomputed.update, entry)
+  /** a STEP entry's int8 update, dequantized (and its sizes checked) unless the leader precomputed it */
+  let update: Float32Array | undefined
+  if (float32) {
+    if (entry.update.byteLength !== config.parameterCount * 4) return wrongLength()
+  } else {
+    if (entry.kind === 'outer') return wrongLength()
+    if (!reuse) {
+      update = entryUpdate(entry, config.parameterCount)
+      if (!update) return wrongLength()
+    }
   }
   if (entry.kind === 'outer') {
     if (entry.outerRound <= state.outerRounds) return { kind: 'duplicate' }
@@ -240,9 +317,9 @@ export function applyEntry(
   // without the leader's precomputation the step runs in place (no copies of params and moments):
   // if its digest then differs, the state is wrong either way and is marked diverged
   const result =
-    precomputed && bytesEqual(precomputed.update, entry.update)
+    reuse && precomputed
       ? precomputed.result
-      : adamWStep(state, state.step, bytesToFloats(entry.update), config)
+      : adamWStep(state, state.step, update ?? bytesToFloats(entry.update), config)
   if (!bytesEqual(result.digest, entry.digestAfter)) {
     state.diverged = true
     return { kind: 'mismatch' }

@@ -746,6 +746,9 @@ export interface TrainingEntry {
   digestAfter: Uint8Array<ArrayBuffer>
   outerRound: number
   agreement: number[]
+  updateEncoding: TrainingEntry.Encoding
+  updateScales: Uint8Array<ArrayBuffer>
+  updateBlockSize: number
 }
 
 export namespace TrainingEntry {
@@ -762,6 +765,22 @@ export namespace TrainingEntry {
   export namespace Kind {
     export const codec = (): Codec<Kind> => {
       return enumeration<Kind>(__KindValues)
+    }
+  }
+
+  export enum Encoding {
+    FLOAT32 = 'FLOAT32',
+    INT8 = 'INT8'
+  }
+
+  enum __EncodingValues {
+    FLOAT32 = 0,
+    INT8 = 1
+  }
+
+  export namespace Encoding {
+    export const codec = (): Codec<Encoding> => {
+      return enumeration<Encoding>(__EncodingValues)
     }
   }
 
@@ -837,6 +856,21 @@ export namespace TrainingEntry {
           }
         }
 
+        if (obj.updateEncoding != null && __EncodingValues[obj.updateEncoding] !== 0) {
+          w.uint32(96)
+          TrainingEntry.Encoding.codec().encode(obj.updateEncoding, w)
+        }
+
+        if ((obj.updateScales != null && obj.updateScales.byteLength > 0)) {
+          w.uint32(106)
+          w.bytes(obj.updateScales)
+        }
+
+        if ((obj.updateBlockSize != null && obj.updateBlockSize !== 0)) {
+          w.uint32(112)
+          w.uint32(obj.updateBlockSize)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -852,7 +886,10 @@ export namespace TrainingEntry {
           updateCid: '',
           digestAfter: uint8ArrayAlloc(0),
           outerRound: 0,
-          agreement: []
+          agreement: [],
+          updateEncoding: Encoding.FLOAT32,
+          updateScales: uint8ArrayAlloc(0),
+          updateBlockSize: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -921,6 +958,18 @@ export namespace TrainingEntry {
               }
 
               obj.agreement.push(reader.float())
+              break
+            }
+            case 12: {
+              obj.updateEncoding = TrainingEntry.Encoding.codec().decode(reader)
+              break
+            }
+            case 13: {
+              obj.updateScales = reader.bytes()
+              break
+            }
+            case 14: {
+              obj.updateBlockSize = reader.uint32()
               break
             }
             default: {
@@ -1057,6 +1106,27 @@ export namespace TrainingEntry {
 
               break
             }
+            case 12: {
+              yield {
+                field: `${prefix}.updateEncoding`,
+                value: TrainingEntry.Encoding.codec().decode(reader)
+              }
+              break
+            }
+            case 13: {
+              yield {
+                field: `${prefix}.updateScales`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 14: {
+              yield {
+                field: `${prefix}.updateBlockSize`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1134,6 +1204,21 @@ export namespace TrainingEntry {
     value: number
   }
 
+  export interface TrainingEntryUpdateEncodingFieldEvent {
+    field: '$.updateEncoding'
+    value: TrainingEntry.Encoding
+  }
+
+  export interface TrainingEntryUpdateScalesFieldEvent {
+    field: '$.updateScales'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface TrainingEntryUpdateBlockSizeFieldEvent {
+    field: '$.updateBlockSize'
+    value: number
+  }
+
   export function encode (obj: Partial<TrainingEntry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, TrainingEntry.codec())
   }
@@ -1142,7 +1227,7 @@ export namespace TrainingEntry {
     return decodeMessage(buf, TrainingEntry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent | TrainingEntryAgreementFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent | TrainingEntryAgreementFieldEvent | TrainingEntryUpdateEncodingFieldEvent | TrainingEntryUpdateScalesFieldEvent | TrainingEntryUpdateBlockSizeFieldEvent> {
     return streamMessage(buf, TrainingEntry.codec(), opts)
   }
 }

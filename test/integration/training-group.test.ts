@@ -2,7 +2,8 @@
 // dirs, the cpu backend) trains MNIST with gradient consensus: the loss drops and every member ends
 // with the same params digest; when the leader is stopped abruptly mid-run a new leader continues
 // and no step is lost or applied twice; a lying member is screened or outvoted and reported; members
-// computing their gradients on different backends (cpu, webgpu) still hold identical params.
+// computing their gradients on different backends (cpu, webgpu) still hold identical params; with
+// int8 compression the log carries int8 updates and the group trains as well.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Backend } from '../../kernels/backend.js'
 import { loadMnist, type MnistSplit } from '../../kernels/data/mnist.js'
 import { CpuBackend, createBackend } from '../../kernels/index.js'
+import { decodeEntry } from '../../protocols/training/state.js'
 import {
   type ClusterMember,
   datasetShard,
@@ -74,6 +76,37 @@ describe('a training group over libp2p', () => {
     expect(meanLoss(losses, 30, 40)).toBeLessThan(meanLoss(losses, 0, 10) * 0.6)
     const status = members[0].member.status()
     expect(status.reports.reduce((total, report) => total + report.accepted, 0)).toBe(120)
+  }, 120_000)
+
+  it('with int8 compression proposes int8 updates (a quarter of the log bytes) and trains as well', async () => {
+    const members = await startTrainingCluster({
+      size: 3,
+      directory,
+      backend,
+      options: options('int8', { stragglerTimeoutMs: 30_000, compression: 'int8' }),
+    })
+    clusters.push(members)
+    const losses: number[] = []
+    members[0].member.on('step', (event) => {
+      losses[event.step] = event.loss
+    })
+    const results = await Promise.all(members.map((member) => member.member.finished()))
+    expect(new Set(results.map((result) => result.digest)).size).toBe(1)
+    for (const member of members) expect(member.appliedSteps).toEqual([...Array(40).keys()])
+    expect(meanLoss(losses, 30, 40)).toBeLessThan(meanLoss(losses, 0, 10) * 0.6)
+    // the log's step entries carry int8 updates: one byte a value and a float32 scale per 256
+    const count = 784 * 64 + 64 + 64 * 10 + 10
+    const storage = members[0].storage
+    const entries = storage
+      .entries(storage.firstIndex(), storage.lastIndex() + 1)
+      .filter((entry) => entry.type === 'normal' && entry.data.length > 0)
+      .map((entry) => decodeEntry(entry.data))
+    expect(entries.length).toBeGreaterThan(0)
+    for (const entry of entries) {
+      expect(entry?.updateEncoding).toBe('int8')
+      expect(entry?.update.byteLength).toBe(count)
+      expect(entry?.updateScales?.byteLength).toBe(Math.ceil(count / 256) * 4)
+    }
   }, 120_000)
 
   it('survives the loss of its leader mid-run: a new leader continues, no step lost or applied twice', async () => {

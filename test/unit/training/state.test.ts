@@ -10,6 +10,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { CpuBackend } from '../../../kernels/index.js'
 import { Mlp } from '../../../kernels/models/mlp.js'
+import { GradientCompressor } from '../../../protocols/training/compression.js'
 import { averageParams, OuterStepBarrier, outerStepParams } from '../../../protocols/training/outer.js'
 import {
   bytesToFloats,
@@ -60,6 +61,9 @@ function stepEntry(state: TrainingState, update: Float32Array, cfg = config()): 
     agreement: [],
     loss: 2.5,
     update: floatsToBytes(update),
+    updateEncoding: 'float32',
+    updateScales: new Uint8Array(0),
+    updateBlockSize: 0,
     updateCid: '',
     digestAfter: computeStep(state, update, cfg).digest,
     outerRound: 0,
@@ -181,9 +185,46 @@ describe('applyEntry', () => {
     const entry = stepEntry(state, update)
     const other = computeStep(state, new Float32Array(6), config())
     // a precomputation for different bytes is ignored: the entry is computed afresh and matches
-    expect(applyEntry(state, entry, config(), { update: new Uint8Array(24), result: other }).kind).toBe(
-      'applied',
-    )
+    expect(
+      applyEntry(state, entry, config(), { update: { update: new Uint8Array(24) }, result: other }).kind,
+    ).toBe('applied')
+  })
+
+  it('applies an int8 update as its dequantized values, the same on every copy; refuses bad int8 sizes', () => {
+    const update = Float32Array.from([0.5, -1, 2, 0, 3, -4])
+    // blocks of 4: scales 2/127 and 4/127
+    const { message, decoded } = new GradientCompressor('int8', 4).encode(update, 0, new Uint8Array(32), 2.5)
+    const int8 = (state: TrainingState): DecodedEntry => ({
+      ...stepEntry(state, decoded),
+      update: message.values,
+      updateEncoding: 'int8',
+      updateScales: message.scales,
+      updateBlockSize: 4,
+    })
+    const [a, b, float32Copy] = [start(), start(), start()]
+    const entry = decodeEntry(encodeEntry(int8(a)))
+    expect(entry?.updateEncoding).toBe('int8')
+    expect(entry?.update.byteLength).toBe(6)
+    expect(entry && applyEntry(a, entry, config()).kind).toBe('applied')
+    expect(applyEntry(b, int8(b), config()).kind).toBe('applied')
+    expect(applyEntry(float32Copy, stepEntry(float32Copy, decoded), config()).kind).toBe('applied')
+    expect(toHex(a.digest)).toBe(toHex(b.digest))
+    expect(toHex(a.digest)).toBe(toHex(float32Copy.digest))
+    // sizes that do not fit the parameter count are refused without touching the state
+    const c = start()
+    const bad: DecodedEntry[] = [
+      { ...int8(c), update: message.values.subarray(0, 5) },
+      { ...int8(c), updateScales: message.scales.subarray(0, 4) },
+      { ...int8(c), updateBlockSize: 0 },
+      { ...int8(c), kind: 'outer', outerRound: 1 },
+    ]
+    for (const entry of bad)
+      expect(applyEntry(c, entry, config())).toEqual({ kind: 'ignored', reason: 'wrong-length' })
+    expect(c.step).toBe(0)
+    // an encoding this version does not know is not a training entry
+    // (a field repeated at the end of a protobuf message overrides the earlier value: field 12 = 7)
+    expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 7]))).toBeUndefined()
+    expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 1]))?.updateEncoding).toBe('int8')
   })
 
   it('computes a step into given arrays exactly as into new ones, leaving the state as it was', () => {
