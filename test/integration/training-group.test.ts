@@ -106,32 +106,36 @@ describe('a training group over libp2p', () => {
     }
   }, 120_000)
 
-  it('survives the loss of its leader mid-run: a new leader continues, no step lost or applied twice', async () => {
-    const steps = 50
-    const members = await startTrainingCluster({
-      size: 3,
-      directory,
-      backend,
-      options: options('leader-loss', { steps, stragglerTimeoutMs: 100 }),
-    })
-    clusters.push(members)
-    const first = await waitFor(() => leaderOf(members), 30_000, 'a first leader')
-    await waitFor(() => first.appliedSteps.length >= 15, 60_000, 'fifteen steps')
-    await first.kill()
-    const survivors = members.filter((member) => member.alive)
-    const results = await Promise.all(survivors.map((member) => member.member.finished()))
-    const second = leaderOf(survivors)
-    expect(second).toBeDefined()
-    expect(second!.id).not.toBe(first.id)
-    expect(new Set(results.map((result) => result.digest)).size).toBe(1)
-    for (const member of survivors) expect(member.appliedSteps).toEqual([...Array(steps).keys()])
-    // what the old leader applied is a prefix of what the others applied
-    expect(first.appliedSteps).toEqual([...Array(first.appliedSteps.length).keys()])
-    // steps after the loss were aggregated from the two survivors only
-    const last = survivors[0].member.status()
-    const deadReport = last.reports.find((report) => report.member === first.id)!
-    expect(deadReport.accepted).toBeLessThan(steps)
-  }, 120_000)
+  it.each(['none', 'int8'] as const)(
+    'survives the loss of its leader mid-run (compression %s): a new leader continues, no step lost or applied twice',
+    async (compression) => {
+      const steps = 50
+      const members = await startTrainingCluster({
+        size: 3,
+        directory,
+        backend,
+        options: options(`leader-loss-${compression}`, { steps, stragglerTimeoutMs: 100, compression }),
+      })
+      clusters.push(members)
+      const first = await waitFor(() => leaderOf(members), 30_000, 'a first leader')
+      await waitFor(() => first.appliedSteps.length >= 15, 60_000, 'fifteen steps')
+      await first.kill()
+      const survivors = members.filter((member) => member.alive)
+      const results = await Promise.all(survivors.map((member) => member.member.finished()))
+      const second = leaderOf(survivors)
+      expect(second).toBeDefined()
+      expect(second!.id).not.toBe(first.id)
+      expect(new Set(results.map((result) => result.digest)).size).toBe(1)
+      for (const member of survivors) expect(member.appliedSteps).toEqual([...Array(steps).keys()])
+      // what the old leader applied is a prefix of what the others applied
+      expect(first.appliedSteps).toEqual([...Array(first.appliedSteps.length).keys()])
+      // steps after the loss were aggregated from the two survivors only
+      const last = survivors[0].member.status()
+      const deadReport = last.reports.find((report) => report.member === first.id)!
+      expect(deadReport.accepted).toBeLessThan(steps)
+    },
+    120_000,
+  )
 
   for (const [rule, fault] of [
     ['median', { kind: 'scale', factor: 100 }],
