@@ -14,11 +14,7 @@
 import { Socket } from 'node:net'
 import type { MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
 import { type TCPComponents, type TCPOptions, tcp } from '@libp2p/tcp'
-
-interface SendResult {
-  sentBytes: number
-  canSendMore: boolean
-}
+import type { SendResult } from '@libp2p/utils'
 
 /** What @libp2p/tcp's connection holds: its socket, and the method its message stream sends with. */
 interface SocketConnection {

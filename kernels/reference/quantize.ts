@@ -30,6 +30,11 @@ export function quantizeInt8Reference(x: Float32Array, blockSize: number): Quant
 export function dequantizeInt8Reference(quantized: QuantizedInt8): Float32Array {
   const { values, scales, blockSize, length } = quantized
   const x = new Float32Array(length)
-  for (let i = 0; i < length; i++) x[i] = values[i] * scales[Math.floor(i / blockSize)]
+  // block by block: the same products as per element, without a division per value
+  for (let b = 0, start = 0; start < length; b++, start += blockSize) {
+    const scale = scales[b]
+    const end = Math.min(start + blockSize, length)
+    for (let i = start; i < end; i++) x[i] = values[i] * scale
+  }
   return x
 }

@@ -2,6 +2,8 @@
 // block (bit for bit the reference ops of kernels/reference/quantize.ts, in a faster loop) and
 // error feedback: what quantization loses in one step is added to the next step's gradient, so
 // the error does not accumulate in the model (Seide et al. 2014, Karimireddy et al. 2019).
+import type { QuantizedInt8 } from '../../kernels/backend.js'
+import { dequantizeInt8Reference } from '../../kernels/reference/quantize.js'
 import { Gradient } from '../wire/training.js'
 import { bytesToFloats, floatBytesView } from './params.js'
 import type { Compression } from './types.js'
@@ -145,14 +147,11 @@ export function decodeGradient(message: Gradient, expectedLength: number): Decod
   if (message.values.byteLength !== expectedLength || message.scales.byteLength !== blocks * 4) {
     return { ok: false, reason: 'wrong-length' }
   }
-  // dequantizeInt8Reference, block by block
-  const values = new Int8Array(message.values.buffer, message.values.byteOffset, message.values.byteLength)
-  const scales = bytesToFloats(message.scales)
-  const gradient = new Float32Array(expectedLength)
-  for (let b = 0, start = 0; start < expectedLength; b++, start += blockSize) {
-    const scale = scales[b]
-    const end = Math.min(start + blockSize, expectedLength)
-    for (let i = start; i < end; i++) gradient[i] = values[i] * scale
+  const quantized: QuantizedInt8 = {
+    values: new Int8Array(message.values.buffer, message.values.byteOffset, message.values.byteLength),
+    scales: bytesToFloats(message.scales),
+    blockSize,
+    length: expectedLength,
   }
-  return { ok: true, gradient }
+  return { ok: true, gradient: dequantizeInt8Reference(quantized) }
 }

@@ -808,8 +808,7 @@ class GroupMemberRuntime implements GroupMember {
         case 'applied':
           this.log.trace('applied step %d', outcome.step)
           // the state took the precomputed arrays: its previous ones are free
-          if (this.state === before && before.params !== params)
-            this.spareArrays = { params, firstMoment, secondMoment }
+          if (before.params !== params) this.spareArrays = { params, firstMoment, secondMoment }
           this.precomputed = undefined
           this.emit('step', {
             step: outcome.step,

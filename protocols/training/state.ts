@@ -284,21 +284,10 @@ export function applyEntry(
     kind: 'ignored',
     reason: entry.updateCid ? 'update-by-cid-unsupported' : 'wrong-length',
   })
-  const float32 = (entry.updateEncoding ?? 'float32') === 'float32'
-  // the leader's precomputation of this very update skips decoding it and the AdamW step
-  const reuse = entry.kind === 'step' && precomputed !== undefined && sameUpdate(precomputed.update, entry)
-  /** a STEP entry's int8 update, dequantized (and its sizes checked) unless the leader precomputed it */
-  let update: Float32Array | undefined
-  if (float32) {
-    if (entry.update.byteLength !== config.parameterCount * 4) return wrongLength()
-  } else {
-    if (entry.kind === 'outer') return wrongLength()
-    if (!reuse) {
-      update = entryUpdate(entry, config.parameterCount)
-      if (!update) return wrongLength()
-    }
-  }
   if (entry.kind === 'outer') {
+    // the params themselves, always float32
+    const float32 = (entry.updateEncoding ?? 'float32') === 'float32'
+    if (!float32 || entry.update.byteLength !== config.parameterCount * 4) return wrongLength()
     if (entry.outerRound <= state.outerRounds) return { kind: 'duplicate' }
     if (entry.step !== state.step || entry.outerRound !== state.outerRounds + 1) return { kind: 'behind' }
     const params = bytesToFloats(entry.update)
@@ -312,14 +301,16 @@ export function applyEntry(
     state.outerRounds++
     return { kind: 'outer', round: state.outerRounds }
   }
+  // the leader's own computation of this very update needs no decoding and no AdamW step; any other
+  // update is decoded (its sizes checked) whatever its step, as a malformed entry is ignored first
+  const reused = precomputed && sameUpdate(precomputed.update, entry) ? precomputed.result : undefined
+  const update = reused ? undefined : entryUpdate(entry, config.parameterCount)
+  if (!reused && !update) return wrongLength()
   if (entry.step < state.step) return { kind: 'duplicate' }
   if (entry.step > state.step || needsOuterStep(state, config)) return { kind: 'behind' }
   // without the leader's precomputation the step runs in place (no copies of params and moments):
   // if its digest then differs, the state is wrong either way and is marked diverged
-  const result =
-    reuse && precomputed
-      ? precomputed.result
-      : adamWStep(state, state.step, update ?? bytesToFloats(entry.update), config)
+  const result = reused ?? adamWStep(state, state.step, update as Float32Array, config)
   if (!bytesEqual(result.digest, entry.digestAfter)) {
     state.diverged = true
     return { kind: 'mismatch' }
