@@ -3,7 +3,7 @@
 // the run's options, gets `ready` with this node's id and addresses, sends `peers`, then hears
 // `step` events and one `finished`.
 import '../node/polyfill.js'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parentPort } from 'node:worker_threads'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -26,6 +26,19 @@ export interface MemberStart {
   compression: Compression
   storage: 'durable' | 'memory'
   directory: string
+  speculate: boolean
+}
+
+/** CPU time of this thread in ms (Linux: /proc/thread-self/stat, 10 ms ticks), or NaN elsewhere. */
+function threadCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8')
+    // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return Number.NaN
+  }
 }
 
 const port = parentPort
@@ -71,20 +84,34 @@ port.once('message', async (start: MemberStart) => {
     learningRate: start.learningRate,
     steps: start.steps,
     compression: start.compression,
+    speculate: start.speculate,
     storage,
     backend,
   })
-  member.on('step', (event) =>
-    port.postMessage({ type: 'step', step: event.step, at: performance.timeOrigin + performance.now() }),
-  )
+  let cpuAtFirstStep = Number.NaN
+  let firstStep = 0
+  member.on('step', (event) => {
+    if (Number.isNaN(cpuAtFirstStep)) {
+      cpuAtFirstStep = threadCpuMs()
+      firstStep = event.step + 1
+    }
+    port.postMessage({ type: 'step', step: event.step, at: performance.timeOrigin + performance.now() })
+  })
   const finished = await member.finished()
+  const status = member.status()
   // let the others finish applying before this member goes away
   port.postMessage({
     type: 'finished',
     digest: finished.digest,
     params: finished.params,
-    gradientBytesSent: member.status().gradientBytesSent,
+    gradientBytesSent: status.gradientBytesSent,
     raftBytesSent: node.services.raft.stats.bytesSent,
+    isLeader: status.isLeader,
+    /** this member's own thread (its event loop), per step from its first applied step on */
+    threadCpuMsPerStep: (threadCpuMs() - cpuAtFirstStep) / (start.steps - firstStep),
+    stepsPrecomputed: status.stepsPrecomputed,
+    gradientsAhead: status.gradientsAhead,
+    speculationsWasted: status.speculationsWasted,
   })
   await new Promise((resolve) => port.once('message', resolve))
   member.stop()

@@ -4,7 +4,7 @@
 // and without int8 compression, with the test accuracy each reaches.
 //
 //   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads]
-//                              [--heap daemon|default] [--json]
+//                              [--heap daemon|default] [--speculate yes|no] [--json]
 //
 // Baseline ("local"): the same steps on one backend: per step the three members' micro-batches
 // (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
@@ -13,7 +13,8 @@
 // Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
 // reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
 // --heap: the process runs with the daemon's garbage-collector setting (node/heap.ts, the default)
-// or with V8's own (`default`), to measure what that setting is worth.
+// or with V8's own (`default`), to measure what that setting is worth. --speculate no: the members do
+// no work ahead of the commit (GroupMemberInit.speculate), to measure what that is worth.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -48,13 +49,14 @@ const { values: flags } = parseArgs({
     lr: { type: 'string', default: '0.002' },
     threads: { type: 'boolean', default: false },
     heap: { type: 'string', default: 'daemon' },
+    speculate: { type: 'string', default: 'yes' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (flags.help) {
   console.log(
-    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--json]',
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--speculate yes|no] [--json]',
   )
   process.exit(0)
 }
@@ -80,6 +82,11 @@ if (flags.heap !== 'daemon' && flags.heap !== 'default') {
   )
   process.exit(2)
 }
+if (flags.speculate !== 'yes' && flags.speculate !== 'no') {
+  console.error('--speculate takes yes (members work ahead of the commit, the default) or no')
+  process.exit(2)
+}
+const speculate = flags.speculate === 'yes'
 if (flags.heap === 'daemon') tuneHeapForTraining()
 const MEMBERS = 3
 const SEED = 11
@@ -114,6 +121,13 @@ interface GroupRun {
   /** Raft frames the members sent per step (the leader's appends with their updates, acknowledgements, heartbeats) */
   raftBytesPerStep: number
   digests: number
+  /** --threads: CPU time per step of the leader's thread and of each follower's (Linux) */
+  leaderThreadCpuMs?: number
+  followerThreadCpuMs?: number[]
+  /** steps applied from work done before the commit, gradients computed ahead, work thrown away (all members) */
+  stepsPrecomputed: number
+  gradientsAhead: number
+  speculationsWasted: number
 }
 
 /** The group's work on one node, without network or Raft. */
@@ -187,6 +201,7 @@ async function trainInGroup(
       steps,
       aggregate: 'mean',
       compression,
+      speculate,
     },
   })
   // timed from the first applied step (after the election) to the last
@@ -205,6 +220,7 @@ async function trainInGroup(
   const cpuMsPerStep = cpuMsSince(cpuAtFirstStep) / (steps - firstStep)
   const bytes = members.reduce((total, member) => total + member.member.status().gradientBytesSent, 0)
   const raftBytes = members.reduce((total, member) => total + member.node.services.raft.stats.bytesSent, 0)
+  const statuses = members.map((member) => member.member.status())
   await stopTrainingCluster(members)
   return {
     seconds,
@@ -213,6 +229,19 @@ async function trainInGroup(
     bytesPerStep: bytes / steps,
     raftBytesPerStep: raftBytes / steps,
     digests: new Set(results.map((result) => result.digest)).size,
+    ...speculationCounts(statuses),
+  }
+}
+
+function speculationCounts(
+  members: Array<{ stepsPrecomputed: number; gradientsAhead: number; speculationsWasted: number }>,
+): Pick<GroupRun, 'stepsPrecomputed' | 'gradientsAhead' | 'speculationsWasted'> {
+  const sum = (key: 'stepsPrecomputed' | 'gradientsAhead' | 'speculationsWasted') =>
+    members.reduce((total, member) => total + member[key], 0)
+  return {
+    stepsPrecomputed: sum('stepsPrecomputed'),
+    gradientsAhead: sum('gradientsAhead'),
+    speculationsWasted: sum('speculationsWasted'),
   }
 }
 
@@ -249,6 +278,7 @@ async function trainInThreads(
             compression,
             storage,
             directory: join(directory, groupId),
+            speculate,
           })
         }),
     ),
@@ -264,6 +294,11 @@ async function trainInThreads(
           params: Float32Array
           gradientBytesSent: number
           raftBytesSent: number
+          isLeader: boolean
+          threadCpuMsPerStep: number
+          stepsPrecomputed: number
+          gradientsAhead: number
+          speculationsWasted: number
         }>((resolve, reject) => {
           worker.on('error', reject)
           worker.on('message', (message: { type: string; step?: number; at?: number }) => {
@@ -289,6 +324,11 @@ async function trainInThreads(
     bytesPerStep: results.reduce((total, result) => total + result.gradientBytesSent, 0) / steps,
     raftBytesPerStep: results.reduce((total, result) => total + result.raftBytesSent, 0) / steps,
     digests: new Set(results.map((result) => result.digest)).size,
+    leaderThreadCpuMs: results.find((result) => result.isLeader)?.threadCpuMsPerStep,
+    followerThreadCpuMs: results
+      .filter((result) => !result.isLeader)
+      .map((result) => result.threadCpuMsPerStep),
+    ...speculationCounts(results),
   }
 }
 
@@ -343,6 +383,7 @@ try {
   const groupMemory = steps / median(memorySeconds)
   const result = {
     membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
+    speculate,
     heap: flags.heap === 'daemon' ? "the daemon's setting (node/heap.ts)" : 'V8 default',
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,
@@ -363,6 +404,13 @@ try {
     groupCpuMsPerStep: median(groupCpu),
     localCoresBusy: (median(localCpu) * local) / 1000,
     groupCoresBusy: (median(groupCpu) * group) / 1000,
+    /** --threads, last float32 run: each member's own thread (the rest: GC helpers, libuv pool, this thread) */
+    leaderThreadCpuMsPerStep: groupRun!.leaderThreadCpuMs,
+    followerThreadCpuMsPerStep: groupRun!.followerThreadCpuMs,
+    /** last float32 run, all members: steps applied from work done before the commit, gradients computed ahead and used, work thrown away */
+    stepsPrecomputed: groupRun!.stepsPrecomputed,
+    gradientsAhead: groupRun!.gradientsAhead,
+    speculationsWasted: groupRun!.speculationsWasted,
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
@@ -398,6 +446,19 @@ try {
     )
     console.log(
       `CPU per step:             local ${result.localCpuMsPerStep.toFixed(1)} ms (${result.localCoresBusy.toFixed(2)} cores busy)  group ${result.groupCpuMsPerStep.toFixed(1)} ms (${result.groupCoresBusy.toFixed(2)} of ${cpus().length} cores busy)`,
+    )
+    if (result.leaderThreadCpuMsPerStep !== undefined) {
+      const followers = result.followerThreadCpuMsPerStep ?? []
+      const others =
+        result.groupCpuMsPerStep -
+        result.leaderThreadCpuMsPerStep -
+        followers.reduce((total, value) => total + value, 0)
+      console.log(
+        `CPU per step by thread:   leader ${result.leaderThreadCpuMsPerStep.toFixed(1)} ms  followers ${followers.map((value) => value.toFixed(1)).join(' / ')} ms  other threads ${others.toFixed(1)} ms (float32, last run)`,
+      )
+    }
+    console.log(
+      `work ahead of the commit: ${speculate ? 'on' : 'off'}; steps applied precomputed ${result.stepsPrecomputed} of ${MEMBERS * steps}, gradients computed ahead ${result.gradientsAhead}, thrown away ${result.speculationsWasted} (float32, last run)`,
     )
     console.log(`members ended with identical digests: ${result.identicalDigests}`)
   }

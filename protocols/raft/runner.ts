@@ -50,6 +50,14 @@ export interface RaftRunnerInit {
   knownPeers?: MemberId[]
   /** Applies committed entries to the state machine, in order. */
   apply?: (entries: Entry[]) => void
+  /**
+   * Called with the entries this member has just appended to its log (a leader's proposals, what a
+   * follower took from the leader) once they are durable and that Ready's messages (the leader's
+   * appends, the follower's acknowledgement) have been handed to the transport. They are NOT
+   * committed and may still be replaced: for work the state machine can do ahead of the commit
+   * (it must check at apply time that the committed entry is the one it worked on). A throw is logged.
+   */
+  appended?: (entries: Entry[]) => void
   /** Loads a snapshot received from the leader into the state machine. */
   restore?: (data: Uint8Array, index: number) => void
   /** The state machine's current state, for snapshots. @default an empty snapshot */
@@ -281,6 +289,7 @@ export class RaftRunner {
           else storage.save(update)
           if (!this.running) return // stopped mid-write: this member is gone, like a crash
           if (late.length > 0) this.init.transport.send(this.group, late)
+          if (ready.entries.length > 0) this.announceAppended(ready.entries)
         }
         this.maybeSnapshot(ready)
         this.node.advance()
@@ -310,6 +319,14 @@ export class RaftRunner {
       else late.push(m)
     }
     return { early, late }
+  }
+
+  private announceAppended(entries: Entry[]): void {
+    try {
+      this.init.appended?.(entries)
+    } catch (error) {
+      this.log.error('the appended hook threw: %s', (error as Error).message)
+    }
   }
 
   private applyReady(ready: Ready): void {

@@ -81,6 +81,7 @@ import {
   needsOuterStep,
   outerRoundsRequired,
   type Precomputed,
+  precomputeEntry,
   readyForStep,
   type StepArrays,
   type TrainingConfig,
@@ -108,6 +109,13 @@ export class GroupConfigError extends Error {
     super(message)
     this.name = 'GroupConfigError'
   }
+}
+
+/** What a gradient is computed on: the state, or the state a proposed step will give. */
+interface GradientBase {
+  step: number
+  digest: Uint8Array<ArrayBuffer>
+  params: Float32Array
 }
 
 interface PendingGradient {
@@ -215,6 +223,19 @@ class GroupMemberRuntime implements GroupMember {
   private proposal: { step: number; term: number; outer: boolean } | undefined
   private precomputed: Precomputed | undefined
   /**
+   * Work ahead of the commit (init.speculate): `precomputed` is durable in this member's log (the
+   * leader's proposal has gone out; a follower has acknowledged the entry it worked out), so the
+   * gradient of the step after it may be computed on its params (`ahead`) while the commit is on its
+   * way. The gradient is used only if the state then reaches that step with that digest.
+   */
+  private aheadReady = false
+  private ahead: PendingGradient | undefined
+  /** the bytes of this leader's last proposal, to know it in the runner's appended entries */
+  private proposedData: Uint8Array | undefined
+  private stepsPrecomputed = 0
+  private gradientsAhead = 0
+  private speculationsWasted = 0
+  /**
    * int8 groups: this leader's quantizer of the aggregated updates it proposes (error feedback across
    * its steps; a new leader starts with no residual)
    */
@@ -276,6 +297,7 @@ class GroupMemberRuntime implements GroupMember {
       compactionKeepEntries: init.raft?.compactionKeepEntries ?? 16,
       seed: init.raft?.seed,
       apply: (entries) => this.apply(entries),
+      appended: (entries) => this.appended(entries),
       restore: (data) => this.restore(data),
       snapshotData: () => encodeState(this.state),
       onLeaderChange: (lead, role) => this.leaderChanged(lead, role),
@@ -320,6 +342,9 @@ class GroupMemberRuntime implements GroupMember {
       gradientBytesSent: this.gradientBytesSent,
       gradientsSent: this.gradientsSent,
       raftTerm: raft.term,
+      stepsPrecomputed: this.stepsPrecomputed,
+      gradientsAhead: this.gradientsAhead,
+      speculationsWasted: this.speculationsWasted,
     }
   }
 
@@ -390,6 +415,7 @@ class GroupMemberRuntime implements GroupMember {
       void this.requestState(leader)
     }
     if (readyForStep(state, this.config)) {
+      this.adoptAhead(state)
       const pending = this.pending
       if (
         (!pending || pending.step !== state.step || !bytesEqual(pending.digest, state.digest)) &&
@@ -408,6 +434,7 @@ class GroupMemberRuntime implements GroupMember {
           void this.sendGradient(pending, leader)
         }
       }
+      this.maybeComputeAhead(state)
     }
     if (!isLeader) return
     if (needsOuterStep(state, this.config)) {
@@ -417,14 +444,43 @@ class GroupMemberRuntime implements GroupMember {
     if (readyForStep(state, this.config)) this.maybeAggregate(now)
   }
 
-  private async computeGradient(): Promise<void> {
+  /** A gradient computed ahead becomes the pending one once the state is what it was computed on. */
+  private adoptAhead(state: TrainingState): void {
+    const ahead = this.ahead
+    if (!ahead || ahead.step > state.step) return
+    this.ahead = undefined
+    if (ahead.step === state.step && bytesEqual(ahead.digest, state.digest)) {
+      this.pending = ahead
+      this.gradientsAhead++
+    } else this.speculationsWasted++
+  }
+
+  /**
+   * With this step's gradient delivered and its proposed result worked out and durable here, computes
+   * the next step's gradient on that result while the commit is on its way (see aheadReady).
+   */
+  private maybeComputeAhead(state: TrainingState): void {
+    const next = this.precomputed
+    const pending = this.pending
+    if (this.computing || !this.aheadReady || !next || this.init.speculate === false) return
+    if (next.step !== state.step || !bytesEqual(next.baseDigest, state.digest)) return
+    if (!pending || pending.step !== state.step || !bytesEqual(pending.digest, state.digest)) return
+    if (pending.ackedBy === undefined) return
+    const step = state.step + 1
+    if (step >= this.config.steps || outerRoundsRequired(step, this.config) > state.outerRounds) return
+    const ahead = this.ahead
+    if (ahead && ahead.step === step && bytesEqual(ahead.digest, next.result.digest)) return
+    if (ahead) this.speculationsWasted++
+    this.ahead = undefined
+    void this.computeGradient({ step, digest: next.result.digest, params: next.result.params })
+  }
+
+  private async computeGradient(base: GradientBase = this.state): Promise<void> {
     this.computing = true
-    const state = this.state
-    const step = state.step
-    const digest = state.digest
+    const { step, digest } = base
     const backend = this.backend
     try {
-      writeParams(backend, this.model.parameters(), state.params)
+      writeParams(backend, this.model.parameters(), base.params)
       const inputSize = this.init.architecture.inputSize
       const batch = this.init.batchSize
       const indices = this.plan.indices(step, this.memberIndex)
@@ -453,7 +509,7 @@ class GroupMemberRuntime implements GroupMember {
       this.injectFault(gradient, step)
       const encoded = this.compressor.encode(gradient, step, digest, loss)
       this.log.trace('computed the gradient of step %d', step)
-      this.pending = {
+      const computed: PendingGradient = {
         step,
         digest,
         message: encoded.message,
@@ -463,6 +519,8 @@ class GroupMemberRuntime implements GroupMember {
         sentTo: '',
         sentAtMs: 0,
       }
+      if (step > this.state.step) this.ahead = computed
+      else this.pending = computed
     } catch (error) {
       this.fail(error)
     } finally {
@@ -560,6 +618,7 @@ class GroupMemberRuntime implements GroupMember {
     this.pending = undefined
     this.collecting = undefined
     this.precomputed = undefined
+    this.aheadReady = false
   }
 
   // ---- leader side ----
@@ -713,7 +772,8 @@ class GroupMemberRuntime implements GroupMember {
       digestAfter: result.digest,
       outerRound: 0,
     }
-    this.precomputed = { update, result }
+    this.precomputed = { step: state.step, baseDigest: state.digest, update, result }
+    this.aheadReady = false
     this.propose(entry, false)
   }
 
@@ -721,7 +781,9 @@ class GroupMemberRuntime implements GroupMember {
     const term = this.runner.status().term
     this.log.trace('proposing step %d (%s)', entry.step, outer ? 'outer' : 'inner')
     this.proposal = { step: entry.step, term, outer }
-    this.runner.propose(encodeEntry(entry)).then(
+    const data = encodeEntry(entry)
+    this.proposedData = data
+    this.runner.propose(data).then(
       () => this.pump(),
       (error: Error) => {
         this.log('proposal of step %d failed: %s', entry.step, error.message)
@@ -808,8 +870,12 @@ class GroupMemberRuntime implements GroupMember {
         case 'applied':
           this.log.trace('applied step %d', outcome.step)
           // the state took the precomputed arrays: its previous ones are free
-          if (before.params !== params) this.spareArrays = { params, firstMoment, secondMoment }
+          if (before.params !== params) {
+            this.spareArrays = { params, firstMoment, secondMoment }
+            this.stepsPrecomputed++
+          }
           this.precomputed = undefined
+          this.aheadReady = false
           this.emit('step', {
             step: outcome.step,
             loss: entry.loss,
@@ -838,6 +904,47 @@ class GroupMemberRuntime implements GroupMember {
       }
     }
     queueMicrotask(() => this.pump())
+  }
+
+  /**
+   * Entries just appended to this member's log, durable, not yet committed (the runner's hook). The
+   * leader's own proposal: its result is precomputed already, the next gradient may start. A
+   * follower works out the newest training entry for its step (precomputeEntry) after its
+   * acknowledgement has gone, so that at commit it only takes the result.
+   */
+  private appended(entries: Entry[]): void {
+    if (this.stopped || this.init.speculate === false) return
+    if (this.runner.isLeader()) {
+      if (this.proposedData && entries.some((entry) => entry.data === this.proposedData)) {
+        this.proposedData = undefined
+        this.aheadReady = this.precomputed !== undefined
+        setImmediate(() => this.pump())
+      }
+      return
+    }
+    let last: Entry | undefined
+    for (const entry of entries) if (entry.type === 'normal' && entry.data.length > 0) last = entry
+    if (last) setImmediate(() => this.speculate(last))
+  }
+
+  private speculate(raw: Entry): void {
+    if (this.stopped) return
+    try {
+      const state = this.state
+      const entry = decodeEntry(raw.data)
+      if (entry?.kind !== 'step' || entry.step !== state.step) return
+      const precomputed = precomputeEntry(state, entry, this.config, this.spareArrays)
+      if (!precomputed) {
+        this.speculationsWasted++
+        return
+      }
+      this.spareArrays = undefined
+      this.precomputed = precomputed
+      this.aheadReady = true
+    } catch (error) {
+      this.fail(error)
+    }
+    this.pump()
   }
 
   private restore(data: Uint8Array): void {

@@ -199,10 +199,43 @@ function sameUpdate(a: Pick<DecodedEntry, UpdateField>, b: Pick<DecodedEntry, Up
 
 type UpdateField = 'update' | 'updateEncoding' | 'updateScales' | 'updateBlockSize'
 
-/** The leader's own computation of the entry it proposed: the update it encoded and the AdamW result. */
+/**
+ * A STEP entry computed before it was committed: the leader's own proposal, or an entry a follower
+ * holds in its log (precomputeEntry): the update and the AdamW result on the state of `step` whose
+ * params digest was `baseDigest`.
+ */
 export interface Precomputed {
+  step: number
+  baseDigest: Uint8Array
   update: Pick<DecodedEntry, UpdateField>
   result: StepResult
+}
+
+/**
+ * Works out an entry ahead of its commit (a follower does this as the entry reaches its log): the
+ * AdamW result of its update on `state`, when it is the STEP entry for `state.step` and the result's
+ * digest is the entry's digest after. Otherwise undefined, and the entry is applied (or refused) at
+ * commit as usual. `state` is not changed; the result goes into `into` when given (see computeStep).
+ */
+export function precomputeEntry(
+  state: TrainingState,
+  entry: DecodedEntry,
+  config: TrainingConfig,
+  into?: StepArrays,
+): Precomputed | undefined {
+  if (entry.kind !== 'step' || state.diverged || entry.step !== state.step || needsOuterStep(state, config))
+    return undefined
+  const update = entryUpdate(entry, config.parameterCount)
+  if (!update) return undefined
+  const result = computeStep(state, update, config, into)
+  if (!bytesEqual(result.digest, entry.digestAfter)) return undefined
+  const { updateEncoding, updateScales, updateBlockSize } = entry
+  return {
+    step: state.step,
+    baseDigest: state.digest,
+    update: { update: entry.update, updateEncoding, updateScales, updateBlockSize },
+    result,
+  }
 }
 
 export function encodeEntry(entry: DecodedEntry): Uint8Array {
@@ -270,8 +303,9 @@ export type ApplyOutcome =
   | { kind: 'ignored'; reason: string }
 
 /**
- * Applies one committed entry to `state` in place. `precomputed` (the leader's own computation of
- * this very entry) skips the AdamW work when its update bytes are those of the entry.
+ * Applies one committed entry to `state` in place. `precomputed` (this entry worked out before its
+ * commit) skips the decoding and the AdamW work when it was computed on this very state (step and
+ * digest) from the entry's update bytes.
  */
 export function applyEntry(
   state: TrainingState,
@@ -301,9 +335,15 @@ export function applyEntry(
     state.outerRounds++
     return { kind: 'outer', round: state.outerRounds }
   }
-  // the leader's own computation of this very update needs no decoding and no AdamW step; any other
-  // update is decoded (its sizes checked) whatever its step, as a malformed entry is ignored first
-  const reused = precomputed && sameUpdate(precomputed.update, entry) ? precomputed.result : undefined
+  // a computation of this very update on this very state needs no decoding and no AdamW step; any
+  // other update is decoded (its sizes checked) whatever its step, as a malformed entry is ignored first
+  const reused =
+    precomputed &&
+    precomputed.step === state.step &&
+    bytesEqual(precomputed.baseDigest, state.digest) &&
+    sameUpdate(precomputed.update, entry)
+      ? precomputed.result
+      : undefined
   const update = reused ? undefined : entryUpdate(entry, config.parameterCount)
   if (!reused && !update) return wrongLength()
   if (entry.step < state.step) return { kind: 'duplicate' }

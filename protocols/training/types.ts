@@ -97,6 +97,13 @@ export interface GroupMemberInit {
   stragglerTimeoutMs?: number
   /** Re-send an unacknowledged gradient after this long. @default 1000 */
   resendMs?: number
+  /**
+   * Work ahead of the commit: a follower computes the AdamW result of an entry as it reaches its log
+   * (after acknowledging it), and every member then computes the next step's gradient on that
+   * result while the commit is on its way; it is sent only once that step is committed and applied
+   * with that very digest. The same arithmetic either way. @default true
+   */
+  speculate?: boolean
   /** Reject a gradient whose L2 norm exceeds this factor times the median norm of the others. @default 10 */
   normFactorMax?: number
   /**
@@ -194,6 +201,12 @@ export interface GroupMemberStatus {
   gradientBytesSent: number
   gradientsSent: number
   raftTerm: number
+  /** steps applied from a result worked out before the commit (the leader's proposal, a follower's speculation) */
+  stepsPrecomputed: number
+  /** gradients computed before the step they are for was committed, and used */
+  gradientsAhead: number
+  /** work ahead of the commit thrown away: an entry that did not commit as it was, a gradient on other params */
+  speculationsWasted: number
 }
 
 export interface GroupMember {

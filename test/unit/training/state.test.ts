@@ -35,6 +35,7 @@ import {
   MicroBatchPlan,
   needsOuterStep,
   outerRoundsRequired,
+  precomputeEntry,
   readyForStep,
   type TrainingConfig,
   type TrainingState,
@@ -179,15 +180,63 @@ describe('applyEntry', () => {
     expect(applyEntry(state, stepEntry(start(), new Float32Array(6)), config()).kind).toBe('ignored')
   })
 
-  it('uses the leader precomputation only for the same update bytes', () => {
-    const state = start()
+  it('uses a precomputation only for the same update bytes on the same state', () => {
     const update = Float32Array.from([1, 2, 3, 4, 5, 6])
-    const entry = stepEntry(state, update)
-    const other = computeStep(state, new Float32Array(6), config())
-    // a precomputation for different bytes is ignored: the entry is computed afresh and matches
-    expect(
-      applyEntry(state, entry, config(), { update: { update: new Uint8Array(24) }, result: other }).kind,
-    ).toBe('applied')
+    const wrong = (state: TrainingState) => computeStep(state, new Float32Array(6), config())
+    // for other bytes, or for the same bytes on another state (digest, step), it is ignored: the
+    // entry is computed afresh and matches its digest after
+    const cases = [
+      (s: TrainingState) => ({ step: 0, baseDigest: s.digest, update: { update: new Uint8Array(24) } }),
+      (s: TrainingState) => ({ step: 0, baseDigest: new Uint8Array(32), update: stepEntry(s, update) }),
+      (s: TrainingState) => ({ step: 1, baseDigest: s.digest, update: stepEntry(s, update) }),
+    ]
+    for (const precomputation of cases) {
+      const state = start()
+      const entry = stepEntry(state, update)
+      const precomputed = { ...precomputation(state), result: wrong(state) }
+      expect(applyEntry(state, entry, config(), precomputed)).toEqual({ kind: 'applied', step: 0 })
+      expect(toHex(state.digest)).toBe(toHex(entry.digestAfter))
+    }
+  })
+
+  it('works an entry out ahead of its commit only when it applies to the state as it is', () => {
+    const state = start()
+    const before = encodeState(state)
+    const update = Float32Array.from([0.5, -1, 2, 0, 3, -4])
+    const entry = decodeEntry(encodeEntry(stepEntry(state, update)))!
+    const precomputed = precomputeEntry(state, entry, config())
+    expect(precomputed).toBeDefined()
+    expect(encodeState(state)).toEqual(before)
+    expect(toHex(precomputed!.result.digest)).toBe(toHex(entry.digestAfter))
+    // at commit it is taken as it is (its arrays become the state's), the same as applying afresh
+    const afresh = start()
+    expect(applyEntry(afresh, entry, config())).toEqual({ kind: 'applied', step: 0 })
+    expect(applyEntry(state, entry, config(), precomputed)).toEqual({ kind: 'applied', step: 0 })
+    expect(state.params).toBe(precomputed!.result.params)
+    expect(encodeState(state)).toEqual(encodeState(afresh))
+    // not the state's step, a digest after the update does not give, a wrong size, an outer entry,
+    // a diverged state: nothing, and the state untouched
+    const other = start()
+    const refused: Array<[TrainingState, DecodedEntry]> = [
+      [other, { ...entry, step: 1 }],
+      [other, { ...entry, digestAfter: new Uint8Array(32) }],
+      [other, { ...entry, update: entry.update.subarray(0, 20) }],
+      [other, { ...entry, kind: 'outer', outerRound: 1 }],
+      [{ ...other, diverged: true }, entry],
+    ]
+    for (const [copy, bad] of refused) expect(precomputeEntry(copy, bad, config())).toBeUndefined()
+    expect(encodeState(other)).toEqual(encodeState(start()))
+    // an int8 update is worked out as its dequantized values, as applying does
+    const { message, decoded } = new GradientCompressor('int8', 4).encode(update, 0, new Uint8Array(32), 2.5)
+    const int8: DecodedEntry = {
+      ...stepEntry(other, decoded),
+      update: message.values,
+      updateEncoding: 'int8',
+      updateScales: message.scales,
+      updateBlockSize: 4,
+    }
+    const int8Result = precomputeEntry(other, int8, config())
+    expect(int8Result && toHex(int8Result.result.digest)).toBe(toHex(int8.digestAfter))
   })
 
   it('applies an int8 update as its dequantized values, the same on every copy; refuses bad int8 sizes', () => {
