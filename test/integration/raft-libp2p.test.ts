@@ -1,7 +1,8 @@
 // Proves a Raft group runs over real libp2p: three nodes (TCP on 127.0.0.1, noise, yamux) with
 // durable stores in temp dirs elect a leader and commit; after the leader's node is killed the
 // other two elect a new leader that commits; a non-member's messages and oversized or garbage
-// frames are refused and counted without disturbing the group.
+// frames are refused and counted without disturbing the group; each member hears of the entries it
+// appended once they are durable and before they are applied (a hook that throws changes nothing).
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -100,4 +101,45 @@ describe('raft over libp2p', () => {
       expect(new TextDecoder().decode(entry.data)).toBe('first')
     }
   }, 90_000)
+
+  it('tells each member of the entries it appended once they are durable, before they commit', async () => {
+    // per member: the entries the runner announced, with what was durable and applied at that moment
+    const heard = new Map<string, Array<{ index: number; text: string; durable: boolean; applied: number }>>()
+    const group: RaftClusterMember[] = await startRaftCluster({
+      size: 3,
+      directory: join(directory, 'appended'),
+      group: 'appended-group',
+      runner: { tickMs: 20, electionTicks: 25 },
+      runnerFor: (id) => ({
+        appended: (entries) => {
+          const member = group.find((other) => other.id === id)!
+          const list = heard.get(id) ?? []
+          heard.set(id, list)
+          for (const entry of entries) {
+            const [stored] = member.storage.entries(entry.index, entry.index + 1)
+            list.push({
+              index: entry.index,
+              text: new TextDecoder().decode(entry.data),
+              durable: stored !== undefined && stored.data === entry.data,
+              applied: member.lastApplied,
+            })
+          }
+          // a hook that throws is logged; the member goes on
+          if (member === group[2]) throw new Error('a faulty hook')
+        },
+      }),
+    })
+    members.push(...group)
+    const leader = await waitFor(() => currentLeader(group), 20_000, 'a leader')
+    const proposed = await leader.runner.propose(encoder.encode('ahead'))
+    await waitFor(() => group.every((member) => member.lastApplied >= proposed.index), 20_000, 'every member')
+    for (const member of group) {
+      const seen = heard.get(member.id)?.find((entry) => entry.index === proposed.index)
+      expect(seen).toMatchObject({ text: 'ahead', durable: true })
+      expect(seen!.applied).toBeLessThan(proposed.index)
+    }
+    expect(group.every((member) => member.runner.status().term === leader.runner.status().term)).toBe(true)
+    const again = await leader.runner.propose(encoder.encode('after a faulty hook'))
+    await waitFor(() => group.every((member) => member.lastApplied >= again.index), 20_000, 'every member again')
+  }, 60_000)
 })

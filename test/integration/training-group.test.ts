@@ -3,7 +3,9 @@
 // with the same params digest; when the leader is stopped abruptly mid-run a new leader continues
 // and no step is lost or applied twice; a lying member is screened or outvoted and reported; members
 // computing their gradients on different backends (cpu, webgpu) still hold identical params; with
-// int8 compression the log carries int8 updates and the group trains as well.
+// int8 compression the log carries int8 updates and the group trains as well; members that work
+// ahead of the commit (followers precompute appended entries, everyone computes the next gradient
+// early) end with exactly the params of members that wait for each commit.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -87,6 +89,28 @@ describe('a training group over libp2p', () => {
     const members = await trainToTheEnd('plain')
     const status = members[0].member.status()
     expect(status.reports.reduce((total, report) => total + report.accepted, 0)).toBe(120)
+  }, 120_000)
+
+  it('works ahead of the commit without changing a bit: the same params as members that wait for it', async () => {
+    const ahead = await trainToTheEnd('ahead')
+    const waiting = await trainToTheEnd('waiting', { speculate: false })
+    expect(ahead[0].member.status().digest).toBe(waiting[0].member.status().digest)
+    // every member applied (nearly) every step from a result worked out before the commit and
+    // computed its next gradient before it: a follower as the entry reached its log, the leader as
+    // it proposed
+    for (const member of ahead) {
+      const status = member.member.status()
+      expect(status.stepsPrecomputed).toBeGreaterThan(30)
+      expect(status.gradientsAhead).toBeGreaterThan(30)
+      expect(status.speculationsWasted).toBe(0)
+    }
+    // without it only the leader uses its own proposal's result, and nothing is computed ahead
+    const leader = leaderOf(waiting)!
+    for (const member of waiting) {
+      const status = member.member.status()
+      expect(status.gradientsAhead).toBe(0)
+      if (member !== leader) expect(status.stepsPrecomputed).toBe(0)
+    }
   }, 120_000)
 
   it('with int8 compression proposes int8 updates (a quarter of the log bytes) and trains as well', async () => {
