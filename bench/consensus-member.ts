@@ -27,6 +27,8 @@ export interface MemberStart {
   storage: 'durable' | 'memory'
   directory: string
   speculate: boolean
+  /** one-way network latency to model, ms: see withLatency */
+  latencyMs: number
 }
 
 /** CPU time of this thread in ms (Linux: /proc/thread-self/stat, 10 ms ticks), or NaN elsewhere. */
@@ -41,12 +43,36 @@ function threadCpuMs(): number {
   }
 }
 
+/**
+ * Models a network of `ms` one-way latency on loopback (where netem is not available): every Raft
+ * frame this member sends, and each gradient it sends and the leader's answer, is handed over `ms`
+ * later. Timers of one delay fire in order, so the frames keep their order.
+ */
+function withLatency(node: Awaited<ReturnType<typeof createTrainingNode>>, ms: number): void {
+  if (ms <= 0) return
+  const raft = node.services.raft
+  const sendFrames = raft.send.bind(raft)
+  raft.send = (group, messages) => {
+    setTimeout(() => sendFrames(group, messages), ms)
+  }
+  const gradients = node.services.gradients
+  const sendGradient = gradients.sendGradient.bind(gradients)
+  const later = () => new Promise((resolve) => setTimeout(resolve, ms))
+  gradients.sendGradient = async (...args) => {
+    await later()
+    const answer = await sendGradient(...args)
+    await later()
+    return answer
+  }
+}
+
 const port = parentPort
 if (!port) throw new Error('consensus-member.ts runs as a worker thread')
 
 port.once('message', async (start: MemberStart) => {
   const data = await loadMnist()
   const node = await createTrainingNode()
+  withLatency(node, start.latencyMs)
   port.postMessage({
     type: 'ready',
     id: node.peerId.toString(),

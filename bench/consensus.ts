@@ -4,7 +4,7 @@
 // and without int8 compression, with the test accuracy each reaches.
 //
 //   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads]
-//                              [--heap daemon|default] [--speculate yes|no] [--json]
+//                              [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]
 //
 // Baseline ("local"): the same steps on one backend: per step the three members' micro-batches
 // (MicroBatchPlan), three gradients, their mean, the host AdamW step and the params digest, i.e.
@@ -15,6 +15,8 @@
 // --heap: the process runs with the daemon's garbage-collector setting (node/heap.ts, the default)
 // or with V8's own (`default`), to measure what that setting is worth. --speculate no: the members do
 // no work ahead of the commit (GroupMemberInit.speculate), to measure what that is worth.
+// --latency-ms (with --threads): every Raft frame and gradient message is handed over that much later,
+// a model of members on separate machines (consensus-member.ts, withLatency); 0 is plain loopback.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -50,13 +52,14 @@ const { values: flags } = parseArgs({
     threads: { type: 'boolean', default: false },
     heap: { type: 'string', default: 'daemon' },
     speculate: { type: 'string', default: 'yes' },
+    'latency-ms': { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (flags.help) {
   console.log(
-    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--speculate yes|no] [--json]',
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]',
   )
   process.exit(0)
 }
@@ -87,6 +90,11 @@ if (flags.speculate !== 'yes' && flags.speculate !== 'no') {
   process.exit(2)
 }
 const speculate = flags.speculate === 'yes'
+const latencyMs = Number(flags['latency-ms'])
+if (!(latencyMs >= 0 && Number.isFinite(latencyMs)) || (latencyMs > 0 && !flags.threads)) {
+  console.error('--latency-ms takes a number of ms >= 0, and needs --threads')
+  process.exit(2)
+}
 if (flags.heap === 'daemon') tuneHeapForTraining()
 const MEMBERS = 3
 const SEED = 11
@@ -279,6 +287,7 @@ async function trainInThreads(
             storage,
             directory: join(directory, groupId),
             speculate,
+            latencyMs,
           })
         }),
     ),
@@ -342,7 +351,7 @@ log(
   `bench:consensus: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, backend ${backend.info.adapterName}`,
 )
 log(
-  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds, heap: ${flags.heap}`,
+  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds, heap: ${flags.heap}, work ahead of the commit: ${flags.speculate}${latencyMs > 0 ? `, modelled one-way latency ${latencyMs} ms` : ''}`,
 )
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
@@ -384,6 +393,7 @@ try {
   const result = {
     membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
     speculate,
+    latencyMs,
     heap: flags.heap === 'daemon' ? "the daemon's setting (node/heap.ts)" : 'V8 default',
     machine: `${cpus().length} cores, Node ${process.version}, ${backend.info.adapterName}`,
     architecture: `784-${hidden}-10`,

@@ -31,6 +31,12 @@
 // is never applied twice across leader changes. A member whose digest differs from the entry's, or
 // that finds itself behind, asks the leader for its TrainingState over /shardnet/grad/1.0.0 and
 // installs it; Raft snapshots carry the same state for members that fell behind the log.
+// Work ahead of the commit (speculate, on by default): the entry reaches each follower's log before
+// it commits; once it is durable there (the runner's `appended` hook, after the acknowledgement has
+// gone) the follower works out its AdamW result (precomputeEntry), and every member, the leader as
+// soon as its proposal is out, computes its gradient for step s+1 on that result. Applying the
+// committed entry then only takes the result, and the gradient is sent once the state has that very
+// step and digest; work on an entry that did not commit as it was is thrown away.
 // With outerEvery = H, after every H steps (and after the last) the leader asks `outerStep` for the
 // params to continue from and proposes them as an OUTER entry (DiLoCo-style averaging of groups).
 import { logger } from '@libp2p/logger'
