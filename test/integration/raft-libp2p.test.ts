@@ -140,6 +140,10 @@ describe('raft over libp2p', () => {
     }
     expect(group.every((member) => member.runner.status().term === leader.runner.status().term)).toBe(true)
     const again = await leader.runner.propose(encoder.encode('after a faulty hook'))
-    await waitFor(() => group.every((member) => member.lastApplied >= again.index), 20_000, 'every member again')
+    await waitFor(
+      () => group.every((member) => member.lastApplied >= again.index),
+      20_000,
+      'every member again',
+    )
   }, 60_000)
 })
