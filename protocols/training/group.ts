@@ -252,6 +252,7 @@ class GroupMemberRuntime implements GroupMember {
    * next proposal computes into them instead of three new arrays of the model's size
    */
   private spareArrays: StepArrays | undefined
+  private batchInputs: { images: Float32Array; labels: Float32Array } | undefined
   private outerInFlight: number | undefined
   private outerRetryAtMs = 0
   // reporting
@@ -490,8 +491,9 @@ class GroupMemberRuntime implements GroupMember {
       const inputSize = this.init.architecture.inputSize
       const batch = this.init.batchSize
       const indices = this.plan.indices(step, this.memberIndex)
-      const images = new Float32Array(batch * inputSize)
-      const labels = new Float32Array(batch)
+      // the batch's inputs go to the backend by copy (upload): one pair of arrays serves every step
+      this.batchInputs ??= { images: new Float32Array(batch * inputSize), labels: new Float32Array(batch) }
+      const { images, labels } = this.batchInputs
       for (let row = 0; row < batch; row++) {
         const sample = indices[row]
         images.set(
