@@ -13,7 +13,7 @@ import { DurableRaftStorage } from '../node/store/raft-storage.js'
 import { MemoryStorage, type RaftStorage } from '../protocols/raft/storage.js'
 import { startGroupMember } from '../protocols/training/group.js'
 import type { Compression } from '../protocols/training/types.js'
-import { createTrainingNode, datasetShard } from '../test/integration/training-cluster.js'
+import { createTrainingNode, datasetShard, delayRaftFrames } from '../test/integration/training-cluster.js'
 
 export interface MemberStart {
   type: 'start'
@@ -45,16 +45,12 @@ function threadCpuMs(): number {
 
 /**
  * Models a network of `ms` one-way latency on loopback (where netem is not available): every Raft
- * frame this member sends, and each gradient it sends and the leader's answer, is handed over `ms`
- * later. Timers of one delay fire in order, so the frames keep their order.
+ * frame this member sends (delayRaftFrames), and each gradient it sends and the leader's answer, is
+ * handed over `ms` later.
  */
 function withLatency(node: Awaited<ReturnType<typeof createTrainingNode>>, ms: number): void {
   if (ms <= 0) return
-  const raft = node.services.raft
-  const sendFrames = raft.send.bind(raft)
-  raft.send = (group, messages) => {
-    setTimeout(() => sendFrames(group, messages), ms)
-  }
+  delayRaftFrames(node.services.raft, ms)
   const gradients = node.services.gradients
   const sendGradient = gradients.sendGradient.bind(gradients)
   const later = () => new Promise((resolve) => setTimeout(resolve, ms))
@@ -138,6 +134,7 @@ port.once('message', async (start: MemberStart) => {
     stepsPrecomputed: status.stepsPrecomputed,
     gradientsAhead: status.gradientsAhead,
     speculationsWasted: status.speculationsWasted,
+    gradientsReceivedAhead: status.gradientsReceivedAhead,
   })
   await new Promise((resolve) => port.once('message', resolve))
   member.stop()

@@ -136,6 +136,8 @@ interface GroupRun {
   stepsPrecomputed: number
   gradientsAhead: number
   speculationsWasted: number
+  /** gradients the leader got before the step they follow was applied */
+  gradientsReceivedAhead: number
 }
 
 /** The group's work on one node, without network or Raft. */
@@ -241,15 +243,21 @@ async function trainInGroup(
   }
 }
 
+type SpeculationCount =
+  | 'stepsPrecomputed'
+  | 'gradientsAhead'
+  | 'speculationsWasted'
+  | 'gradientsReceivedAhead'
+
 function speculationCounts(
-  members: Array<{ stepsPrecomputed: number; gradientsAhead: number; speculationsWasted: number }>,
-): Pick<GroupRun, 'stepsPrecomputed' | 'gradientsAhead' | 'speculationsWasted'> {
-  const sum = (key: 'stepsPrecomputed' | 'gradientsAhead' | 'speculationsWasted') =>
-    members.reduce((total, member) => total + member[key], 0)
+  members: Array<Record<SpeculationCount, number>>,
+): Pick<GroupRun, SpeculationCount> {
+  const sum = (key: SpeculationCount) => members.reduce((total, member) => total + member[key], 0)
   return {
     stepsPrecomputed: sum('stepsPrecomputed'),
     gradientsAhead: sum('gradientsAhead'),
     speculationsWasted: sum('speculationsWasted'),
+    gradientsReceivedAhead: sum('gradientsReceivedAhead'),
   }
 }
 
@@ -308,6 +316,7 @@ async function trainInThreads(
           stepsPrecomputed: number
           gradientsAhead: number
           speculationsWasted: number
+          gradientsReceivedAhead: number
         }>((resolve, reject) => {
           worker.on('error', reject)
           worker.on('message', (message: { type: string; step?: number; at?: number }) => {
@@ -421,6 +430,7 @@ try {
     stepsPrecomputed: groupRun!.stepsPrecomputed,
     gradientsAhead: groupRun!.gradientsAhead,
     speculationsWasted: groupRun!.speculationsWasted,
+    gradientsReceivedAhead: groupRun!.gradientsReceivedAhead,
     gradientBytesPerStepFloat32: groupRun!.bytesPerStep,
     gradientBytesPerStepInt8: int8Run!.bytesPerStep,
     compressionRatio: groupRun!.bytesPerStep / int8Run!.bytesPerStep,
@@ -468,7 +478,7 @@ try {
       )
     }
     console.log(
-      `work ahead of the commit: ${speculate ? 'on' : 'off'}; steps applied precomputed ${result.stepsPrecomputed} of ${MEMBERS * steps}, gradients computed ahead ${result.gradientsAhead}, thrown away ${result.speculationsWasted} (float32, last run)`,
+      `work ahead of the commit: ${speculate ? 'on' : 'off'}; steps applied precomputed ${result.stepsPrecomputed} of ${MEMBERS * steps}, gradients computed ahead ${result.gradientsAhead} (${result.gradientsReceivedAhead} at the leader before the step they follow was applied), thrown away ${result.speculationsWasted} (float32, last run)`,
     )
     console.log(`members ended with identical digests: ${result.identicalDigests}`)
   }

@@ -223,6 +223,11 @@ class GroupMemberRuntime implements GroupMember {
   private stateRequestAtMs = 0
   // leader side
   private collecting: Collecting | undefined
+  /**
+   * The leader's collection for the step after its proposal in flight: gradients members computed
+   * ahead on that proposal's result (see acceptsAhead), taken over when the proposal is applied
+   */
+  private collectingNext: Collecting | undefined
   private readonly lastSeenStep = new Map<string, number>()
   /** the step at which this member last became leader: it waits for everyone for a few steps after */
   private leaderSinceStep = 0
@@ -241,6 +246,7 @@ class GroupMemberRuntime implements GroupMember {
   private stepsPrecomputed = 0
   private gradientsAhead = 0
   private speculationsWasted = 0
+  private gradientsReceivedAhead = 0
   /**
    * int8 groups: this leader's quantizer of the aggregated updates it proposes (error feedback across
    * its steps; a new leader starts with no residual)
@@ -352,6 +358,7 @@ class GroupMemberRuntime implements GroupMember {
       stepsPrecomputed: this.stepsPrecomputed,
       gradientsAhead: this.gradientsAhead,
       speculationsWasted: this.speculationsWasted,
+      gradientsReceivedAhead: this.gradientsReceivedAhead,
     }
   }
 
@@ -442,6 +449,7 @@ class GroupMemberRuntime implements GroupMember {
         }
       }
       this.maybeComputeAhead(state)
+      this.maybeSendAhead(leader, isLeader, now)
     }
     if (!isLeader) return
     if (needsOuterStep(state, this.config)) {
@@ -480,6 +488,17 @@ class GroupMemberRuntime implements GroupMember {
     if (ahead) this.speculationsWasted++
     this.ahead = undefined
     void this.computeGradient({ step, digest: next.result.digest, params: next.result.params })
+  }
+
+  /**
+   * A follower sends its gradient computed ahead at once: the leader keeps it until the step it
+   * follows is applied (acceptsAhead), so the commit's notice and this gradient cross on the wire.
+   */
+  private maybeSendAhead(leader: string, isLeader: boolean, now: number): void {
+    const ahead = this.ahead
+    if (!ahead || isLeader || !leader || this.sending || ahead.ackedBy === leader) return
+    if (ahead.sentTo === leader && now - ahead.sentAtMs <= (this.init.resendMs ?? 1000)) return
+    void this.sendGradient(ahead, leader)
   }
 
   private async computeGradient(base: GradientBase = this.state): Promise<void> {
@@ -625,6 +644,7 @@ class GroupMemberRuntime implements GroupMember {
     this.state = state
     this.pending = undefined
     this.collecting = undefined
+    this.collectingNext = undefined
     this.precomputed = undefined
     this.aheadReady = false
   }
@@ -644,6 +664,16 @@ class GroupMemberRuntime implements GroupMember {
     if (gradient.step <= state.step)
       this.lastSeenStep.set(from, Math.max(this.lastSeenStep.get(from) ?? -1, gradient.step))
     if (gradient.step < state.step) return response(GradResponse.Status.STALE, 'step already applied')
+    if (gradient.step === state.step + 1 && this.acceptsAhead(gradient.baseDigest)) {
+      // computed ahead on the result of the proposal in flight: kept for when it is applied
+      const decoded = decodeGradient(gradient, this.config.parameterCount)
+      if (!decoded.ok) {
+        this.recordRejection(from, gradient.step, gradient.baseDigest, decoded.reason)
+        return response(GradResponse.Status.REJECTED, decoded.reason)
+      }
+      const reason = this.admit(from, gradient.step, gradient.baseDigest, decoded.gradient, gradient.loss)
+      return reason ? response(GradResponse.Status.REJECTED, reason) : response(GradResponse.Status.ACCEPTED)
+    }
     if (!readyForStep(state, this.config) || gradient.step > state.step) {
       return response(GradResponse.Status.NOT_READY)
     }
@@ -659,11 +689,47 @@ class GroupMemberRuntime implements GroupMember {
     return reason ? response(GradResponse.Status.REJECTED, reason) : response(GradResponse.Status.ACCEPTED)
   }
 
+  /** The collection for `step` (the current one, or the next: see collectingNext), made anew for another digest. */
   private collectingFor(step: number, digest: Uint8Array): Collecting {
-    if (!this.collecting || this.collecting.step !== step || !bytesEqual(this.collecting.digest, digest)) {
-      this.collecting = { step, digest, contributions: new Map(), rejected: new Map(), quorumAtMs: undefined }
+    const next = step > this.state.step
+    const current = next ? this.collectingNext : this.collecting
+    if (current && current.step === step && bytesEqual(current.digest, digest)) return current
+    const fresh: Collecting = {
+      step,
+      digest,
+      contributions: new Map(),
+      rejected: new Map(),
+      quorumAtMs: undefined,
     }
-    return this.collecting
+    if (next) this.collectingNext = fresh
+    else this.collecting = fresh
+    return fresh
+  }
+
+  /**
+   * Whether a gradient for the next step computed on params `digest` is taken now: this leader has a
+   * proposal in flight for the current step whose result has that digest, and the next step is an
+   * ordinary one (not past the end, no outer round before it).
+   */
+  private acceptsAhead(digest: Uint8Array): boolean {
+    const state = this.state
+    const next = this.precomputed
+    if (this.init.speculate === false || !next || !this.proposalPending(false)) return false
+    if (next.step !== state.step || !bytesEqual(next.baseDigest, state.digest)) return false
+    if (!bytesEqual(digest, next.result.digest)) return false
+    const step = state.step + 1
+    return step < this.config.steps && outerRoundsRequired(step, this.config) <= state.outerRounds
+  }
+
+  /** Once a step is applied, the gradients collected ahead for the new one are the current ones. */
+  private takeCollectedAhead(): void {
+    const next = this.collectingNext
+    this.collectingNext = undefined
+    const state = this.state
+    if (!next || next.step !== state.step || !bytesEqual(next.digest, state.digest)) return
+    if (next.contributions.size >= quorumSize(this.members.length)) next.quorumAtMs = Date.now()
+    this.gradientsReceivedAhead += next.contributions.size
+    this.collecting = next
   }
 
   private recordRejection(from: string, step: number, digest: Uint8Array, reason: string): void {
@@ -696,6 +762,7 @@ class GroupMemberRuntime implements GroupMember {
       collecting.contributions.set(from, contribution)
     }
     if (
+      step === this.state.step &&
       collecting.quorumAtMs === undefined &&
       collecting.contributions.size >= quorumSize(this.members.length)
     ) {
@@ -884,6 +951,7 @@ class GroupMemberRuntime implements GroupMember {
           }
           this.precomputed = undefined
           this.aheadReady = false
+          this.takeCollectedAhead()
           this.emit('step', {
             step: outcome.step,
             loss: entry.loss,
@@ -968,8 +1036,10 @@ class GroupMemberRuntime implements GroupMember {
 
   private leaderChanged(lead: string, role: string): void {
     this.emit('leader', { leader: lead, isLeader: role === 'leader' })
-    if (role !== 'leader') this.collecting = undefined
-    else {
+    if (role !== 'leader') {
+      this.collecting = undefined
+      this.collectingNext = undefined
+    } else {
       this.leaderSinceStep = this.state.step
       this.updateCompressor = undefined
     }

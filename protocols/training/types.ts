@@ -207,6 +207,8 @@ export interface GroupMemberStatus {
   gradientsAhead: number
   /** work ahead of the commit thrown away: an entry that did not commit as it was, a gradient on other params */
   speculationsWasted: number
+  /** a leader: gradients that arrived before the step they follow was applied, and were used */
+  gradientsReceivedAhead: number
 }
 
 export interface GroupMember {

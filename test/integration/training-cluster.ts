@@ -75,6 +75,20 @@ export interface TrainingClusterInit {
   storage?: 'durable' | 'memory'
   /** per member index: extra options (e.g. a fault) */
   perMember?: (index: number) => Partial<GroupMemberInit>
+  /** every member's Raft frames reach the network this many ms late (delayRaftFrames) @default 0 */
+  raftDelayMs?: number
+}
+
+/**
+ * Models network latency on loopback (netem is not available here): every Raft frame `raft` sends is
+ * handed over `ms` later. Timers of one delay fire in order, so the frames keep their order.
+ */
+export function delayRaftFrames(raft: RaftTransport, ms: number): void {
+  if (ms <= 0) return
+  const send = raft.send.bind(raft)
+  raft.send = (group, messages) => {
+    setTimeout(() => send(group, messages), ms)
+  }
 }
 
 export async function startTrainingCluster(init: TrainingClusterInit): Promise<ClusterMember[]> {
@@ -85,6 +99,7 @@ export async function startTrainingCluster(init: TrainingClusterInit): Promise<C
     }
   }
   const ids = nodes.map((node) => node.peerId.toString())
+  for (const node of nodes) delayRaftFrames(node.services.raft, init.raftDelayMs ?? 0)
   return nodes.map((node, index) => {
     const id = ids[index]
     let storage: RaftStorage
