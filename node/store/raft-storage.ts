@@ -221,27 +221,9 @@ function batchPieces(hardState: HardState | undefined, entries: Entry[]): Uint8A
   return [first.bytes, ...pieces]
 }
 
-/** The WAL record of a batch of entries and/or a hard state. */
+/** The WAL record of a batch of entries and/or a hard state, in one buffer. */
 function encodeBatch(hardState: HardState | undefined, entries: Entry[]): Uint8Array {
-  // room for everything, so the buffer never grows (a growth copies the payload)
-  let bytes = 16 + (hardState ? 24 + 3 * hardState.vote.length : 0)
-  for (const entry of entries) bytes += 24 + entry.data.length
-  const writer = new Writer(bytes)
-  writer.u8(RECORD_BATCH)
-  writer.u8(hardState ? 1 : 0)
-  if (hardState) {
-    writer.f64(hardState.term)
-    writer.f64(hardState.commit)
-    writer.string(hardState.vote)
-  }
-  writer.u32(entries.length)
-  for (const entry of entries) {
-    writer.f64(entry.term)
-    writer.f64(entry.index)
-    writer.u8(entry.type === 'conf' ? 1 : 0)
-    writer.bytes(entry.data)
-  }
-  return writer.record()
+  return Buffer.concat(batchPieces(hardState, entries))
 }
 
 /** The snapshot file: one record. */

@@ -664,25 +664,17 @@ class GroupMemberRuntime implements GroupMember {
     if (gradient.step <= state.step)
       this.lastSeenStep.set(from, Math.max(this.lastSeenStep.get(from) ?? -1, gradient.step))
     if (gradient.step < state.step) return response(GradResponse.Status.STALE, 'step already applied')
-    if (gradient.step === state.step + 1 && this.acceptsAhead(gradient.baseDigest)) {
-      // computed ahead on the result of the proposal in flight: kept for when it is applied
-      const decoded = decodeGradient(gradient, this.config.parameterCount)
-      if (!decoded.ok) {
-        this.recordRejection(from, gradient.step, gradient.baseDigest, decoded.reason)
-        return response(GradResponse.Status.REJECTED, decoded.reason)
-      }
-      const reason = this.admit(from, gradient.step, gradient.baseDigest, decoded.gradient, gradient.loss)
-      return reason ? response(GradResponse.Status.REJECTED, reason) : response(GradResponse.Status.ACCEPTED)
-    }
-    if (!readyForStep(state, this.config) || gradient.step > state.step) {
+    // one computed ahead on the result of the proposal in flight is kept for when that is applied
+    const ahead = gradient.step === state.step + 1 && this.acceptsAhead(gradient.baseDigest)
+    if (!ahead && (!readyForStep(state, this.config) || gradient.step > state.step)) {
       return response(GradResponse.Status.NOT_READY)
     }
-    if (!bytesEqual(gradient.baseDigest, state.digest)) {
+    if (!ahead && !bytesEqual(gradient.baseDigest, state.digest)) {
       return response(GradResponse.Status.STALE, 'computed on other params')
     }
     const decoded = decodeGradient(gradient, this.config.parameterCount)
     if (!decoded.ok) {
-      this.recordRejection(from, gradient.step, state.digest, decoded.reason)
+      this.recordRejection(from, gradient.step, gradient.baseDigest, decoded.reason)
       return response(GradResponse.Status.REJECTED, decoded.reason)
     }
     const reason = this.admit(from, gradient.step, gradient.baseDigest, decoded.gradient, gradient.loss)
