@@ -35,8 +35,10 @@
 // it commits; once it is durable there (the runner's `appended` hook, after the acknowledgement has
 // gone) the follower works out its AdamW result (precomputeEntry), and every member, the leader as
 // soon as its proposal is out, computes its gradient for step s+1 on that result. Applying the
-// committed entry then only takes the result, and the gradient is sent once the state has that very
-// step and digest; work on an entry that did not commit as it was is thrown away.
+// committed entry then only takes the result. A follower sends that gradient at once; the leader
+// keeps gradients computed on the result of its proposal in flight (collectingNext) until that step
+// is applied, and refuses other early ones as before. Work on an entry that did not commit as it was
+// is thrown away (its gradient's digest then matches no state).
 // With outerEvery = H, after every H steps (and after the last) the leader asks `outerStep` for the
 // params to continue from and proposes them as an OUTER entry (DiLoCo-style averaging of groups).
 import { logger } from '@libp2p/logger'
