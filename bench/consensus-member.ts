@@ -31,6 +31,22 @@ export interface MemberStart {
   latencyMs: number
 }
 
+/** What a member reports when it has applied every step. */
+export interface MemberFinished {
+  type: 'finished'
+  digest: string
+  params: Float32Array
+  gradientBytesSent: number
+  raftBytesSent: number
+  isLeader: boolean
+  /** this member's own thread (its event loop), per step from its first applied step on */
+  threadCpuMsPerStep: number
+  stepsPrecomputed: number
+  gradientsAhead: number
+  speculationsWasted: number
+  gradientsReceivedAhead: number
+}
+
 /** CPU time of this thread in ms (Linux: /proc/thread-self/stat, 10 ms ticks), or NaN elsewhere. */
 function threadCpuMs(): number {
   try {
@@ -122,20 +138,20 @@ port.once('message', async (start: MemberStart) => {
   const finished = await member.finished()
   const status = member.status()
   // let the others finish applying before this member goes away
-  port.postMessage({
+  const report: MemberFinished = {
     type: 'finished',
     digest: finished.digest,
     params: finished.params,
     gradientBytesSent: status.gradientBytesSent,
     raftBytesSent: node.services.raft.stats.bytesSent,
     isLeader: status.isLeader,
-    /** this member's own thread (its event loop), per step from its first applied step on */
     threadCpuMsPerStep: (threadCpuMs() - cpuAtFirstStep) / (start.steps - firstStep),
     stepsPrecomputed: status.stepsPrecomputed,
     gradientsAhead: status.gradientsAhead,
     speculationsWasted: status.speculationsWasted,
     gradientsReceivedAhead: status.gradientsReceivedAhead,
-  })
+  }
+  port.postMessage(report)
   await new Promise((resolve) => port.once('message', resolve))
   member.stop()
   await node.stop()

@@ -41,6 +41,7 @@ import {
   startTrainingCluster,
   stopTrainingCluster,
 } from '../test/integration/training-cluster.js'
+import type { MemberFinished } from './consensus-member.js'
 
 const { values: flags } = parseArgs({
   options: {
@@ -306,18 +307,7 @@ async function trainInThreads(
   const results = await Promise.all(
     workers.map(
       (worker) =>
-        new Promise<{
-          digest: string
-          params: Float32Array
-          gradientBytesSent: number
-          raftBytesSent: number
-          isLeader: boolean
-          threadCpuMsPerStep: number
-          stepsPrecomputed: number
-          gradientsAhead: number
-          speculationsWasted: number
-          gradientsReceivedAhead: number
-        }>((resolve, reject) => {
+        new Promise<MemberFinished>((resolve, reject) => {
           worker.on('error', reject)
           worker.on('message', (message: { type: string; step?: number; at?: number }) => {
             if (message.type === 'step' && firstStepAt === 0) {

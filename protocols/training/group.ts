@@ -477,14 +477,12 @@ class GroupMemberRuntime implements GroupMember {
    * the next step's gradient on that result while the commit is on its way (see aheadReady).
    */
   private maybeComputeAhead(state: TrainingState): void {
-    const next = this.precomputed
+    const next = this.nextAhead()
     const pending = this.pending
-    if (this.computing || !this.aheadReady || !next || this.init.speculate === false) return
-    if (next.step !== state.step || !bytesEqual(next.baseDigest, state.digest)) return
+    if (this.computing || !this.aheadReady || !next) return
     if (!pending || pending.step !== state.step || !bytesEqual(pending.digest, state.digest)) return
     if (pending.ackedBy === undefined) return
     const step = state.step + 1
-    if (step >= this.config.steps || outerRoundsRequired(step, this.config) > state.outerRounds) return
     const ahead = this.ahead
     if (ahead && ahead.step === step && bytesEqual(ahead.digest, next.result.digest)) return
     if (ahead) this.speculationsWasted++
@@ -701,18 +699,28 @@ class GroupMemberRuntime implements GroupMember {
   }
 
   /**
-   * Whether a gradient for the next step computed on params `digest` is taken now: this leader has a
-   * proposal in flight for the current step whose result has that digest, and the next step is an
-   * ordinary one (not past the end, no outer round before it).
+   * The current step's precomputed result, when the step after it may be worked on ahead: work ahead
+   * is on, the result was computed on this very state, and the next step is an ordinary one (not
+   * past the end, no outer round before it).
    */
-  private acceptsAhead(digest: Uint8Array): boolean {
+  private nextAhead(): Precomputed | undefined {
     const state = this.state
     const next = this.precomputed
-    if (this.init.speculate === false || !next || !this.proposalPending(false)) return false
-    if (next.step !== state.step || !bytesEqual(next.baseDigest, state.digest)) return false
-    if (!bytesEqual(digest, next.result.digest)) return false
+    if (this.init.speculate === false || !next) return undefined
+    if (next.step !== state.step || !bytesEqual(next.baseDigest, state.digest)) return undefined
     const step = state.step + 1
-    return step < this.config.steps && outerRoundsRequired(step, this.config) <= state.outerRounds
+    if (step >= this.config.steps || outerRoundsRequired(step, this.config) > state.outerRounds)
+      return undefined
+    return next
+  }
+
+  /**
+   * Whether a gradient for the next step computed on params `digest` is taken now: this leader has a
+   * proposal in flight for the current step whose result has that digest (see nextAhead).
+   */
+  private acceptsAhead(digest: Uint8Array): boolean {
+    const next = this.nextAhead()
+    return next !== undefined && this.proposalPending(false) && bytesEqual(digest, next.result.digest)
   }
 
   /** Once a step is applied, the gradients collected ahead for the new one are the current ones. */

@@ -348,7 +348,7 @@ export function applyEntry(
   if (!reused && !update) return wrongLength()
   if (entry.step < state.step) return { kind: 'duplicate' }
   if (entry.step > state.step || needsOuterStep(state, config)) return { kind: 'behind' }
-  // without the leader's precomputation the step runs in place (no copies of params and moments):
+  // without a precomputation the step runs in place (no copies of params and moments):
   // if its digest then differs, the state is wrong either way and is marked diverged
   const result = reused ?? adamWStep(state, state.step, update as Float32Array, config)
   if (!bytesEqual(result.digest, entry.digestAfter)) {
