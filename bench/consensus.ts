@@ -352,6 +352,14 @@ log(
 log(
   `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds, heap: ${flags.heap}, work ahead of the commit: ${flags.speculate}${latencyMs > 0 ? `, modelled one-way latency ${latencyMs} ms` : ''}`,
 )
+/** A group run's CPU per step for its round line: the whole process, and by thread where known. */
+function cpuNote(run: GroupRun): string {
+  const threads =
+    run.leaderThreadCpuMs === undefined
+      ? ''
+      : ` (leader ${run.leaderThreadCpuMs.toFixed(1)}, followers ${(run.followerThreadCpuMs ?? []).map((ms) => ms.toFixed(1)).join(' / ')})`
+  return `, CPU ${run.cpuMsPerStep.toFixed(1)} ms a step${threads}`
+}
 const localSeconds: number[] = []
 const groupSeconds: number[] = []
 const localCpu: number[] = []
@@ -372,14 +380,18 @@ try {
     groupRun = await group('none')
     groupSeconds.push(groupRun.seconds)
     groupCpu.push(groupRun.cpuMsPerStep)
-    log(`  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)`)
+    log(
+      `  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)${cpuNote(groupRun)}`,
+    )
     int8Run = await group('int8')
     int8Seconds.push(int8Run.seconds)
-    log(`  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)`)
+    log(
+      `  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)${cpuNote(int8Run)}`,
+    )
     const memoryRun = await group('none', 'memory')
     memorySeconds.push(memoryRun.seconds)
     log(
-      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)`,
+      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)${cpuNote(memoryRun)}`,
     )
   }
   const localAccuracy = await accuracy(localParams!)

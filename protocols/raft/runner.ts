@@ -58,6 +58,14 @@ export interface RaftRunnerInit {
    * (it must check at apply time that the committed entry is the one it worked on). A throw is logged.
    */
   appended?: (entries: Entry[]) => void
+  /**
+   * Called with the entries of a Ready once their write has been handed to the storage, before it is
+   * durable and before that Ready's late messages (a follower's acknowledgement) leave: for work that
+   * may overlap the write (it runs on the event loop, so anything long delays the acknowledgement;
+   * the hook should only schedule it). `appended` follows for the same entries once they are durable.
+   * A throw is logged.
+   */
+  appending?: (entries: Entry[]) => void
   /** Loads a snapshot received from the leader into the state machine. */
   restore?: (data: Uint8Array, index: number) => void
   /** The state machine's current state, for snapshots. @default an empty snapshot */
@@ -285,11 +293,17 @@ export class RaftRunner {
           // commit index in the hard state need not reach disk first.
           this.applyReady(ready)
           const update = { entries: ready.entries, hardState: ready.hardState }
-          if (storage.saveAsync) await storage.saveAsync(update)
-          else storage.save(update)
+          if (storage.saveAsync) {
+            const saving = storage.saveAsync(update)
+            if (ready.entries.length > 0) this.announce('appending', ready.entries)
+            await saving
+          } else {
+            storage.save(update)
+            if (ready.entries.length > 0) this.announce('appending', ready.entries)
+          }
           if (!this.running) return // stopped mid-write: this member is gone, like a crash
           if (late.length > 0) this.init.transport.send(this.group, late)
-          if (ready.entries.length > 0) this.announceAppended(ready.entries)
+          if (ready.entries.length > 0) this.announce('appended', ready.entries)
         }
         this.maybeSnapshot(ready)
         this.node.advance()
@@ -321,11 +335,11 @@ export class RaftRunner {
     return { early, late }
   }
 
-  private announceAppended(entries: Entry[]): void {
+  private announce(hook: 'appending' | 'appended', entries: Entry[]): void {
     try {
-      this.init.appended?.(entries)
+      this.init[hook]?.(entries)
     } catch (error) {
-      this.log.error('the appended hook threw: %s', (error as Error).message)
+      this.log.error('the %s hook threw: %s', hook, (error as Error).message)
     }
   }
 

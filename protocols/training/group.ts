@@ -32,9 +32,10 @@
 // that finds itself behind, asks the leader for its TrainingState over /shardnet/grad/1.0.0 and
 // installs it; Raft snapshots carry the same state for members that fell behind the log.
 // Work ahead of the commit (speculate, on by default): the entry reaches each follower's log before
-// it commits; once it is durable there (the runner's `appended` hook, after the acknowledgement has
-// gone) the follower works out its AdamW result (precomputeEntry), and every member, the leader as
-// soon as its proposal is out, computes its gradient for step s+1 on that result. Applying the
+// it commits; while it is being written there (the runner's `appending` hook) the follower works out
+// its AdamW result (precomputeEntry), and every member computes its gradient for step s+1 on that
+// result: a follower once the entry is durable and acknowledged (`appended`), the leader once its
+// proposal is out and durable. Applying the
 // committed entry then only takes the result. A follower sends that gradient at once; the leader
 // keeps gradients computed on the result of its proposal in flight (collectingNext) until that step
 // is applied, and refuses other early ones as before. Work on an entry that did not commit as it was
@@ -245,6 +246,11 @@ class GroupMemberRuntime implements GroupMember {
   private ahead: PendingGradient | undefined
   /** the bytes of this leader's last proposal, to know it in the runner's appended entries */
   private proposedData: Uint8Array | undefined
+  /**
+   * A follower's entry being worked out (precomputeEntry) and whether it is durable here yet: its
+   * gradient ahead waits for both, so the acknowledgement leaves before that computation starts
+   */
+  private speculation: { data: Uint8Array; worked: boolean; durable: boolean } | undefined
   private stepsPrecomputed = 0
   private gradientsAhead = 0
   private speculationsWasted = 0
@@ -312,6 +318,7 @@ class GroupMemberRuntime implements GroupMember {
       compactionKeepEntries: init.raft?.compactionKeepEntries ?? 16,
       seed: init.raft?.seed,
       apply: (entries) => this.apply(entries),
+      appending: (entries) => this.appending(entries),
       appended: (entries) => this.appended(entries),
       restore: (data) => this.restore(data),
       snapshotData: () => encodeState(this.state),
@@ -985,10 +992,25 @@ class GroupMemberRuntime implements GroupMember {
   }
 
   /**
+   * Entries whose write has just started (the runner's hook; not durable, not committed). A follower
+   * works out the newest training entry for its step (precomputeEntry) while the write is in flight,
+   * so that at commit it only takes the result; the gradient after it waits until the entry is
+   * durable and acknowledged (appended).
+   */
+  private appending(entries: Entry[]): void {
+    if (this.stopped || this.init.speculate === false || this.runner.isLeader()) return
+    const last = lastTrainingEntry(entries)
+    if (!last) return
+    const speculation = { data: last.data, worked: false, durable: false }
+    this.speculation = speculation
+    setImmediate(() => this.speculate(last, speculation))
+  }
+
+  /**
    * Entries just appended to this member's log, durable, not yet committed (the runner's hook). The
    * leader's own proposal: its result is precomputed already, the next gradient may start. A
-   * follower works out the newest training entry for its step (precomputeEntry) after its
-   * acknowledgement has gone, so that at commit it only takes the result.
+   * follower's entry: its acknowledgement has gone, so the gradient after it may start once it is
+   * worked out (appending).
    */
   private appended(entries: Entry[]): void {
     if (this.stopped || this.init.speculate === false) return
@@ -1000,13 +1022,17 @@ class GroupMemberRuntime implements GroupMember {
       }
       return
     }
-    let last: Entry | undefined
-    for (const entry of entries) if (entry.type === 'normal' && entry.data.length > 0) last = entry
-    if (last) setImmediate(() => this.speculate(last))
+    const speculation = this.speculation
+    if (!speculation || !entries.some((entry) => entry.data === speculation.data)) return
+    speculation.durable = true
+    if (speculation.worked) {
+      this.aheadReady = true
+      setImmediate(() => this.pump())
+    }
   }
 
-  private speculate(raw: Entry): void {
-    if (this.stopped) return
+  private speculate(raw: Entry, speculation: { worked: boolean; durable: boolean }): void {
+    if (this.stopped || this.speculation !== speculation) return
     try {
       const state = this.state
       const entry = decodeEntry(raw.data)
@@ -1018,7 +1044,8 @@ class GroupMemberRuntime implements GroupMember {
       }
       this.spareArrays = undefined
       this.precomputed = precomputed
-      this.aheadReady = true
+      speculation.worked = true
+      this.aheadReady = speculation.durable
     } catch (error) {
       this.fail(error)
     }
@@ -1053,6 +1080,13 @@ class GroupMemberRuntime implements GroupMember {
  * A copy of `state` for a group of `members` (a re-formed group): the counts of members who left are
  * dropped (they would grow every state transfer), newcomers start with empty ones.
  */
+/** The newest entry of a batch that may be a training entry (normal, not empty). */
+function lastTrainingEntry(entries: Entry[]): Entry | undefined {
+  let last: Entry | undefined
+  for (const entry of entries) if (entry.type === 'normal' && entry.data.length > 0) last = entry
+  return last
+}
+
 function adoptState(state: TrainingState, members: readonly string[]): TrainingState {
   return {
     ...state,

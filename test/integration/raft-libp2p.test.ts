@@ -2,15 +2,15 @@
 // durable stores in temp dirs elect a leader and commit; after the leader's node is killed the
 // other two elect a new leader that commits; a non-member's messages and oversized or garbage
 // frames are refused and counted without disturbing the group; each member hears of the entries it
-// appended once they are durable, the leader and a follower before they apply (a hook that throws
-// changes nothing).
+// appends once their write has started (not yet durable), then once they are durable, the leader and
+// a follower before they apply (a hook that throws changes nothing).
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { lpStream } from '@libp2p/utils'
 import { afterAll, describe, expect, it } from 'vitest'
 import { toWire } from '../../protocols/raft/transport.js'
-import { message } from '../../protocols/raft/types.js'
+import { type Entry, message } from '../../protocols/raft/types.js'
 import { RaftFrame } from '../../protocols/wire/raft.js'
 import {
   createRaftNode,
@@ -103,39 +103,54 @@ describe('raft over libp2p', () => {
     }
   }, 90_000)
 
-  it('tells each member of the entries it appended once they are durable, before they commit', async () => {
-    // per member: the entries the runner announced, with what was durable and applied at that moment
-    const heard = new Map<string, Array<{ index: number; text: string; durable: boolean; applied: number }>>()
+  it('tells each member of the entries it appends as the write starts and once they are durable, before they commit', async () => {
+    // per member and hook: the entries the runner announced, with what was durable and applied then
+    type Heard = { index: number; text: string; durable: boolean; applied: number; order: number }
+    const heard = new Map<string, Array<Heard>>()
+    let order = 0
+    const hook = (hookName: 'appending' | 'appended', id: string) => (entries: Entry[]) => {
+      const member = group.find((other) => other.id === id)!
+      const key = `${hookName} ${id}`
+      const list = heard.get(key) ?? []
+      heard.set(key, list)
+      for (const entry of entries) {
+        // the durable store's reads serve only what is on disk
+        const [stored] =
+          entry.index <= member.storage.lastIndex()
+            ? member.storage.entries(entry.index, entry.index + 1)
+            : []
+        list.push({
+          index: entry.index,
+          text: new TextDecoder().decode(entry.data),
+          durable: stored !== undefined && stored.data === entry.data,
+          applied: member.lastApplied,
+          order: order++,
+        })
+      }
+      // a hook that throws is logged; the member goes on
+      if (member === group[2]) throw new Error(`a faulty ${hookName} hook`)
+    }
     const group: RaftClusterMember[] = await startRaftCluster({
       size: 3,
       directory: join(directory, 'appended'),
       group: 'appended-group',
       runner: { tickMs: 20, electionTicks: 25 },
-      runnerFor: (id) => ({
-        appended: (entries) => {
-          const member = group.find((other) => other.id === id)!
-          const list = heard.get(id) ?? []
-          heard.set(id, list)
-          for (const entry of entries) {
-            const [stored] = member.storage.entries(entry.index, entry.index + 1)
-            list.push({
-              index: entry.index,
-              text: new TextDecoder().decode(entry.data),
-              durable: stored !== undefined && stored.data === entry.data,
-              applied: member.lastApplied,
-            })
-          }
-          // a hook that throws is logged; the member goes on
-          if (member === group[2]) throw new Error('a faulty hook')
-        },
-      }),
+      runnerFor: (id) => ({ appending: hook('appending', id), appended: hook('appended', id) }),
     })
     members.push(...group)
     const leader = await waitFor(() => currentLeader(group), 20_000, 'a leader')
     const proposed = await leader.runner.propose(encoder.encode('ahead'))
     await waitFor(() => group.every((member) => member.lastApplied >= proposed.index), 20_000, 'every member')
-    const seen = group.map((member) => heard.get(member.id)?.find((entry) => entry.index === proposed.index))
+    const heardOf = (hookName: string, member: RaftClusterMember) =>
+      heard.get(`${hookName} ${member.id}`)?.find((entry) => entry.index === proposed.index)
+    const seen = group.map((member) => heardOf('appended', member))
     for (const entry of seen) expect(entry).toMatchObject({ text: 'ahead', durable: true })
+    // every member heard of the write first, before the entry was durable there
+    for (const [position, member] of group.entries()) {
+      const starting = heardOf('appending', member)
+      expect(starting).toMatchObject({ text: 'ahead', durable: false })
+      expect(starting!.order).toBeLessThan(seen[position]!.order)
+    }
     // the leader hears of its proposal before it can commit; so does the follower whose
     // acknowledgement commits it (a follower that gets the entry together with its commit, e.g. one
     // the leader was still probing, applies it in the same Ready, before the hook)
