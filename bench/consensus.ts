@@ -3,7 +3,7 @@
 // node without the network, measured in one run, and the gradient bytes members send per step with
 // and without int8 compression, with the test accuracy each reaches.
 //
-//   npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads]
+//   npm run bench:consensus -- [--hidden 256] [--batch 64] [--steps 200] [--rounds 2] [--one-loop]
 //                              [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]
 //
 // Baseline ("local"): the same steps on one backend: per step the three members' micro-batches
@@ -12,10 +12,13 @@
 // process's cores too, so both sides do the same compute and the difference is consensus overhead.
 // Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
 // reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+// Each member runs in a worker thread of its own (its own event loop, as on a separate machine);
+// --one-loop puts all three on this thread's event loop instead (--threads, the default, is accepted).
+// --batch defaults to `submit`'s micro-batch per member (BATCH_SIZE_DEFAULT).
 // --heap: the process runs with the daemon's garbage-collector setting (node/heap.ts, the default)
 // or with V8's own (`default`), to measure what that setting is worth. --speculate no: the members do
 // no work ahead of the commit (GroupMemberInit.speculate), to measure what that is worth.
-// --latency-ms (with --threads): every Raft frame and gradient message is handed over that much later,
+// --latency-ms (not with --one-loop): every Raft frame and gradient message is handed over that much later,
 // a model of members on separate machines (consensus-member.ts, withLatency); 0 is plain loopback.
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -27,6 +30,7 @@ import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
 import { tuneHeapForTraining } from '../node/heap.js'
+import { BATCH_SIZE_DEFAULT } from '../protocols/tasks/spec.js'
 import { aggregateGradients } from '../protocols/training/aggregate.js'
 import { initialParams, paramsToHostLayers, readParams, writeParams } from '../protocols/training/params.js'
 import {
@@ -46,11 +50,12 @@ import type { MemberFinished } from './consensus-member.js'
 const { values: flags } = parseArgs({
   options: {
     hidden: { type: 'string', default: '256' },
-    batch: { type: 'string', default: '32' },
+    batch: { type: 'string', default: String(BATCH_SIZE_DEFAULT) },
     steps: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '2' },
     lr: { type: 'string', default: '0.002' },
-    threads: { type: 'boolean', default: false },
+    threads: { type: 'boolean', default: true },
+    'one-loop': { type: 'boolean', default: false },
     heap: { type: 'string', default: 'daemon' },
     speculate: { type: 'string', default: 'yes' },
     'latency-ms': { type: 'string', default: '0' },
@@ -60,11 +65,13 @@ const { values: flags } = parseArgs({
 })
 if (flags.help) {
   console.log(
-    'usage: npm run bench:consensus -- [--hidden 256] [--batch 32] [--steps 200] [--rounds 2] [--threads] [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]',
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 64] [--steps 200] [--rounds 2] [--one-loop] [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]',
   )
   process.exit(0)
 }
 const hidden = Number(flags.hidden)
+/** each member in a worker thread of its own (the default), or all on this thread's event loop */
+const inThreads = !flags['one-loop']
 const batchSize = Number(flags.batch)
 const steps = Number(flags.steps)
 const rounds = Number(flags.rounds)
@@ -92,8 +99,8 @@ if (flags.speculate !== 'yes' && flags.speculate !== 'no') {
 }
 const speculate = flags.speculate === 'yes'
 const latencyMs = Number(flags['latency-ms'])
-if (!(latencyMs >= 0 && Number.isFinite(latencyMs)) || (latencyMs > 0 && !flags.threads)) {
-  console.error('--latency-ms takes a number of ms >= 0, and needs --threads')
+if (!(latencyMs >= 0 && Number.isFinite(latencyMs)) || (latencyMs > 0 && !inThreads)) {
+  console.error('--latency-ms takes a number of ms >= 0, and does not go with --one-loop')
   process.exit(2)
 }
 if (flags.heap === 'daemon') tuneHeapForTraining()
@@ -130,7 +137,7 @@ interface GroupRun {
   /** Raft frames the members sent per step (the leader's appends with their updates, acknowledgements, heartbeats) */
   raftBytesPerStep: number
   digests: number
-  /** --threads: CPU time per step of the leader's thread and of each follower's (Linux) */
+  /** in threads: CPU time per step of the leader's thread and of each follower's (Linux) */
   leaderThreadCpuMs?: number
   followerThreadCpuMs?: number[]
   /** steps applied from work done before the commit, gradients computed ahead, work thrown away (all members) */
@@ -376,7 +383,7 @@ try {
     localCpu.push(local.cpuMsPerStep)
     localParams = local.params
     log(`  round ${round + 1}: local ${(steps / local.seconds).toFixed(1)} steps/s`)
-    const group = flags.threads ? trainInThreads : trainInGroup
+    const group = inThreads ? trainInThreads : trainInGroup
     groupRun = await group('none')
     groupSeconds.push(groupRun.seconds)
     groupCpu.push(groupRun.cpuMsPerStep)
@@ -402,7 +409,7 @@ try {
   const groupInt8 = steps / median(int8Seconds)
   const groupMemory = steps / median(memorySeconds)
   const result = {
-    membersIn: flags.threads ? 'one worker thread each' : 'one event loop (this thread)',
+    membersIn: inThreads ? 'one worker thread each' : 'one event loop (this thread)',
     speculate,
     latencyMs,
     heap: flags.heap === 'daemon' ? "the daemon's setting (node/heap.ts)" : 'V8 default',
@@ -425,7 +432,7 @@ try {
     groupCpuMsPerStep: median(groupCpu),
     localCoresBusy: (median(localCpu) * local) / 1000,
     groupCoresBusy: (median(groupCpu) * group) / 1000,
-    /** --threads, last float32 run: each member's own thread (the rest: GC helpers, libuv pool, this thread) */
+    /** in threads, last float32 run: each member's own thread (the rest: GC helpers, libuv pool, this thread) */
     leaderThreadCpuMsPerStep: groupRun!.leaderThreadCpuMs,
     followerThreadCpuMsPerStep: groupRun!.followerThreadCpuMs,
     /** last float32 run, all members: steps applied from work done before the commit, gradients computed ahead and used, work thrown away */

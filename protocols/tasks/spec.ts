@@ -22,6 +22,8 @@ export const TASK_SPEC_VERSION = 1
 export const TASK_SPEC_BYTES_MAX = 64 * 1024
 export const STEPS_MAX = 1_000_000
 export const BATCH_SIZE_MAX = 8192
+/** Samples per member per step when a task does not say (`submit --batch`) */
+export const BATCH_SIZE_DEFAULT = 64
 export const LEARNING_RATE_MAX = 10
 export const SEED_MAX = 0xffff_ffff
 export const HIDDEN_LAYERS_MAX = 8
@@ -104,7 +106,7 @@ const trainRequestSchema = z
         `groupSize must be an odd integer from 1 to ${GROUP_SIZE_MAX} (a Raft group needs a clear majority), got ${String(issue.input)}`,
     }),
     steps: integer('steps', 1, STEPS_MAX),
-    batchSize: integer('batchSize', 1, BATCH_SIZE_MAX).default(64),
+    batchSize: integer('batchSize', 1, BATCH_SIZE_MAX).default(BATCH_SIZE_DEFAULT),
     learningRate: z
       .number({ error: 'learningRate must be a number' })
       .refine((n) => Number.isFinite(n) && n > 0 && n <= LEARNING_RATE_MAX, {
