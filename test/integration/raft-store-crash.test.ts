@@ -1,5 +1,5 @@
 // Proves the durable Raft store survives SIGKILL at any point: a child process appends (with suffix
-// overwrites, snapshots and WAL rewrites) and reports each batch after save() returns; the test
+// overwrites, snapshots, new WAL segments and deleted old ones) and reports each batch after save() returns; the test
 // kills it with a real SIGKILL at random moments, reopens the store and checks every acknowledged
 // entry is there with the acknowledged term, across many kill/restart rounds on one directory.
 import { spawn } from 'node:child_process'

@@ -21,9 +21,9 @@ describe('raft simulator on the durable store', () => {
       const result = simulateRaft({
         seed,
         members: 5,
-        // small rewrite threshold: WAL rewrites at compaction happen often
+        // small WAL segments: new segments, and deletions of old ones at compaction, happen often
         openDisk: (member) =>
-          DurableRaftStorage.open(join(directory, member), { fsync: false, walRewriteBytes: 16 << 10 }),
+          DurableRaftStorage.open(join(directory, member), { fsync: false, walSegmentBytes: 16 << 10 }),
       })
       expect(result.failure, `seed=${seed}: ${JSON.stringify(result.failure)}`).toBeUndefined()
       crashes += result.stats.crashes

@@ -2,12 +2,16 @@
 // final WAL record is detected (length/CRC) and discarded while earlier records survive, a leader's
 // snapshot replaces the log across reopen, a commit-only hard state is not written (Raft needs only
 // term, vote and log durable), a damaged snapshot is refused by name, saveAsync's writev writes the
-// very bytes save writes, and random
+// very bytes save writes, the WAL is written in segments opened for durable writes (O_DSYNC), compaction deletes only the
+// oldest fully compacted ones, a damaged older segment is refused, and random
 // operation sequences leave it identical to the reference MemoryStorage after every reopen.
 import {
   appendFileSync,
+  constants,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   truncateSync,
@@ -17,7 +21,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DurableRaftStorage } from '../../../node/store/raft-storage.js'
+import { DurableRaftStorage, StoreCorruptedError } from '../../../node/store/raft-storage.js'
 import { MemoryStorage, type RaftStorage } from '../../../protocols/raft/storage.js'
 import type { Entry } from '../../../protocols/raft/types.js'
 
@@ -152,6 +156,99 @@ describe('durable raft storage', () => {
     reference.close()
   })
 
+  it('opens its WAL segments for durable writes (O_DSYNC) when it fsyncs, and not when it does not', () => {
+    // the open file's flags as the kernel holds them (Linux: /proc/self/fdinfo, octal)
+    const walFlags = (directory: string, name = 'wal.log'): number => {
+      const wal = join(directory, name)
+      const fds = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === wal
+        } catch {
+          return false // the directory's own fd, closed by now
+        }
+      })
+      expect(fds).toHaveLength(1)
+      const info = readFileSync(`/proc/self/fdinfo/${fds[0]}`, 'utf8')
+      return Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(info)![1], 8)
+    }
+    const durable = freshDirectory()
+    const storage = DurableRaftStorage.open(durable, { walSegmentBytes: 1 })
+    expect(walFlags(durable) & constants.O_DSYNC).toBe(constants.O_DSYNC)
+    storage.save({ entries: entries(1, 6, 1), hardState: { term: 1, vote: '1', commit: 6 } })
+    // wal.log is full: the next record starts wal.1.log
+    storage.save({ entries: entries(7, 7, 1), hardState: { term: 1, vote: '1', commit: 7 } })
+    expect(walFlags(durable, 'wal.1.log') & constants.O_DSYNC).toBe(constants.O_DSYNC)
+    storage.close()
+    const reopened = DurableRaftStorage.open(durable)
+    expect(reopened.lastIndex()).toBe(7)
+    expect(reopened.recovery.segments).toBe(2)
+    reopened.close()
+    const unsynced = freshDirectory()
+    const simulated = DurableRaftStorage.open(unsynced, { fsync: false })
+    expect(walFlags(unsynced) & constants.O_DSYNC).toBe(0)
+    simulated.close()
+  })
+
+  it('starts a new WAL segment when one is full and deletes the oldest ones once compacted', async () => {
+    const directory = freshDirectory()
+    const walFiles = () =>
+      readdirSync(directory)
+        .filter((name) => name.startsWith('wal'))
+        .sort((a, b) => (Number(a.split('.')[1]) || 0) - (Number(b.split('.')[1]) || 0))
+    // segments of 1 byte: every record after a segment's first starts a new one
+    const storage = DurableRaftStorage.open(directory, { walSegmentBytes: 1 })
+    for (let from = 1; from <= 28; from += 3) {
+      const update = { entries: entries(from, from + 2, 2), hardState: { term: 2, vote: 'b', commit: from } }
+      if (from % 2 === 0) await storage.saveAsync(update)
+      else storage.save(update)
+    }
+    // wal.log holds entries 1-3, wal.N.log the current hard state and entries 3N+1 to 3N+3
+    expect(walFiles()).toEqual(['wal.log', ...Array.from({ length: 9 }, (_, n) => `wal.${n + 1}.log`)])
+    // a new vote (wal.10.log, no entries), then only the commit index (kept in memory, not written)
+    storage.save({ entries: [], hardState: { term: 3, vote: 'c', commit: 20 } })
+    storage.save({ entries: [], hardState: { term: 3, vote: 'c', commit: 25 } })
+    expect(walFiles()).toHaveLength(11)
+    storage.createSnapshot(24, { voters: ['b', 'c'] }, encoder.encode('state at 24'))
+    // compacted to 13: the segments whose entries all are (up to 3, 6, 9, 12) go
+    storage.compact(13)
+    expect(walFiles()[0]).toBe('wal.4.log')
+    // compacted to 24: up to wal.7.log; wal.10.log (no entries) stays, as wal.8.log (up to 27) does
+    storage.compact(24)
+    expect(walFiles()).toEqual(['wal.8.log', 'wal.9.log', 'wal.10.log'])
+    await storage.saveAsync({ entries: entries(31, 33, 3), hardState: { term: 3, vote: 'c', commit: 30 } })
+    const expected = snapshotOf(storage)
+    storage.close()
+    const reopened = DurableRaftStorage.open(directory, { walSegmentBytes: 1 })
+    expect(reopened.recovery.segments).toBe(4)
+    expect(snapshotOf(reopened)).toEqual(expected)
+    expect(reopened.firstIndex()).toBe(25)
+    expect(reopened.lastIndex()).toBe(33)
+    expect(reopened.initialState().hardState).toEqual({ term: 3, vote: 'c', commit: 30 })
+    // compacting past everything keeps the segment being written, whose first record is the hard state
+    reopened.createSnapshot(33, { voters: ['b', 'c'] }, encoder.encode('state at 33'))
+    reopened.compact(33)
+    expect(walFiles()).toEqual(['wal.11.log'])
+    reopened.close()
+    const last = DurableRaftStorage.open(directory)
+    expect(last.initialState().hardState).toEqual({ term: 3, vote: 'c', commit: 30 })
+    expect(last.lastIndex()).toBe(33)
+    last.close()
+  })
+
+  it('refuses to start when an older WAL segment ends in a damaged record', () => {
+    const directory = freshDirectory()
+    const storage = DurableRaftStorage.open(directory, { walSegmentBytes: 100 })
+    for (let from = 1; from <= 10; from += 3)
+      storage.save({ entries: entries(from, from + 2, 1), hardState: { term: 1, vote: 'a', commit: from } })
+    storage.close()
+    expect(readdirSync(directory).filter((name) => name.startsWith('wal')).length).toBeGreaterThan(2)
+    // the same damage at the end of the newest segment is a torn write, cut off
+    const older = join(directory, 'wal.1.log')
+    truncateSync(older, statSync(older).size - 3)
+    expect(() => DurableRaftStorage.open(directory)).toThrow(StoreCorruptedError)
+    expect(() => DurableRaftStorage.open(directory)).toThrow(/wal\.1\.log ends in a damaged record/)
+  })
+
   it('keeps a commit-only hard state in memory, and writes term and vote changes', async () => {
     const directory = freshDirectory()
     const storage = DurableRaftStorage.open(directory)
@@ -228,7 +325,7 @@ describe('durable raft storage', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(operation, { maxLength: 30 }), async (operations) => {
         const directory = freshDirectory()
-        let durable = DurableRaftStorage.open(directory, { walRewriteBytes: 300 })
+        let durable = DurableRaftStorage.open(directory, { walSegmentBytes: 300 })
         const memory = new MemoryStorage()
         let term = 1
         try {
@@ -266,7 +363,7 @@ describe('durable raft storage', () => {
               memory.save(update)
             } else {
               durable.close()
-              durable = DurableRaftStorage.open(directory, { walRewriteBytes: 300 })
+              durable = DurableRaftStorage.open(directory, { walSegmentBytes: 300 })
             }
             expect(snapshotOf(durable)).toEqual(snapshotOf(memory))
           }
