@@ -46,23 +46,22 @@ import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft
 const log = logger('shardnet:store:raft')
 
 const RECORD_HEADER_BYTES = 8
-/**
- * The WAL's open flags: read-write, and with fsync on, O_DSYNC where the platform has it (Linux,
- * macOS): each write then returns once its data is durable, as write + fdatasync would, in one system
- * call, so an asynchronous save is one job on libuv's pool instead of two with a turn of the event
- * loop between them (on a busy loop the fdatasync waited for that turn).
- */
-function walFlags(create: boolean, fsync: boolean): number {
-  return constants.O_RDWR | (create ? constants.O_CREAT : 0) | (fsync ? walDsync() : 0)
-}
-
-function walDsync(): number {
-  return constants.O_DSYNC ?? 0
-}
 const RECORD_BATCH = 1
 const RECORD_SNAPSHOT_MARKER = 2
 /** A record longer than this is corruption, not data. */
 const RECORD_BYTES_MAX = 1 << 30
+/** O_DSYNC where the platform has it (Linux, macOS), else 0. */
+const O_DSYNC = constants.O_DSYNC ?? 0
+
+/**
+ * The WAL's open flags: read-write, and with fsync on, O_DSYNC: each write then returns once its data
+ * is durable, as write + fdatasync would, in one system call, so an asynchronous save is one job on
+ * libuv's pool instead of two with a turn of the event loop between them (on a busy loop the
+ * fdatasync waited for that turn).
+ */
+function walFlags(create: boolean, fsync: boolean): number {
+  return constants.O_RDWR | (create ? constants.O_CREAT : 0) | (fsync ? O_DSYNC : 0)
+}
 
 /** The data directory holds a snapshot that fails its checksum: not a crash artefact, a damaged disk. */
 export class StoreCorruptedError extends Error {
@@ -358,7 +357,7 @@ export class DurableRaftStorage implements RaftStorage {
     this.recovery = recovery
     this.walSegmentBytes = init.walSegmentBytes ?? 64 << 20
     this.fsync = init.fsync ?? true
-    this.dsync = this.fsync && walDsync() !== 0
+    this.dsync = this.fsync && O_DSYNC !== 0
   }
 
   /** Opens (creating if needed) the store in `directory`, replaying snapshot and WAL. */
@@ -432,13 +431,7 @@ export class DurableRaftStorage implements RaftStorage {
     let lastIndex = 0
     while (offset < wal.length) {
       const length = wal.length - offset < RECORD_HEADER_BYTES ? -1 : view.getUint32(offset, true)
-      const intact =
-        length >= 0 &&
-        length <= RECORD_BYTES_MAX &&
-        offset + RECORD_HEADER_BYTES + length <= wal.length &&
-        crc32(wal.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length)) ===
-          view.getUint32(offset + 4, true)
-      if (!intact) {
+      if (!DurableRaftStorage.validRecordAt(wal, view, offset)) {
         // A crash can only tear the last write. A bad record followed by a good one is damage in
         // the middle of the log: refuse to start rather than drop acknowledged records after it.
         if (
@@ -528,13 +521,23 @@ export class DurableRaftStorage implements RaftStorage {
   }
 
   private writeRecord(record: Uint8Array, lastIndex: number): void {
-    const segment = this.current
+    const position = this.reserve(record.length, lastIndex)
     let written = 0
     while (written < record.length)
-      written += writeSync(this.walFd, record, written, record.length - written, segment.bytes + written)
+      written += writeSync(this.walFd, record, written, record.length - written, position + written)
     if (this.fsync && !this.dsync) fdatasyncSync(this.walFd)
-    segment.bytes += record.length
+  }
+
+  /**
+   * Reserves the next `bytes` of the last segment for a record holding entries up to `lastIndex`;
+   * returns where they start. Saves are serialized by the driver, so reserving before writing is safe.
+   */
+  private reserve(bytes: number, lastIndex: number): number {
+    const segment = this.current
+    const position = segment.bytes
+    segment.bytes += bytes
     segment.lastIndex = Math.max(segment.lastIndex, lastIndex)
+    return position
   }
 
   /**
@@ -635,11 +638,7 @@ export class DurableRaftStorage implements RaftStorage {
     // the record as pieces (header, fields, each entry's data as it is): one writev, no copy of the data
     const pieces = batchPieces(update.hardState, update.entries)
     const length = pieces.reduce((total, piece) => total + piece.length, 0)
-    const segment = this.current
-    const position = segment.bytes
-    // reserve the range: saves are serialized by the driver
-    segment.bytes += length
-    segment.lastIndex = Math.max(segment.lastIndex, newestIndex(update.entries))
+    const position = this.reserve(length, newestIndex(update.entries))
     let written = await new Promise<number>((resolve, reject) =>
       writev(this.walFd, pieces, position, (error, bytes) => (error ? reject(error) : resolve(bytes))),
     )

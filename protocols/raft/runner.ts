@@ -293,14 +293,9 @@ export class RaftRunner {
           // commit index in the hard state need not reach disk first.
           this.applyReady(ready)
           const update = { entries: ready.entries, hardState: ready.hardState }
-          if (storage.saveAsync) {
-            const saving = storage.saveAsync(update)
-            if (ready.entries.length > 0) this.announce('appending', ready.entries)
-            await saving
-          } else {
-            storage.save(update)
-            if (ready.entries.length > 0) this.announce('appending', ready.entries)
-          }
+          const saving = storage.saveAsync ? storage.saveAsync(update) : storage.save(update)
+          if (ready.entries.length > 0) this.announce('appending', ready.entries)
+          if (saving) await saving
           if (!this.running) return // stopped mid-write: this member is gone, like a crash
           if (late.length > 0) this.init.transport.send(this.group, late)
           if (ready.entries.length > 0) this.announce('appended', ready.entries)

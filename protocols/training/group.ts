@@ -35,10 +35,9 @@
 // it commits; while it is being written there (the runner's `appending` hook) the follower works out
 // its AdamW result (precomputeEntry), and every member computes its gradient for step s+1 on that
 // result: a follower once the entry is durable and acknowledged (`appended`), the leader once its
-// proposal is out and durable. Applying the
-// committed entry then only takes the result. A follower sends that gradient at once; the leader
-// keeps gradients computed on the result of its proposal in flight (collectingNext) until that step
-// is applied, and refuses other early ones as before. Work on an entry that did not commit as it was
+// proposal is out and durable. Applying the committed entry then only takes the result. A follower
+// sends that gradient at once; the leader keeps gradients computed on the result of its proposal in
+// flight (collectingNext) until that step is applied, and refuses other early ones as before. Work on an entry that did not commit as it was
 // is thrown away (its gradient's digest then matches no state).
 // With outerEvery = H, after every H steps (and after the last) the leader asks `outerStep` for the
 // params to continue from and proposes them as an OUTER entry (DiLoCo-style averaging of groups).
@@ -1076,10 +1075,6 @@ class GroupMemberRuntime implements GroupMember {
   }
 }
 
-/**
- * A copy of `state` for a group of `members` (a re-formed group): the counts of members who left are
- * dropped (they would grow every state transfer), newcomers start with empty ones.
- */
 /** The newest entry of a batch that may be a training entry (normal, not empty). */
 function lastTrainingEntry(entries: Entry[]): Entry | undefined {
   let last: Entry | undefined
@@ -1087,6 +1082,10 @@ function lastTrainingEntry(entries: Entry[]): Entry | undefined {
   return last
 }
 
+/**
+ * A copy of `state` for a group of `members` (a re-formed group): the counts of members who left are
+ * dropped (they would grow every state transfer), newcomers start with empty ones.
+ */
 function adoptState(state: TrainingState, members: readonly string[]): TrainingState {
   return {
     ...state,
