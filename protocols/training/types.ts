@@ -1,4 +1,4 @@
-// The public shapes of a training group member (see group.ts for the behaviour): what the daemon
+// The public shapes of a training group member (behaviour: member.ts; the network driver: group.ts): what the daemon
 // passes to startGroupMember, the events it hears and the status it can read.
 import type { PeerId } from '@libp2p/interface'
 import type { Backend } from '../../kernels/backend.js'
@@ -8,17 +8,11 @@ import type { RaftRunnerInit } from '../raft/runner.js'
 import type { RaftStorage } from '../raft/storage.js'
 import type { RaftTransport } from '../raft/transport.js'
 import type { GradientExchange } from './exchange.js'
+import type { GradientComputer } from './gradients.js'
 import type { TrainingState } from './state.js'
 
 export type AggregateRule = 'mean' | 'median' | 'trimmed-mean'
 export type Compression = 'none' | 'int8'
-
-/** Test-only fault injection: this member lies about its gradient. */
-export interface GradientFault {
-  /** 'scale': multiply the true gradient by `factor`; 'random': a random direction of `factor` x its norm */
-  kind: 'scale' | 'random'
-  factor: number
-}
 
 /** The training data of this group (every member of a group holds the same shard). */
 export interface TrainingShard {
@@ -83,8 +77,11 @@ export interface GroupMemberInit {
    * on every member; takes precedence over initialParams
    */
   initialState?: TrainingState
-  /** test-only: make this member lie */
-  fault?: GradientFault
+  /**
+   * Wraps the member's gradient computation (the MLP on `backend`), e.g. to instrument it; tests use
+   * it to make a member lie. @default none
+   */
+  wrapComputer?: (standard: GradientComputer) => GradientComputer
   /** run an outer step every this many inner steps and after the last one; 0 = never. @default 0 */
   outerEvery?: number
   /**

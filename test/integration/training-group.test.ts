@@ -23,6 +23,7 @@ import {
   stopTrainingCluster,
   waitFor,
 } from './training-cluster.js'
+import { lyingComputer } from './training-faults.js'
 
 const directory = mkdtempSync(join(tmpdir(), 'shardnet-training-'))
 let data: MnistSplit
@@ -181,7 +182,7 @@ describe('a training group over libp2p', () => {
         backend,
         // every member in every step even on a loaded machine, so each step scores the liar
         options: options(`liar-${rule}`, { steps, aggregate: rule, stragglerTimeoutMs: 30_000 }),
-        perMember: (index) => (index === 2 ? { fault } : {}),
+        perMember: (index) => (index === 2 ? { wrapComputer: lyingComputer(fault, 7, `liar-${rule}`) } : {}),
       })
       clusters.push(members)
       const losses: number[] = []
