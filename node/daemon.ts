@@ -123,7 +123,7 @@ export interface DaemonInit {
     | 'trainRaft'
     | 'executors'
     | 'openBackend'
-    | 'inferFaults'
+    | 'inferPredict'
   >
 }
 

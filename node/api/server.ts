@@ -48,15 +48,23 @@ export interface ApiServerInit {
   metrics: NodeMetrics
   /**
    * largest request body accepted
-   * @default 1 MiB
+   * @default BODY_BYTES_MAX_DEFAULT
    */
   bodyBytesMax?: number
   /**
    * a request that takes longer is answered 503
-   * @default 30 s
+   * @default REQUEST_TIMEOUT_MS_DEFAULT
    */
   requestTimeoutMs?: number
 }
+
+export const API_HOST_DEFAULT = '127.0.0.1'
+/** Largest request body the API reads (a task request, a block to publish). */
+export const BODY_BYTES_MAX_DEFAULT = 1024 * 1024
+/** How long a route may take before the request is answered 503. */
+export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
+/** How long a client may take to send its request headers. */
+const HEADERS_TIMEOUT_MS = 10_000
 
 export interface ApiServer {
   host: string
@@ -103,12 +111,16 @@ async function readBody(request: IncomingMessage, bytesMax: number): Promise<unk
  * bearer token from the data dir, and refused from non-loopback clients unless explicitly allowed.
  */
 export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
-  const host = init.host ?? '127.0.0.1'
-  const bodyBytesMax = init.bodyBytesMax ?? 1024 * 1024
-  const requestTimeoutMs = init.requestTimeoutMs ?? 30_000
+  const host = init.host ?? API_HOST_DEFAULT
+  const bodyBytesMax = init.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT
+  const requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT
   const routes = new Map(init.routes.map((route) => [`${route.method} ${route.path}`, route]))
 
-  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+  const handle = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    signal: AbortSignal,
+  ): Promise<void> => {
     if (init.allowRemoteClients !== true && !isLoopbackAddress(request.socket.remoteAddress)) {
       init.metrics.apiRefused.inc({ reason: 'non-loopback' })
       sendJson(response, 403, { error: 'the control API only answers clients on this machine' })
@@ -137,25 +149,27 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return
     }
     const body = request.method === 'POST' ? await readBody(request, bodyBytesMax) : undefined
-    const signal = AbortSignal.timeout(requestTimeoutMs)
     const result = await route.handle({ url, body, signal })
     sendJson(response, 200, result ?? {})
   }
 
   const server: Server = createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
+    const signal = AbortSignal.timeout(requestTimeoutMs)
+    handle(request, response, signal).catch((error: unknown) => {
       if (error instanceof ApiError) {
         if (!response.headersSent) sendJson(response, error.status, { error: error.message })
         return
       }
-      const timedOut = (error as Error)?.name === 'TimeoutError'
+      // the route ran past the request's deadline: whatever it threw on the way out (the signal's
+      // TimeoutError, or a library's own abort error) is that timeout
+      const timedOut = signal.aborted
       if (!timedOut) log.error('API request %s %s failed: %e', request.method, request.url, error)
       if (!response.headersSent) {
         sendJson(response, timedOut ? 503 : 500, { error: timedOut ? 'request timed out' : String(error) })
       }
     })
   })
-  server.headersTimeout = 10_000
+  server.headersTimeout = HEADERS_TIMEOUT_MS
   server.requestTimeout = requestTimeoutMs + 5_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -15,6 +15,9 @@ export interface DaemonClient {
   text(path: string, signal?: AbortSignal): Promise<string>
 }
 
+/** How long the CLI waits for the daemon's answer when the command does not say. */
+const REQUEST_TIMEOUT_MS = 60_000
+
 function notRunning(dataDir: string): UserError {
   return new UserError(
     `no shardnet daemon is running on data dir ${dataDir}; start one with \`shardnet node start --data-dir ${dataDir}\``,
@@ -44,6 +47,7 @@ export async function connectToDaemon(dataDir: string): Promise<DaemonClient> {
     signal?: AbortSignal,
   ): Promise<Response> => {
     let response: Response
+    const deadline = signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS)
     try {
       response = await fetch(`${endpoint.url}${path}`, {
         method,
@@ -52,10 +56,11 @@ export async function connectToDaemon(dataDir: string): Promise<DaemonClient> {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
-        signal: signal ?? AbortSignal.timeout(60_000),
+        signal: deadline,
       })
     } catch (error) {
-      if ((error as Error).name === 'TimeoutError') {
+      // fetch rejects with the signal's reason: a DOMException whose code is TIMEOUT_ERR
+      if (error instanceof DOMException && error.code === DOMException.TIMEOUT_ERR) {
         throw new UserError(`the daemon at ${endpoint.url} did not answer ${method} ${path} in time`)
       }
       throw new UserError(

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { loadModel, MANIFEST_FILE, ModelFilesError, WEIGHTS_FILE } from '../executor/model-files.js'
 import type { TaskView } from '../tasks/coordinator.js'
-import { copyPredictions } from '../tasks/infer-files.js'
+import { copyPredictions, InferenceInputError } from '../tasks/infer-files.js'
 import { connectToDaemon } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { dataDirOption } from './submit.js'
@@ -102,8 +102,8 @@ export function register(program: Command): void {
       const task = await fetchTask(client, id)
       if (task.kind === 'infer') {
         // an inference task's result is its predictions (node/tasks/infer-files.ts)
-        const written = await copyPredictions(task, resolve(flags.out)).catch((error: Error) => {
-          throw error.name === 'InferenceInputError' ? new UserError(error.message) : error
+        const written = await copyPredictions(task, resolve(flags.out)).catch((error: unknown) => {
+          throw error instanceof InferenceInputError ? new UserError(error.message) : error
         })
         const a = written.agreement
         print(

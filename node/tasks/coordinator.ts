@@ -1,7 +1,8 @@
 // The submitter's side of a task: validate the request, publish the data and the spec as blocks,
 // announce the task, collect claims, assign groups, record progress durably, run the DiLoCo outer
 // step across groups, and at the end fetch the final params and write the model. The decisions are
-// the pure state machine of protocols/tasks/lifecycle.ts; this file carries out its effects.
+// the pure state machine of protocols/tasks/lifecycle.ts; this file carries out its effects, one
+// handler per effect type (the `effects` table: the compiler refuses a table that misses one).
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
@@ -9,25 +10,31 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { Mlp, parameterCount } from '../../kernels/models/mlp.js'
 import { evaluate } from '../../kernels/models/training.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import type { Claimant } from '../../protocols/tasks/assignment.js'
 import {
+  ClaimRefusedError,
   type ClaimReply,
   type ClaimRequest,
   ClaimResponse,
   type ClaimsProtocol,
+  progressRefusal,
 } from '../../protocols/tasks/claims.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
-import { REANNOUNCE_INTERVAL_MIN_MS, type TaskGossip } from '../../protocols/tasks/index.js'
+import {
+  REANNOUNCE_INTERVAL_MIN_MS,
+  REANNOUNCE_MS_DEFAULT,
+  type TaskGossip,
+} from '../../protocols/tasks/index.js'
 import {
   type GroupRecord,
   INITIAL_STATE,
   isRecruiting,
   isTerminal,
   newTaskRecord,
+  STALL_MS_DEFAULT,
   stateWantedFrom,
   stepTask,
   type TaskEffect,
@@ -38,9 +45,11 @@ import {
   decodeTaskSpec,
   encodeTaskSpec,
   type InferRequest,
+  type Requirements,
+  TASK_SPEC_VERSION,
   type TaskRequest,
-  type TaskSpec,
   type TrainRequest,
+  type TrainTaskSpec,
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
 import { averageParams } from '../../protocols/training/outer.js'
@@ -52,10 +61,12 @@ import {
 } from '../../protocols/training/params.js'
 import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
-import { saveModel } from '../executor/model-files.js'
+import { ModelFilesError, saveModel } from '../executor/model-files.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { encodeTaskData, loadTaskData } from './datasets.js'
+import { InferenceInputError } from './infer-files.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
+import { trainArchitecture } from './train-executor.js'
 
 const log = logger('shardnet:tasks:coordinator')
 
@@ -89,25 +100,68 @@ export interface CoordinatorInit {
   resultsFolder: string
   /** opens a backend to score the final model on the test set */
   openBackend: () => Promise<Backend>
-  /** a group whose step has not advanced for this long is reported stalled. @default 15_000 */
+  /** a group whose step has not advanced for this long is reported stalled. @default STALL_MS_DEFAULT */
   stallMs?: number
   /** runs inference tasks (node/tasks/infer-coordinator.ts); without it infer tasks are refused */
   inference?: InferenceTasks
-  /** @default 500 */
+  /** how often stalls, deadlines and re-announcements are checked. @default TICK_MS_DEFAULT */
   tickMs?: number
-  /** how long to wait for a peer on the task topic before announcing anyway. @default 10_000 */
+  /**
+   * how long to wait for a peer on the task topic before announcing anyway
+   * @default ANNOUNCE_WAIT_MS_DEFAULT
+   */
   announceWaitMs?: number
   /**
    * A task still staffing is announced again this often, so that nodes which joined (or came back)
-   * after the first announcement hear it; at least REANNOUNCE_INTERVAL_MIN_MS. @default 10_000
+   * after the first announcement hear it; at least REANNOUNCE_INTERVAL_MIN_MS.
+   * @default REANNOUNCE_MS_DEFAULT
    */
   reannounceMs?: number
   now?: () => number
 }
 
+/** How often the coordinator checks stalls, deadlines and re-announcements. */
+export const TICK_MS_DEFAULT = 500
+/** How long a new task waits for a peer on the task topic before it is announced anyway. */
+export const ANNOUNCE_WAIT_MS_DEFAULT = 10_000
+/** Attempts to send a member a message (an assignment, the averaged params) before giving up on it. */
+const SEND_ATTEMPTS_MAX = 5
+/** Attempts for an outer round's params: a dead member must not hold the round up long. */
+const OUTER_SEND_ATTEMPTS_MAX = 3
+
+/** CoordinatorInit with every default filled in. */
+interface CoordinatorConfig {
+  stallMs: number
+  tickMs: number
+  announceWaitMs: number
+  reannounceMs: number
+  now: () => number
+}
+
+function resolveConfig(init: CoordinatorInit): CoordinatorConfig {
+  return {
+    stallMs: init.stallMs ?? STALL_MS_DEFAULT,
+    tickMs: init.tickMs ?? TICK_MS_DEFAULT,
+    announceWaitMs: init.announceWaitMs ?? ANNOUNCE_WAIT_MS_DEFAULT,
+    reannounceMs: Math.max(REANNOUNCE_INTERVAL_MIN_MS, init.reannounceMs ?? REANNOUNCE_MS_DEFAULT),
+    now: init.now ?? Date.now,
+  }
+}
+
+type EffectType = TaskEffect['type']
+type EffectOf<T extends EffectType> = Extract<TaskEffect, { type: T }>
+/** One handler per effect of stepTask; a type missing here is a compile error. */
+type EffectHandlers = { [T in EffectType]: (live: LiveTask, effect: EffectOf<T>) => Promise<void> }
+
+/**
+ * Effects carried out as soon as stepTask returns them. The others run one at a time per task, in
+ * order, behind the task's earlier network effects; a record write must not wait behind those.
+ */
+const IMMEDIATE_EFFECTS: ReadonlySet<EffectType> = new Set<EffectType>(['persist'])
+
 interface LiveTask {
   record: TaskRecord
-  spec: TaskSpec
+  spec: TrainTaskSpec
   writer: CoalescingWriter<TaskRecord>
   /** effects run one at a time per task, in order */
   queue: Promise<void>
@@ -116,24 +170,34 @@ interface LiveTask {
   announcing: boolean
 }
 
-function architectureOf(spec: TaskSpec): MlpArchitecture {
-  const train = spec.train
-  if (train === undefined) throw new Error('not a training task')
-  return { inputSize: PIXEL_COUNT, hiddenSizes: train.hiddenSizes, outputSize: 10 }
-}
-
 export class Coordinator {
   private readonly init: CoordinatorInit
+  private readonly config: CoordinatorConfig
   private readonly tasks = new Map<string, LiveTask>()
   private readonly records: RecordFolder<TaskRecord>
   private readonly now: () => number
   private timer: NodeJS.Timeout | undefined
   private readonly shutdown = new AbortController()
+  private readonly effects: EffectHandlers = {
+    assign: (live, effect) => this.assign(live, effect),
+    'fetch-state': (live, effect) => this.fetchState(live, effect),
+    'initial-state': (live, effect) => this.initialState(live, effect),
+    reform: (live, effect) => this.reform(live, effect),
+    dismiss: (live, effect) => this.dismiss(live, effect),
+    'outer-round': (live, effect) => this.outerRound(live, effect),
+    'resend-outer': (live, effect) => this.resendOuter(live, effect),
+    finalize: (live, effect) => this.finalize(live, effect),
+    release: (live, effect) => this.release(live, effect),
+    persist: async (live) => {
+      void live.writer.schedule(live.record)
+    },
+  }
 
   constructor(init: CoordinatorInit) {
     this.init = init
+    this.config = resolveConfig(init)
     this.records = new RecordFolder<TaskRecord>(init.recordsFolder)
-    this.now = init.now ?? Date.now
+    this.now = this.config.now
   }
 
   /** Loads every stored task; live ones resume (claims, progress and outer rounds keep arriving). */
@@ -143,6 +207,10 @@ export class Coordinator {
       const decoded = bytes === undefined ? undefined : decodeTaskSpec(bytes)
       if (decoded === undefined || !decoded.ok) {
         log.error('task %s has no readable spec block; skipped', id)
+        continue
+      }
+      if (decoded.spec.kind !== 'train') {
+        log.error('task %s is not a training task; skipped', id)
         continue
       }
       // members had no one to report to while this daemon was down: none is presumed gone for that
@@ -160,7 +228,7 @@ export class Coordinator {
         ])
       }
     }
-    this.timer = setInterval(() => this.tick(), this.init.tickMs ?? 500)
+    this.timer = setInterval(() => this.tick(), this.config.tickMs)
     this.timer.unref()
   }
 
@@ -175,7 +243,7 @@ export class Coordinator {
   }
 
   /** `announcing`: a new task whose first announcement is about to go out (no re-announce before it) */
-  private track(record: TaskRecord, spec: TaskSpec, announcing = false): LiveTask {
+  private track(record: TaskRecord, spec: TrainTaskSpec, announcing = false): LiveTask {
     const live: LiveTask = {
       record,
       spec,
@@ -195,8 +263,8 @@ export class Coordinator {
       try {
         return await this.init.inference.submit(request)
       } catch (error) {
-        if ((error as Error).name === 'InferenceInputError' || (error as Error).name === 'ModelFilesError')
-          throw new TaskRefusedError((error as Error).message, 400)
+        if (error instanceof InferenceInputError || error instanceof ModelFilesError)
+          throw new TaskRefusedError(error.message, 400)
         throw error
       }
     }
@@ -216,8 +284,8 @@ export class Coordinator {
     const shardCids = await Promise.all(shards.map(put))
     const testCid = await put(test)
     const createdMs = this.now()
-    const spec: TaskSpec = {
-      version: 1,
+    const spec: TrainTaskSpec = {
+      version: TASK_SPEC_VERSION,
       kind: 'train',
       requirements: request.requirements,
       staffingDeadlineMs: request.deadlineMs,
@@ -282,7 +350,7 @@ export class Coordinator {
   /** Waits (bounded) until someone listens on the task topic, then announces. */
   private async announce(live: LiveTask): Promise<void> {
     live.announcing = true
-    const waitUntil = this.now() + (this.init.announceWaitMs ?? 10_000)
+    const waitUntil = this.now() + this.config.announceWaitMs
     while (this.init.topicPeers() === 0 && this.now() < waitUntil && !this.shutdown.signal.aborted) {
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
@@ -326,8 +394,8 @@ export class Coordinator {
       taskCid: CID.parse(live.record.id),
       kind: spec.kind,
       requirements: spec.requirements,
-      groups: spec.train?.groups ?? 1,
-      groupSize: spec.train?.groupSize ?? spec.infer?.replicas ?? 1,
+      groups: spec.train.groups,
+      groupSize: spec.train.groupSize,
       ttlMs,
     })
     live.announcedMs = this.now()
@@ -429,17 +497,17 @@ export class Coordinator {
       return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
     }
     const progress = request.progress!
-    if (isTerminal(live.record.state)) {
-      return { status: ClaimResponse.Status.REFUSED, reason: `the task is ${live.record.state}` }
-    }
+    const state = live.record.state
+    if (isTerminal(state))
+      return { status: ClaimResponse.Status.REFUSED, reason: progressRefusal.ended(state) }
     const group = live.record.groups.find((g) => g.group === progress.group)
     if (group === undefined || !group.members.includes(peer)) {
-      return { status: ClaimResponse.Status.REFUSED, reason: 'you are not a member of that group' }
+      return { status: ClaimResponse.Status.REFUSED, reason: progressRefusal.notMember }
     }
     if (progress.incarnation !== (group.incarnation ?? 0)) {
       return {
         status: ClaimResponse.Status.REFUSED,
-        reason: `you are not a member of that group: it was re-formed (incarnation ${group.incarnation ?? 0})`,
+        reason: progressRefusal.reformed(group.incarnation ?? 0),
       }
     }
     if (progress.error !== '') {
@@ -476,11 +544,10 @@ export class Coordinator {
 
   private tick(): void {
     const nowMs = this.now()
-    const reannounceMs = Math.max(REANNOUNCE_INTERVAL_MIN_MS, this.init.reannounceMs ?? 10_000)
     for (const live of this.tasks.values()) {
       if (isTerminal(live.record.state)) continue
-      this.apply(live, { type: 'tick', nowMs, stallMs: this.init.stallMs ?? 15_000 })
-      const due = live.announcedMs === undefined || nowMs - live.announcedMs >= reannounceMs
+      this.apply(live, { type: 'tick', nowMs, stallMs: this.config.stallMs })
+      const due = live.announcedMs === undefined || nowMs - live.announcedMs >= this.config.reannounceMs
       if (isRecruiting(live.record) && !live.announcing && due) void this.reannounce(live, nowMs)
     }
   }
@@ -498,12 +565,12 @@ export class Coordinator {
 
   private enqueue(live: LiveTask, effects: TaskEffect[]): void {
     for (const effect of effects) {
-      if (effect.type === 'persist') {
-        void live.writer.schedule(live.record)
+      if (IMMEDIATE_EFFECTS.has(effect.type)) {
+        void this.perform(live, effect.type, effect)
         continue
       }
       live.queue = live.queue.then(() =>
-        this.run(live, effect).catch((error: unknown) => {
+        this.perform(live, effect.type, effect).catch((error: unknown) => {
           if (this.shutdown.signal.aborted) return
           log.error('task %s: %s failed: %e', live.record.id, effect.type, error)
           this.apply(live, {
@@ -516,210 +583,214 @@ export class Coordinator {
     }
   }
 
-  private async run(live: LiveTask, effect: TaskEffect): Promise<void> {
-    const taskCid = CID.parse(live.record.id).bytes as Uint8Array<ArrayBuffer>
-    const signal = this.shutdown.signal
-    switch (effect.type) {
-      case 'assign': {
-        const assigned = new Set(effect.groups.flatMap((g) => g.members))
-        await Promise.all(effect.groups.map((group) => this.sendAssignments(live, group, 0, undefined)))
-        // claimants that were not picked are free again
-        for (const claimant of live.record.claimants) {
-          if (!assigned.has(claimant.peerId)) void this.sendCancel(claimant.peerId, taskCid, 'not selected')
-        }
-        log('task %s assigned: %o', live.record.id, effect.groups)
-        return
-      }
-      case 'fetch-state': {
-        // a live member's TrainingState, kept here so a re-formed group's newcomers fetch it from us
-        try {
-          const cid = CID.parse(effect.stateCid)
-          const bytes = await this.init.blocks.get(cid, { peers: [peerIdFromString(effect.from)], signal })
-          const parameters = parameterCount(architectureOf(live.spec))
-          const state = decodeState(bytes, parameters)
-          // a member that trains on publishes a state at most as far as the step it reports with it
-          if (state === undefined || state.step > effect.step) throw new Error('not a valid training state')
-          await this.init.blocks.put(bytes, { provide: false })
-          this.apply(live, { ...effect, step: state.step, type: 'state-stored', nowMs: this.now() })
-        } catch (error) {
-          log(
-            'fetching the state of group %d from %s failed: %s',
-            effect.group,
-            effect.from,
-            (error as Error).message,
-          )
-          this.apply(live, {
-            type: 'state-unavailable',
-            group: effect.group,
-            stateCid: effect.stateCid,
-            nowMs: this.now(),
-          })
-        }
-        return
-      }
-      case 'initial-state': {
-        // every member of the group is gone and none left a state: it starts over from the task's seed
-        try {
-          const architecture = architectureOf(live.spec) // throws for a task that is not training
-          const state = createTrainingState(initialParams(architecture, live.spec.train!.seed), [])
-          const cid = await this.init.blocks.put(encodeState(state), { provide: false })
-          log(
-            'task %s: group %d starts over from step 0 (initial state %s)',
-            live.record.id,
-            effect.group,
-            cid,
-          )
-          this.apply(live, {
-            type: 'state-stored',
-            group: effect.group,
-            incarnation: effect.incarnation,
-            stateCid: cid.toString(),
-            step: 0,
-            initial: true,
-            nowMs: this.now(),
-          })
-        } catch (error) {
-          log('building the initial state of group %d failed: %s', effect.group, (error as Error).message)
-          this.apply(live, {
-            type: 'state-unavailable',
-            group: effect.group,
-            stateCid: INITIAL_STATE,
-            nowMs: this.now(),
-          })
-        }
-        return
-      }
-      case 'reform': {
-        log(
-          'task %s: group %d re-formed (incarnation %d) without %o, members %o',
-          live.record.id,
-          effect.group,
-          effect.incarnation,
-          effect.vacated,
-          effect.members,
-        )
-        await this.sendAssignments(live, effect, effect.incarnation, CID.parse(effect.stateCid))
-        // the members replaced are presumed gone: telling them must not hold up the task's next effects
-        for (const peer of effect.vacated) void this.sendCancel(peer, taskCid, 'replaced')
-        return
-      }
-      case 'dismiss': {
-        await Promise.all(effect.peers.map((peer) => this.sendCancel(peer, taskCid, effect.reason)))
-        return
-      }
-      case 'outer-round': {
-        const averaged = await this.average(effect.sources)
-        const cid = await this.init.blocks.put(floatsToBytes(averaged), { provide: false })
-        const update = { taskCid, round: effect.round, paramsCid: cid.bytes as Uint8Array<ArrayBuffer> }
-        await Promise.all(
-          live.record.groups.flatMap((group) =>
-            group.members.map((member) =>
-              this.withRetries(
-                () =>
-                  this.init.claims.send(
-                    peerIdFromString(member),
-                    { outer: { ...update, group: group.group } },
-                    { signal },
-                  ),
-                // a dead member must not hold up the round: a member that asks again later gets it resent
-                3,
-              ).catch((error: unknown) =>
-                log('outer update to %s failed: %s', member, (error as Error).message),
-              ),
-            ),
-          ),
-        )
-        // scored after the groups have their params back, so the score costs them no time
-        const score = await this.score(live, averaged).catch((error: unknown) => {
-          log('scoring outer round %d failed: %s', effect.round, (error as Error).message)
-          return undefined
-        })
-        this.apply(live, {
-          type: 'outer-sent',
-          round: effect.round,
-          paramsCid: cid.toString(),
-          accuracy: score?.accuracy,
-          nowMs: this.now(),
-        })
-        return
-      }
-      case 'resend-outer': {
-        if (effect.paramsCid === undefined) return
-        await this.init.claims
-          .send(
-            peerIdFromString(effect.to),
-            {
-              outer: {
-                taskCid,
-                group: effect.group,
-                round: effect.round,
-                paramsCid: CID.parse(effect.paramsCid).bytes as Uint8Array<ArrayBuffer>,
-              },
-            },
-            { signal },
-          )
-          .catch((error: unknown) =>
-            log('resending outer round to %s failed: %s', effect.to, (error as Error).message),
-          )
-        return
-      }
-      case 'finalize': {
-        const averaged = await this.average(effect.sources)
-        const architecture = architectureOf(live.spec)
-        const layers = paramsToHostLayers(architecture, averaged)
-        const { accuracy, meanLoss: testLoss } = await this.score(live, averaged)
-        const resultDir = join(this.init.resultsFolder, live.record.id)
-        const train = live.spec.train!
-        await saveModel(resultDir, architecture, layers, {
-          model: train.model,
-          architecture: {
-            type: 'mlp',
-            activation: 'relu',
-            ...architecture,
-            hiddenSizes: [...architecture.hiddenSizes],
-          },
-          parameterCount: parameterCount(architecture),
-          dataset: {
-            name: train.dataset.name,
-            trainCount: train.dataset.trainCount,
-            testCount: train.dataset.testCount,
-          },
-          seed: train.seed,
-          training: {
-            task: live.record.id,
-            groups: train.groups,
-            groupSize: train.groupSize,
-            steps: train.steps,
-            batchSize: train.batchSize,
-            learningRate: train.learningRate,
-            aggregate: train.aggregate,
-            outerEvery: train.outerEvery,
-            compress: train.compress,
-            outerRounds: live.record.outerRound,
-            consensus: 'raft per group, DiLoCo parameter averaging across groups',
-          },
-          backend: {
-            kind: 'network',
-            groups: live.record.groups.map((g) => ({ group: g.group, members: g.members })),
-          },
-          metrics: { testAccuracy: accuracy, testLoss },
-          history: live.record.history.map((point) => ({ ...point })),
-          createdAt: new Date(this.now()).toISOString(),
-        })
-        this.apply(live, { type: 'finished', accuracy, testLoss, resultDir, nowMs: this.now() })
-        return
-      }
-      case 'release': {
-        const members = new Set([
-          ...live.record.groups.flatMap((g) => g.members),
-          ...live.record.claimants.map((c) => c.peerId),
-        ])
-        await Promise.all([...members].map((member) => this.sendCancel(member, taskCid, effect.reason)))
-        return
-      }
-      case 'persist':
-        return
+  /** Carries out one effect through its handler (the type is passed apart so the two stay paired). */
+  private perform<T extends EffectType>(live: LiveTask, type: T, effect: EffectOf<T>): Promise<void> {
+    return this.effects[type](live, effect)
+  }
+
+  private taskCidBytes(live: LiveTask): Uint8Array<ArrayBuffer> {
+    return CID.parse(live.record.id).bytes as Uint8Array<ArrayBuffer>
+  }
+
+  private async assign(live: LiveTask, effect: EffectOf<'assign'>): Promise<void> {
+    const taskCid = this.taskCidBytes(live)
+    const assigned = new Set(effect.groups.flatMap((g) => g.members))
+    await Promise.all(effect.groups.map((group) => this.sendAssignments(live, group, 0, undefined)))
+    // claimants that were not picked are free again
+    for (const claimant of live.record.claimants) {
+      if (!assigned.has(claimant.peerId)) void this.sendCancel(claimant.peerId, taskCid, 'not selected')
     }
+    log('task %s assigned: %o', live.record.id, effect.groups)
+  }
+
+  /** Keeps a live member's TrainingState here, so a re-formed group's newcomers fetch it from us. */
+  private async fetchState(live: LiveTask, effect: EffectOf<'fetch-state'>): Promise<void> {
+    try {
+      const cid = CID.parse(effect.stateCid)
+      const bytes = await this.init.blocks.get(cid, {
+        peers: [peerIdFromString(effect.from)],
+        signal: this.shutdown.signal,
+      })
+      const state = decodeState(bytes, parameterCount(trainArchitecture(live.spec.train)))
+      // a member that trains on publishes a state at most as far as the step it reports with it
+      if (state === undefined || state.step > effect.step) throw new Error('not a valid training state')
+      await this.init.blocks.put(bytes, { provide: false })
+      this.apply(live, { ...effect, step: state.step, type: 'state-stored', nowMs: this.now() })
+    } catch (error) {
+      log(
+        'fetching the state of group %d from %s failed: %s',
+        effect.group,
+        effect.from,
+        (error as Error).message,
+      )
+      this.apply(live, {
+        type: 'state-unavailable',
+        group: effect.group,
+        stateCid: effect.stateCid,
+        nowMs: this.now(),
+      })
+    }
+  }
+
+  /** Every member of the group is gone and none left a state: it starts over from the task's seed. */
+  private async initialState(live: LiveTask, effect: EffectOf<'initial-state'>): Promise<void> {
+    try {
+      const train = live.spec.train
+      const state = createTrainingState(initialParams(trainArchitecture(train), train.seed), [])
+      const cid = await this.init.blocks.put(encodeState(state), { provide: false })
+      log('task %s: group %d starts over from step 0 (initial state %s)', live.record.id, effect.group, cid)
+      this.apply(live, {
+        type: 'state-stored',
+        group: effect.group,
+        incarnation: effect.incarnation,
+        stateCid: cid.toString(),
+        step: 0,
+        initial: true,
+        nowMs: this.now(),
+      })
+    } catch (error) {
+      log('building the initial state of group %d failed: %s', effect.group, (error as Error).message)
+      this.apply(live, {
+        type: 'state-unavailable',
+        group: effect.group,
+        stateCid: INITIAL_STATE,
+        nowMs: this.now(),
+      })
+    }
+  }
+
+  private async reform(live: LiveTask, effect: EffectOf<'reform'>): Promise<void> {
+    log(
+      'task %s: group %d re-formed (incarnation %d) without %o, members %o',
+      live.record.id,
+      effect.group,
+      effect.incarnation,
+      effect.vacated,
+      effect.members,
+    )
+    await this.sendAssignments(live, effect, effect.incarnation, CID.parse(effect.stateCid))
+    // the members replaced are presumed gone: telling them must not hold up the task's next effects
+    const taskCid = this.taskCidBytes(live)
+    for (const peer of effect.vacated) void this.sendCancel(peer, taskCid, 'replaced')
+  }
+
+  private async dismiss(live: LiveTask, effect: EffectOf<'dismiss'>): Promise<void> {
+    const taskCid = this.taskCidBytes(live)
+    await Promise.all(effect.peers.map((peer) => this.sendCancel(peer, taskCid, effect.reason)))
+  }
+
+  private async outerRound(live: LiveTask, effect: EffectOf<'outer-round'>): Promise<void> {
+    const signal = this.shutdown.signal
+    const averaged = await this.average(effect.sources)
+    const cid = await this.init.blocks.put(floatsToBytes(averaged), { provide: false })
+    const update = {
+      taskCid: this.taskCidBytes(live),
+      round: effect.round,
+      paramsCid: cid.bytes as Uint8Array<ArrayBuffer>,
+    }
+    await Promise.all(
+      live.record.groups.flatMap((group) =>
+        group.members.map((member) =>
+          this.withRetries(
+            () =>
+              this.init.claims.send(
+                peerIdFromString(member),
+                { outer: { ...update, group: group.group } },
+                { signal },
+              ),
+            // a dead member must not hold up the round: a member that asks again later gets it resent
+            OUTER_SEND_ATTEMPTS_MAX,
+          ).catch((error: unknown) => log('outer update to %s failed: %s', member, (error as Error).message)),
+        ),
+      ),
+    )
+    // scored after the groups have their params back, so the score costs them no time
+    const score = await this.score(live, averaged).catch((error: unknown) => {
+      log('scoring outer round %d failed: %s', effect.round, (error as Error).message)
+      return undefined
+    })
+    this.apply(live, {
+      type: 'outer-sent',
+      round: effect.round,
+      paramsCid: cid.toString(),
+      accuracy: score?.accuracy,
+      nowMs: this.now(),
+    })
+  }
+
+  private async resendOuter(live: LiveTask, effect: EffectOf<'resend-outer'>): Promise<void> {
+    if (effect.paramsCid === undefined) return
+    await this.init.claims
+      .send(
+        peerIdFromString(effect.to),
+        {
+          outer: {
+            taskCid: this.taskCidBytes(live),
+            group: effect.group,
+            round: effect.round,
+            paramsCid: CID.parse(effect.paramsCid).bytes as Uint8Array<ArrayBuffer>,
+          },
+        },
+        { signal: this.shutdown.signal },
+      )
+      .catch((error: unknown) =>
+        log('resending outer round to %s failed: %s', effect.to, (error as Error).message),
+      )
+  }
+
+  private async finalize(live: LiveTask, effect: EffectOf<'finalize'>): Promise<void> {
+    const averaged = await this.average(effect.sources)
+    const train = live.spec.train
+    const architecture = trainArchitecture(train)
+    const layers = paramsToHostLayers(architecture, averaged)
+    const { accuracy, meanLoss: testLoss } = await this.score(live, averaged)
+    const resultDir = join(this.init.resultsFolder, live.record.id)
+    await saveModel(resultDir, architecture, layers, {
+      model: train.model,
+      architecture: {
+        type: 'mlp',
+        activation: 'relu',
+        ...architecture,
+        hiddenSizes: [...architecture.hiddenSizes],
+      },
+      parameterCount: parameterCount(architecture),
+      dataset: {
+        name: train.dataset.name,
+        trainCount: train.dataset.trainCount,
+        testCount: train.dataset.testCount,
+      },
+      seed: train.seed,
+      training: {
+        task: live.record.id,
+        groups: train.groups,
+        groupSize: train.groupSize,
+        steps: train.steps,
+        batchSize: train.batchSize,
+        learningRate: train.learningRate,
+        aggregate: train.aggregate,
+        outerEvery: train.outerEvery,
+        compress: train.compress,
+        outerRounds: live.record.outerRound,
+        consensus: 'raft per group, DiLoCo parameter averaging across groups',
+      },
+      backend: {
+        kind: 'network',
+        groups: live.record.groups.map((g) => ({ group: g.group, members: g.members })),
+      },
+      metrics: { testAccuracy: accuracy, testLoss },
+      history: live.record.history.map((point) => ({ ...point })),
+      createdAt: new Date(this.now()).toISOString(),
+    })
+    this.apply(live, { type: 'finished', accuracy, testLoss, resultDir, nowMs: this.now() })
+  }
+
+  private async release(live: LiveTask, effect: EffectOf<'release'>): Promise<void> {
+    const taskCid = this.taskCidBytes(live)
+    const members = new Set([
+      ...live.record.groups.flatMap((g) => g.members),
+      ...live.record.claimants.map((c) => c.peerId),
+    ])
+    await Promise.all([...members].map((member) => this.sendCancel(member, taskCid, effect.reason)))
   }
 
   /** Tells each member of a group its role; a member that cannot be reached is reported failed. */
@@ -729,8 +800,8 @@ export class Coordinator {
     incarnation: number,
     stateCid: CID | undefined,
   ): Promise<void> {
-    const taskCid = CID.parse(live.record.id).bytes as Uint8Array<ArrayBuffer>
-    const shardCid = live.spec.train!.dataset.shardCids[group.group].bytes as Uint8Array<ArrayBuffer>
+    const taskCid = this.taskCidBytes(live)
+    const shardCid = live.spec.train.dataset.shardCids[group.group].bytes as Uint8Array<ArrayBuffer>
     const members = group.members.map(
       (m) => peerIdFromString(m).toMultihash().bytes as Uint8Array<ArrayBuffer>,
     )
@@ -768,8 +839,8 @@ export class Coordinator {
 
   /** Accuracy and loss of `params` on the task's held-out test block. */
   private async score(live: LiveTask, params: Float32Array): Promise<{ accuracy: number; meanLoss: number }> {
-    const architecture = architectureOf(live.spec)
-    const testBytes = await this.init.blockStore.get(live.spec.train!.dataset.testCid)
+    const architecture = trainArchitecture(live.spec.train)
+    const testBytes = await this.init.blockStore.get(live.spec.train.dataset.testCid)
     if (testBytes === undefined) throw new Error('the test set block is missing from the block store')
     const test = decodeDatasetBlock(testBytes)
     if (!test.ok) throw new Error(`the test set block is unreadable: ${test.reason}`)
@@ -819,7 +890,8 @@ export class Coordinator {
     return averageParams(params)
   }
 
-  private async withRetries<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
+  /** Retries a send with backoff; a refusal is an answer, not a failure to reach the peer: not retried. */
+  private async withRetries<T>(work: () => Promise<T>, attempts = SEND_ATTEMPTS_MAX): Promise<T> {
     let lastError: unknown
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (this.shutdown.signal.aborted) break
@@ -827,7 +899,7 @@ export class Coordinator {
         return await work()
       } catch (error) {
         lastError = error
-        if ((error as Error).name === 'ClaimRefusedError') throw error
+        if (error instanceof ClaimRefusedError) throw error
         await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt))
       }
     }
@@ -848,7 +920,10 @@ function peerIdFromBytesString(bytes: Uint8Array): string {
 }
 
 /** Why a claimant does not meet the task's requirements, or undefined. */
-export function requirementRefusal(spec: TaskSpec, claimant: Claimant): string | undefined {
+export function requirementRefusal(
+  spec: { requirements: Requirements },
+  claimant: Claimant,
+): string | undefined {
   const r = spec.requirements
   if (r.backend !== 'any' && r.backend !== claimant.backend)
     return `the task needs a ${r.backend} backend, the worker has ${claimant.backend}`

@@ -26,11 +26,17 @@ import { newTaskRecord } from '../../protocols/tasks/lifecycle.js'
 import {
   encodeTaskSpec,
   type InferRequest,
+  type InferTaskSpec,
   type Requirements,
-  type TaskSpec,
+  TASK_SPEC_VERSION,
 } from '../../protocols/tasks/spec.js'
 import type { TaskView } from './coordinator.js'
-import { type InferHost, requestShard } from './infer-executor.js'
+import {
+  INFER_TIMEOUT_MS_DEFAULT,
+  InferDeclinedError,
+  type InferHost,
+  requestShard,
+} from './infer-executor.js'
 import {
   decodeModelBundle,
   floatsToBytes,
@@ -52,7 +58,7 @@ export interface InferCoordinatorInit {
   blocks: BlockExchange
   recordsFolder: string
   resultsFolder: string
-  /** how long one shard run may take. @default 120_000 */
+  /** how long one shard run may take. @default INFER_TIMEOUT_MS_DEFAULT */
   runTimeoutMs?: number
   now?: () => number
 }
@@ -79,6 +85,7 @@ interface LiveInference {
 
 export class InferCoordinator {
   private readonly init: InferCoordinatorInit
+  private readonly runTimeoutMs: number
   private readonly records: RecordFolder<TaskView>
   private readonly tasks = new Map<string, LiveInference>()
   private readonly now: () => number
@@ -88,6 +95,7 @@ export class InferCoordinator {
 
   constructor(init: InferCoordinatorInit) {
     this.init = init
+    this.runTimeoutMs = init.runTimeoutMs ?? INFER_TIMEOUT_MS_DEFAULT
     this.records = new RecordFolder(init.recordsFolder)
     this.now = init.now ?? Date.now
   }
@@ -214,8 +222,8 @@ export class InferCoordinator {
       ),
     )
     const createdMs = this.now()
-    const spec: TaskSpec = {
-      version: 1,
+    const spec: InferTaskSpec = {
+      version: TASK_SPEC_VERSION,
       kind: 'infer',
       requirements: request.requirements,
       staffingDeadlineMs: request.deadlineMs,
@@ -429,14 +437,13 @@ export class InferCoordinator {
               rows,
               ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
             },
-            { signal, timeoutMs: this.init.runTimeoutMs },
+            { signal, timeoutMs: this.runTimeoutMs },
           ).then((answer) => ({ peer, ...answer })),
         ),
       )
       settled.forEach((s, i) => {
         if (s.status === 'fulfilled') results.push(s.value)
-        else if ((s.reason as Error).name === 'InferDeclinedError')
-          declined.push(`${peers[i]}: ${(s.reason as Error).message}`)
+        else if (s.reason instanceof InferDeclinedError) declined.push(`${peers[i]}: ${s.reason.message}`)
         else {
           failed.push(peers[i])
           log('shard %d on %s failed: %s', range.index, peers[i], (s.reason as Error).message)

@@ -33,6 +33,13 @@ const HEADER_BYTES_MAX = 4096
 const LOGITS_BYTES_MAX = INFER_ROWS_MAX * CLASS_COUNT * 4
 /** rows per forward pass */
 const BATCH_ROWS = 1000
+/** How long one shard may take, on the worker's side and on the submitter's. */
+export const INFER_TIMEOUT_MS_DEFAULT = 120_000
+/** Shard requests a worker serves at once (they queue for its backend) and opens itself. */
+const INFER_INBOUND_STREAMS_MAX = 32
+const INFER_OUTBOUND_STREAMS_MAX = 64
+/** Models a worker keeps decoded: the two most recent. */
+const MODEL_CACHE_MAX = 2
 
 export interface InferRequestFrame {
   task: string
@@ -54,12 +61,17 @@ export type InferHeader =
   | { ok: true; backendClass: string; rows: number; classes: number }
   | { ok: false; reason: string; declined?: boolean }
 
-/** Test-only fault injection: a lying worker alters its logits before answering. */
-export interface InferFaults {
-  alterLogits?: (logits: Float32Array, request: InferRequestFrame) => Float32Array
-  /** a slow worker: waits this long before answering */
-  delayMs?: number
-}
+/**
+ * The compute step of a shard: logits [rows, classes] of `inputs` [rows, PIXEL_COUNT] through the
+ * model on `backend`. {@link predictLogits} is the worker's; tests put a slow or a lying one in its
+ * place to see what the submitter makes of it.
+ */
+export type ShardPredictor = (
+  backend: Backend,
+  model: BundledModel,
+  inputs: Float32Array,
+  request: InferRequestFrame,
+) => Promise<Float32Array>
 
 export interface InferHost {
   handle(
@@ -109,14 +121,17 @@ export interface InferWorkerInit {
   host: InferHost
   blocks: BlockExchange
   openBackend: () => Promise<Backend>
-  faults?: InferFaults
-  /** how long one request may take on this side. @default 120_000 */
+  /** computes a shard's logits. @default predictLogits */
+  predict?: ShardPredictor
+  /** how long one request may take on this side. @default INFER_TIMEOUT_MS_DEFAULT */
   timeoutMs?: number
 }
 
 /** Serves /shardnet/infer/1.0.0: runs shards for submitters. */
 export class InferWorker {
   private readonly init: InferWorkerInit
+  private readonly predict: ShardPredictor
+  private readonly timeoutMs: number
   private readonly shutdown = new AbortController()
   private readonly models = new Map<string, Promise<BundledModel>>()
   private queue: Promise<unknown> = Promise.resolve()
@@ -126,12 +141,14 @@ export class InferWorker {
 
   constructor(init: InferWorkerInit) {
     this.init = init
+    this.predict = init.predict ?? predictLogits
+    this.timeoutMs = init.timeoutMs ?? INFER_TIMEOUT_MS_DEFAULT
   }
 
   async start(): Promise<void> {
     await this.init.host.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
-      maxInboundStreams: 32,
-      maxOutboundStreams: 64,
+      maxInboundStreams: INFER_INBOUND_STREAMS_MAX,
+      maxOutboundStreams: INFER_OUTBOUND_STREAMS_MAX,
     })
   }
 
@@ -141,10 +158,7 @@ export class InferWorker {
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(this.init.timeoutMs ?? 120_000),
-      this.shutdown.signal,
-    ])
+    const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal])
     const lp = lpStream(stream, { maxDataLength: Math.max(REQUEST_BYTES_MAX, LOGITS_BYTES_MAX) })
     const reply = async (header: InferHeader, logits?: Float32Array) => {
       await lp.write(new TextEncoder().encode(JSON.stringify(header)), { signal })
@@ -167,20 +181,17 @@ export class InferWorker {
         await reply({ ok: false, reason: declined, declined: true })
         return
       }
-      let logits: Float32Array
-      let backendClass: string
+      let result: { logits: Float32Array; backendClass: string }
       try {
-        ;({ logits, backendClass } = await this.run(connection.remotePeer, request, signal))
+        result = await this.run(connection.remotePeer, request, signal)
       } catch (error) {
         this.rejected.unusable++
         log('shard %d of %s failed: %s', request.shard, request.task, (error as Error).message)
         await reply({ ok: false, reason: (error as Error).message.slice(0, 500) })
         return
       }
-      if (this.init.faults?.alterLogits !== undefined) logits = this.init.faults.alterLogits(logits, request)
-      const delayMs = this.init.faults?.delayMs
-      if (delayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, delayMs))
       this.served++
+      const { logits, backendClass } = result
       await reply(
         { ok: true, backendClass, rows: request.rows, classes: logits.length / request.rows },
         logits,
@@ -211,8 +222,7 @@ export class InferWorker {
       cached = this.init.blocks.get(cid, { peers: [from], signal }).then(decodeModelBundle)
       cached.catch(() => this.models.delete(key))
       this.models.set(key, cached)
-      // a small cache: the two most recent models
-      while (this.models.size > 2) this.models.delete(this.models.keys().next().value!)
+      for (const oldest of [...this.models.keys()].slice(0, -MODEL_CACHE_MAX)) this.models.delete(oldest)
     }
     return cached
   }
@@ -232,7 +242,8 @@ export class InferWorker {
         throw new Error(`the input shard holds ${inputs.length} values, ${request.rows} rows were announced`)
       const backend = await this.init.openBackend()
       try {
-        return { logits: await predictLogits(backend, model, inputs), backendClass: backendClassOf(backend) }
+        const logits = await this.predict(backend, model, inputs, request)
+        return { logits, backendClass: backendClassOf(backend) }
       } finally {
         backend.destroy()
       }
@@ -290,7 +301,7 @@ export async function requestShard(
   options: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<{ backendClass: string; logits: Float32Array }> {
   const signal = AbortSignal.any([
-    AbortSignal.timeout(options.timeoutMs ?? 120_000),
+    AbortSignal.timeout(options.timeoutMs ?? INFER_TIMEOUT_MS_DEFAULT),
     ...(options.signal !== undefined ? [options.signal] : []),
   ])
   const stream = await host.dialProtocol(peer, INFER_PROTOCOL, { signal })

@@ -21,10 +21,10 @@ import type { NodeCapability } from '../executor/capability.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { Coordinator } from './coordinator.js'
 import { InferCoordinator } from './infer-coordinator.js'
-import { type InferFaults, InferWorker } from './infer-executor.js'
+import { InferWorker, type InferWorkerInit } from './infer-executor.js'
 import { taskFolders } from './records.js'
 import { type TrainExecutorInit, trainExecutor } from './train-executor.js'
-import { type TaskExecutor, Worker } from './worker.js'
+import { type AnyTaskExecutor, Worker } from './worker.js'
 
 const log = logger('shardnet:tasks')
 
@@ -42,14 +42,14 @@ export interface TaskServiceInit {
   /** @default the backend the capability names (cpu, or webgpu falling back to cpu) */
   openBackend?: () => Promise<Backend>
   /** extra executors (e.g. inference); training is always there */
-  executors?: TaskExecutor[]
+  executors?: AnyTaskExecutor[]
   /** test tuning */
   stallMs?: number
   reannounceMs?: number
   progressIntervalMs?: number
   trainRaft?: TrainExecutorInit['raft']
-  /** test-only fault injection for this node's inference worker (e.g. a worker that lies) */
-  inferFaults?: InferFaults
+  /** how this node's inference worker computes a shard's logits. @default predictLogits */
+  inferPredict?: InferWorkerInit['predict']
 }
 
 export class TaskService {
@@ -89,7 +89,7 @@ export class TaskService {
       host,
       blocks: host.services.blocks,
       openBackend,
-      faults: init.inferFaults,
+      predict: init.inferPredict,
       capability: init.capability,
     })
     this.coordinator = new Coordinator({

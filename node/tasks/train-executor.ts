@@ -8,9 +8,10 @@
 // group (incarnation > 0) is a new Raft group whose members all start from that state.
 import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
+import type { TrainSpec, TrainTaskSpec } from '../../protocols/tasks/spec.js'
 import { startGroupMember } from '../../protocols/training/group.js'
 import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
 import { decodeState, type TrainingState } from '../../protocols/training/state.js'
@@ -22,14 +23,29 @@ const log = logger('shardnet:tasks:train')
 
 export interface TrainExecutorInit {
   components: GroupMemberComponents
-  /** how often the member's status is reported even without new steps. @default 1000 */
+  /** how often the member's status is reported even without new steps. @default STATUS_INTERVAL_MS_DEFAULT */
   statusIntervalMs?: number
-  /** how long a finished member keeps serving its params and its log if the submitter never releases it. @default 300_000 */
+  /**
+   * how long a finished member keeps serving its params and its log if the submitter never releases it
+   * @default LINGER_MS_DEFAULT
+   */
   lingerMs?: number
   /** Raft tuning for the group (tests use shorter elections) */
   raft?: { tickMs?: number; electionTicks?: number }
-  /** how long the group must have had no leader before this member publishes its state. @default 3000 */
+  /**
+   * how long the group must have had no leader before this member publishes its state
+   * @default LEADERLESS_STATE_MS_DEFAULT
+   */
   leaderlessStateMs?: number
+}
+
+export const STATUS_INTERVAL_MS_DEFAULT = 1000
+export const LINGER_MS_DEFAULT = 300_000
+export const LEADERLESS_STATE_MS_DEFAULT = 3000
+
+/** The MLP a training task trains: MNIST pixels in, the task's hidden layers, one logit per digit out. */
+export function trainArchitecture(train: Pick<TrainSpec, 'hiddenSizes'>): MlpArchitecture {
+  return { inputSize: PIXEL_COUNT, hiddenSizes: train.hiddenSizes, outputSize: CLASS_COUNT }
 }
 
 /** The Raft group id of a group's incarnation (each re-formation runs as a new Raft group). */
@@ -51,23 +67,21 @@ class Throughput {
   }
 }
 
-export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
+export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSpec> {
+  const statusIntervalMs = init.statusIntervalMs ?? STATUS_INTERVAL_MS_DEFAULT
+  const lingerMs = init.lingerMs ?? LINGER_MS_DEFAULT
+  const leaderlessStateMs = init.leaderlessStateMs ?? LEADERLESS_STATE_MS_DEFAULT
   return {
     kind: 'train',
-    async run(context: ExecutionContext): Promise<void> {
+    async run(context: ExecutionContext<TrainTaskSpec>): Promise<void> {
       const train = context.spec.train
-      if (train === undefined) throw new Error('not a training task')
       const { assignment } = context
       const shardBytes = await context.fetchBlock(train.dataset.shardCids[assignment.group])
       const shard = decodeDatasetBlock(shardBytes)
       if (!shard.ok) throw new Error(`the data shard is unusable: ${shard.reason}`)
       if (shard.value.features !== PIXEL_COUNT)
         throw new Error(`the data shard has ${shard.value.features} features, the model takes ${PIXEL_COUNT}`)
-      const architecture: MlpArchitecture = {
-        inputSize: PIXEL_COUNT,
-        hiddenSizes: train.hiddenSizes,
-        outputSize: 10,
-      }
+      const architecture = trainArchitecture(train)
       const incarnation = assignment.incarnation ?? 0
       // a re-formed group starts from the state the submitter holds (verified by CID on fetch)
       let initialState: TrainingState | undefined
@@ -163,9 +177,9 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
           }
           // leaderless for a while: offer this member's state for a re-formation (once per state)
           const stale = published?.step !== status.step || published.outerRounds !== status.outerRounds
-          if (nowMs - leaderSeenMs < (init.leaderlessStateMs ?? 3000) || !stale || publishing) return
+          if (nowMs - leaderSeenMs < leaderlessStateMs || !stale || publishing) return
           publishState(status)
-        }, init.statusIntervalMs ?? 1000)
+        }, statusIntervalMs)
         statusTimer.unref()
         const aborted = new Promise<never>((_, reject) => {
           if (context.signal.aborted) reject(context.signal.reason)
@@ -178,10 +192,9 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor {
         context.report({ step: finished.step, done: true, paramsCid: cid, outerRound: 0 }, true)
         log('task %s group %d finished at step %d', context.taskId, assignment.group, finished.step)
         // keep serving the params and the log until the submitter releases this member
-        await Promise.race([
-          aborted,
-          new Promise((resolve) => setTimeout(resolve, init.lingerMs ?? 300_000).unref()),
-        ]).catch(() => {})
+        await Promise.race([aborted, new Promise((resolve) => setTimeout(resolve, lingerMs).unref())]).catch(
+          () => {},
+        )
       } finally {
         clearInterval(statusTimer)
         member?.stop()

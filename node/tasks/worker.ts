@@ -15,9 +15,16 @@ import {
   type ClaimRequest,
   ClaimResponse,
   type ClaimsProtocol,
+  finalRefusal,
 } from '../../protocols/tasks/claims.js'
 import type { ReceivedAnnouncement, TaskGossip } from '../../protocols/tasks/index.js'
-import { decodeTaskSpec, type TaskSpec } from '../../protocols/tasks/spec.js'
+import {
+  decodeTaskSpec,
+  type InferTaskSpec,
+  type TaskKind,
+  type TaskSpec,
+  type TrainTaskSpec,
+} from '../../protocols/tasks/spec.js'
 import type { GroupProgress } from '../../protocols/wire/claims.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import type { NodeCapability } from '../executor/capability.js'
@@ -28,11 +35,15 @@ const log = logger('shardnet:tasks:worker')
 
 /** attempts to fetch one block before the assignment fails */
 const FETCH_ATTEMPTS_MAX = 6
+/** Assignments a worker runs at the same time when its init does not say. */
+export const CONCURRENT_TASKS_MAX_DEFAULT = 1
+/** How often a running assignment reports its progress to the submitter. */
+export const PROGRESS_INTERVAL_MS_DEFAULT = 1000
 
 /** What an assignment says, stored so a restarted daemon resumes it. */
 export interface AssignedRecord {
   taskId: string
-  kind: 'train' | 'infer'
+  kind: TaskKind
   submitter: string
   group: number
   members: string[]
@@ -53,10 +64,10 @@ export type ProgressUpdate = Partial<
   Pick<GroupProgress, 'step' | 'loss' | 'samplesPerSecond' | 'outerRound' | 'done' | 'error' | 'appliedRound'>
 > & { leader?: string; members?: string[]; paramsCid?: CID | null; stateCid?: CID | null }
 
-/** Everything an executor needs to run one assignment. */
-export interface ExecutionContext {
+/** Everything an executor needs to run one assignment of a task with this spec. */
+export interface ExecutionContext<S extends TaskSpec = TaskSpec> {
   taskId: string
-  spec: TaskSpec
+  spec: S
   assignment: AssignedRecord
   self: PeerId
   /** a block from the submitter (or anyone who has it), verified against its CID */
@@ -80,9 +91,28 @@ export interface ExecutionContext {
 }
 
 /** Runs assignments of one task kind. `run` resolves once this node's part is finished. */
-export interface TaskExecutor {
-  kind: 'train' | 'infer'
-  run(context: ExecutionContext): Promise<void>
+export interface TaskExecutor<S extends TaskSpec> {
+  kind: S['kind']
+  run(context: ExecutionContext<S>): Promise<void>
+}
+
+/** An executor of any kind; its `kind` says which specs its `run` takes. */
+export type AnyTaskExecutor = TaskExecutor<TrainTaskSpec> | TaskExecutor<InferTaskSpec>
+
+/** Runs `context` on the executor for its spec's kind; false when this worker has none. */
+async function runExecutor(executors: AnyTaskExecutor[], context: ExecutionContext): Promise<boolean> {
+  const { spec } = context
+  for (const executor of executors) {
+    if (executor.kind === 'train' && spec.kind === 'train') {
+      await executor.run({ ...context, spec })
+      return true
+    }
+    if (executor.kind === 'infer' && spec.kind === 'infer') {
+      await executor.run({ ...context, spec })
+      return true
+    }
+  }
+  return false
 }
 
 export interface WorkerInit {
@@ -93,11 +123,11 @@ export interface WorkerInit {
   capability: NodeCapability
   assignedFolder: string
   workFolder: string
-  executors: TaskExecutor[]
+  executors: AnyTaskExecutor[]
   openBackend: () => Promise<Backend>
-  /** assignments run at the same time; claims beyond are not made. @default 1 */
+  /** assignments run at the same time; claims beyond are not made. @default CONCURRENT_TASKS_MAX_DEFAULT */
   concurrentTasksMax?: number
-  /** @default 1000 */
+  /** how often a running assignment reports its progress. @default PROGRESS_INTERVAL_MS_DEFAULT */
   progressIntervalMs?: number
   /** a claim not answered with an assignment within the task's staffing deadline is dropped. */
   now?: () => number
@@ -119,6 +149,8 @@ interface Running {
 
 export class Worker {
   private readonly init: WorkerInit
+  private readonly concurrentTasksMax: number
+  private readonly progressIntervalMs: number
   private readonly records: RecordFolder<AssignedRecord>
   private readonly running = new Map<string, Running>()
   /** tasks claimed and not yet assigned (or refused): task id -> (submitter, expiry) */
@@ -134,6 +166,8 @@ export class Worker {
     this.init = init
     this.records = new RecordFolder(init.assignedFolder)
     this.now = init.now ?? Date.now
+    this.concurrentTasksMax = init.concurrentTasksMax ?? CONCURRENT_TASKS_MAX_DEFAULT
+    this.progressIntervalMs = init.progressIntervalMs ?? PROGRESS_INTERVAL_MS_DEFAULT
   }
 
   async start(): Promise<void> {
@@ -192,7 +226,7 @@ export class Worker {
     if (this.running.has(id) || this.declined.has(id) || (this.claimed.get(id)?.expiresMs ?? 0) > nowMs)
       return
     const reason = this.ineligibility(a)
-    if (reason === undefined && this.busy() >= (this.init.concurrentTasksMax ?? 1)) return
+    if (reason === undefined && this.busy() >= this.concurrentTasksMax) return
     const c = this.init.capability
     if (reason === undefined)
       this.claimed.set(id, { submitter: a.submitter.toString(), expiresMs: a.expiresMs })
@@ -341,7 +375,7 @@ export class Worker {
       stateWanted: false,
     }
     this.running.set(record.taskId, task)
-    task.timer = setInterval(() => void this.sendProgress(task), this.init.progressIntervalMs ?? 1000)
+    task.timer = setInterval(() => void this.sendProgress(task), this.progressIntervalMs)
     task.timer.unref()
     void this.execute(task)
   }
@@ -373,15 +407,13 @@ export class Worker {
       if (!decoded.ok) throw new Error(`the task spec is invalid: ${decoded.reason}`)
       const spec = decoded.spec
       if (!spec.submitter.equals(submitter)) throw new Error('the task spec names another submitter')
-      const executor = this.init.executors.find((e) => e.kind === spec.kind)
-      if (executor === undefined) throw new Error(`this worker runs no ${spec.kind} tasks`)
       if (
-        spec.train !== undefined &&
+        spec.kind === 'train' &&
         spec.train.dataset.shardCids[record.group]?.toString() !== record.shardCid
       ) {
         throw new Error('the assigned shard is not the one the spec lists for this group')
       }
-      await executor.run({
+      const ran = await runExecutor(this.init.executors, {
         taskId: record.taskId,
         spec,
         assignment: record,
@@ -403,6 +435,7 @@ export class Worker {
         openBackend: this.init.openBackend,
         signal,
       })
+      if (!ran) throw new Error(`this worker runs no ${spec.kind} tasks`)
       if (!signal.aborted) this.finish(task, 'done')
     } catch (error) {
       if (signal.aborted) return
@@ -483,12 +516,8 @@ export class Worker {
           // replaced while away): stop working on it. A completed task ends this part as done (as a
           // cancellation with reason 'completed' does): a member whose group finished can still be
           // wrapping up when the submitter already completed the task
-          if (
-            (error as Error).name === 'ClaimRefusedError' &&
-            /the task is (completed|failed|cancelled)|not a member of that group/.test(message)
-          ) {
-            this.finish(task, /the task is completed/.test(message) ? 'done' : 'cancelled', message)
-          }
+          const final = finalRefusal(error)
+          if (final !== undefined) this.finish(task, final === 'completed' ? 'done' : 'cancelled', message)
           return
         }
       } while (task.urgent)

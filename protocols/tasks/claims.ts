@@ -15,9 +15,11 @@
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
-import { lpStream } from '@libp2p/utils'
+import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
 import { ClaimRequest, ClaimResponse } from '../wire/claims.js'
 import { cidFromBytes, GROUP_SIZE_MAX, GROUPS_MAX, peerIdFromBytes } from '../wire/validation/index.js'
+
+import type { TerminalState } from './lifecycle.js'
 
 export { ClaimRequest, ClaimResponse }
 
@@ -71,6 +73,34 @@ export class ClaimRefusedError extends Error {
   ) {
     super(`refused (${ClaimResponse.Status[status] ?? status}): ${reason}`)
   }
+}
+
+/**
+ * Why a submitter refuses a member's progress report for good. The submitter writes the reason with
+ * {@link progressRefusal} and the member reads it back with {@link finalRefusal}, so both sides of
+ * the sentence live here: a member told its task ended, or that its group went on without it, stops.
+ */
+export const progressRefusal = {
+  ended: (state: TerminalState) => `the task is ${state}`,
+  notMember: 'you are not a member of that group',
+  reformed: (incarnation: number) =>
+    `you are not a member of that group: it was re-formed (incarnation ${incarnation})`,
+} as const
+
+/**
+ * What a refused progress report tells the member: its task completed (its part ends as done), its
+ * task ended otherwise or its group went on without it (its part is cancelled), or nothing final.
+ */
+export function finalRefusal(error: unknown): 'completed' | 'ended' | undefined {
+  if (!(error instanceof ClaimRefusedError)) return undefined
+  if (error.reason === progressRefusal.ended('completed')) return 'completed'
+  if (
+    error.reason === progressRefusal.ended('failed') ||
+    error.reason === progressRefusal.ended('cancelled') ||
+    error.reason.startsWith(progressRefusal.notMember)
+  )
+    return 'ended'
+  return undefined
 }
 
 function validString(text: string): boolean {
@@ -165,7 +195,9 @@ export class ClaimsProtocol {
       try {
         frame = await lp.read({ signal })
       } catch (error) {
-        this.rejected[(error as Error).name === 'InvalidDataLengthError' ? 'oversized' : 'stream-error']++
+        const oversized =
+          error instanceof InvalidDataLengthError || error instanceof InvalidDataLengthLengthError
+        this.rejected[oversized ? 'oversized' : 'stream-error']++
         throw error
       }
       let request: ClaimRequest

@@ -61,6 +61,8 @@ export const TASKS_TOPIC = 'shardnet/tasks/1'
 
 /** The least time between two accepted announcements of one task CID (by `createdMs`). */
 export const REANNOUNCE_INTERVAL_MIN_MS = 5_000
+/** How often a submitter announces a task that is still looking for workers again. */
+export const REANNOUNCE_MS_DEFAULT = 10_000
 export { TASK_ANNOUNCEMENT_BYTES_MAX }
 
 export const TASK_GOSSIP_REJECT_REASONS = [

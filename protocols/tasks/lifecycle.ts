@@ -37,10 +37,13 @@
 import { assignGroups, type Claimant, type GroupAssignment, rankClaimants } from './assignment.js'
 import { REPLACE_AFTER_MS_DEFAULT } from './spec.js'
 
-export type TaskState = 'staffing' | 'running' | 'finishing' | 'completed' | 'failed' | 'cancelled'
+export const TERMINAL_STATES = ['completed', 'failed', 'cancelled'] as const
+export type TerminalState = (typeof TERMINAL_STATES)[number]
+export type TaskState = 'staffing' | 'running' | 'finishing' | TerminalState
 export type GroupStatus = 'running' | 'stalled' | 'replacing' | 'waiting' | 'done'
 
-export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'cancelled']
+/** A group whose step has not advanced for this long is stalled (the `stallMs` of a tick). */
+export const STALL_MS_DEFAULT = 15_000
 /** Progress points kept per task (older ones are thinned out). */
 export const HISTORY_MAX = 500
 export const DECLINED_MAX = 256
@@ -197,8 +200,8 @@ export class IllegalTaskTransitionError extends Error {
   override name = 'IllegalTaskTransitionError'
 }
 
-export function isTerminal(state: TaskState): boolean {
-  return TERMINAL_STATES.includes(state)
+export function isTerminal(state: TaskState): state is TerminalState {
+  return (TERMINAL_STATES as readonly TaskState[]).includes(state)
 }
 
 export function newTaskRecord(init: {

@@ -6,14 +6,27 @@
  *   every field and refuses with a {@link TaskSpecError} naming the first bad field and the accepted
  *   range, e.g. `groupSize must be an odd integer from 1 to 15, got 4`.
  * - {@link TaskSpec} (protocols/wire/task-spec.proto): what the daemon stores as a block and workers
- *   fetch by CID. {@link decodeTaskSpec} decodes untrusted bytes with a size limit and checks the same
- *   ranges; it never throws, it returns a reason.
+ *   fetch by CID. {@link decodeTaskSpec} decodes untrusted bytes with a size limit and converts the
+ *   wire message into a {@link TrainTaskSpec} or an {@link InferTaskSpec}, checking the same ranges as
+ *   the request (one set of field rules serves both); it never throws, it returns a reason naming the
+ *   field.
+ *
+ * Both are unions discriminated by `kind`: a training task carries its `train` settings and an
+ * inference task its `infer` settings, never both and never neither, so code that has checked `kind`
+ * reads them without assertions.
  */
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { z } from 'zod'
 import { TaskSpec as WireTaskSpec } from '../wire/task-spec.js'
-import { cidFromBytes, GROUP_SIZE_MAX, GROUPS_MAX, peerIdFromBytes } from '../wire/validation/index.js'
+import {
+  cidFromBytes,
+  GROUP_SIZE_MAX,
+  GROUPS_MAX,
+  NONCE_BYTES_MAX,
+  NONCE_BYTES_MIN,
+  peerIdFromBytes,
+} from '../wire/validation/index.js'
 
 export { WireTaskSpec }
 
@@ -25,11 +38,21 @@ export const BATCH_SIZE_MAX = 8192
 /** Samples per member per step when a task does not say (`submit --batch`) */
 export const BATCH_SIZE_DEFAULT = 64
 export const LEARNING_RATE_MAX = 10
+/** Adam's learning rate when a task does not say (`submit --lr`, `train --local --lr`) */
+export const LEARNING_RATE_DEFAULT = 1e-3
 export const SEED_MAX = 0xffff_ffff
+/** Seed of the initial parameters, shards and micro-batches when a task does not say */
+export const SEED_DEFAULT = 1
 export const HIDDEN_LAYERS_MAX = 8
 export const LAYER_WIDTH_MAX = 65_536
+/** Hidden layer widths of the MLP when a task does not say (`submit --hidden`): 784-256-10 */
+export const HIDDEN_SIZES_DEFAULT: readonly number[] = [256]
 export const REPLICAS_MAX = 15
+/** Peers that run each inference shard when a task does not say (`submit infer --replicas`) */
+export const REPLICAS_DEFAULT = 2
 export const INFER_SHARDS_MAX = 64
+/** Pieces an inference input is split into when a task does not say (`submit infer --shards`) */
+export const INFER_SHARDS_DEFAULT = 2
 /** The longest a submitter waits for workers. */
 export const STAFFING_DEADLINE_MS_MAX = 24 * 3600_000
 /** Default of TrainRequest.replaceAfterMs. */
@@ -41,15 +64,36 @@ export const STAFFING_DEADLINE_MS_DEFAULT = 60_000
 /** No worker anywhere has a buffer this large: a larger requirement is refused outright. */
 export const MIN_MEMORY_BYTES_MAX = 2 ** 50
 export const GFLOPS_REQUIREMENT_MAX = 1e7
+/** Largest sample count a dataset or an inference input declares. */
+const SAMPLE_COUNT_MAX = 2 ** 31
+/** Longest file path or model reference in a request. */
+const PATH_LENGTH_MAX = 4096
 
+export const TASK_KINDS = ['train', 'infer'] as const
+export type TaskKind = (typeof TASK_KINDS)[number]
 export const MODELS = ['mnist-mlp'] as const
 export type ModelName = (typeof MODELS)[number]
 export const AGGREGATES = ['mean', 'median', 'trimmed-mean'] as const
 export type AggregateRule = (typeof AGGREGATES)[number]
+export const AGGREGATE_DEFAULT: AggregateRule = 'mean'
 export const COMPRESSIONS = ['none', 'int8'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
+export const COMPRESSION_DEFAULT: Compression = 'none'
 export const BACKENDS = ['any', 'webgpu', 'cpu'] as const
 export type BackendRequirement = (typeof BACKENDS)[number]
+
+export interface Requirements {
+  backend: BackendRequirement
+  minMemoryBytes: number
+  minGflops: number
+}
+
+/** What a task asks of its workers when it does not say: anything goes. */
+export const REQUIREMENTS_DEFAULT: Readonly<Requirements> = Object.freeze({
+  backend: 'any',
+  minMemoryBytes: 0,
+  minGflops: 0,
+})
 
 /** A field of a task that is missing, of the wrong type or out of range. `field` names it. */
 export class TaskSpecError extends Error {
@@ -63,6 +107,11 @@ export class TaskSpecError extends Error {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// field rules, shared by the request and the stored form. `prefix` is where the field sits in its
+// message ('' in a request, 'train.' in a stored spec), so that every refusal names the field by its
+// full path.
+
 const integer = (field: string, min: number, max: number) =>
   z
     .number({ error: `${field} must be a number` })
@@ -70,82 +119,139 @@ const integer = (field: string, min: number, max: number) =>
       error: (issue) => `${field} must be an integer from ${min} to ${max}, got ${String(issue.input)}`,
     })
 
-const requirementsSchema = z.strictObject({
-  backend: z
-    .enum(BACKENDS, { error: `requirements.backend must be one of ${BACKENDS.join(', ')}` })
-    .default('any'),
-  minMemoryBytes: integer('requirements.minMemoryBytes', 0, MIN_MEMORY_BYTES_MAX).default(0),
+const oneOf = <T extends readonly [string, ...string[]]>(field: string, values: T) =>
+  z.enum(values, { error: `${field} must be one of ${values.join(', ')}` })
+
+const requirementFields = (prefix: string) => ({
+  minMemoryBytes: integer(`${prefix}minMemoryBytes`, 0, MIN_MEMORY_BYTES_MAX),
   minGflops: z
-    .number({ error: 'requirements.minGflops must be a number' })
+    .number({ error: `${prefix}minGflops must be a number` })
     .refine((n) => Number.isFinite(n) && n >= 0 && n <= GFLOPS_REQUIREMENT_MAX, {
-      error: `requirements.minGflops must be a number from 0 to ${GFLOPS_REQUIREMENT_MAX}`,
-    })
-    .default(0),
+      error: `${prefix}minGflops must be a number from 0 to ${GFLOPS_REQUIREMENT_MAX}`,
+    }),
 })
 
-const common = {
-  requirements: requirementsSchema.default({ backend: 'any', minMemoryBytes: 0, minGflops: 0 }),
-  deadlineMs: integer('deadlineMs', STAFFING_DEADLINE_MS_MIN, STAFFING_DEADLINE_MS_MAX).default(
-    STAFFING_DEADLINE_MS_DEFAULT,
-  ),
+const staffingDeadline = (field: string) => integer(field, STAFFING_DEADLINE_MS_MIN, STAFFING_DEADLINE_MS_MAX)
+
+const trainFields = (prefix: string) => ({
+  model: oneOf(`${prefix}model`, MODELS),
+  hiddenSizes: z
+    .array(integer(`every ${prefix}hiddenSizes width`, 1, LAYER_WIDTH_MAX), {
+      error: `${prefix}hiddenSizes must be a list of layer widths`,
+    })
+    .max(HIDDEN_LAYERS_MAX, { error: `${prefix}hiddenSizes takes at most ${HIDDEN_LAYERS_MAX} layers` }),
+  groups: integer(`${prefix}groups`, 1, GROUPS_MAX),
+  groupSize: integer(`${prefix}groupSize`, 1, GROUP_SIZE_MAX).refine((n) => n % 2 === 1, {
+    error: (issue) =>
+      `${prefix}groupSize must be an odd integer from 1 to ${GROUP_SIZE_MAX} (a Raft group needs a clear majority), got ${String(issue.input)}`,
+  }),
+  steps: integer(`${prefix}steps`, 1, STEPS_MAX),
+  batchSize: integer(`${prefix}batchSize`, 1, BATCH_SIZE_MAX),
+  learningRate: z
+    .number({ error: `${prefix}learningRate must be a number` })
+    .refine((n) => Number.isFinite(n) && n > 0 && n <= LEARNING_RATE_MAX, {
+      error: (issue) =>
+        `${prefix}learningRate must be a number above 0 and at most ${LEARNING_RATE_MAX}, got ${String(issue.input)}`,
+    }),
+  seed: integer(`${prefix}seed`, 0, SEED_MAX),
+  outerEvery: integer(`${prefix}outerEvery`, 0, STEPS_MAX),
+})
+
+/** DiLoCo rounds are counted in steps: a round past the last step would never run. */
+const outerEveryWithinSteps = (t: { outerEvery: number; steps: number }) => t.outerEvery <= t.steps
+const outerEveryRefusal = (prefix: string) => ({
+  error: `${prefix}outerEvery must not exceed steps (0 averages the groups only at the end)`,
+  path: ['outerEvery'],
+})
+
+const inferFields = (prefix: string) => ({
+  replicas: integer(`${prefix}replicas`, 1, REPLICAS_MAX),
+  shards: integer(`${prefix}shards`, 1, INFER_SHARDS_MAX),
+})
+
+/** The first problem zod found, as the field's dotted path and one sentence naming it. */
+function firstIssue(error: z.ZodError, value: unknown): { field: string; message: string } {
+  const issue = error.issues[0]
+  const field = issue.path.map(String).join('.')
+  if (issue.code === 'unrecognized_keys') {
+    return { field, message: `unknown task field ${issue.keys.map((k) => `"${k}"`).join(', ')}` }
+  }
+  const given = issue.path.reduce<unknown>(
+    (at, key) =>
+      at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[key] : undefined,
+    value,
+  )
+  if (issue.code === 'invalid_type' && given === undefined) return { field, message: `${field} is required` }
+  // a rule that cannot know its full path (an entry of a list) says only what is wrong: "is ...", "must ..."
+  const message =
+    issue.message.startsWith(field) || field === ''
+      ? issue.message
+      : /^(is|must) /.test(issue.message)
+        ? `${field} ${issue.message}`
+        : `${field}: ${issue.message}`
+  return { field, message }
 }
 
-const trainRequestSchema = z
-  .strictObject({
-    kind: z.literal('train'),
-    model: z.enum(MODELS, { error: `model must be one of ${MODELS.join(', ')}` }),
-    hiddenSizes: z
-      .array(integer('every hiddenSizes width', 1, LAYER_WIDTH_MAX), {
-        error: 'hiddenSizes must be a list of layer widths',
-      })
-      .max(HIDDEN_LAYERS_MAX, { error: `hiddenSizes takes at most ${HIDDEN_LAYERS_MAX} layers` })
-      .default([256]),
-    groups: integer('groups', 1, GROUPS_MAX),
-    groupSize: integer('groupSize', 1, GROUP_SIZE_MAX).refine((n) => n % 2 === 1, {
-      error: (issue) =>
-        `groupSize must be an odd integer from 1 to ${GROUP_SIZE_MAX} (a Raft group needs a clear majority), got ${String(issue.input)}`,
-    }),
-    steps: integer('steps', 1, STEPS_MAX),
-    batchSize: integer('batchSize', 1, BATCH_SIZE_MAX).default(BATCH_SIZE_DEFAULT),
-    learningRate: z
-      .number({ error: 'learningRate must be a number' })
-      .refine((n) => Number.isFinite(n) && n > 0 && n <= LEARNING_RATE_MAX, {
-        error: (issue) =>
-          `learningRate must be a number above 0 and at most ${LEARNING_RATE_MAX}, got ${String(issue.input)}`,
-      })
-      .default(1e-3),
-    seed: integer('seed', 0, SEED_MAX).default(1),
-    aggregate: z
-      .enum(AGGREGATES, { error: `aggregate must be one of ${AGGREGATES.join(', ')}` })
-      .default('mean'),
-    outerEvery: integer('outerEvery', 0, STEPS_MAX).default(0),
-    compress: z
-      .enum(COMPRESSIONS, { error: `compress must be one of ${COMPRESSIONS.join(', ')}` })
-      .default('none'),
-    /**
-     * how long a group that lost its majority waits for its members to return before new claimants
-     * replace them (membership change); 0: never replace
-     */
-    replaceAfterMs: integer('replaceAfterMs', 0, REPLACE_AFTER_MS_MAX).default(REPLACE_AFTER_MS_DEFAULT),
-    /** absolute path of a --data file on the submitter's machine; default: MNIST from the package */
-    dataFile: z.string({ error: 'dataFile must be a path' }).min(1).max(4096).optional(),
-    ...common,
-  })
-  .refine((t) => t.outerEvery <= t.steps, {
-    error: 'outerEvery must not exceed steps (0 averages the groups only at the end)',
-    path: ['outerEvery'],
-  })
+// ---------------------------------------------------------------------------------------------------
+// the request
 
-const inferRequestSchema = z.strictObject({
-  kind: z.literal('infer'),
-  /** a model directory on the submitter's machine, or a model checkpoint's CID */
-  model: z.string({ error: 'model must be a model directory or a CID' }).min(1).max(4096),
-  /** absolute path of the inputs file on the submitter's machine */
-  inputFile: z.string({ error: 'inputFile must be a path' }).min(1).max(4096),
-  replicas: integer('replicas', 1, REPLICAS_MAX).default(2),
-  shards: integer('shards', 1, INFER_SHARDS_MAX).default(2),
-  ...common,
-})
+const requestCommon = {
+  requirements: z
+    .strictObject({
+      backend: oneOf('requirements.backend', BACKENDS).default(REQUIREMENTS_DEFAULT.backend),
+      ...(() => {
+        const fields = requirementFields('requirements.')
+        return {
+          minMemoryBytes: fields.minMemoryBytes.default(REQUIREMENTS_DEFAULT.minMemoryBytes),
+          minGflops: fields.minGflops.default(REQUIREMENTS_DEFAULT.minGflops),
+        }
+      })(),
+    })
+    .default({ ...REQUIREMENTS_DEFAULT }),
+  deadlineMs: staffingDeadline('deadlineMs').default(STAFFING_DEADLINE_MS_DEFAULT),
+}
+
+const trainRequestSchema = (() => {
+  const fields = trainFields('')
+  return z
+    .strictObject({
+      kind: z.literal('train'),
+      model: fields.model,
+      hiddenSizes: fields.hiddenSizes.default(() => [...HIDDEN_SIZES_DEFAULT]),
+      groups: fields.groups,
+      groupSize: fields.groupSize,
+      steps: fields.steps,
+      batchSize: fields.batchSize.default(BATCH_SIZE_DEFAULT),
+      learningRate: fields.learningRate.default(LEARNING_RATE_DEFAULT),
+      seed: fields.seed.default(SEED_DEFAULT),
+      aggregate: oneOf('aggregate', AGGREGATES).default(AGGREGATE_DEFAULT),
+      outerEvery: fields.outerEvery.default(0),
+      compress: oneOf('compress', COMPRESSIONS).default(COMPRESSION_DEFAULT),
+      /**
+       * how long a group that lost its majority waits for its members to return before new claimants
+       * replace them (membership change); 0: never replace
+       */
+      replaceAfterMs: integer('replaceAfterMs', 0, REPLACE_AFTER_MS_MAX).default(REPLACE_AFTER_MS_DEFAULT),
+      /** absolute path of a --data file on the submitter's machine; default: MNIST from the package */
+      dataFile: z.string({ error: 'dataFile must be a path' }).min(1).max(PATH_LENGTH_MAX).optional(),
+      ...requestCommon,
+    })
+    .refine(outerEveryWithinSteps, outerEveryRefusal(''))
+})()
+
+const inferRequestSchema = (() => {
+  const fields = inferFields('')
+  return z.strictObject({
+    kind: z.literal('infer'),
+    /** a model directory on the submitter's machine, or a model checkpoint's CID */
+    model: z.string({ error: 'model must be a model directory or a CID' }).min(1).max(PATH_LENGTH_MAX),
+    /** absolute path of the inputs file on the submitter's machine */
+    inputFile: z.string({ error: 'inputFile must be a path' }).min(1).max(PATH_LENGTH_MAX),
+    replicas: fields.replicas.default(REPLICAS_DEFAULT),
+    shards: fields.shards.default(INFER_SHARDS_DEFAULT),
+    ...requestCommon,
+  })
+})()
 
 const requestSchema = z.discriminatedUnion('kind', [trainRequestSchema, inferRequestSchema], {
   error: 'kind must be "train" or "infer"',
@@ -154,7 +260,6 @@ const requestSchema = z.discriminatedUnion('kind', [trainRequestSchema, inferReq
 export type TrainRequest = z.infer<typeof trainRequestSchema>
 export type InferRequest = z.infer<typeof inferRequestSchema>
 export type TaskRequest = TrainRequest | InferRequest
-export type Requirements = z.infer<typeof requirementsSchema>
 
 /** Checks a submission; throws TaskSpecError naming the first bad field. */
 export function parseTaskRequest(value: unknown): TaskRequest {
@@ -163,28 +268,14 @@ export function parseTaskRequest(value: unknown): TaskRequest {
   }
   const result = requestSchema.safeParse(value)
   if (result.success) return result.data
-  const issue = result.error.issues[0]
-  const field = issue.path.map(String).join('.')
-  if (issue.code === 'unrecognized_keys') {
-    throw new TaskSpecError(field, `unknown task field ${issue.keys.map((k) => `"${k}"`).join(', ')}`)
-  }
-  const given = issue.path.reduce<unknown>(
-    (at, key) =>
-      at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[key] : undefined,
-    value,
-  )
-  if (issue.code === 'invalid_type' && given === undefined) {
-    throw new TaskSpecError(field, `${field} is required`)
-  }
-  const message =
-    issue.message.startsWith(field) || field === '' ? issue.message : `${field}: ${issue.message}`
+  const { field, message } = firstIssue(result.error, value)
   throw new TaskSpecError(field, message)
 }
 
 // ---------------------------------------------------------------------------------------------------
 // the stored form
 
-/** A TaskSpec in the shapes callers use. */
+/** A training task's settings. */
 export interface TrainSpec {
   model: ModelName
   hiddenSizes: number[]
@@ -199,6 +290,7 @@ export interface TrainSpec {
   compress: Compression
   dataset: {
     name: 'mnist' | 'custom'
+    /** one block per group */
     shardCids: CID[]
     testCid: CID
     trainCount: number
@@ -206,6 +298,7 @@ export interface TrainSpec {
   }
 }
 
+/** An inference task's settings. */
 export interface InferSpec {
   modelCid: CID
   inputCid: CID
@@ -214,17 +307,27 @@ export interface InferSpec {
   shards: number
 }
 
-export interface TaskSpec {
+/** What every task carries, whatever its kind. */
+interface TaskSpecCommon {
   version: number
-  kind: 'train' | 'infer'
   requirements: Requirements
   staffingDeadlineMs: number
   createdMs: number
   submitter: PeerId
   nonce: Uint8Array
-  train?: TrainSpec
-  infer?: InferSpec
 }
+
+export interface TrainTaskSpec extends TaskSpecCommon {
+  kind: 'train'
+  train: TrainSpec
+}
+
+export interface InferTaskSpec extends TaskSpecCommon {
+  kind: 'infer'
+  infer: InferSpec
+}
+
+export type TaskSpec = TrainTaskSpec | InferTaskSpec
 
 const AGGREGATE_TO_WIRE: Record<AggregateRule, WireTaskSpec.Aggregate> = {
   mean: WireTaskSpec.Aggregate.MEAN,
@@ -236,15 +339,143 @@ const BACKEND_TO_WIRE: Record<BackendRequirement, WireTaskSpec.Backend> = {
   webgpu: WireTaskSpec.Backend.WEBGPU,
   cpu: WireTaskSpec.Backend.CPU,
 }
+const COMPRESSION_TO_WIRE: Record<Compression, WireTaskSpec.Compress> = {
+  none: WireTaskSpec.Compress.NONE,
+  int8: WireTaskSpec.Compress.INT8,
+}
 
-function invert<K extends string, V>(table: Record<K, V>): Map<V, K> {
-  return new Map(Object.entries(table).map(([k, v]) => [v as V, k as K]))
+/** The reverse of a one-to-one table (every wire value the codec decodes has a name). */
+function invert<K extends string, V extends string>(table: Record<K, V>): Record<V, K> {
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [v, k])) as Record<V, K>
 }
 const AGGREGATE_FROM_WIRE = invert(AGGREGATE_TO_WIRE)
 const BACKEND_FROM_WIRE = invert(BACKEND_TO_WIRE)
+const COMPRESSION_FROM_WIRE = invert(COMPRESSION_TO_WIRE)
 
-/** Encodes a spec for storage as a block. */
-export function encodeTaskSpec(spec: TaskSpec): Uint8Array {
+// the wire message, checked and converted: bytes become CIDs and peer ids, enums become names
+
+const bytes = (what: string) =>
+  z.custom<Uint8Array>((value) => value instanceof Uint8Array, { error: `must be ${what} as bytes` })
+
+const cid = () =>
+  bytes('a CID').transform((value, context): CID => {
+    const parsed = cidFromBytes(value)
+    if (parsed === undefined) {
+      context.issues.push({ code: 'custom', message: 'is not a sha2-256 CIDv1', input: value })
+      return z.NEVER
+    }
+    return parsed
+  })
+
+/** A wire enum (a name protons decoded), as the name callers use. */
+const wireEnum = <V extends string, K>(field: string, table: Record<V, K>) =>
+  z
+    .custom<V>((value) => typeof value === 'string' && Object.hasOwn(table, value), {
+      error: `${field} is unknown`,
+    })
+    .transform((value) => table[value])
+
+const count = (field: string, min: number) => integer(field, min, SAMPLE_COUNT_MAX)
+
+const wireTrainSchema = z
+  .object({
+    ...trainFields('train.'),
+    aggregate: wireEnum('train.aggregate', AGGREGATE_FROM_WIRE),
+    compress: wireEnum('train.compress', COMPRESSION_FROM_WIRE),
+    dataset: z.object(
+      {
+        name: z.enum(['mnist', 'custom'], { error: 'train.dataset.name must be mnist or custom' }),
+        shardCids: z.array(cid()),
+        testCid: cid(),
+        trainCount: count('train.dataset.trainCount', 1),
+        testCount: count('train.dataset.testCount', 1),
+      },
+      { error: 'train.dataset is required' },
+    ),
+  })
+  .refine(outerEveryWithinSteps, outerEveryRefusal('train.'))
+  .refine((t) => t.dataset.shardCids.length === t.groups, {
+    error: 'train.dataset.shardCids must hold one block per group',
+    path: ['dataset', 'shardCids'],
+  })
+  .refine((t) => t.dataset.trainCount >= t.groups, {
+    error: 'train.dataset.trainCount must give every group a sample',
+    path: ['dataset', 'trainCount'],
+  })
+
+const wireInferSchema = z.object({
+  modelCid: cid(),
+  inputCid: cid(),
+  inputCount: count('infer.inputCount', 1),
+  ...inferFields('infer.'),
+})
+
+const wireCommon = {
+  version: z.literal(TASK_SPEC_VERSION, {
+    error: (issue) => `version ${String(issue.input)} is not supported`,
+  }),
+  // proto3 leaves an all-default message out: no requirements on the wire is no requirements
+  requirements: z
+    .object({
+      backend: wireEnum('requirements.backend', BACKEND_FROM_WIRE),
+      ...requirementFields('requirements.'),
+    })
+    .optional()
+    .transform((r): Requirements => r ?? { ...REQUIREMENTS_DEFAULT }),
+  staffingDeadlineMs: staffingDeadline('staffingDeadlineMs'),
+  createdMs: integer('createdMs', 0, Number.MAX_SAFE_INTEGER),
+  submitter: bytes('a peer id').transform((value, context): PeerId => {
+    const peer = peerIdFromBytes(value)
+    if (peer === undefined) {
+      context.issues.push({ code: 'custom', message: 'submitter is not a peer id', input: value })
+      return z.NEVER
+    }
+    return peer
+  }),
+  nonce: bytes('random bytes').refine(
+    (n) => n.byteLength >= NONCE_BYTES_MIN && n.byteLength <= NONCE_BYTES_MAX,
+    { error: `nonce must be ${NONCE_BYTES_MIN} to ${NONCE_BYTES_MAX} bytes` },
+  ),
+}
+
+const wireSpecSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.object({
+      ...wireCommon,
+      kind: z.literal(WireTaskSpec.Kind.TRAIN),
+      train: wireTrainSchema,
+      infer: z.undefined({ error: 'a train task must not carry infer settings' }).optional(),
+    }),
+    z.object({
+      ...wireCommon,
+      kind: z.literal(WireTaskSpec.Kind.INFER),
+      infer: wireInferSchema,
+      train: z.undefined({ error: 'an infer task must not carry train settings' }).optional(),
+    }),
+  ],
+  { error: 'kind must be TRAIN or INFER' },
+)
+
+/** The wire message in caller shapes, or the first bad field with a sentence naming it. */
+function fromWire(
+  wire: WireTaskSpec,
+): { ok: true; spec: TaskSpec } | { ok: false; field: string; reason: string } {
+  const result = wireSpecSchema.safeParse(wire)
+  if (!result.success) {
+    const { field, message } = firstIssue(result.error, wire)
+    return { ok: false, field, reason: message }
+  }
+  const data = result.data
+  if (data.kind === WireTaskSpec.Kind.TRAIN) {
+    const { infer: _none, ...spec } = data
+    return { ok: true, spec: { ...spec, kind: 'train' } }
+  }
+  const { train: _none, ...spec } = data
+  return { ok: true, spec: { ...spec, kind: 'infer' } }
+}
+
+function toWire(spec: TaskSpec): WireTaskSpec {
   const wire: WireTaskSpec = {
     version: spec.version,
     kind: spec.kind === 'train' ? WireTaskSpec.Kind.TRAIN : WireTaskSpec.Kind.INFER,
@@ -258,43 +489,50 @@ export function encodeTaskSpec(spec: TaskSpec): Uint8Array {
     submitter: spec.submitter.toMultihash().bytes as Uint8Array<ArrayBuffer>,
     nonce: spec.nonce as Uint8Array<ArrayBuffer>,
   }
-  if (spec.train !== undefined) {
-    const t = spec.train
-    wire.train = {
-      model: t.model,
-      hiddenSizes: t.hiddenSizes,
-      groups: t.groups,
-      groupSize: t.groupSize,
-      steps: t.steps,
-      batchSize: t.batchSize,
-      learningRate: t.learningRate,
-      seed: t.seed,
-      aggregate: AGGREGATE_TO_WIRE[t.aggregate],
-      outerEvery: t.outerEvery,
-      compress: t.compress === 'int8' ? WireTaskSpec.Compress.INT8 : WireTaskSpec.Compress.NONE,
-      dataset: {
-        name: t.dataset.name,
-        shardCids: t.dataset.shardCids.map((cid) => cid.bytes as Uint8Array<ArrayBuffer>),
-        testCid: t.dataset.testCid.bytes as Uint8Array<ArrayBuffer>,
-        trainCount: t.dataset.trainCount,
-        testCount: t.dataset.testCount,
-      },
+  switch (spec.kind) {
+    case 'train': {
+      const t = spec.train
+      wire.train = {
+        model: t.model,
+        hiddenSizes: t.hiddenSizes,
+        groups: t.groups,
+        groupSize: t.groupSize,
+        steps: t.steps,
+        batchSize: t.batchSize,
+        learningRate: t.learningRate,
+        seed: t.seed,
+        aggregate: AGGREGATE_TO_WIRE[t.aggregate],
+        outerEvery: t.outerEvery,
+        compress: COMPRESSION_TO_WIRE[t.compress],
+        dataset: {
+          name: t.dataset.name,
+          shardCids: t.dataset.shardCids.map((c) => c.bytes as Uint8Array<ArrayBuffer>),
+          testCid: t.dataset.testCid.bytes as Uint8Array<ArrayBuffer>,
+          trainCount: t.dataset.trainCount,
+          testCount: t.dataset.testCount,
+        },
+      }
+      return wire
+    }
+    case 'infer': {
+      const i = spec.infer
+      wire.infer = {
+        modelCid: i.modelCid.bytes as Uint8Array<ArrayBuffer>,
+        inputCid: i.inputCid.bytes as Uint8Array<ArrayBuffer>,
+        inputCount: i.inputCount,
+        replicas: i.replicas,
+        shards: i.shards,
+      }
+      return wire
     }
   }
-  if (spec.infer !== undefined) {
-    const i = spec.infer
-    wire.infer = {
-      modelCid: i.modelCid.bytes as Uint8Array<ArrayBuffer>,
-      inputCid: i.inputCid.bytes as Uint8Array<ArrayBuffer>,
-      inputCount: i.inputCount,
-      replicas: i.replicas,
-      shards: i.shards,
-    }
-  }
-  const bytes = WireTaskSpec.encode(wire)
-  const reason = checkWireSpec(WireTaskSpec.decode(bytes))
-  if (typeof reason === 'string')
-    throw new TaskSpecError(reason.split(' ')[0], `invalid task spec: ${reason}`)
+}
+
+/** Encodes a spec for storage as a block; a spec a worker would refuse throws TaskSpecError. */
+export function encodeTaskSpec(spec: TaskSpec): Uint8Array {
+  const bytes = WireTaskSpec.encode(toWire(spec))
+  const checked = fromWire(WireTaskSpec.decode(bytes))
+  if (!checked.ok) throw new TaskSpecError(checked.field, `invalid task spec: ${checked.reason}`)
   return bytes
 }
 
@@ -311,120 +549,16 @@ export function decodeTaskSpec(bytes: Uint8Array): DecodedSpec {
   } catch {
     return { ok: false, reason: 'malformed' }
   }
-  const checked = checkWireSpec(wire)
-  if (typeof checked === 'string') return { ok: false, reason: checked }
-  return { ok: true, spec: checked }
+  const checked = fromWire(wire)
+  return checked.ok ? checked : { ok: false, reason: checked.reason }
 }
 
-function inRange(n: number, min: number, max: number): boolean {
-  return Number.isInteger(n) && n >= min && n <= max
-}
-
-/** The spec in caller shapes, or a reason naming the bad field. */
-function checkWireSpec(w: WireTaskSpec): TaskSpec | string {
-  if (w.version !== TASK_SPEC_VERSION) return `version ${w.version} is not supported`
-  const submitter = peerIdFromBytes(w.submitter)
-  if (submitter === undefined) return 'submitter is not a peer id'
-  if (w.nonce.byteLength < 8 || w.nonce.byteLength > 32) return 'nonce must be 8 to 32 bytes'
-  if (!inRange(w.staffingDeadlineMs, STAFFING_DEADLINE_MS_MIN, STAFFING_DEADLINE_MS_MAX))
-    return 'staffingDeadlineMs out of range'
-  if (!Number.isSafeInteger(w.createdMs) || w.createdMs < 0) return 'createdMs out of range'
-  const r = w.requirements
-  const backend = BACKEND_FROM_WIRE.get(r?.backend ?? WireTaskSpec.Backend.ANY)
-  if (backend === undefined) return 'requirements.backend unknown'
-  const requirements: Requirements = {
-    backend,
-    minMemoryBytes: r?.minMemoryBytes ?? 0,
-    minGflops: r?.minGflops ?? 0,
+/** Workers a task needs: every member of every group, or every replica of a shard. */
+export function workersNeeded(spec: TaskSpec): number {
+  switch (spec.kind) {
+    case 'train':
+      return spec.train.groups * spec.train.groupSize
+    case 'infer':
+      return spec.infer.replicas
   }
-  if (!inRange(requirements.minMemoryBytes, 0, MIN_MEMORY_BYTES_MAX))
-    return 'requirements.minMemoryBytes out of range'
-  if (!(requirements.minGflops >= 0 && requirements.minGflops <= GFLOPS_REQUIREMENT_MAX))
-    return 'requirements.minGflops out of range'
-  const base = {
-    version: w.version,
-    requirements,
-    staffingDeadlineMs: w.staffingDeadlineMs,
-    createdMs: w.createdMs,
-    submitter,
-    nonce: w.nonce,
-  }
-  if (w.kind === WireTaskSpec.Kind.TRAIN) {
-    const t = w.train
-    if (t === undefined || w.infer !== undefined) return 'a train task must carry train settings only'
-    if (!(MODELS as readonly string[]).includes(t.model)) return `model "${t.model}" is unknown`
-    if (
-      t.hiddenSizes.length > HIDDEN_LAYERS_MAX ||
-      !t.hiddenSizes.every((n) => inRange(n, 1, LAYER_WIDTH_MAX))
-    )
-      return 'hiddenSizes out of range'
-    if (!inRange(t.groups, 1, GROUPS_MAX)) return 'groups out of range'
-    if (!inRange(t.groupSize, 1, GROUP_SIZE_MAX) || t.groupSize % 2 === 0) return 'groupSize must be odd'
-    if (!inRange(t.steps, 1, STEPS_MAX)) return 'steps out of range'
-    if (!inRange(t.batchSize, 1, BATCH_SIZE_MAX)) return 'batchSize out of range'
-    if (!(Number.isFinite(t.learningRate) && t.learningRate > 0 && t.learningRate <= LEARNING_RATE_MAX))
-      return 'learningRate out of range'
-    if (!inRange(t.seed, 0, SEED_MAX)) return 'seed out of range'
-    const aggregate = AGGREGATE_FROM_WIRE.get(t.aggregate)
-    if (aggregate === undefined) return 'aggregate unknown'
-    if (!inRange(t.outerEvery, 0, t.steps)) return 'outerEvery out of range'
-    if (t.compress !== WireTaskSpec.Compress.NONE && t.compress !== WireTaskSpec.Compress.INT8)
-      return 'compress unknown'
-    const d = t.dataset
-    if (d === undefined) return 'dataset missing'
-    if (d.name !== 'mnist' && d.name !== 'custom') return 'dataset.name unknown'
-    if (d.shardCids.length !== t.groups) return 'dataset.shardCids must hold one block per group'
-    const shardCids = d.shardCids.map(cidFromBytes)
-    const testCid = cidFromBytes(d.testCid)
-    if (shardCids.some((cid) => cid === undefined) || testCid === undefined) return 'dataset CIDs invalid'
-    if (!inRange(d.trainCount, t.groups, 2 ** 31) || !inRange(d.testCount, 1, 2 ** 31))
-      return 'dataset counts out of range'
-    return {
-      ...base,
-      kind: 'train',
-      train: {
-        model: t.model as ModelName,
-        hiddenSizes: [...t.hiddenSizes],
-        groups: t.groups,
-        groupSize: t.groupSize,
-        steps: t.steps,
-        batchSize: t.batchSize,
-        learningRate: t.learningRate,
-        seed: t.seed,
-        aggregate,
-        outerEvery: t.outerEvery,
-        compress: t.compress === WireTaskSpec.Compress.INT8 ? 'int8' : 'none',
-        dataset: {
-          name: d.name,
-          shardCids: shardCids as CID[],
-          testCid,
-          trainCount: d.trainCount,
-          testCount: d.testCount,
-        },
-      },
-    }
-  }
-  if (w.kind === WireTaskSpec.Kind.INFER) {
-    const i = w.infer
-    if (i === undefined || w.train !== undefined) return 'an infer task must carry infer settings only'
-    const modelCid = cidFromBytes(i.modelCid)
-    const inputCid = cidFromBytes(i.inputCid)
-    if (modelCid === undefined || inputCid === undefined) return 'infer CIDs invalid'
-    if (!inRange(i.replicas, 1, REPLICAS_MAX)) return 'replicas out of range'
-    if (!inRange(i.shards, 1, INFER_SHARDS_MAX)) return 'shards out of range'
-    if (!inRange(i.inputCount, 1, 2 ** 31)) return 'inputCount out of range'
-    return {
-      ...base,
-      kind: 'infer',
-      infer: { modelCid, inputCid, inputCount: i.inputCount, replicas: i.replicas, shards: i.shards },
-    }
-  }
-  return 'kind unknown'
-}
-
-/** Workers a task needs: every member of every group, or every replica of every shard. */
-export function workersNeeded(spec: Pick<TaskSpec, 'kind' | 'train' | 'infer'>): number {
-  if (spec.train !== undefined) return spec.train.groups * spec.train.groupSize
-  if (spec.infer !== undefined) return spec.infer.replicas
-  return 0
 }

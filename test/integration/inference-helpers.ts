@@ -1,10 +1,27 @@
 // Test helper shared by the inference integration tests: a seeded, untrained MLP model directory in
-// the format `train --local` writes, and a deterministic input file in the format `submit infer` reads.
+// the format `train --local` writes, a deterministic input file in the format `submit infer` reads,
+// and the workers that misbehave (a lying one, a slow one), made by wrapping the worker's compute step.
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { saveModel } from '../../node/executor/model-files.js'
+import { predictLogits, type ShardPredictor } from '../../node/tasks/infer-executor.js'
+
+/** A worker that lies: it answers the true logits plus `offset`. */
+export function lyingPredictor(offset: number): ShardPredictor {
+  return async (backend, model, inputs) =>
+    (await predictLogits(backend, model, inputs)).map((value) => value + offset)
+}
+
+/** A slow worker: it computes the true logits, then holds them `delayMs` before answering. */
+export function slowPredictor(delayMs: number): ShardPredictor {
+  return async (backend, model, inputs) => {
+    const logits = await predictLogits(backend, model, inputs)
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    return logits
+  }
+}
 
 /** Writes `folder/model` holding a seeded MLP of `hiddenSizes`; returns the directory. */
 export async function writeTestModel(folder: string, hiddenSizes: number[], seed: number): Promise<string> {

@@ -1,8 +1,8 @@
 // Proves an inference task runs end to end across real daemons on loopback (libp2p, blocks, the
-// /shardnet/infer/1.0.0 protocol, cpu backend): with one worker that lies (test-only fault injection adds
-// 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal to a local
-// forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops; the same model
-// submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
+// /shardnet/infer/1.0.0 protocol, cpu backend): with one worker that lies (the test wraps its compute
+// step to add 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal
+// to a local forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops;
+// the same model submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,7 +18,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { argmaxRows } from '../../protocols/inference/quorum.js'
 import { startTestDaemon } from './daemon-helpers.js'
-import { writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { lyingPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 80
@@ -39,7 +39,7 @@ describe('inference across daemons with a lying replica', () => {
       ...bootstrap,
       taskService: {
         ...TASK_DAEMON_TUNING.taskService,
-        inferFaults: { alterLogits: (logits) => logits.map((v) => v + 0.5) },
+        inferPredict: lyingPredictor(0.5),
       },
     })
     daemons = [submitter, ...honest, liar]

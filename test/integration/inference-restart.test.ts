@@ -1,7 +1,7 @@
 // Proves an inference task survives a restart of the submitter's daemon, with real daemons over libp2p
-// on loopback: slow workers (test-only delay) keep the task running, the submitter stops mid-task and
-// starts again on the same data dir, runs the task again from its stored job and blocks, and the
-// predictions come back complete, ordered and equal to a local forward pass.
+// on loopback: slow workers (the test wraps their compute step in a delay) keep the task running, the
+// submitter stops mid-task and starts again on the same data dir, runs the task again from its stored
+// job and blocks, and the predictions come back complete, ordered and equal to a local forward pass.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,7 +16,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon, tempDataDir } from './daemon-helpers.js'
-import { writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 40
@@ -39,7 +39,7 @@ describe('inference across a submitter restart', () => {
     const submitter = await startTestDaemon({ ...TASK_DAEMON_TUNING, dataDir })
     const slow = {
       overrides: { bootstrap: [submitter.addresses()[0]] },
-      taskService: { ...TASK_DAEMON_TUNING.taskService, inferFaults: { delayMs: 1500 } },
+      taskService: { ...TASK_DAEMON_TUNING.taskService, inferPredict: slowPredictor(1500) },
     }
     const workers = await Promise.all([0, 1].map(() => startTestDaemon(slow)))
     daemons = [submitter, ...workers]

@@ -1,7 +1,8 @@
 // Proves an inference task survives losing a worker mid-task, with real daemons over libp2p on
-// loopback: slow workers (test-only delay) hold their shards, one of the asked workers stops before
-// answering, its shards are re-run on another peer, the predictions come back complete, ordered and
-// equal to a local forward pass, and the lost worker is listed as failed with a lower score.
+// loopback: slow workers (the test wraps their compute step in a delay) hold their shards, one of the
+// asked workers stops before answering, its shards are re-run on another peer, the predictions come
+// back complete, ordered and equal to a local forward pass, and the lost worker is listed as failed
+// with a lower score.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,7 +17,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon } from './daemon-helpers.js'
-import { writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 30
@@ -30,7 +31,7 @@ describe('inference when a worker is lost', () => {
     const submitter = await startTestDaemon(TASK_DAEMON_TUNING)
     const slow = {
       overrides: { bootstrap: [submitter.addresses()[0]] },
-      taskService: { ...TASK_DAEMON_TUNING.taskService, inferFaults: { delayMs: 2000 } },
+      taskService: { ...TASK_DAEMON_TUNING.taskService, inferPredict: slowPredictor(2000) },
     }
     const workers = await Promise.all([0, 1, 2].map(() => startTestDaemon(slow)))
     daemons = [submitter, ...workers]

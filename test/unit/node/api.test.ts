@@ -1,5 +1,7 @@
 // Proves the control API's gate on a real HTTP server: no token, a wrong token and a non-loopback
-// client are refused (and counted in /metrics), the right token gets through, and bad bodies get 4xx.
+// client are refused (and counted in /metrics), the right token gets through, bad bodies get 4xx, and
+// a route that runs past the request's deadline gets 503 whatever error it ends with (an error that
+// only calls itself a TimeoutError, thrown in time, is a 500).
 import { networkInterfaces } from 'node:os'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createNodeMetrics } from '../../../node/api/metrics.js'
@@ -17,6 +19,12 @@ function metrics() {
   })
 }
 
+/** An error a library might throw when its signal aborts: neither a DOMException nor named after it. */
+class LibraryAbortError extends Error {
+  static override name = 'AbortError'
+  override name = 'AbortError'
+}
+
 async function serve(host = '127.0.0.1', allowRemoteClients = false) {
   const nodeMetrics = metrics()
   const server = await startApiServer({
@@ -26,7 +34,25 @@ async function serve(host = '127.0.0.1', allowRemoteClients = false) {
     allowRemoteClients,
     metrics: nodeMetrics,
     bodyBytesMax: 1024,
+    requestTimeoutMs: 200,
     routes: [
+      {
+        method: 'GET',
+        path: '/v1/slow',
+        handle: ({ signal }) =>
+          new Promise((_, reject) => {
+            signal.addEventListener('abort', () => reject(new LibraryAbortError('the operation was aborted')))
+          }),
+      },
+      {
+        method: 'GET',
+        path: '/v1/named-timeout',
+        handle: async () => {
+          const error = new Error('not the request deadline')
+          error.name = 'TimeoutError'
+          throw error
+        },
+      },
       { method: 'GET', path: '/v1/hello', handle: async () => ({ hello: 'world' }) },
       { method: 'POST', path: '/v1/echo', handle: async ({ body }) => ({ body }) },
       {
@@ -91,6 +117,15 @@ describe('control API', () => {
     expect(big.status).toBe(413)
     const echo = await fetch(`${server.url}/v1/echo`, { method: 'POST', headers: auth, body: '{"a":1}' })
     expect(await echo.json()).toEqual({ body: { a: 1 } })
+  })
+
+  it('answers 503 when a route runs past the deadline, 500 for an error that is only named so', async () => {
+    const { server } = await serve()
+    const slow = await fetch(`${server.url}/v1/slow`, { headers: auth })
+    expect(slow.status).toBe(503)
+    expect(await slow.json()).toEqual({ error: 'request timed out' })
+    const named = await fetch(`${server.url}/v1/named-timeout`, { headers: auth })
+    expect(named.status).toBe(500)
   })
 
   it('tells loopback addresses from others', () => {

@@ -1,5 +1,6 @@
 // Proves the pure task core: TaskSpec requests are refused field by field with a sentence naming the
-// field, stored specs round-trip and hostile spec bytes are refused with a reason (never a throw),
+// field, stored specs of both kinds round-trip, a stored spec out of range is refused with a reason
+// naming the field and hostile spec bytes are refused with a reason (never a throw),
 // claim requests are validated part by part (fuzzed), the dataset block codec checks its sizes,
 // assignment prefers faster claimants and balances groups, and the lifecycle state machine staffs,
 // stalls, averages outer rounds, finishes and fails as documented.
@@ -26,10 +27,13 @@ import {
 import {
   decodeTaskSpec,
   encodeTaskSpec,
+  type InferTaskSpec,
   parseTaskRequest,
   TASK_SPEC_BYTES_MAX,
-  type TaskSpec,
   TaskSpecError,
+  type TrainTaskSpec,
+  WireTaskSpec,
+  workersNeeded,
 } from '../../../protocols/tasks/spec.js'
 
 const valid = { kind: 'train', model: 'mnist-mlp', groups: 2, groupSize: 3, steps: 100 }
@@ -91,7 +95,7 @@ describe('TaskSpec requests', () => {
 })
 
 describe('stored TaskSpec blocks', () => {
-  async function spec(): Promise<TaskSpec> {
+  async function spec(): Promise<TrainTaskSpec> {
     const submitter = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     return {
       version: 1,
@@ -124,13 +128,87 @@ describe('stored TaskSpec blocks', () => {
     }
   }
 
-  it('round-trips', async () => {
+  async function inferSpec(): Promise<InferTaskSpec> {
+    const { train: _train, ...common } = await spec()
+    return {
+      ...common,
+      kind: 'infer',
+      requirements: { backend: 'cpu', minMemoryBytes: 1024, minGflops: 0.5 },
+      infer: {
+        modelCid: await cidOf('m'),
+        inputCid: await cidOf('i'),
+        inputCount: 80,
+        replicas: 3,
+        shards: 4,
+      },
+    }
+  }
+
+  it('round-trips a training spec', async () => {
     const original = await spec()
     const decoded = decodeTaskSpec(encodeTaskSpec(original))
-    expect(decoded.ok).toBe(true)
-    if (!decoded.ok) return
+    if (!decoded.ok) throw new Error(decoded.reason)
+    expect(decoded.spec.kind).toBe('train')
+    if (decoded.spec.kind !== 'train') return
     expect(decoded.spec.train).toEqual(original.train)
     expect(decoded.spec.submitter.equals(original.submitter)).toBe(true)
+    expect(workersNeeded(decoded.spec)).toBe(6)
+  })
+
+  it('round-trips an inference spec', async () => {
+    const original = await inferSpec()
+    const decoded = decodeTaskSpec(encodeTaskSpec(original))
+    if (!decoded.ok) throw new Error(decoded.reason)
+    expect(decoded.spec).toMatchObject({ kind: 'infer', requirements: original.requirements })
+    expect(decoded.spec).not.toHaveProperty('train')
+    if (decoded.spec.kind !== 'infer') return
+    expect(decoded.spec.infer).toEqual(original.infer)
+    expect(workersNeeded(decoded.spec)).toBe(3)
+  })
+
+  // stored blocks are written by other nodes: each field is checked again, and the reason names it
+  it.each([
+    ['train.groupSize', (w: WireTaskSpec) => ({ ...w, train: { ...w.train!, groupSize: 4 } }), /odd integer/],
+    ['train.steps', (w: WireTaskSpec) => ({ ...w, train: { ...w.train!, steps: 0 } }), /integer from 1/],
+    [
+      'train.outerEvery',
+      (w: WireTaskSpec) => ({ ...w, train: { ...w.train!, outerEvery: 101 } }),
+      /must not exceed steps/,
+    ],
+    [
+      'train.dataset.shardCids',
+      (w: WireTaskSpec) => ({
+        ...w,
+        train: { ...w.train!, dataset: { ...w.train!.dataset!, shardCids: [new Uint8Array(36)] } },
+      }),
+      /is not a sha2-256 CIDv1/,
+    ],
+    [
+      'train.dataset',
+      (w: WireTaskSpec) => ({ ...w, train: { ...w.train!, dataset: undefined } }),
+      /required/,
+    ],
+    [
+      'requirements.minMemoryBytes',
+      (w: WireTaskSpec) => ({ ...w, requirements: { ...w.requirements!, minMemoryBytes: 2 ** 51 } }),
+      /integer from 0/,
+    ],
+    ['version', (w: WireTaskSpec) => ({ ...w, version: 2 }), /version 2 is not supported/],
+    ['submitter', (w: WireTaskSpec) => ({ ...w, submitter: new Uint8Array([1, 2, 3]) }), /not a peer id/],
+    ['nonce', (w: WireTaskSpec) => ({ ...w, nonce: new Uint8Array(4) }), /8 to 32 bytes/],
+    ['kind', (w: WireTaskSpec) => ({ ...w, kind: WireTaskSpec.Kind.KIND_UNSPECIFIED }), /TRAIN or INFER/],
+    [
+      'infer',
+      (w: WireTaskSpec) => ({ ...w, infer: { ...w.train!, modelCid: new Uint8Array(0) } }),
+      /must not carry infer/,
+    ],
+  ])('refuses a stored spec whose %s is wrong, naming it', async (field, mutate, message) => {
+    const wire = WireTaskSpec.decode(encodeTaskSpec(await spec()))
+    const decoded = decodeTaskSpec(WireTaskSpec.encode(mutate(wire) as WireTaskSpec))
+    expect(decoded.ok).toBe(false)
+    if (decoded.ok) return
+    expect(decoded.reason.startsWith(field)).toBe(true)
+    expect(decoded.reason).toMatch(message)
   })
 
   it('refuses oversized, garbage and inconsistent specs with a reason, never a throw', async () => {
@@ -149,7 +227,10 @@ describe('stored TaskSpec blocks', () => {
       { numRuns: 300 },
     )
     const wrong = await spec()
-    wrong.train!.dataset.shardCids = [wrong.train!.dataset.shardCids[0]]
+    wrong.train.dataset.shardCids = [wrong.train.dataset.shardCids[0]]
+    expect(() => encodeTaskSpec(wrong)).toThrow(
+      expect.objectContaining({ field: 'train.dataset.shardCids', name: 'TaskSpecError' }),
+    )
     expect(() => encodeTaskSpec(wrong)).toThrow(TaskSpecError)
   })
 })
