@@ -368,7 +368,7 @@ export class MemberCore {
     }
     if (this.isLeader) {
       const collecting = this.collecting
-      if (collecting?.quorumAtMs !== undefined && !this.proposalPending(false))
+      if (collecting?.quorumAtMs !== undefined && this.isCurrent(collecting) && !this.proposalPending(false))
         at(collecting.quorumAtMs + this.config.stragglerTimeoutMs)
       if (needsOuterStep(state, this.config.training) && this.outerInFlight === undefined)
         at(this.outerRetryAtMs)
