@@ -28,6 +28,7 @@ import { assert } from '../../protocols/raft/types.js'
 import type { DhtModel } from './dht.js'
 import { Histogram } from './histogram.js'
 import { peerName, peerRow } from './lifecycle.js'
+import { STREAM_RETRANSMIT_MS } from './links.js'
 import type { DerivedParameters } from './parameters.js'
 import { BACKEND_CLASSES, INFER_ROW_MS_BY_BACKEND, type PeerTable } from './peers.js'
 
@@ -39,8 +40,6 @@ export const INFER_MODEL_BYTES = 101_770 * 4
 /** Request framing, and one logit. */
 export const INFER_REQUEST_BYTES = 300
 export const INFER_LOGIT_BYTES = 4
-/** A stream that loses a message retransmits after this long. */
-export const STREAM_RETRANSMIT_MS = 1000
 /** How much a liar raises the logit of the class after each row's true top class. */
 export const LIE_SHIFT = 10
 /** Cross-backend deviation of honest logits by backend class (relative; LOGIT_TOLERANCE is 1e-3). */
@@ -56,8 +55,8 @@ export interface InferenceHost {
   latencyMs(from: number, to: number): number
   /** A live peer chosen at random, or -1 when none is up. */
   randomUpPeer(): number
-  /** Schedules `answer(task, shard, encoded)` at `atMs`. */
-  scheduleAnswer(atMs: number, task: number, shard: number, encoded: number): void
+  /** Schedules `answer(task, shard, peer)` at `atMs`. */
+  scheduleAnswer(atMs: number, task: number, shard: number, peer: number): void
 }
 
 interface ShardState {

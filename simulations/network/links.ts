@@ -27,6 +27,8 @@ export const REGION_WEIGHTS = [0.3, 0.15, 0.3, 0.15, 0.1] as const
 export const LATENCY_LOG_SIGMA = 0.25
 /** No message is faster than this share of the median (propagation at the speed of light in fibre). */
 export const LATENCY_FLOOR_SHARE = 0.6
+/** A stream (an assignment, an inference request) that loses a message retransmits it after this long. */
+export const STREAM_RETRANSMIT_MS = 1000
 
 /** A standard normal draw (Box-Muller); consumes two uniforms. */
 export function gaussian(random: SeededRandom): number {

@@ -4,9 +4,10 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { K_BUCKET_SIZE } from './dht.js'
 import type { Histogram } from './histogram.js'
+import { round3 } from './metrics.js'
 import { describeParameters, SCENARIO_DESCRIPTIONS } from './parameters.js'
 import { PeerState } from './peers.js'
-import { round3, type SimulationReportData } from './simulator.js'
+import type { SimulationReportData } from './simulator.js'
 import { barChart, lineChart, scatterChart } from './svg.js'
 
 /** Points kept of the propagation CDF in the JSON (evenly thinned). */
