@@ -9,6 +9,7 @@
 // Events handled here: groupTick, raftMessage, gradientComputed, gradientArrives, stepGrace,
 // assignmentArrives.
 import { RaftNode } from '../../protocols/raft/node.js'
+import { handleReady } from '../../protocols/raft/ready.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
 import { type Entry, type Message, ProposalDroppedError, type Snapshot } from '../../protocols/raft/types.js'
 import { chainDigest, entryDigest, SafetyCheckers, SafetyViolation } from '../raft/checkers.js'
@@ -449,7 +450,7 @@ export class Groups {
     this.processReady(group, position)
   }
 
-  /** Persists, sends and applies every Ready (the order RaftNode documents), checking safety. */
+  /** Handles every Ready in the one Ready order (protocols/raft/ready.ts), checking safety as it applies. */
   private processReady(group: GroupState, position: number): void {
     this.violationGroup = group
     const counters = this.metrics.counters
@@ -458,30 +459,37 @@ export class Groups {
       if (!node?.hasReady()) return
       if (round > READY_ROUNDS_MAX)
         throw new SafetyViolation('bounded-ready', `member ${position + 1} kept producing Ready`)
-      const ready = node.ready()
-      const storage = group.storages[position]
-      storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-      for (const message of ready.messages) this.sendRaft(group, message)
-      if (ready.softState) {
-        const leader = ready.softState.state === 'leader'
-        if (leader && !group.wasLeader[position]) this.onNewLeader(group, position, node)
-        group.wasLeader[position] = leader
-      }
-      if (ready.snapshot) {
-        const app = this.decodeAppState(ready.snapshot, group.firstStep)
-        counters.safetyChecks++
-        group.checkers.state(String(position + 1), ready.snapshot.metadata.index, app.digest)
-        group.appliedIndex[position] = ready.snapshot.metadata.index
-        group.appliedStep[position] = app.step
-        group.digest[position] = app.digest
-        counters.snapshotsInstalled++
-        this.trace(group, `member ${position + 1} installed snapshot at ${ready.snapshot.metadata.index}`)
-      }
-      this.checkCommitted(group, position, node)
-      for (const entry of ready.committedEntries) this.apply(group, position, entry)
-      node.advance()
+      handleReady(node, {
+        // a group that completed while applying has dropped its storage: nothing is left to write
+        save: (update) => group.storages[position]?.save(update),
+        send: (messages) => {
+          for (const message of messages) this.sendRaft(group, message)
+        },
+        apply: (ready) => {
+          if (ready.softState) {
+            const leader = ready.softState.state === 'leader'
+            if (leader && !group.wasLeader[position]) this.onNewLeader(group, position, node)
+            group.wasLeader[position] = leader
+          }
+          if (ready.snapshot) {
+            const app = this.decodeAppState(ready.snapshot, group.firstStep)
+            counters.safetyChecks++
+            group.checkers.state(String(position + 1), ready.snapshot.metadata.index, app.digest)
+            group.appliedIndex[position] = ready.snapshot.metadata.index
+            group.appliedStep[position] = app.step
+            group.digest[position] = app.digest
+            counters.snapshotsInstalled++
+            this.trace(group, `member ${position + 1} installed snapshot at ${ready.snapshot.metadata.index}`)
+          }
+          this.checkCommitted(group, position, node)
+          for (const entry of ready.committedEntries) this.apply(group, position, entry)
+        },
+        halted: () => group.done,
+        advanced: (ready) => {
+          if (ready.committedEntries.length > 0) this.maybeSnapshot(group, position, node)
+        },
+      })
       if (group.done) return
-      if (ready.committedEntries.length > 0) this.maybeSnapshot(group, position, node)
     }
   }
 
