@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
+import { API_HOST_DEFAULT } from './api/server.js'
+import { MAX_CONNECTIONS_DEFAULT } from './host.js'
 
 /**
  * The listen address when none is configured. Loopback, on purpose: a node that a user starts to
  * try shardnet should not open a port to the network until they ask for it with `--listen`.
  */
-export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+export const LISTEN_DEFAULT = ['/ip4/127.0.0.1/tcp/0']
 
 /** A config file (or flag) value that is unknown, of the wrong type or out of range. */
 export class ConfigError extends Error {
@@ -128,14 +130,14 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
   parseConfigFile(flagged, 'flags')
   const config: NodeConfig = {
     dataDir,
-    listen: pick('listen') ?? DEFAULT_LISTEN,
+    listen: pick('listen') ?? LISTEN_DEFAULT,
     announce: pick('announce') ?? [],
     bootstrap: pick('bootstrap') ?? [],
-    apiHost: pick('apiHost') ?? '127.0.0.1',
+    apiHost: pick('apiHost') ?? API_HOST_DEFAULT,
     apiPort: pick('apiPort') ?? 0,
     allowRemoteApi: pick('allowRemoteApi') ?? false,
     backend: pick('backend') ?? 'webgpu',
-    maxConnections: pick('maxConnections') ?? 300,
+    maxConnections: pick('maxConnections') ?? MAX_CONNECTIONS_DEFAULT,
   }
   const swarmKeyFile = pick('swarmKeyFile')
   if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile

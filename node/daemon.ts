@@ -1,17 +1,15 @@
+// The composition root: a running node. Opens the data dir (identity, datastore, block store),
+// measures the backend, builds the libp2p host with the protocols, starts the parts (the bootstrap
+// dialer of node/bootstrap.ts, the capability advertiser of node/capability-advertiser.ts, the task
+// service of node/tasks/service.ts) and serves the control API (the routes of node/api/node-routes.ts
+// and node/api/tasks.ts). Every part it starts goes on one cleanup stack, unwound in reverse order
+// when a later step of start-up fails and when the daemon stops.
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
-import { multiaddr } from '@multiformats/multiaddr'
-import type { LevelDatastore } from 'datastore-level'
-import { CID } from 'multiformats/cid'
 import { createBackend } from '../kernels/index.js'
-import {
-  BLOCKS_PROTOCOL,
-  type BlockExchange,
-  BlockNotFoundError,
-  blockExchange,
-} from '../protocols/blocks/index.js'
+import { BLOCKS_PROTOCOL, type BlockExchange, blockExchange } from '../protocols/blocks/index.js'
 import {
   type Capability,
   type CapabilityDiscovery,
@@ -30,12 +28,16 @@ import {
 } from '../protocols/tasks/index.js'
 import { type GradientExchange, gradientExchange } from '../protocols/training/exchange.js'
 import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
-import { ApiError, type ApiRoute, type ApiServer, startApiServer } from './api/server.js'
+import { type ApiNode, type NodeStatus, nodeApiRoutes } from './api/node-routes.js'
+import { ApiError, type ApiServer, startApiServer } from './api/server.js'
 import { taskApiRoutes } from './api/tasks.js'
 import { loadOrCreateApiToken } from './api/token.js'
+import { BootstrapDialer, dialRememberedPeers } from './bootstrap.js'
+import { CapabilityAdvertiser } from './capability-advertiser.js'
 import type { NodeConfig } from './config.js'
 import { backendProbe, type CapabilityProbe, type NodeCapability } from './executor/capability.js'
-import { createHost, readSwarmKey, type ShardnetHost } from './host.js'
+import { createHost, dhtRoutingTableSize, readSwarmKey, type ShardnetHost } from './host.js'
+import { listPeers, type PeerEntry } from './peers.js'
 import { writeFileAtomic } from './store/atomic-file.js'
 import { FileBlockStore } from './store/block-store.js'
 import {
@@ -91,7 +93,7 @@ export interface DaemonInit {
    * @default true
    */
   ipColocationPenalty?: boolean
-  /** @default 1000 */
+  /** @default DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT (node/host.ts) */
   dhtInitialQuerySelfIntervalMs?: number
   /**
    * register libp2p's metrics in this node's registry. prometheus-metrics keeps a process-wide
@@ -101,7 +103,7 @@ export interface DaemonInit {
   libp2pMetrics?: boolean
   /**
    * how often bootstrap peers that are not connected are dialled again
-   * @default 2000
+   * @default BOOTSTRAP_REDIAL_INTERVAL_MS_DEFAULT (node/bootstrap.ts)
    */
   bootstrapRedialIntervalMs?: number
   /** capability discovery settings (record refresh interval and lifetime) */
@@ -111,7 +113,7 @@ export interface DaemonInit {
   /**
    * how long to wait between attempts to publish the capability record while the DHT has no peers,
    * and how often to check whether the network grew enough to publish again
-   * @default 2000
+   * @default ADVERTISE_RETRY_MS_DEFAULT (node/capability-advertiser.ts)
    */
   advertiseRetryMs?: number
   /** task service tuning (tests) */
@@ -127,41 +129,6 @@ export interface DaemonInit {
   >
 }
 
-/** What `shardnet node status` shows. */
-export interface NodeStatus {
-  peerId: string
-  addresses: string[]
-  capability: NodeCapability
-  peers: number
-  dhtRoutingTablePeers: number
-  uptimeSeconds: number
-  version: string
-  dataDir: string
-  apiUrl: string
-  privateNetwork: boolean
-  /** what the protocols counted since start: gossip accepted/rejected, blocks moved, records published */
-  counters: {
-    tasks: ReturnType<TaskGossip['counters']>
-    blocks: ReturnType<BlockExchange['counters']>
-    discovery: ReturnType<CapabilityDiscovery['counters']>
-  }
-}
-
-/** One peer as `shardnet node peers` lists it. */
-export interface PeerEntry {
-  peerId: string
-  addresses: string[]
-  connected: boolean
-  /** where we learned of it: an open connection, the DHT routing table, a capability record */
-  source: 'connection' | 'dht' | 'capability-record'
-  capability?: {
-    backend: string
-    adapterName: string
-    gflops: number
-    maxBufferBytes: number
-  }
-}
-
 /** api.json: how the CLI finds a running daemon's API (the token is in its own 0600 file). */
 export interface ApiEndpointFile {
   url: string
@@ -169,170 +136,28 @@ export interface ApiEndpointFile {
   peerId: string
 }
 
-/** The bounded loop that keeps us connected to bootstrap peers (libp2p's bootstrap dials once). */
-class BootstrapDialer {
-  private timer: NodeJS.Timeout | undefined
-  private running = false
-  private readonly controller = new AbortController()
-  private static readonly addressesMax = 64
-  private static readonly dialTimeoutMs = 10_000
+/** What start-up opened, each with what closing it is called in the log; closed in reverse order. */
+class CleanupStack {
+  private readonly steps: Array<{ what: string; close: () => Promise<void> | void }> = []
 
-  constructor(
-    private readonly host: NodeHost,
-    private readonly addresses: string[],
-    private readonly intervalMs: number,
-  ) {}
-
-  start(): void {
-    if (this.addresses.length === 0) return
-    if (this.addresses.length > BootstrapDialer.addressesMax) {
-      log(
-        'only the first %d of %d bootstrap addresses are used',
-        BootstrapDialer.addressesMax,
-        this.addresses.length,
-      )
-    }
-    void this.round()
+  push(what: string, close: () => Promise<void> | void): void {
+    this.steps.push({ what, close })
   }
 
-  stop(): void {
-    this.controller.abort()
-    clearTimeout(this.timer)
-  }
-
-  private async round(): Promise<void> {
-    if (this.running || this.controller.signal.aborted) return
-    this.running = true
-    const self = this.host.peerId.toString()
-    const targets = this.addresses.slice(0, BootstrapDialer.addressesMax).map((text) => multiaddr(text))
-    await Promise.all(
-      targets.map(async (target) => {
-        const peer = target.getComponents().findLast((component) => component.name === 'p2p')?.value
-        if (peer === self) return
-        if (peer != null && this.host.getConnections().some((c) => c.remotePeer.toString() === peer)) return
-        try {
-          await this.host.dial(target, {
-            signal: AbortSignal.any([
-              this.controller.signal,
-              AbortSignal.timeout(BootstrapDialer.dialTimeoutMs),
-            ]),
-          })
-          log('connected to bootstrap peer %s', target.toString())
-        } catch (error) {
-          if (!this.controller.signal.aborted) {
-            log('bootstrap dial %s failed: %s', target.toString(), (error as Error).message)
-          }
-        }
-      }),
-    )
-    this.running = false
-    if (!this.controller.signal.aborted) {
-      this.timer = setTimeout(() => void this.round(), this.intervalMs)
-      this.timer.unref()
-    }
-  }
-}
-
-/** how many remembered peers a starting node dials, and how long each dial may take */
-const REMEMBERED_PEERS_DIALED_MAX = 16
-const REMEMBERED_PEER_DIAL_TIMEOUT_MS = 10_000
-
-async function dialRememberedPeers(host: NodeHost): Promise<void> {
-  let peers: Awaited<ReturnType<NodeHost['peerStore']['all']>>
-  try {
-    peers = await host.peerStore.all({
-      filters: [(peer) => peer.addresses.length > 0 && !peer.id.equals(host.peerId)],
-      limit: REMEMBERED_PEERS_DIALED_MAX,
-    })
-  } catch (error) {
-    log('reading remembered peers failed: %s', (error as Error).message)
-    return
-  }
-  if (peers.length > 0) log('dialling %d remembered peers', peers.length)
-  await Promise.all(
-    peers.map(async (peer) => {
+  /** Closes everything, newest first; a step that fails is logged and the others still run. */
+  async unwind(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) {
       try {
-        await host.dial(peer.id, { signal: AbortSignal.timeout(REMEMBERED_PEER_DIAL_TIMEOUT_MS) })
-      } catch {
-        // gone or moved: the DHT and the bootstrap peers are the other ways back in
-      }
-    }),
-  )
-}
-
-/**
- * Publishes this node's capability record and provider entry, retrying while the DHT has no peers,
- * and publishing again when the routing table has doubled since the last publication: a record put
- * into a network of two nodes sits on those two only, so the first nodes of a network would stay
- * hard to find until the discovery service's periodic refresh (minutes) otherwise.
- */
-class CapabilityAdvertiser {
-  private timer: NodeJS.Timeout | undefined
-  private readonly controller = new AbortController()
-  private publishedAtPeers = 0
-  private lastAttemptMs = 0
-  private busy = false
-
-  constructor(
-    private readonly host: NodeHost,
-    private readonly capability: NodeCapability,
-    private readonly intervalMs: number,
-  ) {}
-
-  start(): void {
-    this.schedule(0)
-  }
-
-  stop(): void {
-    this.controller.abort()
-    clearTimeout(this.timer)
-  }
-
-  private schedule(delayMs: number): void {
-    if (this.controller.signal.aborted) return
-    this.timer = setTimeout(() => void this.tick(), delayMs)
-    this.timer.unref()
-  }
-
-  private async tick(): Promise<void> {
-    if (this.busy) return
-    const peers = dhtRoutingTableSize(this.host)
-    const due =
-      peers > 0 &&
-      (this.publishedAtPeers === 0 || peers >= 2 * this.publishedAtPeers) &&
-      Date.now() - this.lastAttemptMs >= this.intervalMs
-    if (due) {
-      this.busy = true
-      this.lastAttemptMs = Date.now()
-      try {
-        await this.host.services.discovery.advertise(
-          {
-            capability: this.capability.backend,
-            adapterName: this.capability.adapterName,
-            maxBufferBytes: this.capability.maxBufferBytes,
-            gflops: this.capability.matmulGflops,
-          },
-          { signal: this.controller.signal },
-        )
-        this.publishedAtPeers = peers
-        log('advertised %s capability to a network of %d DHT peers', this.capability.backend, peers)
+        await step.close()
       } catch (error) {
-        if (!this.controller.signal.aborted)
-          log('advertising the capability failed, will retry: %s', (error as Error).message)
-      } finally {
-        this.busy = false
+        log.error('%s failed: %e', step.what, error)
       }
     }
-    this.schedule(this.intervalMs)
   }
 }
 
-/**
- * The composition root: a running node. Opens the data dir (identity, datastore, block store),
- * measures the backend, builds the libp2p host with the protocols, keeps bootstrap peers connected
- * and serves the control API.
- */
-export class Daemon {
+/** A running node; `Daemon.start` builds one from its config. */
+export class Daemon implements ApiNode {
   readonly paths: DataDirPaths
   readonly config: NodeConfig
   readonly host: NodeHost
@@ -345,9 +170,7 @@ export class Daemon {
   /** resolves once the daemon has stopped (after `stop()` or an API stop request) */
   readonly stopped: Promise<void>
 
-  private readonly datastore: LevelDatastore
-  private readonly bootstrapDialer: BootstrapDialer
-  private readonly advertiser: CapabilityAdvertiser
+  private readonly cleanups: CleanupStack
   private stopping: Promise<void> | undefined
   private readonly resolveStopped: () => void
 
@@ -361,9 +184,7 @@ export class Daemon {
     api: ApiServer
     tasks: TaskService
     startedAtMs: number
-    datastore: LevelDatastore
-    bootstrapDialer: BootstrapDialer
-    advertiser: CapabilityAdvertiser
+    cleanups: CleanupStack
   }) {
     this.paths = parts.paths
     this.config = parts.config
@@ -374,9 +195,7 @@ export class Daemon {
     this.api = parts.api
     this.tasks = parts.tasks
     this.startedAtMs = parts.startedAtMs
-    this.datastore = parts.datastore
-    this.bootstrapDialer = parts.bootstrapDialer
-    this.advertiser = parts.advertiser
+    this.cleanups = parts.cleanups
     let resolveStopped!: () => void
     this.stopped = new Promise<void>((resolve) => {
       resolveStopped = resolve
@@ -388,6 +207,10 @@ export class Daemon {
     return this.host.peerId
   }
 
+  get blocks(): BlockExchange {
+    return this.host.services.blocks
+  }
+
   /** Starts a node from its config. Everything it opened is closed again if a later step fails. */
   static async start(init: DaemonInit): Promise<Daemon> {
     const startedAtMs = Date.now()
@@ -397,15 +220,12 @@ export class Daemon {
     // a bad swarm key is the user's typo: refuse it before touching anything
     const swarmKey = config.swarmKeyFile != null ? await readSwarmKey(config.swarmKeyFile) : undefined
 
-    const cleanups: Array<() => Promise<void>> = []
-    const undo = async (): Promise<void> => {
-      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
-    }
+    const cleanups = new CleanupStack()
     try {
       // the datastore's lock makes this process the data dir's only owner; only then is it safe to
       // clean up after a crash and to create the identity and the token
       const datastore = await openDatastore(paths.datastore)
-      cleanups.push(() => datastore.close())
+      cleanups.push('closing the datastore', () => datastore.close())
       await removeStaleTemporaryFiles(paths.root)
       await removeStaleTemporaryFiles(paths.blocks)
       const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
@@ -462,7 +282,7 @@ export class Daemon {
       })
       const startedHost = host
       await startedHost.start()
-      cleanups.push(async () => startedHost.stop())
+      cleanups.push('stopping libp2p', () => startedHost.stop())
       log(
         'peer %s (%s identity) listening on %s',
         host.peerId,
@@ -477,16 +297,18 @@ export class Daemon {
       // losing the bootstrap node, or starting without --bootstrap, does not strand it
       void dialRememberedPeers(host)
 
-      const bootstrapDialer = new BootstrapDialer(
-        host,
-        config.bootstrap,
-        init.bootstrapRedialIntervalMs ?? 2000,
-      )
+      const bootstrapDialer = new BootstrapDialer(host, {
+        addresses: config.bootstrap,
+        redialIntervalMs: init.bootstrapRedialIntervalMs,
+      })
       bootstrapDialer.start()
-      cleanups.push(async () => bootstrapDialer.stop())
-      const advertiser = new CapabilityAdvertiser(host, capability, init.advertiseRetryMs ?? 2000)
+      cleanups.push('stopping the bootstrap dialer', () => bootstrapDialer.stop())
+      const advertiser = new CapabilityAdvertiser(
+        { discovery: host.services.discovery, routingTableSize: () => dhtRoutingTableSize(startedHost) },
+        { capability, retryMs: init.advertiseRetryMs },
+      )
       advertiser.start()
-      cleanups.push(async () => advertiser.stop())
+      cleanups.push('stopping the capability advertiser', () => advertiser.stop())
 
       const tasks = new TaskService({
         host,
@@ -496,7 +318,7 @@ export class Daemon {
         ...init.taskService,
       })
       await tasks.start()
-      cleanups.push(() => tasks.stop())
+      cleanups.push('stopping the task service', () => tasks.stop())
 
       let daemon: Daemon | undefined
       const api = await startApiServer({
@@ -506,14 +328,14 @@ export class Daemon {
         allowRemoteClients: config.allowRemoteApi,
         metrics,
         routes: [
-          ...apiRoutes(() => {
+          ...nodeApiRoutes(() => {
             if (daemon == null) throw new ApiError(503, 'the daemon is still starting')
             return daemon
           }),
           ...taskApiRoutes(() => tasks),
         ],
       })
-      cleanups.push(() => api.close())
+      cleanups.push('closing the API', () => api.close())
       daemon = new Daemon({
         paths,
         config,
@@ -524,16 +346,14 @@ export class Daemon {
         api,
         tasks,
         startedAtMs,
-        datastore,
-        bootstrapDialer,
-        advertiser,
+        cleanups,
       })
       const endpoint: ApiEndpointFile = { url: api.url, pid: process.pid, peerId: host.peerId.toString() }
       await writeFileAtomic(paths.apiEndpoint, `${JSON.stringify(endpoint)}\n`, 0o600)
       log('control API on %s', api.url)
       return daemon
     } catch (error) {
-      await undo()
+      await cleanups.unwind()
       throw error
     }
   }
@@ -563,177 +383,20 @@ export class Daemon {
     }
   }
 
-  /**
-   * Peers this node knows: with `capability`, the workers whose verified capability records the DHT
-   * returns for it; without, open connections and the DHT routing table too, each with its capability
-   * record when one was found. This node itself is not listed.
-   */
-  async peers(options: { capability?: Capability; signal?: AbortSignal } = {}): Promise<PeerEntry[]> {
-    const self = this.peerId.toString()
-    const signal = options.signal ?? AbortSignal.timeout(PEER_LOOKUP_TIMEOUT_MS)
-    const connected = new Set(this.host.getPeers().map((peer) => peer.toString()))
-    const entries = new Map<string, PeerEntry>()
-    const addressesOf = async (peerId: PeerId): Promise<string[]> => {
-      try {
-        const peer = await this.host.peerStore.get(peerId)
-        return peer.addresses.map((address) => address.multiaddr.toString())
-      } catch {
-        return []
-      }
-    }
-    const capabilities: Capability[] = options.capability != null ? [options.capability] : ['webgpu', 'cpu']
-    await Promise.all(
-      capabilities.map(async (capability) => {
-        try {
-          for await (const worker of this.host.services.discovery.findWorkers(capability, {
-            limit: FIND_WORKERS_LIMIT,
-            signal,
-          })) {
-            const key = worker.peerId.toString()
-            if (key === self) continue
-            const record = worker.record
-            entries.set(key, {
-              peerId: key,
-              addresses: record.addresses,
-              connected: connected.has(key),
-              source: 'capability-record',
-              capability: {
-                backend: record.capability,
-                adapterName: record.adapterName,
-                gflops: record.gflops,
-                maxBufferBytes: record.maxBufferBytes,
-              },
-            })
-          }
-        } catch (error) {
-          // a lookup cut short by its deadline still lists what it found
-          if (!signal.aborted) throw error
-        }
-      }),
-    )
-    if (options.capability == null) {
-      for (const peerId of this.host.getPeers()) {
-        const key = peerId.toString()
-        if (!entries.has(key)) {
-          entries.set(key, {
-            peerId: key,
-            addresses: await addressesOf(peerId),
-            connected: true,
-            source: 'connection',
-          })
-        }
-      }
-      for (const peerId of dhtRoutingTablePeers(this.host)) {
-        const key = peerId.toString()
-        if (!entries.has(key)) {
-          entries.set(key, {
-            peerId: key,
-            addresses: await addressesOf(peerId),
-            connected: connected.has(key),
-            source: 'dht',
-          })
-        }
-      }
-    }
-    return [...entries.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+  /** Peers this node knows (node/peers.ts); with `capability`, the workers that offer it. */
+  peers(options: { capability?: Capability; signal?: AbortSignal } = {}): Promise<PeerEntry[]> {
+    return listPeers(this.host, options)
   }
 
-  /** Stops everything and closes the data dir; safe to call more than once. */
+  /** Stops everything start-up opened, newest first, and closes the data dir; safe to call more than once. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       log('stopping')
-      await this.api.close().catch((error: unknown) => log.error('closing the API failed: %e', error))
-      this.bootstrapDialer.stop()
-      this.advertiser.stop()
-      await this.tasks
-        .stop()
-        .catch((error: unknown) => log.error('stopping the task service failed: %e', error))
-      try {
-        await this.host.stop()
-      } catch (error) {
-        log.error('stopping libp2p failed: %e', error)
-      }
-      await this.datastore
-        .close()
-        .catch((error: unknown) => log.error('closing the datastore failed: %e', error))
+      await this.cleanups.unwind()
       await rm(this.paths.apiEndpoint, { force: true })
       log('stopped')
       this.resolveStopped()
     })()
     return this.stopping
   }
-}
-
-interface RoutingTableView {
-  routingTable?: { size: number; kb?: { toIterable(): Iterable<{ peerId: PeerId }> } }
-}
-
-function dhtRoutingTableSize(host: NodeHost | undefined): number {
-  return (host?.services.dht as unknown as RoutingTableView | undefined)?.routingTable?.size ?? 0
-}
-
-function dhtRoutingTablePeers(host: NodeHost): PeerId[] {
-  const table = (host.services.dht as unknown as RoutingTableView).routingTable
-  if (table?.kb == null) return []
-  return [...table.kb.toIterable()].map((contact) => contact.peerId)
-}
-
-/** bounds on one `peers` request */
-const PEER_LOOKUP_TIMEOUT_MS = 20_000
-const FIND_WORKERS_LIMIT = 1_000
-
-function apiRoutes(daemonOf: () => Daemon): ApiRoute[] {
-  return [
-    { method: 'GET', path: '/v1/status', handle: async () => daemonOf().status() },
-    {
-      method: 'GET',
-      path: '/v1/peers',
-      handle: async ({ url, signal }) => {
-        const capability = url.searchParams.get('capability')
-        if (capability != null && capability !== 'webgpu' && capability !== 'cpu') {
-          throw new ApiError(400, `unknown capability "${capability}" (expected webgpu or cpu)`)
-        }
-        const lookup = AbortSignal.any([signal, AbortSignal.timeout(PEER_LOOKUP_TIMEOUT_MS)])
-        return { peers: await daemonOf().peers({ capability: capability ?? undefined, signal: lookup }) }
-      },
-    },
-    {
-      method: 'POST',
-      path: '/v1/blocks',
-      handle: async ({ body, signal }) => {
-        const data = (body as { data?: unknown } | undefined)?.data
-        if (typeof data !== 'string') throw new ApiError(400, 'expected {"data": "<base64>"}')
-        const cid = await daemonOf().host.services.blocks.put(Buffer.from(data, 'base64'), { signal })
-        return { cid: cid.toString() }
-      },
-    },
-    {
-      method: 'GET',
-      path: '/v1/blocks',
-      handle: async ({ url, signal }) => {
-        let cid: CID
-        try {
-          cid = CID.parse(url.searchParams.get('cid') ?? '')
-        } catch {
-          throw new ApiError(400, 'expected ?cid=<a CID>')
-        }
-        try {
-          const bytes = await daemonOf().host.services.blocks.get(cid, { signal })
-          return { cid: cid.toString(), data: Buffer.from(bytes).toString('base64') }
-        } catch (error) {
-          if (error instanceof BlockNotFoundError) throw new ApiError(404, `block ${cid} was not found`)
-          throw error
-        }
-      },
-    },
-    {
-      method: 'POST',
-      path: '/v1/stop',
-      handle: async () => {
-        // answer first, then stop: the client gets its reply before the API closes
-        setTimeout(() => void daemonOf().stop(), 50)
-        return { stopping: true }
-      },
-    },
-  ]
 }

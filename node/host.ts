@@ -4,7 +4,7 @@ import { gossipsub, StrictSign } from '@libp2p/gossipsub'
 import type { PeerScoreParams, PeerScoreThresholds } from '@libp2p/gossipsub/score'
 import type { Identify } from '@libp2p/identify'
 import { identify } from '@libp2p/identify'
-import type { PrivateKey, ServiceMap } from '@libp2p/interface'
+import type { PeerId, PrivateKey, ServiceMap } from '@libp2p/interface'
 import type { KadDHT, Selectors, Validators } from '@libp2p/kad-dht'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
@@ -21,6 +21,10 @@ import { shardnetTcp } from './tcp.js'
 
 /** The private DHT protocol: shardnet nodes never join (or pollute) the public IPFS DHT. */
 export const SHARDNET_DHT_PROTOCOL = '/shardnet/kad/1.0.0'
+/** Most simultaneous connections a node keeps when its config does not say. */
+export const MAX_CONNECTIONS_DEFAULT = 300
+/** How soon after start the DHT runs its first self-query when the host's init does not say. */
+export const DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT = 1000
 
 /** The services every shardnet host runs; protocol services are added on top by the daemon. */
 export interface CoreServices extends ServiceMap {
@@ -49,7 +53,7 @@ export interface HostInit<Extra extends ServiceMap = ServiceMap> {
   dhtSelectors?: Selectors
   /**
    * How soon after start the DHT runs its first self-query; queries wait for it.
-   * @default 1000
+   * @default DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT
    */
   dhtInitialQuerySelfIntervalMs?: number
   /** gossipsub score parameters (the topic parameters come from protocols/tasks) */
@@ -63,7 +67,7 @@ export interface HostInit<Extra extends ServiceMap = ServiceMap> {
   ipColocationPenalty?: boolean
   /**
    * most simultaneous connections
-   * @default 300
+   * @default MAX_CONNECTIONS_DEFAULT
    */
   maxConnections?: number
   /** protocol services from protocols/ (discovery, tasks, blocks...) */
@@ -121,7 +125,8 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
       peerInfoMapper: passthroughMapper,
       validators: init.dhtValidators ?? {},
       selectors: init.dhtSelectors ?? {},
-      initialQuerySelfInterval: init.dhtInitialQuerySelfIntervalMs ?? 1000,
+      initialQuerySelfInterval:
+        init.dhtInitialQuerySelfIntervalMs ?? DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT,
     }),
     pubsub: gossipsub({
       globalSignaturePolicy: StrictSign,
@@ -141,7 +146,7 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     streamMuxers: [yamux()],
     connectionProtector: init.swarmKey != null ? preSharedKey({ psk: init.swarmKey }) : undefined,
     connectionManager: {
-      maxConnections: init.maxConnections ?? 300,
+      maxConnections: init.maxConnections ?? MAX_CONNECTIONS_DEFAULT,
       // local processes (tests, a demo network, the simulator's real-node checks) are not throttled
       // by the per-IP inbound rate limit
       allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'],
@@ -153,4 +158,21 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
         : undefined,
     services,
   })
+}
+
+/** kad-dht's routing table, which its public interface does not expose. */
+interface RoutingTableView {
+  routingTable?: { size: number; kb?: { toIterable(): Iterable<{ peerId: PeerId }> } }
+}
+
+/** Peers in the host's DHT routing table (0 before the host exists). */
+export function dhtRoutingTableSize(host: Pick<ShardnetHost, 'services'> | undefined): number {
+  return (host?.services.dht as unknown as RoutingTableView | undefined)?.routingTable?.size ?? 0
+}
+
+/** The peers in the host's DHT routing table. */
+export function dhtRoutingTablePeers(host: Pick<ShardnetHost, 'services'>): PeerId[] {
+  const table = (host.services.dht as unknown as RoutingTableView).routingTable
+  if (table?.kb == null) return []
+  return [...table.kb.toIterable()].map((contact) => contact.peerId)
 }

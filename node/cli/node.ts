@@ -1,8 +1,9 @@
 import { resolve } from 'node:path'
 import { type Command, InvalidArgumentError, Option } from 'commander'
+import type { NodeStatus } from '../api/node-routes.js'
 import type { ConfigOverrides } from '../config.js'
-import type { NodeStatus, PeerEntry } from '../daemon.js'
 import { generateSwarmKey } from '../host.js'
+import type { PeerEntry } from '../peers.js'
 import { defaultDataDir } from '../store/data-dir.js'
 import { connectToDaemon } from './daemon-client.js'
 import {

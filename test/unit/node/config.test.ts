@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   ConfigError,
-  DEFAULT_LISTEN,
+  LISTEN_DEFAULT,
   parseConfigFile,
   readConfigFile,
   resolveNodeConfig,
@@ -17,7 +17,7 @@ const peer = '/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWMPmWnTSjFW9DwwgY37131AadmQHzr1
 describe('node config', () => {
   it('uses loopback-only defaults', () => {
     const config = resolveNodeConfig('/tmp/x', {}, {})
-    expect(config.listen).toEqual(DEFAULT_LISTEN)
+    expect(config.listen).toEqual(LISTEN_DEFAULT)
     expect(config.listen[0]).toContain('/ip4/127.0.0.1/')
     expect(config.apiHost).toBe('127.0.0.1')
     expect(config.allowRemoteApi).toBe(false)
