@@ -2,13 +2,15 @@
 // capability records in the DHT, and (without a capability filter) open connections and the DHT
 // routing table, each with its capability record when one was found.
 import type { PeerId } from '@libp2p/interface'
-import type { Capability, CapabilityDiscovery } from '../protocols/discovery/index.js'
+import {
+  type Capability,
+  type CapabilityDiscovery,
+  FIND_WORKERS_LIMIT_MAX,
+} from '../protocols/discovery/index.js'
 import { dhtRoutingTablePeers, type ShardnetHost } from './host.js'
 
 /** How long one peer listing may take when the caller gives no signal. */
 export const PEER_LOOKUP_TIMEOUT_MS = 20_000
-/** Most capability records read per capability in one listing. */
-const FIND_WORKERS_LIMIT = 1_000
 
 /** One peer as `shardnet node peers` lists it. */
 export interface PeerEntry {
@@ -56,7 +58,8 @@ export async function listPeers(
     capabilities.map(async (capability) => {
       try {
         for await (const worker of host.services.discovery.findWorkers(capability, {
-          limit: FIND_WORKERS_LIMIT,
+          // every record the DHT holds, up to the most one lookup may read
+          limit: FIND_WORKERS_LIMIT_MAX,
           signal,
         })) {
           const key = worker.peerId.toString()

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import pc from 'picocolors'
 import type { TaskView } from '../tasks/coordinator.js'
-import { type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
+import { DEMO_INFER_REPLICAS_DEFAULT, type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
 import { connectToDaemon } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { type StartedDaemon, startInBackground, stopDaemon } from './node-lifecycle.js'
@@ -118,7 +118,6 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
       learningRate: options.learningRate,
       outerEvery: options.outerEvery,
       seed: options.seed,
-      deadlineMs: 60_000,
     })
     say(`task ${submitted.id}`)
     const final = await watchTask(client, submitted.id, { quiet: options.quiet, timeoutMs: 15 * 60_000 })
@@ -138,7 +137,7 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
           modelDir: copied.outDirectory,
           folder: root,
           copyTo: copied.outDirectory,
-          replicas: Math.min(3, options.nodes - 1),
+          replicas: Math.min(DEMO_INFER_REPLICAS_DEFAULT, options.nodes - 1),
         },
         say,
       )

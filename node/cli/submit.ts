@@ -3,7 +3,24 @@
 // task id; `--watch` then follows it to the end.
 import { resolve } from 'node:path'
 import { type Command, Option } from 'commander'
-import { AGGREGATES, BACKENDS, COMPRESSIONS, MODELS } from '../../protocols/tasks/spec.js'
+import {
+  AGGREGATE_DEFAULT,
+  AGGREGATES,
+  BACKENDS,
+  BATCH_SIZE_DEFAULT,
+  COMPRESSION_DEFAULT,
+  COMPRESSIONS,
+  HIDDEN_SIZES_DEFAULT,
+  INFER_SHARDS_DEFAULT,
+  LEARNING_RATE_DEFAULT,
+  MODELS,
+  OUTER_EVERY_DEFAULT,
+  REPLACE_AFTER_MS_DEFAULT,
+  REPLICAS_DEFAULT,
+  REQUIREMENTS_DEFAULT,
+  SEED_DEFAULT,
+  STAFFING_DEADLINE_MS_DEFAULT,
+} from '../../protocols/tasks/spec.js'
 import { defaultDataDir } from '../store/data-dir.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { connectToDaemon } from './daemon-client.js'
@@ -19,6 +36,11 @@ export function parseDuration(flag: string, text: string): number {
   const unit = match[2] ?? 's'
   const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit] ?? 1000
   return Math.round(value * scale)
+}
+
+/** A duration in milliseconds as a flag default parseDuration reads back ("60s"). */
+function seconds(ms: number): string {
+  return `${ms / 1000}s`
 }
 
 export function dataDirOption(): Option {
@@ -93,39 +115,57 @@ export function register(program: Command): void {
     )
     .option('--group-size <k>', 'members per group (odd: a Raft group needs a clear majority)', '3')
     .option('--steps <n>', 'inner training steps', '600')
-    .option('--batch <n>', 'micro-batch size of each member', '64')
-    .option('--lr <rate>', 'Adam learning rate', '0.001')
-    .option('--seed <n>', 'seed for init, shards and micro-batches', '1')
-    .option('--hidden <sizes>', 'hidden layer widths, comma separated', '256')
+    .option('--batch <n>', 'micro-batch size of each member', String(BATCH_SIZE_DEFAULT))
+    .option('--lr <rate>', 'Adam learning rate', String(LEARNING_RATE_DEFAULT))
+    .option('--seed <n>', 'seed for init, shards and micro-batches', String(SEED_DEFAULT))
+    .option('--hidden <sizes>', 'hidden layer widths, comma separated', HIDDEN_SIZES_DEFAULT.join(','))
     .addOption(
       new Option('--aggregate <rule>', 'how a group combines its members’ gradients')
         .choices(AGGREGATES)
-        .default('mean'),
+        .default(AGGREGATE_DEFAULT),
     )
-    .option('--outer-every <h>', 'average the groups every H steps (0: only at the end)', '0')
+    .option(
+      '--outer-every <h>',
+      'average the groups every H steps (0: only at the end)',
+      String(OUTER_EVERY_DEFAULT),
+    )
     .addOption(
       new Option(
         '--compress <kind>',
         'gradient and update compression (int8: block-wise int8 with error feedback, both ways)',
       )
         .choices(COMPRESSIONS)
-        .default('none'),
+        .default(COMPRESSION_DEFAULT),
     )
     .option(
       '--data <file>',
       'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; the last 20% are the test set (default: MNIST from the mnist package)',
     )
-    .option('--deadline <duration>', 'how long to wait for enough workers (e.g. 60s, 5m)', '60s')
+    .option(
+      '--deadline <duration>',
+      'how long to wait for enough workers (e.g. 60s, 5m)',
+      seconds(STAFFING_DEADLINE_MS_DEFAULT),
+    )
     .option(
       '--replace-after <duration>',
       'how long a group that lost its majority waits for its members before new workers replace them (0: never)',
-      '60s',
+      seconds(REPLACE_AFTER_MS_DEFAULT),
     )
     .addOption(
-      new Option('--backend <kind>', 'the backend workers must have').choices(BACKENDS).default('any'),
+      new Option('--backend <kind>', 'the backend workers must have')
+        .choices(BACKENDS)
+        .default(REQUIREMENTS_DEFAULT.backend),
     )
-    .option('--min-memory <bytes>', 'the device memory (bytes) a worker must have', '0')
-    .option('--min-gflops <n>', 'the measured GFLOP/s a worker must reach', '0')
+    .option(
+      '--min-memory <bytes>',
+      'the device memory (bytes) a worker must have',
+      String(REQUIREMENTS_DEFAULT.minMemoryBytes),
+    )
+    .option(
+      '--min-gflops <n>',
+      'the measured GFLOP/s a worker must reach',
+      String(REQUIREMENTS_DEFAULT.minGflops),
+    )
     .option('--watch', 'follow the task until it ends (progress on stderr)')
     .option('--json', 'machine-readable output on stdout')
     .action(async (model: string, flags: TrainFlags) => {
@@ -166,9 +206,13 @@ export function register(program: Command): void {
       '--input <file>',
       'inputs: JSON {"inputs": [[784 pixels in 0..1], ...]} ("images" or a bare array of rows also work)',
     )
-    .option('--replicas <r>', 'peers that run each shard (a majority must agree)', '2')
-    .option('--shards <n>', 'pieces the input is split into', '2')
-    .option('--deadline <duration>', 'how long to wait for enough workers', '60s')
+    .option('--replicas <r>', 'peers that run each shard (a majority must agree)', String(REPLICAS_DEFAULT))
+    .option('--shards <n>', 'pieces the input is split into', String(INFER_SHARDS_DEFAULT))
+    .option(
+      '--deadline <duration>',
+      'how long to wait for enough workers',
+      seconds(STAFFING_DEADLINE_MS_DEFAULT),
+    )
     .option('--watch', 'follow the task until it ends')
     .option('--json', 'machine-readable output on stdout')
     .action(

@@ -62,8 +62,10 @@ export async function fetchTask(client: DaemonClient, id: string): Promise<TaskV
   return client.get<TaskView>(`/v1/task?id=${encodeURIComponent(id)}`)
 }
 
+export const WATCH_INTERVAL_MS_DEFAULT = 500
+
 export interface WatchOptions {
-  /** @default 500 */
+  /** how often the task is fetched. @default WATCH_INTERVAL_MS_DEFAULT */
   intervalMs?: number
   /** print nothing (the caller prints the end result) */
   quiet?: boolean
@@ -148,7 +150,7 @@ export async function watchTask(
           `task ${task.id} is still ${task.state} after ${Math.round((options.timeoutMs ?? 0) / 1000)} s; follow it with \`shardnet task ${task.id} --watch\``,
         )
       }
-      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 500))
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? WATCH_INTERVAL_MS_DEFAULT))
     }
   } finally {
     multi?.stop()

@@ -82,20 +82,24 @@ export function timePlainMatmul(size: number, repeats: number): MatmulTiming {
   return { size, seconds: best, gflops: gflopsOf(size, best) }
 }
 
+/** The plain probe's matmul size: 128 takes a few milliseconds, so start-up stays fast. */
+export const PLAIN_PROBE_SIZE_DEFAULT = 128
+/** The backend probe's matmul size. */
+export const BACKEND_PROBE_SIZE_DEFAULT = 256
+/** Timed matmuls per measurement (after one warm-up). */
+export const PROBE_REPEATS_DEFAULT = 3
+
 export interface PlainCpuProbeInit {
-  /**
-   * matmul size; 128 takes a few milliseconds, so start-up stays fast
-   * @default 128
-   */
+  /** matmul size. @default PLAIN_PROBE_SIZE_DEFAULT */
   size?: number
-  /** @default 3 */
+  /** @default PROBE_REPEATS_DEFAULT */
   repeats?: number
 }
 
 /** The cpu capability of a node measured with a plain TypeScript matmul (no kernels loaded). */
 export function plainCpuProbe(init: PlainCpuProbeInit = {}): CapabilityProbe {
-  const size = init.size ?? 128
-  const repeats = init.repeats ?? 3
+  const size = init.size ?? PLAIN_PROBE_SIZE_DEFAULT
+  const repeats = init.repeats ?? PROBE_REPEATS_DEFAULT
   return {
     async measure() {
       const timing = timePlainMatmul(size, repeats)
@@ -115,9 +119,9 @@ export function plainCpuProbe(init: PlainCpuProbeInit = {}): CapabilityProbe {
 export interface BackendProbeInit {
   /** opens the backend to measure, e.g. `() => createBackend({ prefer: 'webgpu' })` from kernels/ */
   openBackend: () => Promise<Backend>
-  /** @default 256 */
+  /** @default BACKEND_PROBE_SIZE_DEFAULT */
   size?: number
-  /** @default 3 */
+  /** @default PROBE_REPEATS_DEFAULT */
   repeats?: number
   /**
    * keep the backend open after measuring (the executor reuses it) instead of destroying it
@@ -132,8 +136,8 @@ export interface BackendProbeInit {
  * This is how a node measures a real WebGPU adapter; it needs only `openBackend`.
  */
 export function backendProbe(init: BackendProbeInit): CapabilityProbe {
-  const size = init.size ?? 256
-  const repeats = init.repeats ?? 3
+  const size = init.size ?? BACKEND_PROBE_SIZE_DEFAULT
+  const repeats = init.repeats ?? PROBE_REPEATS_DEFAULT
   return {
     async measure() {
       const backend = await init.openBackend()

@@ -3,11 +3,11 @@
 // progress through callbacks; they know nothing of flags or terminals (the CLI does that).
 import { logger } from '@libp2p/logger'
 import type { Backend, BackendKind } from '../../kernels/backend.js'
-import { loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { assertSeed, SEED_MAX } from '../../kernels/data/random.js'
+import { CLASS_COUNT, loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { assertSeed } from '../../kernels/data/random.js'
 import { epochOrder } from '../../kernels/data/sharding.js'
 import { createBackend } from '../../kernels/index.js'
-import { MAX_LAYER_WIDTH, Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { AdamWOptimizer } from '../../kernels/models/optimizer.js'
 import {
   type EvaluationResult,
@@ -16,6 +16,16 @@ import {
   learningRateAt,
   trainEpoch,
 } from '../../kernels/models/training.js'
+import {
+  BATCH_SIZE_MAX,
+  HIDDEN_LAYERS_MAX,
+  HIDDEN_SIZES_DEFAULT,
+  LAYER_WIDTH_MAX,
+  LEARNING_RATE_DEFAULT,
+  LEARNING_RATE_MAX,
+  SEED_DEFAULT,
+  SEED_MAX,
+} from '../../protocols/tasks/spec.js'
 import { assertWritableModelDirectory, loadModel, type ModelManifest, saveModel } from './model-files.js'
 
 const log = logger('shardnet:executor:local-training')
@@ -24,7 +34,7 @@ export type BackendChoice = BackendKind | 'auto'
 
 /** The models `train --local` knows. */
 export const MODELS = {
-  'mnist-mlp': { dataset: 'mnist', inputSize: PIXEL_COUNT, outputSize: 10 },
+  'mnist-mlp': { dataset: 'mnist', inputSize: PIXEL_COUNT, outputSize: CLASS_COUNT },
 } as const
 
 export type ModelName = keyof typeof MODELS
@@ -37,22 +47,22 @@ export type ModelName = keyof typeof MODELS
  */
 export const TRAINING_DEFAULTS = {
   model: 'mnist-mlp' as ModelName,
-  hiddenSizes: [256] as readonly number[],
+  hiddenSizes: HIDDEN_SIZES_DEFAULT,
   epochs: 20,
   batchSize: 64,
-  learningRate: 1e-3,
+  learningRate: LEARNING_RATE_DEFAULT,
   schedule: 'constant' as LearningRateSchedule,
   weightDecay: 0,
-  seed: 1,
+  seed: SEED_DEFAULT,
   backend: 'auto' as BackendChoice,
 }
 
 export const LIMITS = {
   epochsMax: 10_000,
-  batchSizeMax: 8192,
-  learningRateMax: 10,
-  hiddenLayersMax: 8,
-  layerWidthMax: MAX_LAYER_WIDTH,
+  batchSizeMax: BATCH_SIZE_MAX,
+  learningRateMax: LEARNING_RATE_MAX,
+  hiddenLayersMax: HIDDEN_LAYERS_MAX,
+  layerWidthMax: LAYER_WIDTH_MAX,
   seedMax: SEED_MAX,
 }
 

@@ -29,6 +29,9 @@ export class UnsupportedCidError extends Error {
   }
 }
 
+/** Unflushed bytes a block writer lets build up before it flushes them (1 MiB). */
+export const WRITER_SYNC_BYTES_DEFAULT = 1024 * 1024
+
 export interface FileBlockStoreInit {
   /** folder holding one file per block */
   folder: string
@@ -40,7 +43,7 @@ export interface FileBlockStoreInit {
   /**
    * A writer() flushes what it has written to disk (fdatasync, beside the transfer) whenever this many
    * bytes are unflushed, so that commit's own fsync has little left to do.
-   * @default 1_048_576
+   * @default WRITER_SYNC_BYTES_DEFAULT
    */
   writerSyncBytes?: number
 }
@@ -70,7 +73,7 @@ export class FileBlockStore implements BlockStore {
   constructor(init: FileBlockStoreInit) {
     this.folder = init.folder
     this.blockBytesMax = init.blockBytesMax ?? BLOCK_BYTES_MAX
-    this.writerSyncBytes = init.writerSyncBytes ?? 1024 * 1024
+    this.writerSyncBytes = init.writerSyncBytes ?? WRITER_SYNC_BYTES_DEFAULT
     if (this.writerSyncBytes < 1) throw new RangeError('writerSyncBytes must be at least 1')
   }
 

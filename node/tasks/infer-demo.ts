@@ -29,6 +29,13 @@ export interface DemoInference {
   predictionsPath?: string
 }
 
+/** MNIST test images the demo sends through the trained model. */
+export const DEMO_INFER_ROWS_DEFAULT = 500
+export const DEMO_INFER_REPLICAS_DEFAULT = 3
+export const DEMO_INFER_SHARDS_DEFAULT = 4
+/** How long the demo waits for its inference task. */
+export const DEMO_INFER_TIMEOUT_MS_DEFAULT = 5 * 60_000
+
 export interface DemoInferenceClient {
   get<T>(path: string): Promise<T>
   post<T>(path: string, body?: unknown): Promise<T>
@@ -41,15 +48,19 @@ export async function runDemoInference(
     folder: string
     /** where predictions.json is copied (the daemons' data dirs may be deleted) */
     copyTo?: string
+    /** @default DEMO_INFER_ROWS_DEFAULT */
     rows?: number
+    /** @default DEMO_INFER_REPLICAS_DEFAULT */
     replicas?: number
+    /** @default DEMO_INFER_SHARDS_DEFAULT */
     shards?: number
+    /** @default DEMO_INFER_TIMEOUT_MS_DEFAULT */
     timeoutMs?: number
   },
   say: (line: string) => void,
 ): Promise<DemoInference> {
   const { test } = await loadMnist()
-  const count = Math.min(options.rows ?? 500, test.count)
+  const count = Math.min(options.rows ?? DEMO_INFER_ROWS_DEFAULT, test.count)
   // evenly spaced over the test split (it is ordered by class)
   const stride = Math.floor(test.count / count)
   const inputs = Array.from({ length: count }, (_, r) =>
@@ -57,8 +68,8 @@ export async function runDemoInference(
   )
   const inputFile = join(options.folder, 'demo-inputs.json')
   await writeFile(inputFile, JSON.stringify({ inputs }))
-  const replicas = options.replicas ?? 3
-  const shards = options.shards ?? 4
+  const replicas = options.replicas ?? DEMO_INFER_REPLICAS_DEFAULT
+  const shards = options.shards ?? DEMO_INFER_SHARDS_DEFAULT
   const started = Date.now()
   say(`submitting inference: ${count} MNIST test images in ${shards} shards, ${replicas} replicas each`)
   const submitted = await client.post<TaskView>('/v1/tasks', {
@@ -67,9 +78,8 @@ export async function runDemoInference(
     inputFile,
     replicas,
     shards,
-    deadlineMs: 60_000,
   })
-  const deadline = Date.now() + (options.timeoutMs ?? 5 * 60_000)
+  const deadline = Date.now() + (options.timeoutMs ?? DEMO_INFER_TIMEOUT_MS_DEFAULT)
   let task = submitted
   while (task.state === 'running' || task.state === 'staffing') {
     if (Date.now() > deadline)

@@ -190,16 +190,21 @@ type WorkerReply =
   | { op: 'finished'; id: number; digest: Uint8Array; block: ArrayBuffer; fileError?: string }
   | { op: 'failed'; id: number; message: string }
 
+/** Size of each buffer that carries bytes to the hash worker. */
+export const HASH_BUFFER_BYTES_DEFAULT = 1024 * 1024
+/** Transfer buffers kept for reuse once handed back. */
+export const POOLED_BUFFERS_MAX_DEFAULT = 16
+
 export interface HashWorkerInit {
   /**
    * Size of each buffer that carries bytes to the worker.
-   * @default 1_048_576
+   * @default HASH_BUFFER_BYTES_DEFAULT
    */
   bufferBytes?: number
   /**
    * Transfer buffers kept for reuse once handed back; more are allocated while the worker (or a sink) is
    * behind, and dropped when they come back to a full pool.
-   * @default 16
+   * @default POOLED_BUFFERS_MAX_DEFAULT
    */
   pooledBuffersMax?: number
 }
@@ -222,8 +227,8 @@ export class HashWorker {
   private readonly jobs = new Map<number, Job>()
 
   constructor(init: HashWorkerInit = {}) {
-    this.bufferBytes = init.bufferBytes ?? 1024 * 1024
-    this.pooledBuffersMax = init.pooledBuffersMax ?? 16
+    this.bufferBytes = init.bufferBytes ?? HASH_BUFFER_BYTES_DEFAULT
+    this.pooledBuffersMax = init.pooledBuffersMax ?? POOLED_BUFFERS_MAX_DEFAULT
     if (this.bufferBytes < 1) throw new RangeError('bufferBytes must be at least 1')
   }
 

@@ -70,6 +70,19 @@ export const BLOCK_REJECT_REASONS = [
 ] as const
 export type BlockRejectReason = (typeof BLOCK_REJECT_REASONS)[number]
 
+/** Deadline for serving one request (reading it, sending the whole block). */
+export const SERVE_TIMEOUT_MS_DEFAULT = 120_000
+/** Deadline for fetching one block from one peer. */
+export const FETCH_TIMEOUT_MS_DEFAULT = 120_000
+/** Deadline for finding a block's providers in the DHT. */
+export const FIND_PROVIDERS_TIMEOUT_MS_DEFAULT = 30_000
+/** Providers tried per get() before giving up. */
+export const PROVIDERS_MAX_DEFAULT = 8
+/** Blocks at least this large are assembled and verified on a worker thread. */
+export const HASH_IN_WORKER_BYTES_MIN_DEFAULT = 4 * 1024 * 1024
+/** Concurrent block streams per connection, each way. */
+export const BLOCK_STREAMS_MAX_DEFAULT = 8
+
 export interface BlockExchangeInit {
   /**
    * Where blocks live.
@@ -93,22 +106,22 @@ export interface BlockExchangeInit {
   blockBytesMax?: number
   /**
    * Deadline for serving one request (reading it, sending the whole block), in ms.
-   * @default 120_000
+   * @default SERVE_TIMEOUT_MS_DEFAULT
    */
   serveTimeoutMs?: number
   /**
    * Deadline for fetching one block from one peer, in ms.
-   * @default 120_000
+   * @default FETCH_TIMEOUT_MS_DEFAULT
    */
   fetchTimeoutMs?: number
   /**
    * Deadline for finding providers in the DHT, in ms.
-   * @default 30_000
+   * @default FIND_PROVIDERS_TIMEOUT_MS_DEFAULT
    */
   findProvidersTimeoutMs?: number
   /**
    * Providers tried per get() before giving up.
-   * @default 8
+   * @default PROVIDERS_MAX_DEFAULT
    */
   providersMax?: number
   /**
@@ -119,17 +132,17 @@ export interface BlockExchangeInit {
   /**
    * Blocks at least this large are assembled and verified on a worker thread, beside the network work (see
    * hasher.ts); smaller ones inline. `Infinity` keeps all of it on the event loop.
-   * @default 4_194_304 (4 MiB)
+   * @default HASH_IN_WORKER_BYTES_MIN_DEFAULT
    */
   hashInWorkerBytesMin?: number
   /**
    * Concurrent inbound block streams per connection.
-   * @default 8
+   * @default BLOCK_STREAMS_MAX_DEFAULT
    */
   maxInboundStreams?: number
   /**
    * Concurrent outbound block streams per connection.
-   * @default 8
+   * @default BLOCK_STREAMS_MAX_DEFAULT
    */
   maxOutboundStreams?: number
 }
@@ -297,14 +310,14 @@ class DefaultBlockExchange implements BlockExchange {
     this.protocol = init.protocol ?? BLOCKS_PROTOCOL
     this.chunkBytes = Math.min(init.chunkBytes ?? BLOCK_CHUNK_BYTES_MAX, BLOCK_CHUNK_BYTES_MAX)
     this.blockBytesMax = Math.min(init.blockBytesMax ?? BLOCK_BYTES_MAX, BLOCK_BYTES_MAX)
-    this.serveTimeoutMs = init.serveTimeoutMs ?? 120_000
-    this.fetchTimeoutMs = init.fetchTimeoutMs ?? 120_000
-    this.findProvidersTimeoutMs = init.findProvidersTimeoutMs ?? 30_000
-    this.providersMax = init.providersMax ?? 8
+    this.serveTimeoutMs = init.serveTimeoutMs ?? SERVE_TIMEOUT_MS_DEFAULT
+    this.fetchTimeoutMs = init.fetchTimeoutMs ?? FETCH_TIMEOUT_MS_DEFAULT
+    this.findProvidersTimeoutMs = init.findProvidersTimeoutMs ?? FIND_PROVIDERS_TIMEOUT_MS_DEFAULT
+    this.providersMax = init.providersMax ?? PROVIDERS_MAX_DEFAULT
     this.provideOnPut = init.provideOnPut ?? true
-    this.maxInboundStreams = init.maxInboundStreams ?? 8
-    this.maxOutboundStreams = init.maxOutboundStreams ?? 8
-    this.hashInWorkerBytesMin = init.hashInWorkerBytesMin ?? 4 * 1024 * 1024
+    this.maxInboundStreams = init.maxInboundStreams ?? BLOCK_STREAMS_MAX_DEFAULT
+    this.maxOutboundStreams = init.maxOutboundStreams ?? BLOCK_STREAMS_MAX_DEFAULT
+    this.hashInWorkerBytesMin = init.hashInWorkerBytesMin ?? HASH_IN_WORKER_BYTES_MIN_DEFAULT
     if (this.chunkBytes < 1) throw new RangeError('chunkBytes must be at least 1')
     const rejected = Object.fromEntries(
       BLOCK_REJECT_REASONS.map((r) => [r, 0]),

@@ -64,10 +64,13 @@ export class BlockStoreFullError extends Error {
   override name = 'BlockStoreFullError'
 }
 
+/** Bytes an in-memory block store holds at most (1 GiB). */
+export const MEMORY_STORE_BYTES_MAX_DEFAULT = 1024 ** 3
+
 export interface MemoryBlockStoreInit {
   /**
    * Total bytes held at most.
-   * @default 1 GiB
+   * @default MEMORY_STORE_BYTES_MAX_DEFAULT
    */
   bytesMax?: number
 }
@@ -79,7 +82,7 @@ export class MemoryBlockStore implements BlockStore {
   private bytes = 0
 
   constructor(init: MemoryBlockStoreInit = {}) {
-    this.bytesMax = init.bytesMax ?? 1024 ** 3
+    this.bytesMax = init.bytesMax ?? MEMORY_STORE_BYTES_MAX_DEFAULT
   }
 
   private key(cid: CID): string {

@@ -61,37 +61,50 @@ import {
 
 export * from './record.js'
 
+/** How often the record is re-signed and re-published, and the capability CID re-provided (10 minutes). */
+export const REFRESH_INTERVAL_MS_DEFAULT = 600_000
+/** How long a published record stays valid (30 minutes): longer than a refresh, so it never lapses. */
+export const RECORD_TTL_MS_DEFAULT = 1_800_000
+/** Deadline for one publication (the record's DHT put and the capability CID's provide). */
+export const PUBLISH_TIMEOUT_MS_DEFAULT = 60_000
+/** Deadline for fetching one provider's record during findWorkers. */
+export const RECORD_FETCH_TIMEOUT_MS_DEFAULT = 10_000
+/** Provider records findWorkers fetches at once. */
+export const RECORD_FETCH_CONCURRENCY_DEFAULT = 8
+/** Workers one findWorkers call yields when the caller does not say. */
+export const FIND_WORKERS_LIMIT_DEFAULT = 20
+
 export interface CapabilityDiscoveryInit {
   /**
    * How often the record is re-signed (new seq, new expiry) and re-published, and the capability CID
    * re-provided, in ms.
-   * @default 600_000 (10 minutes)
+   * @default REFRESH_INTERVAL_MS_DEFAULT
    */
   refreshIntervalMs?: number
   /**
    * How long a published record stays valid, in ms. Must exceed refreshIntervalMs so a live worker's
    * record never lapses.
-   * @default 1_800_000 (30 minutes)
+   * @default RECORD_TTL_MS_DEFAULT
    */
   recordTtlMs?: number
   /**
    * Deadline for one publication (DHT put of the record and provide of the capability CID), in ms.
-   * @default 60_000
+   * @default PUBLISH_TIMEOUT_MS_DEFAULT
    */
   publishTimeoutMs?: number
   /**
    * Deadline for fetching one provider's record during findWorkers, in ms.
-   * @default 10_000
+   * @default RECORD_FETCH_TIMEOUT_MS_DEFAULT
    */
   recordFetchTimeoutMs?: number
   /**
    * How many provider records findWorkers fetches at once.
-   * @default 8
+   * @default RECORD_FETCH_CONCURRENCY_DEFAULT
    */
   recordFetchConcurrency?: number
   /**
    * Default and largest number of workers one findWorkers call yields.
-   * @default 20 (default) and 1_000 (largest)
+   * @default FIND_WORKERS_LIMIT_DEFAULT (at most FIND_WORKERS_LIMIT_MAX)
    */
   findWorkersLimit?: number
   /**
@@ -166,7 +179,8 @@ export class UnknownCapabilityError extends Error {
   override name = 'UnknownCapabilityError'
 }
 
-const FIND_WORKERS_LIMIT_MAX = 1_000
+/** Most workers one findWorkers call yields, whatever the caller asks. */
+export const FIND_WORKERS_LIMIT_MAX = 1_000
 
 /** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
 function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
@@ -209,12 +223,15 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
   constructor(components: CapabilityDiscoveryComponents, init: CapabilityDiscoveryInit = {}) {
     this.components = components
     this.log = components.logger.forComponent('shardnet:discovery')
-    this.refreshIntervalMs = init.refreshIntervalMs ?? 600_000
-    this.recordTtlMs = init.recordTtlMs ?? 1_800_000
-    this.publishTimeoutMs = init.publishTimeoutMs ?? 60_000
-    this.recordFetchTimeoutMs = init.recordFetchTimeoutMs ?? 10_000
-    this.recordFetchConcurrency = init.recordFetchConcurrency ?? 8
-    this.findWorkersLimit = Math.min(init.findWorkersLimit ?? 20, FIND_WORKERS_LIMIT_MAX)
+    this.refreshIntervalMs = init.refreshIntervalMs ?? REFRESH_INTERVAL_MS_DEFAULT
+    this.recordTtlMs = init.recordTtlMs ?? RECORD_TTL_MS_DEFAULT
+    this.publishTimeoutMs = init.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS_DEFAULT
+    this.recordFetchTimeoutMs = init.recordFetchTimeoutMs ?? RECORD_FETCH_TIMEOUT_MS_DEFAULT
+    this.recordFetchConcurrency = init.recordFetchConcurrency ?? RECORD_FETCH_CONCURRENCY_DEFAULT
+    this.findWorkersLimit = Math.min(
+      init.findWorkersLimit ?? FIND_WORKERS_LIMIT_DEFAULT,
+      FIND_WORKERS_LIMIT_MAX,
+    )
     this.now = init.now ?? Date.now
     if (this.recordTtlMs <= this.refreshIntervalMs) {
       throw new RangeError('recordTtlMs must exceed refreshIntervalMs, or live records would lapse')

@@ -17,7 +17,13 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
 import { ClaimRequest, ClaimResponse } from '../wire/claims.js'
-import { cidFromBytes, GROUP_SIZE_MAX, GROUPS_MAX, peerIdFromBytes } from '../wire/validation/index.js'
+import {
+  cidFromBytes,
+  GFLOPS_MAX,
+  GROUP_SIZE_MAX,
+  GROUPS_MAX,
+  peerIdFromBytes,
+} from '../wire/validation/index.js'
 
 import type { TerminalState } from './lifecycle.js'
 
@@ -26,6 +32,10 @@ export { ClaimRequest, ClaimResponse }
 export const CLAIM_PROTOCOL = '/shardnet/claim/1.0.0'
 export const CLAIM_FRAME_BYTES_MAX = 64 * 1024
 export const REASON_LENGTH_MAX = 1024
+/** How long one request (dial, write, answer) may take. */
+export const CLAIM_TIMEOUT_MS_DEFAULT = 15_000
+/** Claim streams open at once, each way. */
+export const CLAIM_STREAMS_MAX_DEFAULT = 64
 export const CLAIM_REJECT_REASONS = [
   'oversized',
   'malformed',
@@ -55,11 +65,11 @@ export type ClaimHandler = (from: PeerId, request: ClaimRequest) => Promise<Clai
 export interface ClaimsProtocolInit {
   host: ClaimsHost
   handler: ClaimHandler
-  /** @default 15_000 */
+  /** @default CLAIM_TIMEOUT_MS_DEFAULT */
   timeoutMs?: number
-  /** @default 64 */
+  /** @default CLAIM_STREAMS_MAX_DEFAULT */
   maxInboundStreams?: number
-  /** @default 64 */
+  /** @default CLAIM_STREAMS_MAX_DEFAULT */
   maxOutboundStreams?: number
 }
 
@@ -122,7 +132,7 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     const cap = c.capability
     if (cap === undefined) return 'claim.capability'
     if (cap.backend !== 'webgpu' && cap.backend !== 'cpu') return 'claim.capability.backend'
-    if (!(Number.isFinite(cap.gflops) && cap.gflops >= 0 && cap.gflops <= 1e7))
+    if (!(Number.isFinite(cap.gflops) && cap.gflops >= 0 && cap.gflops <= GFLOPS_MAX))
       return 'claim.capability.gflops'
     if (!Number.isSafeInteger(cap.maxBufferBytes) || cap.maxBufferBytes < 0)
       return 'claim.capability.maxBufferBytes'
@@ -172,13 +182,13 @@ export class ClaimsProtocol {
 
   constructor(init: ClaimsProtocolInit) {
     this.init = init
-    this.timeoutMs = init.timeoutMs ?? 15_000
+    this.timeoutMs = init.timeoutMs ?? CLAIM_TIMEOUT_MS_DEFAULT
   }
 
   async start(): Promise<void> {
     await this.init.host.handle(CLAIM_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
-      maxInboundStreams: this.init.maxInboundStreams ?? 64,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? 64,
+      maxInboundStreams: this.init.maxInboundStreams ?? CLAIM_STREAMS_MAX_DEFAULT,
+      maxOutboundStreams: this.init.maxOutboundStreams ?? CLAIM_STREAMS_MAX_DEFAULT,
     })
   }
 

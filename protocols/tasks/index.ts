@@ -56,6 +56,7 @@ import {
   TASK_ANNOUNCEMENT_BYTES_MAX,
   validateTaskAnnouncement,
 } from '../wire/validation/index.js'
+import { type BackendRequirement, REQUIREMENTS_DEFAULT, type Requirements, type TaskKind } from './spec.js'
 
 export const TASKS_TOPIC = 'shardnet/tasks/1'
 
@@ -63,6 +64,12 @@ export const TASKS_TOPIC = 'shardnet/tasks/1'
 export const REANNOUNCE_INTERVAL_MIN_MS = 5_000
 /** How often a submitter announces a task that is still looking for workers again. */
 export const REANNOUNCE_MS_DEFAULT = 10_000
+/** (submitter, nonce) pairs and task CIDs remembered for replay detection. */
+export const SEEN_CAPACITY_DEFAULT = 10_000
+/** Lifetime of an announcement whose caller gives none. */
+export const ANNOUNCEMENT_TTL_MS_DEFAULT = 3_600_000
+/** Received announcements an announcements() iterator buffers before dropping the oldest. */
+export const ITERATOR_BUFFER_MAX_DEFAULT = 1_000
 export { TASK_ANNOUNCEMENT_BYTES_MAX }
 
 export const TASK_GOSSIP_REJECT_REASONS = [
@@ -73,14 +80,13 @@ export const TASK_GOSSIP_REJECT_REASONS = [
 ] as const
 export type TaskGossipRejectReason = (typeof TASK_GOSSIP_REJECT_REASONS)[number]
 
-export type TaskKind = 'train' | 'infer'
-export type RequiredBackend = 'any' | 'webgpu' | 'cpu'
+export type { TaskKind }
 
 /** An announcement in the shapes callers use (the wire form is TaskAnnouncement from protocols/wire). */
 export interface Announcement {
   taskCid: CID
   kind: TaskKind
-  requirements: { backend: RequiredBackend; minMemoryBytes: number; minGflops: number }
+  requirements: Requirements
   groups: number
   groupSize: number
   submitter: PeerId
@@ -102,7 +108,7 @@ export interface AnnounceInput {
   requirements?: Partial<Announcement['requirements']>
   groups: number
   groupSize: number
-  /** @default 1 hour */
+  /** @default TaskGossipInit.defaultTtlMs */
   ttlMs?: number
 }
 
@@ -121,17 +127,17 @@ export interface TaskGossipInit {
   /**
    * How many (submitter, nonce) and task CIDs are remembered for replay detection; the oldest are
    * forgotten first, and entries are dropped once their announcement expired.
-   * @default 10_000
+   * @default SEEN_CAPACITY_DEFAULT
    */
   seenCapacity?: number
   /**
    * Lifetime of announcements made with announce() when the caller gives none, in ms.
-   * @default 3_600_000
+   * @default ANNOUNCEMENT_TTL_MS_DEFAULT
    */
   defaultTtlMs?: number
   /**
    * How many received announcements an announcements() iterator buffers before dropping the oldest.
-   * @default 1_000
+   * @default ITERATOR_BUFFER_MAX_DEFAULT
    */
   iteratorBufferMax?: number
   /**
@@ -196,7 +202,7 @@ const KIND_TO_WIRE: Record<TaskKind, TaskAnnouncement.Kind> = {
   train: TaskAnnouncement.Kind.TRAIN,
   infer: TaskAnnouncement.Kind.INFER,
 }
-const BACKEND_TO_WIRE: Record<RequiredBackend, TaskAnnouncement.Backend> = {
+const BACKEND_TO_WIRE: Record<BackendRequirement, TaskAnnouncement.Backend> = {
   any: TaskAnnouncement.Backend.ANY,
   webgpu: TaskAnnouncement.Backend.WEBGPU,
   cpu: TaskAnnouncement.Backend.CPU,
@@ -205,7 +211,7 @@ const BACKEND_TO_WIRE: Record<RequiredBackend, TaskAnnouncement.Backend> = {
 /** Converts a wire announcement that passed validateTaskAnnouncement. */
 export function announcementFromWire(a: TaskAnnouncement): Announcement {
   const r = a.requirements
-  const backend: RequiredBackend =
+  const backend: BackendRequirement =
     r?.backend === TaskAnnouncement.Backend.WEBGPU
       ? 'webgpu'
       : r?.backend === TaskAnnouncement.Backend.CPU
@@ -214,7 +220,11 @@ export function announcementFromWire(a: TaskAnnouncement): Announcement {
   return {
     taskCid: cidFromBytes(a.taskCid)!,
     kind: a.kind === TaskAnnouncement.Kind.INFER ? 'infer' : 'train',
-    requirements: { backend, minMemoryBytes: r?.minMemoryBytes ?? 0, minGflops: r?.minGflops ?? 0 },
+    requirements: {
+      backend,
+      minMemoryBytes: r?.minMemoryBytes ?? REQUIREMENTS_DEFAULT.minMemoryBytes,
+      minGflops: r?.minGflops ?? REQUIREMENTS_DEFAULT.minGflops,
+    },
     groups: a.groups,
     groupSize: a.groupSize,
     submitter: peerIdFromBytes(a.submitter)!,
@@ -290,9 +300,9 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     this.components = components
     this.log = components.logger.forComponent('shardnet:tasks')
     this.topic = init.topic ?? TASKS_TOPIC
-    this.seen = new ExpiringMap(init.seenCapacity ?? 10_000)
-    this.defaultTtlMs = init.defaultTtlMs ?? 3_600_000
-    this.iteratorBufferMax = init.iteratorBufferMax ?? 1_000
+    this.seen = new ExpiringMap(init.seenCapacity ?? SEEN_CAPACITY_DEFAULT)
+    this.defaultTtlMs = init.defaultTtlMs ?? ANNOUNCEMENT_TTL_MS_DEFAULT
+    this.iteratorBufferMax = init.iteratorBufferMax ?? ITERATOR_BUFFER_MAX_DEFAULT
     this.now = init.now ?? Date.now
     const rejected = Object.fromEntries(
       TASK_GOSSIP_REJECT_REASONS.map((r) => [r, 0]),
@@ -413,9 +423,9 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
       taskCid: input.taskCid,
       kind: input.kind,
       requirements: {
-        backend: input.requirements?.backend ?? 'any',
-        minMemoryBytes: input.requirements?.minMemoryBytes ?? 0,
-        minGflops: input.requirements?.minGflops ?? 0,
+        backend: input.requirements?.backend ?? REQUIREMENTS_DEFAULT.backend,
+        minMemoryBytes: input.requirements?.minMemoryBytes ?? REQUIREMENTS_DEFAULT.minMemoryBytes,
+        minGflops: input.requirements?.minGflops ?? REQUIREMENTS_DEFAULT.minGflops,
       },
       groups: input.groups,
       groupSize: input.groupSize,

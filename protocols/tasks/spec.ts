@@ -18,9 +18,12 @@
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { z } from 'zod'
+import { SEED_MAX } from '../../kernels/data/random.js'
+import { MAX_LAYER_WIDTH } from '../../kernels/models/mlp.js'
 import { TaskSpec as WireTaskSpec } from '../wire/task-spec.js'
 import {
   cidFromBytes,
+  GFLOPS_MAX,
   GROUP_SIZE_MAX,
   GROUPS_MAX,
   NONCE_BYTES_MAX,
@@ -40,12 +43,18 @@ export const BATCH_SIZE_DEFAULT = 64
 export const LEARNING_RATE_MAX = 10
 /** Adam's learning rate when a task does not say (`submit --lr`, `train --local --lr`) */
 export const LEARNING_RATE_DEFAULT = 1e-3
-export const SEED_MAX = 0xffff_ffff
+export { SEED_MAX }
 /** Seed of the initial parameters, shards and micro-batches when a task does not say */
 export const SEED_DEFAULT = 1
+/** DiLoCo averages the groups only at the end when a task does not say (`submit --outer-every`) */
+export const OUTER_EVERY_DEFAULT = 0
 export const HIDDEN_LAYERS_MAX = 8
-export const LAYER_WIDTH_MAX = 65_536
-/** Hidden layer widths of the MLP when a task does not say (`submit --hidden`): 784-256-10 */
+export const LAYER_WIDTH_MAX = MAX_LAYER_WIDTH
+/**
+ * Hidden layer widths of the MLP when a task does not say (`submit --hidden`, `train --local`):
+ * 784-256-10, with Adam at LEARNING_RATE_DEFAULT, chosen by measurement (the TRAINING_DEFAULTS of
+ * node/executor/local-training.ts say how)
+ */
 export const HIDDEN_SIZES_DEFAULT: readonly number[] = [256]
 export const REPLICAS_MAX = 15
 /** Peers that run each inference shard when a task does not say (`submit infer --replicas`) */
@@ -63,7 +72,8 @@ export const STAFFING_DEADLINE_MS_MIN = 1_000
 export const STAFFING_DEADLINE_MS_DEFAULT = 60_000
 /** No worker anywhere has a buffer this large: a larger requirement is refused outright. */
 export const MIN_MEMORY_BYTES_MAX = 2 ** 50
-export const GFLOPS_REQUIREMENT_MAX = 1e7
+/** No worker measures more: a larger requirement is refused outright. */
+export const GFLOPS_REQUIREMENT_MAX = GFLOPS_MAX
 /** Largest sample count a dataset or an inference input declares. */
 const SAMPLE_COUNT_MAX = 2 ** 31
 /** Longest file path or model reference in a request. */
@@ -225,7 +235,7 @@ const trainRequestSchema = (() => {
       learningRate: fields.learningRate.default(LEARNING_RATE_DEFAULT),
       seed: fields.seed.default(SEED_DEFAULT),
       aggregate: oneOf('aggregate', AGGREGATES).default(AGGREGATE_DEFAULT),
-      outerEvery: fields.outerEvery.default(0),
+      outerEvery: fields.outerEvery.default(OUTER_EVERY_DEFAULT),
       compress: oneOf('compress', COMPRESSIONS).default(COMPRESSION_DEFAULT),
       /**
        * how long a group that lost its majority waits for its members to return before new claimants
