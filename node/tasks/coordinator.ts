@@ -15,9 +15,9 @@ import { evaluate } from '../../kernels/models/training.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import type { Claimant } from '../../protocols/tasks/assignment.js'
 import {
+  type ClaimPart,
   ClaimRefusedError,
   type ClaimReply,
-  type ClaimRequest,
   ClaimResponse,
   type ClaimsProtocol,
   progressRefusal,
@@ -158,6 +158,11 @@ type EffectHandlers = { [T in EffectType]: (live: LiveTask, effect: EffectOf<T>)
  * order, behind the task's earlier network effects; a record write must not wait behind those.
  */
 const IMMEDIATE_EFFECTS: ReadonlySet<EffectType> = new Set<EffectType>(['persist'])
+
+/** The requests workers send a submitter. */
+export type SubmitterRequest = Extract<ClaimPart, { type: 'claim' | 'progress' }>
+type SubmitterClaim = Extract<ClaimPart, { type: 'claim' }>['claim']
+type SubmitterProgress = Extract<ClaimPart, { type: 'progress' }>['progress']
 
 interface LiveTask {
   record: TaskRecord
@@ -457,46 +462,45 @@ export class Coordinator {
   // requests from workers
 
   /** Claims and progress for tasks we submitted; UNKNOWN_TASK for anything else. */
-  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
-    const cidBytes = request.claim?.taskCid ?? request.progress?.taskCid
-    if (cidBytes === undefined)
-      return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'not a submitter request' }
-    const id = CID.decode(cidBytes).toString()
-    const live = this.tasks.get(id)
+  async handle(from: PeerId, request: SubmitterRequest): Promise<ClaimReply> {
+    const taskCid = request.type === 'claim' ? request.claim.taskCid : request.progress.taskCid
+    const live = this.tasks.get(CID.decode(taskCid).toString())
     if (live === undefined) return { status: ClaimResponse.Status.UNKNOWN_TASK, reason: 'no such task here' }
+    return request.type === 'claim'
+      ? this.onClaim(live, from.toString(), request.claim)
+      : this.onProgress(live, from.toString(), request.progress)
+  }
+
+  private onClaim(live: LiveTask, peer: string, claim: SubmitterClaim): ClaimReply {
     const nowMs = this.now()
-    const peer = from.toString()
-    if (request.claim !== undefined) {
-      const claim = request.claim
-      if (!isRecruiting(live.record)) {
-        return {
-          status: ClaimResponse.Status.REFUSED,
-          reason:
-            live.record.state === 'running'
-              ? 'the task is fully staffed'
-              : `the task is ${live.record.state}`,
-        }
+    if (!isRecruiting(live.record)) {
+      return {
+        status: ClaimResponse.Status.REFUSED,
+        reason:
+          live.record.state === 'running' ? 'the task is fully staffed' : `the task is ${live.record.state}`,
       }
-      if (!claim.eligible) {
-        this.apply(live, { type: 'decline', peerId: peer, reason: claim.reason || 'no reason given', nowMs })
-        return { status: ClaimResponse.Status.OK, reason: 'noted' }
-      }
-      const capability = claim.capability!
-      const claimant: Claimant = {
-        peerId: peer,
-        backend: capability.backend as 'webgpu' | 'cpu',
-        gflops: capability.gflops,
-        maxBufferBytes: capability.maxBufferBytes,
-      }
-      const refusal = requirementRefusal(live.spec, claimant)
-      if (refusal !== undefined) {
-        this.apply(live, { type: 'decline', peerId: peer, reason: refusal, nowMs })
-        return { status: ClaimResponse.Status.REFUSED, reason: refusal }
-      }
-      this.apply(live, { type: 'claim', claimant, nowMs })
-      return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
     }
-    const progress = request.progress!
+    if (!claim.eligible) {
+      this.apply(live, { type: 'decline', peerId: peer, reason: claim.reason || 'no reason given', nowMs })
+      return { status: ClaimResponse.Status.OK, reason: 'noted' }
+    }
+    const claimant: Claimant = {
+      peerId: peer,
+      backend: claim.capability.backend,
+      gflops: claim.capability.gflops,
+      maxBufferBytes: claim.capability.maxBufferBytes,
+    }
+    const refusal = requirementRefusal(live.spec, claimant)
+    if (refusal !== undefined) {
+      this.apply(live, { type: 'decline', peerId: peer, reason: refusal, nowMs })
+      return { status: ClaimResponse.Status.REFUSED, reason: refusal }
+    }
+    this.apply(live, { type: 'claim', claimant, nowMs })
+    return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
+  }
+
+  private onProgress(live: LiveTask, peer: string, progress: SubmitterProgress): ClaimReply {
+    const nowMs = this.now()
     const state = live.record.state
     if (isTerminal(state))
       return { status: ClaimResponse.Status.REFUSED, reason: progressRefusal.ended(state) }

@@ -9,12 +9,7 @@ import { logger } from '@libp2p/logger'
 import type { Backend } from '../../kernels/backend.js'
 import { createBackend } from '../../kernels/index.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import {
-  type ClaimReply,
-  type ClaimRequest,
-  ClaimResponse,
-  ClaimsProtocol,
-} from '../../protocols/tasks/claims.js'
+import { type ClaimPart, type ClaimReply, ClaimsProtocol } from '../../protocols/tasks/claims.js'
 import type { TaskGossip } from '../../protocols/tasks/index.js'
 import type { GroupMemberComponents } from '../../protocols/training/types.js'
 import type { NodeCapability } from '../executor/capability.js'
@@ -144,12 +139,16 @@ export class TaskService {
     await this.claims.stop()
   }
 
-  private async dispatch(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
-    if (request.claim !== undefined || request.progress !== undefined)
-      return this.coordinator.handle(from, request)
-    if (request.assignment !== undefined || request.outer !== undefined || request.cancel !== undefined) {
-      return this.worker.handle(from, request)
+  /** Claims and progress go to this node as a submitter; assignments, outer rounds, cancels as a worker. */
+  private async dispatch(from: PeerId, request: ClaimPart): Promise<ClaimReply> {
+    switch (request.type) {
+      case 'claim':
+      case 'progress':
+        return this.coordinator.handle(from, request)
+      case 'assignment':
+      case 'outer':
+      case 'cancel':
+        return this.worker.handle(from, request)
     }
-    return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'empty request' }
   }
 }

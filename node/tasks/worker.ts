@@ -11,8 +11,8 @@ import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import {
+  type ClaimPart,
   type ClaimReply,
-  type ClaimRequest,
   ClaimResponse,
   type ClaimsProtocol,
   finalRefusal,
@@ -39,6 +39,9 @@ const FETCH_ATTEMPTS_MAX = 6
 export const CONCURRENT_TASKS_MAX_DEFAULT = 1
 /** How often a running assignment reports its progress to the submitter. */
 export const PROGRESS_INTERVAL_MS_DEFAULT = 1000
+
+/** The requests a submitter sends its workers. */
+export type WorkerRequest = Extract<ClaimPart, { type: 'assignment' | 'outer' | 'cancel' }>
 
 /** What an assignment says, stored so a restarted daemon resumes it. */
 export interface AssignedRecord {
@@ -256,22 +259,21 @@ export class Worker {
   // -------------------------------------------------------------------------------------------------
   // requests from submitters
 
-  async handle(from: PeerId, request: ClaimRequest): Promise<ClaimReply> {
-    if (request.assignment !== undefined) return this.onAssignment(from, request.assignment)
-    const part = request.outer ?? request.cancel
-    if (part === undefined)
-      return { status: ClaimResponse.Status.BAD_REQUEST, reason: 'not a worker request' }
-    const id = CID.decode(part.taskCid).toString()
-    const task = this.running.get(id)
-    if (request.cancel !== undefined) {
+  async handle(from: PeerId, request: WorkerRequest): Promise<ClaimReply> {
+    if (request.type === 'assignment') return this.onAssignment(from, request.assignment)
+    if (request.type === 'cancel') {
+      const { cancel } = request
+      const id = CID.decode(cancel.taskCid).toString()
+      const task = this.running.get(id)
       this.claimed.delete(id)
       if (task === undefined) return { status: ClaimResponse.Status.OK, reason: 'nothing to cancel' }
       if (task.record.submitter !== from.toString())
         return { status: ClaimResponse.Status.REFUSED, reason: 'only the submitter can cancel' }
-      this.finish(task, request.cancel.reason === 'completed' ? 'done' : 'cancelled', request.cancel.reason)
+      this.finish(task, cancel.reason === 'completed' ? 'done' : 'cancelled', cancel.reason)
       return { status: ClaimResponse.Status.OK, reason: 'cancelled' }
     }
-    const outer = request.outer!
+    const { outer } = request
+    const task = this.running.get(CID.decode(outer.taskCid).toString())
     if (task === undefined)
       return { status: ClaimResponse.Status.UNKNOWN_TASK, reason: 'not running that task' }
     if (task.record.submitter !== from.toString())
@@ -285,7 +287,7 @@ export class Worker {
 
   private async onAssignment(
     from: PeerId,
-    assignment: NonNullable<ClaimRequest['assignment']>,
+    assignment: Extract<WorkerRequest, { type: 'assignment' }>['assignment'],
   ): Promise<ClaimReply> {
     const id = CID.decode(assignment.taskCid).toString()
     const members = assignment.members.map((m) => peerIdFromBytes(m)!.toString())

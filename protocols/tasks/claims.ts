@@ -16,7 +16,16 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
-import { ClaimRequest, ClaimResponse } from '../wire/claims.js'
+import {
+  type Assignment,
+  type Cancel,
+  type Capability,
+  type Claim,
+  ClaimRequest,
+  ClaimResponse,
+  type GroupProgress,
+  type OuterUpdate,
+} from '../wire/claims.js'
 import {
   cidFromBytes,
   GFLOPS_MAX,
@@ -60,7 +69,7 @@ export interface ClaimsHost {
 
 /** What a handler answers: a ClaimResponse whose optional fields may be left out. */
 export type ClaimReply = Pick<ClaimResponse, 'status' | 'reason'> & Partial<ClaimResponse>
-export type ClaimHandler = (from: PeerId, request: ClaimRequest) => Promise<ClaimReply>
+export type ClaimHandler = (from: PeerId, request: ClaimPart) => Promise<ClaimReply>
 
 export interface ClaimsProtocolInit {
   host: ClaimsHost
@@ -121,8 +130,28 @@ function validPeers(list: Uint8Array[]): boolean {
   return list.length <= GROUP_SIZE_MAX && list.every((p) => peerIdFromBytes(p) !== undefined)
 }
 
+/** The backends a worker can have (a claim's capability names one). */
+export type WorkerBackend = 'webgpu' | 'cpu'
+
+/**
+ * A request that passed the checks, as the one part it carries: a handler switches on `type` and
+ * reads that part (a claim with its capability) without assertions.
+ */
+export type ClaimPart =
+  | { type: 'claim'; claim: Claim & { capability: Capability & { backend: WorkerBackend } } }
+  | { type: 'assignment'; assignment: Assignment }
+  | { type: 'progress'; progress: GroupProgress }
+  | { type: 'outer'; outer: OuterUpdate }
+  | { type: 'cancel'; cancel: Cancel }
+
 /** undefined when valid, else what is wrong. Exactly one of the request's parts must be set. */
 export function validateClaimRequest(r: ClaimRequest): string | undefined {
+  const parsed = parseClaimRequest(r)
+  return typeof parsed === 'string' ? parsed : undefined
+}
+
+/** The one part a valid request carries, or what is wrong (the field's path). */
+export function parseClaimRequest(r: ClaimRequest): ClaimPart | string {
   const parts = [r.claim, r.assignment, r.progress, r.outer, r.cancel].filter((p) => p !== undefined)
   if (parts.length !== 1) return 'a request carries exactly one part'
   if (r.claim !== undefined) {
@@ -137,6 +166,7 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     if (!Number.isSafeInteger(cap.maxBufferBytes) || cap.maxBufferBytes < 0)
       return 'claim.capability.maxBufferBytes'
     if (!Number.isSafeInteger(cap.memoryBytes) || cap.memoryBytes < 0) return 'claim.capability.memoryBytes'
+    return { type: 'claim', claim: { ...c, capability: { ...cap, backend: cap.backend } } }
   }
   if (r.assignment !== undefined) {
     const a = r.assignment
@@ -147,6 +177,7 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     // a re-formed group (incarnation > 0) starts from a state block; the first one from the seed
     if (a.incarnation > 0 !== a.stateCid.byteLength > 0) return 'assignment.stateCid'
     if (a.stateCid.byteLength > 0 && cidFromBytes(a.stateCid) === undefined) return 'assignment.stateCid'
+    return { type: 'assignment', assignment: a }
   }
   if (r.progress !== undefined) {
     const p = r.progress
@@ -158,18 +189,20 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
     if (p.stateCid.byteLength > 0 && cidFromBytes(p.stateCid) === undefined) return 'progress.stateCid'
     if (!(Number.isFinite(p.samplesPerSecond) && p.samplesPerSecond >= 0)) return 'progress.samplesPerSecond'
     if (!validString(p.error)) return 'progress.error'
+    return { type: 'progress', progress: p }
   }
   if (r.outer !== undefined) {
     const o = r.outer
     if (cidFromBytes(o.taskCid) === undefined) return 'outer.taskCid'
     if (cidFromBytes(o.paramsCid) === undefined) return 'outer.paramsCid'
     if (o.round < 1) return 'outer.round'
+    return { type: 'outer', outer: o }
   }
-  if (r.cancel !== undefined) {
-    if (cidFromBytes(r.cancel.taskCid) === undefined) return 'cancel.taskCid'
-    if (!validString(r.cancel.reason)) return 'cancel.reason'
-  }
-  return undefined
+  const c = r.cancel
+  if (c === undefined) return 'a request carries exactly one part'
+  if (cidFromBytes(c.taskCid) === undefined) return 'cancel.taskCid'
+  if (!validString(c.reason)) return 'cancel.reason'
+  return { type: 'cancel', cancel: c }
 }
 
 export class ClaimsProtocol {
@@ -224,11 +257,11 @@ export class ClaimsProtocol {
         await stream.close({ signal })
         return
       }
-      const invalid = validateClaimRequest(request)
-      if (invalid !== undefined) {
+      const part = parseClaimRequest(request)
+      if (typeof part === 'string') {
         this.rejected.invalid++
         await lp.write(
-          ClaimResponse.encode({ status: ClaimResponse.Status.BAD_REQUEST, reason: `invalid ${invalid}` }),
+          ClaimResponse.encode({ status: ClaimResponse.Status.BAD_REQUEST, reason: `invalid ${part}` }),
           { signal },
         )
         await stream.close({ signal })
@@ -236,7 +269,7 @@ export class ClaimsProtocol {
       }
       let response: ClaimReply
       try {
-        response = await this.init.handler(connection.remotePeer, request)
+        response = await this.init.handler(connection.remotePeer, part)
       } catch (error) {
         this.rejected['handler-error']++
         log.error('claim handler failed: %e', error)
