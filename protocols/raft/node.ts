@@ -1,19 +1,19 @@
 // The public face of the core (etcd's RawNode): feed it ticks, messages and proposals, then take a
-// Ready, make it durable, send its messages, apply its committed entries and call advance().
+// Ready and hand it to handleReady (ready.ts), which persists, sends and applies it in the one order
+// every driver uses (protocols/raft/README.md, "The Ready order") and calls advance().
 //
 //   const node = new RaftNode({ id, storage, random })
 //   node.tick() | node.step(message) | node.propose(data)
-//   while (node.hasReady()) {
-//     const ready = node.ready()
-//     storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-//     send(ready.messages)           // only after save: persistence before acknowledging
-//     apply(ready.committedEntries)  // and ready.snapshot, if any
-//     node.advance()
-//   }
+//   while (node.hasReady()) handleReady(node, io)   // await it when io.save is asynchronous
+//
+// The core (raft.ts) stays behind the node: drivers read the leader, role, term, configuration and
+// log through the accessors below and change the core only through the methods above.
 import { Raft, type RaftConfig } from './raft.js'
 import {
   assert,
   type ConfChange,
+  type ConfState,
+  decodeConfChange,
   type Entry,
   encodeConfChange,
   type HardState,
@@ -67,6 +67,20 @@ export interface RaftNodeConfig extends RaftConfig {
   readyCommittedBytesMax?: number
 }
 
+/** What a driver may read of a member's log: its bounds, its commit and apply points, terms and entries. */
+export interface LogView {
+  /** Highest index known to be committed. */
+  readonly committed: number
+  /** Highest index the application has applied (advance() of the Ready that carried it). */
+  readonly applied: number
+  firstIndex(): number
+  lastIndex(): number
+  /** The term at index, or undefined when it is compacted or past the end. */
+  term(index: number): number | undefined
+  /** Entries [lo, hi), up to bytesMax (at least one). */
+  slice(lo: number, hi: number, bytesMax?: number): Entry[]
+}
+
 interface PendingReady {
   lastEntry?: { index: number; term: number }
   snapshotIndex?: number
@@ -74,7 +88,7 @@ interface PendingReady {
 }
 
 export class RaftNode {
-  readonly raft: Raft
+  private readonly raft: Raft
   private previousSoftState: SoftState
   private previousHardState: HardState
   private pending: PendingReady | undefined
@@ -89,6 +103,57 @@ export class RaftNode {
 
   get id(): MemberId {
     return this.raft.id
+  }
+
+  /** The leader this member knows of, or NONE (''). */
+  get lead(): MemberId {
+    return this.raft.lead
+  }
+
+  /** This member's role: follower, pre-candidate, candidate or leader. */
+  get state(): StateType {
+    return this.raft.state
+  }
+
+  get term(): number {
+    return this.raft.term
+  }
+
+  /** The log, read-only. */
+  get log(): LogView {
+    return this.raft.log
+  }
+
+  /** The voters of the applied configuration, sorted. */
+  voters(): MemberId[] {
+    return this.raft.voters()
+  }
+
+  /** The applied configuration, as a snapshot records it. */
+  confState(): ConfState {
+    return this.raft.confState()
+  }
+
+  /**
+   * The pending membership: members that conf entries already in the log add but that are not yet
+   * applied (they become voters as those entries apply, and the leader may already replicate to them).
+   */
+  pendingVoters(): MemberId[] {
+    const log = this.raft.log
+    const added: MemberId[] = []
+    const from = Math.max(log.applied + 1, log.firstIndex())
+    if (from > log.lastIndex()) return added
+    for (const entry of log.slice(from, log.lastIndex() + 1)) {
+      if (entry.type !== 'conf') continue
+      const change = decodeConfChange(entry.data)
+      if (change.type === 'add') added.push(change.member)
+    }
+    return added
+  }
+
+  /** Ticks before this member's election timer fires if nothing resets it (its randomized timeout less the ticks elapsed). */
+  ticksUntilElection(): number {
+    return Math.max(1, this.raft.randomizedElectionTimeout - this.raft.electionElapsed)
   }
 
   tick(): void {
@@ -184,7 +249,7 @@ export class RaftNode {
     return ready
   }
 
-  /** Acknowledges that the last Ready was persisted, sent and applied. */
+  /** Acknowledges that the last Ready was persisted, sent and applied (handleReady calls it). */
   advance(): void {
     const pending = this.pending
     assert(pending, 'advance() without a Ready')

@@ -1,12 +1,15 @@
 // Runs one member of one Raft group for real: a timer ticks the pure core, the transport feeds it
-// messages, and every Ready is persisted to storage (fsync) before its messages are sent and its
-// committed entries applied. Inputs that arrive in the same event-loop turn are coalesced into one
-// Ready, so a burst of proposals costs one fsync and one frame per peer (batching); the core's
-// inflight window lets several such batches be on the wire at once (pipelining).
+// messages, and every Ready goes through handleReady (ready.ts) with a durable storage: the write
+// and its fsync run off the event loop (saveAsync), in the order protocols/raft/README.md ("The
+// Ready order") gives. While one Ready's write is in flight, the inputs that arrive keep stepping
+// the core and all go into the next Ready: a group commit, one fsync and one frame per peer for a
+// burst of proposals (batching); the core's inflight window lets several such batches be on the
+// wire at once (pipelining).
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { RaftNode, type Ready, type Status } from './node.js'
 import { SeededRandom } from './random.js'
+import { handleReady, type ReadyDriver } from './ready.js'
 import type { RaftStorage } from './storage.js'
 import type { RaftTransport } from './transport.js'
 import {
@@ -118,6 +121,7 @@ export class RaftRunner {
   /** Every member of the current configuration, plus voters being added: who may talk to us. */
   private members = new Set<string>()
   private readonly knownPeers = new Set<string>()
+  private readonly driver: ReadyDriver
 
   constructor(init: RaftRunnerInit) {
     this.init = init
@@ -141,6 +145,22 @@ export class RaftRunner {
     this.snapshotBytes = init.snapshotBytes ?? 64 << 20
     for (const peer of init.knownPeers ?? []) if (peer !== init.id) this.knownPeers.add(peer)
     this.refreshMembers()
+    const storage = init.storage
+    this.driver = {
+      // a snapshot is rare and small beside the entries: it is written synchronously
+      save: (update) =>
+        storage.saveAsync && !update.snapshot ? storage.saveAsync(update) : storage.save(update),
+      send: (messages) => init.transport.send(this.group, messages),
+      apply: (ready) => this.applyReady(ready),
+      appending: (entries) => this.announce('appending', entries),
+      appended: (entries) => this.announce('appended', entries),
+      advanced: (ready) => {
+        this.maybeSnapshot(ready)
+        this.refreshMembers()
+      },
+      // stopped during a write: this member is gone, as after a crash
+      halted: () => !this.running,
+    }
   }
 
   /**
@@ -151,17 +171,7 @@ export class RaftRunner {
    * about in the log.
    */
   private refreshMembers(): void {
-    const members = new Set([...this.node.raft.voters(), ...this.knownPeers])
-    const log = this.node.raft.log
-    const from = Math.max(log.applied + 1, log.firstIndex())
-    if (from <= log.lastIndex()) {
-      for (const entry of log.slice(from, log.lastIndex() + 1)) {
-        if (entry.type !== 'conf') continue
-        const change = decodeConfChange(entry.data)
-        if (change.type === 'add') members.add(change.member)
-      }
-    }
-    this.members = members
+    this.members = new Set([...this.node.voters(), ...this.node.pendingVoters(), ...this.knownPeers])
   }
 
   /** Adds peers this member should accept messages from (the group's members when it joined). */
@@ -200,11 +210,11 @@ export class RaftRunner {
   }
 
   isLeader(): boolean {
-    return this.node.raft.state === 'leader'
+    return this.node.state === 'leader'
   }
 
   leader(): MemberId {
-    return this.node.raft.lead
+    return this.node.lead
   }
 
   /** Proposes data; resolves once it is committed and applied here. Throws ProposalDroppedError off the leader. */
@@ -214,7 +224,7 @@ export class RaftRunner {
       return Promise.reject(new RangeError(`entry of ${data.length} bytes exceeds entryBytesMax`))
     }
     if (this.waiters.size >= (this.init.pendingProposalsMax ?? 1_000_000)) {
-      return Promise.reject(new ProposalDroppedError('uncommitted-limit', this.node.raft.lead))
+      return Promise.reject(new ProposalDroppedError('uncommitted-limit', this.node.lead))
     }
     let proposed: { index: number; term: number }
     try {
@@ -269,40 +279,16 @@ export class RaftRunner {
   }
 
   /**
-   * The Ready loop. While one Ready is being made durable (asynchronously, off the event loop when
-   * the storage offers saveAsync), new messages and proposals keep stepping the core; they all go
-   * into the next Ready: a group commit, one fsync for everything that arrived meanwhile.
+   * The Ready loop: one Ready at a time, each awaited until durable. Inputs that arrive meanwhile
+   * wait in the core for the next Ready (schedule() does nothing while processing).
    */
   private async processReady(): Promise<void> {
     if (this.processing) return
     this.processing = true
     try {
       while (this.running && this.node.hasReady()) {
-        const ready = this.node.ready()
-        const storage = this.init.storage
-        if (ready.snapshot) {
-          // rare: make the snapshot durable, then load it, then everything else
-          storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-          if (ready.messages.length > 0) this.init.transport.send(this.group, ready.messages)
-          this.applyReady(ready)
-        } else {
-          const { early, late } = this.splitMessages(ready.messages)
-          if (early.length > 0) this.init.transport.send(this.group, early)
-          // Committed entries are durable on a quorum already, so they are applied (and their
-          // proposers answered) while this member's own write is in flight, as etcd does: the
-          // commit index in the hard state need not reach disk first.
-          this.applyReady(ready)
-          const update = { entries: ready.entries, hardState: ready.hardState }
-          const saving = storage.saveAsync ? storage.saveAsync(update) : storage.save(update)
-          if (ready.entries.length > 0) this.announce('appending', ready.entries)
-          if (saving) await saving
-          if (!this.running) return // stopped mid-write: this member is gone, like a crash
-          if (late.length > 0) this.init.transport.send(this.group, late)
-          if (ready.entries.length > 0) this.announce('appended', ready.entries)
-        }
-        this.maybeSnapshot(ready)
-        this.node.advance()
-        this.refreshMembers()
+        const saving = handleReady(this.node, this.driver)
+        if (saving) await saving
       }
     } catch (error) {
       // a storage failure: this member cannot go on safely; stop it (the others carry the group)
@@ -312,22 +298,6 @@ export class RaftRunner {
     } finally {
       this.processing = false
     }
-  }
-
-  /**
-   * A leader's appends and heartbeats may leave before its own write completes (dissertation
-   * 10.2.1): its own vote counts toward commitment only once durable (RaftNode.advance). Votes and
-   * acknowledgements leave only after the state they promise is on disk.
-   */
-  private splitMessages(messages: Message[]): { early: Message[]; late: Message[] } {
-    const early: Message[] = []
-    const late: Message[] = []
-    const leader = this.node.raft.state === 'leader'
-    for (const m of messages) {
-      if (leader && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap')) early.push(m)
-      else late.push(m)
-    }
-    return { early, late }
   }
 
   private announce(hook: 'appending' | 'appended', entries: Entry[]): void {
@@ -360,7 +330,7 @@ export class RaftRunner {
     }
   }
 
-  /** Snapshots and compacts once enough entries were applied (after this Ready's write). */
+  /** Snapshots and compacts once enough entries were applied (after the Ready's advance()). */
   private maybeSnapshot(ready: Ready): void {
     const storage = this.init.storage
     if (ready.committedEntries.length === 0) return
@@ -368,19 +338,7 @@ export class RaftRunner {
     for (const entry of ready.committedEntries) this.appliedBytesSinceSnapshot += entry.data.length
     const sinceSnapshot = applied - this.lastSnapshotIndex
     if (sinceSnapshot >= this.snapshotEntries || this.appliedBytesSinceSnapshot >= this.snapshotBytes) {
-      // the configuration after these entries: advance() has not applied their conf changes yet
-      let voters = new Set(this.node.raft.voters())
-      for (const entry of ready.committedEntries) {
-        if (entry.type !== 'conf') continue
-        const change = decodeConfChange(entry.data)
-        if (change.type === 'add') voters.add(change.member)
-        else voters = new Set([...voters].filter((id) => id !== change.member))
-      }
-      storage.createSnapshot(
-        applied,
-        { voters: [...voters].sort() },
-        this.init.snapshotData?.() ?? new Uint8Array(0),
-      )
+      storage.createSnapshot(applied, this.node.confState(), this.init.snapshotData?.() ?? new Uint8Array(0))
       // keep a tail for slow followers, but never more than half of what was just snapshotted (the
       // memory mirror and the WAL stay bounded with large entries too)
       const compactTo = applied - Math.min(this.compactionKeepEntries, Math.floor(sinceSnapshot / 2))

@@ -6,6 +6,7 @@
 // must be elected and every client proposal must commit within bounded ticks.
 import { RaftNode, type Ready } from '../../protocols/raft/node.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
+import { handleReady, type ReadyDriver } from '../../protocols/raft/ready.js'
 import { MemoryStorage, type RaftStorage } from '../../protocols/raft/storage.js'
 import {
   decodeConfChange,
@@ -122,6 +123,8 @@ interface SimMember {
   id: MemberId
   disk: SimDisk
   node: RaftNode | undefined
+  /** Handles the node's Readies (made with the node). */
+  driver: ReadyDriver | undefined
   /** Application state: last applied index and a chained digest of everything applied. */
   appliedIndex: number
   stateDigest: string
@@ -260,6 +263,7 @@ export class RaftSimulation {
       id,
       disk,
       node: undefined,
+      driver: undefined,
       appliedIndex: 0,
       stateDigest: GENESIS,
       restartAt: 0,
@@ -304,6 +308,7 @@ export class RaftSimulation {
         ? (line) => this.options.verbose?.(`t=${this.tickNow} [${member.id}] ${line}`)
         : undefined,
     })
+    member.driver = this.readyDriver(member, member.node)
   }
 
   private crash(member: SimMember, reason: string): void {
@@ -333,51 +338,54 @@ export class RaftSimulation {
     }
   }
 
-  /** Persists, sends and applies every Ready the member has, possibly crashing half way. */
+  /** Handles every Ready the member has (protocols/raft/ready.ts), possibly crashing during the write. */
   private processReady(member: SimMember): void {
     for (let round = 0; member.node?.hasReady(); round++) {
-      const node = member.node
-      const ready = node.ready()
-      // The same order as protocols/raft/runner.ts: a leader's appends and heartbeats leave before
-      // its own write, and committed entries are applied while the write is in flight; votes and
-      // acknowledgements leave only after it. A snapshot is written first, then everything else.
-      let late = ready.messages
-      if (!ready.snapshot) {
-        const leader = node.raft.state === 'leader'
-        late = []
-        for (const m of ready.messages) {
-          if (leader && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap'))
-            this.send(m)
-          else late.push(m)
-        }
-        this.afterReady(member, node, ready)
-      }
-      if (this.faultsOn && this.random.chance(this.parameters.crashDuringReadyProbability)) {
-        // a crash before fsync returned: some prefix of the entries reached the disk, nothing else
-        const kept = this.random.int(ready.entries.length + 1)
-        if (ready.snapshot && this.random.chance(0.5))
-          member.disk.save({ snapshot: ready.snapshot, entries: [] })
-        else if (!ready.snapshot && kept > 0) member.disk.save({ entries: ready.entries.slice(0, kept) })
-        this.stats.crashesDuringReady++
-        this.crash(member, `during ready, ${kept}/${ready.entries.length} entries written`)
-        return
-      }
-      member.disk.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-      for (const message of late) this.send(message)
-      if (ready.snapshot) {
-        const app = decodeAppState(ready.snapshot)
-        this.checkers.state(member.id, app.index, app.digest)
-        member.appliedIndex = app.index
-        member.stateDigest = app.digest
-        this.stats.snapshotsInstalled++
-        this.event(`${member.id} installed snapshot at ${app.index}`)
-        this.afterReady(member, node, ready)
-      }
-      node.advance()
-      if (ready.committedEntries.length > 0) this.maybeSnapshot(member, node)
+      handleReady(member.node, member.driver!)
       if (round > 100) {
         throw new SafetyViolation('bounded-ready', `member ${member.id} kept producing Ready`, [member.id])
       }
+    }
+  }
+
+  /**
+   * What the member does with its node's Readies. A crash during the write leaves the early
+   * messages sent and the committed entries applied; nothing after the write (acknowledgements,
+   * advance) happens, as the node is gone.
+   */
+  private readyDriver(member: SimMember, node: RaftNode): ReadyDriver {
+    return {
+      save: (update) => {
+        if (this.faultsOn && this.random.chance(this.parameters.crashDuringReadyProbability)) {
+          // a crash before fsync returned: some prefix of the entries reached the disk, nothing else
+          const kept = this.random.int(update.entries.length + 1)
+          if (update.snapshot && this.random.chance(0.5))
+            member.disk.save({ snapshot: update.snapshot, entries: [] })
+          else if (!update.snapshot && kept > 0) member.disk.save({ entries: update.entries.slice(0, kept) })
+          this.stats.crashesDuringReady++
+          this.crash(member, `during ready, ${kept}/${update.entries.length} entries written`)
+          return
+        }
+        member.disk.save(update)
+      },
+      send: (messages) => {
+        for (const message of messages) this.send(message)
+      },
+      apply: (ready) => {
+        if (ready.snapshot) {
+          const app = decodeAppState(ready.snapshot)
+          this.checkers.state(member.id, app.index, app.digest)
+          member.appliedIndex = app.index
+          member.stateDigest = app.digest
+          this.stats.snapshotsInstalled++
+          this.event(`${member.id} installed snapshot at ${app.index}`)
+        }
+        this.afterReady(member, node, ready)
+      },
+      advanced: (ready) => {
+        if (ready.committedEntries.length > 0) this.maybeSnapshot(member, node)
+      },
+      halted: () => member.node !== node,
     }
   }
 
@@ -392,17 +400,17 @@ export class RaftSimulation {
   }
 
   private onNewLeader(member: SimMember, node: RaftNode): void {
-    const raft = node.raft
+    const log = node.log
     this.stats.leaderElections++
-    this.event(`${member.id} became leader of term ${raft.term} (last index ${raft.log.lastIndex()})`)
-    this.checkers.newLeader(member.id, raft.term, raft.log.firstIndex() - 1, raft.log.lastIndex(), (index) =>
-      raft.log.term(index),
+    this.event(`${member.id} became leader of term ${node.term} (last index ${log.lastIndex()})`)
+    this.checkers.newLeader(member.id, node.term, log.firstIndex() - 1, log.lastIndex(), (index) =>
+      log.term(index),
     )
   }
 
   /** Records the entries up to the member's commit index; they must match everything recorded. */
   private checkCommitted(member: SimMember, node: RaftNode): void {
-    const log = node.raft.log
+    const log = node.log
     const from = Math.max(log.firstIndex(), member.checkedCommit + 1)
     const to = log.committed
     if (from > to) return
@@ -452,7 +460,7 @@ export class RaftSimulation {
     if (member.appliedIndex - snapshotIndex < this.parameters.snapshotEvery) return
     member.disk.createSnapshot(
       member.appliedIndex,
-      node.raft.confState(),
+      node.confState(),
       encodeAppState(member.appliedIndex, member.stateDigest),
     )
     const keep = this.random.int(5)
@@ -463,8 +471,7 @@ export class RaftSimulation {
   private leaderNode(): SimMember | undefined {
     let best: SimMember | undefined
     for (const member of this.members.values()) {
-      if (member.node?.raft.state === 'leader' && (!best || member.node.raft.term > best.node!.raft.term))
-        best = member
+      if (member.node?.state === 'leader' && (!best || member.node.term > best.node!.term)) best = member
     }
     return best
   }
@@ -499,7 +506,7 @@ export class RaftSimulation {
     const leader = this.leaderNode()
     if (leader?.node && random.chance(p.confChangeProbability)) this.proposeConfChange(leader)
     if (leader?.node && random.chance(p.transferProbability)) {
-      const voters = leader.node.raft.voters().filter((id) => id !== leader.id)
+      const voters = leader.node.voters().filter((id) => id !== leader.id)
       if (voters.length > 0) {
         const to = random.pick(voters)
         this.stats.transfers++
@@ -512,7 +519,7 @@ export class RaftSimulation {
 
   private proposeConfChange(leader: SimMember): void {
     const node = leader.node!
-    const voters = node.raft.voters()
+    const voters = node.voters()
     const removable = voters.length > Math.max(3, this.options.members - 1)
     const addable = voters.length < this.options.members + 1 && this.members.size < this.options.members + 4
     let change: { type: 'add' | 'remove'; member: MemberId } | undefined
@@ -604,8 +611,8 @@ export class RaftSimulation {
 
   private checkLeaders(): void {
     for (const member of this.members.values()) {
-      const raft = member.node?.raft
-      if (raft?.state === 'leader') this.checkers.leader(raft.term, member.id)
+      const node = member.node
+      if (node?.state === 'leader') this.checkers.leader(node.term, member.id)
     }
   }
 

@@ -1,0 +1,73 @@
+// The one order in which every driver handles a Ready: the runner (durable, asynchronous fsync), the
+// Raft fault simulator and the network simulator (synchronous, in memory). protocols/raft/README.md,
+// "The Ready order", says why each step sits where it does.
+//
+//   1. a leader's MsgApp, MsgHeartbeat and MsgSnap leave (before its own write: dissertation 10.2.1)
+//   2. committed entries are applied (they are durable on a quorum already)
+//   3. the snapshot, entries and hard state are handed to storage; `appending` hears of the entries
+//   4. once the write is durable: every other message (votes, acknowledgements) leaves, a snapshot is
+//      loaded and the entries that came with it are applied, `appended` hears of the entries
+//   5. advance(): the leader's own entries count toward its quorum, conf entries take effect
+//
+// A Ready that carries a snapshot sends nothing early and applies only after its write: the
+// snapshot must be durable before the state machine loads it.
+import type { RaftNode, Ready } from './node.js'
+import type { StorageUpdate } from './storage.js'
+import type { Entry, Message } from './types.js'
+
+/** What a driver does with a Ready; handleReady decides when. */
+export interface ReadyDriver {
+  /**
+   * Makes the update durable. Returns once it is, or returns a promise that resolves once it is
+   * (the runner's write off the event loop). A simulated crash happens here: write a part of the
+   * update, take the member down, and have halted() answer true.
+   */
+  save(update: StorageUpdate): void | Promise<void>
+  send(messages: Message[]): void
+  /** Loads ready.snapshot into the state machine (if any), then applies ready.committedEntries in order. */
+  apply(ready: Ready): void
+  /** The entries of this Ready were handed to storage and are not durable yet (work that may overlap the write). */
+  appending?(entries: Entry[]): void
+  /** The entries of this Ready are durable and the acknowledgement of them has been sent. */
+  appended?(entries: Entry[]): void
+  /** After advance(): snapshots and compaction, which see the configuration the Ready's entries applied. */
+  advanced?(ready: Ready): void
+  /** True once the member crashed or stopped during save: the rest of the Ready never happens. */
+  halted?(): boolean
+}
+
+/** Messages only a leader sends, which may leave before its own write completes. */
+function sendsEarly(m: Message): boolean {
+  return m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap'
+}
+
+/**
+ * Takes the node's next Ready and handles it in the order above. Returns a promise when
+ * driver.save did (await it before the next Ready), nothing otherwise.
+ */
+export function handleReady(node: RaftNode, driver: ReadyDriver): void | Promise<void> {
+  const ready = node.ready()
+  let late = ready.messages
+  if (!ready.snapshot) {
+    if (node.state === 'leader' && late.length > 0) {
+      const early: Message[] = []
+      late = []
+      for (const m of ready.messages) (sendsEarly(m) ? early : late).push(m)
+      if (early.length > 0) driver.send(early)
+    }
+    driver.apply(ready)
+  }
+  const saving = driver.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
+  if (ready.entries.length > 0) driver.appending?.(ready.entries)
+  if (saving) return saving.then(() => durable(node, driver, ready, late))
+  durable(node, driver, ready, late)
+}
+
+function durable(node: RaftNode, driver: ReadyDriver, ready: Ready, late: Message[]): void {
+  if (driver.halted?.()) return
+  if (late.length > 0) driver.send(late)
+  if (ready.snapshot) driver.apply(ready)
+  if (ready.entries.length > 0) driver.appended?.(ready.entries)
+  node.advance()
+  driver.advanced?.(ready)
+}
