@@ -59,7 +59,8 @@ async function main(): Promise<void> {
   const gpu = await timed('webgpu')
   console.log(`local cpu     ${(rows / cpu.seconds).toFixed(0)} rows/s`)
   console.log(
-    `local ${gpu.kind.padEnd(7)} ${(rows / gpu.seconds).toFixed(0)} rows/s (${(cpu.seconds / gpu.seconds).toFixed(2)}x cpu)`,
+    `local ${gpu.kind.padEnd(7)} ${(rows / gpu.seconds).toFixed(0)} rows/s ` +
+      `(${(cpu.seconds / gpu.seconds).toFixed(2)}x cpu)`,
   )
   let maxDelta = 0
   let maxRatio = 0
@@ -76,7 +77,9 @@ async function main(): Promise<void> {
     )
   }
   console.log(
-    `cpu vs ${gpu.kind}: max |Δlogit| ${maxDelta.toExponential(2)}, ${(maxRatio * 100).toFixed(2)}% of the tolerance bound at worst; ${((bitwiseEqual / cpu.logits.length) * 100).toFixed(1)}% of logits bitwise equal`,
+    `cpu vs ${gpu.kind}: max |Δlogit| ${maxDelta.toExponential(2)}, ` +
+      `${(maxRatio * 100).toFixed(2)}% of the tolerance bound at worst; ` +
+      `${((bitwiseEqual / cpu.logits.length) * 100).toFixed(1)}% of logits bitwise equal`,
   )
 
   // 2. sharded inference through daemons
@@ -119,7 +122,10 @@ async function main(): Promise<void> {
       if (view.state !== 'completed') throw new Error(`the task ${view.state}: ${view.error}`)
       const figures = view.summary.inference as { agreeingResults: number; results: number; reruns: number }
       console.log(
-        `network R=${replicas}${run === 0 ? ' (cold: workers fetch the model)' : ''} 6 shards on 3 cpu workers: ${(rows / seconds).toFixed(0)} rows/s end to end (submit, blocks, runs, vote, write) = ${(cpu.seconds / seconds).toFixed(2)}x local cpu; ${figures.agreeingResults}/${figures.results} agreed, ${figures.reruns} re-runs`,
+        `network R=${replicas}${run === 0 ? ' (cold: workers fetch the model)' : ''} 6 shards on ` +
+          `3 cpu workers: ${(rows / seconds).toFixed(0)} rows/s end to end (submit, blocks, ` +
+          `runs, vote, write) = ${(cpu.seconds / seconds).toFixed(2)}x local cpu; ` +
+          `${figures.agreeingResults}/${figures.results} agreed, ${figures.reruns} re-runs`,
       )
     }
   } finally {

@@ -256,7 +256,8 @@ async function checkAll(): Promise<void> {
  * Times a set of implementations at one size in interleaved rounds (one iteration of each per
  * round), so that load from other processes on a shared machine hits all of them alike and the
  * ratios stay meaningful. An implementation whose iteration is predicted (from the previous size)
- * to exceed SKIP_SECONDS is skipped and says so (except tfjs-webgpu, the ratio's baseline); one slower than SLOW_SECONDS runs in one round only.
+ * to exceed SKIP_SECONDS is skipped and says so (except tfjs-webgpu, the ratio's baseline); one
+ * slower than SLOW_SECONDS runs in one round only.
  */
 async function measureInterleaved(group: Implementation[], size: number): Promise<Measurement[]> {
   const flop = 2 * size ** 3
@@ -275,7 +276,9 @@ async function measureInterleaved(group: Implementation[], size: number): Promis
         out.push({
           implementation: implementation.name,
           size,
-          skipped: `predicted ${predictedSeconds.toFixed(0)} s per iteration from ${previous.size}: over ${SKIP_SECONDS} s`,
+          skipped:
+            `predicted ${predictedSeconds.toFixed(0)} s per iteration from ` +
+            `${previous.size}: over ${SKIP_SECONDS} s`,
         })
         continue
       }
@@ -362,7 +365,9 @@ try {
 // --- 3. report ----------------------------------------------------------------------------------
 
 const loadAverage = (values: number[]) => values.map((value) => value.toFixed(1)).join(' ')
-const machine = `${cpus().length}-core ${cpus()[0]?.model ?? process.arch}, Node ${process.version}, ${ours.info.adapterName}`
+const machine =
+  `${cpus().length}-core ${cpus()[0]?.model ?? process.arch}, Node ` +
+  `${process.version}, ${ours.info.adapterName}`
 const cpuFigure = (size: number, name: string) =>
   results.find((r) => r.size === size && r.implementation === name)?.gflopsPerCpuSecond
 const ratioTo = (size: number, name: string) =>
@@ -411,7 +416,8 @@ if (flags.json) {
       (r) => r.size === size && r.implementation === TFJS_WEBGPU_LABEL,
     )?.gflopsPerCpuSecond
     console.log(
-      `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ${'x tfjs-webgpu'.padStart(14)} ${'GFLOP/cpu-s'.padStart(12)} ${'x tfjs (cpu)'.padStart(13)}`,
+      `${'implementation'.padEnd(40)} ${'GFLOP/s'.padStart(9)} ${'ms/iter'.padStart(10)} ` +
+        `${'x tfjs-webgpu'.padStart(14)} ${'GFLOP/cpu-s'.padStart(12)} ${'x tfjs (cpu)'.padStart(13)}`,
     )
     for (const r of results.filter((result) => result.size === size)) {
       if (r.gflops === undefined) {
@@ -422,7 +428,9 @@ if (flags.json) {
       const perCpu = r.gflopsPerCpuSecond ?? 0
       const cpuRatio = tfjsCpu === undefined ? '' : (perCpu / tfjsCpu).toFixed(2)
       console.log(
-        `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)} ${perCpu.toFixed(2).padStart(12)} ${cpuRatio.padStart(13)}`,
+        `${r.implementation.padEnd(40)} ${r.gflops.toFixed(2).padStart(9)} ` +
+          `${r.msPerIteration!.toFixed(1).padStart(10)} ${ratio.padStart(14)} ` +
+          `${perCpu.toFixed(2).padStart(12)} ${cpuRatio.padStart(13)}`,
       )
     }
     const ourDefault = ratioTo(size, defaultLabel)

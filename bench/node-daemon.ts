@@ -94,13 +94,16 @@ async function benchStartup(): Promise<void> {
   console.log(`start-up (median of ${repeats})`)
   console.log(`  bare libp2p host (baseline)      ${ms(median(bare))}`)
   console.log(
-    `  daemon, fresh data dir           ${ms(median(fresh))}  (${(median(fresh) / median(bare)).toFixed(2)}x baseline)`,
+    `  daemon, fresh data dir           ${ms(median(fresh))}  ` +
+      `(${(median(fresh) / median(bare)).toFixed(2)}x baseline)`,
   )
   console.log(
-    `  daemon, existing data dir        ${ms(median(existing))}  (${(median(existing) / median(bare)).toFixed(2)}x baseline)`,
+    `  daemon, existing data dir        ${ms(median(existing))}  ` +
+      `(${(median(existing) / median(bare)).toFixed(2)}x baseline)`,
   )
   console.log(
-    `  of which the cpu probe           ${ms(probeMs)}  (${capability.matmulGflops.toFixed(2)} GFLOP/s, matmul 128)`,
+    `  of which the cpu probe           ${ms(probeMs)}  (${capability.matmulGflops.toFixed(2)} ` +
+      `GFLOP/s, matmul 128)`,
   )
 }
 
@@ -132,10 +135,12 @@ async function benchApi(): Promise<void> {
     `  bare node:http on loopback (baseline)  p50 ${ms(median(bare))}  p99 ${ms(percentile(bare, 0.99))}`,
   )
   console.log(
-    `  GET /v1/status                         p50 ${ms(median(status))}  p99 ${ms(percentile(status, 0.99))}  (${(median(status) / median(bare)).toFixed(2)}x)`,
+    `  GET /v1/status                         p50 ${ms(median(status))}  p99 ` +
+      `${ms(percentile(status, 0.99))}  (${(median(status) / median(bare)).toFixed(2)}x)`,
   )
   console.log(
-    `  GET /metrics                           p50 ${ms(median(metrics))}  p99 ${ms(percentile(metrics, 0.99))}  (${(median(metrics) / median(bare)).toFixed(2)}x)`,
+    `  GET /metrics                           p50 ${ms(median(metrics))}  p99 ` +
+      `${ms(percentile(metrics, 0.99))}  (${(median(metrics) / median(bare)).toFixed(2)}x)`,
   )
   bareServer.close()
   await daemon.stop()

@@ -87,11 +87,11 @@ async function buildNetwork(count: number): Promise<TestNode[]> {
       )
       for (const j of links[i]) {
         if (!subscribers.has(nodes[j].peerId.toString())) {
+          const connections = n.getConnections(nodes[j].peerId)
+          const streams = connections.flatMap((c) => c.streams.map((s) => s.protocol)).join(' ')
           console.error(
-            `node ${i} does not see node ${j} subscribed; connections ${n.getConnections(nodes[j].peerId).length}, streams ${n
-              .getConnections(nodes[j].peerId)
-              .flatMap((c) => c.streams.map((s) => s.protocol))
-              .join(' ')}`,
+            `node ${i} does not see node ${j} subscribed; connections ${connections.length}, ` +
+              `streams ${streams}`,
           )
         }
       }
@@ -141,8 +141,12 @@ async function benchAnnouncements(
       for (const node of nodes) {
         if (node === submitter || arrivals.has(node.peerId.toString())) continue
         const pubsub = node.services.pubsub as unknown as { getMeshPeers(t: string): string[] }
+        const rejected = JSON.stringify(node.services.tasks.counters().rejected)
         console.error(
-          `announcement ${k} missed by ${node.peerId}: mesh ${pubsub.getMeshPeers('shardnet/tasks/1').length}, topic peers ${node.services.pubsub.getSubscribers('shardnet/tasks/1').length}, connections ${node.getConnections().length}, rejected ${JSON.stringify(node.services.tasks.counters().rejected)}`,
+          `announcement ${k} missed by ${node.peerId}: mesh ` +
+            `${pubsub.getMeshPeers('shardnet/tasks/1').length}, topic peers ` +
+            `${node.services.pubsub.getSubscribers('shardnet/tasks/1').length}, connections ` +
+            `${node.getConnections().length}, rejected ${rejected}`,
         )
       }
     }
@@ -190,7 +194,9 @@ async function benchLookups(
       const { rejected } = asker.services.discovery.counters()
       const refused = Object.entries(rejected).filter(([, n]) => n > 0)
       console.error(
-        `lookup ${k} found ${found} of ${expected} webgpu workers in ${fmt(performance.now() - start)}; asker's refused records so far: ${JSON.stringify(Object.fromEntries(refused))}`,
+        `lookup ${k} found ${found} of ${expected} webgpu workers in ` +
+          `${fmt(performance.now() - start)}; asker's refused records so far: ` +
+          JSON.stringify(Object.fromEntries(refused)),
       )
     }
   }
@@ -295,7 +301,8 @@ console.log(
 if (values.only !== 'network') {
   const blocks = await benchBlocks()
   const describe = (runs: number[]) =>
-    `median ${median(runs).toFixed(0)} MiB/s, best ${Math.max(...runs).toFixed(0)} (runs ${runs.map((x) => x.toFixed(0)).join(', ')})`
+    `median ${median(runs).toFixed(0)} MiB/s, best ${Math.max(...runs).toFixed(0)} ` +
+    `(runs ${runs.map((x) => x.toFixed(0)).join(', ')})`
   console.log(`bare libp2p stream ${blockMiB} MiB: ${describe(blocks.bare.mibs)}`)
   console.log(`block fetch to memory (fetchFrom) ${blockMiB} MiB: ${describe(blocks.memory.mibs)}`)
   console.log(`block get into the durable store ${blockMiB} MiB: ${describe(blocks.durable.mibs)}`)
@@ -305,14 +312,20 @@ if (values.only !== 'network') {
     ['durable', blocks.durable],
   ] as const) {
     const pairRatios = runs.mibs.map((b, i) => b / blocks.bare.mibs[i])
+    const medians = (100 * median(runs.mibs)) / median(blocks.bare.mibs)
+    const bests = (100 * Math.max(...runs.mibs)) / Math.max(...blocks.bare.mibs)
     console.log(
-      `block ${name} / bare: median of pairs ${(100 * median(pairRatios)).toFixed(0)}%, median/median ${((100 * median(runs.mibs)) / median(blocks.bare.mibs)).toFixed(0)}%, best/best ${((100 * Math.max(...runs.mibs)) / Math.max(...blocks.bare.mibs)).toFixed(0)}% (goal >= 80%)`,
+      `block ${name} / bare: median of pairs ${(100 * median(pairRatios)).toFixed(0)}%, ` +
+        `median/median ${medians.toFixed(0)}%, best/best ${bests.toFixed(0)}% (goal >= 80%)`,
     )
   }
   if (blocks.bare.cpuMs.length > 0) {
     const cpu = (runs: TransferRuns) => median(runs.cpuMs)
+    const share = (runs: TransferRuns) => ((100 * cpu(blocks.bare)) / cpu(runs)).toFixed(0)
     console.log(
-      `event-loop thread CPU per ${blockMiB} MiB (median): bare ${cpu(blocks.bare).toFixed(1)} ms, to memory ${cpu(blocks.memory).toFixed(1)} ms (bare/this ${((100 * cpu(blocks.bare)) / cpu(blocks.memory)).toFixed(0)}%), durable ${cpu(blocks.durable).toFixed(1)} ms (${((100 * cpu(blocks.bare)) / cpu(blocks.durable)).toFixed(0)}%)`,
+      `event-loop thread CPU per ${blockMiB} MiB (median): bare ${cpu(blocks.bare).toFixed(1)} ms, ` +
+        `to memory ${cpu(blocks.memory).toFixed(1)} ms (bare/this ${share(blocks.memory)}%), ` +
+        `durable ${cpu(blocks.durable).toFixed(1)} ms (${share(blocks.durable)}%)`,
     )
   }
 }
@@ -324,7 +337,8 @@ for (const size of values.only === 'blocks' ? [] : sizes) {
   try {
     const a = await benchAnnouncements(nodes)
     console.log(
-      `announcement to all ${size - 1} others: p50 ${fmt(median(a.toAll))}, p99 ${fmt(percentile(a.toAll, 99))}, max ${fmt(Math.max(...a.toAll))}` +
+      `announcement to all ${size - 1} others: p50 ${fmt(median(a.toAll))}, ` +
+        `p99 ${fmt(percentile(a.toAll, 99))}, max ${fmt(Math.max(...a.toAll))}` +
         `; ${a.incomplete} of ${announcementCount} did not reach all within 30 s` +
         (size === 50 ? ` (goal p99 < 1000 ms)` : ''),
     )
@@ -333,7 +347,9 @@ for (const size of values.only === 'blocks' ? [] : sizes) {
     )
     const l = await benchLookups(nodes)
     console.log(
-      `capability lookup (limit ${l.expected} webgpu workers, verified records): first p50 ${fmt(median(l.first))}; all p50 ${fmt(median(l.all))}, p99 ${fmt(percentile(l.all, 99))}; ${l.complete} of ${lookupCount} lookups found every worker`,
+      `capability lookup (limit ${l.expected} webgpu workers, verified records): first p50 ` +
+        `${fmt(median(l.first))}; all p50 ${fmt(median(l.all))}, p99 ` +
+        `${fmt(percentile(l.all, 99))}; ${l.complete} of ${lookupCount} lookups found every worker`,
     )
   } finally {
     await Promise.allSettled(nodes.map((n) => n.stop()))

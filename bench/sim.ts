@@ -127,7 +127,9 @@ function queueBench(): void {
     )
   }
   console.log(
-    `event queue (${pending} pending, pop+push): typed-array heap ${Math.round(rates.typed / 2 / 1000)}k ops/s, object heap ${Math.round(rates.objects / 2 / 1000)}k ops/s, ratio ${(rates.typed / rates.objects).toFixed(2)}x`,
+    `event queue (${pending} pending, pop+push): typed-array heap ` +
+      `${Math.round(rates.typed / 2 / 1000)}k ops/s, object heap ` +
+      `${Math.round(rates.objects / 2 / 1000)}k ops/s, ratio ${(rates.typed / rates.objects).toFixed(2)}x`,
   )
 }
 
@@ -159,7 +161,14 @@ if (flag('--child') !== undefined) {
     )
     const result = JSON.parse(output.trim().split('\n').at(-1) ?? '{}')
     console.log(
-      `${peers} peers, ${durationMs / 60_000} simulated min: ${result.events} events in ${(result.wallMs / 1000).toFixed(1)} s wall = ${result.eventsPerSecond} events/s (CPU time ${(result.cpuMs / 1000).toFixed(1)} s = ${Math.round(result.events / (result.cpuMs / 1000))} events per CPU-second), load average now ${(await import('node:os')).loadavg()[0].toFixed(1)}, peak RSS ${result.maxRssMiB} MiB; ${result.stepsCommitted} steps, ${result.announcements} announcements, ${result.lookups} lookups, ${result.tasksCompleted} tasks completed, safety ${result.safe ? 'ok' : 'VIOLATED'}`,
+      `${peers} peers, ${durationMs / 60_000} simulated min: ${result.events} events in ` +
+        `${(result.wallMs / 1000).toFixed(1)} s wall = ${result.eventsPerSecond} events/s (CPU ` +
+        `time ${(result.cpuMs / 1000).toFixed(1)} s = ` +
+        `${Math.round(result.events / (result.cpuMs / 1000))} events per CPU-second), load ` +
+        `average now ${(await import('node:os')).loadavg()[0].toFixed(1)}, peak RSS ` +
+        `${result.maxRssMiB} MiB; ${result.stepsCommitted} steps, ${result.announcements} ` +
+        `announcements, ${result.lookups} lookups, ${result.tasksCompleted} tasks completed, ` +
+        `safety ${result.safe ? 'ok' : 'VIOLATED'}`,
     )
   }
 }

@@ -130,7 +130,11 @@ if (flags.json) {
   console.log('backend  batch  train samples/s  epoch s  vs cpu  inference samples/s')
   for (const row of rows) {
     console.log(
-      `${row.backend.padEnd(7)}  ${String(row.batchSize).padStart(5)}  ${row.trainSamplesPerSecond.toFixed(0).padStart(15)}  ${row.epochSeconds.toFixed(2).padStart(7)}  ${`${row.ratioToCpu.toFixed(2)}x`.padStart(6)}  ${row.inferenceSamplesPerSecond.toFixed(0).padStart(19)}`,
+      `${row.backend.padEnd(7)}  ${String(row.batchSize).padStart(5)}  ` +
+        `${row.trainSamplesPerSecond.toFixed(0).padStart(15)}  ` +
+        `${row.epochSeconds.toFixed(2).padStart(7)}  ` +
+        `${`${row.ratioToCpu.toFixed(2)}x`.padStart(6)}  ` +
+        row.inferenceSamplesPerSecond.toFixed(0).padStart(19),
     )
   }
 }

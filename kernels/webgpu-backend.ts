@@ -119,7 +119,8 @@ export class WebGpuBackend implements Backend {
     const size = shapeSize(shape)
     if (size * 4 > this.info.maxBufferBytes) {
       throw new RangeError(
-        `tensor ${describeShape(shape)} needs ${size * 4} bytes, more than the device's ${this.info.maxBufferBytes}`,
+        `tensor ${describeShape(shape)} needs ${size * 4} bytes, ` +
+          `more than the device's ${this.info.maxBufferBytes}`,
       )
     }
     return new GpuTensor(this.runtime, this.runtime.storageBuffer(size * 4), shape, size)

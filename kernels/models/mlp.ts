@@ -169,7 +169,10 @@ export class Mlp {
     )
   }
 
-  /** Reads tensors laid out like `parameters()` (the parameters themselves by default) into one flat vector. */
+  /**
+   * Reads tensors laid out like `parameters()` (the parameters themselves by default) into one flat
+   * vector.
+   */
   async readFlat(tensors: readonly Tensor[] = this.parameters()): Promise<Float32Array> {
     const layout = this.parameterLayout()
     if (tensors.length !== layout.length)

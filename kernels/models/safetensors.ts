@@ -92,7 +92,8 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
   const headerBytes = Number(headerLength)
   if (LENGTH_PREFIX_BYTES + headerBytes > bytes.length) {
     throw new SafetensorsError(
-      `the header claims ${headerBytes} bytes but the file has only ${bytes.length - LENGTH_PREFIX_BYTES} after the length (truncated?)`,
+      `the header claims ${headerBytes} bytes but the file has only ` +
+        `${bytes.length - LENGTH_PREFIX_BYTES} after the length (truncated?)`,
     )
   }
   const headerText = new TextDecoder('utf-8', { fatal: false }).decode(
@@ -150,7 +151,8 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
     const [begin, end] = offsets as [number, number]
     if (end - begin !== elementCount(shape as number[]) * 4) {
       throw new SafetensorsError(
-        `tensor "${name}" has shape [${shape}] but data_offsets cover ${end - begin} bytes instead of ${elementCount(shape as number[]) * 4}`,
+        `tensor "${name}" has shape [${shape}] but data_offsets cover ${end - begin} bytes ` +
+          `instead of ${elementCount(shape as number[]) * 4}`,
       )
     }
     if (end > dataBytes) {

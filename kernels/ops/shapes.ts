@@ -26,7 +26,8 @@ export function assertRank(op: string, name: string, tensor: Tensor, rank: numbe
 export function assertSameShape(op: string, a: Tensor, b: Tensor, aName = 'a', bName = 'b'): void {
   if (a.shape.length !== b.shape.length || a.shape.some((dim, i) => dim !== b.shape[i])) {
     throw new ShapeError(
-      `${op}: ${aName} ${describeShape(a.shape)} and ${bName} ${describeShape(b.shape)} must have the same shape`,
+      `${op}: ${aName} ${describeShape(a.shape)} and ${bName} ${describeShape(b.shape)} must ` +
+        `have the same shape`,
     )
   }
 }
@@ -84,7 +85,8 @@ export function softmaxCrossEntropyDims(logits: Tensor, labels: Tensor): { m: nu
   const [m, c] = logits.shape
   if (labels.shape[0] !== m) {
     throw new ShapeError(
-      `softmaxCrossEntropy: labels ${describeShape(labels.shape)} must have one entry per row of logits ${describeShape(logits.shape)}`,
+      `softmaxCrossEntropy: labels ${describeShape(labels.shape)} must have one entry per row of ` +
+        `logits ${describeShape(logits.shape)}`,
     )
   }
   return { m, c }
@@ -106,7 +108,8 @@ export function assertQuantized(quantized: {
   const blocks = Math.ceil(quantized.length / quantized.blockSize)
   if (quantized.values.length !== quantized.length || quantized.scales.length !== blocks) {
     throw new ShapeError(
-      `dequantizeInt8: ${quantized.values.length} values and ${quantized.scales.length} scales do not match ` +
+      `dequantizeInt8: ${quantized.values.length} values and ${quantized.scales.length} scales ` +
+        `do not match ` +
         `length ${quantized.length} with blockSize ${quantized.blockSize} (${blocks} blocks)`,
     )
   }

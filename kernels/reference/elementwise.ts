@@ -13,7 +13,8 @@ export function biasAddReference(x: Float32Array, bias: Float32Array): Float32Ar
 /** y = max(x, 0) */
 export function reluReference(x: Float32Array): Float32Array {
   const y = new Float32Array(x.length)
-  // biome-ignore lint/complexity/useMathMinMax: Math.max propagates NaN; the WGSL select(0, x, x > 0) maps NaN to 0 and so do we
+  // Math.max would propagate NaN; the WGSL select(0, x, x > 0) maps NaN to 0, and so does this
+  // biome-ignore lint/complexity/useMathMinMax: NaN maps to 0 here, as in the WGSL kernel
   for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0
   return y
 }

@@ -2,7 +2,8 @@
 import type { QuantizedInt8 } from '../backend.js'
 
 /**
- * For each block b: scale[b] = max|x| / 127 (float32); q[i] = clamp(roundHalfAwayFromZero(x[i] / scale), -127, 127).
+ * For each block b: scale[b] = max|x| / 127 (float32);
+ * q[i] = clamp(roundHalfAwayFromZero(x[i] / scale), -127, 127).
  * A block of zeros gets scale 0 and values 0.
  */
 export function quantizeInt8Reference(x: Float32Array, blockSize: number): QuantizedInt8 {

@@ -59,7 +59,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   if (row >= params.m || column >= params.n) { return; }
   var total = 0.0;
   for (var p = 0u; p < params.k; p++) {
-    total += a[row * params.aRowStride + p * params.aColumnStride] * b[p * params.bRowStride + column * params.bColumnStride];
+    total += a[row * params.aRowStride + p * params.aColumnStride]
+      * b[p * params.bRowStride + column * params.bColumnStride];
   }
   c[row * params.n + column] = total;
 }
@@ -83,7 +84,9 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     tileA[local.y][local.x] = valueA;
     let pB = t * ${TILE_SIZE}u + local.y;
     var valueB = 0.0;
-    if (pB < params.k && column < params.n) { valueB = b[pB * params.bRowStride + column * params.bColumnStride]; }
+    if (pB < params.k && column < params.n) {
+      valueB = b[pB * params.bRowStride + column * params.bColumnStride];
+    }
     tileB[local.y][local.x] = valueB;
     workgroupBarrier();
     for (var q = 0u; q < ${TILE_SIZE}u; q++) {
@@ -201,16 +204,16 @@ export function matmulRegisterBlockedSource(config: RegisterBlockedConfig): stri
     for (let cv = 0; cv < colVecs; cv++) {
       for (let cc = 0; cc < 4; cc++) {
         const column = `c0 + ${cv * 4 + cc}u`
-        stores.push(
-          `  if (${column} < params.n) { c[(r0 + ${i}u) * params.n + ${column}] = acc_${i}_${cv}.${lane[cc]}; }`,
-        )
+        const index = `(r0 + ${i}u) * params.n + ${column}`
+        stores.push(`  if (${column} < params.n) { c[${index}] = acc_${i}_${cv}.${lane[cc]}; }`)
       }
     }
     stores.push('}')
   }
 
   return /* wgsl */ `
-// register-blocked matmul: transposeA=${transposeA} transposeB=${transposeB}, ${rows}x${columns} outputs per thread
+// register-blocked matmul, ${rows}x${columns} outputs per thread
+// transposeA=${transposeA} transposeB=${transposeB}
 struct Params {
   m: u32, n: u32, k: u32,
   // vec4s per stored row of a and b
@@ -259,10 +262,11 @@ export const matmulTiledRegisterBlockedSource = (() => {
   const stores = [0, 1, 2, 3]
     .map((i) =>
       [0, 1, 2, 3]
-        .map(
-          (j) =>
-            `if (row${i} < params.m && column0 + ${16 * j}u < params.n) { c[row${i} * params.n + column0 + ${16 * j}u] = acc${i}.${lane[j]}; }`,
-        )
+        .map((j) => {
+          const column = `column0 + ${16 * j}u`
+          const store = `c[row${i} * params.n + ${column}] = acc${i}.${lane[j]};`
+          return `if (row${i} < params.m && ${column} < params.n) { ${store} }`
+        })
         .join('\n  '),
     )
     .join('\n  ')
@@ -302,7 +306,9 @@ fn main(
       let column = columnBase + col;
       let kk = t * ${tileK}u + p;
       var value = 0.0;
-      if (column < params.n && kk < params.k) { value = b[kk * params.bRowStride + column * params.bColumnStride]; }
+      if (column < params.n && kk < params.k) {
+        value = b[kk * params.bRowStride + column * params.bColumnStride];
+      }
       tileB[p * ${tileN}u + col] = value;
     }
     workgroupBarrier();
@@ -424,14 +430,14 @@ export function matmulPackedSubgroupSource(
     const row = `row0 + ${i}u`
     stores.push(`if (${row} < params.m) {`)
     for (let j = 0; j < PACKED_COLUMNS_PER_LANE; j++) {
-      stores.push(
-        `  if (column0 + ${j}u < params.n) { c[(${row}) * params.n + column0 + ${j}u] = acc_${i}.${lane[j]}; }`,
-      )
+      const column = `column0 + ${j}u`
+      stores.push(`  if (${column} < params.n) { c[(${row}) * params.n + ${column}] = acc_${i}.${lane[j]}; }`)
     }
     stores.push('}')
   }
   return /* wgsl */ `enable subgroups;
-// packed-subgroup matmul: ${rows}x${PACKED_COLUMNS_PER_LANE} outputs per lane, subgroup size ${subgroupSize}, A ${aLayout}
+// packed-subgroup matmul, ${rows}x${PACKED_COLUMNS_PER_LANE} outputs per lane
+// subgroup size ${subgroupSize}, A ${aLayout}
 struct Params { m: u32, n: u32, kPadded: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ap: array<${aLayout === 'packed' ? 'vec4<f32>' : 'f32'}>;

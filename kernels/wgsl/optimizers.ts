@@ -40,4 +40,5 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
   let mHat = mNew * params.biasCorrection1;
   let vHat = vNew * params.biasCorrection2;
   let p = param[index];
-  param[index] = p - params.learningRate * (mHat / (sqrt(vHat) + params.epsilon) + params.weightDecay * p);`)}`
+  param[index] = p
+    - params.learningRate * (mHat / (sqrt(vHat) + params.epsilon) + params.weightDecay * p);`)}`

@@ -76,7 +76,7 @@ describe('shardIndices', () => {
 })
 
 describe('stepBatchIndices', () => {
-  it('splits each step of the seeded epoch order among the members, covering every sample once per epoch', () => {
+  it('splits each step of the seeded epoch order among the members, every sample once per epoch', () => {
     const count = 103
     const batch = 10
     expect(stepsPerEpoch(count, batch)).toBe(11)

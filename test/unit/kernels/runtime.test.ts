@@ -3,8 +3,9 @@
 // pipelines, reuses pooled buffers, folds large 1-D dispatches under the per-dimension limit, and
 // lets the process exit cleanly (code 0, no abort from a collected GPU object) after destroy(),
 // checked in a real child process, and survives garbage collection of everything but the destroyed
-// devices (Dawn aborted there while the instance was held per backend). (With webgpu 0.6.2 a process also exits without destroy(); the
-// check guards against destroy() crashing or leaving the event loop busy.)
+// devices (Dawn aborts when its instance is collected while a device wrapper lives, which is why the
+// runtime holds one instance per process). With webgpu 0.6.2 a process also exits without
+// destroy(); the check guards against destroy() crashing or leaving the event loop busy.
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -104,7 +105,7 @@ describe('webgpu runtime', () => {
     b.dispose()
   })
 
-  it('keeps results right when a buffer is disposed and reused while commands are still pending', async () => {
+  it('keeps results right when a buffer is disposed and reused while commands are pending', async () => {
     const first = Float32Array.from({ length: 4096 }, (_, i) => (i % 7) - 3)
     const second = Float32Array.from({ length: 4096 }, (_, i) => 100 + i)
     const x = backend.upload(first, [4096])

@@ -63,7 +63,8 @@ describe('safetensors', () => {
 
   it('reads a file assembled by hand from the specification', () => {
     const file = handMadeFile(
-      '{"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+      '{"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2],' +
+        '"data_offsets":[0,8]}}',
       [1, 2, 3],
     )
     const decoded = decodeSafetensors(file)
@@ -105,7 +106,8 @@ describe('safetensors', () => {
     [
       'overlapping tensors',
       handMadeFile(
-        '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+        '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],' +
+          '"data_offsets":[4,12]}}',
         [1, 2, 3],
       ),
     ],

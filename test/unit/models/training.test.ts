@@ -177,8 +177,10 @@ describe('training on both backends', () => {
       }
       if (process.env.SHARDNET_TEST_VERBOSE) {
         const relative = losses.map((loss, step) => Math.abs(loss - cpu[step]) / cpu[step])
+        const largest = (values: number[]) => Math.max(...values).toExponential(2)
         console.log(
-          `${kind}: largest relative loss difference to cpu, steps 0-4: ${Math.max(...relative.slice(0, 5)).toExponential(2)}, steps 5-39: ${Math.max(...relative.slice(5)).toExponential(2)}`,
+          `${kind}: largest relative loss difference to cpu, steps 0-4: ` +
+            `${largest(relative.slice(0, 5))}, steps 5-39: ${largest(relative.slice(5))}`,
         )
       }
       const mean = (values: number[]) => values.reduce((total, value) => total + value, 0) / values.length
