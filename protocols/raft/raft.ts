@@ -27,6 +27,11 @@ import {
   voteResponseType,
 } from './types.js'
 
+/** Ticks without hearing from a leader before campaigning (before randomization). */
+export const ELECTION_TICKS_DEFAULT = 10
+/** Ticks between a leader's heartbeats. */
+export const HEARTBEAT_TICKS_DEFAULT = 1
+
 export interface RaftConfig {
   /** This member's id; never NONE. */
   id: MemberId
@@ -105,8 +110,8 @@ export class Raft {
     assert(config.id !== NONE, 'a member id must not be empty')
     this.id = config.id
     this.random = config.random
-    this.electionTicks = config.electionTicks ?? 10
-    this.heartbeatTicks = config.heartbeatTicks ?? 1
+    this.electionTicks = config.electionTicks ?? ELECTION_TICKS_DEFAULT
+    this.heartbeatTicks = config.heartbeatTicks ?? HEARTBEAT_TICKS_DEFAULT
     assert(this.heartbeatTicks > 0, 'heartbeatTicks must be positive')
     assert(this.electionTicks > this.heartbeatTicks, 'electionTicks must exceed heartbeatTicks')
     this.preVote = config.preVote ?? true

@@ -45,7 +45,8 @@ export interface RaftRunnerInit {
   /** This member's id: its libp2p peer id string. */
   id: MemberId
   storage: RaftStorage
-  transport: RaftTransport
+  /** The libp2p RaftTransport, or anything that joins, leaves and sends the same way. */
+  transport: Pick<RaftTransport, 'join' | 'leave' | 'send'>
   /**
    * For a member joining with an empty store: the group's members at the time, whose messages it
    * accepts before it has read them in the log. @default none

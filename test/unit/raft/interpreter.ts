@@ -256,16 +256,20 @@ export class TranscriptInterpreter {
 
   private tickElection(id: string): void {
     const member = this.member(id)
-    const raft = member.node.raft
-    if (raft.state === 'leader') {
-      for (let i = 0; i < raft.electionTicks; i++) member.node.tick()
+    if (member.node.state === 'leader') {
+      for (let i = 0; i < member.options.electionTicks; i++) member.node.tick()
       return
     }
     // tick exactly until the randomized timer fires, so transcripts do not depend on the jitter
-    const remaining = Math.max(1, raft.randomizedElectionTimeout - raft.electionElapsed)
+    const remaining = member.node.ticksUntilElection()
     for (let i = 0; i < remaining; i++) member.node.tick()
   }
 
+  /**
+   * Prints a Ready whole (etcd's transcript format), saves it and queues its messages. They are
+   * delivered by a later command, so the order within a Ready (protocols/raft/ready.ts) is not
+   * observable here and the transcripts keep each Ready's messages in the core's order.
+   */
   private processReady(id: string): boolean {
     const member = this.members.get(id)
     if (!member?.node.hasReady()) return false
@@ -372,7 +376,7 @@ export class TranscriptInterpreter {
 
   private compact(id: string, index: number): void {
     const member = this.member(id)
-    member.storage.createSnapshot(index, member.node.raft.confState(), encoder.encode(`snap@${index}`))
+    member.storage.createSnapshot(index, member.node.confState(), encoder.encode(`snap@${index}`))
     member.storage.compact(index)
     this.printLog(id)
   }

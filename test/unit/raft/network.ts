@@ -1,11 +1,21 @@
 // A programmatic in-memory group for table and property tests: real RaftNodes over MemoryStorage,
-// with a mailbox the test controls (deliver, drop, partition) and a record of what was applied.
+// each Ready handled by handleReady (the order every driver uses), with a mailbox the test controls
+// (deliver, drop, partition), a record of what was applied and of what was stored as each message left.
 import { RaftNode, type RaftNodeConfig, type Ready } from '../../../protocols/raft/node.js'
+import { ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DEFAULT } from '../../../protocols/raft/raft.js'
 import { SeededRandom } from '../../../protocols/raft/random.js'
+import { handleReady, type ReadyDriver } from '../../../protocols/raft/ready.js'
 import { MemoryStorage } from '../../../protocols/raft/storage.js'
-import type { Entry, Message } from '../../../protocols/raft/types.js'
+import type { Entry, HardState, Message } from '../../../protocols/raft/types.js'
 
 export type NodeOptions = Partial<Omit<RaftNodeConfig, 'id' | 'storage' | 'random'>>
+
+/** Messages handed to the network together, with what the sender's storage held at that moment. */
+export interface Sent {
+  messages: Message[]
+  storedLastIndex: number
+  storedHardState: HardState
+}
 
 export interface TestMember {
   id: string
@@ -13,6 +23,7 @@ export interface TestMember {
   storage: MemoryStorage
   applied: Entry[]
   readies: Ready[]
+  sent: Sent[]
 }
 
 export class TestNetwork {
@@ -27,10 +38,20 @@ export class TestNetwork {
     for (const id of ids) {
       const storage = new MemoryStorage()
       storage.bootstrap(ids)
-      this.members.set(id, { id, node: undefined, storage, applied: [], readies: [] })
+      this.members.set(id, { id, node: undefined, storage, applied: [], readies: [], sent: [] })
       this.start(id)
     }
     this.processAll()
+  }
+
+  /** The members' election timeout before randomization, in ticks. */
+  get electionTicks(): number {
+    return this.options.electionTicks ?? ELECTION_TICKS_DEFAULT
+  }
+
+  /** Ticks between the leader's heartbeats. */
+  get heartbeatTicks(): number {
+    return this.options.heartbeatTicks ?? HEARTBEAT_TICKS_DEFAULT
   }
 
   start(id: string, applied = 0): RaftNode {
@@ -47,7 +68,14 @@ export class TestNetwork {
 
   /** Adds a member with empty storage (to be added by a conf change). */
   addEmpty(id: string): RaftNode {
-    this.members.set(id, { id, node: undefined, storage: new MemoryStorage(), applied: [], readies: [] })
+    this.members.set(id, {
+      id,
+      node: undefined,
+      storage: new MemoryStorage(),
+      applied: [],
+      readies: [],
+      sent: [],
+    })
     return this.start(id)
   }
 
@@ -67,18 +95,29 @@ export class TestNetwork {
     return node
   }
 
-  /** Handles every Ready of one member: persist, queue messages, apply, advance. */
+  /** Handles every Ready of one member (protocols/raft/ready.ts): messages go to the mailbox. */
   process(id: string): void {
     const member = this.member(id)
-    while (member.node?.hasReady()) {
-      const ready = member.node.ready()
-      member.readies.push(ready)
-      member.storage.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
-      if (ready.snapshot)
-        member.applied = member.applied.filter((entry) => entry.index <= ready.snapshot!.metadata.index)
-      for (const entry of ready.committedEntries) member.applied.push(entry)
-      this.mailbox.push(...ready.messages)
-      member.node.advance()
+    while (member.node?.hasReady()) handleReady(member.node, this.driver(member))
+  }
+
+  private driver(member: TestMember): ReadyDriver {
+    return {
+      save: (update) => member.storage.save(update),
+      send: (messages) => {
+        member.sent.push({
+          messages,
+          storedLastIndex: member.storage.lastIndex(),
+          storedHardState: member.storage.initialState().hardState,
+        })
+        this.mailbox.push(...messages)
+      },
+      apply: (ready) => {
+        member.readies.push(ready)
+        if (ready.snapshot)
+          member.applied = member.applied.filter((entry) => entry.index <= ready.snapshot!.metadata.index)
+        for (const entry of ready.committedEntries) member.applied.push(entry)
+      },
     }
   }
 
@@ -122,8 +161,7 @@ export class TestNetwork {
 
   /** Ticks one member until its randomized election timer fires. */
   timeout(id: string): void {
-    const raft = this.node(id).raft
-    this.tick(id, Math.max(1, raft.randomizedElectionTimeout - raft.electionElapsed))
+    this.tick(id, this.node(id).ticksUntilElection())
   }
 
   elect(id: string): void {
@@ -132,7 +170,7 @@ export class TestNetwork {
   }
 
   leaders(): string[] {
-    return [...this.members.values()].filter((m) => m.node?.raft.state === 'leader').map((m) => m.id)
+    return [...this.members.values()].filter((m) => m.node?.state === 'leader').map((m) => m.id)
   }
 }
 

@@ -43,8 +43,8 @@ describe('5.2 leader election', () => {
     const network = new TestNetwork(ids)
     for (const id of down) network.crash(id)
     network.elect('1')
-    expect(network.node('1').raft.state).toBe(state)
-    expect(network.node('1').raft.term).toBe(1)
+    expect(network.node('1').state).toBe(state)
+    expect(network.node('1').term).toBe(1)
   })
 
   it('grants at most one vote per term, on a first-come basis', () => {
@@ -77,14 +77,11 @@ describe('5.2 leader election', () => {
   })
 
   it('a candidate that hears from a leader of its term steps down', () => {
-    const network = new TestNetwork(['1', '2', '3'])
-    network.elect('1')
-    const raft = network.node('2').raft
+    const raft = followerWithLog([1, 1], 1)
     raft.becomeCandidate() // term 2
-    network.node('1').raft.term = 2 // a leader of the same term (constructed, not elected)
-    raft.step(message({ type: 'MsgApp', from: '1', to: '2', term: 2, index: 4, logTerm: 1 }))
+    raft.step(message({ type: 'MsgApp', from: '2', to: '1', term: 2, index: 2, logTerm: 1 }))
     expect(raft.state).toBe('follower')
-    expect(raft.lead).toBe('1')
+    expect(raft.lead).toBe('2')
   })
 })
 
@@ -174,7 +171,7 @@ describe('5.3 log replication', () => {
       if (m.type === 'MsgAppResp' && m.reject && m.from === '1') rejections++
       return true
     }
-    network.tick('2', network.node('2').raft.heartbeatTicks)
+    network.tick('2', network.heartbeatTicks)
     network.stabilize()
     expect(rejections).toBeLessThanOrEqual(2)
     const log1 = network.member('1').storage
@@ -229,7 +226,7 @@ describe('5.4.2 committing entries from previous terms (Figure 8)', () => {
     network.deliverAll() // ... and its acknowledgement is lost
     const oldIndex = network.member('2').storage.lastIndex()
     expect(oldIndex).toBe(5)
-    expect(network.node('1').raft.log.committed).toBeLessThan(oldIndex)
+    expect(network.node('1').log.committed).toBeLessThan(oldIndex)
     // 2 becomes leader of term 2 with 3's vote; its probe of 3 is rejected, it backs up and sends
     // entry 5 alone, which 3 acknowledges; every append carrying the term-2 entry is then lost
     let probes = 0
@@ -239,15 +236,15 @@ describe('5.4.2 committing entries from previous terms (Figure 8)', () => {
       return true
     }
     network.elect('2')
-    const leader = network.node('2').raft
+    const leader = network.node('2')
     expect(leader.state).toBe('leader')
-    expect(leader.progress.get('3')!.match).toBe(oldIndex) // a majority (2 and 3) holds entry 5 ...
+    expect(leader.status().progress['3'].match).toBe(oldIndex) // a majority (2 and 3) holds entry 5 ...
     expect(leader.log.committed).toBeLessThan(oldIndex) // ... but it is of term 1: not committed
     // once its own term-2 entry is on a majority, everything up to it commits
     network.heal()
-    network.tick('2', leader.heartbeatTicks)
+    network.tick('2', network.heartbeatTicks)
     network.stabilize()
-    expect(network.node('2').raft.log.committed).toBeGreaterThan(oldIndex)
+    expect(network.node('2').log.committed).toBeGreaterThan(oldIndex)
     expect(network.member('3').applied.some((e) => decode(e.data) === 'old')).toBe(true)
   })
 })
@@ -281,6 +278,38 @@ describe('persistence before acknowledging (5.1, Figure 2 "Persistent state")', 
   })
 })
 
+describe('the Ready order: what is on disk as each message leaves (dissertation 10.2.1)', () => {
+  it("acknowledgements and votes leave after what they promise is stored; a leader's appends before", () => {
+    const network = new TestNetwork(['1', '2', '3'])
+    network.elect('1')
+    for (let i = 0; i < 20; i++) network.node('1').propose(encode(`e${i}`))
+    network.stabilize()
+    let acknowledgements = 0
+    let votes = 0
+    let appendsAheadOfDisk = 0
+    for (const member of network.members.values()) {
+      for (const { messages, storedLastIndex, storedHardState } of member.sent) {
+        for (const m of messages) {
+          if (m.type === 'MsgAppResp' && !m.reject) {
+            acknowledgements++
+            expect(m.index).toBeLessThanOrEqual(storedLastIndex)
+          }
+          if (m.type === 'MsgVoteResp' && !m.reject) {
+            votes++
+            expect(storedHardState).toMatchObject({ term: m.term, vote: m.to })
+          }
+          if (m.type === 'MsgApp' && m.entries.some((entry) => entry.index > storedLastIndex))
+            appendsAheadOfDisk++
+        }
+      }
+    }
+    expect(acknowledgements).toBeGreaterThan(0)
+    expect(votes).toBe(2)
+    // the leader's own write does not hold up its appends
+    expect(appendsAheadOfDisk).toBeGreaterThan(0)
+  })
+})
+
 describe('6 cluster membership changes (single-server, dissertation 4.1)', () => {
   it('adds a member that catches up from the log and then counts toward the quorum', () => {
     const network = new TestNetwork(['1', '2', '3'])
@@ -288,17 +317,17 @@ describe('6 cluster membership changes (single-server, dissertation 4.1)', () =>
     network.addEmpty('4')
     network.node('1').proposeConfChange({ type: 'add', member: '4' })
     network.stabilize()
-    network.tick('1', network.node('1').raft.heartbeatTicks)
+    network.tick('1', network.heartbeatTicks)
     network.stabilize()
-    expect(network.node('1').raft.voters()).toEqual(['1', '2', '3', '4'])
-    expect(network.node('4').raft.voters()).toEqual(['1', '2', '3', '4'])
+    expect(network.node('1').voters()).toEqual(['1', '2', '3', '4'])
+    expect(network.node('4').voters()).toEqual(['1', '2', '3', '4'])
     // with 2 and 3 down, 1 and 4 are not a majority of 4: nothing commits
     network.crash('2')
     network.crash('3')
-    const before = network.node('1').raft.log.committed
+    const before = network.node('1').log.committed
     network.node('1').propose(encode('needs three'))
     network.stabilize()
-    expect(network.node('1').raft.log.committed).toBe(before)
+    expect(network.node('1').log.committed).toBe(before)
   })
 
   it('refuses a second change while one is pending', () => {
@@ -316,7 +345,7 @@ describe('6 cluster membership changes (single-server, dissertation 4.1)', () =>
     network.processAll()
     network.deliverAll() // votes out
     network.deliverAll() // votes in: 1 is leader, its empty entry not yet committed
-    expect(network.node('1').raft.state).toBe('leader')
+    expect(network.node('1').state).toBe('leader')
     expect(() => network.node('1').proposeConfChange({ type: 'add', member: '4' })).toThrowError(
       expect.objectContaining({ reason: 'conf-change-pending' }),
     )
@@ -327,12 +356,12 @@ describe('6 cluster membership changes (single-server, dissertation 4.1)', () =>
     network.elect('1')
     network.node('1').proposeConfChange({ type: 'remove', member: '1' })
     network.stabilize()
-    expect(network.node('1').raft.state).toBe('follower')
-    expect(network.node('1').raft.promotable()).toBe(false)
+    expect(network.node('1').state).toBe('follower')
+    expect(network.node('1').voters()).not.toContain('1') // it may no longer campaign
     network.timeout('2')
     network.stabilize()
     expect(network.leaders()).toEqual(['2'])
-    expect(network.node('2').raft.voters()).toEqual(['2', '3'])
+    expect(network.node('2').voters()).toEqual(['2', '3'])
   })
 
   it('leader transfer hands leadership to a caught-up member', () => {
@@ -359,12 +388,8 @@ describe('7 log compaction and InstallSnapshot', () => {
       for (let i = 0; i < 5; i++) network.node('1').propose(encode(`e${i}`))
       network.stabilize()
       const leaderStorage = network.member('1').storage
-      const applied = network.node('1').raft.log.applied
-      leaderStorage.createSnapshot(
-        applied,
-        network.node('1').raft.confState(),
-        new Uint8Array(dataBytes).fill(7),
-      )
+      const applied = network.node('1').log.applied
+      leaderStorage.createSnapshot(applied, network.node('1').confState(), new Uint8Array(dataBytes).fill(7))
       leaderStorage.compact(applied)
       network.start('3', network.member('3').storage.snapshot().metadata.index)
       let snapMessages = 0
@@ -372,12 +397,12 @@ describe('7 log compaction and InstallSnapshot', () => {
         if (m.type === 'MsgSnap') snapMessages++
         return true
       }
-      network.tick('1', network.node('1').raft.heartbeatTicks)
+      network.tick('1', network.heartbeatTicks)
       network.stabilize()
       expect(snapMessages).toBe(chunks)
       expect(network.member('3').storage.snapshot().metadata.index).toBe(applied)
       expect(network.member('3').storage.snapshot().data).toEqual(new Uint8Array(dataBytes).fill(7))
-      expect(network.node('1').raft.progress.get('3')!.state).toBe('replicate')
+      expect(network.node('1').status().progress['3'].state).toBe('replicate')
     },
   )
 
@@ -387,8 +412,8 @@ describe('7 log compaction and InstallSnapshot', () => {
     network.crash('3')
     network.node('1').propose(encode('x'))
     network.stabilize()
-    const applied = network.node('1').raft.log.applied
-    network.member('1').storage.createSnapshot(applied, network.node('1').raft.confState(), encode('abcdef'))
+    const applied = network.node('1').log.applied
+    network.member('1').storage.createSnapshot(applied, network.node('1').confState(), encode('abcdef'))
     network.member('1').storage.compact(applied)
     network.start('3', 0)
     let dropped = false
@@ -399,11 +424,11 @@ describe('7 log compaction and InstallSnapshot', () => {
       }
       return true
     }
-    network.tick('1', network.node('1').raft.heartbeatTicks)
+    network.tick('1', network.heartbeatTicks)
     network.stabilize()
     expect(dropped).toBe(true)
     expect(network.member('3').storage.snapshot().metadata.index).toBe(0) // stuck on the lost chunk
-    network.tick('1', network.node('1').raft.heartbeatTicks)
+    network.tick('1', network.heartbeatTicks)
     network.stabilize()
     expect(decode(network.member('3').storage.snapshot().data)).toBe('abcdef')
   })
@@ -425,13 +450,13 @@ describe('9.6 pre-vote and check-quorum (dissertation)', () => {
       network.stabilize()
       network.timeout('3')
       network.stabilize()
-      expect(network.node('3').raft.term).toBe(preVote ? 1 : 3)
+      expect(network.node('3').term).toBe(preVote ? 1 : 3)
       network.heal()
       // 3 campaigns again, now connected
       network.timeout('3')
       network.stabilize()
-      expect(network.node('1').raft.term).toBe(termAfter)
-      expect(network.node('1').raft.state === 'leader').toBe(leaderKept)
+      expect(network.node('1').term).toBe(termAfter)
+      expect(network.node('1').state === 'leader').toBe(leaderKept)
     },
   )
 
@@ -439,19 +464,19 @@ describe('9.6 pre-vote and check-quorum (dissertation)', () => {
     const network = new TestNetwork(['1', '2', '3'], { checkQuorum: true })
     network.elect('1')
     network.isolate('1')
-    network.tick('1', network.node('1').raft.electionTicks)
-    expect(network.node('1').raft.state).toBe('leader') // active in the last period
-    network.tick('1', network.node('1').raft.electionTicks)
-    expect(network.node('1').raft.state).toBe('follower')
+    network.tick('1', network.electionTicks)
+    expect(network.node('1').state).toBe('leader') // active in the last period
+    network.tick('1', network.electionTicks)
+    expect(network.node('1').state).toBe('follower')
   })
 
   it('a member that hears from its leader ignores a vote request (leader lease)', () => {
     const network = new TestNetwork(['1', '2', '3'], { checkQuorum: true })
     network.elect('1')
-    const raft = network.node('2').raft
-    raft.step(message({ type: 'MsgVote', from: '3', to: '2', term: 5, index: 100, logTerm: 5 }))
-    expect(raft.term).toBe(1)
-    expect(raft.vote).toBe('1')
+    const node = network.node('2')
+    node.step(message({ type: 'MsgVote', from: '3', to: '2', term: 5, index: 100, logTerm: 5 }))
+    expect(node.term).toBe(1)
+    expect(node.status().vote).toBe('1')
   })
 })
 

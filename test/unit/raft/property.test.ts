@@ -127,9 +127,9 @@ function run(size: number, commands: Command[], options: { preVote: boolean; che
       case 'compact': {
         const m = network.member(id)
         if (!m.node) break
-        const applied = m.node.raft.log.applied
+        const applied = m.node.log.applied
         if (applied > m.storage.snapshot().metadata.index) {
-          m.storage.createSnapshot(applied, m.node.raft.confState(), encode(`s${applied}`))
+          m.storage.createSnapshot(applied, m.node.confState(), encode(`s${applied}`))
           m.storage.compact(applied)
         }
         break
@@ -147,7 +147,7 @@ function run(size: number, commands: Command[], options: { preVote: boolean; che
     network.stabilize(20)
     const leader = network
       .leaders()
-      .find((id) => network.node(id).raft.term === Math.max(...ids.map((i) => network.node(i).raft.term)))
+      .find((id) => network.node(id).term === Math.max(...ids.map((i) => network.node(i).term)))
     if (leader && !proposed.has(final)) {
       try {
         network.node(leader).propose(encode(final))
@@ -166,7 +166,7 @@ function run(size: number, commands: Command[], options: { preVote: boolean; che
       `member ${id} applied the final value`,
     ).toBe(true)
   }
-  const lengths = ids.map((id) => network.node(id).raft.log.applied)
+  const lengths = ids.map((id) => network.node(id).log.applied)
   expect(new Set(lengths).size, 'every member applied the same prefix').toBe(1)
 }
 
