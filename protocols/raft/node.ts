@@ -4,10 +4,11 @@
 //
 //   const node = new RaftNode({ id, storage, random })
 //   node.tick() | node.step(message) | node.propose(data)
-//   while (node.hasReady()) handleReady(node, io)   // await it when io.save is asynchronous
+//   while (node.hasReady()) await handleReady(node, driver) // no await needed when driver.save is synchronous
 //
 // The core (raft.ts) stays behind the node: drivers read the leader, role, term, configuration and
-// log through the accessors below and change the core only through the methods above.
+// log through the node's accessors and change the core only through tick, step, the proposals,
+// campaign, transferLeadership and the Ready cycle.
 import { Raft, type RaftConfig } from './raft.js'
 import {
   assert,
@@ -36,13 +37,13 @@ export interface Ready {
   softState?: SoftState
   /** Term, vote and commit to persist, when they changed. */
   hardState?: HardState
-  /** Entries to append to storage (replacing any conflicting suffix) before sending messages. */
+  /** Entries to append to storage (replacing any conflicting suffix). */
   entries: Entry[]
   /** A snapshot from the leader: persist it, then load it into the state machine. */
   snapshot?: Snapshot
   /** Entries committed by a quorum: apply them in order. */
   committedEntries: Entry[]
-  /** Messages to send once the above is durable. */
+  /** Messages to send: a leader's appends and heartbeats before the write, the rest once it is durable (ready.ts). */
   messages: Message[]
 }
 

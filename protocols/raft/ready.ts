@@ -1,16 +1,6 @@
-// The one order in which every driver handles a Ready: the runner (durable, asynchronous fsync), the
-// Raft fault simulator and the network simulator (synchronous, in memory). protocols/raft/README.md,
-// "The Ready order", says why each step sits where it does.
-//
-//   1. a leader's MsgApp, MsgHeartbeat and MsgSnap leave (before its own write: dissertation 10.2.1)
-//   2. committed entries are applied (they are durable on a quorum already)
-//   3. the snapshot, entries and hard state are handed to storage; `appending` hears of the entries
-//   4. once the write is durable: every other message (votes, acknowledgements) leaves, a snapshot is
-//      loaded and the entries that came with it are applied, `appended` hears of the entries
-//   5. advance(): the leader's own entries count toward its quorum, conf entries take effect
-//
-// A Ready that carries a snapshot sends nothing early and applies only after its write: the
-// snapshot must be durable before the state machine loads it.
+// handleReady: the one order in which every driver handles a Ready (the runner, the Raft fault
+// simulator, the network simulator). protocols/raft/README.md, "The Ready order", gives each step
+// and why it sits where it does.
 import type { RaftNode, Ready } from './node.js'
 import type { StorageUpdate } from './storage.js'
 import type { Entry, Message } from './types.js'
@@ -42,11 +32,13 @@ function sendsEarly(m: Message): boolean {
 }
 
 /**
- * Takes the node's next Ready and handles it in the order above. Returns a promise when
- * driver.save did (await it before the next Ready), nothing otherwise.
+ * Takes the node's next Ready and handles it: early messages, apply, save, then (once durable)
+ * late messages and advance(). Returns a promise when driver.save did (await it before taking the
+ * next Ready), nothing otherwise.
  */
 export function handleReady(node: RaftNode, driver: ReadyDriver): void | Promise<void> {
   const ready = node.ready()
+  // a snapshot must be durable before anything is sent or loaded
   let late = ready.messages
   if (!ready.snapshot) {
     if (node.state === 'leader' && late.length > 0) {
@@ -55,7 +47,7 @@ export function handleReady(node: RaftNode, driver: ReadyDriver): void | Promise
       for (const m of ready.messages) (sendsEarly(m) ? early : late).push(m)
       if (early.length > 0) driver.send(early)
     }
-    driver.apply(ready)
+    driver.apply(ready) // committed on a quorum: this member's write need not come first
   }
   const saving = driver.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState })
   if (ready.entries.length > 0) driver.appending?.(ready.entries)
@@ -63,6 +55,7 @@ export function handleReady(node: RaftNode, driver: ReadyDriver): void | Promise
   durable(node, driver, ready, late)
 }
 
+/** The rest of the Ready, once its write is durable. */
 function durable(node: RaftNode, driver: ReadyDriver, ready: Ready, late: Message[]): void {
   if (driver.halted?.()) return
   if (late.length > 0) driver.send(late)
