@@ -1,9 +1,9 @@
 // WebGPU device acquisition through Dawn's node binding, plus what every op needs from the device:
 // a pipeline cache, a buffer pool, uniform upload, one-place dispatch sizing and release.
 //
-// Dawn pitfalls handled here (see shared/notes/webgpu.md):
-// - the GPU object returned by create([]) must stay referenced while any device lives, or the
-//   process aborts: AcquiredDevice holds it and the runtime holds the AcquiredDevice;
+// Dawn pitfalls handled here (`webgpu` 0.6.2 on Mesa's lavapipe):
+// - the GPU object returned by create([]) must stay referenced while any device it made lives, even
+//   a destroyed one, or the process aborts: one instance serves the whole process (dawnInstance);
 // - a device gets default limits unless the adapter's limits are requested explicitly;
 // - Dawn wants XDG_RUNTIME_DIR set.
 import { mkdirSync } from 'node:fs'

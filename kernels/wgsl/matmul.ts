@@ -1,15 +1,16 @@
-// Matmul kernels, C[M,N] = op(A)[M,K] op(B)[K,N], kept side by side (STYLE.md: naive, tiled,
-// register-blocked). All accumulate in float32 in increasing k order.
+// Matmul kernels, C[M,N] = op(A)[M,K] op(B)[K,N], kept side by side (naive, tiled, register-blocked
+// and the rest) so that each adapter gets the one measured fastest on it. All accumulate in float32
+// in increasing k order.
 //
 // - naive: one thread per output, scalar loads with strides (transposes are just strides).
-// - tiled: 16x16 shared-memory tiles, one output per thread. Usually beats naive on real GPUs; on lavapipe
-//   workgroup barriers are expensive and it is slower than naive (shared/notes/webgpu.md).
+// - tiled: 16x16 shared-memory tiles, one output per thread. Usually beats naive on real GPUs; on
+//   lavapipe workgroup barriers are expensive and it is slower than naive.
 // - register-blocked: each thread computes a (4*rowVecs) x (4*colVecs) block of C from vec4 loads,
 //   no shared memory. The operand dimension that is contiguous in memory is read 4 floats at a
 //   time, so an operand whose stored rows are not a multiple of 4 floats is first copied into a
 //   zero-padded buffer (ops/matmul.ts); the kernel is generated per transpose combination.
 // - tiled-register-blocked: 64x64 blocks of C per workgroup staged through shared memory, 4x4
-//   outputs per thread: the usual design for real GPUs (not measured on one here yet).
+//   outputs per thread: the usual design for real GPUs (bench/RESULTS.md has no real-GPU figure).
 // - packed-subgroup: for CPU-emulated adapters (lavapipe). B (and A when it is transposed or K
 //   needs padding) is first copied into panels, GEMM-library style; one subgroup computes a
 //   rows x (subgroupSize*4) block of C: each lane loads one value of A per row and per k step and
