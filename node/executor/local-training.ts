@@ -7,7 +7,7 @@ import { CLASS_COUNT, loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kern
 import { assertSeed } from '../../kernels/data/random.js'
 import { epochOrder } from '../../kernels/data/sharding.js'
 import { createBackend } from '../../kernels/index.js'
-import { Mlp, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { Mlp, type MlpArchitecture } from '../../kernels/models/mlp.js'
 import { AdamWOptimizer } from '../../kernels/models/optimizer.js'
 import {
   type EvaluationResult,
@@ -26,7 +26,13 @@ import {
   SEED_DEFAULT,
   SEED_MAX,
 } from '../../protocols/tasks/spec.js'
-import { assertWritableModelDirectory, loadModel, type ModelManifest, saveModel } from './model-files.js'
+import {
+  assertWritableModelDirectory,
+  describeArchitecture,
+  loadModel,
+  type ModelManifest,
+  saveModel,
+} from './model-files.js'
 
 const log = logger('shardnet:executor:local-training')
 
@@ -264,13 +270,7 @@ export async function trainLocal(
     const finalTest = test!
     const saved = await saveModel(options.outDirectory, architecture, layers, {
       model: options.model,
-      architecture: {
-        type: 'mlp',
-        activation: 'relu',
-        ...architecture,
-        hiddenSizes: [...architecture.hiddenSizes],
-      },
-      parameterCount: parameterCount(architecture),
+      ...describeArchitecture(architecture),
       dataset: { ...data.split },
       seed: options.seed,
       training: {

@@ -7,7 +7,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { CheckpointError, decodeMlpCheckpoint, encodeMlpCheckpoint } from '../../kernels/models/checkpoint.js'
-import type { HostLayer, MlpArchitecture } from '../../kernels/models/mlp.js'
+import { type HostLayer, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { SafetensorsError } from '../../kernels/models/safetensors.js'
 
 export const WEIGHTS_FILE = 'model.safetensors'
@@ -53,6 +53,21 @@ const manifestSchema = z.object({
 })
 
 export type ModelManifest = z.infer<typeof manifestSchema>
+
+/** The manifest's description of an MLP: its architecture (ReLU between layers) and parameter count. */
+export function describeArchitecture(
+  architecture: MlpArchitecture,
+): Pick<ModelManifest, 'architecture' | 'parameterCount'> {
+  return {
+    architecture: {
+      type: 'mlp',
+      activation: 'relu',
+      ...architecture,
+      hiddenSizes: [...architecture.hiddenSizes],
+    },
+    parameterCount: parameterCount(architecture),
+  }
+}
 
 export interface SavedModel {
   directory: string

@@ -61,7 +61,7 @@ import {
 } from '../../protocols/training/params.js'
 import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
-import { ModelFilesError, saveModel } from '../executor/model-files.js'
+import { describeArchitecture, ModelFilesError, saveModel } from '../executor/model-files.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { encodeTaskData, loadTaskData } from './datasets.js'
 import { InferenceInputError } from './infer-files.js'
@@ -751,13 +751,7 @@ export class Coordinator {
     const resultDir = join(this.init.resultsFolder, live.record.id)
     await saveModel(resultDir, architecture, layers, {
       model: train.model,
-      architecture: {
-        type: 'mlp',
-        activation: 'relu',
-        ...architecture,
-        hiddenSizes: [...architecture.hiddenSizes],
-      },
-      parameterCount: parameterCount(architecture),
+      ...describeArchitecture(architecture),
       dataset: {
         name: train.dataset.name,
         trainCount: train.dataset.trainCount,

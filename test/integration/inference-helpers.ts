@@ -3,9 +3,9 @@
 // and the workers that misbehave (a lying one, a slow one), made by wrapping the worker's compute step.
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
-import { saveModel } from '../../node/executor/model-files.js'
+import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { initialHostLayers, type MlpArchitecture } from '../../kernels/models/mlp.js'
+import { describeArchitecture, saveModel } from '../../node/executor/model-files.js'
 import { predictLogits, type ShardPredictor } from '../../node/tasks/infer-executor.js'
 
 /** A worker that lies: it answers the true logits plus `offset`. */
@@ -25,12 +25,11 @@ export function slowPredictor(delayMs: number): ShardPredictor {
 
 /** Writes `folder/model` holding a seeded MLP of `hiddenSizes`; returns the directory. */
 export async function writeTestModel(folder: string, hiddenSizes: number[], seed: number): Promise<string> {
-  const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes, outputSize: 10 }
+  const architecture: MlpArchitecture = { inputSize: PIXEL_COUNT, hiddenSizes, outputSize: CLASS_COUNT }
   const modelDir = join(folder, 'model')
   await saveModel(modelDir, architecture, initialHostLayers(architecture, seed), {
     model: 'mnist-mlp',
-    architecture: { type: 'mlp', activation: 'relu', ...architecture, hiddenSizes: [...hiddenSizes] },
-    parameterCount: parameterCount(architecture),
+    ...describeArchitecture(architecture),
     dataset: { name: 'test' },
     seed,
     training: {},
