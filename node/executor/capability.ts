@@ -1,6 +1,7 @@
 import { totalmem } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Backend, BackendKind } from '../../kernels/backend.js'
+import type { WorkerOffer } from '../../protocols/tasks/spec.js'
 
 /**
  * What a node can compute, measured at start-up and advertised to the network (the capability
@@ -22,6 +23,17 @@ export interface NodeCapability {
   matmulSize: number
   /** set when webgpu was asked for and this node measured cpu instead: why */
   fallbackReason?: string
+}
+
+/** What a node with this capability offers a task (the figures a task's requirements are held against). */
+export function offerOf(
+  capability: Pick<NodeCapability, 'backend' | 'maxBufferBytes' | 'matmulGflops'>,
+): WorkerOffer {
+  return {
+    backend: capability.backend,
+    maxBufferBytes: capability.maxBufferBytes,
+    gflops: capability.matmulGflops,
+  }
 }
 
 /** Measures a node's capability once, at start-up. */

@@ -45,11 +45,11 @@ import {
   decodeTaskSpec,
   encodeTaskSpec,
   type InferRequest,
-  type Requirements,
   TASK_SPEC_VERSION,
   type TaskRequest,
   type TrainRequest,
   type TrainTaskSpec,
+  unmetRequirement,
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
 import { averageParams } from '../../protocols/training/outer.js'
@@ -490,7 +490,7 @@ export class Coordinator {
       gflops: claim.capability.gflops,
       maxBufferBytes: claim.capability.maxBufferBytes,
     }
-    const refusal = requirementRefusal(live.spec, claimant)
+    const refusal = unmetRequirement(live.spec.requirements, claimant)
     if (refusal !== undefined) {
       this.apply(live, { type: 'decline', peerId: peer, reason: refusal, nowMs })
       return { status: ClaimResponse.Status.REFUSED, reason: refusal }
@@ -915,31 +915,4 @@ export interface InferenceTasks {
 
 function peerIdFromBytesString(bytes: Uint8Array): string {
   return peerIdFromBytes(bytes)?.toString() ?? ''
-}
-
-/** Why a claimant does not meet the task's requirements, or undefined. */
-export function requirementRefusal(
-  spec: { requirements: Requirements },
-  claimant: Claimant,
-): string | undefined {
-  const r = spec.requirements
-  if (r.backend !== 'any' && r.backend !== claimant.backend)
-    return `the task needs a ${r.backend} backend, the worker has ${claimant.backend}`
-  if (claimant.maxBufferBytes < r.minMemoryBytes) {
-    return `the task needs ${formatBytes(r.minMemoryBytes)} of memory, the worker has ${formatBytes(claimant.maxBufferBytes)}`
-  }
-  if (claimant.gflops < r.minGflops)
-    return `the task needs ${r.minGflops} GFLOP/s, the worker measured ${claimant.gflops.toFixed(2)}`
-  return undefined
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`
 }

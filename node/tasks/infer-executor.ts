@@ -15,8 +15,8 @@ import type { Backend } from '../../kernels/backend.js'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { Mlp } from '../../kernels/models/mlp.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import type { Requirements } from '../../protocols/tasks/spec.js'
-import type { NodeCapability } from '../executor/capability.js'
+import { BACKENDS, type Requirements, unmetRequirement } from '../../protocols/tasks/spec.js'
+import { type NodeCapability, offerOf } from '../executor/capability.js'
 import {
   type BundledModel,
   bytesToFloats,
@@ -206,13 +206,7 @@ export class InferWorker {
   private ineligibility(r: Requirements | undefined): string | undefined {
     const c = this.init.capability
     if (r === undefined || c === undefined) return undefined
-    if (r.backend !== 'any' && r.backend !== c.backend)
-      return `needs a ${r.backend} backend, this worker has ${c.backend}`
-    if (c.maxBufferBytes < r.minMemoryBytes)
-      return `needs ${r.minMemoryBytes} bytes of memory, this worker has ${c.maxBufferBytes}`
-    if (c.matmulGflops < r.minGflops)
-      return `needs ${r.minGflops} GFLOP/s, this worker measured ${c.matmulGflops.toFixed(2)}`
-    return undefined
+    return unmetRequirement(r, offerOf(c))
   }
 
   private model(cid: CID, from: PeerId, signal: AbortSignal): Promise<BundledModel> {
@@ -272,7 +266,7 @@ function checkRequest(value: unknown): InferRequestFrame {
     if (
       q === null ||
       typeof q !== 'object' ||
-      !['any', 'webgpu', 'cpu'].includes(q.backend as string) ||
+      !(BACKENDS as readonly unknown[]).includes(q.backend) ||
       typeof q.minMemoryBytes !== 'number' ||
       typeof q.minGflops !== 'number'
     )

@@ -24,11 +24,11 @@ import {
   type TaskKind,
   type TaskSpec,
   type TrainTaskSpec,
+  unmetRequirement,
 } from '../../protocols/tasks/spec.js'
 import type { GroupProgress } from '../../protocols/wire/claims.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
-import type { NodeCapability } from '../executor/capability.js'
-import { formatBytes } from './coordinator.js'
+import { type NodeCapability, offerOf } from '../executor/capability.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
 
 const log = logger('shardnet:tasks:worker')
@@ -205,18 +205,9 @@ export class Worker {
 
   /** Why this node cannot run the announced task, or undefined. */
   private ineligibility(announcement: ReceivedAnnouncement['announcement']): string | undefined {
-    const r = announcement.requirements
-    const c = this.init.capability
     if (!this.init.executors.some((e) => e.kind === announcement.kind))
       return `this worker runs no ${announcement.kind} tasks`
-    if (r.backend !== 'any' && r.backend !== c.backend)
-      return `needs a ${r.backend} backend, this worker has ${c.backend}`
-    if (c.maxBufferBytes < r.minMemoryBytes) {
-      return `needs ${formatBytes(r.minMemoryBytes)} of memory, the most this worker has is ${formatBytes(c.maxBufferBytes)}`
-    }
-    if (c.matmulGflops < r.minGflops)
-      return `needs ${r.minGflops} GFLOP/s, this worker measured ${c.matmulGflops.toFixed(2)}`
-    return undefined
+    return unmetRequirement(announcement.requirements, offerOf(this.init.capability))
   }
 
   private async consider(received: ReceivedAnnouncement): Promise<void> {

@@ -105,6 +105,42 @@ export const REQUIREMENTS_DEFAULT: Readonly<Requirements> = Object.freeze({
   minGflops: 0,
 })
 
+/** What a worker offers, as its claim or its capability record says. */
+export interface WorkerOffer {
+  backend: 'webgpu' | 'cpu'
+  /** the largest buffer its backend allocates */
+  maxBufferBytes: number
+  /** its measured matmul throughput */
+  gflops: number
+}
+
+/**
+ * Why a worker that offers `offer` cannot run a task with these requirements, in one sentence, or
+ * undefined when it can. Workers decline with it, and a submitter refuses a claim with it.
+ */
+export function unmetRequirement(requirements: Requirements, offer: WorkerOffer): string | undefined {
+  if (requirements.backend !== 'any' && requirements.backend !== offer.backend)
+    return `needs a ${requirements.backend} backend, this worker has ${offer.backend}`
+  if (offer.maxBufferBytes < requirements.minMemoryBytes) {
+    return `needs ${formatBytes(requirements.minMemoryBytes)} of memory, the most this worker has is ${formatBytes(offer.maxBufferBytes)}`
+  }
+  if (offer.gflops < requirements.minGflops)
+    return `needs ${requirements.minGflops} GFLOP/s, this worker measured ${offer.gflops.toFixed(2)}`
+  return undefined
+}
+
+/** Bytes in binary units, e.g. `32 TiB`, `1.5 GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`
+}
+
 /** A field of a task that is missing, of the wrong type or out of range. `field` names it. */
 export class TaskSpecError extends Error {
   static override name = 'TaskSpecError'

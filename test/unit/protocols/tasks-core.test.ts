@@ -32,6 +32,7 @@ import {
   TASK_SPEC_BYTES_MAX,
   TaskSpecError,
   type TrainTaskSpec,
+  unmetRequirement,
   WireTaskSpec,
   workersNeeded,
 } from '../../../protocols/tasks/spec.js'
@@ -232,6 +233,22 @@ describe('stored TaskSpec blocks', () => {
       expect.objectContaining({ field: 'train.dataset.shardCids', name: 'TaskSpecError' }),
     )
     expect(() => encodeTaskSpec(wrong)).toThrow(TaskSpecError)
+  })
+})
+
+describe('requirements', () => {
+  const offer = { backend: 'cpu', maxBufferBytes: 2 ** 30, gflops: 3 } as const
+  it.each([
+    [{ backend: 'any', minMemoryBytes: 0, minGflops: 0 }, undefined],
+    [{ backend: 'cpu', minMemoryBytes: 2 ** 30, minGflops: 3 }, undefined],
+    [{ backend: 'webgpu', minMemoryBytes: 0, minGflops: 0 }, 'needs a webgpu backend, this worker has cpu'],
+    [
+      { backend: 'any', minMemoryBytes: 2 ** 45, minGflops: 0 },
+      'needs 32 TiB of memory, the most this worker has is 1.0 GiB',
+    ],
+    [{ backend: 'any', minMemoryBytes: 0, minGflops: 3.5 }, 'needs 3.5 GFLOP/s, this worker measured 3.00'],
+  ] as const)('%j against a cpu worker with 1 GiB and 3 GFLOP/s: %s', (requirements, refusal) => {
+    expect(unmetRequirement(requirements, offer)).toBe(refusal)
   })
 })
 
