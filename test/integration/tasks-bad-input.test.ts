@@ -187,6 +187,8 @@ describe('bad task input', () => {
     const after = submitter.tasks.claims.rejected
     expect(after.malformed).toBeGreaterThan(before.malformed)
     expect(after.invalid).toBeGreaterThanOrEqual(before.invalid + 2)
+    // the length prefix over the limit is the stream library's InvalidDataLengthError: counted as oversized
+    expect(after.oversized).toBe(before.oversized + 1)
 
     // well-formed but misdirected: an unknown task, progress from a stranger, an assignment never claimed
     const claims = worker.tasks.claims
