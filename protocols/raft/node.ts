@@ -4,7 +4,7 @@
 //
 //   const node = new RaftNode({ id, storage, random })
 //   node.tick() | node.step(message) | node.propose(data)
-//   while (node.hasReady()) await handleReady(node, driver) // no await needed when driver.save is synchronous
+//   while (node.hasReady()) await handleReady(node, driver) // returns nothing for a synchronous save
 //
 // The core (raft.ts) stays behind the node: drivers read the leader, role, term, configuration and
 // log through the node's accessors and change the core only through tick, step, the proposals,
@@ -43,7 +43,7 @@ export interface Ready {
   snapshot?: Snapshot
   /** Entries committed by a quorum: apply them in order. */
   committedEntries: Entry[]
-  /** Messages to send: a leader's appends and heartbeats before the write, the rest once it is durable (ready.ts). */
+  /** Messages: a leader's appends and heartbeats may leave before the write, the rest once it is durable. */
   messages: Message[]
 }
 
@@ -152,7 +152,7 @@ export class RaftNode {
     return added
   }
 
-  /** Ticks before this member's election timer fires if nothing resets it (its randomized timeout less the ticks elapsed). */
+  /** Ticks before this member's election timer fires if nothing resets it. */
   ticksUntilElection(): number {
     return Math.max(1, this.raft.randomizedElectionTimeout - this.raft.electionElapsed)
   }

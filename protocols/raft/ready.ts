@@ -16,7 +16,7 @@ export interface ReadyDriver {
   send(messages: Message[]): void
   /** Loads ready.snapshot into the state machine (if any), then applies ready.committedEntries in order. */
   apply(ready: Ready): void
-  /** The entries of this Ready were handed to storage and are not durable yet (work that may overlap the write). */
+  /** The Ready's entries were handed to storage, not yet durable (for work that may overlap the write). */
   appending?(entries: Entry[]): void
   /** The entries of this Ready are durable and the acknowledgement of them has been sent. */
   appended?(entries: Entry[]): void

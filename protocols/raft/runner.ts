@@ -218,7 +218,10 @@ export class RaftRunner {
     return this.node.lead
   }
 
-  /** Proposes data; resolves once it is committed and applied here. Throws ProposalDroppedError off the leader. */
+  /**
+   * Proposes data; resolves once it is committed and applied here. Rejects with ProposalDroppedError
+   * off the leader.
+   */
   propose(data: Uint8Array): Promise<{ index: number; term: number }> {
     if (!this.running) return Promise.reject(new RaftStoppedError())
     if (data.length > (this.init.entryBytesMax ?? 8 << 20)) {

@@ -250,11 +250,17 @@ describe('5.4.2 committing entries from previous terms (Figure 8)', () => {
 })
 
 describe('persistence before acknowledging (5.1, Figure 2 "Persistent state")', () => {
-  it('every acknowledgement leaves in the same Ready as the state it acknowledges, or later', () => {
+  /** A group that elected 1 and replicated 20 entries through it. */
+  function replicated(): TestNetwork {
     const network = new TestNetwork(['1', '2', '3'])
     network.elect('1')
     for (let i = 0; i < 20; i++) network.node('1').propose(encode(`e${i}`))
     network.stabilize()
+    return network
+  }
+
+  it('every acknowledgement leaves in the same Ready as the state it acknowledges, or later', () => {
+    const network = replicated()
     for (const member of network.members.values()) {
       let persistedLast = 0
       let persistedVote = ''
@@ -276,14 +282,10 @@ describe('persistence before acknowledging (5.1, Figure 2 "Persistent state")', 
       }
     }
   })
-})
 
-describe('the Ready order: what is on disk as each message leaves (dissertation 10.2.1)', () => {
+  // the Ready order (protocols/raft/ready.ts), seen from what is on disk as each message leaves
   it("acknowledgements and votes leave after what they promise is stored; a leader's appends before", () => {
-    const network = new TestNetwork(['1', '2', '3'])
-    network.elect('1')
-    for (let i = 0; i < 20; i++) network.node('1').propose(encode(`e${i}`))
-    network.stabilize()
+    const network = replicated()
     let acknowledgements = 0
     let votes = 0
     let appendsAheadOfDisk = 0

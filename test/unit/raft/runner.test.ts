@@ -130,7 +130,7 @@ describe('the runner handles each Ready in the one order, with its write off the
     await waitFor(acknowledged, "b's acknowledgement")
   })
 
-  it("a leader's append leaves during its own write, and what arrives meanwhile goes into one next write", async () => {
+  it("a leader's append leaves during its own write; what arrives meanwhile is one next write", async () => {
     const { hub, storages, leader } = await group()
     const own = storages.get('a')!
     own.held = true
