@@ -149,16 +149,19 @@ const ceiling = results.find((figures) => figures.members === 1)
 const ratio = (value: number, base: number | undefined) =>
   base ? ` (${((100 * value) / base).toFixed(0)}%)` : ''
 console.log(
-  `Raft over libp2p loopback, durable store, tick ${tickMs} ms, election timeout ${electionTicks * tickMs}-${2 * electionTicks * tickMs} ms, ${durationMs} ms per throughput run`,
+  `Raft over libp2p loopback, durable store, tick ${tickMs} ms, election timeout ` +
+    `${electionTicks * tickMs}-${2 * electionTicks * tickMs} ms, ${durationMs} ms per throughput run`,
 )
 console.log('members | 100 B entries/s | 1 MiB entries MiB/s | p50 commit ms | p99 commit ms | failover ms')
 for (const figures of results) {
   const label = figures.members === 1 ? '1 (ceiling: one node, same store)' : String(figures.members)
+  const share = (value: number, base: number | undefined) => (figures.members > 1 ? ratio(value, base) : '')
   console.log(
     [
       label,
-      `${figures.smallEntriesPerSecond.toFixed(0)}${figures.members > 1 ? ratio(figures.smallEntriesPerSecond, ceiling?.smallEntriesPerSecond) : ''}`,
-      `${figures.largeMiBPerSecond.toFixed(1)}${figures.members > 1 ? ratio(figures.largeMiBPerSecond, ceiling?.largeMiBPerSecond) : ''}`,
+      figures.smallEntriesPerSecond.toFixed(0) +
+        share(figures.smallEntriesPerSecond, ceiling?.smallEntriesPerSecond),
+      figures.largeMiBPerSecond.toFixed(1) + share(figures.largeMiBPerSecond, ceiling?.largeMiBPerSecond),
       figures.latencyP50Ms.toFixed(2),
       figures.latencyP99Ms.toFixed(2),
       figures.failoverMs === undefined ? '-' : figures.failoverMs.toFixed(0),

@@ -50,9 +50,15 @@ export interface RaftConfig {
   messageBytesMax?: number
   /** Appends in flight per follower (pipelining window). @default 256 */
   inflightMessagesMax?: number
-  /** Entry bytes in flight per follower (bounds head-of-line delay of heartbeats behind appends). @default 8388608 */
+  /**
+   * Entry bytes in flight per follower (bounds head-of-line delay of heartbeats behind appends).
+   * @default 8388608
+   */
   inflightBytesMax?: number
-  /** Entry bytes appended by the leader but not yet committed before proposals are refused. @default 268435456 */
+  /**
+   * Entry bytes appended by the leader but not yet committed before proposals are refused.
+   * @default 268435456
+   */
   uncommittedBytesMax?: number
   /** Bytes per InstallSnapshot chunk. @default 262144 */
   snapshotChunkBytes?: number
@@ -131,7 +137,9 @@ export class Raft {
     if (config.applied !== undefined && config.applied > 0) this.log.appliedTo(config.applied)
     this.becomeFollower(this.term, NONE)
     this.logger(
-      `newRaft ${this.id} [peers: [${this.voters().join(',')}], term: ${this.term}, commit: ${this.log.committed}, applied: ${this.log.applied}, lastindex: ${this.log.lastIndex()}, lastterm: ${this.log.lastTerm()}]`,
+      `newRaft ${this.id} [peers: [${this.voters().join(',')}], term: ${this.term}, commit: ` +
+        `${this.log.committed}, applied: ${this.log.applied}, lastindex: ${this.log.lastIndex()}, ` +
+        `lastterm: ${this.log.lastTerm()}]`,
     )
   }
 
@@ -343,7 +351,8 @@ export class Raft {
     const snapshot = this.log.snapshot()
     assert(snapshot.metadata.index > 0, 'need a non-empty snapshot to catch up a follower')
     this.logger(
-      `${this.id} [firstindex: ${this.log.firstIndex()}, commit: ${this.log.committed}] sent snapshot[index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to}`,
+      `${this.id} [firstindex: ${this.log.firstIndex()}, commit: ${this.log.committed}] sent ` +
+        `snapshot[index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to}`,
     )
     progress.becomeSnapshot(snapshot)
     this.sendSnapshotChunk(to, progress)
@@ -477,7 +486,8 @@ export class Raft {
     }
     if (this.hasUnappliedConfChanges()) {
       this.logger(
-        `${this.id} cannot campaign at term ${this.term} since there are still pending configuration changes to apply`,
+        `${this.id} cannot campaign at term ${this.term} ` +
+          `since there are still pending configuration changes to apply`,
       )
       return
     }
@@ -509,7 +519,8 @@ export class Raft {
     for (const id of this.voters()) {
       if (id === this.id) continue
       this.logger(
-        `${this.id} [logterm: ${lastTerm}, index: ${lastIndex}] sent ${type} request to ${id} at term ${this.term}`,
+        `${this.id} [logterm: ${lastTerm}, index: ${lastIndex}] ` +
+          `sent ${type} request to ${id} at term ${this.term}`,
       )
       this.send(
         message({ type, to: id, term, index: lastIndex, logTerm: lastTerm, transfer: kind === 'transfer' }),
@@ -546,7 +557,9 @@ export class Raft {
         if (!m.transfer && inLease) {
           // Dissertation 4.2.3: a member that hears from a leader ignores disruptive candidates.
           this.logger(
-            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] ignored ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}: lease is not expired`,
+            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ` +
+              `${this.vote}] ignored ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] ` +
+              `at term ${this.term}: lease is not expired`,
           )
           return
         }
@@ -557,7 +570,8 @@ export class Raft {
         // a granted pre-vote carries the term we asked for; we move to it only on winning
       } else {
         this.logger(
-          `${this.id} [term: ${this.term}] received a ${m.type} message with higher term from ${m.from} [term: ${m.term}]`,
+          `${this.id} [term: ${this.term}] received a ${m.type} message with higher term from ` +
+            `${m.from} [term: ${m.term}]`,
         )
         if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
           this.becomeFollower(m.term, m.from)
@@ -574,7 +588,8 @@ export class Raft {
         this.send(message({ type: 'MsgPreVoteResp', to: m.from, term: this.term, reject: true }))
       } else {
         this.logger(
-          `${this.id} [term: ${this.term}] ignored a ${m.type} message with lower term from ${m.from} [term: ${m.term}]`,
+          `${this.id} [term: ${this.term}] ignored a ${m.type} message with lower term from ${m.from} ` +
+            `[term: ${m.term}]`,
         )
       }
       return
@@ -593,7 +608,9 @@ export class Raft {
           (m.type === 'MsgPreVote' && m.term > this.term)
         if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
           this.logger(
-            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] cast ${m.type} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
+            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ` +
+              `${this.vote}] cast ${m.type} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at ` +
+              `term ${this.term}`,
           )
           this.send(message({ type: voteResponseType(m.type), to: m.from, term: m.term }))
           if (m.type === 'MsgVote') {
@@ -602,7 +619,9 @@ export class Raft {
           }
         } else {
           this.logger(
-            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] rejected ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
+            `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ` +
+              `${this.vote}] rejected ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ` +
+              `${m.index}] at term ${this.term}`,
           )
           this.send(message({ type: voteResponseType(m.type), to: m.from, term: this.term, reject: true }))
         }
@@ -662,7 +681,8 @@ export class Raft {
           // Fast backtracking (section 5.3, as in etcd): the follower's hint names the last index
           // whose term is <= the term we probed with; skip to the last index of ours that can match.
           this.logger(
-            `${this.id} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${m.from} for index ${m.index}`,
+            `${this.id} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ` +
+              `${m.logTerm})) from ${m.from} for index ${m.index}`,
           )
           let nextProbe = m.rejectHint
           if (m.logTerm > 0) nextProbe = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index
@@ -790,7 +810,8 @@ export class Raft {
       case 'MsgTimeoutNow':
         // leadership transfer: campaign at once, skipping pre-vote and the others' leases
         this.logger(
-          `${this.id} [term ${this.term}] received MsgTimeoutNow from ${m.from} and starts an election to get leadership`,
+          `${this.id} [term ${this.term}] received MsgTimeoutNow from ${m.from} and starts an election ` +
+            `to get leadership`,
         )
         this.hup('transfer')
         return
@@ -815,7 +836,8 @@ export class Raft {
     const hintIndex = Math.min(m.index, this.log.lastIndex())
     const hint = this.log.findConflictByTerm(hintIndex, m.logTerm)
     this.logger(
-      `${this.id} [logterm: ${this.log.term(m.index) ?? 0}, index: ${m.index}] rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`,
+      `${this.id} [logterm: ${this.log.term(m.index) ?? 0}, index: ${m.index}] rejected MsgApp ` +
+        `[logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`,
     )
     this.send(
       message({
@@ -883,12 +905,14 @@ export class Raft {
     }
     if (this.restore({ metadata, data })) {
       this.logger(
-        `${this.id} [commit: ${this.log.committed}] restored snapshot [index: ${metadata.index}, term: ${metadata.term}]`,
+        `${this.id} [commit: ${this.log.committed}] restored snapshot [index: ${metadata.index}, term: ` +
+          `${metadata.term}]`,
       )
       this.send(message({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() }))
     } else {
       this.logger(
-        `${this.id} [commit: ${this.log.committed}] ignored snapshot [index: ${metadata.index}, term: ${metadata.term}]`,
+        `${this.id} [commit: ${this.log.committed}] ignored snapshot [index: ${metadata.index}, term: ` +
+          `${metadata.term}]`,
       )
       this.send(message({ type: 'MsgAppResp', to: m.from, index: this.log.committed }))
     }

@@ -91,7 +91,10 @@ export interface Message {
   from: MemberId
   to: MemberId
   term: number
-  /** MsgApp: term of the entry at `index`; vote requests: candidate's last log term; rejections: hint term. */
+  /**
+   * MsgApp: term of the entry at `index`; vote requests: candidate's last log term; rejections:
+   * hint term.
+   */
   logTerm: number
   /** MsgApp: index preceding `entries`; MsgAppResp: last index matched (or rejected probe index). */
   index: number
@@ -166,7 +169,7 @@ export function encodeConfChange(change: ConfChange): Uint8Array {
   return textEncoder.encode(JSON.stringify({ type: change.type, member: change.member }))
 }
 
-/** Decodes a conf entry's payload; a malformed payload is a programmer error (only the leader writes them). */
+/** Decodes a conf entry's payload; a malformed one is a programmer error (only the leader writes them). */
 export function decodeConfChange(data: Uint8Array): ConfChange {
   const parsed = JSON.parse(textDecoder.decode(data)) as { type?: unknown; member?: unknown }
   if ((parsed.type !== 'add' && parsed.type !== 'remove') || typeof parsed.member !== 'string') {

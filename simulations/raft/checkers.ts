@@ -89,7 +89,8 @@ export class SafetyCheckers {
     } else if (known.term !== entry.term || known.digest !== digest) {
       throw new SafetyViolation(
         'committed-entries-never-change',
-        `member ${member} has ${entry.term}/${entry.index} digest ${digest} committed, but ${known.term}/${entry.index} digest ${known.digest} was committed before`,
+        `member ${member} has ${entry.term}/${entry.index} digest ${digest} committed, but ` +
+          `${known.term}/${entry.index} digest ${known.digest} was committed before`,
         [member],
       )
     }
@@ -116,7 +117,8 @@ export class SafetyCheckers {
     if (known.term !== entry.term || known.digest !== digest) {
       throw new SafetyViolation(
         'state-machine-safety',
-        `member ${member} applied ${entry.term}/${entry.index} digest ${digest}, but ${known.term}/${entry.index} digest ${known.digest} is committed`,
+        `member ${member} applied ${entry.term}/${entry.index} digest ${digest}, but ` +
+          `${known.term}/${entry.index} digest ${known.digest} is committed`,
         [member],
       )
     }
@@ -162,7 +164,8 @@ export class SafetyCheckers {
     if (lastIndex < this.highestCommitted) {
       throw new SafetyViolation(
         'leader-completeness',
-        `leader ${member} of term ${term} has last index ${lastIndex} < committed index ${this.highestCommitted}`,
+        `leader ${member} of term ${term} has last index ${lastIndex} < committed index ` +
+          `${this.highestCommitted}`,
         [member],
       )
     }
@@ -172,7 +175,8 @@ export class SafetyCheckers {
       if (ours !== record.term) {
         throw new SafetyViolation(
           'leader-completeness',
-          `leader ${member} of term ${term} has term ${ours} at committed index ${index} (committed term ${record.term})`,
+          `leader ${member} of term ${term} has term ${ours} at committed index ${index} (committed ` +
+            `term ${record.term})`,
           [member],
         )
       }

@@ -440,7 +440,8 @@ export class RaftSimulation {
           ? [...new Set([...this.committedVoters, change.member])].sort()
           : this.committedVoters.filter((id) => id !== change.member)
       this.event(
-        `conf change ${change.type} ${change.member} committed at ${entry.index}: voters [${this.committedVoters}]`,
+        `conf change ${change.type} ${change.member} committed at ${entry.index}: voters ` +
+          `[${this.committedVoters}]`,
       )
       if (change.type === 'add' && !this.members.has(change.member)) this.addMember(change.member, [])
     }

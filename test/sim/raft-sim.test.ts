@@ -10,7 +10,8 @@ function describeFailures(summary: ReturnType<typeof runRaftSimulations>): strin
   return summary.failures
     .map(
       (failure) =>
-        `seed=${failure.seed} ${failure.checker}: ${failure.message}\n  replay: ${failure.replay}\n  ${failure.trace.slice(-15).join('\n  ')}`,
+        `seed=${failure.seed} ${failure.checker}: ${failure.message}\n  replay: ${failure.replay}\n  ` +
+        `${failure.trace.slice(-15).join('\n  ')}`,
     )
     .join('\n')
 }

@@ -2,9 +2,9 @@
 // final WAL record is detected (length/CRC) and discarded while earlier records survive, a leader's
 // snapshot replaces the log across reopen, a commit-only hard state is not written (Raft needs only
 // term, vote and log durable), a damaged snapshot is refused by name, saveAsync's writev writes the
-// very bytes save writes, the WAL is written in segments opened for durable writes (O_DSYNC), compaction deletes only the
-// oldest fully compacted ones, a damaged older segment is refused, and random
-// operation sequences leave it identical to the reference MemoryStorage after every reopen.
+// very bytes save writes, the WAL is written in segments opened for durable writes (O_DSYNC),
+// compaction deletes only the oldest fully compacted ones, a damaged older segment is refused, and
+// random operation sequences leave it identical to the reference MemoryStorage after every reopen.
 import {
   appendFileSync,
   constants,
@@ -122,7 +122,7 @@ describe('durable raft storage', () => {
     reopened.close()
   })
 
-  it('writes the same WAL bytes from saveAsync (the entries written in place, one writev) as from save', async () => {
+  it('writes the same WAL bytes from saveAsync (entries in place, one writev) as from save', async () => {
     const updates = [
       { entries: entries(1, 3, 1), hardState: { term: 1, vote: '12D3KooWfirst', commit: 1 } },
       { entries: [{ term: 1, index: 4, type: 'normal' as const, data: new Uint8Array(70_000).fill(7) }] },

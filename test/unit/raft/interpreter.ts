@@ -71,7 +71,9 @@ export function formatMessage(m: Message): string {
     case 'MsgSnap':
       if (m.snapshot) {
         const chunk = m.snapshot
-        out += ` Snapshot: ${formatSnapshotMeta(chunk.metadata)} Chunk:${chunk.offset}+${chunk.data.length}/${chunk.totalBytes}`
+        out +=
+          ` Snapshot: ${formatSnapshotMeta(chunk.metadata)} ` +
+          `Chunk:${chunk.offset}+${chunk.data.length}/${chunk.totalBytes}`
       }
       break
     case 'MsgSnapResp':
@@ -279,7 +281,8 @@ export class TranscriptInterpreter {
     if (ready.softState) lines.push(`Lead:${ready.softState.lead || '0'} State:${ready.softState.state}`)
     if (ready.hardState) {
       lines.push(
-        `HardState Term:${ready.hardState.term} Vote:${ready.hardState.vote || '0'} Commit:${ready.hardState.commit}`,
+        `HardState Term:${ready.hardState.term} Vote:${ready.hardState.vote || '0'} ` +
+          `Commit:${ready.hardState.commit}`,
       )
     }
     if (ready.entries.length > 0) {
@@ -354,7 +357,8 @@ export class TranscriptInterpreter {
   private printStatus(id: string): void {
     const status = this.member(id).node.status()
     this.print(
-      `${id}: ${status.state} term:${status.term} lead:${status.lead || '0'} commit:${status.commit} applied:${status.applied} last:${status.lastIndex} voters:[${status.voters.join(' ')}]`,
+      `${id}: ${status.state} term:${status.term} lead:${status.lead || '0'} commit:${status.commit} ` +
+        `applied:${status.applied} last:${status.lastIndex} voters:[${status.voters.join(' ')}]`,
     )
     for (const [peer, pr] of Object.entries(status.progress)) {
       this.print(`  ${peer}: match=${pr.match} next=${pr.next} ${pr.state}`)
