@@ -10,7 +10,12 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
+import {
+  InvalidDataLengthError,
+  InvalidDataLengthLengthError,
+  lpStream,
+  UnexpectedEOFError,
+} from '@libp2p/utils'
 import { type Gradient, GradRequest, GradResponse } from '../wire/training.js'
 
 const log = logger('shardnet:training:exchange')
@@ -284,12 +289,11 @@ export class GradientExchange {
         try {
           bytes = await framed.read({ signal: readSignal })
         } catch (error) {
-          const name = (error as Error).name
-          if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
+          if (error instanceof InvalidDataLengthError || error instanceof InvalidDataLengthLengthError) {
             this.refuse('oversized', remote, `frame above ${requestBytesMax} bytes`)
           } else if (readSignal.aborted) {
             if (first) this.refuse('timeout', remote, 'no request before the deadline')
-          } else if (name === 'UnexpectedEOFError') {
+          } else if (error instanceof UnexpectedEOFError) {
             if (first) this.refuse('empty', remote, 'stream closed without a request')
           } else this.refuse('malformed', remote, (error as Error).message)
           stream.abort(error as Error)
