@@ -1,30 +1,26 @@
 // Training groups: each group is a Raft cluster of real RaftNode members (protocols/raft over
-// MemoryStorage) with the Raft simulator's SafetyCheckers beside it. Members compute gradients
-// (kernel work modelled by measured time), send them to the member they take for leader over their
-// uplink, and the leader screens them and waits for stragglers with the real rules of
-// protocols/training/aggregate.ts (lifecycle.ts StepCollector) before it proposes the step. A group
-// completes when it has committed its last step; one that lost its majority for good is dissolved
-// and staffing.ts re-announces its remaining steps.
+// MemoryStorage) with the Raft simulator's SafetyCheckers beside it, and every member runs the real
+// training-member core (members.ts over protocols/training/member.ts), fed by its node as the Raft
+// runner feeds it in the daemon: leadership, entries appending / appended / committed, snapshots
+// that carry the core's encoded state. A group completes when it has committed its last step; one
+// that lost its majority for good is dissolved and staffing.ts re-announces its remaining steps.
 //
-// Events handled here: groupTick, raftMessage, gradientComputed, gradientArrives, stepGrace,
-// assignmentArrives.
+// Events handled here: groupTick, raftMessage, assignmentArrives.
 import { RaftNode } from '../../protocols/raft/node.js'
-import { handleReady } from '../../protocols/raft/ready.js'
+import { handleReady, type ReadyDriver } from '../../protocols/raft/ready.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
-import { type Entry, type Message, ProposalDroppedError, type Snapshot } from '../../protocols/raft/types.js'
+import type { Entry, Message, Snapshot } from '../../protocols/raft/types.js'
+import type { MemberCore } from '../../protocols/training/member.js'
 import { chainDigest, entryDigest, SafetyCheckers, SafetyViolation } from '../raft/checkers.js'
-import { EventKind, type EventLoop, type GradientInFlight } from './events.js'
-import { PROBE_LOSS, StepCollector } from './lifecycle.js'
+import { EventKind, type EventLoop } from './events.js'
+import { Members, memberName } from './members.js'
 import { type Metrics, SAMPLE_STALLED_MS } from './metrics.js'
 import type { Network } from './network.js'
 import type { DerivedParameters } from './parameters.js'
-import { STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
 
-/** Bytes of one gradient: the MNIST MLP's 101,770 float32 parameters. */
-export const GRADIENT_BYTES = 101_770 * 4
 /** Bytes of an assignment (the submitter's stream message naming the task, group and members). */
 export const ASSIGNMENT_BYTES = 300
-/** Per-message framing overhead of a Raft message; entries carry an update CID, not the update. */
+/** Per-message framing overhead of a Raft message (its entries are counted at their simulated size). */
 export const RAFT_MESSAGE_BYTES = 120
 /** A group without a commit this long, with a majority of members gone, is dissolved and re-announced. */
 export const GROUP_STALL_MS = 180_000
@@ -34,6 +30,8 @@ export const SNAPSHOT_EVERY_ENTRIES = 200
 export const TRACE_EVENTS_MAX = 120
 /** Ready rounds one processReady may take before it is a bug. */
 export const READY_ROUNDS_MAX = 100
+/** A member's digest chain before it applied anything. */
+const INITIAL_DIGEST = '00000000'
 
 export interface GroupState {
   id: number
@@ -41,16 +39,26 @@ export interface GroupState {
   task: number
   members: number[]
   nodes: (RaftNode | undefined)[]
+  /** What each member's node does with a Ready (made when the node starts). */
+  drivers: (ReadyDriver | undefined)[]
+  /** Each member's training core (members.ts), undefined while the member is down. */
+  cores: (MemberCore | undefined)[]
+  /** Each member's runs so far: events for an earlier run are dropped. */
+  incarnation: number[]
+  /** Each member's next core deadline that is scheduled. */
+  wakeAtMs: number[]
+  /** When each member's last deadline came. */
+  wokeAtMs: number[]
+  /** Each member has a rearm of its deadline queued for the end of the current event. */
+  rearming: boolean[]
+  /** Each member has a tick queued for the end of the current event. */
+  tickQueued: boolean[]
   storages: MemoryStorage[]
   started: boolean[]
   appliedIndex: number[]
   checkedCommit: number[]
-  appliedStep: number[]
+  /** Each member's digest chain over the entries it applied (what the safety checkers compare). */
   digest: string[]
-  computingStep: number[]
-  computedStep: number[]
-  computedNorm: number[]
-  sentTo: number[]
   wasLeader: boolean[]
   checkers: SafetyCheckers
   trace: string[]
@@ -60,12 +68,6 @@ export interface GroupState {
   lastProgressAtMs: number
   createdAtMs: number
   leaderChanges: number
-  /** The leader's collection of gradients for the step it is on (the real screening and quorum rules). */
-  collector: StepCollector
-  /** When the straggler timer of the collected step was set to fire (-1: not set). */
-  graceAtMs: number
-  proposedStep: number
-  proposedTerm: number
   done: boolean
   failed: boolean
 }
@@ -84,6 +86,7 @@ export class Groups {
   readonly all: GroupState[] = []
   /** The group being processed: the one whose checker threw, when one does. */
   violationGroup: GroupState | undefined
+  private readonly members: Members
   private readonly encoder = new TextEncoder()
   private readonly decoder = new TextDecoder()
 
@@ -95,15 +98,16 @@ export class Groups {
     private readonly owner: GroupOwner,
     private readonly createCheckers: () => SafetyCheckers,
   ) {
+    this.members = new Members(loop, network, metrics, {
+      processReady: (group, position) => this.processReady(group, position),
+      stepApplied: (group, _position, step) => this.stepApplied(group, step),
+      trace: (group, text) => this.trace(group, text),
+    })
+    this.members.groups = this.all
     loop.handle({
       [EventKind.groupTick]: (group) => this.tick(this.all[group]),
       [EventKind.raftMessage]: (group, position, message) =>
         this.deliverRaft(this.all[group], position, message),
-      [EventKind.gradientComputed]: (group, position, step) =>
-        this.gradientComputed(this.all[group], position, step),
-      [EventKind.gradientArrives]: (group, from, gradient) =>
-        this.gradientArrives(this.all[group], from, gradient),
-      [EventKind.stepGrace]: (group, step) => this.stepGrace(this.all[group], step),
       [EventKind.assignmentArrives]: (group, position) => this.assignmentArrives(this.all[group], position),
     })
   }
@@ -127,16 +131,18 @@ export class Groups {
       task: task.id,
       members,
       nodes: new Array(k).fill(undefined),
+      drivers: new Array(k).fill(undefined),
+      cores: new Array(k).fill(undefined),
+      incarnation: new Array(k).fill(0),
+      wakeAtMs: new Array(k).fill(Number.POSITIVE_INFINITY),
+      wokeAtMs: new Array(k).fill(Number.NEGATIVE_INFINITY),
+      rearming: new Array(k).fill(false),
+      tickQueued: new Array(k).fill(false),
       storages: members.map(() => new MemoryStorage()),
       started: new Array(k).fill(false),
       appliedIndex: new Array(k).fill(0),
       checkedCommit: new Array(k).fill(0),
-      appliedStep: new Array(k).fill(firstStep - 1),
-      digest: new Array(k).fill('00000000'),
-      computingStep: new Array(k).fill(-1),
-      computedStep: new Array(k).fill(-1),
-      computedNorm: new Array(k).fill(0),
-      sentTo: new Array(k).fill(-1),
+      digest: new Array(k).fill(INITIAL_DIGEST),
       wasLeader: new Array(k).fill(false),
       checkers: this.createCheckers(),
       trace: [],
@@ -146,14 +152,10 @@ export class Groups {
       lastProgressAtMs: this.now,
       createdAtMs: this.now,
       leaderChanges: 0,
-      collector: new StepCollector(k),
-      graceAtMs: -1,
-      proposedStep: -1,
-      proposedTerm: -1,
       done: false,
       failed: false,
     }
-    const voters = members.map((_, i) => String(i + 1))
+    const voters = members.map((_, i) => memberName(i))
     for (const storage of group.storages) storage.bootstrap(voters)
     this.all.push(group)
     this.metrics.counters.groupsFormed++
@@ -183,7 +185,8 @@ export class Groups {
     const group = this.all[groupId]
     const position = group.members.indexOf(peer)
     group.nodes[position] = undefined
-    group.computingStep[position] = -1
+    group.drivers[position] = undefined
+    this.members.stop(group, position)
     this.trace(group, `member ${position + 1} (peer ${peer}) stopped`)
   }
 
@@ -232,20 +235,19 @@ export class Groups {
     if (group.trace.length > TRACE_EVENTS_MAX) group.trace.shift()
   }
 
+  /** Starts the member's Raft node and training core from its storage (a restart finds its log there). */
   private startNode(group: GroupState, position: number): void {
     const p = this.parameters
     const storage = group.storages[position]
     const snapshot = storage.snapshot()
-    const app = this.decodeAppState(snapshot, group.firstStep)
+    const app = this.decodeAppState(snapshot)
     group.appliedIndex[position] = snapshot.metadata.index
     group.checkedCommit[position] = 0
-    group.appliedStep[position] = app.step
     group.digest[position] = app.digest
     group.wasLeader[position] = false
-    group.computingStep[position] = -1
-    group.sentTo[position] = -1
-    group.nodes[position] = new RaftNode({
-      id: String(position + 1),
+    this.members.start(group, position, app.training)
+    const node = new RaftNode({
+      id: memberName(position),
       storage,
       random: this.network.random.fork(),
       electionTicks: p.electionTicks,
@@ -254,18 +256,30 @@ export class Groups {
       checkQuorum: true,
       applied: snapshot.metadata.index,
     })
-    this.trace(group, `member ${position + 1} started at index ${snapshot.metadata.index}, step ${app.step}`)
+    group.nodes[position] = node
+    group.drivers[position] = this.readyDriver(group, position, node)
+    const step = this.members.stepsApplied(group, position)
+    this.trace(group, `member ${position + 1} started at index ${snapshot.metadata.index}, step ${step}`)
   }
 
-  private encodeAppState(step: number, digest: string): Uint8Array {
-    return this.encoder.encode(`${step}:${digest}`)
+  /** A snapshot's application state: the digest chain (8 hex characters), then the core's encoded state. */
+  private encodeAppState(group: GroupState, position: number): Uint8Array {
+    const digest = this.encoder.encode(group.digest[position])
+    const training = this.members.snapshotData(group, position)
+    const data = new Uint8Array(digest.length + training.length)
+    data.set(digest)
+    data.set(training, digest.length)
+    return data
   }
 
-  private decodeAppState(snapshot: Snapshot, firstStep: number): { step: number; digest: string } {
+  private decodeAppState(snapshot: Snapshot): { digest: string; training: Uint8Array | undefined } {
     if (snapshot.metadata.index === 0 || snapshot.data.length === 0)
-      return { step: firstStep - 1, digest: '00000000' }
-    const [step, digest] = this.decoder.decode(snapshot.data).split(':')
-    return { step: Number(step), digest }
+      return { digest: INITIAL_DIGEST, training: undefined }
+    const length = INITIAL_DIGEST.length
+    return {
+      digest: this.decoder.decode(snapshot.data.subarray(0, length)),
+      training: snapshot.data.subarray(length),
+    }
   }
 
   private tick(group: GroupState): void {
@@ -276,144 +290,7 @@ export class Groups {
       node.tick()
       this.processReady(group, position)
     }
-    // members compute the next step once they applied the previous; gradients follow the leader
-    for (let position = 0; position < group.nodes.length; position++) {
-      const node = group.nodes[position]
-      if (!node) continue
-      const next = group.appliedStep[position] + 1
-      if (next > group.lastStep) continue
-      if (group.computingStep[position] !== next && group.computedStep[position] !== next)
-        this.startCompute(group, position, next)
-      else if (group.computedStep[position] === next) {
-        const lead = Number(node.lead) - 1
-        if (lead >= 0 && lead !== group.sentTo[position]) this.sendGradient(group, position)
-      }
-    }
     this.loop.at(this.now + this.parameters.raftTickMs, EventKind.groupTick, group.id)
-  }
-
-  private startCompute(group: GroupState, position: number, step: number): void {
-    const peers = this.network.peers
-    const peer = group.members[position]
-    const backend = peers.backend[peer]
-    const ms =
-      STEP_COMPUTE_MS_BY_BACKEND[backend] * peers.slowFactor[peer] * (0.9 + 0.2 * this.network.random.float())
-    group.computingStep[position] = step
-    this.loop.at(this.now + ms, EventKind.gradientComputed, group.id, position, step)
-  }
-
-  private gradientComputed(group: GroupState, position: number, step: number): void {
-    if (group.done || group.failed || !group.nodes[position] || group.computingStep[position] !== step) return
-    group.computingStep[position] = -1
-    if (step !== group.appliedStep[position] + 1) return
-    const peer = group.members[position]
-    const random = this.network.random
-    group.computedStep[position] = step
-    group.computedNorm[position] = this.network.peers.byzantine[peer]
-      ? random.chance(0.5)
-        ? Number.NaN
-        : 1e6
-      : 1 + 0.05 * random.float()
-    group.sentTo[position] = -1
-    this.sendGradient(group, position)
-  }
-
-  private sendGradient(group: GroupState, position: number): void {
-    const node = group.nodes[position]
-    if (!node) return
-    const lead = Number(node.lead) - 1
-    if (lead < 0) return
-    group.sentTo[position] = lead
-    const gradient: GradientInFlight = {
-      to: lead,
-      step: group.computedStep[position],
-      norm: group.computedNorm[position],
-    }
-    if (lead === position) {
-      this.gradientArrives(group, position, gradient)
-      return
-    }
-    const network = this.network
-    const peers = network.peers
-    const from = group.members[position]
-    const to = group.members[lead]
-    this.metrics.counters.gradientsSent++
-    peers.countSent(from, GRADIENT_BYTES)
-    if (network.lost(from, to)) return
-    // the gradient queues on the sender's uplink behind what it is already sending
-    const start = Math.max(this.now, peers.uplinkFreeAtMs[from])
-    const done = start + GRADIENT_BYTES / peers.uploadBytesPerMs[from]
-    peers.uplinkFreeAtMs[from] = done
-    this.loop.at(done + network.latencyMs(from, to), EventKind.gradientArrives, group.id, position, gradient)
-  }
-
-  private gradientArrives(group: GroupState, from: number, gradient: GradientInFlight): void {
-    const { to, step, norm } = gradient
-    const node = group.nodes[to]
-    if (group.done || group.failed || !node || node.state !== 'leader') return
-    if (from !== to) this.network.peers.countReceived(group.members[to], GRADIENT_BYTES)
-    const next = group.appliedStep[to] + 1
-    const collector = group.collector
-    // a member that sends anything is alive, even when its gradient comes too late to count
-    if (step <= next) collector.seen(from, step)
-    if (step !== next) return
-    if (collector.step !== step || collector.leader !== to) {
-      collector.collect(step, to)
-      group.graceAtMs = -1
-    }
-    // a lying member's NaN gradient comes with a NaN loss; the screening rule checks both
-    collector.admit(from, norm, Number.isNaN(norm) ? Number.NaN : PROBE_LOSS, this.now)
-    this.considerProposal(group, to)
-  }
-
-  private stepGrace(group: GroupState, step: number): void {
-    if (group.done || group.failed || group.collector.step !== step) return
-    group.graceAtMs = -1
-    this.considerProposal(group, group.collector.leader)
-  }
-
-  /** The leader's decision for the collected step (the real quorum and screening rules), then the proposal. */
-  private considerProposal(group: GroupState, leader: number): void {
-    const node = group.nodes[leader]
-    if (node?.state !== 'leader') return
-    const collector = group.collector
-    const step = collector.step
-    // one proposal per step per leadership (a new leader or term proposes again)
-    if (group.proposedStep === step && group.proposedTerm === node.term) return
-    const decision = collector.decide(this.now)
-    if (decision.kind === 'wait') {
-      // the straggler timer: decide again once it has run out
-      if (decision.decideAtMs !== undefined && group.graceAtMs !== decision.decideAtMs) {
-        group.graceAtMs = decision.decideAtMs
-        this.loop.at(decision.decideAtMs, EventKind.stepGrace, group.id, step)
-      }
-      return
-    }
-    let mask = 0
-    for (const member of decision.accepted) mask |= 1 << member
-    const counters = this.metrics.counters
-    const byzantine = this.network.peers.byzantine
-    try {
-      node.propose(this.encoder.encode(`${step}|${mask}`))
-      group.proposedStep = step
-      group.proposedTerm = node.term
-      let liars = 0
-      for (const peer of group.members) liars += byzantine[peer]
-      const honestMajority = (group.members.length - liars) * 2 > group.members.length
-      for (const member of decision.accepted) {
-        if (byzantine[group.members[member]] !== 1) continue
-        counters.byzantineGradientsAccepted++
-        if (honestMajority) counters.byzantineGradientsAcceptedWithHonestMajority++
-      }
-      for (const { position } of decision.rejected) {
-        counters.gradientsRejected++
-        if (byzantine[group.members[position]] === 1) counters.byzantineGradientsRejected++
-      }
-    } catch (error) {
-      if (!(error instanceof ProposalDroppedError)) throw error
-      counters.proposalsDropped++
-    }
-    this.processReady(group, leader)
   }
 
   private sendRaft(group: GroupState, message: Message): void {
@@ -450,52 +327,81 @@ export class Groups {
     this.processReady(group, position)
   }
 
-  /** Handles every Ready in the one Ready order (protocols/raft/ready.ts), checking safety as it applies. */
+  /** Handles every Ready of the member in the one Ready order (protocols/raft/ready.ts). */
   private processReady(group: GroupState, position: number): void {
     this.violationGroup = group
-    const counters = this.metrics.counters
     for (let round = 0; ; round++) {
       const node = group.nodes[position]
-      if (!node?.hasReady()) return
+      const driver = group.drivers[position]
+      if (!node || !driver || !node.hasReady()) return
       if (round > READY_ROUNDS_MAX)
         throw new SafetyViolation('bounded-ready', `member ${position + 1} kept producing Ready`)
-      handleReady(node, {
-        // a group that completed while applying has dropped its storage: nothing is left to write
-        save: (update) => group.storages[position]?.save(update),
-        send: (messages) => {
-          for (const message of messages) this.sendRaft(group, message)
-        },
-        apply: (ready) => {
-          if (ready.softState) {
-            const leader = ready.softState.state === 'leader'
-            if (leader && !group.wasLeader[position]) this.onNewLeader(group, position, node)
-            group.wasLeader[position] = leader
-          }
-          if (ready.snapshot) {
-            const app = this.decodeAppState(ready.snapshot, group.firstStep)
-            counters.safetyChecks++
-            group.checkers.state(String(position + 1), ready.snapshot.metadata.index, app.digest)
-            group.appliedIndex[position] = ready.snapshot.metadata.index
-            group.appliedStep[position] = app.step
-            group.digest[position] = app.digest
-            counters.snapshotsInstalled++
-            this.trace(group, `member ${position + 1} installed snapshot at ${ready.snapshot.metadata.index}`)
-          }
-          this.checkCommitted(group, position, node)
-          for (const entry of ready.committedEntries) this.apply(group, position, entry)
-        },
-        halted: () => group.done,
-        advanced: (ready) => {
-          if (ready.committedEntries.length > 0) this.maybeSnapshot(group, position, node)
-        },
-      })
+      handleReady(node, driver)
       if (group.done) return
+    }
+  }
+
+  /**
+   * What the member does with a Ready: storage, links and safety checks, and what the Raft runner
+   * tells the training core in the daemon (a snapshot's state, leadership, entries appending,
+   * appended and committed).
+   */
+  private readyDriver(group: GroupState, position: number, node: RaftNode): ReadyDriver {
+    const counters = this.metrics.counters
+    const members = this.members
+    return {
+      // a group that completed while applying has dropped its storage: nothing is left to write
+      save: (update) => group.storages[position]?.save(update),
+      send: (messages) => {
+        for (const message of messages) this.sendRaft(group, message)
+      },
+      apply: (ready) => {
+        if (ready.softState) {
+          const leader = ready.softState.state === 'leader'
+          if (leader && !group.wasLeader[position]) this.onNewLeader(group, position, node)
+          group.wasLeader[position] = leader
+        }
+        if (ready.snapshot) {
+          const index = ready.snapshot.metadata.index
+          const app = this.decodeAppState(ready.snapshot)
+          counters.safetyChecks++
+          group.checkers.state(memberName(position), index, app.digest)
+          group.appliedIndex[position] = index
+          group.digest[position] = app.digest
+          counters.snapshotsInstalled++
+          this.trace(group, `member ${position + 1} installed snapshot at ${index}`)
+          if (app.training)
+            members.input(group, position, { type: 'snapshot', data: app.training, nowMs: this.now })
+        }
+        if (ready.softState) {
+          const isLeader = ready.softState.state === 'leader'
+          const leader = ready.softState.lead
+          members.input(group, position, {
+            type: 'leadership',
+            leader,
+            isLeader,
+            term: node.term,
+            nowMs: this.now,
+          })
+        }
+        this.checkCommitted(group, position, node)
+        if (ready.committedEntries.length === 0) return
+        for (const entry of ready.committedEntries) this.checkApplied(group, position, entry)
+        this.applyCommitted(group, position, ready.committedEntries)
+      },
+      appending: (entries) =>
+        members.input(group, position, { type: 'entries-appending', entries, nowMs: this.now }),
+      appended: (entries) =>
+        members.input(group, position, { type: 'entries-appended', entries, nowMs: this.now }),
+      halted: () => group.done,
+      advanced: (ready) => {
+        if (ready.committedEntries.length > 0) this.maybeSnapshot(group, position, node)
+      },
     }
   }
 
   private onNewLeader(group: GroupState, position: number, node: RaftNode): void {
     this.metrics.leaderElected()
-    group.collector.leaderChanged(group.appliedStep[position] + 1)
     group.leaderChanges++
     this.metrics.counters.safetyChecks++
     const log = node.log
@@ -504,7 +410,7 @@ export class Groups {
       `member ${position + 1} became leader of term ${node.term} (last index ${log.lastIndex()})`,
     )
     group.checkers.newLeader(
-      String(position + 1),
+      memberName(position),
       node.term,
       log.firstIndex() - 1,
       log.lastIndex(),
@@ -521,31 +427,36 @@ export class Groups {
     group.checkedCommit[position] = to
     for (const entry of log.slice(from, to + 1)) {
       this.metrics.counters.safetyChecks++
-      group.checkers.committedEntry(String(position + 1), entry)
+      group.checkers.committedEntry(memberName(position), entry)
     }
   }
 
-  private apply(group: GroupState, position: number, entry: Entry): void {
-    const digest = entryDigest(entry)
-    const state = chainDigest(group.digest[position], digest)
+  private checkApplied(group: GroupState, position: number, entry: Entry): void {
+    const state = chainDigest(group.digest[position], entryDigest(entry))
     this.metrics.counters.safetyChecks++
-    group.checkers.applied(String(position + 1), group.appliedIndex[position], entry, state)
+    group.checkers.applied(memberName(position), group.appliedIndex[position], entry, state)
     group.appliedIndex[position] = entry.index
     group.digest[position] = state
-    if (entry.type !== 'normal' || entry.data.length === 0) return
-    const step = Number(this.decoder.decode(entry.data).split('|')[0])
-    if (step !== group.appliedStep[position] + 1) {
-      if (position === 0) this.metrics.counters.duplicateStepEntries++
-      return
-    }
-    group.appliedStep[position] = step
-    if (step > group.committedStep) {
-      group.committedStep = step
-      group.lastProgressAtMs = this.now
-      this.metrics.stepCommitted(group.slot)
-      if (step >= group.lastStep) this.complete(group)
-      else this.startCompute(group, position, step + 1)
-    } else if (step < group.lastStep) this.startCompute(group, position, step + 1)
+  }
+
+  /** The member's core applies the committed entries; a training entry that moves no step is a duplicate. */
+  private applyCommitted(group: GroupState, position: number, entries: Entry[]): void {
+    const before = this.members.stepsApplied(group, position)
+    this.members.input(group, position, { type: 'entries-committed', entries, nowMs: this.now })
+    if (position !== 0 || group.done) return
+    let training = 0
+    for (const entry of entries) if (entry.type === 'normal' && entry.data.length > 0) training++
+    this.metrics.counters.duplicateStepEntries +=
+      training - (this.members.stepsApplied(group, position) - before)
+  }
+
+  /** A member applied step `step`: the group's progress, and its completion at the last step. */
+  private stepApplied(group: GroupState, step: number): void {
+    if (step <= group.committedStep) return
+    group.committedStep = step
+    group.lastProgressAtMs = this.now
+    this.metrics.stepCommitted(group.slot)
+    if (step >= group.lastStep) this.complete(group)
   }
 
   private maybeSnapshot(group: GroupState, position: number, node: RaftNode): void {
@@ -553,11 +464,7 @@ export class Groups {
     const snapshotIndex = storage.snapshot().metadata.index
     const applied = group.appliedIndex[position]
     if (applied - snapshotIndex < SNAPSHOT_EVERY_ENTRIES) return
-    storage.createSnapshot(
-      applied,
-      node.confState(),
-      this.encodeAppState(group.appliedStep[position], group.digest[position]),
-    )
+    storage.createSnapshot(applied, node.confState(), this.encodeAppState(group, position))
     if (applied - 20 >= storage.firstIndex()) storage.compact(applied - 20)
     // the checkers may forget what every member has compacted away
     let lowest = Number.POSITIVE_INFINITY
@@ -582,8 +489,9 @@ export class Groups {
   /** A finished or dissolved group keeps only its summary: the run's memory stays bounded by live groups. */
   private dropState(group: GroupState): void {
     group.nodes.fill(undefined)
+    group.drivers.fill(undefined)
+    for (let position = 0; position < group.members.length; position++) this.members.stop(group, position)
     group.storages = []
-    group.collector = new StepCollector(0)
     group.checkers = new SafetyCheckers()
     group.trace = []
   }

@@ -293,6 +293,11 @@ export class InferenceWorkload {
     else this.counters.tasksInterrupted++
   }
 
+  /** When each task still under way began, in ms (at the end of a run: those the run cut short). */
+  openTaskStartsMs(): number[] {
+    return this.tasks.filter((task) => task.shards !== undefined).map((task) => task.startedAtMs)
+  }
+
   /** Mean score the submitters hold of honest and of lying peers (over every score entry). */
   scoreMeans(): { honest: number; lying: number } {
     let honestSum = 0

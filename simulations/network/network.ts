@@ -5,7 +5,7 @@
 import type { SeededRandom } from '../../protocols/raft/random.js'
 import { DhtModel } from './dht.js'
 import { GOSSIP_HEARTBEAT_MS, GossipModel } from './gossip.js'
-import { type PartitionSpec, sampleLatencyMs } from './links.js'
+import { type PartitionSpec, STREAM_RETRANSMIT_MS, sampleLatencyMs } from './links.js'
 import type { Metrics } from './metrics.js'
 import type { DerivedParameters } from './parameters.js'
 import { BACKEND_SHARES, CAPABILITY_GFLOPS_BY_BACKEND, PeerState, PeerTable } from './peers.js'
@@ -58,6 +58,13 @@ export class Network {
     const peers = this.peers
     if (peers.state[from] !== PeerState.up || peers.state[to] !== PeerState.up) return false
     return this.partition === undefined || peers.partitionSide[from] === peers.partitionSide[to]
+  }
+
+  /** Latency of a message over a stream (reliable): the link's latency, plus a retransmission per loss. */
+  streamLatencyMs(from: number, to: number): number {
+    let delay = this.latencyMs(from, to)
+    while (this.random.chance(this.parameters.lossProbability)) delay += STREAM_RETRANSMIT_MS
+    return delay
   }
 
   /** Whether a message from `from` to `to` is lost (unreachable, or the link's loss draw). */

@@ -78,7 +78,8 @@ export class EventQueue {
   }
 
   push(time: number, kind: number, argA = 0, argB = 0, payload?: unknown): void {
-    assert(Number.isFinite(time), `event time ${time} is not finite`)
+    // the message is built only on failure: this is called for every event of a run
+    if (!Number.isFinite(time)) assert(false, `event time ${time} is not finite`)
     if (this.size === this.capacity) this.grow()
     const record = this.freeCount > 0 ? this.freeRecords[--this.freeCount] : this.nextRecord++
     this.times[record] = time

@@ -1,14 +1,15 @@
 // The network simulator: a discrete-event engine over thousands of virtual peers. One seed decides
 // everything; nothing here reads a clock or Math.random. It drives the real protocol code: every
-// training group member is a real Raft node with the Raft simulator's safety checkers beside its
-// group, staffing runs the submitter's real task lifecycle, gradients are screened with the real
-// aggregation rules and inference is voted on by the real quorum code. Gossipsub and Kademlia are
-// models (gossip.ts, dht.ts).
+// training group member is a real Raft node running the real training-member core, with the Raft
+// simulator's safety checkers beside its group; staffing runs the submitter's real task lifecycle;
+// inference is voted on by the real quorum code. Gossipsub and Kademlia are models (gossip.ts,
+// dht.ts).
 //
 // The parts, each handling its own typed events (events.ts):
 //   network.ts   peers, links, partitions, the gossip and DHT models, lookups
 //   staffing.ts  tasks: announcement -> claims -> the real lifecycle staffs groups -> completion
-//   groups.ts    each group's Raft members training step by step
+//   groups.ts    each group's Raft members, their Ready loop feeding the training cores
+//   members.ts   each member's training core, its effects over the simulated clock and links
 //   faults.ts    churn (crash, restart, leave, join), partitions, the regional outage
 //   inference.ts inference tasks voted on by the real quorum code
 //   metrics.ts   counters, histograms, samples; report.ts turns them into report.json
@@ -207,6 +208,7 @@ export class NetworkSimulation {
         counters: this.inference.counters,
         completionMs: this.inference.completionMs,
         scores: this.inference.scoreMeans(),
+        openStartsS: this.inference.openTaskStartsMs().map((ms) => round3(ms / 1000)),
       },
       peers,
       violation: violationReport,
@@ -242,6 +244,8 @@ export interface SimulationReportData {
     completionMs: Histogram
     /** Mean score submitters hold of honest and of lying peers. */
     scores: { honest: number; lying: number }
+    /** When each task still under way at the end began (not in report.json). */
+    openStartsS: number[]
   }
   peers: PeerTable
   violation?: { checker: string; message: string; atS: number; trace: string[] }

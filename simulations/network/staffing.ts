@@ -11,7 +11,6 @@ import type { SafetyCheckers } from '../raft/checkers.js'
 import { EventKind, type EventLoop } from './events.js'
 import { ASSIGNMENT_BYTES, type GroupOwner, type GroupState, Groups } from './groups.js'
 import { CLAIMANT_MAX_BUFFER_BYTES, StaffingRound } from './lifecycle.js'
-import { STREAM_RETRANSMIT_MS } from './links.js'
 import { type Metrics, round3 } from './metrics.js'
 import type { Network } from './network.js'
 import type { DerivedParameters } from './parameters.js'
@@ -221,7 +220,7 @@ export class Staffing implements GroupOwner {
       if (this.claimedBy[peer] === task.id) this.claimedBy[peer] = -1
   }
 
-  /** The staffing deadline of an announcement: a record still staffing fails, and the task is announced again. */
+  /** The staffing deadline of an announcement: a record still staffing fails; the task is announced again. */
   private staffingDeadline(task: TaskState, round: number): void {
     const staffing = task.staffing
     if (!staffing || task.round !== round) return
@@ -259,8 +258,7 @@ export class Staffing implements GroupOwner {
         network.peers.groupSlot[peer] = group.id
         network.peers.countSent(task.submitter, ASSIGNMENT_BYTES)
         // an assignment travels over a stream: a loss costs a retransmission, not the message
-        let delay = network.latencyMs(task.submitter, peer)
-        while (network.random.chance(p.lossProbability)) delay += STREAM_RETRANSMIT_MS
+        const delay = network.streamLatencyMs(task.submitter, peer)
         this.loop.at(this.now + delay, EventKind.assignmentArrives, group.id, position)
       }
     })
@@ -304,7 +302,7 @@ export class Staffing implements GroupOwner {
     })
   }
 
-  /** At the end of the run: every task announced and neither completed nor abandoned is recorded as running. */
+  /** At the end of the run: every task announced, neither completed nor abandoned, is recorded as running. */
   recordUnfinished(): void {
     for (const task of this.tasks) {
       if (task.completedAtMs < 0 && !task.failed && task.announcedAtMs >= 0) this.record(task)

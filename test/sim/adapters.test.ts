@@ -1,22 +1,12 @@
 // Proves the simulator's adapters hand its decisions to the real state machines and read their
 // answers back faithfully: a staffing round follows protocols/tasks stepTask (staffed at the
-// needed-th claim, fastest claimants dealt snake-wise, a deadline fails it), the step collector
-// follows TrainingGroup's use of protocols/training/aggregate.ts (NaN refused on arrival, a norm
-// outlier refused at aggregation, the straggler timeout waited exactly), and the simulated
-// inference answers agree or disagree under protocols/inference/quorum.ts's own `agree`.
+// needed-th claim, fastest claimants dealt snake-wise, a deadline fails it), and the simulated
+// inference answers agree or disagree under protocols/inference/quorum.ts's own `agree`. (The
+// training core's driver is proved in test/unit/sim/groups.test.ts.)
 import { describe, expect, it } from 'vitest'
 import { agree, planShards, vote } from '../../protocols/inference/quorum.js'
-import { STRAGGLER_TIMEOUT_MS_DEFAULT } from '../../protocols/training/aggregate.js'
 import { honestLogits, lieLogits, truthLogits } from '../../simulations/network/inference.js'
-import {
-  GRADIENT_PROBE_LENGTH,
-  PROBE_LOSS,
-  peerName,
-  peerRow,
-  probeGradient,
-  StaffingRound,
-  StepCollector,
-} from '../../simulations/network/lifecycle.js'
+import { peerName, peerRow, StaffingRound } from '../../simulations/network/lifecycle.js'
 
 describe('staffing round over the real task lifecycle', () => {
   it('staffs at the needed-th claim with the fastest claimants, snake-dealt across groups', () => {
@@ -64,64 +54,6 @@ describe('staffing round over the real task lifecycle', () => {
   it('names peers so that rows round-trip', () => {
     for (const row of [0, 7, 123_456]) expect(peerRow(peerName(row))).toBe(row)
     expect(() => peerRow('q1')).toThrow()
-  })
-})
-
-describe('step collector over the real screening and quorum rules', () => {
-  it('builds probe gradients with the chosen norm', () => {
-    const gradient = probeGradient(3)
-    expect(gradient.length).toBe(GRADIENT_PROBE_LENGTH)
-    expect(Math.hypot(...gradient)).toBeCloseTo(3, 5)
-  })
-
-  it('refuses NaN on arrival and a norm outlier at aggregation, aggregating once all expected are in', () => {
-    const collector = new StepCollector(5)
-    collector.leaderChanged(1)
-    collector.collect(1, 0)
-    expect(collector.admit(0, 1, PROBE_LOSS, 0)).toBeUndefined()
-    expect(collector.admit(1, Number.NaN, Number.NaN, 1)).toBe('non-finite')
-    expect(collector.admit(2, 1.02, PROBE_LOSS, 2)).toBeUndefined()
-    expect(collector.decide(2)).toEqual({ kind: 'wait', decideAtMs: undefined })
-    expect(collector.admit(3, 1e6, PROBE_LOSS, 3)).toBeUndefined()
-    // three admitted: a quorum of 5, but member 4 is still expected (first steps of a leadership)
-    const waiting = collector.decide(3)
-    expect(waiting).toEqual({ kind: 'wait', decideAtMs: 3 + STRAGGLER_TIMEOUT_MS_DEFAULT })
-    expect(collector.admit(4, 0.98, PROBE_LOSS, 4)).toBeUndefined()
-    expect(collector.decide(4)).toEqual({
-      kind: 'aggregate',
-      accepted: [0, 2, 4],
-      rejected: [
-        { position: 1, reason: 'non-finite' },
-        { position: 3, reason: 'norm-outlier' },
-      ],
-    })
-  })
-
-  it('stops waiting for a straggler exactly when the timeout has run out, even at awkward float times', () => {
-    const collector = new StepCollector(3)
-    collector.collect(1, 0)
-    const quorumAtMs = 1_234_567.891
-    collector.admit(0, 1, PROBE_LOSS, quorumAtMs - 10)
-    collector.admit(1, 1, PROBE_LOSS, quorumAtMs)
-    const waiting = collector.decide(quorumAtMs)
-    expect(waiting.kind).toBe('wait')
-    const at = waiting.kind === 'wait' ? (waiting.decideAtMs ?? 0) : 0
-    expect(at - quorumAtMs).toBeGreaterThanOrEqual(STRAGGLER_TIMEOUT_MS_DEFAULT)
-    expect(at - quorumAtMs).toBeLessThan(STRAGGLER_TIMEOUT_MS_DEFAULT + 1e-6)
-    expect(collector.decide(at)).toMatchObject({ kind: 'aggregate', accepted: [0, 1] })
-  })
-
-  it('stops expecting a member silent for three steps', () => {
-    const collector = new StepCollector(3)
-    collector.leaderChanged(1)
-    for (let step = 1; step <= 5; step++) {
-      collector.collect(step, 0)
-      collector.admit(0, 1, PROBE_LOSS, step * 1000)
-      collector.admit(1, 1, PROBE_LOSS, step * 1000)
-      const decision = collector.decide(step * 1000)
-      // member 2 never sends: waited for in steps 1-3 (the grace of a new leadership), not after
-      expect(decision.kind, `step ${step}`).toBe(step <= 3 ? 'wait' : 'aggregate')
-    }
   })
 })
 
