@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { RaftNode, type Ready, type Status } from './node.js'
+import { ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DEFAULT } from './raft.js'
 import { SeededRandom } from './random.js'
 import { handleReady, type ReadyDriver } from './ready.js'
 import type { RaftStorage } from './storage.js'
@@ -22,6 +23,19 @@ import {
 } from './types.js'
 
 /** A proposal's entry was replaced by another leader's before it committed; propose it again. */
+/** Milliseconds per tick. */
+export const TICK_MS_DEFAULT = 25
+/** Largest entry propose() accepts. */
+export const ENTRY_BYTES_MAX_DEFAULT = 8 << 20
+/** Proposals awaiting commit beyond which propose() refuses. */
+export const PENDING_PROPOSALS_MAX_DEFAULT = 1_000_000
+/** Snapshot and compact after this many applied entries... */
+export const SNAPSHOT_ENTRIES_DEFAULT = 10_000
+/** ... or after this many applied entry bytes. */
+export const SNAPSHOT_BYTES_DEFAULT = 64 << 20
+/** Entries kept after a compaction, for slow followers. */
+export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1000
+
 export class ProposalLostError extends Error {
   static override name = 'ProposalLostError'
   constructor(index: number) {
@@ -136,14 +150,14 @@ export class RaftRunner {
       id: init.id,
       storage: init.storage,
       random: new SeededRandom(seed),
-      electionTicks: init.electionTicks ?? 10,
-      heartbeatTicks: init.heartbeatTicks ?? 1,
+      electionTicks: init.electionTicks ?? ELECTION_TICKS_DEFAULT,
+      heartbeatTicks: init.heartbeatTicks ?? HEARTBEAT_TICKS_DEFAULT,
       applied: snapshot.metadata.index,
       logger: (line) => this.log(line),
     })
-    this.snapshotEntries = init.snapshotEntries ?? 10_000
-    this.compactionKeepEntries = init.compactionKeepEntries ?? 1000
-    this.snapshotBytes = init.snapshotBytes ?? 64 << 20
+    this.snapshotEntries = init.snapshotEntries ?? SNAPSHOT_ENTRIES_DEFAULT
+    this.compactionKeepEntries = init.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT
+    this.snapshotBytes = init.snapshotBytes ?? SNAPSHOT_BYTES_DEFAULT
     for (const peer of init.knownPeers ?? []) if (peer !== init.id) this.knownPeers.add(peer)
     this.refreshMembers()
     const storage = init.storage
@@ -193,7 +207,7 @@ export class RaftRunner {
     this.timer = setInterval(() => {
       this.node.tick()
       this.schedule()
-    }, this.init.tickMs ?? 25)
+    }, this.init.tickMs ?? TICK_MS_DEFAULT)
     this.schedule()
   }
 
@@ -224,10 +238,10 @@ export class RaftRunner {
    */
   propose(data: Uint8Array): Promise<{ index: number; term: number }> {
     if (!this.running) return Promise.reject(new RaftStoppedError())
-    if (data.length > (this.init.entryBytesMax ?? 8 << 20)) {
+    if (data.length > (this.init.entryBytesMax ?? ENTRY_BYTES_MAX_DEFAULT)) {
       return Promise.reject(new RangeError(`entry of ${data.length} bytes exceeds entryBytesMax`))
     }
-    if (this.waiters.size >= (this.init.pendingProposalsMax ?? 1_000_000)) {
+    if (this.waiters.size >= (this.init.pendingProposalsMax ?? PENDING_PROPOSALS_MAX_DEFAULT)) {
       return Promise.reject(new ProposalDroppedError('uncommitted-limit', this.node.lead))
     }
     let proposed: { index: number; term: number }

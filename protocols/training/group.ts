@@ -24,7 +24,7 @@
 // `gradients: gradientExchange()` (exchange.ts, /shardnet/grad/1.0.0).
 import { logger } from '@libp2p/logger'
 import { parameterCount } from '../../kernels/models/mlp.js'
-import { RaftRunner } from '../raft/runner.js'
+import { ENTRY_BYTES_MAX_DEFAULT, RaftRunner } from '../raft/runner.js'
 import { bootstrapUpdate } from '../raft/storage.js'
 import { type Gradient, GradResponse } from '../wire/training.js'
 import { SUSPECT_COSINE_MIN_DEFAULT } from './aggregate.js'
@@ -58,7 +58,7 @@ import type {
 export * from './types.js'
 
 /** Largest inline update: the Raft runner's default entry limit less room for the entry's other fields. */
-export const INLINE_UPDATE_BYTES_MAX = (8 << 20) - 65_536
+export const INLINE_UPDATE_BYTES_MAX = ENTRY_BYTES_MAX_DEFAULT - 65_536
 
 /** A group configuration that cannot run (bad sizes, missing outer step). */
 export class GroupConfigError extends Error {

@@ -404,39 +404,3 @@ export class TranscriptInterpreter {
     this.members.set(id, { node, storage, options })
   }
 }
-
-/** One command with its expected output, as read from a transcript file. */
-export interface TranscriptCase {
-  line: number
-  command: string
-  expected: string
-  /** Comment lines preceding the command, kept when rewriting. */
-  comments: string[]
-}
-
-export function parseTranscript(text: string): TranscriptCase[] {
-  const lines = text.split('\n')
-  const cases: TranscriptCase[] = []
-  let comments: string[] = []
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]
-    if (line.trim() === '') continue
-    if (line.startsWith('#')) {
-      comments.push(line)
-      continue
-    }
-    const command = line
-    if (lines[i + 1] !== '----') throw new Error(`line ${i + 2}: expected ---- after the command`)
-    const expected: string[] = []
-    let j = i + 2
-    while (j < lines.length && lines[j] !== '') expected.push(lines[j++])
-    cases.push({ line: i + 1, command, expected: expected.join('\n'), comments })
-    comments = []
-    i = j
-  }
-  return cases
-}
-
-export function formatTranscript(cases: Array<TranscriptCase & { actual: string }>): string {
-  return `${cases.map((c) => [...c.comments, c.command, '----', c.actual].join('\n')).join('\n\n')}\n`
-}
