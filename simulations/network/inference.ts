@@ -29,14 +29,12 @@ import type { DhtModel } from './dht.js'
 import { Histogram } from './histogram.js'
 import { peerName, peerRow } from './lifecycle.js'
 import { STREAM_RETRANSMIT_MS } from './links.js'
+import { INPUT_ROW_BYTES, MODEL_BYTES } from './model.js'
 import type { DerivedParameters } from './parameters.js'
 import { BACKEND_CLASSES, INFER_ROW_MS_BY_BACKEND, type PeerTable } from './peers.js'
 
 /** Most inference tasks one run may create (each keeps a few numbers for the report). */
 export const INFERENCE_TASKS_MAX = 1_000_000
-/** Bytes of one input row (an MNIST image, 784 float32) and of the model the replica fetches (as GRADIENT_BYTES). */
-export const INFER_ROW_BYTES = 784 * 4
-export const INFER_MODEL_BYTES = 101_770 * 4
 /** Request framing, and one logit. */
 export const INFER_REQUEST_BYTES = 300
 export const INFER_LOGIT_BYTES = 4
@@ -187,7 +185,7 @@ export class InferenceWorkload {
       shard.outstanding++
       this.counters.runs++
       // request, then the model and the input rows from the submitter's uplink, then the kernel, then the answer
-      const inputBytes = INFER_REQUEST_BYTES + INFER_MODEL_BYTES + rows * INFER_ROW_BYTES
+      const inputBytes = INFER_REQUEST_BYTES + MODEL_BYTES + rows * INPUT_ROW_BYTES
       peersTable.countSent(submitter, inputBytes)
       peersTable.countReceived(peer, inputBytes)
       const start = Math.max(now, peersTable.uplinkFreeAtMs[submitter])

@@ -20,10 +20,8 @@
 //
 // Events handled here: gradientComputed, gradientArrives, gradientAnswered, memberContinue,
 // memberWake, stateRequestArrives, stateAnswered.
-import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { parameterCount } from '../../kernels/models/mlp.js'
 import { assert, ProposalDroppedError } from '../../protocols/raft/types.js'
-import { HIDDEN_SIZES_DEFAULT, LEARNING_RATE_DEFAULT } from '../../protocols/tasks/spec.js'
+import { LEARNING_RATE_DEFAULT } from '../../protocols/tasks/spec.js'
 import {
   MEMBER_RULE_DEFAULTS,
   type MemberConfig,
@@ -51,17 +49,12 @@ import {
 } from './events.js'
 import type { GroupState } from './groups.js'
 import type { Metrics } from './metrics.js'
+import { MODEL_PARAMETER_COUNT } from './model.js'
 import type { Network } from './network.js'
 import { STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
 
 /** Params each simulated member trains: enough for the real arithmetic, few enough for 10,000s of members. */
 export const SIMULATED_PARAMETER_COUNT = 4
-/** The model a training task trains by default (submit's): it sizes every gradient and state on the wire. */
-export const MODEL_PARAMETER_COUNT = parameterCount({
-  inputSize: PIXEL_COUNT,
-  hiddenSizes: HIDDEN_SIZES_DEFAULT,
-  outputSize: CLASS_COUNT,
-})
 /**
  * Deadline of one gradient or state exchange (protocols/training/exchange.ts, its `timeoutMs`
  * default): a send to a member that is down or cut off fails this long after it started.

@@ -1,6 +1,7 @@
 // What one network simulation runs with: the options a user gives, the named scenarios, and the
 // parameters the seed derives from them. Every derived value is printed and written to the report,
 // so a run is reproducible from `seed` plus the options (TigerBeetle VOPR's habit).
+import { CLASS_COUNT } from '../../kernels/data/mnist.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
 import { type PartitionSpec, REGION_WEIGHTS, REGIONS } from './links.js'
 
@@ -123,7 +124,7 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
     heartbeatTicks: 2,
     inferencePerHour: options.inferencePerHour ?? OPTION_DEFAULTS.inferencePerHour,
     inferenceRows: 64,
-    inferenceClasses: 10,
+    inferenceClasses: CLASS_COUNT,
     inferenceReplicas: 3,
     inferenceShardsMin: 2,
     inferenceShardsMax: 6,

@@ -7,6 +7,7 @@
 //
 // Events handled here: announce, claimArrives, staffingDeadline.
 import { assert } from '../../protocols/raft/types.js'
+import { REANNOUNCE_MS_DEFAULT } from '../../protocols/tasks/index.js'
 import type { SafetyCheckers } from '../raft/checkers.js'
 import { EventKind, type EventLoop } from './events.js'
 import { ASSIGNMENT_BYTES, type GroupOwner, type GroupState, Groups } from './groups.js'
@@ -27,7 +28,6 @@ export const CLAIM_SURPLUS = 2
 export const TASK_CLAIMS_MAX = 2000
 /** Re-announcements of a task that found too few claimers before it is abandoned. */
 export const ANNOUNCE_RETRIES_MAX = 10
-export const ANNOUNCE_RETRY_MS = 10_000
 /** Most tasks (and so groups, a few per task) one run may create; their summaries stay for the report. */
 export const TASKS_MAX = 1_000_000
 
@@ -238,7 +238,8 @@ export class Staffing implements GroupOwner {
       return
     }
     this.metrics.counters.announcementsRetried++
-    this.loop.at(this.now + ANNOUNCE_RETRY_MS, EventKind.announce, task.id)
+    // announced again as the coordinator re-announces a task still staffing
+    this.loop.at(this.now + REANNOUNCE_MS_DEFAULT, EventKind.announce, task.id)
   }
 
   /** The record staffed the task: every member gets its assignment over a stream. */

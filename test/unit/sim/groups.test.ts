@@ -12,11 +12,11 @@ import { EventKind, EventLoop } from '../../../simulations/network/events.js'
 import { type GroupState, Groups } from '../../../simulations/network/groups.js'
 import {
   gradientWireBytes,
-  MODEL_PARAMETER_COUNT,
   probeGradient,
   SIMULATED_PARAMETER_COUNT,
 } from '../../../simulations/network/members.js'
 import { Metrics } from '../../../simulations/network/metrics.js'
+import { MODEL_PARAMETER_COUNT } from '../../../simulations/network/model.js'
 import { Network } from '../../../simulations/network/network.js'
 import { deriveParameters } from '../../../simulations/network/parameters.js'
 import { PeerState } from '../../../simulations/network/peers.js'
