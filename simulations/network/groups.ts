@@ -10,6 +10,7 @@ import { RaftNode } from '../../protocols/raft/node.js'
 import { handleReady, type ReadyDriver } from '../../protocols/raft/ready.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
 import type { Entry, Message, Snapshot } from '../../protocols/raft/types.js'
+import { GROUP_RAFT_DEFAULTS } from '../../protocols/training/group.js'
 import type { MemberCore } from '../../protocols/training/member.js'
 import { chainDigest, entryDigest, SafetyCheckers, SafetyViolation } from '../raft/checkers.js'
 import { EventKind, type EventLoop } from './events.js'
@@ -24,8 +25,6 @@ export const ASSIGNMENT_BYTES = 300
 export const RAFT_MESSAGE_BYTES = 120
 /** A group without a commit this long, with a majority of members gone, is dissolved and re-announced. */
 export const GROUP_STALL_MS = 180_000
-/** Apply this many entries between snapshots (then compact the log). */
-export const SNAPSHOT_EVERY_ENTRIES = 200
 /** Events of each group's trace kept for a safety-violation report. */
 export const TRACE_EVENTS_MAX = 120
 /** Ready rounds one processReady may take before it is a bug. */
@@ -463,9 +462,13 @@ export class Groups {
     const storage = group.storages[position]
     const snapshotIndex = storage.snapshot().metadata.index
     const applied = group.appliedIndex[position]
-    if (applied - snapshotIndex < SNAPSHOT_EVERY_ENTRIES) return
+    // a training group's cadence in the daemon: a snapshot every snapshotEntries applied entries,
+    // then the log compacted to its last compactionKeepEntries
+    const { snapshotEntries, compactionKeepEntries } = GROUP_RAFT_DEFAULTS
+    if (applied - snapshotIndex < snapshotEntries) return
     storage.createSnapshot(applied, node.confState(), this.encodeAppState(group, position))
-    if (applied - 20 >= storage.firstIndex()) storage.compact(applied - 20)
+    const compactTo = applied - compactionKeepEntries
+    if (compactTo >= storage.firstIndex()) storage.compact(compactTo)
     // the checkers may forget what every member has compacted away
     let lowest = Number.POSITIVE_INFINITY
     for (const s of group.storages) lowest = Math.min(lowest, s.firstIndex())

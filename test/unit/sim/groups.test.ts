@@ -130,7 +130,7 @@ describe('simulated group members run the real training core', () => {
     network.markDown(peer, PeerState.crashed)
     groups.stopMember(peer)
     const stepAtCrash = group.committedStep
-    // long enough down that the others compact their logs past what it has (SNAPSHOT_EVERY_ENTRIES)
+    // long enough down that the others compact their logs past what it has (GROUP_RAFT_DEFAULTS)
     loop.runUntil(200_000)
     expect(group.committedStep - stepAtCrash).toBeGreaterThan(250)
     network.markUp(peer)
