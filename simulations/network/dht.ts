@@ -19,7 +19,10 @@ import type { PeerTable } from './peers.js'
 export const K_BUCKET_SIZE = 20
 export const DHT_DISJOINT_PATHS = 20
 export const DHT_ALPHA = 10
-/** A query to a peer that does not answer is given up after this long (kad-dht's per-peer timeout is longer; peers dialled in a lookup mostly fail fast). */
+/**
+ * A query to a peer that does not answer is given up after this long (kad-dht's per-peer timeout is
+ * longer; peers dialled in a lookup mostly fail fast).
+ */
 export const DHT_QUERY_TIMEOUT_MS = 2000
 /** Most peers one lookup may contact before it gives up (bounds a lookup in a broken network). */
 export const DHT_LOOKUP_CONTACTS_MAX = 2000

@@ -282,7 +282,8 @@ export class GossipModel {
       const base = peer * GOSSIP_D_HI
       for (let i = 0; i < this.meshDegree[peer]; i++) {
         const to = this.mesh[base + i]
-        if (arrival[to] <= forwardAt) continue // it sent us the message, or already has it: no send (IDONTWANT-like)
+        // it sent us the message, or already has it: no send (IDONTWANT-like)
+        if (arrival[to] <= forwardAt) continue
         this.send(peer, to, forwardAt, bytes, result, 0, this.popHop + 1)
       }
       // lazy gossip: at each of its next GOSSIP_HISTORY_HEARTBEATS heartbeats the peer sends IHAVE

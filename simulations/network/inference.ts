@@ -184,7 +184,8 @@ export class InferenceWorkload {
       shard.asked.add(name)
       shard.outstanding++
       this.counters.runs++
-      // request, then the model and the input rows from the submitter's uplink, then the kernel, then the answer
+      // request, then the model and the input rows from the submitter's uplink, then the kernel,
+      // then the answer
       const inputBytes = INFER_REQUEST_BYTES + MODEL_BYTES + rows * INPUT_ROW_BYTES
       peersTable.countSent(submitter, inputBytes)
       peersTable.countReceived(peer, inputBytes)

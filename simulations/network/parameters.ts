@@ -11,13 +11,20 @@ export type ScenarioName = (typeof SCENARIOS)[number]
 /** What each scenario does and what it is expected to show (the tests in test/sim check these). */
 export const SCENARIO_DESCRIPTIONS: Record<ScenarioName, string> = {
   steady:
-    'the options as given (default 5%/h churn); expected: every task completes, no safety violation, gossip reaches all live peers',
+    'the options as given (default 5%/h churn); expected: every task completes, no safety violation, ' +
+    'gossip reaches all live peers',
   'flash-crowd':
-    'as many new peers as there are join within 2 minutes at 10% of the run; expected: joiners get routing tables and mesh links, lookups stay within one extra hop, training continues',
+    'as many new peers as there are join within 2 minutes at 10% of the run; expected: joiners get ' +
+    'routing tables and mesh links, lookups stay within one extra hop, training continues',
   'regional-outage':
-    'every peer of one region (us-east or europe) crashes at 25% of the run and restarts 10 minutes (at most a quarter of the run) later; expected: only groups with a majority in that region stall, the rest keep committing',
+    'every peer of one region (us-east or europe) crashes at 25% of the run and restarts 10 minutes ' +
+    '(at most a quarter of the run) later; expected: only groups with a majority in that region stall, ' +
+    'the rest keep committing',
   'byzantine-10pct':
-    '10% of peers lie about gradients (huge or NaN norms) and about inference results (the same wrong logits from every liar), and drop 30% of their Raft messages; expected: no lying gradient is accepted by a group with an honest majority, no lying inference result wins a vote in which honest replicas hold the majority, safety holds, groups with an honest majority progress',
+    '10% of peers lie about gradients (huge or NaN norms) and about inference results (the same wrong ' +
+    'logits from every liar), and drop 30% of their Raft messages; expected: no lying gradient is ' +
+    'accepted by a group with an honest majority, no lying inference result wins a vote in which ' +
+    'honest replicas hold the majority, safety holds, groups with an honest majority progress',
 }
 
 export interface NetworkSimulationOptions {
@@ -81,7 +88,10 @@ export interface DerivedParameters {
   raftTickMs: number
   electionTicks: number
   heartbeatTicks: number
-  /** Inference tasks per hour (Poisson arrivals), their input rows, logits per row, replicas per shard and shard count range. */
+  /**
+   * Inference tasks per hour (Poisson arrivals), their input rows, logits per row, replicas per
+   * shard and shard count range.
+   */
   inferencePerHour: number
   inferenceRows: number
   inferenceClasses: number

@@ -8,7 +8,7 @@ export const PEER_ROWS_MAX = 2_000_000
 
 export const PeerState = { up: 1, crashed: 2, left: 3, notJoined: 0 } as const
 
-/** Backend classes and their share of peers: a WebGPU adapter on real hardware, Dawn on lavapipe, plain cpu. */
+/** Backend classes and their share of peers: WebGPU on real hardware, Dawn on lavapipe, plain cpu. */
 export const BACKEND_CLASSES = ['webgpu', 'webgpu-software', 'cpu'] as const
 export const BACKEND_SHARES = [0.35, 0.15, 0.5] as const
 

@@ -22,9 +22,10 @@
 // - gossip: mean delivery hops agree within GOSSIP_HOPS_MARGIN (0.35: a model off by one hop on a
 //   third of deliveries fails), the hop histograms' total-variation distance is at most
 //   GOSSIP_TV_MARGIN (0.25), the median delivery time of multi-hop deliveries is within
-//   GOSSIP_LATENCY_MARGIN (30%) of the real one, and the real network reaches every node. The 90th percentile is reported, not checked:
-//   it swings with this machine's stalls (another process or a GC delays every hop in flight at
-//   once, which independent draws per hop cannot reproduce); at N=50 it was off by 1% to 84%.
+//   GOSSIP_LATENCY_MARGIN (30%) of the real one, and the real network reaches every node. The 90th
+//   percentile is reported, not checked: it swings with this machine's stalls (another process or a
+//   GC delays every hop in flight at once, which independent draws per hop cannot reproduce); at N=50
+//   it was off by 1% to 84%.
 // - DHT: mean hops agree within DHT_HOPS_MARGIN (0.35, about a third of a hop) and the hop
 //   histograms' total-variation distance is at most DHT_TV_MARGIN (0.2). The model runs the
 //   library's lookup (20 disjoint paths of 10 queries in flight each); when it ran one path of 3 it
@@ -116,7 +117,7 @@ export interface CrossCheckResult {
   dht: { realMean: number; modelMean: number; idealModelMean: number; tv: number; agrees: boolean }
 }
 
-/** What the cross-check uses of gossipsub; getMeshPeers is on the implementation, not the GossipSub interface. */
+/** What the cross-check uses of gossipsub (getMeshPeers is on the implementation, not the interface). */
 type MeshPubSub = GossipSub & { getMeshPeers(topic: string): string[] }
 type RealNode = Libp2p<{ dht: KadDHT; pubsub: MeshPubSub }>
 
@@ -247,7 +248,8 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
       await sleep(250)
     }
     log(
-      `cross-check: settled after ${elapsed()} (${meshShort} meshes below D_lo, smallest routing table ${settledTable})`,
+      `cross-check: settled after ${elapsed()} (${meshShort} meshes below D_lo, smallest routing table ` +
+        `${settledTable})`,
     )
     await sleep(SETTLE_QUIET_MS)
 
@@ -419,7 +421,11 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
         }
       }
       perPublication.push(
-        `  publication ${publication} from node ${origin} (mesh ${gossipModel.meshDegree[origin]}, flood-publish to ${publishTargets[publication].length}): real hops ${JSON.stringify(realH)}, model per repeat ${JSON.stringify(modelH.map((x) => round(x / MODEL_REPEATS)))}; hop ms: first hop median ${Math.round(median(hopSamples))} (drawn), later hops ${Math.round(median(hopTimes(publication, false)))} (not used)`,
+        `  publication ${publication} from node ${origin} (mesh ${gossipModel.meshDegree[origin]}, ` +
+          `flood-publish to ${publishTargets[publication].length}): real hops ${JSON.stringify(realH)}, ` +
+          `model per repeat ${JSON.stringify(modelH.map((x) => round(x / MODEL_REPEATS)))}; hop ms: ` +
+          `first hop median ${Math.round(median(hopSamples))} (drawn), later hops ` +
+          `${Math.round(median(hopTimes(publication, false)))} (not used)`,
       )
     }
     const gossipTv = totalVariation(realGossipHops, modelGossipHops)
@@ -589,11 +595,25 @@ export async function crossCheckWithRealNodes(options: CrossCheckOptions): Promi
         ? Math.round(calibrationHops[Math.floor(f * (calibrationHops.length - 1))])
         : 0
     const lines = [
-      `cross-check gossip (${PUBLICATIONS} publications, ${n} nodes): real delivery hops mean ${gossip.realHopsMean} ${JSON.stringify(histogram(realGossipHops))}, reached ${gossip.realReached}; model ${gossip.modelHopsMean} ${JSON.stringify(histogram(modelGossipHops))}; total variation ${gossip.hopsTv}; margin ${GOSSIP_HOPS_MARGIN} hops and TV ${GOSSIP_TV_MARGIN}`,
+      `cross-check gossip (${PUBLICATIONS} publications, ${n} nodes): real delivery hops mean ` +
+        `${gossip.realHopsMean} ${JSON.stringify(histogram(realGossipHops))}, reached ` +
+        `${gossip.realReached}; model ${gossip.modelHopsMean} ` +
+        `${JSON.stringify(histogram(modelGossipHops))}; total variation ${gossip.hopsTv}; margin ` +
+        `${GOSSIP_HOPS_MARGIN} hops and TV ${GOSSIP_TV_MARGIN}`,
       ...perPublication,
-      `  first-hop times measured (ms): p10 ${hopQuantile(0.1)}, p50 ${hopQuantile(0.5)}, p90 ${hopQuantile(0.9)}, max ${hopQuantile(1)}`,
-      `  propagation latency of multi-hop deliveries: real p50 ${gossip.realP50} ms p90 ${gossip.realP90} ms, model p50 ${gossip.modelP50} ms p90 ${gossip.modelP90} ms (off by ${gossip.latencyP50Off} and ${gossip.latencyP90Off}; margin ${GOSSIP_LATENCY_MARGIN}) with one hop drawn, for each publication, from its one-hop deliveries (${gossip.calibrationSamples} in all, median ${gossip.calibratedHopMs} ms = ${LINK_LATENCY_MS} ms of link delay plus this machine's CPU time): ${gossip.agrees ? 'agree' : 'DISAGREE'}`,
-      `cross-check dht (${LOOKUPS} lookups): real hops mean ${dht.realMean} ${JSON.stringify(histogram(realHops))}, model on the real tables ${dht.modelMean} ${JSON.stringify(histogram(modelHops))}, model on ideal tables ${dht.idealModelMean}; ${realUnexplained} real answers from peers of unknown depth; total variation ${dht.tv}; margin ${DHT_HOPS_MARGIN} hops and TV ${DHT_TV_MARGIN}: ${dht.agrees ? 'agree' : 'DISAGREE'}`,
+      `  first-hop times measured (ms): p10 ${hopQuantile(0.1)}, p50 ${hopQuantile(0.5)}, p90 ` +
+        `${hopQuantile(0.9)}, max ${hopQuantile(1)}`,
+      `  propagation latency of multi-hop deliveries: real p50 ${gossip.realP50} ms p90 ` +
+        `${gossip.realP90} ms, model p50 ${gossip.modelP50} ms p90 ${gossip.modelP90} ms (off by ` +
+        `${gossip.latencyP50Off} and ${gossip.latencyP90Off}; margin ${GOSSIP_LATENCY_MARGIN}) with one ` +
+        `hop drawn, for each publication, from its one-hop deliveries (${gossip.calibrationSamples} in ` +
+        `all, median ${gossip.calibratedHopMs} ms = ${LINK_LATENCY_MS} ms of link delay plus this ` +
+        `machine's CPU time): ${gossip.agrees ? 'agree' : 'DISAGREE'}`,
+      `cross-check dht (${LOOKUPS} lookups): real hops mean ${dht.realMean} ` +
+        `${JSON.stringify(histogram(realHops))}, model on the real tables ${dht.modelMean} ` +
+        `${JSON.stringify(histogram(modelHops))}, model on ideal tables ${dht.idealModelMean}; ` +
+        `${realUnexplained} real answers from peers of unknown depth; total variation ${dht.tv}; margin ` +
+        `${DHT_HOPS_MARGIN} hops and TV ${DHT_TV_MARGIN}: ${dht.agrees ? 'agree' : 'DISAGREE'}`,
     ]
     return {
       agrees: gossip.agrees && dht.agrees,

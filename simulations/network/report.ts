@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { K_BUCKET_SIZE } from './dht.js'
 import type { Histogram } from './histogram.js'
+import { REGIONS } from './links.js'
 import { round3 } from './metrics.js'
 import { describeParameters, SCENARIO_DESCRIPTIONS } from './parameters.js'
 import { PeerState } from './peers.js'
@@ -226,7 +227,9 @@ export function buildReport(data: SimulationReportData): NetworkReport {
     ),
     'training-progress.svg': lineChart(
       {
-        title: `Training progress: steps committed per group slot (${Math.min(slots, p.groups)} of ${p.groups} slots)`,
+        title:
+          `Training progress: steps committed per group slot ` +
+          `(${Math.min(slots, p.groups)} of ${p.groups} slots)`,
         xLabel: 'simulated time (min)',
         yLabel: 'steps committed (cumulative)',
       },
@@ -277,13 +280,24 @@ export function buildReport(data: SimulationReportData): NetworkReport {
     ),
   }
   const summary = [
-    `seed=${p.seed} scenario=${p.scenario}: ${data.events} events, safety ${data.violation ? 'VIOLATED' : 'ok'} (${c.safetyChecks} checks)`,
-    `gossip: ${c.announcements} announcements, delivery p50 ${json.gossip.propagationMs.p50} ms p99 ${json.gossip.propagationMs.p99} ms, reached ${json.gossip.reachedShareMean} of live peers`,
-    `dht: ${c.lookups} lookups, hops mean ${json.dht.hopsMean}, latency p50 ${json.dht.latencyMs.p50} ms, ${c.lookupsFailed} failed`,
-    `raft: ${c.leaderElections} leader elections, ${c.stepsCommitted} steps committed, ${c.groupsCompleted} groups completed, ${c.groupsReassigned} reassigned`,
-    `tasks: ${c.tasksCompleted} completed (p50 ${json.tasks.completionS.p50} s), ${c.tasksAbandoned} abandoned; byzantine gradients accepted ${c.byzantineGradientsAccepted}, rejected ${c.byzantineGradientsRejected}`,
-    `inference: ${inference.tasksCompleted} of ${inference.tasks} tasks completed (p50 ${json.inference.completionMs.p50} ms), ${inference.shardsAccepted} shards agreed (${inference.shardsUnanimous} unanimously), ${inference.votesWithoutMajority} votes without a majority, ${inference.reruns} re-runs; lying results ${inference.lyingResults}, caught ${inference.lyingResultsCaught}, won ${inference.lyingResultsAccepted}`,
-    `peers: ${c.joins} joins, ${c.leaves} leaves, ${c.crashes} crashes; messages per peer p50 ${json.traffic.messagesPerPeer.p50}`,
+    `seed=${p.seed} scenario=${p.scenario}: ${data.events} events, safety ` +
+      `${data.violation ? 'VIOLATED' : 'ok'} (${c.safetyChecks} checks)`,
+    `gossip: ${c.announcements} announcements, delivery p50 ${json.gossip.propagationMs.p50} ms p99 ` +
+      `${json.gossip.propagationMs.p99} ms, reached ${json.gossip.reachedShareMean} of live peers`,
+    `dht: ${c.lookups} lookups, hops mean ${json.dht.hopsMean}, latency p50 ${json.dht.latencyMs.p50} ` +
+      `ms, ${c.lookupsFailed} failed`,
+    `raft: ${c.leaderElections} leader elections, ${c.stepsCommitted} steps committed, ` +
+      `${c.groupsCompleted} groups completed, ${c.groupsReassigned} reassigned`,
+    `tasks: ${c.tasksCompleted} completed (p50 ${json.tasks.completionS.p50} s), ${c.tasksAbandoned} ` +
+      `abandoned; byzantine gradients accepted ${c.byzantineGradientsAccepted}, rejected ` +
+      `${c.byzantineGradientsRejected}`,
+    `inference: ${inference.tasksCompleted} of ${inference.tasks} tasks completed (p50 ` +
+      `${json.inference.completionMs.p50} ms), ${inference.shardsAccepted} shards agreed ` +
+      `(${inference.shardsUnanimous} unanimously), ${inference.votesWithoutMajority} votes without a ` +
+      `majority, ${inference.reruns} re-runs; lying results ${inference.lyingResults}, caught ` +
+      `${inference.lyingResultsCaught}, won ${inference.lyingResultsAccepted}`,
+    `peers: ${c.joins} joins, ${c.leaves} leaves, ${c.crashes} crashes; messages per peer p50 ` +
+      `${json.traffic.messagesPerPeer.p50}`,
   ]
   return { json, svgs, summary }
 }
@@ -292,13 +306,15 @@ export function replayCommand(p: SimulationReportData['parameters']): string {
   const partitions = p.partitions
     .map((s) =>
       s.kind === 'region'
-        ? `region:${['us-east', 'us-west', 'europe', 'asia', 'south-america'][s.region]}@${s.startMs}ms+${s.durationMs}ms`
+        ? `region:${REGIONS[s.region]}@${s.startMs}ms+${s.durationMs}ms`
         : `split:${s.share}@${s.startMs}ms+${s.durationMs}ms`,
     )
     .join(',')
   return (
-    `shardnet sim --seed ${p.seed} --scenario ${p.scenario} --peers ${p.peers} --groups ${p.groups} --group-size ${p.groupSize}` +
-    ` --churn ${p.churnPerHour} --loss ${p.lossProbability} --duration ${p.durationMs}ms --inference ${p.inferencePerHour}${partitions ? ` --partition ${partitions}` : ''}`
+    `shardnet sim --seed ${p.seed} --scenario ${p.scenario} --peers ${p.peers} --groups ${p.groups} ` +
+    `--group-size ${p.groupSize} --churn ${p.churnPerHour} --loss ${p.lossProbability} ` +
+    `--duration ${p.durationMs}ms --inference ${p.inferencePerHour}` +
+    (partitions ? ` --partition ${partitions}` : '')
   )
 }
 

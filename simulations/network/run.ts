@@ -41,7 +41,8 @@ export async function runNetworkSimulation(
   const report = buildReport(data)
   for (const line of report.summary) hooks.log(line)
   hooks.log(
-    `wall time ${(wallMs / 1000).toFixed(1)} s, ${Math.round(data.events / (wallMs / 1000))} events/s, peak RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`,
+    `wall time ${(wallMs / 1000).toFixed(1)} s, ${Math.round(data.events / (wallMs / 1000))} events/s, ` +
+      `peak RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`,
   )
   const replay = replayCommand(parameters)
   if (data.violation) {

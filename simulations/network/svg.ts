@@ -94,11 +94,13 @@ function frame(options: ChartOptions, xs: number[], ys: number[]): Frame {
   const y = (v: number) => MARGIN.top + plotH - ((v - yMin) / (yMax - yMin)) * plotH
   const parts: string[] = []
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ` +
+      `${HEIGHT}" font-family="sans-serif" font-size="12">`,
   )
   parts.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`)
   parts.push(
-    `<text x="${MARGIN.left + plotW / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(options.title)}</text>`,
+    `<text x="${MARGIN.left + plotW / 2}" y="24" text-anchor="middle" font-size="16" ` +
+      `font-weight="bold">${escapeXml(options.title)}</text>`,
   )
   for (const tick of yTicks) {
     const py = fmt(y(tick))
@@ -106,7 +108,8 @@ function frame(options: ChartOptions, xs: number[], ys: number[]): Frame {
       `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${py}" y2="${py}" stroke="#e5e5e5"/>`,
     )
     parts.push(
-      `<text x="${MARGIN.left - 6}" y="${py}" text-anchor="end" dominant-baseline="middle">${tickLabel(tick)}</text>`,
+      `<text x="${MARGIN.left - 6}" y="${py}" text-anchor="end" ` +
+        `dominant-baseline="middle">${tickLabel(tick)}</text>`,
     )
   }
   const xTicks = log
@@ -123,13 +126,16 @@ function frame(options: ChartOptions, xs: number[], ys: number[]): Frame {
     )
   }
   parts.push(
-    `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`,
+    `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="none" ` +
+      `stroke="#333"/>`,
   )
   parts.push(
-    `<text x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 14}" text-anchor="middle" font-size="13">${escapeXml(options.xLabel)}</text>`,
+    `<text x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 14}" text-anchor="middle" ` +
+      `font-size="13">${escapeXml(options.xLabel)}</text>`,
   )
   parts.push(
-    `<text transform="translate(18 ${MARGIN.top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escapeXml(options.yLabel)}</text>`,
+    `<text transform="translate(18 ${MARGIN.top + plotH / 2}) rotate(-90)" text-anchor="middle" ` +
+      `font-size="13">${escapeXml(options.yLabel)}</text>`,
   )
   return { x, y, parts }
 }
@@ -198,14 +204,17 @@ export function barChart(options: ChartOptions, bars: { label: string; value: nu
     const top = f.y(bar.value)
     const bottom = f.y(0)
     kept.push(
-      `<rect x="${fmt(cx - width / 2)}" y="${fmt(top)}" width="${fmt(width)}" height="${fmt(bottom - top)}" fill="${COLORS[0]}"/>`,
+      `<rect x="${fmt(cx - width / 2)}" y="${fmt(top)}" width="${fmt(width)}" ` +
+        `height="${fmt(bottom - top)}" fill="${COLORS[0]}"/>`,
     )
     kept.push(
-      `<text x="${fmt(cx)}" y="${HEIGHT - MARGIN.bottom + 18}" text-anchor="middle">${escapeXml(bar.label)}</text>`,
+      `<text x="${fmt(cx)}" y="${HEIGHT - MARGIN.bottom + 18}" ` +
+        `text-anchor="middle">${escapeXml(bar.label)}</text>`,
     )
     if (bar.value > 0)
       kept.push(
-        `<text x="${fmt(cx)}" y="${fmt(top - 4)}" text-anchor="middle" font-size="10">${tickLabel(bar.value)}</text>`,
+        `<text x="${fmt(cx)}" y="${fmt(top - 4)}" text-anchor="middle" ` +
+          `font-size="10">${tickLabel(bar.value)}</text>`,
       )
   })
   return `${kept.join('\n')}\n</svg>\n`
@@ -225,7 +234,8 @@ export function scatterChart(options: ChartOptions, series: Series[]): string {
   shown.forEach((s, i) => {
     for (const [px, py] of s.points) {
       f.parts.push(
-        `<circle cx="${fmt(f.x(px))}" cy="${fmt(f.y(py))}" r="3.5" fill="${COLORS[i % COLORS.length]}" fill-opacity="0.7"/>`,
+        `<circle cx="${fmt(f.x(px))}" cy="${fmt(f.y(py))}" r="3.5" fill="${COLORS[i % COLORS.length]}" ` +
+          `fill-opacity="0.7"/>`,
       )
     }
   })

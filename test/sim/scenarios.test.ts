@@ -24,7 +24,7 @@ function run(scenario: ScenarioName, overrides: Partial<NetworkSimulationOptions
 }
 
 describe('network simulator scenarios', () => {
-  it('steady: training and inference tasks complete, announcements reach every live peer, no safety violation', () => {
+  it('steady: training and inference complete, announcements reach every live peer, safety holds', () => {
     const result = run('steady')
     expect(result.violation).toBeUndefined()
     expect(result.counters.tasksCompleted).toBeGreaterThan(5)
@@ -32,7 +32,8 @@ describe('network simulator scenarios', () => {
     expect(result.counters.gossipReachedSum / result.counters.gossipUpSum).toBeGreaterThan(0.99)
     expect(result.lookupHops.count).toBeGreaterThan(0)
     expect(result.counters.lookupsFailed).toBe(0)
-    // inference: every task's shards agreed unanimously (no liar, no crash among 400 peers at 5%/h is likely to hit one)
+    // inference: every task's shards agreed unanimously (no liar, and no crash among 400 peers at
+    // 5%/h is likely to hit one)
     const inference = result.inference.counters
     expect(inference.tasks).toBeGreaterThan(10)
     // every task completed but those the end of the run cut short (begun in its last 10 s)
