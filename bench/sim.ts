@@ -1,11 +1,13 @@
 // Network simulator throughput: one simulated hour of an active network (announcements, claims,
 // 100 Raft groups training, 5%/h churn) at 1k, 10k and 100k peers, each in its own process so peak
 // RSS is that run's. Prints events/s, wall time and peak RSS, and the event queue's pops/s against
-// an object-based binary heap (the baseline, measured in the same run).
+// an object-based binary heap (the baseline, measured in the same run), and the events/s of the
+// simulator's typed event loop around it.
 //   npm run bench:sim                     # 1k, 10k, 100k peers, 1 h each
 //   npm run bench:sim -- --peers 10000    # one size
 //   npm run bench:sim -- --duration 15m   # shorter simulated time
 import { execFileSync } from 'node:child_process'
+import { EventKind, EventLoop } from '../simulations/network/events.js'
 import { parseDurationMs } from '../simulations/network/links.js'
 import { EventQueue } from '../simulations/network/queue.js'
 import { simulateNetwork } from '../simulations/network/simulator.js'
@@ -131,6 +133,26 @@ function queueBench(): void {
       `${Math.round(rates.typed / 2 / 1000)}k ops/s, object heap ` +
       `${Math.round(rates.objects / 2 / 1000)}k ops/s, ratio ${(rates.typed / rates.objects).toFixed(2)}x`,
   )
+  // the same through the simulator's EventLoop: typed `at`, the handler table, microtask check
+  const loop = new EventLoop()
+  let x = 12345
+  let handled = 0
+  const next = () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    return x / 0x1_0000_0000
+  }
+  loop.handle({
+    [EventKind.restart]: (peer) => {
+      handled++
+      loop.at(loop.now + next() * 1000, EventKind.restart, peer)
+    },
+  })
+  for (let i = 0; i < pending; i++) loop.at(next() * 1000, EventKind.restart, i)
+  const started = performance.now()
+  // about `operations` events: each handled one schedules the next
+  loop.runUntil((operations / pending) * 1000)
+  const loopRate = handled / ((performance.now() - started) / 1000)
+  console.log(`event loop (${pending} pending, handle+at): ${Math.round(loopRate / 1000)}k events/s`)
 }
 
 if (flag('--child') !== undefined) {
