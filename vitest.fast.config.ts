@@ -1,7 +1,7 @@
 // `npm run test:fast`: the unit tests and the integration tests that take a few seconds each, for
-// feedback within 90 s on a 2-core machine (vitest runs one file at a time there). The files left
-// out are the slow ones: each took 5 s or more alone (README, Development, names them); `npm test`
-// runs them all.
+// feedback within 90 s on a 2-core machine (about 75 s there: vitest runs one file at a time on two
+// cores). The integration files left out took 5 s or more in most runs there, the e2e and sim files
+// far more (README, Development, names the slowest); `npm test` runs them all.
 import { configDefaults, defineConfig } from 'vitest/config'
 import base from './vitest.config.js'
 
@@ -14,7 +14,6 @@ const QUICK_INTEGRATION = [
   'inference-backends',
   'inference-bad-input',
   'inference-quorum',
-  'inference-restart',
   'interop',
   'protocols-network',
   'raft-libp2p',
