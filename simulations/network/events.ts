@@ -86,6 +86,11 @@ export interface MemberContinue extends ForMember {
   input: ContinueInput
 }
 
+/** The member's timer for its core's deadline `deadlineMs`. */
+export interface MemberWake extends ForMember {
+  deadlineMs: number
+}
+
 /** Each event kind's arguments: up to two integers, then at most one value (the queue's layout). */
 export interface EventArgs {
   [EventKind.groupTick]: [group: number]
@@ -94,8 +99,8 @@ export interface EventArgs {
   [EventKind.gradientArrives]: [group: number, from: number, gradient: GradientInFlight]
   [EventKind.gradientAnswered]: [group: number, position: number, answer: GradientAnswer]
   [EventKind.memberContinue]: [group: number, position: number, what: MemberContinue]
-  /** The member's next deadline (the core's nextWakeMs) has come. */
-  [EventKind.memberWake]: [group: number, position: number, wake: ForMember & { atMs: number }]
+  /** The member's timer for its core's next deadline (nextWakeMs) fires. */
+  [EventKind.memberWake]: [group: number, position: number, wake: MemberWake]
   /** `position` asks for the state of the member in `request.to`. */
   [EventKind.stateRequestArrives]: [group: number, position: number, request: StateRequest]
   [EventKind.stateAnswered]: [group: number, position: number, answer: StateAnswer]

@@ -44,10 +44,8 @@ export interface GroupState {
   cores: (MemberCore | undefined)[]
   /** Each member's runs so far: events for an earlier run are dropped. */
   incarnation: number[]
-  /** Each member's next core deadline that is scheduled. */
+  /** Each member's core deadline its timer is armed for. */
   wakeAtMs: number[]
-  /** When each member's last deadline came. */
-  wokeAtMs: number[]
   /** Each member has a rearm of its deadline queued for the end of the current event. */
   rearming: boolean[]
   /** Each member has a tick queued for the end of the current event. */
@@ -134,7 +132,6 @@ export class Groups {
       cores: new Array(k).fill(undefined),
       incarnation: new Array(k).fill(0),
       wakeAtMs: new Array(k).fill(Number.POSITIVE_INFINITY),
-      wokeAtMs: new Array(k).fill(Number.NEGATIVE_INFINITY),
       rearming: new Array(k).fill(false),
       tickQueued: new Array(k).fill(false),
       storages: members.map(() => new MemoryStorage()),

@@ -44,6 +44,7 @@ import {
   type GradientComputation,
   type GradientInFlight,
   type MemberContinue,
+  type MemberWake,
   type StateAnswer,
   type StateRequest,
 } from './events.js'
@@ -90,10 +91,8 @@ function stateWireBytes(encoded: Uint8Array): number {
   return encoded.byteLength + (MODEL_PARAMETER_COUNT - SIMULATED_PARAMETER_COUNT) * 12
 }
 
-/** The next representable time after `ms` (a simulated clock stands still between events). */
-function justAfter(ms: number): number {
-  return ms + Math.max(Number.MIN_VALUE, Math.abs(ms) * Number.EPSILON)
-}
+/** Node runs a timer no sooner than this after it is set (setTimeout clamps shorter delays to 1 ms). */
+export const TIMER_DELAY_MS_MIN = 1
 
 /** What the member driver asks of groups.ts. */
 export interface MemberHost {
@@ -140,10 +139,9 @@ export class Members {
       [EventKind.memberContinue]: at((group, position, what: MemberContinue) =>
         this.input(group, position, { ...what.input, nowMs: this.now }),
       ),
-      [EventKind.memberWake]: at((group, position, wake: ForMember & { atMs: number }) => {
-        if (group.wakeAtMs[position] !== wake.atMs) return // an earlier deadline replaced this one
+      [EventKind.memberWake]: at((group, position, wake: MemberWake) => {
+        if (group.wakeAtMs[position] !== wake.deadlineMs) return // an earlier deadline replaced this one
         group.wakeAtMs[position] = Number.POSITIVE_INFINITY
-        group.wokeAtMs[position] = this.now
         this.input(group, position, { type: 'tick', nowMs: this.now })
       }),
       [EventKind.stateRequestArrives]: (group, position, request) =>
@@ -237,21 +235,27 @@ export class Members {
   }
 
   /**
-   * Schedules the core's next deadline (an earlier one replaces a later one). A deadline that has
-   * come and found nothing to do yet (float rounding of the simulated time) is retried just after.
+   * Arms the member's timer for the core's next deadline as group.ts arms it: an earlier deadline
+   * replaces a later one, and the timer fires at the deadline but no sooner than TIMER_DELAY_MS_MIN
+   * from now (so a deadline that has come without anything to do is retried a moment later).
    */
   private rearm(group: GroupState, position: number): void {
     const core = group.cores[position]
     if (!core || group.done || group.failed) return
-    const wake = core.nextWakeMs()
-    if (wake === undefined || wake >= group.wakeAtMs[position]) return
+    const deadlineMs = core.nextWakeMs()
+    if (deadlineMs === undefined || deadlineMs >= group.wakeAtMs[position]) return
+    group.wakeAtMs[position] = deadlineMs
     const now = this.now
-    const atMs = wake > now ? wake : group.wokeAtMs[position] === now ? justAfter(now) : now
-    group.wakeAtMs[position] = atMs
-    this.loop.at(atMs, EventKind.memberWake, group.id, position, {
-      incarnation: group.incarnation[position],
-      atMs,
-    })
+    this.loop.at(
+      now + Math.max(TIMER_DELAY_MS_MIN, deadlineMs - now),
+      EventKind.memberWake,
+      group.id,
+      position,
+      {
+        incarnation: group.incarnation[position],
+        deadlineMs,
+      },
+    )
   }
 
   /** Feeds `input` back after the current event ('microtask') or after what is already due now ('turn'). */
