@@ -69,6 +69,15 @@ export class GroupConfigError extends Error {
   }
 }
 
+/** This member's Raft store failed; the member stopped (the error's cause says why). */
+export class GroupStorageError extends Error {
+  static override name = 'GroupStorageError'
+  constructor(cause: Error) {
+    super(`the member's Raft store failed, the member stopped: ${cause.message}`, { cause })
+    this.name = 'GroupStorageError'
+  }
+}
+
 function validate(init: GroupMemberInit, self: string): void {
   const fail = (message: string) => {
     throw new GroupConfigError(message)
@@ -175,6 +184,7 @@ class GroupMemberRuntime implements GroupMember {
       appended: (entries) => this.input({ type: 'entries-appended', entries, nowMs: Date.now() }),
       restore: (data) => this.input({ type: 'snapshot', data, nowMs: Date.now() }),
       snapshotData: () => encodeState(this.core.current()),
+      onFatal: (error) => this.storageFailed(error),
       onLeaderChange: (leader, role) =>
         this.input({
           type: 'leadership',
@@ -247,6 +257,16 @@ class GroupMemberRuntime implements GroupMember {
     this.runner.stop()
     this.init.components.gradients.leave(this.init.groupId)
     this.computer.dispose()
+  }
+
+  /**
+   * The Raft store failed (a write, an fsync): the runner has stopped, since this member can no
+   * longer promise what it acknowledges. The member stops too and says so; the group goes on with
+   * its majority and the submitter replaces a member that stays silent.
+   */
+  private storageFailed(error: Error): void {
+    this.fail(new GroupStorageError(error))
+    this.stop()
   }
 
   // ---- driving the core ----

@@ -33,7 +33,10 @@ export function floatBytesView(values: Float32Array): Uint8Array<ArrayBuffer> {
   return new Uint8Array(values.buffer as ArrayBuffer, values.byteOffset, values.byteLength)
 }
 
-/** little-endian float32 bytes as values (a copy, so any byte offset works); RangeError if not a multiple of 4. */
+/**
+ * little-endian float32 bytes as values (a copy, so any byte offset works); RangeError if not a
+ * multiple of 4.
+ */
 export function bytesToFloats(bytes: Uint8Array): Float32Array {
   if (bytes.byteLength % 4 !== 0)
     throw new RangeError(`${bytes.byteLength} bytes is not a whole number of float32`)

@@ -1,5 +1,5 @@
-// The public shapes of a training group member (behaviour: member.ts; the network driver: group.ts): what the daemon
-// passes to startGroupMember, the events it hears and the status it can read.
+// The public shapes of a training group member (behaviour: member.ts; the network driver: group.ts):
+// what the daemon passes to startGroupMember, the events it hears and the status it can read.
 import type { PeerId } from '@libp2p/interface'
 import type { Backend } from '../../kernels/backend.js'
 import type { MlpArchitecture } from '../../kernels/models/mlp.js'
@@ -198,11 +198,17 @@ export interface GroupMemberStatus {
   gradientBytesSent: number
   gradientsSent: number
   raftTerm: number
-  /** steps applied from a result worked out before the commit (the leader's proposal, a follower's speculation) */
+  /**
+   * steps applied from a result worked out before the commit (the leader's proposal, a follower's
+   * speculation)
+   */
   stepsPrecomputed: number
   /** gradients computed before the step they are for was committed, and used */
   gradientsAhead: number
-  /** work ahead of the commit thrown away: an entry that did not commit as it was, a gradient on other params */
+  /**
+   * work ahead of the commit thrown away: an entry that did not commit as it was, a gradient on
+   * other params
+   */
   speculationsWasted: number
   /** a leader: gradients that arrived before the step they follow was applied, and were used */
   gradientsReceivedAhead: number

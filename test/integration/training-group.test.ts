@@ -5,7 +5,8 @@
 // computing their gradients on different backends (cpu, webgpu) still hold identical params; with
 // int8 compression the log carries int8 updates and the group trains as well; members that work
 // ahead of the commit (followers precompute appended entries, everyone computes the next gradient
-// early) end with exactly the params of members that wait for each commit.
+// early) end with exactly the params of members that wait for each commit; a member whose Raft store
+// fails stops and reports it while the other two finish.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Backend } from '../../kernels/backend.js'
 import { loadMnist, type MnistSplit } from '../../kernels/data/mnist.js'
 import { CpuBackend, createBackend } from '../../kernels/index.js'
+import { MemoryStorage, type StorageUpdate } from '../../protocols/raft/storage.js'
+import { GroupStorageError } from '../../protocols/training/group.js'
 import { decodeEntry } from '../../protocols/training/state.js'
 import {
   type ClusterMember,
@@ -210,6 +213,35 @@ describe('a training group over libp2p', () => {
       }
     }, 120_000)
   }
+
+  it('a member whose Raft store fails stops and says so; the other two finish the run', async () => {
+    const steps = 20
+    /** a store whose writes fail once the member has written `healthy` of them (a full disk) */
+    class FailingStorage extends MemoryStorage {
+      writes = 0
+      override save(update: StorageUpdate): void {
+        if (++this.writes > 25) throw new Error('ENOSPC: no space left on device')
+        super.save(update)
+      }
+    }
+    const failing = new FailingStorage()
+    const members = await startTrainingCluster({
+      size: 3,
+      directory,
+      backend,
+      storage: 'memory',
+      options: options('storage-failure', { steps }),
+      perMember: (index) => (index === 2 ? { storage: failing } : {}),
+    })
+    clusters.push(members)
+    const errors: Error[] = []
+    members[2].member.on('error', (error) => errors.push(error))
+    const results = await Promise.all([members[0].member.finished(), members[1].member.finished()])
+    expect(results[0].digest).toBe(results[1].digest)
+    expect(failing.writes).toBeGreaterThan(25)
+    expect(errors.some((error) => error instanceof GroupStorageError)).toBe(true)
+    expect(members[2].member.status().step).toBeLessThan(steps)
+  }, 120_000)
 
   it('members on different backends (cpu and webgpu) still hold bitwise-identical params', async () => {
     const webgpu = await createBackend({ prefer: 'webgpu' })

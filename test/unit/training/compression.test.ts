@@ -67,44 +67,48 @@ describe('int8 compression', () => {
     expect(compressor.residualNorm()).toBeLessThanOrEqual(maxScale * Math.sqrt(length))
   })
 
-  it('is bit for bit the reference quantizer and dequantizer with error feedback, NaN and Inf included', () => {
-    const random = SeededRandom.stream(5, 'int8-bits')
-    const length = 1000 // a last block of 232 with blocks of 256
-    const compressor = new GradientCompressor('int8', 256)
-    let residual = new Float32Array(length)
-    const bits = (values: ArrayLike<number>) => [...new Uint32Array(Float32Array.from(values).buffer)]
-    for (let step = 0; step < 12; step++) {
-      const gradient = Float32Array.from(
-        { length },
-        () => (random.float() - 0.5) * 10 ** (random.float() * 8 - 4),
-      )
-      // block 0 at step 0: max 127, so scale 1 and these quantize from exact halves (ties round away from 0)
-      if (step === 0) gradient.fill(1, 0, 256).set([127, -2.5, 2.5, -0.5, 0.5, -126.5, 3.5, -3.5, -0])
-      if (step === 3) gradient.fill(0, 256, 512) // a block of zeros: scale 0
-      if (step === 5) gradient.set([Number.NaN, Number.POSITIVE_INFINITY, -0], 600)
-      if (step === 7) gradient.set([Number.NEGATIVE_INFINITY], 10)
-      // the reference pipeline, as the compressor computed it before its fused loop
-      const corrected = new Float32Array(length)
-      for (let i = 0; i < length; i++) corrected[i] = gradient[i] + (step > 0 ? residual[i] : 0)
-      const quantized = quantizeInt8Reference(corrected, 256)
-      const reference = dequantizeInt8Reference(quantized)
-      const nextResidual = new Float32Array(length)
-      for (let i = 0; i < length; i++) nextResidual[i] = corrected[i] - reference[i]
-      residual = nextResidual
+  it(
+    'is bit for bit the reference quantizer and dequantizer with error feedback, ' + 'NaN and Inf included',
+    () => {
+      const random = SeededRandom.stream(5, 'int8-bits')
+      const length = 1000 // a last block of 232 with blocks of 256
+      const compressor = new GradientCompressor('int8', 256)
+      let residual = new Float32Array(length)
+      const bits = (values: ArrayLike<number>) => [...new Uint32Array(Float32Array.from(values).buffer)]
+      for (let step = 0; step < 12; step++) {
+        const gradient = Float32Array.from(
+          { length },
+          () => (random.float() - 0.5) * 10 ** (random.float() * 8 - 4),
+        )
+        // block 0 at step 0: max 127, so scale 1 and these quantize from exact halves (ties round away
+        // from 0)
+        if (step === 0) gradient.fill(1, 0, 256).set([127, -2.5, 2.5, -0.5, 0.5, -126.5, 3.5, -3.5, -0])
+        if (step === 3) gradient.fill(0, 256, 512) // a block of zeros: scale 0
+        if (step === 5) gradient.set([Number.NaN, Number.POSITIVE_INFINITY, -0], 600)
+        if (step === 7) gradient.set([Number.NEGATIVE_INFINITY], 10)
+        // the reference pipeline, as the compressor computed it before its fused loop
+        const corrected = new Float32Array(length)
+        for (let i = 0; i < length; i++) corrected[i] = gradient[i] + (step > 0 ? residual[i] : 0)
+        const quantized = quantizeInt8Reference(corrected, 256)
+        const reference = dequantizeInt8Reference(quantized)
+        const nextResidual = new Float32Array(length)
+        for (let i = 0; i < length; i++) nextResidual[i] = corrected[i] - reference[i]
+        residual = nextResidual
 
-      const { message, decoded } = compressor.encode(gradient, step, digest, 1)
-      expect([...new Int8Array(message.values.buffer, message.values.byteOffset, length)]).toEqual([
-        ...quantized.values,
-      ])
-      expect(bits(new Float32Array(message.scales.slice().buffer))).toEqual(bits(quantized.scales))
-      expect(bits(decoded)).toEqual(bits(reference))
-      const received = decodeGradient(message, length)
-      expect(received.ok && bits(received.gradient)).toEqual(bits(reference))
-    }
-    let sum = 0
-    for (const value of residual) sum += value * value
-    expect(compressor.residualNorm()).toBe(Math.sqrt(sum))
-  })
+        const { message, decoded } = compressor.encode(gradient, step, digest, 1)
+        expect([...new Int8Array(message.values.buffer, message.values.byteOffset, length)]).toEqual([
+          ...quantized.values,
+        ])
+        expect(bits(new Float32Array(message.scales.slice().buffer))).toEqual(bits(quantized.scales))
+        expect(bits(decoded)).toEqual(bits(reference))
+        const received = decodeGradient(message, length)
+        expect(received.ok && bits(received.gradient)).toEqual(bits(reference))
+      }
+      let sum = 0
+      for (const value of residual) sum += value * value
+      expect(compressor.residualNorm()).toBe(Math.sqrt(sum))
+    },
+  )
 
   it('sends about 4x fewer bytes than float32 with blocks of 256', () => {
     const gradient = Float32Array.from({ length: 50_890 }, (_, i) => Math.sin(i))

@@ -49,6 +49,8 @@ interface Proposal {
 }
 
 const short = (bytes: Uint8Array) => toHex(bytes).slice(0, 8)
+const after = (digest: Uint8Array) => `digest-after=${short(digest)}`
+const encoding = (effect: Extract<MemberEffect, { type: 'send-gradient' }>) => effect.message.encoding
 const number = (value: number) =>
   Number.isFinite(value) ? String(Number(value.toPrecision(4))) : String(value)
 
@@ -306,25 +308,31 @@ export class MemberInterpreter {
 
   private describe(member: Member, effect: MemberEffect, input: MemberInput): string | undefined {
     switch (effect.type) {
-      case 'reply':
-        return `reply to ${input.type === 'gradient-received' ? input.from : '?'}: ${effect.status}${effect.reason ? ` (${effect.reason})` : ''}`
+      case 'reply': {
+        const from = input.type === 'gradient-received' ? input.from : '?'
+        return `reply to ${from}: ${effect.status}${effect.reason ? ` (${effect.reason})` : ''}`
+      }
       case 'compute-gradient':
         member.computes.push(effect)
         return `compute step=${effect.step} on=${short(effect.digest)}`
       case 'send-gradient':
         member.sends.push(effect)
-        return `send step=${effect.step} to=${effect.to} on=${short(effect.message.baseDigest)} ${effect.message.encoding}`
+        return (
+          `send step=${effect.step} to=${effect.to} on=${short(effect.message.baseDigest)}` +
+          ` ${encoding(effect)}`
+        )
       case 'propose': {
         this.proposals.push({ from: member.id, term: effect.term, data: effect.data })
         const entry = decodeEntry(effect.data)
         if (!entry) return 'propose (undecodable)'
         if (entry.kind === 'outer')
-          return `propose outer round=${entry.outerRound} step=${entry.step} digest-after=${short(entry.digestAfter)}`
+          return `propose outer round=${entry.outerRound} step=${entry.step} ${after(entry.digestAfter)}`
         const rejected = entry.rejected.map((r) => `${r.member}:${r.reason}`).join(',')
         return (
           `propose step=${entry.step} term=${effect.term} contributors=${entry.contributors.join(',')}` +
-          `${rejected ? ` rejected=${rejected}` : ''}${entry.suspects.length ? ` suspects=${entry.suspects.join(',')}` : ''}` +
-          ` loss=${number(entry.loss)} ${entry.updateEncoding} digest-after=${short(entry.digestAfter)}`
+          (rejected ? ` rejected=${rejected}` : '') +
+          (entry.suspects.length ? ` suspects=${entry.suspects.join(',')}` : '') +
+          ` loss=${number(entry.loss)} ${entry.updateEncoding} ${after(entry.digestAfter)}`
         )
       }
       case 'request-state':
@@ -335,7 +343,10 @@ export class MemberInterpreter {
       case 'continue':
         return undefined
       case 'step-applied':
-        return `applied step=${effect.event.step} loss=${number(effect.event.loss)} contributors=${effect.event.contributors.join(',')}`
+        return (
+          `applied step=${effect.event.step} loss=${number(effect.event.loss)} ` +
+          `contributors=${effect.event.contributors.join(',')}`
+        )
       case 'outer-applied':
         return `applied outer round=${effect.round} at step=${effect.step}`
       case 'leader-changed':

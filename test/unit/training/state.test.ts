@@ -159,7 +159,8 @@ describe('applyEntry', () => {
   it('applies a step once: a second entry for the same step is a duplicate', () => {
     const state = start()
     const first = stepEntry(state, Float32Array.from([1, 1, 1, 1, 1, 1]))
-    const second = stepEntry(state, Float32Array.from([9, 9, 9, 9, 9, 9])) // another leader's proposal for step 0
+    // another leader's proposal for step 0
+    const second = stepEntry(state, Float32Array.from([9, 9, 9, 9, 9, 9]))
     expect(applyEntry(state, first, config())).toEqual({ kind: 'applied', step: 0 })
     const digest = toHex(state.digest)
     expect(applyEntry(state, second, config())).toEqual({ kind: 'duplicate' })
@@ -239,42 +240,50 @@ describe('applyEntry', () => {
     expect(int8Result && toHex(int8Result.result.digest)).toBe(toHex(int8.digestAfter))
   })
 
-  it('applies an int8 update as its dequantized values, the same on every copy; refuses bad int8 sizes', () => {
-    const update = Float32Array.from([0.5, -1, 2, 0, 3, -4])
-    // blocks of 4: scales 2/127 and 4/127
-    const { message, decoded } = new GradientCompressor('int8', 4).encode(update, 0, new Uint8Array(32), 2.5)
-    const int8 = (state: TrainingState): DecodedEntry => ({
-      ...stepEntry(state, decoded),
-      update: message.values,
-      updateEncoding: 'int8',
-      updateScales: message.scales,
-      updateBlockSize: 4,
-    })
-    const [a, b, float32Copy] = [start(), start(), start()]
-    const entry = decodeEntry(encodeEntry(int8(a)))
-    expect(entry?.updateEncoding).toBe('int8')
-    expect(entry?.update.byteLength).toBe(6)
-    expect(entry && applyEntry(a, entry, config()).kind).toBe('applied')
-    expect(applyEntry(b, int8(b), config()).kind).toBe('applied')
-    expect(applyEntry(float32Copy, stepEntry(float32Copy, decoded), config()).kind).toBe('applied')
-    expect(toHex(a.digest)).toBe(toHex(b.digest))
-    expect(toHex(a.digest)).toBe(toHex(float32Copy.digest))
-    // sizes that do not fit the parameter count are refused without touching the state
-    const c = start()
-    const bad: DecodedEntry[] = [
-      { ...int8(c), update: message.values.subarray(0, 5) },
-      { ...int8(c), updateScales: message.scales.subarray(0, 4) },
-      { ...int8(c), updateBlockSize: 0 },
-      { ...int8(c), kind: 'outer', outerRound: 1 },
-    ]
-    for (const entry of bad)
-      expect(applyEntry(c, entry, config())).toEqual({ kind: 'ignored', reason: 'wrong-length' })
-    expect(c.step).toBe(0)
-    // an encoding this version does not know is not a training entry
-    // (a field repeated at the end of a protobuf message overrides the earlier value: field 12 = 7)
-    expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 7]))).toBeUndefined()
-    expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 1]))?.updateEncoding).toBe('int8')
-  })
+  it(
+    'applies an int8 update as its dequantized values, the same on every copy; ' + 'refuses bad int8 sizes',
+    () => {
+      const update = Float32Array.from([0.5, -1, 2, 0, 3, -4])
+      // blocks of 4: scales 2/127 and 4/127
+      const { message, decoded } = new GradientCompressor('int8', 4).encode(
+        update,
+        0,
+        new Uint8Array(32),
+        2.5,
+      )
+      const int8 = (state: TrainingState): DecodedEntry => ({
+        ...stepEntry(state, decoded),
+        update: message.values,
+        updateEncoding: 'int8',
+        updateScales: message.scales,
+        updateBlockSize: 4,
+      })
+      const [a, b, float32Copy] = [start(), start(), start()]
+      const entry = decodeEntry(encodeEntry(int8(a)))
+      expect(entry?.updateEncoding).toBe('int8')
+      expect(entry?.update.byteLength).toBe(6)
+      expect(entry && applyEntry(a, entry, config()).kind).toBe('applied')
+      expect(applyEntry(b, int8(b), config()).kind).toBe('applied')
+      expect(applyEntry(float32Copy, stepEntry(float32Copy, decoded), config()).kind).toBe('applied')
+      expect(toHex(a.digest)).toBe(toHex(b.digest))
+      expect(toHex(a.digest)).toBe(toHex(float32Copy.digest))
+      // sizes that do not fit the parameter count are refused without touching the state
+      const c = start()
+      const bad: DecodedEntry[] = [
+        { ...int8(c), update: message.values.subarray(0, 5) },
+        { ...int8(c), updateScales: message.scales.subarray(0, 4) },
+        { ...int8(c), updateBlockSize: 0 },
+        { ...int8(c), kind: 'outer', outerRound: 1 },
+      ]
+      for (const entry of bad)
+        expect(applyEntry(c, entry, config())).toEqual({ kind: 'ignored', reason: 'wrong-length' })
+      expect(c.step).toBe(0)
+      // an encoding this version does not know is not a training entry
+      // (a field repeated at the end of a protobuf message overrides the earlier value: field 12 = 7)
+      expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 7]))).toBeUndefined()
+      expect(decodeEntry(new Uint8Array([...encodeEntry(int8(c)), 12 << 3, 1]))?.updateEncoding).toBe('int8')
+    },
+  )
 
   it('computes a step into given arrays exactly as into new ones, leaving the state as it was', () => {
     const state = start()
