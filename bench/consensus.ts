@@ -11,7 +11,8 @@
 // everything the group does except the network and Raft. In the group all three members share this
 // process's cores too, so both sides do the same compute and the difference is consensus overhead.
 // Group runs use the durable Raft store (fsynced WAL) as the daemon does, and once more the in-memory
-// reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a change in machine load hits both; medians.
+// reference store, to show what the disk costs. Local and group runs alternate (--rounds times) so a
+// change in machine load hits both; medians.
 // Each member runs in a worker thread of its own (its own event loop, as on a separate machine);
 // --one-loop puts all three on this thread's event loop instead (--threads, the default, is accepted).
 // --batch defaults to `submit`'s micro-batch per member (BATCH_SIZE_DEFAULT).
@@ -65,7 +66,8 @@ const { values: flags } = parseArgs({
 })
 if (flags.help) {
   console.log(
-    'usage: npm run bench:consensus -- [--hidden 256] [--batch 64] [--steps 200] [--rounds 2] [--one-loop] [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]',
+    'usage: npm run bench:consensus -- [--hidden 256] [--batch 64] [--steps 200] [--rounds 2] ' +
+      '[--one-loop] [--heap daemon|default] [--speculate yes|no] [--latency-ms 0] [--json]',
   )
   process.exit(0)
 }
@@ -134,13 +136,19 @@ interface GroupRun {
   cpuMsPerStep: number
   params: Float32Array
   bytesPerStep: number
-  /** Raft frames the members sent per step (the leader's appends with their updates, acknowledgements, heartbeats) */
+  /**
+   * Raft frames the members sent per step
+   * (the leader's appends with their updates, acknowledgements, heartbeats)
+   */
   raftBytesPerStep: number
   digests: number
   /** in threads: CPU time per step of the leader's thread and of each follower's (Linux) */
   leaderThreadCpuMs?: number
   followerThreadCpuMs?: number[]
-  /** steps applied from work done before the commit, gradients computed ahead, work thrown away (all members) */
+  /**
+   * steps applied from work done before the commit, gradients computed ahead, work thrown away
+   * (all members)
+   */
   stepsPrecomputed: number
   gradientsAhead: number
   speculationsWasted: number
@@ -354,17 +362,22 @@ function median(values: number[]): number {
 }
 
 log(
-  `bench:consensus: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, backend ${backend.info.adapterName}`,
+  `bench:consensus: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ` +
+    `Node ${process.version}, backend ${backend.info.adapterName}`,
 )
 log(
-  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ${rounds} rounds, heap: ${flags.heap}, work ahead of the commit: ${flags.speculate}${latencyMs > 0 ? `, modelled one-way latency ${latencyMs} ms` : ''}`,
+  `MLP 784-${hidden}-10 (${initialParams(architecture, SEED).length} params), ` +
+    `${MEMBERS} members x micro-batch ${batchSize}, ${steps} steps, Adam lr ${learningRate}, ` +
+    `${rounds} rounds, heap: ${flags.heap}, work ahead of the commit: ` +
+    `${flags.speculate}${latencyMs > 0 ? `, modelled one-way latency ${latencyMs} ms` : ''}`,
 )
 /** A group run's CPU per step for its round line: the whole process, and by thread where known. */
 function cpuNote(run: GroupRun): string {
   const threads =
     run.leaderThreadCpuMs === undefined
       ? ''
-      : ` (leader ${run.leaderThreadCpuMs.toFixed(1)}, followers ${(run.followerThreadCpuMs ?? []).map((ms) => ms.toFixed(1)).join(' / ')})`
+      : ` (leader ${run.leaderThreadCpuMs.toFixed(1)}, followers ` +
+        `${(run.followerThreadCpuMs ?? []).map((ms) => ms.toFixed(1)).join(' / ')})`
   return `, CPU ${run.cpuMsPerStep.toFixed(1)} ms a step${threads}`
 }
 const localSeconds: number[] = []
@@ -388,17 +401,20 @@ try {
     groupSeconds.push(groupRun.seconds)
     groupCpu.push(groupRun.cpuMsPerStep)
     log(
-      `  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 gradients)${cpuNote(groupRun)}`,
+      `  round ${round + 1}: group ${(steps / groupRun.seconds).toFixed(1)} steps/s (float32 ` +
+        `gradients)${cpuNote(groupRun)}`,
     )
     int8Run = await group('int8')
     int8Seconds.push(int8Run.seconds)
     log(
-      `  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 gradients)${cpuNote(int8Run)}`,
+      `  round ${round + 1}: group ${(steps / int8Run.seconds).toFixed(1)} steps/s (int8 ` +
+        `gradients)${cpuNote(int8Run)}`,
     )
     const memoryRun = await group('none', 'memory')
     memorySeconds.push(memoryRun.seconds)
     log(
-      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, in-memory raft log)${cpuNote(memoryRun)}`,
+      `  round ${round + 1}: group ${(steps / memoryRun.seconds).toFixed(1)} steps/s (float32, ` +
+        `in-memory raft log)${cpuNote(memoryRun)}`,
     )
   }
   const localAccuracy = await accuracy(localParams!)
@@ -432,10 +448,16 @@ try {
     groupCpuMsPerStep: median(groupCpu),
     localCoresBusy: (median(localCpu) * local) / 1000,
     groupCoresBusy: (median(groupCpu) * group) / 1000,
-    /** in threads, last float32 run: each member's own thread (the rest: GC helpers, libuv pool, this thread) */
+    /**
+     * in threads, last float32 run: each member's own thread
+     * (the rest: GC helpers, libuv pool, this thread)
+     */
     leaderThreadCpuMsPerStep: groupRun!.leaderThreadCpuMs,
     followerThreadCpuMsPerStep: groupRun!.followerThreadCpuMs,
-    /** last float32 run, all members: steps applied from work done before the commit, gradients computed ahead and used, work thrown away */
+    /**
+     * last float32 run, all members: steps applied from work done before the commit, gradients computed
+     * ahead and used, work thrown away
+     */
     stepsPrecomputed: groupRun!.stepsPrecomputed,
     gradientsAhead: groupRun!.gradientsAhead,
     speculationsWasted: groupRun!.speculationsWasted,
@@ -456,25 +478,37 @@ try {
   else {
     console.log(`local (no network):        ${local.toFixed(1)} steps/s`)
     console.log(
-      `group, float32 gradients: ${group.toFixed(1)} steps/s  overhead ${result.consensusOverheadPercent.toFixed(1)}% of step time`,
+      `group, float32 gradients: ${group.toFixed(1)} steps/s  overhead ` +
+        `${result.consensusOverheadPercent.toFixed(1)}% of step time`,
     )
     console.log(
-      `group, int8 compression:  ${groupInt8.toFixed(1)} steps/s  overhead ${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
+      `group, int8 compression:  ${groupInt8.toFixed(1)} steps/s  overhead ` +
+        `${result.consensusOverheadInt8Percent.toFixed(1)}% of step time`,
     )
     console.log(
-      `group, in-memory log:     ${groupMemory.toFixed(1)} steps/s  overhead ${result.consensusOverheadMemoryLogPercent.toFixed(1)}% of step time`,
+      `group, in-memory log:     ${groupMemory.toFixed(1)} steps/s  overhead ` +
+        `${result.consensusOverheadMemoryLogPercent.toFixed(1)}% of step time`,
     )
     console.log(
-      `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,
+      `gradient bytes per step:  float32 ${Math.round(result.gradientBytesPerStepFloat32)}  int8 ` +
+        `${Math.round(result.gradientBytesPerStepInt8)}  ratio ${result.compressionRatio.toFixed(2)}x`,
     )
     console.log(
-      `raft bytes per step:      float32 ${Math.round(result.raftBytesPerStepFloat32)}  int8 ${Math.round(result.raftBytesPerStepInt8)}  ratio ${(result.raftBytesPerStepFloat32 / result.raftBytesPerStepInt8).toFixed(2)}x (log appends with the update, acknowledgements, heartbeats)`,
+      `raft bytes per step:      float32 ${Math.round(result.raftBytesPerStepFloat32)}  int8 ` +
+        `${Math.round(result.raftBytesPerStepInt8)}  ratio ` +
+        `${(result.raftBytesPerStepFloat32 / result.raftBytesPerStepInt8).toFixed(2)}x (log appends ` +
+        `with the update, acknowledgements, heartbeats)`,
     )
     console.log(
-      `test accuracy:            local ${(100 * localAccuracy).toFixed(2)}%  group ${(100 * groupAccuracy).toFixed(2)}%  group int8 ${(100 * int8Accuracy).toFixed(2)}% (int8 costs ${result.int8AccuracyLossPoints.toFixed(2)} points)`,
+      `test accuracy:            local ${(100 * localAccuracy).toFixed(2)}%  group ` +
+        `${(100 * groupAccuracy).toFixed(2)}%  group int8 ${(100 * int8Accuracy).toFixed(2)}% (int8 ` +
+        `costs ${result.int8AccuracyLossPoints.toFixed(2)} points)`,
     )
     console.log(
-      `CPU per step:             local ${result.localCpuMsPerStep.toFixed(1)} ms (${result.localCoresBusy.toFixed(2)} cores busy)  group ${result.groupCpuMsPerStep.toFixed(1)} ms (${result.groupCoresBusy.toFixed(2)} of ${cpus().length} cores busy)`,
+      `CPU per step:             local ${result.localCpuMsPerStep.toFixed(1)} ms ` +
+        `(${result.localCoresBusy.toFixed(2)} cores busy)  group ` +
+        `${result.groupCpuMsPerStep.toFixed(1)} ms (${result.groupCoresBusy.toFixed(2)} of ` +
+        `${cpus().length} cores busy)`,
     )
     if (result.leaderThreadCpuMsPerStep !== undefined) {
       const followers = result.followerThreadCpuMsPerStep ?? []
@@ -483,11 +517,16 @@ try {
         result.leaderThreadCpuMsPerStep -
         followers.reduce((total, value) => total + value, 0)
       console.log(
-        `CPU per step by thread:   leader ${result.leaderThreadCpuMsPerStep.toFixed(1)} ms  followers ${followers.map((value) => value.toFixed(1)).join(' / ')} ms  other threads ${others.toFixed(1)} ms (float32, last run)`,
+        `CPU per step by thread:   leader ${result.leaderThreadCpuMsPerStep.toFixed(1)} ms  ` +
+          `followers ${followers.map((value) => value.toFixed(1)).join(' / ')} ms  other threads ` +
+          `${others.toFixed(1)} ms (float32, last run)`,
       )
     }
     console.log(
-      `work ahead of the commit: ${speculate ? 'on' : 'off'}; steps applied precomputed ${result.stepsPrecomputed} of ${MEMBERS * steps}, gradients computed ahead ${result.gradientsAhead} (${result.gradientsReceivedAhead} at the leader before the step they follow was applied), thrown away ${result.speculationsWasted} (float32, last run)`,
+      `work ahead of the commit: ${speculate ? 'on' : 'off'}; steps applied precomputed ` +
+        `${result.stepsPrecomputed} of ${MEMBERS * steps}, gradients computed ahead ` +
+        `${result.gradientsAhead} (${result.gradientsReceivedAhead} at the leader before the step they ` +
+        `follow was applied), thrown away ${result.speculationsWasted} (float32, last run)`,
     )
     console.log(`members ended with identical digests: ${result.identicalDigests}`)
   }

@@ -75,7 +75,10 @@ function describeIssue(issue: z.core.$ZodIssue, source: string): string {
   if (issue.code === 'unrecognized_keys') {
     const where = path === '' ? '' : ` in "${path}"`
     const keys = issue.keys.map((key) => `"${key}"`).join(', ')
-    return `${source}: unknown key ${keys}${where} (known keys: ${Object.keys(configFileSchema.shape).join(', ')})`
+    return (
+      `${source}: unknown key ${keys}${where} (known keys: ` +
+      `${Object.keys(configFileSchema.shape).join(', ')})`
+    )
   }
   return `${source}: key "${path}" ${issue.message.replace(/^Invalid input: /, '')}`
 }
@@ -143,7 +146,8 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
   if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile
   if (!isLoopbackHost(config.apiHost) && !config.allowRemoteApi) {
     throw new ConfigError(
-      `the control API host "${config.apiHost}" is not a loopback address; pass --allow-remote-api (or set "allowRemoteApi": true) if you really mean to expose it`,
+      `the control API host "${config.apiHost}" is not a loopback address; ` +
+        `pass --allow-remote-api (or set "allowRemoteApi": true) if you really mean to expose it`,
     )
   }
   return config

@@ -20,7 +20,8 @@ const REQUEST_TIMEOUT_MS = 60_000
 
 function notRunning(dataDir: string): UserError {
   return new UserError(
-    `no shardnet daemon is running on data dir ${dataDir}; start one with \`shardnet node start --data-dir ${dataDir}\``,
+    `no shardnet daemon is running on data dir ${dataDir}; start one with \`shardnet node start ` +
+      `--data-dir ${dataDir}\``,
   )
 }
 

@@ -103,7 +103,8 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     )
     const networkSeconds = (Date.now() - started) / 1000
     say(
-      `network up in ${networkSeconds.toFixed(1)} s; submitting mnist-mlp: ${options.groups} groups of ${options.groupSize}, ${options.steps} steps`,
+      `network up in ${networkSeconds.toFixed(1)} s; submitting mnist-mlp: ` +
+        `${options.groups} groups of ${options.groupSize}, ${options.steps} steps`,
     )
     if (interrupted) throw new UserError('the demo was interrupted')
     const trainingStarted = Date.now()
@@ -126,7 +127,8 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     const out = resolve(options.out ?? join(tmpdir(), `shardnet-demo-model-${Date.now()}`))
     const copied = await copyResult(final, out)
     say(
-      `trained in ${trainingSeconds.toFixed(1)} s: test accuracy ${(final.accuracy! * 100).toFixed(2)}%; model in ${copied.outDirectory}`,
+      `trained in ${trainingSeconds.toFixed(1)} s: test accuracy ` +
+        `${(final.accuracy! * 100).toFixed(2)}%; model in ${copied.outDirectory}`,
     )
     // inference (node/tasks/infer-demo.ts): MNIST test images through the trained model, R replicas per shard
     let inference: DemoResult['inference']
@@ -223,7 +225,9 @@ export function register(program: Command): void {
         }
         if (options.groups * options.groupSize > options.nodes - 1) {
           throw new UserError(
-            `${options.groups} groups of ${options.groupSize} need ${options.groups * options.groupSize} workers, but --nodes ${options.nodes} gives ${options.nodes - 1} (one node submits)`,
+            `${options.groups} groups of ${options.groupSize} need ` +
+              `${options.groups * options.groupSize} workers, but --nodes ${options.nodes} gives ` +
+              `${options.nodes - 1} (one node submits)`,
           )
         }
         const result = await runDemo(options, (line) => process.stderr.write(`${pc.dim('demo:')} ${line}\n`))
@@ -232,7 +236,9 @@ export function register(program: Command): void {
           return
         }
         process.stdout.write(
-          `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} from ${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons in ${result.seconds.total.toFixed(0)} s\n` +
+          `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} from ` +
+            `${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons ` +
+            `in ${result.seconds.total.toFixed(0)} s\n` +
             `model: ${result.modelDir} (try \`shardnet eval ${result.modelDir}\`)\n` +
             `inference: ${describeInference(result.inference)}\n`,
         )
@@ -243,5 +249,9 @@ export function register(program: Command): void {
 function describeInference(i: DemoInference): string {
   if (!i.available) return `not run (${i.reason})`
   if (i.state !== 'completed') return `${i.state} (${i.reason})`
-  return `${i.count} test images, ${i.shards} shards x ${i.replicas} replicas: ${i.agreeingResults}/${i.results} replica results agreed, ${i.reruns} re-runs, accuracy ${((i.accuracy ?? 0) * 100).toFixed(2)}%; predictions in ${i.predictionsPath}`
+  return (
+    `${i.count} test images, ${i.shards} shards x ${i.replicas} replicas: ` +
+    `${i.agreeingResults}/${i.results} replica results agreed, ${i.reruns} re-runs, ` +
+    `accuracy ${((i.accuracy ?? 0) * 100).toFixed(2)}%; predictions in ${i.predictionsPath}`
+  )
 }

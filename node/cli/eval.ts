@@ -47,7 +47,9 @@ export function register(program: Command): void {
         result.architecture.outputSize,
       ]
       process.stdout.write(
-        `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} (${correct} of ${result.samples} digits, mean loss ${result.meanLoss.toFixed(4)}) for ${result.model} ${sizes.join('-')} on ${result.backend}\n`,
+        `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} (${correct} of ` +
+          `${result.samples} digits, mean loss ${result.meanLoss.toFixed(4)}) ` +
+          `for ${result.model} ${sizes.join('-')} on ${result.backend}\n`,
       )
     })
 }

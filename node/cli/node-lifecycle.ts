@@ -118,7 +118,8 @@ export async function startInBackground(
   const existing = await runningPid(options.dataDir)
   if (existing !== undefined) {
     throw new UserError(
-      `a shardnet daemon is already running on ${paths.root} (pid ${existing}); stop it with \`shardnet node stop\``,
+      `a shardnet daemon is already running on ${paths.root} (pid ${existing}); ` +
+        `stop it with \`shardnet node stop\``,
     )
   }
   // api.json of a daemon that was killed would point the wait below at a dead port
@@ -145,7 +146,8 @@ export async function startInBackground(
   while (Date.now() < deadline) {
     if (exited !== undefined) {
       throw new UserError(
-        `the daemon exited during start-up (code ${exited}); last lines of ${paths.logFile}:\n${await logTail(paths.logFile)}`,
+        `the daemon exited during start-up (code ${exited}); last lines of ` +
+          `${paths.logFile}:\n${await logTail(paths.logFile)}`,
       )
     }
     try {
@@ -166,7 +168,8 @@ export async function startInBackground(
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
   throw new UserError(
-    `the daemon (pid ${child.pid}) did not answer within ${Math.round(waitMs / 1000)} s; see ${paths.logFile}`,
+    `the daemon (pid ${child.pid}) did not answer within ${Math.round(waitMs / 1000)} s; ` +
+      `see ${paths.logFile}`,
   )
 }
 
@@ -245,7 +248,8 @@ export async function stopDaemon(dataDir: string, waitMs: number, force: boolean
   }
   if (!force) {
     throw new UserError(
-      `the daemon (pid ${pid}) did not stop within ${Math.round(waitMs / 1000)} s; run \`shardnet node stop --force\` to kill it`,
+      `the daemon (pid ${pid}) did not stop within ${Math.round(waitMs / 1000)} s; ` +
+        `run \`shardnet node stop --force\` to kill it`,
     )
   }
   process.kill(pid, 'SIGKILL')
@@ -333,7 +337,8 @@ export async function installService(options: InstallOptions): Promise<InstallRe
       enabled: false,
       nextSteps: [
         `systemd is not running on this machine, so the unit at ${unitPath} was written but not enabled.`,
-        `Start the node by hand with \`shardnet node start --data-dir ${paths.root}\`, or have your init system run:`,
+        `Start the node by hand with \`shardnet node start --data-dir ${paths.root}\`, ` +
+          `or have your init system run:`,
         `  ${process.execPath} ${shardnetExecutable()} node start --foreground --data-dir ${paths.root}`,
       ],
     }

@@ -46,11 +46,14 @@ function formatStatus(status: NodeStatus): string {
   return [
     `peer id    ${status.peerId}`,
     `addresses  ${status.addresses.join('\n           ') || '(none)'}`,
-    `backend    ${c.backend}, adapter ${c.adapterName}, ${c.matmulGflops.toFixed(2)} GFLOP/s (matmul ${c.matmulSize})`,
+    `backend    ${c.backend}, adapter ${c.adapterName}, ${c.matmulGflops.toFixed(2)} GFLOP/s (matmul ` +
+      `${c.matmulSize})`,
     `peers      ${status.peers} connected, ${status.dhtRoutingTablePeers} in the DHT routing table`,
     `network    ${status.privateNetwork ? 'private (swarm key)' : 'open'}`,
-    `gossip     ${status.counters.tasks.accepted} announcements accepted, ${sum(status.counters.tasks.rejected)} rejected`,
-    `blocks     ${status.counters.blocks.served} served, ${status.counters.blocks.fetched} fetched, ${sum(status.counters.blocks.rejected)} refused`,
+    `gossip     ${status.counters.tasks.accepted} announcements accepted, ` +
+      `${sum(status.counters.tasks.rejected)} rejected`,
+    `blocks     ${status.counters.blocks.served} served, ${status.counters.blocks.fetched} fetched, ` +
+      `${sum(status.counters.blocks.rejected)} refused`,
     `uptime     ${formatUptime(status.uptimeSeconds)}`,
     `version    ${status.version}`,
     `data dir   ${status.dataDir}`,
@@ -63,7 +66,8 @@ function formatPeers(peers: PeerEntry[]): string {
   const lines = peers.map((peer) => {
     const capability =
       peer.capability != null
-        ? `${peer.capability.backend.padEnd(6)} ${peer.capability.gflops.toFixed(2).padStart(8)} GFLOP/s  ${peer.capability.adapterName}`
+        ? `${peer.capability.backend.padEnd(6)} ${peer.capability.gflops.toFixed(2).padStart(8)} ` +
+          `GFLOP/s  ${peer.capability.adapterName}`
         : '(capability unknown)'
     return `${peer.peerId}  ${peer.connected ? 'connected' : 'known    '}  ${capability}`
   })
@@ -126,7 +130,8 @@ function addDaemonFlags(command: Command): Command {
     .option('--config <file>', 'JSON config file (flags override it; unknown keys are an error)')
     .option(
       '--listen <multiaddr...>',
-      'addresses to listen on (default /ip4/127.0.0.1/tcp/0: loopback only, for safety; use /ip4/0.0.0.0/tcp/4001 to join other machines)',
+      'addresses to listen on (default /ip4/127.0.0.1/tcp/0: loopback only, for safety; ' +
+        'use /ip4/0.0.0.0/tcp/4001 to join other machines)',
     )
     .option('--announce <multiaddr...>', 'addresses to advertise instead of the listen addresses')
     .option('--bootstrap <multiaddr...>', 'peers to join the network through (each ending in /p2p/<peer id>)')

@@ -59,17 +59,24 @@ interface SimRaftFlags {
 function printSummary(summary: RaftSimulationSummary): void {
   const t = summary.totals
   process.stdout.write(
-    `${summary.seeds} seeds, ${summary.members} members: ${summary.passed} passed, ${summary.failures.length} failed in ${(summary.durationMs / 1000).toFixed(1)} s\n` +
-      `  ticks ${t.ticks}, leader elections ${t.leaderElections}, client commits ${t.commits}, applies ${t.applies}\n` +
-      `  faults: crashes ${t.crashes} (${t.crashesDuringReady} mid-write), partitions ${t.partitions}, messages dropped ${t.messagesDropped} / duplicated ${t.messagesDuplicated} of ${t.messagesSent}\n` +
-      `  snapshots installed ${t.snapshotsInstalled}, conf changes ${t.confChanges}, leader transfers ${t.transfers}\n`,
+    `${summary.seeds} seeds, ${summary.members} members: ${summary.passed} passed, ` +
+      `${summary.failures.length} failed in ${(summary.durationMs / 1000).toFixed(1)} s\n` +
+      `  ticks ${t.ticks}, leader elections ${t.leaderElections}, client commits ${t.commits}, ` +
+      `applies ${t.applies}\n` +
+      `  faults: crashes ${t.crashes} (${t.crashesDuringReady} mid-write), ` +
+      `partitions ${t.partitions}, messages dropped ${t.messagesDropped} / duplicated ` +
+      `${t.messagesDuplicated} of ${t.messagesSent}\n` +
+      `  snapshots installed ${t.snapshotsInstalled}, conf changes ${t.confChanges}, ` +
+      `leader transfers ${t.transfers}\n`,
   )
   for (const failure of summary.failures) {
     process.stdout.write(
-      `${pc.red(`seed=${failure.seed} FAILED`)} ${failure.checker} at tick ${failure.tick} (${failure.phase} phase): ${failure.message}\n` +
+      `${pc.red(`seed=${failure.seed} FAILED`)} ${failure.checker} at tick ${failure.tick} ` +
+        `(${failure.phase} phase): ${failure.message}\n` +
         `  parameters: ${JSON.stringify(failure.parameters)}\n` +
         `  last events:\n${failure.trace.map((line) => `    ${line}`).join('\n')}\n` +
-        `  the implicated members just before the failure:\n${failure.focusedTrace.map((line) => `    ${line}`).join('\n')}\n` +
+        `  the implicated members just before the ` +
+        `failure:\n${failure.focusedTrace.map((line) => `    ${line}`).join('\n')}\n` +
         `  replay: ${failure.replay}\n`,
     )
   }
@@ -122,7 +129,8 @@ async function simRaft(flags: SimRaftFlags): Promise<void> {
   if (summary.failures.length > 0) {
     const first = summary.failures[0]
     throw new UserError(
-      `${summary.failures.length} of ${summary.seeds} seeds violated a Raft property; replay the first with: ${first.replay}`,
+      `${summary.failures.length} of ${summary.seeds} seeds violated a Raft property; ` +
+        `replay the first with: ${first.replay}`,
     )
   }
 }
@@ -189,7 +197,9 @@ async function simNetwork(flags: SimNetworkFlags): Promise<void> {
     throw new UserError('--group-size must be odd (a Raft group needs a clear majority).')
   if (flags.groups * flags.groupSize * 2 > flags.peers) {
     throw new UserError(
-      `--groups ${flags.groups} x --group-size ${flags.groupSize} needs at least ${flags.groups * flags.groupSize * 2} peers (twice the seats); raise --peers or lower --groups.`,
+      `--groups ${flags.groups} x --group-size ${flags.groupSize} needs at least ` +
+        `${flags.groups * flags.groupSize * 2} peers (twice the seats); ` +
+        `raise --peers or lower --groups.`,
     )
   }
   // the one place a default seed comes from the clock: it is printed, and replays pass it back
@@ -231,7 +241,8 @@ async function simNetwork(flags: SimNetworkFlags): Promise<void> {
   if (flags.json) process.stdout.write(`${JSON.stringify(outcome.json)}\n`)
   if (outcome.violation) {
     throw new UserError(
-      `seed=${seed} violated ${outcome.violation.checker}: ${outcome.violation.message}; replay with: ${outcome.replay}`,
+      `seed=${seed} violated ${outcome.violation.checker}: ${outcome.violation.message}; ` +
+        `replay with: ${outcome.replay}`,
     )
   }
   if (outcome.crossCheckFailed) {
@@ -245,7 +256,8 @@ export function register(program: Command): void {
   simGroup(program)
     .command('network', { isDefault: true })
     .description(
-      'simulate a whole network (the default): virtual peers, gossip and DHT models, real Raft groups training; writes report.json and SVG plots',
+      'simulate a whole network (the default): virtual peers, gossip and DHT models, ' +
+        'real Raft groups training; writes report.json and SVG plots',
     )
     .option(
       '--peers <count>',

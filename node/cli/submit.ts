@@ -139,7 +139,8 @@ export function register(program: Command): void {
     )
     .option(
       '--data <file>',
-      'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; the last 20% are the test set (default: MNIST from the mnist package)',
+      'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; ' +
+        'the last 20% are the test set (default: MNIST from the mnist package)',
     )
     .option(
       '--deadline <duration>',
@@ -148,7 +149,8 @@ export function register(program: Command): void {
     )
     .option(
       '--replace-after <duration>',
-      'how long a group that lost its majority waits for its members before new workers replace them (0: never)',
+      'how long a group that lost its majority waits for its members before new workers replace them ' +
+        '(0: never)',
       seconds(REPLACE_AFTER_MS_DEFAULT),
     )
     .addOption(
@@ -199,7 +201,8 @@ export function register(program: Command): void {
     .description('run a trained model on inputs across the network; R replicas of each shard must agree')
     .argument(
       '<model>',
-      'a model directory (model.json + model.safetensors) or the CID of its model bundle block (shown as summary.modelCid by `task ID --json`)',
+      'a model directory (model.json + model.safetensors) or the CID of its model bundle block ' +
+        '(shown as summary.modelCid by `task ID --json`)',
     )
     .addOption(dataDirOption())
     .requiredOption(

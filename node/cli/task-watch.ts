@@ -27,21 +27,29 @@ function lossText(loss: number | null | undefined): string {
 
 export function formatTaskLine(task: TaskView): string {
   const step = task.groups.length > 0 ? Math.min(...task.groups.map((g) => g.step)) : 0
-  return `${task.id}  ${task.kind.padEnd(5)} ${task.state.padEnd(9)} ${String(step).padStart(6)}/${task.steps} steps  ${task.groupCount}x${task.groupSize}  acc ${percent(task.accuracy)}  ${new Date(task.createdMs).toISOString()}`
+  return (
+    `${task.id}  ${task.kind.padEnd(5)} ${task.state.padEnd(9)} ` +
+    `${String(step).padStart(6)}/${task.steps} steps  ${task.groupCount}x${task.groupSize}  acc ` +
+    `${percent(task.accuracy)}  ${new Date(task.createdMs).toISOString()}`
+  )
 }
 
 export function formatTask(task: TaskView): string {
   const lines = [
     `task       ${task.id}`,
-    `kind       ${task.kind}, ${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ${task.groupSize}, ${task.steps} steps`,
+    `kind       ${task.kind}, ${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ` +
+      `${task.groupSize}, ${task.steps} steps`,
     `state      ${task.state}${task.error !== undefined ? ` (${task.error})` : ''}`,
-    `workers    ${task.claimants.length} claimed, ${task.needed} needed${task.declined.length > 0 ? `, ${task.declined.length} declined` : ''}`,
+    `workers    ${task.claimants.length} claimed, ${task.needed} ` +
+      `needed${task.declined.length > 0 ? `, ${task.declined.length} declined` : ''}`,
     `accuracy   ${percent(task.accuracy)}${task.state === 'completed' ? '' : ' (last outer round)'}`,
     `outer      ${task.outerRound} round${task.outerRound === 1 ? '' : 's'} averaged`,
   ]
   for (const group of task.groups) {
     lines.push(
-      `group ${group.group}    ${group.status.padEnd(9)} step ${group.step}/${task.steps}  loss ${lossText(group.loss)}  ${Math.round(group.samplesPerSecond)} samples/s  leader ${shortPeer(group.leader)}`,
+      `group ${group.group}    ${group.status.padEnd(9)} step ${group.step}/${task.steps}  loss ` +
+        `${lossText(group.loss)}  ${Math.round(group.samplesPerSecond)} samples/s  leader ` +
+        `${shortPeer(group.leader)}`,
       `           members ${group.members.join(', ')}`,
     )
     if (group.vacated !== undefined)
@@ -50,7 +58,8 @@ export function formatTask(task: TaskView): string {
       )
     for (const re of group.reformed ?? []) {
       lines.push(
-        `           re-formed at step ${re.step} (incarnation ${re.incarnation}): ${re.joined.join(', ')} replaced ${re.vacated.join(', ')}`,
+        `           re-formed at step ${re.step} (incarnation ${re.incarnation}): ` +
+          `${re.joined.join(', ')} replaced ${re.vacated.join(', ')}`,
       )
     }
   }
@@ -85,7 +94,8 @@ export async function watchTask(
         {
           stream: process.stderr,
           format:
-            'group {group} {bar} {value}/{total} | {status} | loss {loss} | acc {accuracy} | {speed} samples/s | leader {leader}',
+            'group {group} {bar} {value}/{total} | {status} | loss {loss} | acc {accuracy} | {speed} ' +
+            'samples/s | leader {leader}',
           hideCursor: true,
           clearOnComplete: false,
         },
@@ -134,7 +144,8 @@ export async function watchTask(
         const line = task.groups
           .map(
             (g) =>
-              `group ${g.group} ${g.status} step ${g.step}/${task.steps} loss ${lossText(g.loss)} ${Math.round(g.samplesPerSecond)} samples/s leader ${shortPeer(g.leader)}`,
+              `group ${g.group} ${g.status} step ${g.step}/${task.steps} loss ${lossText(g.loss)} ` +
+              `${Math.round(g.samplesPerSecond)} samples/s leader ${shortPeer(g.leader)}`,
           )
           .join(' | ')
         const full = `${line} | acc ${percent(task.accuracy)}`
@@ -147,7 +158,9 @@ export async function watchTask(
       if (TERMINAL.includes(task.state)) return task
       if (Date.now() > deadline) {
         throw new UserError(
-          `task ${task.id} is still ${task.state} after ${Math.round((options.timeoutMs ?? 0) / 1000)} s; follow it with \`shardnet task ${task.id} --watch\``,
+          `task ${task.id} is still ${task.state} after ` +
+            `${Math.round((options.timeoutMs ?? 0) / 1000)} s; follow it with \`shardnet task ` +
+            `${task.id} --watch\``,
         )
       }
       await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? WATCH_INTERVAL_MS_DEFAULT))
@@ -166,10 +179,20 @@ export function describeEnd(task: TaskView): string {
       reruns: number
       outliers: string[]
     }
-    return `${pc.bold(`${i.agreeingResults}/${i.results} replica results agreed`)} over ${task.groupCount} shard${task.groupCount === 1 ? '' : 's'} of ${task.groupSize} replicas, ${i.reruns} re-runs${i.outliers.length > 0 ? `, outliers ${i.outliers.join(', ')}` : ''}\npredictions written to ${task.resultDir} (copy them with \`shardnet result ${task.id} --out DIR\`)`
+    return (
+      `${pc.bold(`${i.agreeingResults}/${i.results} replica results agreed`)} over ${task.groupCount} ` +
+      `shard${task.groupCount === 1 ? '' : 's'} of ${task.groupSize} replicas, ` +
+      `${i.reruns} ` +
+      `re-runs${i.outliers.length > 0 ? `, outliers ${i.outliers.join(', ')}` : ''}\npredictions ` +
+      `written to ${task.resultDir} (copy them with \`shardnet result ${task.id} --out DIR\`)`
+    )
   }
   if (task.state === 'completed') {
-    return `${pc.bold(`test accuracy ${percent(task.accuracy)}`)} after ${task.steps} steps in ${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ${task.groupSize}\nmodel written to ${task.resultDir} (copy it with \`shardnet result ${task.id} --out DIR\`)`
+    return (
+      `${pc.bold(`test accuracy ${percent(task.accuracy)}`)} after ${task.steps} steps in ` +
+      `${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ${task.groupSize}\nmodel written ` +
+      `to ${task.resultDir} (copy it with \`shardnet result ${task.id} --out DIR\`)`
+    )
   }
   return `task ${task.id} ${task.state}${task.error !== undefined ? `: ${task.error}` : ''}`
 }

@@ -29,8 +29,10 @@ export async function copyResult(task: TaskView, out: string): Promise<CopiedRes
     const step = task.groups.length > 0 ? Math.min(...task.groups.map((g) => g.step)) : 0
     throw new UserError(
       task.state === 'failed' || task.state === 'cancelled'
-        ? `task ${task.id} ${task.state} and has no result${task.error !== undefined ? ` (${task.error})` : ''}`
-        : `task ${task.id} is ${task.state} (step ${step}/${task.steps}) and has no result yet; wait with \`shardnet task ${task.id} --watch\``,
+        ? `task ${task.id} ${task.state} and has no ` +
+            `result${task.error !== undefined ? ` (${task.error})` : ''}`
+        : `task ${task.id} is ${task.state} (step ${step}/${task.steps}) and has no result yet; ` +
+            `wait with \`shardnet task ${task.id} --watch\``,
     )
   }
   const outDirectory = resolve(out)
@@ -91,7 +93,8 @@ export function register(program: Command): void {
   program
     .command('result')
     .description(
-      'write a completed task’s result to a directory: a training task’s model (model.safetensors + model.json), an inference task’s predictions.json',
+      'write a completed task’s result to a directory: a training task’s model (model.safetensors + ' +
+        'model.json), an inference task’s predictions.json',
     )
     .argument('<id>', 'the task id (or a unique part of it)')
     .requiredOption('--out <dir>', 'the directory to write the model to (created if missing)')
@@ -109,7 +112,9 @@ export function register(program: Command): void {
         print(
           flags.json === true,
           written,
-          `wrote ${written.predictionsPath}: ${written.count} predictions; ${a.agreeingResults}/${a.results} replica results agreed, ${a.reruns} re-runs${a.outliers.length > 0 ? `, outliers ${a.outliers.join(', ')}` : ''}`,
+          `wrote ${written.predictionsPath}: ${written.count} predictions; ` +
+            `${a.agreeingResults}/${a.results} replica results agreed, ` +
+            `${a.reruns} re-runs${a.outliers.length > 0 ? `, outliers ${a.outliers.join(', ')}` : ''}`,
         )
         return
       }
@@ -117,7 +122,8 @@ export function register(program: Command): void {
       print(
         flags.json === true,
         copied,
-        `wrote ${copied.weightsPath} and ${copied.manifestPath} (test accuracy ${(copied.accuracy * 100).toFixed(2)}%)`,
+        `wrote ${copied.weightsPath} and ${copied.manifestPath} (test accuracy ` +
+          `${(copied.accuracy * 100).toFixed(2)}%)`,
       )
     })
 

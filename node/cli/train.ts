@@ -108,7 +108,8 @@ function progressReporter(epochs: number): { onEvent: (event: TrainingEvent) => 
         const fallback =
           event.backend.fallbackReason === undefined ? '' : ` (${event.backend.fallbackReason})`
         process.stderr.write(
-          `training on ${event.backend.kind}: ${event.backend.adapterName}${fallback}; ${event.trainCount} training and ${event.testCount} test digits\n`,
+          `training on ${event.backend.kind}: ${event.backend.adapterName}${fallback}; ` +
+            `${event.trainCount} training and ${event.testCount} test digits\n`,
         )
         return
       }
@@ -131,7 +132,9 @@ function progressReporter(epochs: number): { onEvent: (event: TrainingEvent) => 
         return
       }
       lastAccuracy = percent(event.testAccuracy)
-      const line = `epoch ${event.epoch}/${epochs} loss ${event.trainLoss.toFixed(4)} test acc ${lastAccuracy} ${Math.round(event.samplesPerSecond)} samples/s ${event.seconds.toFixed(1)} s`
+      const line =
+        `epoch ${event.epoch}/${epochs} loss ${event.trainLoss.toFixed(4)} test acc ${lastAccuracy} ` +
+        `${Math.round(event.samplesPerSecond)} samples/s ${event.seconds.toFixed(1)} s`
       if (interactive) {
         bar.update({ accuracy: lastAccuracy, loss: event.trainLoss.toFixed(4) })
         bar.stop()
@@ -226,8 +229,9 @@ export function register(program: Command): void {
       }
       const { manifest } = result
       if (flags.json === true) {
+        const { outDirectory, weightsPath, manifestPath } = result
         process.stdout.write(
-          `${JSON.stringify({ outDirectory: result.outDirectory, weightsPath: result.weightsPath, manifestPath: result.manifestPath, ...manifest }, null, 2)}\n`,
+          `${JSON.stringify({ outDirectory, weightsPath, manifestPath, ...manifest }, null, 2)}\n`,
         )
         return
       }
@@ -237,7 +241,8 @@ export function register(program: Command): void {
         manifest.architecture.outputSize,
       ]
       process.stdout.write(
-        `${pc.bold(`test accuracy ${percent(manifest.metrics.testAccuracy)}`)} for ${manifest.model} ${sizes.join('-')} after ${options.epochs} epochs on ${String(manifest.backend.kind)}\n` +
+        `${pc.bold(`test accuracy ${percent(manifest.metrics.testAccuracy)}`)} for ${manifest.model} ` +
+          `${sizes.join('-')} after ${options.epochs} epochs on ${String(manifest.backend.kind)}\n` +
           `wrote ${result.weightsPath} and ${result.manifestPath}\n`,
       )
     })

@@ -345,7 +345,9 @@ export async function evaluateLocal(options: LocalEvaluationOptions): Promise<Lo
   const spec = MODELS[saved.manifest.model as ModelName]
   if (saved.architecture.inputSize !== spec.inputSize || saved.architecture.outputSize !== spec.outputSize) {
     throw new TrainingOptionsError(
-      `the model in ${options.modelDirectory} takes ${saved.architecture.inputSize} inputs and gives ${saved.architecture.outputSize} outputs, not the ${spec.inputSize} and ${spec.outputSize} of ${saved.manifest.model}`,
+      `the model in ${options.modelDirectory} takes ${saved.architecture.inputSize} inputs and gives ` +
+        `${saved.architecture.outputSize} outputs, not the ${spec.inputSize} and ${spec.outputSize} of ` +
+        `${saved.manifest.model}`,
     )
   }
   const data = await loadDataset(options.digitsDirectory)

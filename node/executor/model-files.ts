@@ -146,7 +146,8 @@ export async function loadModel(directory: string): Promise<LoadedModel> {
     const code = (error as NodeJS.ErrnoException).code
     throw new ModelFilesError(
       code === 'ENOENT'
-        ? `no model found in ${directory}: ${MANIFEST_FILE} is missing (train one with \`shardnet train --local --out ${directory}\`)`
+        ? `no model found in ${directory}: ${MANIFEST_FILE} is missing (train one with \`shardnet ` +
+            `train --local --out ${directory}\`)`
         : `cannot read ${manifestPath}: ${code ?? error}`,
     )
   }
@@ -160,7 +161,8 @@ export async function loadModel(directory: string): Promise<LoadedModel> {
   if (!checked.success) {
     const issue = checked.error.issues[0]
     throw new ModelFilesError(
-      `${manifestPath} is not a shardnet model manifest (${issue.path.join('.') || 'root'}: ${issue.message})`,
+      `${manifestPath} is not a shardnet model manifest (${issue.path.join('.') || 'root'}: ` +
+        `${issue.message})`,
     )
   }
   const manifest = checked.data

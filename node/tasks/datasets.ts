@@ -69,7 +69,8 @@ export async function loadTaskData(dataFile: string | undefined): Promise<TaskDa
       const value = image[p]
       if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
         throw new DataFileError(
-          `image ${i} of the data file has pixel ${p} = ${JSON.stringify(value)}; pixels are numbers in [0, 1]`,
+          `image ${i} of the data file has pixel ${p} = ${JSON.stringify(value)}; ` +
+            `pixels are numbers in [0, 1]`,
         )
       }
       all.images[i * PIXEL_COUNT + p] = value

@@ -331,7 +331,8 @@ export class InferCoordinator {
       while (this.candidates().length < job.replicas) {
         if (this.now() > job.deadlineMs)
           throw new Error(
-            `could not staff the task before its deadline: found ${this.candidates().length} peers, needed ${job.replicas}`,
+            `could not staff the task before its deadline: found ${this.candidates().length} peers, ` +
+              `needed ${job.replicas}`,
           )
         signal.throwIfAborted()
         await new Promise((resolve) => setTimeout(resolve, 200))
@@ -464,10 +465,11 @@ export class InferCoordinator {
         continue
       }
       this.scores = applyScores(this.scores, scoreChanges(decision, failed))
-      if (decision.kind === 'fail')
-        throw new Error(
-          `shard ${range.index} failed: ${decision.reason}${declined.length > 0 ? ` (${declined.length} declined: ${declined.join('; ')})` : ''}`,
-        )
+      if (decision.kind === 'fail') {
+        const declinedNote =
+          declined.length > 0 ? ` (${declined.length} declined: ${declined.join('; ')})` : ''
+        throw new Error(`shard ${range.index} failed: ${decision.reason}${declinedNote}`)
+      }
       const outcome: ShardOutcome = {
         shard: range.index,
         start: range.start,

@@ -120,7 +120,9 @@ export async function runDemoInference(
     predictionsPath,
   }
   say(
-    `inference done in ${seconds.toFixed(1)} s: ${a.agreeingResults}/${a.results} replica results agreed, ${a.reruns} re-runs; accuracy ${((correct / output.count) * 100).toFixed(2)}% on ${output.count} test images`,
+    `inference done in ${seconds.toFixed(1)} s: ${a.agreeingResults}/${a.results} replica results ` +
+      `agreed, ${a.reruns} re-runs; accuracy ${((correct / output.count) * 100).toFixed(2)}% on ` +
+      `${output.count} test images`,
   )
   return result
 }

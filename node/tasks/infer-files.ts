@@ -64,7 +64,8 @@ export function parseInputs(parsed: unknown, name = 'the input'): { rows: number
   rows.forEach((row: unknown, r) => {
     if (!Array.isArray(row) || row.length !== PIXEL_COUNT)
       throw new InferenceInputError(
-        `row ${r} of ${name} must be a list of ${PIXEL_COUNT} numbers, got ${Array.isArray(row) ? `${row.length} values` : typeof row}`,
+        `row ${r} of ${name} must be a list of ${PIXEL_COUNT} numbers, ` +
+          `got ${Array.isArray(row) ? `${row.length} values` : typeof row}`,
       )
     for (let i = 0; i < PIXEL_COUNT; i++) {
       const v = row[i]
@@ -128,7 +129,8 @@ export function decodeModelBundle(bytes: Uint8Array): BundledModel {
   }
   if (decoded.architecture.inputSize !== PIXEL_COUNT || decoded.architecture.outputSize !== CLASS_COUNT)
     throw new InferenceInputError(
-      `the model takes ${decoded.architecture.inputSize} inputs and gives ${decoded.architecture.outputSize} classes; ${PIXEL_COUNT} and ${CLASS_COUNT} are supported`,
+      `the model takes ${decoded.architecture.inputSize} inputs and gives ` +
+        `${decoded.architecture.outputSize} classes; ${PIXEL_COUNT} and ${CLASS_COUNT} are supported`,
     )
   return { manifest, ...decoded }
 }
@@ -197,8 +199,10 @@ export async function copyPredictions(
   if (task.state !== 'completed' || task.resultDir === undefined) {
     throw new InferenceInputError(
       task.state === 'running'
-        ? `task ${task.id} is still running and has no result yet; wait with \`shardnet task ${task.id} --watch\``
-        : `task ${task.id} ${task.state} and has no result${task.error !== undefined ? ` (${task.error})` : ''}`,
+        ? `task ${task.id} is still running and has no result yet; ` +
+            `wait with \`shardnet task ${task.id} --watch\``
+        : `task ${task.id} ${task.state} and has no ` +
+            `result${task.error !== undefined ? ` (${task.error})` : ''}`,
     )
   }
   const source = join(task.resultDir, PREDICTIONS_FILE)
@@ -208,7 +212,8 @@ export async function copyPredictions(
     await copyFile(source, predictionsPath)
   } catch (error) {
     throw new InferenceInputError(
-      `cannot copy the predictions of task ${task.id} to ${out}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      `cannot copy the predictions of task ${task.id} to ${out}: ` +
+        `${(error as NodeJS.ErrnoException).code ?? error}`,
     )
   }
   const output = JSON.parse(await readFile(predictionsPath, 'utf8')) as InferenceOutput

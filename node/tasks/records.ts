@@ -45,7 +45,10 @@ export class RecordFolder<T> {
     }
   }
 
-  /** Every readable record; a file that does not parse (never written by us: atomic writes) is skipped and logged. */
+  /**
+   * Every readable record; a file that does not parse (never written by us: atomic writes)
+   * is skipped and logged.
+   */
   async loadAll(): Promise<Array<{ id: string; value: T }>> {
     let names: string[]
     try {

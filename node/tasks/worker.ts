@@ -158,7 +158,10 @@ export class Worker {
   private readonly running = new Map<string, Running>()
   /** tasks claimed and not yet assigned (or refused): task id -> (submitter, expiry) */
   private readonly claimed = new Map<string, { submitter: string; expiresMs: number }>()
-  /** tasks this worker told the submitter it cannot run: task id -> expiry (re-announcements are not answered again) */
+  /**
+   * tasks this worker told the submitter it cannot run: task id -> expiry
+   * (re-announcements are not answered again)
+   */
   private readonly declined = new Map<string, number>()
   private readonly shutdown = new AbortController()
   private readonly now: () => number

@@ -45,7 +45,10 @@ export interface AssembledBlock {
 
 /** One block being received: its bytes arrive in order, in pieces of any size. */
 export interface BlockAssembly {
-  /** Takes the next received bytes; they are copied or used before this returns, so the caller may reuse them. */
+  /**
+   * Takes the next received bytes; they are copied or used before this returns,
+   * so the caller may reuse them.
+   */
   append(bytes: Uint8Array): void
   /** The whole block and the sha2-256 digest of its bytes, once every byte was appended. */
   finish(): Promise<AssembledBlock>
@@ -53,7 +56,10 @@ export interface BlockAssembly {
   abort(): void
 }
 
-/** The block is assembled on the event loop, hashed per appended piece; the sink gets about 1 MiB at a time. */
+/**
+ * The block is assembled on the event loop, hashed per appended piece;
+ * the sink gets about 1 MiB at a time.
+ */
 export class InlineAssembly implements BlockAssembly {
   private readonly block: Uint8Array
   private readonly hash: Hash = createHash('sha256')
@@ -117,7 +123,8 @@ function writeFile(job, piece, position) {
   if (job.fd === undefined || job.fileError !== undefined) return
   try {
     let done = 0
-    while (done < piece.byteLength) done += fs.writeSync(job.fd, piece, done, piece.byteLength - done, position + done)
+    while (done < piece.byteLength)
+      done += fs.writeSync(job.fd, piece, done, piece.byteLength - done, position + done)
     job.written = position + piece.byteLength
     flush(job)
   } catch (error) {
@@ -150,7 +157,13 @@ function closeFile(job) {
 }
 parentPort.on('message', (m) => {
   if (m.op === 'begin') {
-    const job = { hash: createHash('sha256'), block: new Uint8Array(m.size), offset: 0, written: 0, flushed: 0 }
+    const job = {
+      hash: createHash('sha256'),
+      block: new Uint8Array(m.size),
+      offset: 0,
+      written: 0,
+      flushed: 0,
+    }
     if (m.file !== undefined) openFile(job, m.file)
     jobs.set(m.id, job)
   } else if (m.op === 'update') {

@@ -6,8 +6,13 @@
  * ```ts
  * const node = await createLibp2p({
  *   services: {
- *     dht: kadDHT({ protocol: '/shardnet/kad/1.0.0', validators: shardnetDhtValidators(),
- *                   selectors: shardnetDhtSelectors(), clientMode: false, peerInfoMapper: passthroughMapper }),
+ *     dht: kadDHT({
+ *       protocol: '/shardnet/kad/1.0.0',
+ *       validators: shardnetDhtValidators(),
+ *       selectors: shardnetDhtSelectors(),
+ *       clientMode: false,
+ *       peerInfoMapper: passthroughMapper,
+ *     }),
  *     discovery: capabilityDiscovery({ refreshIntervalMs: 10 * 60_000 }),
  *   },
  * })

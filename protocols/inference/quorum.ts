@@ -194,7 +194,8 @@ export function vote(input: VoteInput): VoteDecision {
   const reason =
     input.results.length === 0
       ? 'no replica answered'
-      : `no majority: the largest agreeing set has ${largest.length} of ${input.results.length} results, ${need} needed`
+      : `no majority: the largest agreeing set has ${largest.length} of ${input.results.length} ` +
+        `results, ${need} needed`
   if (input.runs >= runsMax(input.replicas))
     return { kind: 'fail', reason: `${reason} after ${input.runs} runs (the most a shard gets)` }
   if (input.available === 0) return { kind: 'fail', reason: `${reason} and no other peer is left to run it` }

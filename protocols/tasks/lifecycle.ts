@@ -5,7 +5,8 @@
  * decisions are replayable in tests and a restarted daemon resumes from the stored record.
  *
  *   staffing --enough claims--> running --all groups done--> finishing --result written--> completed
- *   staffing --deadline--> failed        running/finishing --a group loses its majority to failed members--> failed
+ *   staffing --deadline--> failed
+ *   running/finishing --a group loses its majority to failed members--> failed
  *   any live state --cancel--> cancelled
  *
  * A group is `running` while it reports progress, `stalled` when it has not for `stallMs` or when its
@@ -18,7 +19,8 @@
  * group of the survivors and the newcomers) starting from that state:
  *
  *   running --no progress for stallMs--> stalled --replaceAfterMs more, a state held--> replacing
- *   replacing --enough new claims--> running (incarnation + 1)    stalled/replacing --step advances--> running
+ *   replacing --enough new claims--> running (incarnation + 1)
+ *   stalled/replacing --step advances--> running
  *
  * Members that come back before the re-formation rejoin their group as before.
  *
@@ -70,13 +72,19 @@ export interface GroupRecord {
   paramsFrom: string
   /** the outer round the group last applied */
   appliedRound: number
-  /** members that could not be assigned or failed for good, with why; the group runs on while a majority remains */
+  /**
+   * members that could not be assigned or failed for good, with why;
+   * the group runs on while a majority remains
+   */
   failed?: Array<{ peerId: string; reason: string }>
   /** 0 as first formed; one more each time the group is re-formed with new members */
   incarnation?: number
   /** when each current member last reported (a member silent for stallMs is presumed gone) */
   seenMs?: Record<string, number>
-  /** the most advanced TrainingState a live member published while the group had no leader, held by the submitter */
+  /**
+   * the most advanced TrainingState a live member published while the group had no leader,
+   * held by the submitter
+   */
   stateCid?: string
   stateStep?: number
   /** a state block being fetched from the member that published it (INITIAL_STATE: being built) */
@@ -233,7 +241,9 @@ export function newTaskRecord(init: {
 /** Why staffing failed, in one sentence. */
 export function staffingFailureReason(record: TaskRecord): string {
   const found = record.claimants.length
-  let reason = `could not staff the task before its deadline: found ${found} eligible worker${found === 1 ? '' : 's'}, needed ${record.needed}`
+  let reason =
+    `could not staff the task before its deadline: found ${found} eligible ` +
+    `worker${found === 1 ? '' : 's'}, needed ${record.needed}`
   if (record.declined.length > 0) {
     const reasons = new Map<string, number>()
     for (const d of record.declined) reasons.set(d.reason, (reasons.get(d.reason) ?? 0) + 1)
@@ -621,7 +631,9 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       // a Raft group of k runs on while a majority (floor(k/2) + 1) of its members remain
       if (group.members.length - group.failed.length <= Math.floor(group.members.length / 2)) {
         record.state = 'failed'
-        record.error = `group ${group.group} lost its majority: ${group.failed.map((f) => `${f.peerId} ${f.reason}`).join('; ')}`
+        record.error =
+          `group ${group.group} lost its majority: ` +
+          `${group.failed.map((f) => `${f.peerId} ${f.reason}`).join('; ')}`
         effects.push({ type: 'release', reason: record.error })
       }
       effects.push({ type: 'persist' })

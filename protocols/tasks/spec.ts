@@ -122,7 +122,10 @@ export function unmetRequirement(requirements: Requirements, offer: WorkerOffer)
   if (requirements.backend !== 'any' && requirements.backend !== offer.backend)
     return `needs a ${requirements.backend} backend, this worker has ${offer.backend}`
   if (offer.maxBufferBytes < requirements.minMemoryBytes) {
-    return `needs ${formatBytes(requirements.minMemoryBytes)} of memory, the most this worker has is ${formatBytes(offer.maxBufferBytes)}`
+    return (
+      `needs ${formatBytes(requirements.minMemoryBytes)} of memory, ` +
+      `the most this worker has is ${formatBytes(offer.maxBufferBytes)}`
+    )
   }
   if (offer.gflops < requirements.minGflops)
     return `needs ${requirements.minGflops} GFLOP/s, this worker measured ${offer.gflops.toFixed(2)}`
@@ -189,7 +192,8 @@ const trainFields = (prefix: string) => ({
   groups: integer(`${prefix}groups`, 1, GROUPS_MAX),
   groupSize: integer(`${prefix}groupSize`, 1, GROUP_SIZE_MAX).refine((n) => n % 2 === 1, {
     error: (issue) =>
-      `${prefix}groupSize must be an odd integer from 1 to ${GROUP_SIZE_MAX} (a Raft group needs a clear majority), got ${String(issue.input)}`,
+      `${prefix}groupSize must be an odd integer from 1 to ${GROUP_SIZE_MAX} (a Raft group needs a ` +
+      `clear majority), got ${String(issue.input)}`,
   }),
   steps: integer(`${prefix}steps`, 1, STEPS_MAX),
   batchSize: integer(`${prefix}batchSize`, 1, BATCH_SIZE_MAX),
@@ -197,7 +201,8 @@ const trainFields = (prefix: string) => ({
     .number({ error: `${prefix}learningRate must be a number` })
     .refine((n) => Number.isFinite(n) && n > 0 && n <= LEARNING_RATE_MAX, {
       error: (issue) =>
-        `${prefix}learningRate must be a number above 0 and at most ${LEARNING_RATE_MAX}, got ${String(issue.input)}`,
+        `${prefix}learningRate must be a number above 0 and at most ${LEARNING_RATE_MAX}, ` +
+        `got ${String(issue.input)}`,
     }),
   seed: integer(`${prefix}seed`, 0, SEED_MAX),
   outerEvery: integer(`${prefix}outerEvery`, 0, STEPS_MAX),

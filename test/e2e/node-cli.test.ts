@@ -223,8 +223,9 @@ describe('shardnet node (the real CLI and background daemons)', () => {
     )
     expect(result.enabled).toBe(false)
     const unit = await readFile(result.unitPath, 'utf8')
-    expect(unit).toMatch(
-      /^ExecStart=.*bin\/shardnet\.js node start --foreground --data-dir \S+ --listen \/ip4\/0\.0\.0\.0\/tcp\/4001$/m,
+    const execStart = unit.split('\n').find((line) => line.startsWith('ExecStart='))
+    expect(execStart).toMatch(
+      /bin\/shardnet\.js node start --foreground --data-dir \S+ --listen \/ip4\/0\.0\.0\.0\/tcp\/4001$/,
     )
     expect(unit).toContain('WantedBy=default.target')
   })

@@ -6,7 +6,8 @@
 // its members return, or, when they stay away, is re-formed around its survivor with new claimants
 // (membership change) and finishes; a group whose members all die at once starts over from step 0 with
 // new claimants and finishes; a member that stays away while its group trains on its majority is
-// replaced the same way, from the leader's state. Each daemon listens on a fixed loopback port so a restart keeps its address.
+// replaced the same way, from the leader's state. Each daemon listens on a fixed loopback port so a
+// restart keeps its address.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -375,7 +376,8 @@ describe('training tasks survive daemon failures', () => {
     await expectCompleted(submitter, id, byPeer, steps)
   }, 600_000)
 
-  it('replaces a member that stays away while its group trains on, from the state of its leader', async () => {
+  it('replaces a member that stays away while its ' +
+    'group trains on, from the state of its leader', async () => {
     const submitter = nodes[0]
     const byPeer = await liveWorkers()
     // long enough to outlast the submitter's stall timeout (15 s) and the replacement delay (2 s) by a
@@ -394,7 +396,8 @@ describe('training tasks survive daemon failures', () => {
     await expectCompleted(submitter, id, byPeer, steps)
   }, 600_000)
 
-  it('starts a group over with a new claimant when all of its members die before leaving a state', async () => {
+  it('starts a group over with a new claimant when ' +
+    'all of its members die before leaving a state', async () => {
     const submitter = nodes[0]
     const byPeer = await liveWorkers()
     expect(byPeer.size).toBeGreaterThanOrEqual(2)

@@ -34,7 +34,10 @@ export async function startTestDaemon(init: TestDaemonInit = {}): Promise<Daemon
   })
 }
 
-/** Polls `condition` until it holds or `timeoutMs` passes (then throws naming `what`, read at that moment). */
+/**
+ * Polls `condition` until it holds or `timeoutMs` passes
+ * (then throws naming `what`, read at that moment).
+ */
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
   what: string | (() => string),

@@ -42,8 +42,9 @@ export async function writeTestModel(folder: string, hiddenSizes: number[], seed
 }
 
 /**
- * Writes `folder/inputs.json` ({"inputs": rows}) with pixel (r, i) = ((r*rowStep + i*pixelStep) % modulus) / (modulus - 1),
- * deterministic values in 0..1; returns the rows and the file.
+ * Writes `folder/inputs.json` ({"inputs": rows}) with
+ * pixel (r, i) = ((r*rowStep + i*pixelStep) % modulus) / (modulus - 1), deterministic values in 0..1;
+ * returns the rows and the file.
  */
 export async function writeTestInputs(
   folder: string,

@@ -129,15 +129,23 @@ describe('bad input', () => {
       expect(after['bad-cid'] + after.malformed).toBe(before['bad-cid'] + before.malformed + 1)
     })
 
-    it('refuses a frame announced as 10 kB and a length varint that never ends, and counts both', async () => {
-      const before = receiver.services.blocks.counters().rejected.oversized
-      await sendRaw(sender, receiver.peerId, BLOCKS_PROTOCOL, concat(varint(10_000), new Uint8Array(10_000)))
-      await sendRaw(sender, receiver.peerId, BLOCKS_PROTOCOL, new Uint8Array(12).fill(0xff))
-      await waitFor(
-        () => receiver.services.blocks.counters().rejected.oversized === before + 2,
-        'both oversized frames to be counted',
-      )
-    })
+    it(
+      'refuses a frame announced as 10 kB and a ' + 'length varint that never ends, and counts both',
+      async () => {
+        const before = receiver.services.blocks.counters().rejected.oversized
+        await sendRaw(
+          sender,
+          receiver.peerId,
+          BLOCKS_PROTOCOL,
+          concat(varint(10_000), new Uint8Array(10_000)),
+        )
+        await sendRaw(sender, receiver.peerId, BLOCKS_PROTOCOL, new Uint8Array(12).fill(0xff))
+        await waitFor(
+          () => receiver.services.blocks.counters().rejected.oversized === before + 2,
+          'both oversized frames to be counted',
+        )
+      },
+    )
 
     it('detects a lying provider, counts it, and gets the block from an honest one', async () => {
       const fetcher = sender
@@ -182,180 +190,198 @@ describe('bad input', () => {
       }
     })
 
-    it('refuses a rogue responder that sends an oversized chunk or announces a block over the limit', async () => {
-      const rogue = await createTestNode()
-      try {
-        let mode: 'huge-chunk' | 'huge-block' = 'huge-chunk'
-        await rogue.handle(
-          BLOCKS_PROTOCOL,
-          async (stream) => {
-            const lp = lpStream(stream)
-            await lp.read()
-            if (mode === 'huge-block') {
-              await lp.write(
-                BlockResponse.encode({ status: BlockResponse.Status.OK, size: 2 ** 40, chunkBytes: 1024 }),
-              )
-            } else {
-              await lp.write(
-                BlockResponse.encode({ status: BlockResponse.Status.OK, size: 4 << 20, chunkBytes: 1 << 20 }),
-              )
-              await lp.write(new Uint8Array(2 << 20))
-            }
-            await stream.close().catch(() => {})
-          },
-          { force: true },
-        )
-        await connect(receiver, rogue)
-        const before = receiver.services.blocks.counters().rejected
-        await expect(receiver.services.blocks.fetchFrom(rogue.peerId, blockCid)).rejects.toHaveProperty(
-          'name',
-          'BlockProtocolError',
-        )
-        mode = 'huge-block'
-        await expect(receiver.services.blocks.fetchFrom(rogue.peerId, blockCid)).rejects.toHaveProperty(
-          'name',
-          'BlockTooLargeError',
-        )
-        const after = receiver.services.blocks.counters().rejected
-        expect(after.oversized).toBe(before.oversized + 1)
-        expect(after['too-large']).toBe(before['too-large'] + 1)
-      } finally {
-        await rogue.stop()
-      }
-    })
-
-    it('refuses broken chunk framing, each way counted, reads a block sent one byte per write, and ends a stalled one at the deadline', async () => {
-      const rogue = await createTestNode()
-      try {
-        const small = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff)
-        const smallCid = CID.createV1(raw.code, await sha256.digest(small))
-        const frame = (bytes: Uint8Array) => concat(varint(bytes.byteLength), bytes)
-        const response = frame(
-          BlockResponse.encode({ status: BlockResponse.Status.OK, size: 3000, chunkBytes: 1024 }),
-        )
-        const chunk = (index: number, offset: number, length: number, dataLength = length) =>
-          concat(
-            frame(BlockChunk.encode({ index, offset, length })),
-            varint(dataLength),
-            small.subarray(offset, offset + dataLength),
-          )
-        const whole = concat(response, chunk(0, 0, 1024), chunk(1, 1024, 1024), chunk(2, 2048, 952))
-        // what the rogue answers, by case
-        const scripts: Record<string, Uint8Array> = {
-          'header frame over 64 bytes': concat(response, varint(65), new Uint8Array(65)),
-          'chunks out of order': concat(response, chunk(1, 1024, 1024)),
-          'data frame longer than its header said': concat(response, chunk(0, 0, 1000, 1024)),
-          'data length varint that never ends': concat(
-            response,
-            frame(BlockChunk.encode({ index: 0, offset: 0, length: 1024 })),
-            new Uint8Array(8).fill(0xff),
-          ),
-          'a chunk past the end of the block': concat(
-            response,
-            chunk(0, 0, 1024),
-            chunk(1, 1024, 1024),
-            chunk(2, 2048, 1024),
-          ),
-          'an early end': concat(response, chunk(0, 0, 1024)),
-        }
-        const expected: Record<string, string> = {
-          'header frame over 64 bytes': 'oversized',
-          'chunks out of order': 'bad-chunk',
-          'data frame longer than its header said': 'bad-chunk',
-          'data length varint that never ends': 'oversized',
-          'a chunk past the end of the block': 'bad-chunk',
-          'an early end': 'stream-error',
-        }
-        let answer = whole
-        let oneBytePerWrite = false
-        let stallMs = 0
-        await rogue.handle(
-          BLOCKS_PROTOCOL,
-          async (stream) => {
-            await lpStream(stream).read()
-            for (const [offset, step] of oneBytePerWrite
-              ? [...answer.keys()].map((i) => [i, 1])
-              : [[0, answer.length]]) {
-              if (!stream.send(answer.subarray(offset, offset + step))) await stream.onDrain()
-            }
-            if (stallMs > 0) await new Promise((resolve) => setTimeout(resolve, stallMs))
-            await stream.close().catch(() => {})
-          },
-          { force: true },
-        )
-        await connect(receiver, rogue)
-        for (const [name, bytes] of Object.entries(scripts)) {
-          answer = bytes
-          const before = receiver.services.blocks.counters().rejected
-          const error = await receiver.services.blocks
-            .fetchFrom(rogue.peerId, smallCid)
-            .catch((e: Error) => e)
-          expect(error, name).toHaveProperty('name', 'BlockProtocolError')
-          expect(error, name).toHaveProperty('reason', expected[name])
-          const after = receiver.services.blocks.counters().rejected
-          const reason = expected[name] as keyof typeof after
-          expect(after[reason], name).toBe(before[reason] + 1)
-        }
-        // every byte in its own yamux frame: varints, headers and data split everywhere, on the hash worker
-        answer = whole
-        oneBytePerWrite = true
-        await connect(sender, rogue)
-        const got = await sender.services.blocks.fetchFrom(rogue.peerId, smallCid)
-        expect(Buffer.from(got).equals(small)).toBe(true)
-        // half a block, then silence: the fetch deadline ends the stream
-        const impatient = await createTestNode({ blocks: { fetchTimeoutMs: 500 } })
+    it(
+      'refuses a rogue responder that sends an oversized ' + 'chunk or announces a block over the limit',
+      async () => {
+        const rogue = await createTestNode()
         try {
-          answer = concat(response, chunk(0, 0, 1024))
-          oneBytePerWrite = false
-          stallMs = 3000
-          await connect(impatient, rogue)
-          const started = Date.now()
-          await expect(impatient.services.blocks.fetchFrom(rogue.peerId, smallCid)).rejects.toThrow()
-          expect(Date.now() - started).toBeLessThan(2500)
+          let mode: 'huge-chunk' | 'huge-block' = 'huge-chunk'
+          await rogue.handle(
+            BLOCKS_PROTOCOL,
+            async (stream) => {
+              const lp = lpStream(stream)
+              await lp.read()
+              if (mode === 'huge-block') {
+                await lp.write(
+                  BlockResponse.encode({ status: BlockResponse.Status.OK, size: 2 ** 40, chunkBytes: 1024 }),
+                )
+              } else {
+                await lp.write(
+                  BlockResponse.encode({
+                    status: BlockResponse.Status.OK,
+                    size: 4 << 20,
+                    chunkBytes: 1 << 20,
+                  }),
+                )
+                await lp.write(new Uint8Array(2 << 20))
+              }
+              await stream.close().catch(() => {})
+            },
+            { force: true },
+          )
+          await connect(receiver, rogue)
+          const before = receiver.services.blocks.counters().rejected
+          await expect(receiver.services.blocks.fetchFrom(rogue.peerId, blockCid)).rejects.toHaveProperty(
+            'name',
+            'BlockProtocolError',
+          )
+          mode = 'huge-block'
+          await expect(receiver.services.blocks.fetchFrom(rogue.peerId, blockCid)).rejects.toHaveProperty(
+            'name',
+            'BlockTooLargeError',
+          )
+          const after = receiver.services.blocks.counters().rejected
+          expect(after.oversized).toBe(before.oversized + 1)
+          expect(after['too-large']).toBe(before['too-large'] + 1)
         } finally {
-          await impatient.stop()
+          await rogue.stop()
         }
-      } finally {
-        await rogue.stop()
-      }
-    })
-    it('leaves no unhandled rejection when the answer breaks off after the fetcher stopped waiting', async () => {
-      // what a fetch does when its request fails to leave (the peer restarts): it stops awaiting the reader,
-      // whose stream then ends early; that rejection must be dropped, not crash a strict process
-      const rogue = await createTestNode()
-      const unhandled: unknown[] = []
-      const onUnhandled = (reason: unknown) => unhandled.push(reason)
-      process.on('unhandledRejection', onUnhandled)
-      try {
-        await rogue.handle(
-          BLOCKS_PROTOCOL,
-          async (stream) => {
-            await lpStream(stream).read()
-            const response = BlockResponse.encode({
-              status: BlockResponse.Status.OK,
-              size: 3000,
-              chunkBytes: 1024,
-            })
-            stream.send(concat(varint(response.byteLength), response))
-            await stream.close().catch(() => {})
-          },
-          { force: true },
-        )
-        await connect(receiver, rogue)
-        const stream = await receiver.dialProtocol(rogue.peerId, BLOCKS_PROTOCOL)
-        const reading = readBlockResponse(stream, () => ({ size: 3000, chunkBytes: 1024, onData: () => {} }))
-        stream.send(concat(varint(2), new Uint8Array([0x0a, 0x00])))
-        await waitFor(() => stream.remoteWriteStatus === 'closed', 'the rogue to end its answer')
-        await new Promise((resolve) => setTimeout(resolve, 200))
-        expect(unhandled).toEqual([])
-        // whoever still awaits it learns why
-        await expect(reading).rejects.toHaveProperty('reason', 'stream-error')
-        await stream.close().catch(() => {})
-      } finally {
-        process.off('unhandledRejection', onUnhandled)
-        await rogue.stop()
-      }
-    })
+      },
+    )
+
+    it(
+      'refuses broken chunk framing, each way counted, reads a block sent one byte per write, ' +
+        'and ends a stalled one at the deadline',
+      async () => {
+        const rogue = await createTestNode()
+        try {
+          const small = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff)
+          const smallCid = CID.createV1(raw.code, await sha256.digest(small))
+          const frame = (bytes: Uint8Array) => concat(varint(bytes.byteLength), bytes)
+          const response = frame(
+            BlockResponse.encode({ status: BlockResponse.Status.OK, size: 3000, chunkBytes: 1024 }),
+          )
+          const chunk = (index: number, offset: number, length: number, dataLength = length) =>
+            concat(
+              frame(BlockChunk.encode({ index, offset, length })),
+              varint(dataLength),
+              small.subarray(offset, offset + dataLength),
+            )
+          const whole = concat(response, chunk(0, 0, 1024), chunk(1, 1024, 1024), chunk(2, 2048, 952))
+          // what the rogue answers, by case
+          const scripts: Record<string, Uint8Array> = {
+            'header frame over 64 bytes': concat(response, varint(65), new Uint8Array(65)),
+            'chunks out of order': concat(response, chunk(1, 1024, 1024)),
+            'data frame longer than its header said': concat(response, chunk(0, 0, 1000, 1024)),
+            'data length varint that never ends': concat(
+              response,
+              frame(BlockChunk.encode({ index: 0, offset: 0, length: 1024 })),
+              new Uint8Array(8).fill(0xff),
+            ),
+            'a chunk past the end of the block': concat(
+              response,
+              chunk(0, 0, 1024),
+              chunk(1, 1024, 1024),
+              chunk(2, 2048, 1024),
+            ),
+            'an early end': concat(response, chunk(0, 0, 1024)),
+          }
+          const expected: Record<string, string> = {
+            'header frame over 64 bytes': 'oversized',
+            'chunks out of order': 'bad-chunk',
+            'data frame longer than its header said': 'bad-chunk',
+            'data length varint that never ends': 'oversized',
+            'a chunk past the end of the block': 'bad-chunk',
+            'an early end': 'stream-error',
+          }
+          let answer = whole
+          let oneBytePerWrite = false
+          let stallMs = 0
+          await rogue.handle(
+            BLOCKS_PROTOCOL,
+            async (stream) => {
+              await lpStream(stream).read()
+              for (const [offset, step] of oneBytePerWrite
+                ? [...answer.keys()].map((i) => [i, 1])
+                : [[0, answer.length]]) {
+                if (!stream.send(answer.subarray(offset, offset + step))) await stream.onDrain()
+              }
+              if (stallMs > 0) await new Promise((resolve) => setTimeout(resolve, stallMs))
+              await stream.close().catch(() => {})
+            },
+            { force: true },
+          )
+          await connect(receiver, rogue)
+          for (const [name, bytes] of Object.entries(scripts)) {
+            answer = bytes
+            const before = receiver.services.blocks.counters().rejected
+            const error = await receiver.services.blocks
+              .fetchFrom(rogue.peerId, smallCid)
+              .catch((e: Error) => e)
+            expect(error, name).toHaveProperty('name', 'BlockProtocolError')
+            expect(error, name).toHaveProperty('reason', expected[name])
+            const after = receiver.services.blocks.counters().rejected
+            const reason = expected[name] as keyof typeof after
+            expect(after[reason], name).toBe(before[reason] + 1)
+          }
+          // every byte in its own yamux frame: varints, headers and data split everywhere, on the hash worker
+          answer = whole
+          oneBytePerWrite = true
+          await connect(sender, rogue)
+          const got = await sender.services.blocks.fetchFrom(rogue.peerId, smallCid)
+          expect(Buffer.from(got).equals(small)).toBe(true)
+          // half a block, then silence: the fetch deadline ends the stream
+          const impatient = await createTestNode({ blocks: { fetchTimeoutMs: 500 } })
+          try {
+            answer = concat(response, chunk(0, 0, 1024))
+            oneBytePerWrite = false
+            stallMs = 3000
+            await connect(impatient, rogue)
+            const started = Date.now()
+            await expect(impatient.services.blocks.fetchFrom(rogue.peerId, smallCid)).rejects.toThrow()
+            expect(Date.now() - started).toBeLessThan(2500)
+          } finally {
+            await impatient.stop()
+          }
+        } finally {
+          await rogue.stop()
+        }
+      },
+    )
+    it(
+      'leaves no unhandled rejection when the answer ' + 'breaks off after the fetcher stopped waiting',
+      async () => {
+        // what a fetch does when its request fails to leave (the peer restarts): it stops awaiting the
+        // reader, whose stream then ends early; that rejection must be dropped, not crash a strict process
+        const rogue = await createTestNode()
+        const unhandled: unknown[] = []
+        const onUnhandled = (reason: unknown) => unhandled.push(reason)
+        process.on('unhandledRejection', onUnhandled)
+        try {
+          await rogue.handle(
+            BLOCKS_PROTOCOL,
+            async (stream) => {
+              await lpStream(stream).read()
+              const response = BlockResponse.encode({
+                status: BlockResponse.Status.OK,
+                size: 3000,
+                chunkBytes: 1024,
+              })
+              stream.send(concat(varint(response.byteLength), response))
+              await stream.close().catch(() => {})
+            },
+            { force: true },
+          )
+          await connect(receiver, rogue)
+          const stream = await receiver.dialProtocol(rogue.peerId, BLOCKS_PROTOCOL)
+          const reading = readBlockResponse(stream, () => ({
+            size: 3000,
+            chunkBytes: 1024,
+            onData: () => {},
+          }))
+          stream.send(concat(varint(2), new Uint8Array([0x0a, 0x00])))
+          await waitFor(() => stream.remoteWriteStatus === 'closed', 'the rogue to end its answer')
+          await new Promise((resolve) => setTimeout(resolve, 200))
+          expect(unhandled).toEqual([])
+          // whoever still awaits it learns why
+          await expect(reading).rejects.toHaveProperty('reason', 'stream-error')
+          await stream.close().catch(() => {})
+        } finally {
+          process.off('unhandledRejection', onUnhandled)
+          await rogue.stop()
+        }
+      },
+    )
   })
 
   it(`survives garbage and oversized frames on ${TEST_DHT_PROTOCOL} and the gossipsub protocol`, async () => {
@@ -412,79 +438,89 @@ describe('bad input', () => {
       )
     }
 
-    it('refuses malformed, oversized, expired, out-of-range, replayed, too-frequent and misattributed announcements', async () => {
-      const accepted = receiver.services.tasks.counters().accepted
-      await publishAndExpect(crypto.getRandomValues(new Uint8Array(64)).fill(0xff, 0, 8), 'malformed')
-      await publishAndExpect(wire({ nonce: new Uint8Array(5000) }, await taskCid('big')), 'oversized')
-      const past = Date.now() - 3_600_000
-      await publishAndExpect(
-        wire({ createdMs: past, expiresMs: past + 60_000 }, await taskCid('old')),
-        'expired',
-      )
-      await publishAndExpect(wire({ groups: 1000 }, await taskCid('groups')), 'bad-groups')
-      // a replay: the same announcement bytes published again (gossipsub gives it a new message id)
-      const once = wire({}, await taskCid('replayed'))
-      await sender.services.pubsub.publish(TASKS_TOPIC, once)
-      await waitFor(
-        () => receiver.services.tasks.counters().accepted === accepted + 1,
-        'the first copy to be accepted',
-      )
-      await publishAndExpect(once, 'duplicate')
-      // the same task CID under a fresh nonce, sooner than the re-announce interval, is refused too
-      await publishAndExpect(wire({}, await taskCid('replayed')), 'duplicate')
-      // another submitter announcing a task CID that is already announced
-      const hijack = TaskAnnouncement.encode({
-        ...TaskAnnouncement.decode(wire({}, await taskCid('replayed'))),
-        submitter: honest.peerId.toMultihash().bytes,
-      })
-      await publishAndExpect(hijack, 'duplicate', honest)
-      // the submitter's own re-announcement once the interval has passed is accepted (a node that
-      // joined late hears the task); createdMs lies within the validator's 30 s clock-skew window
-      const first = TaskAnnouncement.decode(once)
-      const later = first.createdMs + REANNOUNCE_INTERVAL_MIN_MS
-      await sender.services.pubsub.publish(TASKS_TOPIC, wire({ createdMs: later }, await taskCid('replayed')))
-      await waitFor(
-        () => receiver.services.tasks.counters().accepted === accepted + 2,
-        'the re-announcement to be accepted',
-      )
-      // and the interval counts from that copy
-      await publishAndExpect(wire({ createdMs: later + 1_000 }, await taskCid('replayed')), 'duplicate')
-      // a peer relaying someone else's announcement as its own message: the signer is not the submitter
-      await publishAndExpect(wire({}, await taskCid('stolen')), 'wrong-submitter', honest)
-      expect(receiver.services.tasks.counters().accepted).toBe(accepted + 2)
-      // rejections lowered the senders' scores below zero (scores are recomputed on the heartbeat)
-      await waitFor(
-        () => scoreOf(receiver, sender.peerId) < 0 && scoreOf(receiver, honest.peerId) < 0,
-        'the senders to be penalised',
-      )
-    })
-
-    it('refuses an unsigned message before it reaches the topic (gossipsub StrictSign) and scores it', async () => {
-      const unsigned = await createLibp2p({
-        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-        transports: [tcp()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-        services: {
-          identify: identify(),
-          pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
-        },
-      })
-      try {
-        unsigned.services.pubsub.subscribe(TASKS_TOPIC)
-        await unsigned.dial(receiver.getMultiaddrs()[0])
-        await waitFor(
-          () => receiver.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(unsigned.peerId)),
-          'the receiver to see the unsigned peer subscribed',
-        )
+    it(
+      'refuses malformed, oversized, expired, out-of-range, replayed, ' +
+        'too-frequent and misattributed announcements',
+      async () => {
         const accepted = receiver.services.tasks.counters().accepted
-        await unsigned.services.pubsub.publish(TASKS_TOPIC, wire({}, await taskCid('unsigned')))
-        await waitFor(() => scoreOf(receiver, unsigned.peerId) < 0, 'the unsigned sender to be penalised')
-        expect(receiver.services.tasks.counters().accepted).toBe(accepted)
-      } finally {
-        await unsigned.stop()
-      }
-    })
+        await publishAndExpect(crypto.getRandomValues(new Uint8Array(64)).fill(0xff, 0, 8), 'malformed')
+        await publishAndExpect(wire({ nonce: new Uint8Array(5000) }, await taskCid('big')), 'oversized')
+        const past = Date.now() - 3_600_000
+        await publishAndExpect(
+          wire({ createdMs: past, expiresMs: past + 60_000 }, await taskCid('old')),
+          'expired',
+        )
+        await publishAndExpect(wire({ groups: 1000 }, await taskCid('groups')), 'bad-groups')
+        // a replay: the same announcement bytes published again (gossipsub gives it a new message id)
+        const once = wire({}, await taskCid('replayed'))
+        await sender.services.pubsub.publish(TASKS_TOPIC, once)
+        await waitFor(
+          () => receiver.services.tasks.counters().accepted === accepted + 1,
+          'the first copy to be accepted',
+        )
+        await publishAndExpect(once, 'duplicate')
+        // the same task CID under a fresh nonce, sooner than the re-announce interval, is refused too
+        await publishAndExpect(wire({}, await taskCid('replayed')), 'duplicate')
+        // another submitter announcing a task CID that is already announced
+        const hijack = TaskAnnouncement.encode({
+          ...TaskAnnouncement.decode(wire({}, await taskCid('replayed'))),
+          submitter: honest.peerId.toMultihash().bytes,
+        })
+        await publishAndExpect(hijack, 'duplicate', honest)
+        // the submitter's own re-announcement once the interval has passed is accepted (a node that
+        // joined late hears the task); createdMs lies within the validator's 30 s clock-skew window
+        const first = TaskAnnouncement.decode(once)
+        const later = first.createdMs + REANNOUNCE_INTERVAL_MIN_MS
+        await sender.services.pubsub.publish(
+          TASKS_TOPIC,
+          wire({ createdMs: later }, await taskCid('replayed')),
+        )
+        await waitFor(
+          () => receiver.services.tasks.counters().accepted === accepted + 2,
+          'the re-announcement to be accepted',
+        )
+        // and the interval counts from that copy
+        await publishAndExpect(wire({ createdMs: later + 1_000 }, await taskCid('replayed')), 'duplicate')
+        // a peer relaying someone else's announcement as its own message: the signer is not the submitter
+        await publishAndExpect(wire({}, await taskCid('stolen')), 'wrong-submitter', honest)
+        expect(receiver.services.tasks.counters().accepted).toBe(accepted + 2)
+        // rejections lowered the senders' scores below zero (scores are recomputed on the heartbeat)
+        await waitFor(
+          () => scoreOf(receiver, sender.peerId) < 0 && scoreOf(receiver, honest.peerId) < 0,
+          'the senders to be penalised',
+        )
+      },
+    )
+
+    it(
+      'refuses an unsigned message before it reaches ' + 'the topic (gossipsub StrictSign) and scores it',
+      async () => {
+        const unsigned = await createLibp2p({
+          addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+          transports: [tcp()],
+          connectionEncrypters: [noise()],
+          streamMuxers: [yamux()],
+          services: {
+            identify: identify(),
+            pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
+          },
+        })
+        try {
+          unsigned.services.pubsub.subscribe(TASKS_TOPIC)
+          await unsigned.dial(receiver.getMultiaddrs()[0])
+          await waitFor(
+            () => receiver.services.pubsub.getSubscribers(TASKS_TOPIC).some((p) => p.equals(unsigned.peerId)),
+            'the receiver to see the unsigned peer subscribed',
+          )
+          const accepted = receiver.services.tasks.counters().accepted
+          await unsigned.services.pubsub.publish(TASKS_TOPIC, wire({}, await taskCid('unsigned')))
+          await waitFor(() => scoreOf(receiver, unsigned.peerId) < 0, 'the unsigned sender to be penalised')
+          expect(receiver.services.tasks.counters().accepted).toBe(accepted)
+        } finally {
+          await unsigned.stop()
+        }
+      },
+    )
   })
 
   it('still serves after all of it: a block, and a valid announcement', async () => {

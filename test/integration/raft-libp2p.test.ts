@@ -103,7 +103,8 @@ describe('raft over libp2p', () => {
     }
   }, 90_000)
 
-  it('tells each member of the entries it appends as the write starts and once they are durable, before they commit', async () => {
+  it('tells each member of the entries it appends as the write starts and once they are durable, ' +
+    'before they commit', async () => {
     // per member and hook: the entries the runner announced, with what was durable and applied then
     type Heard = { index: number; text: string; durable: boolean; applied: number; order: number }
     const heard = new Map<string, Array<Heard>>()

@@ -1,7 +1,8 @@
 // Proves the durable Raft store survives SIGKILL at any point: a child process appends (with suffix
-// overwrites, snapshots, new WAL segments and deleted old ones) and reports each batch after save() returns; the test
-// kills it with a real SIGKILL at random moments, reopens the store and checks every acknowledged
-// entry is there with the acknowledged term, across many kill/restart rounds on one directory.
+// overwrites, snapshots, new WAL segments and deleted old ones) and reports each batch after save()
+// returns; the test kills it with a real SIGKILL at random moments, reopens the store and checks
+// every acknowledged entry is there with the acknowledged term, across many kill/restart rounds on
+// one directory.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,7 +17,10 @@ afterAll(() => {
   for (const directory of directories) rmSync(directory, { recursive: true, force: true })
 })
 
-/** Runs the writer until it has acknowledged at least `acksMin` batches plus a random delay, then SIGKILLs it. */
+/**
+ * Runs the writer until it has acknowledged at least `acksMin` batches plus a random delay,
+ * then SIGKILLs it.
+ */
 function runAndKill(
   directory: string,
   seed: number,
@@ -118,7 +122,8 @@ describe('durable raft store under SIGKILL', () => {
             : 'neither'
         expect(
           outcome,
-          `round ${round}: log ${first}..${last}, acknowledged up to ${lastAcknowledged}, pending ${JSON.stringify(pending)}`,
+          `round ${round}: log ${first}..${last}, acknowledged up to ${lastAcknowledged}, ` +
+            `pending ${JSON.stringify(pending)}`,
         ).not.toBe('neither')
         const snapshot = storage.snapshot()
         if (snapshot.metadata.index > 0) {
@@ -139,7 +144,8 @@ describe('durable raft store under SIGKILL', () => {
     expect(lastAcknowledged).toBeGreaterThan(50)
     // whether a kill landed mid-write depends on timing; the torn-tail unit test covers it for sure
     console.log(
-      `${rounds} kills, ${lastAcknowledged} entries; the batch in flight was found written in ${pendingWritten} reopenings, a torn tail discarded in ${tornSeen}`,
+      `${rounds} kills, ${lastAcknowledged} entries; the batch in flight was found written in ` +
+        `${pendingWritten} reopenings, a torn tail discarded in ${tornSeen}`,
     )
   }, 120_000)
 })

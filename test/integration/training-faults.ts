@@ -9,7 +9,10 @@ export interface GradientFault {
   factor: number
 }
 
-/** wrapComputer for a member that lies with `fault`; `seed` and `tag` make its random directions reproducible. */
+/**
+ * wrapComputer for a member that lies with `fault`;
+ * `seed` and `tag` make its random directions reproducible.
+ */
 export function lyingComputer(
   fault: GradientFault,
   seed: number,

@@ -97,7 +97,8 @@ describe('a training group over libp2p', () => {
     expect(status.reports.reduce((total, report) => total + report.accepted, 0)).toBe(120)
   }, 120_000)
 
-  it('works ahead of the commit without changing a bit: the same params as members that wait for it', async () => {
+  it('works ahead of the commit without changing a ' +
+    'bit: the same params as members that wait for it', async () => {
     const ahead = await trainToTheEnd('ahead')
     const waiting = await trainToTheEnd('waiting', { speculate: false })
     expect(ahead[0].member.status().digest).toBe(waiting[0].member.status().digest)
@@ -125,7 +126,8 @@ describe('a training group over libp2p', () => {
     expect(leaderOf(slow)!.member.status().gradientsReceivedAhead).toBeGreaterThan(40)
   }, 180_000)
 
-  it('with int8 compression proposes int8 updates (a quarter of the log bytes) and trains as well', async () => {
+  it('with int8 compression proposes int8 updates ' +
+    '(a quarter of the log bytes) and trains as well', async () => {
     const members = await trainToTheEnd('int8', { compression: 'int8' })
     // the log's step entries carry int8 updates: one byte a value and a float32 scale per 256
     const count = 784 * 64 + 64 + 64 * 10 + 10
@@ -143,7 +145,8 @@ describe('a training group over libp2p', () => {
   }, 120_000)
 
   it.each(['none', 'int8'] as const)(
-    'survives the loss of its leader mid-run (compression %s): a new leader continues, no step lost or applied twice',
+    'survives the loss of its leader mid-run (compression %s): a new leader continues, ' +
+      'no step lost or applied twice',
     async (compression) => {
       const steps = 50
       const members = await startTrainingCluster({
@@ -177,7 +180,8 @@ describe('a training group over libp2p', () => {
     ['median', { kind: 'scale', factor: 100 }],
     ['trimmed-mean', { kind: 'random', factor: 1 }],
   ] as const) {
-    it(`converges with ${rule} despite a member sending ${fault.kind} x${fault.factor} gradients, and reports it`, async () => {
+    it(`converges with ${rule} despite a member sending ${fault.kind} x${fault.factor} gradients, ` +
+      `and reports it`, async () => {
       const steps = 40
       const members = await startTrainingCluster({
         size: 3,

@@ -85,7 +85,8 @@ async function trainInGroups(data: MnistSplit, compression: Compression): Promis
 }
 
 describe('result quality', () => {
-  it('2 groups of 3 with outer averaging land within 0.5 points of train --local; int8 within 0.3 of float32', async () => {
+  it('2 groups of 3 with outer averaging land within 0.5 points of train --local; ' +
+    'int8 within 0.3 of float32', async () => {
     const data = await loadMnist()
     const groupAccuracy = await trainInGroups(data, 'none')
     // int8 both ways: the members' gradients and the leaders' updates
@@ -106,7 +107,9 @@ describe('result quality', () => {
     expect(local.manifest.training.steps).toBe(STEPS)
     const localAccuracy = local.manifest.metrics.testAccuracy
     console.log(
-      `test accuracy: groups ${(100 * groupAccuracy).toFixed(2)}%, groups int8 ${(100 * int8Accuracy).toFixed(2)}%, train --local ${(100 * localAccuracy).toFixed(2)}%`,
+      `test accuracy: groups ${(100 * groupAccuracy).toFixed(2)}%, ` +
+        `groups int8 ${(100 * int8Accuracy).toFixed(2)}%, train --local ` +
+        `${(100 * localAccuracy).toFixed(2)}%`,
     )
     expect(Math.abs(groupAccuracy - localAccuracy)).toBeLessThanOrEqual(0.005)
     expect(groupAccuracy).toBeGreaterThan(0.9)

@@ -75,7 +75,8 @@ async function countSocketWrites(run: () => Promise<void>): Promise<number> {
 }
 
 describe('shardnetTcp', () => {
-  it('sends each Noise frame with its length in one write: a quarter or less of plain TCP socket writes for 1 MiB', async () => {
+  it('sends each Noise frame with its length in one write: a quarter or less of plain TCP socket writes ' +
+    'for 1 MiB', async () => {
     const payload = randomBytes(1 << 20, 1)
     const writes: Record<string, number> = {}
     for (const transport of ['plain', 'shardnet'] as const) {

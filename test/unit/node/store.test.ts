@@ -1,6 +1,7 @@
 // Proves the durable store in a real temp data dir: atomic writes with the right modes, an identity
 // that survives a restart, a block store that refuses and never serves bytes that do not match their
-// CID (also when written piece by piece as a fetch arrives, with a crash-safe temp file and rename), pid files that tell a live daemon from a stale one, and the API token.
+// CID (also when written piece by piece as a fetch arrives, with a crash-safe temp file and rename),
+// pid files that tell a live daemon from a stale one, and the API token.
 import { spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -132,28 +133,31 @@ describe('file block store', () => {
     expect(() => writer.write(bytes)).toThrow()
   })
 
-  it("commits a block another thread wrote into the writer's file, and refuses one over the limit", async () => {
-    const folder = await tempDir()
-    const store = new FileBlockStore({ folder, blockBytesMax: 50_000 })
-    const bytes = new Uint8Array(40_000).map((_, i) => (i * 7) & 0xff)
-    const cid = await cidOfBytes(bytes)
-    const writer = store.writer(cid)
-    // what the blocks service's worker does: create the file exclusively, write it, then commit
-    await writeFile(writer.file.path, bytes, { flag: 'wx', mode: 0o600 })
-    await writer.commit()
-    expect(await readdir(folder)).toEqual([cid.toString()])
-    expect(await store.get(cid)).toEqual(bytes)
+  it(
+    'commits a block another thread wrote into the ' + "writer's file, and refuses one over the limit",
+    async () => {
+      const folder = await tempDir()
+      const store = new FileBlockStore({ folder, blockBytesMax: 50_000 })
+      const bytes = new Uint8Array(40_000).map((_, i) => (i * 7) & 0xff)
+      const cid = await cidOfBytes(bytes)
+      const writer = store.writer(cid)
+      // what the blocks service's worker does: create the file exclusively, write it, then commit
+      await writeFile(writer.file.path, bytes, { flag: 'wx', mode: 0o600 })
+      await writer.commit()
+      expect(await readdir(folder)).toEqual([cid.toString()])
+      expect(await store.get(cid)).toEqual(bytes)
 
-    const big = new Uint8Array(60_000)
-    const bigCid = await cidOfBytes(big)
-    const tooLarge = store.writer(bigCid)
-    await writeFile(tooLarge.file.path, big, { flag: 'wx', mode: 0o600 })
-    await expect(tooLarge.commit()).rejects.toThrow(RangeError)
-    const aborted = store.writer(bigCid)
-    await writeFile(aborted.file.path, bytes, { flag: 'wx', mode: 0o600 })
-    await aborted.abort()
-    expect(await readdir(folder)).toEqual([cid.toString()])
-  })
+      const big = new Uint8Array(60_000)
+      const bigCid = await cidOfBytes(big)
+      const tooLarge = store.writer(bigCid)
+      await writeFile(tooLarge.file.path, big, { flag: 'wx', mode: 0o600 })
+      await expect(tooLarge.commit()).rejects.toThrow(RangeError)
+      const aborted = store.writer(bigCid)
+      await writeFile(aborted.file.path, bytes, { flag: 'wx', mode: 0o600 })
+      await aborted.abort()
+      expect(await readdir(folder)).toEqual([cid.toString()])
+    },
+  )
 
   it('leaves nothing behind when a writer is aborted or goes over the limit', async () => {
     const folder = await tempDir()

@@ -20,7 +20,10 @@ function sha256(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(bytes).digest())
 }
 
-/** A sink that keeps a copy of what it got, and releases each piece a little later (as a file write would). */
+/**
+ * A sink that keeps a copy of what it got, and releases each piece a little later
+ * (as a file write would).
+ */
 class CollectingSink implements AssemblySink {
   readonly pieces: Uint8Array[] = []
   async write(bytes: Uint8Array): Promise<void> {
@@ -71,40 +74,43 @@ describe('block assembly', () => {
     )
   })
 
-  it("writes the block into the sink's file on the worker, and removes the file of an aborted one", async () => {
-    const folder = await mkdtemp(join(tmpdir(), 'shardnet-assembly-'))
-    const block = new Uint8Array(30_000).map((_, i) => (i * 13) & 0xff)
-    const sink: AssemblySink = {
-      // flushed every 5000 bytes: background fdatasyncs run while the pieces arrive
-      file: { path: join(folder, 'block.tmp'), syncBytes: 5000 },
-      write: () => {
-        throw new Error('a sink with a file gets no write()')
-      },
-    }
-    const assembly = worker.assemble(block.byteLength, sink)
-    feed(assembly, block, [3000, 7000, 1])
-    const result = await assembly.finish()
-    expect(result.fileError).toBeUndefined()
-    expect(result.digest).toEqual(sha256(block))
-    expect(Buffer.from(await readFile(join(folder, 'block.tmp'))).equals(block)).toBe(true)
+  it(
+    "writes the block into the sink's file on the " + 'worker, and removes the file of an aborted one',
+    async () => {
+      const folder = await mkdtemp(join(tmpdir(), 'shardnet-assembly-'))
+      const block = new Uint8Array(30_000).map((_, i) => (i * 13) & 0xff)
+      const sink: AssemblySink = {
+        // flushed every 5000 bytes: background fdatasyncs run while the pieces arrive
+        file: { path: join(folder, 'block.tmp'), syncBytes: 5000 },
+        write: () => {
+          throw new Error('a sink with a file gets no write()')
+        },
+      }
+      const assembly = worker.assemble(block.byteLength, sink)
+      feed(assembly, block, [3000, 7000, 1])
+      const result = await assembly.finish()
+      expect(result.fileError).toBeUndefined()
+      expect(result.digest).toEqual(sha256(block))
+      expect(Buffer.from(await readFile(join(folder, 'block.tmp'))).equals(block)).toBe(true)
 
-    const aborted = worker.assemble(block.byteLength, {
-      ...sink,
-      file: { path: join(folder, 'gone.tmp'), syncBytes: 5000 },
-    })
-    aborted.append(block.subarray(0, 10_000))
-    aborted.abort()
-    // the worker handles messages in order: once a later block is finished, the abort has been seen; it
-    // then removes the file as soon as its flush in flight, if any, is done
-    const later = worker.assemble(10)
-    later.append(new Uint8Array(10))
-    await later.finish()
-    const deadline = Date.now() + 5000
-    while ((await readdir(folder)).includes('gone.tmp') && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
-    expect(await readdir(folder)).toEqual(['block.tmp'])
-  })
+      const aborted = worker.assemble(block.byteLength, {
+        ...sink,
+        file: { path: join(folder, 'gone.tmp'), syncBytes: 5000 },
+      })
+      aborted.append(block.subarray(0, 10_000))
+      aborted.abort()
+      // the worker handles messages in order: once a later block is finished, the abort has been seen; it
+      // then removes the file as soon as its flush in flight, if any, is done
+      const later = worker.assemble(10)
+      later.append(new Uint8Array(10))
+      await later.finish()
+      const deadline = Date.now() + 5000
+      while ((await readdir(folder)).includes('gone.tmp') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      expect(await readdir(folder)).toEqual(['block.tmp'])
+    },
+  )
 
   it('keeps several blocks apart on one worker', async () => {
     const blocks = [1, 2, 3].map((n) => new Uint8Array(20_000 + n).map((_, i) => (i * n * 31) & 0xff))

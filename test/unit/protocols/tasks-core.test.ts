@@ -439,17 +439,21 @@ describe('task lifecycle', () => {
     return { record, effects }
   }
 
-  it('fails staffing at the deadline saying how many workers it found, needed and why others declined', () => {
-    const { record } = run(start(), [
-      claim('a'),
-      { type: 'decline', peerId: 'b', reason: 'needs 1 TiB of memory', nowMs: 2 },
-      { type: 'tick', nowMs: 1000, stallMs: 100 },
-    ])
-    expect(record.state).toBe('failed')
-    expect(record.error).toBe(
-      'could not staff the task before its deadline: found 1 eligible worker, needed 2 (1 declined: needs 1 TiB of memory)',
-    )
-  })
+  it(
+    'fails staffing at the deadline saying how many ' + 'workers it found, needed and why others declined',
+    () => {
+      const { record } = run(start(), [
+        claim('a'),
+        { type: 'decline', peerId: 'b', reason: 'needs 1 TiB of memory', nowMs: 2 },
+        { type: 'tick', nowMs: 1000, stallMs: 100 },
+      ])
+      expect(record.state).toBe('failed')
+      expect(record.error).toBe(
+        'could not staff the task before its deadline: found 1 eligible worker, needed 2 (1 declined: ' +
+          'needs 1 TiB of memory)',
+      )
+    },
+  )
 
   it('assigns, waits for every group at an outer round, marks stalls, finishes', () => {
     let { record, effects } = run(start(), [claim('a'), claim('b')])
