@@ -9,7 +9,7 @@ import type { BlockFile, BlockStore, BlockWriter } from '../../protocols/blocks/
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
 import { temporaryPathFor, writeFileAtomic } from './atomic-file.js'
 
-/** sha2-256 multihash code: the only hash shardnet names blocks with (DESIGN.md principle 4) */
+/** sha2-256 multihash code: the only hash shardnet names blocks with, so every CID is verifiable here */
 const SHA2_256 = 0x12
 
 /** A block's bytes do not hash to its CID: refused on write, reported on read (disk corruption). */

@@ -8,8 +8,8 @@
 //                 mid-write) is detected by its length or CRC and cut off. Once the last segment
 //                 holds walSegmentBytes a new one is started with the current hard state as its first
 //                 record; a compaction deletes the oldest segments whose entries are all compacted.
-//                 (It used to rewrite the live log into a new wal.log, synchronously: with 800 KB
-//                 training entries that stalled a member for ~150 ms every ~80 steps.)
+//                 Compaction never rewrites the live log: with 800 KB training entries a synchronous
+//                 rewrite stalls a member for ~150 ms every ~80 steps.
 //   snapshot.bin  the latest snapshot, replaced atomically (write temp, fsync, rename, fsync dir).
 // A snapshot received from the leader replaces the log: a marker record is appended to the WAL
 // first, then the snapshot file is replaced; on replay a marker counts only if the snapshot file

@@ -1,7 +1,8 @@
 /**
  * `/shardnet/claim/1.0.0`: the direct conversation between a task's submitter and its workers (claims,
  * assignments, progress, outer-step parameters, cancellation). Gossip carries only the announcement;
- * everything addressed to one peer goes over this protocol (see notes/libp2p.md on Bacalhau's lesson).
+ * everything addressed to one peer goes over this protocol: broadcasting everything over gossipsub
+ * does not scale and cannot target one node (Bacalhau's experience, which moved it off gossipsub).
  *
  * Wire: the opener writes ONE length-prefixed ClaimRequest, the other side answers ONE ClaimResponse,
  * both close. Frames are at most {@link CLAIM_FRAME_BYTES_MAX}; every stream has a deadline; a request

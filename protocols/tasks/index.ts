@@ -252,8 +252,10 @@ export function announcementToWire(a: Announcement): TaskAnnouncement {
   }
 }
 
-/** Remembers keys until their expiry, at most `capacity` of them (oldest insertion forgotten first). */
-/** A bounded map whose entries lapse at their own expiry; the oldest go first when it is full. */
+/**
+ * A map of at most `capacity` entries, each lapsing at its own expiry (a lapsed one reads as absent and
+ * is dropped then); when it is full, the entry set longest ago goes first.
+ */
 class ExpiringMap<V> {
   private readonly entries = new Map<string, { value: V; expiresMs: number }>()
   constructor(private readonly capacity: number) {}

@@ -382,7 +382,7 @@ describe('training tasks survive daemon failures', () => {
     const byPeer = await liveWorkers()
     // long enough to outlast the submitter's stall timeout (15 s) and the replacement delay (2 s) by a
     // wide margin: two members train this model at up to ~140 steps/s on a 2-core machine (2000 steps
-    // were once over in 14 s, before the replacement was due), so 8000 last about a minute
+    // can be over in 14 s, before the replacement is due), so 8000 last about a minute
     const steps = 8000
     const { id, running } = await trainingPastStep20(submitter, { steps })
     const original = running.groups[0].members
@@ -401,8 +401,8 @@ describe('training tasks survive daemon failures', () => {
     const submitter = nodes[0]
     const byPeer = await liveWorkers()
     expect(byPeer.size).toBeGreaterThanOrEqual(2)
-    // a one-member group trains this model at ~150 steps/s here: 300 steps were once over in 2 s, before
-    // the kill at step 20 landed (CI run); 4000 leave the kill mid-task and take ~30 s after the restart
+    // a one-member group trains this model at ~150 steps/s here: 300 steps can be over in 2 s, before
+    // the kill at step 20 lands; 4000 leave the kill mid-task and take ~30 s after the restart
     const steps = 4000
     const { id, running } = await trainingPastStep20(submitter, { groupSize: 1, steps })
     // the group's only member dies (so does a whole group that dies at once): nobody publishes a state

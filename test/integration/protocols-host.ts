@@ -1,7 +1,9 @@
 // Test helper: real libp2p nodes on 127.0.0.1 TCP with the shardnet protocol services, configured here
-// (not through node/host.ts) so the protocol tests stand on their own. Loopback settings follow
-// /work/shared/notes/libp2p.md: connection-manager allow list, no gossipsub IP-colocation penalty,
-// DHT server mode with the passthrough mapper and a fast first self-query.
+// (not through node/host.ts) so the protocol tests stand on their own. Loopback needs its own settings:
+// the connection manager's allow list for 127.0.0.0/8 (it accepts 5 inbound connections/s per IP
+// otherwise), no gossipsub IP-colocation penalty (it graylists peers once about a dozen share
+// 127.0.0.1), DHT server mode with the passthrough mapper (kad-dht drops loopback addresses otherwise)
+// and a fast first self-query (every query waits about 1 s for it otherwise).
 import { gossipsub, StrictSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { PeerId } from '@libp2p/interface'
