@@ -19,14 +19,21 @@ const ALLOWED: Record<string, readonly string[]> = {
 }
 
 const SOURCE = /\.(ts|js|mjs)$/
+/** Folders of dependencies, build output and scratch files: never the repository's own source. */
+const SKIPPED_FOLDERS = new Set(['node_modules', '.git', 'dist', '.tmp'])
+
+/** The files under `folder` whose path (relative to the repository root) `wanted` accepts. */
+function filesUnder(folder: string, wanted: (path: string) => boolean): string[] {
+  return readdirSync(join(ROOT, folder), { withFileTypes: true }).flatMap((entry) => {
+    const path = join(folder, entry.name)
+    if (entry.isDirectory()) return SKIPPED_FOLDERS.has(entry.name) ? [] : filesUnder(path, wanted)
+    return entry.isFile() && wanted(path) ? [path] : []
+  })
+}
 
 /** The source files under `folder`, relative to the repository root. */
 function sourceFiles(folder: string): string[] {
-  return readdirSync(join(ROOT, folder), { withFileTypes: true }).flatMap((entry) => {
-    const path = join(folder, entry.name)
-    if (entry.isDirectory()) return sourceFiles(path)
-    return entry.isFile() && SOURCE.test(entry.name) ? [path] : []
-  })
+  return filesUnder(folder, (path) => SOURCE.test(path))
 }
 
 // `import ... from '...'` and `export ... from '...'` at the start of a line (over several lines),
@@ -86,4 +93,30 @@ describe('layers (docs/architecture.md)', () => {
       expect(violations(layer)).toEqual([])
     })
   }
+})
+
+// biome's formatter keeps code within its lineWidth but leaves comments and long literals as written,
+// so the width is checked here on every TypeScript file it formats: all but the dependencies, build
+// output and the generated protocols/wire/*.ts (the exclusions of biome.json's files.includes)
+const LINE_WIDTH: number = JSON.parse(readFileSync(join(ROOT, 'biome.json'), 'utf8')).formatter.lineWidth
+
+/** The .ts files of the repository that biome formats, relative to its root. */
+function formattedTypeScript(): string[] {
+  return filesUnder('.', (path) => path.endsWith('.ts') && dirname(path) !== join('protocols', 'wire'))
+}
+
+describe(`line width (biome.json: ${LINE_WIDTH})`, () => {
+  it('holds on every line of every formatted TypeScript file, comments and literals included', () => {
+    const files = formattedTypeScript()
+    expect(files).toContain(join('protocols', 'raft', 'raft.ts'))
+    expect(files).not.toContain(join('protocols', 'wire', 'raft.ts'))
+    const over = files.flatMap((file) =>
+      readFileSync(join(ROOT, file), 'utf8')
+        .split('\n')
+        .flatMap((line, i) =>
+          [...line].length > LINE_WIDTH ? [`${file}:${i + 1} (${[...line].length})`] : [],
+        ),
+    )
+    expect(over, `lines over ${LINE_WIDTH} characters:\n${over.join('\n')}`).toEqual([])
+  })
 })
