@@ -694,7 +694,6 @@ describe('task lifecycle', () => {
 
     it('does not replace without a state, when nobody is silent, or when replaceAfterMs is 0', () => {
       // no state was offered (c still reports)
-      let effects: TaskEffect[]
       let { record } = run(three(), [progress('c', 0, { step: 4, leader: '', nowMs: 4990 }), tick(5000)])
       expect(record.groups[0].status).toBe('stalled')
       expect(record.groups[0].stateFetching).toBeUndefined()
@@ -706,9 +705,9 @@ describe('task lifecycle', () => {
         tick(5000),
       ]))
       expect(record.groups[0].status).toBe('stalled')
-      ;({ record, effects } = run({ ...stalledWithState(), replaceAfterMs: 0 }, [tick(50_000)]))
-      expect(record.groups[0].status).toBe('stalled')
-      expect(effects).toEqual([])
+      const never = run({ ...stalledWithState(), replaceAfterMs: 0 }, [tick(50_000)])
+      expect(never.record.groups[0].status).toBe('stalled')
+      expect(never.effects).toEqual([])
     })
 
     it('starts a group over from step 0 when every member is gone without leaving a state', () => {
@@ -856,7 +855,6 @@ describe('task lifecycle', () => {
     })
 
     it('keeps a silent member that reports again before a newcomer takes its place', () => {
-      let effects: TaskEffect[]
       let { record } = run(three(), [
         progress('b', 0, { step: 5, leader: 'a', nowMs: 20 }),
         progress('a', 0, { step: 9, leader: 'a', nowMs: 1100 }),
@@ -867,11 +865,12 @@ describe('task lifecycle', () => {
         tick(1220),
       ])
       expect(record.groups[0].vacated).toEqual(['b'])
-      ;({ record, effects } = run(record, [progress('b', 0, { step: 13, leader: 'a', nowMs: 1240 })]))
+      const back = run(record, [progress('b', 0, { step: 13, leader: 'a', nowMs: 1240 })])
+      record = back.record
       expect(record.groups[0].vacated).toBeUndefined()
       expect(record.groups[0].stateWanted).toBeUndefined()
       expect(isRecruiting(record)).toBe(false)
-      expect(effects).toEqual([])
+      expect(back.effects).toEqual([])
       // silent members that report again before the state arrives are not asked for one any more
       ;({ record } = run(three(), [
         progress('b', 0, { step: 5, leader: 'a', nowMs: 20 }),
