@@ -9,7 +9,7 @@
 import { RaftNode } from '../../protocols/raft/node.js'
 import { handleReady, type ReadyDriver } from '../../protocols/raft/ready.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
-import type { Entry, Message, Snapshot } from '../../protocols/raft/types.js'
+import { assert, type Entry, type Message, type Snapshot } from '../../protocols/raft/types.js'
 import { GROUP_RAFT_DEFAULTS } from '../../protocols/training/group.js'
 import type { MemberCore } from '../../protocols/training/member.js'
 import { chainDigest, entryDigest, SafetyCheckers, SafetyViolation } from '../raft/checkers.js'
@@ -17,7 +17,7 @@ import { EventKind, type EventLoop } from './events.js'
 import { Members, memberName } from './members.js'
 import { type Metrics, SAMPLE_STALLED_MS } from './metrics.js'
 import type { Network } from './network.js'
-import type { DerivedParameters } from './parameters.js'
+import { type DerivedParameters, GROUP_SIZE_MAX } from './parameters.js'
 
 /** Bytes of an assignment (the submitter's stream message naming the task, group and members). */
 export const ASSIGNMENT_BYTES = 300
@@ -121,6 +121,7 @@ export class Groups {
     members: number[],
   ): GroupState {
     const k = members.length
+    assert(k <= GROUP_SIZE_MAX, `a group of ${k} members (at most ${GROUP_SIZE_MAX})`)
     const id = this.all.length
     const group: GroupState = {
       id,

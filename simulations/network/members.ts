@@ -52,6 +52,7 @@ import type { GroupState } from './groups.js'
 import type { Metrics } from './metrics.js'
 import { MODEL_PARAMETER_COUNT } from './model.js'
 import type { Network } from './network.js'
+import { GROUP_SIZE_MAX } from './parameters.js'
 import { STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
 
 /** Params each simulated member trains: enough for the real arithmetic, few enough for 10,000s of members. */
@@ -66,7 +67,13 @@ export const EXCHANGE_CONTROL_BYTES = 100
 /** The loss an honest member reports with its gradient (the screening rule only checks it is finite). */
 export const PROBE_LOSS = 2.3
 
-/** A member's name in its core and its Raft node: its position + 1 (names sort as positions do). */
+// member names are one digit each (see memberName)
+assert(GROUP_SIZE_MAX <= 9, 'a group size over 9 would give two-digit member names')
+
+/**
+ * A member's name in its core and its Raft node: its position + 1. The core sorts members by name, so
+ * names must sort as positions do: one digit each, which GROUP_SIZE_MAX keeps them.
+ */
 export function memberName(position: number): string {
   return String(position + 1)
 }
@@ -189,6 +196,9 @@ export class Members {
     state.step = group.firstStep - 1
     group.incarnation[position]++
     group.wakeAtMs[position] = Number.POSITIVE_INFINITY
+    // a tick or rearm still queued for an earlier run does not stand for this one's
+    group.tickQueued[position] = false
+    group.rearming[position] = false
     group.cores[position] = new MemberCore(config, state)
     if (snapshot) this.input(group, position, { type: 'snapshot', data: snapshot, nowMs: this.now })
     this.continueAfter(group, position, { type: 'tick' }, 'microtask')
