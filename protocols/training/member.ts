@@ -354,24 +354,21 @@ export class MemberCore {
    */
   nextWakeMs(): number | undefined {
     let wake = Number.POSITIVE_INFINITY
-    const at = (ms: number) => {
-      if (Number.isFinite(ms) && ms < wake) wake = ms
-    }
     const state = this.state
     if (this.needState && !this.isLeader && this.leader)
-      at(this.stateRequestAtMs + STATE_REQUEST_INTERVAL_MS + 1)
+      wake = earlier(wake, this.stateRequestAtMs + STATE_REQUEST_INTERVAL_MS + 1)
     if (readyForStep(state, this.config.training) && !this.isLeader && this.leader && !this.sending) {
       for (const gradient of [this.pending, this.ahead]) {
         if (gradient && gradient.ackedBy !== this.leader && gradient.sentTo === this.leader)
-          at(gradient.sentAtMs + this.config.resendMs + 1)
+          wake = earlier(wake, gradient.sentAtMs + this.config.resendMs + 1)
       }
     }
     if (this.isLeader) {
       const collecting = this.collecting
       if (collecting?.quorumAtMs !== undefined && this.isCurrent(collecting) && !this.proposalPending(false))
-        at(collecting.quorumAtMs + this.config.stragglerTimeoutMs)
+        wake = earlier(wake, collecting.quorumAtMs + this.config.stragglerTimeoutMs)
       if (needsOuterStep(state, this.config.training) && this.outerInFlight === undefined)
-        at(this.outerRetryAtMs)
+        wake = earlier(wake, this.outerRetryAtMs)
     }
     return Number.isFinite(wake) ? wake : undefined
   }
@@ -965,4 +962,8 @@ function lastTrainingEntry(entries: readonly Entry[]): Entry | undefined {
   let last: Entry | undefined
   for (const entry of entries) if (entry.type === 'normal' && entry.data.length > 0) last = entry
   return last
+}
+
+function earlier(wake: number, ms: number): number {
+  return Number.isFinite(ms) && ms < wake ? ms : wake
 }

@@ -108,11 +108,6 @@ export function computeStep(
   config: TrainingConfig,
   into?: StepArrays,
 ): StepResult {
-  const copy = (source: Float32Array, target: Float32Array | undefined) => {
-    if (!target || target.length !== source.length || target === source) return source.slice()
-    target.set(source)
-    return target
-  }
   const result = {
     params: copy(state.params, into?.params),
     firstMoment: copy(state.firstMoment, into?.firstMoment),
@@ -120,6 +115,12 @@ export function computeStep(
     digest: state.digest,
   }
   return adamWStep(result, state.step, update, config)
+}
+
+function copy(source: Float32Array, target: Float32Array | undefined): Float32Array {
+  if (!target || target.length !== source.length || target === source) return source.slice()
+  target.set(source)
+  return target
 }
 
 /** The AdamW step of `step` on `arrays` IN PLACE; returns them with the new digest. */
@@ -258,8 +259,32 @@ export function encodeEntry(entry: DecodedEntry): Uint8Array {
   })
 }
 
-/** Decodes a log entry's payload; undefined when it is not a TrainingEntry (every member skips it alike). */
-export function decodeEntry(data: Uint8Array, membersMax = 1024): DecodedEntry | undefined {
+/** Most contributors, rejections and suspects a decoded entry may list. */
+export const ENTRY_MEMBERS_MAX_DEFAULT = 1024
+
+/**
+ * Decoded entries by their bytes: a member decodes the same entry as it is appended, worked out and
+ * committed (and the simulator's members share one entry's bytes). A cache of a pure function on
+ * bytes that are never changed once proposed; it holds nothing alive (an entry goes with its bytes).
+ */
+const decodedEntries = new WeakMap<Uint8Array, DecodedEntry | undefined>()
+
+/**
+ * Decodes a log entry's payload; undefined when it is not a TrainingEntry (every member skips it
+ * alike). The result is shared by every caller with the same bytes: read it, never change it.
+ */
+export function decodeEntry(
+  data: Uint8Array,
+  membersMax = ENTRY_MEMBERS_MAX_DEFAULT,
+): DecodedEntry | undefined {
+  if (membersMax !== ENTRY_MEMBERS_MAX_DEFAULT) return decodeEntryOnce(data, membersMax)
+  if (decodedEntries.has(data)) return decodedEntries.get(data)
+  const decoded = decodeEntryOnce(data, membersMax)
+  decodedEntries.set(data, decoded)
+  return decoded
+}
+
+function decodeEntryOnce(data: Uint8Array, membersMax: number): DecodedEntry | undefined {
   let wire: TrainingEntry
   try {
     wire = TrainingEntry.decode(data, {
@@ -361,25 +386,26 @@ export function applyEntry(
   state.digest = result.digest
   state.step++
   state.lastLoss = entry.loss
-  const report = (member: string) => {
-    let counts = state.counts.get(member)
-    if (!counts) {
-      counts = emptyReport(member)
-      state.counts.set(member, counts)
-    }
-    return counts
-  }
-  entry.contributors.forEach((member, i) => {
-    const counts = report(member)
+  for (let i = 0; i < entry.contributors.length; i++) {
+    const counts = reportOf(state, entry.contributors[i])
     counts.accepted++
     if (i < entry.agreement.length && Number.isFinite(entry.agreement[i])) {
       counts.agreementSum += entry.agreement[i]
       counts.scored++
     }
-  })
-  for (const { member } of entry.rejected) report(member).rejected++
-  for (const member of entry.suspects) report(member).suspect++
+  }
+  for (const { member } of entry.rejected) reportOf(state, member).rejected++
+  for (const member of entry.suspects) reportOf(state, member).suspect++
   return { kind: 'applied', step: state.step - 1 }
+}
+
+function reportOf(state: TrainingState, member: string): MemberReport {
+  let counts = state.counts.get(member)
+  if (!counts) {
+    counts = emptyReport(member)
+    state.counts.set(member, counts)
+  }
+  return counts
 }
 
 export function encodeState(state: TrainingState): Uint8Array {
