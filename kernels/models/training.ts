@@ -17,6 +17,10 @@ export class TrainingDivergedError extends Error {
 }
 
 export type LearningRateSchedule = 'constant' | 'cosine'
+/** The learning-rate schedule when none is chosen. */
+export const SCHEDULE_DEFAULT: LearningRateSchedule = 'constant'
+/** AdamW's decoupled weight decay when none is chosen. */
+export const WEIGHT_DECAY_DEFAULT = 0
 
 /**
  * Learning rate of update `step` (0-based) out of `totalSteps`: constant, or a half cosine from

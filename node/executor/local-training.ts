@@ -14,7 +14,9 @@ import {
   evaluate,
   type LearningRateSchedule,
   learningRateAt,
+  SCHEDULE_DEFAULT,
   trainEpoch,
+  WEIGHT_DECAY_DEFAULT,
 } from '../../kernels/models/training.js'
 import {
   BATCH_SIZE_MAX,
@@ -57,8 +59,8 @@ export const TRAINING_DEFAULTS = {
   epochs: 20,
   batchSize: 64,
   learningRate: LEARNING_RATE_DEFAULT,
-  schedule: 'constant' as LearningRateSchedule,
-  weightDecay: 0,
+  schedule: SCHEDULE_DEFAULT,
+  weightDecay: WEIGHT_DECAY_DEFAULT,
   seed: SEED_DEFAULT,
   backend: 'auto' as BackendChoice,
 }

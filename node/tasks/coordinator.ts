@@ -49,6 +49,7 @@ import {
   type TaskRequest,
   type TrainRequest,
   type TrainTaskSpec,
+  trainArchitecture,
   unmetRequirement,
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
@@ -66,7 +67,6 @@ import type { FileBlockStore } from '../store/block-store.js'
 import { encodeTaskData, loadTaskData } from './datasets.js'
 import { InferenceInputError } from './infer-files.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
-import { trainArchitecture } from './train-executor.js'
 
 const log = logger('shardnet:tasks:coordinator')
 

@@ -8,10 +8,10 @@
 // group (incarnation > 0) is a new Raft group whose members all start from that state.
 import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
-import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
+import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import { parameterCount } from '../../kernels/models/mlp.js'
 import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
-import type { TrainSpec, TrainTaskSpec } from '../../protocols/tasks/spec.js'
+import { type TrainTaskSpec, trainArchitecture } from '../../protocols/tasks/spec.js'
 import { startGroupMember } from '../../protocols/training/group.js'
 import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
 import { decodeState, type TrainingState } from '../../protocols/training/state.js'
@@ -42,11 +42,6 @@ export interface TrainExecutorInit {
 export const STATUS_INTERVAL_MS_DEFAULT = 1000
 export const LINGER_MS_DEFAULT = 300_000
 export const LEADERLESS_STATE_MS_DEFAULT = 3000
-
-/** The MLP a training task trains: MNIST pixels in, the task's hidden layers, one logit per digit out. */
-export function trainArchitecture(train: Pick<TrainSpec, 'hiddenSizes'>): MlpArchitecture {
-  return { inputSize: PIXEL_COUNT, hiddenSizes: train.hiddenSizes, outputSize: CLASS_COUNT }
-}
 
 /** The Raft group id of a group's incarnation (each re-formation runs as a new Raft group). */
 export function trainingGroupId(taskId: string, group: number, incarnation: number): string {

@@ -18,8 +18,9 @@
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { z } from 'zod'
+import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { SEED_MAX } from '../../kernels/data/random.js'
-import { MAX_LAYER_WIDTH } from '../../kernels/models/mlp.js'
+import { MAX_LAYER_WIDTH, type MlpArchitecture } from '../../kernels/models/mlp.js'
 import { TaskSpec as WireTaskSpec } from '../wire/task-spec.js'
 import {
   cidFromBytes,
@@ -612,4 +613,9 @@ export function workersNeeded(spec: TaskSpec): number {
     case 'infer':
       return spec.infer.replicas
   }
+}
+
+/** The MLP a training task trains: MNIST pixels in, the task's hidden layers, one logit per digit out. */
+export function trainArchitecture(train: Pick<TrainSpec, 'hiddenSizes'>): MlpArchitecture {
+  return { inputSize: PIXEL_COUNT, hiddenSizes: train.hiddenSizes, outputSize: CLASS_COUNT }
 }

@@ -21,6 +21,14 @@ import { type Gradient, GradRequest, GradResponse } from '../wire/training.js'
 const log = logger('shardnet:training:exchange')
 
 export const GRADIENT_PROTOCOL = '/shardnet/grad/1.0.0'
+/** Deadline of one request/response exchange, both sides. */
+export const EXCHANGE_TIMEOUT_MS_DEFAULT = 10_000
+/** An inbound stream with no request for this long is closed (the sender reopens). */
+export const IDLE_TIMEOUT_MS_DEFAULT = 120_000
+/** Largest request read while no group is joined. */
+export const IDLE_REQUEST_BYTES_MAX_DEFAULT = 65_536
+/** Inbound and outbound streams of the protocol per connection. */
+export const STREAMS_MAX_DEFAULT = 64
 
 /** Bytes of a GradRequest beyond the gradient values: group id, digest, scales headroom. */
 export const REQUEST_OVERHEAD_BYTES = 4096
@@ -144,11 +152,11 @@ export class GradientExchange {
   constructor(components: GradientExchangeComponents, init: GradientExchangeInit = {}) {
     this.components = components
     this.protocol = init.protocol ?? GRADIENT_PROTOCOL
-    this.timeoutMs = init.timeoutMs ?? 10_000
-    this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
-    this.idleRequestBytesMax = init.idleRequestBytesMax ?? 65_536
-    this.maxInboundStreams = init.maxInboundStreams ?? 64
-    this.maxOutboundStreams = init.maxOutboundStreams ?? 64
+    this.timeoutMs = init.timeoutMs ?? EXCHANGE_TIMEOUT_MS_DEFAULT
+    this.idleTimeoutMs = init.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT
+    this.idleRequestBytesMax = init.idleRequestBytesMax ?? IDLE_REQUEST_BYTES_MAX_DEFAULT
+    this.maxInboundStreams = init.maxInboundStreams ?? STREAMS_MAX_DEFAULT
+    this.maxOutboundStreams = init.maxOutboundStreams ?? STREAMS_MAX_DEFAULT
   }
 
   async start(): Promise<void> {

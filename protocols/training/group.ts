@@ -24,6 +24,7 @@
 // `gradients: gradientExchange()` (exchange.ts, /shardnet/grad/1.0.0).
 import { logger } from '@libp2p/logger'
 import { parameterCount } from '../../kernels/models/mlp.js'
+import { SCHEDULE_DEFAULT, WEIGHT_DECAY_DEFAULT } from '../../kernels/models/training.js'
 import { ENTRY_BYTES_MAX_DEFAULT, RaftRunner } from '../raft/runner.js'
 import { bootstrapUpdate } from '../raft/storage.js'
 import { type Gradient, GradResponse } from '../wire/training.js'
@@ -494,8 +495,8 @@ function resolveMemberConfig(init: GroupMemberInit, self: string): MemberConfig 
       parameterCount: parameterCount(init.architecture),
       steps: init.steps,
       learningRate: init.learningRate,
-      schedule: init.schedule ?? 'constant',
-      weightDecay: init.weightDecay ?? 0,
+      schedule: init.schedule ?? SCHEDULE_DEFAULT,
+      weightDecay: init.weightDecay ?? WEIGHT_DECAY_DEFAULT,
       outerEvery: init.outerEvery ?? 0,
     },
     aggregate: init.aggregate ?? rules.aggregate,
@@ -544,12 +545,5 @@ export function startGroupMember(init: GroupMemberInit): GroupMember {
 
 /** The outer rounds a run of `steps` with outer steps every `outerEvery` performs. */
 export function outerRoundsOf(steps: number, outerEvery: number): number {
-  return outerRoundsRequired(steps, {
-    parameterCount: 0,
-    steps,
-    learningRate: 1,
-    schedule: 'constant',
-    weightDecay: 0,
-    outerEvery,
-  })
+  return outerRoundsRequired(steps, { steps, outerEvery })
 }

@@ -62,7 +62,10 @@ export function createTrainingState(params: Float32Array, members: readonly stri
 }
 
 /** Outer rounds that must be applied before inner step `step` may run (or, at the end, to finish). */
-export function outerRoundsRequired(step: number, config: TrainingConfig): number {
+export function outerRoundsRequired(
+  step: number,
+  config: Pick<TrainingConfig, 'steps' | 'outerEvery'>,
+): number {
   if (config.outerEvery <= 0) return 0
   const rounds = Math.floor(step / config.outerEvery)
   return step === config.steps && step % config.outerEvery !== 0 ? rounds + 1 : rounds

@@ -22,6 +22,7 @@
 // memberWake, stateRequestArrives, stateAnswered.
 import { assert, ProposalDroppedError } from '../../protocols/raft/types.js'
 import { LEARNING_RATE_DEFAULT } from '../../protocols/tasks/spec.js'
+import { EXCHANGE_TIMEOUT_MS_DEFAULT } from '../../protocols/training/exchange.js'
 import {
   MEMBER_RULE_DEFAULTS,
   type MemberConfig,
@@ -57,11 +58,8 @@ import { STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
 
 /** Params each simulated member trains: enough for the real arithmetic, few enough for 10,000s of members. */
 export const SIMULATED_PARAMETER_COUNT = 4
-/**
- * Deadline of one gradient or state exchange (protocols/training/exchange.ts, its `timeoutMs`
- * default): a send to a member that is down or cut off fails this long after it started.
- */
-export const EXCHANGE_TIMEOUT_MS = 10_000
+/** A gradient or state send to a member that is down or cut off fails this long after it started. */
+export const EXCHANGE_TIMEOUT_MS = EXCHANGE_TIMEOUT_MS_DEFAULT
 /** Bytes of a state request and of the framing around a gradient's answer. */
 export const EXCHANGE_CONTROL_BYTES = 100
 /** The loss an honest member reports with its gradient (the screening rule only checks it is finite). */
