@@ -7,7 +7,12 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
+import {
+  InvalidDataLengthError,
+  InvalidDataLengthLengthError,
+  InvalidMessageLengthError,
+  lpStream,
+} from '@libp2p/utils'
 import { RaftFrame, RaftMessage } from '../wire/raft.js'
 import { isLocalMessage, MESSAGE_TYPES, type Message, type MessageType, message } from './types.js'
 
@@ -424,11 +429,10 @@ export class RaftTransport {
         if (valid.length > 0) handler.onMessages(valid)
       }
     } catch (error) {
-      const name = (error as Error).name
       if (
-        name === 'InvalidDataLengthError' ||
-        name === 'InvalidDataLengthLengthError' ||
-        name === 'InvalidMessageLengthError'
+        error instanceof InvalidDataLengthError ||
+        error instanceof InvalidDataLengthLengthError ||
+        error instanceof InvalidMessageLengthError
       ) {
         this.stats.refusedMalformed++
       }

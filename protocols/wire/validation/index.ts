@@ -20,6 +20,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { MaxLengthError } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { BlockChunk, BlockRequest, BlockResponse } from '../blocks.js'
 import { CapabilityRecord, SignedCapabilityRecord } from '../capability.js'
@@ -211,7 +212,7 @@ export function decodeCapabilityRecord(
     return { ok: true, value }
   } catch (err) {
     // protons throws MaxLengthError when a repeated field is over its limit
-    return { ok: false, reason: (err as Error).name === 'MaxLengthError' ? 'oversized' : 'malformed' }
+    return { ok: false, reason: err instanceof MaxLengthError ? 'oversized' : 'malformed' }
   }
 }
 
