@@ -497,6 +497,12 @@ export class DurableRaftStorage implements RaftStorage {
     // entries at or below the snapshot were compacted after this record was written
     const snapshotIndex = memory.snapshot().metadata.index
     const live = entries.filter((entry) => entry.index > snapshotIndex)
+    if (entries.length > 0 && live.length === 0) {
+      // the record replaced the log from its first entry on and ended at or below the snapshot: what
+      // an older record put above the snapshot was overwritten then (a leader's conflicting suffix),
+      // and only later records may put entries there again
+      memory.truncateToSnapshot()
+    }
     if (live.length > 0) {
       if (live[0].index > memory.lastIndex() + 1) {
         throw new StoreCorruptedError(
