@@ -99,11 +99,16 @@ async function group(): Promise<{ hub: Hub; storages: Map<string, HeldStorage>; 
         storage,
         transport: hub.transport(id),
         tickMs: 5,
+        // no election but the one the test starts: a loaded machine that stalls the event loop for
+        // 50-100 ms (the default 10 ticks) must not hand the leadership to another member mid-test
+        electionTicks: 1000,
         seed: ids.indexOf(id),
       }),
     )
   }
   for (const runner of runners) runner.start()
+  // a member campaigns only once its configuration (the bootstrap entries) is applied
+  await waitFor(() => runners.every((r) => r.status().applied >= ids.length), 'the bootstrap applied')
   const leader = runners[0]
   leader.campaign()
   await waitFor(
