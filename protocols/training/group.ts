@@ -153,8 +153,8 @@ class GroupMemberRuntime implements GroupMember {
     this.self = init.components.peerId.toString()
     validate(init, this.self)
     this.log = logger(`shardnet:training:${init.groupId}`)
-    const members = [...init.members].sort()
     const config = resolveMemberConfig(init, this.self)
+    const members = config.members
     const state = init.initialState
       ? adoptState(init.initialState, members)
       : createTrainingState(init.initialParams ?? initialParams(init.architecture, init.seed), members)
@@ -172,7 +172,7 @@ class GroupMemberRuntime implements GroupMember {
     this.finishedPromise = new Promise((resolve) => {
       this.resolveFinished = resolve
     })
-    if (init.storage.lastIndex() === 0) init.storage.save(bootstrapUpdate(members))
+    if (init.storage.lastIndex() === 0) init.storage.save(bootstrapUpdate([...members]))
     this.runner = new RaftRunner({
       group: init.groupId,
       id: this.self,
@@ -191,7 +191,7 @@ class GroupMemberRuntime implements GroupMember {
           type: 'leadership',
           leader,
           isLeader: role === 'leader',
-          term: this.runner.status().term,
+          term: this.runner.node.term,
           nowMs: Date.now(),
         }),
     })

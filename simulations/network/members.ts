@@ -20,6 +20,8 @@
 //
 // Events handled here: gradientComputed, gradientArrives, gradientAnswered, memberContinue,
 // memberWake, stateRequestArrives, stateAnswered.
+
+import { SCHEDULE_DEFAULT, WEIGHT_DECAY_DEFAULT } from '../../kernels/models/training.js'
 import { assert, ProposalDroppedError } from '../../protocols/raft/types.js'
 import { LEARNING_RATE_DEFAULT } from '../../protocols/tasks/spec.js'
 import { EXCHANGE_TIMEOUT_MS_DEFAULT } from '../../protocols/training/exchange.js'
@@ -183,8 +185,8 @@ export class Members {
         parameterCount: SIMULATED_PARAMETER_COUNT,
         steps: group.lastStep,
         learningRate: LEARNING_RATE_DEFAULT,
-        schedule: 'constant',
-        weightDecay: 0,
+        schedule: SCHEDULE_DEFAULT,
+        weightDecay: WEIGHT_DECAY_DEFAULT,
         outerEvery: 0,
       },
       outerSteps: false,
