@@ -272,10 +272,6 @@ export class MemberCore {
     return this.state
   }
 
-  leaderView(): { leader: string; isLeader: boolean; term: number } {
-    return { leader: this.leader, isLeader: this.isLeader, term: this.term }
-  }
-
   finished(): boolean {
     return isFinished(this.state, this.config.training)
   }
