@@ -52,6 +52,11 @@ export interface AdamWOptions {
   weightDecay?: number
   /** 1-based step count, for bias correction */
   step: number
+  /**
+   * factor the gradient is multiplied by before the moments (global gradient-norm clipping:
+   * min(1, maxNorm / norm)); @default 1
+   */
+  gradientScale?: number
 }
 
 /** int8 values with one float32 scale per block of `blockSize` consecutive elements */
@@ -67,6 +72,26 @@ export interface MatmulOptions {
   transposeA?: boolean
   /** use B^T: b is stored [N, K] */
   transposeB?: boolean
+}
+
+/** Dimensions of causal multi-head attention over packed rows of [q | k | v]. */
+export interface AttentionDims {
+  /** sequences in the batch (B) */
+  batch: number
+  /** tokens per sequence (T) */
+  sequence: number
+  /** heads (H); the model width D is a multiple of it, head width D / H */
+  heads: number
+}
+
+/** Dimensions of attention of new queries against a key/value cache (generation). */
+export interface CachedAttentionDims {
+  heads: number
+  /**
+   * absolute position of the first query: query i sits at offset + i and attends to the keys at
+   * positions 0 ..= offset + i (the cache holds at least offset + queries rows)
+   */
+  offset: number
 }
 
 export interface Backend {
@@ -120,6 +145,70 @@ export interface Backend {
   quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8>
   /** x[i] = q[i] * scale[floor(i / blockSize)], as a tensor of shape [length] */
   dequantizeInt8(quantized: QuantizedInt8): Tensor
+
+  // --- transformer ops (the GPT model kind) -----------------------------------------------------
+
+  /** y = a + b elementwise (same shape) */
+  add(a: Tensor, b: Tensor): Tensor
+  /**
+   * out[n, :] = table[ids[n], :] for table [V, D] and ids [N] (integers stored as float32); an id
+   * that is not an integer in [0, V) gives a row of NaN. out [N, D]
+   */
+  embedding(table: Tensor, ids: Tensor): Tensor
+  /**
+   * The gradient of `embedding` with respect to its table: dTable [rows, D] where row v is the sum
+   * of gradOutput[n, :] over every n with ids[n] = v, added in ascending n (deterministic: no
+   * atomics); ids outside [0, rows) contribute nothing.
+   */
+  embeddingBackward(gradOutput: Tensor, ids: Tensor, rows: number): Tensor
+  /**
+   * LayerNorm over the last dimension of x [M, D]: y = (x - mean) * rstd * gamma + beta with
+   * rstd = 1 / sqrt(var + epsilon) (biased variance). Returns y [M, D] and the row statistics
+   * mean [M] and rstd [M] the backward needs.
+   */
+  layerNorm(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    epsilon: number,
+  ): { y: Tensor; mean: Tensor; rstd: Tensor }
+  /** gradients of layerNorm: dx [M, D], dGamma [D], dBeta [D] (row sums in ascending row order) */
+  layerNormBackward(
+    gradOutput: Tensor,
+    x: Tensor,
+    gamma: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+  ): { gradInput: Tensor; gradGamma: Tensor; gradBeta: Tensor }
+  /** GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+  gelu(x: Tensor): Tensor
+  /** dx = dy * gelu'(x) */
+  geluBackward(gradOutput: Tensor, input: Tensor): Tensor
+  /**
+   * Causal multi-head attention. qkv [B*T, 3D]: row b*T + t holds q, k and v of token t of sequence
+   * b, in that order along the columns, heads contiguous within each (Hugging Face GPT-2's c_attn
+   * layout). Scores are scaled by 1/sqrt(D/H). Returns output [B*T, D] (heads contiguous) and
+   * logSumExp [B*H*T], the softmax's per-query log-sum-exp of the scaled scores (index
+   * (b*H + h)*T + t), which the backward uses instead of the scores. A fused online-softmax
+   * kernel: no [T, T] score matrix is written to memory.
+   */
+  attention(qkv: Tensor, dims: AttentionDims): { output: Tensor; logSumExp: Tensor }
+  /** the gradient of `attention` with respect to qkv: dqkv [B*T, 3D] */
+  attentionBackward(
+    gradOutput: Tensor,
+    qkv: Tensor,
+    output: Tensor,
+    logSumExp: Tensor,
+    dims: AttentionDims,
+  ): Tensor
+  /**
+   * Attention of `queries` [N, D] against the first offset + N rows of `keys` and `values` [L, D]
+   * (a KV cache, L >= offset + N), causal by absolute position (see CachedAttentionDims). Output
+   * [N, D]. Forward only: generation.
+   */
+  attentionCached(queries: Tensor, keys: Tensor, values: Tensor, dims: CachedAttentionDims): Tensor
+  /** y[1] = sum of x[i]^2 (the squared norm, for gradient clipping) */
+  sumSquares(x: Tensor): Tensor
 
   /** wait for all enqueued work */
   sync(): Promise<void>

@@ -2,8 +2,10 @@
 // host memory; "enqueued" work runs immediately, so read/sync only copy or resolve.
 import type {
   AdamWOptions,
+  AttentionDims,
   Backend,
   BackendInfo,
+  CachedAttentionDims,
   MatmulOptions,
   QuantizedInt8,
   SgdMomentumOptions,
@@ -21,6 +23,20 @@ import {
   softmaxCrossEntropyDims,
 } from './ops/shapes.js'
 import {
+  attentionBackwardDims,
+  attentionDims,
+  cachedAttentionDims,
+  embeddingBackwardDims,
+  embeddingDims,
+  layerNormBackwardDims,
+  layerNormDims,
+} from './ops/transformer-shapes.js'
+import {
+  attentionBackwardReference,
+  attentionCachedReference,
+  attentionReference,
+} from './reference/attention.js'
+import {
   adamWReference,
   axpyReference,
   biasAddReference,
@@ -37,6 +53,16 @@ import {
   sumReference,
   sumRowsReference,
 } from './reference/index.js'
+import {
+  addReference,
+  embeddingBackwardReference,
+  embeddingReference,
+  geluBackwardReference,
+  geluReference,
+  layerNormBackwardReference,
+  layerNormReference,
+  sumSquaresReference,
+} from './reference/transformer.js'
 
 export class CpuTensor implements Tensor {
   readonly shape: readonly number[]
@@ -183,6 +209,107 @@ export class CpuBackend implements Backend {
   dequantizeInt8(quantized: QuantizedInt8): Tensor {
     assertQuantized(quantized)
     return new CpuTensor(dequantizeInt8Reference(quantized), [quantized.length])
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    assertSameShape('add', a, b, 'a', 'b')
+    return new CpuTensor(addReference(this.#data(a), this.#data(b)), a.shape)
+  }
+
+  embedding(table: Tensor, ids: Tensor): Tensor {
+    const { rows, width, count } = embeddingDims(table, ids)
+    return new CpuTensor(embeddingReference(this.#data(table), this.#data(ids), rows, width), [count, width])
+  }
+
+  embeddingBackward(gradOutput: Tensor, ids: Tensor, rows: number): Tensor {
+    const { width } = embeddingBackwardDims(gradOutput, ids, rows)
+    const table = embeddingBackwardReference(this.#data(gradOutput), this.#data(ids), rows, width)
+    return new CpuTensor(table, [rows, width])
+  }
+
+  layerNorm(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    epsilon: number,
+  ): { y: Tensor; mean: Tensor; rstd: Tensor } {
+    const { m, d } = layerNormDims(x, gamma, beta)
+    const result = layerNormReference(this.#data(x), this.#data(gamma), this.#data(beta), m, d, epsilon)
+    return {
+      y: new CpuTensor(result.y, [m, d]),
+      mean: new CpuTensor(result.mean, [m]),
+      rstd: new CpuTensor(result.rstd, [m]),
+    }
+  }
+
+  layerNormBackward(
+    gradOutput: Tensor,
+    x: Tensor,
+    gamma: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+  ): { gradInput: Tensor; gradGamma: Tensor; gradBeta: Tensor } {
+    const { m, d } = layerNormBackwardDims(gradOutput, x, gamma, mean, rstd)
+    const result = layerNormBackwardReference(
+      this.#data(gradOutput),
+      this.#data(x),
+      this.#data(gamma),
+      this.#data(mean),
+      this.#data(rstd),
+      m,
+      d,
+    )
+    return {
+      gradInput: new CpuTensor(result.gradInput, [m, d]),
+      gradGamma: new CpuTensor(result.gradGamma, [d]),
+      gradBeta: new CpuTensor(result.gradBeta, [d]),
+    }
+  }
+
+  gelu(x: Tensor): Tensor {
+    return new CpuTensor(geluReference(this.#data(x)), x.shape)
+  }
+
+  geluBackward(gradOutput: Tensor, input: Tensor): Tensor {
+    assertSameShape('geluBackward', gradOutput, input, 'gradOutput', 'input')
+    return new CpuTensor(geluBackwardReference(this.#data(gradOutput), this.#data(input)), input.shape)
+  }
+
+  attention(qkv: Tensor, dims: AttentionDims): { output: Tensor; logSumExp: Tensor } {
+    const sizes = attentionDims('attention', qkv, dims)
+    const result = attentionReference(this.#data(qkv), sizes)
+    return {
+      output: new CpuTensor(result.output, [sizes.batch * sizes.sequence, sizes.width]),
+      logSumExp: new CpuTensor(result.logSumExp, [sizes.batch * sizes.heads * sizes.sequence]),
+    }
+  }
+
+  attentionBackward(
+    gradOutput: Tensor,
+    qkv: Tensor,
+    output: Tensor,
+    logSumExp: Tensor,
+    dims: AttentionDims,
+  ): Tensor {
+    const sizes = attentionBackwardDims(gradOutput, qkv, output, logSumExp, dims)
+    const gradQkv = attentionBackwardReference(
+      this.#data(gradOutput),
+      this.#data(qkv),
+      this.#data(output),
+      this.#data(logSumExp),
+      sizes,
+    )
+    return new CpuTensor(gradQkv, qkv.shape)
+  }
+
+  attentionCached(queries: Tensor, keys: Tensor, values: Tensor, dims: CachedAttentionDims): Tensor {
+    const sizes = cachedAttentionDims(queries, keys, values, dims)
+    const output = attentionCachedReference(this.#data(queries), this.#data(keys), this.#data(values), sizes)
+    return new CpuTensor(output, queries.shape)
+  }
+
+  sumSquares(x: Tensor): Tensor {
+    return new CpuTensor(sumSquaresReference(this.#data(x)), [1])
   }
 
   async sync(): Promise<void> {}

@@ -9,9 +9,11 @@ import type { MatmulVersion } from './wgsl/matmul.js'
 
 export type {
   AdamWOptions,
+  AttentionDims,
   Backend,
   BackendInfo,
   BackendKind,
+  CachedAttentionDims,
   MatmulOptions,
   QuantizedInt8,
   SgdMomentumOptions,

@@ -2,13 +2,16 @@
 // shapes, allocates its output from the pool and enqueues its kernels (ops/), in order.
 import type {
   AdamWOptions,
+  AttentionDims,
   Backend,
   BackendInfo,
+  CachedAttentionDims,
   MatmulOptions,
   QuantizedInt8,
   SgdMomentumOptions,
   Tensor,
 } from './backend.js'
+import { runAttention, runAttentionBackward, runAttentionCached } from './ops/attention.js'
 import { runAxpy, runBiasAdd, runRelu, runReluBackward, runScale } from './ops/elementwise.js'
 import { type MatmulTuning, runMatmul } from './ops/matmul.js'
 import { runAdamW, runSgdMomentum } from './ops/optimizers.js'
@@ -27,6 +30,25 @@ import {
   softmaxCrossEntropyDims,
 } from './ops/shapes.js'
 import { runSoftmaxCrossEntropy } from './ops/softmax-cross-entropy.js'
+import {
+  runAdd,
+  runEmbedding,
+  runEmbeddingBackward,
+  runGelu,
+  runGeluBackward,
+  runLayerNorm,
+  runLayerNormBackward,
+  runSumSquares,
+} from './ops/transformer.js'
+import {
+  attentionBackwardDims,
+  attentionDims,
+  cachedAttentionDims,
+  embeddingBackwardDims,
+  embeddingDims,
+  layerNormBackwardDims,
+  layerNormDims,
+} from './ops/transformer-shapes.js'
 import { type AcquiredDevice, GpuRuntime } from './runtime.js'
 import { MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
 
@@ -284,6 +306,149 @@ export class WebGpuBackend implements Backend {
     assertQuantized(quantized)
     const y = this.#allocate([quantized.length])
     runDequantizeInt8(this.runtime, quantized, y.buffer)
+    return y
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    assertSameShape('add', a, b, 'a', 'b')
+    const y = this.#allocate(a.shape)
+    runAdd(this.runtime, this.#buffer(a), this.#buffer(b), y.buffer, a.size)
+    return y
+  }
+
+  embedding(table: Tensor, ids: Tensor): Tensor {
+    const { rows, width, count } = embeddingDims(table, ids)
+    const out = this.#allocate([count, width])
+    runEmbedding(this.runtime, this.#buffer(table), this.#buffer(ids), out.buffer, rows, width, count)
+    return out
+  }
+
+  embeddingBackward(gradOutput: Tensor, ids: Tensor, rows: number): Tensor {
+    const { count, width } = embeddingBackwardDims(gradOutput, ids, rows)
+    const out = this.#allocate([rows, width])
+    runEmbeddingBackward(
+      this.runtime,
+      this.#buffer(gradOutput),
+      this.#buffer(ids),
+      out.buffer,
+      rows,
+      width,
+      count,
+    )
+    return out
+  }
+
+  layerNorm(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    epsilon: number,
+  ): { y: Tensor; mean: Tensor; rstd: Tensor } {
+    const { m, d } = layerNormDims(x, gamma, beta)
+    const y = this.#allocate([m, d])
+    const mean = this.#allocate([m])
+    const rstd = this.#allocate([m])
+    runLayerNorm(
+      this.runtime,
+      this.#buffer(x),
+      this.#buffer(gamma),
+      this.#buffer(beta),
+      y.buffer,
+      mean.buffer,
+      rstd.buffer,
+      m,
+      d,
+      epsilon,
+    )
+    return { y, mean, rstd }
+  }
+
+  layerNormBackward(
+    gradOutput: Tensor,
+    x: Tensor,
+    gamma: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+  ): { gradInput: Tensor; gradGamma: Tensor; gradBeta: Tensor } {
+    const { m, d } = layerNormBackwardDims(gradOutput, x, gamma, mean, rstd)
+    const gradInput = this.#allocate([m, d])
+    const gradGamma = this.#allocate([d])
+    const gradBeta = this.#allocate([d])
+    runLayerNormBackward(
+      this.runtime,
+      this.#buffer(gradOutput),
+      this.#buffer(x),
+      this.#buffer(gamma),
+      this.#buffer(mean),
+      this.#buffer(rstd),
+      gradInput.buffer,
+      gradGamma.buffer,
+      gradBeta.buffer,
+      m,
+      d,
+    )
+    return { gradInput, gradGamma, gradBeta }
+  }
+
+  gelu(x: Tensor): Tensor {
+    const y = this.#allocate(x.shape)
+    runGelu(this.runtime, this.#buffer(x), y.buffer, x.size)
+    return y
+  }
+
+  geluBackward(gradOutput: Tensor, input: Tensor): Tensor {
+    assertSameShape('geluBackward', gradOutput, input, 'gradOutput', 'input')
+    const gradInput = this.#allocate(input.shape)
+    runGeluBackward(this.runtime, this.#buffer(gradOutput), this.#buffer(input), gradInput.buffer, input.size)
+    return gradInput
+  }
+
+  attention(qkv: Tensor, dims: AttentionDims): { output: Tensor; logSumExp: Tensor } {
+    const sizes = attentionDims('attention', qkv, dims)
+    const output = this.#allocate([sizes.batch * sizes.sequence, sizes.width])
+    const logSumExp = this.#allocate([sizes.batch * sizes.heads * sizes.sequence])
+    runAttention(this.runtime, this.#buffer(qkv), output.buffer, logSumExp.buffer, sizes)
+    return { output, logSumExp }
+  }
+
+  attentionBackward(
+    gradOutput: Tensor,
+    qkv: Tensor,
+    output: Tensor,
+    logSumExp: Tensor,
+    dims: AttentionDims,
+  ): Tensor {
+    const sizes = attentionBackwardDims(gradOutput, qkv, output, logSumExp, dims)
+    const gradQkv = this.#allocate(qkv.shape)
+    runAttentionBackward(
+      this.runtime,
+      this.#buffer(gradOutput),
+      this.#buffer(qkv),
+      this.#buffer(output),
+      this.#buffer(logSumExp),
+      gradQkv.buffer,
+      sizes,
+    )
+    return gradQkv
+  }
+
+  attentionCached(queries: Tensor, keys: Tensor, values: Tensor, dims: CachedAttentionDims): Tensor {
+    const sizes = cachedAttentionDims(queries, keys, values, dims)
+    const output = this.#allocate(queries.shape)
+    runAttentionCached(
+      this.runtime,
+      this.#buffer(queries),
+      this.#buffer(keys),
+      this.#buffer(values),
+      output.buffer,
+      sizes,
+    )
+    return output
+  }
+
+  sumSquares(x: Tensor): Tensor {
+    const y = this.#allocate([1])
+    runSumSquares(this.runtime, this.#buffer(x), y.buffer, x.size)
     return y
   }
 
