@@ -1,0 +1,279 @@
+// Sampling bytes from a GPT, with or without a KV cache.
+//
+// The window rule (both paths follow it, so they see the same bytes at the same positions): the
+// model conditions on bytes [start, end) of the text so far. A prompt longer than the context C is
+// cut from the left (onTruncate says how many bytes were dropped). When a new byte would make the
+// window longer than C, the window restarts as the last max(1, C - 1) bytes: the cache is rebuilt
+// from them (positions restart at 0), which is the simplest correct way to slide, at the cost of a
+// full prefill every other byte once the context is full.
+//
+// With the cache, GptGenerator runs the window through once, keeping each block's keys and values in
+// device tensors [C, D], then one byte at a time with attentionCached. A new key row is written
+// into the cache by embeddingBackward (a scatter into a zero [C, D] tensor) added in place: the
+// row was zero, so the sum is the key itself. Without the cache, every byte recomputes the whole
+// window's forward. Sampling happens on the host from the last row's logits: softmax of
+// logits / temperature over the topK largest (0 = all), drawn with SeededRandom; temperature 0 is
+// greedy (the first largest logit).
+import type { Backend, Tensor } from '../../backend.js'
+import { SeededRandom } from '../../data/random.js'
+import type { Gpt } from './model.js'
+
+export interface GenerateOptions {
+  /** bytes to generate */
+  tokens: number
+  /** 0 = greedy */
+  temperature: number
+  /** sample among the topK most likely bytes; 0 = all */
+  topK: number
+  seed: number
+  /** @default true */
+  cache?: boolean
+  /** called once, before the first byte, when the prompt was longer than the context */
+  onTruncate?: (droppedBytes: number) => void
+}
+
+export const GENERATE_CACHE_DEFAULT = true
+
+/** Options of generation that cannot work (no prompt, a negative temperature, ...). */
+export class GenerateOptionsError extends Error {
+  static override name = 'GenerateOptionsError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'GenerateOptionsError'
+  }
+}
+
+/** One byte drawn from logits [V]: see the module comment. */
+export function sampleByte(
+  logits: Float32Array,
+  temperature: number,
+  topK: number,
+  random: SeededRandom,
+): number {
+  if (temperature === 0) {
+    let best = 0
+    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i
+    return best
+  }
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b)
+  const kept = topK > 0 ? order.slice(0, topK) : order
+  const max = logits[kept[0]]
+  const weights = kept.map((i) => Math.exp((logits[i] - max) / temperature))
+  const total = weights.reduce((a, b) => a + b, 0)
+  let draw = random.float() * total
+  for (let j = 0; j < kept.length; j++) {
+    draw -= weights[j]
+    if (draw < 0) return kept[j]
+  }
+  return kept[kept.length - 1]
+}
+
+/** A block's attention weights split into q, k and v ([D, D] and [D]) and its KV cache. */
+interface CachedBlock {
+  weights: Array<{ weight: Tensor; bias: Tensor }>
+  keys: Tensor | undefined
+  values: Tensor | undefined
+}
+
+/**
+ * Incremental forward passes with a KV cache. The q/k/v weights are copied from the model when the
+ * generator is created: later changes to the model's parameters are not seen by it.
+ */
+export class GptGenerator {
+  readonly gpt: Gpt
+  readonly #blocks: CachedBlock[]
+  /** positions held in the cache */
+  #length = 0
+
+  private constructor(gpt: Gpt, blocks: CachedBlock[]) {
+    this.gpt = gpt
+    this.#blocks = blocks
+  }
+
+  static async create(gpt: Gpt): Promise<GptGenerator> {
+    const backend = gpt.backend
+    const d = gpt.config.width
+    const blocks: CachedBlock[] = []
+    for (const block of gpt.blocks) {
+      const [weight, bias] = await Promise.all([backend.read(block.attnWeight), backend.read(block.attnBias)])
+      const weights = [0, 1, 2].map((part) => {
+        const columns = new Float32Array(d * d)
+        for (let row = 0; row < d; row++)
+          columns.set(weight.subarray(row * 3 * d + part * d, row * 3 * d + (part + 1) * d), row * d)
+        return {
+          weight: backend.upload(columns, [d, d]),
+          bias: backend.upload(bias.slice(part * d, (part + 1) * d), [d]),
+        }
+      })
+      blocks.push({ weights, keys: undefined, values: undefined })
+    }
+    return new GptGenerator(gpt, blocks)
+  }
+
+  /** positions held in the cache */
+  get length(): number {
+    return this.#length
+  }
+
+  /** Clears the cache and runs `bytes` at positions 0.. ; returns the last byte's logits [1, V]. */
+  prefill(bytes: ArrayLike<number>): Tensor {
+    if (bytes.length < 1 || bytes.length > this.gpt.config.context)
+      throw new RangeError(`prefill takes 1 to ${this.gpt.config.context} bytes, got ${bytes.length}`)
+    for (const block of this.#blocks) {
+      block.keys?.dispose()
+      block.values?.dispose()
+      block.keys = undefined
+      block.values = undefined
+    }
+    this.#length = 0
+    return this.#run(Float32Array.from(bytes))
+  }
+
+  /** Runs one more byte at the next position; returns its logits [1, V]. */
+  append(byte: number): Tensor {
+    if (this.#length === 0) throw new RangeError('append needs a prefill first')
+    if (this.#length >= this.gpt.config.context)
+      throw new RangeError(`the cache is full (${this.gpt.config.context} positions)`)
+    return this.#run(Float32Array.of(byte))
+  }
+
+  /** the forward of `bytes` at positions length.. against the cache, which it extends */
+  #run(bytes: Float32Array): Tensor {
+    const gpt = this.gpt
+    const backend: Backend = gpt.backend
+    const { context, heads, layerNormEpsilon: epsilon } = gpt.config
+    const offset = this.#length
+    const count = bytes.length
+    const ids = backend.upload(bytes, [count])
+    const positions = backend.upload(
+      Float32Array.from({ length: count }, (_, i) => offset + i),
+      [count],
+    )
+    const tokens = backend.embedding(gpt.wte, ids)
+    const places = backend.embedding(gpt.wpe, positions)
+    let x = backend.add(tokens, places)
+    tokens.dispose()
+    places.dispose()
+    ids.dispose()
+    const linear = (input: Tensor, weight: Tensor, bias: Tensor) => {
+      const product = backend.matmul(input, weight)
+      const y = backend.biasAdd(product, bias)
+      product.dispose()
+      return y
+    }
+    /** the cache with rows offset.. set to `rows` (they were zero) */
+    const extend = (cache: Tensor | undefined, rows: Tensor): Tensor => {
+      const scattered = backend.embeddingBackward(rows, positions, context)
+      if (cache === undefined) return scattered
+      backend.axpyInPlace(1, scattered, cache)
+      scattered.dispose()
+      return cache
+    }
+    gpt.blocks.forEach((block, l) => {
+      const cached = this.#blocks[l]
+      const ln1 = backend.layerNorm(x, block.ln1Weight, block.ln1Bias, epsilon)
+      const [q, k, v] = cached.weights.map(({ weight, bias }) => linear(ln1.y, weight, bias))
+      for (const tensor of [ln1.y, ln1.mean, ln1.rstd]) tensor.dispose()
+      cached.keys = extend(cached.keys, k)
+      cached.values = extend(cached.values, v)
+      k.dispose()
+      v.dispose()
+      const attended = backend.attentionCached(q, cached.keys, cached.values, { heads, offset })
+      q.dispose()
+      const projected = linear(attended, block.attnProjWeight, block.attnProjBias)
+      attended.dispose()
+      const residual = backend.add(x, projected)
+      projected.dispose()
+      x.dispose()
+      const ln2 = backend.layerNorm(residual, block.ln2Weight, block.ln2Bias, epsilon)
+      const fc = linear(ln2.y, block.fcWeight, block.fcBias)
+      for (const tensor of [ln2.y, ln2.mean, ln2.rstd]) tensor.dispose()
+      const activated = backend.gelu(fc)
+      fc.dispose()
+      const mlp = linear(activated, block.mlpProjWeight, block.mlpProjBias)
+      activated.dispose()
+      x = backend.add(residual, mlp)
+      residual.dispose()
+      mlp.dispose()
+    })
+    positions.dispose()
+    this.#length += count
+    const logits = lastRowLogits(gpt, x)
+    x.dispose()
+    return logits
+  }
+
+  dispose(): void {
+    for (const block of this.#blocks) {
+      for (const { weight, bias } of block.weights) {
+        weight.dispose()
+        bias.dispose()
+      }
+      block.keys?.dispose()
+      block.values?.dispose()
+    }
+  }
+}
+
+/** logits [1, V] of the last row of hidden states x [M, D] */
+function lastRowLogits(gpt: Gpt, x: Tensor): Tensor {
+  const backend = gpt.backend
+  const index = backend.upload(Float32Array.of(x.shape[0] - 1), [1])
+  const last = backend.embedding(x, index)
+  index.dispose()
+  const logits = gpt.head(last)
+  last.dispose()
+  return logits
+}
+
+/**
+ * Generates `options.tokens` bytes after `prompt` (see the module comment), yielding each as soon
+ * as it is drawn. The same seed gives the same bytes.
+ */
+export async function* generateBytes(
+  backend: Backend,
+  gpt: Gpt,
+  prompt: Uint8Array,
+  options: GenerateOptions,
+): AsyncGenerator<number> {
+  if (backend !== gpt.backend) throw new GenerateOptionsError('the model lives on another backend')
+  if (prompt.length === 0) throw new GenerateOptionsError('the prompt must hold at least one byte')
+  if (!Number.isInteger(options.tokens) || options.tokens < 0)
+    throw new GenerateOptionsError(`tokens must be an integer >= 0, got ${options.tokens}`)
+  if (!(options.temperature >= 0 && Number.isFinite(options.temperature)))
+    throw new GenerateOptionsError(`temperature must be finite and >= 0, got ${options.temperature}`)
+  if (!Number.isInteger(options.topK) || options.topK < 0)
+    throw new GenerateOptionsError(`topK must be an integer >= 0, got ${options.topK}`)
+  const random = SeededRandom.stream(options.seed, 'gpt:sample')
+  const context = gpt.config.context
+  const keep = Math.max(1, context - 1)
+  const text = Array.from(prompt)
+  let start = Math.max(0, text.length - context)
+  if (start > 0) options.onTruncate?.(start)
+  const useCache = options.cache ?? GENERATE_CACHE_DEFAULT
+  const generator = useCache && options.tokens > 0 ? await GptGenerator.create(gpt) : undefined
+  try {
+    let rebuild = true
+    for (let n = 0; n < options.tokens; n++) {
+      let logits: Tensor
+      if (generator === undefined) {
+        const x = gpt.hidden(Float32Array.from(text.slice(start)), 1)
+        logits = lastRowLogits(gpt, x)
+        x.dispose()
+      } else if (rebuild) logits = generator.prefill(text.slice(start))
+      else logits = generator.append(text[text.length - 1])
+      rebuild = false
+      const values = await backend.read(logits)
+      logits.dispose()
+      const byte = sampleByte(values, options.temperature, options.topK, random)
+      text.push(byte)
+      if (text.length - start > context) {
+        start = text.length - keep
+        rebuild = true
+      }
+      yield byte
+    }
+  } finally {
+    generator?.dispose()
+  }
+}
