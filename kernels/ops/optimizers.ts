@@ -43,6 +43,7 @@ export function runAdamW(
       f32(k.beta2),
       f32(k.epsilon),
       f32(k.weightDecay),
+      f32(k.gradientScale),
       f32(k.biasCorrection1),
       f32(k.biasCorrection2),
     ],

@@ -1,83 +1,179 @@
-// Typed wrappers for the transformer kernels (WGSL in wgsl/transformer.ts). Filled in by the kernels
-// work of the GPT model kind.
-import type { GpuRuntime } from '../runtime.js'
+// Typed wrappers for the transformer kernels (WGSL in wgsl/transformer.ts). Each op is one dispatch,
+// except embeddingBackward (a clear, a linking pass over the ids and the scatter) and sumSquares on
+// more than SUM_SQUARES_CHUNK elements (one more pass per factor of SUM_SQUARES_CHUNK).
+import { type DispatchStep, dispatch1d, type GpuRuntime } from '../runtime.js'
+import { ELEMENTWISE_WORKGROUP_SIZE, QUIET_NAN_BITS } from '../wgsl/common.js'
+import {
+  addSource,
+  embeddingLinkSource,
+  embeddingScatterSource,
+  embeddingSource,
+  geluBackwardSource,
+  geluSource,
+  LAYER_NORM_WORKGROUP_SIZE,
+  layerNormBackwardSource,
+  layerNormSource,
+  SUM_SQUARES_CHUNK,
+  sumSquaresSource,
+} from '../wgsl/transformer.js'
+import { runElementwise } from './elementwise.js'
+import { f32, packParams, u32 } from './params.js'
 
-const pending = (op: string): never => {
-  throw new Error(`${op}: not implemented yet on webgpu`)
+const maxPerDimension = (runtime: GpuRuntime) => runtime.description.maxComputeWorkgroupsPerDimension
+
+/** the first pass of the sum of squares (squares) and the later ones (plain sums) */
+const SUM_SQUARES_SOURCES = { square: sumSquaresSource(true), plain: sumSquaresSource(false) }
+
+/** y = a + b over `count` elements */
+export function runAdd(runtime: GpuRuntime, a: GPUBuffer, b: GPUBuffer, y: GPUBuffer, count: number): void {
+  runElementwise(runtime, addSource, count, [], [a, b, y])
 }
 
-export function runAdd(
-  _runtime: GpuRuntime,
-  _a: GPUBuffer,
-  _b: GPUBuffer,
-  _y: GPUBuffer,
-  _count: number,
-): void {
-  pending('add')
-}
+/** out[count, width] = table[rows, width][ids] */
 export function runEmbedding(
-  _runtime: GpuRuntime,
-  _table: GPUBuffer,
-  _ids: GPUBuffer,
-  _out: GPUBuffer,
-  _rows: number,
-  _width: number,
-  _count: number,
+  runtime: GpuRuntime,
+  table: GPUBuffer,
+  ids: GPUBuffer,
+  out: GPUBuffer,
+  rows: number,
+  width: number,
+  count: number,
 ): void {
-  pending('embedding')
+  runElementwise(
+    runtime,
+    embeddingSource,
+    count * width,
+    [u32(width), u32(rows), u32(QUIET_NAN_BITS)],
+    [table, ids, out],
+  )
 }
+
+/** out[rows, width]: row v sums gradOutput[n, :] over ids[n] = v in ascending n */
 export function runEmbeddingBackward(
-  _runtime: GpuRuntime,
-  _gradOutput: GPUBuffer,
-  _ids: GPUBuffer,
-  _out: GPUBuffer,
-  _rows: number,
-  _width: number,
-  _count: number,
+  runtime: GpuRuntime,
+  gradOutput: GPUBuffer,
+  ids: GPUBuffer,
+  out: GPUBuffer,
+  rows: number,
+  width: number,
+  count: number,
 ): void {
-  pending('embeddingBackward')
+  const size = rows * width
+  if (size === 0) return
+  runtime.clear(out, size * 4)
+  if (count === 0) return
+  const link = runtime.storageBuffer(2 * count * 4)
+  runtime.run([
+    {
+      pipeline: runtime.pipeline(embeddingLinkSource),
+      uniform: packParams([u32(count), u32(rows)]),
+      buffers: [ids, link],
+      workgroups: dispatch1d(count, ELEMENTWISE_WORKGROUP_SIZE, maxPerDimension(runtime)),
+    },
+    {
+      pipeline: runtime.pipeline(embeddingScatterSource),
+      uniform: packParams([u32(count * width), u32(width), u32(count)]),
+      buffers: [gradOutput, ids, link, out],
+      workgroups: dispatch1d(count * width, ELEMENTWISE_WORKGROUP_SIZE, maxPerDimension(runtime)),
+    },
+  ])
+  runtime.releaseStorageBuffer(link)
 }
+
+/** LayerNorm over rows of x [m, d]: y [m, d], mean [m], rstd [m] */
 export function runLayerNorm(
-  _runtime: GpuRuntime,
-  _x: GPUBuffer,
-  _gamma: GPUBuffer,
-  _beta: GPUBuffer,
-  _y: GPUBuffer,
-  _mean: GPUBuffer,
-  _rstd: GPUBuffer,
-  _m: number,
-  _d: number,
-  _epsilon: number,
+  runtime: GpuRuntime,
+  x: GPUBuffer,
+  gamma: GPUBuffer,
+  beta: GPUBuffer,
+  y: GPUBuffer,
+  mean: GPUBuffer,
+  rstd: GPUBuffer,
+  m: number,
+  d: number,
+  epsilon: number,
 ): void {
-  pending('layerNorm')
+  if (m === 0) return
+  runtime.run([
+    {
+      pipeline: runtime.pipeline(layerNormSource),
+      uniform: packParams([u32(m), u32(d), f32(epsilon), u32(QUIET_NAN_BITS)]),
+      buffers: [x, gamma, beta, y, mean, rstd],
+      workgroups: dispatch1d(m, 1, maxPerDimension(runtime)),
+    },
+  ])
 }
+
+/** dx [m, d], dGamma [d], dBeta [d] of LayerNorm, in one dispatch */
 export function runLayerNormBackward(
-  _runtime: GpuRuntime,
-  _gradOutput: GPUBuffer,
-  _x: GPUBuffer,
-  _gamma: GPUBuffer,
-  _mean: GPUBuffer,
-  _rstd: GPUBuffer,
-  _gradInput: GPUBuffer,
-  _gradGamma: GPUBuffer,
-  _gradBeta: GPUBuffer,
-  _m: number,
-  _d: number,
+  runtime: GpuRuntime,
+  gradOutput: GPUBuffer,
+  x: GPUBuffer,
+  gamma: GPUBuffer,
+  mean: GPUBuffer,
+  rstd: GPUBuffer,
+  gradInput: GPUBuffer,
+  gradGamma: GPUBuffer,
+  gradBeta: GPUBuffer,
+  m: number,
+  d: number,
 ): void {
-  pending('layerNormBackward')
+  if (d === 0) return
+  const columnGroups = Math.ceil(d / LAYER_NORM_WORKGROUP_SIZE)
+  runtime.run([
+    {
+      pipeline: runtime.pipeline(layerNormBackwardSource),
+      uniform: packParams([u32(m), u32(d), u32(columnGroups)]),
+      buffers: [gradOutput, x, gamma, mean, rstd, gradInput, gradGamma, gradBeta],
+      workgroups: dispatch1d(columnGroups + m, 1, maxPerDimension(runtime)),
+    },
+  ])
 }
-export function runGelu(_runtime: GpuRuntime, _x: GPUBuffer, _y: GPUBuffer, _count: number): void {
-  pending('gelu')
+
+/** y = gelu(x), tanh approximation */
+export function runGelu(runtime: GpuRuntime, x: GPUBuffer, y: GPUBuffer, count: number): void {
+  runElementwise(runtime, geluSource, count, [], [x, y])
 }
+
+/** dx = dy * gelu'(x) */
 export function runGeluBackward(
-  _runtime: GpuRuntime,
-  _gradOutput: GPUBuffer,
-  _x: GPUBuffer,
-  _gradInput: GPUBuffer,
-  _count: number,
+  runtime: GpuRuntime,
+  gradOutput: GPUBuffer,
+  x: GPUBuffer,
+  gradInput: GPUBuffer,
+  count: number,
 ): void {
-  pending('geluBackward')
+  runElementwise(runtime, geluBackwardSource, count, [], [gradOutput, x, gradInput])
 }
-export function runSumSquares(_runtime: GpuRuntime, _x: GPUBuffer, _y: GPUBuffer, _count: number): void {
-  pending('sumSquares')
+
+/**
+ * y[1] = sum of x^2: chunks of SUM_SQUARES_CHUNK squared and summed into partial sums, which
+ * further passes sum the same way until one value is left (a fixed order: deterministic)
+ */
+export function runSumSquares(runtime: GpuRuntime, x: GPUBuffer, y: GPUBuffer, count: number): void {
+  if (count === 0) {
+    runtime.clear(y, 4)
+    return
+  }
+  const steps: DispatchStep[] = []
+  const scratch: GPUBuffer[] = []
+  let source = x
+  let remaining = count
+  let pass: keyof typeof SUM_SQUARES_SOURCES = 'square'
+  do {
+    const groups = Math.ceil(remaining / SUM_SQUARES_CHUNK)
+    const target = groups === 1 ? y : runtime.storageBuffer(groups * 4)
+    if (groups > 1) scratch.push(target)
+    steps.push({
+      pipeline: runtime.pipeline(SUM_SQUARES_SOURCES[pass]),
+      uniform: packParams([u32(remaining)]),
+      buffers: [source, target],
+      workgroups: dispatch1d(groups, 1, maxPerDimension(runtime)),
+    })
+    source = target
+    remaining = groups
+    pass = 'plain'
+  } while (remaining > 1)
+  runtime.run(steps)
+  for (const buffer of scratch) runtime.releaseStorageBuffer(buffer)
 }

@@ -28,6 +28,7 @@ export function adamWConstants(options: AdamWOptions) {
     beta2,
     epsilon: options.epsilon ?? 1e-8,
     weightDecay: options.weightDecay ?? 0,
+    gradientScale: options.gradientScale ?? 1,
     /** 1 / (1 - beta1^step) */
     biasCorrection1: 1 / (1 - beta1 ** options.step),
     /** 1 / (1 - beta2^step) */
@@ -36,6 +37,7 @@ export function adamWConstants(options: AdamWOptions) {
 }
 
 /**
+ * g = float32(grad * gradientScale) (exactly grad when the scale is 1)
  * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t)
  * p -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay*p)
  */
@@ -48,12 +50,20 @@ export function adamWReference(
 ): void {
   // the constants in locals and m, v, param read once: the same float64 arithmetic and float32
   // roundings as the formula above, element by element (a training group's replicas run this)
-  const { learningRate, beta1, beta2, epsilon, weightDecay, biasCorrection1, biasCorrection2 } =
-    adamWConstants(options)
+  const {
+    learningRate,
+    beta1,
+    beta2,
+    epsilon,
+    weightDecay,
+    gradientScale,
+    biasCorrection1,
+    biasCorrection2,
+  } = adamWConstants(options)
   const oneMinusBeta1 = 1 - beta1
   const oneMinusBeta2 = 1 - beta2
   for (let i = 0; i < param.length; i++) {
-    const g = grad[i]
+    const g = Math.fround(grad[i] * gradientScale)
     const mi = Math.fround(beta1 * m[i] + oneMinusBeta1 * g)
     const vi = Math.fround(beta2 * v[i] + oneMinusBeta2 * g * g)
     m[i] = mi

@@ -3,7 +3,8 @@
 
 /**
  * logits [M,C], labels [M] (class indices stored as float32).
- * loss[i] = logsumexp(logits[i,:]) - logits[i,label_i]
+ * loss[i] = logsumexp(logits[i,:]) - logits[i,label_i], computed as
+ *   log(sum_j exp(logits[i,j] - max)) - (logits[i,label_i] - max)
  * gradLogits[i,j] = (softmax(logits[i,:])[j] - (j == label_i)) / M   (gradient of the mean loss)
  */
 export function softmaxCrossEntropyReference(
@@ -26,7 +27,9 @@ export function softmaxCrossEntropyReference(
     for (let j = 0; j < c; j++) max = Math.max(max, logits[row + j])
     let sumExp = 0
     for (let j = 0; j < c; j++) sumExp += Math.exp(logits[row + j] - max)
-    loss[i] = Math.log(sumExp) + max - logits[row + label]
+    // the label's logit relative to the maximum first: log(sumExp) + max - logit would lose
+    // log(sumExp) to rounding once |max| dwarfs it (logits near 1e30)
+    loss[i] = Math.log(sumExp) - (logits[row + label] - max)
     for (let j = 0; j < c; j++) {
       const p = Math.exp(logits[row + j] - max) / sumExp
       gradLogits[row + j] = (p - (j === label ? 1 : 0)) / m

@@ -14,7 +14,10 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
   let p = param[index];
   param[index] = p - params.learningRate * (v + params.weightDecay * p);`)}`
 
-/** AdamW with bias correction; the host passes 1/(1-beta^t) as biasCorrection1/2 */
+/**
+ * AdamW with bias correction; the host passes 1/(1-beta^t) as biasCorrection1/2. The gradient is
+ * multiplied by gradientScale (global-norm clipping) before the moments.
+ */
 export const adamWSource = /* wgsl */ `
 struct Params {
   count: u32,
@@ -23,6 +26,7 @@ struct Params {
   beta2: f32,
   epsilon: f32,
   weightDecay: f32,
+  gradientScale: f32,
   biasCorrection1: f32,
   biasCorrection2: f32,
 }
@@ -32,7 +36,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 ${elementwiseEntry(`  if (index >= params.count) { return; }
-  let g = grad[index];
+  let g = grad[index] * params.gradientScale;
   let mNew = params.beta1 * m[index] + (1.0 - params.beta1) * g;
   let vNew = params.beta2 * v[index] + (1.0 - params.beta2) * g * g;
   m[index] = mNew;

@@ -1,5 +1,5 @@
 // Fused softmax + cross-entropy, one thread per row of logits [M,C]: max, sum of exponentials,
-// loss = log(sum) + max - logit[label], grad = (softmax - onehot) / M. Invalid labels give NaN.
+// loss = log(sum) - (logit[label] - max), grad = (softmax - onehot) / M. Invalid labels give NaN.
 import { elementwiseEntry } from './common.js'
 
 /** rows per workgroup: rows are independent and long rows dominate, so keep workgroups small */
@@ -29,7 +29,8 @@ ${elementwiseEntry(
   for (var j = 1u; j < params.classes; j++) { maximum = max(maximum, logits[base + j]); }
   var sumExp = 0.0;
   for (var j = 0u; j < params.classes; j++) { sumExp += exp(logits[base + j] - maximum); }
-  loss[row] = log(sumExp) + maximum - logits[base + labelIndex];
+  // relative to the maximum first: log(sumExp) + maximum would round log(sumExp) away for huge logits
+  loss[row] = log(sumExp) - (logits[base + labelIndex] - maximum);
   let inverseSum = 1.0 / sumExp;
   for (var j = 0u; j < params.classes; j++) {
     let probability = exp(logits[base + j] - maximum) * inverseSum;
