@@ -282,6 +282,23 @@ describe.each(BACKENDS)('%s backend ops match the reference', (name) => {
     expect([...grads.slice(3)].every(Number.isNaN)).toBe(true)
   })
 
+  it('keeps the softmax cross-entropy loss exact for huge logits', async () => {
+    // rows whose maximum dwarfs log(sum exp): log(sum) + max - logit would round log(sum) away
+    const logits = Float32Array.of(1e30, 1e30, 0, -1e30, 30000, 29999, 0, -20000, -1e4, 1e4, 0, 1e4)
+    const labels = Float32Array.of(1, 1, 0)
+    // float64 oracle: log(sum_j exp(z_j - max)) - (z_label - max)
+    const expected = [0, 1, 2].map((row) => {
+      const z = [...logits.slice(row * 4, row * 4 + 4)]
+      const max = Math.max(...z)
+      const sum = z.reduce((total, value) => total + Math.exp(value - max), 0)
+      return Math.log(sum) - (z[labels[row]] - max)
+    })
+    const { loss, gradLogits } = backend.softmaxCrossEntropy(upload(logits, [3, 4]), upload(labels, [3]))
+    track(gradLogits)
+    // log(2), log(1 + e^-1) + 1 and 1e4 + log(2): device log/exp within a few ulps
+    expectClose('huge-logit loss', expected, await backend.read(track(loss)), { atol: 1e-6, rtol: 1e-6 })
+  })
+
   it('throws ShapeError on mismatched shapes before enqueuing anything', () => {
     const a = upload(new Float32Array(6), [2, 3])
     const b = upload(new Float32Array(8), [2, 4])

@@ -45,4 +45,38 @@ describe('adamWReference', () => {
       expect(bits(actual.v)).toEqual(bits(expected.v))
     }
   })
+
+  it('scales the gradient before the moments: the update of the gradient rounded after scaling', () => {
+    const random = SeededRandom.stream(4, 'adamw-scale')
+    const length = 1031
+    const values = () => Float32Array.from({ length }, () => (random.float() - 0.5) * 8)
+    const scaled = { param: values(), m: new Float32Array(length), v: new Float32Array(length) }
+    const plain = { param: scaled.param.slice(), m: new Float32Array(length), v: new Float32Array(length) }
+    const bits = (array: Float32Array) => [...new Uint32Array(array.buffer)]
+    for (let step = 1; step <= 5; step++) {
+      const grad = values()
+      // a scale whose products are not exact in float32: the scaled gradient is rounded once
+      const gradientScale = 0.3 + step / 7
+      const options = { learningRate: 3e-3, weightDecay: 0.01, step }
+      adamWReference(scaled.param, grad, scaled.m, scaled.v, { ...options, gradientScale })
+      const prescaled = Float32Array.from(grad, (g) => Math.fround(g * gradientScale))
+      adamWFormula(plain.param, prescaled, plain.m, plain.v, options)
+      expect(bits(scaled.param)).toEqual(bits(plain.param))
+      expect(bits(scaled.m)).toEqual(bits(plain.m))
+      expect(bits(scaled.v)).toEqual(bits(plain.v))
+    }
+  })
+
+  it('leaves the update unchanged with gradientScale 1', () => {
+    const random = SeededRandom.stream(5, 'adamw-scale-one')
+    const grad = Float32Array.from({ length: 257 }, () => random.float() - 0.5)
+    const run = (options: AdamWOptions) => {
+      const param = Float32Array.from({ length: 257 }, (_, i) => i / 257)
+      adamWReference(param, grad, new Float32Array(257), new Float32Array(257), options)
+      return [...new Uint32Array(param.buffer)]
+    }
+    expect(run({ learningRate: 1e-3, step: 2, gradientScale: 1 })).toEqual(
+      run({ learningRate: 1e-3, step: 2 }),
+    )
+  })
 })
