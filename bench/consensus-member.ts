@@ -2,6 +2,7 @@
 // libp2p node, Raft store and cpu backend, as on a separate machine. The parent sends `start` with
 // the run's options, gets `ready` with this node's id and addresses, sends `peers`, then hears
 // `step` events and one `finished`.
+import { mlpTrainingModel } from '../kernels/models/mlp-kind.js'
 import '../node/polyfill.js'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -115,9 +116,11 @@ port.once('message', async (start: MemberStart) => {
     components: { peerId: node.peerId, raft: node.services.raft, gradients: node.services.gradients },
     groupId: start.groupId,
     members: peers.map((peer) => peer.id),
-    architecture: { inputSize: 784, hiddenSizes: [start.hidden], outputSize: 10 },
+    model: mlpTrainingModel(
+      { inputSize: 784, hiddenSizes: [start.hidden], outputSize: 10 },
+      datasetShard(data.train, 1, 0, start.seed),
+    ),
     seed: start.seed,
-    shard: datasetShard(data.train, 1, 0, start.seed),
     batchSize: start.batchSize,
     learningRate: start.learningRate,
     steps: start.steps,

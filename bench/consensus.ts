@@ -21,6 +21,14 @@
 // no work ahead of the commit (GroupMemberInit.speculate), to measure what that is worth.
 // --latency-ms (not with --one-loop): every Raft frame and gradient message is handed over that much later,
 // a model of members on separate machines (consensus-member.ts, withLatency); 0 is plain loopback.
+
+import { readParams, writeParams } from '../kernels/models/kind.js'
+import {
+  initialParams,
+  mlpTrainingModel,
+  paramsToHostLayers,
+  type TrainingShard,
+} from '../kernels/models/mlp-kind.js'
 import '../node/polyfill.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -28,19 +36,14 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { loadMnist, PIXEL_COUNT } from '../kernels/data/mnist.js'
+import { MicroBatchPlan } from '../kernels/data/sharding.js'
 import { CpuBackend } from '../kernels/index.js'
 import { evaluate, Mlp, type MlpArchitecture } from '../kernels/models/index.js'
 import { tuneHeapForTraining } from '../node/heap.js'
 import { BATCH_SIZE_DEFAULT } from '../protocols/tasks/spec.js'
 import { aggregateGradients } from '../protocols/training/aggregate.js'
-import { initialParams, paramsToHostLayers, readParams, writeParams } from '../protocols/training/params.js'
-import {
-  computeStep,
-  createTrainingState,
-  MicroBatchPlan,
-  type TrainingConfig,
-} from '../protocols/training/state.js'
-import type { Compression, TrainingShard } from '../protocols/training/types.js'
+import { computeStep, createTrainingState, type TrainingConfig } from '../protocols/training/state.js'
+import type { Compression } from '../protocols/training/types.js'
 import {
   datasetShard,
   startTrainingCluster,
@@ -219,9 +222,8 @@ async function trainInGroup(
     storage,
     options: {
       groupId: `bench-${runCount++}`,
-      architecture,
+      model: mlpTrainingModel(architecture, shard),
       seed: SEED,
-      shard,
       batchSize,
       learningRate,
       steps,

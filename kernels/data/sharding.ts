@@ -77,3 +77,44 @@ export function stepBatchIndices(
   const end = batchStart + Math.floor(((memberIndex + 1) * batchLength) / memberCount)
   return epochOrder(count, seed, epoch).slice(start, end)
 }
+
+/**
+ * The sample indices of member `memberIndex`'s micro-batch at `step`: the group's shard is visited
+ * in seeded per-epoch orders (epochOrder of the task seed), each step taking the next
+ * memberCount x batchSize samples, member i the i-th slice. The members of a step thus see disjoint
+ * samples, and one epoch covers the shard once.
+ */
+export class MicroBatchPlan {
+  private readonly orders = new Map<number, Uint32Array>()
+
+  constructor(
+    readonly sampleCount: number,
+    readonly seed: number,
+    readonly memberCount: number,
+    readonly batchSize: number,
+  ) {
+    if (sampleCount < 1) throw new RangeError('the shard holds no samples')
+  }
+
+  indices(step: number, memberIndex: number): Uint32Array {
+    const out = new Uint32Array(this.batchSize)
+    const start = (step * this.memberCount + memberIndex) * this.batchSize
+    for (let j = 0; j < this.batchSize; j++) {
+      const position = start + j
+      const epoch = Math.floor(position / this.sampleCount)
+      out[j] = this.order(epoch)[position % this.sampleCount]
+    }
+    return out
+  }
+
+  private order(epoch: number): Uint32Array {
+    let order = this.orders.get(epoch)
+    if (!order) {
+      order = epochOrder(this.sampleCount, this.seed, epoch)
+      this.orders.set(epoch, order)
+      // keep the two most recent epochs: a step straddles at most two
+      for (const key of this.orders.keys()) if (key < epoch - 1) this.orders.delete(key)
+    }
+    return order
+  }
+}

@@ -62,7 +62,8 @@ export function layerNormBackwardDims(
   const expect = (name: string, tensor: Tensor, shape: readonly number[]) => {
     if (tensor.shape.length !== shape.length || tensor.shape.some((dim, i) => dim !== shape[i])) {
       throw new ShapeError(
-        `layerNormBackward: ${name} must have shape ${describeShape(shape)}, got ${describeShape(tensor.shape)}`,
+        `layerNormBackward: ${name} must have shape ${describeShape(shape)}, ` +
+          `got ${describeShape(tensor.shape)}`,
       )
     }
   }
@@ -119,7 +120,8 @@ export function attentionBackwardDims(
   ] as const) {
     if (tensor.shape.length !== 2 || tensor.shape[0] !== rows || tensor.shape[1] !== sizes.width) {
       throw new ShapeError(
-        `attentionBackward: ${name} must have shape [${rows},${sizes.width}], got ${describeShape(tensor.shape)}`,
+        `attentionBackward: ${name} must have shape [${rows},${sizes.width}], ` +
+          `got ${describeShape(tensor.shape)}`,
       )
     }
   }
@@ -161,7 +163,8 @@ export function cachedAttentionDims(
     throw new ShapeError(`${op}: width ${width} is not a multiple of ${dims.heads} heads`)
   if (keys.shape[1] !== width || values.shape[1] !== width || keys.shape[0] !== values.shape[0]) {
     throw new ShapeError(
-      `${op}: keys ${describeShape(keys.shape)} and values ${describeShape(values.shape)} must be [L,${width}]`,
+      `${op}: keys ${describeShape(keys.shape)} and values ${describeShape(values.shape)} ` +
+        `must be [L,${width}]`,
     )
   }
   if (keys.shape[0] < dims.offset + count) {

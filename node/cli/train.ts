@@ -235,13 +235,10 @@ export function register(program: Command): void {
         )
         return
       }
-      const sizes = [
-        manifest.architecture.inputSize,
-        ...manifest.architecture.hiddenSizes,
-        manifest.architecture.outputSize,
-      ]
+      const { architecture } = result
+      const sizes = [architecture.inputSize, ...architecture.hiddenSizes, architecture.outputSize]
       process.stdout.write(
-        `${pc.bold(`test accuracy ${percent(manifest.metrics.testAccuracy)}`)} for ${manifest.model} ` +
+        `${pc.bold(`test accuracy ${percent(result.testAccuracy)}`)} for ${manifest.model} ` +
           `${sizes.join('-')} after ${options.epochs} epochs on ${String(manifest.backend.kind)}\n` +
           `wrote ${result.weightsPath} and ${result.manifestPath}\n`,
       )

@@ -133,6 +133,8 @@ export interface LocalTrainingResult {
   weightsPath: string
   manifestPath: string
   manifest: ModelManifest
+  architecture: MlpArchitecture
+  testAccuracy: number
 }
 
 function checkInteger(name: string, value: number, min: number, max: number): void {
@@ -313,6 +315,8 @@ export async function trainLocal(
       weightsPath: saved.weightsPath,
       manifestPath: saved.manifestPath,
       manifest: saved.manifest,
+      architecture,
+      testAccuracy: finalTest.accuracy,
     }
   } finally {
     backend.destroy()
@@ -364,7 +368,7 @@ export async function evaluateLocal(options: LocalEvaluationOptions): Promise<Lo
       model: saved.manifest.model,
       architecture: saved.architecture,
       backend: backend.kind,
-      recordedTestAccuracy: saved.manifest.metrics.testAccuracy,
+      recordedTestAccuracy: saved.manifest.metrics.testAccuracy ?? Number.NaN,
     }
   } finally {
     backend.destroy()

@@ -1,17 +1,28 @@
 // A trained model on disk: DIR/model.safetensors (the weights) and DIR/model.json (what the model
-// is and how it was made). Both are written to temporary files in DIR and renamed into place, the
-// weights first; model.json records the weights' sha256, so a reader never accepts a pair that
-// does not belong together (e.g. after a crash between the two renames).
+// is and how it was made); a GPT also has DIR/config.json (Hugging Face's GPT2Config, so that
+// transformers loads the directory as it is). Every file is written to a temporary file in DIR and
+// renamed into place, model.json last; model.json records the weights' sha256, so a reader never
+// accepts files that do not belong together (e.g. after a crash between two renames).
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { CheckpointError, decodeMlpCheckpoint, encodeMlpCheckpoint } from '../../kernels/models/checkpoint.js'
+import {
+  decodeGptCheckpoint,
+  encodeGptCheckpoint,
+  GptCheckpointError,
+  gptConfigFromHuggingFace,
+  gptHuggingFaceConfig,
+} from '../../kernels/models/gpt/checkpoint.js'
+import { type GptConfig, gptParameterCount } from '../../kernels/models/gpt/config.js'
 import { type HostLayer, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { SafetensorsError } from '../../kernels/models/safetensors.js'
 
 export const WEIGHTS_FILE = 'model.safetensors'
 export const MANIFEST_FILE = 'model.json'
+/** Hugging Face's config of a GPT */
+export const CONFIG_FILE = 'config.json'
 export const MANIFEST_FORMAT = 'shardnet-model/1'
 /** checkpoints above this size are refused before reading (784-256-10 is 0.8 MB) */
 export const WEIGHTS_BYTES_MAX = 1 << 30
@@ -25,13 +36,25 @@ export class ModelFilesError extends Error {
   }
 }
 
-const architectureSchema = z.object({
+const mlpArchitectureSchema = z.object({
   type: z.literal('mlp'),
   activation: z.literal('relu'),
   inputSize: z.number().int().positive(),
   hiddenSizes: z.array(z.number().int().positive()),
   outputSize: z.number().int().positive(),
 })
+
+const gptArchitectureSchema = z.object({
+  type: z.literal('gpt'),
+  vocabSize: z.number().int().positive(),
+  context: z.number().int().positive(),
+  width: z.number().int().positive(),
+  layers: z.number().int().positive(),
+  heads: z.number().int().positive(),
+  layerNormEpsilon: z.number().positive(),
+})
+
+const architectureSchema = z.discriminatedUnion('type', [mlpArchitectureSchema, gptArchitectureSchema])
 
 const manifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
@@ -47,7 +70,14 @@ const manifestSchema = z.object({
   seed: z.number().int().nonnegative(),
   training: z.record(z.string(), z.unknown()),
   backend: z.record(z.string(), z.unknown()),
-  metrics: z.object({ testAccuracy: z.number(), testLoss: z.number() }).catchall(z.unknown()),
+  /** mnist-mlp: testAccuracy and testLoss; gpt: validationBitsPerByte */
+  metrics: z
+    .object({
+      testAccuracy: z.number().optional(),
+      testLoss: z.number().optional(),
+      validationBitsPerByte: z.number().optional(),
+    })
+    .catchall(z.unknown()),
   history: z.array(z.record(z.string(), z.unknown())),
   createdAt: z.string(),
 })
@@ -106,6 +136,35 @@ export async function saveModel(
     model: manifest.model,
     seed: String(manifest.seed),
   })
+  return writeModelFiles(directory, weights, [], manifest)
+}
+
+/** The manifest's description of a GPT: its shape and parameter count. */
+export function describeGpt(config: GptConfig): Pick<ModelManifest, 'architecture' | 'parameterCount'> {
+  return { architecture: { type: 'gpt', ...config }, parameterCount: gptParameterCount(config) }
+}
+
+/** Writes a GPT's model.safetensors (Hugging Face names), config.json and model.json. */
+export async function saveGptModel(
+  directory: string,
+  config: GptConfig,
+  params: Float32Array,
+  manifest: Omit<ModelManifest, 'weights' | 'format' | 'architecture' | 'parameterCount'>,
+): Promise<SavedModel> {
+  const weights = encodeGptCheckpoint(config, params, { model: manifest.model, seed: String(manifest.seed) })
+  const hfConfig = `${JSON.stringify(gptHuggingFaceConfig(config), null, 2)}\n`
+  return writeModelFiles(directory, weights, [[CONFIG_FILE, hfConfig]], {
+    ...manifest,
+    ...describeGpt(config),
+  })
+}
+
+async function writeModelFiles(
+  directory: string,
+  weights: Uint8Array,
+  extraFiles: ReadonlyArray<[string, string]>,
+  manifest: Omit<ModelManifest, 'weights' | 'format'>,
+): Promise<SavedModel> {
   const complete: ModelManifest = {
     format: MANIFEST_FORMAT,
     ...manifest,
@@ -120,6 +179,7 @@ export async function saveModel(
   try {
     await mkdir(directory, { recursive: true })
     await writeAtomically(weightsPath, weights)
+    for (const [name, contents] of extraFiles) await writeAtomically(join(directory, name), contents)
     await writeAtomically(manifestPath, `${JSON.stringify(complete, null, 2)}\n`)
   } catch (error) {
     throw new ModelFilesError(
@@ -135,8 +195,80 @@ export interface LoadedModel {
   layers: HostLayer[]
 }
 
-/** Reads and checks a model directory; throws ModelFilesError with one clear sentence. */
+/** A GPT model directory, read and checked. */
+export interface LoadedGpt {
+  manifest: ModelManifest
+  config: GptConfig
+  /** flat parameters (kernels/models/gpt/config.ts layout) */
+  params: Float32Array
+}
+
+/** An MLP or a GPT, by the manifest's architecture type. */
+export type LoadedAnyModel = ({ type: 'mlp' } & LoadedModel) | ({ type: 'gpt' } & LoadedGpt)
+
+/** Reads and checks a model directory of either kind; throws ModelFilesError with one clear sentence. */
+export async function loadAnyModel(directory: string): Promise<LoadedAnyModel> {
+  const { manifest, weights, weightsPath } = await readManifestAndWeights(directory)
+  if (manifest.architecture.type === 'mlp') {
+    return { type: 'mlp', ...checkMlp(manifest, weights, weightsPath) }
+  }
+  const configPath = join(directory, CONFIG_FILE)
+  let config: GptConfig
+  try {
+    config = gptConfigFromHuggingFace(JSON.parse(await readFile(configPath, 'utf8')))
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new ModelFilesError(`the GPT's ${configPath} is missing`)
+    if (error instanceof SyntaxError) throw new ModelFilesError(`${configPath} is not valid JSON`)
+    if (error instanceof GptCheckpointError) throw new ModelFilesError(`${configPath}: ${error.message}`)
+    throw new ModelFilesError(`cannot read ${configPath}: ${code ?? error}`)
+  }
+  const { type: _type, ...described } = manifest.architecture
+  const mismatch = (Object.keys(described) as Array<keyof GptConfig>).find(
+    (key) => described[key] !== config[key],
+  )
+  if (mismatch !== undefined) {
+    throw new ModelFilesError(
+      `${CONFIG_FILE} and ${MANIFEST_FILE} disagree about the model ` +
+        `(${mismatch}: ${config[mismatch]} against ` +
+        `${described[mismatch]})`,
+    )
+  }
+  try {
+    return { type: 'gpt', manifest, config, params: decodeGptCheckpoint(weights, config) }
+  } catch (error) {
+    if (error instanceof SafetensorsError || error instanceof GptCheckpointError) {
+      throw new ModelFilesError(
+        `the weights file ${weightsPath} does not fit ${CONFIG_FILE}: ${error.message}`,
+      )
+    }
+    throw error
+  }
+}
+
+/** Reads and checks a GPT model directory; an MLP directory is refused with a sentence. */
+export async function loadGpt(directory: string): Promise<LoadedGpt> {
+  const model = await loadAnyModel(directory)
+  if (model.type !== 'gpt') throw new ModelFilesError(`${directory} holds an MLP, not a GPT`)
+  return model
+}
+
+/** Reads and checks an MLP model directory; throws ModelFilesError with one clear sentence. */
 export async function loadModel(directory: string): Promise<LoadedModel> {
+  const model = await loadAnyModel(directory)
+  if (model.type !== 'mlp') {
+    throw new ModelFilesError(
+      `${directory} holds a GPT: this command takes an MLP ` +
+        '(use `shardnet generate` or `shardnet eval` for a GPT)',
+    )
+  }
+  const { type: _type, ...loaded } = model
+  return loaded
+}
+
+async function readManifestAndWeights(
+  directory: string,
+): Promise<{ manifest: ModelManifest; weights: Uint8Array; weightsPath: string }> {
   const manifestPath = join(directory, MANIFEST_FILE)
   const weightsPath = join(directory, WEIGHTS_FILE)
   let manifestText: string
@@ -174,6 +306,16 @@ export async function loadModel(directory: string): Promise<LoadedModel> {
     )
   }
   const weights = new Uint8Array(await readFile(weightsPath))
+  const sha256 = createHash('sha256').update(weights).digest('hex')
+  if (sha256 !== manifest.weights.sha256 || weights.length !== manifest.weights.bytes) {
+    throw new ModelFilesError(
+      `the weights file ${weightsPath} does not match ${MANIFEST_FILE} (sha256 differs)`,
+    )
+  }
+  return { manifest, weights, weightsPath }
+}
+
+function checkMlp(manifest: ModelManifest, weights: Uint8Array, weightsPath: string): LoadedModel {
   let decoded: ReturnType<typeof decodeMlpCheckpoint>
   try {
     decoded = decodeMlpCheckpoint(weights)
@@ -183,13 +325,8 @@ export async function loadModel(directory: string): Promise<LoadedModel> {
     }
     throw error
   }
-  const sha256 = createHash('sha256').update(weights).digest('hex')
-  if (sha256 !== manifest.weights.sha256 || weights.length !== manifest.weights.bytes) {
-    throw new ModelFilesError(
-      `the weights file ${weightsPath} does not match ${MANIFEST_FILE} (sha256 differs)`,
-    )
-  }
   const expected = manifest.architecture
+  if (expected.type !== 'mlp') throw new ModelFilesError(`${MANIFEST_FILE} does not describe an MLP`)
   const actual = decoded.architecture
   if (
     expected.inputSize !== actual.inputSize ||

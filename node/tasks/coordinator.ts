@@ -3,6 +3,7 @@
 // step across groups, and at the end fetch the final params and write the model. The decisions are
 // the pure state machine of protocols/tasks/lifecycle.ts; this file carries out its effects, one
 // handler per effect type (the `effects` table: the compiler refuses a table that misses one).
+
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
@@ -10,8 +11,6 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
-import { Mlp, parameterCount } from '../../kernels/models/mlp.js'
-import { evaluate } from '../../kernels/models/training.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import type { Claimant } from '../../protocols/tasks/assignment.js'
 import {
@@ -22,7 +21,6 @@ import {
   type ClaimsProtocol,
   progressRefusal,
 } from '../../protocols/tasks/claims.js'
-import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
 import {
   REANNOUNCE_INTERVAL_MIN_MS,
   REANNOUNCE_MS_DEFAULT,
@@ -49,24 +47,18 @@ import {
   type TaskRequest,
   type TrainRequest,
   type TrainTaskSpec,
-  trainArchitecture,
   unmetRequirement,
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
 import { averageParams } from '../../protocols/training/outer.js'
-import {
-  bytesToFloats,
-  floatsToBytes,
-  initialParams,
-  paramsToHostLayers,
-} from '../../protocols/training/params.js'
+import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
 import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
-import { describeArchitecture, ModelFilesError, saveModel } from '../executor/model-files.js'
+import { ModelFilesError } from '../executor/model-files.js'
 import type { FileBlockStore } from '../store/block-store.js'
-import { encodeTaskData, loadTaskData } from './datasets.js'
 import { InferenceInputError } from './infer-files.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
+import { TASK_MODELS, type TaskScore } from './task-models.js'
 
 const log = logger('shardnet:tasks:coordinator')
 
@@ -283,11 +275,8 @@ export class Coordinator {
   }
 
   private async submitTrain(request: TrainRequest): Promise<TaskView> {
-    const data = await loadTaskData(request.dataFile)
-    const { shards, test } = encodeTaskData(data, request.groups, request.seed)
     const put = (bytes: Uint8Array) => this.init.blocks.put(bytes, { provide: false })
-    const shardCids = await Promise.all(shards.map(put))
-    const testCid = await put(test)
+    const dataset = await TASK_MODELS[request.model].prepareData(request, put)
     const createdMs = this.now()
     const spec: TrainTaskSpec = {
       version: TASK_SPEC_VERSION,
@@ -309,13 +298,8 @@ export class Coordinator {
         aggregate: request.aggregate,
         outerEvery: request.outerEvery,
         compress: request.compress,
-        dataset: {
-          name: data.name,
-          shardCids,
-          testCid,
-          trainCount: data.train.count,
-          testCount: data.test.count,
-        },
+        dataset,
+        ...(request.gpt !== undefined ? { gpt: request.gpt } : {}),
       },
     }
     const specCid = await put(encodeTaskSpec(spec))
@@ -339,10 +323,11 @@ export class Coordinator {
         aggregate: request.aggregate,
         outerEvery: request.outerEvery,
         compress: request.compress,
-        dataset: data.name,
-        trainCount: data.train.count,
-        testCount: data.test.count,
-        shardCids: shardCids.map(String),
+        ...(request.gpt !== undefined ? { gpt: request.gpt } : {}),
+        dataset: dataset.name,
+        trainCount: dataset.trainCount,
+        testCount: dataset.testCount,
+        shardCids: dataset.shardCids.map(String),
         requirements: request.requirements,
       },
     })
@@ -615,7 +600,8 @@ export class Coordinator {
         peers: [peerIdFromString(effect.from)],
         signal: this.shutdown.signal,
       })
-      const state = decodeState(bytes, parameterCount(trainArchitecture(live.spec.train)))
+      const train = live.spec.train
+      const state = decodeState(bytes, TASK_MODELS[train.model].parameterCount(train))
       // a member that trains on publishes a state at most as far as the step it reports with it
       if (state === undefined || state.step > effect.step) throw new Error('not a valid training state')
       await this.init.blocks.put(bytes, { provide: false })
@@ -640,7 +626,7 @@ export class Coordinator {
   private async initialState(live: LiveTask, effect: EffectOf<'initial-state'>): Promise<void> {
     try {
       const train = live.spec.train
-      const state = createTrainingState(initialParams(trainArchitecture(train), train.seed), [])
+      const state = createTrainingState(TASK_MODELS[train.model].initialParams(train), [])
       const cid = await this.init.blocks.put(encodeState(state), { provide: false })
       log('task %s: group %d starts over from step 0 (initial state %s)', live.record.id, effect.group, cid)
       this.apply(live, {
@@ -709,7 +695,7 @@ export class Coordinator {
       ),
     )
     // scored after the groups have their params back, so the score costs them no time
-    const score = await this.score(live, averaged).catch((error: unknown) => {
+    const score = await this.score(live, averaged, true).catch((error: unknown) => {
       log('scoring outer round %d failed: %s', effect.round, (error as Error).message)
       return undefined
     })
@@ -717,7 +703,8 @@ export class Coordinator {
       type: 'outer-sent',
       round: effect.round,
       paramsCid: cid.toString(),
-      accuracy: score?.accuracy,
+      ...(score?.accuracy !== undefined ? { accuracy: score.accuracy } : {}),
+      ...(score?.bitsPerByte !== undefined ? { bitsPerByte: score.bitsPerByte } : {}),
       nowMs: this.now(),
     })
   }
@@ -745,13 +732,10 @@ export class Coordinator {
   private async finalize(live: LiveTask, effect: EffectOf<'finalize'>): Promise<void> {
     const averaged = await this.average(effect.sources)
     const train = live.spec.train
-    const architecture = trainArchitecture(train)
-    const layers = paramsToHostLayers(architecture, averaged)
-    const { accuracy, meanLoss: testLoss } = await this.score(live, averaged)
+    const score = await this.score(live, averaged, false)
     const resultDir = join(this.init.resultsFolder, live.record.id)
-    await saveModel(resultDir, architecture, layers, {
+    await TASK_MODELS[train.model].save(resultDir, train, averaged, {
       model: train.model,
-      ...describeArchitecture(architecture),
       dataset: {
         name: train.dataset.name,
         trainCount: train.dataset.trainCount,
@@ -775,11 +759,21 @@ export class Coordinator {
         kind: 'network',
         groups: live.record.groups.map((g) => ({ group: g.group, members: g.members })),
       },
-      metrics: { testAccuracy: accuracy, testLoss },
+      metrics: {
+        ...(score.accuracy !== undefined ? { testAccuracy: score.accuracy, testLoss: score.loss } : {}),
+        ...(score.bitsPerByte !== undefined ? { validationBitsPerByte: score.bitsPerByte } : {}),
+      },
       history: live.record.history.map((point) => ({ ...point })),
       createdAt: new Date(this.now()).toISOString(),
     })
-    this.apply(live, { type: 'finished', accuracy, testLoss, resultDir, nowMs: this.now() })
+    this.apply(live, {
+      type: 'finished',
+      ...(score.accuracy !== undefined ? { accuracy: score.accuracy } : {}),
+      ...(score.bitsPerByte !== undefined ? { bitsPerByte: score.bitsPerByte } : {}),
+      testLoss: score.loss,
+      resultDir,
+      nowMs: this.now(),
+    })
   }
 
   private async release(live: LiveTask, effect: EffectOf<'release'>): Promise<void> {
@@ -835,22 +829,22 @@ export class Coordinator {
     )
   }
 
-  /** Accuracy and loss of `params` on the task's held-out test block. */
-  private async score(live: LiveTask, params: Float32Array): Promise<{ accuracy: number; meanLoss: number }> {
-    const architecture = trainArchitecture(live.spec.train)
-    const testBytes = await this.init.blockStore.get(live.spec.train.dataset.testCid)
-    if (testBytes === undefined) throw new Error('the test set block is missing from the block store')
-    const test = decodeDatasetBlock(testBytes)
-    if (!test.ok) throw new Error(`the test set block is unreadable: ${test.reason}`)
+  /** The score of `params` on the task's held-out data (an estimate when `quick`). */
+  private async score(live: LiveTask, params: Float32Array, quick: boolean): Promise<TaskScore> {
+    const train = live.spec.train
     const backend = await this.init.openBackend()
     try {
-      const model = Mlp.fromHost(backend, architecture, paramsToHostLayers(architecture, params))
-      const result = await evaluate(model, test.value)
-      model.dispose()
-      return result
+      return await TASK_MODELS[train.model].score(train, params, backend, this.localBlock, quick)
     } finally {
       backend.destroy()
     }
+  }
+
+  /** A block this node stored itself (the task's test data). */
+  private readonly localBlock = async (cid: CID): Promise<Uint8Array> => {
+    const bytes = await this.init.blockStore.get(cid)
+    if (bytes === undefined) throw new Error(`the block ${cid} is missing from the block store`)
+    return bytes
   }
 
   private async sendCancel(member: string, taskCid: Uint8Array<ArrayBuffer>, reason: string): Promise<void> {

@@ -1,22 +1,21 @@
-// Runs one training assignment: fetches the group's shard (verified by CID), opens the durable Raft
-// log of this member in the data dir, and runs one member of the group through the training
-// protocol's startGroupMember. Progress goes to the submitter; at each DiLoCo outer round the group's
-// leader publishes its params as a block, reports it, and continues from the average the submitter
+// Runs one training assignment: gets the group's data through its model kind (the shard block,
+// verified by CID, or a corpus built here and checked against the task's content ids), opens the
+// durable Raft log of this member in the data dir, and runs one member of the group through the
+// training protocol's startGroupMember. Progress goes to the submitter; at each DiLoCo outer round
+// the group's leader publishes its params as a block, reports it, and continues from the average the submitter
 // sends back. At the end this member serves its final params until the submitter releases it.
 // While the group has no leader (it lost its majority) the member publishes its TrainingState as a
 // block and reports it, so that the submitter can re-form the group around the survivors; a re-formed
 // group (incarnation > 0) is a new Raft group whose members all start from that state.
 import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { parameterCount } from '../../kernels/models/mlp.js'
-import { decodeDatasetBlock } from '../../protocols/tasks/dataset.js'
-import { type TrainTaskSpec, trainArchitecture } from '../../protocols/tasks/spec.js'
+import type { TrainTaskSpec } from '../../protocols/tasks/spec.js'
 import { startGroupMember } from '../../protocols/training/group.js'
 import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
 import { decodeState, type TrainingState } from '../../protocols/training/state.js'
 import type { GroupMemberComponents, StepEvent } from '../../protocols/training/types.js'
 import { DurableRaftStorage } from '../store/raft-storage.js'
+import { TASK_MODELS } from './task-models.js'
 import type { ExecutionContext, TaskExecutor } from './worker.js'
 
 const log = logger('shardnet:tasks:train')
@@ -71,18 +70,14 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
     async run(context: ExecutionContext<TrainTaskSpec>): Promise<void> {
       const train = context.spec.train
       const { assignment } = context
-      const shardBytes = await context.fetchBlock(train.dataset.shardCids[assignment.group])
-      const shard = decodeDatasetBlock(shardBytes)
-      if (!shard.ok) throw new Error(`the data shard is unusable: ${shard.reason}`)
-      if (shard.value.features !== PIXEL_COUNT)
-        throw new Error(`the data shard has ${shard.value.features} features, the model takes ${PIXEL_COUNT}`)
-      const architecture = trainArchitecture(train)
+      const taskModel = TASK_MODELS[train.model]
+      const data = await taskModel.trainingModel(train, assignment.group, (cid) => context.fetchBlock(cid))
       const incarnation = assignment.incarnation ?? 0
       // a re-formed group starts from the state the submitter holds (verified by CID on fetch)
       let initialState: TrainingState | undefined
       if (assignment.stateCid !== undefined) {
         const bytes = await context.fetchBlock(CID.parse(assignment.stateCid))
-        initialState = decodeState(bytes, parameterCount(architecture))
+        initialState = decodeState(bytes, data.model.parameterCount)
         if (initialState === undefined) throw new Error('the state the group re-forms from is unusable')
       }
       const storage = DurableRaftStorage.open(context.folder)
@@ -96,9 +91,8 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
           components: init.components,
           groupId: trainingGroupId(context.taskId, assignment.group, incarnation),
           members: assignment.members,
-          architecture,
+          model: data.model,
           seed: train.seed,
-          shard: { inputs: shard.value.images, labels: Float32Array.from(shard.value.labels) },
           batchSize: train.batchSize,
           learningRate: train.learningRate,
           steps: train.steps,
@@ -195,6 +189,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
         member?.stop()
         storage.close()
         backend.destroy()
+        data.close()
       }
     },
   }

@@ -121,8 +121,13 @@ export interface TaskRecord {
   averagingRound: number
   /** (step, loss) of the slowest group, sampled */
   history: Array<{ step: number; loss: number; timeMs: number }>
-  /** test accuracy of the last averaged model (each outer round, then the final one) */
+  /** test accuracy of the last averaged model (each outer round, then the final one): classifiers */
   accuracy?: number
+  /**
+   * validation bits per byte of the last averaged model (byte language models): an estimate on part
+   * of the split at outer rounds, the whole split at the end
+   */
+  bitsPerByte?: number
   testLoss?: number
   resultDir?: string
   error?: string
@@ -169,9 +174,23 @@ export type TaskEvent =
   /** a state could not be fetched (stateCid), or built (stateCid INITIAL_STATE) */
   | { type: 'state-unavailable'; group: number; stateCid: string; nowMs: number }
   | { type: 'assignment-failed'; peerId: string; group: number; reason: string; nowMs: number }
-  | { type: 'outer-sent'; round: number; paramsCid: string; accuracy?: number; nowMs: number }
+  | {
+      type: 'outer-sent'
+      round: number
+      paramsCid: string
+      accuracy?: number
+      bitsPerByte?: number
+      nowMs: number
+    }
   | { type: 'member-error'; peerId: string; group: number; error: string; nowMs: number }
-  | { type: 'finished'; accuracy: number; testLoss: number; resultDir: string; nowMs: number }
+  | {
+      type: 'finished'
+      accuracy?: number
+      bitsPerByte?: number
+      testLoss: number
+      resultDir: string
+      nowMs: number
+    }
   | { type: 'fail'; reason: string; nowMs: number }
   | { type: 'cancel'; reason: string; nowMs: number }
 
@@ -592,6 +611,7 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
       record.averagingRound = 0
       record.outerParamsCids[event.round - 1] = event.paramsCid
       if (event.accuracy !== undefined) record.accuracy = event.accuracy
+      if (event.bitsPerByte !== undefined) record.bitsPerByte = event.bitsPerByte
       for (const group of record.groups) {
         if (group.waitingRound === event.round) {
           group.waitingRound = 0
@@ -644,7 +664,8 @@ export function stepTask(previous: TaskRecord, event: TaskEvent): StepResult {
         throw new IllegalTaskTransitionError(`a task in state ${record.state} cannot finish`)
       }
       record.state = 'completed'
-      record.accuracy = event.accuracy
+      if (event.accuracy !== undefined) record.accuracy = event.accuracy
+      if (event.bitsPerByte !== undefined) record.bitsPerByte = event.bitsPerByte
       record.testLoss = event.testLoss
       record.resultDir = event.resultDir
       effects.push({ type: 'release', reason: 'completed' }, { type: 'persist' })

@@ -20,6 +20,7 @@ import type { CID } from 'multiformats/cid'
 import { z } from 'zod'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { SEED_MAX } from '../../kernels/data/random.js'
+import { GPT_LIMITS, GPT_PRESET_DEFAULT, GPT_PRESETS } from '../../kernels/models/gpt/config.js'
 import { MAX_LAYER_WIDTH, type MlpArchitecture } from '../../kernels/models/mlp.js'
 import { TaskSpec as WireTaskSpec } from '../wire/task-spec.js'
 import {
@@ -82,7 +83,7 @@ const PATH_LENGTH_MAX = 4096
 
 export const TASK_KINDS = ['train', 'infer'] as const
 export type TaskKind = (typeof TASK_KINDS)[number]
-export const MODELS = ['mnist-mlp'] as const
+export const MODELS = ['mnist-mlp', 'gpt'] as const
 export type ModelName = (typeof MODELS)[number]
 export const AGGREGATES = ['mean', 'median', 'trimmed-mean'] as const
 export type AggregateRule = (typeof AGGREGATES)[number]
@@ -183,6 +184,42 @@ const requirementFields = (prefix: string) => ({
 
 const staffingDeadline = (field: string) => integer(field, STAFFING_DEADLINE_MS_MIN, STAFFING_DEADLINE_MS_MAX)
 
+/** The shape of a GPT a task trains (the vocabulary is bytes, LayerNorm epsilon 1e-5). */
+export interface GptShape {
+  context: number
+  width: number
+  layers: number
+  heads: number
+}
+
+/** The GPT shape of a task that names none: the tiny preset. */
+export const GPT_SHAPE_DEFAULT: Readonly<GptShape> = Object.freeze({
+  context: GPT_PRESETS[GPT_PRESET_DEFAULT].context,
+  width: GPT_PRESETS[GPT_PRESET_DEFAULT].width,
+  layers: GPT_PRESETS[GPT_PRESET_DEFAULT].layers,
+  heads: GPT_PRESETS[GPT_PRESET_DEFAULT].heads,
+})
+
+const gptShape = (prefix: string) =>
+  z
+    .object(
+      {
+        context: integer(`${prefix}gpt.context`, 1, GPT_LIMITS.contextMax),
+        width: integer(`${prefix}gpt.width`, 1, GPT_LIMITS.widthMax),
+        layers: integer(`${prefix}gpt.layers`, 1, GPT_LIMITS.layersMax),
+        heads: integer(`${prefix}gpt.heads`, 1, GPT_LIMITS.headsMax),
+      },
+      { error: `${prefix}gpt must be an object with context, width, layers and heads` },
+    )
+    .refine((g) => g.width % g.heads === 0, {
+      error: `${prefix}gpt.width must be a multiple of ${prefix}gpt.heads`,
+      path: ['width'],
+    })
+
+/** A GPT task carries its shape and an MLP task none. */
+const gptOnlyForGpt = (t: { model: string; gpt?: GptShape | undefined }) =>
+  (t.model === 'gpt') === (t.gpt !== undefined)
+
 const trainFields = (prefix: string) => ({
   model: oneOf(`${prefix}model`, MODELS),
   hiddenSizes: z
@@ -269,7 +306,10 @@ const trainRequestSchema = (() => {
     .strictObject({
       kind: z.literal('train'),
       model: fields.model,
-      hiddenSizes: fields.hiddenSizes.default(() => [...HIDDEN_SIZES_DEFAULT]),
+      /** the MLP's hidden layers (model mnist-mlp) */
+      hiddenSizes: fields.hiddenSizes.optional(),
+      /** the GPT's shape (model gpt); default GPT_SHAPE_DEFAULT */
+      gpt: gptShape('').optional(),
       groups: fields.groups,
       groupSize: fields.groupSize,
       steps: fields.steps,
@@ -289,6 +329,19 @@ const trainRequestSchema = (() => {
       ...requestCommon,
     })
     .refine(outerEveryWithinSteps, outerEveryRefusal(''))
+    .refine((t) => t.model === 'gpt' || t.gpt === undefined, {
+      error: 'gpt applies to model gpt only',
+      path: ['gpt'],
+    })
+    .refine((t) => t.model !== 'gpt' || (t.hiddenSizes === undefined && t.dataFile === undefined), {
+      error: 'a gpt task takes neither hiddenSizes nor dataFile (it trains on the linux-doc-6.1 corpus)',
+      path: ['model'],
+    })
+    .transform((t) => ({
+      ...t,
+      hiddenSizes: t.model === 'gpt' ? [] : (t.hiddenSizes ?? [...HIDDEN_SIZES_DEFAULT]),
+      gpt: t.model === 'gpt' ? (t.gpt ?? { ...GPT_SHAPE_DEFAULT }) : undefined,
+    }))
 })()
 
 const inferRequestSchema = (() => {
@@ -327,10 +380,31 @@ export function parseTaskRequest(value: unknown): TaskRequest {
 // ---------------------------------------------------------------------------------------------------
 // the stored form
 
+/**
+ * The data of a training task. mnist and custom: one block of samples per group and the held-out
+ * samples, counts in samples. linux-doc-6.1 (a GPT's corpus): every worker builds the corpus itself
+ * from Debian's package; every shard CID is the raw CID of the training split and testCid that of the
+ * validation split (a worker checks its build against them), counts in bytes.
+ */
+export interface TaskDataset {
+  name: DatasetName
+  /** one per group */
+  shardCids: CID[]
+  testCid: CID
+  trainCount: number
+  testCount: number
+}
+
+export const DATASET_NAMES = ['mnist', 'custom', 'linux-doc-6.1'] as const
+export type DatasetName = (typeof DATASET_NAMES)[number]
+
 /** A training task's settings. */
 export interface TrainSpec {
   model: ModelName
+  /** the MLP's hidden layers ([] for a GPT) */
   hiddenSizes: number[]
+  /** the GPT's shape (model gpt only) */
+  gpt?: GptShape
   groups: number
   groupSize: number
   steps: number
@@ -340,14 +414,7 @@ export interface TrainSpec {
   aggregate: AggregateRule
   outerEvery: number
   compress: Compression
-  dataset: {
-    name: 'mnist' | 'custom'
-    /** one block per group */
-    shardCids: CID[]
-    testCid: CID
-    trainCount: number
-    testCount: number
-  }
+  dataset: TaskDataset
 }
 
 /** An inference task's settings. */
@@ -434,9 +501,12 @@ const wireTrainSchema = z
     ...trainFields('train.'),
     aggregate: wireEnum('train.aggregate', AGGREGATE_FROM_WIRE),
     compress: wireEnum('train.compress', COMPRESSION_FROM_WIRE),
+    gpt: gptShape('train.').optional(),
     dataset: z.object(
       {
-        name: z.enum(['mnist', 'custom'], { error: 'train.dataset.name must be mnist or custom' }),
+        name: z.enum(DATASET_NAMES, {
+          error: `train.dataset.name must be one of ${DATASET_NAMES.join(', ')}`,
+        }),
         shardCids: z.array(cid()),
         testCid: cid(),
         trainCount: count('train.dataset.trainCount', 1),
@@ -446,6 +516,11 @@ const wireTrainSchema = z
     ),
   })
   .refine(outerEveryWithinSteps, outerEveryRefusal('train.'))
+  .refine(gptOnlyForGpt, { error: 'train.gpt must be present exactly for model gpt', path: ['gpt'] })
+  .refine((t) => (t.model === 'gpt') === (t.dataset.name === 'linux-doc-6.1'), {
+    error: 'train.dataset must be linux-doc-6.1 exactly for model gpt',
+    path: ['dataset', 'name'],
+  })
   .refine((t) => t.dataset.shardCids.length === t.groups, {
     error: 'train.dataset.shardCids must hold one block per group',
     path: ['dataset', 'shardCids'],
@@ -563,6 +638,7 @@ function toWire(spec: TaskSpec): WireTaskSpec {
           trainCount: t.dataset.trainCount,
           testCount: t.dataset.testCount,
         },
+        ...(t.gpt !== undefined ? { gpt: { ...t.gpt } } : {}),
       }
       return wire
     }

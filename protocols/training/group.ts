@@ -10,27 +10,26 @@
 //   const storage = DurableRaftStorage.open(join(dataDir, 'raft', groupId))   // the caller opens/closes it
 //   const member = startGroupMember({
 //     components: { peerId: host.peerId, raft: host.services.raft, gradients: host.services.gradients },
-//     groupId, members, architecture, seed, shard: { inputs, labels }, batchSize, learningRate, steps,
+//     groupId, members, model: mlpTrainingModel(architecture, shard), seed, batchSize, learningRate, steps,
 //     aggregate: 'median', compression: 'int8', storage, backend,
 //     outerEvery: 50, outerStep: (request) => coordinator.average(request),   // G > 1 only
 //   })
 //   member.on('step', ({ step, loss, contributors, rejected, suspects, leader }) => ...)
 //   member.on('leader' | 'outer' | 'resync' | 'finished' | 'error', ...)
 //   member.status()      // step, leader, digest, per-member accepted/rejected/suspect counts, bytes sent
-//   const { params, digest } = await member.finished()   // paramsToHostLayers(architecture, params)
+//   const { params, digest } = await member.finished()   // the model's flat layout
 //   member.stop()
 //
 // The host needs two services: `raft: raftTransport()` (protocols/raft/transport.ts) and
 // `gradients: gradientExchange()` (exchange.ts, /shardnet/grad/1.0.0).
 import { logger } from '@libp2p/logger'
-import { parameterCount } from '../../kernels/models/mlp.js'
 import { SCHEDULE_DEFAULT, WEIGHT_DECAY_DEFAULT } from '../../kernels/models/training.js'
 import { ENTRY_BYTES_MAX_DEFAULT, RaftRunner } from '../raft/runner.js'
 import { bootstrapUpdate } from '../raft/storage.js'
 import { type Gradient, GradResponse } from '../wire/training.js'
 import { SUSPECT_COSINE_MIN_DEFAULT } from './aggregate.js'
 import { GradientSendError, gradientRequestBytesMax, stateResponseBytesMax } from './exchange.js'
-import { type GradientComputer, mlpGradientComputer } from './gradients.js'
+import type { GradientComputer } from './gradients.js'
 import {
   MEMBER_RULE_DEFAULTS,
   type MemberConfig,
@@ -38,7 +37,7 @@ import {
   type MemberEffect,
   type MemberInput,
 } from './member.js'
-import { initialParams, toHex } from './params.js'
+import { toHex } from './params.js'
 import {
   createTrainingState,
   emptyReport,
@@ -92,13 +91,9 @@ function validate(init: GroupMemberInit, self: string): void {
   const outerEvery = init.outerEvery ?? 0
   if (!Number.isInteger(outerEvery) || outerEvery < 0) fail('outerEvery must be a non-negative integer')
   if (outerEvery > 0 && !init.outerStep) fail('outerEvery > 0 needs an outerStep function')
-  const count = parameterCount(init.architecture)
+  const count = init.model.parameterCount
   if (count * 4 > INLINE_UPDATE_BYTES_MAX) {
     fail(`${count} parameters do not fit an inline log entry (update by block CID is not implemented)`)
-  }
-  const inputSize = init.architecture.inputSize
-  if (init.shard.inputs.length !== init.shard.labels.length * inputSize || init.shard.labels.length === 0) {
-    fail(`the shard must hold labels.length x ${inputSize} inputs and at least one sample`)
   }
   if (init.initialParams && init.initialParams.length !== count) {
     fail(`initialParams has ${init.initialParams.length} values, the model ${count}`)
@@ -157,13 +152,11 @@ class GroupMemberRuntime implements GroupMember {
     const members = config.members
     const state = init.initialState
       ? adoptState(init.initialState, members)
-      : createTrainingState(init.initialParams ?? initialParams(init.architecture, init.seed), members)
+      : createTrainingState(init.initialParams ?? init.model.initialParams(init.seed), members)
     this.core = new MemberCore(config, state)
-    const standard = mlpGradientComputer({
+    const standard = init.model.gradientComputer({
       backend: init.backend,
-      architecture: init.architecture,
       seed: init.seed,
-      shard: init.shard,
       batchSize: init.batchSize,
       memberCount: members.length,
       memberIndex: members.indexOf(this.self),
@@ -492,12 +485,13 @@ function resolveMemberConfig(init: GroupMemberInit, self: string): MemberConfig 
     self,
     members: [...init.members].sort(),
     training: {
-      parameterCount: parameterCount(init.architecture),
+      parameterCount: init.model.parameterCount,
       steps: init.steps,
       learningRate: init.learningRate,
       schedule: init.schedule ?? SCHEDULE_DEFAULT,
       weightDecay: init.weightDecay ?? WEIGHT_DECAY_DEFAULT,
       outerEvery: init.outerEvery ?? 0,
+      ...init.model.optimizer,
     },
     aggregate: init.aggregate ?? rules.aggregate,
     trimCount: init.trimCount ?? rules.trimCount,

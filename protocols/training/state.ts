@@ -10,7 +10,6 @@
 // Log entry: TrainingEntry { kind STEP|OUTER, step, contributors, rejected, suspects, loss,
 // update (float32 inline, or int8 + scales in groups with int8 compression) | update_cid,
 // digest_after = sha2-256 of float32 params after }.
-import { epochOrder } from '../../kernels/data/sharding.js'
 import { type LearningRateSchedule, learningRateAt } from '../../kernels/models/training.js'
 import { adamWReference } from '../../kernels/reference/optimizers.js'
 import { Gradient, TrainingEntry, TrainingState as WireTrainingState } from '../wire/training.js'
@@ -26,6 +25,28 @@ export interface TrainingConfig {
   weightDecay: number
   /** 0 = no outer steps */
   outerEvery: number
+  /** AdamW's second-moment decay; @default ADAM_BETA2_DEFAULT */
+  beta2?: number
+  /**
+   * largest global norm of an update: a larger update is scaled down to it before AdamW (the
+   * model kind's choice, e.g. 1 for the GPT); @default no clipping
+   */
+  gradClip?: number
+}
+
+/** Adam's own second-moment decay, the default of a model kind that names none. */
+export const ADAM_BETA2_DEFAULT = 0.999
+
+/**
+ * min(1, clip / ||update||), the norm summed in float64 in index order: every member computes the
+ * same scale from the same update bytes.
+ */
+export function clipScale(update: Float32Array, clip: number | undefined): number {
+  if (clip === undefined || !Number.isFinite(clip)) return 1
+  let sum = 0
+  for (let i = 0; i < update.length; i++) sum += update[i] * update[i]
+  const norm = Math.sqrt(sum)
+  return norm > clip ? clip / norm : 1
 }
 
 export interface TrainingState {
@@ -136,6 +157,8 @@ function adamWStep(
   adamWReference(arrays.params, update, arrays.firstMoment, arrays.secondMoment, {
     learningRate: learningRateAt(config.schedule, config.learningRate, step, config.steps),
     weightDecay: config.weightDecay,
+    beta2: config.beta2 ?? ADAM_BETA2_DEFAULT,
+    gradientScale: clipScale(update, config.gradClip),
     step: step + 1,
   })
   arrays.digest = paramsDigest(arrays.params)
@@ -468,46 +491,5 @@ export function decodeState(
       ]),
     ),
     diverged: false,
-  }
-}
-
-/**
- * The sample indices of member `memberIndex`'s micro-batch at `step`: the group's shard is visited
- * in seeded per-epoch orders (epochOrder of the task seed), each step taking the next
- * memberCount x batchSize samples, member i the i-th slice. The members of a step thus see disjoint
- * samples, and one epoch covers the shard once.
- */
-export class MicroBatchPlan {
-  private readonly orders = new Map<number, Uint32Array>()
-
-  constructor(
-    readonly sampleCount: number,
-    readonly seed: number,
-    readonly memberCount: number,
-    readonly batchSize: number,
-  ) {
-    if (sampleCount < 1) throw new RangeError('the shard holds no samples')
-  }
-
-  indices(step: number, memberIndex: number): Uint32Array {
-    const out = new Uint32Array(this.batchSize)
-    const start = (step * this.memberCount + memberIndex) * this.batchSize
-    for (let j = 0; j < this.batchSize; j++) {
-      const position = start + j
-      const epoch = Math.floor(position / this.sampleCount)
-      out[j] = this.order(epoch)[position % this.sampleCount]
-    }
-    return out
-  }
-
-  private order(epoch: number): Uint32Array {
-    let order = this.orders.get(epoch)
-    if (!order) {
-      order = epochOrder(this.sampleCount, this.seed, epoch)
-      this.orders.set(epoch, order)
-      // keep the two most recent epochs: a step straddles at most two
-      for (const key of this.orders.keys()) if (key < epoch - 1) this.orders.delete(key)
-    }
-    return order
   }
 }

@@ -2,25 +2,16 @@
 // what the daemon passes to startGroupMember, the events it hears and the status it can read.
 import type { PeerId } from '@libp2p/interface'
 import type { Backend } from '../../kernels/backend.js'
-import type { MlpArchitecture } from '../../kernels/models/mlp.js'
 import type { LearningRateSchedule } from '../../kernels/models/training.js'
 import type { RaftRunnerInit } from '../raft/runner.js'
 import type { RaftStorage } from '../raft/storage.js'
 import type { RaftTransport } from '../raft/transport.js'
 import type { GradientExchange } from './exchange.js'
-import type { GradientComputer } from './gradients.js'
+import type { GradientComputer, TrainingModel } from './gradients.js'
 import type { TrainingState } from './state.js'
 
 export type AggregateRule = 'mean' | 'median' | 'trimmed-mean'
 export type Compression = 'none' | 'int8'
-
-/** The training data of this group (every member of a group holds the same shard). */
-export interface TrainingShard {
-  /** [count, inputSize] row-major */
-  inputs: Float32Array
-  /** [count] class indices as float32 (the form the backend's cross-entropy takes) */
-  labels: Float32Array
-}
 
 /** What a group's leader asks of the task's coordinator at an outer step (DiLoCo). */
 export interface OuterStepRequest {
@@ -46,10 +37,10 @@ export interface GroupMemberInit {
   groupId: string
   /** peer ids (strings) of every member including this one; member index = position when sorted */
   members: readonly string[]
-  architecture: MlpArchitecture
+  /** the model kind bound to its config and this member's data: parameters and gradients */
+  model: TrainingModel
   /** task seed: init, shuffles and micro-batches derive from it */
   seed: number
-  shard: TrainingShard
   /** micro-batch size of ONE member (the group's effective batch is members x batchSize) */
   batchSize: number
   learningRate: number
@@ -70,7 +61,7 @@ export interface GroupMemberInit {
   /** durable Raft storage, opened (and closed) by the caller, bootstrapped by the member if empty */
   storage: RaftStorage
   backend: Backend
-  /** starting params (device layout); @default He init from `seed` */
+  /** starting params (the model's flat layout); @default the model's initialisation from `seed` */
   initialParams?: Float32Array
   /**
    * the TrainingState a re-formed group starts from (step, optimizer moments, outer rounds), the same
@@ -78,7 +69,7 @@ export interface GroupMemberInit {
    */
   initialState?: TrainingState
   /**
-   * Wraps the member's gradient computation (the MLP on `backend`), e.g. to instrument it; tests use
+   * Wraps the member's gradient computation (the model's, on `backend`), e.g. to instrument it; tests use
    * it to make a member lie. @default none
    */
   wrapComputer?: (standard: GradientComputer) => GradientComputer

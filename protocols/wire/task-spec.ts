@@ -286,6 +286,164 @@ export namespace TaskSpec {
     }
   }
 
+  export interface Gpt {
+    context: number
+    width: number
+    layers: number
+    heads: number
+  }
+
+  export namespace Gpt {
+    let _codec: Codec<Gpt>
+
+    export const codec = (): Codec<Gpt> => {
+      if (_codec == null) {
+        _codec = message<Gpt>((obj, w, opts = {}) => {
+          if (opts.lengthDelimited !== false) {
+            w.fork()
+          }
+
+          if ((obj.context != null && obj.context !== 0)) {
+            w.uint32(8)
+            w.uint32(obj.context)
+          }
+
+          if ((obj.width != null && obj.width !== 0)) {
+            w.uint32(16)
+            w.uint32(obj.width)
+          }
+
+          if ((obj.layers != null && obj.layers !== 0)) {
+            w.uint32(24)
+            w.uint32(obj.layers)
+          }
+
+          if ((obj.heads != null && obj.heads !== 0)) {
+            w.uint32(32)
+            w.uint32(obj.heads)
+          }
+
+          if (opts.lengthDelimited !== false) {
+            w.ldelim()
+          }
+        }, (reader, length, opts = {}) => {
+          const obj: any = {
+            context: 0,
+            width: 0,
+            layers: 0,
+            heads: 0
+          }
+
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                obj.context = reader.uint32()
+                break
+              }
+              case 2: {
+                obj.width = reader.uint32()
+                break
+              }
+              case 3: {
+                obj.layers = reader.uint32()
+                break
+              }
+              case 4: {
+                obj.heads = reader.uint32()
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+
+          return obj
+        }, function * (reader, length, prefix, opts = {}) {
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                yield {
+                  field: `${prefix}.context`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 2: {
+                yield {
+                  field: `${prefix}.width`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 3: {
+                yield {
+                  field: `${prefix}.layers`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 4: {
+                yield {
+                  field: `${prefix}.heads`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+        })
+      }
+
+      return _codec
+    }
+
+    export interface GptContextFieldEvent {
+      field: '$.context'
+      value: number
+    }
+
+    export interface GptWidthFieldEvent {
+      field: '$.width'
+      value: number
+    }
+
+    export interface GptLayersFieldEvent {
+      field: '$.layers'
+      value: number
+    }
+
+    export interface GptHeadsFieldEvent {
+      field: '$.heads'
+      value: number
+    }
+
+    export function encode (obj: Partial<Gpt>): Uint8Array<ArrayBuffer> {
+      return encodeMessage(obj, Gpt.codec())
+    }
+
+    export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Gpt>): Gpt {
+      return decodeMessage(buf, Gpt.codec(), opts)
+    }
+
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Gpt>): Generator<GptContextFieldEvent | GptWidthFieldEvent | GptLayersFieldEvent | GptHeadsFieldEvent> {
+      return streamMessage(buf, Gpt.codec(), opts)
+    }
+  }
+
   export interface Train {
     model: string
     hiddenSizes: number[]
@@ -299,6 +457,7 @@ export namespace TaskSpec {
     outerEvery: number
     compress: TaskSpec.Compress
     dataset?: TaskSpec.Dataset
+    gpt?: TaskSpec.Gpt
   }
 
   export namespace Train {
@@ -371,6 +530,11 @@ export namespace TaskSpec {
           if (obj.dataset != null) {
             w.uint32(98)
             TaskSpec.Dataset.codec().encode(obj.dataset, w)
+          }
+
+          if (obj.gpt != null) {
+            w.uint32(106)
+            TaskSpec.Gpt.codec().encode(obj.gpt, w)
           }
 
           if (opts.lengthDelimited !== false) {
@@ -448,6 +612,12 @@ export namespace TaskSpec {
               case 12: {
                 obj.dataset = TaskSpec.Dataset.codec().decode(reader, reader.uint32(), {
                   limits: opts.limits?.dataset
+                })
+                break
+              }
+              case 13: {
+                obj.gpt = TaskSpec.Gpt.codec().decode(reader, reader.uint32(), {
+                  limits: opts.limits?.gpt
                 })
                 break
               }
@@ -562,6 +732,13 @@ export namespace TaskSpec {
 
                 break
               }
+              case 13: {
+                yield * TaskSpec.Gpt.codec().stream(reader, reader.uint32(), `${prefix}.gpt`, {
+                  limits: opts.limits?.gpt
+                })
+
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -656,6 +833,26 @@ export namespace TaskSpec {
       value: number
     }
 
+    export interface TrainGptContextFieldEvent {
+      field: '$.gpt.context'
+      value: number
+    }
+
+    export interface TrainGptWidthFieldEvent {
+      field: '$.gpt.width'
+      value: number
+    }
+
+    export interface TrainGptLayersFieldEvent {
+      field: '$.gpt.layers'
+      value: number
+    }
+
+    export interface TrainGptHeadsFieldEvent {
+      field: '$.gpt.heads'
+      value: number
+    }
+
     export function encode (obj: Partial<Train>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Train.codec())
     }
@@ -664,7 +861,7 @@ export namespace TaskSpec {
       return decodeMessage(buf, Train.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Train>): Generator<TrainModelFieldEvent | TrainHiddenSizesFieldEvent | TrainGroupsFieldEvent | TrainGroupSizeFieldEvent | TrainStepsFieldEvent | TrainBatchSizeFieldEvent | TrainLearningRateFieldEvent | TrainSeedFieldEvent | TrainAggregateFieldEvent | TrainOuterEveryFieldEvent | TrainCompressFieldEvent | TrainDatasetNameFieldEvent | TrainDatasetShardCidsFieldEvent | TrainDatasetTestCidFieldEvent | TrainDatasetTrainCountFieldEvent | TrainDatasetTestCountFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Train>): Generator<TrainModelFieldEvent | TrainHiddenSizesFieldEvent | TrainGroupsFieldEvent | TrainGroupSizeFieldEvent | TrainStepsFieldEvent | TrainBatchSizeFieldEvent | TrainLearningRateFieldEvent | TrainSeedFieldEvent | TrainAggregateFieldEvent | TrainOuterEveryFieldEvent | TrainCompressFieldEvent | TrainDatasetNameFieldEvent | TrainDatasetShardCidsFieldEvent | TrainDatasetTestCidFieldEvent | TrainDatasetTrainCountFieldEvent | TrainDatasetTestCountFieldEvent | TrainGptContextFieldEvent | TrainGptWidthFieldEvent | TrainGptLayersFieldEvent | TrainGptHeadsFieldEvent> {
       return streamMessage(buf, Train.codec(), opts)
     }
   }
@@ -1317,6 +1514,26 @@ export namespace TaskSpec {
     value: number
   }
 
+  export interface TaskSpecTrainGptContextFieldEvent {
+    field: '$.train.gpt.context'
+    value: number
+  }
+
+  export interface TaskSpecTrainGptWidthFieldEvent {
+    field: '$.train.gpt.width'
+    value: number
+  }
+
+  export interface TaskSpecTrainGptLayersFieldEvent {
+    field: '$.train.gpt.layers'
+    value: number
+  }
+
+  export interface TaskSpecTrainGptHeadsFieldEvent {
+    field: '$.train.gpt.heads'
+    value: number
+  }
+
   export interface TaskSpecInferModelCidFieldEvent {
     field: '$.infer.modelCid'
     value: Uint8Array<ArrayBuffer>
@@ -1350,7 +1567,7 @@ export namespace TaskSpec {
     return decodeMessage(buf, TaskSpec.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TaskSpec>): Generator<TaskSpecVersionFieldEvent | TaskSpecKindFieldEvent | TaskSpecRequirementsBackendFieldEvent | TaskSpecRequirementsMinMemoryBytesFieldEvent | TaskSpecRequirementsMinGflopsFieldEvent | TaskSpecStaffingDeadlineMsFieldEvent | TaskSpecCreatedMsFieldEvent | TaskSpecSubmitterFieldEvent | TaskSpecNonceFieldEvent | TaskSpecTrainModelFieldEvent | TaskSpecTrainHiddenSizesFieldEvent | TaskSpecTrainGroupsFieldEvent | TaskSpecTrainGroupSizeFieldEvent | TaskSpecTrainStepsFieldEvent | TaskSpecTrainBatchSizeFieldEvent | TaskSpecTrainLearningRateFieldEvent | TaskSpecTrainSeedFieldEvent | TaskSpecTrainAggregateFieldEvent | TaskSpecTrainOuterEveryFieldEvent | TaskSpecTrainCompressFieldEvent | TaskSpecTrainDatasetNameFieldEvent | TaskSpecTrainDatasetShardCidsFieldEvent | TaskSpecTrainDatasetTestCidFieldEvent | TaskSpecTrainDatasetTrainCountFieldEvent | TaskSpecTrainDatasetTestCountFieldEvent | TaskSpecInferModelCidFieldEvent | TaskSpecInferInputCidFieldEvent | TaskSpecInferInputCountFieldEvent | TaskSpecInferReplicasFieldEvent | TaskSpecInferShardsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TaskSpec>): Generator<TaskSpecVersionFieldEvent | TaskSpecKindFieldEvent | TaskSpecRequirementsBackendFieldEvent | TaskSpecRequirementsMinMemoryBytesFieldEvent | TaskSpecRequirementsMinGflopsFieldEvent | TaskSpecStaffingDeadlineMsFieldEvent | TaskSpecCreatedMsFieldEvent | TaskSpecSubmitterFieldEvent | TaskSpecNonceFieldEvent | TaskSpecTrainModelFieldEvent | TaskSpecTrainHiddenSizesFieldEvent | TaskSpecTrainGroupsFieldEvent | TaskSpecTrainGroupSizeFieldEvent | TaskSpecTrainStepsFieldEvent | TaskSpecTrainBatchSizeFieldEvent | TaskSpecTrainLearningRateFieldEvent | TaskSpecTrainSeedFieldEvent | TaskSpecTrainAggregateFieldEvent | TaskSpecTrainOuterEveryFieldEvent | TaskSpecTrainCompressFieldEvent | TaskSpecTrainDatasetNameFieldEvent | TaskSpecTrainDatasetShardCidsFieldEvent | TaskSpecTrainDatasetTestCidFieldEvent | TaskSpecTrainDatasetTrainCountFieldEvent | TaskSpecTrainDatasetTestCountFieldEvent | TaskSpecTrainGptContextFieldEvent | TaskSpecTrainGptWidthFieldEvent | TaskSpecTrainGptLayersFieldEvent | TaskSpecTrainGptHeadsFieldEvent | TaskSpecInferModelCidFieldEvent | TaskSpecInferInputCidFieldEvent | TaskSpecInferInputCountFieldEvent | TaskSpecInferReplicasFieldEvent | TaskSpecInferShardsFieldEvent> {
     return streamMessage(buf, TaskSpec.codec(), opts)
   }
 }

@@ -4,6 +4,7 @@
 // a future step, the wrong recipient), then an outsider sends as a non-member, an oversized frame,
 // garbage and an unknown group. The leader answers or drops each, and the group still finishes once
 // the third member sends honest (zero) gradients.
+
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { loadMnist } from '../../kernels/data/mnist.js'
 import { CpuBackend } from '../../kernels/index.js'
 import { parameterCount } from '../../kernels/models/mlp.js'
+import { mlpTrainingModel } from '../../kernels/models/mlp-kind.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
 import { GRADIENT_PROTOCOL, GradientSendError } from '../../protocols/training/exchange.js'
 import { type GroupMember, startGroupMember } from '../../protocols/training/group.js'
@@ -73,9 +75,8 @@ describe('bad input on /shardnet/grad/1.0.0', () => {
           components: { peerId: node.peerId, raft: node.services.raft, gradients: node.services.gradients },
           groupId: GROUP,
           members: ids,
-          architecture,
+          model: mlpTrainingModel(architecture, datasetShard(data.train, 4, 0, 3)),
           seed: 3,
-          shard: datasetShard(data.train, 4, 0, 3),
           batchSize: 16,
           learningRate: 1e-3,
           steps: STEPS,

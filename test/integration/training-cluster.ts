@@ -1,6 +1,7 @@
 // Real training groups for integration tests and bench/consensus.ts: each member is its own libp2p
 // node (TCP on 127.0.0.1, noise, yamux) with the raft transport and the gradient exchange, a
 // DurableRaftStorage in a temp directory and a group member on a shared backend. No daemon.
+
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { noise } from '@libp2p/noise'
@@ -9,17 +10,13 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Backend } from '../../kernels/backend.js'
 import type { Dataset } from '../../kernels/data/mnist.js'
 import { shardIndices } from '../../kernels/data/sharding.js'
+import type { TrainingShard } from '../../kernels/models/mlp-kind.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
 import { shardnetTcp } from '../../node/tcp.js'
 import { MemoryStorage, type RaftStorage } from '../../protocols/raft/storage.js'
 import { type RaftTransport, raftTransport } from '../../protocols/raft/transport.js'
 import { type GradientExchange, gradientExchange } from '../../protocols/training/exchange.js'
-import {
-  type GroupMember,
-  type GroupMemberInit,
-  startGroupMember,
-  type TrainingShard,
-} from '../../protocols/training/group.js'
+import { type GroupMember, type GroupMemberInit, startGroupMember } from '../../protocols/training/group.js'
 
 export type TrainingNode = Libp2p<{ raft: RaftTransport; gradients: GradientExchange }>
 

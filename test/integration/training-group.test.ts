@@ -7,6 +7,7 @@
 // ahead of the commit (followers precompute appended entries, everyone computes the next gradient
 // early) end with exactly the params of members that wait for each commit; a member whose Raft store
 // fails stops and reports it while the other two finish.
+
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Backend } from '../../kernels/backend.js'
 import { loadMnist, type MnistSplit } from '../../kernels/data/mnist.js'
 import { CpuBackend, createBackend } from '../../kernels/index.js'
+import { mlpTrainingModel } from '../../kernels/models/mlp-kind.js'
 import { MemoryStorage, type StorageUpdate } from '../../protocols/raft/storage.js'
 import { GroupStorageError } from '../../protocols/training/group.js'
 import { decodeEntry } from '../../protocols/training/state.js'
@@ -46,9 +48,11 @@ afterAll(async () => {
 function options(groupId: string, overrides: Partial<MemberOptions> = {}): MemberOptions {
   return {
     groupId,
-    architecture: { inputSize: 784, hiddenSizes: [64], outputSize: 10 },
+    model: mlpTrainingModel(
+      { inputSize: 784, hiddenSizes: [64], outputSize: 10 },
+      datasetShard(data.train, 1, 0, 7),
+    ),
     seed: 7,
-    shard: datasetShard(data.train, 1, 0, 7),
     batchSize: 32,
     learningRate: 2e-3,
     steps: 40,

@@ -7,6 +7,7 @@
 // would only slow it (durability is covered by training-group.test.ts and the Raft store tests).
 // The same task with int8 compression both ways (gradients and the leaders' updates) lands within
 // 0.3 points of the float32 groups (the int8 goal of bench/consensus.ts, on this task).
+
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,9 +15,9 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { loadMnist, type MnistSplit } from '../../kernels/data/mnist.js'
 import { CpuBackend } from '../../kernels/index.js'
 import { evaluate, Mlp } from '../../kernels/models/index.js'
+import { mlpTrainingModel, paramsToHostLayers } from '../../kernels/models/mlp-kind.js'
 import { trainLocal } from '../../node/executor/local-training.js'
 import { OuterStepBarrier } from '../../protocols/training/outer.js'
-import { paramsToHostLayers } from '../../protocols/training/params.js'
 import type { Compression } from '../../protocols/training/types.js'
 import {
   type ClusterMember,
@@ -54,9 +55,8 @@ async function trainInGroups(data: MnistSplit, compression: Compression): Promis
         storage: 'memory',
         options: {
           groupId: `quality-${compression}/g${group}`,
-          architecture,
+          model: mlpTrainingModel(architecture, datasetShard(data.train, 2, group, SEED)),
           seed: SEED,
-          shard: datasetShard(data.train, 2, group, SEED),
           batchSize: MICRO_BATCH,
           learningRate: LEARNING_RATE,
           steps: STEPS,
@@ -105,7 +105,7 @@ describe('result quality', () => {
       outDirectory: join(directory, 'local-model'),
     })
     expect(local.manifest.training.steps).toBe(STEPS)
-    const localAccuracy = local.manifest.metrics.testAccuracy
+    const localAccuracy = local.testAccuracy
     console.log(
       `test accuracy: groups ${(100 * groupAccuracy).toFixed(2)}%, ` +
         `groups int8 ${(100 * int8Accuracy).toFixed(2)}%, train --local ` +

@@ -3,10 +3,12 @@
 // params digest differs from the log's (here: a member misconfigured with another learning rate)
 // asks the leader for its state over /shardnet/grad/1.0.0 and installs it. Real libp2p nodes on
 // loopback, cpu backend; every member ends with the group's digest.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Backend } from '../../kernels/backend.js'
 import { loadMnist, type MnistSplit } from '../../kernels/data/mnist.js'
 import { CpuBackend } from '../../kernels/index.js'
+import { mlpTrainingModel } from '../../kernels/models/mlp-kind.js'
 import { MemoryStorage } from '../../protocols/raft/storage.js'
 import { type GroupMember, type GroupMemberInit, startGroupMember } from '../../protocols/training/group.js'
 import { createTrainingNode, datasetShard, type TrainingNode, waitFor } from './training-cluster.js'
@@ -45,9 +47,11 @@ function start(
     components: { peerId: node.peerId, raft: node.services.raft, gradients: node.services.gradients },
     groupId,
     members: ids,
-    architecture: { inputSize: 784, hiddenSizes: [32], outputSize: 10 },
+    model: mlpTrainingModel(
+      { inputSize: 784, hiddenSizes: [32], outputSize: 10 },
+      datasetShard(data.train, 2, 1, 5),
+    ),
     seed: 5,
-    shard: datasetShard(data.train, 2, 1, 5),
     batchSize: 16,
     learningRate: 2e-3,
     steps: 40,

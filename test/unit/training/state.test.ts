@@ -5,23 +5,18 @@
 // digest differs marks the copy diverged; outer entries replace params once per round; the
 // micro-batch plan gives disjoint samples per step and covers the shard each epoch; the flat
 // parameter layout matches the MLP's device tensors.
+
 import { createHash } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { MicroBatchPlan } from '../../../kernels/data/sharding.js'
 import { CpuBackend } from '../../../kernels/index.js'
+import { readParams } from '../../../kernels/models/kind.js'
 import { Mlp } from '../../../kernels/models/mlp.js'
+import { hostLayersToParams, initialParams, paramsToHostLayers } from '../../../kernels/models/mlp-kind.js'
 import { GradientCompressor } from '../../../protocols/training/compression.js'
 import { averageParams, OuterStepBarrier, outerStepParams } from '../../../protocols/training/outer.js'
-import {
-  bytesToFloats,
-  floatsToBytes,
-  hostLayersToParams,
-  initialParams,
-  paramsDigest,
-  paramsToHostLayers,
-  readParams,
-  toHex,
-} from '../../../protocols/training/params.js'
+import { bytesToFloats, floatsToBytes, paramsDigest, toHex } from '../../../protocols/training/params.js'
 import {
   applyEntry,
   computeStep,
@@ -32,7 +27,6 @@ import {
   encodeEntry,
   encodeState,
   isFinished,
-  MicroBatchPlan,
   needsOuterStep,
   outerRoundsRequired,
   precomputeEntry,
