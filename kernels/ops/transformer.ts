@@ -1,7 +1,7 @@
 // Typed wrappers for the transformer kernels (WGSL in wgsl/transformer.ts). Each op is one dispatch,
 // except embeddingBackward (a clear, a linking pass over the ids and the scatter) and sumSquares on
-// more than SUM_SQUARES_CHUNK elements (one more pass per factor of SUM_SQUARES_CHUNK).
-import { type DispatchStep, dispatch1d, type GpuRuntime } from '../runtime.js'
+// more than SUM_SQUARES_CHUNK elements (the column reduction's passes over the partial sums).
+import { dispatch1d, type GpuRuntime } from '../runtime.js'
 import { ELEMENTWISE_WORKGROUP_SIZE, QUIET_NAN_BITS } from '../wgsl/common.js'
 import {
   addSource,
@@ -18,11 +18,9 @@ import {
 } from '../wgsl/transformer.js'
 import { runElementwise } from './elementwise.js'
 import { f32, packParams, u32 } from './params.js'
+import { runReduceRows } from './reductions.js'
 
 const maxPerDimension = (runtime: GpuRuntime) => runtime.description.maxComputeWorkgroupsPerDimension
-
-/** the first pass of the sum of squares (squares) and the later ones (plain sums) */
-const SUM_SQUARES_SOURCES = { square: sumSquaresSource(true), plain: sumSquaresSource(false) }
 
 /** y = a + b over `count` elements */
 export function runAdd(runtime: GpuRuntime, a: GPUBuffer, b: GPUBuffer, y: GPUBuffer, count: number): void {
@@ -147,33 +145,25 @@ export function runGeluBackward(
 }
 
 /**
- * y[1] = sum of x^2: chunks of SUM_SQUARES_CHUNK squared and summed into partial sums, which
- * further passes sum the same way until one value is left (a fixed order: deterministic)
+ * y[1] = sum of x^2: chunks of SUM_SQUARES_CHUNK consecutive squares summed into partial sums,
+ * which the column reduction sums further (a fixed order: deterministic)
  */
 export function runSumSquares(runtime: GpuRuntime, x: GPUBuffer, y: GPUBuffer, count: number): void {
   if (count === 0) {
     runtime.clear(y, 4)
     return
   }
-  const steps: DispatchStep[] = []
-  const scratch: GPUBuffer[] = []
-  let source = x
-  let remaining = count
-  let pass: keyof typeof SUM_SQUARES_SOURCES = 'square'
-  do {
-    const groups = Math.ceil(remaining / SUM_SQUARES_CHUNK)
-    const target = groups === 1 ? y : runtime.storageBuffer(groups * 4)
-    if (groups > 1) scratch.push(target)
-    steps.push({
-      pipeline: runtime.pipeline(SUM_SQUARES_SOURCES[pass]),
-      uniform: packParams([u32(remaining)]),
-      buffers: [source, target],
-      workgroups: dispatch1d(groups, 1, maxPerDimension(runtime)),
-    })
-    source = target
-    remaining = groups
-    pass = 'plain'
-  } while (remaining > 1)
-  runtime.run(steps)
-  for (const buffer of scratch) runtime.releaseStorageBuffer(buffer)
+  const chunks = Math.ceil(count / SUM_SQUARES_CHUNK)
+  const partial = chunks === 1 ? y : runtime.storageBuffer(chunks * 4)
+  runtime.run([
+    {
+      pipeline: runtime.pipeline(sumSquaresSource),
+      uniform: packParams([u32(count), u32(chunks)]),
+      buffers: [x, partial],
+      workgroups: dispatch1d(chunks, ELEMENTWISE_WORKGROUP_SIZE, maxPerDimension(runtime)),
+    },
+  ])
+  if (chunks === 1) return
+  runReduceRows(runtime, partial, y, chunks, 1, 1)
+  runtime.releaseStorageBuffer(partial)
 }

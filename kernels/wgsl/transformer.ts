@@ -1,7 +1,7 @@
 // Transformer kernels: add, embedding gather and its deterministic scatter, LayerNorm forward and
 // backward (one workgroup per row, shared-memory tree sums), GELU (tanh approximation) forward and
-// backward, and the sum of squares. Every sum runs in a fixed order, so results are the same bits
-// from run to run; there are no atomics.
+// backward, and the first pass of the sum of squares. Every sum runs in a fixed order, so results
+// are the same bits from run to run; there are no atomics.
 import { elementwiseEntry } from './common.js'
 
 /** y = a + b */
@@ -267,44 +267,25 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
   if (abs(v) > GELU_SATURATION) { slope = 0.0; }
   gradInput[index] = gradOutput[index] * (s + slope);`)}`
 
-/** threads per workgroup of the sum of squares */
-export const SUM_SQUARES_WORKGROUP_SIZE = 256
-/** elements each thread adds (strided by the workgroup size) before the tree */
-export const SUM_SQUARES_PER_THREAD = 16
-/** elements one workgroup reduces to one partial sum */
-export const SUM_SQUARES_CHUNK = SUM_SQUARES_WORKGROUP_SIZE * SUM_SQUARES_PER_THREAD
+/** consecutive elements one thread of the sum of squares adds, in order */
+export const SUM_SQUARES_CHUNK = 64
 
 /**
- * partial[g] = sum of x[i]^2 (or of x[i], for the later passes) over chunk g of SUM_SQUARES_CHUNK
- * elements: each thread adds its strided elements in order, then a fixed tree over the workgroup.
+ * The first pass of the sum of squares: partial[i] = sum of x[k]^2 over the i-th chunk of
+ * SUM_SQUARES_CHUNK consecutive elements, in order; reduceColumns sums the partials further. No
+ * workgroup memory: on lavapipe a workgroup barrier costs more than the whole chunk.
  */
-export function sumSquaresSource(square: boolean): string {
-  const term = square ? 'value * value' : 'value'
-  return /* wgsl */ `
-struct Params { count: u32 }
+export const sumSquaresSource = /* wgsl */ `
+struct Params { count: u32, chunks: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partialOut: array<f32>;
-${workgroupSumFunction('f32', SUM_SQUARES_WORKGROUP_SIZE)}
-@compute @workgroup_size(${SUM_SQUARES_WORKGROUP_SIZE})
-fn main(
-  @builtin(workgroup_id) workgroupId: vec3<u32>,
-  @builtin(local_invocation_index) local: u32,
-  @builtin(num_workgroups) workgroupCount: vec3<u32>,
-) {
-  let group = workgroupId.y * workgroupCount.x + workgroupId.x;
-  let first = group * ${SUM_SQUARES_CHUNK}u;
-  if (first >= params.count) { return; }
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+${elementwiseEntry(`  if (index >= params.chunks) { return; }
+  let first = index * ${SUM_SQUARES_CHUNK}u;
+  let last = min(first + ${SUM_SQUARES_CHUNK}u, params.count);
   var total = 0.0;
-  for (var k = 0u; k < ${SUM_SQUARES_PER_THREAD}u; k++) {
-    let i = first + k * ${SUM_SQUARES_WORKGROUP_SIZE}u + local;
-    if (i < params.count) {
-      let value = x[i];
-      total += ${term};
-    }
+  for (var i = first; i < last; i++) {
+    let value = x[i];
+    total += value * value;
   }
-  let sum = workgroupSum(total, local);
-  if (local == 0u) { partialOut[group] = sum; }
-}
-`
-}
+  partial[index] = total;`)}`
