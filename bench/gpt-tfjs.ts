@@ -408,7 +408,12 @@ export class TfjsGptTrainer {
     const biasCorrection2 = 1 / (1 - beta2 ** this.stepCount)
     const { loss, gradients } = this.model.lossAndGradientTensors(inputs, targets, batch)
     this.lastGradientNorm?.dispose()
-    this.lastGradientNorm = tf.tidy(() => tf.sqrt(tf.addN(gradients.map((g) => tf.sum(tf.square(g))))))
+    // summed pairwise, not with addN: tfjs-webgpu binds every addN input as a storage buffer, and
+    // the GPT's 50-odd tensors exceed the per-stage limit (8 on lavapipe)
+    this.lastGradientNorm = tf.tidy(() => {
+      const squares = gradients.map((g) => tf.sum(tf.square(g)) as tf.Tensor)
+      return tf.sqrt(squares.reduce((total, next) => tf.add(total, next))) as tf.Scalar
+    })
     tf.tidy(() => {
       const norm = this.lastGradientNorm as tf.Scalar
       const scale =

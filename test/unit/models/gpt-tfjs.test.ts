@@ -1,13 +1,16 @@
 // The tfjs GPT of the anchor benchmark (bench/gpt-tfjs.ts) against an independent float64 GPT written
 // here from GPT-2's definition: the loss at initialisation, every tensor's gradient against central
 // finite differences of the float64 loss, and two AdamW steps with clipping and weight decay against
-// the update computed in float64 from the same gradients.
+// the update computed in float64 from the same gradients; then shardnet's own GPT on the cpu backend
+// against it (loss and gradients), the check bench/gpt-anchor.ts makes at full size.
 import '@tensorflow/tfjs-backend-cpu'
 import * as tf from '@tensorflow/tfjs-core'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { TfjsGpt, TfjsGptTrainer } from '../../../bench/gpt-tfjs.js'
 import { SeededRandom } from '../../../kernels/data/random.js'
+import { CpuBackend } from '../../../kernels/index.js'
 import { type GptConfig, gptParameterLayout, initializeGpt } from '../../../kernels/models/gpt/config.js'
+import { Gpt } from '../../../kernels/models/gpt/model.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -223,5 +226,29 @@ describe('the tfjs GPT of the anchor benchmark', () => {
     let worst = 0
     for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - expected[k]) / reach)
     expect(worst).toBeLessThan(2e-4)
+  })
+
+  it("gives shardnet's cpu GPT's loss and gradients", async () => {
+    const flat = parameters()
+    const { inputs, targets } = batchOf(4)
+    const model = TfjsGpt.create(CONFIG, flat)
+    const theirs = await model.lossAndGradients(inputs, targets, BATCH)
+    model.dispose()
+    const backend = new CpuBackend()
+    const gpt = Gpt.create(backend, CONFIG, flat)
+    const ours = gpt.lossAndGradients(inputs, targets, BATCH)
+    const loss = (await backend.read(ours.loss))[0]
+    const gradients = await Promise.all(ours.gradients.map((g) => backend.read(g)))
+    gpt.dispose()
+    backend.destroy()
+    expect(Math.abs(loss - theirs.loss) / theirs.loss).toBeLessThan(1e-6)
+    for (const [index, entry] of gptParameterLayout(CONFIG).entries()) {
+      const scale = theirs.gradients[index].reduce((max, g) => Math.max(max, Math.abs(g)), 0)
+      let worst = 0
+      for (let i = 0; i < entry.size; i++)
+        worst = Math.max(worst, Math.abs(gradients[index][i] - theirs.gradients[index][i]))
+      // two float32 computations of the same gradient: within 1e-5 of the tensor's largest entry
+      expect(worst, entry.name).toBeLessThan(1e-5 * scale)
+    }
   })
 })
