@@ -1,7 +1,10 @@
 // The GPT model kind: configuration and parameter layout, the model on the Backend contract, its
-// local training step, evaluation in bits per byte and byte sampling with a KV cache.
+// local training step, evaluation in bits per byte, byte sampling with a KV cache, checkpoints in
+// Hugging Face's layout and the training-group model.
+export * from './checkpoint.js'
 export * from './config.js'
 export * from './evaluate.js'
 export * from './generate.js'
 export * from './model.js'
 export * from './training.js'
+export * from './training-model.js'

@@ -21,7 +21,10 @@ export interface GptTrainerOptions {
   beta2?: number
   /** @default 1e-8 */
   epsilon?: number
-  /** largest global gradient norm; larger gradients are scaled down to it. Infinity disables clipping. @default 1 */
+  /**
+   * largest global gradient norm; larger gradients are scaled down to it. Infinity disables
+   * clipping (and the read of the norm). @default 1
+   */
   gradClip?: number
   /** linear warmup from learningRate / warmupSteps up to learningRate; @default 0 */
   warmupSteps?: number

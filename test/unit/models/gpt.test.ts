@@ -143,7 +143,7 @@ for (const kind of BACKENDS) {
       }
     })
 
-    it("matches central finite differences of the float64 loss in every parameter tensor's gradient", async () => {
+    it("matches central differences of the float64 loss in every parameter tensor's gradient", async () => {
       const params = perturbedParameters(6)
       const gpt = Gpt.create(backend, CONFIG, params)
       const { gradient } = await gptLossAndGradient(gpt, INPUTS, TARGETS, BATCH)
@@ -182,7 +182,7 @@ for (const kind of BACKENDS) {
       expect(failures).toEqual([])
     })
 
-    it('takes one trainer step as AdamW with global-norm clipping, warmup and decay of 2-D weights only', async () => {
+    it('steps as AdamW with global-norm clipping, warmup and decay of 2-D weights only', async () => {
       const params = perturbedParameters(8)
       const gpt = Gpt.create(backend, CONFIG, params)
       const { gradient } = await gptLossAndGradient(gpt, INPUTS, TARGETS, BATCH)
@@ -265,7 +265,7 @@ for (const kind of BACKENDS) {
       }
     })
 
-    it('generates the float64 greedy bytes with and without the cache, across a truncated prompt and slides', async () => {
+    it('generates float64 greedy bytes with and without the cache, past truncation and slides', async () => {
       const params = perturbedParameters(13)
       const gpt = Gpt.create(backend, CONFIG, params)
       const prompt = Uint8Array.from(bytes(14, 11)) // 3 bytes longer than the context
