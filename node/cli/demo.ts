@@ -1,12 +1,19 @@
 // `shardnet demo`: a whole shardnet network on this machine. Starts N daemons on loopback with the
 // real `node start` machinery (background child processes, temp data dirs, the first node as the
-// others' bootstrap peer), submits an MNIST training task (2 groups of 3 by default) from the first
-// one, shows its progress, copies the model out, runs the inference hook, and stops every daemon.
+// others' bootstrap peer), submits a training task (2 groups of 3 by default) from the first one,
+// shows its progress, copies the model out, and stops every daemon. With the MNIST MLP (the default)
+// it then runs an inference task whose shards a quorum of replicas checks; with `--model gpt` it
+// trains the tiny GPT briefly on the linux-doc-6.1 corpus and prints a sample from it.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 import pc from 'picocolors'
+import { createBackend } from '../../kernels/index.js'
+import { generateBytes } from '../../kernels/models/gpt/generate.js'
+import { Gpt } from '../../kernels/models/gpt/model.js'
+import { GPT_SHAPE_DEFAULT } from '../../protocols/tasks/spec.js'
+import { loadGpt } from '../executor/model-files.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { DEMO_INFER_REPLICAS_DEFAULT, type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
 import { connectToDaemon } from './daemon-client.js'
@@ -16,7 +23,10 @@ import { describeEnd, shortPeer, watchTask } from './task-watch.js'
 import { copyResult } from './tasks.js'
 import { parseNumberFlag } from './train.js'
 
+export type DemoModel = 'mnist-mlp' | 'gpt'
+
 export interface DemoOptions {
+  model: DemoModel
   nodes: number
   groups: number
   groupSize: number
@@ -34,17 +44,65 @@ export interface DemoOptions {
 }
 
 export interface DemoResult {
+  model: DemoModel
   nodes: number
   taskId: string
   state: string
-  accuracy: number
+  /** test accuracy (mnist-mlp) */
+  accuracy?: number
+  /** validation bits per byte (gpt) */
+  bitsPerByte?: number
+  /** the GPT's continuation of DEMO_PROMPT (gpt) */
+  sample?: { prompt: string; text: string }
   modelDir: string
   steps: number
   groups: Array<{ group: number; members: string[]; leader: string }>
   outerRounds: number
   seconds: { network: number; training: number; total: number }
-  inference: DemoInference
+  inference?: DemoInference
   dataDirs?: string[]
+}
+
+/** What the demo's GPT is asked to continue, and how much it writes. */
+export const DEMO_PROMPT = 'The kernel '
+/** Bytes per training window of the demo's GPT: a quarter of the tiny preset's context, 4x the steps/s */
+export const DEMO_GPT_CONTEXT = 64
+export const DEMO_SAMPLE_BYTES = 160
+
+/**
+ * The demo's defaults per model: MNIST trains in a few minutes; the tiny GPT (its width, layers and
+ * heads, on windows of DEMO_GPT_CONTEXT bytes) briefly, enough to learn the corpus's common bytes
+ * and words.
+ */
+export const DEMO_DEFAULTS: Record<
+  DemoModel,
+  { steps: number; batch: number; lr: number; outerEvery: number }
+> = {
+  'mnist-mlp': { steps: 300, batch: 32, lr: 0.002, outerEvery: 100 },
+  gpt: { steps: 60, batch: 2, lr: 0.003, outerEvery: 30 },
+}
+
+/** The GPT's sample from `modelDir`: greedy-ish bytes after DEMO_PROMPT on this machine's backend. */
+async function sampleGpt(modelDir: string, seed: number): Promise<{ prompt: string; text: string }> {
+  const model = await loadGpt(modelDir)
+  const backend = await createBackend()
+  const gpt = Gpt.create(backend, model.config, model.params)
+  try {
+    const bytes: number[] = []
+    const prompt = new TextEncoder().encode(DEMO_PROMPT)
+    for await (const byte of generateBytes(backend, gpt, prompt, {
+      tokens: DEMO_SAMPLE_BYTES,
+      temperature: 0.8,
+      topK: 40,
+      seed,
+    })) {
+      bytes.push(byte)
+    }
+    return { prompt: DEMO_PROMPT, text: Buffer.from(bytes).toString('utf8') }
+  } finally {
+    gpt.dispose()
+    backend.destroy()
+  }
 }
 
 /** Polls until `condition` holds or `timeoutMs` passes (then a UserError naming `what`). */
@@ -76,9 +134,12 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   try {
+    // the MLP computes fastest on the cpu backend (it skips MNIST's zero pixels); the GPT on the
+    // webgpu backend where an adapter exists (4x the cpu backend's tokens/s on lavapipe), else cpu
+    const backend = options.model === 'gpt' ? 'webgpu' : 'cpu'
     say(`starting ${options.nodes} daemons on loopback (data dirs in ${root})`)
     const first: StartedDaemon = await startInBackground(
-      { dataDir: dataDirs[0], overrides: { backend: 'cpu' } },
+      { dataDir: dataDirs[0], overrides: { backend } },
       60_000,
       () => {},
     )
@@ -86,7 +147,7 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     const others = await Promise.all(
       dataDirs.slice(1).map(async (dataDir) => {
         const daemon = await startInBackground(
-          { dataDir, overrides: { backend: 'cpu', bootstrap: [first.addresses[0]] } },
+          { dataDir, overrides: { backend, bootstrap: [first.addresses[0]] } },
           60_000,
           () => {},
         )
@@ -102,16 +163,18 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
       60_000,
     )
     const networkSeconds = (Date.now() - started) / 1000
+    const gpt = options.model === 'gpt'
     say(
-      `network up in ${networkSeconds.toFixed(1)} s; submitting mnist-mlp: ` +
+      `network up in ${networkSeconds.toFixed(1)} s; submitting ${gpt ? 'the tiny gpt' : 'mnist-mlp'}: ` +
         `${options.groups} groups of ${options.groupSize}, ${options.steps} steps`,
     )
     if (interrupted) throw new UserError('the demo was interrupted')
     const trainingStarted = Date.now()
     const submitted = await client.post<TaskView>('/v1/tasks', {
       kind: 'train',
-      model: 'mnist-mlp',
-      hiddenSizes: options.hiddenSizes,
+      model: options.model,
+      ...(gpt ? { gpt: { ...GPT_SHAPE_DEFAULT, context: DEMO_GPT_CONTEXT } } : {}),
+      ...(gpt ? {} : { hiddenSizes: options.hiddenSizes }),
       groups: options.groups,
       groupSize: options.groupSize,
       steps: options.steps,
@@ -126,6 +189,30 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     if (final.state !== 'completed') throw new UserError(describeEnd(final))
     const out = resolve(options.out ?? join(tmpdir(), `shardnet-demo-model-${Date.now()}`))
     const copied = await copyResult(final, out)
+    const common = {
+      model: options.model,
+      nodes: options.nodes,
+      taskId: final.id,
+      state: final.state,
+      modelDir: copied.outDirectory,
+      steps: final.steps,
+      groups: final.groups.map((g) => ({ group: g.group, members: g.members, leader: g.leader })),
+      outerRounds: final.outerRound,
+      ...(options.keep ? { dataDirs } : {}),
+    }
+    if (gpt) {
+      say(
+        `trained in ${trainingSeconds.toFixed(1)} s: validation ${final.bitsPerByte!.toFixed(3)} ` +
+          `bits/byte; model in ${copied.outDirectory}`,
+      )
+      const sample = await sampleGpt(copied.outDirectory, options.seed)
+      return {
+        ...common,
+        bitsPerByte: final.bitsPerByte!,
+        sample,
+        seconds: { network: networkSeconds, training: trainingSeconds, total: (Date.now() - started) / 1000 },
+      }
+    }
     say(
       `trained in ${trainingSeconds.toFixed(1)} s: test accuracy ` +
         `${(final.accuracy! * 100).toFixed(2)}%; model in ${copied.outDirectory}`,
@@ -152,17 +239,10 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
       say(`inference skipped: ${inference.reason}`)
     }
     return {
-      nodes: options.nodes,
-      taskId: final.id,
-      state: final.state,
+      ...common,
       accuracy: final.accuracy!,
-      modelDir: copied.outDirectory,
-      steps: final.steps,
-      groups: final.groups.map((g) => ({ group: g.group, members: g.members, leader: g.leader })),
-      outerRounds: final.outerRound,
       seconds: { network: networkSeconds, training: trainingSeconds, total: (Date.now() - started) / 1000 },
       inference,
-      ...(options.keep ? { dataDirs } : {}),
     }
   } finally {
     process.off('SIGINT', onSignal)
@@ -177,44 +257,66 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description(
-      'start a local shardnet network, train MNIST across it in Raft groups, show the result, stop it',
+      'start a local shardnet network, train a model across it in Raft groups, show the result, stop it',
+    )
+    .addOption(
+      new Option('--model <name>', 'mnist-mlp (then an inference task) or gpt (the tiny GPT, then a sample)')
+        .choices(['mnist-mlp', 'gpt'])
+        .default('mnist-mlp'),
     )
     .option('--nodes <n>', 'daemons to start (1 submitter + workers)', '7')
     .option('--groups <n>', 'training groups', '2')
     .option('--group-size <k>', 'members per group (odd)', '3')
-    .option('--steps <n>', 'inner training steps', '300')
-    .option('--batch <n>', 'micro-batch size of each member', '32')
-    .option('--hidden <n>', 'hidden layer width', '128')
-    .option('--lr <rate>', 'Adam learning rate', '0.002')
-    .option('--outer-every <h>', 'average the groups every H steps', '100')
+    .option(
+      '--steps <n>',
+      `inner training steps (default ${DEMO_DEFAULTS['mnist-mlp'].steps}; gpt ${DEMO_DEFAULTS.gpt.steps})`,
+    )
+    .option(
+      '--batch <n>',
+      `micro-batch of each member (default ${DEMO_DEFAULTS['mnist-mlp'].batch}; ` +
+        `gpt ${DEMO_DEFAULTS.gpt.batch})`,
+    )
+    .option('--hidden <n>', 'mnist-mlp: hidden layer width', '128')
+    .option(
+      '--lr <rate>',
+      `AdamW learning rate (default ${DEMO_DEFAULTS['mnist-mlp'].lr}; gpt ${DEMO_DEFAULTS.gpt.lr})`,
+    )
+    .option(
+      '--outer-every <h>',
+      `average the groups every H steps (default ${DEMO_DEFAULTS['mnist-mlp'].outerEvery}; ` +
+        `gpt ${DEMO_DEFAULTS.gpt.outerEvery})`,
+    )
     .option('--seed <n>', 'task seed', '1')
     .option('--out <dir>', 'where to write the trained model (default: a new folder in the temp dir)')
     .option('--keep', 'keep the daemons’ data dirs (logs, blocks, task records) for inspection')
     .option('--json', 'print one JSON object with the results on stdout')
     .action(
       async (flags: {
+        model: DemoModel
         nodes: string
         groups: string
         groupSize: string
-        steps: string
-        batch: string
+        steps?: string
+        batch?: string
         hidden: string
-        lr: string
-        outerEvery: string
+        lr?: string
+        outerEvery?: string
         seed: string
         out?: string
         keep?: boolean
         json?: boolean
       }) => {
+        const defaults = DEMO_DEFAULTS[flags.model]
         const options: DemoOptions = {
+          model: flags.model,
           nodes: parseNumberFlag('--nodes', flags.nodes),
           groups: parseNumberFlag('--groups', flags.groups),
           groupSize: parseNumberFlag('--group-size', flags.groupSize),
-          steps: parseNumberFlag('--steps', flags.steps),
-          batchSize: parseNumberFlag('--batch', flags.batch),
+          steps: parseNumberFlag('--steps', flags.steps ?? String(defaults.steps)),
+          batchSize: parseNumberFlag('--batch', flags.batch ?? String(defaults.batch)),
           hiddenSizes: [parseNumberFlag('--hidden', flags.hidden)],
-          learningRate: parseNumberFlag('--lr', flags.lr),
-          outerEvery: parseNumberFlag('--outer-every', flags.outerEvery),
+          learningRate: parseNumberFlag('--lr', flags.lr ?? String(defaults.lr)),
+          outerEvery: parseNumberFlag('--outer-every', flags.outerEvery ?? String(defaults.outerEvery)),
           seed: parseNumberFlag('--seed', flags.seed),
           ...(flags.out !== undefined ? { out: flags.out } : {}),
           keep: flags.keep === true,
@@ -235,12 +337,22 @@ export function register(program: Command): void {
           process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
           return
         }
+        if (result.sample !== undefined) {
+          process.stdout.write(
+            `${pc.bold(`validation ${result.bitsPerByte!.toFixed(3)} bits/byte`)} from ` +
+              `${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons ` +
+              `in ${result.seconds.total.toFixed(0)} s\n` +
+              `model: ${result.modelDir} (try \`shardnet generate ${result.modelDir} --prompt "..."\`)\n` +
+              `sample: ${pc.dim(result.sample.prompt)}${result.sample.text}\n`,
+          )
+          return
+        }
         process.stdout.write(
-          `${pc.bold(`test accuracy ${(result.accuracy * 100).toFixed(2)}%`)} from ` +
+          `${pc.bold(`test accuracy ${(result.accuracy! * 100).toFixed(2)}%`)} from ` +
             `${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons ` +
             `in ${result.seconds.total.toFixed(0)} s\n` +
             `model: ${result.modelDir} (try \`shardnet eval ${result.modelDir}\`)\n` +
-            `inference: ${describeInference(result.inference)}\n`,
+            `inference: ${describeInference(result.inference!)}\n`,
         )
       },
     )

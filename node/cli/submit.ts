@@ -3,6 +3,7 @@
 // task id; `--watch` then follows it to the end.
 import { resolve } from 'node:path'
 import { type Command, Option } from 'commander'
+import { GPT_PRESETS, type GptPreset } from '../../kernels/models/gpt/config.js'
 import {
   AGGREGATE_DEFAULT,
   AGGREGATES,
@@ -10,6 +11,9 @@ import {
   BATCH_SIZE_DEFAULT,
   COMPRESSION_DEFAULT,
   COMPRESSIONS,
+  GPT_BATCH_SIZE_DEFAULT,
+  GPT_LEARNING_RATE_DEFAULT,
+  type GptShape,
   HIDDEN_SIZES_DEFAULT,
   INFER_SHARDS_DEFAULT,
   LEARNING_RATE_DEFAULT,
@@ -55,10 +59,15 @@ interface TrainFlags {
   groups: string
   groupSize: string
   steps: string
-  batch: string
-  lr: string
+  batch?: string
+  lr?: string
   seed: string
-  hidden: string
+  hidden?: string
+  preset?: string
+  context?: string
+  width?: string
+  layers?: string
+  heads?: string
   aggregate: string
   outerEvery: string
   compress: string
@@ -70,6 +79,33 @@ interface TrainFlags {
   minGflops: string
   watch?: boolean
   json?: boolean
+}
+
+const GPT_SHAPE_FLAGS = ['preset', 'context', 'width', 'layers', 'heads'] as const
+
+/** The model-specific fields of a training request, from the flags that apply to `model`. */
+export function modelFields(model: string, flags: TrainFlags): Record<string, unknown> {
+  if (model !== 'gpt') {
+    const misplaced = GPT_SHAPE_FLAGS.find((flag) => flags[flag] !== undefined)
+    if (misplaced !== undefined) throw new UserError(`--${misplaced} applies to a gpt, not to ${model}`)
+    return { hiddenSizes: parseHiddenSizes(flags.hidden ?? HIDDEN_SIZES_DEFAULT.join(',')) }
+  }
+  if (flags.hidden !== undefined) throw new UserError('--hidden applies to mnist-mlp; a gpt takes --preset')
+  if (flags.data !== undefined)
+    throw new UserError('--data applies to mnist-mlp; a gpt trains on the linux-doc-6.1 corpus')
+  const presetName = flags.preset ?? 'tiny'
+  if (!Object.hasOwn(GPT_PRESETS, presetName))
+    throw new UserError(`--preset must be one of ${Object.keys(GPT_PRESETS).join(', ')}, got "${presetName}"`)
+  const preset = GPT_PRESETS[presetName as GptPreset]
+  const field = (flag: 'context' | 'width' | 'layers' | 'heads'): number =>
+    flags[flag] === undefined ? preset[flag] : parseNumberFlag(`--${flag}`, flags[flag])
+  const gpt: GptShape = {
+    context: field('context'),
+    width: field('width'),
+    layers: field('layers'),
+    heads: field('heads'),
+  }
+  return { gpt }
 }
 
 /** Sends a request; prints the task (and with --watch follows it); returns the final view. */
@@ -115,10 +151,26 @@ export function register(program: Command): void {
     )
     .option('--group-size <k>', 'members per group (odd: a Raft group needs a clear majority)', '3')
     .option('--steps <n>', 'inner training steps', '600')
-    .option('--batch <n>', 'micro-batch size of each member', String(BATCH_SIZE_DEFAULT))
-    .option('--lr <rate>', 'Adam learning rate', String(LEARNING_RATE_DEFAULT))
+    .option(
+      '--batch <n>',
+      `micro-batch of each member: samples (mnist-mlp, default ${BATCH_SIZE_DEFAULT}) or sequences of the ` +
+        `context (gpt, default ${GPT_BATCH_SIZE_DEFAULT})`,
+    )
+    .option(
+      '--lr <rate>',
+      `AdamW learning rate (default ${LEARNING_RATE_DEFAULT} for mnist-mlp, ` +
+        `${GPT_LEARNING_RATE_DEFAULT} for gpt)`,
+    )
     .option('--seed <n>', 'seed for init, shards and micro-batches', String(SEED_DEFAULT))
-    .option('--hidden <sizes>', 'hidden layer widths, comma separated', HIDDEN_SIZES_DEFAULT.join(','))
+    .option(
+      '--hidden <sizes>',
+      `mnist-mlp: hidden layer widths, comma separated (default ${HIDDEN_SIZES_DEFAULT.join(',')})`,
+    )
+    .option('--preset <name>', `gpt: ${Object.keys(GPT_PRESETS).join(' or ')} (default tiny)`)
+    .option('--context <n>', "gpt: context length (overrides the preset's)")
+    .option('--width <n>', "gpt: model width (overrides the preset's)")
+    .option('--layers <n>', "gpt: transformer blocks (overrides the preset's)")
+    .option('--heads <n>', "gpt: attention heads (overrides the preset's)")
     .addOption(
       new Option('--aggregate <rule>', 'how a group combines its members’ gradients')
         .choices(AGGREGATES)
@@ -139,7 +191,8 @@ export function register(program: Command): void {
     )
     .option(
       '--data <file>',
-      'train on your own digits: JSON {"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; ' +
+      'mnist-mlp: train on your own digits: JSON ' +
+        '{"images": [[784 pixels in 0..1], ...], "labels": [0-9, ...]}; ' +
         'the last 20% are the test set (default: MNIST from the mnist package)',
     )
     .option(
@@ -174,12 +227,12 @@ export function register(program: Command): void {
       const body = {
         kind: 'train',
         model,
-        hiddenSizes: parseHiddenSizes(flags.hidden),
+        ...modelFields(model, flags),
         groups: parseNumberFlag('--groups', flags.groups),
         groupSize: parseNumberFlag('--group-size', flags.groupSize),
         steps: parseNumberFlag('--steps', flags.steps),
-        batchSize: parseNumberFlag('--batch', flags.batch),
-        learningRate: parseNumberFlag('--lr', flags.lr),
+        ...(flags.batch !== undefined ? { batchSize: parseNumberFlag('--batch', flags.batch) } : {}),
+        ...(flags.lr !== undefined ? { learningRate: parseNumberFlag('--lr', flags.lr) } : {}),
         seed: parseNumberFlag('--seed', flags.seed),
         aggregate: flags.aggregate,
         outerEvery: parseNumberFlag('--outer-every', flags.outerEvery),

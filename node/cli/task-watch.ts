@@ -21,6 +21,12 @@ function percent(value: number | undefined): string {
   return value === undefined ? '-' : `${(value * 100).toFixed(2)}%`
 }
 
+/** The task's model metric: validation bits per byte (a GPT) or test accuracy (a classifier). */
+export function scoreText(task: Pick<TaskView, 'accuracy' | 'bitsPerByte'>): string {
+  if (task.bitsPerByte !== undefined) return `${task.bitsPerByte.toFixed(3)} bits/byte`
+  return `acc ${percent(task.accuracy)}`
+}
+
 function lossText(loss: number | null | undefined): string {
   return typeof loss === 'number' && Number.isFinite(loss) ? loss.toFixed(4) : '-'
 }
@@ -29,8 +35,8 @@ export function formatTaskLine(task: TaskView): string {
   const step = task.groups.length > 0 ? Math.min(...task.groups.map((g) => g.step)) : 0
   return (
     `${task.id}  ${task.kind.padEnd(5)} ${task.state.padEnd(9)} ` +
-    `${String(step).padStart(6)}/${task.steps} steps  ${task.groupCount}x${task.groupSize}  acc ` +
-    `${percent(task.accuracy)}  ${new Date(task.createdMs).toISOString()}`
+    `${String(step).padStart(6)}/${task.steps} steps  ${task.groupCount}x${task.groupSize}  ` +
+    `${scoreText(task)}  ${new Date(task.createdMs).toISOString()}`
   )
 }
 
@@ -42,7 +48,7 @@ export function formatTask(task: TaskView): string {
     `state      ${task.state}${task.error !== undefined ? ` (${task.error})` : ''}`,
     `workers    ${task.claimants.length} claimed, ${task.needed} ` +
       `needed${task.declined.length > 0 ? `, ${task.declined.length} declined` : ''}`,
-    `accuracy   ${percent(task.accuracy)}${task.state === 'completed' ? '' : ' (last outer round)'}`,
+    `score      ${scoreText(task)}${task.state === 'completed' ? '' : ' (last outer round)'}`,
     `outer      ${task.outerRound} round${task.outerRound === 1 ? '' : 's'} averaged`,
   ]
   for (const group of task.groups) {
@@ -94,7 +100,7 @@ export async function watchTask(
         {
           stream: process.stderr,
           format:
-            'group {group} {bar} {value}/{total} | {status} | loss {loss} | acc {accuracy} | {speed} ' +
+            'group {group} {bar} {value}/{total} | {status} | loss {loss} | {accuracy} | {speed} ' +
             'samples/s | leader {leader}',
           hideCursor: true,
           clearOnComplete: false,
@@ -127,7 +133,7 @@ export async function watchTask(
           group: group.group,
           status: group.status.padEnd(9),
           loss: lossText(group.loss),
-          accuracy: percent(task.accuracy),
+          accuracy: scoreText(task),
           speed: Math.round(group.samplesPerSecond),
           leader: shortPeer(group.leader),
         }
@@ -148,7 +154,7 @@ export async function watchTask(
               `${Math.round(g.samplesPerSecond)} samples/s leader ${shortPeer(g.leader)}`,
           )
           .join(' | ')
-        const full = `${line} | acc ${percent(task.accuracy)}`
+        const full = `${line} | ${scoreText(task)}`
         if (full !== lastLine && Date.now() - lastPrintMs > 2000) {
           process.stderr.write(`${full}\n`)
           lastLine = full
@@ -188,8 +194,13 @@ export function describeEnd(task: TaskView): string {
     )
   }
   if (task.state === 'completed') {
+    const score =
+      task.bitsPerByte !== undefined
+        ? `validation ${scoreText(task)}`
+        : `test accuracy ${percent(task.accuracy)}`
     return (
-      `${pc.bold(`test accuracy ${percent(task.accuracy)}`)} after ${task.steps} steps in ` +
+      `${pc.bold(score)} ` +
+      `after ${task.steps} steps in ` +
       `${task.groupCount} group${task.groupCount === 1 ? '' : 's'} of ${task.groupSize}\nmodel written ` +
       `to ${task.resultDir} (copy it with \`shardnet result ${task.id} --out DIR\`)`
     )

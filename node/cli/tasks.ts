@@ -1,9 +1,9 @@
 // `shardnet tasks`, `task ID [--watch]`, `result ID --out DIR`, `cancel ID`: the tasks submitted from
 // this node, as its daemon records them (durably: they survive a daemon restart).
-import { copyFile, mkdir } from 'node:fs/promises'
+import { copyFile, mkdir, readdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
-import { loadModel, MANIFEST_FILE, ModelFilesError, WEIGHTS_FILE } from '../executor/model-files.js'
+import { loadAnyModel, MANIFEST_FILE, ModelFilesError, WEIGHTS_FILE } from '../executor/model-files.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { copyPredictions, InferenceInputError } from '../tasks/infer-files.js'
 import { connectToDaemon } from './daemon-client.js'
@@ -20,7 +20,10 @@ export interface CopiedResult {
   outDirectory: string
   weightsPath: string
   manifestPath: string
+  /** test accuracy (a classifier), else NaN */
   accuracy: number
+  /** validation bits per byte (a GPT) */
+  bitsPerByte?: number
 }
 
 /** Copies a completed task's model to `out` and checks the copy reads back. */
@@ -38,9 +41,13 @@ export async function copyResult(task: TaskView, out: string): Promise<CopiedRes
   const outDirectory = resolve(out)
   await mkdir(outDirectory, { recursive: true })
   try {
-    await copyFile(join(task.resultDir, WEIGHTS_FILE), join(outDirectory, WEIGHTS_FILE))
+    // model.json last: a reader never takes a half-copied directory for a model
+    const files = (await readdir(task.resultDir)).filter(
+      (name) => name !== MANIFEST_FILE && !name.includes('.tmp-'),
+    )
+    for (const name of files) await copyFile(join(task.resultDir, name), join(outDirectory, name))
     await copyFile(join(task.resultDir, MANIFEST_FILE), join(outDirectory, MANIFEST_FILE))
-    await loadModel(outDirectory)
+    await loadAnyModel(outDirectory)
   } catch (error) {
     if (error instanceof ModelFilesError) throw new UserError(error.message)
     const code = (error as NodeJS.ErrnoException).code
@@ -54,6 +61,7 @@ export async function copyResult(task: TaskView, out: string): Promise<CopiedRes
     weightsPath: join(outDirectory, WEIGHTS_FILE),
     manifestPath: join(outDirectory, MANIFEST_FILE),
     accuracy: task.accuracy ?? Number.NaN,
+    ...(task.bitsPerByte !== undefined ? { bitsPerByte: task.bitsPerByte } : {}),
   }
 }
 
@@ -122,8 +130,10 @@ export function register(program: Command): void {
       print(
         flags.json === true,
         copied,
-        `wrote ${copied.weightsPath} and ${copied.manifestPath} (test accuracy ` +
-          `${(copied.accuracy * 100).toFixed(2)}%)`,
+        `wrote ${copied.weightsPath} and ${copied.manifestPath} (` +
+          (copied.bitsPerByte !== undefined
+            ? `validation ${copied.bitsPerByte.toFixed(3)} bits/byte)`
+            : `test accuracy ${(copied.accuracy * 100).toFixed(2)}%)`),
       )
     })
 

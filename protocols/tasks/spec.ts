@@ -45,6 +45,10 @@ export const BATCH_SIZE_DEFAULT = 64
 export const LEARNING_RATE_MAX = 10
 /** Adam's learning rate when a task does not say (`submit --lr`, `train --local --lr`) */
 export const LEARNING_RATE_DEFAULT = 1e-3
+/** Sequences of the model's context per member per step of a GPT task when it does not say */
+export const GPT_BATCH_SIZE_DEFAULT = 4
+/** AdamW's learning rate of a GPT task when it does not say */
+export const GPT_LEARNING_RATE_DEFAULT = 1e-3
 export { SEED_MAX }
 /** Seed of the initial parameters, shards and micro-batches when a task does not say */
 export const SEED_DEFAULT = 1
@@ -313,8 +317,10 @@ const trainRequestSchema = (() => {
       groups: fields.groups,
       groupSize: fields.groupSize,
       steps: fields.steps,
-      batchSize: fields.batchSize.default(BATCH_SIZE_DEFAULT),
-      learningRate: fields.learningRate.default(LEARNING_RATE_DEFAULT),
+      /** default: BATCH_SIZE_DEFAULT (MLP) or GPT_BATCH_SIZE_DEFAULT */
+      batchSize: fields.batchSize.optional(),
+      /** default: LEARNING_RATE_DEFAULT (MLP) or GPT_LEARNING_RATE_DEFAULT */
+      learningRate: fields.learningRate.optional(),
       seed: fields.seed.default(SEED_DEFAULT),
       aggregate: oneOf('aggregate', AGGREGATES).default(AGGREGATE_DEFAULT),
       outerEvery: fields.outerEvery.default(OUTER_EVERY_DEFAULT),
@@ -337,11 +343,16 @@ const trainRequestSchema = (() => {
       error: 'a gpt task takes neither hiddenSizes nor dataFile (it trains on the linux-doc-6.1 corpus)',
       path: ['model'],
     })
-    .transform((t) => ({
-      ...t,
-      hiddenSizes: t.model === 'gpt' ? [] : (t.hiddenSizes ?? [...HIDDEN_SIZES_DEFAULT]),
-      gpt: t.model === 'gpt' ? (t.gpt ?? { ...GPT_SHAPE_DEFAULT }) : undefined,
-    }))
+    .transform((t) => {
+      const gpt = t.model === 'gpt'
+      return {
+        ...t,
+        hiddenSizes: gpt ? [] : (t.hiddenSizes ?? [...HIDDEN_SIZES_DEFAULT]),
+        gpt: gpt ? (t.gpt ?? { ...GPT_SHAPE_DEFAULT }) : undefined,
+        batchSize: t.batchSize ?? (gpt ? GPT_BATCH_SIZE_DEFAULT : BATCH_SIZE_DEFAULT),
+        learningRate: t.learningRate ?? (gpt ? GPT_LEARNING_RATE_DEFAULT : LEARNING_RATE_DEFAULT),
+      }
+    })
 })()
 
 const inferRequestSchema = (() => {
