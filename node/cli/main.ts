@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { register as registerDemo } from './demo.js'
 import { UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
+import { register as registerGenerate } from './generate.js'
 import { register as registerNode } from './node.js'
 import { register as registerSim } from './sim.js'
 import { register as registerSubmit } from './submit.js'
@@ -14,6 +15,7 @@ const registrations: Array<(program: Command) => void> = [
   registerVersion,
   registerTrain,
   registerEval,
+  registerGenerate,
   registerNode,
   registerSim,
   registerSubmit,
