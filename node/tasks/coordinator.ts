@@ -761,7 +761,9 @@ export class Coordinator {
       },
       metrics: {
         ...(score.accuracy !== undefined ? { testAccuracy: score.accuracy, testLoss: score.loss } : {}),
-        ...(score.bitsPerByte !== undefined ? { validationBitsPerByte: score.bitsPerByte } : {}),
+        ...(score.bitsPerByte !== undefined
+          ? { validationBitsPerByte: score.bitsPerByte, validationBytesScored: score.scoredBytes }
+          : {}),
       },
       history: live.record.history.map((point) => ({ ...point })),
       createdAt: new Date(this.now()).toISOString(),
