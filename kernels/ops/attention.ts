@@ -8,6 +8,7 @@ import {
   attentionForwardSource,
   attentionGradKeyValueSource,
   attentionGradQuerySource,
+  headVectors,
 } from '../wgsl/attention.js'
 import { ELEMENTWISE_WORKGROUP_SIZE } from '../wgsl/common.js'
 import { packParams, u32 } from './params.js'
@@ -51,6 +52,7 @@ export function runAttention(
         u32(0),
         u32(width),
         u32(2 * width),
+        u32(headVectors(headWidth)),
       ]),
       buffers: [qkv, qkv, qkv, output, logSumExp],
       workgroups: grid.workgroups,
@@ -80,12 +82,13 @@ export function runAttentionBackward(
     u32(grid.groups),
     u32(grid.blocks),
     u32(width),
+    u32(headVectors(headWidth)),
   ])
   const buffers = [qkv, gradOutput, logSumExp, delta, gradQkv]
   runtime.run([
     {
       pipeline: runtime.pipeline(attentionDeltaSource(headWidth)),
-      uniform: packParams([u32(statistics), u32(sequence), u32(heads), u32(width)]),
+      uniform: packParams([u32(statistics), u32(sequence), u32(heads), u32(width), u32(headWidth)]),
       buffers: [gradOutput, output, delta],
       workgroups: dispatch1d(statistics, ELEMENTWISE_WORKGROUP_SIZE, maxGroups),
     },
@@ -133,6 +136,7 @@ export function runAttentionCached(
         u32(0),
         u32(0),
         u32(0),
+        u32(headVectors(headWidth)),
       ]),
       buffers: [queries, keys, values, output],
       workgroups: grid.workgroups,

@@ -42,33 +42,31 @@ export function attentionTileRows(headWidth: number, extraFloats: number): numbe
 }
 
 /**
- * The WGSL that reads head row `row` of a matrix with `stride` floats per row, its head at column
- * `column`, as vec4s into the private array `into`; columns past the head width and rows where
- * `valid` is false read 0.
+ * A loop over the vec4s of a head row, c = 0 .. hv - 1. hv comes from the uniforms although it
+ * equals HEAD_VECTORS: a constant bound lets the shader compiler unroll every such loop, and
+ * lavapipe's compile time grows with the unrolled code (seconds per kernel at head width 32).
  */
-function loadRow(
-  into: string,
-  matrix: string,
-  row: string,
-  stride: string,
-  column: string,
-  valid: string,
-  hd: number,
-): string {
-  return /* wgsl */ `
-  for (var c = 0u; c < HEAD_VECTORS; c++) {
-    var loaded = vec4<f32>(0.0);
-    for (var e = 0u; e < 4u; e++) {
-      let col = c * 4u + e;
-      if (${valid} && col < ${hd}u) { loaded[e] = ${matrix}[(${row}) * (${stride}) + (${column}) + col]; }
-    }
-    ${into}[c] = loaded;
-  }`
+function unroll(_hd: number, line: (c: string) => string): string {
+  return `  for (var c = 0u; c < hv; c++) { ${line('c')} }`
+}
+
+/** a private array of the head row's vec4s, zero */
+function declare(name: string, _hd: number): string {
+  return `  var ${name}: array<vec4<f32>, HEAD_VECTORS>;`
+}
+
+/** a private array name = the head row at `base` of `matrix`, zero where `valid` is false */
+function loadRow(name: string, matrix: string, base: string, valid: string, hd: number): string {
+  const element = (e: number) =>
+    `select(0.0, ${matrix}[${base} + c * 4u + ${e}u], ${valid} && c * 4u + ${e}u < ${hd}u)`
+  return `${declare(name, hd)}
+${unroll(hd, (c) => `${name}[${c}] = vec4<f32>(${[0, 1, 2, 3].map(element).join(', ')});`)}`
 }
 
 /**
  * Loads rows first .. first + TILE of two matrices (the same head columns) into the workgroup tiles
- * `tileA` and `tileB`, rows at or past `limit` as zeros: all threads of the group share the work.
+ * `tileA` and `tileB`, rows at or past `limit` and columns past the head width as zeros: all threads
+ * of the group share the work.
  */
 function loadTiles(
   a: { matrix: string; stride: string; column: string },
@@ -78,23 +76,36 @@ function loadTiles(
   limit: string,
   hd: number,
 ): string {
+  const vector = (matrix: string, base: string) =>
+    `vec4<f32>(${[0, 1, 2, 3]
+      .map((e) => `select(0.0, ${matrix}[${base} + ${e}u], ok && c * 4u + ${e}u < ${hd}u)`)
+      .join(', ')})`
   return /* wgsl */ `
   for (var slot = local; slot < TILE * HEAD_VECTORS; slot += ROWS) {
     let r = slot / HEAD_VECTORS;
     let c = slot % HEAD_VECTORS;
     let row = ${first} + r;
-    var va = vec4<f32>(0.0);
-    var vb = vec4<f32>(0.0);
-    for (var e = 0u; e < 4u; e++) {
-      let col = c * 4u + e;
-      if (row < ${limit} && col < ${hd}u) {
-        va[e] = ${a.matrix}[(${rowBase} + row) * (${a.stride}) + (${a.column}) + col];
-        vb[e] = ${b.matrix}[(${rowBase} + row) * (${b.stride}) + (${b.column}) + col];
-      }
-    }
-    tileA[slot] = va;
-    tileB[slot] = vb;
+    let ok = row < ${limit};
+    let baseA = (${rowBase} + row) * (${a.stride}) + (${a.column}) + c * 4u;
+    let baseB = (${rowBase} + row) * (${b.stride}) + (${b.column}) + c * 4u;
+    tileA[slot] = ${vector(a.matrix, 'baseA')};
+    tileB[slot] = ${vector(b.matrix, 'baseB')};
   }`
+}
+
+/** sum += dot(name[c], tile[r * HEAD_VECTORS + c]) over the head */
+function dotTile(sum: string, name: string, tile: string, hd: number): string {
+  return unroll(hd, (c) => `${sum} += dot(${name}[${c}], ${tile}[r * HEAD_VECTORS + ${c}]);`)
+}
+
+/** writes factor * name[c] to matrix[base ..] for the head's columns */
+function storeRow(matrix: string, base: string, name: string, factor: string, hd: number): string {
+  return unroll(hd, (c) => {
+    const stores = [0, 1, 2, 3].map(
+      (e) => `if (${c} * 4u + ${e}u < ${hd}u) { ${matrix}[${base} + ${c} * 4u + ${e}u] = value[${e}]; }`,
+    )
+    return `let value = ${factor} * ${name}[${c}]; ${stores.join(' ')}`
+  })
 }
 
 /** the head of every row kernel: workgroup folding, (sequence, head, block) and the row index */
@@ -112,7 +123,8 @@ fn main(
   let block = params.blocks - 1u - group % params.blocks;
   let sequence = sequenceHead / params.heads;
   let head = sequenceHead % params.heads;
-  let index = block * ROWS + local;`
+  let index = block * ROWS + local;
+  let hv = params.headVectors;`
 
 /** constants of a row kernel with tiles of `tile` rows */
 function constants(hd: number, tile: number, tileFloats: number): string {
@@ -141,6 +153,7 @@ export function attentionForwardSource(hd: number, kind: 'self' | 'cached'): str
 struct Params {
   queries: u32, keys: u32, heads: u32, groups: u32, blocks: u32, offset: u32,
   qStride: u32, kStride: u32, vStride: u32, outStride: u32, qColumn: u32, kColumn: u32, vColumn: u32,
+  headVectors: u32,
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -153,10 +166,9 @@ ${ROW_KERNEL_ENTRY}
   let valid = index < params.queries;
   let position = params.offset + index;
   let headColumn = head * ${hd}u;
-  var query: array<vec4<f32>, HEAD_VECTORS>;
-  ${loadRow('query', 'q', 'sequence * params.queries + index', 'params.qStride', 'params.qColumn + headColumn', 'valid', hd)}
-  var acc: array<vec4<f32>, HEAD_VECTORS>;
-  var scores: array<f32, TILE>;
+  let queryBase = (sequence * params.queries + index) * params.qStride + params.qColumn + headColumn;
+${loadRow('query', 'q', 'queryBase', 'valid', hd)}
+${declare('acc', hd)}
   var runningMax = ${MASKED};
   var runningSum = 0.0;
   // keys seen by the block's last row
@@ -173,34 +185,29 @@ ${ROW_KERNEL_ENTRY}
       hd,
     )}
     workgroupBarrier();
-    var tileMax = runningMax;
-    for (var r = 0u; r < TILE; r++) {
-      var s = 0.0;
-      for (var c = 0u; c < HEAD_VECTORS; c++) { s += dot(query[c], tileA[r * HEAD_VECTORS + c]); }
-      s = select(${MASKED}, s * SCALE, first + r <= position);
-      scores[r] = s;
-      tileMax = max(tileMax, s);
+    let count = min(TILE, keyLimit - first);
+    for (var r = 0u; r < count; r++) {
+      if (first + r <= position) {
+        var s = 0.0;
+${dotTile('s', 'query', 'tileA', hd)}
+        s *= SCALE;
+        if (s > runningMax) {
+          // a new maximum: rescale what was summed so far (rare after the first keys)
+          let correction = exp(runningMax - s);
+          runningSum *= correction;
+${unroll(hd, (c) => `acc[${c}] *= correction;`)}
+          runningMax = s;
+        }
+        let p = exp(s - runningMax);
+        runningSum += p;
+${unroll(hd, (c) => `acc[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
+      }
     }
-    let correction = exp(runningMax - tileMax);
-    runningSum *= correction;
-    for (var c = 0u; c < HEAD_VECTORS; c++) { acc[c] *= correction; }
-    for (var r = 0u; r < TILE; r++) {
-      let p = exp(scores[r] - tileMax);
-      runningSum += p;
-      for (var c = 0u; c < HEAD_VECTORS; c++) { acc[c] += p * tileB[r * HEAD_VECTORS + c]; }
-    }
-    runningMax = tileMax;
   }
   if (!valid) { return; }
   let inverse = 1.0 / runningSum;
   let outBase = (sequence * params.queries + index) * params.outStride + headColumn;
-  for (var c = 0u; c < HEAD_VECTORS; c++) {
-    let value = acc[c] * inverse;
-    for (var e = 0u; e < 4u; e++) {
-      let col = c * 4u + e;
-      if (col < ${hd}u) { output[outBase + col] = value[e]; }
-    }
-  }
+${storeRow('output', 'outBase', 'acc', 'inverse', hd)}
   ${kind === 'self' ? 'logSumExp[sequenceHead * params.queries + index] = runningMax + log(runningSum);' : ''}
 }
 `
@@ -213,7 +220,7 @@ ${ROW_KERNEL_ENTRY}
  */
 export function attentionDeltaSource(hd: number): string {
   return /* wgsl */ `
-struct Params { count: u32, sequence: u32, heads: u32, width: u32 }
+struct Params { count: u32, sequence: u32, heads: u32, width: u32, headWidth: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> gradOutput: array<f32>;
 @group(0) @binding(2) var<storage, read> output: array<f32>;
@@ -225,12 +232,12 @@ ${elementwiseEntry(`  if (index >= params.count) { return; }
   let h = sequenceHead % params.heads;
   let base = (b * params.sequence + t) * params.width + h * ${hd}u;
   var sum = 0.0;
-  for (var c = 0u; c < ${hd}u; c++) { sum += gradOutput[base + c] * output[base + c]; }
+  for (var c = 0u; c < params.headWidth; c++) { sum += gradOutput[base + c] * output[base + c]; }
   delta[index] = sum;`)}`
 }
 
 const BACKWARD_PARAMS = /* wgsl */ `
-struct Params { queries: u32, keys: u32, heads: u32, groups: u32, blocks: u32, width: u32 }
+struct Params { queries: u32, keys: u32, heads: u32, groups: u32, blocks: u32, width: u32, headVectors: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> gradOutput: array<f32>;
@@ -253,11 +260,9 @@ ${ROW_KERNEL_ENTRY}
   let headColumn = head * ${hd}u;
   let row = sequence * params.queries + index;
   let qkvStride = 3u * params.width;
-  var query: array<vec4<f32>, HEAD_VECTORS>;
-  ${loadRow('query', 'qkv', 'row', 'qkvStride', 'headColumn', 'valid', hd)}
-  var gradOut: array<vec4<f32>, HEAD_VECTORS>;
-  ${loadRow('gradOut', 'gradOutput', 'row', 'params.width', 'headColumn', 'valid', hd)}
-  var grad: array<vec4<f32>, HEAD_VECTORS>;
+${loadRow('query', 'qkv', 'row * qkvStride + headColumn', 'valid', hd)}
+${loadRow('gradOut', 'gradOutput', 'row * params.width + headColumn', 'valid', hd)}
+${declare('grad', hd)}
   let statistic = sequenceHead * params.queries + min(index, params.queries - 1u);
   let lse = logSumExp[statistic];
   let rowDelta = delta[statistic];
@@ -274,27 +279,21 @@ ${ROW_KERNEL_ENTRY}
       hd,
     )}
     workgroupBarrier();
-    for (var r = 0u; r < TILE; r++) {
-      var s = 0.0;
-      var dp = 0.0;
-      for (var c = 0u; c < HEAD_VECTORS; c++) {
-        s += dot(query[c], tileA[r * HEAD_VECTORS + c]);
-        dp += dot(gradOut[c], tileB[r * HEAD_VECTORS + c]);
+    let count = min(TILE, keyLimit - first);
+    for (var r = 0u; r < count; r++) {
+      if (first + r <= index) {
+        var s = 0.0;
+        var dp = 0.0;
+${dotTile('s', 'query', 'tileA', hd)}
+${dotTile('dp', 'gradOut', 'tileB', hd)}
+        let ds = exp(s * SCALE - lse) * (dp - rowDelta);
+${unroll(hd, (c) => `grad[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
       }
-      let p = select(0.0, exp(s * SCALE - lse), first + r <= index);
-      let ds = p * (dp - rowDelta);
-      for (var c = 0u; c < HEAD_VECTORS; c++) { grad[c] += ds * tileA[r * HEAD_VECTORS + c]; }
     }
   }
   if (!valid) { return; }
   let outBase = row * qkvStride + headColumn;
-  for (var c = 0u; c < HEAD_VECTORS; c++) {
-    let value = grad[c] * SCALE;
-    for (var e = 0u; e < 4u; e++) {
-      let col = c * 4u + e;
-      if (col < ${hd}u) { gradQkv[outBase + col] = value[e]; }
-    }
-  }
+${storeRow('gradQkv', 'outBase', 'grad', 'SCALE', hd)}
 }
 `
 }
@@ -314,12 +313,10 @@ ${ROW_KERNEL_ENTRY}
   let headColumn = head * ${hd}u;
   let row = sequence * params.keys + index;
   let qkvStride = 3u * params.width;
-  var key: array<vec4<f32>, HEAD_VECTORS>;
-  ${loadRow('key', 'qkv', 'row', 'qkvStride', 'params.width + headColumn', 'valid', hd)}
-  var value: array<vec4<f32>, HEAD_VECTORS>;
-  ${loadRow('value', 'qkv', 'row', 'qkvStride', '2u * params.width + headColumn', 'valid', hd)}
-  var gradKey: array<vec4<f32>, HEAD_VECTORS>;
-  var gradValue: array<vec4<f32>, HEAD_VECTORS>;
+${loadRow('key', 'qkv', 'row * qkvStride + params.width + headColumn', 'valid', hd)}
+${loadRow('value', 'qkv', 'row * qkvStride + 2u * params.width + headColumn', 'valid', hd)}
+${declare('gradKey', hd)}
+${declare('gradValue', hd)}
   let queryBase = sequence * params.queries;
   let statisticBase = sequenceHead * params.queries;
   // queries from the tile holding the block's first key to the end of the sequence
@@ -339,35 +336,24 @@ ${ROW_KERNEL_ENTRY}
       tileT[r] = delta[statisticBase + i];
     }
     workgroupBarrier();
-    for (var r = 0u; r < TILE; r++) {
-      var s = 0.0;
-      var dp = 0.0;
-      for (var c = 0u; c < HEAD_VECTORS; c++) {
-        s += dot(key[c], tileA[r * HEAD_VECTORS + c]);
-        dp += dot(value[c], tileB[r * HEAD_VECTORS + c]);
-      }
-      let i = first + r;
-      let p = select(0.0, exp(s * SCALE - tileS[r]), i >= index && i < params.queries);
-      let ds = p * (dp - tileT[r]);
-      for (var c = 0u; c < HEAD_VECTORS; c++) {
-        gradValue[c] += p * tileB[r * HEAD_VECTORS + c];
-        gradKey[c] += ds * tileA[r * HEAD_VECTORS + c];
+    let count = min(TILE, params.queries - first);
+    for (var r = 0u; r < count; r++) {
+      if (first + r >= index) {
+        var s = 0.0;
+        var dp = 0.0;
+${dotTile('s', 'key', 'tileA', hd)}
+${dotTile('dp', 'value', 'tileB', hd)}
+        let p = exp(s * SCALE - tileS[r]);
+        let ds = p * (dp - tileT[r]);
+${unroll(hd, (c) => `gradValue[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
+${unroll(hd, (c) => `gradKey[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
       }
     }
   }
   if (!valid) { return; }
   let outBase = row * qkvStride + headColumn;
-  for (var c = 0u; c < HEAD_VECTORS; c++) {
-    let dk = gradKey[c] * SCALE;
-    let dv = gradValue[c];
-    for (var e = 0u; e < 4u; e++) {
-      let col = c * 4u + e;
-      if (col < ${hd}u) {
-        gradQkv[outBase + params.width + col] = dk[e];
-        gradQkv[outBase + 2u * params.width + col] = dv[e];
-      }
-    }
-  }
+${storeRow('gradQkv', 'outBase + params.width', 'gradKey', 'SCALE', hd)}
+${storeRow('gradQkv', 'outBase + 2u * params.width', 'gradValue', '1.0', hd)}
 }
 `
 }
