@@ -24,7 +24,7 @@ export const ATTENTION_TILE_MAX = 64
  */
 export const ATTENTION_WORKGROUP_BYTES_MAX = 16384
 
-/** a score that loses every max and whose exp() is 0; WGSL has no infinity literal */
+/** the running max before any key: below every score, exp(MASKED - score) is 0; WGSL has no -inf */
 const MASKED = '-3.0e38'
 
 /** vec4s per head row */
@@ -46,12 +46,12 @@ export function attentionTileRows(headWidth: number, extraFloats: number): numbe
  * equals HEAD_VECTORS: a constant bound lets the shader compiler unroll every such loop, and
  * lavapipe's compile time grows with the unrolled code (seconds per kernel at head width 32).
  */
-function unroll(_hd: number, line: (c: string) => string): string {
+function headLoop(line: (c: string) => string): string {
   return `  for (var c = 0u; c < hv; c++) { ${line('c')} }`
 }
 
 /** a private array of the head row's vec4s, zero */
-function declare(name: string, _hd: number): string {
+function declare(name: string): string {
   return `  var ${name}: array<vec4<f32>, HEAD_VECTORS>;`
 }
 
@@ -59,8 +59,8 @@ function declare(name: string, _hd: number): string {
 function loadRow(name: string, matrix: string, base: string, valid: string, hd: number): string {
   const element = (e: number) =>
     `select(0.0, ${matrix}[${base} + c * 4u + ${e}u], ${valid} && c * 4u + ${e}u < ${hd}u)`
-  return `${declare(name, hd)}
-${unroll(hd, (c) => `${name}[${c}] = vec4<f32>(${[0, 1, 2, 3].map(element).join(', ')});`)}`
+  return `${declare(name)}
+${headLoop((c) => `${name}[${c}] = vec4<f32>(${[0, 1, 2, 3].map(element).join(', ')});`)}`
 }
 
 /**
@@ -94,13 +94,13 @@ function loadTiles(
 }
 
 /** sum += dot(name[c], tile[r * HEAD_VECTORS + c]) over the head */
-function dotTile(sum: string, name: string, tile: string, hd: number): string {
-  return unroll(hd, (c) => `${sum} += dot(${name}[${c}], ${tile}[r * HEAD_VECTORS + ${c}]);`)
+function dotTile(sum: string, name: string, tile: string): string {
+  return headLoop((c) => `${sum} += dot(${name}[${c}], ${tile}[r * HEAD_VECTORS + ${c}]);`)
 }
 
 /** writes factor * name[c] to matrix[base ..] for the head's columns */
 function storeRow(matrix: string, base: string, name: string, factor: string, hd: number): string {
-  return unroll(hd, (c) => {
+  return headLoop((c) => {
     const stores = [0, 1, 2, 3].map(
       (e) => `if (${c} * 4u + ${e}u < ${hd}u) { ${matrix}[${base} + ${c} * 4u + ${e}u] = value[${e}]; }`,
     )
@@ -136,7 +136,8 @@ const ROWS = ${ATTENTION_ROWS}u;
 const SCALE = ${1 / Math.sqrt(hd)}f;
 var<workgroup> tileA: array<vec4<f32>, ${tile * vectors}>;
 var<workgroup> tileB: array<vec4<f32>, ${tile * vectors}>;
-${tileFloats > 0 ? `var<workgroup> tileS: array<f32, ${tile}>;\nvar<workgroup> tileT: array<f32, ${tile}>;` : ''}`
+${tileFloats > 0 ? `var<workgroup> tileS: array<f32, ${tile}>;` : ''}
+${tileFloats > 0 ? `var<workgroup> tileT: array<f32, ${tile}>;` : ''}`
 }
 
 /**
@@ -168,7 +169,7 @@ ${ROW_KERNEL_ENTRY}
   let headColumn = head * ${hd}u;
   let queryBase = (sequence * params.queries + index) * params.qStride + params.qColumn + headColumn;
 ${loadRow('query', 'q', 'queryBase', 'valid', hd)}
-${declare('acc', hd)}
+${declare('acc')}
   var runningMax = ${MASKED};
   var runningSum = 0.0;
   // keys seen by the block's last row
@@ -189,18 +190,18 @@ ${declare('acc', hd)}
     for (var r = 0u; r < count; r++) {
       if (first + r <= position) {
         var s = 0.0;
-${dotTile('s', 'query', 'tileA', hd)}
+${dotTile('s', 'query', 'tileA')}
         s *= SCALE;
         if (s > runningMax) {
           // a new maximum: rescale what was summed so far (rare after the first keys)
           let correction = exp(runningMax - s);
           runningSum *= correction;
-${unroll(hd, (c) => `acc[${c}] *= correction;`)}
+${headLoop((c) => `acc[${c}] *= correction;`)}
           runningMax = s;
         }
         let p = exp(s - runningMax);
         runningSum += p;
-${unroll(hd, (c) => `acc[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
+${headLoop((c) => `acc[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
       }
     }
   }
@@ -262,7 +263,7 @@ ${ROW_KERNEL_ENTRY}
   let qkvStride = 3u * params.width;
 ${loadRow('query', 'qkv', 'row * qkvStride + headColumn', 'valid', hd)}
 ${loadRow('gradOut', 'gradOutput', 'row * params.width + headColumn', 'valid', hd)}
-${declare('grad', hd)}
+${declare('grad')}
   let statistic = sequenceHead * params.queries + min(index, params.queries - 1u);
   let lse = logSumExp[statistic];
   let rowDelta = delta[statistic];
@@ -284,10 +285,10 @@ ${declare('grad', hd)}
       if (first + r <= index) {
         var s = 0.0;
         var dp = 0.0;
-${dotTile('s', 'query', 'tileA', hd)}
-${dotTile('dp', 'gradOut', 'tileB', hd)}
+${dotTile('s', 'query', 'tileA')}
+${dotTile('dp', 'gradOut', 'tileB')}
         let ds = exp(s * SCALE - lse) * (dp - rowDelta);
-${unroll(hd, (c) => `grad[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
+${headLoop((c) => `grad[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
       }
     }
   }
@@ -315,8 +316,8 @@ ${ROW_KERNEL_ENTRY}
   let qkvStride = 3u * params.width;
 ${loadRow('key', 'qkv', 'row * qkvStride + params.width + headColumn', 'valid', hd)}
 ${loadRow('value', 'qkv', 'row * qkvStride + 2u * params.width + headColumn', 'valid', hd)}
-${declare('gradKey', hd)}
-${declare('gradValue', hd)}
+${declare('gradKey')}
+${declare('gradValue')}
   let queryBase = sequence * params.queries;
   let statisticBase = sequenceHead * params.queries;
   // queries from the tile holding the block's first key to the end of the sequence
@@ -341,12 +342,12 @@ ${declare('gradValue', hd)}
       if (first + r >= index) {
         var s = 0.0;
         var dp = 0.0;
-${dotTile('s', 'key', 'tileA', hd)}
-${dotTile('dp', 'value', 'tileB', hd)}
+${dotTile('s', 'key', 'tileA')}
+${dotTile('dp', 'value', 'tileB')}
         let p = exp(s * SCALE - tileS[r]);
         let ds = p * (dp - tileT[r]);
-${unroll(hd, (c) => `gradValue[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
-${unroll(hd, (c) => `gradKey[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
+${headLoop((c) => `gradValue[${c}] += p * tileB[r * HEAD_VECTORS + ${c}];`)}
+${headLoop((c) => `gradKey[${c}] += ds * tileA[r * HEAD_VECTORS + ${c}];`)}
       }
     }
   }
