@@ -27,6 +27,14 @@ export const ATTENTION_WORKGROUP_BYTES_MAX = 16384
 /** the running max before any key: below every score, exp(MASKED - score) is 0; WGSL has no -inf */
 const MASKED = '-3.0e38'
 
+/**
+ * Head widths up to 4 * this loop over the head with a constant bound, which the shader compiler
+ * unrolls: faster kernels for seconds of compile on lavapipe (kept in Mesa's disk shader cache).
+ * Wider heads read the bound from the uniforms, which keeps the loops rolled: unrolled, lavapipe's
+ * compile time grows to minutes at head width 128.
+ */
+export const ATTENTION_UNROLLED_VECTORS_MAX = 8
+
 /** vec4s per head row */
 export const headVectors = (headWidth: number): number => Math.ceil(headWidth / 4)
 
@@ -42,9 +50,8 @@ export function attentionTileRows(headWidth: number, extraFloats: number): numbe
 }
 
 /**
- * A loop over the vec4s of a head row, c = 0 .. hv - 1. hv comes from the uniforms although it
- * equals HEAD_VECTORS: a constant bound lets the shader compiler unroll every such loop, and
- * lavapipe's compile time grows with the unrolled code (seconds per kernel at head width 32).
+ * A loop over the vec4s of a head row, c = 0 .. hv - 1 (see ATTENTION_UNROLLED_VECTORS_MAX: hv is
+ * the constant HEAD_VECTORS for narrow heads, the same number read from the uniforms for wide ones).
  */
 function headLoop(line: (c: string) => string): string {
   return `  for (var c = 0u; c < hv; c++) { ${line('c')} }`
@@ -109,7 +116,7 @@ function storeRow(matrix: string, base: string, name: string, factor: string, hd
 }
 
 /** the head of every row kernel: workgroup folding, (sequence, head, block) and the row index */
-const ROW_KERNEL_ENTRY = /* wgsl */ `
+const rowKernelEntry = (hd: number) => /* wgsl */ `
 @compute @workgroup_size(${ATTENTION_ROWS})
 fn main(
   @builtin(workgroup_id) workgroupId: vec3<u32>,
@@ -124,7 +131,7 @@ fn main(
   let sequence = sequenceHead / params.heads;
   let head = sequenceHead % params.heads;
   let index = block * ROWS + local;
-  let hv = params.headVectors;`
+  ${headVectors(hd) <= ATTENTION_UNROLLED_VECTORS_MAX ? 'const hv = HEAD_VECTORS;' : 'let hv = params.headVectors;'}`
 
 /** constants of a row kernel with tiles of `tile` rows */
 function constants(hd: number, tile: number, tileFloats: number): string {
@@ -163,7 +170,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 ${kind === 'self' ? '@group(0) @binding(5) var<storage, read_write> logSumExp: array<f32>;' : ''}
 ${constants(hd, tile, 0)}
-${ROW_KERNEL_ENTRY}
+${rowKernelEntry(hd)}
   let valid = index < params.queries;
   let position = params.offset + index;
   let headColumn = head * ${hd}u;
@@ -256,7 +263,7 @@ export function attentionGradQuerySource(hd: number): string {
   return /* wgsl */ `
 ${BACKWARD_PARAMS}
 ${constants(hd, tile, 0)}
-${ROW_KERNEL_ENTRY}
+${rowKernelEntry(hd)}
   let valid = index < params.queries;
   let headColumn = head * ${hd}u;
   let row = sequence * params.queries + index;
@@ -309,7 +316,7 @@ export function attentionGradKeyValueSource(hd: number): string {
   return /* wgsl */ `
 ${BACKWARD_PARAMS}
 ${constants(hd, tile, 2)}
-${ROW_KERNEL_ENTRY}
+${rowKernelEntry(hd)}
   let valid = index < params.keys;
   let headColumn = head * ${hd}u;
   let row = sequence * params.keys + index;
