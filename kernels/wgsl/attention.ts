@@ -115,6 +115,10 @@ function storeRow(matrix: string, base: string, name: string, factor: string, hd
   })
 }
 
+/** the head loops' bound (see ATTENTION_UNROLLED_VECTORS_MAX) */
+const UNROLLED_BOUND = 'const hv = HEAD_VECTORS;'
+const ROLLED_BOUND = 'let hv = params.headVectors;'
+
 /** the head of every row kernel: workgroup folding, (sequence, head, block) and the row index */
 const rowKernelEntry = (hd: number) => /* wgsl */ `
 @compute @workgroup_size(${ATTENTION_ROWS})
@@ -131,7 +135,7 @@ fn main(
   let sequence = sequenceHead / params.heads;
   let head = sequenceHead % params.heads;
   let index = block * ROWS + local;
-  ${headVectors(hd) <= ATTENTION_UNROLLED_VECTORS_MAX ? 'const hv = HEAD_VECTORS;' : 'let hv = params.headVectors;'}`
+  ${headVectors(hd) <= ATTENTION_UNROLLED_VECTORS_MAX ? UNROLLED_BOUND : ROLLED_BOUND}`
 
 /** constants of a row kernel with tiles of `tile` rows */
 function constants(hd: number, tile: number, tileFloats: number): string {
