@@ -2,8 +2,8 @@
 // verified by CID, or a corpus built here and checked against the task's content ids), opens the
 // durable Raft log of this member in the data dir, and runs one member of the group through the
 // training protocol's startGroupMember. Progress goes to the submitter; at each DiLoCo outer round
-// the group's leader publishes its params as a block, reports it, and continues from the average the submitter
-// sends back. At the end this member serves its final params until the submitter releases it.
+// the group's leader publishes its params as a block, reports it, and continues from the average
+// the submitter sends back. At the end this member serves its final params until the submitter releases it.
 // While the group has no leader (it lost its majority) the member publishes its TrainingState as a
 // block and reports it, so that the submitter can re-form the group around the survivors; a re-formed
 // group (incarnation > 0) is a new Raft group whose members all start from that state.
