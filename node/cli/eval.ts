@@ -52,7 +52,7 @@ async function evaluateGpt(
     throw new UserError('--dataset-dir applies to mnist-mlp models; a GPT is scored on its byte corpus')
   process.stderr.write(
     `evaluating gpt ${loaded.config.layers}x${loaded.config.width} context ${loaded.config.context} ` +
-      `on ${flags.windows === undefined ? 'the whole validation split' : `the first ${flags.windows} windows of the validation split`}\n`,
+      `on ${flags.windows === undefined ? 'the whole validation split' : `${flags.windows} windows`}\n`,
   )
   let result: GptEvaluationResult
   try {

@@ -207,6 +207,9 @@ function progressReporter(epochs: number): { onEvent: (event: TrainingEvent) => 
   }
 }
 
+const MLP = TRAINING_DEFAULTS
+const GPT = GPT_TRAINING_DEFAULTS
+
 /** The default of a flag for each model, for --help. */
 function perModel(mlp: string | number, gpt: string | number): string {
   return `(default: ${mlp} for mnist-mlp, ${gpt} for gpt)`
@@ -361,7 +364,8 @@ function gptProgressReporter(): { onEvent: (event: GptTrainingEvent) => void; st
           }
           if (event.step % GPT_PROGRESS_LINE_EVERY !== 0 && event.step !== event.totalSteps) return
           process.stderr.write(
-            `step ${event.step}/${event.totalSteps ?? '?'} loss ${loss} lr ${event.learningRate.toExponential(2)} ` +
+            `step ${event.step}/${event.totalSteps ?? '?'} loss ${loss} ` +
+              `lr ${event.learningRate.toExponential(2)} ` +
               `${speed} tokens/s ETA ${duration(remaining)}\n`,
           )
           lossSum = 0
@@ -380,7 +384,8 @@ function gptProgressReporter(): { onEvent: (event: GptTrainingEvent) => void; st
           const { result } = event
           lastBitsPerByte = result.bitsPerByte.toFixed(3)
           const line = event.final
-            ? `validation ${lastBitsPerByte} bits/byte over ${whole ? 'the whole split' : 'part of the split'} ` +
+            ? `validation ${lastBitsPerByte} bits/byte ` +
+              `over ${whole ? 'the whole split' : 'part of the split'} ` +
               `(${result.bytes} bytes, ${result.windows} windows, ${event.seconds.toFixed(1)} s)`
             : `step ${event.step}: validation ${lastBitsPerByte} bits/byte on the first ${result.windows} ` +
               `windows (${result.bytes} bytes, ${event.seconds.toFixed(1)} s)`
@@ -475,23 +480,17 @@ export function register(program: Command): void {
       '--seed <n>',
       `seed for initialization and data order (0 to 4294967295) (default: ${TRAINING_DEFAULTS.seed})`,
     )
-    .option(
-      '--batch <n>',
-      `samples (gpt: windows) per update ${perModel(TRAINING_DEFAULTS.batchSize, GPT_TRAINING_DEFAULTS.batchSize)}`,
-    )
-    .option(
-      '--lr <rate>',
-      `peak AdamW learning rate ${perModel(TRAINING_DEFAULTS.learningRate, GPT_TRAINING_DEFAULTS.learningRate)}`,
-    )
+    .option('--batch <n>', `samples (gpt: windows) per update ${perModel(MLP.batchSize, GPT.batchSize)}`)
+    .option('--lr <rate>', `peak AdamW learning rate ${perModel(MLP.learningRate, GPT.learningRate)}`)
     .addOption(
       new Option(
         '--schedule <name>',
-        `learning-rate schedule ${perModel(TRAINING_DEFAULTS.schedule, GPT_TRAINING_DEFAULTS.schedule)}`,
+        `learning-rate schedule ${perModel(MLP.schedule, GPT.schedule)}`,
       ).choices(['constant', 'cosine']),
     )
     .option(
       '--weight-decay <rate>',
-      `decoupled (AdamW) weight decay ${perModel(TRAINING_DEFAULTS.weightDecay, GPT_TRAINING_DEFAULTS.weightDecay)}`,
+      `decoupled (AdamW) weight decay ${perModel(MLP.weightDecay, GPT.weightDecay)}`,
     )
     .addOption(
       new Option(

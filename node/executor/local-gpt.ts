@@ -238,6 +238,14 @@ function readValidation(files: CorpusFiles): Uint8Array {
   }
 }
 
+/**
+ * Lets the event loop run: on the cpu backend every await of a step resolves as a microtask, so a
+ * loop of steps would otherwise never let a signal handler (Ctrl-C) or a timer run.
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
 /** Trains a GPT on this machine and writes DIR/model.safetensors, DIR/config.json, DIR/model.json. */
 export async function trainGptLocal(
   options: GptTrainingOptions,
@@ -300,6 +308,7 @@ export async function trainGptLocal(
     let lossSum = 0
     let lossCount = 0
     for (let step = 0; totalSteps === undefined || step < totalSteps; step++) {
+      await yieldToEventLoop()
       if (options.signal?.aborted === true) throw options.signal.reason
       const learningRate = gptLearningRateAt(trainerOptions, step)
       const batch = sampler.batchAt(step)
@@ -343,8 +352,8 @@ export async function trainGptLocal(
       }
     }
     const steps = totalSteps as number
-    if (options.signal?.aborted === true) throw options.signal.reason
     const final = await evaluate(steps, true)
+    if (options.signal?.aborted === true) throw options.signal.reason
     history.push({
       step: steps,
       ...(lossCount > 0 ? { loss: lossSum / lossCount } : { loss: Number.NaN }),
@@ -564,6 +573,7 @@ export async function generateGptLocal(
       })) {
         events.onByte(byte)
         count++
+        await yieldToEventLoop()
         if (options.signal?.aborted === true) break
       }
       const seconds = (performance.now() - started) / 1000
