@@ -22,8 +22,9 @@
 // Goals (from the issue): groups float32 within 0.05 bits/byte of local, int8 within 0.02 of float32.
 // Every member shares this process's cores and one backend, so on a small machine the groups'
 // steps/s measure members competing for the cores, not the network.
-// Memory: RSS growth of the process while a group run is held (peak minus before), divided by the
-// members; and an estimate from the model's size (training state and in-flight gradients).
+// Memory: the growth of the process's RSS and of its ArrayBuffers (params, moments, gradients, cpu
+// tensors) while a group run is held (peak minus before), divided by the members; and an estimate
+// from the model's size (training state and in-flight gradients).
 // The process runs with the daemon's garbage-collector setting (node/heap.ts).
 
 import '../node/polyfill.js'
@@ -161,6 +162,14 @@ async function bitsPerByte(params: Float32Array): Promise<number> {
 interface Run {
   params: Float32Array
   seconds: number
+  /** CPU time of the whole process over the run */
+  cpuSeconds: number
+}
+
+/** CPU time of this process (every thread) in seconds since `since`. */
+function cpuSecondsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since)
+  return (used.user + used.system) / 1e6
 }
 
 /** One trainer, batches of every member's windows at once from the whole split. */
@@ -181,6 +190,7 @@ async function trainLocally(trainingBackend: Backend): Promise<Run> {
     shards: 1,
   })
   const started = performance.now()
+  const cpuStarted = process.cpuUsage()
   try {
     for (let step = 0; step < steps; step++) {
       const { inputs, targets } = sampler.batchAt(step)
@@ -188,7 +198,11 @@ async function trainLocally(trainingBackend: Backend): Promise<Run> {
       loss.dispose()
     }
     const params = await gpt.getParameters()
-    return { params, seconds: (performance.now() - started) / 1000 }
+    return {
+      params,
+      seconds: (performance.now() - started) / 1000,
+      cpuSeconds: cpuSecondsSince(cpuStarted),
+    }
   } finally {
     trainer.dispose()
     gpt.dispose()
@@ -205,17 +219,24 @@ interface GroupRun extends Run {
   raftBytesPerMemberStep: number
   /** peak RSS while the groups ran, less the RSS before they started, per member (bytes) */
   rssGrowthPerMember: number
+  /** the same for the memory of ArrayBuffers (params, moments, gradients, cpu tensors) */
+  arrayBufferGrowthPerMember: number
 }
 
 let runCount = 0
 async function trainInGroups(compression: Compression): Promise<GroupRun> {
   const run = runCount++
   const barrier = new OuterStepBarrier(groupCount)
-  const rssBefore = process.memoryUsage().rss
-  let rssPeak = rssBefore
-  const sampler = setInterval(() => {
-    rssPeak = Math.max(rssPeak, process.memoryUsage().rss)
-  }, RSS_SAMPLE_MS)
+  const before = process.memoryUsage()
+  let rssPeak = before.rss
+  let arrayBuffersPeak = before.arrayBuffers
+  const sample = () => {
+    const usage = process.memoryUsage()
+    rssPeak = Math.max(rssPeak, usage.rss)
+    arrayBuffersPeak = Math.max(arrayBuffersPeak, usage.arrayBuffers)
+  }
+  const sampler = setInterval(sample, RSS_SAMPLE_MS)
+  const cpuStarted = process.cpuUsage()
   const groups = await Promise.all(
     Array.from({ length: groupCount }, (_, group) =>
       startTrainingCluster({
@@ -258,12 +279,14 @@ async function trainInGroups(compression: Compression): Promise<GroupRun> {
   try {
     const results = await Promise.all(members.map((member) => member.member.finished()))
     const seconds = ((performance.now() - firstStepAt) / 1000) * (steps / (steps - firstStep))
-    rssPeak = Math.max(rssPeak, process.memoryUsage().rss)
+    const cpuSeconds = cpuSecondsSince(cpuStarted)
+    sample()
     const total = (count: (member: (typeof members)[number]) => number) =>
       members.reduce((sum, member) => sum + count(member), 0)
     return {
       params: results[0].params,
       seconds,
+      cpuSeconds,
       digests: new Set(results.map((result) => result.digest)).size,
       outerRounds: groups[0][0].member.status().outerRounds,
       partialSteps,
@@ -271,7 +294,8 @@ async function trainInGroups(compression: Compression): Promise<GroupRun> {
         total((member) => member.member.status().gradientBytesSent) / (members.length * steps),
       raftBytesPerMemberStep:
         total((member) => member.node.services.raft.stats.bytesSent) / (members.length * steps),
-      rssGrowthPerMember: (rssPeak - rssBefore) / members.length,
+      rssGrowthPerMember: (rssPeak - before.rss) / members.length,
+      arrayBufferGrowthPerMember: (arrayBuffersPeak - before.arrayBuffers) / members.length,
     }
   } finally {
     clearInterval(sampler)
@@ -333,6 +357,10 @@ try {
     localStepsPerSecond: steps / local.seconds,
     groupsStepsPerSecond: steps / float32.seconds,
     groupsInt8StepsPerSecond: steps / int8.seconds,
+    /** CPU seconds of the process (every thread) over each run, groups from their start */
+    localCpuSeconds: local.cpuSeconds,
+    groupsCpuSeconds: float32.cpuSeconds,
+    groupsInt8CpuSeconds: int8.cpuSeconds,
     outerRounds: [float32.outerRounds, int8.outerRounds],
     partialSteps: [float32.partialSteps, int8.partialSteps],
     identicalDigests: float32.digests === 1 && int8.digests === 1,
@@ -342,6 +370,8 @@ try {
     raftBytesPerMemberStepInt8: int8.raftBytesPerMemberStep,
     rssGrowthPerMemberMbFloat32: float32.rssGrowthPerMember / MB,
     rssGrowthPerMemberMbInt8: int8.rssGrowthPerMember / MB,
+    arrayBufferGrowthPerMemberMbFloat32: float32.arrayBufferGrowthPerMember / MB,
+    arrayBufferGrowthPerMemberMbInt8: int8.arrayBufferGrowthPerMember / MB,
     estimatedStateMbPerMember: stateBytes / MB,
     estimatedInFlightGradientsMb: inFlightBytes / MB,
     wallSeconds: (performance.now() - wallStarted) / 1000,
@@ -369,6 +399,11 @@ try {
         `(all ${groupCount * memberCount} members share this process's ${cpus().length} cores)`,
     )
     console.log(
+      `CPU seconds:              local ${result.localCpuSeconds.toFixed(1)}  groups float32 ` +
+        `${result.groupsCpuSeconds.toFixed(1)}  groups int8 ${result.groupsInt8CpuSeconds.toFixed(1)} ` +
+        '(the whole process: its wall time on an otherwise idle machine)',
+    )
+    console.log(
       `bytes sent per step per member: gradients float32 ${bytes(result.gradientBytesPerMemberStepFloat32)}` +
         `  int8 ${bytes(result.gradientBytesPerMemberStepInt8)} (` +
         `${ratio(result.gradientBytesPerMemberStepFloat32, result.gradientBytesPerMemberStepInt8)}); ` +
@@ -378,7 +413,9 @@ try {
     )
     console.log(
       `memory per member:        RSS growth float32 ${result.rssGrowthPerMemberMbFloat32.toFixed(1)} MB  ` +
-        `int8 ${result.rssGrowthPerMemberMbInt8.toFixed(1)} MB; estimate ` +
+        `int8 ${result.rssGrowthPerMemberMbInt8.toFixed(1)} MB (int8 runs in the heap float32 grew); ` +
+        `ArrayBuffers float32 ${result.arrayBufferGrowthPerMemberMbFloat32.toFixed(1)} MB  int8 ` +
+        `${result.arrayBufferGrowthPerMemberMbInt8.toFixed(1)} MB; estimate ` +
         `${(result.estimatedStateMbPerMember + result.estimatedInFlightGradientsMb).toFixed(2)} MB ` +
         `(params + two moments ${result.estimatedStateMbPerMember.toFixed(2)} MB, ${memberCount} ` +
         `float32 gradients in flight at the leader ${result.estimatedInFlightGradientsMb.toFixed(2)} MB)`,
