@@ -2,6 +2,7 @@ import { closeSync, openSync, writeSync } from 'node:fs'
 import cliProgress from 'cli-progress'
 import { type Command, InvalidArgumentError } from 'commander'
 import pc from 'picocolors'
+import { MODELS, type ModelName } from '../../protocols/tasks/spec.js'
 import { parseDurationMs, parsePartitionSpec } from '../../simulations/network/links.js'
 import {
   DURATION_MS_MAX,
@@ -168,6 +169,13 @@ function scenario(value: string): ScenarioName {
   return value as ScenarioName
 }
 
+function model(value: string): ModelName {
+  if (!(MODELS as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`--model must be one of ${MODELS.join(', ')}.`)
+  }
+  return value as ModelName
+}
+
 interface SimNetworkFlags {
   peers: number
   groups: number
@@ -181,6 +189,7 @@ interface SimNetworkFlags {
   json?: boolean
   scenario: ScenarioName
   inference: number
+  model: ModelName
   real?: number
 }
 
@@ -222,6 +231,7 @@ async function simNetwork(flags: SimNetworkFlags): Promise<void> {
       durationMs: flags.duration,
       scenario: flags.scenario,
       inferencePerHour: flags.inference,
+      model: flags.model,
     },
     {
       reportDirectory: flags.report,
@@ -310,6 +320,13 @@ export function register(program: Command): void {
       'inference tasks submitted per hour (each shard voted on by replicas; 0: none)',
       nonNegativeInteger('--inference', INFERENCE_PER_HOUR_MAX),
       OPTION_DEFAULTS.inferencePerHour,
+    )
+    .option(
+      '--model <kind>',
+      `the model the training tasks train: ${MODELS.join(' or ')} (the GPT at its tiny preset; ` +
+        'inference tasks run the MNIST MLP either way)',
+      model,
+      OPTION_DEFAULTS.model,
     )
     .option('--report <dir>', 'write report.json and the SVG plots here')
     .option(

@@ -95,11 +95,17 @@ export class Groups {
     private readonly owner: GroupOwner,
     private readonly createCheckers: () => SafetyCheckers,
   ) {
-    this.members = new Members(loop, network, metrics, {
-      processReady: (group, position) => this.processReady(group, position),
-      stepApplied: (group, _position, step) => this.stepApplied(group, step),
-      trace: (group, text) => this.trace(group, text),
-    })
+    this.members = new Members(
+      loop,
+      network,
+      metrics,
+      {
+        processReady: (group, position) => this.processReady(group, position),
+        stepApplied: (group, _position, step) => this.stepApplied(group, step),
+        trace: (group, text) => this.trace(group, text),
+      },
+      parameters.model,
+    )
     this.members.groups = this.all
     loop.handle({
       [EventKind.groupTick]: (group) => this.tick(this.all[group]),

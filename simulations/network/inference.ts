@@ -5,13 +5,15 @@
 // a majority, asks for re-runs elsewhere or fails the shard, and `scoreChanges`/`applyScores` keep
 // the submitter's peer scores (agreeing +1, outlier -5, failed -1) across its tasks.
 //
-// The model is not run (kernel work is modelled by time): an honest replica answers the shard's
-// true logits, bit-identical within its backend class and shifted by a few 1e-5 across classes (as
-// float32 reassociation on another backend does, well inside LOGIT_TOLERANCE); a lying peer answers
-// the same wrong logits as every other liar (each row's top class moved, the colluding worst case:
-// liars agree with each other). A replica whose peer crashed, left or was cut off before it
-// answered counts as failed. A submitter's connected peers are its DHT routing-table entries that
-// are up and reachable (libp2p keeps connections to its routing table).
+// The model served is DerivedParameters.inferenceModel: the MNIST MLP, in a gpt simulation too (the
+// network serves no GPT, so its GPT tasks are training tasks only). The model is not run (kernel
+// work is modelled by time): an honest replica answers the shard's true logits, bit-identical within
+// its backend class and shifted by a few 1e-5 across classes (as float32 reassociation on another
+// backend does, well inside LOGIT_TOLERANCE); a lying peer answers the same wrong logits as every
+// other liar (each row's top class moved, the colluding worst case: liars agree with each other). A
+// replica whose peer crashed, left or was cut off before it answered counts as failed. A submitter's
+// connected peers are its DHT routing-table entries that are up and reachable (libp2p keeps
+// connections to its routing table).
 import {
   agree,
   applyScores,
@@ -29,9 +31,9 @@ import type { DhtModel } from './dht.js'
 import { Histogram } from './histogram.js'
 import { peerName, peerRow } from './lifecycle.js'
 import { STREAM_RETRANSMIT_MS } from './links.js'
-import { INPUT_ROW_BYTES, MODEL_BYTES } from './model.js'
+import { modelBytes } from './model.js'
 import type { DerivedParameters } from './parameters.js'
-import { BACKEND_CLASSES, INFER_ROW_MS_BY_BACKEND, type PeerTable } from './peers.js'
+import { BACKEND_CLASSES, type PeerTable } from './peers.js'
 
 /** Most inference tasks one run may create (each keeps a few numbers for the report). */
 export const INFERENCE_TASKS_MAX = 1_000_000
@@ -177,6 +179,7 @@ export class InferenceWorkload {
     }
     if (shard.asked.size >= p.inferenceReplicas) this.counters.reruns += peers.length
     const rows = shard.range.end - shard.range.start
+    const served = p.inferenceModel
     const now = host.nowMs()
     const peersTable = host.peers
     for (const name of peers) {
@@ -186,14 +189,14 @@ export class InferenceWorkload {
       this.counters.runs++
       // request, then the model and the input rows from the submitter's uplink, then the kernel,
       // then the answer
-      const inputBytes = INFER_REQUEST_BYTES + MODEL_BYTES + rows * INPUT_ROW_BYTES
+      const inputBytes = INFER_REQUEST_BYTES + modelBytes(served) + rows * served.inputRowBytes
       peersTable.countSent(submitter, inputBytes)
       peersTable.countReceived(peer, inputBytes)
       const start = Math.max(now, peersTable.uplinkFreeAtMs[submitter])
       const sent = start + inputBytes / peersTable.uploadBytesPerMs[submitter]
       peersTable.uplinkFreeAtMs[submitter] = sent
       let at = sent + host.latencyMs(submitter, peer) + this.retransmitMs()
-      at += rows * INFER_ROW_MS_BY_BACKEND[peersTable.backend[peer]] * peersTable.slowFactor[peer]
+      at += rows * served.inference.rowMsByBackend[peersTable.backend[peer]] * peersTable.slowFactor[peer]
       const answerBytes = INFER_REQUEST_BYTES + rows * p.inferenceClasses * INFER_LOGIT_BYTES
       peersTable.countSent(peer, answerBytes)
       peersTable.countReceived(submitter, answerBytes)

@@ -4,18 +4,19 @@
 // compute on which params, whom to send to, admission and screening at the leader, the straggler
 // timeout, re-sends, work ahead of the commit, what to propose); this file carries out its effects:
 //
-//   compute-gradient  the member's kernel time (STEP_COMPUTE_MS_BY_BACKEND x slowness) later, a
+//   compute-gradient  the member's kernel time (the model's stepComputeMsByBackend x slowness) later, a
 //                     gradient of SIMULATED_PARAMETER_COUNT values whose L2 norm the seed chose (about
 //                     1 when honest; NaN with a NaN loss, or 1e6, from a liar)
-//   send-gradient     over the sender's uplink at the real model's size, then the link's latency; the
+//   send-gradient     over the sender's uplink at the trained model's size, then the link's latency; the
 //                     leader's core answers (reply) and the answer travels back as gradient-sent
 //   propose           the member's RaftNode proposes the entry (a dropped proposal is proposal-failed)
-//   request-state     the state of the member asked, back over its uplink at the real model's size
+//   request-state     the state of the member asked, back over its uplink at the trained model's size
 //   continue          fed back once the current event is handled ('microtask'), or after the events
 //                     already due at this time ('turn', Node's setImmediate)
 //
 // The arithmetic runs on SIMULATED_PARAMETER_COUNT params (the real AdamW, digests and entries, only
-// small), so thousands of groups fit in one process; link timing and byte counts use the real model.
+// small), so thousands of groups fit in one process; link timing and byte counts use the
+// trained model's figures (DerivedParameters.model: model.ts).
 // groups.ts feeds the Raft side: leadership, entries appending, appended and committed, snapshots.
 //
 // Events handled here: gradientComputed, gradientArrives, gradientAnswered, memberContinue,
@@ -53,10 +54,9 @@ import {
 } from './events.js'
 import type { GroupState } from './groups.js'
 import type { Metrics } from './metrics.js'
-import { MODEL_PARAMETER_COUNT } from './model.js'
+import type { SimulatedModel } from './model.js'
 import type { Network } from './network.js'
 import { GROUP_SIZE_MAX } from './parameters.js'
-import { STEP_COMPUTE_MS_BY_BACKEND } from './peers.js'
 
 /** Params each simulated member trains: enough for the real arithmetic, few enough for 10,000s of members. */
 export const SIMULATED_PARAMETER_COUNT = 4
@@ -87,15 +87,23 @@ export function probeGradient(norm: number): Float32Array {
   return new Float32Array(SIMULATED_PARAMETER_COUNT).fill(norm / Math.sqrt(SIMULATED_PARAMETER_COUNT))
 }
 
-/** Bytes of a gradient message at the real model's size (values and scales grow with the parameter count). */
-export function gradientWireBytes(message: Gradient): number {
-  const valueBytes = message.values.byteLength + message.scales.byteLength
-  return Math.round((valueBytes * MODEL_PARAMETER_COUNT) / SIMULATED_PARAMETER_COUNT) + EXCHANGE_CONTROL_BYTES
+/**
+ * Bytes of a gradient message at the size of a model of `parameterCount` params: its bytes per value
+ * times the parameter count, plus one float32 scale per block of the model's params when the
+ * message has blocks (int8).
+ */
+export function gradientWireBytes(message: Gradient, parameterCount: number): number {
+  const valueBytes = Math.round((message.values.byteLength * parameterCount) / message.length)
+  const scaleBytes = message.blockSize > 0 ? Math.ceil(parameterCount / message.blockSize) * 4 : 0
+  return valueBytes + scaleBytes + EXCHANGE_CONTROL_BYTES
 }
 
-/** Bytes of an encoded TrainingState at the real model's size (params and two moments, float32). */
-function stateWireBytes(encoded: Uint8Array): number {
-  return encoded.byteLength + (MODEL_PARAMETER_COUNT - SIMULATED_PARAMETER_COUNT) * 12
+/**
+ * Bytes of an encoded TrainingState at the size of a model of `parameterCount` params (params and
+ * two moments, float32).
+ */
+export function stateWireBytes(encoded: Uint8Array, parameterCount: number): number {
+  return encoded.byteLength + (parameterCount - SIMULATED_PARAMETER_COUNT) * 12
 }
 
 /** Node runs a timer no sooner than this after it is set (setTimeout clamps shorter delays to 1 ms). */
@@ -118,6 +126,8 @@ export class Members {
     private readonly network: Network,
     private readonly metrics: Metrics,
     private readonly host: MemberHost,
+    /** The model trained: gradients and states cross the links at its size, steps take its kernel time. */
+    private readonly model: SimulatedModel,
   ) {
     const at = <T extends ForMember>(
       handler: (group: GroupState, position: number, value: T) => void,
@@ -343,7 +353,7 @@ export class Members {
     const peers = this.network.peers
     const peer = group.members[position]
     const ms =
-      STEP_COMPUTE_MS_BY_BACKEND[peers.backend[peer]] *
+      this.model.stepComputeMsByBackend[peers.backend[peer]] *
       peers.slowFactor[peer] *
       (0.9 + 0.2 * this.network.random.float())
     this.loop.at(this.now + ms, EventKind.gradientComputed, group.id, position, {
@@ -389,7 +399,7 @@ export class Members {
 
   private sendGradient(group: GroupState, position: number, to: number, message: Gradient): void {
     this.metrics.counters.gradientsSent++
-    const bytes = gradientWireBytes(message)
+    const bytes = gradientWireBytes(message, this.model.parameterCount)
     const incarnation = group.incarnation[position]
     const arrival = this.streamArrivalMs(group.members[position], group.members[to], bytes)
     if (arrival === undefined) {
@@ -509,7 +519,7 @@ export class Members {
     })
   }
 
-  /** A state request reaches the member asked: it answers with its state (at the real model's size). */
+  /** A state request reaches the member asked: it answers with its state (at the trained model's size). */
   private stateRequestArrives(group: GroupState, position: number, request: StateRequest): void {
     if (group.done || group.failed) return
     const core = group.cores[request.to]
@@ -521,7 +531,7 @@ export class Members {
       ? this.streamArrivalMs(
           responder,
           group.members[position],
-          encoded ? stateWireBytes(encoded) : EXCHANGE_CONTROL_BYTES,
+          encoded ? stateWireBytes(encoded, this.model.parameterCount) : EXCHANGE_CONTROL_BYTES,
         )
       : undefined
     this.loop.at(

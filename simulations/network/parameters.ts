@@ -1,9 +1,10 @@
 // What one network simulation runs with: the options a user gives, the named scenarios, and the
 // parameters the seed derives from them. Every derived value is printed and written to the report,
 // so a run is reproducible from `seed` plus the options (TigerBeetle VOPR's habit).
-import { CLASS_COUNT } from '../../kernels/data/mnist.js'
 import { SeededRandom } from '../../protocols/raft/random.js'
+import type { GptShape, ModelName } from '../../protocols/tasks/spec.js'
 import { type PartitionSpec, REGION_WEIGHTS, REGIONS } from './links.js'
+import { type ServedModel, type SimulatedModel, servedModel, simulatedModel } from './model.js'
 
 export const SCENARIOS = ['steady', 'flash-crowd', 'regional-outage', 'byzantine-10pct'] as const
 export type ScenarioName = (typeof SCENARIOS)[number]
@@ -41,6 +42,10 @@ export interface NetworkSimulationOptions {
   scenario: ScenarioName
   /** Inference tasks submitted per hour (0: none). @default OPTION_DEFAULTS.inferencePerHour */
   inferencePerHour?: number
+  /** The model kind the training tasks train. @default OPTION_DEFAULTS.model */
+  model?: ModelName
+  /** The GPT's shape (model gpt). @default GPT_SHAPE_DEFAULT (the tiny preset) */
+  gpt?: GptShape
 }
 
 export const OPTION_DEFAULTS = {
@@ -52,6 +57,7 @@ export const OPTION_DEFAULTS = {
   durationMs: 3_600_000,
   scenario: 'steady' as ScenarioName,
   inferencePerHour: 120,
+  model: 'mnist-mlp' as ModelName,
 }
 
 /** Bounds on the options (every input has a named maximum). */
@@ -89,6 +95,13 @@ export interface DerivedParameters {
   electionTicks: number
   heartbeatTicks: number
   /**
+   * The model the training tasks train: its sizes set gradient and state-transfer bytes, its compute
+   * figures a step's kernel time (model.ts).
+   */
+  model: SimulatedModel
+  /** The model the inference tasks run: `model` when the network serves its kind, else the MNIST MLP. */
+  inferenceModel: ServedModel
+  /**
    * Inference tasks per hour (Poisson arrivals), their input rows, logits per row, replicas per
    * shard and shard count range.
    */
@@ -103,6 +116,8 @@ export interface DerivedParameters {
 }
 
 export function deriveParameters(options: NetworkSimulationOptions): DerivedParameters {
+  const model = simulatedModel(options.model ?? OPTION_DEFAULTS.model, options.gpt)
+  const inferenceModel = servedModel(model)
   const random = new SeededRandom(options.seed ^ 0x6a09e667)
   const weights = REGION_WEIGHTS.map((w) => w * (0.8 + 0.4 * random.float()))
   const total = weights.reduce((a, b) => a + b, 0)
@@ -132,9 +147,11 @@ export function deriveParameters(options: NetworkSimulationOptions): DerivedPara
     raftTickMs: 200,
     electionTicks: 10,
     heartbeatTicks: 2,
+    model,
+    inferenceModel,
     inferencePerHour: options.inferencePerHour ?? OPTION_DEFAULTS.inferencePerHour,
     inferenceRows: 64,
-    inferenceClasses: CLASS_COUNT,
+    inferenceClasses: inferenceModel.inference.classes,
     inferenceReplicas: 3,
     inferenceShardsMin: 2,
     inferenceShardsMax: 6,

@@ -13,13 +13,6 @@ export const BACKEND_CLASSES = ['webgpu', 'webgpu-software', 'cpu'] as const
 export const BACKEND_SHARES = [0.35, 0.15, 0.5] as const
 
 /**
- * Kernel time per training step (forward + backward of one micro-batch of the MNIST MLP) by backend
- * class, in ms. An assumption: bench/RESULTS.md had no training figures when this was written
- * (bench:train exists; replace these with its samples/s at batch size). Order: BACKEND_CLASSES.
- */
-export const STEP_COMPUTE_MS_BY_BACKEND = [25, 180, 400] as const
-
-/**
  * The matmul GFLOP/s a peer of each class reports in its capability record (node/executor/
  * capability.ts), which the real assignment ranks claimants by. Measured here (bench/RESULTS.md,
  * kernels): the plain TypeScript loop 0.9-1.1 GFLOP/s, WebGPU on lavapipe 5.7-8.1 GFLOP/s. A WebGPU
@@ -28,13 +21,6 @@ export const STEP_COMPUTE_MS_BY_BACKEND = [25, 180, 400] as const
 export const CAPABILITY_GFLOPS_BY_BACKEND = [500, 7, 1] as const
 /** The backend kind each class claims with (a software WebGPU adapter is still `webgpu`). */
 export const CLAIM_BACKEND_BY_CLASS = ['webgpu', 'webgpu', 'cpu'] as const
-
-/**
- * Kernel time of inference per input row (forward pass of the MNIST MLP, batched), in ms, by backend
- * class. Measured (bench/RESULTS.md, training, inference samples/s at batch 64-256): cpu about
- * 5,000-11,000 rows/s, WebGPU on lavapipe about 4,300-11,600; real-hardware WebGPU assumed 10x.
- */
-export const INFER_ROW_MS_BY_BACKEND = [0.01, 0.15, 0.15] as const
 
 export class PeerTable {
   readonly capacity: number

@@ -302,6 +302,7 @@ export function buildReport(data: SimulationReportData): NetworkReport {
   return { json, svgs, summary }
 }
 
+/** The CLI command that replays the run (the CLI trains a GPT at its default shape, the tiny preset). */
 export function replayCommand(p: SimulationReportData['parameters']): string {
   const partitions = p.partitions
     .map((s) =>
@@ -313,7 +314,7 @@ export function replayCommand(p: SimulationReportData['parameters']): string {
   return (
     `shardnet sim --seed ${p.seed} --scenario ${p.scenario} --peers ${p.peers} --groups ${p.groups} ` +
     `--group-size ${p.groupSize} --churn ${p.churnPerHour} --loss ${p.lossProbability} ` +
-    `--duration ${p.durationMs}ms --inference ${p.inferencePerHour}` +
+    `--duration ${p.durationMs}ms --inference ${p.inferencePerHour} --model ${p.model.kind}` +
     (partitions ? ` --partition ${partitions}` : '')
   )
 }
