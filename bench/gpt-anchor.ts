@@ -29,6 +29,7 @@ import {
 import { Gpt } from '../kernels/models/gpt/model.js'
 import { GptTrainer, type GptTrainerOptions, gptLearningRateAt } from '../kernels/models/gpt/training.js'
 import type { LearningRateSchedule } from '../kernels/models/training.js'
+import { flagReaders } from './flags.js'
 import { TfjsGpt, TfjsGptTrainer } from './gpt-tfjs.js'
 
 /** the issue's goal: the loss curves agree within this relative difference */
@@ -63,24 +64,8 @@ const USAGE =
   '[--batch 4] [--sequence 64] [--width 128] [--layers 4] [--heads 4] [--context 256] [--lr 1e-3] ' +
   '[--warmup 10] [--schedule cosine|constant] [--weight-decay 0.1] [--grad-clip 1] [--seed 1] ' +
   '[--every 10] [--json]'
-if (flags.help) {
-  console.log(USAGE)
-  process.exit(0)
-}
-const fail = (message: string): never => {
-  console.error(`${message}\n${USAGE}`)
-  process.exit(2)
-}
-const integer = (name: keyof typeof flags, min: number): number => {
-  const value = Number(flags[name])
-  if (!Number.isInteger(value) || value < min) fail(`--${name} must be an integer >= ${min}`)
-  return value
-}
-const positive = (name: keyof typeof flags, min = 0): number => {
-  const value = Number(flags[name])
-  if (!(value >= min) || !Number.isFinite(value)) fail(`--${name} must be a number >= ${min}`)
-  return value
-}
+const { fail, integer, number } = flagReaders<keyof typeof flags>(flags, USAGE)
+const positive = (name: keyof typeof flags, min = 0): number => number(name, min)
 if (flags.backend !== 'cpu' && flags.backend !== 'webgpu') fail('--backend is cpu or webgpu')
 if (flags.tfjs !== 'cpu' && flags.tfjs !== 'wasm') fail('--tfjs is wasm or cpu')
 if (flags.schedule !== 'cosine' && flags.schedule !== 'constant') fail('--schedule is cosine or constant')

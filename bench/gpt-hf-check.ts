@@ -43,6 +43,7 @@ import { generateBytes } from '../kernels/models/gpt/generate.js'
 import { Gpt } from '../kernels/models/gpt/model.js'
 import { GptTrainer } from '../kernels/models/gpt/training.js'
 import { saveGptModel } from '../node/executor/model-files.js'
+import { flagReaders } from './flags.js'
 
 /** relative logit difference (over the largest |logit|) accepted as float32 noise */
 const RELATIVE_TOLERANCE_DEFAULT = 1e-4
@@ -77,24 +78,8 @@ const { values: flags } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 })
-if (flags.help) {
-  console.log(USAGE)
-  process.exit(0)
-}
-const fail = (message: string): never => {
-  console.error(`${message}\n${USAGE}`)
-  process.exit(2)
-}
-const integer = (name: keyof typeof flags, min: number): number => {
-  const value = Number(flags[name])
-  if (!Number.isInteger(value) || value < min) fail(`--${name} must be an integer >= ${min}`)
-  return value
-}
-const positive = (name: keyof typeof flags): number => {
-  const value = Number(flags[name])
-  if (!(value > 0 && Number.isFinite(value))) fail(`--${name} must be a positive number`)
-  return value
-}
+const { fail, integer, number } = flagReaders<keyof typeof flags>(flags, USAGE)
+const positive = (name: keyof typeof flags): number => number(name, 0, true)
 const backendKinds: Array<'cpu' | 'webgpu'> =
   flags.backend === 'both'
     ? ['cpu', 'webgpu']

@@ -30,6 +30,7 @@ import { generateBytes } from '../kernels/models/gpt/generate.js'
 import { Gpt } from '../kernels/models/gpt/model.js'
 import { GptTrainer, type GptTrainerOptions, gptLearningRateAt } from '../kernels/models/gpt/training.js'
 import { acquireDawnDevice } from '../kernels/runtime.js'
+import { flagReaders } from './flags.js'
 
 const IMPLEMENTATIONS = ['shardnet-webgpu', 'shardnet-cpu', 'tfjs-webgpu', 'tfjs-wasm'] as const
 type ImplementationName = (typeof IMPLEMENTATIONS)[number]
@@ -52,19 +53,7 @@ const { values: flags } = parseArgs({
 const USAGE =
   'usage: npm run bench:gpt-speed -- [--batch 8] [--sequence 256] [--warmup 1] [--steps 3] ' +
   `[--only ${IMPLEMENTATIONS.join(',')}] [--tokens 128] [--prompt 64] [--no-generate] [--json]`
-if (flags.help) {
-  console.log(USAGE)
-  process.exit(0)
-}
-const fail = (message: string): never => {
-  console.error(`${message}\n${USAGE}`)
-  process.exit(2)
-}
-const integer = (name: keyof typeof flags, min: number): number => {
-  const value = Number(flags[name])
-  if (!Number.isInteger(value) || value < min) fail(`--${name} must be an integer >= ${min}`)
-  return value
-}
+const { fail, integer } = flagReaders<keyof typeof flags>(flags, USAGE)
 const config: GptConfig = GPT_PRESETS.tiny
 const batch = integer('batch', 1)
 const sequence = integer('sequence', 1)
