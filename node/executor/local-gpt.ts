@@ -32,7 +32,13 @@ import {
 } from '../../kernels/models/gpt/training.js'
 import type { LearningRateSchedule } from '../../kernels/models/training.js'
 import { BATCH_SIZE_MAX, LEARNING_RATE_MAX, SEED_DEFAULT, SEED_MAX } from '../../protocols/tasks/spec.js'
-import { type BackendChoice, openBackend, TrainingOptionsError } from './local-training.js'
+import {
+  type BackendChoice,
+  checkAboveZero,
+  checkInteger,
+  openBackend,
+  TrainingOptionsError,
+} from './local-training.js'
 import {
   assertWritableModelDirectory,
   type LoadedGpt,
@@ -159,11 +165,6 @@ export interface GptTrainingResult {
   validation: BitsPerByte
 }
 
-function checkInteger(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new TrainingOptionsError(`${name} must be an integer from ${min} to ${max}, got ${value}`)
-}
-
 function checkBackendChoice(backend: string): void {
   if (!['auto', 'webgpu', 'cpu'].includes(backend))
     throw new TrainingOptionsError(`--backend must be auto, webgpu or cpu, got ${backend}`)
@@ -193,24 +194,9 @@ export function validateGptTrainingOptions(options: GptTrainingOptions): GptConf
   if ((options.steps === undefined) === (options.minutes === undefined))
     throw new TrainingOptionsError('give either --steps or --minutes, not both')
   if (options.steps !== undefined) checkInteger('--steps', options.steps, 1, GPT_LIMITS.stepsMax)
-  if (
-    options.minutes !== undefined &&
-    !(Number.isFinite(options.minutes) && options.minutes > 0 && options.minutes <= GPT_LIMITS.minutesMax)
-  )
-    throw new TrainingOptionsError(
-      `--minutes must be a number above 0 and at most ${GPT_LIMITS.minutesMax}, got ${options.minutes}`,
-    )
+  if (options.minutes !== undefined) checkAboveZero('--minutes', options.minutes, GPT_LIMITS.minutesMax)
   checkInteger('--batch', options.batchSize, 1, GPT_LIMITS.batchSizeMax)
-  if (
-    !(
-      Number.isFinite(options.learningRate) &&
-      options.learningRate > 0 &&
-      options.learningRate <= GPT_LIMITS.learningRateMax
-    )
-  )
-    throw new TrainingOptionsError(
-      `--lr must be a number above 0 and at most ${GPT_LIMITS.learningRateMax}, got ${options.learningRate}`,
-    )
+  checkAboveZero('--lr', options.learningRate, GPT_LIMITS.learningRateMax)
   checkInteger('--warmup', options.warmupSteps, 0, options.steps ?? GPT_LIMITS.stepsMax)
   if (options.schedule !== 'constant' && options.schedule !== 'cosine')
     throw new TrainingOptionsError(`--schedule must be constant or cosine, got ${options.schedule}`)

@@ -137,7 +137,13 @@ export interface LocalTrainingResult {
   testAccuracy: number
 }
 
-function checkInteger(name: string, value: number, min: number, max: number): void {
+/** Refuses a flag value that is not a number above 0 and at most `max`. */
+export function checkAboveZero(name: string, value: number, max: number): void {
+  if (!(Number.isFinite(value) && value > 0 && value <= max))
+    throw new TrainingOptionsError(`${name} must be a number above 0 and at most ${max}, got ${value}`)
+}
+
+export function checkInteger(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new TrainingOptionsError(`${name} must be an integer from ${min} to ${max}, got ${value}`)
   }
@@ -152,17 +158,7 @@ export function validateTrainingOptions(options: LocalTrainingOptions): void {
   }
   checkInteger('--epochs', options.epochs, 1, LIMITS.epochsMax)
   checkInteger('--batch', options.batchSize, 1, LIMITS.batchSizeMax)
-  if (
-    !(
-      Number.isFinite(options.learningRate) &&
-      options.learningRate > 0 &&
-      options.learningRate <= LIMITS.learningRateMax
-    )
-  ) {
-    throw new TrainingOptionsError(
-      `--lr must be a number above 0 and at most ${LIMITS.learningRateMax}, got ${options.learningRate}`,
-    )
-  }
+  checkAboveZero('--lr', options.learningRate, LIMITS.learningRateMax)
   if (!(Number.isFinite(options.weightDecay) && options.weightDecay >= 0 && options.weightDecay < 1)) {
     throw new TrainingOptionsError(`--weight-decay must be a number in [0, 1), got ${options.weightDecay}`)
   }
