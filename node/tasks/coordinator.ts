@@ -50,6 +50,7 @@ import {
   unmetRequirement,
   workersNeeded,
 } from '../../protocols/tasks/spec.js'
+import { INLINE_UPDATE_BYTES_MAX, TRAINABLE_PARAMETERS_MAX } from '../../protocols/training/group.js'
 import { averageParams } from '../../protocols/training/outer.js'
 import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js'
 import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
@@ -275,6 +276,14 @@ export class Coordinator {
   }
 
   private async submitTrain(request: TrainRequest): Promise<TaskView> {
+    const parameters = TASK_MODELS[request.model].parameterCount(request)
+    if (parameters > TRAINABLE_PARAMETERS_MAX) {
+      throw new TaskRefusedError(
+        `this ${request.model} has ${parameters} parameters; a training group carries at most ` +
+          `${TRAINABLE_PARAMETERS_MAX} (an update travels inside one Raft entry of ` +
+          `${INLINE_UPDATE_BYTES_MAX} bytes): choose a smaller model`,
+      )
+    }
     const put = (bytes: Uint8Array) => this.init.blocks.put(bytes, { provide: false })
     const dataset = await TASK_MODELS[request.model].prepareData(request, put)
     const createdMs = this.now()

@@ -58,7 +58,7 @@ export type ResultManifest = Omit<ModelManifest, 'weights' | 'format' | 'archite
 export interface TaskModel {
   /** Submitter: the task's data blocks (stored through `put`) and the spec's dataset fields. */
   prepareData(request: TrainRequest, put: (bytes: Uint8Array) => Promise<CID>): Promise<TaskDataset>
-  parameterCount(train: TrainSpec): number
+  parameterCount(train: Pick<TrainSpec, 'hiddenSizes' | 'gpt'>): number
   initialParams(train: TrainSpec): Float32Array
   /** Worker: the model bound to its group's data; close() releases the data. */
   trainingModel(

@@ -59,6 +59,8 @@ export * from './types.js'
 
 /** Largest inline update: the Raft runner's default entry limit less room for the entry's other fields. */
 export const INLINE_UPDATE_BYTES_MAX = ENTRY_BYTES_MAX_DEFAULT - 65_536
+/** The most parameters a group trains: a float32 update must fit one log entry. */
+export const TRAINABLE_PARAMETERS_MAX = Math.floor(INLINE_UPDATE_BYTES_MAX / 4)
 
 /** A group configuration that cannot run (bad sizes, missing outer step). */
 export class GroupConfigError extends Error {
@@ -92,7 +94,7 @@ function validate(init: GroupMemberInit, self: string): void {
   if (!Number.isInteger(outerEvery) || outerEvery < 0) fail('outerEvery must be a non-negative integer')
   if (outerEvery > 0 && !init.outerStep) fail('outerEvery > 0 needs an outerStep function')
   const count = init.model.parameterCount
-  if (count * 4 > INLINE_UPDATE_BYTES_MAX) {
+  if (count > TRAINABLE_PARAMETERS_MAX) {
     fail(`${count} parameters do not fit an inline log entry (update by block CID is not implemented)`)
   }
   if (init.initialParams && init.initialParams.length !== count) {

@@ -92,6 +92,16 @@ describe('bad task input', () => {
       /at most 8 layers/,
     )
     expect((await refusal(submitter, { ...minimal, dataFile: 'x'.repeat(5000) })).status).toBe(400)
+    // the small GPT (86M parameters) does not fit the training path: refused before any data is made
+    const small = {
+      ...minimal,
+      model: 'gpt',
+      hiddenSizes: undefined,
+      gpt: { context: 1024, width: 768, layers: 12, heads: 12 },
+    }
+    const tooBig = await refusal(submitter, small)
+    expect(tooBig.status).toBe(400)
+    expect(tooBig.error).toMatch(/has 86039040 parameters; a training group carries at most 2080768/)
     expect((await refusal(submitter, { ...minimal, dataFile: join(folder, 'missing.json') })).error).toMatch(
       /does not exist/,
     )
