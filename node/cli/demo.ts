@@ -79,7 +79,7 @@ export const DEMO_DEFAULTS: Record<
   { steps: number; batch: number; lr: number; outerEvery: number }
 > = {
   'mnist-mlp': { steps: 300, batch: 32, lr: 0.002, outerEvery: 100 },
-  gpt: { steps: 60, batch: 2, lr: 0.003, outerEvery: 30 },
+  gpt: { steps: 120, batch: 2, lr: 0.003, outerEvery: 20 },
 }
 
 /** The GPT's sample from `modelDir`: greedy-ish bytes after DEMO_PROMPT on this machine's backend. */
