@@ -2,7 +2,8 @@
 // with the real `node start` machinery, trains MNIST in two Raft groups of three across them, prints
 // one JSON object with the test accuracy and the model directory (which loadModel reads back and
 // whose recorded accuracy matches), runs an inference task whose shards are accepted by a quorum of
-// replicas (agreement figures in the JSON), and leaves no daemon behind.
+// replicas (agreement figures in the JSON), and leaves no daemon behind. With `--model gpt` it trains
+// the tiny GPT the same way and prints a sample of bytes from the result.
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { loadModel } from '../../node/executor/model-files.js'
+import { loadGpt, loadModel } from '../../node/executor/model-files.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -78,6 +79,49 @@ describe('shardnet demo', () => {
     expect(root).toBeDefined()
     expect(existsSync(root!)).toBe(false)
     expect(result.modelDir).toBe(out)
+    await rm(join(out, '..'), { recursive: true, force: true })
+  }, 480_000)
+
+  it('trains the tiny GPT across the local network and prints a sample', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'shardnet-demo-gpt-test-')), 'model')
+    const { stdout, stderr } = await execFileAsync(
+      process.execPath,
+      [
+        'bin/shardnet.js',
+        'demo',
+        '--model',
+        'gpt',
+        '--json',
+        '--steps',
+        '30',
+        '--outer-every',
+        '15',
+        '--out',
+        out,
+      ],
+      { timeout: 420_000, maxBuffer: 16 << 20 },
+    )
+    const result = JSON.parse(stdout) as {
+      model: string
+      state: string
+      bitsPerByte: number
+      modelDir: string
+      outerRounds: number
+      sample: { prompt: string; text: string }
+      inference?: unknown
+    }
+    expect(result.model).toBe('gpt')
+    expect(result.state).toBe('completed')
+    expect(result.outerRounds).toBe(2)
+    // 30 steps of 6 x 2 windows learn the byte frequencies: well below an untrained model's 8 bits
+    expect(result.bitsPerByte).toBeLessThan(6.5)
+    const model = await loadGpt(result.modelDir)
+    expect(model.config).toMatchObject({ width: 128, layers: 4, heads: 4, context: 64 })
+    expect(model.manifest.metrics.validationBitsPerByte).toBe(result.bitsPerByte)
+    expect(result.sample.prompt).toBe('The kernel ')
+    expect(Buffer.byteLength(result.sample.text, 'utf8')).toBeGreaterThan(0)
+    expect(result.inference).toBeUndefined()
+    expect(stderr).toMatch(/stopping 7 daemons/)
     await rm(join(out, '..'), { recursive: true, force: true })
   }, 480_000)
 })
