@@ -5,8 +5,11 @@
 import { configDefaults, defineConfig } from 'vitest/config'
 import base from './vitest.config.js'
 
-/** Unit test files too slow for the fast run (shader compilation of every matmul kernel version). */
-const SLOW_UNIT = ['test/unit/kernels/matmul-versions.test.ts']
+/**
+ * Unit test files too slow for the fast run: shader compilation of every matmul kernel version, and
+ * the GPT's command line (real child processes training, evaluating and sampling: about 35 s).
+ */
+const SLOW_UNIT = ['test/unit/kernels/matmul-versions.test.ts', 'test/unit/cli-gpt.test.ts']
 
 /** Integration test files of a few seconds each: real libp2p nodes on loopback, no training runs. */
 const QUICK_INTEGRATION = [
