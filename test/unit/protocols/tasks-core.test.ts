@@ -97,6 +97,35 @@ describe('TaskSpec requests', () => {
     expect(error.message).toMatch(message)
   })
 
+  it('fills a gpt request with the tiny shape and the GPT defaults, and refuses what does not fit', () => {
+    const gpt = parseTaskRequest({ ...valid, model: 'gpt' })
+    expect(gpt).toMatchObject({
+      model: 'gpt',
+      gpt: { context: 256, width: 128, layers: 4, heads: 4 },
+      hiddenSizes: [],
+      batchSize: 4,
+      learningRate: 1e-3,
+    })
+    expect(
+      parseTaskRequest({ ...valid, model: 'gpt', gpt: { context: 64, width: 32, layers: 1, heads: 2 } }),
+    ).toMatchObject({ gpt: { context: 64, width: 32, layers: 1, heads: 2 } })
+    // the MLP's request is unchanged: no gpt field, its own defaults
+    expect(parseTaskRequest(valid)).toMatchObject({ hiddenSizes: [256], gpt: undefined })
+    const shape = { context: 64, width: 30, layers: 1, heads: 4 }
+    expect(refusal({ ...valid, model: 'gpt', gpt: shape }).message).toMatch(
+      /width must be a multiple of gpt.heads/,
+    )
+    expect(refusal({ ...valid, model: 'gpt', gpt: { ...shape, width: 32, context: 0 } }).message).toMatch(
+      /gpt.context must be an integer from 1/,
+    )
+    expect(refusal({ ...valid, model: 'gpt', hiddenSizes: [8] }).message).toMatch(
+      /neither hiddenSizes nor dataFile/,
+    )
+    expect(refusal({ ...valid, gpt: { ...shape, width: 32 } }).message).toMatch(
+      /gpt applies to model gpt only/,
+    )
+  })
+
   it('refuses what is not an object', () => {
     for (const value of [null, [], 'train', 3]) expect(refusal(value).message).toMatch(/JSON object/)
   })
@@ -161,6 +190,33 @@ describe('stored TaskSpec blocks', () => {
     expect(decoded.spec.train).toEqual(original.train)
     expect(decoded.spec.submitter.equals(original.submitter)).toBe(true)
     expect(workersNeeded(decoded.spec)).toBe(6)
+  })
+
+  it('round-trips a gpt training spec: its shape and the corpus by the raw CIDs of its splits', async () => {
+    const original = await spec()
+    const training = await cidOf('training split')
+    original.train = {
+      ...original.train,
+      model: 'gpt',
+      hiddenSizes: [],
+      gpt: { context: 64, width: 32, layers: 2, heads: 2 },
+      dataset: {
+        name: 'linux-doc-6.1',
+        shardCids: [training, training],
+        testCid: await cidOf('validation split'),
+        trainCount: 23_273_214,
+        testCount: 887_860,
+      },
+    }
+    const decoded = decodeTaskSpec(encodeTaskSpec(original))
+    if (!decoded.ok) throw new Error(decoded.reason)
+    if (decoded.spec.kind !== 'train') throw new Error('not a training spec')
+    expect(decoded.spec.train).toEqual(original.train)
+    // a gpt without its shape, or an MLP with one, or a gpt on MNIST, is refused
+    const noShape = { ...original.train, gpt: undefined }
+    expect(() => encodeTaskSpec({ ...original, train: noShape })).toThrow(/train.gpt must be present/)
+    const mnist = { ...original.train, dataset: { ...original.train.dataset, name: 'mnist' as const } }
+    expect(() => encodeTaskSpec({ ...original, train: mnist })).toThrow(/linux-doc-6.1 exactly for model gpt/)
   })
 
   it('round-trips an inference spec', async () => {
