@@ -9,11 +9,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Command, Option } from 'commander'
 import pc from 'picocolors'
-import { createBackend } from '../../kernels/index.js'
-import { generateBytes } from '../../kernels/models/gpt/generate.js'
-import { Gpt } from '../../kernels/models/gpt/model.js'
 import { GPT_SHAPE_DEFAULT } from '../../protocols/tasks/spec.js'
-import { loadGpt } from '../executor/model-files.js'
+import { generateGptLocal } from '../executor/local-gpt.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { DEMO_INFER_REPLICAS_DEFAULT, type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
 import { connectToDaemon } from './daemon-client.js'
@@ -82,27 +79,23 @@ export const DEMO_DEFAULTS: Record<
   gpt: { steps: 120, batch: 2, lr: 0.003, outerEvery: 20 },
 }
 
-/** The GPT's sample from `modelDir`: greedy-ish bytes after DEMO_PROMPT on this machine's backend. */
+/** The GPT's sample from `modelDir`: DEMO_SAMPLE_BYTES drawn after DEMO_PROMPT on this machine's backend. */
 async function sampleGpt(modelDir: string, seed: number): Promise<{ prompt: string; text: string }> {
-  const model = await loadGpt(modelDir)
-  const backend = await createBackend()
-  const gpt = Gpt.create(backend, model.config, model.params)
-  try {
-    const bytes: number[] = []
-    const prompt = new TextEncoder().encode(DEMO_PROMPT)
-    for await (const byte of generateBytes(backend, gpt, prompt, {
+  const bytes: number[] = []
+  await generateGptLocal(
+    {
+      modelDirectory: modelDir,
+      prompt: new TextEncoder().encode(DEMO_PROMPT),
       tokens: DEMO_SAMPLE_BYTES,
       temperature: 0.8,
       topK: 40,
       seed,
-    })) {
-      bytes.push(byte)
-    }
-    return { prompt: DEMO_PROMPT, text: Buffer.from(bytes).toString('utf8') }
-  } finally {
-    gpt.dispose()
-    backend.destroy()
-  }
+      cache: true,
+      backend: 'auto',
+    },
+    { onByte: (byte) => bytes.push(byte) },
+  )
+  return { prompt: DEMO_PROMPT, text: Buffer.from(bytes).toString('utf8') }
 }
 
 /** Polls until `condition` holds or `timeoutMs` passes (then a UserError naming `what`). */

@@ -71,15 +71,16 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
       const train = context.spec.train
       const { assignment } = context
       const taskModel = TASK_MODELS[train.model]
-      const data = await taskModel.trainingModel(train, assignment.group, (cid) => context.fetchBlock(cid))
       const incarnation = assignment.incarnation ?? 0
       // a re-formed group starts from the state the submitter holds (verified by CID on fetch)
       let initialState: TrainingState | undefined
       if (assignment.stateCid !== undefined) {
         const bytes = await context.fetchBlock(CID.parse(assignment.stateCid))
-        initialState = decodeState(bytes, data.model.parameterCount)
+        initialState = decodeState(bytes, taskModel.parameterCount(train))
         if (initialState === undefined) throw new Error('the state the group re-forms from is unusable')
       }
+      // the group's data (a shard block, or an open corpus file) after the re-formation state checks out
+      const data = await taskModel.trainingModel(train, assignment.group, (cid) => context.fetchBlock(cid))
       const storage = DurableRaftStorage.open(context.folder)
       const backend = await context.openBackend()
       const outerEvery = train.groups > 1 ? train.outerEvery || train.steps : 0
