@@ -36,13 +36,12 @@ import {
   setMaxListeners,
 } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
-import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { Uint8ArrayList } from 'uint8arraylist'
 import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { BlockChunk, BlockRequest, BlockResponse } from '../wire/blocks.js'
+import { boundedLpStream, isOversizedFrameError, lengthPrefixed } from '../wire/framing.js'
 import {
   BLOCK_BYTES_MAX,
   BLOCK_CHUNK_BYTES_MAX,
@@ -55,7 +54,7 @@ import {
   validateBlockResponse,
 } from '../wire/validation/index.js'
 import { type AssembledBlock, type BlockAssembly, HashWorker, InlineAssembly } from './hasher.js'
-import { type ChunkPlan, ResponseFrameError, readBlockResponse, varintBytes } from './response-reader.js'
+import { type ChunkPlan, ResponseFrameError, readBlockResponse } from './response-reader.js'
 import { type BlockStore, BlockStoreWriteError, type BlockWriter, MemoryBlockStore } from './store.js'
 
 export * from './store.js'
@@ -222,56 +221,6 @@ export class UnsupportedCidError extends Error {
 }
 
 /** A frame's length prefix is longer than any allowed frame needs: the peer is sending garbage. */
-class FrameLengthError extends Error {
-  static override name = 'FrameLengthError'
-  override name = 'FrameLengthError'
-}
-
-/**
- * The varint length decoder for lpStream, refusing a prefix longer than `maxBytes` as soon as it is seen.
- * lpStream's own check runs only once a varint completes, so an endless run of 0xff bytes would otherwise
- * be buffered until the deadline. Throws RangeError while incomplete, as lpStream expects.
- */
-function boundedLengthDecoder(maxBytes: number) {
-  const decode = (buf: Uint8ArrayList | Uint8Array): number => {
-    let value = 0
-    let scale = 1
-    for (let i = 0; i < buf.byteLength; i++) {
-      if (i >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
-      const byte = buf instanceof Uint8Array ? buf[i] : buf.get(i)
-      value += (byte & 0x7f) * scale
-      if ((byte & 0x80) === 0) return value
-      scale *= 128
-    }
-    if (buf.byteLength >= maxBytes) throw new FrameLengthError(`frame length prefix over ${maxBytes} bytes`)
-    throw new RangeError('incomplete varint')
-  }
-  decode.bytes = 0
-  return decode
-}
-
-/** One unsigned-varint length-prefixed frame. */
-function lengthPrefixed(bytes: Uint8Array): Uint8Array {
-  const prefix: number[] = []
-  let n = bytes.byteLength
-  while (n >= 0x80) {
-    prefix.push((n & 0x7f) | 0x80)
-    n = Math.floor(n / 128)
-  }
-  prefix.push(n)
-  const frame = new Uint8Array(prefix.length + bytes.byteLength)
-  frame.set(prefix)
-  frame.set(bytes, prefix.length)
-  return frame
-}
-
-function isOversizedFrameError(err: unknown): boolean {
-  return (
-    err instanceof InvalidDataLengthError ||
-    err instanceof InvalidDataLengthLengthError ||
-    err instanceof FrameLengthError
-  )
-}
 
 /** One signal for several deadlines; libp2p hangs many listeners on it, hence no listener limit. */
 function signalOf(...signals: Array<AbortSignal | undefined>): AbortSignal {
@@ -383,10 +332,7 @@ class DefaultBlockExchange implements BlockExchange {
   }
 
   private async serve(stream: Stream, signal: AbortSignal): Promise<void> {
-    const lp = lpStream(stream, {
-      maxDataLength: BLOCK_REQUEST_BYTES_MAX,
-      lengthDecoder: boundedLengthDecoder(varintBytes(BLOCK_REQUEST_BYTES_MAX)),
-    })
+    const lp = boundedLpStream(stream, BLOCK_REQUEST_BYTES_MAX)
     let frame: Awaited<ReturnType<typeof lp.read>>
     try {
       frame = await lp.read({ signal })

@@ -16,6 +16,7 @@
  * frame of exactly the length its header announced, chunks in order, never past the block's size.
  */
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
+import { varintBytes } from '../wire/framing.js'
 import {
   BLOCK_CHUNK_BYTES_MAX,
   BLOCK_CHUNK_HEADER_BYTES_MAX,
@@ -53,14 +54,6 @@ export interface ChunkPlan {
 export type OnResponse = (frame: Uint8Array) => ChunkPlan | undefined
 
 /** How many bytes the unsigned varint of `value` takes: the longest length prefix a bound allows. */
-export function varintBytes(value: number): number {
-  let bytes = 1
-  while (value >= 128) {
-    value = Math.floor(value / 128)
-    bytes++
-  }
-  return bytes
-}
 
 const RESPONSE_LENGTH_BYTES_MAX = varintBytes(BLOCK_RESPONSE_BYTES_MAX)
 const HEADER_LENGTH_BYTES_MAX = varintBytes(BLOCK_CHUNK_HEADER_BYTES_MAX)
