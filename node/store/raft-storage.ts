@@ -14,6 +14,9 @@
 // A snapshot received from the leader replaces the log: a marker record is appended to the WAL
 // first, then the snapshot file is replaced; on replay a marker counts only if the snapshot file
 // matches it, so a crash between the two leaves the previous, consistent state.
+// A write that fails (ENOSPC, EDQUOT, EIO, ...) is cut off the WAL again (truncated to the end of the
+// last good record) and the store refuses every later save with the same StorageFaultError, so
+// nothing after the failure is acknowledged and the files reopen holding every acknowledged record.
 import {
   closeSync,
   constants,
@@ -42,6 +45,7 @@ import {
   type StorageUpdate,
 } from '../../protocols/raft/storage.js'
 import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/types.js'
+import { asStorageFault, StorageFaultError } from './storage-fault.js'
 
 const log = logger('shardnet:store:raft')
 
@@ -313,19 +317,39 @@ function fsyncDirectory(directory: string, enabled = true): void {
   }
 }
 
-/** Writes a file so that a crash leaves either the old or the new content, never a mix. */
+/**
+ * Writes a file so that a crash leaves either the old or the new content, never a mix; a failed write
+ * leaves the old file and no temp file behind.
+ */
 function writeFileAtomic(directory: string, name: string, content: Uint8Array, sync = true): void {
   const temporary = join(directory, `${name}.tmp`)
-  const fd = openSync(temporary, 'w')
   try {
-    let written = 0
-    while (written < content.length) written += writeSync(fd, content, written)
-    if (sync) fsyncSync(fd)
-  } finally {
-    closeSync(fd)
+    const fd = openSync(temporary, 'w')
+    try {
+      let written = 0
+      while (written < content.length) written += writeSync(fd, content, written)
+      if (sync) fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temporary, join(directory, name))
+  } catch (error) {
+    try {
+      unlinkSync(temporary)
+    } catch {
+      // never created, or the disk refuses even this: the next open ignores a *.tmp file
+    }
+    throw error
   }
-  renameSync(temporary, join(directory, name))
   fsyncDirectory(directory, sync)
+}
+
+/** The StorageFaultError of a failed write to `path` (any failure: a write that failed is not retried). */
+function storageFault(error: unknown, path: string): StorageFaultError {
+  return (
+    asStorageFault(error, path) ??
+    new StorageFaultError((error as NodeJS.ErrnoException)?.code ?? 'EIO', path, error)
+  )
 }
 
 export class DurableRaftStorage implements RaftStorage {
@@ -341,6 +365,8 @@ export class DurableRaftStorage implements RaftStorage {
   private readonly dsync: boolean
   private closed = false
   private inflight: Promise<void> | undefined
+  /** the write that failed: every later save, snapshot or compaction throws it */
+  private fault: StorageFaultError | undefined
 
   private constructor(
     directory: string,
@@ -362,6 +388,15 @@ export class DurableRaftStorage implements RaftStorage {
 
   /** Opens (creating if needed) the store in `directory`, replaying snapshot and WAL. */
   static open(directory: string, init: DurableRaftStorageInit = {}): DurableRaftStorage {
+    try {
+      return DurableRaftStorage.openOrThrow(directory, init)
+    } catch (error) {
+      if (error instanceof StoreCorruptedError) throw error
+      throw asStorageFault(error, directory) ?? error
+    }
+  }
+
+  private static openOrThrow(directory: string, init: DurableRaftStorageInit): DurableRaftStorage {
     mkdirSync(directory, { recursive: true })
     const memory = new MemoryStorage()
     const snapshotPath = join(directory, 'snapshot.bin')
@@ -527,11 +562,42 @@ export class DurableRaftStorage implements RaftStorage {
   }
 
   private writeRecord(record: Uint8Array, lastIndex: number): void {
+    const segment = this.current
+    const lastIndexBefore = segment.lastIndex
     const position = this.reserve(record.length, lastIndex)
-    let written = 0
-    while (written < record.length)
-      written += writeSync(this.walFd, record, written, record.length - written, position + written)
-    if (this.fsync && !this.dsync) fdatasyncSync(this.walFd)
+    try {
+      let written = 0
+      while (written < record.length)
+        written += writeSync(this.walFd, record, written, record.length - written, position + written)
+      if (this.fsync && !this.dsync) fdatasyncSync(this.walFd)
+    } catch (error) {
+      this.rollBack(segment, position, lastIndexBefore, error)
+    }
+  }
+
+  /**
+   * A write to `segment` at `position` failed: cuts what it may have left on disk (the segment ends
+   * with its last good record again), and fails the store so that nothing later is acknowledged. Even
+   * if the cut fails too, a reopen discards the partial record: it is the last one written.
+   */
+  private rollBack(segment: WalSegment, position: number, lastIndex: number, error: unknown): never {
+    segment.bytes = position
+    segment.lastIndex = lastIndex
+    const path = join(this.directory, segmentName(segment.number))
+    try {
+      ftruncateSync(this.walFd, position)
+      if (this.fsync) fdatasyncSync(this.walFd)
+    } catch (truncateError) {
+      log.error('cannot cut the failed write off %s: %s', path, (truncateError as Error).message)
+    }
+    throw this.fail(error, path)
+  }
+
+  /** Fails the store: this and every later save throws the returned error. */
+  private fail(error: unknown, path: string): StorageFaultError {
+    this.fault ??= storageFault(error, path)
+    log.error('raft storage in %s refuses further writes: %s', this.directory, this.fault.message)
+    return this.fault
   }
 
   /**
@@ -555,8 +621,19 @@ export class DurableRaftStorage implements RaftStorage {
     const full = this.current
     if (full.bytes < this.walSegmentBytes) return
     const number = full.number + 1
-    const fd = openSync(join(this.directory, segmentName(number)), walFlags(true, this.fsync))
-    fsyncDirectory(this.directory, this.fsync)
+    const path = join(this.directory, segmentName(number))
+    let fd: number
+    try {
+      fd = openSync(path, walFlags(true, this.fsync))
+    } catch (error) {
+      throw this.fail(error, path)
+    }
+    try {
+      fsyncDirectory(this.directory, this.fsync)
+    } catch (error) {
+      closeSync(fd)
+      throw this.fail(error, this.directory)
+    }
     closeSync(this.walFd)
     this.walFd = fd
     this.segments.push({ number, bytes: 0, lastIndex: 0 })
@@ -571,6 +648,12 @@ export class DurableRaftStorage implements RaftStorage {
 
   private assertOpen(): void {
     if (this.closed) throw new Error('raft storage is closed')
+    if (this.fault) throw this.fault
+  }
+
+  /** The write failure that stopped this store, if one did. */
+  get failure(): StorageFaultError | undefined {
+    return this.fault
   }
 
   /** Writes a brand-new group's founding configuration (see bootstrapUpdate). */
@@ -589,7 +672,8 @@ export class DurableRaftStorage implements RaftStorage {
       marker.f64(index)
       marker.f64(term)
       this.appendRecord(marker.record(), index)
-      writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(update.snapshot), this.fsync)
+      // a failure here leaves the marker on disk: it counts on replay only if its snapshot is there
+      this.writeSnapshotFile(update.snapshot)
       this.memory.applySnapshot(update.snapshot)
     }
     if (this.commitOnly(update)) {
@@ -644,7 +728,19 @@ export class DurableRaftStorage implements RaftStorage {
     // the record as pieces (header, fields, each entry's data as it is): one writev, no copy of the data
     const pieces = batchPieces(update.hardState, update.entries)
     const length = pieces.reduce((total, piece) => total + piece.length, 0)
+    const segment = this.current
+    const lastIndexBefore = segment.lastIndex
     const position = this.reserve(length, newestIndex(update.entries))
+    try {
+      await this.writePieces(pieces, length, position)
+    } catch (error) {
+      this.rollBack(segment, position, lastIndexBefore, error)
+    }
+    this.memory.save({ entries: update.entries, hardState: update.hardState })
+  }
+
+  /** Writes a record's pieces at `position` of the last segment; durable when it resolves. */
+  private async writePieces(pieces: Uint8Array[], length: number, position: number): Promise<void> {
     let written = await new Promise<number>((resolve, reject) =>
       writev(this.walFd, pieces, position, (error, bytes) => (error ? reject(error) : resolve(bytes))),
     )
@@ -664,7 +760,6 @@ export class DurableRaftStorage implements RaftStorage {
         fdatasync(this.walFd, (error) => (error ? reject(error) : resolve())),
       )
     }
-    this.memory.save({ entries: update.entries, hardState: update.hardState })
   }
 
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {
@@ -674,8 +769,16 @@ export class DurableRaftStorage implements RaftStorage {
       metadata: { index, term, confState: { voters: [...confState.voters] } },
       data,
     }
-    writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(snapshot), this.fsync)
+    this.writeSnapshotFile(snapshot)
     return this.memory.createSnapshot(index, confState, data)
+  }
+
+  private writeSnapshotFile(snapshot: Snapshot): void {
+    try {
+      writeFileAtomic(this.directory, 'snapshot.bin', encodeSnapshot(snapshot), this.fsync)
+    } catch (error) {
+      throw this.fail(error, join(this.directory, 'snapshot.bin'))
+    }
   }
 
   /**
@@ -688,8 +791,15 @@ export class DurableRaftStorage implements RaftStorage {
     this.memory.compact(index)
     const covered = Math.min(index, this.memory.snapshot().metadata.index)
     while (this.segments.length > 1 && this.segments[0].lastIndex <= covered) {
-      const [oldest] = this.segments.splice(0, 1)
-      unlinkSync(join(this.directory, segmentName(oldest.number)))
+      const oldest = this.segments[0]
+      try {
+        unlinkSync(join(this.directory, segmentName(oldest.number)))
+      } catch (error) {
+        // the segment stays and is replayed (its entries skipped) until a later compaction deletes it
+        log.error('cannot delete WAL segment %s: %s', segmentName(oldest.number), (error as Error).message)
+        return
+      }
+      this.segments.shift()
       log('deleted WAL segment %s (entries up to %d)', segmentName(oldest.number), oldest.lastIndex)
     }
   }
