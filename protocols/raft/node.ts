@@ -61,6 +61,10 @@ export interface Status {
   leadTransferee: MemberId
   /** The leader's view of each follower: match index and replication state. */
   progress: Record<MemberId, { match: number; next: number; state: string }>
+  /** Peers this member distrusts (distrust()), sorted. */
+  distrusted: MemberId[]
+  /** Messages from distrusted peers dropped so far. */
+  distrustedDropped: number
 }
 
 export interface RaftNodeConfig extends RaftConfig {
@@ -194,6 +198,22 @@ export class RaftNode {
     this.raft.step(message({ type: 'MsgTransferLeader', from: transferee }))
   }
 
+  /**
+   * Stops trusting `peer` for the life of this node: it gets no vote or pre-vote from this member,
+   * everything it sends is dropped (and counted in status().distrustedDropped), and if it is this
+   * member's leader the member forgets it and campaigns once its election timer runs out. Raft's
+   * safety is untouched (raft.ts, Raft.distrust, says why). Returns whether `peer` was newly
+   * distrusted; distrusting oneself does nothing.
+   */
+  distrust(peer: MemberId): boolean {
+    return this.raft.distrust(peer)
+  }
+
+  /** The peers this member distrusts. */
+  distrusted(): ReadonlySet<MemberId> {
+    return this.raft.distrusted
+  }
+
   private softState(): SoftState {
     return { lead: this.raft.lead, state: this.raft.state }
   }
@@ -287,6 +307,8 @@ export class RaftNode {
       voters: raft.voters(),
       leadTransferee: raft.leadTransferee,
       progress,
+      distrusted: [...raft.distrusted].sort(),
+      distrustedDropped: raft.distrustedDropped,
     }
   }
 }

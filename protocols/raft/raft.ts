@@ -111,6 +111,10 @@ export class Raft {
   private readonly snapshotBytesMax: number
   private readonly logger: (line: string) => void
   private incomingSnapshot: IncomingSnapshot | undefined
+  /** Peers this member stopped trusting (distrust()), for the life of this object: never cleared. */
+  readonly distrusted = new Set<MemberId>()
+  /** Messages from distrusted peers dropped by step(). */
+  distrustedDropped = 0
 
   constructor(config: RaftConfig) {
     assert(config.id !== NONE, 'a member id must not be empty')
@@ -546,9 +550,55 @@ export class Raft {
     return 'pending'
   }
 
+  // ----- distrust -----
+
+  /**
+   * Stops trusting `peer` for the life of this member (not persisted: a restarted process trusts
+   * again). From now on everything `peer` sends is dropped by step(): its appends, heartbeats,
+   * snapshot chunks and MsgTimeoutNow, its vote requests (it gets no vote and no pre-vote from us), its
+   * votes and its acknowledgements (a liar's word counts for nothing: a fake acknowledgement would let
+   * a leader commit an entry a quorum does not hold, a second vote in one term would elect two
+   * leaders), and any term it claims (it cannot push ours up). If it is our leader we forget it, so
+   * our election timer runs out and we campaign as if it had died; a vote it gave us and its match
+   * index as our follower stop counting. Returns whether `peer` was newly distrusted; a member never
+   * distrusts itself, and distrusting a peer outside the configuration only drops its messages.
+   *
+   * Safety (log matching, leader completeness, state machine safety) is untouched, because distrust
+   * only ever does things Raft's proof already allows: (1) dropping messages is message loss, which
+   * the proof assumes of the network; (2) `lead` is soft state, no rule of the proof reads it (it
+   * gates votes only as etcd's liveness refinement; our vote stays recorded, one per term); (3) a
+   * withheld vote is a lost vote request and a forgotten vote received is a lost response, so every
+   * leader still holds the votes of a quorum of the term; (4) lowering a follower's match index only
+   * delays commitment (commit never moves back), so every committed index still counts acknowledgements
+   * from a quorum, each of which answered an append carrying that entry. The property test
+   * (test/unit/raft/property.test.ts) injects distrust at random and checks safety against its model.
+   */
+  distrust(peer: MemberId): boolean {
+    if (peer === this.id || peer === NONE || this.distrusted.has(peer)) return false
+    this.distrusted.add(peer)
+    this.logger(`${this.id} [term: ${this.term}] distrusts ${peer}`)
+    if (this.lead === peer) this.lead = NONE
+    this.votes.delete(peer)
+    const progress = this.progress.get(peer)
+    if (progress && this.state === 'leader') progress.match = 0
+    if (this.leadTransferee === peer) this.abortLeaderTransfer()
+    return true
+  }
+
   // ----- the step function -----
 
   step(m: Message): void {
+    if (m.from !== this.id && this.distrusted.has(m.from)) {
+      this.distrustedDropped++
+      if (m.type === 'MsgTransferLeader') {
+        this.logger(`${this.id} ignored transferring leadership to distrusted ${m.from}`)
+      } else {
+        this.logger(
+          `${this.id} [term: ${this.term}] dropped ${m.type} from distrusted ${m.from} [term: ${m.term}]`,
+        )
+      }
+      return
+    }
     if (m.term === 0) {
       assert(isLocalMessage(m.type), `non-local ${m.type} without a term`)
     } else if (m.term > this.term) {

@@ -22,7 +22,6 @@ import {
   ProposalDroppedError,
 } from './types.js'
 
-/** A proposal's entry was replaced by another leader's before it committed; propose it again. */
 /** Milliseconds per tick. */
 export const TICK_MS_DEFAULT = 25
 /** Largest entry propose() accepts. */
@@ -35,6 +34,65 @@ export const SNAPSHOT_ENTRIES_DEFAULT = 10_000
 export const SNAPSHOT_BYTES_DEFAULT = 64 << 20
 /** Entries kept after a compaction, for slow followers. */
 export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1000
+
+/** Milliseconds a validate() call may take before it counts as a refusal. */
+export const VALIDATE_TIMEOUT_MS_DEFAULT = 10_000
+/** Appends held for validation (the one being validated included) beyond which new ones are dropped. */
+export const VALIDATE_QUEUE_MAX_DEFAULT = 64
+/** Entry bytes held for validation beyond which new appends are dropped. */
+export const VALIDATE_QUEUE_BYTES_MAX_DEFAULT = 64 << 20
+
+/** What a validator answers for the entries of one append. */
+export type EntryVerdict = { ok: true } | { ok: false; reason: string }
+
+/** What the guard does with an incoming message (see appendCheck). */
+export type AppendCheck = { action: 'step' } | { action: 'validate'; entries: Entry[] }
+
+/**
+ * Whether an incoming message must be validated before it is stepped, and with which entries: a
+ * MsgApp that the core would step into its log (a term not below ours, a sender not distrusted, a
+ * prefix past our commit that passes the consistency check) and that carries entries this member
+ * does not hold (same index and term). From the first entry that differs on, every entry would be
+ * (re)written, so every one of them counts as new. Only 'normal' entries with data are returned:
+ * conf entries are Raft's own, and the empty entry a new leader appends carries nothing. Anything
+ * else steps at once: the core refuses it or it changes no entry.
+ */
+export function appendCheck(node: RaftNode, m: Message): AppendCheck {
+  if (m.type !== 'MsgApp' || m.entries.length === 0) return { action: 'step' }
+  if (m.term < node.term || node.distrusted().has(m.from)) return { action: 'step' }
+  const log = node.log
+  if (m.index < log.committed || log.term(m.index) !== m.logTerm) return { action: 'step' }
+  const entries: Entry[] = []
+  let differs = false
+  for (const entry of m.entries) {
+    if (!differs && log.term(entry.index) === entry.term) continue
+    differs = true
+    if (entry.type === 'normal' && entry.data.length > 0) entries.push(entry)
+  }
+  return entries.length > 0 ? { action: 'validate', entries } : { action: 'step' }
+}
+
+/** Counters of the runner's guard (validation of appends before they are acknowledged). */
+export interface GuardStats {
+  /** validate() calls that answered ok. */
+  validated: number
+  /** Appends refused: a verdict not ok, a throw or a timeout (each distrusts the sender). */
+  refused: number
+  /** ... of which timed out. */
+  timedOut: number
+  /** Appends dropped because the queue of held appends was full (the leader sends them again). */
+  droppedQueueFull: number
+  /** Held appends dropped because their sender became distrusted. */
+  droppedDistrusted: number
+}
+
+class ValidationTimeoutError extends Error {
+  static override name = 'ValidationTimeoutError'
+  constructor() {
+    super('validation timed out')
+    this.name = 'ValidationTimeoutError'
+  }
+}
 
 export class ProposalLostError extends Error {
   static override name = 'ProposalLostError'
@@ -110,6 +168,28 @@ export interface RaftRunnerInit {
   onFatal?: (error: Error) => void
   /** Called when this member's view of the leader or its role changes. */
   onLeaderChange?: (lead: MemberId, state: string) => void
+  /**
+   * Validates entries a leader sends before this follower steps them into its log (hence before it
+   * acknowledges them). Called in log order, one call at a time, only with 'normal' entries this
+   * member does not already hold (same index and term) and that carry data (not the empty entry a
+   * new leader appends); never with entries this member proposed as leader. Resolves ok, or not ok
+   * with a reason: the append and every other append held from that leader are dropped and the
+   * leader is distrusted (distrust()). A throw, or no answer within validateTimeoutMs, is a refusal
+   * (a call that timed out, or whose leader the driver distrusted meanwhile, may still be running
+   * when the next one starts; its answer is ignored). @default none (accept)
+   */
+  validate?: (entries: Entry[], leader: MemberId) => Promise<EntryVerdict>
+  /** Milliseconds a validate() call may take before it counts as a refusal. @default 10000 */
+  validateTimeoutMs?: number
+  /**
+   * Appends held while one is validated (in arrival order, the one being validated included) beyond
+   * which new appends are dropped; the leader sends them again. @default 64
+   */
+  validateQueueMax?: number
+  /** Entry bytes held for validation beyond which new appends are dropped. @default 67108864 */
+  validateQueueBytesMax?: number
+  /** Called when this member stops trusting `peer` (a refused append, or distrust() from the driver). */
+  onDistrust?: (peer: MemberId, reason: string) => void
 }
 
 interface Waiter {
@@ -137,6 +217,20 @@ export class RaftRunner {
   private members = new Set<string>()
   private readonly knownPeers = new Set<string>()
   private readonly driver: ReadyDriver
+  /** Appends held for validation, in arrival order; the first is the one being validated. */
+  private held: Message[] = []
+  private heldBytes = 0
+  /** The append whose validate() call is in flight. */
+  private validating: Message | undefined
+  private readonly distrustReasons = new Map<MemberId, string>()
+  /** The guard's counters: validations, refusals, drops. */
+  readonly guardStats: GuardStats = {
+    validated: 0,
+    refused: 0,
+    timedOut: 0,
+    droppedQueueFull: 0,
+    droppedDistrusted: 0,
+  }
 
   constructor(init: RaftRunnerInit) {
     this.init = init
@@ -216,6 +310,10 @@ export class RaftRunner {
     this.running = false
     clearInterval(this.timer)
     this.init.transport.leave(this.group)
+    // held appends are forgotten (the leader sends them again); a verdict still in flight is ignored
+    this.held = []
+    this.heldBytes = 0
+    this.validating = undefined
     for (const waiter of this.waiters.values()) waiter.reject(new RaftStoppedError())
     this.waiters.clear()
   }
@@ -280,10 +378,147 @@ export class RaftRunner {
     this.schedule()
   }
 
+  /**
+   * Stops trusting `peer` for the life of this runner (RaftNode.distrust: no vote for it, nothing
+   * it sends is heard, and if it is our leader we campaign once our election timer runs out); the
+   * appends held from it are dropped and onDistrust is called. Idempotent: only the first call
+   * counts, with its reason. This member never distrusts itself.
+   */
+  distrust(peer: MemberId, reason: string): void {
+    if (peer === this.init.id || this.distrustReasons.has(peer)) return
+    this.distrustReasons.set(peer, reason)
+    this.node.distrust(peer)
+    this.log('member %s distrusts %s: %s', this.init.id, peer, reason)
+    this.dropHeldFrom(peer)
+    try {
+      this.init.onDistrust?.(peer, reason)
+    } catch (error) {
+      this.log.error('the onDistrust hook threw: %s', (error as Error).message)
+    }
+    this.schedule()
+    this.pump()
+  }
+
+  /** The peers this runner distrusts, with the reason it first gave. */
+  distrusted(): ReadonlyMap<MemberId, string> {
+    return this.distrustReasons
+  }
+
+  /** How many appends are held for validation now (the one being validated included). */
+  heldAppends(): number {
+    return this.held.length
+  }
+
   private receive(messages: Message[]): void {
     if (!this.running) return
-    for (const m of messages) this.node.step(m)
+    for (const m of messages) {
+      // an append joins the queue if it must be validated, or if appends are already held (the
+      // leader's appends keep their order); everything else steps at once
+      if (m.type === 'MsgApp' && this.init.validate && !this.node.distrusted().has(m.from)) {
+        if (this.held.length > 0 || appendCheck(this.node, m).action === 'validate') {
+          this.hold(m)
+          continue
+        }
+      }
+      this.node.step(m)
+    }
     this.schedule()
+    this.pump()
+  }
+
+  private hold(m: Message): void {
+    const bytes = appendBytes(m)
+    const countMax = this.init.validateQueueMax ?? VALIDATE_QUEUE_MAX_DEFAULT
+    const bytesMax = this.init.validateQueueBytesMax ?? VALIDATE_QUEUE_BYTES_MAX_DEFAULT
+    // the first append is always taken, however large (the core's own limits bound it)
+    if (this.held.length >= countMax || (this.held.length > 0 && this.heldBytes + bytes > bytesMax)) {
+      this.guardStats.droppedQueueFull++
+      return
+    }
+    this.held.push(m)
+    this.heldBytes += bytes
+  }
+
+  private dropHeldFrom(peer: MemberId): void {
+    const kept = this.held.filter((m) => m.from !== peer)
+    this.guardStats.droppedDistrusted += this.held.length - kept.length
+    this.held = kept
+    this.heldBytes = 0
+    for (const m of kept) this.heldBytes += appendBytes(m)
+    // a validation in flight for its append is abandoned: its verdict will be ignored
+    if (this.validating?.from === peer) this.validating = undefined
+  }
+
+  /**
+   * Steps held appends in order while they need no validation, and starts the validation of the
+   * first that does; one validation at a time. Its verdict steps the append, or drops it with every
+   * other append held from its sender and distrusts the sender.
+   */
+  private pump(): void {
+    const validate = this.init.validate
+    if (!validate) return
+    while (this.running && this.validating === undefined && this.held.length > 0) {
+      const m = this.held[0]
+      const check = appendCheck(this.node, m)
+      if (check.action === 'step') {
+        this.held.shift()
+        this.heldBytes -= appendBytes(m)
+        this.node.step(m)
+        this.schedule()
+        continue
+      }
+      this.validating = m
+      void this.validateAppend(validate, m, check.entries)
+    }
+  }
+
+  private async validateAppend(
+    validate: NonNullable<RaftRunnerInit['validate']>,
+    m: Message,
+    entries: Entry[],
+  ): Promise<void> {
+    const timeoutMs = this.init.validateTimeoutMs ?? VALIDATE_TIMEOUT_MS_DEFAULT
+    let timer: NodeJS.Timeout | undefined
+    let verdict: EntryVerdict
+    try {
+      verdict = await Promise.race([
+        validate(entries, m.from),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ValidationTimeoutError()), timeoutMs)
+        }),
+      ])
+    } catch (error) {
+      if (error instanceof ValidationTimeoutError) this.guardStats.timedOut++
+      const reason = error instanceof ValidationTimeoutError ? error.message : `validation threw: ${error}`
+      verdict = { ok: false, reason }
+    } finally {
+      clearTimeout(timer)
+    }
+    // stopped, or the append was dropped meanwhile (its sender distrusted): the verdict is stale
+    if (this.validating !== m) return
+    this.validating = undefined
+    if (!verdict.ok) {
+      this.guardStats.refused++
+      this.distrust(m.from, verdict.reason) // drops m and the rest of its sender's appends
+      this.pump()
+      return
+    }
+    this.guardStats.validated++
+    // the log may have moved while we waited (a snapshot): validate again what is new now
+    const now = appendCheck(this.node, m)
+    const checked = new Set(entries.map((entry) => `${entry.index}/${entry.term}`))
+    if (
+      now.action === 'validate' &&
+      now.entries.some((entry) => !checked.has(`${entry.index}/${entry.term}`))
+    ) {
+      this.pump()
+      return
+    }
+    this.held.shift()
+    this.heldBytes -= appendBytes(m)
+    this.node.step(m)
+    this.schedule()
+    this.pump()
   }
 
   /** Coalesces everything that happens in this turn of the event loop into one Ready. */
@@ -365,4 +600,10 @@ export class RaftRunner {
       this.appliedBytesSinceSnapshot = 0
     }
   }
+}
+
+function appendBytes(m: Message): number {
+  let bytes = 0
+  for (const entry of m.entries) bytes += entry.data.length
+  return bytes
 }
