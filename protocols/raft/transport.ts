@@ -1,18 +1,23 @@
 // The libp2p adapter that carries Raft messages between group members on /shardnet/raft/1.0.0.
 // Each direction of each peer pair uses one long-lived stream of length-prefixed RaftFrame
-// protobufs (lpStream from @libp2p/utils). Frames are size-limited and every write and idle read
-// has a deadline; a message that is malformed, oversized, spoofed (its `from` is not the
-// connection's peer) or from a peer that is not a member of the group is dropped and counted,
-// never thrown into the node. Written as a js-libp2p service: raftTransport(init)(components).
+// protobufs (boundedLpStream from ../wire/framing.ts). A stream from a peer that is a member of none
+// of this node's joined groups is aborted before any byte of it is read; a member has a budget of
+// streams and bytes in flight (every buffered byte is charged) and must send its first frame soon
+// and later ones within the idle timeout. Frames are size-limited and every write has a deadline; a
+// message that is malformed, oversized, spoofed (its `from` is not the connection's peer) or for a
+// group its sender is not a member of is dropped and counted, never thrown into the node. Written as
+// a js-libp2p service: raftTransport(init)(components).
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
-  InvalidDataLengthError,
-  InvalidDataLengthLengthError,
-  InvalidMessageLengthError,
-  lpStream,
-} from '@libp2p/utils'
+  type BoundedLpStream,
+  BudgetExceededError,
+  boundedLpStream,
+  FrameTimeoutError,
+  isOversizedFrameError,
+  PeerBudgets,
+} from '../wire/framing.js'
 import { RaftFrame, RaftMessage } from '../wire/raft.js'
 import { isLocalMessage, MESSAGE_TYPES, type Message, type MessageType, message } from './types.js'
 
@@ -35,12 +40,24 @@ export interface RaftTransportInit {
   sendTimeoutMs?: number
   /** An inbound stream idle this long is closed (the sender reopens on demand). @default 120000 */
   idleTimeoutMs?: number
+  /**
+   * An inbound stream whose first frame is not complete this soon is closed: a member opening
+   * streams and sending nothing holds them for this long at most. @default 10000
+   */
+  firstFrameTimeoutMs?: number
+  /** Inbound streams open at once from one member (it needs one; more while one is reopened). @default 4 */
+  streamsPerPeerMax?: number
+  /**
+   * Bytes buffered and being decoded from one member over its streams; a stream whose bytes pass it
+   * is aborted (Raft retransmits). @default 3 * frameBytesMax + 16 MiB (one yamux window in flight)
+   */
+  bytesInFlightPerPeerMax?: number
+  /** Bytes buffered and being decoded from all members together. @default 4 * bytesInFlightPerPeerMax */
+  bytesInFlightMax?: number
   /** Bytes queued for one peer beyond which new frames are dropped (Raft retransmits). @default 67108864 */
   queueBytesMax?: number
   /** After a failed dial, frames for that peer are dropped for this long. @default 250 */
   dialBackoffMs?: number
-  /** Unread bytes buffered per inbound stream before it is aborted. @default 4 * frameBytesMax */
-  readBufferBytesMax?: number
   /** @default 32 */
   maxInboundStreams?: number
   /** @default 32 */
@@ -75,6 +92,12 @@ export interface RaftTransportStats {
   refusedInvalid: number
   /** Frames that failed to decode or exceeded a limit. */
   refusedMalformed: number
+  /** Inbound streams aborted before any byte was read: the peer is a member of no joined group. */
+  refusedStranger: number
+  /** Inbound streams refused or aborted over the member's budget of streams or bytes in flight. */
+  refusedOverBudget: number
+  /** Inbound streams closed because no complete frame came in time. */
+  refusedIdle: number
   /** Frames dropped on the sending side: queue full, dial backoff, write failure. */
   sendDropped: number
   /** Bytes of the frames queued for sending (before their length prefix). */
@@ -208,7 +231,7 @@ interface Outbound {
   queuedBytes: number
   writing: boolean
   stream: Stream | undefined
-  writer: ReturnType<typeof lpStream<Stream>> | undefined
+  writer: BoundedLpStream | undefined
   backoffUntil: number
 }
 
@@ -222,6 +245,9 @@ export class RaftTransport {
     refusedNonMember: 0,
     refusedInvalid: 0,
     refusedMalformed: 0,
+    refusedStranger: 0,
+    refusedOverBudget: 0,
+    refusedIdle: 0,
     sendDropped: 0,
     bytesSent: 0,
   }
@@ -231,8 +257,10 @@ export class RaftTransport {
   private readonly entriesPerMessageMax: number
   private readonly votersMax: number
   private readonly sendTimeoutMs: number
-  private readonly readBufferBytesMax: number
   private readonly idleTimeoutMs: number
+  private readonly firstFrameTimeoutMs: number
+  /** Inbound budgets: members of a joined group are known, every other peer is refused. */
+  readonly budgets: PeerBudgets
   private readonly queueBytesMax: number
   private readonly dialBackoffMs: number
   private readonly maxInboundStreams: number
@@ -250,8 +278,19 @@ export class RaftTransport {
     this.entriesPerMessageMax = init.entriesPerMessageMax ?? 65536
     this.votersMax = init.votersMax ?? 1024
     this.sendTimeoutMs = init.sendTimeoutMs ?? 5000
-    this.readBufferBytesMax = init.readBufferBytesMax ?? 4 * this.frameBytesMax
     this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
+    this.firstFrameTimeoutMs = init.firstFrameTimeoutMs ?? 10_000
+    const bytesPerPeer = init.bytesInFlightPerPeerMax ?? 3 * this.frameBytesMax + (16 << 20)
+    this.budgets = new PeerBudgets({
+      known: {
+        streamsPerPeer: init.streamsPerPeerMax ?? 4,
+        bytesInFlightPerPeer: bytesPerPeer,
+        readTimeoutMs: this.idleTimeoutMs,
+      },
+      stranger: { streamsPerPeer: 0, bytesInFlightPerPeer: 0, readTimeoutMs: 0 },
+      isKnown: (peer) => this.isKnown(peer),
+      bytesInFlightMax: init.bytesInFlightMax ?? 4 * bytesPerPeer,
+    })
     this.queueBytesMax = init.queueBytesMax ?? 64 << 20
     this.dialBackoffMs = init.dialBackoffMs ?? 250
     this.maxInboundStreams = init.maxInboundStreams ?? 32
@@ -285,6 +324,12 @@ export class RaftTransport {
 
   isStarted(): boolean {
     return this.started
+  }
+
+  /** Whether `peer` is a member of any group this node has joined. */
+  isKnown(peer: string): boolean {
+    for (const handler of this.groups.values()) if (handler.isMember(peer)) return true
+    return false
   }
 
   /** Routes inbound messages of `group` to `handler`. */
@@ -356,7 +401,9 @@ export class RaftTransport {
               signal: AbortSignal.timeout(this.sendTimeoutMs),
             },
           )
-          outbound.writer = lpStream(outbound.stream, { maxDataLength: this.frameBytesMax })
+          // nothing is read from an outbound stream: what the peer writes on it is discarded
+          await outbound.stream.closeRead()
+          outbound.writer = boundedLpStream(outbound.stream, this.frameBytesMax)
         }
         const frames = outbound.queue.splice(0)
         outbound.queuedBytes = 0
@@ -381,16 +428,34 @@ export class RaftTransport {
   private async handleInbound(stream: Stream, connection: Connection): Promise<void> {
     const remote = connection.remotePeer.toString()
     const local = this.localPeer
+    // membership and the stream budget are checked before a byte of the stream is read
+    const lease = this.budgets.acquire(remote)
+    if (lease === undefined) {
+      if (this.isKnown(remote)) {
+        this.stats.refusedOverBudget++
+        log('refused a raft stream from %s: over its stream budget', remote)
+      } else {
+        this.stats.refusedStranger++
+        log('refused a raft stream from %s: a member of no joined group', remote)
+      }
+      stream.abort(new BudgetExceededError('raft streams are for members of a joined group'))
+      return
+    }
     this.inbound.add(stream)
-    // byteStream aborts a stream whose unread bytes exceed maxBufferSize (4 MiB by default): a
-    // burst of large appends would kill it, so allow a few maximal frames (still a bound)
-    const reader = lpStream(stream, {
-      maxDataLength: this.frameBytesMax,
-      maxBufferSize: this.readBufferBytesMax,
-    })
+    // a burst of large appends is paced by yamux (the reader pauses the stream once a frame's worth
+    // is buffered) instead of being buffered whole
+    const reader = boundedLpStream(stream, this.frameBytesMax, { lease, readTimeoutMs: 0 })
+    let timeoutMs = this.firstFrameTimeoutMs
     try {
       while (this.started) {
-        const bytes = await reader.read({ signal: AbortSignal.timeout(this.idleTimeoutMs) })
+        const bytes = await reader.read({ signal: AbortSignal.timeout(timeoutMs) }).catch((error) => {
+          // the read's own deadline: name it, so the catch below counts it
+          if (error instanceof DOMException && error.name === 'TimeoutError') {
+            throw new FrameTimeoutError(`no complete raft frame within ${timeoutMs} ms`)
+          }
+          throw error
+        })
+        timeoutMs = this.idleTimeoutMs
         let frame: RaftFrame
         try {
           frame = RaftFrame.decode(bytes, {
@@ -401,6 +466,7 @@ export class RaftTransport {
           })
         } catch (error) {
           this.stats.refusedMalformed++
+          this.budgets.count('malformed')
           log('malformed raft frame from %s: %s', remote, (error as Error).message)
           continue
         }
@@ -429,16 +495,18 @@ export class RaftTransport {
         if (valid.length > 0) handler.onMessages(valid)
       }
     } catch (error) {
-      if (
-        error instanceof InvalidDataLengthError ||
-        error instanceof InvalidDataLengthLengthError ||
-        error instanceof InvalidMessageLengthError
-      ) {
+      if (isOversizedFrameError(error)) {
         this.stats.refusedMalformed++
+      } else if (error instanceof BudgetExceededError) {
+        this.stats.refusedOverBudget++
+      } else if (error instanceof FrameTimeoutError) {
+        this.stats.refusedIdle++
+        this.budgets.count('timeout')
       }
       log('raft stream from %s ended: %s', remote, (error as Error).message)
       stream.abort(error as Error)
     } finally {
+      lease.release()
       this.inbound.delete(stream)
     }
   }
