@@ -48,6 +48,7 @@ import {
 } from './store/data-dir.js'
 import { openDatastore } from './store/datastore.js'
 import { loadOrCreateIdentity } from './store/identity.js'
+import { findStorageFault } from './store/storage-fault.js'
 import { TaskService, type TaskServiceInit } from './tasks/service.js'
 
 const log = logger('shardnet:daemon')
@@ -354,7 +355,8 @@ export class Daemon implements ApiNode {
       return daemon
     } catch (error) {
       await cleanups.unwind()
-      throw error
+      // a full or read-only disk found during start-up: one sentence (which path, what to do)
+      throw findStorageFault(error) ?? error
     }
   }
 

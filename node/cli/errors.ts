@@ -12,3 +12,6 @@ export class UserError extends Error {
     this.exitCode = exitCode
   }
 }
+
+/** The exit code of a write the disk refused (full, read-only, forbidden): sysexits' EX_IOERR. */
+export const EXIT_STORAGE_FAULT = 74

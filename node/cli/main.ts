@@ -1,7 +1,8 @@
 import { Command, CommanderError } from 'commander'
+import { findStorageFault } from '../store/storage-fault.js'
 // One file per command group; each exports `register(program)`.
 import { register as registerDemo } from './demo.js'
-import { UserError } from './errors.js'
+import { EXIT_STORAGE_FAULT, UserError } from './errors.js'
 import { register as registerEval } from './eval.js'
 import { register as registerGenerate } from './generate.js'
 import { register as registerNode } from './node.js'
@@ -46,6 +47,12 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof UserError) {
       process.stderr.write(`error: ${error.message}\n`)
       return error.exitCode
+    }
+    // a full, read-only or forbidden disk is the user's to fix: one sentence, no stack
+    const fault = findStorageFault(error)
+    if (fault !== undefined) {
+      process.stderr.write(`error: ${fault.message}\n`)
+      return EXIT_STORAGE_FAULT
     }
     process.stderr.write(
       `shardnet hit a bug; please report it with this trace:\n${(error as Error)?.stack ?? error}\n`,

@@ -1,11 +1,13 @@
 // `shardnet tasks`, `task ID [--watch]`, `result ID --out DIR`, `cancel ID`: the tasks submitted from
 // this node, as its daemon records them (durably: they survive a daemon restart).
-import { copyFile, mkdir, readdir } from 'node:fs/promises'
+import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { loadAnyModel, MANIFEST_FILE, ModelFilesError, WEIGHTS_FILE } from '../executor/model-files.js'
+import { copyFileAtomic, ensureDurableFolder, isSymbolicLink, isTemporaryName } from '../store/atomic-file.js'
+import { isStorageFaultCode, storageFaultSentence } from '../store/storage-fault.js'
 import type { TaskView } from '../tasks/coordinator.js'
-import { copyPredictions, InferenceInputError } from '../tasks/infer-files.js'
+import { type CopiedPredictions, type InferenceOutput, PREDICTIONS_FILE } from '../tasks/infer-files.js'
 import { connectToDaemon } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { dataDirOption } from './submit.js'
@@ -26,6 +28,55 @@ export interface CopiedResult {
   bitsPerByte?: number
 }
 
+/**
+ * The folder a result is written to: refused if it is a symbolic link or not a folder, created
+ * (durably) if missing. Returns its absolute path.
+ */
+export async function prepareOutputFolder(out: string): Promise<string> {
+  const outDirectory = resolve(out)
+  const info = await lstat(outDirectory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw outputError(error, outDirectory, `cannot use ${outDirectory} as the output folder`)
+  })
+  if (info?.isSymbolicLink() === true) {
+    throw new UserError(
+      `the output folder ${outDirectory} is a symbolic link; shardnet never writes through one: ` +
+        'give the folder it points to, or another folder',
+    )
+  }
+  if (info !== undefined && !info.isDirectory())
+    throw new UserError(`the output path ${outDirectory} exists and is not a folder`)
+  if (info === undefined) {
+    await ensureDurableFolder(outDirectory).catch((error: unknown) => {
+      throw outputError(error, outDirectory, `cannot create the output folder ${outDirectory}`)
+    })
+  }
+  return outDirectory
+}
+
+/**
+ * Copies `source` to `folder/name` atomically (temp file in the folder, fsync, rename, fsync the
+ * folder); refuses a target that is a symbolic link.
+ */
+async function copyIntoFolder(source: string, folder: string, name: string): Promise<string> {
+  const target = join(folder, name)
+  if (await isSymbolicLink(target)) {
+    throw new UserError(
+      `${target} is a symbolic link; shardnet never writes through one: remove it or choose another folder`,
+    )
+  }
+  await copyFileAtomic(source, target)
+  return target
+}
+
+/** A failed write to the output folder as one sentence (a full or read-only disk says what to do). */
+function outputError(error: unknown, folder: string, what: string): Error {
+  if (error instanceof UserError) return error
+  if (isStorageFaultCode(error)) return new UserError(storageFaultSentence(error.code, folder, 'output'))
+  const code = (error as NodeJS.ErrnoException).code
+  return code !== undefined ? new UserError(`${what}: ${code}`) : (error as Error)
+}
+
 /** Copies a completed task's model to `out` and checks the copy reads back. */
 export async function copyResult(task: TaskView, out: string): Promise<CopiedResult> {
   if (task.state !== 'completed' || task.resultDir === undefined) {
@@ -38,22 +89,19 @@ export async function copyResult(task: TaskView, out: string): Promise<CopiedRes
             `wait with \`shardnet task ${task.id} --watch\``,
     )
   }
-  const outDirectory = resolve(out)
-  await mkdir(outDirectory, { recursive: true })
+  const resultDir = task.resultDir
+  const outDirectory = await prepareOutputFolder(out)
   try {
     // model.json last: a reader never takes a half-copied directory for a model
-    const files = (await readdir(task.resultDir)).filter(
-      (name) => name !== MANIFEST_FILE && !name.includes('.tmp-'),
+    const files = (await readdir(resultDir)).filter(
+      (name) => name !== MANIFEST_FILE && !isTemporaryName(name),
     )
-    for (const name of files) await copyFile(join(task.resultDir, name), join(outDirectory, name))
-    await copyFile(join(task.resultDir, MANIFEST_FILE), join(outDirectory, MANIFEST_FILE))
+    for (const name of files) await copyIntoFolder(join(resultDir, name), outDirectory, name)
+    await copyIntoFolder(join(resultDir, MANIFEST_FILE), outDirectory, MANIFEST_FILE)
     await loadAnyModel(outDirectory)
   } catch (error) {
     if (error instanceof ModelFilesError) throw new UserError(error.message)
-    const code = (error as NodeJS.ErrnoException).code
-    if (code !== undefined)
-      throw new UserError(`cannot copy the model of task ${task.id} to ${outDirectory}: ${code}`)
-    throw error
+    throw outputError(error, outDirectory, `cannot copy the model of task ${task.id} to ${outDirectory}`)
   }
   return {
     task: task.id,
@@ -63,6 +111,36 @@ export async function copyResult(task: TaskView, out: string): Promise<CopiedRes
     accuracy: task.accuracy ?? Number.NaN,
     ...(task.bitsPerByte !== undefined ? { bitsPerByte: task.bitsPerByte } : {}),
   }
+}
+
+/** Copies a completed inference task's predictions.json to `out` and checks the copy reads back. */
+export async function copyPredictionsResult(task: TaskView, out: string): Promise<CopiedPredictions> {
+  if (task.state !== 'completed' || task.resultDir === undefined) {
+    throw new UserError(
+      task.state === 'running'
+        ? `task ${task.id} is still running and has no result yet; ` +
+            `wait with \`shardnet task ${task.id} --watch\``
+        : `task ${task.id} ${task.state} and has no ` +
+            `result${task.error !== undefined ? ` (${task.error})` : ''}`,
+    )
+  }
+  const resultDir = task.resultDir
+  const outDirectory = await prepareOutputFolder(out)
+  let predictionsPath: string
+  let output: InferenceOutput
+  try {
+    predictionsPath = await copyIntoFolder(join(resultDir, PREDICTIONS_FILE), outDirectory, PREDICTIONS_FILE)
+    output = JSON.parse(await readFile(predictionsPath, 'utf8')) as InferenceOutput
+  } catch (error) {
+    if (error instanceof SyntaxError)
+      throw new UserError(`the predictions of task ${task.id} in ${resultDir} are not valid JSON`)
+    throw outputError(
+      error,
+      outDirectory,
+      `cannot copy the predictions of task ${task.id} to ${outDirectory}`,
+    )
+  }
+  return { task: task.id, predictionsPath, count: output.count, agreement: output.agreement }
 }
 
 export function register(program: Command): void {
@@ -105,7 +183,11 @@ export function register(program: Command): void {
         'model.json), an inference task’s predictions.json',
     )
     .argument('<id>', 'the task id (or a unique part of it)')
-    .requiredOption('--out <dir>', 'the directory to write the model to (created if missing)')
+    .requiredOption(
+      '--out <dir>',
+      'the directory to write the result to (created if missing; never a symbolic link); each file is ' +
+        'written atomically',
+    )
     .addOption(dataDirOption())
     .option('--json', 'machine-readable output on stdout')
     .action(async (id: string, flags: { dataDir: string; out: string; json?: boolean }) => {
@@ -113,9 +195,7 @@ export function register(program: Command): void {
       const task = await fetchTask(client, id)
       if (task.kind === 'infer') {
         // an inference task's result is its predictions (node/tasks/infer-files.ts)
-        const written = await copyPredictions(task, resolve(flags.out)).catch((error: unknown) => {
-          throw error instanceof InferenceInputError ? new UserError(error.message) : error
-        })
+        const written = await copyPredictionsResult(task, flags.out)
         const a = written.agreement
         print(
           flags.json === true,

@@ -1,10 +1,12 @@
 // A trained model on disk: DIR/model.safetensors (the weights) and DIR/model.json (what the model
 // is and how it was made); a GPT also has DIR/config.json (Hugging Face's GPT2Config, so that
-// transformers loads the directory as it is). Every file is written to a temporary file in DIR and
-// renamed into place, model.json last; model.json records the weights' sha256, so a reader never
-// accepts files that do not belong together (e.g. after a crash between two renames).
+// transformers loads the directory as it is). Every file is written to a temporary file in DIR,
+// fsynced and renamed into place, model.json last, and DIR (and each folder created for it) is
+// fsynced: the model is durable when saveModel resolves, before a task record may say completed.
+// model.json records the weights' sha256, so a reader never accepts files that do not belong
+// together (e.g. after a crash between two renames).
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { CheckpointError, decodeMlpCheckpoint, encodeMlpCheckpoint } from '../../kernels/models/checkpoint.js'
@@ -18,6 +20,8 @@ import {
 import { type GptConfig, gptParameterCount } from '../../kernels/models/gpt/config.js'
 import { type HostLayer, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import { SafetensorsError } from '../../kernels/models/safetensors.js'
+import { ensureDurableFolder, writeFileAtomic } from '../store/atomic-file.js'
+import { isStorageFaultCode, storageFaultSentence } from '../store/storage-fault.js'
 
 export const WEIGHTS_FILE = 'model.safetensors'
 export const MANIFEST_FILE = 'model.json'
@@ -106,17 +110,6 @@ export interface SavedModel {
   manifest: ModelManifest
 }
 
-async function writeAtomically(path: string, contents: Uint8Array | string): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}-${Date.now()}`
-  try {
-    await writeFile(temporary, contents, { flag: 'wx' })
-    await rename(temporary, path)
-  } catch (error) {
-    await rm(temporary, { force: true })
-    throw error
-  }
-}
-
 /** Refuses an output path that exists and is not a directory, before any work is done. */
 export async function assertWritableModelDirectory(directory: string): Promise<void> {
   const existing = await stat(directory).catch(() => undefined)
@@ -177,11 +170,13 @@ async function writeModelFiles(
   const weightsPath = join(directory, WEIGHTS_FILE)
   const manifestPath = join(directory, MANIFEST_FILE)
   try {
-    await mkdir(directory, { recursive: true })
-    await writeAtomically(weightsPath, weights)
-    for (const [name, contents] of extraFiles) await writeAtomically(join(directory, name), contents)
-    await writeAtomically(manifestPath, `${JSON.stringify(complete, null, 2)}\n`)
+    await ensureDurableFolder(directory)
+    await writeFileAtomic(weightsPath, weights)
+    for (const [name, contents] of extraFiles) await writeFileAtomic(join(directory, name), contents)
+    await writeFileAtomic(manifestPath, `${JSON.stringify(complete, null, 2)}\n`)
   } catch (error) {
+    if (isStorageFaultCode(error))
+      throw new ModelFilesError(storageFaultSentence(error.code, directory, 'output'))
     throw new ModelFilesError(
       `cannot write the model to ${directory}: ${(error as NodeJS.ErrnoException).code ?? error}`,
     )

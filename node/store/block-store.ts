@@ -8,6 +8,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import type { BlockFile, BlockStore, BlockWriter } from '../../protocols/blocks/store.js'
 import { BLOCK_BYTES_MAX } from '../../protocols/wire/validation/index.js'
 import { temporaryPathFor, writeFileAtomic } from './atomic-file.js'
+import { asStorageFault } from './storage-fault.js'
 
 /** sha2-256 multihash code: the only hash shardnet names blocks with, so every CID is verifiable here */
 const SHA2_256 = 0x12
@@ -99,7 +100,10 @@ export class FileBlockStore implements BlockStore {
     }
     if (!digestMatches(cid, bytes)) throw new BlockHashMismatchError(cid)
     if (await this.has(cid)) return
-    await writeFileAtomic(this.pathOf(cid), bytes, 0o600)
+    const path = this.pathOf(cid)
+    await writeFileAtomic(path, bytes, 0o600).catch((error: unknown) => {
+      throw asStorageFault(error, path) ?? error
+    })
   }
 
   /** Hashes `bytes`, stores them and returns their CID. */
@@ -298,8 +302,17 @@ class FileBlockWriter implements BlockWriter {
     while (this.flushing !== undefined) await this.flushing
   }
 
+  /** Makes the block durable under its name; a full or read-only disk is a StorageFaultError. */
   async commit(): Promise<void> {
     if (this.finished) throw new Error('commit after commit or abort')
+    try {
+      await this.commitOrThrow()
+    } catch (error) {
+      throw asStorageFault(error, this.path) ?? error
+    }
+  }
+
+  private async commitOrThrow(): Promise<void> {
     if (this.opened === undefined) return this.commitFile()
     await this.settle()
     if (this.failure !== undefined) {

@@ -1,6 +1,7 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises'
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { asStorageFault } from './storage-fault.js'
 
 /** Where every durable file of a node lives, relative to its data dir. One place, so nothing drifts. */
 export interface DataDirPaths {
@@ -42,10 +43,32 @@ export function dataDirPaths(root: string): DataDirPaths {
   }
 }
 
-/** Creates the data dir (mode 0700: it holds the node's key) and its sub-folders. */
+/**
+ * Creates the data dir (mode 0700: it holds the node's key) and its sub-folders, and checks that it
+ * takes a durable write: a read-only, full or forbidden data dir is refused here, before anything
+ * starts, as a StorageFaultError (one sentence: which path, what to do).
+ */
 export async function ensureDataDir(paths: DataDirPaths): Promise<void> {
-  await mkdir(paths.root, { recursive: true, mode: 0o700 })
-  await mkdir(paths.blocks, { recursive: true, mode: 0o700 })
+  try {
+    await mkdir(paths.root, { recursive: true, mode: 0o700 })
+    await mkdir(paths.blocks, { recursive: true, mode: 0o700 })
+    await probeWrite(paths.root)
+  } catch (error) {
+    throw asStorageFault(error, paths.root) ?? error
+  }
+}
+
+/** Writes, fsyncs and removes a small file in `folder` (named as a temp file, so a crash's is cleared). */
+async function probeWrite(folder: string): Promise<void> {
+  const path = join(folder, `.write-probe.${process.pid}.tmp`)
+  const handle = await open(path, 'w', 0o600)
+  try {
+    await handle.write('shardnet write probe\n')
+    await handle.sync()
+  } finally {
+    await handle.close()
+    await rm(path, { force: true })
+  }
 }
 
 /** Removes temp files a crash left behind from atomic writes (`.name.xxxx.tmp`). */

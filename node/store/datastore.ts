@@ -1,4 +1,14 @@
 import { LevelDatastore } from 'datastore-level'
+import { findStorageFault, StorageFaultError } from './storage-fault.js'
+
+/** LevelDB reports a failed system call as text (LEVEL_IO_ERROR); the errno each text means. */
+const LEVEL_IO_CODES: ReadonlyArray<[RegExp, string]> = [
+  [/No space left on device/i, 'ENOSPC'],
+  [/Disk quota exceeded/i, 'EDQUOT'],
+  [/Read-only file system/i, 'EROFS'],
+  [/Permission denied/i, 'EACCES'],
+  [/Input\/output error/i, 'EIO'],
+]
 
 /** Another process holds this data dir's datastore (LevelDB allows one opener at a time). */
 export class DataDirInUseError extends Error {
@@ -24,9 +34,13 @@ export async function openDatastore(path: string): Promise<LevelDatastore> {
     // and the cause is what tells a locked database from a damaged one
     await datastore.db.open({ createIfMissing: true, compression: false })
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause
     if (cause?.code === 'LEVEL_LOCKED') throw new DataDirInUseError(path)
-    throw error
+    if (cause?.code === 'LEVEL_IO_ERROR') {
+      const match = LEVEL_IO_CODES.find(([text]) => text.test(cause.message ?? ''))
+      if (match !== undefined) throw new StorageFaultError(match[1], path, error)
+    }
+    throw findStorageFault(error) ?? error
   }
   return datastore
 }

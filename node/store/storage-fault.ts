@@ -37,8 +37,10 @@ export function isStorageFaultCode(error: unknown): error is NodeJS.ErrnoExcepti
 }
 
 /**
- * The StorageFaultError for `error` if it is a storage fault (a StorageFaultError already, or a system
- * error with one of STORAGE_FAULT_CODES, then about `path` or the path the error names), else undefined.
+ * The StorageFaultError for `error` if it is a storage fault, else undefined: a StorageFaultError
+ * already, or a system error with one of STORAGE_FAULT_CODES about `path` (when given: the caller
+ * knows the error came from writing it) or about the path the error names. An EACCES or EPERM that
+ * names no path (binding a privileged port, signalling a process) is not a storage fault.
  */
 export function asStorageFault(
   error: unknown,
@@ -47,7 +49,26 @@ export function asStorageFault(
 ): StorageFaultError | undefined {
   if (error instanceof StorageFaultError) return error
   if (!isStorageFaultCode(error)) return undefined
-  return new StorageFaultError(error.code, path ?? error.path ?? 'the data dir', error, place)
+  const named = path ?? error.path
+  if (named === undefined && (error.code === 'EACCES' || error.code === 'EPERM')) return undefined
+  return new StorageFaultError(error.code, named ?? 'the data dir', error, place)
+}
+
+/**
+ * The storage fault in `error` or in its chain of causes (a library that wraps the system error:
+ * LevelDB, fetch), as asStorageFault finds it, else undefined.
+ */
+export function findStorageFault(
+  error: unknown,
+  place: StorageFaultPlace = 'data-dir',
+): StorageFaultError | undefined {
+  let current: unknown = error
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
+    const fault = asStorageFault(current, undefined, place)
+    if (fault !== undefined) return fault
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
 }
 
 /** One sentence: what happened to which path, and what to do about it. */

@@ -1,10 +1,11 @@
 // Durable task records under the data dir: one JSON file per task, written atomically (temp file,
 // fsync, rename), so a daemon killed at any moment restarts with every task and its last recorded
 // progress. Submitted tasks live in tasks/submitted/, a worker's assignments in tasks/assigned/.
-import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { writeFileAtomic } from '../store/atomic-file.js'
+import { ensureDurableFolder, writeFileAtomic } from '../store/atomic-file.js'
+import { asStorageFault } from '../store/storage-fault.js'
 
 const log = logger('shardnet:tasks:records')
 
@@ -31,9 +32,15 @@ export class RecordFolder<T> {
     return join(this.folder, `${id}.json`)
   }
 
+  /** Writes the record durably (file and folders fsynced); a full or read-only disk is a StorageFaultError. */
   async save(id: string, value: T): Promise<void> {
-    await mkdir(this.folder, { recursive: true, mode: 0o700 })
-    await writeFileAtomic(this.pathOf(id), `${JSON.stringify(value)}\n`, 0o600)
+    const path = this.pathOf(id)
+    try {
+      await ensureDurableFolder(this.folder, 0o700)
+      await writeFileAtomic(path, `${JSON.stringify(value)}\n`, 0o600)
+    } catch (error) {
+      throw asStorageFault(error, path) ?? error
+    }
   }
 
   async load(id: string): Promise<T | undefined> {

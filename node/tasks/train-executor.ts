@@ -81,13 +81,16 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
       }
       // the group's data (a shard block, or an open corpus file) after the re-formation state checks out
       const data = await taskModel.trainingModel(train, assignment.group, (cid) => context.fetchBlock(cid))
-      const storage = DurableRaftStorage.open(context.folder)
-      const backend = await context.openBackend()
       const outerEvery = train.groups > 1 ? train.outerEvery || train.steps : 0
       const throughput = new Throughput(train.batchSize * assignment.members.length)
+      // everything opened from here on is closed in the finally, also if opening the next part fails
+      let storage: DurableRaftStorage | undefined
+      let backend: Awaited<ReturnType<typeof context.openBackend>> | undefined
       let member: Awaited<ReturnType<typeof startGroupMember>> | undefined
       let statusTimer: NodeJS.Timeout | undefined
       try {
+        storage = DurableRaftStorage.open(context.folder)
+        backend = await context.openBackend()
         member = await startGroupMember({
           components: init.components,
           groupId: trainingGroupId(context.taskId, assignment.group, incarnation),
@@ -188,8 +191,8 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
       } finally {
         clearInterval(statusTimer)
         member?.stop()
-        storage.close()
-        backend.destroy()
+        storage?.close()
+        backend?.destroy()
         data.close()
       }
     },
