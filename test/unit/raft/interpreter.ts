@@ -182,6 +182,9 @@ export class TranscriptInterpreter {
       case 'raft-log':
         this.printLog(positional[0])
         break
+      case 'distrust':
+        this.print(`${this.member(positional[0]).node.distrust(positional[1]) ? 'distrusted' : 'unchanged'}`)
+        break
       case 'compact':
         this.compact(positional[0], Number(positional[1]))
         break
@@ -358,7 +361,10 @@ export class TranscriptInterpreter {
     const status = this.member(id).node.status()
     this.print(
       `${id}: ${status.state} term:${status.term} lead:${status.lead || '0'} commit:${status.commit} ` +
-        `applied:${status.applied} last:${status.lastIndex} voters:[${status.voters.join(' ')}]`,
+        `applied:${status.applied} last:${status.lastIndex} voters:[${status.voters.join(' ')}]` +
+        (status.distrusted.length > 0
+          ? ` distrusted:[${status.distrusted.join(' ')}] dropped:${status.distrustedDropped}`
+          : ''),
     )
     for (const [peer, pr] of Object.entries(status.progress)) {
       this.print(`  ${peer}: match=${pr.match} next=${pr.next} ${pr.state}`)
