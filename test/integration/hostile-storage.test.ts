@@ -3,15 +3,33 @@
 // it is acknowledged and a reopen holds exactly the acknowledged records; that a Raft member whose
 // disk fills stops and reports the fault; and that a full or read-only data dir is one sentence
 // from the daemon and the CLI, not a stack. Mounting needs root (these tests run as root).
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
+import { UserError } from '../../node/cli/errors.js'
+import { copyResult } from '../../node/cli/tasks.js'
+import { describeArchitecture, loadModel, saveModel } from '../../node/executor/model-files.js'
+import { dataDirPaths, ensureDataDir } from '../../node/store/data-dir.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
 import { StorageFaultError } from '../../node/store/storage-fault.js'
+import type { TaskView } from '../../node/tasks/coordinator.js'
+import { RecordFolder } from '../../node/tasks/records.js'
 import { RaftRunner } from '../../protocols/raft/runner.js'
 import type { Entry } from '../../protocols/raft/types.js'
+import { startTestDaemon } from './daemon-helpers.js'
 
 const mounts: string[] = []
 
@@ -186,5 +204,171 @@ describe('a Raft member whose disk fills up', () => {
     // every entry the member saw committed is on disk
     for (const index of committed) expect(reopened.entries(index, index + 1)).toHaveLength(1)
     reopened.close()
+  })
+})
+
+const SHARDNET = fileURLToPath(new URL('../../bin/shardnet.js', import.meta.url))
+
+/** Runs the real CLI in a child process (as `uid` when given); returns its exit code and output. */
+function shardnet(args: string[], uid?: number): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [SHARDNET, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, HOME: tmpdir(), DEBUG: '' },
+    timeout: 60_000,
+    ...(uid !== undefined ? { uid, gid: uid } : {}),
+  })
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+/** The CLI's answer to a refused data dir: exit 74 and one line, the sentence, no stack. */
+function expectOneSentence(result: { code: number | null; stderr: string }, sentence: RegExp): void {
+  expect(result.stderr).not.toMatch(/hit a bug|\n\s+at /)
+  expect(result.stderr.trim().split('\n')).toHaveLength(1)
+  expect(result.stderr.trim()).toMatch(sentence)
+  expect(result.code).toBe(74)
+}
+
+describe('a data dir the disk refuses', () => {
+  it('read-only: the daemon and the CLI (foreground and background) refuse it in one sentence', async () => {
+    const disk = mountTmpfs(16 << 20)
+    const dataDir = join(disk, 'node')
+    // a data dir a daemon used before: identity, token, datastore, blocks
+    const first = await startTestDaemon({ dataDir })
+    await first.stop()
+    remountReadOnly(disk)
+    const sentence = new RegExp(
+      `^error: ${dataDir} is on a read-only filesystem \\(EROFS\\): remount it read-write, ` +
+        'or start the node with --data-dir on a disk that can take it$',
+    )
+    const refused = await startTestDaemon({ dataDir }).then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    expect(refused).toBeInstanceOf(StorageFaultError)
+    expect((refused as StorageFaultError).code).toBe('EROFS')
+    expect((refused as StorageFaultError).path).toBe(dataDir)
+    expectOneSentence(shardnet(['node', 'start', '--foreground', '--data-dir', dataDir]), sentence)
+    expectOneSentence(shardnet(['node', 'start', '--data-dir', dataDir]), sentence)
+  })
+
+  it('full: the daemon and the CLI refuse it in one sentence', async () => {
+    const disk = mountTmpfs(1 << 20)
+    const dataDir = join(disk, 'node')
+    fill(disk, 0)
+    const refused = await startTestDaemon({ dataDir }).then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    expect(refused).toBeInstanceOf(StorageFaultError)
+    expect((refused as StorageFaultError).code).toBe('ENOSPC')
+    expectOneSentence(
+      shardnet(['node', 'start', '--foreground', '--data-dir', dataDir]),
+      new RegExp(`^error: the disk holding ${dataDir} is full \\(ENOSPC\\): free space on it, or start`),
+    )
+  })
+
+  it('full once the node has started: the datastore and task records fail as StorageFaultError', async () => {
+    const disk = mountTmpfs(4 << 20)
+    const dataDir = join(disk, 'node')
+    await ensureDataDir(dataDirPaths(dataDir))
+    const records = new RecordFolder<{ state: string }>(join(dataDir, 'tasks', 'submitted'))
+    await records.save('abc', { state: 'running' })
+    fill(disk, 0)
+    const error = await records.save('abc', { state: 'completed'.repeat(2000) }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(StorageFaultError)
+    expect((error as StorageFaultError).code).toBe('ENOSPC')
+    expect((error as StorageFaultError).path).toBe(join(dataDir, 'tasks', 'submitted', 'abc.json'))
+    // the old record is intact and no temp file is left
+    expect(await records.load('abc')).toEqual({ state: 'running' })
+    expect(readdirSync(join(dataDir, 'tasks', 'submitted'))).toEqual(['abc.json'])
+  })
+
+  it('forbidden (EACCES, run as another user): the CLI refuses it in one sentence', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'shardnet-eacces-'))
+    chmodSync(parent, 0o755)
+    const dataDir = join(parent, 'node')
+    mkdirSync(dataDir, { mode: 0o700 })
+    try {
+      expectOneSentence(
+        shardnet(['node', 'start', '--foreground', '--data-dir', dataDir], 65534),
+        new RegExp(`^error: permission denied writing ${dataDir} \\(EACCES\\): give this user write access`),
+      )
+    } finally {
+      rmSync(parent, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('shardnet result --out', () => {
+  async function completedTask(): Promise<TaskView> {
+    const resultDir = mkdtempSync(join(tmpdir(), 'shardnet-result-'))
+    const architecture = { inputSize: 3, hiddenSizes: [2], outputSize: 2 }
+    await saveModel(
+      resultDir,
+      architecture,
+      [
+        { weight: new Float32Array([1, 2, 3, 4, 5, 6]), bias: new Float32Array([0.5, -0.5]) },
+        { weight: new Float32Array([1, 0, 0, 1]), bias: new Float32Array([0, 0]) },
+      ],
+      {
+        ...describeArchitecture(architecture),
+        model: 'mnist-mlp',
+        dataset: {},
+        seed: 1,
+        training: {},
+        backend: {},
+        metrics: {},
+        history: [],
+        createdAt: new Date(0).toISOString(),
+      },
+    )
+    return { id: 'task1', state: 'completed', resultDir, groups: [], steps: 1 } as unknown as TaskView
+  }
+
+  it('copies every file atomically, leaves no temp file, and the copy loads', async () => {
+    const task = await completedTask()
+    const out = join(mkdtempSync(join(tmpdir(), 'shardnet-out-')), 'new', 'model')
+    const copied = await copyResult(task, out)
+    expect(readdirSync(out).sort()).toEqual(['model.json', 'model.safetensors'])
+    expect(readFileSync(copied.weightsPath)).toEqual(
+      readFileSync(join(task.resultDir ?? '', 'model.safetensors')),
+    )
+    expect((await loadModel(out)).layers[0].bias).toEqual(new Float32Array([0.5, -0.5]))
+  })
+
+  it('refuses an output folder that is a symbolic link, and a target file that is one', async () => {
+    const task = await completedTask()
+    const parent = mkdtempSync(join(tmpdir(), 'shardnet-out-'))
+    const real = join(parent, 'real')
+    mkdirSync(real)
+    symlinkSync(real, join(parent, 'link'))
+    await expect(copyResult(task, join(parent, 'link'))).rejects.toThrow(
+      new UserError(
+        `the output folder ${join(parent, 'link')} is a symbolic link; shardnet never writes through one: ` +
+          'give the folder it points to, or another folder',
+      ),
+    )
+    expect(readdirSync(real)).toEqual([])
+    // a file an attacker would have the copy write into
+    const victim = join(parent, 'victim')
+    writeFileSync(victim, 'precious')
+    symlinkSync(victim, join(real, 'model.safetensors'))
+    await expect(copyResult(task, real)).rejects.toThrow(
+      /model\.safetensors is a symbolic link; shardnet never/,
+    )
+    expect(readFileSync(victim, 'utf8')).toBe('precious')
+    expect(readdirSync(real)).toEqual(['model.safetensors'])
+  })
+
+  it('a full output disk is one sentence and leaves no temp file', async () => {
+    const task = await completedTask()
+    const disk = mountTmpfs(1 << 20)
+    fill(disk, 0)
+    const out = join(disk, 'out')
+    mkdirSync(out)
+    await expect(copyResult(task, out)).rejects.toThrow(
+      new UserError(`the disk holding ${out} is full (ENOSPC): free space on it, or choose another folder`),
+    )
+    expect(readdirSync(out)).toEqual([])
   })
 })
