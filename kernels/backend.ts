@@ -8,6 +8,10 @@
 //   tensors it no longer needs (the webgpu backend returns their buffers to a pool).
 // - Ops are enqueued; `read` waits for everything before it. Reads are the only async calls.
 // - Shapes are checked at the call and a mismatch throws ShapeError (a programmer error).
+// - An in-place op refuses a tensor passed as two of its operands (AliasedTensorError): on webgpu the
+//   same buffer bound as read and read_write invalidates the whole pending command buffer, which
+//   Dawn then drops without an error the caller sees. Inputs of ops that allocate their output may
+//   repeat (add(a, a)).
 
 export type BackendKind = 'webgpu' | 'cpu'
 
@@ -138,12 +142,18 @@ export interface Backend {
   /** AdamW with bias correction; updates param, m and v in place */
   adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void
   /**
-   * symmetric int8 quantization with a per-block scale max|x|/127: q = x/scale rounded half away
-   * from zero, clamped to [-127, 127]; an all-zero block has scale 0. Non-finite input is not
-   * supported (reject NaN/Inf first): backends may disagree on it.
+   * symmetric int8 quantization with a per-block scale fl32(max|x| / 127), correctly rounded;
+   * q = the integer nearest the exact quotient x / scale, an exact half away from zero, clamped to
+   * [-127, 127]. A block whose max|x| is below 2^-100 (INT8_BLOCK_MAX_MIN: all zeros included) has
+   * scale 0 and values 0. Every backend returns the same bits (reference/quantize.ts). Non-finite
+   * input is not supported (reject NaN/Inf first): backends may disagree on it.
    */
   quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8>
-  /** x[i] = q[i] * scale[floor(i / blockSize)], as a tensor of shape [length] */
+  /**
+   * x[i] = q[i] * scale[floor(i / blockSize)], as a tensor of shape [length]. Refuses (RangeError)
+   * a scale no quantizer makes: non-finite, or nonzero with magnitude below INT8_SCALE_MIN (a
+   * subnormal scale would be flushed to zero on some devices).
+   */
   dequantizeInt8(quantized: QuantizedInt8): Tensor
 
   // --- transformer ops (the GPT model kind) -----------------------------------------------------
@@ -221,5 +231,14 @@ export class ShapeError extends Error {
   constructor(message: string) {
     super(message)
     this.name = 'ShapeError'
+  }
+}
+
+/** one tensor passed as two operands of an in-place op that must not share them */
+export class AliasedTensorError extends Error {
+  static override name = 'AliasedTensorError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'AliasedTensorError'
   }
 }

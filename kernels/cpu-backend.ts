@@ -14,6 +14,7 @@ import type {
 import {
   assertBlockSize,
   assertDataLength,
+  assertNotAliased,
   assertQuantized,
   assertSameShape,
   biasAddDims,
@@ -88,6 +89,12 @@ export class CpuTensor implements Tensor {
   dispose(): void {
     this.#data = undefined
   }
+}
+
+/** whether two arrays share any element (views of one buffer whose ranges overlap) */
+function sharesStorage(a: Float32Array, b: Float32Array): boolean {
+  if (a.buffer !== b.buffer) return false
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
 }
 
 export const cpuBackendInfo: BackendInfo = Object.freeze({
@@ -181,7 +188,17 @@ export class CpuBackend implements Backend {
 
   axpyInPlace(alpha: number, x: Tensor, y: Tensor): void {
     assertSameShape('axpyInPlace', x, y, 'x', 'y')
-    axpyReference(alpha, this.#data(x), this.#data(y))
+    const xData = this.#data(x)
+    const yData = this.#data(y)
+    assertNotAliased(
+      'axpyInPlace',
+      [
+        ['x', xData],
+        ['y', yData],
+      ],
+      sharesStorage,
+    )
+    axpyReference(alpha, xData, yData)
   }
 
   scale(x: Tensor, alpha: number): Tensor {
@@ -191,14 +208,27 @@ export class CpuBackend implements Backend {
   sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void {
     assertSameShape('sgdMomentumInPlace', param, grad, 'param', 'grad')
     assertSameShape('sgdMomentumInPlace', param, velocity, 'param', 'velocity')
-    sgdMomentumReference(this.#data(param), this.#data(grad), this.#data(velocity), options)
+    const operands = [
+      ['param', this.#data(param)],
+      ['grad', this.#data(grad)],
+      ['velocity', this.#data(velocity)],
+    ] as const
+    assertNotAliased('sgdMomentumInPlace', operands, sharesStorage)
+    sgdMomentumReference(operands[0][1], operands[1][1], operands[2][1], options)
   }
 
   adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void {
     assertSameShape('adamWInPlace', param, grad, 'param', 'grad')
     assertSameShape('adamWInPlace', param, m, 'param', 'm')
     assertSameShape('adamWInPlace', param, v, 'param', 'v')
-    adamWReference(this.#data(param), this.#data(grad), this.#data(m), this.#data(v), options)
+    const operands = [
+      ['param', this.#data(param)],
+      ['grad', this.#data(grad)],
+      ['m', this.#data(m)],
+      ['v', this.#data(v)],
+    ] as const
+    assertNotAliased('adamWInPlace', operands, sharesStorage)
+    adamWReference(operands[0][1], operands[1][1], operands[2][1], operands[3][1], options)
   }
 
   async quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8> {

@@ -19,7 +19,7 @@ export type {
   SgdMomentumOptions,
   Tensor,
 } from './backend.js'
-export { ShapeError } from './backend.js'
+export { AliasedTensorError, ShapeError } from './backend.js'
 export { CpuBackend } from './cpu-backend.js'
 export type { AcquiredDevice, DeviceFactory } from './runtime.js'
 export { WebGpuBackend } from './webgpu-backend.js'

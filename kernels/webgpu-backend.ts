@@ -20,6 +20,7 @@ import { runReduceRows } from './ops/reductions.js'
 import {
   assertBlockSize,
   assertDataLength,
+  assertNotAliased,
   assertQuantized,
   assertSameShape,
   biasAddDims,
@@ -260,7 +261,13 @@ export class WebGpuBackend implements Backend {
 
   axpyInPlace(alpha: number, x: Tensor, y: Tensor): void {
     assertSameShape('axpyInPlace', x, y, 'x', 'y')
-    runAxpy(this.runtime, alpha, this.#buffer(x), this.#buffer(y), x.size)
+    const xBuffer = this.#buffer(x)
+    const yBuffer = this.#buffer(y)
+    assertNotAliased('axpyInPlace', [
+      ['x', xBuffer],
+      ['y', yBuffer],
+    ])
+    runAxpy(this.runtime, alpha, xBuffer, yBuffer, x.size)
   }
 
   scale(x: Tensor, alpha: number): Tensor {
@@ -272,29 +279,28 @@ export class WebGpuBackend implements Backend {
   sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void {
     assertSameShape('sgdMomentumInPlace', param, grad, 'param', 'grad')
     assertSameShape('sgdMomentumInPlace', param, velocity, 'param', 'velocity')
-    runSgdMomentum(
-      this.runtime,
-      this.#buffer(param),
-      this.#buffer(grad),
-      this.#buffer(velocity),
-      param.size,
-      options,
-    )
+    const operands = [
+      ['param', this.#buffer(param)],
+      ['grad', this.#buffer(grad)],
+      ['velocity', this.#buffer(velocity)],
+    ] as const
+    assertNotAliased('sgdMomentumInPlace', operands)
+    runSgdMomentum(this.runtime, operands[0][1], operands[1][1], operands[2][1], param.size, options)
   }
 
   adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void {
     assertSameShape('adamWInPlace', param, grad, 'param', 'grad')
     assertSameShape('adamWInPlace', param, m, 'param', 'm')
     assertSameShape('adamWInPlace', param, v, 'param', 'v')
-    runAdamW(
-      this.runtime,
-      this.#buffer(param),
-      this.#buffer(grad),
-      this.#buffer(m),
-      this.#buffer(v),
-      param.size,
-      options,
-    )
+    const operands = [
+      ['param', this.#buffer(param)],
+      ['grad', this.#buffer(grad)],
+      ['m', this.#buffer(m)],
+      ['v', this.#buffer(v)],
+    ] as const
+    assertNotAliased('adamWInPlace', operands)
+    const [[, paramBuffer], [, gradBuffer], [, mBuffer], [, vBuffer]] = operands
+    runAdamW(this.runtime, paramBuffer, gradBuffer, mBuffer, vBuffer, param.size, options)
   }
 
   async quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8> {

@@ -1,6 +1,7 @@
 // Shape checks shared by both backends: every op validates its operands here before any work is
 // enqueued, so both backends throw the same ShapeError for the same mistake.
-import { type MatmulOptions, ShapeError, type Tensor } from '../backend.js'
+import { AliasedTensorError, type MatmulOptions, ShapeError, type Tensor } from '../backend.js'
+import { INT8_SCALE_MIN } from '../reference/quantize.js'
 
 export function describeShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`
@@ -112,5 +113,36 @@ export function assertQuantized(quantized: {
         `do not match ` +
         `length ${quantized.length} with blockSize ${quantized.blockSize} (${blocks} blocks)`,
     )
+  }
+  for (let b = 0; b < blocks; b++) {
+    const scale = quantized.scales[b]
+    if (!Number.isFinite(scale) || (scale !== 0 && Math.abs(scale) < INT8_SCALE_MIN)) {
+      throw new RangeError(
+        `dequantizeInt8: scale ${scale} of block ${b} is not one a quantizer makes ` +
+          `(finite, and 0 or at least ${INT8_SCALE_MIN} in magnitude)`,
+      )
+    }
+  }
+}
+
+/**
+ * Throws AliasedTensorError when two operands of an in-place op share storage. `operands` pairs
+ * each operand's name with its storage as the backend sees it; `overlaps` says whether two share
+ * (identity by default).
+ */
+export function assertNotAliased<S>(
+  op: string,
+  operands: readonly (readonly [name: string, storage: S])[],
+  overlaps: (a: S, b: S) => boolean = (a, b) => a === b,
+): void {
+  for (let i = 0; i < operands.length; i++) {
+    for (let j = i + 1; j < operands.length; j++) {
+      if (overlaps(operands[i][1], operands[j][1])) {
+        throw new AliasedTensorError(
+          `${op}: ${operands[i][0]} and ${operands[j][0]} are the same tensor; ` +
+            `an in-place op needs distinct tensors (copy one first)`,
+        )
+      }
+    }
   }
 }

@@ -1,10 +1,43 @@
 // Reference symmetric int8 quantization with one scale per block of `blockSize` elements.
+//
+// Every backend computes the same bits, so the definition uses only operations a GPU can do exactly:
+// - scale = fl32(max|x| / 127), correctly rounded (JS: float64 division then one rounding to float32,
+//   which equals the direct rounding because 53 >= 2 * 24 + 2; WGSL: integer division of mantissas);
+// - q = the integer nearest the EXACT quotient |x| / scale (not a rounded float quotient), an exact
+//   half going away from zero, clamped to 127, with the sign of x. Exact in float64 here: 2|x| and
+//   (2k +- 1) * scale (8 by 24 significant bits) are representable, so the comparisons are exact;
+// - a block whose largest magnitude is below INT8_BLOCK_MAX_MIN gets scale 0 and values 0: its scale
+//   would be subnormal or nearly so, and GPUs may flush subnormals to zero.
 import type { QuantizedInt8 } from '../backend.js'
 
+/** blocks whose largest magnitude is below this quantize to scale 0 (keeps every scale normal) */
+export const INT8_BLOCK_MAX_MIN = 2 ** -100
+
+/** the smallest nonzero scale a quantizer produces: fl32(INT8_BLOCK_MAX_MIN / 127) */
+export const INT8_SCALE_MIN = Math.fround(INT8_BLOCK_MAX_MIN / 127)
+
+/** the scale of a block whose largest magnitude is `maxAbs` */
+export function int8BlockScale(maxAbs: number): number {
+  return maxAbs < INT8_BLOCK_MAX_MIN ? 0 : Math.fround(maxAbs / 127)
+}
+
 /**
- * For each block b: scale[b] = max|x| / 127 (float32);
- * q[i] = clamp(roundHalfAwayFromZero(x[i] / scale), -127, 127).
- * A block of zeros gets scale 0 and values 0.
+ * x / scale rounded to the nearest integer (an exact half away from zero) and clamped to
+ * [-127, 127], for a float32 x and a nonzero float32 scale; 0 for NaN.
+ */
+export function quantizeInt8Value(x: number, scale: number): number {
+  const magnitude = Math.abs(x)
+  // the float64 quotient is within one step of the answer; exact comparisons settle it
+  let k = Math.min(127, Math.floor(magnitude / scale + 0.5))
+  if (!(k >= 0)) return 0
+  while (k > 0 && 2 * magnitude < (2 * k - 1) * scale) k--
+  while (k < 127 && 2 * magnitude >= (2 * k + 1) * scale) k++
+  return x < 0 ? -k : k
+}
+
+/**
+ * For each block b: scale[b] = int8BlockScale(max|x|); q[i] = quantizeInt8Value(x[i], scale[b]).
+ * A block of zeros (or of magnitudes below INT8_BLOCK_MAX_MIN) gets scale 0 and values 0.
  */
 export function quantizeInt8Reference(x: Float32Array, blockSize: number): QuantizedInt8 {
   const blocks = Math.ceil(x.length / blockSize)
@@ -15,14 +48,10 @@ export function quantizeInt8Reference(x: Float32Array, blockSize: number): Quant
     const end = Math.min(start + blockSize, x.length)
     let max = 0
     for (let i = start; i < end; i++) max = Math.max(max, Math.abs(x[i]))
-    const scale = Math.fround(max / 127)
+    const scale = int8BlockScale(max)
     scales[b] = scale
     if (scale === 0) continue
-    for (let i = start; i < end; i++) {
-      const q = Math.fround(x[i] / scale)
-      const rounded = Math.sign(q) * Math.floor(Math.abs(q) + 0.5)
-      values[i] = Math.max(-127, Math.min(127, rounded))
-    }
+    for (let i = start; i < end; i++) values[i] = quantizeInt8Value(x[i], scale)
   }
   return { values, scales, blockSize, length: x.length }
 }
