@@ -1,15 +1,22 @@
-// The submitter's side of inference tasks: publish the model bundle and the input shards as blocks,
-// store the TaskSpec block (its CID is the task id), run every shard on R distinct peers over
-// /shardnet/infer/1.0.0, vote (protocols/inference), re-run disagreements and failures elsewhere,
-// lower outliers' scores, and write the ordered, complete predictions as DIR/predictions.json.
-// Tasks are recorded durably; one that was running when the daemon stopped runs again on restart.
-import { mkdir, writeFile } from 'node:fs/promises'
+// The submitter's side of inference tasks: stream the input file to a rows file on disk (never parsed
+// whole), publish the model bundle and the input shards as blocks, store the TaskSpec block (its CID is
+// the task id), and run every shard on distinct peers over /shardnet/infer/1.0.0: a peer serves a
+// replica only once it accepted the shard's assignment (its claim; it declines when it does not meet
+// the requirements or has no room). Replicas per shard follow BOINC's adaptive replication through the
+// ReputationBook: the requested R, one more while any chosen peer is a newcomer or disagreed lately,
+// one fewer (not below 2) when all of them have a long clean record; peers are chosen best reputation
+// first. Vote (protocols/inference: the element-wise median of the agreeing cluster), re-run
+// disagreements and failures elsewhere, record agreed/disagreed/timed-out per replica in the book,
+// write the ordered, complete predictions durably as DIR/predictions.json, and only then mark the task
+// completed and release the workers. Tasks are recorded durably; one that was running when the daemon
+// stopped runs again on restart.
+import { randomBytes } from 'node:crypto'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
-import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import {
   applyScores,
@@ -30,23 +37,29 @@ import {
   type Requirements,
   TASK_SPEC_VERSION,
 } from '../../protocols/tasks/spec.js'
+import { ReputationBook } from '../reputation.js'
+import { syncFolder, writeFileAtomic } from '../store/atomic-file.js'
 import type { TaskView } from './coordinator.js'
 import {
+  assignShards,
   INFER_TIMEOUT_MS_DEFAULT,
+  InferBusyError,
   InferDeclinedError,
   type InferHost,
+  releaseTask,
   requestShard,
 } from './infer-executor.js'
 import {
   decodeModelBundle,
-  floatsToBytes,
+  INFER_SHARD_ROWS_MAX,
   type InferenceAgreement,
   InferenceInputError,
   type InferenceOutput,
   PREDICTIONS_FILE,
-  readInputFile,
   readModelBundle,
+  readRows,
   type ShardOutcome,
+  streamInputFile,
 } from './infer-files.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
 
@@ -60,6 +73,8 @@ export interface InferCoordinatorInit {
   resultsFolder: string
   /** how long one shard run may take. @default INFER_TIMEOUT_MS_DEFAULT */
   runTimeoutMs?: number
+  /** peers' agreement history; @default a book of its own in recordsFolder/reputation.json */
+  reputation?: ReputationBook
   now?: () => number
 }
 
@@ -81,6 +96,10 @@ interface LiveInference {
   view: TaskView
   writer: CoalescingWriter<TaskView>
   controller: AbortController
+  /** shards each peer accepted (its assignment) */
+  assigned: Map<string, Set<number>>
+  /** peers that declined the task (requirements not met): not asked again */
+  declined: Map<string, string>
 }
 
 export class InferCoordinator {
@@ -92,6 +111,7 @@ export class InferCoordinator {
   private readonly shutdown = new AbortController()
   /** peer scores, shared by every inference task of this submitter */
   private scores = new Map<string, number>()
+  private book: ReputationBook | undefined
 
   constructor(init: InferCoordinatorInit) {
     this.init = init
@@ -106,6 +126,8 @@ export class InferCoordinator {
    * staffing deadline counted from now.
    */
   async start(): Promise<void> {
+    this.book =
+      this.init.reputation ?? (await ReputationBook.open(join(this.init.recordsFolder, 'reputation.json')))
     for (const { value } of await this.records.loadAll()) {
       const live = this.track(value)
       if (value.state !== 'running' && value.state !== 'staffing') continue
@@ -137,6 +159,13 @@ export class InferCoordinator {
   async stop(): Promise<void> {
     this.shutdown.abort()
     await Promise.all([...this.tasks.values()].map((t) => t.writer.flush()))
+    if (this.init.reputation === undefined) await this.book?.close()
+    else await this.book?.flush()
+  }
+
+  /** The reputation book replicas are chosen with (for tests). */
+  get reputation(): ReputationBook | undefined {
+    return this.book
   }
 
   /** Peer scores (agreeing +1, outlier -5, failed -1), for the API and tests. */
@@ -145,10 +174,12 @@ export class InferCoordinator {
   }
 
   private track(view: TaskView): LiveInference {
-    const live = {
+    const live: LiveInference = {
       view,
       writer: new CoalescingWriter<TaskView>((value) => this.records.save(value.id, value)),
       controller: new AbortController(),
+      assigned: new Map(),
+      declined: new Map(),
     }
     this.tasks.set(view.id, live)
     return live
@@ -185,12 +216,24 @@ export class InferCoordinator {
     if (live.view.state === 'running') {
       live.controller.abort(new Error('cancelled by the submitter'))
       this.update(live, { state: 'cancelled', error: 'cancelled by the submitter' })
+      void this.release(live)
     }
     return structuredClone(live.view)
   }
 
   async submit(request: InferRequest): Promise<TaskView> {
-    const input = await readInputFile(request.inputFile)
+    // the input streams to a rows file beside the records; the shards are read from it one at a time
+    await mkdir(this.init.recordsFolder, { recursive: true })
+    const rowsFile = join(this.init.recordsFolder, `.input-${randomBytes(6).toString('hex')}.rows`)
+    try {
+      return await this.submitFrom(request, rowsFile)
+    } finally {
+      await rm(rowsFile, { force: true })
+    }
+  }
+
+  private async submitFrom(request: InferRequest, rowsFile: string): Promise<TaskView> {
+    const input = await streamInputFile(request.inputFile, rowsFile)
     const put = (bytes: Uint8Array) => this.init.blocks.put(bytes, { provide: false })
     let modelCid: CID
     let bundle: Uint8Array
@@ -215,12 +258,17 @@ export class InferCoordinator {
     }
     const model = decodeModelBundle(bundle)
     const ranges = planShards(input.rows, request.shards)
-    const inputCid = await put(floatsToBytes(input.values))
-    const shardCids = await Promise.all(
-      ranges.map((r) =>
-        put(floatsToBytes(input.values.subarray(r.start * PIXEL_COUNT, r.end * PIXEL_COUNT))),
-      ),
-    )
+    const largest = Math.max(...ranges.map((r) => r.end - r.start))
+    if (largest > INFER_SHARD_ROWS_MAX)
+      throw new InferenceInputError(
+        `${input.rows} input rows in ${ranges.length} shards make shards of ${largest} rows, at most ` +
+          `${INFER_SHARD_ROWS_MAX} are accepted: ask for at least ` +
+          `${Math.ceil(input.rows / INFER_SHARD_ROWS_MAX)} shards`,
+      )
+    // the whole input's CID names it in the spec; only the shards are stored as blocks
+    const inputCid = input.cid
+    const shardCids: CID[] = []
+    for (const r of ranges) shardCids.push(await put(await readRows(input.rowsFile, r.start, r.end)))
     const createdMs = this.now()
     const spec: InferTaskSpec = {
       version: TASK_SPEC_VERSION,
@@ -369,12 +417,16 @@ export class InferCoordinator {
         shards,
         tolerance: {
           ...LOGIT_TOLERANCE,
-          rule: 'bitwise on the same backend class; across classes |a-b| <= absolute + relative*max(|a|,|b|)',
+          rule:
+            'bitwise on the same backend class; across classes |a-b| <= absolute + relative*max(|a|,|b|); ' +
+            'the accepted logits are the element-wise median of the agreeing results',
         },
       }
+      // durable before the record says completed: the file and its folder fsynced, the folder's entry too
       const resultDir = join(this.init.resultsFolder, live.view.id)
       await mkdir(resultDir, { recursive: true })
-      await writeFile(join(resultDir, PREDICTIONS_FILE), `${JSON.stringify(output)}\n`)
+      await syncFolder(this.init.resultsFolder)
+      await writeFileAtomic(join(resultDir, PREDICTIONS_FILE), `${JSON.stringify(output)}\n`)
       signal.throwIfAborted()
       this.update(live, {
         state: 'completed',
@@ -386,6 +438,7 @@ export class InferCoordinator {
           seconds: (this.now() - started) / 1000,
         },
       })
+      void this.release(live)
       log(
         'inference %s completed: agreement %d, reruns %d',
         live.view.id,
@@ -396,11 +449,43 @@ export class InferCoordinator {
       // a stopping daemon leaves the task running in its record: the next start runs it again
       if (live.view.state !== 'running' || this.shutdown.signal.aborted) return
       this.update(live, { state: 'failed', error: (error as Error).message })
+      void this.release(live)
       log('inference %s failed: %s', live.view.id, (error as Error).message)
     }
   }
 
-  /** Runs one shard to a quorum: R replicas, then re-runs elsewhere until a majority agree. */
+  /** Tells every peer that took part that the task is over (best effort: assignments also idle out). */
+  private async release(live: LiveInference): Promise<void> {
+    const peers = [...live.assigned.keys()]
+    live.assigned.clear()
+    await Promise.allSettled(
+      peers.map((peer) =>
+        releaseTask(this.init.host, peerIdFromString(peer), live.view.id, { timeoutMs: 10_000 }),
+      ),
+    )
+  }
+
+  /** Assigns `shard` to `peer` unless it holds it already; throws InferDeclinedError/InferBusyError. */
+  private async ensureAssigned(live: LiveInference, peer: string, shard: number, signal: AbortSignal) {
+    const held = live.assigned.get(peer)
+    if (held?.has(shard)) return
+    await assignShards(this.init.host, peerIdFromString(peer), live.view.id, [shard], {
+      signal,
+      timeoutMs: this.runTimeoutMs,
+    })
+    const now = live.assigned.get(peer) ?? new Set<number>()
+    now.add(shard)
+    live.assigned.set(peer, now)
+  }
+
+  private reputationScores(peers: readonly string[]): Map<string, number> {
+    return new Map(peers.map((p) => [p, this.book?.score(p) ?? 0]))
+  }
+
+  /**
+   * Runs one shard to a quorum: its replicas (adaptive, see the module comment) on peers that accept
+   * the assignment, then re-runs elsewhere until a majority agree.
+   */
   private async runShard(
     live: LiveInference,
     job: { modelCid: CID; shardCids: CID[]; replicas: number; classes: number; requirements?: Requirements },
@@ -411,23 +496,33 @@ export class InferCoordinator {
     const asked = new Set<string>()
     const results: ReplicaResult[] = []
     const failed: string[] = []
-    const declined: string[] = []
-    let count = job.replicas
+    const busy: string[] = []
+    const eligible = () => this.candidates().filter((p) => !live.declined.has(p))
+    // the replicas of this shard: R, adapted to the reputation of the peers it would go to first
+    const first = choosePeers(eligible(), {
+      count: job.replicas,
+      scores: this.reputationScores(eligible()),
+      shard: range.index,
+    })
+    const replicas = this.book?.replicasFor(first, job.replicas) ?? job.replicas
+    let count = replicas
     for (;;) {
       signal.throwIfAborted()
-      const peers = choosePeers(this.candidates(), {
+      const candidates = eligible()
+      const peers = choosePeers(candidates, {
         count,
         exclude: asked,
-        scores: this.scores,
+        scores: this.reputationScores(candidates),
         shard: range.index,
       })
-      if (peers.length === 0 && asked.size === 0)
+      if (peers.length === 0 && asked.size === 0 && live.declined.size === 0)
         throw new Error(`no peer is available for shard ${range.index}`)
       for (const peer of peers) asked.add(peer)
       this.setShard(live, range.index, { members: [...asked] })
       const settled = await Promise.allSettled(
-        peers.map((peer) =>
-          requestShard(
+        peers.map(async (peer) => {
+          await this.ensureAssigned(live, peer, range.index, signal)
+          const answer = await requestShard(
             this.init.host,
             peerIdFromString(peer),
             {
@@ -439,23 +534,25 @@ export class InferCoordinator {
               ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
             },
             { signal, timeoutMs: this.runTimeoutMs },
-          ).then((answer) => ({ peer, ...answer })),
-        ),
+          )
+          return { peer, ...answer }
+        }),
       )
       settled.forEach((s, i) => {
         if (s.status === 'fulfilled') results.push(s.value)
-        else if (s.reason instanceof InferDeclinedError) declined.push(`${peers[i]}: ${s.reason.message}`)
+        else if (s.reason instanceof InferDeclinedError) live.declined.set(peers[i], s.reason.message)
+        else if (s.reason instanceof InferBusyError) busy.push(peers[i])
         else {
           failed.push(peers[i])
           log('shard %d on %s failed: %s', range.index, peers[i], (s.reason as Error).message)
         }
       })
-      const available = this.candidates().filter((p) => !asked.has(p)).length
+      const available = eligible().filter((p) => !asked.has(p)).length
       const decision = vote({
-        replicas: job.replicas,
+        replicas,
         expectedLength: rows * job.classes,
         results,
-        // a peer that declined (requirements not met) used no run
+        // a peer that declined (requirements not met) or was busy used no run
         runs: results.length + failed.length,
         available,
       })
@@ -465,20 +562,30 @@ export class InferCoordinator {
         continue
       }
       this.scores = applyScores(this.scores, scoreChanges(decision, failed))
+      if (decision.kind === 'accept') {
+        for (const peer of decision.agreeing) this.book?.record(peer, 'agreed')
+        for (const peer of decision.outliers) this.book?.record(peer, 'disagreed')
+      }
+      for (const peer of failed) this.book?.record(peer, 'timed-out')
       if (decision.kind === 'fail') {
-        const declinedNote =
-          declined.length > 0 ? ` (${declined.length} declined: ${declined.join('; ')})` : ''
-        throw new Error(`shard ${range.index} failed: ${decision.reason}${declinedNote}`)
+        const declined = [...live.declined].map(([peer, reason]) => `${peer}: ${reason}`)
+        const notes = [
+          ...(declined.length > 0 ? [`${declined.length} declined: ${declined.join('; ')}`] : []),
+          ...(busy.length > 0 ? [`${busy.length} busy`] : []),
+        ]
+        throw new Error(
+          `shard ${range.index} failed: ${decision.reason}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`,
+        )
       }
       const outcome: ShardOutcome = {
         shard: range.index,
         start: range.start,
         end: range.end,
-        replicas: job.replicas,
+        replicas,
         agreeing: decision.agreeing,
         outliers: decision.outliers,
         failed,
-        reruns: Math.max(0, asked.size - job.replicas),
+        reruns: Math.max(0, results.length + failed.length - replicas),
         backendClasses: [
           ...new Set(results.filter((r) => decision.agreeing.includes(r.peer)).map((r) => r.backendClass)),
         ],

@@ -1,21 +1,37 @@
 // The worker's side of inference, and the submitter's client for it: /shardnet/infer/1.0.0.
 //
-// The submitter opens a stream and sends one length-prefixed JSON request
-//   { task, shard, modelCid, inputCid, rows }
-// The worker fetches the model bundle and the input shard from the submitter (verified by CID; the
-// model is cached), runs the MLP forward pass on its backend, and answers with a JSON header frame
-//   { ok: true, backendClass, rows, classes } | { ok: false, reason }
-// followed (when ok) by one frame of rows x classes float32 little-endian logits.
-// One shard runs at a time per worker; others wait their turn within the requester's deadline.
+// A worker runs shards only for tasks whose submitter assigned them to it, and only while it has room.
+// Every stream starts with ONE small length-prefixed JSON frame (at most INFER_HEADER_BYTES_MAX,
+// refused as soon as its length prefix says more, read within INFER_HEADER_TIMEOUT_MS_DEFAULT):
+//   { op: 'assign', task, shards }   the submitter asks this worker to take shards of its task: the
+//                                    worker fetches the TaskSpec block (its CID is the task id) from
+//                                    the stream's remote peer, which must be the spec's submitter, checks
+//                                    the shards against the spec and its requirements against what it
+//                                    offers, and accepts while it holds fewer than
+//                                    INFER_ASSIGNED_TASKS_MAX_DEFAULT tasks (this is its claim)
+//   { op: 'run', task, shard, modelCid, inputCid, rows }
+//                                    runs one assigned shard: refused at once unless the remote peer is
+//                                    the submitter that assigned (task, shard) here and the model is the
+//                                    spec's; refused as busy when INFER_QUEUE_MAX_DEFAULT requests are
+//                                    already queued or running
+//   { op: 'release', task }          the submitter is done with the task (or cancelled it): running
+//                                    shards of it stop and its slot frees
+// A request without `op` is a run. The answer is a JSON header frame
+//   { ok: true, backendClass, rows, classes } | { ok: false, reason, declined?, busy? }
+// followed (a run that succeeded) by one frame of rows x classes float32 little-endian logits.
+// A run fetches the model bundle and the input shard from the submitter (verified by CID; the model is
+// cached) and computes on the cpu backend in a worker thread (node/tasks/infer-thread-pool.ts), or on
+// the main thread in slices (webgpu, whose work is on the GPU, or a test's predictor). It stops when
+// the stream closes, the task is released, the deadline passes or the daemon stops.
+// Bad input is counted in `rejected` by reason and never crashes the node.
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
-import { lpStream } from '@libp2p/utils'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
-import { Mlp } from '../../kernels/models/mlp.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import { BACKENDS, type Requirements, unmetRequirement } from '../../protocols/tasks/spec.js'
+import { BACKENDS, decodeTaskSpec, type Requirements, unmetRequirement } from '../../protocols/tasks/spec.js'
+import { boundedLpStream, isOversizedFrameError } from '../../protocols/wire/framing.js'
 import { type NodeCapability, offerOf } from '../executor/capability.js'
 import {
   type BundledModel,
@@ -23,25 +39,40 @@ import {
   decodeModelBundle,
   floatsToBytes,
   INFER_ROWS_MAX,
+  INFER_SHARD_ROWS_MAX,
 } from './infer-files.js'
+import { FORWARD_ROWS_MAIN_THREAD, type ForwardOptions, predictLogits } from './infer-forward.js'
+import { InferAbortedError, InferThread } from './infer-thread-pool.js'
+
+export { predictLogits }
 
 const log = logger('shardnet:tasks:infer')
 
 export const INFER_PROTOCOL = '/shardnet/infer/1.0.0'
-const REQUEST_BYTES_MAX = 4096
-const HEADER_BYTES_MAX = 4096
-const LOGITS_BYTES_MAX = INFER_ROWS_MAX * CLASS_COUNT * 4
-/** rows per forward pass */
-const BATCH_ROWS = 1000
+/** The first frame of every stream (and every answer header). */
+export const INFER_HEADER_BYTES_MAX = 4096
+const LOGITS_BYTES_MAX = INFER_SHARD_ROWS_MAX * CLASS_COUNT * 4
 /** How long one shard may take, on the worker's side and on the submitter's. */
 export const INFER_TIMEOUT_MS_DEFAULT = 120_000
-/** Shard requests a worker serves at once (they queue for its backend) and opens itself. */
+/** How long the first frame may take to arrive. */
+export const INFER_HEADER_TIMEOUT_MS_DEFAULT = 10_000
+/** Shard requests a worker holds at once (running or waiting for its backend); more are refused. */
+export const INFER_QUEUE_MAX_DEFAULT = 4
+/** Tasks a worker holds assignments of at once, and of one submitter. */
+export const INFER_ASSIGNED_TASKS_MAX_DEFAULT = 4
+export const INFER_ASSIGNED_PER_SUBMITTER_MAX_DEFAULT = 2
+/** An assignment with no run for this long frees its slot (a submitter that assigns and goes away). */
+export const INFER_ASSIGNMENT_IDLE_MS_DEFAULT = 60_000
+/** Shards of one task one assignment may name. */
+const ASSIGNED_SHARDS_MAX = 1024
 const INFER_INBOUND_STREAMS_MAX = 32
 const INFER_OUTBOUND_STREAMS_MAX = 64
 /** Models a worker keeps decoded: the two most recent. */
 const MODEL_CACHE_MAX = 2
+/** How long fetching a task's spec block may take when it is assigned. */
+const SPEC_FETCH_TIMEOUT_MS = 15_000
 
-export interface InferRequestFrame {
+export interface InferRunFrame {
   task: string
   shard: number
   modelCid: string
@@ -50,27 +81,41 @@ export interface InferRequestFrame {
   /** the task's requirements; a worker that does not meet them declines (not a failure) */
   requirements?: Requirements
 }
+/** @deprecated the run frame's old name */
+export type InferRequestFrame = InferRunFrame
 
-/** A worker declined a shard because it does not meet the task's requirements. */
+export type InferFrame =
+  | ({ op: 'run' } & InferRunFrame)
+  | { op: 'assign'; task: string; shards: number[] }
+  | { op: 'release'; task: string }
+
+/** A worker declined a shard or an assignment because it does not meet the task's requirements. */
 export class InferDeclinedError extends Error {
   static override name = 'InferDeclinedError'
   override name = 'InferDeclinedError'
 }
 
+/** A worker refused a request because its queue or its assignment slots are full (try another). */
+export class InferBusyError extends Error {
+  static override name = 'InferBusyError'
+  override name = 'InferBusyError'
+}
+
 export type InferHeader =
   | { ok: true; backendClass: string; rows: number; classes: number }
-  | { ok: false; reason: string; declined?: boolean }
+  | { ok: false; reason: string; declined?: boolean; busy?: boolean }
 
 /**
- * The compute step of a shard: logits [rows, classes] of `inputs` [rows, PIXEL_COUNT] through the
- * model on `backend`. {@link predictLogits} is the worker's; tests put a slow or a lying one in its
- * place to see what the submitter makes of it.
+ * The compute step of a shard on the main thread: logits [rows, classes] of `inputs`
+ * [rows, PIXEL_COUNT] through the model on `backend`. Tests put a slow or a lying one in place of the
+ * worker's own (the cpu thread, or predictLogits in slices on webgpu) to see what the submitter makes of it.
  */
 export type ShardPredictor = (
   backend: Backend,
   model: BundledModel,
   inputs: Float32Array,
-  request: InferRequestFrame,
+  request: InferRunFrame,
+  options: ForwardOptions,
 ) => Promise<Float32Array>
 
 export interface InferHost {
@@ -83,34 +128,6 @@ export interface InferHost {
   dialProtocol(peer: PeerId, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
 }
 
-/** Logits [rows, classes] of `inputs` [rows, PIXEL_COUNT] through the model on `backend`. */
-export async function predictLogits(
-  backend: Backend,
-  model: BundledModel,
-  inputs: Float32Array,
-): Promise<Float32Array> {
-  const rows = inputs.length / PIXEL_COUNT
-  const classes = model.architecture.outputSize
-  const mlp = Mlp.fromHost(backend, model.architecture, model.layers)
-  try {
-    const out = new Float32Array(rows * classes)
-    for (let start = 0; start < rows; start += BATCH_ROWS) {
-      const end = Math.min(rows, start + BATCH_ROWS)
-      const x = backend.upload(inputs.subarray(start * PIXEL_COUNT, end * PIXEL_COUNT), [
-        end - start,
-        PIXEL_COUNT,
-      ])
-      const logits = mlp.logits(x)
-      out.set(await backend.read(logits), start * classes)
-      x.dispose()
-      logits.dispose()
-    }
-    return out
-  } finally {
-    for (const tensor of mlp.parameters()) tensor.dispose()
-  }
-}
-
 export function backendClassOf(backend: Backend): string {
   return `${backend.kind}:${backend.info.adapterName}`
 }
@@ -121,28 +138,71 @@ export interface InferWorkerInit {
   host: InferHost
   blocks: BlockExchange
   openBackend: () => Promise<Backend>
-  /** computes a shard's logits. @default predictLogits */
+  /** computes a shard's logits on the main thread instead of the cpu thread (tests) */
   predict?: ShardPredictor
   /** how long one request may take on this side. @default INFER_TIMEOUT_MS_DEFAULT */
   timeoutMs?: number
+  /** @default INFER_QUEUE_MAX_DEFAULT */
+  queueMax?: number
+  /** @default INFER_ASSIGNED_TASKS_MAX_DEFAULT */
+  assignedTasksMax?: number
+  /** @default INFER_ASSIGNMENT_IDLE_MS_DEFAULT */
+  assignmentIdleMs?: number
+  now?: () => number
 }
 
-/** Serves /shardnet/infer/1.0.0: runs shards for submitters. */
+interface Assignment {
+  task: string
+  submitter: string
+  shards: Set<number>
+  modelCid: string
+  /** aborted when the submitter releases the task (its running shards stop) */
+  controller: AbortController
+  running: number
+  lastUsedMs: number
+}
+
+export const INFER_REJECT_REASONS = [
+  'oversized',
+  'malformed',
+  'unassigned',
+  'busy',
+  'declined',
+  'unusable',
+  'aborted',
+  'stream-error',
+] as const
+export type InferRejectReason = (typeof INFER_REJECT_REASONS)[number]
+
+/** Serves /shardnet/infer/1.0.0: runs assigned shards for their submitters. */
 export class InferWorker {
   private readonly init: InferWorkerInit
-  private readonly predict: ShardPredictor
   private readonly timeoutMs: number
+  private readonly queueMax: number
+  private readonly assignedTasksMax: number
+  private readonly assignmentIdleMs: number
+  private readonly now: () => number
   private readonly shutdown = new AbortController()
   private readonly models = new Map<string, Promise<BundledModel>>()
-  private queue: Promise<unknown> = Promise.resolve()
-  /** requests refused as malformed or unusable, by reason (bad input is counted, never crashes) */
-  readonly rejected = { malformed: 0, unusable: 0, 'stream-error': 0 }
+  private readonly assignments = new Map<string, Assignment>()
+  private readonly thread = new InferThread()
+  private mainQueue: Promise<unknown> = Promise.resolve()
+  /** run requests queued or running */
+  private pending = 0
+  /** requests refused, by reason (bad input is counted, never crashes) */
+  readonly rejected: Record<InferRejectReason, number> = Object.fromEntries(
+    INFER_REJECT_REASONS.map((r) => [r, 0]),
+  ) as Record<InferRejectReason, number>
   served = 0
+  assigned = 0
 
   constructor(init: InferWorkerInit) {
     this.init = init
-    this.predict = init.predict ?? predictLogits
     this.timeoutMs = init.timeoutMs ?? INFER_TIMEOUT_MS_DEFAULT
+    this.queueMax = init.queueMax ?? INFER_QUEUE_MAX_DEFAULT
+    this.assignedTasksMax = init.assignedTasksMax ?? INFER_ASSIGNED_TASKS_MAX_DEFAULT
+    this.assignmentIdleMs = init.assignmentIdleMs ?? INFER_ASSIGNMENT_IDLE_MS_DEFAULT
+    this.now = init.now ?? Date.now
   }
 
   async start(): Promise<void> {
@@ -153,52 +213,133 @@ export class InferWorker {
   }
 
   async stop(): Promise<void> {
-    this.shutdown.abort()
+    this.shutdown.abort(new Error('the daemon is stopping'))
     await this.init.host.unhandle(INFER_PROTOCOL).catch(() => {})
+    await this.thread.close()
+  }
+
+  /** Tasks this worker holds assignments of (for the API and tests). */
+  assignedTasks(): Array<{ task: string; submitter: string; shards: number[]; running: number }> {
+    this.expire()
+    return [...this.assignments.values()].map((a) => ({
+      task: a.task,
+      submitter: a.submitter,
+      shards: [...a.shards].sort((x, y) => x - y),
+      running: a.running,
+    }))
+  }
+
+  /** Shard requests queued or running now. */
+  get queued(): number {
+    return this.pending
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal])
-    const lp = lpStream(stream, { maxDataLength: Math.max(REQUEST_BYTES_MAX, LOGITS_BYTES_MAX) })
+    const from = connection.remotePeer
+    const closed = new AbortController()
+    stream.addEventListener('close', () => closed.abort(new Error('the stream closed')), { once: true })
+    const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal, closed.signal])
+    const lp = boundedLpStream(stream, INFER_HEADER_BYTES_MAX)
     const reply = async (header: InferHeader, logits?: Float32Array) => {
+      // lpStream bounds what it reads; the logits frame it writes may be larger
       await lp.write(new TextEncoder().encode(JSON.stringify(header)), { signal })
       if (logits !== undefined) await lp.write(floatsToBytes(logits), { signal })
       await stream.close({ signal })
     }
+    const refuse = async (reason: InferRejectReason, header: Omit<InferHeader & { ok: false }, 'ok'>) => {
+      this.rejected[reason]++
+      await reply({ ok: false, ...header })
+    }
     try {
-      let request: InferRequestFrame
+      let frame: InferFrame
       try {
-        const frame = await lp.read({ signal })
-        if (frame.byteLength > REQUEST_BYTES_MAX) throw new Error('oversized')
-        request = checkRequest(JSON.parse(new TextDecoder().decode(frame.subarray())))
+        const bytes = await lp.read({
+          signal: AbortSignal.any([signal, AbortSignal.timeout(INFER_HEADER_TIMEOUT_MS_DEFAULT)]),
+        })
+        frame = checkFrame(JSON.parse(new TextDecoder().decode(bytes.subarray())))
       } catch (error) {
-        this.rejected.malformed++
-        await reply({ ok: false, reason: `malformed request: ${(error as Error).message}` })
+        if (isOversizedFrameError(error)) {
+          this.rejected.oversized++
+          stream.abort(error as Error)
+          return
+        }
+        if (signal.aborted || (error as Error).name === 'TimeoutError') throw error
+        await refuse('malformed', { reason: `malformed request: ${(error as Error).message}` })
         return
       }
-      const declined = this.ineligibility(request.requirements)
+      if (frame.op === 'assign') {
+        const answer = await this.assign(from, frame.task, frame.shards, signal)
+        if (!answer.ok) await refuse(answer.busy === true ? 'busy' : 'declined', answer)
+        else await reply(answer)
+        return
+      }
+      if (frame.op === 'release') {
+        const assignment = this.assignments.get(frame.task)
+        if (assignment === undefined || assignment.submitter !== from.toString()) {
+          await refuse('unassigned', { reason: 'no assignment of that task from you' })
+          return
+        }
+        this.assignments.delete(frame.task)
+        assignment.controller.abort(new Error('the submitter released the task'))
+        await reply({ ok: true, backendClass: '', rows: 0, classes: 0 })
+        return
+      }
+      // a run: refused from the header unless assigned, before anything is fetched or queued
+      this.expire()
+      const assignment = this.assignments.get(frame.task)
+      if (
+        assignment === undefined ||
+        assignment.submitter !== from.toString() ||
+        !assignment.shards.has(frame.shard)
+      ) {
+        await refuse('unassigned', {
+          reason: `shard ${frame.shard} of task ${frame.task.slice(0, 100)} is not assigned to this worker by you`,
+        })
+        return
+      }
+      if (frame.modelCid !== assignment.modelCid) {
+        await refuse('malformed', { reason: 'malformed request: the model is not the task’s' })
+        return
+      }
+      const declined = this.ineligibility(frame.requirements)
       if (declined !== undefined) {
-        await reply({ ok: false, reason: declined, declined: true })
+        await refuse('declined', { reason: declined, declined: true })
         return
       }
+      if (this.pending >= this.queueMax) {
+        await refuse('busy', {
+          reason: `busy: ${this.pending} shard requests are queued here, the most this worker takes`,
+          busy: true,
+        })
+        return
+      }
+      this.pending++
+      assignment.running++
+      assignment.lastUsedMs = this.now()
       let result: { logits: Float32Array; backendClass: string }
       try {
-        result = await this.run(connection.remotePeer, request, signal)
+        result = await this.run(from, frame, AbortSignal.any([signal, assignment.controller.signal]))
       } catch (error) {
-        this.rejected.unusable++
-        log('shard %d of %s failed: %s', request.shard, request.task, (error as Error).message)
-        await reply({ ok: false, reason: (error as Error).message.slice(0, 500) })
+        if (signal.aborted || assignment.controller.signal.aborted || error instanceof InferAbortedError) {
+          this.rejected.aborted++
+          log('shard %d of %s stopped: %s', frame.shard, frame.task, (error as Error).message)
+          stream.abort(error instanceof Error ? error : new Error(String(error)))
+          return
+        }
+        log('shard %d of %s failed: %s', frame.shard, frame.task, (error as Error).message)
+        await refuse('unusable', { reason: (error as Error).message.slice(0, 500) })
         return
+      } finally {
+        this.pending--
+        assignment.running--
+        assignment.lastUsedMs = this.now()
       }
       this.served++
       const { logits, backendClass } = result
-      await reply(
-        { ok: true, backendClass, rows: request.rows, classes: logits.length / request.rows },
-        logits,
-      )
+      await reply({ ok: true, backendClass, rows: frame.rows, classes: logits.length / frame.rows }, logits)
     } catch (error) {
       this.rejected['stream-error']++
-      log('serving %p failed: %s', connection.remotePeer, (error as Error).message)
+      log('serving %p failed: %s', from, (error as Error).message)
       stream.abort(error instanceof Error ? error : new Error(String(error)))
     }
   }
@@ -207,6 +348,77 @@ export class InferWorker {
     const c = this.init.capability
     if (r === undefined || c === undefined) return undefined
     return unmetRequirement(r, offerOf(c))
+  }
+
+  /** Drops assignments idle for longer than the idle limit (no run in progress). */
+  private expire(): void {
+    const nowMs = this.now()
+    for (const [task, a] of this.assignments)
+      if (a.running === 0 && nowMs - a.lastUsedMs > this.assignmentIdleMs) this.assignments.delete(task)
+  }
+
+  private async assign(
+    from: PeerId,
+    task: string,
+    shards: number[],
+    signal: AbortSignal,
+  ): Promise<InferHeader> {
+    this.expire()
+    const submitter = from.toString()
+    const existing = this.assignments.get(task)
+    if (existing !== undefined && existing.submitter !== submitter)
+      return { ok: false, reason: 'that task is assigned here by its submitter, not by you' }
+    if (existing === undefined) {
+      const held = [...this.assignments.values()]
+      if (held.length >= this.assignedTasksMax)
+        return { ok: false, reason: `busy: this worker holds ${held.length} tasks`, busy: true }
+      if (held.filter((a) => a.submitter === submitter).length >= INFER_ASSIGNED_PER_SUBMITTER_MAX_DEFAULT)
+        return { ok: false, reason: 'busy: this worker holds the most tasks it takes from you', busy: true }
+    }
+    let cid: CID
+    try {
+      cid = CID.parse(task)
+    } catch {
+      return { ok: false, reason: 'the task id is not a CID' }
+    }
+    let specBytes: Uint8Array
+    try {
+      specBytes = await this.init.blocks.get(cid, {
+        peers: [from],
+        signal: AbortSignal.any([signal, AbortSignal.timeout(SPEC_FETCH_TIMEOUT_MS)]),
+      })
+    } catch (error) {
+      return { ok: false, reason: `cannot fetch the task spec from you: ${(error as Error).message}` }
+    }
+    const decoded = decodeTaskSpec(specBytes)
+    if (!decoded.ok) return { ok: false, reason: `the task spec is invalid: ${decoded.reason}` }
+    const spec = decoded.spec
+    if (spec.kind !== 'infer') return { ok: false, reason: 'the task is not an inference task' }
+    if (!spec.submitter.equals(from)) return { ok: false, reason: 'the task spec names another submitter' }
+    const bad = shards.find((s) => s >= spec.infer.shards)
+    if (bad !== undefined) return { ok: false, reason: `the task has no shard ${bad}` }
+    const declined = this.ineligibility(spec.requirements)
+    if (declined !== undefined) return { ok: false, reason: declined, declined: true }
+    // a concurrent assign of the same task may have landed while the spec was fetched
+    const now = this.assignments.get(task)
+    if (now !== undefined && now.submitter !== submitter)
+      return { ok: false, reason: 'that task is assigned here by its submitter, not by you' }
+    const assignment: Assignment = now ?? {
+      task,
+      submitter,
+      shards: new Set(),
+      modelCid: spec.infer.modelCid.toString(),
+      controller: new AbortController(),
+      running: 0,
+      lastUsedMs: this.now(),
+    }
+    if (assignment.shards.size + shards.length > ASSIGNED_SHARDS_MAX)
+      return { ok: false, reason: 'too many shards assigned' }
+    for (const s of shards) assignment.shards.add(s)
+    assignment.lastUsedMs = this.now()
+    this.assignments.set(task, assignment)
+    this.assigned++
+    return { ok: true, backendClass: '', rows: 0, classes: 0 }
   }
 
   private model(cid: CID, from: PeerId, signal: AbortSignal): Promise<BundledModel> {
@@ -221,45 +433,77 @@ export class InferWorker {
     return cached
   }
 
-  private run(
+  private async run(
     from: PeerId,
-    request: InferRequestFrame,
+    request: InferRunFrame,
     signal: AbortSignal,
   ): Promise<{ logits: Float32Array; backendClass: string }> {
+    const model = await this.model(CID.parse(request.modelCid), from, signal)
+    const inputs = bytesToFloats(
+      await this.init.blocks.get(CID.parse(request.inputCid), { peers: [from], signal }),
+    )
+    if (inputs.length !== request.rows * PIXEL_COUNT)
+      throw new Error(`the input shard holds ${inputs.length} values, ${request.rows} rows were announced`)
+    signal.throwIfAborted()
+    const backend = await this.init.openBackend()
+    if (this.init.predict === undefined && backend.kind === 'cpu') {
+      // the cpu forward pass runs in the worker thread, never on the event loop
+      backend.destroy()
+      return this.thread.run({ architecture: model.architecture, layers: model.layers }, inputs, signal)
+    }
+    // webgpu (or a test's predictor): on the main thread, one at a time, in slices
+    const predict = this.init.predict ?? ((b, m, x, _r, o) => predictLogits(b, m, x, o))
     const work = async () => {
       signal.throwIfAborted()
-      const model = await this.model(CID.parse(request.modelCid), from, signal)
-      const inputs = bytesToFloats(
-        await this.init.blocks.get(CID.parse(request.inputCid), { peers: [from], signal }),
-      )
-      if (inputs.length !== request.rows * PIXEL_COUNT)
-        throw new Error(`the input shard holds ${inputs.length} values, ${request.rows} rows were announced`)
-      const backend = await this.init.openBackend()
-      try {
-        const logits = await this.predict(backend, model, inputs, request)
-        return { logits, backendClass: backendClassOf(backend) }
-      } finally {
-        backend.destroy()
-      }
+      const logits = await predict(backend, model, inputs, request, {
+        signal,
+        sliceRows: backend.kind === 'cpu' ? FORWARD_ROWS_MAIN_THREAD : 256,
+      })
+      return { logits, backendClass: backendClassOf(backend) }
     }
-    const result = this.queue.then(work, work)
-    this.queue = result.catch(() => {})
+    const result = this.mainQueue.then(work, work).finally(() => backend.destroy())
+    this.mainQueue = result.catch(() => {})
     return result
   }
 }
 
-function checkRequest(value: unknown): InferRequestFrame {
-  if (value === null || typeof value !== 'object') throw new Error('not an object')
-  const r = value as Record<string, unknown>
-  if (typeof r.task !== 'string' || r.task.length > 200) throw new Error('task')
-  if (typeof r.shard !== 'number' || !Number.isInteger(r.shard) || r.shard < 0 || r.shard > 1024)
+function checkCid(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length > 200) throw new Error(name)
+  CID.parse(value)
+  return value
+}
+
+function checkTask(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200) throw new Error('task')
+  return value
+}
+
+function checkShard(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= ASSIGNED_SHARDS_MAX)
     throw new Error('shard')
+  return value
+}
+
+/** Checks the first frame of a stream; throws naming the first bad field. */
+export function checkFrame(value: unknown): InferFrame {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not an object')
+  const r = value as Record<string, unknown>
+  const op = r.op ?? 'run'
+  if (op === 'assign') {
+    const task = checkTask(r.task)
+    if (!Array.isArray(r.shards) || r.shards.length === 0 || r.shards.length > ASSIGNED_SHARDS_MAX)
+      throw new Error('shards')
+    return { op, task, shards: [...new Set(r.shards.map(checkShard))] }
+  }
+  if (op === 'release') return { op, task: checkTask(r.task) }
+  if (op !== 'run') throw new Error('op')
+  const task = checkTask(r.task)
+  const shard = checkShard(r.shard)
   if (typeof r.rows !== 'number' || !Number.isInteger(r.rows) || r.rows < 1 || r.rows > INFER_ROWS_MAX)
     throw new Error('rows')
-  for (const key of ['modelCid', 'inputCid'] as const) {
-    if (typeof r[key] !== 'string') throw new Error(key)
-    CID.parse(r[key] as string)
-  }
+  if (r.rows > INFER_SHARD_ROWS_MAX) throw new Error('rows')
+  const modelCid = checkCid(r.modelCid, 'modelCid')
+  const inputCid = checkCid(r.inputCid, 'inputCid')
   let requirements: Requirements | undefined
   if (r.requirements !== undefined) {
     const q = r.requirements as Record<string, unknown>
@@ -278,46 +522,86 @@ function checkRequest(value: unknown): InferRequestFrame {
     }
   }
   return {
-    task: r.task,
-    shard: r.shard,
+    op: 'run',
+    task,
+    shard,
     rows: r.rows,
-    modelCid: r.modelCid as string,
-    inputCid: r.inputCid as string,
+    modelCid,
+    inputCid,
     ...(requirements !== undefined ? { requirements } : {}),
   }
 }
 
-/** The submitter's side: asks `peer` to run one shard; resolves with its logits or throws. */
-export async function requestShard(
+interface ExchangeOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+/** Sends one frame, reads the answer header (and the logits when `logits`); throws on refusal. */
+async function exchange(
   host: Pick<InferHost, 'dialProtocol'>,
   peer: PeerId,
-  request: InferRequestFrame,
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
-): Promise<{ backendClass: string; logits: Float32Array }> {
+  frame: InferFrame,
+  logits: boolean,
+  options: ExchangeOptions,
+): Promise<{ header: InferHeader & { ok: true }; logits?: Float32Array }> {
   const signal = AbortSignal.any([
     AbortSignal.timeout(options.timeoutMs ?? INFER_TIMEOUT_MS_DEFAULT),
     ...(options.signal !== undefined ? [options.signal] : []),
   ])
   const stream = await host.dialProtocol(peer, INFER_PROTOCOL, { signal })
   try {
-    const lp = lpStream(stream, { maxDataLength: Math.max(HEADER_BYTES_MAX, LOGITS_BYTES_MAX) })
-    await lp.write(new TextEncoder().encode(JSON.stringify(request)), { signal })
+    const lp = boundedLpStream(stream, Math.max(INFER_HEADER_BYTES_MAX, LOGITS_BYTES_MAX))
+    await lp.write(new TextEncoder().encode(JSON.stringify(frame)), { signal })
     const headerFrame = await lp.read({ signal })
-    if (headerFrame.byteLength > HEADER_BYTES_MAX) throw new Error('the answer header is oversized')
+    if (headerFrame.byteLength > INFER_HEADER_BYTES_MAX) throw new Error('the answer header is oversized')
     const header = JSON.parse(new TextDecoder().decode(headerFrame.subarray())) as InferHeader
     if (header === null || typeof header !== 'object') throw new Error('the answer is malformed')
     if (!header.ok) {
       if (header.declined === true)
         throw new InferDeclinedError(`the worker declined: ${String(header.reason)}`)
+      if (header.busy === true) throw new InferBusyError(`the worker is busy: ${String(header.reason)}`)
       throw new Error(`the worker refused: ${String(header.reason)}`)
     }
     if (typeof header.backendClass !== 'string' || header.backendClass.length > 300)
       throw new Error('the answer names no backend class')
-    const logits = bytesToFloats((await lp.read({ signal })).subarray())
+    const values = logits ? bytesToFloats((await lp.read({ signal })).subarray()) : undefined
     await stream.close({ signal }).catch(() => {})
-    return { backendClass: header.backendClass, logits }
+    return { header, ...(values !== undefined ? { logits: values } : {}) }
   } catch (error) {
     stream.abort(error instanceof Error ? error : new Error(String(error)))
     throw error
   }
+}
+
+/** The submitter's side: asks `peer` to take `shards` of `task`; throws when it declines or refuses. */
+export async function assignShards(
+  host: Pick<InferHost, 'dialProtocol'>,
+  peer: PeerId,
+  task: string,
+  shards: number[],
+  options: ExchangeOptions = {},
+): Promise<void> {
+  await exchange(host, peer, { op: 'assign', task, shards }, false, options)
+}
+
+/** The submitter's side: tells `peer` the task is over (its running shards stop). */
+export async function releaseTask(
+  host: Pick<InferHost, 'dialProtocol'>,
+  peer: PeerId,
+  task: string,
+  options: ExchangeOptions = {},
+): Promise<void> {
+  await exchange(host, peer, { op: 'release', task }, false, options)
+}
+
+/** The submitter's side: asks `peer` to run one assigned shard; resolves with its logits or throws. */
+export async function requestShard(
+  host: Pick<InferHost, 'dialProtocol'>,
+  peer: PeerId,
+  request: InferRunFrame,
+  options: ExchangeOptions = {},
+): Promise<{ backendClass: string; logits: Float32Array }> {
+  const { header, logits } = await exchange(host, peer, { op: 'run', ...request }, true, options)
+  return { backendClass: header.backendClass, logits: logits! }
 }

@@ -14,6 +14,13 @@
  *   `|a - b| <= LOGIT_TOLERANCE.absolute + LOGIT_TOLERANCE.relative * max(|a|, |b|)`
  *   (1e-3 + 1e-3·|x|: float32 matmul reassociation on a GPU moves MNIST MLP logits by ~1e-5).
  *
+ * The accepted logits are the element-wise median of the agreeing cluster (the mean of the two middle
+ * values when it has an even size), not any one member's: a liar whose values stay within the
+ * tolerance, and who answers first, can then move no logit in a cluster of 3 or more with an honest
+ * majority (the median is an honest value), and by at most half its offset in a cluster of 2. It is
+ * deterministic: it depends only on the multiset of agreeing results, not on their order. Results of
+ * one backend class that agree are bitwise equal, so an honest cluster gives exactly their values.
+ *
  * A shard is accepted when its largest cluster holds at least a majority of the R replicas asked for
  * (floor(R/2) + 1) and more than half of all the results gathered so far. Otherwise
  * `max(1, majority - largest)` more replicas run on peers that have not run the shard yet. With R = 1
@@ -151,10 +158,30 @@ export function clusters(
   return out
 }
 
+/**
+ * Element-wise median of equally long vectors (the mean of the two middle values for an even count,
+ * computed in float64 and rounded once to float32); independent of the order of `values`.
+ */
+export function elementwiseMedian(values: readonly Float32Array[]): Float32Array {
+  if (values.length === 0) throw new RangeError('the median of no vectors')
+  const length = values[0].length
+  if (values.some((v) => v.length !== length)) throw new RangeError('vectors of different lengths')
+  if (values.length === 1) return Float32Array.from(values[0])
+  const out = new Float32Array(length)
+  const column = new Float64Array(values.length)
+  const middle = values.length >> 1
+  for (let i = 0; i < length; i++) {
+    for (let k = 0; k < values.length; k++) column[k] = values[k][i]
+    column.sort()
+    out[i] = values.length % 2 === 1 ? column[middle] : (column[middle - 1] + column[middle]) / 2
+  }
+  return out
+}
+
 export type VoteDecision =
   | {
       kind: 'accept'
-      /** the accepted logits (the first agreeing result's) */
+      /** the accepted logits: the element-wise median of the agreeing results */
       logits: Float32Array
       agreeing: string[]
       outliers: string[]
@@ -185,7 +212,7 @@ export function vote(input: VoteInput): VoteDecision {
     const agreeing = new Set(largest.map((r) => r.peer))
     return {
       kind: 'accept',
-      logits: largest[0].logits,
+      logits: elementwiseMedian(largest.map((r) => r.logits)),
       agreeing: [...agreeing],
       outliers: [...new Set(input.results.map((r) => r.peer).filter((p) => !agreeing.has(p)))],
     }

@@ -1,0 +1,120 @@
+// Runs cpu forward passes of inference shards on one node:worker_threads worker (node/tasks/
+// infer-thread.ts), one job at a time, so the daemon's event loop never waits on a matmul. A job is
+// abortable: the thread is terminated (a running matmul cannot be interrupted otherwise) and a fresh
+// one starts with the next job.
+import { createRequire } from 'node:module'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import type { ForwardModel } from './infer-forward.js'
+import type { InferThreadAnswer, InferThreadJob } from './infer-thread.js'
+
+/** A job ended because its signal fired (stream closed, task cancelled, deadline passed). */
+export class InferAbortedError extends Error {
+  static override name = 'InferAbortedError'
+  override name = 'InferAbortedError'
+}
+
+/**
+ * The thread's entry. Under tsx (the CLI, tests) this module is a .ts file and the thread registers tsx
+ * itself before importing infer-thread.ts; from compiled output it imports infer-thread.js directly.
+ */
+function startThread(): Worker {
+  const self = import.meta.url
+  if (self.endsWith('.ts')) {
+    const script = new URL('./infer-thread.ts', self).href
+    // require.resolve gives tsx's CommonJS entry; its ES module twin beside it is the one that
+    // registers the loader for the importing thread
+    const tsx = pathToFileURL(createRequire(fileURLToPath(self)).resolve('tsx/esm/api')).href.replace(
+      /\.cjs$/,
+      '.mjs',
+    )
+    const code =
+      `import(${JSON.stringify(tsx)}).then((m) => { m.register(); ` +
+      `return import(${JSON.stringify(script)}) })`
+    return new Worker(code, { eval: true })
+  }
+  return new Worker(new URL('./infer-thread.js', self))
+}
+
+export class InferThread {
+  private worker: Worker | undefined
+  private nextId = 1
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  /** Logits of `inputs` through `model` on the cpu backend in the thread; jobs run one at a time. */
+  run(
+    model: ForwardModel,
+    inputs: Float32Array,
+    signal: AbortSignal,
+  ): Promise<{ logits: Float32Array; backendClass: string }> {
+    const work = () => this.runNow(model, inputs, signal)
+    const result = this.queue.then(work, work)
+    this.queue = result.catch(() => {})
+    return result
+  }
+
+  private runNow(
+    model: ForwardModel,
+    inputs: Float32Array,
+    signal: AbortSignal,
+  ): Promise<{ logits: Float32Array; backendClass: string }> {
+    if (this.closed) return Promise.reject(new InferAbortedError('the inference thread is closed'))
+    if (signal.aborted) return Promise.reject(new InferAbortedError(abortMessage(signal)))
+    this.worker ??= startThread()
+    const worker = this.worker
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        worker.off('message', onMessage)
+        worker.off('error', onError)
+        worker.off('exit', onExit)
+        signal.removeEventListener('abort', onAbort)
+      }
+      const onMessage = (answer: InferThreadAnswer) => {
+        if (answer.id !== id) return
+        done()
+        if (answer.ok) resolve({ logits: answer.logits, backendClass: answer.backendClass })
+        else reject(new Error(answer.message))
+      }
+      const onError = (error: Error) => {
+        done()
+        this.discard(worker)
+        reject(error)
+      }
+      const onExit = (code: number) => {
+        done()
+        this.discard(worker)
+        reject(new Error(`the inference thread exited (code ${code})`))
+      }
+      const onAbort = () => {
+        done()
+        this.discard(worker)
+        void worker.terminate()
+        reject(new InferAbortedError(abortMessage(signal)))
+      }
+      worker.on('message', onMessage)
+      worker.on('error', onError)
+      worker.on('exit', onExit)
+      signal.addEventListener('abort', onAbort, { once: true })
+      const job: InferThreadJob = { id, model, inputs }
+      worker.postMessage(job)
+    })
+  }
+
+  private discard(worker: Worker): void {
+    if (this.worker === worker) this.worker = undefined
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const worker = this.worker
+    this.worker = undefined
+    await worker?.terminate()
+  }
+}
+
+function abortMessage(signal: AbortSignal): string {
+  const reason = signal.reason
+  return reason instanceof Error ? reason.message : 'aborted'
+}
