@@ -3,7 +3,10 @@ import { Counter, Gauge, Registry } from 'prom-client'
 /** Counters the daemon and its protocols increment; read through GET /metrics. */
 export interface NodeMetrics {
   registry: Registry
-  /** API requests refused, by reason (`no-token`, `wrong-token`, `non-loopback`) */
+  /**
+   * API requests refused, by reason (`no-token`, `wrong-token`, `non-loopback`, and
+   * `read-only-token`: the read token on a route that needs the admin token)
+   */
   apiRefused: Counter<'reason'>
 }
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
 import type { NodeMetrics } from './metrics.js'
-import { bearerTokenMatches } from './token.js'
+import { type ApiScope, bearerTokenScope } from './token.js'
 
 const log = logger('shardnet:api')
 
@@ -33,12 +33,43 @@ export interface ApiRoute {
   handle(request: ApiRequest): Promise<unknown>
 }
 
+/**
+ * The scope every route needs, by `METHOD path`: the one table of who may call what. `read` is what a
+ * dashboard needs (status, metrics, peers, task listings and results); `admin` is everything that
+ * changes state (submit, cancel, stop, publishing blocks). A route missing here needs `admin`.
+ */
+export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freeze({
+  'GET /metrics': 'read',
+  'GET /v1/status': 'read',
+  'GET /v1/peers': 'read',
+  // a block by CID: how results and models are fetched
+  'GET /v1/blocks': 'read',
+  'POST /v1/blocks': 'admin',
+  'POST /v1/stop': 'admin',
+  'POST /v1/tasks': 'admin',
+  'GET /v1/tasks': 'read',
+  'GET /v1/task': 'read',
+  'POST /v1/task/cancel': 'admin',
+  'GET /v1/task-topic': 'read',
+  'GET /v1/assignments': 'read',
+})
+
+/** the scope a route needs: its entry in API_ROUTE_SCOPES, else admin (unlisted routes fail closed) */
+export function routeScope(method: string, path: string): ApiScope {
+  return Object.hasOwn(API_ROUTE_SCOPES, `${method} ${path}`)
+    ? API_ROUTE_SCOPES[`${method} ${path}`]
+    : 'admin'
+}
+
 export interface ApiServerInit {
   /** @default '127.0.0.1' */
   host?: string
   /** 0 picks a free port */
   port: number
+  /** the admin token: every route */
   token: string
+  /** the read-only token: only routes whose scope is `read`; none when undefined */
+  readToken?: string
   /**
    * accept clients from other machines (with the token); off unless the user asked for it
    * @default false
@@ -107,14 +138,20 @@ async function readBody(request: IncomingMessage, bytesMax: number): Promise<unk
 }
 
 /**
- * The daemon's control API: HTTP, JSON, every request (including /metrics) authenticated with the
- * bearer token from the data dir, and refused from non-loopback clients unless explicitly allowed.
+ * The daemon's control API: HTTP, JSON, every request (including /metrics) authenticated with a
+ * bearer token from the data dir (401 without a valid one), a read-only token refused with 403 on a
+ * route whose scope is admin (API_ROUTE_SCOPES), and refused from non-loopback clients unless
+ * explicitly allowed.
  */
 export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const host = init.host ?? API_HOST_DEFAULT
   const bodyBytesMax = init.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT
   const requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT
   const routes = new Map(init.routes.map((route) => [`${route.method} ${route.path}`, route]))
+  for (const key of routes.keys()) {
+    if (!Object.hasOwn(API_ROUTE_SCOPES, key))
+      log('route %s is not in API_ROUTE_SCOPES: admin token only', key)
+  }
 
   const handle = async (
     request: IncomingMessage,
@@ -127,7 +164,8 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return
     }
     const authorization = request.headers.authorization
-    if (!bearerTokenMatches(authorization, init.token)) {
+    const scope = bearerTokenScope(authorization, { admin: init.token, read: init.readToken })
+    if (scope === undefined) {
       const reason = authorization == null ? 'no-token' : 'wrong-token'
       init.metrics.apiRefused.inc({ reason })
       response.setHeader('www-authenticate', 'Bearer')
@@ -137,15 +175,29 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return
     }
     const url = new URL(request.url ?? '/', 'http://localhost')
-    if (request.method === 'GET' && url.pathname === '/metrics') {
+    // GET /metrics answers Prometheus text, not JSON: it is served here rather than as a route
+    const isMetrics = request.method === 'GET' && url.pathname === '/metrics'
+    const route = isMetrics ? undefined : routes.get(`${request.method} ${url.pathname}`)
+    if (route === undefined && !isMetrics) {
+      sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` })
+      return
+    }
+    const needed = routeScope(request.method ?? '', url.pathname)
+    if (needed === 'admin' && scope !== 'admin') {
+      init.metrics.apiRefused.inc({ reason: 'read-only-token' })
+      response.setHeader('www-authenticate', 'Bearer error="insufficient_scope", scope="admin"')
+      sendJson(response, 403, {
+        error:
+          `${request.method} ${url.pathname} needs the admin token (api-token); ` +
+          'the read-only token was presented',
+        scope: needed,
+      })
+      return
+    }
+    if (route === undefined) {
       const text = await init.metrics.registry.metrics()
       response.writeHead(200, { 'content-type': init.metrics.registry.contentType })
       response.end(text)
-      return
-    }
-    const route = routes.get(`${request.method} ${url.pathname}`)
-    if (route == null) {
-      sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` })
       return
     }
     const body = request.method === 'POST' ? await readBody(request, bodyBytesMax) : undefined
