@@ -4,7 +4,14 @@ import { gossipsub, StrictSign } from '@libp2p/gossipsub'
 import type { PeerScoreParams, PeerScoreThresholds } from '@libp2p/gossipsub/score'
 import type { Identify } from '@libp2p/identify'
 import { identify } from '@libp2p/identify'
-import type { PeerId, PrivateKey, ServiceMap } from '@libp2p/interface'
+import type {
+  Connection,
+  ConnectionGater,
+  MultiaddrConnection,
+  PeerId,
+  PrivateKey,
+  ServiceMap,
+} from '@libp2p/interface'
 import type { KadDHT, Selectors, Validators } from '@libp2p/kad-dht'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
@@ -13,6 +20,7 @@ import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { yamux } from '@libp2p/yamux'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Datastore } from 'interface-datastore'
 import type { Libp2p, ServiceFactoryMap } from 'libp2p'
 import { createLibp2p } from 'libp2p'
@@ -23,6 +31,24 @@ import { shardnetTcp } from './tcp.js'
 export const SHARDNET_DHT_PROTOCOL = '/shardnet/kad/1.0.0'
 /** Most simultaneous connections a node keeps when its config does not say. */
 export const MAX_CONNECTIONS_DEFAULT = 300
+/** Most inbound connections from one IP address (loopback included), established and pending. */
+export const INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT = 32
+/** Most inbound connections from one IP address still in their handshake (Noise, yamux). */
+export const INBOUND_PENDING_PER_IP_MAX_DEFAULT = 8
+/** Most inbound connections in their handshake over all addresses. */
+export const INBOUND_PENDING_MAX_DEFAULT = 32
+/** Most inbound connections one IP address may open per second. */
+export const INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT = 20
+/** Share of maxConnections that inbound connections may take (the rest stays for this node's dials). */
+export const INBOUND_CONNECTIONS_SHARE_DEFAULT = 0.75
+/** Largest gossipsub RPC frame accepted: a few task announcements (64 KiB each at most) and control. */
+export const GOSSIP_RPC_BYTES_MAX = 1 << 20
+/** Bytes queued for one peer's outbound gossipsub stream before sends to it are refused. */
+export const GOSSIP_OUTBOUND_BUFFER_BYTES_MAX = 4 << 20
+/** Concurrent gossipsub streams per connection and direction (one is used, a new one replaces it). */
+export const GOSSIP_STREAMS_MAX = 4
+/** Concurrent inbound kad-dht streams per connection (32 by default). */
+export const DHT_STREAMS_MAX = 16
 /** How soon after start the DHT runs its first self-query when the host's init does not say. */
 export const DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT = 1000
 
@@ -70,6 +96,11 @@ export interface HostInit<Extra extends ServiceMap = ServiceMap> {
    * @default MAX_CONNECTIONS_DEFAULT
    */
   maxConnections?: number
+  /**
+   * Limits on inbound connections. They apply to every address, loopback included: a stranger on
+   * the same machine gets no more than one on the network.
+   */
+  inbound?: Partial<InboundLimits>
   /** protocol services from protocols/ (discovery, tasks, blocks...) */
   services?: Pick<ServiceFactoryMap<CoreServices & Extra>, keyof Extra>
 }
@@ -127,6 +158,9 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
       selectors: init.dhtSelectors ?? {},
       initialQuerySelfInterval:
         init.dhtInitialQuerySelfIntervalMs ?? DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT,
+      // a query opens a few streams to one peer at a time (kad-dht's reader has no bound of its own
+      // on a length prefix, only its 10 s deadline per request)
+      maxInboundStreams: DHT_STREAMS_MAX,
     }),
     pubsub: gossipsub({
       globalSignaturePolicy: StrictSign,
@@ -134,10 +168,26 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
       emitSelf: false,
       scoreParams,
       scoreThresholds: init.gossipScoreThresholds ?? {},
+      // one inbound stream per peer is used (a new one replaces the old); each RPC frame is bounded
+      // (4 MiB by default) and so is what is queued for a slow peer (unbounded by default)
+      maxInboundStreams: GOSSIP_STREAMS_MAX,
+      maxOutboundStreams: GOSSIP_STREAMS_MAX,
+      maxInboundDataLength: GOSSIP_RPC_BYTES_MAX,
+      maxOutboundBufferSize: GOSSIP_OUTBOUND_BUFFER_BYTES_MAX,
     }),
   }
   const services = { ...coreServices, ...init.services } as ServiceFactoryMap<CoreServices & Extra>
-  return createLibp2p<CoreServices & Extra>({
+  const maxConnections = init.maxConnections ?? MAX_CONNECTIONS_DEFAULT
+  const inbound: InboundLimits = {
+    perIpMax: INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT,
+    pendingPerIpMax: INBOUND_PENDING_PER_IP_MAX_DEFAULT,
+    pendingMax: INBOUND_PENDING_MAX_DEFAULT,
+    perIpPerSecond: INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT,
+    totalMax: Math.max(1, Math.floor(maxConnections * INBOUND_CONNECTIONS_SHARE_DEFAULT)),
+    ...init.inbound,
+  }
+  const gate = new InboundGate(inbound)
+  const node = await createLibp2p<CoreServices & Extra>({
     start: false,
     privateKey: init.privateKey,
     addresses: { listen: init.listen, announce: init.announce ?? [] },
@@ -146,11 +196,13 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     streamMuxers: [yamux()],
     connectionProtector: init.swarmKey != null ? preSharedKey({ psk: init.swarmKey }) : undefined,
     connectionManager: {
-      maxConnections: init.maxConnections ?? MAX_CONNECTIONS_DEFAULT,
-      // local processes (tests, a demo network, the simulator's real-node checks) are not throttled
-      // by the per-IP inbound rate limit
-      allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'],
+      maxConnections,
+      // no allow list: loopback peers are limited like any other (an allow-listed address skips the
+      // pending, rate and total limits)
+      maxIncomingPendingConnections: inbound.pendingMax,
+      inboundConnectionThreshold: inbound.perIpPerSecond,
     },
+    connectionGater: gate.gater,
     datastore: init.datastore,
     metrics:
       init.metricsRegistry != null
@@ -158,6 +210,109 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
         : undefined,
     services,
   })
+  gate.connections = () => node.getConnections()
+  inboundGates.set(node, gate)
+  return node
+}
+
+/** Limits on inbound connections, per remote IP address and in total. */
+export interface InboundLimits {
+  /** Inbound connections from one IP, established and pending. @default INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT */
+  perIpMax: number
+  /** Inbound connections from one IP in their handshake. @default INBOUND_PENDING_PER_IP_MAX_DEFAULT */
+  pendingPerIpMax: number
+  /** Inbound connections in their handshake over all IPs. @default INBOUND_PENDING_MAX_DEFAULT */
+  pendingMax: number
+  /** Inbound connections one IP may open per second. @default INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT */
+  perIpPerSecond: number
+  /** Inbound connections, established and pending. @default INBOUND_CONNECTIONS_SHARE_DEFAULT * maxConnections */
+  totalMax: number
+}
+
+/** Inbound connections refused by the host's gate, by reason. */
+export interface InboundRefusals {
+  perIp: number
+  pendingPerIp: number
+  total: number
+}
+
+const inboundGates = new WeakMap<object, InboundGate>()
+
+/** What the host's inbound gate has refused (libp2p's own refusals, by rate and pending total, not included). */
+export function inboundRefusals(host: object): InboundRefusals | undefined {
+  const gate = inboundGates.get(host)
+  return gate === undefined ? undefined : { ...gate.refused }
+}
+
+function ipOf(address: Multiaddr): string | undefined {
+  for (const component of address.getComponents()) {
+    if (component.name === 'ip4' || component.name === 'ip6') return component.value
+  }
+  return undefined
+}
+
+/**
+ * Counts inbound connections per remote IP, established (from the node's connection list) and in
+ * their handshake (from the gate's first call until the upgrade ends or the socket closes), and
+ * refuses one over the limits before its handshake starts.
+ */
+class InboundGate {
+  readonly refused: InboundRefusals = { perIp: 0, pendingPerIp: 0, total: 0 }
+  connections: () => Connection[] = () => []
+  private readonly limits: InboundLimits
+  private readonly pending = new Map<MultiaddrConnection, string>()
+  private readonly pendingByIp = new Map<string, number>()
+  readonly gater: ConnectionGater
+
+  constructor(limits: InboundLimits) {
+    this.limits = limits
+    this.gater = {
+      denyInboundConnection: (maConn) => this.deny(maConn),
+      denyInboundUpgradedConnection: (_peer, maConn) => {
+        this.settle(maConn)
+        return false
+      },
+    }
+  }
+
+  private deny(maConn: MultiaddrConnection): boolean {
+    const ip = ipOf(maConn.remoteAddr)
+    if (ip === undefined) return false
+    let established = 0
+    let inboundTotal = 0
+    for (const connection of this.connections()) {
+      if (connection.direction !== 'inbound') continue
+      inboundTotal++
+      if (ipOf(connection.remoteAddr) === ip) established++
+    }
+    const pending = this.pendingByIp.get(ip) ?? 0
+    if (inboundTotal + this.pending.size >= this.limits.totalMax) {
+      this.refused.total++
+      return true
+    }
+    if (pending >= this.limits.pendingPerIpMax) {
+      this.refused.pendingPerIp++
+      return true
+    }
+    if (established + pending >= this.limits.perIpMax) {
+      this.refused.perIp++
+      return true
+    }
+    this.pending.set(maConn, ip)
+    this.pendingByIp.set(ip, pending + 1)
+    maConn.addEventListener('close', () => this.settle(maConn), { once: true })
+    return false
+  }
+
+  /** The connection's handshake is over (upgraded, failed or closed). */
+  private settle(maConn: MultiaddrConnection): void {
+    const ip = this.pending.get(maConn)
+    if (ip === undefined) return
+    this.pending.delete(maConn)
+    const left = (this.pendingByIp.get(ip) ?? 1) - 1
+    if (left <= 0) this.pendingByIp.delete(ip)
+    else this.pendingByIp.set(ip, left)
+  }
 }
 
 /** kad-dht's routing table, which its public interface does not expose. */
