@@ -78,6 +78,15 @@ export interface InferCoordinatorInit {
   now?: () => number
 }
 
+/**
+ * Shard requests this submitter has in flight to one peer, over all its tasks: below a worker's queue
+ * (INFER_QUEUE_MAX_DEFAULT), so an honest submitter never finds a worker busy with its own requests.
+ */
+export const INFER_REQUESTS_PER_PEER_MAX_DEFAULT = 2
+/** Tries of a request a worker answered busy (its queue full of other submitters' work), spaced out. */
+const BUSY_TRIES_MAX = 4
+const BUSY_RETRY_MS = 500
+
 /** The errors the API shows as a 400 (bad input) instead of a 500. */
 export { InferenceInputError }
 
@@ -112,6 +121,8 @@ export class InferCoordinator {
   /** peer scores, shared by every inference task of this submitter */
   private scores = new Map<string, number>()
   private book: ReputationBook | undefined
+  /** shard requests in flight per peer, and the requests waiting for one of its slots */
+  private readonly perPeer = new Map<string, { active: number; waiting: Array<() => void> }>()
 
   constructor(init: InferCoordinatorInit) {
     this.init = init
@@ -478,6 +489,36 @@ export class InferCoordinator {
     live.assigned.set(peer, now)
   }
 
+  /** Runs `work` once fewer than INFER_REQUESTS_PER_PEER_MAX_DEFAULT requests to `peer` are in flight. */
+  private async withPeerSlot<T>(peer: string, signal: AbortSignal, work: () => Promise<T>): Promise<T> {
+    let slot = this.perPeer.get(peer)
+    if (slot === undefined) {
+      slot = { active: 0, waiting: [] }
+      this.perPeer.set(peer, slot)
+    }
+    const s = slot
+    while (s.active >= INFER_REQUESTS_PER_PEER_MAX_DEFAULT) {
+      signal.throwIfAborted()
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', wake)
+          resolve()
+        }
+        s.waiting.push(wake)
+        signal.addEventListener('abort', wake, { once: true })
+      })
+    }
+    signal.throwIfAborted()
+    s.active++
+    try {
+      return await work()
+    } finally {
+      s.active--
+      s.waiting.shift()?.()
+      if (s.active === 0 && s.waiting.length === 0) this.perPeer.delete(peer)
+    }
+  }
+
   private reputationScores(peers: readonly string[]): Map<string, number> {
     return new Map(peers.map((p) => [p, this.book?.score(p) ?? 0]))
   }
@@ -504,7 +545,9 @@ export class InferCoordinator {
       scores: this.reputationScores(eligible()),
       shard: range.index,
     })
-    const replicas = this.book?.replicasFor(first, job.replicas) ?? job.replicas
+    // never more than the peers there are to run them (nor fewer than R: the vote then reports why)
+    const adapted = this.book?.replicasFor(first, job.replicas) ?? job.replicas
+    const replicas = Math.min(adapted, Math.max(job.replicas, eligible().length))
     let count = replicas
     for (;;) {
       signal.throwIfAborted()
@@ -522,20 +565,29 @@ export class InferCoordinator {
       const settled = await Promise.allSettled(
         peers.map(async (peer) => {
           await this.ensureAssigned(live, peer, range.index, signal)
-          const answer = await requestShard(
-            this.init.host,
-            peerIdFromString(peer),
-            {
-              task: live.view.id,
-              shard: range.index,
-              modelCid: job.modelCid.toString(),
-              inputCid: job.shardCids[range.index].toString(),
-              rows,
-              ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
-            },
-            { signal, timeoutMs: this.runTimeoutMs },
-          )
-          return { peer, ...answer }
+          for (let attempt = 1; ; attempt++) {
+            try {
+              const answer = await this.withPeerSlot(peer, signal, () =>
+                requestShard(
+                  this.init.host,
+                  peerIdFromString(peer),
+                  {
+                    task: live.view.id,
+                    shard: range.index,
+                    modelCid: job.modelCid.toString(),
+                    inputCid: job.shardCids[range.index].toString(),
+                    rows,
+                    ...(job.requirements !== undefined ? { requirements: job.requirements } : {}),
+                  },
+                  { signal, timeoutMs: this.runTimeoutMs },
+                ),
+              )
+              return { peer, ...answer }
+            } catch (error) {
+              if (!(error instanceof InferBusyError) || attempt >= BUSY_TRIES_MAX) throw error
+              await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS * attempt))
+            }
+          }
         }),
       )
       settled.forEach((s, i) => {

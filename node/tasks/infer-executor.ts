@@ -269,7 +269,11 @@ export class InferWorker {
       }
       if (frame.op === 'assign') {
         const answer = await this.assign(from, frame.task, frame.shards, signal)
-        if (!answer.ok) await refuse(answer.busy === true ? 'busy' : 'declined', answer)
+        if (!answer.ok)
+          await refuse(
+            answer.busy === true ? 'busy' : answer.declined === true ? 'declined' : 'unusable',
+            answer,
+          )
         else await reply(answer)
         return
       }

@@ -1,8 +1,9 @@
 // Proves bad input to inference is refused with a clear reason and never crashes a node, on real
-// daemons over libp2p on loopback: garbage, oversized and out-of-range /shardnet/infer/1.0.0 requests
-// and requests for blocks the worker cannot get are answered with a refusal and counted, the worker
-// still serves afterwards, and malformed submissions (bad input file, missing model) get a 400 naming
-// the problem, and a task no worker is eligible for fails naming why they declined.
+// daemons over libp2p on loopback: garbage and out-of-range /shardnet/infer/1.0.0 requests, runs of
+// shards nobody assigned and an assignment whose task spec cannot be fetched are answered with a
+// refusal and counted, an oversized first frame is dropped and counted, the worker still serves
+// afterwards, malformed submissions (bad input file, missing model) get a 400 naming the problem, and a
+// task no worker is eligible for fails naming why they declined.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,7 +16,7 @@ import { PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import { initialHostLayers, type MlpArchitecture, parameterCount } from '../../kernels/models/mlp.js'
 import type { Daemon } from '../../node/daemon.js'
 import { saveModel } from '../../node/executor/model-files.js'
-import { INFER_PROTOCOL, requestShard } from '../../node/tasks/infer-executor.js'
+import { assignShards, INFER_PROTOCOL, requestShard } from '../../node/tasks/infer-executor.js'
 import { apiRequest } from './daemon-helpers.js'
 import { startTaskNetwork, stopAll, submitTask, waitForTask } from './tasks-helpers.js'
 
@@ -64,10 +65,12 @@ describe('inference bad input', () => {
         ),
       ),
     ).toMatch(/malformed request: rows/)
-    expect(await ask(submitter, worker, new Uint8Array(8000))).toMatch(/malformed/)
-    expect(counters.malformed).toBe(4)
+    expect(counters.malformed).toBe(3)
+    // a first frame over the header limit: the stream is dropped as soon as its length prefix is read
+    await expect(ask(submitter, worker, new Uint8Array(8000))).rejects.toThrow()
+    expect(counters.oversized).toBe(1)
 
-    // well formed, but the blocks exist nowhere: a refusal with the reason, counted as unusable
+    // well formed, but no submitter assigned that shard here: refused before anything is fetched
     const missing = CID.create(1, raw.code, await sha256.digest(new TextEncoder().encode('nothing here')))
     await expect(
       requestShard(
@@ -76,7 +79,12 @@ describe('inference bad input', () => {
         { task: 't', shard: 0, rows: 1, modelCid: missing.toString(), inputCid: missing.toString() },
         { timeoutMs: 60_000 },
       ),
-    ).rejects.toThrow(/the worker refused/)
+    ).rejects.toThrow(/the worker refused: .*not assigned/)
+    expect(counters.unassigned).toBe(1)
+    // an assignment of a task whose spec block exists nowhere is refused naming why
+    await expect(
+      assignShards(submitter.host, worker.peerId, missing.toString(), [0], { timeoutMs: 60_000 }),
+    ).rejects.toThrow(/cannot fetch the task spec/)
     expect(counters.unusable).toBe(1)
     // the node is still up and answering
     expect(await ask(submitter, worker, new TextEncoder().encode('{}'))).toMatch(/malformed request: task/)

@@ -1,7 +1,8 @@
 // Proves an inference task runs end to end across real daemons on loopback (libp2p, blocks, the
 // /shardnet/infer/1.0.0 protocol, cpu backend): with one worker that lies (the test wraps its compute
 // step to add 0.5 to its logits) the predictions still come back complete, ordered and bitwise equal
-// to a local forward pass, the disagreeing shards are re-run elsewhere, and the liar's score drops;
+// to a local forward pass, every shard runs on one more replica than asked (the workers are newcomers
+// to the submitter's reputation book), the liar is outvoted and recorded as disagreeing, its score drops;
 // the same model submitted again by its bundle CID with R = 3 is accepted by 2 of 3 without a re-run.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -87,16 +88,22 @@ describe('inference across daemons with a lying replica', () => {
     expect(output.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
     expect(output.predictions.map((p) => p.class)).toEqual(argmaxRows(local, 10))
 
-    // the liar ran at least one shard (8 shards on 2 of 3 workers), was outvoted there, and re-runs
-    // went to another worker; it never counts as agreeing
+    // every worker is a newcomer to the submitter's reputation book, so each shard ran on R + 1 = 3
+    // replicas (adaptive replication): the liar was outvoted on every shard it ran, without re-runs,
+    // and it never counts as agreeing
     const liarId = liar.peerId.toString()
     expect(output.shards).toHaveLength(SHARDS)
     expect(output.agreement.outliers).toEqual([liarId])
-    expect(output.agreement.reruns).toBeGreaterThanOrEqual(1)
     for (const shard of output.shards) {
+      expect(shard.replicas).toBe(3)
       expect(shard.agreeing).toHaveLength(2)
       expect(shard.agreeing).not.toContain(liarId)
     }
+    expect(output.agreement.reruns).toBe(0)
+    // the book recorded each replica's outcome
+    const book = submitter.tasks.inference.reputation!
+    expect(book.counts(liarId).disagreed).toBe(SHARDS)
+    expect(book.counts(daemons[1].peerId.toString()).agreed).toBe(SHARDS)
     expect(output.agreement.agreement).toBeLessThan(1)
     expect(output.agreement.scores[liarId]).toBeLessThan(0)
     for (const honest of daemons.slice(1, 3)) {
