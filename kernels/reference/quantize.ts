@@ -21,18 +21,28 @@ export function int8BlockScale(maxAbs: number): number {
   return maxAbs < INT8_BLOCK_MAX_MIN ? 0 : Math.fround(maxAbs / 127)
 }
 
+/** how near a half the float64 quotient must be to be checked exactly (its error is below 2^-45) */
+const HALF_MARGIN = 2 ** -40
+
 /**
  * x / scale rounded to the nearest integer (an exact half away from zero) and clamped to
  * [-127, 127], for a float32 x and a nonzero float32 scale; 0 for NaN.
  */
 export function quantizeInt8Value(x: number, scale: number): number {
   const magnitude = Math.abs(x)
-  // the float64 quotient is within one step of the answer; exact comparisons settle it
-  let k = Math.min(127, Math.floor(magnitude / scale + 0.5))
-  if (!(k >= 0)) return 0
-  while (k > 0 && 2 * magnitude < (2 * k - 1) * scale) k--
-  while (k < 127 && 2 * magnitude >= (2 * k + 1) * scale) k++
-  return x < 0 ? -k : k
+  // the float64 quotient (at most ~128, relative error 2^-53) decides unless it is within
+  // HALF_MARGIN of a half; there exact comparisons settle it
+  const shifted = magnitude / scale + 0.5
+  let k = Math.floor(shifted)
+  const fraction = shifted - k
+  if (fraction < HALF_MARGIN || fraction > 1 - HALF_MARGIN) {
+    while (k > 0 && 2 * magnitude < (2 * k - 1) * scale) k--
+    while (2 * magnitude >= (2 * k + 1) * scale) k++
+  }
+  // k | 0 is 0 for NaN; the sign applied by a mask, not a branch (random signs mispredict)
+  const clamped = Math.min(k, 127) | 0
+  const negative = -((x < 0) as unknown as number)
+  return (clamped ^ negative) - negative
 }
 
 /**

@@ -294,9 +294,16 @@ describe.each(BACKENDS)('%s backend ops match the reference', (name) => {
       return Math.log(sum) - (z[labels[row]] - max)
     })
     const { loss, gradLogits } = backend.softmaxCrossEntropy(upload(logits, [3, 4]), upload(labels, [3]))
-    track(gradLogits)
     // log(2), log(1 + e^-1) + 1 and 1e4 + log(2): device log/exp within a few ulps
     expectClose('huge-logit loss', expected, await backend.read(track(loss)), { atol: 1e-6, rtol: 1e-6 })
+    // float64 oracle of the gradient (softmax - onehot) / M: finite, and the rows' exact shares
+    const expectedGrad = [0, 1, 2].flatMap((row) => {
+      const z = [...logits.slice(row * 4, row * 4 + 4)]
+      const max = Math.max(...z)
+      const sum = z.reduce((total, value) => total + Math.exp(value - max), 0)
+      return z.map((value, j) => (Math.exp(value - max) / sum - (j === labels[row] ? 1 : 0)) / 3)
+    })
+    expectClose('huge-logit gradient', expectedGrad, await backend.read(track(gradLogits)), SOFTMAX_GRAD)
   })
 
   it('throws ShapeError on mismatched shapes before enqueuing anything', () => {
