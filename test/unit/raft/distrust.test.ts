@@ -65,6 +65,25 @@ describe('a distrusted candidate gets no vote', () => {
     expect(network.node('2').status().vote).toBe(NONE)
   })
 
+  it('a vote cast stays cast: distrust never frees it for a second candidate of the same term', () => {
+    const network = new TestNetwork(['1', '2', '3'])
+    network.node('1').campaign()
+    network.processAll()
+    const requests = network.mailbox.filter((m) => m.type === 'MsgVote' && m.to === '3')
+    network.mailbox = []
+    network.node('3').step(requests[0]) // 3 votes for 1 at term 1
+    network.processAll()
+    expect(network.node('3').status().vote).toBe('1')
+    network.node('3').distrust('1')
+    network.mailbox = []
+    // 2 asks for 3's vote in the same term: refused, 3 voted already
+    network.node('3').step({ ...requests[0], from: '2' })
+    network.processAll()
+    expect(network.node('3').status().vote).toBe('1')
+    const answers = network.mailbox.filter((m) => m.type === 'MsgVoteResp' && m.to === '2')
+    expect(answers.map((m) => m.reject)).toEqual([true])
+  })
+
   it('a vote already counted from a peer stops counting once the candidate distrusts it', () => {
     const network = new TestNetwork(['1', '2', '3', '4', '5'])
     network.node('1').campaign()
