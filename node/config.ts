@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { API_HOST_DEFAULT } from './api/server.js'
@@ -31,6 +32,24 @@ const multiaddrString = z.string().refine(
   { message: 'is not a valid multiaddr' },
 )
 
+/** Peer ids an allow-list holds at most. */
+export const ALLOW_LIST_MAX = 10_000
+/** The claim staffing timeout's bounds (node/tasks/worker.ts CLAIM_STAFFING_TIMEOUT_MS_DEFAULT is 30 s). */
+export const CLAIM_TIMEOUT_MS_MIN = 1_000
+export const CLAIM_TIMEOUT_MS_MAX = 3_600_000
+
+const peerIdString = z.string().refine(
+  (text) => {
+    try {
+      peerIdFromString(text)
+      return true
+    } catch {
+      return false
+    }
+  },
+  { message: 'is not a valid peer id (expected e.g. 12D3KooW... or Qm...)' },
+)
+
 const bootstrapAddress = multiaddrString.refine((text) => /\/p2p\/[^/]+$/.test(text), {
   message: 'must end with /p2p/<peer id>',
 })
@@ -47,6 +66,12 @@ export const configFileSchema = z.strictObject({
   swarmKeyFile: z.string().min(1).optional(),
   backend: z.enum(['webgpu', 'cpu']).optional(),
   maxConnections: z.number().int().min(1).max(10_000).optional(),
+  /** peer ids of the workers this node staffs its tasks with; empty or absent: anyone */
+  allowedWorkers: z.array(peerIdString).max(ALLOW_LIST_MAX).optional(),
+  /** peer ids of the submitters whose tasks this node claims; empty or absent: anyone's */
+  allowedSubmitters: z.array(peerIdString).max(ALLOW_LIST_MAX).optional(),
+  /** how long a claim holds a worker's slot when the submitter does not assign, in ms */
+  claimTimeoutMs: z.number().int().min(CLAIM_TIMEOUT_MS_MIN).max(CLAIM_TIMEOUT_MS_MAX).optional(),
 })
 
 export type ConfigFile = z.infer<typeof configFileSchema>
@@ -65,6 +90,12 @@ export interface NodeConfig {
   /** the backend this node prefers; it falls back to cpu when webgpu is unavailable */
   backend: 'webgpu' | 'cpu'
   maxConnections: number
+  /** peer ids of the workers this node staffs its tasks with; empty: anyone */
+  allowedWorkers: string[]
+  /** peer ids of the submitters whose tasks this node claims; empty: anyone's */
+  allowedSubmitters: string[]
+  /** how long a claim holds a worker's slot unassigned; undefined: the worker's default */
+  claimTimeoutMs?: number
 }
 
 /** Flags as the CLI parsed them; undefined means "not given". */
@@ -128,6 +159,9 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
       swarmKeyFile: overrides.swarmKeyFile,
       backend: overrides.backend,
       maxConnections: overrides.maxConnections,
+      allowedWorkers: overrides.allowedWorkers,
+      allowedSubmitters: overrides.allowedSubmitters,
+      claimTimeoutMs: overrides.claimTimeoutMs,
     }).filter(([, value]) => value !== undefined),
   )
   parseConfigFile(flagged, 'flags')
@@ -141,7 +175,11 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
     allowRemoteApi: pick('allowRemoteApi') ?? false,
     backend: pick('backend') ?? 'webgpu',
     maxConnections: pick('maxConnections') ?? MAX_CONNECTIONS_DEFAULT,
+    allowedWorkers: pick('allowedWorkers') ?? [],
+    allowedSubmitters: pick('allowedSubmitters') ?? [],
   }
+  const claimTimeoutMs = pick('claimTimeoutMs')
+  if (claimTimeoutMs !== undefined) config.claimTimeoutMs = claimTimeoutMs
   const swarmKeyFile = pick('swarmKeyFile')
   if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile
   if (!isLoopbackHost(config.apiHost) && !config.allowRemoteApi) {

@@ -6,6 +6,7 @@
 // when a later step of start-up fails and when the daemon stops.
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { createBackend } from '../kernels/index.js'
@@ -38,6 +39,7 @@ import type { NodeConfig } from './config.js'
 import { backendProbe, type CapabilityProbe, type NodeCapability } from './executor/capability.js'
 import { createHost, dhtRoutingTableSize, readSwarmKey, type ShardnetHost } from './host.js'
 import { listPeers, type PeerEntry } from './peers.js'
+import { REPUTATION_FILE, ReputationBook } from './reputation.js'
 import { writeFileAtomic } from './store/atomic-file.js'
 import { FileBlockStore } from './store/block-store.js'
 import {
@@ -311,11 +313,19 @@ export class Daemon implements ApiNode {
       advertiser.start()
       cleanups.push('stopping the capability advertiser', () => advertiser.stop())
 
+      const reputation = await ReputationBook.open(join(paths.root, REPUTATION_FILE))
+      cleanups.push('writing the reputation book', () => reputation.flush())
       const tasks = new TaskService({
         host,
         dataDir: paths.root,
         blockStore,
         capability,
+        reputation,
+        policy: {
+          allowedWorkers: config.allowedWorkers,
+          allowedSubmitters: config.allowedSubmitters,
+          claimTimeoutMs: config.claimTimeoutMs,
+        },
         ...init.taskService,
       })
       await tasks.start()

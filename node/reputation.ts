@@ -43,6 +43,8 @@ export const REPUTATION_EVENTS: readonly ReputationEvent[] = [
   'completed',
 ]
 
+/** The book's file name in the data dir. */
+export const REPUTATION_FILE = 'reputation.json'
 /** The score of a peer with no history. */
 export const NEUTRAL_SCORE = 0.5
 export const REPUTATION_PEERS_MAX_DEFAULT = 10_000

@@ -6,13 +6,22 @@
 
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
-import type { Claimant } from '../../protocols/tasks/assignment.js'
+import { type Claimant, NEUTRAL_SCORE } from '../../protocols/tasks/assignment.js'
+import {
+  CHALLENGE_SEED_BYTES,
+  CHALLENGE_SHAPE_DEFAULT,
+  CHALLENGE_TIMEOUT_MS_DEFAULT,
+  type ChallengeShape,
+  challengeGflops,
+  checkChallengeAnswer,
+} from '../../protocols/tasks/challenge.js'
 import {
   type ClaimPart,
   ClaimRefusedError,
@@ -56,6 +65,7 @@ import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js
 import { createTrainingState, decodeState, encodeState } from '../../protocols/training/state.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import { ModelFilesError } from '../executor/model-files.js'
+import type { ReputationBook } from '../reputation.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { InferenceInputError } from './infer-files.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
@@ -110,8 +120,47 @@ export interface CoordinatorInit {
    * @default REANNOUNCE_MS_DEFAULT
    */
   reannounceMs?: number
+  /** this node's record of its peers: staffing prefers better scores; outcomes are recorded in it */
+  reputation?: ReputationBook
+  /** peer ids (strings) of the workers this submitter staffs; empty or absent: anyone */
+  allowedWorkers?: ReadonlySet<string>
+  /** the capability challenge's shape. @default CHALLENGE_SHAPE_DEFAULT */
+  challengeShape?: ChallengeShape
+  /** how long a challenge's answer may take. @default CHALLENGE_TIMEOUT_MS_DEFAULT */
+  challengeTimeoutMs?: number
   now?: () => number
 }
+
+/** A claimant whose reputation score is below this is not staffed (one lie with no other history is). */
+export const STAFF_SCORE_MIN = 0.25
+/** Challenges waiting for their turn at once (they run one at a time, so timings do not overlap). */
+export const CHALLENGES_PENDING_MAX = 32
+/** A peer's measured speed is reused for this long (a worker re-claims while a task keeps staffing). */
+export const MEASURED_REUSE_MS = 10 * 60_000
+/** Peers whose measured speed is remembered. */
+export const MEASURED_MAX = 1_000
+/** Reputation events recorded from one group report at most, per member and kind. */
+const REPORT_EVENTS_MAX = 10
+
+/** What the submitter refused or measured, by reason (the daemon exports them as metrics). */
+export interface CoordinatorCounters {
+  /** claims from workers not on the allow-list */
+  claimsNotAllowed: number
+  /** claims from peers whose reputation score is under STAFF_SCORE_MIN */
+  claimsLowScore: number
+  challengesPassed: number
+  /** answers that failed the float64 check (recorded as 'lied') */
+  challengesWrong: number
+  /** answers later than the challenge timeout, or none (recorded as 'timed-out') */
+  challengesLate: number
+  /** claims refused because CHALLENGES_PENDING_MAX challenges were waiting */
+  challengesBusy: number
+}
+
+/** The result of measuring a claimant. */
+type Measurement =
+  | { ok: true; gflops: number }
+  | { ok: false; fault: 'wrong' | 'late' | 'busy'; reason: string }
 
 /** How often the coordinator checks stalls, deadlines and re-announcements. */
 export const TICK_MS_DEFAULT = 500
@@ -176,6 +225,29 @@ export class Coordinator {
   private readonly now: () => number
   private timer: NodeJS.Timeout | undefined
   private readonly shutdown = new AbortController()
+  readonly counters: CoordinatorCounters = {
+    claimsNotAllowed: 0,
+    claimsLowScore: 0,
+    challengesPassed: 0,
+    challengesWrong: 0,
+    challengesLate: 0,
+    challengesBusy: 0,
+  }
+  /** measured speeds: peer id -> (GFLOP/s, when) */
+  private readonly measured = new Map<string, { gflops: number; atMs: number }>()
+  private challengeTurn: Promise<void> = Promise.resolve()
+  private challengesPending = 0
+  /**
+   * the latest per-member counts each reporter sent, and what was recorded from them:
+   * `${task}/${group}/${incarnation}` -> ...
+   */
+  private readonly reportsSeen = new Map<
+    string,
+    {
+      byReporter: Map<string, Map<string, { rejected: number; suspect: number; distrusted: boolean }>>
+      recorded: Map<string, { rejected: number; suspect: number; distrusted: boolean }>
+    }
+  >()
   private readonly effects: EffectHandlers = {
     assign: (live, effect) => this.assign(live, effect),
     'fetch-state': (live, effect) => this.fetchState(live, effect),
@@ -465,8 +537,16 @@ export class Coordinator {
       : this.onProgress(live, from.toString(), request.progress)
   }
 
-  private onClaim(live: LiveTask, peer: string, claim: SubmitterClaim): ClaimReply {
+  private async onClaim(live: LiveTask, peer: string, claim: SubmitterClaim): Promise<ClaimReply> {
     const nowMs = this.now()
+    const allowed = this.init.allowedWorkers
+    if (allowed !== undefined && allowed.size > 0 && !allowed.has(peer)) {
+      this.counters.claimsNotAllowed++
+      return {
+        status: ClaimResponse.Status.REFUSED,
+        reason: 'this submitter staffs only the workers it lists',
+      }
+    }
     if (!isRecruiting(live.record)) {
       return {
         status: ClaimResponse.Status.REFUSED,
@@ -478,19 +558,199 @@ export class Coordinator {
       this.apply(live, { type: 'decline', peerId: peer, reason: claim.reason || 'no reason given', nowMs })
       return { status: ClaimResponse.Status.OK, reason: 'noted' }
     }
-    const claimant: Claimant = {
+    // a worker claims again when its claim lapsed while the task kept staffing: already counted
+    const record = live.record
+    if (
+      record.claimants.some((c) => c.peerId === peer) ||
+      (record.spares ?? []).some((c) => c.peerId === peer) ||
+      record.groups.some((g) => g.members.includes(peer))
+    )
+      return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
+    const score = this.init.reputation?.score(peer) ?? NEUTRAL_SCORE
+    if (score < STAFF_SCORE_MIN) {
+      this.counters.claimsLowScore++
+      const reason = 'this submitter does not staff peers with its record of this one'
+      this.apply(live, { type: 'decline', peerId: peer, reason, nowMs })
+      return { status: ClaimResponse.Status.REFUSED, reason }
+    }
+    const declared: Claimant = {
       peerId: peer,
       backend: claim.capability.backend,
       gflops: claim.capability.gflops,
       maxBufferBytes: claim.capability.maxBufferBytes,
     }
+    // what the claim admits to is checked first (no need to measure a worker that says it is too slow)
+    const admitted = unmetRequirement(live.spec.requirements, declared)
+    if (admitted !== undefined) {
+      this.apply(live, { type: 'decline', peerId: peer, reason: admitted, nowMs })
+      return { status: ClaimResponse.Status.REFUSED, reason: admitted }
+    }
+    const measurement = await this.measure(peer, this.taskCidBytes(live))
+    if (!measurement.ok) {
+      if (measurement.fault !== 'busy') {
+        this.apply(live, { type: 'decline', peerId: peer, reason: measurement.reason, nowMs: this.now() })
+      }
+      return { status: ClaimResponse.Status.REFUSED, reason: measurement.reason }
+    }
+    const claimant: Claimant = { ...declared, gflops: measurement.gflops, score }
     const refusal = unmetRequirement(live.spec.requirements, claimant)
     if (refusal !== undefined) {
-      this.apply(live, { type: 'decline', peerId: peer, reason: refusal, nowMs })
-      return { status: ClaimResponse.Status.REFUSED, reason: refusal }
+      const reason = `measured: ${refusal}`
+      this.apply(live, { type: 'decline', peerId: peer, reason, nowMs: this.now() })
+      return { status: ClaimResponse.Status.REFUSED, reason }
     }
-    this.apply(live, { type: 'claim', claimant, nowMs })
+    this.apply(live, { type: 'claim', claimant, nowMs: this.now() })
     return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
+  }
+
+  /**
+   * Measures a claimant with the capability challenge (protocols/tasks/challenge.ts): one challenge at a
+   * time, so timings do not overlap; a wrong answer is recorded as 'lied', a late one as 'timed-out'. A
+   * speed measured in the last MEASURED_REUSE_MS is reused.
+   */
+  private async measure(peer: string, taskCid: Uint8Array<ArrayBuffer>): Promise<Measurement> {
+    const known = this.measured.get(peer)
+    if (known !== undefined && this.now() - known.atMs < MEASURED_REUSE_MS)
+      return { ok: true, gflops: known.gflops }
+    if (this.challengesPending >= CHALLENGES_PENDING_MAX) {
+      this.counters.challengesBusy++
+      return {
+        ok: false,
+        fault: 'busy',
+        reason: 'the submitter is measuring other claimants; claim again later',
+      }
+    }
+    this.challengesPending++
+    const turn = this.challengeTurn.then(() => this.challenge(peer, taskCid))
+    this.challengeTurn = turn.then(
+      () => {},
+      () => {},
+    )
+    try {
+      return await turn
+    } finally {
+      this.challengesPending--
+    }
+  }
+
+  private async challenge(peer: string, taskCid: Uint8Array<ArrayBuffer>): Promise<Measurement> {
+    const shape = this.init.challengeShape ?? CHALLENGE_SHAPE_DEFAULT
+    const timeoutMs = this.init.challengeTimeoutMs ?? CHALLENGE_TIMEOUT_MS_DEFAULT
+    const seed = crypto.getRandomValues(new Uint8Array(CHALLENGE_SEED_BYTES))
+    const started = performance.now()
+    let answer: Uint8Array
+    try {
+      const response = await this.init.claims.send(
+        peerIdFromString(peer),
+        { challenge: { taskCid, seed, ...shape } },
+        { signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.shutdown.signal]) },
+      )
+      answer = response.challengeResult
+    } catch (error) {
+      this.counters.challengesLate++
+      this.init.reputation?.record(peer, 'timed-out', this.now())
+      return {
+        ok: false,
+        fault: 'late',
+        reason: `no answer to the capability challenge within ${timeoutMs} ms (${(error as Error).message})`,
+      }
+    }
+    const seconds = (performance.now() - started) / 1000
+    if (seconds * 1000 > timeoutMs) {
+      this.counters.challengesLate++
+      this.init.reputation?.record(peer, 'timed-out', this.now())
+      return {
+        ok: false,
+        fault: 'late',
+        reason: `the capability challenge took ${Math.round(seconds * 1000)} ms`,
+      }
+    }
+    const fault = checkChallengeAnswer(seed, shape, answer)
+    if (fault !== undefined) {
+      this.counters.challengesWrong++
+      this.init.reputation?.record(peer, 'lied', this.now())
+      log('%s answered the capability challenge wrong (%s)', peer, fault)
+      return { ok: false, fault: 'wrong', reason: `a wrong answer to the capability challenge (${fault})` }
+    }
+    this.counters.challengesPassed++
+    const gflops = challengeGflops(shape, seconds)
+    this.measured.delete(peer)
+    this.measured.set(peer, { gflops, atMs: this.now() })
+    while (this.measured.size > MEASURED_MAX)
+      this.measured.delete(this.measured.keys().next().value as string)
+    log('measured %s: %d GFLOP/s (%d ms)', peer, gflops, Math.round(seconds * 1000))
+    return { ok: true, gflops }
+  }
+
+  /** Whether `peer` claimed, or works on, a live task of this submitter (the claim protocol's budgets). */
+  knows(peer: string): boolean {
+    for (const live of this.tasks.values()) {
+      const r = live.record
+      if (isTerminal(r.state)) continue
+      if (r.claimants.some((c) => c.peerId === peer) || r.groups.some((g) => g.members.includes(peer)))
+        return true
+      if ((r.spares ?? []).some((c) => c.peerId === peer)) return true
+    }
+    return false
+  }
+
+  /** The speed this submitter measured for `peer` (for tests and the API), if any. */
+  measuredGflops(peer: string): number | undefined {
+    return this.measured.get(peer)?.gflops
+  }
+
+  /**
+   * Records reputation from the per-member counts of a group's reports. The counts come from the group's
+   * replicated state, so every honest member reports the same: a count is believed only as far as a
+   * majority of the group's members report at least it (one lying reporter cannot frame anyone).
+   */
+  private noteReports(
+    live: LiveTask,
+    group: GroupRecord,
+    reporter: string,
+    progress: SubmitterProgress,
+  ): void {
+    const book = this.init.reputation
+    if (book === undefined || progress.reports.length === 0) return
+    const key = `${live.record.id}/${group.group}/${group.incarnation ?? 0}`
+    let seen = this.reportsSeen.get(key)
+    if (seen === undefined) {
+      seen = { byReporter: new Map(), recorded: new Map() }
+      this.reportsSeen.set(key, seen)
+    }
+    const counts = new Map<string, { rejected: number; suspect: number; distrusted: boolean }>()
+    for (const report of progress.reports) {
+      const member = peerIdFromBytesString(report.member)
+      if (!group.members.includes(member)) continue
+      counts.set(member, {
+        rejected: report.rejected,
+        suspect: report.suspect,
+        distrusted: report.distrusted,
+      })
+    }
+    seen.byReporter.set(reporter, counts)
+    for (const r of seen.byReporter.keys()) if (!group.members.includes(r)) seen.byReporter.delete(r)
+    const majority = Math.floor(group.members.length / 2) + 1
+    const nowMs = this.now()
+    for (const member of group.members) {
+      const views = [...seen.byReporter.values()].map((m) => m.get(member)).filter((v) => v !== undefined)
+      if (views.length < majority) continue
+      const agreed = (field: 'rejected' | 'suspect') =>
+        views.map((v) => v[field]).sort((a, b) => b - a)[majority - 1]
+      const distrusted = views.filter((v) => v.distrusted).length >= majority
+      const before = seen.recorded.get(member) ?? { rejected: 0, suspect: 0, distrusted: false }
+      const now = {
+        rejected: Math.max(before.rejected, agreed('rejected')),
+        suspect: Math.max(before.suspect, agreed('suspect')),
+        distrusted: before.distrusted || distrusted,
+      }
+      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, now.rejected - before.rejected); i++)
+        book.record(member, 'rejected', nowMs)
+      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, now.suspect - before.suspect); i++)
+        book.record(member, 'suspect', nowMs)
+      if (now.distrusted && !before.distrusted) book.record(member, 'lied', nowMs)
+      seen.recorded.set(member, now)
+    }
   }
 
   private onProgress(live: LiveTask, peer: string, progress: SubmitterProgress): ClaimReply {
@@ -518,6 +778,7 @@ export class Coordinator {
       })
       return { status: ClaimResponse.Status.OK, reason: 'error recorded' }
     }
+    this.noteReports(live, group, peer, progress)
     const leader = progress.leader.byteLength > 0 ? peerIdFromBytesString(progress.leader) : ''
     this.apply(live, {
       type: 'progress',
@@ -777,6 +1038,11 @@ export class Coordinator {
       history: live.record.history.map((point) => ({ ...point })),
       createdAt: new Date(this.now()).toISOString(),
     })
+    // every member of the final groups did its part
+    for (const group of live.record.groups)
+      for (const member of group.members) this.init.reputation?.record(member, 'completed', this.now())
+    for (const key of this.reportsSeen.keys())
+      if (key.startsWith(`${live.record.id}/`)) this.reportsSeen.delete(key)
     this.apply(live, {
       type: 'finished',
       ...(score.accuracy !== undefined ? { accuracy: score.accuracy } : {}),

@@ -13,6 +13,7 @@ import { type ClaimPart, type ClaimReply, ClaimsProtocol } from '../../protocols
 import type { TaskGossip } from '../../protocols/tasks/index.js'
 import type { GroupMemberComponents } from '../../protocols/training/types.js'
 import type { NodeCapability } from '../executor/capability.js'
+import type { ReputationBook } from '../reputation.js'
 import type { FileBlockStore } from '../store/block-store.js'
 import { Coordinator } from './coordinator.js'
 import { InferCoordinator } from './infer-coordinator.js'
@@ -45,6 +46,10 @@ export interface TaskServiceInit {
   trainRaft?: TrainExecutorInit['raft']
   /** how this node's inference worker computes a shard's logits. @default predictLogits */
   inferPredict?: InferWorkerInit['predict']
+  /** this node's record of its peers (node/reputation.ts), used to staff and to choose replicas */
+  reputation?: ReputationBook
+  /** who may work for this node and whose tasks it claims (node config), and the claim staffing timeout */
+  policy?: { allowedWorkers?: string[]; allowedSubmitters?: string[]; claimTimeoutMs?: number }
 }
 
 export class TaskService {
@@ -53,6 +58,7 @@ export class TaskService {
   readonly claims: ClaimsProtocol
   readonly inference: InferCoordinator
   readonly inferWorker: InferWorker
+  readonly reputation: ReputationBook | undefined
   private readonly peerId: PeerId
   /** peers this node knows to subscribe to the task topic (gossip reaches them) */
   readonly topicPeers: () => number
@@ -62,6 +68,7 @@ export class TaskService {
     this.peerId = host.peerId
     this.topicPeers = () => host.services.pubsub.getSubscribers(host.services.tasks.topic).length
     const folders = taskFolders(init.dataDir)
+    this.reputation = init.reputation
     const openBackend =
       init.openBackend ??
       (() => createBackend({ prefer: init.capability.backend === 'webgpu' ? 'webgpu' : 'cpu' }))
@@ -72,6 +79,7 @@ export class TaskService {
         dialProtocol: (peer, protocol, options) => host.dialProtocol(peer, protocol, options),
       },
       handler: (from, request) => this.dispatch(from, request),
+      isKnown: (peer) => this.coordinator.knows(peer) || this.worker.knows(peer),
     })
     this.inference = new InferCoordinator({
       peerId: host.peerId,
@@ -100,6 +108,8 @@ export class TaskService {
       openBackend,
       stallMs: init.stallMs,
       reannounceMs: init.reannounceMs,
+      reputation: init.reputation,
+      allowedWorkers: new Set(init.policy?.allowedWorkers ?? []),
     })
     this.worker = new Worker({
       peerId: host.peerId,
@@ -111,6 +121,8 @@ export class TaskService {
       workFolder: folders.raft,
       openBackend,
       progressIntervalMs: init.progressIntervalMs,
+      claimTimeoutMs: init.policy?.claimTimeoutMs,
+      allowedSubmitters: new Set(init.policy?.allowedSubmitters ?? []),
       executors: [
         trainExecutor({
           components: { peerId: host.peerId, raft: host.services.raft, gradients: host.services.gradients },
@@ -148,6 +160,7 @@ export class TaskService {
       case 'assignment':
       case 'outer':
       case 'cancel':
+      case 'challenge':
         return this.worker.handle(from, request)
     }
   }

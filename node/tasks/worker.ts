@@ -10,6 +10,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { Backend } from '../../kernels/backend.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
+import { computeChallenge } from '../../protocols/tasks/challenge.js'
 import {
   type ClaimPart,
   type ClaimReply,
@@ -26,7 +27,7 @@ import {
   type TrainTaskSpec,
   unmetRequirement,
 } from '../../protocols/tasks/spec.js'
-import type { GroupProgress } from '../../protocols/wire/claims.js'
+import type { GroupProgress, MemberCounts } from '../../protocols/wire/claims.js'
 import { peerIdFromBytes } from '../../protocols/wire/validation/index.js'
 import { type NodeCapability, offerOf } from '../executor/capability.js'
 import { CoalescingWriter, RecordFolder } from './records.js'
@@ -39,9 +40,45 @@ const FETCH_ATTEMPTS_MAX = 6
 export const CONCURRENT_TASKS_MAX_DEFAULT = 1
 /** How often a running assignment reports its progress to the submitter. */
 export const PROGRESS_INTERVAL_MS_DEFAULT = 1000
+/**
+ * How long a claim holds one of this worker's slots when the submitter does not assign, whatever the
+ * announcement's own expiry says: a submitter that never assigns (or an attacker's announcement) cannot
+ * keep the worker from real tasks for longer. A task still staffing is announced again every
+ * REANNOUNCE_MS_DEFAULT, and the worker claims it again once the cool-down below has passed.
+ */
+export const CLAIM_STAFFING_TIMEOUT_MS_DEFAULT = 30_000
+/**
+ * After a claim lapsed unassigned, the same task (and any task of the same submitter) is not claimed
+ * again for this long, so the slot is free for other submitters' announcements meanwhile.
+ */
+export const CLAIM_COOLDOWN_MS_DEFAULT = 30_000
+/** Tasks remembered as declined (or cooling down); the entry set longest ago goes first. */
+export const DECLINED_MAX_DEFAULT = 1_000
+/** How long a declined task is remembered at most, whatever its announcement's expiry says. */
+export const DECLINED_TTL_MS_MAX = 10 * 60_000
+/** Claims (and declines) on their way to submitters at once; more announcements are ignored (counted). */
+export const CLAIM_SENDS_MAX_DEFAULT = 8
+/** Claims remembered (live, or lapsed but still assignable while a slot is free). */
+export const CLAIMED_MAX_DEFAULT = 256
+
+/** What the worker dropped or refused, by reason (exported as metrics by the daemon). */
+export interface WorkerCounters {
+  /** claims that lapsed unassigned after the staffing timeout */
+  claimsLapsed: number
+  /** declined (or cooling-down) entries evicted to stay within DECLINED_MAX_DEFAULT */
+  declinedEvicted: number
+  /** announcements ignored because CLAIM_SENDS_MAX_DEFAULT claims were already in flight */
+  sendsBusy: number
+  /** announcements of submitters not on this worker's allow-list */
+  submitterNotAllowed: number
+  /** cancels, challenges and assignments from a peer that is not the claim's submitter */
+  notFromSubmitter: number
+  /** challenges computed for submitters */
+  challengesAnswered: number
+}
 
 /** The requests a submitter sends its workers. */
-export type WorkerRequest = Extract<ClaimPart, { type: 'assignment' | 'outer' | 'cancel' }>
+export type WorkerRequest = Extract<ClaimPart, { type: 'assignment' | 'outer' | 'cancel' | 'challenge' }>
 
 /** What an assignment says, stored so a restarted daemon resumes it. */
 export interface AssignedRecord {
@@ -65,7 +102,20 @@ export interface AssignedRecord {
 /** Progress fields an executor reports; merged into the latest report, sent periodically. */
 export type ProgressUpdate = Partial<
   Pick<GroupProgress, 'step' | 'loss' | 'samplesPerSecond' | 'outerRound' | 'done' | 'error' | 'appliedRound'>
-> & { leader?: string; members?: string[]; paramsCid?: CID | null; stateCid?: CID | null }
+> & {
+  leader?: string
+  members?: string[]
+  paramsCid?: CID | null
+  stateCid?: CID | null
+  /** the group's per-member counts (MemberReport of protocols/training) and whether it distrusts each */
+  reports?: Array<{
+    member: string
+    accepted: number
+    rejected: number
+    suspect: number
+    distrusted: boolean
+  }>
+}
 
 /** Everything an executor needs to run one assignment of a task with this spec. */
 export interface ExecutionContext<S extends TaskSpec = TaskSpec> {
@@ -132,7 +182,16 @@ export interface WorkerInit {
   concurrentTasksMax?: number
   /** how often a running assignment reports its progress. @default PROGRESS_INTERVAL_MS_DEFAULT */
   progressIntervalMs?: number
-  /** a claim not answered with an assignment within the task's staffing deadline is dropped. */
+  /** @default CLAIM_STAFFING_TIMEOUT_MS_DEFAULT */
+  claimTimeoutMs?: number
+  /** @default CLAIM_COOLDOWN_MS_DEFAULT */
+  claimCooldownMs?: number
+  /** @default DECLINED_MAX_DEFAULT */
+  declinedMax?: number
+  /**
+   * peer ids (strings) of the submitters whose tasks this worker claims; empty or absent: anyone's.
+   */
+  allowedSubmitters?: ReadonlySet<string>
   now?: () => number
 }
 
@@ -154,15 +213,37 @@ export class Worker {
   private readonly init: WorkerInit
   private readonly concurrentTasksMax: number
   private readonly progressIntervalMs: number
+  private readonly claimTimeoutMs: number
+  private readonly claimCooldownMs: number
+  private readonly declinedMax: number
   private readonly records: RecordFolder<AssignedRecord>
   private readonly running = new Map<string, Running>()
-  /** tasks claimed and not yet assigned (or refused): task id -> (submitter, expiry) */
-  private readonly claimed = new Map<string, { submitter: string; expiresMs: number }>()
   /**
-   * tasks this worker told the submitter it cannot run: task id -> expiry
-   * (re-announcements are not answered again)
+   * tasks claimed and not yet assigned: task id -> (submitter, when the claim stops holding a slot,
+   * whether the submitter's one challenge was answered). A lapsed claim is still assignable while a
+   * slot is free; it is dropped once CLAIMED_MAX_DEFAULT newer ones are held.
+   */
+  private readonly claimed = new Map<
+    string,
+    { submitter: string; expiresMs: number; challenged: boolean; lapsed: boolean }
+  >()
+  /**
+   * tasks this worker told the submitter it cannot run, and tasks whose claim lapsed unassigned:
+   * task id -> until when re-announcements are not answered (bounded: declinedMax, DECLINED_TTL_MS_MAX)
    */
   private readonly declined = new Map<string, number>()
+  /** submitters whose claim lapsed unassigned: peer id -> until when their tasks are not claimed */
+  private readonly coolingSubmitters = new Map<string, number>()
+  private sends = 0
+  private challengeBackend: Promise<Backend> | undefined
+  readonly counters: WorkerCounters = {
+    claimsLapsed: 0,
+    declinedEvicted: 0,
+    sendsBusy: 0,
+    submitterNotAllowed: 0,
+    notFromSubmitter: 0,
+    challengesAnswered: 0,
+  }
   private readonly shutdown = new AbortController()
   private readonly now: () => number
   private readonly onAnnouncement = (event: CustomEvent<ReceivedAnnouncement>) =>
@@ -174,6 +255,25 @@ export class Worker {
     this.now = init.now ?? Date.now
     this.concurrentTasksMax = init.concurrentTasksMax ?? CONCURRENT_TASKS_MAX_DEFAULT
     this.progressIntervalMs = init.progressIntervalMs ?? PROGRESS_INTERVAL_MS_DEFAULT
+    this.claimTimeoutMs = init.claimTimeoutMs ?? CLAIM_STAFFING_TIMEOUT_MS_DEFAULT
+    this.claimCooldownMs = init.claimCooldownMs ?? CLAIM_COOLDOWN_MS_DEFAULT
+    this.declinedMax = init.declinedMax ?? DECLINED_MAX_DEFAULT
+  }
+
+  /** Whether `peer` submitted a task this worker runs or holds a claim on (the claim protocol's budgets). */
+  knows(peer: string): boolean {
+    for (const task of this.running.values()) if (task.record.submitter === peer) return true
+    for (const claim of this.claimed.values()) if (claim.submitter === peer) return true
+    return false
+  }
+
+  /** Sizes of the worker's bookkeeping (each bounded), for tests and metrics. */
+  sizes(): { claimed: number; declined: number; coolingSubmitters: number } {
+    return {
+      claimed: this.claimed.size,
+      declined: this.declined.size,
+      coolingSubmitters: this.coolingSubmitters.size,
+    }
   }
 
   async start(): Promise<void> {
@@ -193,6 +293,9 @@ export class Worker {
       task.controller.abort()
     }
     await Promise.all([...this.running.values()].map((t) => t.writer.flush()))
+    const backend = this.challengeBackend
+    this.challengeBackend = undefined
+    if (backend !== undefined) (await backend.catch(() => undefined))?.destroy()
   }
 
   /** Every assignment this node holds a record of, running or ended (for the API and tests). */
@@ -206,6 +309,41 @@ export class Worker {
     return this.running.size + [...this.claimed.values()].filter((c) => c.expiresMs > this.now()).length
   }
 
+  /** Remembers `id` as not to be answered until `untilMs` (bounded in count and time). */
+  private decline(id: string, untilMs: number, nowMs: number): void {
+    this.declined.delete(id)
+    this.declined.set(id, Math.min(untilMs, nowMs + DECLINED_TTL_MS_MAX))
+    while (this.declined.size > this.declinedMax) {
+      this.declined.delete(this.declined.keys().next().value as string)
+      this.counters.declinedEvicted++
+    }
+  }
+
+  /**
+   * Claims past the staffing timeout stop holding a slot: the task and its submitter cool down (their
+   * re-announcements are not claimed for claimCooldownMs), so other submitters' tasks get the slot.
+   */
+  private expireClaims(nowMs: number): void {
+    for (const [id, claim] of this.claimed) {
+      if (claim.lapsed || claim.expiresMs > nowMs) continue
+      claim.lapsed = true
+      this.counters.claimsLapsed++
+      log('claim on %s lapsed: %s did not assign within the staffing timeout', id, claim.submitter)
+      this.decline(id, nowMs + this.claimCooldownMs, nowMs)
+      this.coolingSubmitters.delete(claim.submitter)
+      this.coolingSubmitters.set(claim.submitter, nowMs + this.claimCooldownMs)
+    }
+    for (const [peer, untilMs] of this.coolingSubmitters)
+      if (untilMs <= nowMs) this.coolingSubmitters.delete(peer)
+    while (this.coolingSubmitters.size > this.declinedMax)
+      this.coolingSubmitters.delete(this.coolingSubmitters.keys().next().value as string)
+    while (this.claimed.size > CLAIMED_MAX_DEFAULT) {
+      const oldest = [...this.claimed].find(([, c]) => c.lapsed)
+      if (oldest === undefined) break
+      this.claimed.delete(oldest[0])
+    }
+  }
+
   /** Why this node cannot run the announced task, or undefined. */
   private ineligibility(announcement: ReceivedAnnouncement['announcement']): string | undefined {
     if (!this.init.executors.some((e) => e.kind === announcement.kind))
@@ -217,17 +355,36 @@ export class Worker {
     const a = received.announcement
     if (a.submitter.equals(this.init.peerId)) return
     const id = a.taskCid.toString()
+    const submitter = a.submitter.toString()
     const nowMs = this.now()
-    for (const [task, expiresMs] of this.declined) if (expiresMs <= nowMs) this.declined.delete(task)
+    const allowed = this.init.allowedSubmitters
+    if (allowed !== undefined && allowed.size > 0 && !allowed.has(submitter)) {
+      this.counters.submitterNotAllowed++
+      return
+    }
+    this.expireClaims(nowMs)
+    for (const [task, untilMs] of this.declined) if (untilMs <= nowMs) this.declined.delete(task)
     // a re-announcement of a task this worker runs, has a live claim on, or declined: nothing to say
     if (this.running.has(id) || this.declined.has(id) || (this.claimed.get(id)?.expiresMs ?? 0) > nowMs)
       return
     const reason = this.ineligibility(a)
     if (reason === undefined && this.busy() >= this.concurrentTasksMax) return
+    if (reason === undefined && (this.coolingSubmitters.get(submitter) ?? 0) > nowMs) return
+    if (this.sends >= CLAIM_SENDS_MAX_DEFAULT) {
+      this.counters.sendsBusy++
+      return
+    }
     const c = this.init.capability
-    if (reason === undefined)
-      this.claimed.set(id, { submitter: a.submitter.toString(), expiresMs: a.expiresMs })
-    else this.declined.set(id, a.expiresMs)
+    if (reason === undefined) {
+      this.claimed.delete(id)
+      this.claimed.set(id, {
+        submitter,
+        expiresMs: Math.min(a.expiresMs, nowMs + this.claimTimeoutMs),
+        challenged: false,
+        lapsed: false,
+      })
+    } else this.decline(id, a.expiresMs, nowMs)
+    this.sends++
     try {
       await this.init.claims.send(a.submitter, {
         claim: {
@@ -247,6 +404,8 @@ export class Worker {
       this.claimed.delete(id)
       this.declined.delete(id)
       log('claiming %s failed: %s', id, (error as Error).message)
+    } finally {
+      this.sends--
     }
   }
 
@@ -255,14 +414,19 @@ export class Worker {
 
   async handle(from: PeerId, request: WorkerRequest): Promise<ClaimReply> {
     if (request.type === 'assignment') return this.onAssignment(from, request.assignment)
+    if (request.type === 'challenge') return this.onChallenge(from, request.challenge)
     if (request.type === 'cancel') {
       const { cancel } = request
       const id = CID.decode(cancel.taskCid).toString()
       const task = this.running.get(id)
+      const claim = this.claimed.get(id)
+      // the connection's remote peer must be the task's submitter: a stranger cannot free a claim
+      if ((task?.record.submitter ?? claim?.submitter ?? from.toString()) !== from.toString()) {
+        this.counters.notFromSubmitter++
+        return { status: ClaimResponse.Status.REFUSED, reason: 'only the submitter can cancel' }
+      }
       this.claimed.delete(id)
       if (task === undefined) return { status: ClaimResponse.Status.OK, reason: 'nothing to cancel' }
-      if (task.record.submitter !== from.toString())
-        return { status: ClaimResponse.Status.REFUSED, reason: 'only the submitter can cancel' }
       this.finish(task, cancel.reason === 'completed' ? 'done' : 'cancelled', cancel.reason)
       return { status: ClaimResponse.Status.OK, reason: 'cancelled' }
     }
@@ -277,6 +441,31 @@ export class Worker {
     for (const wake of task.outerWaiters.get(outer.round) ?? []) wake(cid)
     task.outerWaiters.delete(outer.round)
     return { status: ClaimResponse.Status.OK, reason: 'outer update received' }
+  }
+
+  /**
+   * Computes the submitter's capability challenge: only for a task this worker claimed from that
+   * submitter, once per claim, so nobody else can make it compute.
+   */
+  private async onChallenge(
+    from: PeerId,
+    challenge: Extract<WorkerRequest, { type: 'challenge' }>['challenge'],
+  ): Promise<ClaimReply> {
+    const id = CID.decode(challenge.taskCid).toString()
+    const claim = this.claimed.get(id)
+    if (claim === undefined || claim.submitter !== from.toString() || claim.challenged) {
+      this.counters.notFromSubmitter++
+      return {
+        status: ClaimResponse.Status.REFUSED,
+        reason: 'this worker has no unchallenged claim on that task from you',
+      }
+    }
+    claim.challenged = true
+    this.challengeBackend ??= this.init.openBackend()
+    const backend = await this.challengeBackend
+    const result = await computeChallenge(backend, challenge.seed, challenge)
+    this.counters.challengesAnswered++
+    return { status: ClaimResponse.Status.OK, reason: 'challenge answered', challengeResult: result }
   }
 
   private async onAssignment(
@@ -329,6 +518,15 @@ export class Worker {
           reason: 'this worker did not claim that task from you',
         }
       }
+      // a lapsed claim no longer holds a slot: it is taken only if one is free now
+      const nowMs = this.now()
+      this.expireClaims(nowMs)
+      if (claim.lapsed && this.busy() >= this.concurrentTasksMax) {
+        return {
+          status: ClaimResponse.Status.REFUSED,
+          reason: 'the claim lapsed (no assignment within the staffing timeout) and this worker is busy',
+        }
+      }
       this.claimed.delete(id)
     }
     await this.records.save(id, record)
@@ -362,6 +560,7 @@ export class Worker {
         appliedRound: 0,
         incarnation: record.incarnation ?? 0,
         stateCid: new Uint8Array(0),
+        reports: [],
       },
       urgent: false,
       timer: undefined,
@@ -485,6 +684,8 @@ export class Worker {
       p.stateCid =
         update.stateCid === null ? new Uint8Array(0) : (update.stateCid.bytes as Uint8Array<ArrayBuffer>)
     }
+    if (update.reports !== undefined)
+      p.reports = update.reports.slice(0, p.members.length).map(toMemberCounts)
     if (urgent) {
       task.urgent = true
       void this.sendProgress(task)
@@ -535,5 +736,18 @@ export class Worker {
     }
     if (save) void task.writer.schedule(task.record)
     log('assignment %s %s%s', task.record.taskId, state, reason !== undefined ? `: ${reason}` : '')
+  }
+}
+
+const COUNT_MAX = 2 ** 32 - 1
+
+function toMemberCounts(report: NonNullable<ProgressUpdate['reports']>[number]): MemberCounts {
+  const count = (n: number) => Math.min(COUNT_MAX, Math.max(0, Math.floor(n)))
+  return {
+    member: peerIdFromString(report.member).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+    accepted: count(report.accepted),
+    rejected: count(report.rejected),
+    suspect: count(report.suspect),
+    distrusted: report.distrusted,
   }
 }

@@ -16,17 +16,24 @@
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
-import { InvalidDataLengthError, InvalidDataLengthLengthError, lpStream } from '@libp2p/utils'
 import {
   type Assignment,
   type Cancel,
   type Capability,
+  type Challenge,
   type Claim,
   ClaimRequest,
   ClaimResponse,
   type GroupProgress,
   type OuterUpdate,
 } from '../wire/claims.js'
+import {
+  BudgetExceededError,
+  boundedLpStream,
+  isOversizedFrameError,
+  PeerBudgets,
+  type PeerLimits,
+} from '../wire/framing.js'
 import {
   cidFromBytes,
   GFLOPS_MAX,
@@ -35,6 +42,7 @@ import {
   peerIdFromBytes,
 } from '../wire/validation/index.js'
 
+import { CHALLENGE_SEED_BYTES, challengeShapeProblem } from './challenge.js'
 import type { TerminalState } from './lifecycle.js'
 
 export { ClaimRequest, ClaimResponse }
@@ -46,7 +54,25 @@ export const REASON_LENGTH_MAX = 1024
 export const CLAIM_TIMEOUT_MS_DEFAULT = 15_000
 /** Claim streams open at once, each way. */
 export const CLAIM_STREAMS_MAX_DEFAULT = 64
+/**
+ * Per-peer budgets of the serving side: a peer this node shares a task with (isKnown) may have 8 requests
+ * served at once, any other peer 2 (a new worker's claim needs one), with a shorter read deadline; all
+ * strangers together CLAIM_STRANGER_STREAMS_MAX. A request over budget is refused before any byte is read
+ * (counted 'busy').
+ */
+export const CLAIM_KNOWN_LIMITS_DEFAULT: PeerLimits = {
+  streamsPerPeer: 8,
+  bytesInFlightPerPeer: 8 * (CLAIM_FRAME_BYTES_MAX + 8),
+  readTimeoutMs: CLAIM_TIMEOUT_MS_DEFAULT,
+}
+export const CLAIM_STRANGER_LIMITS_DEFAULT: PeerLimits = {
+  streamsPerPeer: 2,
+  bytesInFlightPerPeer: 2 * (CLAIM_FRAME_BYTES_MAX + 8),
+  readTimeoutMs: 5_000,
+}
+export const CLAIM_STRANGER_STREAMS_MAX = 64
 export const CLAIM_REJECT_REASONS = [
+  'busy',
   'oversized',
   'malformed',
   'invalid',
@@ -81,6 +107,8 @@ export interface ClaimsProtocolInit {
   maxInboundStreams?: number
   /** @default CLAIM_STREAMS_MAX_DEFAULT */
   maxOutboundStreams?: number
+  /** whether this node shares a task with `peer` (it gets CLAIM_KNOWN_LIMITS_DEFAULT). @default none */
+  isKnown?: (peer: string) => boolean
 }
 
 /** The peer answered, but not OK. */
@@ -144,6 +172,7 @@ export type ClaimPart =
   | { type: 'progress'; progress: GroupProgress }
   | { type: 'outer'; outer: OuterUpdate }
   | { type: 'cancel'; cancel: Cancel }
+  | { type: 'challenge'; challenge: Challenge }
 
 /** undefined when valid, else what is wrong. Exactly one of the request's parts must be set. */
 export function validateClaimRequest(r: ClaimRequest): string | undefined {
@@ -153,7 +182,9 @@ export function validateClaimRequest(r: ClaimRequest): string | undefined {
 
 /** The one part a valid request carries, or what is wrong (the field's path). */
 export function parseClaimRequest(r: ClaimRequest): ClaimPart | string {
-  const parts = [r.claim, r.assignment, r.progress, r.outer, r.cancel].filter((p) => p !== undefined)
+  const parts = [r.claim, r.assignment, r.progress, r.outer, r.cancel, r.challenge].filter(
+    (p) => p !== undefined,
+  )
   if (parts.length !== 1) return 'a request carries exactly one part'
   if (r.claim !== undefined) {
     const c = r.claim
@@ -190,6 +221,9 @@ export function parseClaimRequest(r: ClaimRequest): ClaimPart | string {
     if (p.stateCid.byteLength > 0 && cidFromBytes(p.stateCid) === undefined) return 'progress.stateCid'
     if (!(Number.isFinite(p.samplesPerSecond) && p.samplesPerSecond >= 0)) return 'progress.samplesPerSecond'
     if (!validString(p.error)) return 'progress.error'
+    if (p.reports.length > GROUP_SIZE_MAX) return 'progress.reports'
+    for (const report of p.reports)
+      if (peerIdFromBytes(report.member) === undefined) return 'progress.reports.member'
     return { type: 'progress', progress: p }
   }
   if (r.outer !== undefined) {
@@ -198,6 +232,13 @@ export function parseClaimRequest(r: ClaimRequest): ClaimPart | string {
     if (cidFromBytes(o.paramsCid) === undefined) return 'outer.paramsCid'
     if (o.round < 1) return 'outer.round'
     return { type: 'outer', outer: o }
+  }
+  if (r.challenge !== undefined) {
+    const ch = r.challenge
+    if (cidFromBytes(ch.taskCid) === undefined) return 'challenge.taskCid'
+    if (ch.seed.byteLength !== CHALLENGE_SEED_BYTES) return 'challenge.seed'
+    if (challengeShapeProblem(ch) !== undefined) return 'challenge.shape'
+    return { type: 'challenge', challenge: ch }
   }
   const c = r.cancel
   if (c === undefined) return 'a request carries exactly one part'
@@ -210,6 +251,8 @@ export class ClaimsProtocol {
   private readonly init: ClaimsProtocolInit
   private readonly timeoutMs: number
   private readonly shutdown = new AbortController()
+  /** the serving side's per-peer budgets (refusals by reason in `budgets.refused`) */
+  readonly budgets: PeerBudgets
   readonly rejected: Record<ClaimRejectReason, number> = Object.fromEntries(
     CLAIM_REJECT_REASONS.map((r) => [r, 0]),
   ) as Record<ClaimRejectReason, number>
@@ -217,6 +260,12 @@ export class ClaimsProtocol {
   constructor(init: ClaimsProtocolInit) {
     this.init = init
     this.timeoutMs = init.timeoutMs ?? CLAIM_TIMEOUT_MS_DEFAULT
+    this.budgets = new PeerBudgets({
+      known: CLAIM_KNOWN_LIMITS_DEFAULT,
+      stranger: CLAIM_STRANGER_LIMITS_DEFAULT,
+      isKnown: init.isKnown ?? (() => false),
+      strangerStreamsMax: CLAIM_STRANGER_STREAMS_MAX,
+    })
   }
 
   async start(): Promise<void> {
@@ -232,22 +281,43 @@ export class ClaimsProtocol {
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
+    const lease = this.budgets.acquire(connection.remotePeer)
+    if (lease === undefined) {
+      this.rejected.busy++
+      stream.abort(new BudgetExceededError('too many claim requests from this peer at once'))
+      return
+    }
+    try {
+      await this.serveOne(stream, connection, lease)
+    } finally {
+      lease.release()
+    }
+  }
+
+  private async serveOne(
+    stream: Stream,
+    connection: Connection,
+    lease: NonNullable<ReturnType<PeerBudgets['acquire']>>,
+  ): Promise<void> {
     const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal])
-    const lp = lpStream(stream, { maxDataLength: CLAIM_FRAME_BYTES_MAX })
+    const lp = boundedLpStream(stream, CLAIM_FRAME_BYTES_MAX, { lease })
     try {
       let frame: Awaited<ReturnType<typeof lp.read>>
       try {
         frame = await lp.read({ signal })
       } catch (error) {
-        const oversized =
-          error instanceof InvalidDataLengthError || error instanceof InvalidDataLengthLengthError
+        // more bytes than one frame, or than the peer's budget, allows
+        const oversized = isOversizedFrameError(error) || error instanceof BudgetExceededError
         this.rejected[oversized ? 'oversized' : 'stream-error']++
         throw error
       }
       let request: ClaimRequest
       try {
         request = ClaimRequest.decode(frame, {
-          limits: { assignment: { members: GROUP_SIZE_MAX }, progress: { members: GROUP_SIZE_MAX } },
+          limits: {
+            assignment: { members: GROUP_SIZE_MAX },
+            progress: { members: GROUP_SIZE_MAX, reports: GROUP_SIZE_MAX },
+          },
         })
       } catch {
         this.rejected.malformed++
@@ -306,7 +376,7 @@ export class ClaimsProtocol {
     if (bytes.byteLength > CLAIM_FRAME_BYTES_MAX) throw new RangeError('claim request too large')
     const stream = await this.init.host.dialProtocol(peer, CLAIM_PROTOCOL, { signal })
     try {
-      const lp = lpStream(stream, { maxDataLength: CLAIM_FRAME_BYTES_MAX })
+      const lp = boundedLpStream(stream, CLAIM_FRAME_BYTES_MAX)
       await lp.write(bytes, { signal })
       const response = ClaimResponse.decode(await lp.read({ signal }))
       await stream.close({ signal }).catch(() => {})

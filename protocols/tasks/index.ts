@@ -116,6 +116,10 @@ export interface TaskGossipCounters {
   accepted: number
   published: number
   rejected: Record<TaskGossipRejectReason, number>
+  /** replay-detection entries held now (at most seenCapacity) */
+  seen: number
+  /** entries dropped before their announcement expired because the map was full */
+  seenEvicted: number
 }
 
 export interface TaskGossipInit {
@@ -258,7 +262,14 @@ export function announcementToWire(a: Announcement): TaskAnnouncement {
  */
 class ExpiringMap<V> {
   private readonly entries = new Map<string, { value: V; expiresMs: number }>()
+  /** entries dropped to stay within capacity (a flood of distinct announcements) */
+  evicted = 0
+  private sets = 0
   constructor(private readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.size
+  }
 
   get(key: string, nowMs: number): V | undefined {
     const entry = this.entries.get(key)
@@ -270,12 +281,17 @@ class ExpiringMap<V> {
     return entry.value
   }
 
-  set(key: string, value: V, expiresMs: number): void {
+  set(key: string, value: V, expiresMs: number, nowMs: number): void {
+    // lapsed entries are swept now and then, so the map holds live entries, not a flood's leftovers
+    if (++this.sets % 1024 === 0) {
+      for (const [k, entry] of this.entries) if (entry.expiresMs <= nowMs) this.entries.delete(k)
+    }
     this.entries.delete(key)
     this.entries.set(key, { value, expiresMs })
     while (this.entries.size > this.capacity) {
       const oldest = this.entries.keys().next().value as string
       this.entries.delete(oldest)
+      this.evicted++
     }
   }
 }
@@ -309,7 +325,7 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     const rejected = Object.fromEntries(
       TASK_GOSSIP_REJECT_REASONS.map((r) => [r, 0]),
     ) as TaskGossipCounters['rejected']
-    this.stats = { accepted: 0, published: 0, rejected }
+    this.stats = { accepted: 0, published: 0, rejected, seen: 0, seenEvicted: 0 }
     components.metrics?.registerCounterGroup('shardnet_task_announcements_rejected_total', {
       label: 'reason',
       help: 'Task announcements refused by the topic validator, by reason',
@@ -318,7 +334,11 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     components.metrics?.registerCounterGroup('shardnet_task_announcements_total', {
       label: 'outcome',
       help: 'Task announcements accepted from peers and published by this node',
-      calculate: () => ({ accepted: this.stats.accepted, published: this.stats.published }),
+      calculate: () => ({
+        accepted: this.stats.accepted,
+        published: this.stats.published,
+        'seen-evicted': this.seen.evicted,
+      }),
     })
     this.onMessage = this.onMessage.bind(this)
   }
@@ -360,7 +380,12 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
   }
 
   counters(): TaskGossipCounters {
-    return { ...this.stats, rejected: { ...this.stats.rejected } }
+    return {
+      ...this.stats,
+      rejected: { ...this.stats.rejected },
+      seen: this.seen.size,
+      seenEvicted: this.seen.evicted,
+    }
   }
 
   private reject(reason: TaskGossipRejectReason, from: PeerId): TopicValidatorResult {
@@ -387,8 +412,8 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
       if (!this.announcementAllowed(cidKey, submitterId, decoded.value.createdMs, nowMs))
         return this.reject('duplicate', from)
       const seen = { submitter: submitterId, createdMs: decoded.value.createdMs }
-      this.seen.set(nonceKey, seen, decoded.value.expiresMs)
-      this.seen.set(cidKey, seen, decoded.value.expiresMs)
+      this.seen.set(nonceKey, seen, decoded.value.expiresMs, nowMs)
+      this.seen.set(cidKey, seen, decoded.value.expiresMs, nowMs)
       return TopicValidatorResult.Accept
     } catch (err) {
       // a bug in validation must not take the node down; refuse and count as malformed
@@ -449,7 +474,7 @@ class DefaultTaskGossip extends TypedEventEmitter<TaskGossipEvents> implements T
     const self = this.components.peerId.toString()
     if (!this.announcementAllowed(cidKey, self, createdMs, createdMs))
       throw new InvalidAnnouncementError('duplicate')
-    this.seen.set(cidKey, { submitter: self, createdMs }, announcement.expiresMs)
+    this.seen.set(cidKey, { submitter: self, createdMs }, announcement.expiresMs, createdMs)
     await this.components.pubsub.publish(this.topic, bytes)
     this.stats.published++
     return announcement

@@ -573,6 +573,7 @@ export interface GroupProgress {
   appliedRound: number
   incarnation: number
   stateCid: Uint8Array<ArrayBuffer>
+  reports: MemberCounts[]
 }
 
 export namespace GroupProgress {
@@ -657,6 +658,13 @@ export namespace GroupProgress {
           w.bytes(obj.stateCid)
         }
 
+        if (obj.reports != null && obj.reports.length > 0) {
+          for (const value of obj.reports) {
+            w.uint32(122)
+            MemberCounts.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -675,7 +683,8 @@ export namespace GroupProgress {
           error: '',
           appliedRound: 0,
           incarnation: 0,
-          stateCid: uint8ArrayAlloc(0)
+          stateCid: uint8ArrayAlloc(0),
+          reports: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -744,6 +753,16 @@ export namespace GroupProgress {
               obj.stateCid = reader.bytes()
               break
             }
+            case 15: {
+              if (opts.limits?.reports != null && obj.reports.length === opts.limits.reports) {
+                throw new MaxLengthError('Decode error - repeated field "reports" had too many elements')
+              }
+
+              obj.reports.push(MemberCounts.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.reports$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -754,7 +773,8 @@ export namespace GroupProgress {
         return obj
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
-          members: 0
+          members: 0,
+          reports: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -869,6 +889,24 @@ export namespace GroupProgress {
               }
               break
             }
+            case 15: {
+              if (opts.limits?.reports != null && obj.reports === opts.limits.reports) {
+                throw new MaxLengthError('Streaming decode error - repeated field "reports" had too many elements')
+              }
+
+              for (const evt of MemberCounts.codec().stream(reader, reader.uint32(), `${prefix}.reports[]`, {
+                limits: opts.limits?.reports$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.reports
+                }
+              }
+
+              obj.reports++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -952,6 +990,36 @@ export namespace GroupProgress {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface GroupProgressReportsMemberFieldEvent {
+    field: '$.reports[].member'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface GroupProgressReportsAcceptedFieldEvent {
+    field: '$.reports[].accepted'
+    value: number
+    index: number
+  }
+
+  export interface GroupProgressReportsRejectedFieldEvent {
+    field: '$.reports[].rejected'
+    value: number
+    index: number
+  }
+
+  export interface GroupProgressReportsSuspectFieldEvent {
+    field: '$.reports[].suspect'
+    value: number
+    index: number
+  }
+
+  export interface GroupProgressReportsDistrustedFieldEvent {
+    field: '$.reports[].distrusted'
+    value: boolean
+    index: number
+  }
+
   export function encode (obj: Partial<GroupProgress>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, GroupProgress.codec())
   }
@@ -960,8 +1028,189 @@ export namespace GroupProgress {
     return decodeMessage(buf, GroupProgress.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GroupProgress>): Generator<GroupProgressTaskCidFieldEvent | GroupProgressGroupFieldEvent | GroupProgressStepFieldEvent | GroupProgressLossFieldEvent | GroupProgressSamplesPerSecondFieldEvent | GroupProgressLeaderFieldEvent | GroupProgressMembersFieldEvent | GroupProgressOuterRoundFieldEvent | GroupProgressParamsCidFieldEvent | GroupProgressDoneFieldEvent | GroupProgressErrorFieldEvent | GroupProgressAppliedRoundFieldEvent | GroupProgressIncarnationFieldEvent | GroupProgressStateCidFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GroupProgress>): Generator<GroupProgressTaskCidFieldEvent | GroupProgressGroupFieldEvent | GroupProgressStepFieldEvent | GroupProgressLossFieldEvent | GroupProgressSamplesPerSecondFieldEvent | GroupProgressLeaderFieldEvent | GroupProgressMembersFieldEvent | GroupProgressOuterRoundFieldEvent | GroupProgressParamsCidFieldEvent | GroupProgressDoneFieldEvent | GroupProgressErrorFieldEvent | GroupProgressAppliedRoundFieldEvent | GroupProgressIncarnationFieldEvent | GroupProgressStateCidFieldEvent | GroupProgressReportsMemberFieldEvent | GroupProgressReportsAcceptedFieldEvent | GroupProgressReportsRejectedFieldEvent | GroupProgressReportsSuspectFieldEvent | GroupProgressReportsDistrustedFieldEvent> {
     return streamMessage(buf, GroupProgress.codec(), opts)
+  }
+}
+
+export interface MemberCounts {
+  member: Uint8Array<ArrayBuffer>
+  accepted: number
+  rejected: number
+  suspect: number
+  distrusted: boolean
+}
+
+export namespace MemberCounts {
+  let _codec: Codec<MemberCounts>
+
+  export const codec = (): Codec<MemberCounts> => {
+    if (_codec == null) {
+      _codec = message<MemberCounts>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.member != null && obj.member.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.member)
+        }
+
+        if ((obj.accepted != null && obj.accepted !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.accepted)
+        }
+
+        if ((obj.rejected != null && obj.rejected !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.rejected)
+        }
+
+        if ((obj.suspect != null && obj.suspect !== 0)) {
+          w.uint32(32)
+          w.uint32(obj.suspect)
+        }
+
+        if ((obj.distrusted != null && obj.distrusted !== false)) {
+          w.uint32(40)
+          w.bool(obj.distrusted)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          member: uint8ArrayAlloc(0),
+          accepted: 0,
+          rejected: 0,
+          suspect: 0,
+          distrusted: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.member = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.accepted = reader.uint32()
+              break
+            }
+            case 3: {
+              obj.rejected = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.suspect = reader.uint32()
+              break
+            }
+            case 5: {
+              obj.distrusted = reader.bool()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.member`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.accepted`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.rejected`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.suspect`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.distrusted`,
+                value: reader.bool()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface MemberCountsMemberFieldEvent {
+    field: '$.member'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface MemberCountsAcceptedFieldEvent {
+    field: '$.accepted'
+    value: number
+  }
+
+  export interface MemberCountsRejectedFieldEvent {
+    field: '$.rejected'
+    value: number
+  }
+
+  export interface MemberCountsSuspectFieldEvent {
+    field: '$.suspect'
+    value: number
+  }
+
+  export interface MemberCountsDistrustedFieldEvent {
+    field: '$.distrusted'
+    value: boolean
+  }
+
+  export function encode (obj: Partial<MemberCounts>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, MemberCounts.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<MemberCounts>): MemberCounts {
+    return decodeMessage(buf, MemberCounts.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<MemberCounts>): Generator<MemberCountsMemberFieldEvent | MemberCountsAcceptedFieldEvent | MemberCountsRejectedFieldEvent | MemberCountsSuspectFieldEvent | MemberCountsDistrustedFieldEvent> {
+    return streamMessage(buf, MemberCounts.codec(), opts)
   }
 }
 
@@ -1235,12 +1484,194 @@ export namespace Cancel {
   }
 }
 
+export interface Challenge {
+  taskCid: Uint8Array<ArrayBuffer>
+  seed: Uint8Array<ArrayBuffer>
+  rows: number
+  inner: number
+  cols: number
+}
+
+export namespace Challenge {
+  let _codec: Codec<Challenge>
+
+  export const codec = (): Codec<Challenge> => {
+    if (_codec == null) {
+      _codec = message<Challenge>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.taskCid != null && obj.taskCid.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.taskCid)
+        }
+
+        if ((obj.seed != null && obj.seed.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.seed)
+        }
+
+        if ((obj.rows != null && obj.rows !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.rows)
+        }
+
+        if ((obj.inner != null && obj.inner !== 0)) {
+          w.uint32(32)
+          w.uint32(obj.inner)
+        }
+
+        if ((obj.cols != null && obj.cols !== 0)) {
+          w.uint32(40)
+          w.uint32(obj.cols)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          taskCid: uint8ArrayAlloc(0),
+          seed: uint8ArrayAlloc(0),
+          rows: 0,
+          inner: 0,
+          cols: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.taskCid = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.seed = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.rows = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.inner = reader.uint32()
+              break
+            }
+            case 5: {
+              obj.cols = reader.uint32()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.taskCid`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seed`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.rows`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.inner`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.cols`,
+                value: reader.uint32()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface ChallengeTaskCidFieldEvent {
+    field: '$.taskCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface ChallengeSeedFieldEvent {
+    field: '$.seed'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface ChallengeRowsFieldEvent {
+    field: '$.rows'
+    value: number
+  }
+
+  export interface ChallengeInnerFieldEvent {
+    field: '$.inner'
+    value: number
+  }
+
+  export interface ChallengeColsFieldEvent {
+    field: '$.cols'
+    value: number
+  }
+
+  export function encode (obj: Partial<Challenge>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Challenge.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Challenge>): Challenge {
+    return decodeMessage(buf, Challenge.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Challenge>): Generator<ChallengeTaskCidFieldEvent | ChallengeSeedFieldEvent | ChallengeRowsFieldEvent | ChallengeInnerFieldEvent | ChallengeColsFieldEvent> {
+    return streamMessage(buf, Challenge.codec(), opts)
+  }
+}
+
 export interface ClaimRequest {
   claim?: Claim
   assignment?: Assignment
   progress?: GroupProgress
   outer?: OuterUpdate
   cancel?: Cancel
+  challenge?: Challenge
 }
 
 export namespace ClaimRequest {
@@ -1276,6 +1707,11 @@ export namespace ClaimRequest {
         if (obj.cancel != null) {
           w.uint32(42)
           Cancel.codec().encode(obj.cancel, w)
+        }
+
+        if (obj.challenge != null) {
+          w.uint32(50)
+          Challenge.codec().encode(obj.challenge, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1317,6 +1753,12 @@ export namespace ClaimRequest {
             case 5: {
               obj.cancel = Cancel.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.cancel
+              })
+              break
+            }
+            case 6: {
+              obj.challenge = Challenge.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.challenge
               })
               break
             }
@@ -1366,6 +1808,13 @@ export namespace ClaimRequest {
             case 5: {
               yield * Cancel.codec().stream(reader, reader.uint32(), `${prefix}.cancel`, {
                 limits: opts.limits?.cancel
+              })
+
+              break
+            }
+            case 6: {
+              yield * Challenge.codec().stream(reader, reader.uint32(), `${prefix}.challenge`, {
+                limits: opts.limits?.challenge
               })
 
               break
@@ -1519,6 +1968,36 @@ export namespace ClaimRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface ClaimRequestProgressReportsMemberFieldEvent {
+    field: '$.progress.reports[].member'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface ClaimRequestProgressReportsAcceptedFieldEvent {
+    field: '$.progress.reports[].accepted'
+    value: number
+    index: number
+  }
+
+  export interface ClaimRequestProgressReportsRejectedFieldEvent {
+    field: '$.progress.reports[].rejected'
+    value: number
+    index: number
+  }
+
+  export interface ClaimRequestProgressReportsSuspectFieldEvent {
+    field: '$.progress.reports[].suspect'
+    value: number
+    index: number
+  }
+
+  export interface ClaimRequestProgressReportsDistrustedFieldEvent {
+    field: '$.progress.reports[].distrusted'
+    value: boolean
+    index: number
+  }
+
   export interface ClaimRequestOuterTaskCidFieldEvent {
     field: '$.outer.taskCid'
     value: Uint8Array<ArrayBuffer>
@@ -1549,6 +2028,31 @@ export namespace ClaimRequest {
     value: string
   }
 
+  export interface ClaimRequestChallengeTaskCidFieldEvent {
+    field: '$.challenge.taskCid'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface ClaimRequestChallengeSeedFieldEvent {
+    field: '$.challenge.seed'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface ClaimRequestChallengeRowsFieldEvent {
+    field: '$.challenge.rows'
+    value: number
+  }
+
+  export interface ClaimRequestChallengeInnerFieldEvent {
+    field: '$.challenge.inner'
+    value: number
+  }
+
+  export interface ClaimRequestChallengeColsFieldEvent {
+    field: '$.challenge.cols'
+    value: number
+  }
+
   export function encode (obj: Partial<ClaimRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ClaimRequest.codec())
   }
@@ -1557,7 +2061,7 @@ export namespace ClaimRequest {
     return decodeMessage(buf, ClaimRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimRequest>): Generator<ClaimRequestClaimTaskCidFieldEvent | ClaimRequestClaimCapabilityBackendFieldEvent | ClaimRequestClaimCapabilityGflopsFieldEvent | ClaimRequestClaimCapabilityMaxBufferBytesFieldEvent | ClaimRequestClaimCapabilityMemoryBytesFieldEvent | ClaimRequestClaimEligibleFieldEvent | ClaimRequestClaimReasonFieldEvent | ClaimRequestAssignmentTaskCidFieldEvent | ClaimRequestAssignmentGroupFieldEvent | ClaimRequestAssignmentMembersFieldEvent | ClaimRequestAssignmentShardCidFieldEvent | ClaimRequestAssignmentIncarnationFieldEvent | ClaimRequestAssignmentStateCidFieldEvent | ClaimRequestProgressTaskCidFieldEvent | ClaimRequestProgressGroupFieldEvent | ClaimRequestProgressStepFieldEvent | ClaimRequestProgressLossFieldEvent | ClaimRequestProgressSamplesPerSecondFieldEvent | ClaimRequestProgressLeaderFieldEvent | ClaimRequestProgressMembersFieldEvent | ClaimRequestProgressOuterRoundFieldEvent | ClaimRequestProgressParamsCidFieldEvent | ClaimRequestProgressDoneFieldEvent | ClaimRequestProgressErrorFieldEvent | ClaimRequestProgressAppliedRoundFieldEvent | ClaimRequestProgressIncarnationFieldEvent | ClaimRequestProgressStateCidFieldEvent | ClaimRequestOuterTaskCidFieldEvent | ClaimRequestOuterGroupFieldEvent | ClaimRequestOuterRoundFieldEvent | ClaimRequestOuterParamsCidFieldEvent | ClaimRequestCancelTaskCidFieldEvent | ClaimRequestCancelReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimRequest>): Generator<ClaimRequestClaimTaskCidFieldEvent | ClaimRequestClaimCapabilityBackendFieldEvent | ClaimRequestClaimCapabilityGflopsFieldEvent | ClaimRequestClaimCapabilityMaxBufferBytesFieldEvent | ClaimRequestClaimCapabilityMemoryBytesFieldEvent | ClaimRequestClaimEligibleFieldEvent | ClaimRequestClaimReasonFieldEvent | ClaimRequestAssignmentTaskCidFieldEvent | ClaimRequestAssignmentGroupFieldEvent | ClaimRequestAssignmentMembersFieldEvent | ClaimRequestAssignmentShardCidFieldEvent | ClaimRequestAssignmentIncarnationFieldEvent | ClaimRequestAssignmentStateCidFieldEvent | ClaimRequestProgressTaskCidFieldEvent | ClaimRequestProgressGroupFieldEvent | ClaimRequestProgressStepFieldEvent | ClaimRequestProgressLossFieldEvent | ClaimRequestProgressSamplesPerSecondFieldEvent | ClaimRequestProgressLeaderFieldEvent | ClaimRequestProgressMembersFieldEvent | ClaimRequestProgressOuterRoundFieldEvent | ClaimRequestProgressParamsCidFieldEvent | ClaimRequestProgressDoneFieldEvent | ClaimRequestProgressErrorFieldEvent | ClaimRequestProgressAppliedRoundFieldEvent | ClaimRequestProgressIncarnationFieldEvent | ClaimRequestProgressStateCidFieldEvent | ClaimRequestProgressReportsMemberFieldEvent | ClaimRequestProgressReportsAcceptedFieldEvent | ClaimRequestProgressReportsRejectedFieldEvent | ClaimRequestProgressReportsSuspectFieldEvent | ClaimRequestProgressReportsDistrustedFieldEvent | ClaimRequestOuterTaskCidFieldEvent | ClaimRequestOuterGroupFieldEvent | ClaimRequestOuterRoundFieldEvent | ClaimRequestOuterParamsCidFieldEvent | ClaimRequestCancelTaskCidFieldEvent | ClaimRequestCancelReasonFieldEvent | ClaimRequestChallengeTaskCidFieldEvent | ClaimRequestChallengeSeedFieldEvent | ClaimRequestChallengeRowsFieldEvent | ClaimRequestChallengeInnerFieldEvent | ClaimRequestChallengeColsFieldEvent> {
     return streamMessage(buf, ClaimRequest.codec(), opts)
   }
 }
@@ -1566,6 +2070,7 @@ export interface ClaimResponse {
   status: ClaimResponse.Status
   reason: string
   stateWanted: boolean
+  challengeResult: Uint8Array<ArrayBuffer>
 }
 
 export namespace ClaimResponse {
@@ -1615,6 +2120,11 @@ export namespace ClaimResponse {
           w.bool(obj.stateWanted)
         }
 
+        if ((obj.challengeResult != null && obj.challengeResult.byteLength > 0)) {
+          w.uint32(34)
+          w.bytes(obj.challengeResult)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1622,7 +2132,8 @@ export namespace ClaimResponse {
         const obj: any = {
           status: Status.STATUS_UNSPECIFIED,
           reason: '',
-          stateWanted: false
+          stateWanted: false,
+          challengeResult: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1641,6 +2152,10 @@ export namespace ClaimResponse {
             }
             case 3: {
               obj.stateWanted = reader.bool()
+              break
+            }
+            case 4: {
+              obj.challengeResult = reader.bytes()
               break
             }
             default: {
@@ -1679,6 +2194,13 @@ export namespace ClaimResponse {
               }
               break
             }
+            case 4: {
+              yield {
+                field: `${prefix}.challengeResult`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1706,6 +2228,11 @@ export namespace ClaimResponse {
     value: boolean
   }
 
+  export interface ClaimResponseChallengeResultFieldEvent {
+    field: '$.challengeResult'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<ClaimResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ClaimResponse.codec())
   }
@@ -1714,7 +2241,7 @@ export namespace ClaimResponse {
     return decodeMessage(buf, ClaimResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimResponse>): Generator<ClaimResponseStatusFieldEvent | ClaimResponseReasonFieldEvent | ClaimResponseStateWantedFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ClaimResponse>): Generator<ClaimResponseStatusFieldEvent | ClaimResponseReasonFieldEvent | ClaimResponseStateWantedFieldEvent | ClaimResponseChallengeResultFieldEvent> {
     return streamMessage(buf, ClaimResponse.codec(), opts)
   }
 }

@@ -236,6 +236,7 @@ describe('bad task input', () => {
           appliedRound: 0,
           incarnation: 0,
           stateCid: new Uint8Array(0),
+          reports: [],
         },
       }),
     ).rejects.toMatchObject({ status: ClaimResponse.Status.REFUSED })

@@ -62,6 +62,32 @@ describe('node config', () => {
     )
   })
 
+  it('takes allow-lists of peer ids and names a malformed one', () => {
+    const id = '12D3KooWMPmWnTSjFW9DwwgY37131AadmQHzr1PnnbXEUikzpdWo'
+    const config = resolveNodeConfig(
+      '/tmp/x',
+      parseConfigFile({ allowedWorkers: [id], allowedSubmitters: [], claimTimeoutMs: 5_000 }),
+      {},
+    )
+    expect(config.allowedWorkers).toEqual([id])
+    // empty: anyone
+    expect(config.allowedSubmitters).toEqual([])
+    expect(config.claimTimeoutMs).toBe(5_000)
+    expect(resolveNodeConfig('/tmp/x', {}, {}).allowedWorkers).toEqual([])
+    expect(() => parseConfigFile({ allowedWorkers: [id, 'not-a-peer'] }, 'config file c.json')).toThrow(
+      /config file c\.json: key "allowedWorkers\.1" is not a valid peer id/,
+    )
+    // a multiaddr is not a peer id
+    expect(() => parseConfigFile({ allowedSubmitters: [`/ip4/127.0.0.1/tcp/1/p2p/${id}`] })).toThrow(
+      /key "allowedSubmitters\.0" is not a valid peer id/,
+    )
+    expect(() => parseConfigFile({ allowedSubmitters: id })).toThrow(/key "allowedSubmitters"/)
+    expect(() => parseConfigFile({ claimTimeoutMs: 10 })).toThrow(/key "claimTimeoutMs"/)
+    expect(() => resolveNodeConfig('/tmp/x', {}, { allowedWorkers: ['x'] })).toThrow(
+      /flags: key "allowedWorkers\.0" is not a valid peer id/,
+    )
+  })
+
   it('reports unreadable and non-JSON files clearly', async () => {
     const folder = await mkdtemp(join(tmpdir(), 'shardnet-config-'))
     const path = join(folder, 'bad.json')
