@@ -42,7 +42,10 @@ export class InferThread {
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
 
-  /** Logits of `inputs` through `model` on the cpu backend in the thread; jobs run one at a time. */
+  /**
+   * Logits of `inputs` through `model` on the cpu backend in the thread; jobs run one at a time.
+   * `inputs` must own its whole buffer, which moves to the thread (it is unusable here afterwards).
+   */
   run(
     model: ForwardModel,
     inputs: Float32Array,
@@ -98,7 +101,8 @@ export class InferThread {
       worker.on('exit', onExit)
       signal.addEventListener('abort', onAbort, { once: true })
       const job: InferThreadJob = { id, model, inputs }
-      worker.postMessage(job)
+      // the inputs move to the thread (the caller hands them over); the model is copied (it is cached)
+      worker.postMessage(job, [inputs.buffer as ArrayBuffer])
     })
   }
 
