@@ -499,7 +499,9 @@ export class RaftRunner {
     this.validating = undefined
     if (!verdict.ok) {
       this.guardStats.refused++
-      this.distrust(m.from, verdict.reason) // drops m and the rest of its sender's appends
+      this.held.shift()
+      this.heldBytes -= appendBytes(m)
+      this.distrust(m.from, verdict.reason) // drops the rest of its sender's appends
       this.pump()
       return
     }
