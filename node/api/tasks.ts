@@ -1,4 +1,4 @@
-// Control API routes for tasks: submit, list, show, cancel, result. The daemon adds them to its
+// Control API routes for tasks: submit, list, show, cancel, result, and the inference worker's counters. The daemon adds them to its
 // routes; each maps a named error of the task service to an HTTP status with its one-sentence message.
 
 import { parseTaskRequest, TaskSpecError } from '../../protocols/tasks/spec.js'
@@ -60,6 +60,20 @@ export function taskApiRoutes(tasksOf: () => TaskService): ApiRoute[] {
       method: 'GET',
       path: '/v1/task-topic',
       handle: async () => ({ peers: tasksOf().topicPeers() }),
+    },
+    {
+      // this node's inference worker: what it refused by reason, served, has queued, and holds assigned
+      method: 'GET',
+      path: '/v1/inference',
+      handle: async () => {
+        const worker = tasksOf().inferWorker
+        return {
+          served: worker.served,
+          queued: worker.queued,
+          rejected: { ...worker.rejected },
+          assigned: worker.assignedTasks(),
+        }
+      },
     },
     {
       method: 'GET',

@@ -6,6 +6,7 @@
 // - a 3,000-row shard the stranger assigned itself: it runs in the worker thread, and the control
 //   API's p99 latency during the run stays under 200 ms (the old main-thread forward pass, measured
 //   beside it, does not);
+// - a running shard whose stream closes, or whose task the submitter releases, stops at once;
 // - a flood of run requests: the worker takes INFER_QUEUE_MAX_DEFAULT, refuses the rest as busy;
 // - a liar within the tolerance, ranked first by the submitter: the accepted logits are the median of
 //   the agreeing results, bitwise the honest ones, not the liar's;
@@ -44,7 +45,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { predictLogits } from '../../node/tasks/infer-forward.js'
 import { encodeTaskSpec, REQUIREMENTS_DEFAULT, TASK_SPEC_VERSION } from '../../protocols/tasks/spec.js'
-import { startTestDaemon } from './daemon-helpers.js'
+import { startTestDaemon, waitUntil } from './daemon-helpers.js'
 import { writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { connect, createTestNode, type TestNode } from './protocols-host.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
@@ -273,6 +274,45 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
     // the measurement can tell: the main-thread forward pass blocks the API well beyond the bound
     expect(p99(oldDuring.api)).toBeGreaterThan(API_P99_MS_MAX)
   }, 300_000)
+
+  it('stops a running shard when its stream closes or the submitter releases the task', async () => {
+    const counters = worker.tasks.inferWorker.rejected
+    const before = counters.aborted
+    const rows = 3000
+    const { task, modelCid, shardCids } = await strangerTask(stranger, bundle, [inputRows(rows, 9)])
+    await assignShards(stranger, worker.peerId, task, [0])
+    const started = () => worker.tasks.inferWorker.queued === 1
+    // the submitter goes away mid-run: its stream closes
+    const closing = new AbortController()
+    const closed = requestShard(
+      stranger,
+      worker.peerId,
+      { task, shard: 0, modelCid, inputCid: shardCids[0], rows },
+      { signal: closing.signal, timeoutMs: 120_000 },
+    )
+    await waitUntil(started, 'the shard to start')
+    closing.abort(new Error('the submitter went away'))
+    await expect(closed).rejects.toThrow()
+    const stoppedAt = performance.now()
+    await waitUntil(() => worker.tasks.inferWorker.queued === 0, 'the shard to stop', 10_000, 20)
+    const stopMs = performance.now() - stoppedAt
+    expect(counters.aborted - before).toBe(1)
+    // the submitter releases the task mid-run
+    const released = requestShard(
+      stranger,
+      worker.peerId,
+      { task, shard: 0, modelCid, inputCid: shardCids[0], rows },
+      { timeoutMs: 120_000 },
+    )
+    await waitUntil(started, 'the shard to start')
+    await releaseTask(stranger, worker.peerId, task)
+    await expect(released).rejects.toThrow()
+    await waitUntil(() => worker.tasks.inferWorker.queued === 0, 'the shard to stop', 10_000, 20)
+    expect(counters.aborted - before).toBe(2)
+    console.log(`a closed stream stopped its shard in ${stopMs.toFixed(0)} ms`)
+    // a 3,000-row shard takes seconds: stopping took far less
+    expect(stopMs).toBeLessThan(1_000)
+  }, 120_000)
 
   it('refuses a flood of run requests beyond its queue as busy', async () => {
     const counters = worker.tasks.inferWorker.rejected
