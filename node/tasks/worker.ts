@@ -56,8 +56,12 @@ export const CLAIM_COOLDOWN_MS_DEFAULT = 30_000
 export const DECLINED_MAX_DEFAULT = 1_000
 /** How long a declined task is remembered at most, whatever its announcement's expiry says. */
 export const DECLINED_TTL_MS_MAX = 10 * 60_000
-/** Claims (and declines) on their way to submitters at once; more announcements are ignored (counted). */
-export const CLAIM_SENDS_MAX_DEFAULT = 8
+/**
+ * Declines (an "I cannot run this" answer to an announcement) on their way to submitters at once; more
+ * ineligible announcements are not answered (counted). Claims have no such cap (the worker's slots bound
+ * them), so a flood of announcements the worker cannot run never keeps it from claiming a real task.
+ */
+export const DECLINE_SENDS_MAX_DEFAULT = 4
 /** Claims remembered (live, or lapsed but still assignable while a slot is free). */
 export const CLAIMED_MAX_DEFAULT = 256
 
@@ -67,7 +71,7 @@ export interface WorkerCounters {
   claimsLapsed: number
   /** declined (or cooling-down) entries evicted to stay within DECLINED_MAX_DEFAULT */
   declinedEvicted: number
-  /** announcements ignored because CLAIM_SENDS_MAX_DEFAULT claims were already in flight */
+  /** ineligible announcements not answered because DECLINE_SENDS_MAX_DEFAULT declines were in flight */
   sendsBusy: number
   /** announcements of submitters not on this worker's allow-list */
   submitterNotAllowed: number
@@ -234,7 +238,7 @@ export class Worker {
   private readonly declined = new Map<string, number>()
   /** submitters whose claim lapsed unassigned: peer id -> until when their tasks are not claimed */
   private readonly coolingSubmitters = new Map<string, number>()
-  private sends = 0
+  private declineSends = 0
   private challengeBackend: Promise<Backend> | undefined
   readonly counters: WorkerCounters = {
     claimsLapsed: 0,
@@ -265,6 +269,14 @@ export class Worker {
     for (const task of this.running.values()) if (task.record.submitter === peer) return true
     for (const claim of this.claimed.values()) if (claim.submitter === peer) return true
     return false
+  }
+
+  /** The claim this worker holds on a task, if any (lapsed: it no longer holds a slot). */
+  claimOn(taskId: string): { submitter: string; lapsed: boolean } | undefined {
+    const claim = this.claimed.get(taskId)
+    return claim === undefined
+      ? undefined
+      : { submitter: claim.submitter, lapsed: claim.expiresMs <= this.now() }
   }
 
   /** Sizes of the worker's bookkeeping (each bounded), for tests and metrics. */
@@ -370,7 +382,7 @@ export class Worker {
     const reason = this.ineligibility(a)
     if (reason === undefined && this.busy() >= this.concurrentTasksMax) return
     if (reason === undefined && (this.coolingSubmitters.get(submitter) ?? 0) > nowMs) return
-    if (this.sends >= CLAIM_SENDS_MAX_DEFAULT) {
+    if (reason !== undefined && this.declineSends >= DECLINE_SENDS_MAX_DEFAULT) {
       this.counters.sendsBusy++
       return
     }
@@ -383,8 +395,10 @@ export class Worker {
         challenged: false,
         lapsed: false,
       })
-    } else this.decline(id, a.expiresMs, nowMs)
-    this.sends++
+    } else {
+      this.decline(id, a.expiresMs, nowMs)
+      this.declineSends++
+    }
     try {
       await this.init.claims.send(a.submitter, {
         claim: {
@@ -405,7 +419,7 @@ export class Worker {
       this.declined.delete(id)
       log('claiming %s failed: %s', id, (error as Error).message)
     } finally {
-      this.sends--
+      if (reason !== undefined) this.declineSends--
     }
   }
 
