@@ -15,6 +15,7 @@ import { bytesToFloats, floatsToBytes } from '../../protocols/training/params.js
 import { decodeState, type TrainingState } from '../../protocols/training/state.js'
 import type { GroupMemberComponents, StepEvent } from '../../protocols/training/types.js'
 import { DurableRaftStorage } from '../store/raft-storage.js'
+import { findStorageFault } from '../store/storage-fault.js'
 import { TASK_MODELS } from './task-models.js'
 import type { ExecutionContext, TaskExecutor } from './worker.js'
 
@@ -131,7 +132,18 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
           })
         })
         running.on('outer', (event) => context.report({ appliedRound: event.round }))
-        running.on('error', (error) => log('member error: %s', error.message))
+        // a storage fault stopped the member (its Raft store refuses further writes): this run ends
+        // with it, so the submitter hears the one-sentence cause instead of a member gone silent
+        let rejectStorageFault: (error: Error) => void = () => {}
+        const storageFault = new Promise<never>((_, reject) => {
+          rejectStorageFault = reject
+        })
+        storageFault.catch(() => {})
+        running.on('error', (error) => {
+          log('member error: %s', error.message)
+          const fault = findStorageFault(error)
+          if (fault !== undefined) rejectStorageFault(fault)
+        })
         let leaderSeenMs = Date.now()
         let published: { step: number; outerRounds: number } | undefined
         let publishing = false
@@ -179,7 +191,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
           context.signal.addEventListener('abort', () => reject(context.signal.reason), { once: true })
         })
         aborted.catch(() => {})
-        const finished = await Promise.race([running.finished(), aborted])
+        const finished = await Promise.race([running.finished(), aborted, storageFault])
         await context.recordOutcome({ step: finished.step, digest: finished.digest })
         const cid = await context.putBlock(floatsToBytes(finished.params))
         context.report({ step: finished.step, done: true, paramsCid: cid, outerRound: 0 }, true)

@@ -1,10 +1,14 @@
 // Proves the train executor closes what it opened when a later step of its start fails: the Raft
 // store (its WAL file descriptor), the backend and the group's data, whether opening the backend or
-// starting the group member is what fails.
+// starting the group member is what fails; and that a member stopped by a storage fault ends the run
+// with the StorageFaultError (the submitter hears the cause) and everything closed.
+
+import { EventEmitter } from 'node:events'
 import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { StorageFaultError } from '../../../node/store/storage-fault.js'
 
 const dataClosed = vi.fn()
 const startGroupMember = vi.fn()
@@ -83,6 +87,28 @@ describe('the train executor on a failed start', () => {
     const executor = trainExecutor({ components: {} as never })
     await expect(executor.run(context(folder, async () => ({ destroy })))).rejects.toThrow('bad group')
     expect(startGroupMember).toHaveBeenCalledTimes(1)
+    expect(openFilesUnder(folder)).toEqual([])
+    expect(destroy).toHaveBeenCalledTimes(1)
+    expect(dataClosed).toHaveBeenCalledTimes(1)
+  })
+
+  it('ends the run with the StorageFaultError that stopped the member, and closes everything', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'shardnet-train-cleanup-'))
+    const destroy = vi.fn()
+    const member = Object.assign(new EventEmitter(), {
+      finished: () => new Promise(() => {}),
+      status: () => ({ step: 0, leader: '', finished: false, lastLoss: Number.NaN, outerRounds: 0 }),
+      stop: vi.fn(),
+    })
+    startGroupMember.mockResolvedValueOnce(member)
+    const executor = trainExecutor({ components: {} as never })
+    const running = executor.run(context(folder, async () => ({ destroy })))
+    await vi.waitFor(() => expect(startGroupMember).toHaveBeenCalledTimes(1))
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    const fault = new StorageFaultError('ENOSPC', join(folder, 'wal.log'))
+    member.emit('error', new Error(`the member's Raft store failed: ${fault.message}`, { cause: fault }))
+    await expect(running).rejects.toBe(fault)
+    expect(member.stop).toHaveBeenCalledTimes(1)
     expect(openFilesUnder(folder)).toEqual([])
     expect(destroy).toHaveBeenCalledTimes(1)
     expect(dataClosed).toHaveBeenCalledTimes(1)
