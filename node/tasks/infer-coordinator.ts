@@ -564,9 +564,11 @@ export class InferCoordinator {
       this.setShard(live, range.index, { members: [...asked] })
       const settled = await Promise.allSettled(
         peers.map(async (peer) => {
-          await this.ensureAssigned(live, peer, range.index, signal)
           for (let attempt = 1; ; attempt++) {
             try {
+              await this.withPeerSlot(peer, signal, () =>
+                this.ensureAssigned(live, peer, range.index, signal),
+              )
               const answer = await this.withPeerSlot(peer, signal, () =>
                 requestShard(
                   this.init.host,

@@ -63,6 +63,11 @@ export const INFER_ASSIGNED_TASKS_MAX_DEFAULT = 4
 export const INFER_ASSIGNED_PER_SUBMITTER_MAX_DEFAULT = 2
 /** An assignment with no run for this long frees its slot (a submitter that assigns and goes away). */
 export const INFER_ASSIGNMENT_IDLE_MS_DEFAULT = 60_000
+/**
+ * Assignments being checked at once (each fetches a task spec block from its sender); more are refused
+ * as busy, so a stranger's stream of assignments costs at most this many fetches at a time.
+ */
+export const INFER_ASSIGNS_IN_FLIGHT_MAX = 2
 /** Shards of one task one assignment may name. */
 const ASSIGNED_SHARDS_MAX = 1024
 const INFER_INBOUND_STREAMS_MAX = 32
@@ -189,6 +194,8 @@ export class InferWorker {
   private mainQueue: Promise<unknown> = Promise.resolve()
   /** run requests queued or running */
   private pending = 0
+  /** assignments being checked */
+  private assigning = 0
   /** requests refused, by reason (bad input is counted, never crashes) */
   readonly rejected: Record<InferRejectReason, number> = Object.fromEntries(
     INFER_REJECT_REASONS.map((r) => [r, 0]),
@@ -268,7 +275,14 @@ export class InferWorker {
         return
       }
       if (frame.op === 'assign') {
-        const answer = await this.assign(from, frame.task, frame.shards, signal)
+        if (this.assigning >= INFER_ASSIGNS_IN_FLIGHT_MAX) {
+          await refuse('busy', { reason: 'busy: other assignments are being checked', busy: true })
+          return
+        }
+        this.assigning++
+        const answer = await this.assign(from, frame.task, frame.shards, signal).finally(() => {
+          this.assigning--
+        })
         if (!answer.ok)
           await refuse(
             answer.busy === true ? 'busy' : answer.declined === true ? 'declined' : 'unusable',
