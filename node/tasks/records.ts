@@ -32,7 +32,7 @@ export class RecordFolder<T> {
     return join(this.folder, `${id}.json`)
   }
 
-  /** Writes the record durably (file and folders fsynced); a full or read-only disk is a StorageFaultError. */
+  /** Writes the record durably (file and folders fsynced); a full or read-only disk: StorageFaultError. */
   async save(id: string, value: T): Promise<void> {
     const path = this.pathOf(id)
     try {

@@ -68,7 +68,7 @@ function fill(folder: string, leave: number): string {
 
 describe('a WAL on a disk that fills up', () => {
   for (const mode of ['saveAsync', 'save'] as const) {
-    it(`${mode}: the failed write is cut off, later saves are refused, reopen holds exactly the acknowledged`, async () => {
+    it(`${mode}: a failed write is cut off, later saves refused, reopen holds the acknowledged`, async () => {
       const disk = mountTmpfs(4 << 20)
       const directory = join(disk, 'raft')
       const storage = DurableRaftStorage.open(directory)
