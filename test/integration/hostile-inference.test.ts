@@ -10,11 +10,13 @@
 // - a flood of run requests: the worker takes INFER_QUEUE_MAX_DEFAULT, refuses the rest as busy;
 // - a liar within the tolerance, ranked first by the submitter: the accepted logits are the median of
 //   the agreeing results, bitwise the honest ones, not the liar's;
+// - input files read in chunks give bitwise the rows (and the refusals) of parsing them whole; one over
+//   the size limit is refused from its size;
 // - an 80 MB input file: the submission runs to completion in a daemon process whose heap is limited to
 //   512 MiB (node --max-old-space-size=512).
 import { spawn } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -39,9 +41,13 @@ import {
 import {
   decodeModelBundle,
   floatsToBytes,
+  INPUT_FILE_BYTES_MAX,
+  InferenceInputError,
   type InferenceOutput,
   PREDICTIONS_FILE,
+  parseInputs,
   readModelBundle,
+  streamInputFile,
 } from '../../node/tasks/infer-files.js'
 import { predictLogits } from '../../node/tasks/infer-forward.js'
 import { encodeTaskSpec, REQUIREMENTS_DEFAULT, TASK_SPEC_VERSION } from '../../protocols/tasks/spec.js'
@@ -419,6 +425,80 @@ describe('a liar within the tolerance', () => {
     backend.destroy()
     expect(output.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
   }, 240_000)
+})
+
+describe('input files read in chunks', () => {
+  let folder: string
+
+  beforeAll(async () => {
+    folder = await mkdtemp(join(tmpdir(), 'shardnet-hostile-input-'))
+  })
+
+  afterAll(async () => {
+    await rm(folder, { recursive: true, force: true })
+  })
+
+  it('gives the same rows and the same refusals as parsing the file whole', async () => {
+    // about 4 MB: values in every JSON number form, so numbers straddle the 1 MiB chunk boundaries
+    const rows = Array.from({ length: 500 }, (_, r) =>
+      Array.from({ length: PIXEL_COUNT }, (_, i) => {
+        const k = (r * 7919 + i * 104729) % 1000
+        return k % 5 === 0
+          ? -k / 7
+          : k % 5 === 1
+            ? k * 1e-9
+            : k % 5 === 2
+              ? k
+              : k % 5 === 3
+                ? 1e21 * k
+                : k / 3
+      }),
+    )
+    const cases: Array<[string, string]> = [
+      ['object', JSON.stringify({ note: { skip: ['"]}', 1, null] }, inputs: rows, after: 'é' })],
+      ['array', JSON.stringify(rows)],
+      ['images', JSON.stringify({ images: rows }, null, 1)],
+      ['empty', '{"inputs": []}'],
+      ['narrow', '{"inputs": [[1, 2, 3]]}'],
+      ['text', JSON.stringify({ inputs: [[...Array(PIXEL_COUNT - 1).fill(0), 'x']] })],
+      ['flat', '{"inputs": [5]}'],
+      ['no-key', '{"rows": []}'],
+    ]
+    for (const [name, text] of cases) {
+      const file = join(folder, `${name}.json`)
+      await writeFile(file, text)
+      let whole: Float32Array | string
+      try {
+        whole = parseInputs(JSON.parse(text), file).values
+      } catch (error) {
+        whole = (error as Error).message
+      }
+      let streamed: Float32Array | string
+      try {
+        const input = await streamInputFile(file, join(folder, `${name}.rows`))
+        const bytes = await readFile(input.rowsFile)
+        streamed = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+        expect(input.rows).toBe(streamed.length / PIXEL_COUNT)
+      } catch (error) {
+        expect(error).toBeInstanceOf(InferenceInputError)
+        streamed = (error as Error).message
+      }
+      expect(streamed, name).toEqual(whole)
+    }
+    // not JSON at all, or cut short
+    for (const text of ['{"inputs": [[1, 2', 'inputs', '{"inputs": [[1e]]}']) {
+      const file = join(folder, 'bad.json')
+      await writeFile(file, text)
+      await expect(streamInputFile(file, join(folder, 'bad.rows'))).rejects.toThrow(/is not valid JSON/)
+    }
+    // over the size limit: refused from its size, before a byte is read (a sparse file)
+    const huge = join(folder, 'huge.json')
+    await writeFile(huge, '')
+    await truncate(huge, INPUT_FILE_BYTES_MAX + 1)
+    await expect(streamInputFile(huge, join(folder, 'huge.rows'))).rejects.toThrow(
+      /larger than the 536870912 bytes accepted/,
+    )
+  }, 60_000)
 })
 
 describe('an 80 MB input file', () => {
