@@ -627,9 +627,8 @@ export class InferCoordinator {
           ...(declined.length > 0 ? [`${declined.length} declined: ${declined.join('; ')}`] : []),
           ...(busy.length > 0 ? [`${busy.length} busy`] : []),
         ]
-        throw new Error(
-          `shard ${range.index} failed: ${decision.reason}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`,
-        )
+        const noted = notes.length > 0 ? ` (${notes.join('; ')})` : ''
+        throw new Error(`shard ${range.index} failed: ${decision.reason}${noted}`)
       }
       const outcome: ShardOutcome = {
         shard: range.index,

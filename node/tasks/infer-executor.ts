@@ -311,7 +311,9 @@ export class InferWorker {
         !assignment.shards.has(frame.shard)
       ) {
         await refuse('unassigned', {
-          reason: `shard ${frame.shard} of task ${frame.task.slice(0, 100)} is not assigned to this worker by you`,
+          reason:
+            `shard ${frame.shard} of task ${frame.task.slice(0, 100)} ` +
+            'is not assigned to this worker by you',
         })
         return
       }

@@ -171,8 +171,9 @@ export async function streamInputFile(path: string, rowsFile: string): Promise<S
         }
         if (t.kind === ']' && rows === 0) throw new InferenceInputError(`${name} holds no input rows`)
         if (t.kind === ',' || t.kind === ']' || t.kind === '}' || t.kind === ':') throw notJson()
+        const got = t.kind === 'literal' ? t.value : t.kind === '{' ? 'object' : t.kind
         throw new InferenceInputError(
-          `row ${rows} of ${name} must be a list of ${PIXEL_COUNT} numbers, got ${t.kind === 'literal' ? t.value : t.kind === '{' ? 'object' : t.kind}`,
+          `row ${rows} of ${name} must be a list of ${PIXEL_COUNT} numbers, got ${got}`,
         )
       }
       if (t.kind === ',') {

@@ -107,7 +107,8 @@ parentPort.on('message', () => { stop = true })
   while (!stop) {
     const started = performance.now()
     try {
-      const response = await fetch(workerData.url, { headers: { authorization: 'Bearer ' + workerData.token } })
+      const headers = { authorization: 'Bearer ' + workerData.token }
+      const response = await fetch(workerData.url, { headers })
       await response.arrayBuffer()
     } catch {}
     samples.push(performance.now() - started)
