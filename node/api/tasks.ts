@@ -1,5 +1,6 @@
 // Control API routes for tasks: submit, list, show, cancel, result, and the inference worker's
-// counters. The daemon adds them to its routes; each maps a named error of the task service to an HTTP status with its one-sentence message.
+// counters. The daemon adds them to its routes; each maps a named error of the task service to an
+// HTTP status with its one-sentence message.
 
 import { parseTaskRequest, TaskSpecError } from '../../protocols/tasks/spec.js'
 import { TaskRefusedError } from '../tasks/coordinator.js'
