@@ -23,6 +23,7 @@ import { UserError } from '../../node/cli/errors.js'
 import { copyResult } from '../../node/cli/tasks.js'
 import { describeArchitecture, loadModel, saveModel } from '../../node/executor/model-files.js'
 import { dataDirPaths, ensureDataDir } from '../../node/store/data-dir.js'
+import { openDatastore } from '../../node/store/datastore.js'
 import { DurableRaftStorage } from '../../node/store/raft-storage.js'
 import { StorageFaultError } from '../../node/store/storage-fault.js'
 import type { TaskView } from '../../node/tasks/coordinator.js'
@@ -281,6 +282,17 @@ describe('a data dir the disk refuses', () => {
     // the old record is intact and no temp file is left
     expect(await records.load('abc')).toEqual({ state: 'running' })
     expect(readdirSync(join(dataDir, 'tasks', 'submitted'))).toEqual(['abc.json'])
+  })
+
+  it('full before the datastore opens: the LevelDB I/O error becomes a StorageFaultError', async () => {
+    const disk = mountTmpfs(1 << 20)
+    const dataDir = join(disk, 'node')
+    await ensureDataDir(dataDirPaths(dataDir))
+    fill(disk, 0)
+    const error = await openDatastore(dataDirPaths(dataDir).datastore).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(StorageFaultError)
+    expect((error as StorageFaultError).code).toBe('ENOSPC')
+    expect((error as StorageFaultError).path).toBe(dataDirPaths(dataDir).datastore)
   })
 
   it('forbidden (EACCES, run as another user): the CLI refuses it in one sentence', () => {
