@@ -5,7 +5,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { ensureDurableFolder, writeFileAtomic } from '../store/atomic-file.js'
-import { asStorageFault } from '../store/storage-fault.js'
+import { asStorageFault, StorageFaultError } from '../store/storage-fault.js'
 
 const log = logger('shardnet:tasks:records')
 
@@ -102,7 +102,9 @@ export class CoalescingWriter<T> {
         try {
           await this.write(value)
         } catch (error) {
-          log.error('writing a task record failed: %e', error)
+          // a full or read-only disk is one sentence (which path, what to do), anything else a stack
+          if (error instanceof StorageFaultError) log.error('writing a task record failed: %s', error.message)
+          else log.error('writing a task record failed: %e', error)
         }
       }
     } finally {

@@ -30,7 +30,7 @@ import type { TaskView } from '../../node/tasks/coordinator.js'
 import { RecordFolder } from '../../node/tasks/records.js'
 import { RaftRunner } from '../../protocols/raft/runner.js'
 import type { Entry } from '../../protocols/raft/types.js'
-import { startTestDaemon } from './daemon-helpers.js'
+import { apiRequest, startTestDaemon } from './daemon-helpers.js'
 
 const mounts: string[] = []
 
@@ -266,6 +266,29 @@ describe('a data dir the disk refuses', () => {
       shardnet(['node', 'start', '--foreground', '--data-dir', dataDir]),
       new RegExp(`^error: the disk holding ${dataDir} is full \\(ENOSPC\\): free space on it, or start`),
     )
+  })
+
+  it('full while the daemon runs: a write through its API is answered with the sentence', async () => {
+    const disk = mountTmpfs(32 << 20)
+    const dataDir = join(disk, 'node')
+    const daemon = await startTestDaemon({ dataDir })
+    try {
+      fill(disk, 0)
+      const response = await apiRequest(daemon, '/v1/blocks', {
+        method: 'POST',
+        body: { data: Buffer.from(new Uint8Array(200_000).fill(7)).toString('base64') },
+      })
+      expect(response.status).toBeGreaterThanOrEqual(500)
+      const { error } = (await response.json()) as { error: string }
+      expect(error).toMatch(
+        new RegExp(`the disk holding ${dataDir}/blocks/\\S+ is full \\(ENOSPC\\): free space`),
+      )
+      expect(error).not.toMatch(/\n\s+at /)
+      // the daemon goes on serving
+      expect((await apiRequest(daemon, '/v1/status')).status).toBe(200)
+    } finally {
+      await daemon.stop()
+    }
   })
 
   it('full once the node has started: the datastore and task records fail as StorageFaultError', async () => {
