@@ -84,6 +84,8 @@ export interface GuardStats {
   droppedQueueFull: number
   /** Held appends dropped because their sender became distrusted. */
   droppedDistrusted: number
+  /** Appends without entries dropped while others were held (they would only fill the queue). */
+  droppedEmpty: number
 }
 
 class ValidationTimeoutError extends Error {
@@ -230,6 +232,7 @@ export class RaftRunner {
     timedOut: 0,
     droppedQueueFull: 0,
     droppedDistrusted: 0,
+    droppedEmpty: 0,
   }
 
   constructor(init: RaftRunnerInit) {
@@ -415,6 +418,12 @@ export class RaftRunner {
       // an append joins the queue if it must be validated, or if appends are already held (the
       // leader's appends keep their order); everything else steps at once
       if (m.type === 'MsgApp' && this.init.validate && !this.node.distrusted().has(m.from)) {
+        if (this.held.length > 0 && m.entries.length === 0) {
+          // an append without entries (a leader's probe or commit notice, sent on every heartbeat
+          // answer while our acknowledgement is pending) would only fill the queue: as if lost
+          this.guardStats.droppedEmpty++
+          continue
+        }
         if (this.held.length > 0 || appendCheck(this.node, m).action === 'validate') {
           this.hold(m)
           continue

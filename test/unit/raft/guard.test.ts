@@ -294,6 +294,12 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect(v.calls.map((c) => c.texts[0])).toEqual(['x4', 'x5', 'x6', 'x7', 'x8', 'x9', 'x10', 'x11'])
     expect(runner.heldAppends()).toBe(0)
 
+    // appends without entries do not take room while others are held: they are dropped
+    const empty = await lone({ validate: v.validate, validateQueueMax: 2 })
+    empty.deliver(append(3, ['z4']), ...Array.from({ length: 5 }, () => append(4, [])), append(4, ['z5']))
+    expect(empty.runner.heldAppends()).toBe(2)
+    expect(empty.runner.guardStats).toMatchObject({ droppedEmpty: 5, droppedQueueFull: 0 })
+
     const bytes = await lone({ validate: v.validate, validateQueueBytesMax: 10 })
     // 4 + 4 bytes fit in 10, the next 4 do not
     for (let i = 0; i < 4; i++) bytes.deliver(append(3 + i, [`y${100 + i}`]))
