@@ -182,6 +182,26 @@ describe("a distrusted leader's messages are dropped", () => {
   })
 })
 
+describe('a lying follower that distrusts an honest leader', () => {
+  it('cannot disrupt the group with pre-vote and check-quorum; without them it deposes the leader', () => {
+    for (const guards of [true, false]) {
+      const network = new TestNetwork(['1', '2', '3'], { preVote: guards, checkQuorum: guards })
+      network.elect('1')
+      const term = network.node('1').term
+      network.node('2').distrust('1')
+      run(network, 6 * network.electionTicks)
+      if (guards) {
+        expect(network.leaders()).toEqual(['1'])
+        expect(network.node('1').term).toBe(term)
+        expect(network.node('3').term).toBe(term)
+        expect(network.node('3').lead).toBe('1')
+      } else {
+        expect(network.node('3').term).toBeGreaterThan(term) // 2's elections moved the group's term
+      }
+    }
+  })
+})
+
 describe('a distrusted ex-leader never leads again', () => {
   it('with the new leader down, the liar cannot win; the group goes on once the leader is back', () => {
     const network = new TestNetwork(['1', '2', '3'], guarded)
