@@ -125,7 +125,7 @@ function validator() {
 }
 
 describe('a follower validates appends before it steps and acknowledges them', () => {
-  it('in log order, one call at a time; other messages step at once; held entries are not re-validated', async () => {
+  it('in log order, one at a time; other messages step at once; held entries not re-validated', async () => {
     const v = validator()
     const { runner, sent, deliver, acked } = await lone({ validate: v.validate })
     deliver(
@@ -165,7 +165,7 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect(v.calls[3].texts).toEqual(['x9'])
   })
 
-  it('conf entries and the empty entry of a new leader are not passed; an append of only those is not held', async () => {
+  it('conf entries and a new leader empty entry are not passed; an append of only those steps', async () => {
     const v = validator()
     const { runner, deliver, acked } = await lone({ validate: v.validate })
     const conf: Entry = {
@@ -277,7 +277,7 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect(slow.acked()).toBeLessThan(4)
   })
 
-  it('holds at most validateQueueMax appends (and validateQueueBytesMax bytes); the rest is dropped', async () => {
+  it('holds at most validateQueueMax appends and validateQueueBytesMax bytes; more are dropped', async () => {
     const v = validator()
     const { runner, deliver, acked } = await lone({ validate: v.validate, validateQueueMax: 8 })
     for (let i = 0; i < 11; i++) deliver(append(3 + i, [`x${4 + i}`]))
