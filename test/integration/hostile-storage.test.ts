@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { UserError } from '../../node/cli/errors.js'
-import { copyResult } from '../../node/cli/tasks.js'
+import { copyPredictionsResult, copyResult } from '../../node/cli/tasks.js'
 import { describeArchitecture, loadModel, saveModel } from '../../node/executor/model-files.js'
 import { dataDirPaths, ensureDataDir } from '../../node/store/data-dir.js'
 import { openDatastore } from '../../node/store/datastore.js'
@@ -393,6 +393,33 @@ describe('shardnet result --out', () => {
     )
     expect(readFileSync(victim, 'utf8')).toBe('precious')
     expect(readdirSync(real)).toEqual(['model.safetensors'])
+  })
+
+  it('an inference task: predictions.json copied atomically, a symlinked target refused', async () => {
+    const resultDir = mkdtempSync(join(tmpdir(), 'shardnet-result-'))
+    const output = {
+      format: 'shardnet-predictions/1',
+      count: 2,
+      agreement: { results: 4, agreeingResults: 4 },
+    }
+    writeFileSync(join(resultDir, 'predictions.json'), JSON.stringify(output))
+    const task = { id: 'infer1', kind: 'infer', state: 'completed', resultDir } as unknown as TaskView
+    const out = mkdtempSync(join(tmpdir(), 'shardnet-out-'))
+    const written = await copyPredictionsResult(task, out)
+    expect(written.count).toBe(2)
+    expect(readdirSync(out)).toEqual(['predictions.json'])
+    expect(JSON.parse(readFileSync(join(out, 'predictions.json'), 'utf8'))).toEqual(output)
+    const victim = join(out, 'victim')
+    writeFileSync(victim, 'precious')
+    rmSync(join(out, 'predictions.json'))
+    symlinkSync(victim, join(out, 'predictions.json'))
+    await expect(copyPredictionsResult(task, out)).rejects.toThrow(/predictions\.json is a symbolic link/)
+    expect(readFileSync(victim, 'utf8')).toBe('precious')
+    await expect(copyPredictionsResult({ ...task, state: 'running' }, out)).rejects.toThrow(
+      new UserError(
+        'task infer1 is still running and has no result yet; wait with `shardnet task infer1 --watch`',
+      ),
+    )
   })
 
   it('a full output disk is one sentence and leaves no temp file', async () => {
