@@ -11,6 +11,7 @@ import type {
   PeerId,
   PrivateKey,
   ServiceMap,
+  Stream,
 } from '@libp2p/interface'
 import type { KadDHT, Selectors, Validators } from '@libp2p/kad-dht'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
@@ -49,6 +50,24 @@ export const GOSSIP_OUTBOUND_BUFFER_BYTES_MAX = 4 << 20
 export const GOSSIP_STREAMS_MAX = 4
 /** Concurrent inbound kad-dht streams per connection (32 by default). */
 export const DHT_STREAMS_MAX = 16
+/**
+ * Inbound bytes per peer on gossipsub: announcements are at most 64 KiB and rare; a peer over its rate
+ * has its stream paused (yamux then stops granting window) until the bucket refills.
+ */
+export const GOSSIP_INBOUND_RATE: InboundRate = { burstBytes: 1 << 20, bytesPerSecond: 256 * 1024 }
+/** Inbound bytes per peer on kad-dht: requests are a few KiB (a capability record at most). */
+export const DHT_INBOUND_RATE: InboundRate = { burstBytes: 256 * 1024, bytesPerSecond: 128 * 1024 }
+/** Inbound bytes per peer on identify (and identify push): one small record now and then. */
+export const IDENTIFY_INBOUND_RATE: InboundRate = { burstBytes: 64 * 1024, bytesPerSecond: 16 * 1024 }
+/** Inbound bytes per peer on ping: 32 bytes per ping. */
+export const PING_INBOUND_RATE: InboundRate = { burstBytes: 16 * 1024, bytesPerSecond: 4 * 1024 }
+/** Inbound streams open at once on one connection, over all protocols (1000 by default). */
+export const YAMUX_INBOUND_STREAMS_MAX = 256
+/**
+ * Largest receive window of a yamux stream (16 MiB by default): the most a stream receives beyond
+ * what its reader has taken, so what a paused (throttled or budgeted) stream may still buffer.
+ */
+export const YAMUX_STREAM_WINDOW_BYTES_MAX = 4 << 20
 /** How soon after start the DHT runs its first self-query when the host's init does not say. */
 export const DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT = 1000
 
@@ -143,40 +162,6 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
 ): Promise<ShardnetHost<Extra>> {
   const scoreParams: Partial<PeerScoreParams> = { ...init.gossipScoreParams }
   if (init.ipColocationPenalty === false) scoreParams.IPColocationFactorWeight = 0
-  const coreServices: ServiceFactoryMap<CoreServices> = {
-    identify: identify(),
-    // libp2p's connection monitor pings every connection on the same protocol: room for one more ping
-    // at a time, or a ping asked for while the monitor's is in flight fails (TooManyOutboundProtocolStreams)
-    ping: ping({ maxOutboundStreams: 2 }),
-    dht: kadDHT({
-      protocol: SHARDNET_DHT_PROTOCOL,
-      // nodes on a LAN or loopback are dialable: be a DHT server from the start
-      clientMode: false,
-      // the default mapper drops private and loopback addresses, which is every address of a LAN network
-      peerInfoMapper: passthroughMapper,
-      validators: init.dhtValidators ?? {},
-      selectors: init.dhtSelectors ?? {},
-      initialQuerySelfInterval:
-        init.dhtInitialQuerySelfIntervalMs ?? DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT,
-      // a query opens a few streams to one peer at a time (kad-dht's reader has no bound of its own
-      // on a length prefix, only its 10 s deadline per request)
-      maxInboundStreams: DHT_STREAMS_MAX,
-    }),
-    pubsub: gossipsub({
-      globalSignaturePolicy: StrictSign,
-      allowPublishToZeroTopicPeers: true,
-      emitSelf: false,
-      scoreParams,
-      scoreThresholds: init.gossipScoreThresholds ?? {},
-      // one inbound stream per peer is used (a new one replaces the old); each RPC frame is bounded
-      // (4 MiB by default) and so is what is queued for a slow peer (unbounded by default)
-      maxInboundStreams: GOSSIP_STREAMS_MAX,
-      maxOutboundStreams: GOSSIP_STREAMS_MAX,
-      maxInboundDataLength: GOSSIP_RPC_BYTES_MAX,
-      maxOutboundBufferSize: GOSSIP_OUTBOUND_BUFFER_BYTES_MAX,
-    }),
-  }
-  const services = { ...coreServices, ...init.services } as ServiceFactoryMap<CoreServices & Extra>
   const maxConnections = init.maxConnections ?? MAX_CONNECTIONS_DEFAULT
   const inbound: InboundLimits = {
     perIpMax: INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT,
@@ -187,13 +172,61 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     ...init.inbound,
   }
   const gate = new InboundGate(inbound)
+  const coreServices: ServiceFactoryMap<CoreServices> = {
+    identify: throttled(identify(), IDENTIFY_INBOUND_RATE, gate),
+    // libp2p's connection monitor pings every connection on the same protocol: room for one more ping
+    // at a time, or a ping asked for while the monitor's is in flight fails (TooManyOutboundProtocolStreams)
+    ping: throttled(ping({ maxOutboundStreams: 2 }), PING_INBOUND_RATE, gate),
+    dht: throttled(
+      kadDHT({
+        protocol: SHARDNET_DHT_PROTOCOL,
+        // nodes on a LAN or loopback are dialable: be a DHT server from the start
+        clientMode: false,
+        // the default mapper drops private and loopback addresses, which is every address of a LAN network
+        peerInfoMapper: passthroughMapper,
+        validators: init.dhtValidators ?? {},
+        selectors: init.dhtSelectors ?? {},
+        initialQuerySelfInterval:
+          init.dhtInitialQuerySelfIntervalMs ?? DHT_INITIAL_QUERY_SELF_INTERVAL_MS_DEFAULT,
+        // a query opens a few streams to one peer at a time (kad-dht's reader has no bound of its own
+        // on a length prefix, only its 10 s deadline per request)
+        maxInboundStreams: DHT_STREAMS_MAX,
+      }),
+      DHT_INBOUND_RATE,
+      gate,
+    ),
+    pubsub: throttled(
+      gossipsub({
+        globalSignaturePolicy: StrictSign,
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        scoreParams,
+        scoreThresholds: init.gossipScoreThresholds ?? {},
+        // one inbound stream per peer is used (a new one replaces the old); each RPC frame is bounded
+        // (4 MiB by default) and so is what is queued for a slow peer (unbounded by default)
+        maxInboundStreams: GOSSIP_STREAMS_MAX,
+        maxOutboundStreams: GOSSIP_STREAMS_MAX,
+        maxInboundDataLength: GOSSIP_RPC_BYTES_MAX,
+        maxOutboundBufferSize: GOSSIP_OUTBOUND_BUFFER_BYTES_MAX,
+      }),
+      GOSSIP_INBOUND_RATE,
+      gate,
+    ),
+  }
+  const services = { ...coreServices, ...init.services } as ServiceFactoryMap<CoreServices & Extra>
   const node = await createLibp2p<CoreServices & Extra>({
     start: false,
     privateKey: init.privateKey,
     addresses: { listen: init.listen, announce: init.announce ?? [] },
     transports: [shardnetTcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [
+      yamux({
+        maxInboundStreams: YAMUX_INBOUND_STREAMS_MAX,
+        // what a paused stream may still receive: the window it granted before the pause
+        streamOptions: { maxStreamWindowSize: YAMUX_STREAM_WINDOW_BYTES_MAX },
+      }),
+    ],
     connectionProtector: init.swarmKey != null ? preSharedKey({ psk: init.swarmKey }) : undefined,
     connectionManager: {
       maxConnections,
@@ -215,6 +248,169 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
   return node
 }
 
+/** A token bucket of inbound bytes per remote peer and protocol. */
+export interface InboundRate {
+  burstBytes: number
+  bytesPerSecond: number
+}
+
+interface Bucket {
+  tokens: number
+  at: number
+  streams: number
+}
+
+interface ConnectionCloser {
+  closeConnections(peer: PeerId): Promise<void>
+}
+
+/** Registrar and stream calls the throttle needs. */
+type StreamHandler = (stream: Stream, connection: Connection) => void | Promise<void>
+interface HandleRegistrar {
+  handle(protocol: string, handler: StreamHandler, options?: unknown): Promise<void>
+}
+
+/**
+ * The service `factory` makes, with each inbound stream of the protocols it handles throttled to
+ * `rate` per remote peer: a stream whose peer has spent its bucket is paused until it refills. The
+ * libraries' own readers (gossipsub's, kad-dht's, identify's) buffer whatever a stream delivers; paused,
+ * a stream delivers nothing and the sender's yamux window runs dry, so a flood costs at most the
+ * rate in CPU and the window in memory.
+ */
+function throttled<S, C extends object>(
+  factory: (components: C) => S,
+  rate: InboundRate,
+  gate: InboundGate,
+): (components: C) => S {
+  return (components) => {
+    const registrar = (components as { registrar: HandleRegistrar }).registrar
+    const connectionManager = (components as { connectionManager: ConnectionCloser }).connectionManager
+    const buckets = new Map<string, Bucket>()
+    const handle = (protocol: string, handler: StreamHandler, options?: unknown) =>
+      registrar.handle(
+        protocol,
+        (stream, connection) => {
+          const strike = () => {
+            if (gate.strike(connection.remotePeer.toString())) {
+              void connectionManager.closeConnections(connection.remotePeer).catch(() => {})
+            }
+          }
+          throttleStream(stream, connection.remotePeer.toString(), rate, buckets, strike)
+          return handler(stream, connection)
+        },
+        options,
+      )
+    const wrappedRegistrar = new Proxy(registrar, {
+      get: (target, key) => {
+        if (key === 'handle') return handle
+        const value = Reflect.get(target, key, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const wrapped = new Proxy(components, {
+      get: (target, key, receiver) =>
+        key === 'registrar' ? wrappedRegistrar : Reflect.get(target, key, receiver),
+    })
+    return factory(wrapped)
+  }
+}
+
+/** A stream refused or aborted because its peer is over its inbound byte rate on the protocol. */
+export class InboundRateError extends Error {
+  static override name = 'InboundRateError'
+  override name = 'InboundRateError'
+}
+
+/** Streams of gossipsub, kad-dht, identify and ping throttled in this process, by outcome. */
+export const throttleCounts = { pausedStreams: 0, refusedStreams: 0, abortedStreams: 0 }
+
+function throttleStream(
+  stream: Stream,
+  peer: string,
+  rate: InboundRate,
+  buckets: Map<string, Bucket>,
+  strike: () => void,
+): void {
+  let bucket = buckets.get(peer)
+  if (bucket === undefined) {
+    bucket = { tokens: rate.burstBytes, at: Date.now(), streams: 0 }
+    buckets.set(peer, bucket)
+  }
+  const peerBucket = bucket
+  peerBucket.streams++
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const refill = () => {
+    const now = Date.now()
+    peerBucket.tokens = Math.min(
+      rate.burstBytes,
+      peerBucket.tokens + ((now - peerBucket.at) * rate.bytesPerSecond) / 1000,
+    )
+    peerBucket.at = now
+  }
+  const resume = () => {
+    timer = undefined
+    refill()
+    if (peerBucket.tokens < 0) {
+      timer = setTimeout(resume, (-peerBucket.tokens / rate.bytesPerSecond) * 1000)
+      return
+    }
+    try {
+      stream.resume()
+    } catch {
+      // closing
+    }
+  }
+  const onMessage = (event: { data: { byteLength: number } }) => {
+    refill()
+    peerBucket.tokens -= event.data.byteLength
+    if (peerBucket.tokens < -rate.burstBytes) {
+      // a burst over what was granted: the peer ignores the pause (several streams at once)
+      throttleCounts.abortedStreams++
+      stream.abort(new InboundRateError(`${peer} is over its inbound rate`))
+      strike()
+      return
+    }
+    if (peerBucket.tokens < 0 && timer === undefined) {
+      throttleCounts.pausedStreams++
+      try {
+        stream.pause()
+      } catch {
+        return
+      }
+      timer = setTimeout(resume, (-peerBucket.tokens / rate.bytesPerSecond) * 1000)
+    }
+  }
+  stream.addEventListener('message', onMessage)
+  // a peer that spent its bucket gets no new stream until it refills: resumed together, its paused
+  // streams would each grant a fresh window at once
+  refill()
+  if (peerBucket.tokens < 0) {
+    throttleCounts.refusedStreams++
+    stream.abort(new InboundRateError(`${peer} is over its inbound rate`))
+    strike()
+  }
+  stream.addEventListener(
+    'close',
+    () => {
+      if (timer !== undefined) clearTimeout(timer)
+      stream.removeEventListener('message', onMessage)
+      peerBucket.streams--
+      // a peer with no open stream and a full bucket is forgotten (the map holds only active peers)
+      refill()
+      if (peerBucket.streams <= 0 && peerBucket.tokens >= rate.burstBytes) buckets.delete(peer)
+      else if (peerBucket.streams <= 0) {
+        setTimeout(
+          () => {
+            if (peerBucket.streams <= 0) buckets.delete(peer)
+          },
+          ((rate.burstBytes - peerBucket.tokens) / rate.bytesPerSecond) * 1000,
+        ).unref?.()
+      }
+    },
+    { once: true },
+  )
+}
+
 /** Limits on inbound connections, per remote IP address and in total. */
 export interface InboundLimits {
   /** Inbound connections from one IP, established and pending. @default INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT */
@@ -234,7 +430,15 @@ export interface InboundRefusals {
   perIp: number
   pendingPerIp: number
   total: number
+  /** connections of peers disconnected for abuse, refused during their ban */
+  banned: number
 }
+
+/** Rate-limit strikes within ABUSE_WINDOW_MS after which a peer is disconnected and banned. */
+export const ABUSE_STRIKES_MAX = 4
+export const ABUSE_WINDOW_MS = 10_000
+/** How long a peer disconnected for abuse has its inbound connections refused. */
+export const ABUSE_BAN_MS = 60_000
 
 const inboundGates = new WeakMap<object, InboundGate>()
 
@@ -257,7 +461,10 @@ function ipOf(address: Multiaddr): string | undefined {
  * refuses one over the limits before its handshake starts.
  */
 class InboundGate {
-  readonly refused: InboundRefusals = { perIp: 0, pendingPerIp: 0, total: 0 }
+  readonly refused: InboundRefusals = { perIp: 0, pendingPerIp: 0, total: 0, banned: 0 }
+  /** Peers disconnected for abuse, and until when their inbound connections are refused. */
+  private readonly bans = new Map<string, number>()
+  private readonly strikes = new Map<string, { count: number; since: number }>()
   connections: () => Connection[] = () => []
   private readonly limits: InboundLimits
   private readonly pending = new Map<MultiaddrConnection, string>()
@@ -268,6 +475,17 @@ class InboundGate {
     this.limits = limits
     this.gater = {
       denyInboundConnection: (maConn) => this.deny(maConn),
+      denyInboundEncryptedConnection: (peer, maConn) => {
+        const until = this.bans.get(peer.toString())
+        if (until === undefined) return false
+        if (Date.now() >= until) {
+          this.bans.delete(peer.toString())
+          return false
+        }
+        this.refused.banned++
+        this.settle(maConn)
+        return true
+      },
       denyInboundUpgradedConnection: (_peer, maConn) => {
         this.settle(maConn)
         return false
@@ -302,6 +520,27 @@ class InboundGate {
     this.pendingByIp.set(ip, pending + 1)
     maConn.addEventListener('close', () => this.settle(maConn), { once: true })
     return false
+  }
+
+  /**
+   * Counts a rate-limit strike against `peer`; true when it reached ABUSE_STRIKES_MAX within
+   * ABUSE_WINDOW_MS: the peer is then banned for ABUSE_BAN_MS and the caller closes its connections.
+   */
+  strike(peer: string): boolean {
+    const now = Date.now()
+    let record = this.strikes.get(peer)
+    if (record === undefined || now - record.since > ABUSE_WINDOW_MS) {
+      record = { count: 0, since: now }
+      this.strikes.set(peer, record)
+    }
+    record.count++
+    if (record.count < ABUSE_STRIKES_MAX) return false
+    this.strikes.delete(peer)
+    this.bans.set(peer, now + ABUSE_BAN_MS)
+    // both maps hold only recent peers
+    for (const [id, until] of this.bans) if (until <= now) this.bans.delete(id)
+    for (const [id, r] of this.strikes) if (now - r.since > ABUSE_WINDOW_MS) this.strikes.delete(id)
+    return true
   }
 
   /** The connection's handshake is over (upgraded, failed or closed). */
