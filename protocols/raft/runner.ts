@@ -35,15 +35,19 @@ export const SNAPSHOT_BYTES_DEFAULT = 64 << 20
 /** Entries kept after a compaction, for slow followers. */
 export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1000
 
-/** Milliseconds a validate() call may take before it counts as a refusal. */
+/** Milliseconds a validate() call may take before its append is dropped (to be validated again). */
 export const VALIDATE_TIMEOUT_MS_DEFAULT = 10_000
 /** Appends held for validation (the one being validated included) beyond which new ones are dropped. */
 export const VALIDATE_QUEUE_MAX_DEFAULT = 64
 /** Entry bytes held for validation beyond which new appends are dropped. */
 export const VALIDATE_QUEUE_BYTES_MAX_DEFAULT = 64 << 20
 
-/** What a validator answers for the entries of one append. */
-export type EntryVerdict = { ok: true } | { ok: false; reason: string }
+/**
+ * What a validator answers for the entries of one append: ok (they are stepped into the log), a
+ * refusal (the leader lied: distrust it), or `retry` (this member cannot check them yet: the append is
+ * dropped without a verdict on the leader, which sends it again).
+ */
+export type EntryVerdict = { ok: true } | { ok: false; reason: string; retry?: boolean }
 
 /** What the guard does with an incoming message (see appendCheck). */
 export type AppendCheck = { action: 'step' } | { action: 'validate'; entries: Entry[] }
@@ -76,8 +80,10 @@ export function appendCheck(node: RaftNode, m: Message): AppendCheck {
 export interface GuardStats {
   /** validate() calls that answered ok. */
   validated: number
-  /** Appends refused: a verdict not ok, a throw or a timeout (each distrusts the sender). */
+  /** Appends refused: a verdict not ok or a throw (each distrusts the sender). */
   refused: number
+  /** Appends dropped for the leader to send again: a `retry` verdict or a validation that timed out. */
+  retried: number
   /** ... of which timed out. */
   timedOut: number
   /** Appends dropped because the queue of held appends was full (the leader sends them again). */
@@ -229,6 +235,7 @@ export class RaftRunner {
   readonly guardStats: GuardStats = {
     validated: 0,
     refused: 0,
+    retried: 0,
     timedOut: 0,
     droppedQueueFull: 0,
     droppedDistrusted: 0,
@@ -497,15 +504,27 @@ export class RaftRunner {
         }),
       ])
     } catch (error) {
-      if (error instanceof ValidationTimeoutError) this.guardStats.timedOut++
-      const reason = error instanceof ValidationTimeoutError ? error.message : `validation threw: ${error}`
-      verdict = { ok: false, reason }
+      // a slow validation proves nothing against the leader: its append is dropped and sent again
+      if (error instanceof ValidationTimeoutError) {
+        this.guardStats.timedOut++
+        verdict = { ok: false, reason: error.message, retry: true }
+      } else verdict = { ok: false, reason: `validation threw: ${error}` }
     } finally {
       clearTimeout(timer)
     }
     // stopped, or the append was dropped meanwhile (its sender distrusted): the verdict is stale
     if (this.validating !== m) return
     this.validating = undefined
+    if (!verdict.ok && verdict.retry) {
+      // the appends held after it build on it: the core would refuse them; the leader resends all
+      this.guardStats.retried++
+      this.held = this.held.filter((held) => held.from !== m.from)
+      this.heldBytes = 0
+      for (const held of this.held) this.heldBytes += appendBytes(held)
+      this.log('dropped an append from %s to validate again: %s', m.from, verdict.reason)
+      this.pump()
+      return
+    }
     if (!verdict.ok) {
       this.guardStats.refused++
       this.held.shift()

@@ -284,6 +284,8 @@ export interface QuorumInput {
   /** when the quorum was first reached, undefined if not yet */
   quorumAtMs: number | undefined
   nowMs: number
+  /** gradients that make a quorum. @default quorumSize(memberCount) */
+  quorum?: number
   stragglerTimeoutMs: number
 }
 
@@ -293,7 +295,7 @@ export interface QuorumInput {
  */
 export function quorumDecision(input: QuorumInput): 'aggregate' | 'wait' {
   const received = new Set(input.received)
-  if (received.size < quorumSize(input.memberCount)) return 'wait'
+  if (received.size < (input.quorum ?? quorumSize(input.memberCount))) return 'wait'
   if (input.expected.every((member) => received.has(member))) return 'aggregate'
   if (input.quorumAtMs !== undefined && input.nowMs - input.quorumAtMs >= input.stragglerTimeoutMs) {
     return 'aggregate'
@@ -323,6 +325,8 @@ export interface StepReadinessInput {
   /** the gradient length every contribution must have */
   expectedLength: number
   normFactorMax: number
+  /** gradients received (admitted or refused) that make a quorum. @default quorumSize(members.length) */
+  quorum?: number
 }
 
 /**
@@ -339,6 +343,7 @@ export function screenIfReady(input: StepReadinessInput): ScreeningResult | unde
     quorumAtMs: collected.quorumAtMs,
     nowMs: input.nowMs,
     stragglerTimeoutMs: input.stragglerTimeoutMs,
+    quorum: input.quorum,
   })
   if (decision !== 'aggregate' || collected.contributions.size < quorumSize(members.length)) return undefined
   const contributions = [...collected.contributions.values()].sort((a, b) => (a.member < b.member ? -1 : 1))

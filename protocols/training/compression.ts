@@ -47,6 +47,7 @@ export class GradientCompressor {
           values: floatBytesView(gradient),
           scales: new Uint8Array(0),
           blockSize: 0,
+          signature: new Uint8Array(0),
         },
         decoded: gradient,
       }
@@ -62,6 +63,7 @@ export class GradientCompressor {
         values: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
         scales: floatBytesView(scales),
         blockSize: this.blockSize,
+        signature: new Uint8Array(0),
       },
       decoded,
     }

@@ -7,16 +7,12 @@
 // from the group's parameter count), read under a deadline and accepted only from members of the
 // group they name; everything refused is counted by reason and never thrown into the node.
 // Written as a js-libp2p service: gradientExchange(init)(components).
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
-import {
-  InvalidDataLengthError,
-  InvalidDataLengthLengthError,
-  lpStream,
-  UnexpectedEOFError,
-} from '@libp2p/utils'
-import { type Gradient, GradRequest, GradResponse } from '../wire/training.js'
+import { UnexpectedEOFError } from '@libp2p/utils'
+import { type BoundedLpStream, boundedLpStream, isOversizedFrameError } from '../wire/framing.js'
+import { type Gradient, type GradientFetch, GradRequest, GradResponse } from '../wire/training.js'
 
 const log = logger('shardnet:training:exchange')
 
@@ -29,6 +25,8 @@ export const IDLE_TIMEOUT_MS_DEFAULT = 120_000
 export const IDLE_REQUEST_BYTES_MAX_DEFAULT = 65_536
 /** Inbound and outbound streams of the protocol per connection. */
 export const STREAMS_MAX_DEFAULT = 64
+/** Inbound streams one peer may hold open at once, across its connections. */
+export const STREAMS_PER_PEER_MAX_DEFAULT = 8
 
 /** Bytes of a GradRequest beyond the gradient values: group id, digest, scales headroom. */
 export const REQUEST_OVERHEAD_BYTES = 4096
@@ -56,10 +54,14 @@ export interface GradientExchangeInit {
   maxInboundStreams?: number
   /** @default 64 */
   maxOutboundStreams?: number
+  /** inbound streams one peer may hold open at once. @default 8 */
+  streamsPerPeerMax?: number
 }
 
 export interface GradientExchangeComponents {
   peerId: PeerId
+  /** the node's key: members sign their gradients with it (libp2p gives it to every service) */
+  privateKey?: PrivateKey
   registrar: {
     handle(
       protocol: string,
@@ -74,13 +76,23 @@ export interface GradientExchangeComponents {
 }
 
 /** Why an inbound request was refused before reaching its group. */
-export type ExchangeRefusal = 'malformed' | 'oversized' | 'unknown-group' | 'non-member' | 'timeout' | 'empty'
+export type ExchangeRefusal =
+  | 'malformed'
+  | 'oversized'
+  | 'unknown-group'
+  | 'non-member'
+  | 'stranger'
+  | 'too-many-streams'
+  | 'timeout'
+  | 'empty'
 
 export const EXCHANGE_REFUSALS: readonly ExchangeRefusal[] = [
   'malformed',
   'oversized',
   'unknown-group',
   'non-member',
+  'stranger',
+  'too-many-streams',
   'timeout',
   'empty',
 ]
@@ -103,8 +115,11 @@ export interface GradientGroupHandler {
   requestBytesMax: number
   /** largest response this group's members accept */
   responseBytesMax: number
-  onGradient(from: string, gradient: Gradient): GradResponse | Promise<GradResponse>
+  /** a gradient sent for the leader (`share` false) or shared with every member (`share` true) */
+  onGradient(from: string, gradient: Gradient, share: boolean): GradResponse | Promise<GradResponse>
   onStateRequest(from: string): GradResponse | Promise<GradResponse>
+  /** a member asks for a gradient by digest: answer GRADIENT with it and its author, or NOT_READY */
+  onFetch(from: string, fetch: GradientFetch): GradResponse | Promise<GradResponse>
 }
 
 /** The exchange is not started, or a peer could not be reached in time. */
@@ -137,7 +152,7 @@ export class GradientExchange {
     string,
     {
       stream: Stream
-      framed: ReturnType<typeof lpStream<Stream>>
+      framed: BoundedLpStream
       responseBytesMax: number
       busy: Promise<unknown>
     }
@@ -147,6 +162,9 @@ export class GradientExchange {
   private readonly maxOutboundStreams: number
   private readonly groups = new Map<string, GradientGroupHandler>()
   private readonly streams = new Set<Stream>()
+  /** inbound streams open per remote peer */
+  private readonly inboundPerPeer = new Map<string, number>()
+  private readonly streamsPerPeerMax: number
   private started = false
 
   constructor(components: GradientExchangeComponents, init: GradientExchangeInit = {}) {
@@ -157,6 +175,7 @@ export class GradientExchange {
     this.idleRequestBytesMax = init.idleRequestBytesMax ?? IDLE_REQUEST_BYTES_MAX_DEFAULT
     this.maxInboundStreams = init.maxInboundStreams ?? STREAMS_MAX_DEFAULT
     this.maxOutboundStreams = init.maxOutboundStreams ?? STREAMS_MAX_DEFAULT
+    this.streamsPerPeerMax = init.streamsPerPeerMax ?? STREAMS_PER_PEER_MAX_DEFAULT
   }
 
   async start(): Promise<void> {
@@ -188,32 +207,59 @@ export class GradientExchange {
     this.groups.delete(group)
   }
 
-  /** The largest request any joined group accepts: the read limit before the group is known. */
-  private requestBytesMax(): number {
+  /** The largest request a group of `peer`'s accepts: the read limit before the group is known. */
+  private requestBytesMaxFor(peer: string): number {
     let max = this.idleRequestBytesMax
-    for (const handler of this.groups.values()) max = Math.max(max, handler.requestBytesMax)
+    for (const handler of this.groups.values())
+      if (handler.isMember(peer)) max = Math.max(max, handler.requestBytesMax)
     return max
   }
 
+  /** Signs `payload` with this node's key (see verify.ts signaturePayload). */
+  async sign(payload: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+    const key = this.components.privateKey
+    if (!key) throw new GradientSendError('this node has no private key to sign gradients with')
+    return (await key.sign(payload)) as Uint8Array<ArrayBuffer>
+  }
+
   /**
-   * Sends a gradient for `group` to `peer`; resolves with its answer and the request's size in bytes,
-   * rejects with GradientSendError.
+   * Sends a gradient for `group` to `peer` (for its leader, or `share`d with every member); resolves
+   * with its answer and the request's size in bytes, rejects with GradientSendError.
    */
   async sendGradient(
     peer: string,
     group: string,
     gradient: Gradient,
+    share = false,
     responseBytesMax = 4096,
   ): Promise<{ response: GradResponse; bytes: number }> {
-    const frame = GradRequest.encode({ group, gradient, stateRequest: false })
+    const frame = GradRequest.encode({ group, gradient, stateRequest: false, share })
     const response = await this.request(peer, frame, responseBytesMax)
     this.stats.gradientBytesSent += frame.length
     return { response, bytes: frame.length }
   }
 
+  /** Asks `peer` for a gradient of `group` by its digest (the answer carries it and its author). */
+  async fetchGradient(
+    peer: string,
+    group: string,
+    fetch: GradientFetch,
+    responseBytesMax: number,
+  ): Promise<GradResponse> {
+    return this.request(
+      peer,
+      GradRequest.encode({ group, stateRequest: false, share: false, fetch }),
+      responseBytesMax,
+    )
+  }
+
   /** Asks `peer` for its training state of `group`. */
   async requestState(peer: string, group: string, responseBytesMax: number): Promise<GradResponse> {
-    return this.request(peer, GradRequest.encode({ group, stateRequest: true }), responseBytesMax)
+    return this.request(
+      peer,
+      GradRequest.encode({ group, stateRequest: true, share: false }),
+      responseBytesMax,
+    )
   }
 
   private async request(peer: string, frame: Uint8Array, responseBytesMax: number): Promise<GradResponse> {
@@ -255,7 +301,7 @@ export class GradientExchange {
         this.streams.add(stream)
         held = {
           stream,
-          framed: lpStream(stream, { maxDataLength: responseBytesMax }),
+          framed: boundedLpStream(stream, responseBytesMax),
           responseBytesMax,
           busy: Promise.resolve(),
         }
@@ -282,14 +328,33 @@ export class GradientExchange {
     log('refused a %s request from %s: %s', reason, remote, detail)
   }
 
+  /** Is `peer` a member of any group joined here: only members may open a stream at all. */
+  private isKnown(peer: string): boolean {
+    for (const handler of this.groups.values()) if (handler.isMember(peer)) return true
+    return false
+  }
+
   private async handleInbound(stream: Stream, connection: Connection): Promise<void> {
     const remote = connection.remotePeer.toString()
+    // a stranger's stream is refused before a byte of it is read; a member holds a few streams at most
+    if (!this.isKnown(remote)) {
+      this.refuse('stranger', remote, 'not a member of any group here')
+      stream.abort(new Error('not a member of any group here'))
+      return
+    }
+    const open = this.inboundPerPeer.get(remote) ?? 0
+    if (open >= this.streamsPerPeerMax) {
+      this.refuse('too-many-streams', remote, `${open} streams open`)
+      stream.abort(new Error('too many streams'))
+      return
+    }
+    this.inboundPerPeer.set(remote, open + 1)
     this.streams.add(stream)
     try {
-      // the read limit is the largest of the joined groups' at stream start; each request is then
-      // checked against its own group's limit
-      const requestBytesMax = this.requestBytesMax()
-      const framed = lpStream(stream, { maxDataLength: requestBytesMax })
+      // the read limit is the largest of the groups' this peer is a member of, at stream start; each
+      // request is then checked against its own group's limit
+      const requestBytesMax = this.requestBytesMaxFor(remote)
+      const framed = boundedLpStream(stream, requestBytesMax)
       for (let first = true; this.started; first = false) {
         // the first request must come promptly; later ones may wait for the next step
         const readSignal = AbortSignal.timeout(first ? this.timeoutMs : this.idleTimeoutMs)
@@ -297,7 +362,7 @@ export class GradientExchange {
         try {
           bytes = await framed.read({ signal: readSignal })
         } catch (error) {
-          if (error instanceof InvalidDataLengthError || error instanceof InvalidDataLengthLengthError) {
+          if (isOversizedFrameError(error)) {
             this.refuse('oversized', remote, `frame above ${requestBytesMax} bytes`)
           } else if (readSignal.aborted) {
             if (first) this.refuse('timeout', remote, 'no request before the deadline')
@@ -335,7 +400,9 @@ export class GradientExchange {
         let response: GradResponse
         if (request.gradient) {
           this.stats.gradientBytesReceived += bytes.byteLength
-          response = await handler.onGradient(remote, request.gradient)
+          response = await handler.onGradient(remote, request.gradient, request.share)
+        } else if (request.fetch) {
+          response = await handler.onFetch(remote, request.fetch)
         } else if (request.stateRequest) {
           response = await handler.onStateRequest(remote)
         } else {
@@ -350,6 +417,9 @@ export class GradientExchange {
       stream.abort(error as Error)
     } finally {
       this.streams.delete(stream)
+      const left = (this.inboundPerPeer.get(remote) ?? 1) - 1
+      if (left > 0) this.inboundPerPeer.set(remote, left)
+      else this.inboundPerPeer.delete(remote)
     }
   }
 }

@@ -23,14 +23,22 @@
 // The host needs two services: `raft: raftTransport()` (protocols/raft/transport.ts) and
 // `gradients: gradientExchange()` (exchange.ts, /shardnet/grad/1.0.0).
 import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { SCHEDULE_DEFAULT, WEIGHT_DECAY_DEFAULT } from '../../kernels/models/training.js'
 import { ENTRY_BYTES_MAX_DEFAULT, RaftRunner } from '../raft/runner.js'
 import { bootstrapUpdate } from '../raft/storage.js'
-import { type Gradient, GradResponse } from '../wire/training.js'
+import type { Entry } from '../raft/types.js'
+import { type Gradient, type GradientFetch, GradResponse } from '../wire/training.js'
 import { SUSPECT_COSINE_MIN_DEFAULT } from './aggregate.js'
-import { GradientSendError, gradientRequestBytesMax, stateResponseBytesMax } from './exchange.js'
+import {
+  GradientSendError,
+  gradientRequestBytesMax,
+  REQUEST_OVERHEAD_BYTES,
+  stateResponseBytesMax,
+} from './exchange.js'
 import type { GradientComputer } from './gradients.js'
 import {
+  type EntryVerdict,
   MEMBER_RULE_DEFAULTS,
   type MemberConfig,
   MemberCore,
@@ -54,6 +62,7 @@ import type {
   MemberReport,
   MemberVerdict,
 } from './types.js'
+import { gradientDigest, signaturePayload } from './verify.js'
 
 export * from './types.js'
 
@@ -142,6 +151,13 @@ class GroupMemberRuntime implements GroupMember {
   private wakeTimer: NodeJS.Timeout | undefined
   private wakeAtMs = Number.POSITIVE_INFINITY
   private stopped = false
+  /** validate calls of the Raft runner waiting for the core's verdict, by id */
+  private readonly verdicts = new Map<number, (verdict: EntryVerdict) => void>()
+  private nextValidation = 0
+  /** signatures of this member's own gradients (a message is sent, shared and served several times) */
+  private readonly signatures = new WeakMap<Gradient, Promise<Uint8Array<ArrayBuffer>>>()
+  private gradientBytesShared = 0
+  private badSignatures = 0
   private readonly finishedPromise: Promise<FinishedEvent>
   private resolveFinished!: (event: FinishedEvent) => void
 
@@ -181,6 +197,10 @@ class GroupMemberRuntime implements GroupMember {
       restore: (data) => this.input({ type: 'snapshot', data, nowMs: Date.now() }),
       snapshotData: () => encodeState(this.core.current()),
       onFatal: (error) => this.storageFailed(error),
+      ...(init.verifyEntries === false
+        ? {}
+        : { validate: (entries: Entry[], leader: string) => this.validateEntries(entries, leader) }),
+      onDistrust: (peer, reason) => this.log.error('distrusting %s: %s', peer, reason),
       onLeaderChange: (leader, role) =>
         this.input({
           type: 'leadership',
@@ -197,6 +217,7 @@ class GroupMemberRuntime implements GroupMember {
       responseBytesMax: stateResponseBytesMax(count, members.length),
       onGradient: (from, gradient) => this.receive(from, gradient),
       onStateRequest: () => this.stateResponse(),
+      onFetch: (_from, fetch) => this.fetchResponse(fetch),
     })
     this.runner.start()
     queueMicrotask(() => this.input({ type: 'tick', nowMs: Date.now() }))
@@ -231,6 +252,9 @@ class GroupMemberRuntime implements GroupMember {
       reports: [...state.counts.values()].map((report) => verdict(report, config.suspectCosineMin)),
       raftTerm: raft.term,
       ...this.core.counters,
+      gradientBytesShared: this.gradientBytesShared,
+      badSignatures: this.badSignatures,
+      distrusted: [...this.runner.distrusted()].map(([peer, reason]) => ({ peer, reason })),
     }
   }
 
@@ -253,6 +277,9 @@ class GroupMemberRuntime implements GroupMember {
     this.runner.stop()
     this.init.components.gradients.leave(this.init.groupId)
     this.computer.dispose()
+    for (const resolve of this.verdicts.values())
+      resolve({ ok: false, reason: 'member stopped', retry: true })
+    this.verdicts.clear()
   }
 
   /**
@@ -278,18 +305,28 @@ class GroupMemberRuntime implements GroupMember {
     this.rearm()
   }
 
-  /** The exchange's handler: the core's reply, then its other effects. */
-  private receive(from: string, gradient: Gradient): GradResponse {
+  /**
+   * The exchange's handler: checks the author's signature (a gradient every member can relay must be
+   * its author's), then the core's reply, then its other effects.
+   */
+  private async receive(from: string, gradient: Gradient): Promise<GradResponse> {
     const response = (status: GradResponse.Status, reason = ''): GradResponse => ({
       status,
       reason,
       leader: this.runner.leader(),
       state: new Uint8Array(0),
+      author: '',
     })
+    if (this.stopped) return response(GradResponse.Status.NOT_LEADER)
+    const digest = await this.signedBy(from, gradient)
+    if (!digest) {
+      this.badSignatures++
+      return response(GradResponse.Status.REJECTED, 'bad signature')
+    }
     if (this.stopped) return response(GradResponse.Status.NOT_LEADER)
     let reply = response(GradResponse.Status.NOT_READY)
     try {
-      const effects = this.core.step({ type: 'gradient-received', from, gradient, nowMs: Date.now() })
+      const effects = this.core.step({ type: 'gradient-received', from, gradient, digest, nowMs: Date.now() })
       const first = effects[0]
       if (first?.type === 'reply') reply = response(first.status, first.reason)
       this.perform(effects)
@@ -307,7 +344,57 @@ class GroupMemberRuntime implements GroupMember {
       reason: '',
       leader: this.runner.leader(),
       state: state ? (encodeState(state) as Uint8Array<ArrayBuffer>) : new Uint8Array(0),
+      author: '',
     }
+  }
+
+  /** A member asks for a gradient an entry names: this member's copy, signed by its author. */
+  private async fetchResponse(fetch: GradientFetch): Promise<GradResponse> {
+    const held = this.stopped ? undefined : this.core.gradientFor(fetch.digest)
+    const answer: GradResponse = {
+      status: held ? GradResponse.Status.GRADIENT : GradResponse.Status.NOT_READY,
+      reason: held ? '' : 'no such gradient here',
+      leader: this.runner.leader(),
+      state: new Uint8Array(0),
+      author: held?.author ?? '',
+    }
+    if (held) answer.gradient = held.author === this.self ? await this.signed(held.message) : held.message
+    return answer
+  }
+
+  /** `message` with this member's signature (made once per message). */
+  private async signed(message: Gradient): Promise<Gradient> {
+    if (message.signature.length > 0) return message
+    let signature = this.signatures.get(message)
+    if (!signature) {
+      const payload = signaturePayload(this.init.groupId, gradientDigest(message))
+      signature = this.init.components.gradients.sign(payload)
+      this.signatures.set(message, signature)
+    }
+    return { ...message, signature: await signature }
+  }
+
+  /** The gradient's digest when `author` signed it for this group, else undefined. */
+  private async signedBy(author: string, gradient: Gradient): Promise<Uint8Array | undefined> {
+    try {
+      const key = peerIdFromString(author).publicKey
+      if (!key || gradient.signature.length === 0) return undefined
+      const digest = gradientDigest(gradient)
+      const ok = await key.verify(signaturePayload(this.init.groupId, digest), gradient.signature)
+      return ok ? digest : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** The Raft runner's validate hook: the core checks the entries (verify.ts) and answers. */
+  private validateEntries(entries: Entry[], leader: string): Promise<EntryVerdict> {
+    if (this.stopped) return Promise.resolve({ ok: false, reason: 'member stopped', retry: true })
+    const id = ++this.nextValidation
+    return new Promise((resolve) => {
+      this.verdicts.set(id, resolve)
+      this.input({ type: 'validate', id, entries, leader, nowMs: Date.now() })
+    })
   }
 
   /** Arms one timer for the core's next deadline (an earlier one replaces a later one). */
@@ -336,6 +423,21 @@ class GroupMemberRuntime implements GroupMember {
           break
         case 'send-gradient':
           void this.sendGradient(effect.to, effect.message)
+          break
+        case 'share-gradient':
+          for (const peer of effect.to) void this.shareGradient(peer, effect.message)
+          break
+        case 'fetch-gradient':
+          void this.fetchGradient(effect.from, effect.step, effect.digest)
+          break
+        case 'validated': {
+          const resolve = this.verdicts.get(effect.id)
+          this.verdicts.delete(effect.id)
+          resolve?.(effect.verdict)
+          break
+        }
+        case 'check-outer':
+          this.checkOuter(effect.round, effect.step, effect.params)
           break
         case 'propose':
           this.propose(effect.step, effect.outer, effect.term, effect.data)
@@ -419,7 +521,7 @@ class GroupMemberRuntime implements GroupMember {
       const { response, bytes } = await this.init.components.gradients.sendGradient(
         leader,
         this.init.groupId,
-        message,
+        await this.signed(message),
       )
       this.input({
         type: 'gradient-sent',
@@ -438,6 +540,68 @@ class GroupMemberRuntime implements GroupMember {
         nowMs: Date.now(),
       })
     }
+  }
+
+  /** Gives a member this member's gradient (all-to-all); a failure only costs it a fetch later. */
+  private async shareGradient(peer: string, message: Gradient): Promise<void> {
+    try {
+      const { bytes } = await this.init.components.gradients.sendGradient(
+        peer,
+        this.init.groupId,
+        await this.signed(message),
+        true,
+      )
+      this.gradientBytesShared += bytes
+    } catch (error) {
+      this.log(
+        'sharing the gradient of step %d with %s failed: %s',
+        message.step,
+        peer,
+        asError(error).message,
+      )
+    }
+  }
+
+  private async fetchGradient(from: string, step: number, digest: Uint8Array): Promise<void> {
+    let gradient: Gradient | undefined
+    let author = ''
+    let answered = false
+    try {
+      const response = await this.init.components.gradients.fetchGradient(
+        from,
+        this.init.groupId,
+        { step, digest: digest as Uint8Array<ArrayBuffer> },
+        gradientRequestBytesMax(this.core.config.training.parameterCount) + REQUEST_OVERHEAD_BYTES,
+      )
+      answered = true
+      if (response.status === GradResponse.Status.GRADIENT && response.gradient) {
+        author = response.author
+        // a relayed gradient counts only with its author's signature on exactly these bytes
+        const signed = await this.signedBy(author, response.gradient)
+        if (signed) gradient = response.gradient
+        else this.badSignatures++
+      }
+    } catch (error) {
+      this.log('fetching gradient of step %d from %s failed: %s', step, from, asError(error).message)
+    }
+    this.input({ type: 'gradient-fetched', digest, author, gradient, answered, nowMs: Date.now() })
+  }
+
+  /** Asks the coordinator for an outer round's params, to check the OUTER entry a leader sent. */
+  private checkOuter(round: number, step: number, params: Float32Array): void {
+    const outerStep = this.init.outerStep
+    if (!outerStep) return
+    outerStep({ groupId: this.init.groupId, round, step, params }).then(
+      (result) => this.input({ type: 'outer-checked', round, params: result, nowMs: Date.now() }),
+      (error: unknown) =>
+        this.input({
+          type: 'outer-checked',
+          round,
+          params: undefined,
+          error: asError(error).message,
+          nowMs: Date.now(),
+        }),
+    )
   }
 
   private async requestState(leader: string): Promise<void> {
@@ -504,6 +668,7 @@ function resolveMemberConfig(init: GroupMemberInit, self: string): MemberConfig 
     speculate: init.speculate ?? rules.speculate,
     normFactorMax: init.normFactorMax ?? rules.normFactorMax,
     suspectCosineMin: init.suspectCosineMin ?? rules.suspectCosineMin,
+    minContributors: init.minContributors ?? rules.minContributors,
     outerSteps: init.outerStep !== undefined,
   }
 }

@@ -48,7 +48,7 @@ import {
   squaredNorm,
 } from './aggregate.js'
 import { COMPRESSION_BLOCK_SIZE_DEFAULT, decodeGradient, GradientCompressor } from './compression.js'
-import { bytesEqual, floatBytesView, floatsToBytes, paramsDigest, toHex } from './params.js'
+import { bytesEqual, floatsToBytes, paramsDigest, toHex } from './params.js'
 import {
   applyEntry,
   computeStep,
@@ -67,6 +67,15 @@ import {
   type TrainingState,
 } from './state.js'
 import type { AggregateRule, Compression, FinishedEvent, StepEvent } from './types.js'
+import {
+  type Candidate,
+  decideStep,
+  gradientDigest,
+  MIN_CONTRIBUTORS_DEFAULT,
+  minContributors,
+  namedDigests,
+  type StepRules,
+} from './verify.js'
 
 /** Default: an unacknowledged gradient is sent again after this long. */
 export const RESEND_MS_DEFAULT = 1000
@@ -96,13 +105,15 @@ export interface MemberConfig {
   speculate: boolean
   normFactorMax: number
   suspectCosineMin: number
+  /** fewest gradients a step aggregates, for groups of at least this many members */
+  minContributors: number
   /** the driver can run outer steps (required when training.outerEvery > 0) */
   outerSteps: boolean
 }
 
 /** The rule options of a member with their defaults, for drivers that take them optionally. */
 export const MEMBER_RULE_DEFAULTS = {
-  aggregate: 'mean' as AggregateRule,
+  aggregate: 'median' as AggregateRule,
   trimCount: TRIM_COUNT_DEFAULT,
   compression: 'none' as Compression,
   compressionBlockSize: COMPRESSION_BLOCK_SIZE_DEFAULT,
@@ -111,6 +122,7 @@ export const MEMBER_RULE_DEFAULTS = {
   speculate: SPECULATE_DEFAULT,
   normFactorMax: NORM_FACTOR_MAX_DEFAULT,
   suspectCosineMin: SUSPECT_COSINE_MIN_DEFAULT,
+  minContributors: MIN_CONTRIBUTORS_DEFAULT,
 }
 
 /** How a gradient send ended: the leader's answer, or 'failed' when it could not be delivered. */
@@ -129,7 +141,27 @@ export type MemberInput =
     }
   | { type: 'gradient-failed'; step: number; error: Error; nowMs: number }
   | { type: 'gradient-sent'; outcome: SendOutcome; reason: string; bytes: number; nowMs: number }
-  | { type: 'gradient-received'; from: string; gradient: Gradient; nowMs: number }
+  /** a member's gradient (sent to the leader, or shared with every member); `digest`: gradientDigest */
+  | { type: 'gradient-received'; from: string; gradient: Gradient; digest?: Uint8Array; nowMs: number }
+  /**
+   * Check entries a leader sent before they enter this member's log (the Raft runner's validate
+   * hook): answered by a `validated` effect with the same id, in the order asked
+   */
+  | { type: 'validate'; id: number; entries: readonly Entry[]; leader: string; nowMs: number }
+  /**
+   * The answer to fetch-gradient: `answered` false when the peer could not be asked (no verdict on
+   * it); `gradient` undefined when it answered that it has none (signature already checked)
+   */
+  | {
+      type: 'gradient-fetched'
+      digest: Uint8Array
+      author: string
+      gradient: Gradient | undefined
+      answered: boolean
+      nowMs: number
+    }
+  /** the answer to check-outer: the round's params from the task's coordinator, or why not */
+  | { type: 'outer-checked'; round: number; params: Float32Array | undefined; error?: string; nowMs: number }
   | { type: 'entries-appending'; entries: readonly Entry[]; nowMs: number }
   | { type: 'work-out'; index: number; term: number; nowMs: number }
   | { type: 'entries-appended'; entries: readonly Entry[]; nowMs: number }
@@ -142,6 +174,13 @@ export type MemberInput =
 
 export type ResyncReason = 'digest-mismatch' | 'behind'
 
+/**
+ * A follower's verdict on entries its leader sent: ok; a lie (the entries are not what the gradients
+ * they name give: distrust the leader); or `retry` (this member cannot check them yet: drop them
+ * without a verdict on the leader, which sends them again)
+ */
+export type EntryVerdict = { ok: true } | { ok: false; reason: string; retry?: boolean }
+
 export type MemberEffect =
   /** the answer to a gradient-received input (always the first effect of that input) */
   | { type: 'reply'; status: GradResponse.Status; reason: string }
@@ -149,6 +188,14 @@ export type MemberEffect =
   | { type: 'compute-gradient'; step: number; digest: Uint8Array<ArrayBuffer>; params: Float32Array }
   /** send to the leader; answer with gradient-sent */
   | { type: 'send-gradient'; to: string; step: number; message: Gradient }
+  /** give the gradient to these members too (no answer needed: they check entries with it) */
+  | { type: 'share-gradient'; to: readonly string[]; step: number; message: Gradient }
+  /** ask `from` for the gradient `digest` names; answer gradient-fetched */
+  | { type: 'fetch-gradient'; from: string; step: number; digest: Uint8Array }
+  /** the verdict on a validate input */
+  | { type: 'validated'; id: number; verdict: EntryVerdict }
+  /** ask the task's coordinator for an outer round's params, to check an OUTER entry; answer outer-checked */
+  | { type: 'check-outer'; round: number; step: number; params: Float32Array }
   /** propose a log entry; answer proposal-failed if Raft refuses or loses it */
   | { type: 'propose'; step: number; outer: boolean; term: number; data: Uint8Array }
   /** ask `from` (the leader) for its TrainingState; answer state-received */
@@ -182,12 +229,20 @@ export interface MemberCounters {
   speculationsWasted: number
   /** a leader: gradients that arrived before the step they follow was applied, and were used */
   gradientsReceivedAhead: number
+  /** a follower: the leader's training entries it recomputed and found right */
+  entriesChecked: number
+  /** ... and found wrong (each a reason to distrust that leader) */
+  entriesRefused: number
+  /** gradients it had to ask the leader for to check an entry */
+  gradientsFetched: number
 }
 
 interface PendingGradient {
   step: number
   digest: Uint8Array
   message: Gradient
+  /** gradientDigest(message): the name entries give it */
+  name: Uint8Array
   decoded: Float32Array
   loss: number
   /** the leader that acknowledged it; a new leader must get it again */
@@ -201,8 +256,51 @@ interface Collecting {
   digest: Uint8Array
   contributions: Map<string, Contribution>
   rejected: Map<string, string>
+  /** every gradient admitted or refused, by member: what the entry names */
+  messages: Map<string, { name: Uint8Array; message: Gradient }>
   quorumAtMs: number | undefined
+  /** the contributions counted when screening left too few to aggregate: wait for another */
+  tooFewAt: number | undefined
 }
+
+/** A gradient this member holds for the steps it may still have to check (see the pool). */
+interface Pooled {
+  member: string
+  step: number
+  message: Gradient
+}
+
+/** A validate input being worked through, entry by entry. */
+interface Validation {
+  id: number
+  entries: Entry[]
+  leader: string
+  /** entries before this one are checked */
+  at: number
+  /** an OUTER entry's round asked of the coordinator, and its answer once it came */
+  outer?: { round: number; params?: Float32Array; error?: string }
+}
+
+/**
+ * The state a checked entry leaves: the base for checking the next one before the first is applied
+ * (the leader pipelines entries).
+ */
+interface ValidatedTip {
+  state: TrainingState
+}
+
+/** Gradients kept per member and step beyond the first one it sent (fetched ones named by an entry). */
+const POOL_PER_MEMBER_STEP_MAX = 4
+/**
+ * Applied steps whose gradients a member keeps: a follower a few steps behind the leader still finds
+ * the gradients of the entries it checks (the leader applies a step once a majority acknowledged it).
+ */
+export const POOL_STEPS_KEPT = 4
+/**
+ * A leader whose entries this member could not check for this long, because neither it nor the
+ * gradients' authors could show a gradient the entries name, is distrusted.
+ */
+export const UNVERIFIABLE_MS_MAX = 30_000
 
 /** A follower's entry being worked out ahead of its commit, known by its log position. */
 interface Speculation {
@@ -235,8 +333,6 @@ export class MemberCore {
   /** the step at which this member last became leader: it waits for everyone for a few steps after */
   private leaderSinceStep = 0
   private proposal: { step: number; term: number; outer: boolean } | undefined
-  /** int8 groups: this leader's quantizer of the updates it proposes (error feedback across its steps) */
-  private updateCompressor: GradientCompressor | undefined
   private outerInFlight: number | undefined
   private outerRetryAtMs = Number.NEGATIVE_INFINITY
   // work ahead of the commit
@@ -251,6 +347,19 @@ export class MemberCore {
    */
   private spareArrays: StepArrays | undefined
   private finishedEmitted = false
+  // checking the leader's entries
+  /** gradients of this step and the next, by hex digest: checked entries name them, fetches read them */
+  private readonly pool = new Map<string, Pooled>()
+  private readonly validations: Validation[] = []
+  private readonly fetching = new Set<string>()
+  /** digests neither the leader nor the author could show, with when this member first asked */
+  private readonly unavailable = new Map<string, number>()
+  /** digests the leader could not show, asked of their author next */
+  private readonly askAuthor = new Set<string>()
+  private nowMs = 0
+  private tip: ValidatedTip | undefined
+  /** the results of checked STEP entries by step: applying or working one out reuses them */
+  private readonly checked = new Map<number, Precomputed>()
   readonly counters: MemberCounters = {
     gradientBytesSent: 0,
     gradientsSent: 0,
@@ -258,13 +367,28 @@ export class MemberCore {
     gradientsAhead: 0,
     speculationsWasted: 0,
     gradientsReceivedAhead: 0,
+    entriesChecked: 0,
+    entriesRefused: 0,
+    gradientsFetched: 0,
   }
+
+  private readonly rules: StepRules
 
   constructor(config: MemberConfig, state: TrainingState) {
     if (!config.members.includes(config.self)) throw new RangeError(`${config.self} is not a member`)
     this.config = { ...config, members: [...config.members].sort() }
     this.state = state
     this.compressor = new GradientCompressor(config.compression, config.compressionBlockSize)
+    this.rules = {
+      training: config.training,
+      aggregate: config.aggregate,
+      trimCount: config.trimCount,
+      normFactorMax: config.normFactorMax,
+      suspectCosineMin: config.suspectCosineMin,
+      compression: config.compression,
+      compressionBlockSize: config.compressionBlockSize,
+      minContributors: minContributors(config.members.length, config.minContributors),
+    }
   }
 
   /** The replicated state this member holds (read-only for callers: copy what you keep). */
@@ -280,6 +404,7 @@ export class MemberCore {
   step(input: MemberInput): MemberEffect[] {
     this.effects = []
     const now = input.nowMs
+    this.nowMs = now
     switch (input.type) {
       case 'tick':
         this.advance(now)
@@ -301,7 +426,7 @@ export class MemberCore {
         this.advance(now)
         break
       case 'gradient-received': {
-        const reply = this.onGradientReceived(input.from, input.gradient, now)
+        const reply = this.onGradientReceived(input.from, input.gradient, input.digest, now)
         this.effects.unshift({ type: 'reply', status: reply.status, reason: reply.reason })
         this.advance(now)
         break
@@ -339,7 +464,22 @@ export class MemberCore {
       case 'snapshot':
         this.onSnapshot(input.data)
         break
+      case 'validate':
+        this.validations.push({ id: input.id, entries: [...input.entries], leader: input.leader, at: 0 })
+        break
+      case 'gradient-fetched':
+        this.onGradientFetched(input.digest, input.author, input.gradient, input.answered)
+        break
+      case 'outer-checked': {
+        const outer = this.validations[0]?.outer
+        if (outer && outer.round === input.round && !outer.params && !outer.error) {
+          outer.params = input.params
+          outer.error = input.params ? undefined : (input.error ?? 'no answer')
+        }
+        break
+      }
     }
+    this.checkEntries()
     return this.effects
   }
 
@@ -361,7 +501,12 @@ export class MemberCore {
     }
     if (this.isLeader) {
       const collecting = this.collecting
-      if (collecting?.quorumAtMs !== undefined && this.isCurrent(collecting) && !this.proposalPending(false))
+      if (
+        collecting?.quorumAtMs !== undefined &&
+        collecting.tooFewAt !== received(collecting) &&
+        this.isCurrent(collecting) &&
+        !this.proposalPending(false)
+      )
         wake = earlier(wake, collecting.quorumAtMs + this.config.stragglerTimeoutMs)
       if (needsOuterStep(state, this.config.training) && this.outerInFlight === undefined)
         wake = earlier(wake, this.outerRetryAtMs)
@@ -410,7 +555,15 @@ export class MemberCore {
       } else if (pending && this.isCurrent(pending) && pending.ackedBy !== leader && leader) {
         if (isLeader) {
           pending.ackedBy = leader
-          this.admit(this.config.self, pending.step, pending.digest, pending.decoded, pending.loss, now)
+          this.admit(
+            this.config.self,
+            pending.step,
+            pending.digest,
+            pending.decoded,
+            pending.loss,
+            now,
+            pending,
+          )
         } else if (
           !this.sending &&
           (pending.sentTo !== leader || now - pending.sentAtMs > this.config.resendMs)
@@ -458,10 +611,13 @@ export class MemberCore {
   ): void {
     this.computing = undefined
     const encoded = this.compressor.encode(gradient, step, digest, loss)
+    const name = gradientDigest(encoded.message)
+    this.addToPool(this.config.self, encoded.message, name, true)
     const computed: PendingGradient = {
       step,
       digest,
       message: encoded.message,
+      name,
       decoded: encoded.decoded,
       loss,
       ackedBy: undefined,
@@ -470,6 +626,12 @@ export class MemberCore {
     }
     if (step > this.state.step) this.ahead = computed
     else this.pending = computed
+    // every member gets every gradient, to check the entries that name them; a follower's own goes to
+    // its leader by send-gradient (acknowledged), to the others here
+    const to = this.config.members.filter(
+      (member) => member !== this.config.self && (this.isLeader || member !== this.leader),
+    )
+    if (to.length > 0) this.emit({ type: 'share-gradient', to, step, message: encoded.message })
   }
 
   private onGradientSent(outcome: SendOutcome, reason: string, bytes: number, now: number): void {
@@ -555,11 +717,14 @@ export class MemberCore {
   private onGradientReceived(
     from: string,
     gradient: Gradient,
+    digest: Uint8Array | undefined,
     now: number,
   ): { status: GradResponse.Status; reason: string } {
     const answer = (status: GradResponse.Status, reason = '') => ({ status, reason })
-    if (!this.isLeader) return answer(GradResponse.Status.NOT_LEADER)
     if (!this.config.members.includes(from)) return answer(GradResponse.Status.REJECTED, 'not a member')
+    const name = digest ?? gradientDigest(gradient)
+    this.addToPool(from, gradient, name, true)
+    if (!this.isLeader) return answer(GradResponse.Status.NOT_LEADER)
     const state = this.state
     // a member that sends anything is alive, even when its gradient comes too late to count
     if (gradient.step <= state.step)
@@ -571,12 +736,21 @@ export class MemberCore {
       return answer(GradResponse.Status.NOT_READY)
     if (!ahead && !bytesEqual(gradient.baseDigest, state.digest))
       return answer(GradResponse.Status.STALE, 'computed on other params')
+    const named = { name, message: gradient }
     const decoded = decodeGradient(gradient, this.config.training.parameterCount)
     if (!decoded.ok) {
-      this.recordRejection(from, gradient.step, gradient.baseDigest, decoded.reason)
+      this.recordRejection(from, gradient.step, gradient.baseDigest, decoded.reason, named)
       return answer(GradResponse.Status.REJECTED, decoded.reason)
     }
-    const reason = this.admit(from, gradient.step, gradient.baseDigest, decoded.gradient, gradient.loss, now)
+    const reason = this.admit(
+      from,
+      gradient.step,
+      gradient.baseDigest,
+      decoded.gradient,
+      gradient.loss,
+      now,
+      named,
+    )
     return reason ? answer(GradResponse.Status.REJECTED, reason) : answer(GradResponse.Status.ACCEPTED)
   }
 
@@ -596,7 +770,9 @@ export class MemberCore {
       digest,
       contributions: new Map(),
       rejected: new Map(),
+      messages: new Map(),
       quorumAtMs: undefined,
+      tooFewAt: undefined,
     }
     if (next) this.collectingNext = fresh
     else this.collecting = fresh
@@ -608,15 +784,30 @@ export class MemberCore {
     const next = this.collectingNext
     this.collectingNext = undefined
     if (!next || !this.isCurrent(next)) return
-    if (next.contributions.size >= quorumSize(this.config.members.length)) next.quorumAtMs = now
+    if (received(next) >= this.quorum()) next.quorumAtMs = now
     this.counters.gradientsReceivedAhead += next.contributions.size
     this.collecting = next
   }
 
-  private recordRejection(from: string, step: number, digest: Uint8Array, reason: string): void {
+  private recordRejection(
+    from: string,
+    step: number,
+    digest: Uint8Array,
+    reason: string,
+    named: { name: Uint8Array; message: Gradient },
+  ): void {
     const collecting = this.collectingFor(step, digest)
-    if (!collecting.contributions.has(from)) collecting.rejected.set(from, reason)
+    if (!collecting.contributions.has(from)) {
+      collecting.rejected.set(from, reason)
+      collecting.messages.set(from, named)
+    }
     this.lastSeenStep.set(from, step)
+  }
+
+  /** Gradients (admitted or refused) a step waits for: a majority, never fewer than minContributors. */
+  private quorum(): number {
+    const count = this.config.members.length
+    return Math.max(quorumSize(count), minContributors(count, this.config.minContributors))
   }
 
   /** Takes a decoded gradient for the current (or next) step; returns a rejection reason or undefined. */
@@ -627,13 +818,14 @@ export class MemberCore {
     gradient: Float32Array,
     loss: number,
     now: number,
+    named: { name: Uint8Array; message: Gradient },
   ): string | undefined {
     // NaN/Inf are refused on arrival; the norm rule needs the others and runs at aggregation. The
     // squared norm is computed once here and kept for the screening and the agreement scores.
     const contribution: Contribution = { member: from, gradient, loss, squaredNorm: squaredNorm(gradient) }
     const screened = screenGradients([contribution], this.config.training.parameterCount)
     if (screened.rejected.length > 0) {
-      this.recordRejection(from, step, digest, screened.rejected[0].reason)
+      this.recordRejection(from, step, digest, screened.rejected[0].reason, named)
       return screened.rejected[0].reason
     }
     const collecting = this.collectingFor(step, digest)
@@ -641,11 +833,12 @@ export class MemberCore {
     if (!collecting.contributions.has(from)) {
       collecting.rejected.delete(from)
       collecting.contributions.set(from, contribution)
+      collecting.messages.set(from, named)
     }
     if (
       step === this.state.step &&
       collecting.quorumAtMs === undefined &&
-      collecting.contributions.size >= quorumSize(this.config.members.length)
+      received(collecting) >= this.quorum()
     ) {
       collecting.quorumAtMs = now
     }
@@ -664,6 +857,7 @@ export class MemberCore {
     const collecting = this.collecting
     if (!collecting || !this.isCurrent(collecting)) return
     if (this.proposalPending(false)) return
+    if (collecting.tooFewAt === received(collecting)) return
     const screened = screenIfReady({
       collected: collecting,
       members: config.members,
@@ -674,57 +868,35 @@ export class MemberCore {
       stragglerTimeoutMs: config.stragglerTimeoutMs,
       expectedLength: config.training.parameterCount,
       normFactorMax: config.normFactorMax,
+      quorum: this.quorum(),
     })
     if (screened === undefined) return
-    const aggregate = aggregateGradients(
-      screened.accepted.map((contribution) => contribution.gradient),
-      config.aggregate,
-      config.trimCount,
-    )
-    const scores = agreementScores(screened.accepted)
-    const suspects = findSuspects(screened.accepted, config.suspectCosineMin, scores)
-    const loss =
-      screened.accepted.reduce((total, contribution) => total + contribution.loss, 0) /
-      screened.accepted.length
-    // int8 groups propose an int8 update (with error feedback), a quarter of the bytes of float32 to
-    // every follower and into every log; every member applies its dequantized values
-    let update: Precomputed['update']
-    let applied = aggregate
-    if (config.compression === 'int8') {
-      this.updateCompressor ??= new GradientCompressor('int8', config.compressionBlockSize)
-      const encoded = this.updateCompressor.encode(aggregate, state.step, state.digest, loss)
-      applied = encoded.decoded
-      update = {
-        update: encoded.message.values,
-        updateEncoding: 'int8',
-        updateScales: encoded.message.scales,
-        updateBlockSize: encoded.message.blockSize,
-      }
-    } else {
-      update = { update: floatBytesView(aggregate), updateEncoding: 'float32' } // not changed after this
+    // the entry names every gradient of the step the leader holds, admitted or refused, and is what
+    // any member computes from those gradients (verify.ts): followers check it before acknowledging
+    const candidates: Candidate[] = []
+    for (const [member, named] of collecting.messages) {
+      const contribution = collecting.contributions.get(member)
+      candidates.push({
+        member,
+        digest: named.name,
+        message: named.message,
+        decoded: contribution ? { ok: true, gradient: contribution.gradient } : undefined,
+        squaredNorm: contribution?.squaredNorm,
+      })
     }
-    const result = computeStep(state, applied, config.training, this.spareArrays)
+    const decision = decideStep(state, candidates, this.rules, this.spareArrays)
+    if (decision.kind === 'too-few') {
+      collecting.tooFewAt = received(collecting)
+      this.emit({
+        type: 'log',
+        message: `step ${state.step}: ${decision.accepted} of ${decision.gradients} gradients passed screening, waiting for more`,
+      })
+      return
+    }
     this.spareArrays = undefined
-    const rejected = [
-      ...[...collecting.rejected.entries()].map(([member, reason]) => ({ member, reason })),
-      ...screened.rejected,
-    ].sort((a, b) => (a.member < b.member ? -1 : 1))
-    const entry: DecodedEntry = {
-      kind: 'step',
-      step: state.step,
-      contributors: screened.accepted.map((contribution) => contribution.member),
-      rejected,
-      suspects,
-      agreement: screened.accepted.length >= 3 ? screened.accepted.map((c) => scores.get(c.member) ?? 0) : [],
-      loss,
-      ...update,
-      updateCid: '',
-      digestAfter: result.digest,
-      outerRound: 0,
-    }
-    this.precomputed = { step: state.step, baseDigest: state.digest, update, result }
+    this.precomputed = decision.precomputed
     this.aheadReady = false
-    this.propose(entry, false)
+    this.propose(decision.entry, false)
   }
 
   private propose(entry: DecodedEntry, outer: boolean): void {
@@ -783,7 +955,6 @@ export class MemberCore {
       this.collectingNext = undefined
     } else {
       this.leaderSinceStep = this.state.step
-      this.updateCompressor = undefined
     }
     this.continueAfter('microtask')
   }
@@ -845,6 +1016,7 @@ export class MemberCore {
           break
       }
     }
+    this.prune()
     this.continueAfter('microtask')
   }
 
@@ -867,12 +1039,18 @@ export class MemberCore {
     const state = this.state
     const entry = decodeEntry(speculation.entry.data)
     if (entry?.kind !== 'step' || entry.step !== state.step) return
-    const precomputed = precomputeEntry(state, entry, this.config.training, this.spareArrays)
+    const checked = this.checked.get(entry.step)
+    const precomputed =
+      checked &&
+      bytesEqual(checked.baseDigest, state.digest) &&
+      bytesEqual(checked.result.digest, entry.digestAfter)
+        ? checked
+        : precomputeEntry(state, entry, this.config.training, this.spareArrays)
     if (!precomputed) {
       this.counters.speculationsWasted++
       return
     }
-    this.spareArrays = undefined
+    if (precomputed !== checked) this.spareArrays = undefined
     this.precomputed = precomputed
     speculation.worked = true
     this.aheadReady = speculation.durable
@@ -943,8 +1121,212 @@ export class MemberCore {
     this.needState = undefined
   }
 
+  // ---- the gradient pool and the checking of the leader's entries ----
+
+  /**
+   * Keeps a member's gradient for the current or the next step: entries name them, fetches read
+   * them. `first`: a gradient as its author sent it, kept only if the author has none for that step
+   * yet (a member that sends many cannot fill the pool); fetched ones were named by an entry.
+   */
+  private addToPool(member: string, message: Gradient, name: Uint8Array, first: boolean): void {
+    const step = message.step
+    if (step < this.state.step - POOL_STEPS_KEPT || step > this.state.step + 1) return
+    const key = toHex(name)
+    if (this.pool.has(key)) return
+    let held = 0
+    for (const pooled of this.pool.values()) if (pooled.member === member && pooled.step === step) held++
+    if (first ? held > 0 : held >= POOL_PER_MEMBER_STEP_MAX) return
+    this.pool.set(key, { member, step, message })
+  }
+
+  /** The gradient `digest` names, as this member holds it: for a member checking an entry. */
+  gradientFor(digest: Uint8Array): { author: string; message: Gradient } | undefined {
+    const pooled = this.pool.get(toHex(digest))
+    return pooled ? { author: pooled.member, message: pooled.message } : undefined
+  }
+
+  /** Drops what the applied state no longer needs: gradients and checked results of past steps. */
+  private prune(): void {
+    const step = this.state.step
+    for (const [key, pooled] of this.pool) if (pooled.step < step - POOL_STEPS_KEPT) this.pool.delete(key)
+    if (this.tip && this.tip.state.step < step) this.tip = undefined
+    for (const checkedStep of this.checked.keys()) if (checkedStep < step) this.checked.delete(checkedStep)
+  }
+
+  private onGradientFetched(
+    digest: Uint8Array,
+    author: string,
+    gradient: Gradient | undefined,
+    answered: boolean,
+  ): void {
+    const key = toHex(digest)
+    this.fetching.delete(key)
+    if (gradient && bytesEqual(gradientDigest(gradient), digest) && this.config.members.includes(author)) {
+      this.counters.gradientsFetched++
+      this.unavailable.delete(key)
+      this.askAuthor.delete(key)
+      this.addToPool(author, gradient, digest, false)
+      return
+    }
+    if (!answered) return
+    // the leader has none: its author is asked next; if it has none either, the entry waits
+    if (!this.askAuthor.has(key)) this.askAuthor.add(key)
+    else if (!this.unavailable.has(key)) this.unavailable.set(key, this.nowMs)
+  }
+
+  /** Works through the validate inputs in order, answering each once its entries are checked. */
+  private checkEntries(): void {
+    while (this.validations.length > 0) {
+      const validation = this.validations[0]
+      const verdict = this.checkValidation(validation)
+      if (verdict === undefined) return // waiting for a gradient or the coordinator
+      this.validations.shift()
+      if (verdict.ok) this.counters.entriesChecked += validation.entries.length
+      else if (!verdict.retry) this.counters.entriesRefused++
+      this.emit({ type: 'validated', id: validation.id, verdict })
+    }
+  }
+
+  /** The verdict on one validate input, or undefined while it waits for something it asked for. */
+  private checkValidation(validation: Validation): EntryVerdict | undefined {
+    for (; validation.at < validation.entries.length; validation.at++) {
+      const raw = validation.entries[validation.at]
+      if (raw.type !== 'normal' || raw.data.length === 0) continue
+      const entry = decodeEntry(raw.data)
+      if (!entry) return { ok: false, reason: `the entry at index ${raw.index} is not a training entry` }
+      const verdict =
+        entry.kind === 'outer'
+          ? this.checkOuter(validation, entry)
+          : this.checkStep(validation.leader, raw.data, entry)
+      if (verdict === undefined || !verdict.ok) return verdict
+    }
+    return { ok: true }
+  }
+
+  /** The state an entry of `step` (and, for an OUTER entry, of `outerRounds` before it) applies to. */
+  private baseFor(step: number, outerRounds?: number): TrainingState | undefined {
+    const tip = this.tip?.state
+    const fits = (state: TrainingState) =>
+      !state.diverged &&
+      state.step === step &&
+      (outerRounds === undefined
+        ? !needsOuterStep(state, this.config.training)
+        : state.outerRounds === outerRounds)
+    if (tip && fits(tip)) return tip
+    return fits(this.state) ? this.state : undefined
+  }
+
+  private checkStep(leader: string, data: Uint8Array, entry: DecodedEntry): EntryVerdict | undefined {
+    const retry = (reason: string): EntryVerdict => ({ ok: false, reason, retry: true })
+    if (entry.step < this.state.step) return { ok: true } // applied already: it will be skipped
+    const base = this.baseFor(entry.step)
+    if (!base) return retry(`cannot check step ${entry.step} yet: this member is at step ${this.state.step}`)
+    const members = this.config.members
+    const named = namedDigests(entry)
+    if (named.length !== entry.contributors.length + entry.rejected.length)
+      return { ok: false, reason: `step ${entry.step}: the entry does not name every gradient it uses` }
+    const seen = new Set<string>()
+    const candidates: Candidate[] = []
+    let waiting = false
+    for (const { member, digest } of named) {
+      if (!members.includes(member) || seen.has(member))
+        return { ok: false, reason: `step ${entry.step}: ${member} is not a member or is named twice` }
+      seen.add(member)
+      const key = toHex(digest)
+      const pooled = this.pool.get(key)
+      if (!pooled) {
+        const since = this.unavailable.get(key)
+        if (since !== undefined) {
+          // a lagging member may ask after every holder dropped it: it retries, and only a leader
+          // whose entries stay unverifiable that long is distrusted
+          const reason = `step ${entry.step}: no one could show ${member}'s gradient ${key.slice(0, 16)}`
+          if (this.nowMs - since >= UNVERIFIABLE_MS_MAX) return { ok: false, reason }
+          this.unavailable.delete(key)
+          this.askAuthor.delete(key)
+          this.unavailable.set(key, since) // asked again on the next retry, the clock kept
+          return { ok: false, reason, retry: true }
+        }
+        if (!this.fetching.has(key)) {
+          this.fetching.add(key)
+          const from = this.askAuthor.has(key) ? member : leader
+          this.emit({ type: 'fetch-gradient', from, step: entry.step, digest })
+        }
+        waiting = true
+        continue
+      }
+      if (pooled.member !== member)
+        return {
+          ok: false,
+          reason: `step ${entry.step}: ${pooled.member}'s gradient is named as ${member}'s`,
+        }
+      if (pooled.message.step !== entry.step || !bytesEqual(pooled.message.baseDigest, base.digest))
+        return { ok: false, reason: `step ${entry.step}: ${member}'s named gradient is for other params` }
+      candidates.push({ member, digest, message: pooled.message })
+    }
+    if (waiting) return undefined
+    const decision = decideStep(base, candidates, this.rules)
+    if (decision.kind === 'too-few')
+      return {
+        ok: false,
+        reason: `step ${entry.step}: ${decision.accepted} of ${decision.gradients} named gradients pass screening`,
+      }
+    if (!bytesEqual(encodeEntry(decision.entry), data))
+      return { ok: false, reason: `step ${entry.step}: ${entryDifference(decision.entry, entry)}` }
+    const { result } = decision.precomputed
+    this.tip = {
+      state: {
+        ...base,
+        step: base.step + 1,
+        params: result.params,
+        firstMoment: result.firstMoment,
+        secondMoment: result.secondMoment,
+        digest: result.digest,
+        lastLoss: entry.loss,
+        diverged: false,
+      },
+    }
+    this.checked.set(entry.step, decision.precomputed)
+    return { ok: true }
+  }
+
+  private checkOuter(validation: Validation, entry: DecodedEntry): EntryVerdict | undefined {
+    if (entry.outerRound <= this.state.outerRounds) return { ok: true } // applied already
+    const base = this.baseFor(entry.step, entry.outerRound - 1)
+    if (!base) return { ok: false, reason: `cannot check outer round ${entry.outerRound} yet`, retry: true }
+    if (!this.config.outerSteps) return { ok: false, reason: 'no coordinator to check outer rounds with' }
+    const outer = validation.outer
+    if (!outer || outer.round !== entry.outerRound) {
+      validation.outer = { round: entry.outerRound }
+      this.emit({
+        type: 'check-outer',
+        round: entry.outerRound,
+        step: entry.step,
+        params: base.params.slice(),
+      })
+      return undefined
+    }
+    if (!outer.params && !outer.error) return undefined
+    validation.outer = undefined
+    if (!outer.params)
+      return {
+        ok: false,
+        reason: `the coordinator did not answer for round ${entry.outerRound}: ${outer.error}`,
+        retry: true,
+      }
+    const digest = paramsDigest(outer.params)
+    if (!bytesEqual(digest, entry.digestAfter) || !bytesEqual(floatsToBytes(outer.params), entry.update))
+      return { ok: false, reason: `outer round ${entry.outerRound}: not the coordinator's params` }
+    this.tip = {
+      state: { ...base, params: outer.params, digest, outerRounds: base.outerRounds + 1, diverged: false },
+    }
+    return { ok: true }
+  }
+
   private install(state: TrainingState): void {
     this.state = state
+    this.tip = undefined
+    this.checked.clear()
+    this.prune()
     this.pending = undefined
     this.collecting = undefined
     this.collectingNext = undefined
@@ -962,4 +1344,27 @@ function lastTrainingEntry(entries: readonly Entry[]): Entry | undefined {
 
 function earlier(wake: number, ms: number): number {
   return Number.isFinite(ms) && ms < wake ? ms : wake
+}
+
+/** What in a leader's STEP entry differs from the entry its named gradients give: a distrust reason. */
+function entryDifference(expected: DecodedEntry, got: DecodedEntry): string {
+  const list = (values: readonly string[]) => `[${values.join(', ')}]`
+  if (list(expected.contributors) !== list(got.contributors))
+    return `it aggregates ${list(got.contributors)}, the screening admits ${list(expected.contributors)}`
+  const refusals = (entry: DecodedEntry) => list(entry.rejected.map((r) => `${r.member}:${r.reason}`))
+  if (refusals(expected) !== refusals(got))
+    return `it refuses ${refusals(got)}, the screening refuses ${refusals(expected)}`
+  if (
+    !bytesEqual(expected.update, got.update) ||
+    !bytesEqual(expected.updateScales ?? new Uint8Array(0), got.updateScales ?? new Uint8Array(0))
+  )
+    return 'its update is not the aggregate of the gradients it names'
+  if (!bytesEqual(expected.digestAfter, got.digestAfter)) return 'its params digest after the step is wrong'
+  if (list(expected.suspects) !== list(got.suspects)) return 'its suspects are not the ones the scores give'
+  return 'it differs from the entry its gradients give (loss, scores or encoding)'
+}
+
+/** Gradients of a step a leader holds, admitted or refused on arrival. */
+function received(collecting: Collecting): number {
+  return collecting.contributions.size + collecting.rejected.size
 }

@@ -169,7 +169,10 @@ export interface DecodedEntry {
   kind: 'step' | 'outer'
   step: number
   contributors: string[]
-  rejected: Array<{ member: string; reason: string }>
+  /** STEP: the digest of each contributor's gradient (contributors order); empty in entries of old */
+  gradientDigests?: Uint8Array[]
+  /** refused gradients, each with its digest when the leader names it */
+  rejected: Array<{ member: string; reason: string; digest?: Uint8Array }>
   suspects: string[]
   /** leave-one-out agreement per contributor (same order), empty with fewer than three */
   agreement: number[]
@@ -208,6 +211,7 @@ export function entryUpdate(entry: DecodedEntry, parameterCount: number): Float3
       values: entry.update as Uint8Array<ArrayBuffer>,
       scales: (entry.updateScales ?? NO_BYTES) as Uint8Array<ArrayBuffer>,
       blockSize: entry.updateBlockSize ?? 0,
+      signature: NO_BYTES as Uint8Array<ArrayBuffer>,
     },
     parameterCount,
   )
@@ -270,7 +274,12 @@ export function encodeEntry(entry: DecodedEntry): Uint8Array {
     kind: entry.kind === 'outer' ? TrainingEntry.Kind.OUTER : TrainingEntry.Kind.STEP,
     step: entry.step,
     contributors: entry.contributors,
-    rejected: entry.rejected,
+    gradientDigests: (entry.gradientDigests ?? []) as Uint8Array<ArrayBuffer>[],
+    rejected: entry.rejected.map(({ member, reason, digest }) => ({
+      member,
+      reason,
+      digest: (digest ?? NO_BYTES) as Uint8Array<ArrayBuffer>,
+    })),
     suspects: entry.suspects,
     agreement: entry.agreement,
     loss: entry.loss,
@@ -314,20 +323,31 @@ function decodeEntryOnce(data: Uint8Array, membersMax: number): DecodedEntry | u
   let wire: TrainingEntry
   try {
     wire = TrainingEntry.decode(data, {
-      limits: { contributors: membersMax, rejected: membersMax, suspects: membersMax, agreement: membersMax },
+      limits: {
+        contributors: membersMax,
+        rejected: membersMax,
+        suspects: membersMax,
+        agreement: membersMax,
+        gradientDigests: membersMax,
+      },
     })
   } catch {
     return undefined
   }
   if (!Number.isSafeInteger(wire.step) || wire.step < 0) return undefined
   if (wire.agreement.length !== 0 && wire.agreement.length !== wire.contributors.length) return undefined
+  if (wire.gradientDigests.length !== 0 && wire.gradientDigests.length !== wire.contributors.length)
+    return undefined
   const int8 = wire.updateEncoding === TrainingEntry.Encoding.INT8
   if (!int8 && wire.updateEncoding !== TrainingEntry.Encoding.FLOAT32) return undefined
   return {
     kind: wire.kind === TrainingEntry.Kind.OUTER ? 'outer' : 'step',
     step: wire.step,
     contributors: wire.contributors,
-    rejected: wire.rejected,
+    gradientDigests: wire.gradientDigests,
+    rejected: wire.rejected.map(({ member, reason, digest }) =>
+      digest.length > 0 ? { member, reason, digest } : { member, reason },
+    ),
     suspects: wire.suspects,
     agreement: wire.agreement,
     loss: wire.loss,

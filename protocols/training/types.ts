@@ -50,7 +50,7 @@ export interface GroupMemberInit {
   weightDecay?: number
   /** inner steps to train */
   steps: number
-  /** @default 'mean' */
+  /** @default 'median' */
   aggregate?: AggregateRule
   /** values dropped at each end per coordinate for trimmed-mean. @default 1 */
   trimCount?: number
@@ -94,6 +94,17 @@ export interface GroupMemberInit {
   speculate?: boolean
   /** Reject a gradient whose L2 norm exceeds this factor times the median norm of the others. @default 10 */
   normFactorMax?: number
+  /**
+   * Fewest gradients a step aggregates in a group of at least this many members (a median of two is
+   * a mean: one liar among two decides it). @default 3
+   */
+  minContributors?: number
+  /**
+   * Followers recompute each training entry from the signed gradients it names (and each outer entry
+   * from the coordinator) before acknowledging it, and distrust a leader whose entry differs.
+   * @default true
+   */
+  verifyEntries?: boolean
   /**
    * A contributor's agreement score at a step is the cosine between its gradient and the mean of the
    * other admitted ones; a step with a score below this counts as suspect, and a member whose MEAN
@@ -203,6 +214,18 @@ export interface GroupMemberStatus {
   speculationsWasted: number
   /** a leader: gradients that arrived before the step they follow was applied, and were used */
   gradientsReceivedAhead: number
+  /** a follower: the leader's training entries it recomputed and found right */
+  entriesChecked: number
+  /** ... and found wrong (each one makes this member distrust that leader) */
+  entriesRefused: number
+  /** gradients it asked the leader for to check an entry */
+  gradientsFetched: number
+  /** gradient bytes shared with the other members (all-to-all: every member checks every entry) */
+  gradientBytesShared: number
+  /** gradients received whose signature did not verify (dropped) */
+  badSignatures: number
+  /** peers this member no longer trusts (a refused entry), with why */
+  distrusted: Array<{ peer: string; reason: string }>
 }
 
 export interface GroupMember {

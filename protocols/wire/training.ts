@@ -12,6 +12,7 @@ export interface Gradient {
   values: Uint8Array<ArrayBuffer>
   scales: Uint8Array<ArrayBuffer>
   blockSize: number
+  signature: Uint8Array<ArrayBuffer>
 }
 
 export namespace Gradient {
@@ -80,6 +81,11 @@ export namespace Gradient {
           w.uint32(obj.blockSize)
         }
 
+        if ((obj.signature != null && obj.signature.byteLength > 0)) {
+          w.uint32(74)
+          w.bytes(obj.signature)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -92,7 +98,8 @@ export namespace Gradient {
           length: 0,
           values: uint8ArrayAlloc(0),
           scales: uint8ArrayAlloc(0),
-          blockSize: 0
+          blockSize: 0,
+          signature: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -131,6 +138,10 @@ export namespace Gradient {
             }
             case 8: {
               obj.blockSize = reader.uint32()
+              break
+            }
+            case 9: {
+              obj.signature = reader.bytes()
               break
             }
             default: {
@@ -204,6 +215,13 @@ export namespace Gradient {
               }
               break
             }
+            case 9: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -256,6 +274,11 @@ export namespace Gradient {
     value: number
   }
 
+  export interface GradientSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<Gradient>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Gradient.codec())
   }
@@ -264,8 +287,120 @@ export namespace Gradient {
     return decodeMessage(buf, Gradient.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Gradient>): Generator<GradientStepFieldEvent | GradientBaseDigestFieldEvent | GradientLossFieldEvent | GradientEncodingFieldEvent | GradientLengthFieldEvent | GradientValuesFieldEvent | GradientScalesFieldEvent | GradientBlockSizeFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Gradient>): Generator<GradientStepFieldEvent | GradientBaseDigestFieldEvent | GradientLossFieldEvent | GradientEncodingFieldEvent | GradientLengthFieldEvent | GradientValuesFieldEvent | GradientScalesFieldEvent | GradientBlockSizeFieldEvent | GradientSignatureFieldEvent> {
     return streamMessage(buf, Gradient.codec(), opts)
+  }
+}
+
+export interface GradientFetch {
+  step: number
+  digest: Uint8Array<ArrayBuffer>
+}
+
+export namespace GradientFetch {
+  let _codec: Codec<GradientFetch>
+
+  export const codec = (): Codec<GradientFetch> => {
+    if (_codec == null) {
+      _codec = message<GradientFetch>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.step != null && obj.step !== 0)) {
+          w.uint32(8)
+          w.uint64Number(obj.step)
+        }
+
+        if ((obj.digest != null && obj.digest.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.digest)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          step: 0,
+          digest: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.step = reader.uint64Number()
+              break
+            }
+            case 2: {
+              obj.digest = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.step`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.digest`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface GradientFetchStepFieldEvent {
+    field: '$.step'
+    value: number
+  }
+
+  export interface GradientFetchDigestFieldEvent {
+    field: '$.digest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<GradientFetch>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, GradientFetch.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradientFetch>): GradientFetch {
+    return decodeMessage(buf, GradientFetch.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradientFetch>): Generator<GradientFetchStepFieldEvent | GradientFetchDigestFieldEvent> {
+    return streamMessage(buf, GradientFetch.codec(), opts)
   }
 }
 
@@ -273,6 +408,8 @@ export interface GradRequest {
   group: string
   gradient?: Gradient
   stateRequest: boolean
+  share: boolean
+  fetch?: GradientFetch
 }
 
 export namespace GradRequest {
@@ -300,13 +437,24 @@ export namespace GradRequest {
           w.bool(obj.stateRequest)
         }
 
+        if ((obj.share != null && obj.share !== false)) {
+          w.uint32(32)
+          w.bool(obj.share)
+        }
+
+        if (obj.fetch != null) {
+          w.uint32(42)
+          GradientFetch.codec().encode(obj.fetch, w)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           group: '',
-          stateRequest: false
+          stateRequest: false,
+          share: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -327,6 +475,16 @@ export namespace GradRequest {
             }
             case 3: {
               obj.stateRequest = reader.bool()
+              break
+            }
+            case 4: {
+              obj.share = reader.bool()
+              break
+            }
+            case 5: {
+              obj.fetch = GradientFetch.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.fetch
+              })
               break
             }
             default: {
@@ -363,6 +521,20 @@ export namespace GradRequest {
                 field: `${prefix}.stateRequest`,
                 value: reader.bool()
               }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.share`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 5: {
+              yield * GradientFetch.codec().stream(reader, reader.uint32(), `${prefix}.fetch`, {
+                limits: opts.limits?.fetch
+              })
+
               break
             }
             default: {
@@ -422,9 +594,29 @@ export namespace GradRequest {
     value: number
   }
 
+  export interface GradRequestGradientSignatureFieldEvent {
+    field: '$.gradient.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export interface GradRequestStateRequestFieldEvent {
     field: '$.stateRequest'
     value: boolean
+  }
+
+  export interface GradRequestShareFieldEvent {
+    field: '$.share'
+    value: boolean
+  }
+
+  export interface GradRequestFetchStepFieldEvent {
+    field: '$.fetch.step'
+    value: number
+  }
+
+  export interface GradRequestFetchDigestFieldEvent {
+    field: '$.fetch.digest'
+    value: Uint8Array<ArrayBuffer>
   }
 
   export function encode (obj: Partial<GradRequest>): Uint8Array<ArrayBuffer> {
@@ -435,7 +627,7 @@ export namespace GradRequest {
     return decodeMessage(buf, GradRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradRequest>): Generator<GradRequestGroupFieldEvent | GradRequestGradientStepFieldEvent | GradRequestGradientBaseDigestFieldEvent | GradRequestGradientLossFieldEvent | GradRequestGradientEncodingFieldEvent | GradRequestGradientLengthFieldEvent | GradRequestGradientValuesFieldEvent | GradRequestGradientScalesFieldEvent | GradRequestGradientBlockSizeFieldEvent | GradRequestStateRequestFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradRequest>): Generator<GradRequestGroupFieldEvent | GradRequestGradientStepFieldEvent | GradRequestGradientBaseDigestFieldEvent | GradRequestGradientLossFieldEvent | GradRequestGradientEncodingFieldEvent | GradRequestGradientLengthFieldEvent | GradRequestGradientValuesFieldEvent | GradRequestGradientScalesFieldEvent | GradRequestGradientBlockSizeFieldEvent | GradRequestGradientSignatureFieldEvent | GradRequestStateRequestFieldEvent | GradRequestShareFieldEvent | GradRequestFetchStepFieldEvent | GradRequestFetchDigestFieldEvent> {
     return streamMessage(buf, GradRequest.codec(), opts)
   }
 }
@@ -445,6 +637,8 @@ export interface GradResponse {
   reason: string
   leader: string
   state: Uint8Array<ArrayBuffer>
+  gradient?: Gradient
+  author: string
 }
 
 export namespace GradResponse {
@@ -454,7 +648,8 @@ export namespace GradResponse {
     NOT_READY = 'NOT_READY',
     STALE = 'STALE',
     REJECTED = 'REJECTED',
-    STATE = 'STATE'
+    STATE = 'STATE',
+    GRADIENT = 'GRADIENT'
   }
 
   enum __StatusValues {
@@ -463,7 +658,8 @@ export namespace GradResponse {
     NOT_READY = 2,
     STALE = 3,
     REJECTED = 4,
-    STATE = 5
+    STATE = 5,
+    GRADIENT = 6
   }
 
   export namespace Status {
@@ -501,6 +697,16 @@ export namespace GradResponse {
           w.bytes(obj.state)
         }
 
+        if (obj.gradient != null) {
+          w.uint32(42)
+          Gradient.codec().encode(obj.gradient, w)
+        }
+
+        if ((obj.author != null && obj.author !== '')) {
+          w.uint32(50)
+          w.string(obj.author)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -509,7 +715,8 @@ export namespace GradResponse {
           status: Status.ACCEPTED,
           reason: '',
           leader: '',
-          state: uint8ArrayAlloc(0)
+          state: uint8ArrayAlloc(0),
+          author: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -532,6 +739,16 @@ export namespace GradResponse {
             }
             case 4: {
               obj.state = reader.bytes()
+              break
+            }
+            case 5: {
+              obj.gradient = Gradient.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.gradient
+              })
+              break
+            }
+            case 6: {
+              obj.author = reader.string()
               break
             }
             default: {
@@ -577,6 +794,20 @@ export namespace GradResponse {
               }
               break
             }
+            case 5: {
+              yield * Gradient.codec().stream(reader, reader.uint32(), `${prefix}.gradient`, {
+                limits: opts.limits?.gradient
+              })
+
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.author`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -609,6 +840,56 @@ export namespace GradResponse {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface GradResponseGradientStepFieldEvent {
+    field: '$.gradient.step'
+    value: number
+  }
+
+  export interface GradResponseGradientBaseDigestFieldEvent {
+    field: '$.gradient.baseDigest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface GradResponseGradientLossFieldEvent {
+    field: '$.gradient.loss'
+    value: number
+  }
+
+  export interface GradResponseGradientEncodingFieldEvent {
+    field: '$.gradient.encoding'
+    value: Gradient.Encoding
+  }
+
+  export interface GradResponseGradientLengthFieldEvent {
+    field: '$.gradient.length'
+    value: number
+  }
+
+  export interface GradResponseGradientValuesFieldEvent {
+    field: '$.gradient.values'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface GradResponseGradientScalesFieldEvent {
+    field: '$.gradient.scales'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface GradResponseGradientBlockSizeFieldEvent {
+    field: '$.gradient.blockSize'
+    value: number
+  }
+
+  export interface GradResponseGradientSignatureFieldEvent {
+    field: '$.gradient.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface GradResponseAuthorFieldEvent {
+    field: '$.author'
+    value: string
+  }
+
   export function encode (obj: Partial<GradResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, GradResponse.codec())
   }
@@ -617,7 +898,7 @@ export namespace GradResponse {
     return decodeMessage(buf, GradResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradResponse>): Generator<GradResponseStatusFieldEvent | GradResponseReasonFieldEvent | GradResponseLeaderFieldEvent | GradResponseStateFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradResponse>): Generator<GradResponseStatusFieldEvent | GradResponseReasonFieldEvent | GradResponseLeaderFieldEvent | GradResponseStateFieldEvent | GradResponseGradientStepFieldEvent | GradResponseGradientBaseDigestFieldEvent | GradResponseGradientLossFieldEvent | GradResponseGradientEncodingFieldEvent | GradResponseGradientLengthFieldEvent | GradResponseGradientValuesFieldEvent | GradResponseGradientScalesFieldEvent | GradResponseGradientBlockSizeFieldEvent | GradResponseGradientSignatureFieldEvent | GradResponseAuthorFieldEvent> {
     return streamMessage(buf, GradResponse.codec(), opts)
   }
 }
@@ -625,6 +906,7 @@ export namespace GradResponse {
 export interface Rejection {
   member: string
   reason: string
+  digest: Uint8Array<ArrayBuffer>
 }
 
 export namespace Rejection {
@@ -647,13 +929,19 @@ export namespace Rejection {
           w.string(obj.reason)
         }
 
+        if ((obj.digest != null && obj.digest.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.digest)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           member: '',
-          reason: ''
+          reason: '',
+          digest: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -668,6 +956,10 @@ export namespace Rejection {
             }
             case 2: {
               obj.reason = reader.string()
+              break
+            }
+            case 3: {
+              obj.digest = reader.bytes()
               break
             }
             default: {
@@ -699,6 +991,13 @@ export namespace Rejection {
               }
               break
             }
+            case 3: {
+              yield {
+                field: `${prefix}.digest`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -721,6 +1020,11 @@ export namespace Rejection {
     value: string
   }
 
+  export interface RejectionDigestFieldEvent {
+    field: '$.digest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<Rejection>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Rejection.codec())
   }
@@ -729,7 +1033,7 @@ export namespace Rejection {
     return decodeMessage(buf, Rejection.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Rejection>): Generator<RejectionMemberFieldEvent | RejectionReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Rejection>): Generator<RejectionMemberFieldEvent | RejectionReasonFieldEvent | RejectionDigestFieldEvent> {
     return streamMessage(buf, Rejection.codec(), opts)
   }
 }
@@ -749,6 +1053,7 @@ export interface TrainingEntry {
   updateEncoding: TrainingEntry.Encoding
   updateScales: Uint8Array<ArrayBuffer>
   updateBlockSize: number
+  gradientDigests: Uint8Array<ArrayBuffer>[]
 }
 
 export namespace TrainingEntry {
@@ -871,6 +1176,13 @@ export namespace TrainingEntry {
           w.uint32(obj.updateBlockSize)
         }
 
+        if (obj.gradientDigests != null && obj.gradientDigests.length > 0) {
+          for (const value of obj.gradientDigests) {
+            w.uint32(122)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -889,7 +1201,8 @@ export namespace TrainingEntry {
           agreement: [],
           updateEncoding: Encoding.FLOAT32,
           updateScales: uint8ArrayAlloc(0),
-          updateBlockSize: 0
+          updateBlockSize: 0,
+          gradientDigests: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -972,6 +1285,14 @@ export namespace TrainingEntry {
               obj.updateBlockSize = reader.uint32()
               break
             }
+            case 15: {
+              if (opts.limits?.gradientDigests != null && obj.gradientDigests.length === opts.limits.gradientDigests) {
+                throw new MaxLengthError('Decode error - repeated field "gradientDigests" had too many elements')
+              }
+
+              obj.gradientDigests.push(reader.bytes())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -985,7 +1306,8 @@ export namespace TrainingEntry {
           contributors: 0,
           rejected: 0,
           suspects: 0,
-          agreement: 0
+          agreement: 0,
+          gradientDigests: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1127,6 +1449,21 @@ export namespace TrainingEntry {
               }
               break
             }
+            case 15: {
+              if (opts.limits?.gradientDigests != null && obj.gradientDigests === opts.limits.gradientDigests) {
+                throw new MaxLengthError('Streaming decode error - repeated field "gradientDigests" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.gradientDigests[]`,
+                index: obj.gradientDigests,
+                value: reader.bytes()
+              }
+
+              obj.gradientDigests++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1164,6 +1501,12 @@ export namespace TrainingEntry {
   export interface TrainingEntryRejectedReasonFieldEvent {
     field: '$.rejected[].reason'
     value: string
+    index: number
+  }
+
+  export interface TrainingEntryRejectedDigestFieldEvent {
+    field: '$.rejected[].digest'
+    value: Uint8Array<ArrayBuffer>
     index: number
   }
 
@@ -1219,6 +1562,12 @@ export namespace TrainingEntry {
     value: number
   }
 
+  export interface TrainingEntryGradientDigestsFieldEvent {
+    field: '$.gradientDigests[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<TrainingEntry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, TrainingEntry.codec())
   }
@@ -1227,7 +1576,7 @@ export namespace TrainingEntry {
     return decodeMessage(buf, TrainingEntry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent | TrainingEntryAgreementFieldEvent | TrainingEntryUpdateEncodingFieldEvent | TrainingEntryUpdateScalesFieldEvent | TrainingEntryUpdateBlockSizeFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TrainingEntry>): Generator<TrainingEntryKindFieldEvent | TrainingEntryStepFieldEvent | TrainingEntryContributorsFieldEvent | TrainingEntryRejectedMemberFieldEvent | TrainingEntryRejectedReasonFieldEvent | TrainingEntryRejectedDigestFieldEvent | TrainingEntrySuspectsFieldEvent | TrainingEntryLossFieldEvent | TrainingEntryUpdateFieldEvent | TrainingEntryUpdateCidFieldEvent | TrainingEntryDigestAfterFieldEvent | TrainingEntryOuterRoundFieldEvent | TrainingEntryAgreementFieldEvent | TrainingEntryUpdateEncodingFieldEvent | TrainingEntryUpdateScalesFieldEvent | TrainingEntryUpdateBlockSizeFieldEvent | TrainingEntryGradientDigestsFieldEvent> {
     return streamMessage(buf, TrainingEntry.codec(), opts)
   }
 }

@@ -54,8 +54,9 @@ function gradient(
     values: floatsToBytes(values),
     scales: new Uint8Array(0),
     blockSize: 0,
+    signature: new Uint8Array(0),
     ...fields,
-  }
+  } as Gradient
 }
 
 describe('bad input on /shardnet/grad/1.0.0', () => {

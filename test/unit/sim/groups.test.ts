@@ -88,6 +88,7 @@ describe('simulated group members run the real training core', () => {
       values: new Uint8Array(SIMULATED_PARAMETER_COUNT * 4),
       scales: new Uint8Array(0),
       blockSize: 0,
+      signature: new Uint8Array(0),
     }
     expect(gradientWireBytes(message, parameterCount)).toBeGreaterThanOrEqual(parameterCount * 4)
     expect(gradientWireBytes(message, parameterCount)).toBeLessThan(parameterCount * 4 + 1024)

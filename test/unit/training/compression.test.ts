@@ -165,8 +165,9 @@ describe('int8 compression', () => {
       values: floatsToBytes(Float32Array.from([1, 2, 3])),
       scales: new Uint8Array(0),
       blockSize: 0,
+      signature: new Uint8Array(0),
       ...fields,
-    }
+    } as Gradient
     expect(decodeGradient(message, 3)).toEqual({ ok: false, reason: 'wrong-length' })
   })
 })

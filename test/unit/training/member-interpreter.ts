@@ -3,7 +3,7 @@
 // decision of the training-member protocol in order. Commands:
 //
 //   init members=a,b,c params=4 steps=3 [compression=int8] [speculate=false] [aggregate=median]
-//        [straggler=250] [resend=1000] [outer-every=2]
+//        [straggler=250] [resend=1000] [outer-every=2] [min-contributors=3]
 //   leader a term=1            every member learns the leader (a leadership input each)
 //   tick +N                    the clock moves N ms; every member gets a tick
 //   compute [b=nan c=x100 d=skip]
@@ -17,6 +17,14 @@
 //   outer-params round=1       the leader's outstanding outer step is answered with its params x 0.5
 //   transfer a to b            b receives a's state (as the answer to a state request)
 //   diverge b                  b's params change under its digest (its next applied step mismatches)
+//   share [drop=b]             every outstanding share-gradient (all-to-all) reaches its members
+//   validate b c [lie=update|contributors|forge|digest-after]
+//                              the named followers check the leader's newest proposal (not yet
+//                              appended) as the Raft runner's validate hook would; lie= tampers with it
+//                              first: flips an update byte, drops a contributor, names a gradient that
+//                              does not exist, or claims another params digest after the step
+//   fetch                      every outstanding fetch-gradient is answered from the asked member's pool
+//   check-outer round=1        every outstanding check-outer is answered with the params x 0.5
 //   wake                       each member's nextWakeMs
 //   status                     each member's step, digest and counters
 //
@@ -30,7 +38,12 @@ import {
   type MemberInput,
 } from '../../../protocols/training/member.js'
 import { toHex } from '../../../protocols/training/params.js'
-import { createTrainingState, decodeEntry, encodeState } from '../../../protocols/training/state.js'
+import {
+  createTrainingState,
+  decodeEntry,
+  encodeEntry,
+  encodeState,
+} from '../../../protocols/training/state.js'
 import type { AggregateRule } from '../../../protocols/training/types.js'
 
 interface Member {
@@ -39,7 +52,10 @@ interface Member {
   core: MemberCore
   computes: Array<Extract<MemberEffect, { type: 'compute-gradient' }>>
   sends: Array<Extract<MemberEffect, { type: 'send-gradient' }>>
+  shares: Array<Extract<MemberEffect, { type: 'share-gradient' }>>
+  fetches: Array<Extract<MemberEffect, { type: 'fetch-gradient' }>>
   outer: Extract<MemberEffect, { type: 'outer-step' }> | undefined
+  checkOuter: Extract<MemberEffect, { type: 'check-outer' }> | undefined
 }
 
 interface Proposal {
@@ -108,6 +124,18 @@ export class MemberInterpreter {
         state.params[0] += 1
         break
       }
+      case 'share':
+        this.share(new Set((args.get('drop') ?? '').split(',').filter(Boolean)))
+        break
+      case 'validate':
+        this.validate(positional, args.get('lie'))
+        break
+      case 'fetch':
+        this.fetch()
+        break
+      case 'check-outer':
+        this.checkOuter(Number(args.get('round')))
+        break
       case 'wake':
         for (const member of this.members) {
           const wake = member.core.nextWakeMs()
@@ -121,7 +149,8 @@ export class MemberInterpreter {
           this.lines.push(
             `${member.id}: step=${state.step} outer=${state.outerRounds} digest=${short(state.digest)} ` +
               `precomputed=${c.stepsPrecomputed} ahead=${c.gradientsAhead} wasted=${c.speculationsWasted} ` +
-              `received-ahead=${c.gradientsReceivedAhead} sent=${c.gradientsSent}`,
+              `received-ahead=${c.gradientsReceivedAhead} sent=${c.gradientsSent}` +
+              ` checked=${c.entriesChecked} refused=${c.entriesRefused} fetched=${c.gradientsFetched}`,
           )
         }
         break
@@ -164,12 +193,16 @@ export class MemberInterpreter {
           stragglerTimeoutMs: Number(args.get('straggler') ?? 250),
           resendMs: Number(args.get('resend') ?? 1000),
           outerSteps: args.has('outer-every'),
+          minContributors: Number(args.get('min-contributors') ?? MEMBER_RULE_DEFAULTS.minContributors),
         },
         createTrainingState(params, ids),
       ),
       computes: [],
       sends: [],
+      shares: [],
+      fetches: [],
       outer: undefined,
+      checkOuter: undefined,
     }))
     this.lines.push(`${ids.join(' ')} at step 0 digest=${short(this.members[0].core.current().digest)}`)
   }
@@ -244,6 +277,89 @@ export class MemberInterpreter {
           nowMs: this.nowMs,
         })
       }
+    }
+  }
+
+  private share(dropped: Set<string>): void {
+    for (const member of this.members) {
+      const shares = member.shares
+      member.shares = []
+      for (const share of shares) {
+        if (dropped.has(member.id)) {
+          this.lines.push(`${member.id}> (share dropped)`)
+          continue
+        }
+        for (const to of share.to) {
+          this.feed(this.member(to), {
+            type: 'gradient-received',
+            from: member.id,
+            gradient: share.message,
+            nowMs: this.nowMs,
+          })
+        }
+      }
+    }
+  }
+
+  private validations = 0
+
+  private validate(names: string[], lie: string | undefined): void {
+    const proposal = this.proposals[0]
+    if (!proposal) throw new Error('nothing proposed')
+    let data = proposal.data
+    if (lie !== undefined) {
+      const entry = decodeEntry(data)
+      if (!entry) throw new Error('the proposal is not a training entry')
+      const update = entry.update.slice()
+      const lied = { ...entry, update, contributors: [...entry.contributors] }
+      lied.gradientDigests = [...(entry.gradientDigests ?? [])]
+      if (lie === 'update') update[0] ^= 0x40
+      else if (lie === 'contributors') {
+        lied.contributors.pop()
+        lied.gradientDigests.pop()
+        if (lied.agreement.length > 0) lied.agreement = lied.agreement.slice(0, -1)
+      } else if (lie === 'forge') lied.gradientDigests[0] = new Uint8Array(32).fill(7)
+      else if (lie === 'digest-after') lied.digestAfter = new Uint8Array(32).fill(9)
+      else throw new Error(`unknown lie ${lie}`)
+      data = encodeEntry(lied)
+    }
+    const entry: Entry = { index: this.log.length + 1, term: proposal.term, type: 'normal', data }
+    for (const name of names) {
+      this.feed(this.member(name), {
+        type: 'validate',
+        id: ++this.validations,
+        entries: [entry],
+        leader: proposal.from,
+        nowMs: this.nowMs,
+      })
+    }
+  }
+
+  private fetch(): void {
+    for (const member of this.members) {
+      const fetches = member.fetches
+      member.fetches = []
+      for (const fetch of fetches) {
+        const held = this.member(fetch.from).core.gradientFor(fetch.digest)
+        this.feed(member, {
+          type: 'gradient-fetched',
+          digest: fetch.digest,
+          author: held?.author ?? '',
+          gradient: held?.message,
+          answered: true,
+          nowMs: this.nowMs,
+        })
+      }
+    }
+  }
+
+  private checkOuter(round: number): void {
+    for (const member of this.members) {
+      const check = member.checkOuter
+      if (!check || check.round !== round) continue
+      member.checkOuter = undefined
+      const params = check.params.map((value) => value * 0.5)
+      this.feed(member, { type: 'outer-checked', round, params, nowMs: this.nowMs })
     }
   }
 
@@ -337,6 +453,20 @@ export class MemberInterpreter {
       }
       case 'request-state':
         return `request-state from=${effect.from}`
+      case 'share-gradient':
+        member.shares.push(effect)
+        return undefined // every step has them; \`share\` delivers them
+      case 'fetch-gradient':
+        member.fetches.push(effect)
+        return `fetch step=${effect.step} gradient=${short(effect.digest)} from=${effect.from}`
+      case 'validated': {
+        const verdict = effect.verdict
+        if (verdict.ok) return `validated #${effect.id}: ok`
+        return `validated #${effect.id}: ${verdict.retry ? 'retry' : 'REFUSED'} (${verdict.reason})`
+      }
+      case 'check-outer':
+        member.checkOuter = effect
+        return `check-outer round=${effect.round} step=${effect.step}`
       case 'outer-step':
         member.outer = effect
         return `outer-step round=${effect.round} step=${effect.step}`

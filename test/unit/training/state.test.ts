@@ -106,6 +106,7 @@ describe('entries and states', () => {
     const decoded = decodeEntry(encodeEntry(entry))!
     expect({ ...decoded, update: [...decoded.update], digestAfter: [...decoded.digestAfter] }).toEqual({
       ...entry,
+      gradientDigests: [],
       update: [...entry.update],
       digestAfter: [...entry.digestAfter],
     })
