@@ -182,12 +182,13 @@ export interface RaftRunnerInit {
    * member does not already hold (same index and term) and that carry data (not the empty entry a
    * new leader appends); never with entries this member proposed as leader. Resolves ok, or not ok
    * with a reason: the append and every other append held from that leader are dropped and the
-   * leader is distrusted (distrust()). A throw, or no answer within validateTimeoutMs, is a refusal
-   * (a call that timed out, or whose leader the driver distrusted meanwhile, may still be running
-   * when the next one starts; its answer is ignored). @default none (accept)
+   * leader is distrusted (distrust()); a throw is a refusal too. A `retry` verdict, or no answer
+   * within validateTimeoutMs, drops the leader's held appends without distrusting it (it sends them
+   * again; a call that timed out, or whose leader the driver distrusted meanwhile, may still be
+   * running when the next one starts: its answer is ignored). @default none (accept)
    */
   validate?: (entries: Entry[], leader: MemberId) => Promise<EntryVerdict>
-  /** Milliseconds a validate() call may take before it counts as a refusal. @default 10000 */
+  /** Milliseconds a validate() call may take before its appends are dropped. @default 10000 */
   validateTimeoutMs?: number
   /**
    * Appends held while one is validated (in arrival order, the one being validated included) beyond

@@ -255,7 +255,7 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect([...runner.distrusted()]).toEqual([['a', 'a lie']])
   })
 
-  it('a validate that throws or times out counts as a refusal', async () => {
+  it('a validate that throws counts as a refusal; a timeout or a retry verdict drops the append only', async () => {
     const thrown = await lone({
       validate: async () => {
         throw new Error('digest mismatch')
@@ -266,15 +266,30 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect(thrown.runner.distrusted().get('a')).toMatch(/digest mismatch/)
     expect(thrown.runner.status().lastIndex).toBe(3)
 
+    // a slow validation proves nothing against the leader: its appends are dropped, to come again
     const started = Date.now()
     const slow = await lone({ validate: () => new Promise(() => {}), validateTimeoutMs: 60 })
     slow.deliver(append(3, ['x4']), append(4, ['x5']))
-    await waitFor(() => slow.runner.distrusted().size === 1, 'the timeout refused')
+    await waitFor(() => slow.runner.guardStats.timedOut === 1, 'the timeout')
     expect(Date.now() - started).toBeGreaterThanOrEqual(60)
-    expect(slow.runner.distrusted().get('a')).toBe('validation timed out')
-    expect(slow.runner.guardStats).toMatchObject({ refused: 1, timedOut: 1, droppedDistrusted: 1 })
+    expect(slow.runner.distrusted().size).toBe(0)
+    expect(slow.runner.guardStats).toMatchObject({ refused: 0, retried: 1, timedOut: 1 })
+    expect(slow.runner.heldAppends()).toBe(0)
     expect(slow.runner.status().lastIndex).toBe(3)
     expect(slow.acked()).toBeLessThan(4)
+
+    // retry: dropped without distrust; the same append sent again is validated again and stepped
+    let calls = 0
+    const retry = await lone({
+      validate: async () => (++calls === 1 ? { ok: false, reason: 'not yet', retry: true } : { ok: true }),
+    })
+    retry.deliver(append(3, ['x4']))
+    await waitFor(() => retry.runner.guardStats.retried === 1, 'the retry')
+    expect(retry.runner.status().lastIndex).toBe(3)
+    retry.deliver(append(3, ['x4']))
+    await waitFor(() => retry.runner.status().lastIndex === 4, 'the append stepped on its second delivery')
+    expect(retry.runner.distrusted().size).toBe(0)
+    expect(calls).toBe(2)
   })
 
   it('holds at most validateQueueMax appends and validateQueueBytesMax bytes; more are dropped', async () => {
