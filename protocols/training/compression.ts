@@ -3,7 +3,11 @@
 // error feedback: what quantization loses in one step is added to the next step's gradient, so
 // the error does not accumulate in the model (Seide et al. 2014, Karimireddy et al. 2019).
 import type { QuantizedInt8 } from '../../kernels/backend.js'
-import { dequantizeInt8Reference } from '../../kernels/reference/quantize.js'
+import {
+  dequantizeInt8Reference,
+  int8BlockScale,
+  quantizeInt8Value,
+} from '../../kernels/reference/quantize.js'
 import { Gradient } from '../wire/training.js'
 import { bytesToFloats, floatBytesView } from './params.js'
 import type { Compression } from './types.js'
@@ -97,20 +101,12 @@ export class GradientCompressor {
         residual[i] = gradient[i] + (hadResidual ? residual[i] : 0)
         max = Math.max(max, Math.abs(residual[i]))
       }
-      const scale = Math.fround(max / 127)
+      const scale = int8BlockScale(max)
       scales[b] = scale
       for (let i = start; i < end; i++) {
         const corrected = residual[i]
-        if (scale !== 0) {
-          const q = Math.fround(corrected / scale)
-          // the reference's clamp(sign(q) x floor(|q| + 0.5)) without a branch on the sign (random
-          // signs mispredict) nor Math.sign (slow): |rounded| clamped to 127, negated by a mask;
-          // NaN gives 0, as the reference's NaN does when stored
-          const magnitude = Math.floor(Math.abs(q) + 0.5)
-          const clamped = Math.min(magnitude, 127) | 0
-          const negative = -((q < 0) as unknown as number)
-          values[i] = (clamped ^ negative) - negative
-        }
+        // the reference rule (kernels/reference/quantize.ts): every backend gives the same bits
+        if (scale !== 0) values[i] = quantizeInt8Value(corrected, scale)
         decoded[i] = values[i] * scale
         residual[i] = corrected - decoded[i]
       }
