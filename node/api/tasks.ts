@@ -72,6 +72,7 @@ export function taskApiRoutes(tasksOf: () => TaskService): ApiRoute[] {
           served: worker.served,
           queued: worker.queued,
           rejected: { ...worker.rejected },
+          budgets: { ...worker.budgets.refused },
           assigned: worker.assignedTasks(),
         }
       },

@@ -31,7 +31,14 @@ import type { Backend } from '../../kernels/backend.js'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import { BACKENDS, decodeTaskSpec, type Requirements, unmetRequirement } from '../../protocols/tasks/spec.js'
-import { boundedLpStream, isOversizedFrameError } from '../../protocols/wire/framing.js'
+import {
+  BudgetExceededError,
+  boundedLpStream,
+  FrameTimeoutError,
+  isOversizedFrameError,
+  PeerBudgets,
+  type PeerLimits,
+} from '../../protocols/wire/framing.js'
 import { type NodeCapability, offerOf } from '../executor/capability.js'
 import {
   type BundledModel,
@@ -68,6 +75,22 @@ export const INFER_ASSIGNMENT_IDLE_MS_DEFAULT = 60_000
  * as busy, so a stranger's stream of assignments costs at most this many fetches at a time.
  */
 export const INFER_ASSIGNS_IN_FLIGHT_MAX = 2
+/**
+ * Per-peer stream budgets (protocols/wire/framing.ts): a submitter holding an assignment here may
+ * keep a few runs and their answers open; any other peer (a stranger, or a submitter's first assign)
+ * gets 2 streams, and all of them together 16; only headers are read, so bytes in flight stay small.
+ */
+export const INFER_KNOWN_LIMITS: Readonly<PeerLimits> = {
+  streamsPerPeer: 8,
+  bytesInFlightPerPeer: 64 * 1024,
+  readTimeoutMs: INFER_HEADER_TIMEOUT_MS_DEFAULT,
+}
+export const INFER_STRANGER_LIMITS: Readonly<PeerLimits> = {
+  streamsPerPeer: 2,
+  bytesInFlightPerPeer: 16 * 1024,
+  readTimeoutMs: 5_000,
+}
+export const INFER_STRANGER_STREAMS_MAX = 16
 /** Shards of one task one assignment may name. */
 const ASSIGNED_SHARDS_MAX = 1024
 const INFER_INBOUND_STREAMS_MAX = 32
@@ -168,6 +191,8 @@ interface Assignment {
 }
 
 export const INFER_REJECT_REASONS = [
+  'budget',
+  'timeout',
   'oversized',
   'malformed',
   'unassigned',
@@ -191,6 +216,8 @@ export class InferWorker {
   private readonly models = new Map<string, Promise<BundledModel>>()
   private readonly assignments = new Map<string, Assignment>()
   private readonly thread = new InferThread()
+  /** stream and byte budgets per peer: submitters with an assignment here are known, others strangers */
+  readonly budgets: PeerBudgets
   private mainQueue: Promise<unknown> = Promise.resolve()
   /** run requests queued or running */
   private pending = 0
@@ -210,6 +237,12 @@ export class InferWorker {
     this.assignedTasksMax = init.assignedTasksMax ?? INFER_ASSIGNED_TASKS_MAX_DEFAULT
     this.assignmentIdleMs = init.assignmentIdleMs ?? INFER_ASSIGNMENT_IDLE_MS_DEFAULT
     this.now = init.now ?? Date.now
+    this.budgets = new PeerBudgets({
+      known: INFER_KNOWN_LIMITS,
+      stranger: INFER_STRANGER_LIMITS,
+      strangerStreamsMax: INFER_STRANGER_STREAMS_MAX,
+      isKnown: (peer) => [...this.assignments.values()].some((a) => a.submitter === peer),
+    })
   }
 
   async start(): Promise<void> {
@@ -243,10 +276,29 @@ export class InferWorker {
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
     const from = connection.remotePeer
+    // before any byte is read: a peer over its stream budget is refused outright (counted)
+    const lease = this.budgets.acquire(from)
+    if (lease === undefined) {
+      this.rejected.budget++
+      stream.abort(new BudgetExceededError('over this peer’s inference stream budget'))
+      return
+    }
+    try {
+      await this.serveWithin(stream, from, lease)
+    } finally {
+      lease.release()
+    }
+  }
+
+  private async serveWithin(
+    stream: Stream,
+    from: PeerId,
+    lease: NonNullable<ReturnType<PeerBudgets['acquire']>>,
+  ): Promise<void> {
     const closed = new AbortController()
     stream.addEventListener('close', () => closed.abort(new Error('the stream closed')), { once: true })
     const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.shutdown.signal, closed.signal])
-    const lp = boundedLpStream(stream, INFER_HEADER_BYTES_MAX)
+    const lp = boundedLpStream(stream, INFER_HEADER_BYTES_MAX, { lease })
     const reply = async (header: InferHeader, logits?: Float32Array) => {
       // lpStream bounds what it reads; the logits frame it writes may be larger
       await lp.write(new TextEncoder().encode(JSON.stringify(header)), { signal })
@@ -265,8 +317,18 @@ export class InferWorker {
         })
         frame = checkFrame(JSON.parse(new TextDecoder().decode(bytes.subarray())))
       } catch (error) {
-        if (isOversizedFrameError(error)) {
-          this.rejected.oversized++
+        if (
+          isOversizedFrameError(error) ||
+          error instanceof FrameTimeoutError ||
+          error instanceof BudgetExceededError
+        ) {
+          this.rejected[
+            error instanceof FrameTimeoutError
+              ? 'timeout'
+              : error instanceof BudgetExceededError
+                ? 'budget'
+                : 'oversized'
+          ]++
           stream.abort(error as Error)
           return
         }

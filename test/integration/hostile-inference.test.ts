@@ -3,11 +3,13 @@
 // - runs of shards nobody assigned, of another submitter's task, or of a shard not assigned: refused
 //   from the first small frame, before anything is fetched, and counted as 'unassigned';
 // - a length prefix trickled as 0xff bytes: the stream is dropped after 3 bytes, counted 'oversized';
+// - silent streams: a stranger gets 2 at once (a third is refused, 'budget'), cut after 5 s ('timeout');
 // - a 3,000-row shard the stranger assigned itself: it runs in the worker thread, and the control
 //   API's p99 latency during the run stays under 200 ms (the old main-thread forward pass, measured
 //   beside it, does not);
 // - a running shard whose stream closes, or whose task the submitter releases, stops at once;
-// - a flood of run requests: the worker takes INFER_QUEUE_MAX_DEFAULT, refuses the rest as busy;
+// - a flood of run requests: the worker takes INFER_QUEUE_MAX_DEFAULT, refuses the rest at once (busy,
+//   or over the peer's stream budget);
 // - a liar within the tolerance, ranked first by the submitter: the accepted logits are the median of
 //   the agreeing results, bitwise the honest ones, not the liar's;
 // - input files read in chunks give bitwise the rows (and the refusals) of parsing them whole; one over
@@ -32,6 +34,7 @@ import type { Daemon } from '../../node/daemon.js'
 import { dataDirPaths } from '../../node/store/data-dir.js'
 import {
   assignShards,
+  INFER_KNOWN_LIMITS,
   INFER_PROTOCOL,
   INFER_QUEUE_MAX_DEFAULT,
   InferBusyError,
@@ -219,6 +222,34 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
     expect(counters.oversized - before).toBe(1)
   }, 60_000)
 
+  it('gives a stranger 2 silent streams at once, refuses a third, and times the silent ones out', async () => {
+    const counters = worker.tasks.inferWorker.rejected
+    const before = { budget: counters.budget, timeout: counters.timeout }
+    const silent = await Promise.all([0, 1].map(() => other.dialProtocol(worker.peerId, INFER_PROTOCOL)))
+    await waitUntil(
+      () => worker.tasks.inferWorker.budgets.peerUsage(other.peerId).streams === 2,
+      'two streams',
+    )
+    const third = await other.dialProtocol(worker.peerId, INFER_PROTOCOL)
+    await waitUntil(() => counters.budget - before.budget === 1, 'the third stream to be refused', 5_000, 20)
+    expect(
+      await byteStream(third)
+        .read({ signal: AbortSignal.timeout(5_000) })
+        .catch(() => null),
+    ).toBeNull()
+    // the silent streams are cut at the stranger's read deadline (5 s)
+    const started = performance.now()
+    await waitUntil(
+      () => counters.timeout - before.timeout === 2,
+      'the silent streams to time out',
+      15_000,
+      50,
+    )
+    expect(performance.now() - started).toBeLessThan(7_000)
+    expect(worker.tasks.inferWorker.budgets.peerUsage(other.peerId).streams).toBe(0)
+    for (const stream of silent) stream.abort(new Error('done'))
+  }, 60_000)
+
   it('runs a 3,000-row shard off the main thread: the control API p99 stays under 200 ms', async () => {
     const rows = 3000
     const { task, modelCid, shardCids } = await strangerTask(stranger, bundle, [inputRows(rows, 5)])
@@ -323,7 +354,7 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
 
   it('refuses a flood of run requests beyond its queue as busy', async () => {
     const counters = worker.tasks.inferWorker.rejected
-    const before = counters.busy
+    const before = { busy: counters.busy, budget: counters.budget }
     const rows = 1000
     const { task, modelCid, shardCids } = await strangerTask(stranger, bundle, [inputRows(rows, 7)])
     await assignShards(stranger, worker.peerId, task, [0])
@@ -341,8 +372,11 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
     const served = settled.filter((s) => s.status === 'fulfilled').length
     const busy = settled.filter((s) => s.status === 'rejected' && s.reason instanceof InferBusyError)
     expect(served).toBe(INFER_QUEUE_MAX_DEFAULT)
-    expect(busy).toHaveLength(flood - INFER_QUEUE_MAX_DEFAULT)
-    expect(counters.busy - before).toBe(flood - INFER_QUEUE_MAX_DEFAULT)
+    // the rest refused at once: busy, or (streams beyond the peer's budget of 8) before a byte is read
+    const refused = { busy: counters.busy - before.busy, budget: counters.budget - before.budget }
+    expect(refused.busy + refused.budget).toBe(flood - INFER_QUEUE_MAX_DEFAULT)
+    expect(busy).toHaveLength(refused.busy)
+    expect(refused.busy).toBeGreaterThanOrEqual(INFER_KNOWN_LIMITS.streamsPerPeer - INFER_QUEUE_MAX_DEFAULT)
     expect(worker.tasks.inferWorker.queued).toBe(0)
     await releaseTask(stranger, worker.peerId, task)
   }, 300_000)
