@@ -222,7 +222,7 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
     expect(counters.oversized - before).toBe(1)
   }, 60_000)
 
-  it('gives a stranger 2 silent streams at once, refuses a third, and times the silent ones out', async () => {
+  it('gives a stranger 2 silent streams, refuses a third, and times the silent ones out', async () => {
     const counters = worker.tasks.inferWorker.rejected
     const before = { budget: counters.budget, timeout: counters.timeout }
     const silent = await Promise.all([0, 1].map(() => other.dialProtocol(worker.peerId, INFER_PROTOCOL)))
