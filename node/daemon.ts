@@ -32,7 +32,7 @@ import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
 import { type ApiNode, type NodeStatus, nodeApiRoutes } from './api/node-routes.js'
 import { ApiError, type ApiServer, startApiServer } from './api/server.js'
 import { taskApiRoutes } from './api/tasks.js'
-import { loadOrCreateApiToken } from './api/token.js'
+import { loadOrCreateApiTokens } from './api/token.js'
 import { BootstrapDialer, dialRememberedPeers } from './bootstrap.js'
 import { CapabilityAdvertiser } from './capability-advertiser.js'
 import type { NodeConfig } from './config.js'
@@ -232,7 +232,7 @@ export class Daemon implements ApiNode {
       await removeStaleTemporaryFiles(paths.root)
       await removeStaleTemporaryFiles(paths.blocks)
       const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
-      const token = await loadOrCreateApiToken(paths.apiToken)
+      const tokens = await loadOrCreateApiTokens(paths.apiToken, paths.apiReadToken)
       const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
       log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
       const blockStore = new FileBlockStore({ folder: paths.blocks })
@@ -335,7 +335,8 @@ export class Daemon implements ApiNode {
       const api = await startApiServer({
         host: config.apiHost,
         port: config.apiPort,
-        token,
+        token: tokens.admin,
+        readToken: tokens.read,
         allowRemoteClients: config.allowRemoteApi,
         metrics,
         routes: [

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
+import { findStorageFault } from '../store/storage-fault.js'
 import type { NodeMetrics } from './metrics.js'
 import { type ApiScope, bearerTokenScope } from './token.js'
 
@@ -215,6 +216,13 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       // the route ran past the request's deadline: whatever it threw on the way out (the signal's
       // TimeoutError, or a library's own abort error) is that timeout
       const timedOut = signal.aborted
+      // a disk that refused a write (full, read-only): the one sentence, and 507 Insufficient Storage
+      const fault = timedOut ? undefined : findStorageFault(error)
+      if (fault) {
+        log.error('API request %s %s: %s', request.method, request.url, fault.message)
+        if (!response.headersSent) sendJson(response, 507, { error: fault.message })
+        return
+      }
       if (!timedOut) log.error('API request %s %s failed: %e', request.method, request.url, error)
       if (!response.headersSent) {
         sendJson(response, timedOut ? 503 : 500, { error: timedOut ? 'request timed out' : String(error) })

@@ -8,8 +8,10 @@ export interface DataDirPaths {
   root: string
   /** the Ed25519 private key, protobuf-encoded, mode 0600 */
   identityKey: string
-  /** the control API's bearer token, mode 0600 */
+  /** the control API's admin bearer token, mode 0600 */
   apiToken: string
+  /** the control API's read-only token (status, metrics, listings: dashboards), mode 0600 */
+  apiReadToken: string
   /** written by a running daemon: where its API listens (JSON, mode 0600) */
   apiEndpoint: string
   /** the pid of the daemon process that owns this data dir */
@@ -35,6 +37,7 @@ export function dataDirPaths(root: string): DataDirPaths {
     root: absolute,
     identityKey: join(absolute, 'identity.key'),
     apiToken: join(absolute, 'api-token'),
+    apiReadToken: join(absolute, 'api-read-token'),
     apiEndpoint: join(absolute, 'api.json'),
     pidFile: join(absolute, 'daemon.pid'),
     logFile: join(absolute, 'daemon.log'),
