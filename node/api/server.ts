@@ -53,6 +53,7 @@ export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freez
   'POST /v1/task/cancel': 'admin',
   'GET /v1/task-topic': 'read',
   'GET /v1/assignments': 'read',
+  'GET /v1/inference': 'read',
 })
 
 /** the scope a route needs: its entry in API_ROUTE_SCOPES, else admin (unlisted routes fail closed) */

@@ -81,6 +81,16 @@ const tasks = {
       return []
     },
   },
+  inferWorker: {
+    served: 0,
+    queued: 0,
+    rejected: {},
+    budgets: { refused: {} },
+    assignedTasks: () => {
+      calls.push('inference')
+      return []
+    },
+  },
 } as unknown as TaskService
 
 const routes = [...nodeApiRoutes(() => node), ...taskApiRoutes(() => tasks)]
@@ -109,6 +119,7 @@ const probes = (): Probe[] => [
   { method: 'POST', path: '/v1/task/cancel', body: { id: 'task-1' }, call: 'cancel' },
   { method: 'GET', path: '/v1/task-topic', call: 'topicPeers' },
   { method: 'GET', path: '/v1/assignments', call: 'assignments' },
+  { method: 'GET', path: '/v1/inference', call: 'inference' },
 ]
 
 let server: ApiServer
@@ -164,6 +175,7 @@ describe('API token scopes', () => {
       'GET /metrics',
       'GET /v1/assignments',
       'GET /v1/blocks',
+      'GET /v1/inference',
       'GET /v1/peers',
       'GET /v1/status',
       'GET /v1/task',
