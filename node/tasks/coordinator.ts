@@ -600,6 +600,18 @@ export class Coordinator {
       return { status: ClaimResponse.Status.REFUSED, reason }
     }
     this.apply(live, { type: 'claim', claimant, nowMs: this.now() })
+    // the task may have been staffed by others while this claimant was measured: then the claim is not
+    // recorded, and the worker is told so at once (it would otherwise hold its slot until its claim lapses)
+    const after = live.record
+    const recorded =
+      after.claimants.some((c) => c.peerId === peer) ||
+      (after.spares ?? []).some((c) => c.peerId === peer) ||
+      after.groups.some((g) => g.members.includes(peer))
+    if (!recorded)
+      return {
+        status: ClaimResponse.Status.REFUSED,
+        reason: after.state === 'running' ? 'the task is fully staffed' : `the task is ${after.state}`,
+      }
     return { status: ClaimResponse.Status.OK, reason: 'claim recorded' }
   }
 

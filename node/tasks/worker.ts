@@ -48,8 +48,9 @@ export const PROGRESS_INTERVAL_MS_DEFAULT = 1000
  */
 export const CLAIM_STAFFING_TIMEOUT_MS_DEFAULT = 30_000
 /**
- * After a claim lapsed unassigned, the same task (and any task of the same submitter) is not claimed
- * again for this long, so the slot is free for other submitters' announcements meanwhile.
+ * After a claim lapsed unassigned, the same task is not claimed again for this long, so the slot is free
+ * for other announcements meanwhile; nor is any task of its submitter when that submitter did not even
+ * send the capability challenge (a shardnet submitter always does: one that does not only holds slots).
  */
 export const CLAIM_COOLDOWN_MS_DEFAULT = 30_000
 /** Tasks remembered as declined (or cooling down); the entry set longest ago goes first. */
@@ -342,8 +343,10 @@ export class Worker {
       this.counters.claimsLapsed++
       log('claim on %s lapsed: %s did not assign within the staffing timeout', id, claim.submitter)
       this.decline(id, nowMs + this.claimCooldownMs, nowMs)
-      this.coolingSubmitters.delete(claim.submitter)
-      this.coolingSubmitters.set(claim.submitter, nowMs + this.claimCooldownMs)
+      if (!claim.challenged) {
+        this.coolingSubmitters.delete(claim.submitter)
+        this.coolingSubmitters.set(claim.submitter, nowMs + this.claimCooldownMs)
+      }
     }
     for (const [peer, untilMs] of this.coolingSubmitters)
       if (untilMs <= nowMs) this.coolingSubmitters.delete(peer)

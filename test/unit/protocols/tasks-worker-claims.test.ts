@@ -13,7 +13,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
-import type { Backend } from '../../../kernels/backend.js'
+import { createBackend } from '../../../kernels/index.js'
 import type { NodeCapability } from '../../../node/executor/capability.js'
 import { type AnyTaskExecutor, Worker } from '../../../node/tasks/worker.js'
 import type { BlockExchange } from '../../../protocols/blocks/index.js'
@@ -60,7 +60,7 @@ async function setup(init: { allowedSubmitters?: string[]; declinedMax?: number 
     assignedFolder: await mkdtemp(join(tmpdir(), 'worker-assigned-')),
     workFolder: await mkdtemp(join(tmpdir(), 'worker-work-')),
     executors: [{ kind: 'train', run: async () => {} } as AnyTaskExecutor],
-    openBackend: async () => ({}) as Backend,
+    openBackend: () => createBackend({ prefer: 'cpu' }),
     claimTimeoutMs: 30_000,
     claimCooldownMs: 30_000,
     ...(init.declinedMax !== undefined ? { declinedMax: init.declinedMax } : {}),
@@ -116,6 +116,37 @@ describe('worker claims against hostile submitters', () => {
     expect(worker.counters.claimsLapsed).toBe(1)
     expect(worker.claimOn(fake.toString())?.lapsed).toBe(true)
     expect(worker.claimOn(real.toString())).toEqual({ submitter: honest.toString(), lapsed: false })
+    await worker.stop()
+  })
+
+  it('does not cool down a submitter that challenged its claim (a slow honest one), only the task', async () => {
+    const { worker, announce, claimsTo, advance } = await setup()
+    const submitter = await peer()
+    const stranger = await peer()
+    const first = await cidOf(30)
+    await announce(first, submitter)
+    const challenge = {
+      type: 'challenge' as const,
+      challenge: {
+        taskCid: first.bytes as Uint8Array<ArrayBuffer>,
+        seed: new Uint8Array(16),
+        rows: 2,
+        inner: 4,
+        cols: 2,
+      },
+    }
+    // nobody else can make the worker compute; the submitter once
+    expect(await worker.handle(stranger, challenge)).toMatchObject({ status: ClaimResponse.Status.REFUSED })
+    const answered = await worker.handle(submitter, challenge)
+    expect(answered).toMatchObject({ status: ClaimResponse.Status.OK })
+    expect(answered.challengeResult?.byteLength).toBe(2 * 2 * 4)
+    expect(await worker.handle(submitter, challenge)).toMatchObject({ status: ClaimResponse.Status.REFUSED })
+    advance(31_000)
+    await announce(first, submitter)
+    expect(claimsTo(submitter)).toBe(1)
+    await announce(await cidOf(31), submitter)
+    expect(claimsTo(submitter)).toBe(2)
+    expect(worker.counters.challengesAnswered).toBe(1)
     await worker.stop()
   })
 
