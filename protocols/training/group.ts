@@ -508,7 +508,8 @@ class GroupMemberRuntime implements GroupMember {
 
   private propose(step: number, outer: boolean, term: number, data: Uint8Array): void {
     this.log.trace('proposing step %d (%s)', step, outer ? 'outer' : 'inner')
-    this.runner.propose(data).then(
+    const proposed = this.init.wrapProposal ? this.init.wrapProposal(data, this.core.current()) : data
+    this.runner.propose(proposed).then(
       () => {},
       (error: Error) =>
         this.input({ type: 'proposal-failed', step, term, reason: error.message, nowMs: Date.now() }),
@@ -669,6 +670,7 @@ function resolveMemberConfig(init: GroupMemberInit, self: string): MemberConfig 
     normFactorMax: init.normFactorMax ?? rules.normFactorMax,
     suspectCosineMin: init.suspectCosineMin ?? rules.suspectCosineMin,
     minContributors: init.minContributors ?? rules.minContributors,
+    shareGradients: init.verifyEntries !== false,
     outerSteps: init.outerStep !== undefined,
   }
 }

@@ -107,6 +107,8 @@ export interface MemberConfig {
   suspectCosineMin: number
   /** fewest gradients a step aggregates, for groups of at least this many members */
   minContributors: number
+  /** every member gets every gradient (share-gradient effects), to check the entries that name them */
+  shareGradients: boolean
   /** the driver can run outer steps (required when training.outerEvery > 0) */
   outerSteps: boolean
 }
@@ -123,6 +125,7 @@ export const MEMBER_RULE_DEFAULTS = {
   normFactorMax: NORM_FACTOR_MAX_DEFAULT,
   suspectCosineMin: SUSPECT_COSINE_MIN_DEFAULT,
   minContributors: MIN_CONTRIBUTORS_DEFAULT,
+  shareGradients: true,
 }
 
 /** How a gradient send ended: the leader's answer, or 'failed' when it could not be delivered. */
@@ -631,7 +634,8 @@ export class MemberCore {
     const to = this.config.members.filter(
       (member) => member !== this.config.self && (this.isLeader || member !== this.leader),
     )
-    if (to.length > 0) this.emit({ type: 'share-gradient', to, step, message: encoded.message })
+    if (this.config.shareGradients && to.length > 0)
+      this.emit({ type: 'share-gradient', to, step, message: encoded.message })
   }
 
   private onGradientSent(outcome: SendOutcome, reason: string, bytes: number, now: number): void {

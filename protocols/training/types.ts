@@ -73,6 +73,11 @@ export interface GroupMemberInit {
    * it to make a member lie. @default none
    */
   wrapComputer?: (standard: GradientComputer) => GradientComputer
+  /**
+   * Rewrites each entry this member proposes as leader, given the state it applies to (tests use it
+   * to make a leader lie: see test/integration/training-hostile.test.ts). @default none
+   */
+  wrapProposal?: (data: Uint8Array, state: Readonly<TrainingState>) => Uint8Array
   /** run an outer step every this many inner steps and after the last one; 0 = never. @default 0 */
   outerEvery?: number
   /**

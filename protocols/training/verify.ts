@@ -27,7 +27,7 @@ import {
   type TrainingConfig,
   type TrainingState,
 } from './state.js'
-import type { AggregateRule, Compression } from './types.js'
+import type { AggregateRule, Compression, MemberReport } from './types.js'
 
 /**
  * Default: a group of 3 or more members decides a step on at least this many gradients (screened
@@ -35,6 +35,24 @@ import type { AggregateRule, Compression } from './types.js'
  * and one liar of the two decides the step.
  */
 export const MIN_CONTRIBUTORS_DEFAULT = 3
+
+/**
+ * Default: a member whose gradients have pointed away from the others' on average (mean leave-one-out
+ * agreement below 0) over at least this many scored steps is left out of every later step. Honest
+ * members agree positively on average (about +0.12 on MNIST micro-batches of 32, see
+ * SUSPECT_COSINE_MIN_DEFAULT), a sign-flipped gradient scores the opposite; twenty steps make the mean
+ * of an honest member's noisy scores very unlikely to fall below 0. Deterministic: it reads the counts
+ * of the replicated state, the same on every member.
+ */
+export const EXCLUDE_AFTER_SCORED_DEFAULT = 20
+
+/** Whether a member's record in the replicated state leaves it out of aggregation. */
+export function excluded(
+  report: MemberReport | undefined,
+  afterScored = EXCLUDE_AFTER_SCORED_DEFAULT,
+): boolean {
+  return report !== undefined && report.scored >= afterScored && report.agreementSum < 0
+}
 
 /** Prefix of every signed gradient payload (a signature means nothing outside this protocol). */
 const SIGNATURE_DOMAIN = new TextEncoder().encode('shardnet/grad/1\n')
@@ -93,7 +111,8 @@ export type StepDecision =
 /**
  * The STEP entry for `base.step` from the gradients `candidates` (each member at most once, all for
  * that step and base digest): refused ones (undecodable, wrong length, non-finite, norm outlier)
- * listed with their digests, the others aggregated by the rule, scored and worked out with AdamW on
+ * listed with their digests, as are the gradients of members excluded by their record (excluded()),
+ * the others aggregated by the rule, scored and worked out with AdamW on
  * `base` (into `into` when given, see computeStep). Deterministic: the same candidates in any order
  * and the same base give the same entry bytes on every member.
  */
@@ -110,6 +129,10 @@ export function decideStep(
   const decodedOk: Contribution[] = []
   for (const candidate of sorted) {
     digests.set(candidate.member, candidate.digest)
+    if (excluded(base.counts.get(candidate.member))) {
+      rejected.push({ member: candidate.member, reason: 'excluded', digest: candidate.digest })
+      continue
+    }
     const decoded = candidate.decoded ?? decodeGradient(candidate.message, length)
     if (!decoded.ok) {
       rejected.push({ member: candidate.member, reason: decoded.reason, digest: candidate.digest })
