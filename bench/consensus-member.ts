@@ -13,7 +13,7 @@ import { CpuBackend } from '../kernels/index.js'
 import { DurableRaftStorage } from '../node/store/raft-storage.js'
 import { MemoryStorage, type RaftStorage } from '../protocols/raft/storage.js'
 import { startGroupMember } from '../protocols/training/group.js'
-import type { Compression } from '../protocols/training/types.js'
+import type { AggregateRule, Compression } from '../protocols/training/types.js'
 import { createTrainingNode, datasetShard, delayRaftFrames } from '../test/integration/training-cluster.js'
 
 export interface MemberStart {
@@ -30,6 +30,9 @@ export interface MemberStart {
   speculate: boolean
   /** one-way network latency to model, ms: see withLatency */
   latencyMs: number
+  aggregate: AggregateRule
+  /** GroupMemberInit.verifyEntries: check every entry, and share every gradient with every member */
+  verifyEntries: boolean
 }
 
 /** What a member reports when it has applied every step. */
@@ -38,6 +41,8 @@ export interface MemberFinished {
   digest: string
   params: Float32Array
   gradientBytesSent: number
+  /** gradient bytes shared with the other members (to check entries) */
+  gradientBytesShared: number
   raftBytesSent: number
   isLeader: boolean
   /** this member's own thread (its event loop), per step from its first applied step on */
@@ -46,6 +51,12 @@ export interface MemberFinished {
   gradientsAhead: number
   speculationsWasted: number
   gradientsReceivedAhead: number
+  entriesChecked: number
+  entriesRefused: number
+  gradientsFetched: number
+  badSignatures: number
+  /** peers this member distrusts at the end */
+  distrusted: number
 }
 
 /** CPU time of this thread in ms (Linux: /proc/thread-self/stat, 10 ms ticks), or NaN elsewhere. */
@@ -126,6 +137,8 @@ port.once('message', async (start: MemberStart) => {
     steps: start.steps,
     compression: start.compression,
     speculate: start.speculate,
+    aggregate: start.aggregate,
+    verifyEntries: start.verifyEntries,
     storage,
     backend,
   })
@@ -146,6 +159,7 @@ port.once('message', async (start: MemberStart) => {
     digest: finished.digest,
     params: finished.params,
     gradientBytesSent: status.gradientBytesSent,
+    gradientBytesShared: status.gradientBytesShared,
     raftBytesSent: node.services.raft.stats.bytesSent,
     isLeader: status.isLeader,
     threadCpuMsPerStep: (threadCpuMs() - cpuAtFirstStep) / (start.steps - firstStep),
@@ -153,6 +167,11 @@ port.once('message', async (start: MemberStart) => {
     gradientsAhead: status.gradientsAhead,
     speculationsWasted: status.speculationsWasted,
     gradientsReceivedAhead: status.gradientsReceivedAhead,
+    entriesChecked: status.entriesChecked,
+    entriesRefused: status.entriesRefused,
+    gradientsFetched: status.gradientsFetched,
+    badSignatures: status.badSignatures,
+    distrusted: status.distrusted.length,
   }
   port.postMessage(report)
   await new Promise((resolve) => port.once('message', resolve))
