@@ -244,6 +244,7 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     services,
   })
   gate.connections = () => node.getConnections()
+  limitStreamOpens(node, gate)
   inboundGates.set(node, gate)
   return node
 }
@@ -313,6 +314,44 @@ function throttled<S, C extends object>(
     })
     return factory(wrapped)
   }
+}
+
+/**
+ * Inbound streams a peer may open, over all protocols: a burst, then a sustained rate. A Raft member
+ * keeps one stream open, a DHT query opens a few, a block fetch one; a stranger churning streams (each
+ * brings a fresh 256 KiB yamux window of data with it) is refused, and strikes get it banned. Set
+ * high: a training group's gradient exchange opens a stream per member and step.
+ */
+export const STREAM_OPENS_PER_PEER = { burst: 256, perSecond: 128 }
+
+/**
+ * Wraps the registrar's handle() (before the services register at start) so that every inbound
+ * stream, whatever its protocol, first takes a token from its peer's bucket of stream opens.
+ */
+function limitStreamOpens(node: object, gate: InboundGate): void {
+  const components = (
+    node as { components?: { registrar?: HandleRegistrar; connectionManager?: ConnectionCloser } }
+  ).components
+  const registrar = components?.registrar
+  const connectionManager = components?.connectionManager
+  if (registrar === undefined || connectionManager === undefined) return
+  const handle = registrar.handle.bind(registrar)
+  registrar.handle = (protocol, handler, options) =>
+    handle(
+      protocol,
+      (stream, connection) => {
+        const peer = connection.remotePeer.toString()
+        if (!gate.admitStream(peer)) {
+          throttleCounts.refusedStreams++
+          stream.abort(new InboundRateError(`${peer} opens streams faster than allowed`))
+          if (gate.strike(peer))
+            void connectionManager.closeConnections(connection.remotePeer).catch(() => {})
+          return
+        }
+        return handler(stream, connection)
+      },
+      options,
+    )
 }
 
 /** A stream refused or aborted because its peer is over its inbound byte rate on the protocol. */
@@ -540,6 +579,29 @@ class InboundGate {
     // both maps hold only recent peers
     for (const [id, until] of this.bans) if (until <= now) this.bans.delete(id)
     for (const [id, r] of this.strikes) if (now - r.since > ABUSE_WINDOW_MS) this.strikes.delete(id)
+    return true
+  }
+
+  private readonly streamOpens = new Map<string, { tokens: number; at: number }>()
+
+  /** Takes one token from `peer`'s bucket of stream opens (STREAM_OPENS_PER_PEER); false when empty. */
+  admitStream(peer: string): boolean {
+    const now = Date.now()
+    const rate = STREAM_OPENS_PER_PEER
+    let bucket = this.streamOpens.get(peer)
+    if (bucket === undefined) {
+      bucket = { tokens: rate.burst, at: now }
+      this.streamOpens.set(peer, bucket)
+      // the map holds peers seen within the time a bucket takes to refill
+      if (this.streamOpens.size > 1024) {
+        const full = (rate.burst / rate.perSecond) * 1000
+        for (const [id, b] of this.streamOpens) if (now - b.at > full) this.streamOpens.delete(id)
+      }
+    }
+    bucket.tokens = Math.min(rate.burst, bucket.tokens + ((now - bucket.at) * rate.perSecond) / 1000)
+    bucket.at = now
+    if (bucket.tokens < 1) return false
+    bucket.tokens--
     return true
   }
 
