@@ -93,7 +93,7 @@ async function setup(init: { allowedSubmitters?: string[]; declinedMax?: number 
 }
 
 describe('worker claims against hostile submitters', () => {
-  it('frees the slot of an unassigned 24 h claim after the staffing timeout, and cools its submitter down', async () => {
+  it('frees the slot of an unassigned 24 h claim after the staffing timeout, and cools it down', async () => {
     const { worker, announce, claimsTo, advance } = await setup()
     const attacker = await peer()
     const honest = await peer()
@@ -119,7 +119,7 @@ describe('worker claims against hostile submitters', () => {
     await worker.stop()
   })
 
-  it('does not cool down a submitter that challenged its claim (a slow honest one), only the task', async () => {
+  it('cools down only the task, not a submitter that challenged its claim (a slow honest one)', async () => {
     const { worker, announce, claimsTo, advance } = await setup()
     const submitter = await peer()
     const stranger = await peer()
