@@ -48,6 +48,7 @@ import {
   type TaskEvent,
   type TaskRecord,
 } from '../../protocols/tasks/lifecycle.js'
+import { GroupReports, type MemberCountsView } from '../../protocols/tasks/reports.js'
 import {
   decodeTaskSpec,
   encodeTaskSpec,
@@ -237,17 +238,8 @@ export class Coordinator {
   private readonly measured = new Map<string, { gflops: number; atMs: number }>()
   private challengeTurn: Promise<void> = Promise.resolve()
   private challengesPending = 0
-  /**
-   * the latest per-member counts each reporter sent, and what was recorded from them:
-   * `${task}/${group}/${incarnation}` -> ...
-   */
-  private readonly reportsSeen = new Map<
-    string,
-    {
-      byReporter: Map<string, Map<string, { rejected: number; suspect: number; distrusted: boolean }>>
-      recorded: Map<string, { rejected: number; suspect: number; distrusted: boolean }>
-    }
-  >()
+  /** what each training group reported of its members: `${task}/${group}/${incarnation}` -> tally */
+  private readonly reportsSeen = new Map<string, GroupReports>()
   private readonly effects: EffectHandlers = {
     assign: (live, effect) => this.assign(live, effect),
     'fetch-state': (live, effect) => this.fetchState(live, effect),
@@ -712,9 +704,9 @@ export class Coordinator {
   }
 
   /**
-   * Records reputation from the per-member counts of a group's reports. The counts come from the group's
-   * replicated state, so every honest member reports the same: a count is believed only as far as a
-   * majority of the group's members report at least it (one lying reporter cannot frame anyone).
+   * Records reputation from the per-member counts of a group's reports, as far as a majority of the
+   * group agrees on them (protocols/tasks/reports.ts): 'rejected' and 'suspect' for the counts that
+   * grew (at most REPORT_EVENTS_MAX per report), 'lied' once a majority distrusts a member.
    */
   private noteReports(
     live: LiveTask,
@@ -725,43 +717,38 @@ export class Coordinator {
     const book = this.init.reputation
     if (book === undefined || progress.reports.length === 0) return
     const key = `${live.record.id}/${group.group}/${group.incarnation ?? 0}`
-    let seen = this.reportsSeen.get(key)
-    if (seen === undefined) {
-      seen = { byReporter: new Map(), recorded: new Map() }
-      this.reportsSeen.set(key, seen)
+    let tally = this.reportsSeen.get(key)
+    if (tally === undefined) {
+      tally = new GroupReports(group.members)
+      this.reportsSeen.set(key, tally)
+      // tallies of ended tasks and old incarnations go; a live one per group stays
+      for (const old of this.reportsSeen.keys()) {
+        const [task, g, incarnation] = old.split('/')
+        const other = this.tasks.get(task)
+        const current = other?.record.groups.find((x) => String(x.group) === g)
+        if (
+          other === undefined ||
+          isTerminal(other.record.state) ||
+          String(current?.incarnation ?? 0) !== incarnation
+        )
+          this.reportsSeen.delete(old)
+      }
     }
-    const counts = new Map<string, { rejected: number; suspect: number; distrusted: boolean }>()
+    const counts = new Map<string, MemberCountsView>()
     for (const report of progress.reports) {
-      const member = peerIdFromBytesString(report.member)
-      if (!group.members.includes(member)) continue
-      counts.set(member, {
+      counts.set(peerIdFromBytesString(report.member), {
         rejected: report.rejected,
         suspect: report.suspect,
         distrusted: report.distrusted,
       })
     }
-    seen.byReporter.set(reporter, counts)
-    for (const r of seen.byReporter.keys()) if (!group.members.includes(r)) seen.byReporter.delete(r)
-    const majority = Math.floor(group.members.length / 2) + 1
     const nowMs = this.now()
-    for (const member of group.members) {
-      const views = [...seen.byReporter.values()].map((m) => m.get(member)).filter((v) => v !== undefined)
-      if (views.length < majority) continue
-      const agreed = (field: 'rejected' | 'suspect') =>
-        views.map((v) => v[field]).sort((a, b) => b - a)[majority - 1]
-      const distrusted = views.filter((v) => v.distrusted).length >= majority
-      const before = seen.recorded.get(member) ?? { rejected: 0, suspect: 0, distrusted: false }
-      const now = {
-        rejected: Math.max(before.rejected, agreed('rejected')),
-        suspect: Math.max(before.suspect, agreed('suspect')),
-        distrusted: before.distrusted || distrusted,
-      }
-      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, now.rejected - before.rejected); i++)
-        book.record(member, 'rejected', nowMs)
-      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, now.suspect - before.suspect); i++)
-        book.record(member, 'suspect', nowMs)
-      if (now.distrusted && !before.distrusted) book.record(member, 'lied', nowMs)
-      seen.recorded.set(member, now)
+    for (const news of tally.report(reporter, counts)) {
+      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, news.rejected); i++)
+        book.record(news.member, 'rejected', nowMs)
+      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, news.suspect); i++)
+        book.record(news.member, 'suspect', nowMs)
+      if (news.distrusted) book.record(news.member, 'lied', nowMs)
     }
   }
 
