@@ -1,7 +1,7 @@
 // Attacks on the task plane by a stranger's real libp2p node on loopback against real daemons (a
 // submitter S and a worker W): a fake 24 h announcement that would hold W's only slot, a stranger
 // cancelling (or assigning, or challenging) W's claim on S's task, a flood of distinct fake announcements,
-// and workers that lie about their capability or answer the capability challenge wrong.
+// and workers that lie about their capability or answer the capability challenge wrong or late.
 import type { PeerId } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
@@ -11,7 +11,7 @@ import { createBackend } from '../../kernels/index.js'
 import type { Daemon } from '../../node/daemon.js'
 import { STAFF_SCORE_MIN } from '../../node/tasks/coordinator.js'
 import { DECLINED_MAX_DEFAULT } from '../../node/tasks/worker.js'
-import { computeChallenge } from '../../protocols/tasks/challenge.js'
+import { CHALLENGE_TIMEOUT_MS_DEFAULT, computeChallenge } from '../../protocols/tasks/challenge.js'
 import {
   type ClaimPart,
   type ClaimReply,
@@ -31,7 +31,7 @@ async function fakeCid(n: number): Promise<CID> {
   return CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode(`fake task ${n}`)))
 }
 
-type ChallengeMode = 'honest' | 'wrong'
+type ChallengeMode = 'honest' | 'wrong' | 'late'
 
 /** A stranger: a plain libp2p node with the task gossip and its own claim protocol handler. */
 interface Stranger {
@@ -60,6 +60,8 @@ async function startStranger(targets: Daemon[], mode: ChallengeMode = 'honest'):
     if (request.type === 'challenge') {
       stranger.challenges++
       const { challenge } = request
+      if (stranger.mode === 'late')
+        await new Promise((resolve) => setTimeout(resolve, CHALLENGE_TIMEOUT_MS_DEFAULT + 1_000))
       const answer =
         stranger.mode === 'honest'
           ? await computeChallenge(backend, challenge.seed, challenge)
@@ -201,7 +203,7 @@ describe('hostile peers on the task plane', () => {
     )
   }, 120_000)
 
-  it('measures a worker that lies about its speed, and does not staff a wrong answer', async () => {
+  it('measures a worker that lies about its speed, and does not staff a wrong or late answer', async () => {
     const open = await submitTask(submitter, { ...task, groupSize: 3, steps: 10, deadlineMs: 60_000 })
     // the stranger claims 1000 GFLOP/s and answers honestly on its cpu backend
     const accepted = await stranger.claims.send(submitter.peerId, claimFor(open.id, 1000))
@@ -260,6 +262,24 @@ describe('hostile peers on the task plane', () => {
       30_000,
     )
     expect(after.claimants.map((c) => c.peerId)).not.toContain(liarId)
+
+    // a third answers too late: refused, recorded as timed out
+    const slow = await startStranger([submitter], 'late')
+    others.push(slow)
+    const slowId = slow.node.peerId.toString()
+    await expect(slow.claims.send(submitter.peerId, claimFor(open.id, 1))).rejects.toMatchObject({
+      status: ClaimResponse.Status.REFUSED,
+      reason: expect.stringMatching(/^no answer to the capability challenge within/),
+    })
+    expect(submitter.tasks.reputation?.counts(slowId)['timed-out']).toBe(1)
+    const final = await waitForTask(
+      submitter,
+      open.id,
+      (t) => t.declined.some((d) => d.peerId === slowId),
+      'the slow stranger to be listed as declined',
+      30_000,
+    )
+    expect(final.claimants.map((c) => c.peerId)).not.toContain(slowId)
     for (const id of [open.id, other.id]) submitter.tasks.coordinator.cancel(id)
   }, 180_000)
 
