@@ -391,6 +391,12 @@ export class Worker {
     }
     const c = this.init.capability
     if (reason === undefined) {
+      // the submitter times its challenge: the backend opens while the claim travels, not during it
+      this.challengeBackend ??= this.init.openBackend()
+      this.challengeBackend.catch((error: unknown) => {
+        log('opening the backend for challenges failed: %s', (error as Error).message)
+        this.challengeBackend = undefined
+      })
       this.claimed.delete(id)
       this.claimed.set(id, {
         submitter,
