@@ -39,7 +39,7 @@ export const INBOUND_PENDING_PER_IP_MAX_DEFAULT = 8
 /** Most inbound connections in their handshake over all addresses. */
 export const INBOUND_PENDING_MAX_DEFAULT = 32
 /** Most inbound connections one IP address may open per second. */
-export const INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT = 20
+export const INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT = 10
 /** Share of maxConnections that inbound connections may take (the rest stays for this node's dials). */
 export const INBOUND_CONNECTIONS_SHARE_DEFAULT = 0.75
 /** Largest gossipsub RPC frame accepted: a few task announcements (64 KiB each at most) and control. */
