@@ -44,7 +44,12 @@ describe('ReputationBook', () => {
     book.record('peer-1', 'agreed', 5)
     book.record('peer-1', 'disagreed', 6)
     book.record('peer-2', 'completed', 7)
-    await new Promise((r) => setTimeout(r, 200))
+    // no flush() call: the debounced write lands on its own (polled: fsync may be slow on a busy disk)
+    const deadline = Date.now() + 10_000
+    while ((await readFile(path, 'utf8').catch(() => '')).indexOf('peer-2') < 0) {
+      if (Date.now() > deadline) throw new Error('the debounced flush never wrote the book')
+      await new Promise((r) => setTimeout(r, 20))
+    }
     const reopened = await ReputationBook.open(path)
     expect(reopened.fileProblem).toBeUndefined()
     expect(reopened.score('peer-1')).toBeCloseTo(book.score('peer-1'), 12)
