@@ -41,12 +41,12 @@ describe('raft over libp2p', () => {
       'every member to apply',
     )
 
-    // an outsider with a valid libp2p identity but not a member of the group
+    // an outsider with a valid libp2p identity but not a member of the group: its stream is aborted
+    // before the transport reads a byte of it
     const outsider = await createRaftNode()
     try {
       await outsider.dial(leader.libp2p.getMultiaddrs())
       const stream = await outsider.dialProtocol(leader.libp2p.getMultiaddrs(), '/shardnet/raft/1.0.0')
-      const writer = lpStream(stream)
       const forged = toWire(
         message({
           type: 'MsgVote',
@@ -57,30 +57,45 @@ describe('raft over libp2p', () => {
           logTerm: 99,
         }),
       )
-      await writer.write(RaftFrame.encode({ group: 'test-group', messages: [forged] }))
-      // a message claiming to come from a member, sent by the outsider: refused too
-      const spoofed = toWire(message({ type: 'MsgHeartbeat', from: members[1].id, to: leader.id, term: 99 }))
-      await writer.write(RaftFrame.encode({ group: 'test-group', messages: [spoofed] }))
-      await writer.write(new Uint8Array([0xff, 0xff, 0xff])) // garbage frame
-      await waitFor(
-        () => leader.transport.stats.refusedNonMember >= 2 && leader.transport.stats.refusedMalformed >= 1,
-        10_000,
-        'refusals to be counted',
-      )
-      // an oversized frame ends the stream
-      const big = await outsider.dialProtocol(leader.libp2p.getMultiaddrs(), '/shardnet/raft/1.0.0')
-      await lpStream(big, { maxDataLength: 64 << 20 })
-        .write(new Uint8Array(17 << 20))
+      await lpStream(stream)
+        .write(RaftFrame.encode({ group: 'test-group', messages: [forged] }))
         .catch(() => {})
-      await waitFor(
-        () => leader.transport.stats.refusedMalformed >= 2,
-        10_000,
-        'the oversized frame to be refused',
-      )
+      await waitFor(() => leader.transport.stats.refusedStranger >= 1, 10_000, 'the outsider to be refused')
     } finally {
       await outsider.stop()
     }
-    // the outsider's vote request for term 99 did not disturb the group
+    // a member's frame for a group it is not in, a message it sends in another member's name, a
+    // garbage frame and an oversized one: each dropped and counted
+    const member = members.find((other) => other !== leader)!
+    const third = members.find((other) => other !== leader && other !== member)!
+    const stream = await member.libp2p.dialProtocol(leader.libp2p.getMultiaddrs(), '/shardnet/raft/1.0.0')
+    const writer = lpStream(stream)
+    const elsewhere = toWire(
+      message({ type: 'MsgVote', from: member.id, to: leader.id, term: 99, index: 1000, logTerm: 99 }),
+    )
+    await writer.write(RaftFrame.encode({ group: 'other-group', messages: [elsewhere] }))
+    const spoofed = toWire(message({ type: 'MsgHeartbeat', from: third.id, to: leader.id, term: 99 }))
+    await writer.write(RaftFrame.encode({ group: 'test-group', messages: [spoofed] }))
+    await writer.write(new Uint8Array([0xff, 0xff, 0xff])) // garbage frame
+    await waitFor(
+      () =>
+        leader.transport.stats.refusedNonMember >= 1 &&
+        leader.transport.stats.refusedInvalid >= 1 &&
+        leader.transport.stats.refusedMalformed >= 1,
+      10_000,
+      'refusals to be counted',
+    )
+    // an oversized frame ends the stream
+    const big = await member.libp2p.dialProtocol(leader.libp2p.getMultiaddrs(), '/shardnet/raft/1.0.0')
+    await lpStream(big, { maxDataLength: 64 << 20 })
+      .write(new Uint8Array(17 << 20))
+      .catch(() => {})
+    await waitFor(
+      () => leader.transport.stats.refusedMalformed >= 2,
+      10_000,
+      'the oversized frame to be refused',
+    )
+    // the vote requests for term 99 did not disturb the group
     expect(leader.runner.isLeader()).toBe(true)
     expect(leader.runner.status().term).toBeLessThan(99)
 
