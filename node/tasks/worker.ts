@@ -708,7 +708,10 @@ export class Worker {
         update.stateCid === null ? new Uint8Array(0) : (update.stateCid.bytes as Uint8Array<ArrayBuffer>)
     }
     if (update.reports !== undefined)
-      p.reports = update.reports.slice(0, p.members.length).map(toMemberCounts)
+      p.reports = update.reports
+        .slice(0, p.members.length)
+        .map(toMemberCounts)
+        .filter((r) => r !== undefined)
     if (urgent) {
       task.urgent = true
       void this.sendProgress(task)
@@ -764,10 +767,17 @@ export class Worker {
 
 const COUNT_MAX = 2 ** 32 - 1
 
-function toMemberCounts(report: NonNullable<ProgressUpdate['reports']>[number]): MemberCounts {
-  const count = (n: number) => Math.min(COUNT_MAX, Math.max(0, Math.floor(n)))
+/** The wire form of one member's counts; undefined when `member` is not a peer id. */
+function toMemberCounts(report: NonNullable<ProgressUpdate['reports']>[number]): MemberCounts | undefined {
+  const count = (n: number) => Math.min(COUNT_MAX, Math.max(0, Number.isFinite(n) ? Math.floor(n) : 0))
+  let member: Uint8Array<ArrayBuffer>
+  try {
+    member = peerIdFromString(report.member).toMultihash().bytes as Uint8Array<ArrayBuffer>
+  } catch {
+    return undefined
+  }
   return {
-    member: peerIdFromString(report.member).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+    member,
     accepted: count(report.accepted),
     rejected: count(report.rejected),
     suspect: count(report.suspect),
