@@ -266,6 +266,7 @@ export class Daemon implements ApiNode {
         privateKey,
         listen: config.listen,
         announce: config.announce,
+        configuredPeers: config.bootstrap,
         datastore,
         swarmKey,
         metricsRegistry: init.libp2pMetrics === false ? undefined : metrics.registry,

@@ -14,18 +14,19 @@ import type {
   Stream,
 } from '@libp2p/interface'
 import type { KadDHT, Selectors, Validators } from '@libp2p/kad-dht'
-import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { kadDHT } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
 import type { Ping } from '@libp2p/ping'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { yamux } from '@libp2p/yamux'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Datastore } from 'interface-datastore'
 import type { Libp2p, ServiceFactoryMap } from 'libp2p'
 import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
+import { DialableAddressFilter } from '../protocols/discovery/addresses.js'
 import { shardnetTcp } from './tcp.js'
 
 /** The private DHT protocol: shardnet nodes never join (or pollute) the public IPFS DHT. */
@@ -87,6 +88,12 @@ export interface HostInit<Extra extends ServiceMap = ServiceMap> {
   listen: string[]
   /** multiaddrs to advertise instead of the listen addresses (behind NAT, port forwarding) */
   announce?: string[]
+  /**
+   * addresses the user configured (bootstrap peers): always dialled. Other peers' loopback, private
+   * and link-local addresses are dialled only when this node has an address in the same block
+   * (DialableAddressFilter), so a peer cannot point this node at another network's hosts.
+   */
+  configuredPeers?: string[]
   /** durable store for the peer store and DHT records; in memory when absent */
   datastore?: Datastore
   /** contents of a libp2p swarm key file: only peers holding the same key can connect */
@@ -172,6 +179,12 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
     ...init.inbound,
   }
   const gate = new InboundGate(inbound)
+  // the addresses as configured, not node.getMultiaddrs(): a node listening on 0.0.0.0 expands to
+  // its interfaces, 127.0.0.1 among them, and would then dial any peer's advertised loopback
+  const dialFilter = new DialableAddressFilter({
+    ownAddresses: () => [...init.listen, ...(init.announce ?? [])].map((address) => multiaddr(address)),
+    configured: (init.configuredPeers ?? []).map((address) => multiaddr(address)),
+  })
   const coreServices: ServiceFactoryMap<CoreServices> = {
     identify: throttled(identify(), IDENTIFY_INBOUND_RATE, gate),
     // libp2p's connection monitor pings every connection on the same protocol: room for one more ping
@@ -183,7 +196,7 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
         // nodes on a LAN or loopback are dialable: be a DHT server from the start
         clientMode: false,
         // the default mapper drops private and loopback addresses, which is every address of a LAN network
-        peerInfoMapper: passthroughMapper,
+        peerInfoMapper: (info) => dialFilter.peerInfoMapper(info),
         validators: init.dhtValidators ?? {},
         selectors: init.dhtSelectors ?? {},
         initialQuerySelfInterval:
@@ -235,7 +248,10 @@ export async function createHost<Extra extends ServiceMap = ServiceMap>(
       maxIncomingPendingConnections: inbound.pendingMax,
       inboundConnectionThreshold: inbound.perIpPerSecond,
     },
-    connectionGater: gate.gater,
+    connectionGater: {
+      ...gate.gater,
+      denyDialMultiaddr: (address) => dialFilter.denyDialMultiaddr(address),
+    },
     datastore: init.datastore,
     metrics:
       init.metricsRegistry != null

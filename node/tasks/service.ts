@@ -87,6 +87,7 @@ export class TaskService {
       blocks: host.services.blocks,
       recordsFolder: join(folders.submitted, 'inference'),
       resultsFolder: folders.results,
+      ...(init.reputation ? { reputation: init.reputation } : {}),
     })
     this.inferWorker = new InferWorker({
       host,

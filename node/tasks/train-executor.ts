@@ -167,6 +167,15 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
             step: status.step,
             leader: status.leader,
             ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
+            // what this member's group holds of each member: the submitter believes a count a majority
+            // of the group reports, and keeps it in its reputation book
+            reports: status.reports.map((r) => ({
+              member: r.member,
+              accepted: r.accepted,
+              rejected: r.rejected,
+              suspect: r.suspect,
+              distrusted: r.suspected || status.distrusted.some((d) => d.peer === r.member),
+            })),
           })
           const nowMs = Date.now()
           // the submitter asked for it: the group trains on without members that went silent
