@@ -67,7 +67,7 @@ describe('TaskSpec requests', () => {
       batchSize: 64,
       learningRate: 1e-3,
       seed: 1,
-      aggregate: 'mean',
+      aggregate: 'median',
       compress: 'none',
     })
     expect(request.deadlineMs).toBe(60_000)
