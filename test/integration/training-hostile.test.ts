@@ -111,22 +111,21 @@ async function train(
       })
     }
   }
-  const honest = () => members.filter((member) => member.id !== liar || lie === 'member')
-  // a lying leader is cut off by the others: it never finishes, they do
-  const waitFor = lie === 'leader' && overrides.verifyEntries !== false ? undefined : members
-  const results = await Promise.all(
-    (waitFor ?? (await settledLeader(members, () => liar))).map((member) => member.member.finished()),
-  )
+  // a lying leader that is checked is cut off by the others: it never finishes, they do
+  const finishing =
+    lie === 'leader' && overrides.verifyEntries !== false
+      ? await othersThanLeader(members, () => liar)
+      : members
+  const results = await Promise.all(finishing.map((member) => member.member.finished()))
   expect(new Set(results.map((result) => result.digest)).size).toBe(1)
   const mlp = Mlp.fromHost(backend, architecture, paramsToHostLayers(architecture, results[0].params))
   const accuracy = (await evaluate(mlp, data.test)).accuracy
   mlp.dispose()
-  void honest
   return { accuracy, members, liar }
 }
 
 /** Once the first leader is known, the members other than it. */
-async function settledLeader(
+async function othersThanLeader(
   members: ClusterMember[],
   liar: () => string | undefined,
 ): Promise<ClusterMember[]> {
