@@ -705,8 +705,8 @@ export class Coordinator {
 
   /**
    * Records reputation from the per-member counts of a group's reports, as far as a majority of the
-   * group agrees on them (protocols/tasks/reports.ts): 'rejected' and 'suspect' for the counts that
-   * grew (at most REPORT_EVENTS_MAX per report), 'lied' once a majority distrusts a member.
+   * group agrees on them (protocols/tasks/reports.ts): 'rejected' for refused gradients (at most
+   * REPORT_EVENTS_MAX per report), 'lied' once a majority distrusts a member.
    */
   private noteReports(
     live: LiveTask,
@@ -746,8 +746,9 @@ export class Coordinator {
     for (const news of tally.report(reporter, counts)) {
       for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, news.rejected); i++)
         book.record(news.member, 'rejected', nowMs)
-      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, news.suspect); i++)
-        book.record(news.member, 'suspect', nowMs)
+      // a step whose agreement score fell below the bar is not evidence: honest members' scores
+      // dip below it on single steps (SUSPECT_COSINE_MIN_DEFAULT); a member that keeps pointing away
+      // is excluded by its group and its refused gradients count as 'rejected' above
       if (news.distrusted) book.record(news.member, 'lied', nowMs)
     }
   }

@@ -168,13 +168,14 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
             leader: status.leader,
             ...(Number.isFinite(status.lastLoss) ? { loss: status.lastLoss } : {}),
             // what this member's group holds of each member: the submitter believes a count a majority
-            // of the group reports, and keeps it in its reputation book
+            // of the group reports, and keeps it in its reputation book. Distrusted means caught in a
+            // lie (an entry that did not check out), not the noisy agreement verdict `suspected`
             reports: status.reports.map((r) => ({
               member: r.member,
               accepted: r.accepted,
               rejected: r.rejected,
               suspect: r.suspect,
-              distrusted: r.suspected || status.distrusted.some((d) => d.peer === r.member),
+              distrusted: status.distrusted.some((d) => d.peer === r.member),
             })),
           })
           const nowMs = Date.now()
