@@ -120,7 +120,8 @@ export function aggregateGradients(
   const column = new Float64Array(n)
   for (let i = 0; i < length; i++) {
     for (let k = 0; k < n; k++) column[k] = gradients[k][i]
-    column.sort()
+    if (n <= SMALL_SORT_MAX) sortSmall(column, n)
+    else column.sort()
     if (useMedian) {
       const middle = n >> 1
       out[i] = n % 2 === 1 ? column[middle] : (column[middle - 1] + column[middle]) / 2
@@ -131,6 +132,35 @@ export function aggregateGradients(
     }
   }
   return out
+}
+
+/** Columns up to this long are sorted by insertion (a group's size), longer ones by Float64Array sort. */
+const SMALL_SORT_MAX = 16
+
+/**
+ * Sorts column[0, n) in place in Float64Array.prototype.sort's order (ascending, -0 before +0, NaN
+ * last) by insertion: for the handful of values of one coordinate it is several times faster than
+ * the built-in sort, which every coordinate of every step pays (measured: the median of 3 gradients
+ * of 203,530 values, 50 ms with sort() against 13-18 ms on a checking follower, bench:consensus).
+ */
+export function sortSmall(column: Float64Array, n: number): void {
+  for (let k = 1; k < n; k++) {
+    const value = column[k]
+    let j = k - 1
+    while (j >= 0 && sortsAfter(column[j], value)) {
+      column[j + 1] = column[j]
+      j--
+    }
+    column[j + 1] = value
+  }
+}
+
+/** a comes after b in Float64Array sort order */
+function sortsAfter(a: number, b: number): boolean {
+  if (a > b) return true
+  if (a < b) return false
+  if (a === b) return a === 0 && 1 / a > 0 && 1 / b < 0 // +0 after -0
+  return Number.isNaN(a) && !Number.isNaN(b)
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   quorumSize,
   screenGradients,
   screenIfReady,
+  sortSmall,
   squaredNorm,
 } from '../../../protocols/training/aggregate.js'
 
@@ -154,6 +155,23 @@ describe('aggregateGradients', () => {
       }
       const bits = (values: Float32Array) => [...new Uint32Array(values.buffer)]
       expect(bits(aggregateGradients(gradients, 'mean'))).toEqual(bits(expected))
+    }
+  })
+
+  it('sorts a small column exactly as Float64Array sort does (-0 before +0, NaN last), for 1-17 values', () => {
+    const special = [0, -0, Number.NaN, 1, -1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-45]
+    const random = new SeededRandom(11)
+    for (let trial = 0; trial < 2000; trial++) {
+      const n = 1 + (trial % 17)
+      const values = Array.from({ length: n }, () =>
+        random.float() < 0.3 ? special[Math.floor(random.float() * special.length)] : random.float() * 4 - 2,
+      )
+      const expected = Float64Array.from(values).sort()
+      const actual = Float64Array.from(values)
+      sortSmall(actual, n)
+      expect([...actual].map((v) => (Object.is(v, -0) ? '-0' : String(v)))).toEqual(
+        [...expected].map((v) => (Object.is(v, -0) ? '-0' : String(v))),
+      )
     }
   })
 
