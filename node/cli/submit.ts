@@ -17,6 +17,7 @@ import {
   HIDDEN_SIZES_DEFAULT,
   INFER_SHARDS_DEFAULT,
   LEARNING_RATE_DEFAULT,
+  MIN_GRADIENTS_DEFAULT,
   MODELS,
   OUTER_EVERY_DEFAULT,
   REPLACE_AFTER_MS_DEFAULT,
@@ -69,6 +70,7 @@ interface TrainFlags {
   layers?: string
   heads?: string
   aggregate: string
+  minGradients: string
   outerEvery: string
   compress: string
   data?: string
@@ -177,6 +179,12 @@ export function register(program: Command): void {
         .default(AGGREGATE_DEFAULT),
     )
     .option(
+      '--min-gradients <k>',
+      'fewest gradients a step is decided on (capped at the group size; 2 lets a group of 3 ' +
+        'train through a crash, at the cost of lie tolerance)',
+      String(MIN_GRADIENTS_DEFAULT),
+    )
+    .option(
       '--outer-every <h>',
       'average the groups every H steps (0: only at the end)',
       String(OUTER_EVERY_DEFAULT),
@@ -235,6 +243,7 @@ export function register(program: Command): void {
         ...(flags.lr !== undefined ? { learningRate: parseNumberFlag('--lr', flags.lr) } : {}),
         seed: parseNumberFlag('--seed', flags.seed),
         aggregate: flags.aggregate,
+        minGradients: parseNumberFlag('--min-gradients', flags.minGradients),
         outerEvery: parseNumberFlag('--outer-every', flags.outerEvery),
         compress: flags.compress,
         deadlineMs: parseDuration('--deadline', flags.deadline),

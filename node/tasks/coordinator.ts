@@ -369,6 +369,7 @@ export class Coordinator {
         learningRate: request.learningRate,
         seed: request.seed,
         aggregate: request.aggregate,
+        minGradients: request.minGradients,
         outerEvery: request.outerEvery,
         compress: request.compress,
         dataset,

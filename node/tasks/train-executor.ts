@@ -103,6 +103,7 @@ export function trainExecutor(init: TrainExecutorInit): TaskExecutor<TrainTaskSp
           steps: train.steps,
           ...(initialState !== undefined ? { initialState } : {}),
           aggregate: train.aggregate,
+          minContributors: train.minGradients,
           compression: train.compress,
           storage,
           backend,

@@ -92,6 +92,11 @@ export type ModelName = (typeof MODELS)[number]
 export const AGGREGATES = ['mean', 'median', 'trimmed-mean'] as const
 export type AggregateRule = (typeof AGGREGATES)[number]
 export const AGGREGATE_DEFAULT: AggregateRule = 'median'
+/**
+ * Fewest gradients a group decides a step on (capped at the group's size): with two, a median is a
+ * mean and one liar decides the step; 2 keeps a group of three training through a crash instead.
+ */
+export const MIN_GRADIENTS_DEFAULT = 3
 export const COMPRESSIONS = ['none', 'int8'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
 export const COMPRESSION_DEFAULT: Compression = 'none'
@@ -248,6 +253,7 @@ const trainFields = (prefix: string) => ({
     }),
   seed: integer(`${prefix}seed`, 0, SEED_MAX),
   outerEvery: integer(`${prefix}outerEvery`, 0, STEPS_MAX),
+  minGradients: integer(`${prefix}minGradients`, 1, GROUP_SIZE_MAX),
 })
 
 /** DiLoCo rounds are counted in steps: a round past the last step would never run. */
@@ -323,6 +329,7 @@ const trainRequestSchema = (() => {
       learningRate: fields.learningRate.optional(),
       seed: fields.seed.default(SEED_DEFAULT),
       aggregate: oneOf('aggregate', AGGREGATES).default(AGGREGATE_DEFAULT),
+      minGradients: fields.minGradients.default(MIN_GRADIENTS_DEFAULT),
       outerEvery: fields.outerEvery.default(OUTER_EVERY_DEFAULT),
       compress: oneOf('compress', COMPRESSIONS).default(COMPRESSION_DEFAULT),
       /**
@@ -423,6 +430,8 @@ export interface TrainSpec {
   learningRate: number
   seed: number
   aggregate: AggregateRule
+  /** fewest gradients a step is decided on (the group member caps it at the group's size) */
+  minGradients: number
   outerEvery: number
   compress: Compression
   dataset: TaskDataset
@@ -510,6 +519,10 @@ const count = (field: string, min: number) => integer(field, min, SAMPLE_COUNT_M
 const wireTrainSchema = z
   .object({
     ...trainFields('train.'),
+    // 0 on the wire: the default (a spec written before the field)
+    minGradients: integer('train.minGradients', 0, GROUP_SIZE_MAX).transform(
+      (n) => n || MIN_GRADIENTS_DEFAULT,
+    ),
     aggregate: wireEnum('train.aggregate', AGGREGATE_FROM_WIRE),
     compress: wireEnum('train.compress', COMPRESSION_FROM_WIRE),
     gpt: gptShape('train.').optional(),
@@ -640,6 +653,7 @@ function toWire(spec: TaskSpec): WireTaskSpec {
         learningRate: t.learningRate,
         seed: t.seed,
         aggregate: AGGREGATE_TO_WIRE[t.aggregate],
+        minGradients: t.minGradients,
         outerEvery: t.outerEvery,
         compress: COMPRESSION_TO_WIRE[t.compress],
         dataset: {

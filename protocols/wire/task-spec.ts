@@ -458,6 +458,7 @@ export namespace TaskSpec {
     compress: TaskSpec.Compress
     dataset?: TaskSpec.Dataset
     gpt?: TaskSpec.Gpt
+    minGradients: number
   }
 
   export namespace Train {
@@ -537,6 +538,11 @@ export namespace TaskSpec {
             TaskSpec.Gpt.codec().encode(obj.gpt, w)
           }
 
+          if ((obj.minGradients != null && obj.minGradients !== 0)) {
+            w.uint32(112)
+            w.uint32(obj.minGradients)
+          }
+
           if (opts.lengthDelimited !== false) {
             w.ldelim()
           }
@@ -552,7 +558,8 @@ export namespace TaskSpec {
             seed: 0,
             aggregate: Aggregate.MEAN,
             outerEvery: 0,
-            compress: Compress.NONE
+            compress: Compress.NONE,
+            minGradients: 0
           }
 
           const end = length == null ? reader.len : reader.pos + length
@@ -619,6 +626,10 @@ export namespace TaskSpec {
                 obj.gpt = TaskSpec.Gpt.codec().decode(reader, reader.uint32(), {
                   limits: opts.limits?.gpt
                 })
+                break
+              }
+              case 14: {
+                obj.minGradients = reader.uint32()
                 break
               }
               default: {
@@ -739,6 +750,13 @@ export namespace TaskSpec {
 
                 break
               }
+              case 14: {
+                yield {
+                  field: `${prefix}.minGradients`,
+                  value: reader.uint32()
+                }
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -853,6 +871,11 @@ export namespace TaskSpec {
       value: number
     }
 
+    export interface TrainMinGradientsFieldEvent {
+      field: '$.minGradients'
+      value: number
+    }
+
     export function encode (obj: Partial<Train>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Train.codec())
     }
@@ -861,7 +884,7 @@ export namespace TaskSpec {
       return decodeMessage(buf, Train.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Train>): Generator<TrainModelFieldEvent | TrainHiddenSizesFieldEvent | TrainGroupsFieldEvent | TrainGroupSizeFieldEvent | TrainStepsFieldEvent | TrainBatchSizeFieldEvent | TrainLearningRateFieldEvent | TrainSeedFieldEvent | TrainAggregateFieldEvent | TrainOuterEveryFieldEvent | TrainCompressFieldEvent | TrainDatasetNameFieldEvent | TrainDatasetShardCidsFieldEvent | TrainDatasetTestCidFieldEvent | TrainDatasetTrainCountFieldEvent | TrainDatasetTestCountFieldEvent | TrainGptContextFieldEvent | TrainGptWidthFieldEvent | TrainGptLayersFieldEvent | TrainGptHeadsFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Train>): Generator<TrainModelFieldEvent | TrainHiddenSizesFieldEvent | TrainGroupsFieldEvent | TrainGroupSizeFieldEvent | TrainStepsFieldEvent | TrainBatchSizeFieldEvent | TrainLearningRateFieldEvent | TrainSeedFieldEvent | TrainAggregateFieldEvent | TrainOuterEveryFieldEvent | TrainCompressFieldEvent | TrainDatasetNameFieldEvent | TrainDatasetShardCidsFieldEvent | TrainDatasetTestCidFieldEvent | TrainDatasetTrainCountFieldEvent | TrainDatasetTestCountFieldEvent | TrainGptContextFieldEvent | TrainGptWidthFieldEvent | TrainGptLayersFieldEvent | TrainGptHeadsFieldEvent | TrainMinGradientsFieldEvent> {
       return streamMessage(buf, Train.codec(), opts)
     }
   }
@@ -1534,6 +1557,11 @@ export namespace TaskSpec {
     value: number
   }
 
+  export interface TaskSpecTrainMinGradientsFieldEvent {
+    field: '$.train.minGradients'
+    value: number
+  }
+
   export interface TaskSpecInferModelCidFieldEvent {
     field: '$.infer.modelCid'
     value: Uint8Array<ArrayBuffer>
@@ -1567,7 +1595,7 @@ export namespace TaskSpec {
     return decodeMessage(buf, TaskSpec.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TaskSpec>): Generator<TaskSpecVersionFieldEvent | TaskSpecKindFieldEvent | TaskSpecRequirementsBackendFieldEvent | TaskSpecRequirementsMinMemoryBytesFieldEvent | TaskSpecRequirementsMinGflopsFieldEvent | TaskSpecStaffingDeadlineMsFieldEvent | TaskSpecCreatedMsFieldEvent | TaskSpecSubmitterFieldEvent | TaskSpecNonceFieldEvent | TaskSpecTrainModelFieldEvent | TaskSpecTrainHiddenSizesFieldEvent | TaskSpecTrainGroupsFieldEvent | TaskSpecTrainGroupSizeFieldEvent | TaskSpecTrainStepsFieldEvent | TaskSpecTrainBatchSizeFieldEvent | TaskSpecTrainLearningRateFieldEvent | TaskSpecTrainSeedFieldEvent | TaskSpecTrainAggregateFieldEvent | TaskSpecTrainOuterEveryFieldEvent | TaskSpecTrainCompressFieldEvent | TaskSpecTrainDatasetNameFieldEvent | TaskSpecTrainDatasetShardCidsFieldEvent | TaskSpecTrainDatasetTestCidFieldEvent | TaskSpecTrainDatasetTrainCountFieldEvent | TaskSpecTrainDatasetTestCountFieldEvent | TaskSpecTrainGptContextFieldEvent | TaskSpecTrainGptWidthFieldEvent | TaskSpecTrainGptLayersFieldEvent | TaskSpecTrainGptHeadsFieldEvent | TaskSpecInferModelCidFieldEvent | TaskSpecInferInputCidFieldEvent | TaskSpecInferInputCountFieldEvent | TaskSpecInferReplicasFieldEvent | TaskSpecInferShardsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<TaskSpec>): Generator<TaskSpecVersionFieldEvent | TaskSpecKindFieldEvent | TaskSpecRequirementsBackendFieldEvent | TaskSpecRequirementsMinMemoryBytesFieldEvent | TaskSpecRequirementsMinGflopsFieldEvent | TaskSpecStaffingDeadlineMsFieldEvent | TaskSpecCreatedMsFieldEvent | TaskSpecSubmitterFieldEvent | TaskSpecNonceFieldEvent | TaskSpecTrainModelFieldEvent | TaskSpecTrainHiddenSizesFieldEvent | TaskSpecTrainGroupsFieldEvent | TaskSpecTrainGroupSizeFieldEvent | TaskSpecTrainStepsFieldEvent | TaskSpecTrainBatchSizeFieldEvent | TaskSpecTrainLearningRateFieldEvent | TaskSpecTrainSeedFieldEvent | TaskSpecTrainAggregateFieldEvent | TaskSpecTrainOuterEveryFieldEvent | TaskSpecTrainCompressFieldEvent | TaskSpecTrainDatasetNameFieldEvent | TaskSpecTrainDatasetShardCidsFieldEvent | TaskSpecTrainDatasetTestCidFieldEvent | TaskSpecTrainDatasetTrainCountFieldEvent | TaskSpecTrainDatasetTestCountFieldEvent | TaskSpecTrainGptContextFieldEvent | TaskSpecTrainGptWidthFieldEvent | TaskSpecTrainGptLayersFieldEvent | TaskSpecTrainGptHeadsFieldEvent | TaskSpecTrainMinGradientsFieldEvent | TaskSpecInferModelCidFieldEvent | TaskSpecInferInputCidFieldEvent | TaskSpecInferInputCountFieldEvent | TaskSpecInferReplicasFieldEvent | TaskSpecInferShardsFieldEvent> {
     return streamMessage(buf, TaskSpec.codec(), opts)
   }
 }

@@ -159,13 +159,18 @@ describe('training tasks survive daemon failures', () => {
     return assignments.find((a) => a.taskId === taskId)
   }
 
-  /** Submits a training task of 3-member groups of the small MLP; returns its id. */
+  /**
+   * Submits a training task of 3-member groups of the small MLP; returns its id. These tests are about
+   * crashes: two gradients decide a step, so a group of three trains on through the loss of one
+   * member (the default, three, trades that for lie tolerance: docs/threat-model.md).
+   */
   async function submitTraining(submitter: Node, fields: Record<string, unknown>): Promise<string> {
     const submitted = await api<TaskView>(submitter.dataDir, '/v1/tasks', {
       kind: 'train',
       model: 'mnist-mlp',
       hiddenSizes: [32],
       groupSize: 3,
+      minGradients: 2,
       batchSize: 32,
       learningRate: 0.003,
       deadlineMs: 60_000,

@@ -68,6 +68,7 @@ describe('TaskSpec requests', () => {
       learningRate: 1e-3,
       seed: 1,
       aggregate: 'median',
+      minGradients: 3,
       compress: 'none',
     })
     expect(request.deadlineMs).toBe(60_000)
@@ -76,6 +77,7 @@ describe('TaskSpec requests', () => {
   it.each([
     [{ ...valid, groupSize: 4 }, 'groupSize', /odd integer/],
     [{ ...valid, groups: 0 }, 'groups', /integer from 1 to 64, got 0/],
+    [{ ...valid, minGradients: 0 }, 'minGradients', /integer from 1 to 15, got 0/],
     [{ ...valid, steps: 1.5 }, 'steps', /integer/],
     [{ ...valid, steps: 'NaN' }, 'steps', /must be a number/],
     [{ ...valid, learningRate: -1 }, 'learningRate', /above 0/],
@@ -152,6 +154,7 @@ describe('stored TaskSpec blocks', () => {
         learningRate: 0.002,
         seed: 9,
         aggregate: 'trimmed-mean',
+        minGradients: 2,
         outerEvery: 50,
         compress: 'int8',
         dataset: {
