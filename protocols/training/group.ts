@@ -387,12 +387,25 @@ class GroupMemberRuntime implements GroupMember {
     }
   }
 
-  /** The Raft runner's validate hook: the core checks the entries (verify.ts) and answers. */
+  /**
+   * The Raft runner's validate hook: the core checks the entries (verify.ts) and answers. A check that
+   * waits longer than VALIDATE_WAIT_MS_MAX (a gradient that cannot be fetched) is given up with a
+   * retry verdict, before the runner's own deadline, so the core's queue of checks never stalls.
+   */
   private validateEntries(entries: Entry[], leader: string): Promise<EntryVerdict> {
     if (this.stopped) return Promise.resolve({ ok: false, reason: 'member stopped', retry: true })
     const id = ++this.nextValidation
     return new Promise((resolve) => {
-      this.verdicts.set(id, resolve)
+      const timer = setTimeout(() => {
+        if (!this.verdicts.delete(id)) return
+        resolve({ ok: false, reason: 'the check waited too long for a gradient', retry: true })
+        this.input({ type: 'validate-abandoned', id, nowMs: Date.now() })
+      }, VALIDATE_WAIT_MS_MAX)
+      timer.unref()
+      this.verdicts.set(id, (verdict) => {
+        clearTimeout(timer)
+        resolve(verdict)
+      })
       this.input({ type: 'validate', id, entries, leader, nowMs: Date.now() })
     })
   }
@@ -635,6 +648,9 @@ class GroupMemberRuntime implements GroupMember {
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error))
 }
+
+/** A follower's check of an entry waits at most this long (the runner's own deadline is 10 s). */
+export const VALIDATE_WAIT_MS_MAX = 8_000
 
 /** Raft tuning of a training group (see GroupMemberInit.raft for why it differs from the runner's). */
 export const GROUP_RAFT_DEFAULTS = {

@@ -151,6 +151,8 @@ export type MemberInput =
    * hook): answered by a `validated` effect with the same id, in the order asked
    */
   | { type: 'validate'; id: number; entries: readonly Entry[]; leader: string; nowMs: number }
+  /** the driver gave up waiting for the verdict on that validate input: forget it (no effect) */
+  | { type: 'validate-abandoned'; id: number; nowMs: number }
   /**
    * The answer to fetch-gradient: `answered` false when the peer could not be asked (no verdict on
    * it); `gradient` undefined when it answered that it has none (signature already checked)
@@ -361,6 +363,12 @@ export class MemberCore {
   private readonly askAuthor = new Set<string>()
   private nowMs = 0
   private tip: ValidatedTip | undefined
+  /**
+   * Each member's newest signed gradient: its step and the params digest it was computed on. A state
+   * a member installs from another while it checks entries must be vouched for this way by a majority
+   * of the group (vouched()): a lying leader cannot hand it a state of its own making.
+   */
+  private readonly newestBases = new Map<string, { step: number; digest: Uint8Array }>()
   /** the results of checked STEP entries by step: applying or working one out reuses them */
   private readonly checked = new Map<number, Precomputed>()
   readonly counters: MemberCounters = {
@@ -470,6 +478,11 @@ export class MemberCore {
       case 'validate':
         this.validations.push({ id: input.id, entries: [...input.entries], leader: input.leader, at: 0 })
         break
+      case 'validate-abandoned': {
+        const index = this.validations.findIndex((validation) => validation.id === input.id)
+        if (index >= 0) this.validations.splice(index, 1)
+        break
+      }
       case 'gradient-fetched':
         this.onGradientFetched(input.digest, input.author, input.gradient, input.answered)
         break
@@ -804,6 +817,7 @@ export class MemberCore {
     if (!collecting.contributions.has(from)) {
       collecting.rejected.set(from, reason)
       collecting.messages.set(from, named)
+      this.keepNamed(from, named)
     }
     this.lastSeenStep.set(from, step)
   }
@@ -838,6 +852,7 @@ export class MemberCore {
       collecting.rejected.delete(from)
       collecting.contributions.set(from, contribution)
       collecting.messages.set(from, named)
+      this.keepNamed(from, named)
     }
     if (
       step === this.state.step &&
@@ -1118,6 +1133,14 @@ export class MemberCore {
       decoded.step > state.step ||
       (decoded.step === state.step && decoded.outerRounds > state.outerRounds)
     ) {
+      if (this.config.shareGradients && !this.vouched(decoded)) {
+        // asked again at the next state request: the others' gradients for it may not be in yet
+        this.emit({
+          type: 'log',
+          message: `${from}'s state at step ${decoded.step} is not vouched for by a majority; not installed`,
+        })
+        return
+      }
       const reason = this.needState ?? 'behind'
       this.install(decoded)
       this.emit({ type: 'resynced', step: decoded.step, reason })
@@ -1128,12 +1151,27 @@ export class MemberCore {
   // ---- the gradient pool and the checking of the leader's entries ----
 
   /**
+   * Whether a majority of the group signed gradients computed on exactly this state (its step and
+   * params digest): then an honest member holds it, whoever sent it.
+   */
+  private vouched(state: TrainingState): boolean {
+    let vouching = 0
+    for (const [member, base] of this.newestBases)
+      if (member !== this.config.self && base.step === state.step && bytesEqual(base.digest, state.digest))
+        vouching++
+    return vouching >= quorumSize(this.config.members.length)
+  }
+
+  /**
    * Keeps a member's gradient for the current or the next step: entries name them, fetches read
    * them. `first`: a gradient as its author sent it, kept only if the author has none for that step
    * yet (a member that sends many cannot fill the pool); fetched ones were named by an entry.
    */
   private addToPool(member: string, message: Gradient, name: Uint8Array, first: boolean): void {
     const step = message.step
+    const newest = this.newestBases.get(member)
+    if (first && (newest === undefined || step > newest.step))
+      this.newestBases.set(member, { step, digest: message.baseDigest })
     if (step < this.state.step - POOL_STEPS_KEPT || step > this.state.step + 1) return
     const key = toHex(name)
     if (this.pool.has(key)) return
@@ -1141,6 +1179,15 @@ export class MemberCore {
     for (const pooled of this.pool.values()) if (pooled.member === member && pooled.step === step) held++
     if (first ? held > 0 : held >= POOL_PER_MEMBER_STEP_MAX) return
     this.pool.set(key, { member, step, message })
+  }
+
+  /**
+   * A gradient this leader collected, and so may name: kept whatever the pool's per-member rule says
+   * (its author may have sent another for the step first), so that it can show every one it names.
+   */
+  private keepNamed(member: string, named: { name: Uint8Array; message: Gradient }): void {
+    const key = toHex(named.name)
+    if (!this.pool.has(key)) this.pool.set(key, { member, step: named.message.step, message: named.message })
   }
 
   /** The gradient `digest` names, as this member holds it: for a member checking an entry. */
@@ -1172,8 +1219,8 @@ export class MemberCore {
       this.addToPool(author, gradient, digest, false)
       return
     }
-    if (!answered) return
-    // the leader has none: its author is asked next; if it has none either, the entry waits
+    // the leader has none (or could not be asked): its author is asked next; if it has none either,
+    // the entry waits
     if (!this.askAuthor.has(key)) this.askAuthor.add(key)
     else if (!this.unavailable.has(key)) this.unavailable.set(key, this.nowMs)
   }
@@ -1224,7 +1271,11 @@ export class MemberCore {
     const retry = (reason: string): EntryVerdict => ({ ok: false, reason, retry: true })
     if (entry.step < this.state.step) return { ok: true } // applied already: it will be skipped
     const base = this.baseFor(entry.step)
-    if (!base) return retry(`cannot check step ${entry.step} yet: this member is at step ${this.state.step}`)
+    if (!base) {
+      // more than the pipelined step ahead: this member is behind, and catches up by a state
+      if (entry.step > this.state.step + 1) this.needState ??= 'behind'
+      return retry(`cannot check step ${entry.step} yet: this member is at step ${this.state.step}`)
+    }
     const members = this.config.members
     const named = namedDigests(entry)
     if (named.length !== entry.contributors.length + entry.rejected.length)
@@ -1245,6 +1296,9 @@ export class MemberCore {
           // whose entries stay unverifiable that long is distrusted
           const reason = `step ${entry.step}: no one could show ${member}'s gradient ${key.slice(0, 16)}`
           if (this.nowMs - since >= UNVERIFIABLE_MS_MAX) return { ok: false, reason }
+          // a member that lags asks after every holder dropped the gradient: it catches up by a state
+          // the group vouches for (a lying leader's names for gradients no one sent gain it nothing)
+          this.needState ??= 'behind'
           this.unavailable.delete(key)
           this.askAuthor.delete(key)
           this.unavailable.set(key, since) // asked again on the next retry, the clock kept
@@ -1274,8 +1328,17 @@ export class MemberCore {
         ok: false,
         reason: `step ${entry.step}: ${decision.accepted} of ${decision.gradients} named gradients pass screening`,
       }
-    if (!bytesEqual(encodeEntry(decision.entry), data))
+    if (!bytesEqual(encodeEntry(decision.entry), data)) {
+      // before blaming the leader, this member checks itself: params changed under their digest
+      // (memory corruption, a bad backend) give another result too, and are this member's fault
+      if (!bytesEqual(paramsDigest(base.params), base.digest)) {
+        this.state.diverged = true
+        this.needState = 'digest-mismatch'
+        this.tip = undefined
+        return { ok: false, reason: `step ${entry.step}: this member's params are damaged`, retry: true }
+      }
       return { ok: false, reason: `step ${entry.step}: ${entryDifference(decision.entry, entry)}` }
+    }
     const { result } = decision.precomputed
     this.tip = {
       state: {

@@ -18,6 +18,7 @@ import { DurableRaftStorage } from '../../node/store/raft-storage.js'
 import { GRADIENT_PROTOCOL, GradientSendError } from '../../protocols/training/exchange.js'
 import { type GroupMember, startGroupMember } from '../../protocols/training/group.js'
 import { floatsToBytes } from '../../protocols/training/params.js'
+import { gradientDigest, signaturePayload } from '../../protocols/training/verify.js'
 import { Gradient, GradRequest, GradResponse } from '../../protocols/wire/training.js'
 import { createTrainingNode, datasetShard, type TrainingNode, waitFor } from './training-cluster.js'
 
@@ -101,8 +102,18 @@ describe('bad input on /shardnet/grad/1.0.0', () => {
     const leaderId = leader.status().self
     const followerId = members[1 - leaderIndex].status().self
     const leaderNode = [a, b][leaderIndex]
-    const send = (request: Gradient, to = leaderId) =>
-      speaker.services.gradients.sendGradient(to, GROUP, request)
+    // the speaker signs what it sends, as a member must (a forged signature is one of the cases)
+    const signed = async (request: Gradient): Promise<Gradient> =>
+      request.signature.length > 0
+        ? request
+        : {
+            ...request,
+            signature: await speaker.services.gradients.sign(
+              signaturePayload(GROUP, gradientDigest(request)),
+            ),
+          }
+    const send = async (request: Gradient, to = leaderId) =>
+      speaker.services.gradients.sendGradient(to, GROUP, await signed(request))
     await waitFor(() => leader.status().step === 0 && leader.status().digest, 10_000, 'step 0')
     const digest = leader.status().digest
     const good = new Float32Array(COUNT)
@@ -122,6 +133,13 @@ describe('bad input on /shardnet/grad/1.0.0', () => {
       ],
       ['a future step', gradient(5, digest, good), leaderId, GradResponse.Status.NOT_READY, ''],
       ['the wrong recipient', gradient(0, digest, good), followerId, GradResponse.Status.NOT_LEADER, ''],
+      [
+        'a forged signature',
+        gradient(0, digest, good, { signature: new Uint8Array(64).fill(1) }),
+        leaderId,
+        GradResponse.Status.REJECTED,
+        'bad signature',
+      ],
     ]
     for (const [what, request, to, status, reason] of unrecorded) {
       const { response } = await send(request, to)
@@ -162,24 +180,27 @@ describe('bad input on /shardnet/grad/1.0.0', () => {
     await waitFor(() => leader.status().step === screened.length, 30_000, 'the screened steps to complete')
     expect(rejectedInEntries).toEqual(screened.map(([, , reason]) => reason))
 
-    // an outsider: a valid libp2p identity that is not a member
+    // an outsider: a valid libp2p identity that is a member of no group here: its stream is refused
+    // before a byte of it is read
     await expect(
       outsider.services.gradients.sendGradient(leaderId, GROUP, gradient(0, digest, good)),
     ).rejects.toThrow(GradientSendError)
     const refused = leaderNode.services.gradients.stats.refused
-    await waitFor(() => refused['non-member'] >= 1, 10_000, 'the non-member refusal')
-    // oversized: above the group's limit (parameter count x 4 + overhead)
-    const big = await outsider.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
+    await waitFor(() => refused.stranger >= 1, 10_000, 'the stranger refusal')
+    // a member's request above the group's limit (parameter count x 4 + overhead)
+    const big = await speaker.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
     await lpStream(big, { maxDataLength: 64 << 20 })
       .write(new Uint8Array(COUNT * 4 + 100_000))
       .catch(() => {})
     await waitFor(() => refused.oversized >= 1, 10_000, 'the oversized refusal')
-    // garbage that is not a GradRequest, and a request for a group nobody runs
-    const garbage = await outsider.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
+    // a member's garbage that is not a GradRequest, and its request for a group nobody runs
+    const garbage = await speaker.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
     await lpStream(garbage).write(new Uint8Array([0xff, 0xff, 0xff, 0x01]))
     await waitFor(() => refused.malformed >= 1, 10_000, 'the malformed refusal')
-    const unknown = await outsider.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
-    await lpStream(unknown).write(GradRequest.encode({ group: 'no-such-group', stateRequest: true }))
+    const unknown = await speaker.dialProtocol(leaderNode.getMultiaddrs(), GRADIENT_PROTOCOL)
+    await lpStream(unknown).write(
+      GradRequest.encode({ group: 'no-such-group', stateRequest: true, share: false }),
+    )
     await waitFor(() => refused['unknown-group'] >= 1, 10_000, 'the unknown-group refusal')
 
     // the speaker now behaves: a zero gradient at every step, and the group finishes
