@@ -35,10 +35,7 @@
 import type { Entry } from '../raft/types.js'
 import { type Gradient, GradResponse } from '../wire/training.js'
 import {
-  aggregateGradients,
-  agreementScores,
   type Contribution,
-  findSuspects,
   NORM_FACTOR_MAX_DEFAULT,
   quorumSize,
   STRAGGLER_TIMEOUT_MS_DEFAULT,
@@ -51,7 +48,6 @@ import { COMPRESSION_BLOCK_SIZE_DEFAULT, decodeGradient, GradientCompressor } fr
 import { bytesEqual, floatsToBytes, paramsDigest, toHex } from './params.js'
 import {
   applyEntry,
-  computeStep,
   type DecodedEntry,
   decodeEntry,
   decodeState,
@@ -484,7 +480,7 @@ export class MemberCore {
         break
       }
       case 'gradient-fetched':
-        this.onGradientFetched(input.digest, input.author, input.gradient, input.answered)
+        this.onGradientFetched(input.digest, input.author, input.gradient)
         break
       case 'outer-checked': {
         const outer = this.validations[0]?.outer
@@ -1204,12 +1200,7 @@ export class MemberCore {
     for (const checkedStep of this.checked.keys()) if (checkedStep < step) this.checked.delete(checkedStep)
   }
 
-  private onGradientFetched(
-    digest: Uint8Array,
-    author: string,
-    gradient: Gradient | undefined,
-    answered: boolean,
-  ): void {
+  private onGradientFetched(digest: Uint8Array, author: string, gradient: Gradient | undefined): void {
     const key = toHex(digest)
     this.fetching.delete(key)
     if (gradient && bytesEqual(gradientDigest(gradient), digest) && this.config.members.includes(author)) {
