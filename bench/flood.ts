@@ -470,7 +470,8 @@ async function runBench(): Promise<void> {
     for (const r of rows) {
       console.log(
         `${r.name.padEnd(9)} ${f(r.rssStartMiB).padStart(6)} ${f(r.rssPeakMiB).padStart(6)} ` +
-          `${f(r.rssEndMiB).padStart(6)} ${f(r.rssGrowthMiB).padStart(7)}      | ${f(r.apiP50Ms).padStart(6)} ` +
+          `${f(r.rssEndMiB).padStart(6)} ${f(r.rssGrowthMiB).padStart(7)}      | ` +
+          `${f(r.apiP50Ms).padStart(6)} ` +
           `${f(r.apiP99Ms).padStart(6)} ${f(r.apiMaxMs).padStart(6)} ${f(r.worstWindowP99Ms).padStart(8)}`,
       )
     }
@@ -481,11 +482,13 @@ async function runBench(): Promise<void> {
         `(worst 10 s window ${f(flood.worstWindowP99Ms)}) < ${P99_GOAL_MS}: ` +
         `${flood.worstWindowP99Ms < P99_GOAL_MS ? 'met' : 'NOT met'}`,
     )
+    const cutOffAverage =
+      attack.streamsCutOff > 0 ? (attack.bytesBeforeCutOff / attack.streamsCutOff).toFixed(0) : 0
     console.log('\nattackers:')
     console.log(
       `  connections ${attack.connections} opened, ${attack.connectionsRefused} refused; streams ` +
         `${attack.streamsOpened} opened, ${attack.streamsRefused} refused, ${attack.streamsCutOff} cut off ` +
-        `after ${attack.streamsCutOff > 0 ? (attack.bytesBeforeCutOff / attack.streamsCutOff).toFixed(0) : 0} ` +
+        `after ${cutOffAverage} ` +
         `bytes on average; ${(attack.bytesSent / 2 ** 20).toFixed(1)} MiB sent`,
     )
     console.log(
@@ -493,7 +496,8 @@ async function runBench(): Promise<void> {
     )
     for (const [protocol, t] of Object.entries(attack.byProtocol)) {
       console.log(
-        `  ${protocol.padEnd(24)} opened ${String(t.opened).padStart(6)} refused ${String(t.refused).padStart(6)} ` +
+        `  ${protocol.padEnd(24)} opened ${String(t.opened).padStart(6)} ` +
+          `refused ${String(t.refused).padStart(6)} ` +
           `cut off ${String(t.cutOff).padStart(6)}  ${(t.bytes / 2 ** 20).toFixed(2)} MiB sent`,
       )
     }

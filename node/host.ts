@@ -468,15 +468,24 @@ function throttleStream(
 
 /** Limits on inbound connections, per remote IP address and in total. */
 export interface InboundLimits {
-  /** Inbound connections from one IP, established and pending. @default INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT */
+  /**
+   * Inbound connections from one IP, established and pending.
+   * @default INBOUND_CONNECTIONS_PER_IP_MAX_DEFAULT
+   */
   perIpMax: number
   /** Inbound connections from one IP in their handshake. @default INBOUND_PENDING_PER_IP_MAX_DEFAULT */
   pendingPerIpMax: number
   /** Inbound connections in their handshake over all IPs. @default INBOUND_PENDING_MAX_DEFAULT */
   pendingMax: number
-  /** Inbound connections one IP may open per second. @default INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT */
+  /**
+   * Inbound connections one IP may open per second.
+   * @default INBOUND_CONNECTIONS_PER_IP_PER_SECOND_DEFAULT
+   */
   perIpPerSecond: number
-  /** Inbound connections, established and pending. @default INBOUND_CONNECTIONS_SHARE_DEFAULT * maxConnections */
+  /**
+   * Inbound connections, established and pending.
+   * @default INBOUND_CONNECTIONS_SHARE_DEFAULT * maxConnections
+   */
   totalMax: number
 }
 
@@ -497,7 +506,10 @@ export const ABUSE_BAN_MS = 60_000
 
 const inboundGates = new WeakMap<object, InboundGate>()
 
-/** What the host's inbound gate has refused (libp2p's own refusals, by rate and pending total, not included). */
+/**
+ * What the host's inbound gate has refused (libp2p's own refusals, by rate and pending total, not
+ * included).
+ */
 export function inboundRefusals(host: object): InboundRefusals | undefined {
   const gate = inboundGates.get(host)
   return gate === undefined ? undefined : { ...gate.refused }

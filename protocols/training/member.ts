@@ -904,7 +904,9 @@ export class MemberCore {
       collecting.tooFewAt = received(collecting)
       this.emit({
         type: 'log',
-        message: `step ${state.step}: ${decision.accepted} of ${decision.gradients} gradients passed screening, waiting for more`,
+        message:
+          `step ${state.step}: ${decision.accepted} of ${decision.gradients} gradients passed ` +
+          'screening, waiting for more',
       })
       return
     }
@@ -1317,7 +1319,9 @@ export class MemberCore {
     if (decision.kind === 'too-few')
       return {
         ok: false,
-        reason: `step ${entry.step}: ${decision.accepted} of ${decision.gradients} named gradients pass screening`,
+        reason:
+          `step ${entry.step}: ${decision.accepted} of ${decision.gradients} named gradients ` +
+          'pass screening',
       }
     if (!bytesEqual(encodeEntry(decision.entry), data)) {
       // before blaming the leader, this member checks itself: params changed under their digest

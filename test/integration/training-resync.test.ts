@@ -85,7 +85,7 @@ describe('members that fall behind or diverge catch up', () => {
     expect(report.accepted).toBeLessThan(40 - 15)
   }, 120_000)
 
-  it('a member whose arithmetic differs refuses the entries it cannot reproduce; the others finish', async () => {
+  it('a member whose arithmetic differs refuses entries it cannot reproduce; the others finish', async () => {
     const mesh = await meshOf(3)
     const ids = mesh.map((node) => node.peerId.toString())
     const honest = [start(mesh[0], ids, 'diverge'), start(mesh[1], ids, 'diverge')]

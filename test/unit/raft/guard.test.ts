@@ -255,7 +255,7 @@ describe('a follower validates appends before it steps and acknowledges them', (
     expect([...runner.distrusted()]).toEqual([['a', 'a lie']])
   })
 
-  it('a validate that throws counts as a refusal; a timeout or a retry verdict drops the append only', async () => {
+  it('a throwing validate is a refusal; a timeout or a retry verdict only drops the append', async () => {
     const thrown = await lone({
       validate: async () => {
         throw new Error('digest mismatch')

@@ -158,7 +158,7 @@ describe('aggregateGradients', () => {
     }
   })
 
-  it('sorts a small column exactly as Float64Array sort does (-0 before +0, NaN last), for 1-17 values', () => {
+  it('sorts a small column exactly as Float64Array sort does (-0 before +0, NaN last), 1-17 values', () => {
     const special = [0, -0, Number.NaN, 1, -1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-45]
     const random = new SeededRandom(11)
     for (let trial = 0; trial < 2000; trial++) {
