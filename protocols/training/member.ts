@@ -290,6 +290,8 @@ interface ValidatedTip {
   state: TrainingState
 }
 
+/** Steps of each member's signed gradient bases kept to vouch for a state (see vouched()). */
+const BASES_KEPT = 16
 /** Gradients kept per member and step beyond the first one it sent (fetched ones named by an entry). */
 const POOL_PER_MEMBER_STEP_MAX = 4
 /**
@@ -360,11 +362,12 @@ export class MemberCore {
   private nowMs = 0
   private tip: ValidatedTip | undefined
   /**
-   * Each member's newest signed gradient: its step and the params digest it was computed on. A state
-   * a member installs from another while it checks entries must be vouched for this way by a majority
-   * of the group (vouched()): a lying leader cannot hand it a state of its own making.
+   * Each member's recent signed gradients: the params digest each was computed on, by step (the
+   * newest BASES_KEPT). A state a member installs from another while it checks entries must be
+   * vouched for this way by other members (vouched()): a lying leader cannot hand it a state of its
+   * own making.
    */
-  private readonly newestBases = new Map<string, { step: number; digest: Uint8Array }>()
+  private readonly bases = new Map<string, Map<number, Uint8Array>>()
   /** the results of checked STEP entries by step: applying or working one out reuses them */
   private readonly checked = new Map<number, Precomputed>()
   readonly counters: MemberCounters = {
@@ -1149,15 +1152,18 @@ export class MemberCore {
   // ---- the gradient pool and the checking of the leader's entries ----
 
   /**
-   * Whether a majority of the group signed gradients computed on exactly this state (its step and
-   * params digest): then an honest member holds it, whoever sent it.
+   * Whether as many other members as a step needs besides this one (minContributors - 1, at least
+   * one) signed gradients computed on exactly this state (its step and params digest): with at most
+   * that many less one liars among them, an honest member holds it, whoever sent it. More would leave
+   * a member that lags with a dead peer unable to catch up while the group waits for its gradient.
    */
   private vouched(state: TrainingState): boolean {
     let vouching = 0
-    for (const [member, base] of this.newestBases)
-      if (member !== this.config.self && base.step === state.step && bytesEqual(base.digest, state.digest))
-        vouching++
-    return vouching >= quorumSize(this.config.members.length)
+    for (const [member, bases] of this.bases) {
+      const digest = bases.get(state.step)
+      if (member !== this.config.self && digest && bytesEqual(digest, state.digest)) vouching++
+    }
+    return vouching >= Math.max(1, this.rules.minContributors - 1)
   }
 
   /**
@@ -1167,9 +1173,15 @@ export class MemberCore {
    */
   private addToPool(member: string, message: Gradient, name: Uint8Array, first: boolean): void {
     const step = message.step
-    const newest = this.newestBases.get(member)
-    if (first && (newest === undefined || step > newest.step))
-      this.newestBases.set(member, { step, digest: message.baseDigest })
+    if (first && this.config.members.includes(member)) {
+      let bases = this.bases.get(member)
+      if (!bases) this.bases.set(member, (bases = new Map()))
+      if (!bases.has(step)) {
+        bases.set(step, message.baseDigest)
+        // the oldest step goes once more are held (a member sends one gradient a step)
+        if (bases.size > BASES_KEPT) bases.delete(Math.min(...bases.keys()))
+      }
+    }
     if (step < this.state.step - POOL_STEPS_KEPT || step > this.state.step + 1) return
     const key = toHex(name)
     if (this.pool.has(key)) return
