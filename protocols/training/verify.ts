@@ -141,7 +141,8 @@ export function decideStep(
     decodedOk.push({
       member: candidate.member,
       gradient: decoded.gradient,
-      loss: candidate.message.loss,
+      // as it travels: a float32 (the author's own copy may hold the float64 it computed)
+      loss: Math.fround(candidate.message.loss),
       squaredNorm: candidate.squaredNorm ?? squaredNorm(decoded.gradient),
     })
   }
