@@ -35,8 +35,9 @@ function candidates(compression: 'none' | 'int8', wire: boolean): Candidate[] {
   const state = createTrainingState(new Float32Array(COUNT).fill(0.5), ['a', 'b', 'c'])
   return ['a', 'b', 'c'].map((member, m) => {
     const values = Float32Array.from({ length: COUNT }, (_, i) => Math.sin(1 + m * 7 + i) * (m + 1))
-    // a loss a float32 cannot hold: the author's copy keeps the float64, the wire a float32
-    const loss = 0.1 + m / 3
+    // losses a float32 cannot hold, whose float64 mean and float32 mean round to different float32s:
+    // the author's copy keeps the float64, the wire a float32
+    const loss = [0.05585714285714286, 0.37002999999999997, 1.8999899999999998][m]
     const { message } = new GradientCompressor(compression, 4).encode(values, 0, state.digest, loss)
     const sent = wire ? Gradient.decode(Gradient.encode(message)) : message
     return { member, digest: gradientDigest(sent), message: sent }
