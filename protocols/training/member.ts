@@ -1174,8 +1174,8 @@ export class MemberCore {
   private addToPool(member: string, message: Gradient, name: Uint8Array, first: boolean): void {
     const step = message.step
     if (first && this.config.members.includes(member)) {
-      let bases = this.bases.get(member)
-      if (!bases) this.bases.set(member, (bases = new Map()))
+      const bases = this.bases.get(member) ?? new Map<number, Uint8Array>()
+      this.bases.set(member, bases)
       if (!bases.has(step)) {
         bases.set(step, message.baseDigest)
         // the oldest step goes once more are held (a member sends one gradient a step)
