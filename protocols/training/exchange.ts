@@ -36,9 +36,17 @@ export function gradientRequestBytesMax(parameterCount: number): number {
   return parameterCount * 4 + REQUEST_OVERHEAD_BYTES
 }
 
-/** Largest state response: params and two AdamW moments, float32, plus member counts. */
+/**
+ * Largest state response: params and two AdamW moments, float32, plus member counts, plus one signed
+ * float32 gradient per member as evidence.
+ */
 export function stateResponseBytesMax(parameterCount: number, memberCount: number): number {
-  return parameterCount * 12 + REQUEST_OVERHEAD_BYTES + memberCount * 128
+  return (
+    parameterCount * 12 +
+    REQUEST_OVERHEAD_BYTES +
+    memberCount * 128 +
+    memberCount * gradientRequestBytesMax(parameterCount)
+  )
 }
 
 export interface GradientExchangeInit {

@@ -316,6 +316,8 @@ class GroupMemberRuntime implements GroupMember {
       leader: this.runner.leader(),
       state: new Uint8Array(0),
       author: '',
+      evidence: [],
+      evidenceAuthors: [],
     })
     if (this.stopped) return response(GradResponse.Status.NOT_LEADER)
     const digest = await this.signedBy(from, gradient)
@@ -337,14 +339,20 @@ class GroupMemberRuntime implements GroupMember {
     return reply
   }
 
-  private stateResponse(): GradResponse {
+  private async stateResponse(): Promise<GradResponse> {
     const state = this.stopped ? undefined : this.core.stateForTransfer()
+    const encoded = state ? (encodeState(state) as Uint8Array<ArrayBuffer>) : new Uint8Array(0)
+    const evidence = state ? this.core.evidenceFor(state) : []
     return {
       status: state ? GradResponse.Status.STATE : GradResponse.Status.NOT_READY,
       reason: '',
       leader: this.runner.leader(),
-      state: state ? (encodeState(state) as Uint8Array<ArrayBuffer>) : new Uint8Array(0),
+      state: encoded,
       author: '',
+      evidence: await Promise.all(
+        evidence.map(({ author, message }) => (author === this.self ? this.signed(message) : message)),
+      ),
+      evidenceAuthors: evidence.map(({ author }) => author),
     }
   }
 
@@ -357,6 +365,8 @@ class GroupMemberRuntime implements GroupMember {
       leader: this.runner.leader(),
       state: new Uint8Array(0),
       author: held?.author ?? '',
+      evidence: [],
+      evidenceAuthors: [],
     }
     if (held) answer.gradient = held.author === this.self ? await this.signed(held.message) : held.message
     return answer
@@ -627,7 +637,18 @@ class GroupMemberRuntime implements GroupMember {
         this.init.groupId,
         stateResponseBytesMax(config.training.parameterCount, config.members.length),
       )
-      if (response.status === GradResponse.Status.STATE) state = response.state
+      if (response.status === GradResponse.Status.STATE) {
+        state = response.state
+        // the gradients that vouch for it: each counts only with its author's signature
+        const count = Math.min(response.evidence.length, config.members.length)
+        for (let i = 0; i < count; i++) {
+          const author = response.evidenceAuthors[i] ?? ''
+          const gradient = response.evidence[i]
+          const digest = config.members.includes(author) ? await this.signedBy(author, gradient) : undefined
+          if (!digest) continue
+          this.input({ type: 'gradient-received', from: author, gradient, digest, nowMs: Date.now() })
+        }
+      }
     } catch (error) {
       this.log('state request to %s failed: %s', leader, asError(error).message)
     }

@@ -534,6 +534,19 @@ export class MemberCore {
     return this.state.diverged ? undefined : this.state
   }
 
+  /**
+   * The gradients this member holds computed on exactly `state` (its step and params digest), one per
+   * author: sent with the state, so the requester can see who vouches for it (vouched()).
+   */
+  evidenceFor(state: TrainingState): Array<{ author: string; message: Gradient }> {
+    const evidence = new Map<string, Gradient>()
+    for (const pooled of this.pool.values()) {
+      if (pooled.step !== state.step || evidence.has(pooled.member)) continue
+      if (bytesEqual(pooled.message.baseDigest, state.digest)) evidence.set(pooled.member, pooled.message)
+    }
+    return [...evidence].map(([author, message]) => ({ author, message }))
+  }
+
   // ---- moving on ----
 
   private emit(effect: MemberEffect): void {

@@ -639,6 +639,8 @@ export interface GradResponse {
   state: Uint8Array<ArrayBuffer>
   gradient?: Gradient
   author: string
+  evidence: Gradient[]
+  evidenceAuthors: string[]
 }
 
 export namespace GradResponse {
@@ -707,6 +709,20 @@ export namespace GradResponse {
           w.string(obj.author)
         }
 
+        if (obj.evidence != null && obj.evidence.length > 0) {
+          for (const value of obj.evidence) {
+            w.uint32(58)
+            Gradient.codec().encode(value, w)
+          }
+        }
+
+        if (obj.evidenceAuthors != null && obj.evidenceAuthors.length > 0) {
+          for (const value of obj.evidenceAuthors) {
+            w.uint32(66)
+            w.string(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -716,7 +732,9 @@ export namespace GradResponse {
           reason: '',
           leader: '',
           state: uint8ArrayAlloc(0),
-          author: ''
+          author: '',
+          evidence: [],
+          evidenceAuthors: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -751,6 +769,24 @@ export namespace GradResponse {
               obj.author = reader.string()
               break
             }
+            case 7: {
+              if (opts.limits?.evidence != null && obj.evidence.length === opts.limits.evidence) {
+                throw new MaxLengthError('Decode error - repeated field "evidence" had too many elements')
+              }
+
+              obj.evidence.push(Gradient.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.evidence$
+              }))
+              break
+            }
+            case 8: {
+              if (opts.limits?.evidenceAuthors != null && obj.evidenceAuthors.length === opts.limits.evidenceAuthors) {
+                throw new MaxLengthError('Decode error - repeated field "evidenceAuthors" had too many elements')
+              }
+
+              obj.evidenceAuthors.push(reader.string())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -760,6 +796,11 @@ export namespace GradResponse {
 
         return obj
       }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          evidence: 0,
+          evidenceAuthors: 0
+        }
+
         const end = length == null ? reader.len : reader.pos + length
 
         while (reader.pos < end) {
@@ -806,6 +847,39 @@ export namespace GradResponse {
                 field: `${prefix}.author`,
                 value: reader.string()
               }
+              break
+            }
+            case 7: {
+              if (opts.limits?.evidence != null && obj.evidence === opts.limits.evidence) {
+                throw new MaxLengthError('Streaming decode error - repeated field "evidence" had too many elements')
+              }
+
+              for (const evt of Gradient.codec().stream(reader, reader.uint32(), `${prefix}.evidence[]`, {
+                limits: opts.limits?.evidence$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.evidence
+                }
+              }
+
+              obj.evidence++
+
+              break
+            }
+            case 8: {
+              if (opts.limits?.evidenceAuthors != null && obj.evidenceAuthors === opts.limits.evidenceAuthors) {
+                throw new MaxLengthError('Streaming decode error - repeated field "evidenceAuthors" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.evidenceAuthors[]`,
+                index: obj.evidenceAuthors,
+                value: reader.string()
+              }
+
+              obj.evidenceAuthors++
+
               break
             }
             default: {
@@ -890,6 +964,66 @@ export namespace GradResponse {
     value: string
   }
 
+  export interface GradResponseEvidenceStepFieldEvent {
+    field: '$.evidence[].step'
+    value: number
+    index: number
+  }
+
+  export interface GradResponseEvidenceBaseDigestFieldEvent {
+    field: '$.evidence[].baseDigest'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface GradResponseEvidenceLossFieldEvent {
+    field: '$.evidence[].loss'
+    value: number
+    index: number
+  }
+
+  export interface GradResponseEvidenceEncodingFieldEvent {
+    field: '$.evidence[].encoding'
+    value: Gradient.Encoding
+    index: number
+  }
+
+  export interface GradResponseEvidenceLengthFieldEvent {
+    field: '$.evidence[].length'
+    value: number
+    index: number
+  }
+
+  export interface GradResponseEvidenceValuesFieldEvent {
+    field: '$.evidence[].values'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface GradResponseEvidenceScalesFieldEvent {
+    field: '$.evidence[].scales'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface GradResponseEvidenceBlockSizeFieldEvent {
+    field: '$.evidence[].blockSize'
+    value: number
+    index: number
+  }
+
+  export interface GradResponseEvidenceSignatureFieldEvent {
+    field: '$.evidence[].signature'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface GradResponseEvidenceAuthorsFieldEvent {
+    field: '$.evidenceAuthors[]'
+    index: number
+    value: string
+  }
+
   export function encode (obj: Partial<GradResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, GradResponse.codec())
   }
@@ -898,7 +1032,7 @@ export namespace GradResponse {
     return decodeMessage(buf, GradResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradResponse>): Generator<GradResponseStatusFieldEvent | GradResponseReasonFieldEvent | GradResponseLeaderFieldEvent | GradResponseStateFieldEvent | GradResponseGradientStepFieldEvent | GradResponseGradientBaseDigestFieldEvent | GradResponseGradientLossFieldEvent | GradResponseGradientEncodingFieldEvent | GradResponseGradientLengthFieldEvent | GradResponseGradientValuesFieldEvent | GradResponseGradientScalesFieldEvent | GradResponseGradientBlockSizeFieldEvent | GradResponseGradientSignatureFieldEvent | GradResponseAuthorFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<GradResponse>): Generator<GradResponseStatusFieldEvent | GradResponseReasonFieldEvent | GradResponseLeaderFieldEvent | GradResponseStateFieldEvent | GradResponseGradientStepFieldEvent | GradResponseGradientBaseDigestFieldEvent | GradResponseGradientLossFieldEvent | GradResponseGradientEncodingFieldEvent | GradResponseGradientLengthFieldEvent | GradResponseGradientValuesFieldEvent | GradResponseGradientScalesFieldEvent | GradResponseGradientBlockSizeFieldEvent | GradResponseGradientSignatureFieldEvent | GradResponseAuthorFieldEvent | GradResponseEvidenceStepFieldEvent | GradResponseEvidenceBaseDigestFieldEvent | GradResponseEvidenceLossFieldEvent | GradResponseEvidenceEncodingFieldEvent | GradResponseEvidenceLengthFieldEvent | GradResponseEvidenceValuesFieldEvent | GradResponseEvidenceScalesFieldEvent | GradResponseEvidenceBlockSizeFieldEvent | GradResponseEvidenceSignatureFieldEvent | GradResponseEvidenceAuthorsFieldEvent> {
     return streamMessage(buf, GradResponse.codec(), opts)
   }
 }
