@@ -38,20 +38,28 @@ export const MIN_CONTRIBUTORS_DEFAULT = 3
 
 /**
  * Default: a member whose gradients have pointed away from the others' on average (mean leave-one-out
- * agreement below 0) over at least this many scored steps is left out of every later step. Honest
- * members agree positively on average (about +0.12 on MNIST micro-batches of 32, see
- * SUSPECT_COSINE_MIN_DEFAULT), a sign-flipped gradient scores the opposite; twenty steps make the mean
- * of an honest member's noisy scores very unlikely to fall below 0. Deterministic: it reads the counts
- * of the replicated state, the same on every member.
+ * agreement below EXCLUDE_AGREEMENT_BELOW) over at least this many scored steps is left out of every
+ * later step. Deterministic: it reads the counts of the replicated state, the same on every member.
  */
 export const EXCLUDE_AFTER_SCORED_DEFAULT = 20
+/**
+ * Honest members agree positively early in training (about +0.12 on MNIST micro-batches of 32) and
+ * near 0 once the model has converged and their gradients are mostly noise: a bar of 0 excluded honest
+ * members of long runs (the e2e tasks of 4,000-8,000 steps). A sign-flipped gradient scores the
+ * opposite of an honest one and falls below this bar within its first steps.
+ */
+export const EXCLUDE_AGREEMENT_BELOW = -0.05
 
 /** Whether a member's record in the replicated state leaves it out of aggregation. */
 export function excluded(
   report: MemberReport | undefined,
   afterScored = EXCLUDE_AFTER_SCORED_DEFAULT,
 ): boolean {
-  return report !== undefined && report.scored >= afterScored && report.agreementSum < 0
+  return (
+    report !== undefined &&
+    report.scored >= afterScored &&
+    report.agreementSum < EXCLUDE_AGREEMENT_BELOW * report.scored
+  )
 }
 
 /** Prefix of every signed gradient payload (a signature means nothing outside this protocol). */
