@@ -62,7 +62,7 @@ import type {
   MemberReport,
   MemberVerdict,
 } from './types.js'
-import { gradientDigest, signaturePayload } from './verify.js'
+import { gradientDigest, MIN_CONTRIBUTORS_DEFAULT, minContributors, signaturePayload } from './verify.js'
 
 export * from './types.js'
 
@@ -197,7 +197,7 @@ class GroupMemberRuntime implements GroupMember {
       restore: (data) => this.input({ type: 'snapshot', data, nowMs: Date.now() }),
       snapshotData: () => encodeState(this.core.current()),
       onFatal: (error) => this.storageFailed(error),
-      ...(init.verifyEntries === false
+      ...(!checksEntries(init)
         ? {}
         : { validate: (entries: Entry[], leader: string) => this.validateEntries(entries, leader) }),
       onDistrust: (peer, reason) => this.log.error('distrusting %s: %s', peer, reason),
@@ -670,6 +670,16 @@ function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error))
 }
 
+/**
+ * Whether followers check entries: by default when a step is decided on three gradients or more. A
+ * group that decides on fewer (a lone member, or --min-gradients 2 for crash tolerance) has traded
+ * lie tolerance away already: one liar of two decides a step's median.
+ */
+function checksEntries(init: GroupMemberInit): boolean {
+  const decidedOn = minContributors(init.members.length, init.minContributors ?? MIN_CONTRIBUTORS_DEFAULT)
+  return init.verifyEntries ?? decidedOn >= MIN_CONTRIBUTORS_DEFAULT
+}
+
 /** A follower's check of an entry waits at most this long (the runner's own deadline is 10 s). */
 export const VALIDATE_WAIT_MS_MAX = 8_000
 
@@ -707,7 +717,7 @@ function resolveMemberConfig(init: GroupMemberInit, self: string): MemberConfig 
     normFactorMax: init.normFactorMax ?? rules.normFactorMax,
     suspectCosineMin: init.suspectCosineMin ?? rules.suspectCosineMin,
     minContributors: init.minContributors ?? rules.minContributors,
-    shareGradients: init.verifyEntries !== false,
+    shareGradients: checksEntries(init),
     outerSteps: init.outerStep !== undefined,
   }
 }

@@ -107,7 +107,7 @@ export interface GroupMemberInit {
   /**
    * Followers recompute each training entry from the signed gradients it names (and each outer entry
    * from the coordinator) before acknowledging it, and distrust a leader whose entry differs.
-   * @default true
+   * @default true when a step is decided on 3 or more gradients (minContributors)
    */
   verifyEntries?: boolean
   /**

@@ -58,8 +58,10 @@ function start(
     storage: new MemoryStorage(),
     backend,
     stragglerTimeoutMs: 100,
-    // these groups of three train on while one member is away: two gradients decide a step
+    // these groups of three train on while one member is away: two gradients decide a step; the
+    // entries are checked all the same
     minContributors: 2,
+    verifyEntries: true,
     raft: { snapshotEntries: 8, compactionKeepEntries: 2 },
     ...overrides,
   })
