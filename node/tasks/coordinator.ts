@@ -140,9 +140,6 @@ export const CHALLENGES_PENDING_MAX = 32
 export const MEASURED_REUSE_MS = 10 * 60_000
 /** Peers whose measured speed is remembered. */
 export const MEASURED_MAX = 1_000
-/** Reputation events recorded from one group report at most, per member and kind. */
-const REPORT_EVENTS_MAX = 10
-
 /** What the submitter refused or measured, by reason (the daemon exports them as metrics). */
 export interface CoordinatorCounters {
   /** claims from workers not on the allow-list */
@@ -706,8 +703,7 @@ export class Coordinator {
 
   /**
    * Records reputation from the per-member counts of a group's reports, as far as a majority of the
-   * group agrees on them (protocols/tasks/reports.ts): 'rejected' for refused gradients (at most
-   * REPORT_EVENTS_MAX per report), 'lied' once a majority distrusts a member.
+   * group agrees on them (protocols/tasks/reports.ts): 'lied' once a majority distrusts a member.
    */
   private noteReports(
     live: LiveTask,
@@ -745,11 +741,9 @@ export class Coordinator {
     }
     const nowMs = this.now()
     for (const news of tally.report(reporter, counts)) {
-      for (let i = 0; i < Math.min(REPORT_EVENTS_MAX, news.rejected); i++)
-        book.record(news.member, 'rejected', nowMs)
-      // a step whose agreement score fell below the bar is not evidence: honest members' scores
-      // dip below it on single steps (SUSPECT_COSINE_MIN_DEFAULT); a member that keeps pointing away
-      // is excluded by its group and its refused gradients count as 'rejected' above
+      // only a lie a majority of the group caught counts: refused gradients and low agreement scores
+      // also come from honest members (a converged model's noisy gradients, an exclusion), and counted
+      // one per step they shut honest workers out of staffing (the e2e crash tests)
       if (news.distrusted) book.record(news.member, 'lied', nowMs)
     }
   }
