@@ -589,7 +589,6 @@ class GroupMemberRuntime implements GroupMember {
   private async fetchGradient(from: string, step: number, digest: Uint8Array): Promise<void> {
     let gradient: Gradient | undefined
     let author = ''
-    let answered = false
     try {
       const response = await this.init.components.gradients.fetchGradient(
         from,
@@ -597,7 +596,6 @@ class GroupMemberRuntime implements GroupMember {
         { step, digest: digest as Uint8Array<ArrayBuffer> },
         gradientRequestBytesMax(this.core.config.training.parameterCount) + REQUEST_OVERHEAD_BYTES,
       )
-      answered = true
       if (response.status === GradResponse.Status.GRADIENT && response.gradient) {
         author = response.author
         // a relayed gradient counts only with its author's signature on exactly these bytes
@@ -608,7 +606,7 @@ class GroupMemberRuntime implements GroupMember {
     } catch (error) {
       this.log('fetching gradient of step %d from %s failed: %s', step, from, asError(error).message)
     }
-    this.input({ type: 'gradient-fetched', digest, author, gradient, answered, nowMs: Date.now() })
+    this.input({ type: 'gradient-fetched', digest, author, gradient, nowMs: Date.now() })
   }
 
   /** Asks the coordinator for an outer round's params, to check the OUTER entry a leader sent. */

@@ -150,15 +150,14 @@ export type MemberInput =
   /** the driver gave up waiting for the verdict on that validate input: forget it (no effect) */
   | { type: 'validate-abandoned'; id: number; nowMs: number }
   /**
-   * The answer to fetch-gradient: `answered` false when the peer could not be asked (no verdict on
-   * it); `gradient` undefined when it answered that it has none (signature already checked)
+   * The answer to fetch-gradient: `gradient` undefined when the peer has none or could not be asked
+   * (either way the author is asked next); its signature is already checked
    */
   | {
       type: 'gradient-fetched'
       digest: Uint8Array
       author: string
       gradient: Gradient | undefined
-      answered: boolean
       nowMs: number
     }
   /** the answer to check-outer: the round's params from the task's coordinator, or why not */

@@ -346,7 +346,6 @@ export class MemberInterpreter {
           digest: fetch.digest,
           author: held?.author ?? '',
           gradient: held?.message,
-          answered: true,
           nowMs: this.nowMs,
         })
       }
