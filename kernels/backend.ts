@@ -17,7 +17,10 @@ export type BackendKind = 'webgpu' | 'cpu'
 
 export interface BackendInfo {
   kind: BackendKind
-  /** adapter description, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)", or "cpu (reference ops)" */
+  /**
+   * adapter description, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)", or for cpu its engine:
+   * "cpu (OpenBLAS 0.3.21 (openmp) + C kernels, 2 threads)"
+   */
   adapterName: string
   vendor: string
   architecture: string
@@ -27,6 +30,8 @@ export interface BackendInfo {
   maxBufferBytes: number
   /** set when webgpu was asked for and cpu was used instead: why */
   fallbackReason?: string
+  /** the cpu backend's engine (kernels/cpu/engine.ts); absent on webgpu */
+  cpuEngine?: 'native' | 'wasm' | 'reference'
 }
 
 export interface Tensor {

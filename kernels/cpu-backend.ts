@@ -1,5 +1,6 @@
-// The CPU backend: the reference ops behind the Backend contract. Tensors are float32 arrays in
-// host memory; "enqueued" work runs immediately, so read/sync only copy or resolve.
+// The CPU backend: tensors are float32 arrays in host memory, computed by an engine (cpu/engine.ts:
+// native C over OpenBLAS, tfjs' WebAssembly matmul, or the reference ops). "Enqueued" work runs
+// immediately, so read/sync only copy or resolve.
 import type {
   AdamWOptions,
   AttentionDims,
@@ -32,38 +33,8 @@ import {
   layerNormBackwardDims,
   layerNormDims,
 } from './ops/transformer-shapes.js'
-import {
-  attentionBackwardReference,
-  attentionCachedReference,
-  attentionReference,
-} from './reference/attention.js'
-import {
-  adamWReference,
-  axpyReference,
-  biasAddReference,
-  dequantizeInt8Reference,
-  matmulReference,
-  meanReference,
-  meanRowsReference,
-  quantizeInt8Reference,
-  reluBackwardReference,
-  reluReference,
-  scaleReference,
-  sgdMomentumReference,
-  softmaxCrossEntropyReference,
-  sumReference,
-  sumRowsReference,
-} from './reference/index.js'
-import {
-  addReference,
-  embeddingBackwardReference,
-  embeddingReference,
-  geluBackwardReference,
-  geluReference,
-  layerNormBackwardReference,
-  layerNormReference,
-  sumSquaresReference,
-} from './reference/transformer.js'
+import { type CpuEngine, type CpuEngineName, type CpuOps, opsOf } from './cpu/engine.js'
+import { defaultCpuEngine } from './cpu/engines.js'
 
 export class CpuTensor implements Tensor {
   readonly shape: readonly number[]
@@ -97,24 +68,40 @@ function sharesStorage(a: Float32Array, b: Float32Array): boolean {
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
 }
 
-export const cpuBackendInfo: BackendInfo = Object.freeze({
-  kind: 'cpu',
-  adapterName: 'cpu (reference ops)',
-  vendor: 'none',
-  architecture: process.arch,
-  isFallbackAdapter: false,
-  maxBufferBytes: 2 ** 31 - 1,
-})
+export interface CpuBackendOptions {
+  /** the engine, or its name; @default defaultCpuEngine(): native where it loads, else reference */
+  engine?: CpuEngine | CpuEngineName
+  /** set when webgpu was asked for and cpu is used instead: why */
+  fallbackReason?: string
+}
+
+/** the BackendInfo of a cpu backend computing on `engine` */
+export function cpuBackendInfo(engine: CpuEngine, fallbackReason?: string): BackendInfo {
+  const info: BackendInfo = {
+    kind: 'cpu',
+    adapterName: `cpu (${engine.description})`,
+    vendor: 'none',
+    architecture: process.arch,
+    isFallbackAdapter: false,
+    maxBufferBytes: 2 ** 31 - 1,
+    cpuEngine: engine.name,
+  }
+  if (fallbackReason !== undefined) info.fallbackReason = fallbackReason
+  return Object.freeze(info)
+}
 
 export class CpuBackend implements Backend {
   readonly kind = 'cpu' as const
   readonly info: BackendInfo
+  readonly engine: CpuEngine
+  readonly #ops: Readonly<CpuOps>
   #destroyed = false
 
-  constructor(fallbackReason?: string) {
-    this.info = Object.freeze(
-      fallbackReason === undefined ? { ...cpuBackendInfo } : { ...cpuBackendInfo, fallbackReason },
-    )
+  constructor(options: CpuBackendOptions = {}) {
+    this.engine =
+      typeof options.engine === 'object' ? options.engine : defaultCpuEngine(options.engine ?? undefined)
+    this.#ops = opsOf(this.engine)
+    this.info = cpuBackendInfo(this.engine, options.fallbackReason)
   }
 
   #data(tensor: Tensor): Float32Array {
@@ -144,46 +131,46 @@ export class CpuBackend implements Backend {
 
   matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
     const { m, k, n } = matmulDims(a, b, options)
-    const c = matmulReference(this.#data(a), this.#data(b), m, k, n, options.transposeA, options.transposeB)
+    const c = this.#ops.matmul(this.#data(a), this.#data(b), m, k, n, options.transposeA, options.transposeB)
     return new CpuTensor(c, [m, n])
   }
 
   biasAdd(x: Tensor, bias: Tensor): Tensor {
     biasAddDims(x, bias)
-    return new CpuTensor(biasAddReference(this.#data(x), this.#data(bias)), x.shape)
+    return new CpuTensor(this.#ops.biasAdd(this.#data(x), this.#data(bias)), x.shape)
   }
 
   relu(x: Tensor): Tensor {
-    return new CpuTensor(reluReference(this.#data(x)), x.shape)
+    return new CpuTensor(this.#ops.relu(this.#data(x)), x.shape)
   }
 
   reluBackward(gradOutput: Tensor, input: Tensor): Tensor {
     assertSameShape('reluBackward', gradOutput, input, 'gradOutput', 'input')
-    return new CpuTensor(reluBackwardReference(this.#data(gradOutput), this.#data(input)), input.shape)
+    return new CpuTensor(this.#ops.reluBackward(this.#data(gradOutput), this.#data(input)), input.shape)
   }
 
   softmaxCrossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; gradLogits: Tensor } {
     const { m, c } = softmaxCrossEntropyDims(logits, labels)
-    const result = softmaxCrossEntropyReference(this.#data(logits), this.#data(labels), m, c)
+    const result = this.#ops.softmaxCrossEntropy(this.#data(logits), this.#data(labels), m, c)
     return { loss: new CpuTensor(result.loss, [m]), gradLogits: new CpuTensor(result.gradLogits, [m, c]) }
   }
 
   sumRows(x: Tensor): Tensor {
     const { m, n } = rowsDims('sumRows', x)
-    return new CpuTensor(sumRowsReference(this.#data(x), m, n), [n])
+    return new CpuTensor(this.#ops.sumRows(this.#data(x), m, n), [n])
   }
 
   meanRows(x: Tensor): Tensor {
     const { m, n } = rowsDims('meanRows', x)
-    return new CpuTensor(meanRowsReference(this.#data(x), m, n), [n])
+    return new CpuTensor(this.#ops.meanRows(this.#data(x), m, n), [n])
   }
 
   sum(x: Tensor): Tensor {
-    return new CpuTensor(sumReference(this.#data(x)), [1])
+    return new CpuTensor(this.#ops.sum(this.#data(x)), [1])
   }
 
   mean(x: Tensor): Tensor {
-    return new CpuTensor(meanReference(this.#data(x)), [1])
+    return new CpuTensor(this.#ops.mean(this.#data(x)), [1])
   }
 
   axpyInPlace(alpha: number, x: Tensor, y: Tensor): void {
@@ -198,11 +185,11 @@ export class CpuBackend implements Backend {
       ],
       sharesStorage,
     )
-    axpyReference(alpha, xData, yData)
+    this.#ops.axpy(alpha, xData, yData)
   }
 
   scale(x: Tensor, alpha: number): Tensor {
-    return new CpuTensor(scaleReference(this.#data(x), alpha), x.shape)
+    return new CpuTensor(this.#ops.scale(this.#data(x), alpha), x.shape)
   }
 
   sgdMomentumInPlace(param: Tensor, grad: Tensor, velocity: Tensor, options: SgdMomentumOptions): void {
@@ -214,7 +201,7 @@ export class CpuBackend implements Backend {
       ['velocity', this.#data(velocity)],
     ] as const
     assertNotAliased('sgdMomentumInPlace', operands, sharesStorage)
-    sgdMomentumReference(operands[0][1], operands[1][1], operands[2][1], options)
+    this.#ops.sgdMomentum(operands[0][1], operands[1][1], operands[2][1], options)
   }
 
   adamWInPlace(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void {
@@ -228,32 +215,32 @@ export class CpuBackend implements Backend {
       ['v', this.#data(v)],
     ] as const
     assertNotAliased('adamWInPlace', operands, sharesStorage)
-    adamWReference(operands[0][1], operands[1][1], operands[2][1], operands[3][1], options)
+    this.#ops.adamW(operands[0][1], operands[1][1], operands[2][1], operands[3][1], options)
   }
 
   async quantizeInt8(x: Tensor, blockSize: number): Promise<QuantizedInt8> {
     assertBlockSize(blockSize)
-    return quantizeInt8Reference(this.#data(x), blockSize)
+    return this.#ops.quantizeInt8(this.#data(x), blockSize)
   }
 
   dequantizeInt8(quantized: QuantizedInt8): Tensor {
     assertQuantized(quantized)
-    return new CpuTensor(dequantizeInt8Reference(quantized), [quantized.length])
+    return new CpuTensor(this.#ops.dequantizeInt8(quantized), [quantized.length])
   }
 
   add(a: Tensor, b: Tensor): Tensor {
     assertSameShape('add', a, b, 'a', 'b')
-    return new CpuTensor(addReference(this.#data(a), this.#data(b)), a.shape)
+    return new CpuTensor(this.#ops.add(this.#data(a), this.#data(b)), a.shape)
   }
 
   embedding(table: Tensor, ids: Tensor): Tensor {
     const { rows, width, count } = embeddingDims(table, ids)
-    return new CpuTensor(embeddingReference(this.#data(table), this.#data(ids), rows, width), [count, width])
+    return new CpuTensor(this.#ops.embedding(this.#data(table), this.#data(ids), rows, width), [count, width])
   }
 
   embeddingBackward(gradOutput: Tensor, ids: Tensor, rows: number): Tensor {
     const { width } = embeddingBackwardDims(gradOutput, ids, rows)
-    const table = embeddingBackwardReference(this.#data(gradOutput), this.#data(ids), rows, width)
+    const table = this.#ops.embeddingBackward(this.#data(gradOutput), this.#data(ids), rows, width)
     return new CpuTensor(table, [rows, width])
   }
 
@@ -264,7 +251,7 @@ export class CpuBackend implements Backend {
     epsilon: number,
   ): { y: Tensor; mean: Tensor; rstd: Tensor } {
     const { m, d } = layerNormDims(x, gamma, beta)
-    const result = layerNormReference(this.#data(x), this.#data(gamma), this.#data(beta), m, d, epsilon)
+    const result = this.#ops.layerNorm(this.#data(x), this.#data(gamma), this.#data(beta), m, d, epsilon)
     return {
       y: new CpuTensor(result.y, [m, d]),
       mean: new CpuTensor(result.mean, [m]),
@@ -280,7 +267,7 @@ export class CpuBackend implements Backend {
     rstd: Tensor,
   ): { gradInput: Tensor; gradGamma: Tensor; gradBeta: Tensor } {
     const { m, d } = layerNormBackwardDims(gradOutput, x, gamma, mean, rstd)
-    const result = layerNormBackwardReference(
+    const result = this.#ops.layerNormBackward(
       this.#data(gradOutput),
       this.#data(x),
       this.#data(gamma),
@@ -297,17 +284,17 @@ export class CpuBackend implements Backend {
   }
 
   gelu(x: Tensor): Tensor {
-    return new CpuTensor(geluReference(this.#data(x)), x.shape)
+    return new CpuTensor(this.#ops.gelu(this.#data(x)), x.shape)
   }
 
   geluBackward(gradOutput: Tensor, input: Tensor): Tensor {
     assertSameShape('geluBackward', gradOutput, input, 'gradOutput', 'input')
-    return new CpuTensor(geluBackwardReference(this.#data(gradOutput), this.#data(input)), input.shape)
+    return new CpuTensor(this.#ops.geluBackward(this.#data(gradOutput), this.#data(input)), input.shape)
   }
 
   attention(qkv: Tensor, dims: AttentionDims): { output: Tensor; logSumExp: Tensor } {
     const sizes = attentionDims('attention', qkv, dims)
-    const result = attentionReference(this.#data(qkv), sizes)
+    const result = this.#ops.attention(this.#data(qkv), sizes)
     return {
       output: new CpuTensor(result.output, [sizes.batch * sizes.sequence, sizes.width]),
       logSumExp: new CpuTensor(result.logSumExp, [sizes.batch * sizes.heads * sizes.sequence]),
@@ -322,7 +309,7 @@ export class CpuBackend implements Backend {
     dims: AttentionDims,
   ): Tensor {
     const sizes = attentionBackwardDims(gradOutput, qkv, output, logSumExp, dims)
-    const gradQkv = attentionBackwardReference(
+    const gradQkv = this.#ops.attentionBackward(
       this.#data(gradOutput),
       this.#data(qkv),
       this.#data(output),
@@ -334,12 +321,12 @@ export class CpuBackend implements Backend {
 
   attentionCached(queries: Tensor, keys: Tensor, values: Tensor, dims: CachedAttentionDims): Tensor {
     const sizes = cachedAttentionDims(queries, keys, values, dims)
-    const output = attentionCachedReference(this.#data(queries), this.#data(keys), this.#data(values), sizes)
+    const output = this.#ops.attentionCached(this.#data(queries), this.#data(keys), this.#data(values), sizes)
     return new CpuTensor(output, queries.shape)
   }
 
   sumSquares(x: Tensor): Tensor {
-    return new CpuTensor(sumSquaresReference(this.#data(x)), [1])
+    return new CpuTensor(this.#ops.sumSquares(this.#data(x)), [1])
   }
 
   async sync(): Promise<void> {}

@@ -1,8 +1,11 @@
 // The public entry of the kernel library: createBackend picks WebGPU (Dawn) when it can and the
-// CPU reference backend otherwise, saying why in info.fallbackReason.
+// CPU backend otherwise, saying why in info.fallbackReason; the CPU backend computes on the fastest
+// engine that loads (kernels/cpu/engine.ts).
 import { logger } from '@libp2p/logger'
 import type { Backend } from './backend.js'
 import { CpuBackend } from './cpu-backend.js'
+import type { CpuEngineName } from './cpu/engine.js'
+import { loadCpuEngine } from './cpu/engines.js'
 import { acquireDawnDevice, type DeviceFactory } from './runtime.js'
 import { WebGpuBackend } from './webgpu-backend.js'
 import type { MatmulVersion } from './wgsl/matmul.js'
@@ -20,7 +23,9 @@ export type {
   Tensor,
 } from './backend.js'
 export { AliasedTensorError, ShapeError } from './backend.js'
-export { CpuBackend } from './cpu-backend.js'
+export { CpuBackend, type CpuBackendOptions } from './cpu-backend.js'
+export { CPU_ENGINE_NAMES, type CpuEngine, type CpuEngineName } from './cpu/engine.js'
+export { CpuEngineUnavailableError, loadCpuEngine, nativeEngineError } from './cpu/engines.js'
 export type { AcquiredDevice, DeviceFactory } from './runtime.js'
 export { WebGpuBackend } from './webgpu-backend.js'
 export { MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
@@ -34,6 +39,11 @@ export interface CreateBackendOptions {
   deviceFactory?: DeviceFactory
   /** force a matmul kernel instead of the per-adapter choice */
   matmulVersion?: MatmulVersion
+  /**
+   * the cpu backend's engine; @default the fastest that loads (native, else wasm, else reference).
+   * A named engine that cannot run throws CpuEngineUnavailableError.
+   */
+  cpuEngine?: CpuEngineName
 }
 
 /**
@@ -44,7 +54,7 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   const prefer = options.prefer ?? 'webgpu'
   if (prefer !== 'webgpu' && prefer !== 'cpu')
     throw new TypeError(`prefer must be 'webgpu' or 'cpu', got ${String(prefer)}`)
-  if (prefer === 'cpu') return new CpuBackend()
+  if (prefer === 'cpu') return new CpuBackend({ engine: await loadCpuEngine(options.cpuEngine) })
   const factory = options.deviceFactory ?? acquireDawnDevice
   let acquired: Awaited<ReturnType<DeviceFactory>>
   try {
@@ -52,7 +62,7 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   } catch (error) {
     const reason = `webgpu unavailable: ${error instanceof Error ? error.message : String(error)}`
     log('falling back to the cpu backend: %s', reason)
-    return new CpuBackend(reason)
+    return new CpuBackend({ engine: await loadCpuEngine(options.cpuEngine), fallbackReason: reason })
   }
   return new WebGpuBackend(acquired, { matmulVersion: options.matmulVersion })
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything shardnet needs on a fresh machine: the npm packages, the GPT model kind's
-# corpus (Debian's linux-doc-6.1 documentation sources) and, where Dawn finds no WebGPU adapter on
+# corpus (Debian's linux-doc-6.1 documentation sources), the cpu backend's native engine (OpenBLAS
+# and a C compiler, then scripts/build-native.sh) and, where Dawn finds no WebGPU adapter on
 # Debian/Ubuntu, Mesa's software Vulkan driver (lavapipe). Where it cannot install a package (not
 # root, another OS) it prints what to run; without the driver shardnet uses its cpu backend, without
 # the corpus only the GPT kind's training is unavailable.
@@ -54,6 +55,21 @@ else
     log "linux-doc-6.1 could not be installed (this release may not offer it: it is Debian bookworm's); the GPT kind cannot train until $corpus_dir exists."
   fi
 fi
+
+# The cpu backend's native engine: C kernels over OpenBLAS (OpenMP build), compiled for this
+# machine. Without a compiler or OpenBLAS the cpu backend uses its wasm engine instead.
+blas_cmd='apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends build-essential libopenblas-openmp-dev'
+if [ ! -f /usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h ] && [ -z "${OPENBLAS_INCLUDE_DIR:-}" ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing OpenBLAS and a C compiler for the native cpu engine"
+  blas_status=0
+  as_root "$blas_cmd" || blas_status=$?
+  if [ "$blas_status" -eq 125 ]; then
+    log "not root: for the native cpu engine, run as root: $blas_cmd"
+  elif [ "$blas_status" -ne 0 ]; then
+    log "OpenBLAS could not be installed; the cpu backend will use its wasm engine."
+  fi
+fi
+bash scripts/build-native.sh
 
 if adapter=$(node scripts/probe-webgpu.mjs 2>/dev/null); then
   log "WebGPU adapter: $adapter"

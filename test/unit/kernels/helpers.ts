@@ -62,14 +62,19 @@ export function expectClose(
   }
 }
 
-export type BackendName = 'cpu' | 'webgpu'
-export const BACKENDS: readonly BackendName[] = ['cpu', 'webgpu']
+/** a backend and, for cpu, its engine (kernels/cpu/engine.ts) */
+export type BackendName = 'cpu-native' | 'cpu-reference' | 'webgpu'
+/** every op suite runs against each: CI builds the native engine and installs lavapipe */
+export const BACKENDS: readonly BackendName[] = ['cpu-native', 'cpu-reference', 'webgpu']
 
-/** the named backend; a webgpu request that falls back to cpu fails the test (CI has lavapipe) */
+/** the named backend; one that is not available here fails the test instead of falling back */
 export async function openBackend(name: BackendName): Promise<Backend> {
-  const backend = await createBackend({ prefer: name })
-  if (backend.kind !== name) {
-    throw new Error(`expected the ${name} backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`)
+  if (name === 'webgpu') {
+    const backend = await createBackend({ prefer: 'webgpu' })
+    if (backend.kind !== 'webgpu')
+      throw new Error(`expected the webgpu backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`)
+    return backend
   }
-  return backend
+  const engine = name === 'cpu-native' ? 'native' : 'reference'
+  return createBackend({ prefer: 'cpu', cpuEngine: engine })
 }
