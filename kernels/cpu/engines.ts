@@ -22,10 +22,12 @@ export class CpuEngineUnavailableError extends Error {
  */
 export function defaultCpuEngine(name?: CpuEngineName): CpuEngine {
   if (name === 'reference') return REFERENCE_ENGINE
-  if (name === 'wasm') throw new CpuEngineUnavailableError('the wasm engine loads asynchronously: use loadCpuEngine')
+  if (name === 'wasm')
+    throw new CpuEngineUnavailableError('the wasm engine loads asynchronously: use loadCpuEngine')
   const native = loadNativeEngine()
   if ('engine' in native) return native.engine
-  if (name === 'native') throw new CpuEngineUnavailableError(`the native cpu engine is unavailable: ${native.error}`)
+  if (name === 'native')
+    throw new CpuEngineUnavailableError(`the native cpu engine is unavailable: ${native.error}`)
   return REFERENCE_ENGINE
 }
 
@@ -42,7 +44,8 @@ export function nativeEngineError(): string | undefined {
 export async function loadCpuEngine(name?: CpuEngineName): Promise<CpuEngine> {
   if (name === 'wasm') {
     const wasm = await loadWasmEngine()
-    if ('error' in wasm) throw new CpuEngineUnavailableError(`the wasm cpu engine is unavailable: ${wasm.error}`)
+    if ('error' in wasm)
+      throw new CpuEngineUnavailableError(`the wasm cpu engine is unavailable: ${wasm.error}`)
     return wasm.engine
   }
   if (name !== undefined) return defaultCpuEngine(name)

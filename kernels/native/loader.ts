@@ -12,7 +12,16 @@ import { adamWConstants } from '../reference/optimizers.js'
 interface NativeAddon {
   setThreads(threads: number): void
   describe(): { blas: string; blasConfig: string; threads: number; processors: number }
-  matmul(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, ta: boolean, tb: boolean): void
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    ta: boolean,
+    tb: boolean,
+  ): void
   biasAdd(x: Float32Array, bias: Float32Array, y: Float32Array): void
   relu(x: Float32Array, y: Float32Array): void
   reluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array): void
@@ -23,8 +32,22 @@ interface NativeAddon {
   geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array): void
   sumRows(x: Float32Array, y: Float32Array, m: number, n: number, mean: boolean): void
   sum(x: Float32Array, squares: boolean): number
-  softmaxCrossEntropy(logits: Float32Array, labels: Float32Array, loss: Float32Array, grad: Float32Array, m: number, c: number): void
-  sgdMomentum(p: Float32Array, g: Float32Array, v: Float32Array, lr: number, momentum: number, wd: number): void
+  softmaxCrossEntropy(
+    logits: Float32Array,
+    labels: Float32Array,
+    loss: Float32Array,
+    grad: Float32Array,
+    m: number,
+    c: number,
+  ): void
+  sgdMomentum(
+    p: Float32Array,
+    g: Float32Array,
+    v: Float32Array,
+    lr: number,
+    momentum: number,
+    wd: number,
+  ): void
   adamW(
     p: Float32Array,
     g: Float32Array,
@@ -42,7 +65,13 @@ interface NativeAddon {
   quantizeInt8(x: Float32Array, values: Int8Array, scales: Float32Array, blockSize: number): void
   dequantizeInt8(values: Int8Array, scales: Float32Array, blockSize: number, x: Float32Array): void
   embedding(table: Float32Array, ids: Float32Array, out: Float32Array, rows: number, width: number): void
-  embeddingBackward(dy: Float32Array, ids: Float32Array, table: Float32Array, rows: number, width: number): void
+  embeddingBackward(
+    dy: Float32Array,
+    ids: Float32Array,
+    table: Float32Array,
+    rows: number,
+    width: number,
+  ): void
   layerNorm(
     x: Float32Array,
     gamma: Float32Array,
@@ -66,7 +95,15 @@ interface NativeAddon {
     m: number,
     d: number,
   ): void
-  attention(qkv: Float32Array, out: Float32Array, lse: Float32Array, b: number, t: number, h: number, d: number): void
+  attention(
+    qkv: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    b: number,
+    t: number,
+    h: number,
+    d: number,
+  ): void
   attentionBackward(
     dOut: Float32Array,
     qkv: Float32Array,

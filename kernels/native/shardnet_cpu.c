@@ -198,7 +198,7 @@ static napi_value add(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// y += alpha x (alpha rounded to float32, as the reference does)
+// y += alpha x with alpha rounded to float32 and the sum rounded once, as the reference does
 static napi_value axpy(napi_env env, napi_callback_info info) {
   ARGS(3)
   DBL(alpha, 0)
@@ -207,7 +207,7 @@ static napi_value axpy(napi_env env, napi_callback_info info) {
   NEED(y_length == x_length)
   const float a = (float)alpha;
 #pragma omp parallel for simd schedule(static) if (x_length >= PARALLEL_MIN)
-  for (size_t i = 0; i < x_length; i++) y[i] += a * x[i];
+  for (size_t i = 0; i < x_length; i++) y[i] = (float)((double)y[i] + (double)a * (double)x[i]);
   return undefined(env);
 }
 
