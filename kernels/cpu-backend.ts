@@ -12,6 +12,8 @@ import type {
   SgdMomentumOptions,
   Tensor,
 } from './backend.js'
+import { type CpuEngine, type CpuEngineName, type CpuOps, opsOf } from './cpu/engine.js'
+import { defaultCpuEngine } from './cpu/engines.js'
 import {
   assertBlockSize,
   assertDataLength,
@@ -33,8 +35,6 @@ import {
   layerNormBackwardDims,
   layerNormDims,
 } from './ops/transformer-shapes.js'
-import { type CpuEngine, type CpuEngineName, type CpuOps, opsOf } from './cpu/engine.js'
-import { defaultCpuEngine } from './cpu/engines.js'
 
 export class CpuTensor implements Tensor {
   readonly shape: readonly number[]

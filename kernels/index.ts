@@ -3,9 +3,9 @@
 // engine that loads (kernels/cpu/engine.ts).
 import { logger } from '@libp2p/logger'
 import type { Backend } from './backend.js'
-import { CpuBackend } from './cpu-backend.js'
 import type { CpuEngineName } from './cpu/engine.js'
 import { loadCpuEngine } from './cpu/engines.js'
+import { CpuBackend } from './cpu-backend.js'
 import { acquireDawnDevice, type DeviceFactory } from './runtime.js'
 import { WebGpuBackend } from './webgpu-backend.js'
 import type { MatmulVersion } from './wgsl/matmul.js'
@@ -23,9 +23,9 @@ export type {
   Tensor,
 } from './backend.js'
 export { AliasedTensorError, ShapeError } from './backend.js'
-export { CpuBackend, type CpuBackendOptions } from './cpu-backend.js'
 export { CPU_ENGINE_NAMES, type CpuEngine, type CpuEngineName } from './cpu/engine.js'
 export { CpuEngineUnavailableError, loadCpuEngine, nativeEngineError } from './cpu/engines.js'
+export { CpuBackend, type CpuBackendOptions } from './cpu-backend.js'
 export type { AcquiredDevice, DeviceFactory } from './runtime.js'
 export { WebGpuBackend } from './webgpu-backend.js'
 export { MATMUL_VERSIONS, type MatmulVersion } from './wgsl/matmul.js'
