@@ -23,18 +23,28 @@
 import '../node/polyfill.js'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import { BatchSampler, ByteCorpus, buildCorpus, defaultCorpusCacheDir } from '../kernels/data/corpus.js'
+import { ByteCorpus, buildCorpus, defaultCorpusCacheDir } from '../kernels/data/corpus.js'
 import { type Backend, createBackend } from '../kernels/index.js'
-import { GPT_PRESETS, type GptConfig, initializeGpt } from '../kernels/models/gpt/config.js'
+import type { GptConfig } from '../kernels/models/gpt/config.js'
 import { generateBytes } from '../kernels/models/gpt/generate.js'
 import { Gpt } from '../kernels/models/gpt/model.js'
-import { GptTrainer, type GptTrainerOptions, gptLearningRateAt } from '../kernels/models/gpt/training.js'
+import { gptLearningRateAt } from '../kernels/models/gpt/training.js'
 import { acquireDawnDevice } from '../kernels/runtime.js'
 import { flagReaders } from './flags.js'
+import {
+  GPT_BENCH_CONFIG,
+  GPT_BENCH_SEED,
+  gptBenchBatches,
+  gptBenchInitialParameters,
+  gptBenchTrainerOptions,
+  type TimedSteps,
+  timeShardnetGptSteps,
+  timeSteps,
+} from './gpt-training-steps.js'
 
 const IMPLEMENTATIONS = ['shardnet-webgpu', 'shardnet-cpu', 'tfjs-webgpu', 'tfjs-wasm'] as const
 type ImplementationName = (typeof IMPLEMENTATIONS)[number]
-const SEED = 1
+const SEED = GPT_BENCH_SEED
 
 const { values: flags } = parseArgs({
   options: {
@@ -54,7 +64,7 @@ const USAGE =
   'usage: npm run bench:gpt-speed -- [--batch 8] [--sequence 256] [--warmup 1] [--steps 3] ' +
   `[--only ${IMPLEMENTATIONS.join(',')}] [--tokens 128] [--prompt 64] [--no-generate] [--json]`
 const { fail, integer } = flagReaders<keyof typeof flags>(flags, USAGE)
-const config: GptConfig = GPT_PRESETS.tiny
+const config: GptConfig = GPT_BENCH_CONFIG
 const batch = integer('batch', 1)
 const sequence = integer('sequence', 1)
 if (sequence > config.context) fail(`--sequence must not exceed the context ${config.context}`)
@@ -70,24 +80,12 @@ for (const name of only)
 const selected = IMPLEMENTATIONS.filter((name) => only.includes(name))
 
 const progress = (message: string) => process.stderr.write(`${message}\n`)
-const trainerOptions: GptTrainerOptions = {
-  learningRate: 1e-3,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.95,
-  epsilon: 1e-8,
-  gradClip: 1,
-  warmupSteps: 0,
-  totalSteps: warmup + steps,
-}
+const trainerOptions = gptBenchTrainerOptions(warmup + steps)
 const tokensPerStep = batch * sequence
 
 const corpus = await buildCorpus({ cacheDir: defaultCorpusCacheDir() })
-const training = ByteCorpus.open(corpus.training.path)
-const sampler = new BatchSampler(training, { seed: SEED, batch, context: sequence, shard: 0, shards: 1 })
-const batches = Array.from({ length: warmup + steps }, (_, step) => sampler.batchAt(step))
-training.close()
-const initial = initializeGpt(config, SEED)
+const batches = await gptBenchBatches(batch, sequence, warmup + steps)
+const initial = gptBenchInitialParameters(config)
 
 interface TrainingResult {
   implementation: ImplementationName
@@ -103,35 +101,13 @@ interface TrainingResult {
   skipped?: string
 }
 
-interface Timed {
-  seconds: number[]
-  cpuSeconds: number
-  losses: number[]
-}
-
-/** Runs warm-up + timed steps of `step` (which returns the batch's loss once the step is done). */
-async function timeSteps(step: (index: number) => Promise<number>): Promise<Timed> {
-  const losses: number[] = []
-  for (let i = 0; i < warmup; i++) losses.push(await step(i))
-  const seconds: number[] = []
-  const cpuStart = process.cpuUsage()
-  for (let i = warmup; i < warmup + steps; i++) {
-    const start = performance.now()
-    losses.push(await step(i))
-    seconds.push((performance.now() - start) / 1000)
-    progress(`    step ${i - warmup + 1}/${steps}: ${seconds[seconds.length - 1].toFixed(2)} s`)
-  }
-  const cpu = process.cpuUsage(cpuStart)
-  return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, losses }
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
-function summarize(implementation: ImplementationName, device: string, timed: Timed): TrainingResult {
+function summarize(implementation: ImplementationName, device: string, timed: TimedSteps): TrainingResult {
   return {
     implementation,
     device,
@@ -143,21 +119,8 @@ function summarize(implementation: ImplementationName, device: string, timed: Ti
 }
 
 async function trainShardnet(backend: Backend, implementation: ImplementationName): Promise<TrainingResult> {
-  const gpt = Gpt.create(backend, config, initial)
-  const trainer = new GptTrainer(gpt, trainerOptions)
-  try {
-    const timed = await timeSteps(async (index) => {
-      const { inputs, targets } = batches[index]
-      const loss = await trainer.step(inputs, targets, batch)
-      const [value] = await backend.read(loss)
-      loss.dispose()
-      return value
-    })
-    return summarize(implementation, backend.info.adapterName, timed)
-  } finally {
-    trainer.dispose()
-    gpt.dispose()
-  }
+  const run = { config, initial, batches, batch, warmup, steps, trainerOptions, progress }
+  return summarize(implementation, backend.info.adapterName, await timeShardnetGptSteps(backend, run))
 }
 
 // tfjs-backend-webgpu looks for navigator.gpu when it is imported: give it the Dawn GPU object the
@@ -201,13 +164,18 @@ async function trainTfjs(implementation: 'tfjs-webgpu' | 'tfjs-wasm'): Promise<T
     gradClip: 1,
   })
   try {
-    const timed = await timeSteps(async (index) => {
-      const { inputs, targets } = batches[index]
-      const loss = trainer.step(inputs, targets, batch, gptLearningRateAt(trainerOptions, index))
-      const [value] = await loss.data()
-      loss.dispose()
-      return value
-    })
+    const timed = await timeSteps(
+      async (index) => {
+        const { inputs, targets } = batches[index]
+        const loss = trainer.step(inputs, targets, batch, gptLearningRateAt(trainerOptions, index))
+        const [value] = await loss.data()
+        loss.dispose()
+        return value
+      },
+      warmup,
+      steps,
+      progress,
+    )
     return summarize(implementation, device, timed)
   } finally {
     trainer.dispose()
