@@ -69,7 +69,13 @@ type ModuleFactory = (options: ModuleOptions) => Promise<WasmModule>
 const TRANSPOSE_BLOCK = 32
 
 /** into[offset + r*cols + c] = source[c*rows + r]: the [cols, rows] matrix `source` transposed */
-function copyTransposed(source: Float32Array, rows: number, cols: number, into: Float32Array, offset: number) {
+function copyTransposed(
+  source: Float32Array,
+  rows: number,
+  cols: number,
+  into: Float32Array,
+  offset: number,
+) {
   for (let r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
     const r1 = Math.min(r0 + TRANSPOSE_BLOCK, rows)
     for (let c0 = 0; c0 < cols; c0 += TRANSPOSE_BLOCK) {
@@ -177,7 +183,8 @@ class WasmMatmul {
       module._dispose_data(bId)
       module._dispose_data(cId)
     }
-    if (this.#errors.length > 0) throw new WasmEngineError(`matmul ${m}x${k}x${n}: ${this.#errors.join('; ')}`)
+    if (this.#errors.length > 0)
+      throw new WasmEngineError(`matmul ${m}x${k}x${n}: ${this.#errors.join('; ')}`)
     // the call may have grown the heap (XNNPACK's packed weights): read the view again
     return module.HEAPF32.slice(cAt, cAt + m * n)
   }
@@ -197,8 +204,16 @@ function packageFiles(): { factory: string; simd: string; plain: string; version
   }
 }
 
-/** the listeners of the events the Emscripten factory hooks */
-const HOOKED_EVENTS = ['uncaughtException', 'unhandledRejection'] as const
+/** the runtime's WebAssembly object (the compiler's libraries here do not declare it) */
+const webAssembly = (globalThis as unknown as { WebAssembly: { validate(bytes: Uint8Array): boolean } })
+  .WebAssembly
+
+/** the events the Emscripten factory hooks process-wide */
+type HookedEvent = 'uncaughtException' | 'unhandledRejection'
+const HOOKED_EVENTS: readonly HookedEvent[] = ['uncaughtException', 'unhandledRejection']
+type Listener = (...args: unknown[]) => void
+const listenersOf = (event: HookedEvent): Listener[] =>
+  process.listeners(event as 'uncaughtException') as Listener[]
 
 async function instantiate(): Promise<EngineLoad> {
   const { readFile } = await import('node:fs/promises')
@@ -206,18 +221,17 @@ async function instantiate(): Promise<EngineLoad> {
   const require = createRequire(import.meta.url)
   const factory = require(files.factory) as ModuleFactory
   let binary = new Uint8Array(await readFile(files.simd))
-  const simd = WebAssembly.validate(binary)
+  const simd = webAssembly.validate(binary)
   if (!simd) binary = new Uint8Array(await readFile(files.plain))
 
   let matmul: WasmMatmul | undefined
   const early: string[] = []
-  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event))]))
+  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(listenersOf(event))]))
   const removeAddedListeners = () => {
     for (const event of HOOKED_EVENTS) {
       const known = before.get(event) ?? new Set()
-      for (const listener of process.listeners(event)) {
-        if (!known.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void)
-      }
+      for (const listener of listenersOf(event))
+        if (!known.has(listener)) process.removeListener(event, listener)
     }
   }
   let module: WasmModule

@@ -63,9 +63,9 @@ export function expectClose(
 }
 
 /** a backend and, for cpu, its engine (kernels/cpu/engine.ts) */
-export type BackendName = 'cpu-native' | 'cpu-reference' | 'webgpu'
+export type BackendName = 'cpu-native' | 'cpu-wasm' | 'cpu-reference' | 'webgpu'
 /** every op suite runs against each: CI builds the native engine and installs lavapipe */
-export const BACKENDS: readonly BackendName[] = ['cpu-native', 'cpu-reference', 'webgpu']
+export const BACKENDS: readonly BackendName[] = ['cpu-native', 'cpu-wasm', 'cpu-reference', 'webgpu']
 
 /** the named backend; one that is not available here fails the test instead of falling back */
 export async function openBackend(name: BackendName): Promise<Backend> {
@@ -75,6 +75,6 @@ export async function openBackend(name: BackendName): Promise<Backend> {
       throw new Error(`expected the webgpu backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`)
     return backend
   }
-  const engine = name === 'cpu-native' ? 'native' : 'reference'
+  const engine = name === 'cpu-native' ? 'native' : name === 'cpu-wasm' ? 'wasm' : 'reference'
   return createBackend({ prefer: 'cpu', cpuEngine: engine })
 }

@@ -1,0 +1,201 @@
+// The wasm cpu engine (kernels/cpu/wasm-engine.ts): its matmul against the float64 reference for
+// every transpose combination on shapes that fit no tile, bit-identical repeats, and that it leaves
+// tfjs' process-wide state (backend registry, global backend) and the process' listeners alone.
+// The op suites (ops, attention, transformer-ops, ...) also run on it as the 'cpu-wasm' backend.
+import '@tensorflow/tfjs-backend-cpu'
+import * as tf from '@tensorflow/tfjs-core'
+import { describe, expect, it } from 'vitest'
+import type { CpuEngine } from '../../../kernels/cpu/engine.js'
+import { loadCpuEngine } from '../../../kernels/cpu/engines.js'
+import { loadWasmEngine } from '../../../kernels/cpu/wasm-engine.js'
+import { createBackend } from '../../../kernels/index.js'
+import { matmulReference } from '../../../kernels/reference/index.js'
+import { expectClose, randomArray, seededRandom, type Tolerance } from './helpers.js'
+
+/** the op suites' matmul tolerance (ops.test.ts): float32 accumulation over K terms in [-1,1] */
+const matmulTolerance = (k: number): Tolerance => ({ atol: 2e-7 * k, rtol: 1e-5 })
+
+/** [M, K, N]: ones, primes and a size past every XNNPACK tile and the transposing copy's 32-block */
+const SHAPES: readonly (readonly [number, number, number])[] = [
+  [1, 1, 1],
+  [1, 37, 1],
+  [1, 5, 129],
+  [129, 5, 1],
+  [3, 2, 7],
+  [17, 33, 9],
+  [65, 31, 127],
+  [127, 257, 63],
+  [97, 1031, 35],
+]
+
+const FLAGS = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const
+
+const label = (ta: boolean, tb: boolean) => `A${ta ? 'T' : ''}B${tb ? 'T' : ''}`
+
+/** the same floats, bit for bit (so -0 differs from 0 and every NaN payload counts) */
+function sameBits(x: Float32Array, y: Float32Array): boolean {
+  if (x.length !== y.length) return false
+  const a = new Uint32Array(x.buffer, x.byteOffset, x.length)
+  const b = new Uint32Array(y.buffer, y.byteOffset, y.length)
+  return a.every((bits, i) => bits === b[i])
+}
+
+const listenerCounts = () => ({
+  uncaughtException: process.listeners('uncaughtException').length,
+  unhandledRejection: process.listeners('unhandledRejection').length,
+})
+
+describe('the wasm cpu engine', () => {
+  // before anything loads the engine: what the process and tfjs look like without it
+  const listenersBefore = listenerCounts()
+
+  it('loads once, describes itself, leaves process listeners and the tfjs registry alone', async () => {
+    await tf.setBackend('cpu')
+    const load = await loadWasmEngine()
+    if ('error' in load) throw new Error(`the wasm engine did not load: ${load.error}`)
+    const { engine } = load
+    expect(engine.name).toBe('wasm')
+    expect(engine.threads).toBe(1)
+    expect(engine.description).toMatch(/^tfjs-backend-wasm 4\.\d+\.\d+ \(XNNPACK(, SIMD)?\), 1 thread$/)
+    expect(Object.keys(engine.ops)).toEqual(['matmul'])
+    const again = await loadWasmEngine()
+    expect('engine' in again && again.engine).toBe(engine)
+    expect(await loadCpuEngine('wasm')).toBe(engine)
+    expect(listenerCounts()).toEqual(listenersBefore)
+    // no backend named wasm registered with tfjs, and tfjs' global backend unchanged
+    expect(tf.findBackendFactory('wasm')).toBeNull()
+    expect(tf.getBackend()).toBe('cpu')
+  })
+
+  it('a cpu backend on it reports the engine', async () => {
+    const backend = await createBackend({ prefer: 'cpu', cpuEngine: 'wasm' })
+    expect(backend.kind).toBe('cpu')
+    expect(backend.info.cpuEngine).toBe('wasm')
+    expect(backend.info.adapterName).toMatch(/tfjs-backend-wasm/)
+    backend.destroy()
+  })
+
+  it.each(SHAPES)(
+    'matmul %ix%ix%i matches the reference with every transpose combination',
+    async (m, k, n) => {
+      const engine = await wasmEngine()
+      const random = seededRandom(m * 1_000_003 + k * 1009 + n)
+      const a = randomArray(random, m * k)
+      const b = randomArray(random, k * n)
+      const aCopy = a.slice()
+      const bCopy = b.slice()
+      for (const [ta, tb] of FLAGS) {
+        const got = matmulOf(engine)(a, b, m, k, n, ta, tb)
+        expect(got).toBeInstanceOf(Float32Array)
+        expectClose(
+          `${m}x${k}x${n} ${label(ta, tb)}`,
+          matmulReference(a, b, m, k, n, ta, tb),
+          got,
+          matmulTolerance(k),
+        )
+      }
+      expect(sameBits(a, aCopy) && sameBits(b, bCopy), 'inputs unchanged').toBe(true)
+    },
+  )
+
+  it('reads only the first m*k and k*n floats of longer inputs', async () => {
+    const matmul = matmulOf(await wasmEngine())
+    const random = seededRandom(5)
+    const [m, k, n] = [6, 9, 4]
+    const a = randomArray(random, m * k + 11)
+    const b = randomArray(random, k * n + 3)
+    for (const [ta, tb] of FLAGS) {
+      const expected = matmulReference(a.subarray(0, m * k), b.subarray(0, k * n), m, k, n, ta, tb)
+      expectClose(`long inputs ${label(ta, tb)}`, expected, matmul(a, b, m, k, n, ta, tb), matmulTolerance(k))
+    }
+  })
+
+  it('empty products: zeros of the right size, or nothing', async () => {
+    const matmul = matmulOf(await wasmEngine())
+    expect(Array.from(matmul(new Float32Array(0), new Float32Array(0), 2, 0, 3))).toEqual([0, 0, 0, 0, 0, 0])
+    expect(matmul(new Float32Array(0), new Float32Array(12), 0, 4, 3).length).toBe(0)
+    expect(matmul(new Float32Array(8), new Float32Array(0), 2, 4, 0).length).toBe(0)
+  })
+
+  it('inputs shorter than their shape are a RangeError, not a read of stale memory', async () => {
+    const matmul = matmulOf(await wasmEngine())
+    expect(() => matmul(new Float32Array(5), new Float32Array(6), 2, 3, 2)).toThrow(RangeError)
+    expect(() => matmul(new Float32Array(6), new Float32Array(5), 2, 3, 2)).toThrow(RangeError)
+  })
+
+  it('repeats are bit-identical, also after other products reused its memory', async () => {
+    const matmul = matmulOf(await wasmEngine())
+    const random = seededRandom(17)
+    const [m, k, n] = [73, 300, 41]
+    const a = randomArray(random, m * k)
+    const b = randomArray(random, k * n)
+    for (const [ta, tb] of FLAGS) {
+      const first = matmul(a, b, m, k, n, ta, tb)
+      // a larger product in between grows and overwrites the scratch memory
+      const other = randomArray(random, 200 * 200)
+      const between = matmul(other, other, 200, 200, 200, ta, tb)
+      const second = matmul(a, b, m, k, n, ta, tb)
+      const third = matmul(a, b, m, k, n, ta, tb)
+      expect(sameBits(first, second) && sameBits(second, third), `repeat ${label(ta, tb)}`).toBe(true)
+      // results are copies: later products do not change them
+      expect(sameBits(between, matmul(other, other, 200, 200, 200, ta, tb)), 'earlier result kept').toBe(true)
+    }
+  })
+
+  it('a new B with the same shape and the same tensor slot is not served from a stale packing', async () => {
+    // the module caches XNNPACK's packed weights per B tensor id: each call must pack its own B
+    const matmul = matmulOf(await wasmEngine())
+    const random = seededRandom(23)
+    const [m, k, n] = [8, 16, 12]
+    const a = randomArray(random, m * k)
+    for (let round = 0; round < 4; round++) {
+      const b = randomArray(random, k * n)
+      expectClose(`round ${round}`, matmulReference(a, b, m, k, n), matmul(a, b, m, k, n), matmulTolerance(k))
+    }
+  })
+
+  it("tfjs' own backends still work beside it, the wasm one included", async () => {
+    const engine = await wasmEngine()
+    const random = seededRandom(29)
+    const [m, k, n] = [19, 23, 11]
+    const a = randomArray(random, m * k)
+    const b = randomArray(random, k * n)
+    const before = matmulOf(engine)(a, b, m, k, n, false, true)
+    const reference = matmulReference(a, b, m, k, n)
+
+    expect(await tf.setBackend('cpu')).toBe(true)
+    const onCpu = tf.tidy(() => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])).dataSync())
+    expectClose('tfjs cpu', reference, onCpu, matmulTolerance(k))
+
+    // bench/gpt-anchor.ts runs tfjs-backend-wasm and a cpu backend on this engine in one process
+    await import('@tensorflow/tfjs-backend-wasm')
+    expect(await tf.setBackend('wasm')).toBe(true)
+    expect(tf.getBackend()).toBe('wasm')
+    const onWasm = tf.tidy(() => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])).dataSync())
+    expectClose('tfjs wasm', reference, onWasm, matmulTolerance(k))
+    expect(sameBits(matmulOf(engine)(a, b, m, k, n, false, true), before), 'engine unchanged').toBe(true)
+    expect(sameBits(matmulOf(engine)(a, b, m, k, n), new Float32Array(onWasm)), 'same XNNPACK product').toBe(
+      true,
+    )
+
+    expect(await tf.setBackend('cpu')).toBe(true)
+    expect(tf.getBackend()).toBe('cpu')
+  })
+})
+
+async function wasmEngine(): Promise<CpuEngine> {
+  const load = await loadWasmEngine()
+  if ('error' in load) throw new Error(`the wasm engine did not load: ${load.error}`)
+  return load.engine
+}
+
+function matmulOf(engine: CpuEngine): NonNullable<CpuEngine['ops']['matmul']> {
+  const { matmul } = engine.ops
+  if (matmul === undefined) throw new Error('the wasm engine has no matmul')
+  return matmul
+}
