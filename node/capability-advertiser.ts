@@ -75,6 +75,10 @@ export class CapabilityAdvertiser {
             adapterName: this.capability.adapterName,
             maxBufferBytes: this.capability.maxBufferBytes,
             gflops: this.capability.matmulGflops,
+            backends: this.capability.backends.map(({ matmulGflops, ...figure }) => ({
+              ...figure,
+              gflops: matmulGflops,
+            })),
           },
           { signal: this.controller.signal },
         )

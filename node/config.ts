@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
+import { CPU_ENGINE_NAMES, type CpuEngineName } from '../kernels/cpu/engine.js'
 import { API_HOST_DEFAULT } from './api/server.js'
 import { MAX_CONNECTIONS_DEFAULT } from './host.js'
 
@@ -64,7 +65,10 @@ export const configFileSchema = z.strictObject({
   /** binding the API to a non-loopback address must be asked for explicitly */
   allowRemoteApi: z.boolean().optional(),
   swarmKeyFile: z.string().min(1).optional(),
-  backend: z.enum(['webgpu', 'cpu']).optional(),
+  /** 'auto' computes on the backend the start-up probe measured fastest; 'webgpu' or 'cpu' pins one */
+  backend: z.enum(['auto', 'webgpu', 'cpu']).optional(),
+  /** pins the cpu backend's engine; absent: the fastest that loads */
+  cpuEngine: z.enum(CPU_ENGINE_NAMES).optional(),
   maxConnections: z.number().int().min(1).max(10_000).optional(),
   /** peer ids of the workers this node staffs its tasks with; empty or absent: anyone */
   allowedWorkers: z.array(peerIdString).max(ALLOW_LIST_MAX).optional(),
@@ -87,8 +91,13 @@ export interface NodeConfig {
   apiPort: number
   allowRemoteApi: boolean
   swarmKeyFile?: string
-  /** the backend this node prefers; it falls back to cpu when webgpu is unavailable */
-  backend: 'webgpu' | 'cpu'
+  /**
+   * 'auto': the backend the start-up probe measured fastest (node/executor/backend-probe.ts); 'webgpu'
+   * or 'cpu' pins one even where it is slower (a pinned webgpu falls back to cpu when no adapter opens)
+   */
+  backend: 'auto' | 'webgpu' | 'cpu'
+  /** the cpu backend's engine, pinned; undefined: the fastest that loads */
+  cpuEngine?: CpuEngineName
   maxConnections: number
   /** peer ids of the workers this node staffs its tasks with; empty: anyone */
   allowedWorkers: string[]
@@ -158,6 +167,7 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
       allowRemoteApi: overrides.allowRemoteApi,
       swarmKeyFile: overrides.swarmKeyFile,
       backend: overrides.backend,
+      cpuEngine: overrides.cpuEngine,
       maxConnections: overrides.maxConnections,
       allowedWorkers: overrides.allowedWorkers,
       allowedSubmitters: overrides.allowedSubmitters,
@@ -173,13 +183,15 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
     apiHost: pick('apiHost') ?? API_HOST_DEFAULT,
     apiPort: pick('apiPort') ?? 0,
     allowRemoteApi: pick('allowRemoteApi') ?? false,
-    backend: pick('backend') ?? 'webgpu',
+    backend: pick('backend') ?? 'auto',
     maxConnections: pick('maxConnections') ?? MAX_CONNECTIONS_DEFAULT,
     allowedWorkers: pick('allowedWorkers') ?? [],
     allowedSubmitters: pick('allowedSubmitters') ?? [],
   }
   const claimTimeoutMs = pick('claimTimeoutMs')
   if (claimTimeoutMs !== undefined) config.claimTimeoutMs = claimTimeoutMs
+  const cpuEngine = pick('cpuEngine')
+  if (cpuEngine !== undefined) config.cpuEngine = cpuEngine
   const swarmKeyFile = pick('swarmKeyFile')
   if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile
   if (!isLoopbackHost(config.apiHost) && !config.allowRemoteApi) {

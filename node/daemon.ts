@@ -1,15 +1,15 @@
 // The composition root: a running node. Opens the data dir (identity, datastore, block store),
-// measures the backend, builds the libp2p host with the protocols, starts the parts (the bootstrap
-// dialer of node/bootstrap.ts, the capability advertiser of node/capability-advertiser.ts, the task
-// service of node/tasks/service.ts) and serves the control API (the routes of node/api/node-routes.ts
-// and node/api/tasks.ts). Every part it starts goes on one cleanup stack, unwound in reverse order
-// when a later step of start-up fails and when the daemon stops.
+// measures its backends (or reads their cached figures) and picks one, builds the libp2p host with
+// the protocols, starts the parts (the bootstrap dialer of node/bootstrap.ts, the capability
+// advertiser of node/capability-advertiser.ts, the task service of node/tasks/service.ts) and serves
+// the control API (the routes of node/api/node-routes.ts and node/api/tasks.ts). Every part it
+// starts goes on one cleanup stack, unwound in reverse order when a later step of start-up fails and
+// when the daemon stops.
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
-import { createBackend } from '../kernels/index.js'
 import { BLOCKS_PROTOCOL, type BlockExchange, blockExchange } from '../protocols/blocks/index.js'
 import {
   type Capability,
@@ -36,7 +36,8 @@ import { loadOrCreateApiTokens } from './api/token.js'
 import { BootstrapDialer, dialRememberedPeers } from './bootstrap.js'
 import { CapabilityAdvertiser } from './capability-advertiser.js'
 import type { NodeConfig } from './config.js'
-import { backendProbe, type CapabilityProbe, type NodeCapability } from './executor/capability.js'
+import { probedCapability } from './executor/backend-probe.js'
+import type { CapabilityProbe, NodeCapability } from './executor/capability.js'
 import { createHost, dhtRoutingTableSize, readSwarmKey, type ShardnetHost } from './host.js'
 import { listPeers, type PeerEntry } from './peers.js'
 import { REPUTATION_FILE, ReputationBook } from './reputation.js'
@@ -67,13 +68,17 @@ export interface ProtocolServices extends Record<string, unknown> {
 export type NodeHost = ShardnetHost<ProtocolServices>
 
 /**
- * How a node measures itself when the caller does not say: a matmul timed through whichever backend
- * createBackend opens for the configured preference (webgpu, or cpu with its fallback reason).
+ * How a node measures itself when the caller does not say: every backend timed through the kernels
+ * the executors run (cached per machine in the data dir), computing on the fastest or the pinned one.
  */
 export function defaultCapabilityProbe(config: NodeConfig): CapabilityProbe {
-  // the backend the node will compute on (webgpu falls back to cpu, saying why), timed through the
-  // same kernels the executor runs
-  return backendProbe({ openBackend: () => createBackend({ prefer: config.backend }) })
+  return probedCapability({
+    dataDir: config.dataDir,
+    pins: {
+      backend: config.backend,
+      ...(config.cpuEngine === undefined ? {} : { cpuEngine: config.cpuEngine }),
+    },
+  })
 }
 
 /** The version every node reports; read once from package.json. */
@@ -88,7 +93,7 @@ export interface DaemonInit {
   config: NodeConfig
   /**
    * how this node measures what it can compute; the daemon measures once at start-up
-   * @default backendProbe over createBackend({ prefer: config.backend })
+   * @default defaultCapabilityProbe(config)
    */
   capabilityProbe?: CapabilityProbe
   /**
@@ -234,7 +239,16 @@ export class Daemon implements ApiNode {
       const { privateKey, created } = await loadOrCreateIdentity(paths.identityKey)
       const tokens = await loadOrCreateApiTokens(paths.apiToken, paths.apiReadToken)
       const capability = await (init.capabilityProbe ?? defaultCapabilityProbe(config)).measure()
-      log('backend %s (%s), %d GFLOP/s', capability.backend, capability.adapterName, capability.matmulGflops)
+      log(
+        'backend %s%s (%s), %d GFLOP/s, %s; probe %s in %d ms',
+        capability.backend,
+        capability.cpuEngine === undefined ? '' : `/${capability.cpuEngine}`,
+        capability.adapterName,
+        capability.matmulGflops,
+        capability.chosenBy ?? 'given',
+        capability.probe?.source ?? 'given',
+        Math.round((capability.probe?.seconds ?? 0) * 1000),
+      )
       const blockStore = new FileBlockStore({ folder: paths.blocks })
 
       let host: NodeHost | undefined

@@ -3,6 +3,7 @@
 // routing table, each with its capability record when one was found.
 import type { PeerId } from '@libp2p/interface'
 import {
+  type AdvertisedBackend,
   type Capability,
   type CapabilityDiscovery,
   FIND_WORKERS_LIMIT_MAX,
@@ -24,6 +25,8 @@ export interface PeerEntry {
     adapterName: string
     gflops: number
     maxBufferBytes: number
+    /** every backend the peer measured (empty when its record predates the figures) */
+    backends: AdvertisedBackend[]
   }
 }
 
@@ -75,6 +78,7 @@ export async function listPeers(
               adapterName: record.adapterName,
               gflops: record.gflops,
               maxBufferBytes: record.maxBufferBytes,
+              backends: record.backends,
             },
           })
         }

@@ -4,12 +4,14 @@
 // shows its progress, copies the model out, and stops every daemon. With the MNIST MLP (the default)
 // it then runs an inference task whose shards a quorum of replicas checks; with `--model gpt` it
 // trains the tiny GPT briefly on the linux-doc-6.1 corpus and prints a sample from it.
-import { mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Command, Option } from 'commander'
 import pc from 'picocolors'
 import { GPT_SHAPE_DEFAULT } from '../../protocols/tasks/spec.js'
+import type { NodeStatus } from '../api/node-routes.js'
+import { BACKEND_PROBE_FILE } from '../executor/backend-probe.js'
 import { generateGptLocal } from '../executor/local-gpt.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { DEMO_INFER_REPLICAS_DEFAULT, type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
@@ -127,20 +129,29 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   try {
-    // the MLP computes fastest on the cpu backend (it skips MNIST's zero pixels); the GPT on the
-    // webgpu backend where an adapter exists (4x the cpu backend's tokens/s on lavapipe), else cpu
-    const backend = options.model === 'gpt' ? 'webgpu' : 'cpu'
+    // every daemon computes on the backend its start-up probe measures fastest. The first measures;
+    // the others, on the same machine, start from its cached figures: probes that ran side by side
+    // would each measure with the others' load and could choose differently.
     say(`starting ${options.nodes} daemons on loopback (data dirs in ${root})`)
     const first: StartedDaemon = await startInBackground(
-      { dataDir: dataDirs[0], overrides: { backend } },
+      { dataDir: dataDirs[0], overrides: {} },
       60_000,
       () => {},
     )
     running.push(dataDirs[0])
+    await Promise.all(
+      dataDirs.slice(1).map(async (dataDir) => {
+        await mkdir(dataDir, { recursive: true, mode: 0o700 })
+        // without the first node's cache (it could not write one) a node measures for itself
+        await copyFile(join(dataDirs[0], BACKEND_PROBE_FILE), join(dataDir, BACKEND_PROBE_FILE)).catch(
+          () => {},
+        )
+      }),
+    )
     const others = await Promise.all(
       dataDirs.slice(1).map(async (dataDir) => {
         const daemon = await startInBackground(
-          { dataDir, overrides: { backend, bootstrap: [first.addresses[0]] } },
+          { dataDir, overrides: { bootstrap: [first.addresses[0]] } },
           60_000,
           () => {},
         )
@@ -150,6 +161,13 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     )
     say(`submitter ${first.peerId}; workers ${others.map((d) => shortPeer(d.peerId)).join(', ')}`)
     const client = await connectToDaemon(dataDirs[0])
+    const { capability } = await client.get<NodeStatus>('/v1/status')
+    say(
+      `computing on ${capability.backend}` +
+        `${capability.cpuEngine === undefined ? '' : `/${capability.cpuEngine}`} ` +
+        `(${capability.matmulGflops.toFixed(1)} GFLOP/s at matmul ${capability.matmulSize}, the fastest of ` +
+        `${capability.backends.length} backends measured)`,
+    )
     await waitFor(
       async () => (await client.get<{ peers: number }>('/v1/task-topic')).peers >= options.nodes - 1,
       `the submitter hears ${options.nodes - 1} workers on the task topic`,

@@ -2,6 +2,7 @@ import { resolve } from 'node:path'
 import { type Command, InvalidArgumentError, Option } from 'commander'
 import type { NodeStatus } from '../api/node-routes.js'
 import type { ConfigOverrides } from '../config.js'
+import type { BackendFigure, NodeCapability } from '../executor/capability.js'
 import { generateSwarmKey } from '../host.js'
 import type { PeerEntry } from '../peers.js'
 import { defaultDataDir } from '../store/data-dir.js'
@@ -41,6 +42,38 @@ function sum(counts: Record<string, number>): number {
   return Object.values(counts).reduce((total, count) => total + count, 0)
 }
 
+function backendName(figure: Pick<BackendFigure, 'backend' | 'engine'>): string {
+  return figure.engine === undefined ? figure.backend : `${figure.backend}/${figure.engine}`
+}
+
+/** One line per backend measured (the one in use starred), then those that did not open, then the probe. */
+function formatBackends(c: NodeCapability): string[] {
+  const figures = c.backends ?? []
+  const width = Math.max(
+    0,
+    ...figures.map((f) => backendName(f).length),
+    ...(c.unavailable ?? []).map((u) => backendName(u).length),
+  )
+  const lines = figures.map(
+    (f) =>
+      `${f.inUse ? '*' : ' '} ${backendName(f).padEnd(width)} ` +
+      `${f.matmulGflops.toFixed(2).padStart(9)} GFLOP/s  ${f.adapterName}`,
+  )
+  for (const u of c.unavailable ?? [])
+    lines.push(`  ${backendName(u).padEnd(width)} unavailable: ${u.reason}`)
+  if (c.probe !== undefined) {
+    const chosen = c.chosenBy === 'pinned' ? 'pinned by the config' : 'the fastest measured'
+    const when = new Date(c.probe.measuredAtMs).toISOString().replace(/\.\d+Z$/, 'Z')
+    const took = `${(c.probe.seconds * 1000).toFixed(0)} ms`
+    lines.push(
+      c.probe.source === 'cache'
+        ? `* ${chosen}; figures from the cache (measured ${when}), read in ${took}`
+        : `* ${chosen}; measured at start in ${took}`,
+    )
+  }
+  return lines
+}
+
 function formatStatus(status: NodeStatus): string {
   const c = status.capability
   return [
@@ -48,6 +81,7 @@ function formatStatus(status: NodeStatus): string {
     `addresses  ${status.addresses.join('\n           ') || '(none)'}`,
     `backend    ${c.backend}, adapter ${c.adapterName}, ${c.matmulGflops.toFixed(2)} GFLOP/s (matmul ` +
       `${c.matmulSize})`,
+    ...formatBackends(c).map((line, index) => `${index === 0 ? 'backends' : '        '}   ${line}`),
     `peers      ${status.peers} connected, ${status.dhtRoutingTablePeers} in the DHT routing table`,
     `network    ${status.privateNetwork ? 'private (swarm key)' : 'open'}`,
     `gossip     ${status.counters.tasks.accepted} announcements accepted, ` +
@@ -98,7 +132,8 @@ interface StartFlags {
   apiHost?: string
   apiPort?: number
   allowRemoteApi?: boolean
-  backend?: 'webgpu' | 'cpu'
+  backend?: 'auto' | 'webgpu' | 'cpu'
+  cpuEngine?: 'native' | 'wasm' | 'reference'
   maxConnections?: number
   waitSeconds: number
 }
@@ -113,6 +148,7 @@ function startOptionsOf(flags: StartFlags): StartOptions {
     apiPort: flags.apiPort,
     allowRemoteApi: flags.allowRemoteApi,
     backend: flags.backend,
+    cpuEngine: flags.cpuEngine,
     maxConnections: flags.maxConnections,
   }
   // absolute, so a background child or a systemd unit finds the same files whatever its cwd
@@ -143,7 +179,18 @@ function addDaemonFlags(command: Command): Command {
       integerIn(0, 65535, '--api-port'),
     )
     .option('--allow-remote-api', 'allow binding the control API to a non-loopback address')
-    .addOption(new Option('--backend <backend>', 'preferred compute backend').choices(['webgpu', 'cpu']))
+    .addOption(
+      new Option(
+        '--backend <backend>',
+        'compute backend: auto (default) takes the fastest measured at start; webgpu or cpu pins one',
+      ).choices(['auto', 'webgpu', 'cpu']),
+    )
+    .addOption(
+      new Option(
+        '--cpu-engine <engine>',
+        "pin the cpu backend's engine (default: the fastest that loads)",
+      ).choices(['native', 'wasm', 'reference']),
+    )
     .option(
       '--max-connections <n>',
       'most simultaneous connections',
@@ -211,7 +258,10 @@ export function register(program: Command): void {
 
   node
     .command('status')
-    .description('peer id, addresses, backend and adapter, peers, uptime and version of the running node')
+    .description(
+      'peer id, addresses, the backend in use and every backend measured, peers, uptime and version of ' +
+        'the running node',
+    )
     .addOption(dataDirOption())
     .addOption(jsonOption())
     .action(async (flags: { dataDir: string; json?: boolean }) => {
@@ -260,6 +310,7 @@ export function register(program: Command): void {
     if (flags.apiPort != null) startFlags.push('--api-port', String(flags.apiPort))
     if (flags.allowRemoteApi === true) startFlags.push('--allow-remote-api')
     if (flags.backend != null) startFlags.push('--backend', flags.backend)
+    if (flags.cpuEngine != null) startFlags.push('--cpu-engine', flags.cpuEngine)
     if (flags.maxConnections != null) startFlags.push('--max-connections', String(flags.maxConnections))
     const result = await installService({
       dataDir: options.dataDir,

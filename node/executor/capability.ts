@@ -1,7 +1,27 @@
 import { totalmem } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Backend, BackendKind } from '../../kernels/backend.js'
+import type { CpuEngineName } from '../../kernels/cpu/engine.js'
 import type { WorkerOffer } from '../../protocols/tasks/spec.js'
+
+/** One backend's figure as a node shows and advertises it. */
+export interface BackendFigure {
+  backend: BackendKind
+  /** the cpu backend's engine; absent on webgpu */
+  engine?: CpuEngineName
+  adapterName: string
+  /** measured float32 matmul throughput */
+  matmulGflops: number
+  /** whether this node computes on it */
+  inUse: boolean
+}
+
+/** A backend that did not open on this machine, and why. */
+export interface BackendUnavailable {
+  backend: BackendKind
+  engine?: CpuEngineName
+  reason: string
+}
 
 /**
  * What a node can compute, measured at start-up and advertised to the network (the capability
@@ -23,6 +43,16 @@ export interface NodeCapability {
   matmulSize: number
   /** set when webgpu was asked for and this node measured cpu instead: why */
   fallbackReason?: string
+  /** the cpu backend's engine when `backend` is cpu and the probe named it */
+  cpuEngine?: CpuEngineName
+  /** every backend measured, fastest first; the one this node computes on has inUse */
+  backends: BackendFigure[]
+  /** how the backend in use was chosen: the fastest measured, or the config's pin */
+  chosenBy?: 'fastest' | 'pinned'
+  /** where the figures came from: measured at this start or read from the data dir's cache */
+  probe?: { source: 'measured' | 'cache'; seconds: number; measuredAtMs: number }
+  /** backends that did not open here, and why */
+  unavailable?: BackendUnavailable[]
 }
 
 /** What a node with this capability offers a task (the figures a task's requirements are held against). */
@@ -96,7 +126,12 @@ export function timePlainMatmul(size: number, repeats: number): MatmulTiming {
 
 /** The plain probe's matmul size: 128 takes a few milliseconds, so start-up stays fast. */
 export const PLAIN_PROBE_SIZE_DEFAULT = 128
-/** The backend probe's matmul size. */
+/**
+ * The backend probe's matmul size. 256 is large enough that a fast engine's time is not mostly the
+ * call's fixed cost (OpenBLAS on 2 cores: ~0.25 ms, 100+ GFLOP/s) and a GPU dispatch is not mostly
+ * launch latency (lavapipe: ~3 ms), and small enough that the slowest engine (the reference ops,
+ * ~1.3 GFLOP/s: ~26 ms a product) keeps the whole start-up probe well under a second.
+ */
 export const BACKEND_PROBE_SIZE_DEFAULT = 256
 /** Timed matmuls per measurement (after one warm-up). */
 export const PROBE_REPEATS_DEFAULT = 3
@@ -115,14 +150,16 @@ export function plainCpuProbe(init: PlainCpuProbeInit = {}): CapabilityProbe {
   return {
     async measure() {
       const timing = timePlainMatmul(size, repeats)
+      const adapterName = 'cpu (plain TypeScript matmul)'
       return {
         backend: 'cpu',
-        adapterName: 'cpu (plain TypeScript matmul)',
+        adapterName,
         isFallbackAdapter: true,
         maxBufferBytes: 2 ** 31 - 1,
         memoryBytes: totalmem(),
         matmulGflops: timing.gflops,
         matmulSize: size,
+        backends: [{ backend: 'cpu', adapterName, matmulGflops: timing.gflops, inUse: true }],
       }
     },
   }
@@ -142,10 +179,56 @@ export interface BackendProbeInit {
   keepOpen?: boolean
 }
 
+export interface BackendTimingInit {
+  /** @default BACKEND_PROBE_SIZE_DEFAULT */
+  size?: number
+  /** timed runs at most. @default PROBE_REPEATS_DEFAULT */
+  repeats?: number
+  /**
+   * no timed run starts once this many ms have passed since the first one began (one always runs),
+   * so a slow backend costs the probe a bounded time
+   * @default Infinity
+   */
+  capMs?: number
+}
+
+/**
+ * Times an n x n matmul through a backend: upload, one warm-up (which also compiles a GPU pipeline),
+ * then up to `repeats` timed runs each ended by `sync`; the fastest counts.
+ */
+export async function timeBackendMatmul(
+  backend: Backend,
+  init: BackendTimingInit = {},
+): Promise<MatmulTiming> {
+  const size = init.size ?? BACKEND_PROBE_SIZE_DEFAULT
+  const repeats = init.repeats ?? PROBE_REPEATS_DEFAULT
+  const capMs = init.capMs ?? Number.POSITIVE_INFINITY
+  const a = backend.upload(filledMatrix(size, 1), [size, size])
+  const b = backend.upload(filledMatrix(size, 2), [size, size])
+  try {
+    backend.matmul(a, b).dispose()
+    await backend.sync()
+    let best = Number.POSITIVE_INFINITY
+    const first = performance.now()
+    for (let repeat = 0; repeat < repeats; repeat++) {
+      if (repeat > 0 && performance.now() - first > capMs) break
+      const start = performance.now()
+      const c = backend.matmul(a, b)
+      await backend.sync()
+      best = Math.min(best, (performance.now() - start) / 1000)
+      c.dispose()
+    }
+    return { size, seconds: best, gflops: gflopsOf(size, best) }
+  } finally {
+    a.dispose()
+    b.dispose()
+  }
+}
+
 /**
  * The capability of any backend that implements the kernels/backend.ts contract: its own info plus
- * a matmul timed through it (upload, one warm-up, `repeats` timed runs each ended by `sync`).
- * This is how a node measures a real WebGPU adapter; it needs only `openBackend`.
+ * a matmul timed through it (timeBackendMatmul). It measures the one backend `openBackend` gives;
+ * the daemon measures every backend and picks one (node/executor/backend-probe.ts).
  */
 export function backendProbe(init: BackendProbeInit): CapabilityProbe {
   const size = init.size ?? BACKEND_PROBE_SIZE_DEFAULT
@@ -154,29 +237,26 @@ export function backendProbe(init: BackendProbeInit): CapabilityProbe {
     async measure() {
       const backend = await init.openBackend()
       try {
-        const a = backend.upload(filledMatrix(size, 1), [size, size])
-        const b = backend.upload(filledMatrix(size, 2), [size, size])
-        backend.matmul(a, b).dispose()
-        await backend.sync()
-        let best = Number.POSITIVE_INFINITY
-        for (let repeat = 0; repeat < repeats; repeat++) {
-          const start = performance.now()
-          const c = backend.matmul(a, b)
-          await backend.sync()
-          best = Math.min(best, (performance.now() - start) / 1000)
-          c.dispose()
-        }
-        a.dispose()
-        b.dispose()
+        const timing = await timeBackendMatmul(backend, { size, repeats })
         const capability: NodeCapability = {
           backend: backend.kind,
           adapterName: backend.info.adapterName,
           isFallbackAdapter: backend.info.isFallbackAdapter || backend.kind === 'cpu',
           maxBufferBytes: backend.info.maxBufferBytes,
           memoryBytes: totalmem(),
-          matmulGflops: gflopsOf(size, best),
+          matmulGflops: timing.gflops,
           matmulSize: size,
+          backends: [
+            {
+              backend: backend.kind,
+              ...(backend.info.cpuEngine === undefined ? {} : { engine: backend.info.cpuEngine }),
+              adapterName: backend.info.adapterName,
+              matmulGflops: timing.gflops,
+              inUse: true,
+            },
+          ],
         }
+        if (backend.info.cpuEngine !== undefined) capability.cpuEngine = backend.info.cpuEngine
         if (backend.info.fallbackReason != null) capability.fallbackReason = backend.info.fallbackReason
         return capability
       } finally {

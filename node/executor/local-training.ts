@@ -1,6 +1,7 @@
 // Local training and evaluation services: train a registered model on this machine's backend and
 // write it out; evaluate a saved model on the test split. They take options objects and report
 // progress through callbacks; they know nothing of flags or terminals (the CLI does that).
+import { stat } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import type { Backend, BackendKind } from '../../kernels/backend.js'
 import { CLASS_COUNT, loadMnist, type MnistSplit, PIXEL_COUNT } from '../../kernels/data/mnist.js'
@@ -28,6 +29,8 @@ import {
   SEED_DEFAULT,
   SEED_MAX,
 } from '../../protocols/tasks/spec.js'
+import { defaultDataDir } from '../store/data-dir.js'
+import { openCapabilityBackend, probedCapability } from './backend-probe.js'
 import {
   assertWritableModelDirectory,
   describeArchitecture,
@@ -182,9 +185,33 @@ export function validateTrainingOptions(options: LocalTrainingOptions): void {
   }
 }
 
-/** Opens the backend the user asked for; 'webgpu' refuses the cpu fallback, 'auto' accepts it. */
+/** the folder when it exists, else undefined */
+async function existingFolder(path: string): Promise<string | undefined> {
+  try {
+    return (await stat(path)).isDirectory() ? path : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Opens the backend the user asked for. 'auto': the one the backend probe measures fastest here, as a
+ * daemon does (node/executor/backend-probe.ts; the figures are cached in the default data dir when it
+ * exists). 'cpu': the cpu backend on its fastest engine. 'webgpu': WebGPU, refusing the cpu fallback.
+ */
 export async function openBackend(choice: BackendChoice): Promise<Backend> {
-  const backend = await createBackend({ prefer: choice === 'cpu' ? 'cpu' : 'webgpu' })
+  if (choice === 'auto') {
+    const dataDir = await existingFolder(defaultDataDir())
+    const capability = await probedCapability(dataDir === undefined ? {} : { dataDir }).measure()
+    log(
+      'computing on %s%s, the fastest measured (%d GFLOP/s)',
+      capability.backend,
+      capability.cpuEngine === undefined ? '' : `/${capability.cpuEngine}`,
+      capability.matmulGflops,
+    )
+    return openCapabilityBackend(capability)
+  }
+  const backend = await createBackend({ prefer: choice })
   if (choice === 'webgpu' && backend.kind !== 'webgpu') {
     backend.destroy()
     throw new TrainingOptionsError(

@@ -7,11 +7,11 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import type { Backend } from '../../kernels/backend.js'
-import { createBackend } from '../../kernels/index.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import { type ClaimPart, type ClaimReply, ClaimsProtocol } from '../../protocols/tasks/claims.js'
 import type { TaskGossip } from '../../protocols/tasks/index.js'
 import type { GroupMemberComponents } from '../../protocols/training/types.js'
+import { openCapabilityBackend } from '../executor/backend-probe.js'
 import type { NodeCapability } from '../executor/capability.js'
 import type { ReputationBook } from '../reputation.js'
 import type { FileBlockStore } from '../store/block-store.js'
@@ -35,7 +35,7 @@ export interface TaskServiceInit {
   dataDir: string
   blockStore: FileBlockStore
   capability: NodeCapability
-  /** @default the backend the capability names (cpu, or webgpu falling back to cpu) */
+  /** @default the backend and cpu engine the capability names (webgpu falls back to cpu) */
   openBackend?: () => Promise<Backend>
   /** extra executors (e.g. inference); training is always there */
   executors?: AnyTaskExecutor[]
@@ -69,9 +69,7 @@ export class TaskService {
     this.topicPeers = () => host.services.pubsub.getSubscribers(host.services.tasks.topic).length
     const folders = taskFolders(init.dataDir)
     this.reputation = init.reputation
-    const openBackend =
-      init.openBackend ??
-      (() => createBackend({ prefer: init.capability.backend === 'webgpu' ? 'webgpu' : 'cpu' }))
+    const openBackend = init.openBackend ?? (() => openCapabilityBackend(init.capability))
     this.claims = new ClaimsProtocol({
       host: {
         handle: (protocol, handler, options) => host.handle(protocol, handler, options),

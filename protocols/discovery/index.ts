@@ -48,11 +48,14 @@ import type { CID } from 'multiformats/cid'
 import {
   ADAPTER_NAME_LENGTH_MAX,
   CAPABILITY_ADDRESSES_MAX,
+  CAPABILITY_BACKENDS_MAX,
   CAPABILITY_PROTOCOLS_MAX,
   CAPABILITY_REJECT_REASONS,
   type CapabilityRejectReason,
 } from '../wire/validation/index.js'
 import {
+  type AdvertisedBackend,
+  backendsToWire,
   CAPABILITIES,
   type Capability,
   capabilityCid,
@@ -134,6 +137,8 @@ export interface CapabilityAdvertisement {
   adapterName: string
   maxBufferBytes: number
   gflops: number
+  /** every backend this worker measured (at most CAPABILITY_BACKENDS_MAX are published); @default [] */
+  backends?: AdvertisedBackend[]
   /** protocol ids this worker serves; default: the ones the libp2p registrar has handlers for */
   protocols?: string[]
 }
@@ -315,6 +320,12 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
       adapterName: ad.adapterName.slice(0, ADAPTER_NAME_LENGTH_MAX),
       maxBufferBytes: ad.maxBufferBytes,
       gflops: ad.gflops,
+      backends: backendsToWire(
+        (ad.backends ?? []).slice(0, CAPABILITY_BACKENDS_MAX).map((b) => ({
+          ...b,
+          adapterName: b.adapterName.slice(0, ADAPTER_NAME_LENGTH_MAX),
+        })),
+      ),
       protocols,
       addresses,
       seq: this.seq,

@@ -32,6 +32,17 @@ export const DHT_KEY_NAMESPACE = 'shardnet'
 const CAPABILITY_KEY_PREFIX = `/${DHT_KEY_NAMESPACE}/cap/`
 const SIGNATURE_DOMAIN = uint8ArrayFromString('shardnet/capability-record/1')
 
+/** One backend's measured matmul throughput, as a worker advertises it. */
+export interface AdvertisedBackend {
+  backend: Capability
+  /** the cpu backend's engine, e.g. "native"; absent on webgpu */
+  engine?: string
+  adapterName: string
+  gflops: number
+  /** whether the worker computes on this one */
+  inUse: boolean
+}
+
 /** A capability record after decoding and verification, in the shapes callers use. */
 export interface VerifiedCapabilityRecord {
   peerId: PeerId
@@ -39,6 +50,8 @@ export interface VerifiedCapabilityRecord {
   adapterName: string
   maxBufferBytes: number
   gflops: number
+  /** every backend the worker measured; empty in records of workers that predate the field */
+  backends: AdvertisedBackend[]
   protocols: string[]
   /** multiaddrs as strings, e.g. /ip4/127.0.0.1/tcp/4001 */
   addresses: string[]
@@ -88,6 +101,21 @@ export function capabilityToWire(capability: Capability): CapabilityRecord.Backe
   return capability === 'webgpu' ? CapabilityRecord.Backend.WEBGPU : CapabilityRecord.Backend.CPU
 }
 
+function capabilityFromWire(backend: CapabilityRecord.Backend): Capability {
+  return backend === CapabilityRecord.Backend.WEBGPU ? 'webgpu' : 'cpu'
+}
+
+/** The wire form of advertised backend figures (an empty engine stands for none). */
+export function backendsToWire(backends: readonly AdvertisedBackend[]): CapabilityRecord.BackendFigure[] {
+  return backends.map((b) => ({
+    backend: capabilityToWire(b.backend),
+    engine: b.engine ?? '',
+    adapterName: b.adapterName,
+    gflops: b.gflops,
+    inUse: b.inUse,
+  }))
+}
+
 /** Encodes and signs a record with the worker's private key; returns the DHT value. */
 export async function signCapabilityRecord(
   privateKey: PrivateKey,
@@ -134,10 +162,17 @@ export async function verifyCapabilityRecord(
   if (!valid) throw new InvalidCapabilityRecordError('bad-signature')
   return {
     peerId,
-    capability: record.backend === CapabilityRecord.Backend.WEBGPU ? 'webgpu' : 'cpu',
+    capability: capabilityFromWire(record.backend),
     adapterName: record.adapterName,
     maxBufferBytes: record.maxBufferBytes,
     gflops: record.gflops,
+    backends: record.backends.map((b) => ({
+      backend: capabilityFromWire(b.backend),
+      ...(b.engine === '' ? {} : { engine: b.engine }),
+      adapterName: b.adapterName,
+      gflops: b.gflops,
+      inUse: b.inUse,
+    })),
     protocols: record.protocols,
     addresses: record.addresses.map((a) => multiaddrToString(a)),
     seq: record.seq,

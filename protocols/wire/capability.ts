@@ -13,6 +13,7 @@ export interface CapabilityRecord {
   addresses: Uint8Array<ArrayBuffer>[]
   seq: number
   expiresMs: number
+  backends: CapabilityRecord.BackendFigure[]
 }
 
 export namespace CapabilityRecord {
@@ -31,6 +32,187 @@ export namespace CapabilityRecord {
   export namespace Backend {
     export const codec = (): Codec<Backend> => {
       return enumeration<Backend>(__BackendValues)
+    }
+  }
+
+  export interface BackendFigure {
+    backend: CapabilityRecord.Backend
+    engine: string
+    adapterName: string
+    gflops: number
+    inUse: boolean
+  }
+
+  export namespace BackendFigure {
+    let _codec: Codec<BackendFigure>
+
+    export const codec = (): Codec<BackendFigure> => {
+      if (_codec == null) {
+        _codec = message<BackendFigure>((obj, w, opts = {}) => {
+          if (opts.lengthDelimited !== false) {
+            w.fork()
+          }
+
+          if (obj.backend != null && __BackendValues[obj.backend] !== 0) {
+            w.uint32(8)
+            CapabilityRecord.Backend.codec().encode(obj.backend, w)
+          }
+
+          if ((obj.engine != null && obj.engine !== '')) {
+            w.uint32(18)
+            w.string(obj.engine)
+          }
+
+          if ((obj.adapterName != null && obj.adapterName !== '')) {
+            w.uint32(26)
+            w.string(obj.adapterName)
+          }
+
+          if ((obj.gflops != null && obj.gflops !== 0)) {
+            w.uint32(33)
+            w.double(obj.gflops)
+          }
+
+          if ((obj.inUse != null && obj.inUse !== false)) {
+            w.uint32(40)
+            w.bool(obj.inUse)
+          }
+
+          if (opts.lengthDelimited !== false) {
+            w.ldelim()
+          }
+        }, (reader, length, opts = {}) => {
+          const obj: any = {
+            backend: Backend.BACKEND_UNSPECIFIED,
+            engine: '',
+            adapterName: '',
+            gflops: 0,
+            inUse: false
+          }
+
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                obj.backend = CapabilityRecord.Backend.codec().decode(reader)
+                break
+              }
+              case 2: {
+                obj.engine = reader.string()
+                break
+              }
+              case 3: {
+                obj.adapterName = reader.string()
+                break
+              }
+              case 4: {
+                obj.gflops = reader.double()
+                break
+              }
+              case 5: {
+                obj.inUse = reader.bool()
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+
+          return obj
+        }, function * (reader, length, prefix, opts = {}) {
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                yield {
+                  field: `${prefix}.backend`,
+                  value: CapabilityRecord.Backend.codec().decode(reader)
+                }
+                break
+              }
+              case 2: {
+                yield {
+                  field: `${prefix}.engine`,
+                  value: reader.string()
+                }
+                break
+              }
+              case 3: {
+                yield {
+                  field: `${prefix}.adapterName`,
+                  value: reader.string()
+                }
+                break
+              }
+              case 4: {
+                yield {
+                  field: `${prefix}.gflops`,
+                  value: reader.double()
+                }
+                break
+              }
+              case 5: {
+                yield {
+                  field: `${prefix}.inUse`,
+                  value: reader.bool()
+                }
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+        })
+      }
+
+      return _codec
+    }
+
+    export interface BackendFigureBackendFieldEvent {
+      field: '$.backend'
+      value: CapabilityRecord.Backend
+    }
+
+    export interface BackendFigureEngineFieldEvent {
+      field: '$.engine'
+      value: string
+    }
+
+    export interface BackendFigureAdapterNameFieldEvent {
+      field: '$.adapterName'
+      value: string
+    }
+
+    export interface BackendFigureGflopsFieldEvent {
+      field: '$.gflops'
+      value: number
+    }
+
+    export interface BackendFigureInUseFieldEvent {
+      field: '$.inUse'
+      value: boolean
+    }
+
+    export function encode (obj: Partial<BackendFigure>): Uint8Array<ArrayBuffer> {
+      return encodeMessage(obj, BackendFigure.codec())
+    }
+
+    export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BackendFigure>): BackendFigure {
+      return decodeMessage(buf, BackendFigure.codec(), opts)
+    }
+
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BackendFigure>): Generator<BackendFigureBackendFieldEvent | BackendFigureEngineFieldEvent | BackendFigureAdapterNameFieldEvent | BackendFigureGflopsFieldEvent | BackendFigureInUseFieldEvent> {
+      return streamMessage(buf, BackendFigure.codec(), opts)
     }
   }
 
@@ -92,6 +274,13 @@ export namespace CapabilityRecord {
           w.uint64Number(obj.expiresMs)
         }
 
+        if (obj.backends != null && obj.backends.length > 0) {
+          for (const value of obj.backends) {
+            w.uint32(82)
+            CapabilityRecord.BackendFigure.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -105,7 +294,8 @@ export namespace CapabilityRecord {
           protocols: [],
           addresses: [],
           seq: 0,
-          expiresMs: 0
+          expiresMs: 0,
+          backends: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -158,6 +348,16 @@ export namespace CapabilityRecord {
               obj.expiresMs = reader.uint64Number()
               break
             }
+            case 10: {
+              if (opts.limits?.backends != null && obj.backends.length === opts.limits.backends) {
+                throw new MaxLengthError('Decode error - repeated field "backends" had too many elements')
+              }
+
+              obj.backends.push(CapabilityRecord.BackendFigure.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.backends$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -169,7 +369,8 @@ export namespace CapabilityRecord {
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
           protocols: 0,
-          addresses: 0
+          addresses: 0,
+          backends: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -257,6 +458,24 @@ export namespace CapabilityRecord {
               }
               break
             }
+            case 10: {
+              if (opts.limits?.backends != null && obj.backends === opts.limits.backends) {
+                throw new MaxLengthError('Streaming decode error - repeated field "backends" had too many elements')
+              }
+
+              for (const evt of CapabilityRecord.BackendFigure.codec().stream(reader, reader.uint32(), `${prefix}.backends[]`, {
+                limits: opts.limits?.backends$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.backends
+                }
+              }
+
+              obj.backends++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -316,6 +535,36 @@ export namespace CapabilityRecord {
     value: number
   }
 
+  export interface CapabilityRecordBackendsBackendFieldEvent {
+    field: '$.backends[].backend'
+    value: CapabilityRecord.Backend
+    index: number
+  }
+
+  export interface CapabilityRecordBackendsEngineFieldEvent {
+    field: '$.backends[].engine'
+    value: string
+    index: number
+  }
+
+  export interface CapabilityRecordBackendsAdapterNameFieldEvent {
+    field: '$.backends[].adapterName'
+    value: string
+    index: number
+  }
+
+  export interface CapabilityRecordBackendsGflopsFieldEvent {
+    field: '$.backends[].gflops'
+    value: number
+    index: number
+  }
+
+  export interface CapabilityRecordBackendsInUseFieldEvent {
+    field: '$.backends[].inUse'
+    value: boolean
+    index: number
+  }
+
   export function encode (obj: Partial<CapabilityRecord>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CapabilityRecord.codec())
   }
@@ -324,7 +573,7 @@ export namespace CapabilityRecord {
     return decodeMessage(buf, CapabilityRecord.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): Generator<CapabilityRecordPeerIdFieldEvent | CapabilityRecordBackendFieldEvent | CapabilityRecordAdapterNameFieldEvent | CapabilityRecordMaxBufferBytesFieldEvent | CapabilityRecordGflopsFieldEvent | CapabilityRecordProtocolsFieldEvent | CapabilityRecordAddressesFieldEvent | CapabilityRecordSeqFieldEvent | CapabilityRecordExpiresMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): Generator<CapabilityRecordPeerIdFieldEvent | CapabilityRecordBackendFieldEvent | CapabilityRecordAdapterNameFieldEvent | CapabilityRecordMaxBufferBytesFieldEvent | CapabilityRecordGflopsFieldEvent | CapabilityRecordProtocolsFieldEvent | CapabilityRecordAddressesFieldEvent | CapabilityRecordSeqFieldEvent | CapabilityRecordExpiresMsFieldEvent | CapabilityRecordBackendsBackendFieldEvent | CapabilityRecordBackendsEngineFieldEvent | CapabilityRecordBackendsAdapterNameFieldEvent | CapabilityRecordBackendsGflopsFieldEvent | CapabilityRecordBackendsInUseFieldEvent> {
     return streamMessage(buf, CapabilityRecord.codec(), opts)
   }
 }

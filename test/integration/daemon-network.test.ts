@@ -25,6 +25,14 @@ function probeFor(index: number) {
     memoryBytes: 8 * 1024 ** 3,
     matmulGflops: 10 + index,
     matmulSize: 256,
+    backends: [
+      {
+        backend: 'webgpu',
+        adapterName: `test webgpu adapter ${index}`,
+        matmulGflops: 10 + index,
+        inUse: true,
+      },
+    ],
   })
 }
 

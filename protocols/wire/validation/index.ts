@@ -59,6 +59,10 @@ export const ADAPTER_NAME_LENGTH_MAX = 256
 export const CAPABILITY_PROTOCOLS_MAX = 32
 export const PROTOCOL_ID_LENGTH_MAX = 128
 export const CAPABILITY_ADDRESSES_MAX = 16
+/** Backend figures one capability record carries at most (a node has 4 today: 3 cpu engines, webgpu). */
+export const CAPABILITY_BACKENDS_MAX = 8
+/** A backend figure's engine name: lowercase letters, digits and dashes, at most this long. */
+export const ENGINE_NAME_LENGTH_MAX = 32
 export const ADDRESS_BYTES_MAX = 256
 export const SIGNATURE_BYTES_MAX = 1024
 /** Above any device measured so far by orders of magnitude; a larger claim is a lie or a bug. */
@@ -207,7 +211,11 @@ export function decodeCapabilityRecord(
   if (byteLength(buf) > SIGNED_CAPABILITY_RECORD_BYTES_MAX) return { ok: false, reason: 'oversized' }
   try {
     const value = CapabilityRecord.decode(buf, {
-      limits: { protocols: CAPABILITY_PROTOCOLS_MAX, addresses: CAPABILITY_ADDRESSES_MAX },
+      limits: {
+        protocols: CAPABILITY_PROTOCOLS_MAX,
+        addresses: CAPABILITY_ADDRESSES_MAX,
+        backends: CAPABILITY_BACKENDS_MAX,
+      },
     })
     return { ok: true, value }
   } catch (err) {
@@ -241,10 +249,31 @@ export function validateCapabilityRecord(
       return 'bad-addresses'
     }
   }
+  const figures = validateBackendFigures(r.backends)
+  if (figures !== undefined) return figures
   if (!isNonNegativeInteger(r.expiresMs)) return 'bad-expiry'
   if (r.expiresMs <= nowMs) return 'expired'
   if (r.expiresMs > nowMs + CAPABILITY_RECORD_LIFETIME_MS_MAX) return 'bad-expiry'
   return undefined
+}
+
+/** The per-backend figures: known backends, an engine name only on cpu, at most one in use. */
+function validateBackendFigures(
+  figures: CapabilityRecord.BackendFigure[],
+): CapabilityRejectReason | undefined {
+  if (figures.length > CAPABILITY_BACKENDS_MAX) return 'oversized'
+  let inUse = 0
+  for (const f of figures) {
+    if (f.backend !== CapabilityRecord.Backend.WEBGPU && f.backend !== CapabilityRecord.Backend.CPU) {
+      return 'bad-backend'
+    }
+    if (f.engine.length > ENGINE_NAME_LENGTH_MAX || !/^[a-z0-9-]*$/.test(f.engine)) return 'bad-backend'
+    if (f.backend === CapabilityRecord.Backend.WEBGPU && f.engine !== '') return 'bad-backend'
+    if (f.adapterName.length > ADAPTER_NAME_LENGTH_MAX) return 'bad-adapter-name'
+    if (!Number.isFinite(f.gflops) || f.gflops < 0 || f.gflops > GFLOPS_MAX) return 'bad-numbers'
+    if (f.inUse) inUse++
+  }
+  return inUse > 1 ? 'bad-backend' : undefined
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ function record(overrides: Partial<CapabilityRecord> = {}): CapabilityRecord {
     addresses: [multiaddr('/ip4/127.0.0.1/tcp/4001').bytes as Uint8Array<ArrayBuffer>],
     seq: 1,
     expiresMs: NOW + 60_000,
+    backends: [],
     ...overrides,
   }
 }

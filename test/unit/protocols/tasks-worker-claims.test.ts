@@ -30,6 +30,7 @@ const capability: NodeCapability = {
   memoryBytes: 2 ** 33,
   matmulGflops: 1,
   matmulSize: 128,
+  backends: [{ backend: 'cpu', adapterName: 'test', matmulGflops: 1, inUse: true }],
 }
 
 async function peer(): Promise<PeerId> {

@@ -65,6 +65,7 @@ function capability(overrides: Partial<CapabilityRecord> = {}): CapabilityRecord
     addresses: [multiaddr('/ip4/127.0.0.1/tcp/4001').bytes as Uint8Array<ArrayBuffer>],
     seq: 3,
     expiresMs: NOW + 600_000,
+    backends: [],
     ...overrides,
   }
 }
