@@ -17,6 +17,8 @@
 // seen so far.
 import { createRequire } from 'node:module'
 import { logger } from '@libp2p/logger'
+import type { AttentionSizes } from '../ops/transformer-shapes.js'
+import { attentionBackwardReference, attentionReference } from '../reference/attention.js'
 import { matmulReference } from '../reference/index.js'
 import type { CpuEngine, CpuOps } from './engine.js'
 
@@ -65,6 +67,21 @@ interface ModuleOptions {
 
 type ModuleFactory = (options: ModuleOptions) => Promise<WasmModule>
 
+/**
+ * Attention below these sizes stays with the reference: per (sequence, head) the module's products
+ * cost a few microseconds each whatever their size, which the reference's float64 loops beat on
+ * [T, T] blocks of under ATTENTION_WORK_MIN = T*T*hd multiply-adds or heads narrower than
+ * ATTENTION_HEAD_WIDTH_MIN. Measured forward and backward: even at T=8 hd=8 and T=16 hd=4, the
+ * reference faster at T=33 hd=1, the module 1.4x at T=16 hd=8 and 5x to 9x at T=128..1024 hd=32..64.
+ */
+const ATTENTION_WORK_MIN = 1024
+const ATTENTION_HEAD_WIDTH_MIN = 4
+
+/** whether attention of these sizes runs on the module (else on the reference) */
+function attentionOnWasm({ sequence, headWidth }: AttentionSizes): boolean {
+  return headWidth >= ATTENTION_HEAD_WIDTH_MIN && sequence * sequence * headWidth >= ATTENTION_WORK_MIN
+}
+
 /** floats per side of the blocks a transposing copy moves (two 32x32 float blocks stay in L1) */
 const TRANSPOSE_BLOCK = 32
 
@@ -107,23 +124,18 @@ class Region {
   }
 }
 
-/** The matmul over one instance of the module. */
-class WasmMatmul {
+/** The ops over one instance of the module. */
+class WasmKernels {
   readonly #module: WasmModule
-  readonly #a: Region
-  readonly #b: Region
-  readonly #c: Region
   /** 6 int32: A's shape [1, M, K] then B's [1, K, N] */
   readonly #shapes: number
   #nextId = 1
   /** what the module wrote to its error stream during the current call */
   #errors: string[] = []
+  readonly #regions = new Map<string, Region>()
 
   constructor(module: WasmModule) {
     this.#module = module
-    this.#a = new Region(module)
-    this.#b = new Region(module)
-    this.#c = new Region(module)
     this.#shapes = module._malloc(6 * 4) >>> 0
     if (this.#shapes === 0) throw new WasmEngineError('out of WebAssembly memory for 6 ints')
   }
@@ -133,34 +145,33 @@ class WasmMatmul {
     this.#errors.push(text)
   }
 
-  matmul(
-    a: Float32Array,
-    b: Float32Array,
-    m: number,
-    k: number,
-    n: number,
-    transposeA = false,
-    transposeB = false,
-  ): Float32Array {
-    if (a.length < m * k || b.length < k * n) {
-      throw new RangeError(`matmul: a has ${a.length} floats for ${m}x${k}, b ${b.length} for ${k}x${n}`)
+  /**
+   * Float offsets into HEAPF32 of scratch regions of the given sizes (named, reused across calls),
+   * or undefined when the heap cannot hold them. Reserving may move earlier regions: reserve every
+   * region an op needs first, then fill them, and read HEAPF32 afresh after reserving.
+   */
+  #reserve(sizes: Record<string, number>): Record<string, number> | undefined {
+    const offsets: Record<string, number> = {}
+    for (const [name, floats] of Object.entries(sizes)) {
+      let region = this.#regions.get(name)
+      if (region === undefined) {
+        region = new Region(this.#module)
+        this.#regions.set(name, region)
+      }
+      const at = region.reserve(floats)
+      if (at < 0) return undefined
+      offsets[name] = at
     }
-    // XNNPACK takes no empty dimension; the product of an empty inner dimension is zeros
-    if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n)
+    return offsets
+  }
+
+  /**
+   * C = A B on the heap: A [m, k] at float offset aAt, B [k, n] at bAt, C [m, n] at cAt, all
+   * row-major and untransposed (XNNPACK's fully connected operator; B is packed afresh, and its
+   * cached operator dropped when its tensor id is disposed). m, k, n > 0. May grow the heap.
+   */
+  #product(aAt: number, bAt: number, cAt: number, m: number, k: number, n: number): void {
     const module = this.#module
-    const aAt = this.#a.reserve(m * k)
-    const bAt = this.#b.reserve(k * n)
-    const cAt = this.#c.reserve(m * n)
-    if (aAt < 0 || bAt < 0 || cAt < 0) {
-      log('no WebAssembly memory for %dx%dx%d: computing it with the reference matmul', m, k, n)
-      return matmulReference(a, b, m, k, n, transposeA, transposeB)
-    }
-    // read the views after every malloc: growing the heap replaces them
-    const heap = module.HEAPF32
-    if (transposeA) copyTransposed(a, m, k, heap, aAt)
-    else heap.set(a.length === m * k ? a : a.subarray(0, m * k), aAt)
-    if (transposeB) copyTransposed(b, k, n, heap, bAt)
-    else heap.set(b.length === k * n ? b : b.subarray(0, k * n), bAt)
     const shapes = module.HEAP32
     const s = this.#shapes / 4
     shapes[s] = 1
@@ -185,8 +196,186 @@ class WasmMatmul {
     }
     if (this.#errors.length > 0)
       throw new WasmEngineError(`matmul ${m}x${k}x${n}: ${this.#errors.join('; ')}`)
+  }
+
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transposeA = false,
+    transposeB = false,
+  ): Float32Array {
+    if (a.length < m * k || b.length < k * n) {
+      throw new RangeError(`matmul: a has ${a.length} floats for ${m}x${k}, b ${b.length} for ${k}x${n}`)
+    }
+    // XNNPACK takes no empty dimension; the product of an empty inner dimension is zeros
+    if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n)
+    const at = this.#reserve({ a: m * k, b: k * n, c: m * n })
+    if (at === undefined) {
+      log('no WebAssembly memory for %dx%dx%d: computing it with the reference matmul', m, k, n)
+      return matmulReference(a, b, m, k, n, transposeA, transposeB)
+    }
+    const heap = this.#module.HEAPF32
+    if (transposeA) copyTransposed(a, m, k, heap, at.a)
+    else heap.set(a.length === m * k ? a : a.subarray(0, m * k), at.a)
+    if (transposeB) copyTransposed(b, k, n, heap, at.b)
+    else heap.set(b.length === k * n ? b : b.subarray(0, k * n), at.b)
+    this.#product(at.a, at.b, at.c, m, k, n)
     // the call may have grown the heap (XNNPACK's packed weights): read the view again
-    return module.HEAPF32.slice(cAt, cAt + m * n)
+    return this.#module.HEAPF32.slice(at.c, at.c + m * n)
+  }
+
+  /**
+   * Per (sequence, head): S = Q K^T and O = P V as XNNPACK products over the whole [T, T] block
+   * (the masked half of P is zeros), the causal softmax in float64 in between.
+   */
+  attention(qkv: Float32Array, sizes: AttentionSizes): { output: Float32Array; logSumExp: Float32Array } {
+    const { batch, sequence: T, heads, width: D, headWidth: hd } = sizes
+    const output = new Float32Array(batch * T * D)
+    const logSumExp = new Float32Array(batch * heads * T)
+    if (output.length === 0) return { output, logSumExp }
+    if (!attentionOnWasm(sizes)) return attentionReference(qkv, sizes)
+    const at = this.#reserve({ q: T * hd, kt: hd * T, v: T * hd, s: T * T, o: T * hd })
+    if (at === undefined) return attentionReference(qkv, sizes)
+    const scale = 1 / Math.sqrt(hd)
+    const stride = 3 * D
+    const row = new Float64Array(T)
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        let heap = this.#module.HEAPF32
+        const base = b * T * stride + h * hd
+        for (let t = 0; t < T; t++) {
+          const from = base + t * stride
+          for (let c = 0; c < hd; c++) {
+            heap[at.q + t * hd + c] = qkv[from + c]
+            heap[at.kt + c * T + t] = qkv[from + D + c]
+            heap[at.v + t * hd + c] = qkv[from + 2 * D + c]
+          }
+        }
+        this.#product(at.q, at.kt, at.s, T, hd, T)
+        heap = this.#module.HEAPF32
+        const lseBase = (b * heads + h) * T
+        for (let i = 0; i < T; i++) {
+          const s = at.s + i * T
+          let max = Number.NEGATIVE_INFINITY
+          for (let j = 0; j <= i; j++) {
+            const score = heap[s + j] * scale
+            row[j] = score
+            if (score > max) max = score
+          }
+          let sum = 0
+          for (let j = 0; j <= i; j++) {
+            const p = Math.exp(row[j] - max)
+            row[j] = p
+            sum += p
+          }
+          for (let j = 0; j <= i; j++) heap[s + j] = row[j] / sum
+          heap.fill(0, s + i + 1, s + T)
+          logSumExp[lseBase + i] = max + Math.log(sum)
+        }
+        this.#product(at.s, at.v, at.o, T, T, hd)
+        heap = this.#module.HEAPF32
+        for (let t = 0; t < T; t++) {
+          const to = (b * T + t) * D + h * hd
+          for (let c = 0; c < hd; c++) output[to + c] = heap[at.o + t * hd + c]
+        }
+      }
+    }
+    return { output, logSumExp }
+  }
+
+  /**
+   * Per (sequence, head), with P = exp(S / sqrt(hd) - lse) recomputed from S = Q K^T:
+   * dV^T = dO^T P, dP = dO V^T, dS = P * (dP - rowsum(dO * O)) / sqrt(hd), dQ = dS K,
+   * dK^T = Q^T dS: five XNNPACK products, the transposed ones taken from transposed copies of the
+   * [T, hd] operands so that no [T, T] matrix is transposed.
+   */
+  attentionBackward(
+    gradOutput: Float32Array,
+    qkv: Float32Array,
+    output: Float32Array,
+    logSumExp: Float32Array,
+    sizes: AttentionSizes,
+  ): Float32Array {
+    const { batch, sequence: T, heads, width: D, headWidth: hd } = sizes
+    const gradQkv = new Float32Array(batch * T * 3 * D)
+    if (gradQkv.length === 0) return gradQkv
+    if (!attentionOnWasm(sizes)) return attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    const at = this.#reserve({
+      q: T * hd,
+      qt: hd * T,
+      k: T * hd,
+      kt: hd * T,
+      vt: hd * T,
+      dO: T * hd,
+      dOt: hd * T,
+      s: T * T,
+      dp: T * T,
+      dq: T * hd,
+      dkt: hd * T,
+      dvt: hd * T,
+    })
+    if (at === undefined) return attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    const scale = 1 / Math.sqrt(hd)
+    const stride = 3 * D
+    const delta = new Float64Array(T)
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        let heap = this.#module.HEAPF32
+        for (let t = 0; t < T; t++) {
+          const from = (b * T + t) * stride + h * hd
+          const fromRow = (b * T + t) * D + h * hd
+          let dot = 0
+          for (let c = 0; c < hd; c++) {
+            const q = qkv[from + c]
+            const k = qkv[from + D + c]
+            const dO = gradOutput[fromRow + c]
+            heap[at.q + t * hd + c] = q
+            heap[at.qt + c * T + t] = q
+            heap[at.k + t * hd + c] = k
+            heap[at.kt + c * T + t] = k
+            heap[at.vt + c * T + t] = qkv[from + 2 * D + c]
+            heap[at.dO + t * hd + c] = dO
+            heap[at.dOt + c * T + t] = dO
+            dot += dO * output[fromRow + c]
+          }
+          delta[t] = dot
+        }
+        this.#product(at.q, at.kt, at.s, T, hd, T)
+        heap = this.#module.HEAPF32
+        const lseBase = (b * heads + h) * T
+        for (let i = 0; i < T; i++) {
+          const s = at.s + i * T
+          const lse = logSumExp[lseBase + i]
+          for (let j = 0; j <= i; j++) heap[s + j] = Math.exp(heap[s + j] * scale - lse)
+          heap.fill(0, s + i + 1, s + T)
+        }
+        this.#product(at.dOt, at.s, at.dvt, hd, T, T)
+        this.#product(at.dO, at.vt, at.dp, T, hd, T)
+        heap = this.#module.HEAPF32
+        for (let i = 0; i < T; i++) {
+          const s = at.s + i * T
+          const dp = at.dp + i * T
+          const d = delta[i]
+          for (let j = 0; j <= i; j++) heap[dp + j] = heap[s + j] * (heap[dp + j] - d) * scale
+          heap.fill(0, dp + i + 1, dp + T)
+        }
+        this.#product(at.dp, at.k, at.dq, T, T, hd)
+        this.#product(at.qt, at.dp, at.dkt, hd, T, T)
+        heap = this.#module.HEAPF32
+        for (let t = 0; t < T; t++) {
+          const to = (b * T + t) * stride + h * hd
+          for (let c = 0; c < hd; c++) {
+            gradQkv[to + c] = heap[at.dq + t * hd + c]
+            gradQkv[to + D + c] = heap[at.dkt + c * T + t]
+            gradQkv[to + 2 * D + c] = heap[at.dvt + c * T + t]
+          }
+        }
+      }
+    }
+    return gradQkv
   }
 }
 
@@ -224,7 +413,7 @@ async function instantiate(): Promise<EngineLoad> {
   const simd = webAssembly.validate(binary)
   if (!simd) binary = new Uint8Array(await readFile(files.plain))
 
-  let matmul: WasmMatmul | undefined
+  let kernels: WasmKernels | undefined
   const early: string[] = []
   const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(listenersOf(event))]))
   const removeAddedListeners = () => {
@@ -242,8 +431,8 @@ async function instantiate(): Promise<EngineLoad> {
       print: (text) => log('%s', text),
       printErr: (text) => {
         log('%s', text)
-        if (matmul === undefined) early.push(text)
-        else matmul.reportError(text)
+        if (kernels === undefined) early.push(text)
+        else kernels.reportError(text)
       },
     })
     removeAddedListeners()
@@ -254,7 +443,7 @@ async function instantiate(): Promise<EngineLoad> {
   if (early.length > 0) return { error: `the module reported: ${early.join('; ')}` }
   module._init_with_threads_count(1)
   const threads = module._get_threads_count()
-  matmul = new WasmMatmul(module)
+  kernels = new WasmKernels(module)
 
   // a product checked against the reference before the engine is offered, every transpose
   const [m, k, n] = [5, 7, 3]
@@ -267,17 +456,20 @@ async function instantiate(): Promise<EngineLoad> {
     [true, true],
   ] as const) {
     const expected = matmulReference(a, b, m, k, n, ta, tb)
-    const got = matmul.matmul(a, b, m, k, n, ta, tb)
+    const got = kernels.matmul(a, b, m, k, n, ta, tb)
     // small integers: every float32 sum is exact
     if (got.some((value, i) => value !== expected[i])) {
       return { error: `its matmul (transposeA ${ta}, transposeB ${tb}) disagrees with the reference` }
     }
   }
 
-  const engineMatmul = matmul
+  const engineKernels = kernels
   const ops: Partial<CpuOps> = {
     matmul: (a, b, m, k, n, transposeA = false, transposeB = false) =>
-      engineMatmul.matmul(a, b, m, k, n, transposeA, transposeB),
+      engineKernels.matmul(a, b, m, k, n, transposeA, transposeB),
+    attention: (qkv, sizes) => engineKernels.attention(qkv, sizes),
+    attentionBackward: (gradOutput, qkv, output, logSumExp, sizes) =>
+      engineKernels.attentionBackward(gradOutput, qkv, output, logSumExp, sizes),
   }
   return {
     engine: Object.freeze({

@@ -9,6 +9,7 @@ import type { CpuEngine } from '../../../kernels/cpu/engine.js'
 import { loadCpuEngine } from '../../../kernels/cpu/engines.js'
 import { loadWasmEngine } from '../../../kernels/cpu/wasm-engine.js'
 import { createBackend } from '../../../kernels/index.js'
+import { attentionBackwardReference, attentionReference } from '../../../kernels/reference/attention.js'
 import { matmulReference } from '../../../kernels/reference/index.js'
 import { expectClose, randomArray, seededRandom, type Tolerance } from './helpers.js'
 
@@ -62,7 +63,7 @@ describe('the wasm cpu engine', () => {
     expect(engine.name).toBe('wasm')
     expect(engine.threads).toBe(1)
     expect(engine.description).toMatch(/^tfjs-backend-wasm 4\.\d+\.\d+ \(XNNPACK(, SIMD)?\), 1 thread$/)
-    expect(Object.keys(engine.ops)).toEqual(['matmul'])
+    expect(Object.keys(engine.ops).sort()).toEqual(['attention', 'attentionBackward', 'matmul'])
     const again = await loadWasmEngine()
     expect('engine' in again && again.engine).toBe(engine)
     expect(await loadCpuEngine('wasm')).toBe(engine)
@@ -158,6 +159,34 @@ describe('the wasm cpu engine', () => {
       expectClose(`round ${round}`, matmulReference(a, b, m, k, n), matmul(a, b, m, k, n), matmulTolerance(k))
     }
   })
+
+  // the attention suite (attention.test.ts) checks both ops against a float64 oracle on the cpu-wasm
+  // backend; here: the reference ops directly, on both sides of the size below which the reference runs
+  it.each([
+    { batch: 2, sequence: 8, heads: 2, headWidth: 8 },
+    { batch: 2, sequence: 16, heads: 3, headWidth: 8 },
+    { batch: 1, sequence: 67, heads: 2, headWidth: 32 },
+  ])(
+    'attention and its backward at T=$sequence hd=$headWidth match the reference, bit-identical on repeat',
+    async ({ batch, sequence, heads, headWidth }) => {
+      const { attention, attentionBackward } = (await wasmEngine()).ops
+      if (attention === undefined || attentionBackward === undefined) throw new Error('no attention ops')
+      const sizes = { batch, sequence, heads, width: heads * headWidth, headWidth }
+      const random = seededRandom(sequence * 31 + headWidth)
+      const qkv = randomArray(random, batch * sequence * 3 * sizes.width)
+      const gradOutput = randomArray(random, batch * sequence * sizes.width)
+      const reference = attentionReference(qkv, sizes)
+      const got = attention(qkv, sizes)
+      expectClose('output', reference.output, got.output, { atol: 2e-6, rtol: 1e-5 })
+      expectClose('logSumExp', reference.logSumExp, got.logSumExp, { atol: 4e-6, rtol: 2e-6 })
+      const gradReference = attentionBackwardReference(gradOutput, qkv, got.output, got.logSumExp, sizes)
+      const grad = attentionBackward(gradOutput, qkv, got.output, got.logSumExp, sizes)
+      expectClose('gradQkv', gradReference, grad, { atol: 1e-5, rtol: 1e-4 })
+      const again = attention(qkv, sizes)
+      expect(sameBits(again.output, got.output) && sameBits(again.logSumExp, got.logSumExp)).toBe(true)
+      expect(sameBits(attentionBackward(gradOutput, qkv, got.output, got.logSumExp, sizes), grad)).toBe(true)
+    },
+  )
 
   it("tfjs' own backends still work beside it, the wasm one included", async () => {
     const engine = await wasmEngine()
