@@ -65,10 +65,11 @@ function formatBackends(c: NodeCapability): string[] {
     const chosen = c.chosenBy === 'pinned' ? 'pinned by the config' : 'the fastest measured'
     const when = new Date(c.probe.measuredAtMs).toISOString().replace(/\.\d+Z$/, 'Z')
     const took = `${(c.probe.seconds * 1000).toFixed(0)} ms`
+    const load = `load average ${c.probe.loadAverage.toFixed(2)}`
     lines.push(
       c.probe.source === 'cache'
-        ? `* ${chosen}; figures from the cache (measured ${when}), read in ${took}`
-        : `* ${chosen}; measured at start in ${took}`,
+        ? `* ${chosen}; figures from the cache (measured ${when}, ${load}), read in ${took}`
+        : `* ${chosen}; measured at start in ${took} (${load}), ${c.probe.cached ? 'cached' : 'not cached'}`,
     )
   }
   return lines

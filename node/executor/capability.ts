@@ -49,8 +49,17 @@ export interface NodeCapability {
   backends: BackendFigure[]
   /** how the backend in use was chosen: the fastest measured, or the config's pin */
   chosenBy?: 'fastest' | 'pinned'
-  /** where the figures came from: measured at this start or read from the data dir's cache */
-  probe?: { source: 'measured' | 'cache'; seconds: number; measuredAtMs: number }
+  /**
+   * where the figures came from: measured at this start or read from the data dir's cache; how long
+   * that took; the load average they were measured under; whether they are cached now
+   */
+  probe?: {
+    source: 'measured' | 'cache'
+    seconds: number
+    measuredAtMs: number
+    loadAverage: number
+    cached: boolean
+  }
   /** backends that did not open here, and why */
   unavailable?: BackendUnavailable[]
 }
@@ -77,8 +86,8 @@ export interface MatmulTiming {
   gflops: number
 }
 
-/** 2 n^3 floating-point operations for an n x n by n x n product */
-function gflopsOf(size: number, seconds: number): number {
+/** GFLOP/s of an n x n by n x n product (2 n^3 floating-point operations) done in `seconds` */
+export function gflopsOf(size: number, seconds: number): number {
   return (2 * size ** 3) / seconds / 1e9
 }
 
@@ -99,7 +108,8 @@ export function plainMatmul(a: Float32Array, b: Float32Array, size: number): Flo
   return c
 }
 
-function filledMatrix(size: number, seed: number): Float32Array {
+/** An n x n matrix of values in [-0.5, 0.5) from a fixed sequence, the same on every run. */
+export function filledMatrix(size: number, seed: number): Float32Array {
   const values = new Float32Array(size * size)
   // a fixed linear congruential sequence: the figure must not depend on Math.random
   let state = seed >>> 0
@@ -182,19 +192,13 @@ export interface BackendProbeInit {
 export interface BackendTimingInit {
   /** @default BACKEND_PROBE_SIZE_DEFAULT */
   size?: number
-  /** timed runs at most. @default PROBE_REPEATS_DEFAULT */
+  /** @default PROBE_REPEATS_DEFAULT */
   repeats?: number
-  /**
-   * no timed run starts once this many ms have passed since the first one began (one always runs),
-   * so a slow backend costs the probe a bounded time
-   * @default Infinity
-   */
-  capMs?: number
 }
 
 /**
  * Times an n x n matmul through a backend: upload, one warm-up (which also compiles a GPU pipeline),
- * then up to `repeats` timed runs each ended by `sync`; the fastest counts.
+ * then `repeats` timed runs each ended by `sync`; the fastest counts.
  */
 export async function timeBackendMatmul(
   backend: Backend,
@@ -202,16 +206,13 @@ export async function timeBackendMatmul(
 ): Promise<MatmulTiming> {
   const size = init.size ?? BACKEND_PROBE_SIZE_DEFAULT
   const repeats = init.repeats ?? PROBE_REPEATS_DEFAULT
-  const capMs = init.capMs ?? Number.POSITIVE_INFINITY
   const a = backend.upload(filledMatrix(size, 1), [size, size])
   const b = backend.upload(filledMatrix(size, 2), [size, size])
   try {
     backend.matmul(a, b).dispose()
     await backend.sync()
     let best = Number.POSITIVE_INFINITY
-    const first = performance.now()
     for (let repeat = 0; repeat < repeats; repeat++) {
-      if (repeat > 0 && performance.now() - first > capMs) break
       const start = performance.now()
       const c = backend.matmul(a, b)
       await backend.sync()
