@@ -302,6 +302,10 @@ let loaded: NativeLoad | undefined
 export function loadNativeEngine(): NativeLoad {
   if (loaded !== undefined) return loaded
   const require = createRequire(import.meta.url)
+  // OpenMP's idle threads sleep at once instead of spinning for a while after every op: a daemon
+  // shares its cores with libp2p, Raft and often other daemons, and every op here is long enough
+  // (tens of microseconds and up) that the wake-up costs little. libgomp reads this when it loads.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE'
   try {
     const addon = require(NATIVE_ADDON_PATH) as NativeAddon
     const threads = nativeThreads()
