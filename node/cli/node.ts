@@ -68,14 +68,15 @@ function formatBackends(c: NodeCapability): string[] {
     const load = `load average ${c.probe.loadAverage.toFixed(2)}`
     lines.push(
       c.probe.source === 'cache'
-        ? `* ${chosen}; figures from the cache (measured ${when}, ${load}), read in ${took}`
-        : `* ${chosen}; measured at start in ${took} (${load}), ${c.probe.cached ? 'cached' : 'not cached'}`,
+        ? `  (* in use, ${chosen}; figures from the cache, measured ${when} at ${load}, read in ${took})`
+        : `  (* in use, ${chosen}; measured at start in ${took} at ${load}, ` +
+            `${c.probe.cached ? 'cached' : 'not cached'})`,
     )
   }
   return lines
 }
 
-function formatStatus(status: NodeStatus): string {
+export function formatStatus(status: NodeStatus): string {
   const c = status.capability
   return [
     `peer id    ${status.peerId}`,

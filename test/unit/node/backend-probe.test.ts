@@ -178,7 +178,7 @@ describe('backend choice', () => {
     expect(capabilityOf(all, { backend: 'webgpu' }).backend).toBe('webgpu')
   })
 
-  it('falls back to cpu when a pinned webgpu does not open, and refuses a pinned engine that does not', () => {
+  it('falls back to cpu when a pinned webgpu does not open; refuses a pinned engine that does not', () => {
     const result: BackendProbeResult = {
       matmulSize: 256,
       measured: [

@@ -23,6 +23,21 @@ describe('node config', () => {
     expect(config.allowRemoteApi).toBe(false)
   })
 
+  it('computes on the fastest backend unless the file or a flag pins a backend or cpu engine', () => {
+    const auto = resolveNodeConfig('/tmp/x', {}, {})
+    expect(auto.backend).toBe('auto')
+    expect(auto.cpuEngine).toBeUndefined()
+    const file = parseConfigFile({ backend: 'cpu', cpuEngine: 'reference' })
+    const pinned = resolveNodeConfig('/tmp/x', file, {})
+    expect([pinned.backend, pinned.cpuEngine]).toEqual(['cpu', 'reference'])
+    const flagged = resolveNodeConfig('/tmp/x', file, { backend: 'webgpu', cpuEngine: 'native' })
+    expect([flagged.backend, flagged.cpuEngine]).toEqual(['webgpu', 'native'])
+    expect(() => parseConfigFile({ cpuEngine: 'blas' })).toThrow(/key "cpuEngine"/)
+    expect(() => resolveNodeConfig('/tmp/x', {}, { cpuEngine: 'gpu' as 'native' })).toThrow(
+      /flags: key "cpuEngine"/,
+    )
+  })
+
   it('names an unknown key', () => {
     expect(() => parseConfigFile({ lisen: ['/ip4/127.0.0.1/tcp/0'] }, 'config file c.json')).toThrow(
       /config file c\.json: unknown key "lisen"/,

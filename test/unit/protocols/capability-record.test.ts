@@ -1,6 +1,8 @@
 // Proves capability records are bound to their signer: a record verifies only under its own peer's key
 // and DHT key, a tampered, re-signed-by-someone-else or expired record is refused with a named reason, and
-// the DHT selector prefers the highest valid seq and never picks an invalid record.
+// the DHT selector prefers the highest valid seq and never picks an invalid record. Records carry each
+// backend's measured figure (bounded and range-checked), and records of workers that predate the
+// figures still verify.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -15,6 +17,7 @@ import {
   verifyCapabilityRecord,
 } from '../../../protocols/discovery/record.js'
 import { CapabilityRecord, SignedCapabilityRecord } from '../../../protocols/wire/capability.js'
+import { CAPABILITY_BACKENDS_MAX } from '../../../protocols/wire/validation/index.js'
 
 const NOW = 1_800_000_000_000
 const key = await generateKeyPair('Ed25519')
@@ -89,6 +92,75 @@ describe('capability records', () => {
     const forgedHigher = await signCapabilityRecord(otherKey, record({ seq: 9 }))
     expect(await select(capabilityKey(peerId), [low, high, forgedHigher])).toBe(1)
     expect(await select(capabilityKey(peerId), [forgedHigher, low])).toBe(1)
+  })
+
+  it('carry every backend figure and which one is in use', async () => {
+    const backends: CapabilityRecord.BackendFigure[] = [
+      {
+        backend: CapabilityRecord.Backend.CPU,
+        engine: 'native',
+        adapterName: 'cpu (OpenBLAS)',
+        gflops: 140,
+        inUse: true,
+      },
+      {
+        backend: CapabilityRecord.Backend.WEBGPU,
+        engine: '',
+        adapterName: 'llvmpipe',
+        gflops: 11,
+        inUse: false,
+      },
+    ]
+    const verified = await verifyCapabilityRecord(await signCapabilityRecord(key, record({ backends })), NOW)
+    expect(verified.backends).toEqual([
+      { backend: 'cpu', engine: 'native', adapterName: 'cpu (OpenBLAS)', gflops: 140, inUse: true },
+      { backend: 'webgpu', adapterName: 'llvmpipe', gflops: 11, inUse: false },
+    ])
+  })
+
+  it('a record without figures (from a worker that predates them) still verifies', async () => {
+    const { backends: _none, ...old } = record()
+    // an empty repeated field is not encoded: these are the bytes an older worker signs
+    const bytes = CapabilityRecord.encode(old as CapabilityRecord)
+    expect(bytes).toEqual(CapabilityRecord.encode(record()))
+    const signature = await key.sign(
+      new Uint8Array([...new TextEncoder().encode('shardnet/capability-record/1'), ...bytes]),
+    )
+    const value = SignedCapabilityRecord.encode({
+      record: bytes,
+      signature: signature as Uint8Array<ArrayBuffer>,
+    })
+    const verified = await verifyCapabilityRecord(value, NOW)
+    expect(verified.backends).toEqual([])
+    expect(verified.gflops).toBe(1.5)
+  })
+
+  it('refuse bad figures with a named reason', async () => {
+    const figure = (overrides: Partial<CapabilityRecord.BackendFigure>): CapabilityRecord.BackendFigure => ({
+      backend: CapabilityRecord.Backend.CPU,
+      engine: 'native',
+      adapterName: 'cpu',
+      gflops: 1,
+      inUse: false,
+      ...overrides,
+    })
+    const check = async (backends: CapabilityRecord.BackendFigure[]) =>
+      reason(verifyCapabilityRecord(await signCapabilityRecord(key, record({ backends })), NOW))
+    expect(await check([figure({ inUse: true })])).toBe('accepted')
+    expect(await check([figure({ inUse: true }), figure({ inUse: true })])).toBe('bad-backend')
+    expect(await check([figure({ backend: CapabilityRecord.Backend.BACKEND_UNSPECIFIED })])).toBe(
+      'bad-backend',
+    )
+    expect(await check([figure({ backend: CapabilityRecord.Backend.WEBGPU })])).toBe('bad-backend')
+    expect(await check([figure({ engine: 'Native!' })])).toBe('bad-backend')
+    expect(await check([figure({ adapterName: 'x'.repeat(257) })])).toBe('bad-adapter-name')
+    expect(await check([figure({ gflops: Number.NaN })])).toBe('bad-numbers')
+    expect(await check([figure({ gflops: -1 })])).toBe('bad-numbers')
+    expect(await check([figure({ gflops: 1e8 })])).toBe('bad-numbers')
+    expect(await check(Array.from({ length: CAPABILITY_BACKENDS_MAX }, () => figure({})))).toBe('accepted')
+    expect(await check(Array.from({ length: CAPABILITY_BACKENDS_MAX + 1 }, () => figure({})))).toBe(
+      'oversized',
+    )
   })
 
   it('capability CIDs are fixed, distinct and sha2-256 raw CIDv1', async () => {
