@@ -165,9 +165,10 @@ interface Trial {
 
 /**
  * Opens every target, uploads the operands and runs one warm-up product on each (a GPU compiles its
- * pipeline there), then times them in rounds, one product each per round, so a burst of other work
- * on the machine slows every backend alike instead of the one that happened to be running. The
- * targets that do not open, or fail, say why. Everything opened is closed before it returns.
+ * pipeline there), then times them in PROBE_ROUNDS rounds, a short burst of products each per round,
+ * so a burst of other work on the machine slows every backend alike instead of the one that happened
+ * to be running. The targets that do not open, or fail, say why. Everything opened is closed before
+ * it returns.
  */
 export async function measureBackends(
   targets: readonly ProbeTarget[],
@@ -184,10 +185,11 @@ export async function measureBackends(
     backend: target.backend,
     ...(target.engine === undefined ? {} : { engine: target.engine }),
   })
-  const fail = (trial: Trial, error: unknown) => {
-    unavailable.push({ ...which(trial.target), reason: `measuring failed: ${messageOf(error)}` })
-    trials.splice(trials.indexOf(trial), 1)
-    trial.backend.destroy()
+  const fail = (target: ProbeTarget, backend: Backend, error: unknown) => {
+    unavailable.push({ ...which(target), reason: `measuring failed: ${messageOf(error)}` })
+    const index = trials.findIndex((trial) => trial.backend === backend)
+    if (index >= 0) trials.splice(index, 1)
+    backend.destroy()
   }
   try {
     for (const target of targets) {
@@ -206,21 +208,14 @@ export async function measureBackends(
         backend.destroy()
         continue
       }
-      const trial: Trial = {
-        target,
-        backend,
-        a: backend.upload(filledMatrix(size, 1), [size, size]),
-        b: backend.upload(filledMatrix(size, 2), [size, size]),
-        runs: 0,
-        spentMs: 0,
-        bestMs: Number.POSITIVE_INFINITY,
-      }
-      trials.push(trial)
       try {
-        backend.matmul(trial.a, trial.b).dispose()
+        const a = backend.upload(filledMatrix(size, 1), [size, size])
+        const b = backend.upload(filledMatrix(size, 2), [size, size])
+        backend.matmul(a, b).dispose()
         await backend.sync()
+        trials.push({ target, backend, a, b, runs: 0, spentMs: 0, bestMs: Number.POSITIVE_INFINITY })
       } catch (error) {
-        fail(trial, error)
+        fail(target, backend, error)
       }
     }
     const burstMs = capMs / PROBE_ROUNDS
@@ -244,7 +239,7 @@ export async function measureBackends(
             trial.bestMs = Math.min(trial.bestMs, ms)
           } while (burstSpent < burstMs && trial.runs < runsMax)
         } catch (error) {
-          fail(trial, error)
+          fail(trial.target, trial.backend, error)
         }
       }
     }

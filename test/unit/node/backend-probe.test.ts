@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Backend, BackendKind } from '../../../kernels/backend.js'
+import type { Backend, BackendKind, Tensor } from '../../../kernels/backend.js'
 import type { CpuEngineName } from '../../../kernels/cpu/engine.js'
 import { CpuBackend } from '../../../kernels/cpu-backend.js'
 import { nativeEngineError } from '../../../kernels/index.js'
@@ -154,6 +154,41 @@ describe('backend choice', () => {
       { backend: 'webgpu', reason: 'webgpu unavailable: no adapter' },
     ])
     expect(capabilityOf(probed).unavailable).toEqual(probed.result.unavailable)
+  })
+
+  it('drops a backend that fails while measured, and closes every backend it opened', async () => {
+    const destroyed: string[] = []
+    const closing = (name: string, backend: Backend, failAfter: number): Backend => {
+      let products = 0
+      return new Proxy(backend, {
+        get(target, property) {
+          if (property === 'destroy') return () => destroyed.push(name)
+          if (property === 'matmul')
+            return (a: Tensor, b: Tensor) => {
+              if (++products > failAfter) throw new Error('device lost')
+              return target.matmul(a, b)
+            }
+          return Reflect.get(target, property, target)
+        },
+      })
+    }
+    const { targets } = fakeTargets({ native: 2, reference: 5, webgpu: 1 })
+    const [native, reference, webgpu] = targets
+    const probed = await probeBackends({
+      targets: [
+        { ...native, open: async () => closing('native', await native.open(), 0) },
+        { ...reference, open: async () => closing('reference', await reference.open(), Infinity) },
+        { ...webgpu, open: async () => closing('webgpu', await webgpu.open(), 2) },
+      ],
+      machine: MACHINE,
+      ...FAST,
+    })
+    expect(probed.result.measured.map((m) => m.engine)).toEqual(['reference'])
+    expect(probed.result.unavailable).toEqual([
+      { backend: 'cpu', engine: 'native', reason: 'measuring failed: device lost' },
+      { backend: 'webgpu', reason: 'measuring failed: device lost' },
+    ])
+    expect(destroyed.sort()).toEqual(['native', 'reference', 'webgpu'])
   })
 
   it('uses a pinned backend or engine even where it is slower', async () => {
