@@ -78,10 +78,19 @@ type ModuleFactory = (options: ModuleOptions) => Promise<WasmModule>
  */
 const ATTENTION_WORK_MIN = 1024
 const ATTENTION_HEAD_WIDTH_MIN = 4
+/**
+ * The module holds whole [T, T] blocks (two in the backward) and its heap never shrinks: longer
+ * sequences than this (T = 4096) stay with the reference, which needs O(T) memory.
+ */
+const ATTENTION_SCORES_MAX = 4096 * 4096
 
 /** whether attention of these sizes runs on the module (else on the reference) */
 function attentionOnWasm({ sequence, headWidth }: AttentionSizes): boolean {
-  return headWidth >= ATTENTION_HEAD_WIDTH_MIN && sequence * sequence * headWidth >= ATTENTION_WORK_MIN
+  return (
+    headWidth >= ATTENTION_HEAD_WIDTH_MIN &&
+    sequence * sequence * headWidth >= ATTENTION_WORK_MIN &&
+    sequence * sequence <= ATTENTION_SCORES_MAX
+  )
 }
 
 /** floats per side of the blocks a transposing copy moves (two 32x32 float blocks stay in L1) */
