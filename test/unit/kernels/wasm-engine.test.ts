@@ -4,7 +4,7 @@
 // The op suites (ops, attention, transformer-ops, ...) also run on it as the 'cpu-wasm' backend.
 import '@tensorflow/tfjs-backend-cpu'
 import * as tf from '@tensorflow/tfjs-core'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { CpuEngine } from '../../../kernels/cpu/engine.js'
 import { loadCpuEngine } from '../../../kernels/cpu/engines.js'
 import { loadWasmEngine } from '../../../kernels/cpu/wasm-engine.js'
@@ -214,6 +214,26 @@ describe('the wasm cpu engine', () => {
 
     expect(await tf.setBackend('cpu')).toBe(true)
     expect(tf.getBackend()).toBe('cpu')
+  })
+})
+
+describe('the wasm cpu engine where the module cannot load', () => {
+  it('answers with the reason instead of throwing, and loadCpuEngine falls back', async () => {
+    vi.resetModules()
+    vi.doMock('node:fs/promises', () => ({
+      readFile: async () => {
+        throw new Error('ENOENT: no such file, the wasm binary')
+      },
+    }))
+    try {
+      const wasm = await import('../../../kernels/cpu/wasm-engine.js')
+      expect(await wasm.loadWasmEngine()).toEqual({ error: 'ENOENT: no such file, the wasm binary' })
+      const engines = await import('../../../kernels/cpu/engines.js')
+      await expect(engines.loadCpuEngine('wasm')).rejects.toThrow(engines.CpuEngineUnavailableError)
+    } finally {
+      vi.doUnmock('node:fs/promises')
+      vi.resetModules()
+    }
   })
 })
 
