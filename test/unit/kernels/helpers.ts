@@ -72,7 +72,9 @@ export async function openBackend(name: BackendName): Promise<Backend> {
   if (name === 'webgpu') {
     const backend = await createBackend({ prefer: 'webgpu' })
     if (backend.kind !== 'webgpu')
-      throw new Error(`expected the webgpu backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`)
+      throw new Error(
+        `expected the webgpu backend, got ${backend.kind}: ${backend.info.fallbackReason ?? ''}`,
+      )
     return backend
   }
   const engine = name === 'cpu-native' ? 'native' : name === 'cpu-wasm' ? 'wasm' : 'reference'
