@@ -9,6 +9,7 @@ import type { NodeStatus } from '../api/node-routes.js'
 import type { ConfigOverrides, NodeConfig } from '../config.js'
 import { ConfigError, readConfigFile, resolveNodeConfig } from '../config.js'
 import { Daemon } from '../daemon.js'
+import { BackendUnavailableError } from '../executor/backend-probe.js'
 import { tuneHeapForTraining } from '../heap.js'
 import { SwarmKeyFormatError } from '../host.js'
 import { writeFileAtomic } from '../store/atomic-file.js'
@@ -63,6 +64,7 @@ function flagsOf(options: StartOptions): string[] {
   if (o.apiPort != null) flags.push('--api-port', String(o.apiPort))
   if (o.allowRemoteApi === true) flags.push('--allow-remote-api')
   if (o.backend != null) flags.push('--backend', o.backend)
+  if (o.cpuEngine != null) flags.push('--cpu-engine', o.cpuEngine)
   if (o.maxConnections != null) flags.push('--max-connections', String(o.maxConnections))
   return flags
 }
@@ -200,6 +202,7 @@ export async function runInForeground(
     await releasePidFile(paths.pidFile)
     if (
       error instanceof DataDirInUseError ||
+      error instanceof BackendUnavailableError ||
       error instanceof IdentityFileError ||
       error instanceof SwarmKeyFormatError
     ) {

@@ -293,9 +293,16 @@ export function chooseBackend(
   result: BackendProbeResult,
   pins: BackendPins = BACKEND_PINS_AUTO,
 ): BackendChoice {
-  const cpu = result.measured.filter(
+  // Among the cpu engines the first that runs wins (native, wasm, reference: CPU_ENGINE_NAMES), not
+  // the best figure: their order holds on every machine measured (native 4-6x wasm, wasm ~30x the
+  // reference; docs/cpu-backend.md), while a 40 ms figure taken on a busy machine can put native
+  // (its threads wait for each other) below wasm, and the engine, with it the bits a node computes,
+  // would change from one start to the next. The figures decide between cpu and webgpu only.
+  const cpuRunning = result.measured.filter(
     (m) => m.backend === 'cpu' && (pins.cpuEngine === undefined || m.engine === pins.cpuEngine),
   )
+  const firstEngine = CPU_ENGINE_NAMES.find((engine) => cpuRunning.some((m) => m.engine === engine))
+  const cpu = cpuRunning.filter((m) => m.engine === firstEngine)
   const webgpu = result.measured.filter((m) => m.backend === 'webgpu')
   const reasonOf = (backend: BackendKind, engine?: CpuEngineName) =>
     result.unavailable.find((u) => u.backend === backend && (engine === undefined || u.engine === engine))

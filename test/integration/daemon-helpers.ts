@@ -22,7 +22,7 @@ export async function startTestDaemon(init: TestDaemonInit = {}): Promise<Daemon
   const { dataDir: _ignored, overrides, ...rest } = init
   return Daemon.start({
     // cpu unless a test asks for webgpu: ten Dawn devices in one test process buy nothing
-    config: resolveNodeConfig(dataDir, {}, { backend: 'cpu', ...overrides }),
+    config: resolveNodeConfig(dataDir, {}, { backend: 'cpu', cpuEngine: 'native', ...overrides }),
     ipColocationPenalty: false,
     dhtInitialQuerySelfIntervalMs: 100,
     advertiseRetryMs: 500,

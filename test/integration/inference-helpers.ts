@@ -4,9 +4,12 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CLASS_COUNT, PIXEL_COUNT } from '../../kernels/data/mnist.js'
+import type { Backend } from '../../kernels/index.js'
 import { initialHostLayers, type MlpArchitecture } from '../../kernels/models/mlp.js'
 import { describeArchitecture, saveModel } from '../../node/executor/model-files.js'
 import { predictLogits, type ShardPredictor } from '../../node/tasks/infer-executor.js'
+import type { ForwardModel } from '../../node/tasks/infer-forward.js'
+import { planShards } from '../../protocols/inference/quorum.js'
 
 /** A worker that lies: it answers the true logits plus `offset`. */
 export function lyingPredictor(offset: number): ShardPredictor {
@@ -59,4 +62,30 @@ export async function writeTestInputs(
   const inputFile = join(folder, 'inputs.json')
   await writeFile(inputFile, JSON.stringify({ inputs }))
   return { inputs, inputFile }
+}
+
+/**
+ * The logits of `inputs` computed here shard by shard, split as the network splits them into `shards`
+ * (planShards): what every honest worker returns, bit for bit. The split matters: a BLAS matmul's
+ * bits for one row depend on how many rows it multiplies at once.
+ */
+export async function shardedLocalLogits(
+  backend: Backend,
+  model: ForwardModel,
+  inputs: number[][],
+  shards: number,
+): Promise<Float32Array> {
+  const parts: Float32Array[] = []
+  for (const range of planShards(inputs.length, shards)) {
+    parts.push(
+      await predictLogits(backend, model, Float32Array.from(inputs.slice(range.start, range.end).flat())),
+    )
+  }
+  const logits = new Float32Array(parts.reduce((total, part) => total + part.length, 0))
+  let offset = 0
+  for (const part of parts) {
+    logits.set(part, offset)
+    offset += part.length
+  }
+  return logits
 }

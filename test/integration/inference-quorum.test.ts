@@ -10,7 +10,6 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createBackend } from '../../kernels/index.js'
 import type { Daemon } from '../../node/daemon.js'
-import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
   type InferenceOutput,
@@ -19,7 +18,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { argmaxRows } from '../../protocols/inference/quorum.js'
 import { startTestDaemon } from './daemon-helpers.js'
-import { lyingPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { lyingPredictor, shardedLocalLogits, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 80
@@ -78,10 +77,11 @@ describe('inference across daemons with a lying replica', () => {
       await readFile(join(done.resultDir!, PREDICTIONS_FILE), 'utf8'),
     ) as InferenceOutput
 
-    // the local forward pass on the same backend class: bitwise equal
+    // the local forward pass on the same backend class, shard by shard as the workers ran it: bitwise equal
     const backend = await createBackend({ prefer: 'cpu' })
     const model = decodeModelBundle(await readModelBundle(modelDir))
-    const local = await predictLogits(backend, model, Float32Array.from(inputs.flat()))
+    const local = await shardedLocalLogits(backend, model, inputs, SHARDS)
+    const localTwoShards = await shardedLocalLogits(backend, model, inputs, 2)
     backend.destroy()
     expect(output.count).toBe(ROWS)
     expect(output.predictions.map((p) => p.index)).toEqual([...Array(ROWS).keys()])
@@ -130,7 +130,7 @@ describe('inference across daemons with a lying replica', () => {
     const secondOutput = JSON.parse(
       await readFile(join(second.resultDir!, PREDICTIONS_FILE), 'utf8'),
     ) as InferenceOutput
-    expect(secondOutput.predictions.flatMap((p) => p.logits)).toEqual(Array.from(local))
+    expect(secondOutput.predictions.flatMap((p) => p.logits)).toEqual(Array.from(localTwoShards))
     expect(secondOutput.agreement.reruns).toBe(0)
     expect(secondOutput.agreement.outliers).toEqual([liarId])
     expect(secondOutput.agreement.scores[liarId]).toBeLessThan(output.agreement.scores[liarId])

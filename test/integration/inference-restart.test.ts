@@ -8,7 +8,6 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createBackend } from '../../kernels/index.js'
 import type { Daemon } from '../../node/daemon.js'
-import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
   type InferenceOutput,
@@ -16,7 +15,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon, tempDataDir } from './daemon-helpers.js'
-import { slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { shardedLocalLogits, slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 40
@@ -79,10 +78,11 @@ describe('inference across a submitter restart', () => {
       await readFile(join(done.resultDir!, PREDICTIONS_FILE), 'utf8'),
     ) as InferenceOutput
     const backend = await createBackend({ prefer: 'cpu' })
-    const local = await predictLogits(
+    const local = await shardedLocalLogits(
       backend,
       decodeModelBundle(await readModelBundle(modelDir)),
-      Float32Array.from(inputs.flat()),
+      inputs,
+      4,
     )
     backend.destroy()
     expect(output.predictions.map((p) => p.index)).toEqual([...Array(ROWS).keys()])

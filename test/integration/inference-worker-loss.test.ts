@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createBackend } from '../../kernels/index.js'
 import type { Daemon } from '../../node/daemon.js'
-import { predictLogits } from '../../node/tasks/infer-executor.js'
 import {
   decodeModelBundle,
   type InferenceOutput,
@@ -17,7 +16,7 @@ import {
   readModelBundle,
 } from '../../node/tasks/infer-files.js'
 import { startTestDaemon } from './daemon-helpers.js'
-import { slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
+import { shardedLocalLogits, slowPredictor, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
 
 const ROWS = 30
@@ -75,10 +74,11 @@ describe('inference when a worker is lost', () => {
       await readFile(join(done.resultDir!, PREDICTIONS_FILE), 'utf8'),
     ) as InferenceOutput
     const backend = await createBackend({ prefer: 'cpu' })
-    const local = await predictLogits(
+    const local = await shardedLocalLogits(
       backend,
       decodeModelBundle(await readModelBundle(modelDir)),
-      Float32Array.from(inputs.flat()),
+      inputs,
+      3,
     )
     backend.destroy()
     expect(output.predictions.map((p) => p.index)).toEqual([...Array(ROWS).keys()])

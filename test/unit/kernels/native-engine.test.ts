@@ -128,7 +128,7 @@ describe('native engine on every thread, against the reference ops', () => {
     )
     const gradGot = op('attentionBackward')(dOut, qkv, got.output, got.logSumExp, sizes)
     expectClose('attention dqkv', gradExpected, gradGot, { atol: 2e-5, rtol: 2e-4 })
-    const cached = { queries: 5, width: 96, heads: 6, headWidth: 16, offset: 40 }
+    const cached = { queries: 5, keys: 64, width: 96, heads: 6, headWidth: 16, offset: 40 }
     const queries = randomArray(random, 5 * 96)
     const keys = randomArray(random, 64 * 96)
     const values = randomArray(random, 64 * 96)

@@ -18,6 +18,7 @@ import {
   capabilityOf,
   chooseBackend,
   type MachineKey,
+  type MeasuredBackend,
   machineKey,
   type ProbeTarget,
   probeBackends,
@@ -243,6 +244,49 @@ describe('backend choice', () => {
     expect(() => chooseBackend(result, { backend: 'auto', cpuEngine: 'native' })).toThrow(
       /pins the cpu engine "native", which cannot run here: not built/,
     )
+  })
+
+  it('takes the first cpu engine that runs, whatever a busy moment measured; figures decide cpu vs webgpu', () => {
+    const figure = (engine: 'native' | 'wasm' | 'reference', matmulGflops: number) => ({
+      backend: 'cpu' as const,
+      engine,
+      adapterName: `cpu (${engine})`,
+      isFallbackAdapter: false,
+      maxBufferBytes: 2 ** 31 - 1,
+      matmulGflops,
+    })
+    const webgpu = {
+      backend: 'webgpu' as const,
+      adapterName: 'llvmpipe',
+      isFallbackAdapter: true,
+      maxBufferBytes: 2 ** 28,
+      matmulGflops: 10,
+    }
+    const result = (measured: MeasuredBackend[]): BackendProbeResult => ({
+      matmulSize: 256,
+      measured,
+      unavailable: [],
+      measuredAtMs: 0,
+      seconds: 0.1,
+      loadAverage: 0,
+    })
+    // native measured below wasm (its threads waited on a busy machine): native still computes
+    const busy = chooseBackend(result([figure('wasm', 27), figure('native', 20), figure('reference', 1)]))
+    expect(busy.chosen).toMatchObject({ backend: 'cpu', engine: 'native' })
+    // without a native build, wasm comes before the reference ops even when measured slower
+    expect(chooseBackend(result([figure('reference', 3), figure('wasm', 2)])).chosen.engine).toBe('wasm')
+    // between cpu (its first engine) and webgpu the figures decide, both ways
+    expect(chooseBackend(result([figure('native', 8), webgpu, figure('wasm', 27)])).chosen.backend).toBe(
+      'webgpu',
+    )
+    expect(chooseBackend(result([figure('native', 150), webgpu])).chosen.backend).toBe('cpu')
+    // a pinned engine is used as it is
+    expect(
+      chooseBackend(result([figure('native', 150), figure('wasm', 27)]), {
+        backend: 'cpu',
+        cpuEngine: 'wasm',
+      }).chosen.engine,
+    ).toBe('wasm')
   })
 
   it('caches the figures in the data dir; a valid cache skips measuring', async () => {
