@@ -4,8 +4,9 @@
 //
 // Determinism: every output element is computed by one thread, whose loop order does not depend on
 // the thread count; reductions across rows (sumRows, LayerNorm's dGamma/dBeta, the embedding's
-// backward) split by columns and add rows in ascending order. OpenBLAS splits sgemm by blocks of C,
-// never along K. So for a given machine and thread count a result is the same bits every time.
+// backward) split by columns and add rows in ascending order. Products are split by blocks of C,
+// never along K (parallel_sgemm). So for a given machine, shape and thread count a result is the
+// same bits every time, in any thread of the process.
 // Compiled with -ffp-contract=off: no fused multiply-adds the source does not write, which keeps
 // AdamW and the int8 quantizer bit for bit equal to the reference ops.
 #include <cblas.h>
@@ -106,7 +107,8 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   if (threads < 1) return fail(env, "threads must be at least 1");
   thread_count = (int)threads;
   omp_set_num_threads(thread_count);
-  openblas_set_num_threads(thread_count);
+  // OpenBLAS itself always runs one thread: the parallel split is ours (parallel_sgemm)
+  openblas_set_num_threads(1);
   return undefined(env);
 }
 
@@ -127,6 +129,36 @@ static napi_value describe(napi_env env, napi_callback_info info) {
 
 // --- matmul -----------------------------------------------------------------------------------
 
+// Below this many multiply-adds a product runs in one piece.
+#define GEMM_SPLIT_MIN 262144.0
+
+// C = alpha op(A) op(B), split into `thread_count` pieces along C's longer side, one single-threaded
+// OpenBLAS call per piece on a team of thread_count threads. OpenBLAS's own threading decides from
+// process-wide state (its thread count, the calling thread's OpenMP settings) that other threads of
+// the process change, and a row's bits depend on the blocks it is computed in; with the split made
+// here they depend only on the shape and the thread count. Inside an active OpenMP region OpenBLAS
+// runs on the calling thread; with one thread it was told one thread (set_threads).
+static void parallel_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float *a, int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
+  const int by_rows = m >= n;
+  const int64_t extent = by_rows ? m : n;
+  int64_t pieces = (double)m * (double)n * (double)k < GEMM_SPLIT_MIN ? 1 : thread_count;
+  if (pieces > extent) pieces = extent;
+#pragma omp parallel for schedule(static, 1) num_threads(thread_count)
+  for (int64_t piece = 0; piece < pieces; piece++) {
+    const int64_t start = extent * piece / pieces, end = extent * (piece + 1) / pieces;
+    if (end == start) continue;
+    if (by_rows)
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                  (int)(end - start), (int)n, (int)k, alpha, trans_a ? a + start : a + start * lda, (int)lda, b,
+                  (int)ldb, 0.0f, c + start * ldc, (int)ldc);
+    else
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                  (int)m, (int)(end - start), (int)k, alpha, a, (int)lda, trans_b ? b + start * ldb : b + start,
+                  (int)ldb, 0.0f, c + start, (int)ldc);
+  }
+}
+
 // c[m,n] = op(a)[m,k] op(b)[k,n]; a stored [m,k] or [k,m] (transA), b [k,n] or [n,k] (transB)
 static napi_value matmul(napi_env env, napi_callback_info info) {
   ARGS(8)
@@ -145,9 +177,7 @@ static napi_value matmul(napi_env env, napi_callback_info info) {
     memset(c, 0, sizeof(float) * m * n);
     return undefined(env);
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              (int)m, (int)n, (int)k, 1.0f, a, trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n,
-              0.0f, c, (int)n);
+  parallel_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, trans_a ? m : k, b, trans_b ? k : n, c, n);
   return undefined(env);
 }
 
@@ -619,7 +649,8 @@ static napi_value layer_norm_backward(napi_env env, napi_callback_info info) {
 // --- attention --------------------------------------------------------------------------------
 // Per (sequence, head), on one thread each: S = Q K^T by sgemm straight from the packed qkv rows
 // (leading dimension 3D), the causal softmax row by row, O = P V by sgemm into the output's columns.
-// OpenBLAS runs single-threaded inside an OpenMP parallel region, so the heads are the parallelism.
+// OpenBLAS runs single-threaded inside an active OpenMP region (always one here, as in
+// parallel_sgemm), so the heads are the parallelism.
 // The [T, T] block lives in this thread's scratch memory only.
 
 // rows r of s[count, ld] see columns 0 ..= offset + r: exp(s * scale - max), normalised; lse[r]
@@ -659,7 +690,7 @@ static napi_value attention(napi_env env, napi_callback_info info) {
   const int64_t hd = D / heads;
   const float scale = 1.0f / sqrtf((float)hd);
   int failed = 0;
-#pragma omp parallel for schedule(static) if (batch * heads > 1)
+#pragma omp parallel for schedule(static) num_threads(thread_count)
   for (int64_t pair = 0; pair < batch * heads; pair++) {
     const int64_t b = pair / heads, h = pair % heads;
     float *s = malloc(sizeof(float) * T * T);
@@ -698,7 +729,7 @@ static napi_value attention_backward(napi_env env, napi_callback_info info) {
   const int64_t hd = D / heads;
   const float scale = 1.0f / sqrtf((float)hd);
   int failed = 0;
-#pragma omp parallel for schedule(static) if (batch * heads > 1)
+#pragma omp parallel for schedule(static) num_threads(thread_count)
   for (int64_t pair = 0; pair < batch * heads; pair++) {
     const int64_t b = pair / heads, h = pair % heads;
     float *p = malloc(sizeof(float) * T * T);
@@ -758,7 +789,7 @@ static napi_value attention_cached(napi_env env, napi_callback_info info) {
   const int64_t hd = D / heads;
   const float scale = 1.0f / sqrtf((float)hd);
   int failed = 0;
-#pragma omp parallel for schedule(static) if (heads > 1 && N * visible * hd >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(thread_count)
   for (int64_t h = 0; h < heads; h++) {
     float *s = malloc(sizeof(float) * N * visible);
     if (s == NULL) {

@@ -529,9 +529,15 @@ export class InferWorker {
     signal.throwIfAborted()
     const backend = await this.init.openBackend()
     if (this.init.predict === undefined && backend.kind === 'cpu') {
-      // the cpu forward pass runs in the worker thread, never on the event loop
+      // the cpu forward pass runs in the worker thread, never on the event loop, on the same engine
+      const engine = backend.info.cpuEngine
       backend.destroy()
-      return this.thread.run({ architecture: model.architecture, layers: model.layers }, inputs, signal)
+      return this.thread.run(
+        { architecture: model.architecture, layers: model.layers },
+        inputs,
+        signal,
+        engine,
+      )
     }
     // webgpu (or a test's predictor): on the main thread, one at a time, in slices
     const predict = this.init.predict ?? ((b, m, x, _r, o) => predictLogits(b, m, x, o))

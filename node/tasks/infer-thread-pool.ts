@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import type { CpuEngineName } from '../../kernels/cpu/engine.js'
 import type { ForwardModel } from './infer-forward.js'
 import type { InferThreadAnswer, InferThreadJob } from './infer-thread.js'
 
@@ -50,8 +51,9 @@ export class InferThread {
     model: ForwardModel,
     inputs: Float32Array,
     signal: AbortSignal,
+    engine?: CpuEngineName,
   ): Promise<{ logits: Float32Array; backendClass: string }> {
-    const work = () => this.runNow(model, inputs, signal)
+    const work = () => this.runNow(model, inputs, signal, engine)
     const result = this.queue.then(work, work)
     this.queue = result.catch(() => {})
     return result
@@ -61,6 +63,7 @@ export class InferThread {
     model: ForwardModel,
     inputs: Float32Array,
     signal: AbortSignal,
+    engine: CpuEngineName | undefined,
   ): Promise<{ logits: Float32Array; backendClass: string }> {
     if (this.closed) return Promise.reject(new InferAbortedError('the inference thread is closed'))
     if (signal.aborted) return Promise.reject(new InferAbortedError(abortMessage(signal)))
@@ -100,7 +103,7 @@ export class InferThread {
       worker.on('error', onError)
       worker.on('exit', onExit)
       signal.addEventListener('abort', onAbort, { once: true })
-      const job: InferThreadJob = { id, model, inputs }
+      const job: InferThreadJob = engine === undefined ? { id, model, inputs } : { id, model, inputs, engine }
       // the inputs move to the thread (the caller hands them over); the model is copied (it is cached)
       worker.postMessage(job, [inputs.buffer as ArrayBuffer])
     })

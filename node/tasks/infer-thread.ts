@@ -3,13 +3,16 @@
 // Raft heartbeats and every other protocol while a shard computes. One job at a time; the main thread
 // aborts a job by terminating the thread.
 import { parentPort } from 'node:worker_threads'
-import { CpuBackend } from '../../kernels/cpu-backend.js'
+import type { CpuEngineName } from '../../kernels/cpu/engine.js'
+import { type Backend, createBackend } from '../../kernels/index.js'
 import { FORWARD_ROWS_THREAD, type ForwardModel, predictLogits } from './infer-forward.js'
 
 export interface InferThreadJob {
   id: number
   model: ForwardModel
   inputs: Float32Array
+  /** the cpu engine the daemon computes on (its probe's choice or its config's pin) */
+  engine?: CpuEngineName
 }
 
 export type InferThreadAnswer =
@@ -18,8 +21,15 @@ export type InferThreadAnswer =
 
 const port = parentPort
 if (port === null) throw new Error('infer-thread.ts runs only as a worker thread')
-port.on('message', (job: InferThreadJob) => {
-  const backend = new CpuBackend()
+port.on('message', async (job: InferThreadJob) => {
+  let backend: Backend
+  try {
+    backend = await createBackend({ prefer: 'cpu', cpuEngine: job.engine })
+  } catch (error) {
+    const answer: InferThreadAnswer = { id: job.id, ok: false, message: String((error as Error)?.message) }
+    port.postMessage(answer)
+    return
+  }
   const backendClass = `${backend.kind}:${backend.info.adapterName}`
   predictLogits(backend, job.model, job.inputs, { sliceRows: FORWARD_ROWS_THREAD, yieldBetween: false })
     .then((logits) => {

@@ -46,7 +46,7 @@ function expectShown(status: NodeStatus): NodeCapability['backends'][number] {
 
 describe('a daemon’s backends', () => {
   it('measures every backend at start, computes on the fastest, shows and advertises them', async () => {
-    const first = await startTestDaemon({ overrides: { backend: 'auto' } })
+    const first = await startTestDaemon({ overrides: { backend: 'auto', cpuEngine: undefined } })
     daemons.push(first)
     const status = await statusOf(first)
     const capability = status.capability

@@ -156,7 +156,9 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
 
   beforeAll(async () => {
     folder = await mkdtemp(join(tmpdir(), 'shardnet-hostile-infer-'))
-    worker = await startTestDaemon()
+    // the reference ops: the tests below need shards that run for seconds (a queue to fill, a run
+    // to stop, the API while a long shard computes); the native engine finishes them in milliseconds
+    worker = await startTestDaemon({ overrides: { cpuEngine: 'reference' } })
     stranger = await createTestNode()
     other = await createTestNode()
     await Promise.all([stranger.start(), other.start()])

@@ -8,7 +8,7 @@ import type { Backend } from '../../kernels/index.js'
 import { initialHostLayers, type MlpArchitecture } from '../../kernels/models/mlp.js'
 import { describeArchitecture, saveModel } from '../../node/executor/model-files.js'
 import { predictLogits, type ShardPredictor } from '../../node/tasks/infer-executor.js'
-import type { ForwardModel } from '../../node/tasks/infer-forward.js'
+import { FORWARD_ROWS_THREAD, type ForwardModel } from '../../node/tasks/infer-forward.js'
 import { planShards } from '../../protocols/inference/quorum.js'
 
 /** A worker that lies: it answers the true logits plus `offset`. */
@@ -66,8 +66,9 @@ export async function writeTestInputs(
 
 /**
  * The logits of `inputs` computed here shard by shard, split as the network splits them into `shards`
- * (planShards): what every honest worker returns, bit for bit. The split matters: a BLAS matmul's
- * bits for one row depend on how many rows it multiplies at once.
+ * (planShards), each shard in the worker thread's slices: what every honest worker returns, bit for
+ * bit. The split matters: a BLAS matmul's bits for one row depend on how many rows it multiplies at
+ * once.
  */
 export async function shardedLocalLogits(
   backend: Backend,
