@@ -17,9 +17,9 @@
 // with clipping, corpus batches, the loss read back), --gpt-warmup steps then timed steps; tokens/s
 // = batch x sequence / seconds of the median step. The backends run one after the other, so tokens
 // per CPU-second of this process is printed beside the wall-clock figure. The reference engine takes
-// about 10 s a step at batch 8 x 256 on a 2-core machine: it times --gpt-reference-steps steps (3: a
-// median that one disturbed step cannot move, in about 40 s with the warm-up); the others take well
-// under a second a step and time --gpt-steps.
+// 10-14 s a step at batch 8 x 256 on a 2-core machine: it times --gpt-reference-steps steps (3: the
+// fewest whose median one disturbed step cannot move, under a minute with the warm-up); the others
+// take well under 2 s a step and time --gpt-steps.
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { epochOrder, loadMnist, PIXEL_COUNT } from '../kernels/data/index.js'
