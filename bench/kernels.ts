@@ -321,7 +321,9 @@ async function numpyImplementation(): Promise<
     child.once('spawn', () => resolve(undefined))
   })
   const spawnError = await spawned
-  if (spawnError !== undefined) return { error: `python3 unavailable: ${spawnError}` }
+  if (spawnError !== undefined) return { error: `python3: ${spawnError}` }
+  // a python that ends early is answered by the next read ('the numpy process ended'), not a crash
+  child.stdin.on('error', () => {})
   const answer = async (command?: string): Promise<Record<string, unknown>> => {
     if (command !== undefined) child.stdin.write(`${command}\n`)
     const line = await lines.next()

@@ -20,7 +20,7 @@ import time
 try:
     import numpy as np
 except ImportError as error:
-    print(json.dumps({"error": f"numpy unavailable: {error}"}), flush=True)
+    print(json.dumps({"error": f"import numpy: {error}"}), flush=True)
     sys.exit(0)
 
 
