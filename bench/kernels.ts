@@ -13,13 +13,17 @@
 // Timing: one iteration = matmul of two NxN float32 matrices already on the device + reading the
 // NxN result back to the host (the same work for every implementation; numpy's product is timed in
 // python around `a @ b`, whose result is already on the host). After one warm-up each, whose result
-// must agree with the group's first implementation (our default kernel; the native engine),
+// must agree with the group's base implementation's (our default kernel; the native engine),
 // implementations run in interleaved rounds (at least --rounds, and at least --min-seconds per
 // implementation in all) and we report the median iteration time. We also report GFLOP per
 // CPU-second of the process that computes (all threads, lavapipe's included): on a shared machine
 // wall-clock figures move with other processes' load, the CPU-time ones much less.
 // The groups run one after the other, each size's webgpu group first: lavapipe computes on the same
-// cores as the cpu group, so no cpu figure is taken while a webgpu kernel is queued.
+// cores as the cpu group, so no cpu figure is taken while a webgpu kernel is queued. Within the cpu
+// group no implementation's threads may spin on the cores the next one needs: the native engine's
+// OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE), and numpy answers each product only once
+// its OpenBLAS threads have stopped spinning (bench/numpy-matmul.py); so every multi-threaded
+// product starts with sleeping threads, as a call between other work does.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'

@@ -64,6 +64,7 @@ print(
     flush=True,
 )
 a = b = c = None
+SETTLE_SECONDS = 0.25
 for line in sys.stdin:
     words = line.split()
     if not words:
@@ -79,6 +80,10 @@ for line in sys.stdin:
         wall, cpu = time.perf_counter(), time.process_time()
         c = a @ b
         answer = {"ms": (time.perf_counter() - wall) * 1e3, "cpuMs": (time.process_time() - cpu) * 1e3}
+        # OpenBLAS's pthreads workers spin for a while (THREAD_TIMEOUT, about 0.1 s) after a call
+        # before they sleep: answering only once they sleep keeps them off the cores that the
+        # implementation timed next needs
+        time.sleep(SETTLE_SECONDS)
     elif words[0] == "result":
         c.astype("<f4").tofile(words[1])
         answer = {"ok": True}
