@@ -246,7 +246,7 @@ describe('backend choice', () => {
     )
   })
 
-  it('takes the first cpu engine that runs, whatever a busy moment measured; figures pick cpu or webgpu', () => {
+  it('takes the first cpu engine that runs, whatever a busy moment measured', () => {
     const figure = (engine: 'native' | 'wasm' | 'reference', matmulGflops: number) => ({
       backend: 'cpu' as const,
       engine,
