@@ -129,21 +129,33 @@ static napi_value describe(napi_env env, napi_callback_info info) {
 
 // --- matmul -----------------------------------------------------------------------------------
 
-// Below this many multiply-adds a product runs in one piece.
-#define GEMM_SPLIT_MIN 262144.0
+// Below this many multiply-adds a product runs in one piece: a 256^3 product (16.8M) in two pieces
+// ran at 47-61 GFLOP/s against 79-80 in one (waking the second thread and packing B twice cost more
+// than the half it saved); 1024^3 in two pieces ran 1.7x one (bench/RESULTS.md, cpu backend).
+#define GEMM_SPLIT_MIN 33554432.0
 
 // C = alpha op(A) op(B), split into `thread_count` pieces along C's longer side, one single-threaded
 // OpenBLAS call per piece on a team of thread_count threads. OpenBLAS's own threading decides from
 // process-wide state (its thread count, the calling thread's OpenMP settings) that other threads of
 // the process change, and a row's bits depend on the blocks it is computed in; with the split made
 // here they depend only on the shape and the thread count. Inside an active OpenMP region OpenBLAS
-// runs on the calling thread; with one thread it was told one thread (set_threads).
+// runs on the calling thread; for one piece the calling thread's OpenMP thread count is 1 around
+// the call, which OpenBLAS reads and follows.
 static void parallel_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
   const int by_rows = m >= n;
   const int64_t extent = by_rows ? m : n;
   int64_t pieces = (double)m * (double)n * (double)k < GEMM_SPLIT_MIN ? 1 : thread_count;
   if (pieces > extent) pieces = extent;
+  if (pieces <= 1) {
+    // on the calling thread alone, without waking the team: OpenBLAS reads this thread's OpenMP
+    // thread count and, told 1, runs on it
+    omp_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
+                (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+    omp_set_num_threads(thread_count);
+    return;
+  }
 #pragma omp parallel for schedule(static, 1) num_threads(thread_count)
   for (int64_t piece = 0; piece < pieces; piece++) {
     const int64_t start = extent * piece / pieces, end = extent * (piece + 1) / pieces;
