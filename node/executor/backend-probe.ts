@@ -12,7 +12,7 @@ import { logger } from '@libp2p/logger'
 import { z } from 'zod'
 import type { Backend, BackendKind, Tensor } from '../../kernels/backend.js'
 import { CPU_ENGINE_NAMES, type CpuEngineName } from '../../kernels/cpu/engine.js'
-import { createBackend } from '../../kernels/index.js'
+import { CpuBackend, createBackend, loadCpuEngine } from '../../kernels/index.js'
 import { loadNativeEngine } from '../../kernels/native/loader.js'
 import { writeFileAtomic } from '../store/atomic-file.js'
 import {
@@ -523,10 +523,20 @@ export function probedCapability(init: ProbeBackendsInit = {}): CapabilityProbe 
   return { measure: async () => capabilityOf(await probeBackends(init), init.pins) }
 }
 
-/** Opens the backend (and cpu engine) a capability names, as the executors compute on it. */
-export function openCapabilityBackend(
-  capability: Pick<NodeCapability, 'backend' | 'cpuEngine'>,
+/**
+ * Opens the backend (and cpu engine) a capability names, as the executors compute on it. A cpu
+ * backend chosen where webgpu could not open says why in its info.fallbackReason.
+ */
+export async function openCapabilityBackend(
+  capability: Pick<NodeCapability, 'backend' | 'cpuEngine' | 'unavailable'>,
 ): Promise<Backend> {
+  const webgpuMissing = capability.unavailable?.find((entry) => entry.backend === 'webgpu')
+  if (capability.backend === 'cpu' && webgpuMissing !== undefined) {
+    return new CpuBackend({
+      engine: await loadCpuEngine(capability.cpuEngine),
+      fallbackReason: webgpuMissing.reason,
+    })
+  }
   return createBackend({
     prefer: capability.backend,
     ...(capability.cpuEngine === undefined ? {} : { cpuEngine: capability.cpuEngine }),

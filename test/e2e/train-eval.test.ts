@@ -279,7 +279,7 @@ describe.concurrent('bad input to train', () => {
       noDriver,
     )
     expect(fallback.code, fallback.stderr).toBe(0)
-    expect(fallback.stderr).toMatch(/training on cpu: cpu \(reference ops\) \(webgpu unavailable: /)
+    expect(fallback.stderr).toMatch(/training on cpu: cpu \(OpenBLAS [^)]*\) \(webgpu unavailable: /)
     expect(JSON.parse(fallback.stdout).backend).toMatchObject({
       kind: 'cpu',
       fallbackReason: expect.stringMatching(/webgpu unavailable/),
