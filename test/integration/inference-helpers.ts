@@ -78,9 +78,8 @@ export async function shardedLocalLogits(
 ): Promise<Float32Array> {
   const parts: Float32Array[] = []
   for (const range of planShards(inputs.length, shards)) {
-    parts.push(
-      await predictLogits(backend, model, Float32Array.from(inputs.slice(range.start, range.end).flat())),
-    )
+    const rows = Float32Array.from(inputs.slice(range.start, range.end).flat())
+    parts.push(await predictLogits(backend, model, rows, { sliceRows: FORWARD_ROWS_THREAD }))
   }
   const logits = new Float32Array(parts.reduce((total, part) => total + part.length, 0))
   let offset = 0
