@@ -11,8 +11,10 @@ if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
   log "no C compiler: the cpu backend will use its wasm engine (install build-essential and rerun scripts/build-native.sh)"
   exit 0
 fi
-include=${OPENBLAS_INCLUDE_DIR:-/usr/include/x86_64-linux-gnu/openblas-openmp}
-libdir=${OPENBLAS_LIB_DIR:-/usr/lib/x86_64-linux-gnu/openblas-openmp}
+# Debian's multiarch folders (x86_64-linux-gnu, aarch64-linux-gnu, ...)
+multiarch=$( (cc -print-multiarch || gcc -print-multiarch) 2>/dev/null || echo "$(uname -m)-linux-gnu")
+include=${OPENBLAS_INCLUDE_DIR:-/usr/include/$multiarch/openblas-openmp}
+libdir=${OPENBLAS_LIB_DIR:-/usr/lib/$multiarch/openblas-openmp}
 if [ ! -f "$include/cblas.h" ] || [ ! -e "$libdir/libopenblas.so.0" ]; then
   log "OpenBLAS (OpenMP build) not found in $include and $libdir: the cpu backend will use its wasm engine."
   log "  on Debian/Ubuntu: apt-get install libopenblas-openmp-dev, then rerun scripts/build-native.sh"

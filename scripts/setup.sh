@@ -59,7 +59,8 @@ fi
 # The cpu backend's native engine: C kernels over OpenBLAS (OpenMP build), compiled for this
 # machine. Without a compiler or OpenBLAS the cpu backend uses its wasm engine instead.
 blas_cmd='apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends build-essential libopenblas-openmp-dev'
-if [ ! -f /usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h ] && [ -z "${OPENBLAS_INCLUDE_DIR:-}" ] && command -v apt-get >/dev/null 2>&1; then
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo "$(uname -m)-linux-gnu")
+if [ ! -f "/usr/include/$multiarch/openblas-openmp/cblas.h" ] && [ -z "${OPENBLAS_INCLUDE_DIR:-}" ] && command -v apt-get >/dev/null 2>&1; then
   log "installing OpenBLAS and a C compiler for the native cpu engine"
   blas_status=0
   as_root "$blas_cmd" || blas_status=$?
