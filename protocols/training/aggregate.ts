@@ -56,10 +56,18 @@ function median(sorted: readonly number[]): number {
 }
 
 /**
+ * The norm rule compares a gradient with the median of at least this many others. Against one other
+ * it cannot tell which of two is the outlier, and two honest gradients of a late, small-loss step
+ * differ by 10x often enough: a group of two that refused one waited for a third gradient that no
+ * member would send, and stalled (the e2e test that kills a group's leader for good).
+ */
+export const NORM_RULE_OTHERS_MIN = 2
+
+/**
  * Refuses gradients of the wrong length, with a NaN/Inf value (or a non-finite loss), and those
  * whose L2 norm is above `normFactorMax` x the median norm of the OTHER finite gradients of the
- * right length (a leave-one-out median, so one huge gradient cannot raise its own bar). With a
- * single candidate there is nothing to compare against and the norm rule does not apply.
+ * right length (a leave-one-out median, so one huge gradient cannot raise its own bar). With fewer
+ * than NORM_RULE_OTHERS_MIN others the norm rule does not apply.
  */
 export function screenGradients(
   contributions: readonly Contribution[],
@@ -83,7 +91,7 @@ export function screenGradients(
   const accepted: Contribution[] = []
   for (const candidate of candidates) {
     const others = candidates.filter((other) => other !== candidate).map((other) => other.norm)
-    if (others.length > 0) {
+    if (others.length >= NORM_RULE_OTHERS_MIN) {
       const bar = normFactorMax * median(others.sort((a, b) => a - b))
       if (candidate.norm > bar) {
         rejected.push({ member: candidate.contribution.member, reason: 'norm-outlier' })

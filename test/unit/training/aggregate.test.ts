@@ -218,11 +218,22 @@ describe('screenGradients', () => {
     expect(result.accepted.map((c) => c.member)).toEqual(['a', 'b', 'd'])
   })
 
-  it('with two gradients 100x apart refuses the large one; a lone gradient has no norm bar', () => {
-    expect(screenGradients([contribution('a', [1]), contribution('b', [100])], 1).rejected).toEqual([
-      { member: 'b', reason: 'norm-outlier' },
-    ])
+  it('applies the norm bar only against two others or more: two gradients 100x apart both pass', () => {
+    // with one other there is no telling which of the two is the outlier
+    const two = screenGradients([contribution('a', [1]), contribution('b', [100])], 1)
+    expect(two.rejected).toEqual([])
+    expect(two.accepted.map((c) => c.member)).toEqual(['a', 'b'])
     expect(screenGradients([contribution('a', [1e30])], 1).accepted).toHaveLength(1)
+    // a third names it: 100 > 10 x median(1, 2)
+    const three = screenGradients(
+      [contribution('a', [1]), contribution('b', [100]), contribution('c', [2])],
+      1,
+    )
+    expect(three.rejected).toEqual([{ member: 'b', reason: 'norm-outlier' }])
+    // non-finite values are refused whatever the count
+    expect(screenGradients([contribution('a', [1]), contribution('b', [Number.NaN])], 1).rejected).toEqual([
+      { member: 'b', reason: 'non-finite' },
+    ])
   })
 
   it('never admits a non-finite value (property)', () => {
