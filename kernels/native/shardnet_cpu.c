@@ -143,6 +143,7 @@ static napi_value describe(napi_env env, napi_callback_info info) {
 // the call, which OpenBLAS reads and follows.
 static void parallel_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   const int by_rows = m >= n;
   const int64_t extent = by_rows ? m : n;
   int64_t pieces = (double)m * (double)n * (double)k < GEMM_SPLIT_MIN ? 1 : thread_count;
@@ -151,8 +152,8 @@ static void parallel_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64
     // on the calling thread alone, without waking the team: OpenBLAS reads this thread's OpenMP
     // thread count and, told 1, runs on it
     omp_set_num_threads(1);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
-                (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c,
+                (int)ldc);
     omp_set_num_threads(thread_count);
     return;
   }
@@ -160,14 +161,13 @@ static void parallel_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64
   for (int64_t piece = 0; piece < pieces; piece++) {
     const int64_t start = extent * piece / pieces, end = extent * (piece + 1) / pieces;
     if (end == start) continue;
-    if (by_rows)
-      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                  (int)(end - start), (int)n, (int)k, alpha, trans_a ? a + start : a + start * lda, (int)lda, b,
-                  (int)ldb, 0.0f, c + start * ldc, (int)ldc);
-    else
-      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                  (int)m, (int)(end - start), (int)k, alpha, a, (int)lda, trans_b ? b + start * ldb : b + start,
-                  (int)ldb, 0.0f, c + start, (int)ldc);
+    // rows start..end of C take the same rows of op(A); columns start..end the same columns of op(B)
+    const float *a_piece = by_rows ? (trans_a ? a + start : a + start * lda) : a;
+    const float *b_piece = by_rows ? b : (trans_b ? b + start * ldb : b + start);
+    float *c_piece = by_rows ? c + start * ldc : c + start;
+    const int64_t rows = by_rows ? end - start : m, columns = by_rows ? n : end - start;
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)rows, (int)columns, (int)k, alpha, a_piece, (int)lda, b_piece,
+                (int)ldb, 0.0f, c_piece, (int)ldc);
   }
 }
 
