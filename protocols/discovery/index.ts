@@ -51,10 +51,12 @@ import {
   CAPABILITY_BACKENDS_MAX,
   CAPABILITY_PROTOCOLS_MAX,
   CAPABILITY_REJECT_REASONS,
+  CAPABILITY_SPANS_MAX,
   type CapabilityRejectReason,
 } from '../wire/validation/index.js'
 import {
   type AdvertisedBackend,
+  type AdvertisedSpan,
   backendsToWire,
   CAPABILITIES,
   type Capability,
@@ -62,7 +64,9 @@ import {
   capabilityKey,
   capabilityToWire,
   InvalidCapabilityRecordError,
+  servingCid,
   signCapabilityRecord,
+  spansToWire,
   type VerifiedCapabilityRecord,
   verifyCapabilityRecord,
 } from './record.js'
@@ -141,6 +145,11 @@ export interface CapabilityAdvertisement {
   backends?: AdvertisedBackend[]
   /** protocol ids this worker serves; default: the ones the libp2p registrar has handlers for */
   protocols?: string[]
+  /**
+   * spans of models' blocks this worker serves (at most CAPABILITY_SPANS_MAX are published); the worker
+   * also provides servingCid(model) of each model named, so findServers finds it @default []
+   */
+  spans?: AdvertisedSpan[]
 }
 
 export interface FindWorkersOptions extends AbortOptions {
@@ -153,11 +162,25 @@ export interface FoundWorker {
   record: VerifiedCapabilityRecord
 }
 
+export interface FindServersOptions extends AbortOptions {
+  /** stop after this many verified servers @default CapabilityDiscoveryInit.findWorkersLimit */
+  limit?: number
+}
+
+/** A worker serving a span of a model, with its verified record and that model's spans in it. */
+export interface FoundServer {
+  peerId: PeerId
+  record: VerifiedCapabilityRecord
+  /** the record's spans of the model asked for (at least one) */
+  spans: AdvertisedSpan[]
+}
+
 export interface CapabilityDiscoveryCounters {
   published: number
   publishFailed: number
   found: number
-  rejected: Record<CapabilityRejectReason | 'fetch-failed' | 'wrong-capability', number>
+  /** 'not-serving': a provider of a model's serving CID whose record names no span of that model */
+  rejected: Record<CapabilityRejectReason | 'fetch-failed' | 'wrong-capability' | 'not-serving', number>
 }
 
 export interface CapabilityDiscovery extends Startable {
@@ -173,6 +196,11 @@ export interface CapabilityDiscovery extends Startable {
   current(): VerifiedCapabilityRecord | undefined
   /** Providers of `capability` with a verified, unexpired record of that capability. Includes this node. */
   findWorkers(capability: Capability, options?: FindWorkersOptions): AsyncGenerator<FoundWorker>
+  /**
+   * Providers of servingCid(model) whose verified, unexpired record names a span of `model` (a model id).
+   * Includes this node. Yields each server once, with that model's spans of its record.
+   */
+  findServers(model: string, options?: FindServersOptions): AsyncGenerator<FoundServer>
   /** Fetches and verifies one peer's record from the DHT. Throws InvalidCapabilityRecordError. */
   getRecord(peerId: PeerId, options?: AbortOptions): Promise<VerifiedCapabilityRecord>
   counters(): CapabilityDiscoveryCounters
@@ -247,7 +275,7 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
       throw new RangeError('recordTtlMs must exceed refreshIntervalMs, or live records would lapse')
     }
     const rejected = Object.fromEntries(
-      [...CAPABILITY_REJECT_REASONS, 'fetch-failed', 'wrong-capability'].map((r) => [r, 0]),
+      [...CAPABILITY_REJECT_REASONS, 'fetch-failed', 'wrong-capability', 'not-serving'].map((r) => [r, 0]),
     ) as CapabilityDiscoveryCounters['rejected']
     this.stats = { published: 0, publishFailed: 0, found: 0, rejected }
     components.metrics?.registerCounterGroup('shardnet_discovery_records_rejected_total', {
@@ -326,6 +354,7 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
           adapterName: b.adapterName.slice(0, ADAPTER_NAME_LENGTH_MAX),
         })),
       ),
+      spans: spansToWire((ad.spans ?? []).slice(0, CAPABILITY_SPANS_MAX)),
       protocols,
       addresses,
       seq: this.seq,
@@ -343,9 +372,12 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     this.recordValue = value
     const signal = signalOf(AbortSignal.timeout(this.publishTimeoutMs), this.shutdown.signal, options.signal)
     const cid = await capabilityCid(ad.capability)
+    const models = [...new Set(record.spans.map((s) => s.model))]
+    const servingCids = await Promise.all(models.map((model) => servingCid(model)))
     const results = await Promise.allSettled([
       this.components.contentRouting.put(capabilityKey(this.components.peerId), value, { signal }),
       this.components.contentRouting.provide(cid, { signal }),
+      ...servingCids.map((c) => this.components.contentRouting.provide(c, { signal })),
     ])
     const failure = results.find((r) => r.status === 'rejected')
     if (failure !== undefined) {
@@ -353,7 +385,7 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
       throw new PublishFailedError(`publishing the capability record failed: ${String(failure.reason)}`)
     }
     this.stats.published++
-    this.log('published %s record seq %d', ad.capability, record.seq)
+    this.log('published %s record seq %d with %d spans', ad.capability, record.seq, record.spans.length)
     return record
   }
 
@@ -383,12 +415,43 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
 
   async *findWorkers(capability: Capability, options: FindWorkersOptions = {}): AsyncGenerator<FoundWorker> {
     if (!CAPABILITIES.includes(capability)) throw new UnknownCapabilityError(String(capability))
+    yield* this.findVerifiedProviders(
+      await capabilityCid(capability),
+      capability,
+      options,
+      (peerId, record) => {
+        if (record.capability === capability) return { peerId, record }
+        this.stats.rejected['wrong-capability']++
+        return undefined
+      },
+    )
+  }
+
+  async *findServers(model: string, options: FindServersOptions = {}): AsyncGenerator<FoundServer> {
+    yield* this.findVerifiedProviders(await servingCid(model), model, options, (peerId, record) => {
+      const spans = record.spans.filter((s) => s.model === model)
+      if (spans.length > 0) return { peerId, record, spans }
+      // a provider entry outlives the span it announced: the record says what the peer serves now
+      this.stats.rejected['not-serving']++
+      return undefined
+    })
+  }
+
+  /**
+   * Providers of `cid` (this node first, when its own record is accepted), each one's record fetched and
+   * verified, recordFetchConcurrency at once, and mapped by `accept` (undefined drops the provider).
+   */
+  private async *findVerifiedProviders<T>(
+    cid: CID,
+    what: string,
+    options: { limit?: number; signal?: AbortSignal },
+    accept: (peerId: PeerId, record: VerifiedCapabilityRecord) => T | undefined,
+  ): AsyncGenerator<T> {
     const limit = Math.min(options.limit ?? this.findWorkersLimit, FIND_WORKERS_LIMIT_MAX)
-    const cid: CID = await capabilityCid(capability)
     const lookup = new AbortController()
     const signal = signalOf(lookup.signal, this.shutdown.signal, options.signal)
     const seen = new Set<string>([this.components.peerId.toString()])
-    const found: FoundWorker[] = []
+    const found: T[] = []
     let inflight = 0
     let providersDone = false
     // one wake-up signal for both loops; re-armed after every wait, state is re-checked after waking
@@ -399,14 +462,11 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
       wake = deferred()
     }
 
-    const fetchWorker = async (peerId: PeerId): Promise<void> => {
+    const fetchRecord = async (peerId: PeerId): Promise<void> => {
       try {
         const record = await this.getRecord(peerId, { signal })
-        if (record.capability !== capability) {
-          this.stats.rejected['wrong-capability']++
-          return
-        }
-        found.push({ peerId, record })
+        const accepted = accept(peerId, record)
+        if (accepted !== undefined) found.push(accepted)
       } catch (err) {
         this.log('no usable record for provider %p - %e', peerId, err)
       } finally {
@@ -418,9 +478,9 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
     // the pump walks providers as they arrive and fetches their records, recordFetchConcurrency at once
     const pump = async () => {
       try {
-        if (this.record?.capability === capability) {
+        if (this.record !== undefined) {
           inflight++
-          void fetchWorker(this.components.peerId)
+          void fetchRecord(this.components.peerId)
         }
         for await (const provider of this.components.contentRouting.findProviders(cid, { signal })) {
           const id = provider.id.toString()
@@ -428,10 +488,10 @@ class DefaultCapabilityDiscovery implements CapabilityDiscovery {
           seen.add(id)
           while (inflight >= this.recordFetchConcurrency) await waitForChange()
           inflight++
-          void fetchWorker(provider.id)
+          void fetchRecord(provider.id)
         }
       } catch (err) {
-        if (!signal.aborted) this.log('findProviders for %s ended - %e', capability, err)
+        if (!signal.aborted) this.log('findProviders for %s ended - %e', what, err)
       } finally {
         providersDone = true
         notify()

@@ -43,6 +43,18 @@ export interface AdvertisedBackend {
   inUse: boolean
 }
 
+/** A span of a model's transformer blocks [start, end) that a worker serves, as it advertises it. */
+export interface AdvertisedSpan {
+  /** the model's content id (a CID string) */
+  model: string
+  start: number
+  end: number
+  /** the model's block count */
+  blocks: number
+  /** measured at load: cached steps of this span per second */
+  tokensPerSecond: number
+}
+
 /** A capability record after decoding and verification, in the shapes callers use. */
 export interface VerifiedCapabilityRecord {
   peerId: PeerId
@@ -52,6 +64,8 @@ export interface VerifiedCapabilityRecord {
   gflops: number
   /** every backend the worker measured; empty in records of workers that predate the field */
   backends: AdvertisedBackend[]
+  /** the spans of models' blocks the worker serves; empty when it serves none */
+  spans: AdvertisedSpan[]
   protocols: string[]
   /** multiaddrs as strings, e.g. /ip4/127.0.0.1/tcp/4001 */
   addresses: string[]
@@ -90,6 +104,16 @@ export async function capabilityCid(capability: Capability): Promise<CID> {
   return CID.createV1(raw.code, digest)
 }
 
+/**
+ * The CID whose providers are the workers serving a span of the model `model` (its content id): CIDv1 raw
+ * of sha2-256("shardnet/serving/<model>/1"). Not the model package's own CID, whose providers are the
+ * nodes that hold its files.
+ */
+export async function servingCid(model: string): Promise<CID> {
+  const digest = await sha256.digest(uint8ArrayFromString(`shardnet/serving/${model}/1`))
+  return CID.createV1(raw.code, digest)
+}
+
 function signedBytes(record: Uint8Array): Uint8Array {
   const out = new Uint8Array(SIGNATURE_DOMAIN.byteLength + record.byteLength)
   out.set(SIGNATURE_DOMAIN, 0)
@@ -113,6 +137,17 @@ export function backendsToWire(backends: readonly AdvertisedBackend[]): Capabili
     adapterName: b.adapterName,
     gflops: b.gflops,
     inUse: b.inUse,
+  }))
+}
+
+/** The wire form of advertised spans. */
+export function spansToWire(spans: readonly AdvertisedSpan[]): CapabilityRecord.ServedSpan[] {
+  return spans.map((s) => ({
+    model: s.model,
+    start: s.start,
+    end: s.end,
+    blocks: s.blocks,
+    tokensPerSecond: s.tokensPerSecond,
   }))
 }
 
@@ -172,6 +207,13 @@ export async function verifyCapabilityRecord(
       adapterName: b.adapterName,
       gflops: b.gflops,
       inUse: b.inUse,
+    })),
+    spans: record.spans.map((s) => ({
+      model: s.model,
+      start: s.start,
+      end: s.end,
+      blocks: s.blocks,
+      tokensPerSecond: s.tokensPerSecond,
     })),
     protocols: record.protocols,
     addresses: record.addresses.map((a) => multiaddrToString(a)),

@@ -14,6 +14,7 @@ export interface CapabilityRecord {
   seq: number
   expiresMs: number
   backends: CapabilityRecord.BackendFigure[]
+  spans: CapabilityRecord.ServedSpan[]
 }
 
 export namespace CapabilityRecord {
@@ -216,6 +217,187 @@ export namespace CapabilityRecord {
     }
   }
 
+  export interface ServedSpan {
+    model: string
+    start: number
+    end: number
+    blocks: number
+    tokensPerSecond: number
+  }
+
+  export namespace ServedSpan {
+    let _codec: Codec<ServedSpan>
+
+    export const codec = (): Codec<ServedSpan> => {
+      if (_codec == null) {
+        _codec = message<ServedSpan>((obj, w, opts = {}) => {
+          if (opts.lengthDelimited !== false) {
+            w.fork()
+          }
+
+          if ((obj.model != null && obj.model !== '')) {
+            w.uint32(10)
+            w.string(obj.model)
+          }
+
+          if ((obj.start != null && obj.start !== 0)) {
+            w.uint32(16)
+            w.uint32(obj.start)
+          }
+
+          if ((obj.end != null && obj.end !== 0)) {
+            w.uint32(24)
+            w.uint32(obj.end)
+          }
+
+          if ((obj.blocks != null && obj.blocks !== 0)) {
+            w.uint32(32)
+            w.uint32(obj.blocks)
+          }
+
+          if ((obj.tokensPerSecond != null && obj.tokensPerSecond !== 0)) {
+            w.uint32(41)
+            w.double(obj.tokensPerSecond)
+          }
+
+          if (opts.lengthDelimited !== false) {
+            w.ldelim()
+          }
+        }, (reader, length, opts = {}) => {
+          const obj: any = {
+            model: '',
+            start: 0,
+            end: 0,
+            blocks: 0,
+            tokensPerSecond: 0
+          }
+
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                obj.model = reader.string()
+                break
+              }
+              case 2: {
+                obj.start = reader.uint32()
+                break
+              }
+              case 3: {
+                obj.end = reader.uint32()
+                break
+              }
+              case 4: {
+                obj.blocks = reader.uint32()
+                break
+              }
+              case 5: {
+                obj.tokensPerSecond = reader.double()
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+
+          return obj
+        }, function * (reader, length, prefix, opts = {}) {
+          const end = length == null ? reader.len : reader.pos + length
+
+          while (reader.pos < end) {
+            const tag = reader.uint32()
+
+            switch (tag >>> 3) {
+              case 1: {
+                yield {
+                  field: `${prefix}.model`,
+                  value: reader.string()
+                }
+                break
+              }
+              case 2: {
+                yield {
+                  field: `${prefix}.start`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 3: {
+                yield {
+                  field: `${prefix}.end`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 4: {
+                yield {
+                  field: `${prefix}.blocks`,
+                  value: reader.uint32()
+                }
+                break
+              }
+              case 5: {
+                yield {
+                  field: `${prefix}.tokensPerSecond`,
+                  value: reader.double()
+                }
+                break
+              }
+              default: {
+                reader.skipType(tag & 7)
+                break
+              }
+            }
+          }
+        })
+      }
+
+      return _codec
+    }
+
+    export interface ServedSpanModelFieldEvent {
+      field: '$.model'
+      value: string
+    }
+
+    export interface ServedSpanStartFieldEvent {
+      field: '$.start'
+      value: number
+    }
+
+    export interface ServedSpanEndFieldEvent {
+      field: '$.end'
+      value: number
+    }
+
+    export interface ServedSpanBlocksFieldEvent {
+      field: '$.blocks'
+      value: number
+    }
+
+    export interface ServedSpanTokensPerSecondFieldEvent {
+      field: '$.tokensPerSecond'
+      value: number
+    }
+
+    export function encode (obj: Partial<ServedSpan>): Uint8Array<ArrayBuffer> {
+      return encodeMessage(obj, ServedSpan.codec())
+    }
+
+    export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ServedSpan>): ServedSpan {
+      return decodeMessage(buf, ServedSpan.codec(), opts)
+    }
+
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ServedSpan>): Generator<ServedSpanModelFieldEvent | ServedSpanStartFieldEvent | ServedSpanEndFieldEvent | ServedSpanBlocksFieldEvent | ServedSpanTokensPerSecondFieldEvent> {
+      return streamMessage(buf, ServedSpan.codec(), opts)
+    }
+  }
+
   let _codec: Codec<CapabilityRecord>
 
   export const codec = (): Codec<CapabilityRecord> => {
@@ -281,6 +463,13 @@ export namespace CapabilityRecord {
           }
         }
 
+        if (obj.spans != null && obj.spans.length > 0) {
+          for (const value of obj.spans) {
+            w.uint32(90)
+            CapabilityRecord.ServedSpan.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -295,7 +484,8 @@ export namespace CapabilityRecord {
           addresses: [],
           seq: 0,
           expiresMs: 0,
-          backends: []
+          backends: [],
+          spans: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -358,6 +548,16 @@ export namespace CapabilityRecord {
               }))
               break
             }
+            case 11: {
+              if (opts.limits?.spans != null && obj.spans.length === opts.limits.spans) {
+                throw new MaxLengthError('Decode error - repeated field "spans" had too many elements')
+              }
+
+              obj.spans.push(CapabilityRecord.ServedSpan.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.spans$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -370,7 +570,8 @@ export namespace CapabilityRecord {
         const obj = {
           protocols: 0,
           addresses: 0,
-          backends: 0
+          backends: 0,
+          spans: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -476,6 +677,24 @@ export namespace CapabilityRecord {
 
               break
             }
+            case 11: {
+              if (opts.limits?.spans != null && obj.spans === opts.limits.spans) {
+                throw new MaxLengthError('Streaming decode error - repeated field "spans" had too many elements')
+              }
+
+              for (const evt of CapabilityRecord.ServedSpan.codec().stream(reader, reader.uint32(), `${prefix}.spans[]`, {
+                limits: opts.limits?.spans$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.spans
+                }
+              }
+
+              obj.spans++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -565,6 +784,36 @@ export namespace CapabilityRecord {
     index: number
   }
 
+  export interface CapabilityRecordSpansModelFieldEvent {
+    field: '$.spans[].model'
+    value: string
+    index: number
+  }
+
+  export interface CapabilityRecordSpansStartFieldEvent {
+    field: '$.spans[].start'
+    value: number
+    index: number
+  }
+
+  export interface CapabilityRecordSpansEndFieldEvent {
+    field: '$.spans[].end'
+    value: number
+    index: number
+  }
+
+  export interface CapabilityRecordSpansBlocksFieldEvent {
+    field: '$.spans[].blocks'
+    value: number
+    index: number
+  }
+
+  export interface CapabilityRecordSpansTokensPerSecondFieldEvent {
+    field: '$.spans[].tokensPerSecond'
+    value: number
+    index: number
+  }
+
   export function encode (obj: Partial<CapabilityRecord>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CapabilityRecord.codec())
   }
@@ -573,7 +822,7 @@ export namespace CapabilityRecord {
     return decodeMessage(buf, CapabilityRecord.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): Generator<CapabilityRecordPeerIdFieldEvent | CapabilityRecordBackendFieldEvent | CapabilityRecordAdapterNameFieldEvent | CapabilityRecordMaxBufferBytesFieldEvent | CapabilityRecordGflopsFieldEvent | CapabilityRecordProtocolsFieldEvent | CapabilityRecordAddressesFieldEvent | CapabilityRecordSeqFieldEvent | CapabilityRecordExpiresMsFieldEvent | CapabilityRecordBackendsBackendFieldEvent | CapabilityRecordBackendsEngineFieldEvent | CapabilityRecordBackendsAdapterNameFieldEvent | CapabilityRecordBackendsGflopsFieldEvent | CapabilityRecordBackendsInUseFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapabilityRecord>): Generator<CapabilityRecordPeerIdFieldEvent | CapabilityRecordBackendFieldEvent | CapabilityRecordAdapterNameFieldEvent | CapabilityRecordMaxBufferBytesFieldEvent | CapabilityRecordGflopsFieldEvent | CapabilityRecordProtocolsFieldEvent | CapabilityRecordAddressesFieldEvent | CapabilityRecordSeqFieldEvent | CapabilityRecordExpiresMsFieldEvent | CapabilityRecordBackendsBackendFieldEvent | CapabilityRecordBackendsEngineFieldEvent | CapabilityRecordBackendsAdapterNameFieldEvent | CapabilityRecordBackendsGflopsFieldEvent | CapabilityRecordBackendsInUseFieldEvent | CapabilityRecordSpansModelFieldEvent | CapabilityRecordSpansStartFieldEvent | CapabilityRecordSpansEndFieldEvent | CapabilityRecordSpansBlocksFieldEvent | CapabilityRecordSpansTokensPerSecondFieldEvent> {
     return streamMessage(buf, CapabilityRecord.codec(), opts)
   }
 }

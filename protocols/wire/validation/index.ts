@@ -64,6 +64,14 @@ export const CAPABILITY_BACKENDS_MAX = 8
 /** A backend figure's engine name: lowercase letters, digits and dashes, at most this long. */
 export const ENGINE_NAME_LENGTH_MAX = 32
 export const ADDRESS_BYTES_MAX = 256
+/** Served spans one capability record carries at most. */
+export const CAPABILITY_SPANS_MAX = 16
+/** A served span's model id: a CIDv1 (sha2-256) string at most this long. */
+export const MODEL_ID_LENGTH_MAX = 128
+/** Transformer blocks a served model has at most (a span's `blocks`). */
+export const MODEL_BLOCKS_MAX = 4096
+/** A span's advertised throughput, in cached steps per second, at most (far above any device). */
+export const TOKENS_PER_SECOND_MAX = 1e7
 export const SIGNATURE_BYTES_MAX = 1024
 /** Above any device measured so far by orders of magnitude; a larger claim is a lie or a bug. */
 export const GFLOPS_MAX = 1e7
@@ -94,6 +102,7 @@ export const CAPABILITY_REJECT_REASONS = [
   'bad-numbers',
   'bad-protocols',
   'bad-addresses',
+  'bad-spans',
   'bad-signature',
   'expired',
   'bad-expiry',
@@ -215,6 +224,7 @@ export function decodeCapabilityRecord(
         protocols: CAPABILITY_PROTOCOLS_MAX,
         addresses: CAPABILITY_ADDRESSES_MAX,
         backends: CAPABILITY_BACKENDS_MAX,
+        spans: CAPABILITY_SPANS_MAX,
       },
     })
     return { ok: true, value }
@@ -251,6 +261,7 @@ export function validateCapabilityRecord(
   }
   const figures = validateBackendFigures(r.backends)
   if (figures !== undefined) return figures
+  if (!r.spans.every(isValidServedSpan)) return 'bad-spans'
   if (!isNonNegativeInteger(r.expiresMs)) return 'bad-expiry'
   if (r.expiresMs <= nowMs) return 'expired'
   if (r.expiresMs > nowMs + CAPABILITY_RECORD_LIFETIME_MS_MAX) return 'bad-expiry'
@@ -274,6 +285,27 @@ function validateBackendFigures(
     if (f.inUse) inUse++
   }
   return inUse > 1 ? 'bad-backend' : undefined
+}
+
+/** Whether `text` is a model id: a CIDv1 string (sha2-256, any codec) of at most MODEL_ID_LENGTH_MAX. */
+export function isModelId(text: string): boolean {
+  if (text.length === 0 || text.length > MODEL_ID_LENGTH_MAX) return false
+  try {
+    return cidFromBytes(CID.parse(text).bytes) !== undefined
+  } catch {
+    return false
+  }
+}
+
+/** A served span: a model id, 0 <= start < end <= blocks <= MODEL_BLOCKS_MAX, a finite throughput. */
+function isValidServedSpan(s: CapabilityRecord.ServedSpan): boolean {
+  if (!isModelId(s.model)) return false
+  if (!Number.isInteger(s.blocks) || s.blocks < 1 || s.blocks > MODEL_BLOCKS_MAX) return false
+  if (!Number.isInteger(s.start) || !Number.isInteger(s.end)) return false
+  if (s.start < 0 || s.start >= s.end || s.end > s.blocks) return false
+  return (
+    Number.isFinite(s.tokensPerSecond) && s.tokensPerSecond >= 0 && s.tokensPerSecond <= TOKENS_PER_SECOND_MAX
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ function record(overrides: Partial<CapabilityRecord> = {}): CapabilityRecord {
     seq: 1,
     expiresMs: NOW + 60_000,
     backends: [],
+    spans: [],
     ...overrides,
   }
 }

@@ -66,6 +66,7 @@ function capability(overrides: Partial<CapabilityRecord> = {}): CapabilityRecord
     seq: 3,
     expiresMs: NOW + 600_000,
     backends: [],
+    spans: [],
     ...overrides,
   }
 }
