@@ -13,10 +13,20 @@
 // row was zero, so the sum is the key itself. Without the cache, every byte recomputes the whole
 // window's forward. Sampling happens on the host from the last row's logits: softmax of
 // logits / temperature over the topK largest (0 = all), drawn with SeededRandom; temperature 0 is
-// greedy (the first largest logit).
+// greedy (the first largest logit). With topP < 1 (nucleus sampling) the draw is among the smallest
+// set of those bytes, most likely first, whose probability reaches topP.
 import type { Backend, Tensor } from '../../backend.js'
 import { SeededRandom } from '../../data/random.js'
 import type { Gpt } from './model.js'
+import {
+  type BlockCache,
+  type CachedBlockWeights,
+  cachedBlocksForward,
+  clearCaches,
+  GptEnds,
+  positionIds,
+  splitAttentionPart,
+} from './span.js'
 
 export interface GenerateOptions {
   /** bytes to generate */
@@ -25,6 +35,11 @@ export interface GenerateOptions {
   temperature: number
   /** sample among the topK most likely bytes; 0 = all */
   topK: number
+  /**
+   * nucleus sampling: draw among the most likely bytes whose probability reaches topP (0 < topP <= 1)
+   * @default 1
+   */
+  topP?: number
   seed: number
   /** @default true */
   cache?: boolean
@@ -49,6 +64,7 @@ export function sampleByte(
   temperature: number,
   topK: number,
   random: SeededRandom,
+  topP = 1,
 ): number {
   if (temperature === 0) {
     let best = 0
@@ -56,10 +72,19 @@ export function sampleByte(
     return best
   }
   const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b)
-  const kept = topK > 0 ? order.slice(0, topK) : order
+  let kept = topK > 0 ? order.slice(0, topK) : order
   const max = logits[kept[0]]
-  const weights = kept.map((i) => Math.exp((logits[i] - max) / temperature))
-  const total = weights.reduce((a, b) => a + b, 0)
+  let weights = kept.map((i) => Math.exp((logits[i] - max) / temperature))
+  let total = weights.reduce((a, b) => a + b, 0)
+  if (topP < 1) {
+    // the smallest prefix (most likely first) whose probability reaches topP
+    let count = 0
+    let mass = 0
+    while (count < kept.length && mass < topP * total) mass += weights[count++]
+    kept = kept.slice(0, count)
+    weights = weights.slice(0, count)
+    total = mass
+  }
   let draw = random.float() * total
   for (let j = 0; j < kept.length; j++) {
     draw -= weights[j]
@@ -68,44 +93,37 @@ export function sampleByte(
   return kept[kept.length - 1]
 }
 
-/** A block's attention weights split into q, k and v ([D, D] and [D]) and its KV cache. */
-interface CachedBlock {
-  weights: Array<{ weight: Tensor; bias: Tensor }>
-  keys: Tensor | undefined
-  values: Tensor | undefined
-}
-
 /**
- * Incremental forward passes with a KV cache. The q/k/v weights are copied from the model when the
- * generator is created: later changes to the model's parameters are not seen by it.
+ * Incremental forward passes with a KV cache: the model's ends and every block run through span.ts's
+ * cached forward, the code a chain of span servers runs. The q/k/v weights are copied from the model
+ * when the generator is created: later changes to the model's parameters are not seen by it.
  */
 export class GptGenerator {
   readonly gpt: Gpt
-  readonly #blocks: CachedBlock[]
+  readonly #blocks: CachedBlockWeights[]
+  readonly #caches: BlockCache[]
+  readonly #ends: GptEnds
   /** positions held in the cache */
   #length = 0
 
-  private constructor(gpt: Gpt, blocks: CachedBlock[]) {
+  private constructor(gpt: Gpt, blocks: CachedBlockWeights[]) {
     this.gpt = gpt
     this.#blocks = blocks
+    this.#caches = blocks.map(() => ({ keys: undefined, values: undefined }))
+    this.#ends = new GptEnds(gpt.backend, gpt.config, gpt)
   }
 
   static async create(gpt: Gpt): Promise<GptGenerator> {
     const backend = gpt.backend
     const d = gpt.config.width
-    const blocks: CachedBlock[] = []
+    const blocks: CachedBlockWeights[] = []
     for (const block of gpt.blocks) {
       const [weight, bias] = await Promise.all([backend.read(block.attnWeight), backend.read(block.attnBias)])
-      const weights = [0, 1, 2].map((part) => {
-        const columns = new Float32Array(d * d)
-        for (let row = 0; row < d; row++)
-          columns.set(weight.subarray(row * 3 * d + part * d, row * 3 * d + (part + 1) * d), row * d)
-        return {
-          weight: backend.upload(columns, [d, d]),
-          bias: backend.upload(bias.slice(part * d, (part + 1) * d), [d]),
-        }
+      const [query, key, value] = [0, 1, 2].map((part) => {
+        const split = splitAttentionPart(weight, bias, d, part)
+        return { weight: backend.upload(split.weight, [d, d]), bias: backend.upload(split.bias, [d]) }
       })
-      blocks.push({ weights, keys: undefined, values: undefined })
+      blocks.push({ ...block, query, key, value })
     }
     return new GptGenerator(gpt, blocks)
   }
@@ -119,12 +137,7 @@ export class GptGenerator {
   prefill(bytes: ArrayLike<number>): Tensor {
     if (bytes.length < 1 || bytes.length > this.gpt.config.context)
       throw new RangeError(`prefill takes 1 to ${this.gpt.config.context} bytes, got ${bytes.length}`)
-    for (const block of this.#blocks) {
-      block.keys?.dispose()
-      block.values?.dispose()
-      block.keys = undefined
-      block.values = undefined
-    }
+    clearCaches(this.#caches)
     this.#length = 0
     return this.#run(Float32Array.from(bytes))
   }
@@ -141,77 +154,33 @@ export class GptGenerator {
   #run(bytes: Float32Array): Tensor {
     const gpt = this.gpt
     const backend: Backend = gpt.backend
-    const { context, heads, layerNormEpsilon: epsilon } = gpt.config
     const offset = this.#length
-    const count = bytes.length
-    const ids = backend.upload(bytes, [count])
-    const positions = backend.upload(
-      Float32Array.from({ length: count }, (_, i) => offset + i),
-      [count],
-    )
-    const tokens = backend.embedding(gpt.wte, ids)
-    const places = backend.embedding(gpt.wpe, positions)
-    let x = backend.add(tokens, places)
-    tokens.dispose()
-    places.dispose()
+    const ids = backend.upload(bytes, [bytes.length])
+    const positions = positionIds(backend, offset, bytes.length)
+    const x0 = this.#ends.embedTensor(ids, positions)
     ids.dispose()
-    const linear = (input: Tensor, weight: Tensor, bias: Tensor) => {
-      const product = backend.matmul(input, weight)
-      const y = backend.biasAdd(product, bias)
-      product.dispose()
-      return y
-    }
-    /** the cache with rows offset.. set to `rows` (they were zero) */
-    const extend = (cache: Tensor | undefined, rows: Tensor): Tensor => {
-      const scattered = backend.embeddingBackward(rows, positions, context)
-      if (cache === undefined) return scattered
-      backend.axpyInPlace(1, scattered, cache)
-      scattered.dispose()
-      return cache
-    }
-    gpt.blocks.forEach((block, l) => {
-      const cached = this.#blocks[l]
-      const ln1 = backend.layerNorm(x, block.ln1Weight, block.ln1Bias, epsilon)
-      const [q, k, v] = cached.weights.map(({ weight, bias }) => linear(ln1.y, weight, bias))
-      for (const tensor of [ln1.y, ln1.mean, ln1.rstd]) tensor.dispose()
-      cached.keys = extend(cached.keys, k)
-      cached.values = extend(cached.values, v)
-      k.dispose()
-      v.dispose()
-      const attended = backend.attentionCached(q, cached.keys, cached.values, { heads, offset })
-      q.dispose()
-      const projected = linear(attended, block.attnProjWeight, block.attnProjBias)
-      attended.dispose()
-      const residual = backend.add(x, projected)
-      projected.dispose()
-      x.dispose()
-      const ln2 = backend.layerNorm(residual, block.ln2Weight, block.ln2Bias, epsilon)
-      const fc = linear(ln2.y, block.fcWeight, block.fcBias)
-      for (const tensor of [ln2.y, ln2.mean, ln2.rstd]) tensor.dispose()
-      const activated = backend.gelu(fc)
-      fc.dispose()
-      const mlp = linear(activated, block.mlpProjWeight, block.mlpProjBias)
-      activated.dispose()
-      x = backend.add(residual, mlp)
-      residual.dispose()
-      mlp.dispose()
-    })
+    const x = cachedBlocksForward(
+      backend,
+      gpt.config,
+      this.#blocks,
+      this.#caches,
+      x0,
+      positions,
+      offset,
+      gpt.config.context,
+    )
     positions.dispose()
-    this.#length += count
+    this.#length += bytes.length
     const logits = lastRowLogits(gpt, x)
     x.dispose()
     return logits
   }
 
   dispose(): void {
-    for (const block of this.#blocks) {
-      for (const { weight, bias } of block.weights) {
-        weight.dispose()
-        bias.dispose()
-      }
-      block.keys?.dispose()
-      block.values?.dispose()
-    }
+    for (const { query, key, value } of this.#blocks)
+      for (const tensor of [query.weight, query.bias, key.weight, key.bias, value.weight, value.bias])
+        tensor.dispose()
+    clearCaches(this.#caches)
   }
 }
 
@@ -244,6 +213,8 @@ export async function* generateBytes(
     throw new GenerateOptionsError(`temperature must be finite and >= 0, got ${options.temperature}`)
   if (!Number.isInteger(options.topK) || options.topK < 0)
     throw new GenerateOptionsError(`topK must be an integer >= 0, got ${options.topK}`)
+  const topP = options.topP ?? 1
+  if (!(topP > 0 && topP <= 1)) throw new GenerateOptionsError(`topP must be in (0, 1], got ${topP}`)
   const random = SeededRandom.stream(options.seed, 'gpt:sample')
   const context = gpt.config.context
   const keep = Math.max(1, context - 1)
@@ -265,7 +236,7 @@ export async function* generateBytes(
       rebuild = false
       const values = await backend.read(logits)
       logits.dispose()
-      const byte = sampleByte(values, options.temperature, options.topK, random)
+      const byte = sampleByte(values, options.temperature, options.topK, random, topP)
       text.push(byte)
       if (text.length - start > context) {
         start = text.length - keep

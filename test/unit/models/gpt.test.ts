@@ -7,7 +7,7 @@
 // backend checks that nothing the model allocates outlives it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Backend } from '../../../kernels/backend.js'
-import { CpuBackend, CpuTensor } from '../../../kernels/cpu-backend.js'
+import { CpuBackend } from '../../../kernels/cpu-backend.js'
 import { SeededRandom } from '../../../kernels/data/random.js'
 import {
   evaluateBitsPerByte,
@@ -30,6 +30,7 @@ import {
   referenceLoss,
   referenceSequenceLogits,
 } from './gpt-reference.js'
+import { trackingBackend } from './tracking-backend.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -71,28 +72,6 @@ function bytes(seed: number, length: number): Float32Array {
 
 const INPUTS = bytes(1, BATCH * SEQUENCE)
 const TARGETS = bytes(2, BATCH * SEQUENCE)
-
-/** Records every tensor the wrapped backend returns, to check that all of them get disposed. */
-function trackingBackend(inner: CpuBackend): { backend: Backend; live: () => CpuTensor[] } {
-  const made: CpuTensor[] = []
-  const collect = (value: unknown) => {
-    if (value instanceof CpuTensor) made.push(value)
-    else if (value !== null && typeof value === 'object')
-      for (const part of Object.values(value)) if (part instanceof CpuTensor) made.push(part)
-  }
-  const backend = new Proxy(inner, {
-    get(target, property) {
-      const value = Reflect.get(target, property)
-      if (typeof value !== 'function') return value
-      return (...args: unknown[]) => {
-        const result = value.apply(target, args)
-        collect(result)
-        return result
-      }
-    },
-  })
-  return { backend, live: () => made.filter((tensor) => !tensor.disposed) }
-}
 
 async function collect(generator: AsyncGenerator<number>): Promise<number[]> {
   const out: number[] = []
