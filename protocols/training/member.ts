@@ -472,6 +472,7 @@ export class MemberCore {
         break
       case 'snapshot':
         this.onSnapshot(input.data)
+        this.advance(now)
         break
       case 'validate':
         this.validations.push({ id: input.id, entries: [...input.entries], leader: input.leader, at: 0 })
@@ -1130,7 +1131,18 @@ export class MemberCore {
       return
     }
     if (decoded.step < this.state.step && !this.state.diverged) return
+    if (this.config.shareGradients && !this.vouched(decoded)) {
+      // a leader's snapshot gets the check a requested state gets: a lying leader cannot push a
+      // state of its own making. Asked for again (with the gradients that vouch for it) until it is.
+      this.emit({
+        type: 'log',
+        message: `a raft snapshot at step ${decoded.step} is not vouched for by a majority; not installed`,
+      })
+      this.needState ??= 'behind'
+      return
+    }
     this.install(decoded)
+    this.needState = undefined
   }
 
   private onStateReceived(from: string, bytes: Uint8Array | undefined): void {

@@ -16,6 +16,7 @@
 //   commit                     every appended, uncommitted entry is committed on every member
 //   outer-params round=1       the leader's outstanding outer step is answered with its params x 0.5
 //   transfer a to b            b receives a's state (as the answer to a state request)
+//   snapshot a to b            b installs a Raft snapshot of a's state (pushed by a leader to a lagging b)
 //   diverge b                  b's params change under its digest (its next applied step mismatches)
 //   share [drop=b]             every outstanding share-gradient (all-to-all) reaches its members
 //   validate b c [lie=update|contributors|forge|digest-after]
@@ -116,6 +117,9 @@ export class MemberInterpreter {
         break
       case 'transfer':
         this.transfer(positional[0], positional[2])
+        break
+      case 'snapshot':
+        this.snapshot(positional[0], positional[2])
         break
       case 'diverge': {
         // models a member whose arithmetic went wrong (memory corruption, a bad backend): its params
@@ -404,6 +408,12 @@ export class MemberInterpreter {
     const from = this.member(fromId)
     const state = encodeState(from.core.current())
     this.feed(this.member(toId), { type: 'state-received', from: fromId, state, nowMs: this.nowMs })
+  }
+
+  /** a Raft snapshot of `fromId`'s state installed at `toId` (the leader pushed it: toId lagged) */
+  private snapshot(fromId: string, toId: string): void {
+    const data = encodeState(this.member(fromId).core.current())
+    this.feed(this.member(toId), { type: 'snapshot', data, nowMs: this.nowMs })
   }
 
   /** Feeds one input, prints and records its effects, and carries out its continue effects. */
