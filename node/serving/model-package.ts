@@ -1,0 +1,470 @@
+// A model's content id, and its files over the blocks protocol. A model directory (model.json,
+// config.json, model.safetensors: what node/executor/model-files.ts saveGptModel writes) is published as
+// blocks: model.json, config.json, and the weights split into pieces of at most pieceBytes, each a raw
+// block; then a small JSON block, the package, names them all with their sizes, the weights' sha256 and
+// the model's shape. The package block's CID string is the model id: the same directory always gives the
+// same id, and every byte fetched by it is verified (each block against its CID, the whole weights file
+// against the package's sha256, the package against model.json). A fetched model is written into a
+// temporary folder that is renamed into place once complete, so the cache holds whole models only.
+import { createHash, randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { z } from 'zod'
+import { type BlockExchange, BlockNotFoundError } from '../../protocols/blocks/index.js'
+import { BLOCK_BYTES_MAX, isModelId } from '../../protocols/wire/validation/index.js'
+import {
+  CONFIG_FILE,
+  loadGpt,
+  MANIFEST_FILE,
+  ModelFilesError,
+  WEIGHTS_BYTES_MAX,
+  WEIGHTS_FILE,
+} from '../executor/model-files.js'
+import { ensureDurableFolder, syncFolder, writeFileAtomic } from '../store/atomic-file.js'
+
+export const MODEL_PACKAGE_FORMAT = 'shardnet-model-package/1'
+/** The package block's name in a fetched model's folder (beside the model's own files). */
+export const MODEL_PACKAGE_FILE = 'package.json'
+/** Largest package block accepted (a package of WEIGHTS_PIECES_MAX pieces is about 32 KiB). */
+export const MODEL_PACKAGE_BYTES_MAX = 64 * 1024
+/** Bytes per weights piece when the publisher does not say (a quarter of the blocks protocol's limit). */
+export const WEIGHTS_PIECE_BYTES_DEFAULT = 64 * 1024 * 1024
+/** Largest weights piece: one block of the blocks protocol. */
+export const WEIGHTS_PIECE_BYTES_MAX = BLOCK_BYTES_MAX
+/** Most weights pieces one package names. */
+export const WEIGHTS_PIECES_MAX = 512
+/** Largest model.json accepted (its history grows with training steps). */
+export const MANIFEST_BYTES_MAX = 4 * 1024 * 1024
+/** Largest config.json accepted. */
+export const CONFIG_BYTES_MAX = 64 * 1024
+/** A model's name in its package, at most this long. */
+export const MODEL_NAME_LENGTH_MAX = 128
+
+/** A model package or model id that cannot be used; the message is one sentence for the user. */
+export class ModelPackageError extends Error {
+  static override name = 'ModelPackageError'
+  /**
+   * bad-id: not a model id; not-found: no peer delivered a block of it; malformed: the package is not one,
+   * or its files disagree with it; oversized: past a limit above; hash-mismatch: the weights' sha256 differs
+   */
+  readonly code: 'bad-id' | 'not-found' | 'malformed' | 'oversized' | 'hash-mismatch'
+  constructor(code: ModelPackageError['code'], message: string) {
+    super(message)
+    this.name = 'ModelPackageError'
+    this.code = code
+  }
+}
+
+const cidString = z.string().refine((text) => isModelId(text) && CID.parse(text).code === raw.code, {
+  message: 'is not a CIDv1 raw sha2-256 string',
+})
+const fileSchema = z.strictObject({ cid: cidString, bytes: z.number().int().nonnegative() })
+
+const packageSchema = z.strictObject({
+  format: z.literal(MODEL_PACKAGE_FORMAT),
+  name: z.string().max(MODEL_NAME_LENGTH_MAX),
+  /** the GPT's block count L, context C and width D (as model.json says) */
+  blocks: z.number().int().positive(),
+  context: z.number().int().positive(),
+  width: z.number().int().positive(),
+  manifest: fileSchema,
+  config: fileSchema,
+  weights: z.strictObject({
+    bytes: z.number().int().positive(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    pieceBytes: z.number().int().positive(),
+    pieces: z.array(cidString).min(1).max(WEIGHTS_PIECES_MAX),
+  }),
+})
+
+/** The package block, parsed: what a model id names. */
+export type ModelPackage = z.infer<typeof packageSchema>
+
+export interface ModelPackageOptions {
+  /** bytes per weights piece (part of the model id: the same files cut otherwise have another id) */
+  pieceBytes?: number
+}
+
+interface PreparedModel {
+  modelId: string
+  packageBytes: Uint8Array
+  package: ModelPackage
+  manifest: Uint8Array
+  config: Uint8Array
+  weights: Uint8Array
+}
+
+function cidOf(bytes: Uint8Array): CID {
+  const digest = createHash('sha256').update(bytes).digest()
+  return CID.createV1(raw.code, Digest.create(sha256.code, digest))
+}
+
+function piecesOf(weights: Uint8Array, pieceBytes: number): Uint8Array[] {
+  const pieces: Uint8Array[] = []
+  for (let offset = 0; offset < weights.byteLength; offset += pieceBytes) {
+    pieces.push(weights.subarray(offset, Math.min(offset + pieceBytes, weights.byteLength)))
+  }
+  return pieces
+}
+
+function checkPieceBytes(pieceBytes: number, weightsBytes: number): void {
+  if (!Number.isInteger(pieceBytes) || pieceBytes < 1 || pieceBytes > WEIGHTS_PIECE_BYTES_MAX) {
+    throw new RangeError(`pieceBytes must be an integer from 1 to ${WEIGHTS_PIECE_BYTES_MAX}`)
+  }
+  if (Math.ceil(weightsBytes / pieceBytes) > WEIGHTS_PIECES_MAX) {
+    throw new RangeError(
+      `pieces of ${pieceBytes} bytes cut ${weightsBytes} bytes of weights into more than ` +
+        `${WEIGHTS_PIECES_MAX} pieces`,
+    )
+  }
+}
+
+/** Reads and checks a GPT model directory (ModelFilesError if it is not one) and builds its package. */
+async function prepareModel(directory: string, options: ModelPackageOptions = {}): Promise<PreparedModel> {
+  const { manifest: parsed, config } = await loadGpt(directory)
+  const read = async (name: string): Promise<Uint8Array> => {
+    try {
+      return new Uint8Array(await readFile(join(directory, name)))
+    } catch (error) {
+      throw new ModelFilesError(
+        `cannot read ${join(directory, name)}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      )
+    }
+  }
+  const manifest = await read(MANIFEST_FILE)
+  const configBytes = await read(CONFIG_FILE)
+  const weights = await read(WEIGHTS_FILE)
+  if (manifest.byteLength > MANIFEST_BYTES_MAX || configBytes.byteLength > CONFIG_BYTES_MAX) {
+    throw new ModelFilesError(
+      `${directory}'s ${MANIFEST_FILE} or ${CONFIG_FILE} is above its limit ` +
+        `(${MANIFEST_BYTES_MAX} and ${CONFIG_BYTES_MAX} bytes)`,
+    )
+  }
+  const sha = createHash('sha256').update(weights).digest('hex')
+  // loadGpt checked the weights against model.json; a file changed since would not match
+  if (sha !== parsed.weights.sha256) {
+    throw new ModelFilesError(`the weights file in ${directory} changed while it was read`)
+  }
+  const pieceBytes = options.pieceBytes ?? WEIGHTS_PIECE_BYTES_DEFAULT
+  checkPieceBytes(pieceBytes, weights.byteLength)
+  const pkg: ModelPackage = {
+    format: MODEL_PACKAGE_FORMAT,
+    name: parsed.model.slice(0, MODEL_NAME_LENGTH_MAX),
+    blocks: config.layers,
+    context: config.context,
+    width: config.width,
+    manifest: { cid: cidOf(manifest).toString(), bytes: manifest.byteLength },
+    config: { cid: cidOf(configBytes).toString(), bytes: configBytes.byteLength },
+    weights: {
+      bytes: weights.byteLength,
+      sha256: sha,
+      pieceBytes,
+      pieces: piecesOf(weights, pieceBytes).map((piece) => cidOf(piece).toString()),
+    },
+  }
+  // keys in the schema's order, no whitespace: the same directory always encodes to the same bytes
+  const packageBytes = new TextEncoder().encode(JSON.stringify(pkg))
+  return {
+    modelId: cidOf(packageBytes).toString(),
+    packageBytes,
+    package: pkg,
+    manifest,
+    config: configBytes,
+    weights,
+  }
+}
+
+/** The model id of a GPT model directory, without publishing anything. Throws ModelFilesError. */
+export async function modelIdOfDirectory(
+  directory: string,
+  options: ModelPackageOptions = {},
+): Promise<string> {
+  return (await prepareModel(directory, options)).modelId
+}
+
+export interface PublishedModel {
+  modelId: string
+  package: ModelPackage
+  /** blocks stored (the package, model.json, config.json and each weights piece) */
+  blockCount: number
+  /** whether every block was provided in the DHT (false: stored here, but peers cannot find them yet) */
+  provided: boolean
+}
+
+/**
+ * Stores a GPT model directory's files as blocks, then its package; returns the model id. Each block is
+ * then provided in the DHT (unless `provide` is false); a node without DHT peers still publishes, with
+ * `provided: false`. Throws ModelFilesError for a directory that is not a GPT model.
+ */
+export async function publishModel(
+  directory: string,
+  blocks: Pick<BlockExchange, 'put'>,
+  options: ModelPackageOptions & { signal?: AbortSignal; provide?: boolean } = {},
+): Promise<PublishedModel> {
+  const prepared = await prepareModel(directory, options)
+  const contents = [
+    prepared.manifest,
+    prepared.config,
+    ...piecesOf(prepared.weights, prepared.package.weights.pieceBytes),
+    prepared.packageBytes,
+  ]
+  for (const bytes of contents) await blocks.put(bytes, { signal: options.signal, provide: false })
+  let provided = false
+  if (options.provide !== false) {
+    // storing again is a no-op: this only provides
+    const results = await Promise.allSettled(
+      contents.map((bytes) => blocks.put(bytes, { signal: options.signal, provide: true })),
+    )
+    provided = results.every((result) => result.status === 'fulfilled')
+  }
+  return { modelId: prepared.modelId, package: prepared.package, blockCount: contents.length, provided }
+}
+
+/** Parses and checks a package block's bytes; throws ModelPackageError (malformed or oversized). */
+export function parseModelPackage(bytes: Uint8Array): ModelPackage {
+  if (bytes.byteLength > MODEL_PACKAGE_BYTES_MAX) {
+    throw new ModelPackageError(
+      'oversized',
+      `the model package is ${bytes.byteLength} bytes, above the ${MODEL_PACKAGE_BYTES_MAX} limit`,
+    )
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch {
+    throw new ModelPackageError('malformed', 'the model package is not valid JSON')
+  }
+  const checked = packageSchema.safeParse(value)
+  if (!checked.success) {
+    const issue = checked.error.issues[0]
+    throw new ModelPackageError(
+      'malformed',
+      `the block is not a shardnet model package (${issue.path.join('.') || 'root'}: ${issue.message})`,
+    )
+  }
+  const pkg = checked.data
+  const { weights } = pkg
+  if (pkg.manifest.bytes > MANIFEST_BYTES_MAX || pkg.config.bytes > CONFIG_BYTES_MAX) {
+    throw new ModelPackageError(
+      'oversized',
+      `the model package names a ${MANIFEST_FILE} or ${CONFIG_FILE} above its limit`,
+    )
+  }
+  if (weights.bytes > WEIGHTS_BYTES_MAX || weights.pieceBytes > WEIGHTS_PIECE_BYTES_MAX) {
+    throw new ModelPackageError(
+      'oversized',
+      `the model package names ${weights.bytes} bytes of weights in pieces of ${weights.pieceBytes} ` +
+        `(at most ${WEIGHTS_BYTES_MAX} in pieces of ${WEIGHTS_PIECE_BYTES_MAX})`,
+    )
+  }
+  if (weights.pieces.length !== Math.ceil(weights.bytes / weights.pieceBytes)) {
+    throw new ModelPackageError(
+      'malformed',
+      `the model package names ${weights.pieces.length} weights pieces for ${weights.bytes} bytes in ` +
+        `pieces of ${weights.pieceBytes}`,
+    )
+  }
+  return pkg
+}
+
+/** Where fetchModel keeps the model `modelId` under `cacheRoot`. */
+export function cachedModelDirectory(cacheRoot: string, modelId: string): string {
+  return join(cacheRoot, modelId)
+}
+
+export interface FetchModelOptions {
+  signal?: AbortSignal
+  /** ask these peers for every block instead of looking providers up in the DHT */
+  peers?: PeerId[]
+}
+
+/** A temporary fetch folder untouched this long is a crash's leftover. */
+const STALE_FETCH_MS = 3_600_000
+
+const fetchesInFlight = new Map<string, Promise<string>>()
+
+/**
+ * The model directory of `modelId` (one loadGpt reads): from the cache under `cacheRoot`, else fetched
+ * block by block, every byte verified, and written into the cache atomically. Throws ModelPackageError.
+ */
+export async function fetchModel(
+  modelId: string,
+  blocks: Pick<BlockExchange, 'get'>,
+  cacheRoot: string,
+  options: FetchModelOptions = {},
+): Promise<string> {
+  if (!isModelId(modelId)) {
+    throw new ModelPackageError('bad-id', `"${modelId.slice(0, 200)}" is not a model id (a CIDv1 string)`)
+  }
+  const target = cachedModelDirectory(cacheRoot, modelId)
+  if (await isCachedModel(target, modelId)) return target
+  const inFlight = fetchesInFlight.get(target)
+  if (inFlight !== undefined) return inFlight
+  const fetching = fetchIntoCache(modelId, blocks, cacheRoot, target, options).finally(() =>
+    fetchesInFlight.delete(target),
+  )
+  fetchesInFlight.set(target, fetching)
+  return fetching
+}
+
+/** A cached model is a folder holding the package whose CID is the model id (it is renamed in last). */
+async function isCachedModel(directory: string, modelId: string): Promise<boolean> {
+  try {
+    const bytes = new Uint8Array(await readFile(join(directory, MODEL_PACKAGE_FILE)))
+    return cidOf(bytes).toString() === modelId
+  } catch {
+    return false
+  }
+}
+
+async function getBlock(
+  blocks: Pick<BlockExchange, 'get'>,
+  cid: string,
+  what: string,
+  options: FetchModelOptions,
+): Promise<Uint8Array> {
+  try {
+    return await blocks.get(CID.parse(cid), {
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.peers === undefined ? {} : { peers: options.peers }),
+    })
+  } catch (error) {
+    if (error instanceof BlockNotFoundError) {
+      throw new ModelPackageError('not-found', `no peer delivered the ${what} (block ${cid})`)
+    }
+    throw error
+  }
+}
+
+async function fetchIntoCache(
+  modelId: string,
+  blocks: Pick<BlockExchange, 'get'>,
+  cacheRoot: string,
+  target: string,
+  options: FetchModelOptions,
+): Promise<string> {
+  const packageBytes = await getBlock(blocks, modelId, 'model package', options)
+  const pkg = parseModelPackage(packageBytes)
+  const manifest = await sized(blocks, pkg.manifest.cid, pkg.manifest.bytes, MANIFEST_FILE, options)
+  checkManifestAgainstPackage(manifest, pkg)
+  const config = await sized(blocks, pkg.config.cid, pkg.config.bytes, CONFIG_FILE, options)
+
+  await ensureDurableFolder(cacheRoot)
+  await removeStaleFetches(cacheRoot, modelId)
+  const temporary = join(cacheRoot, `.${modelId}.${randomBytes(6).toString('hex')}.tmp`)
+  await mkdir(temporary, { mode: 0o755 })
+  try {
+    await writeWeights(join(temporary, WEIGHTS_FILE), pkg, blocks, options)
+    await writeFileAtomic(join(temporary, CONFIG_FILE), config)
+    await writeFileAtomic(join(temporary, MANIFEST_FILE), manifest)
+    await writeFileAtomic(join(temporary, MODEL_PACKAGE_FILE), packageBytes)
+    await syncFolder(temporary)
+    // a folder by that name that is not a complete copy of this model (a hand-made one) gives way
+    if (!(await isCachedModel(target, modelId))) await rm(target, { recursive: true, force: true })
+    try {
+      await rename(temporary, target)
+    } catch (error) {
+      // another process completed the same model first: its folder is as good as ours
+      if (!(await isCachedModel(target, modelId))) throw error
+      await rm(temporary, { recursive: true, force: true })
+    }
+    await syncFolder(cacheRoot)
+  } catch (error) {
+    await rm(temporary, { recursive: true, force: true })
+    throw error
+  }
+  return target
+}
+
+/** model.json must describe the model the package names, with the same weights. */
+function checkManifestAgainstPackage(manifest: Uint8Array, pkg: ModelPackage): void {
+  let parsed: {
+    weights?: { bytes?: unknown; sha256?: unknown }
+    architecture?: { type?: unknown; layers?: unknown; context?: unknown; width?: unknown }
+  }
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(manifest))
+  } catch {
+    throw new ModelPackageError('malformed', `the model's ${MANIFEST_FILE} is not valid JSON`)
+  }
+  const a = parsed?.architecture
+  const w = parsed?.weights
+  const agrees =
+    a?.type === 'gpt' &&
+    a.layers === pkg.blocks &&
+    a.context === pkg.context &&
+    a.width === pkg.width &&
+    w?.bytes === pkg.weights.bytes &&
+    w.sha256 === pkg.weights.sha256
+  if (!agrees) {
+    throw new ModelPackageError(
+      'malformed',
+      `the model's ${MANIFEST_FILE} does not describe the GPT and weights its package names`,
+    )
+  }
+}
+
+/** Fetches the weights piece by piece into `path`, hashing as it goes; the sha256 must match. */
+async function writeWeights(
+  path: string,
+  pkg: ModelPackage,
+  blocks: Pick<BlockExchange, 'get'>,
+  options: FetchModelOptions,
+): Promise<void> {
+  const { weights } = pkg
+  const hash = createHash('sha256')
+  const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644)
+  try {
+    for (let i = 0; i < weights.pieces.length; i++) {
+      const expected = Math.min(weights.pieceBytes, weights.bytes - i * weights.pieceBytes)
+      const piece = await sized(blocks, weights.pieces[i], expected, `weights piece ${i + 1}`, options)
+      hash.update(piece)
+      await handle.write(piece)
+    }
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  if (hash.digest('hex') !== weights.sha256) {
+    throw new ModelPackageError(
+      'hash-mismatch',
+      "the model's weights do not match the sha256 its package names (a bad package)",
+    )
+  }
+}
+
+async function sized(
+  blocks: Pick<BlockExchange, 'get'>,
+  cid: string,
+  bytes: number,
+  what: string,
+  options: FetchModelOptions,
+): Promise<Uint8Array> {
+  const block = await getBlock(blocks, cid, what, options)
+  if (block.byteLength !== bytes) {
+    throw new ModelPackageError(
+      'malformed',
+      `the ${what} is ${block.byteLength} bytes where the model package says ${bytes}`,
+    )
+  }
+  return block
+}
+
+/** Temporary folders of earlier fetches of this model that a crash left behind. */
+async function removeStaleFetches(cacheRoot: string, modelId: string): Promise<void> {
+  const names = await readdir(cacheRoot).catch(() => [] as string[])
+  for (const name of names) {
+    if (!name.startsWith(`.${modelId}.`) || !name.endsWith('.tmp')) continue
+    const info = await stat(join(cacheRoot, name)).catch(() => undefined)
+    // a fetch of this process is deduplicated in fetchesInFlight; another process's may still run
+    if (info !== undefined && Date.now() - info.mtimeMs > STALE_FETCH_MS) {
+      await rm(join(cacheRoot, name), { recursive: true, force: true })
+    }
+  }
+}
