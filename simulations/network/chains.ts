@@ -640,7 +640,7 @@ export class ChainSimulation {
     // the DHT lookup of the model's servers, then the sessions open on every hop at once
     let lookupMs = 0
     for (let i = 0; i < p.lookupRoundTrips; i++) {
-      const other = this.region[this.upList[random.int(this.upList.length)]]
+      const other = this.region[this.upList[this.linkRandom.int(this.upList.length)]]
       lookupMs += this.latencyMs(session.clientRegion, other) + this.latencyMs(other, session.clientRegion)
     }
     this.sendToHop(session, this.now + lookupMs + this.openMs(session, chain))
