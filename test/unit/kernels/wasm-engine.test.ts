@@ -2,12 +2,21 @@
 // every transpose combination on shapes that fit no tile, bit-identical repeats, and that it leaves
 // tfjs' process-wide state (backend registry, global backend) and the process' listeners alone.
 // The op suites (ops, attention, transformer-ops, ...) also run on it as the 'cpu-wasm' backend.
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import '@tensorflow/tfjs-backend-cpu'
 import * as tf from '@tensorflow/tfjs-core'
-import { describe, expect, it, vi } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import type { CpuEngine } from '../../../kernels/cpu/engine.js'
 import { loadCpuEngine } from '../../../kernels/cpu/engines.js'
-import { loadWasmEngine } from '../../../kernels/cpu/wasm-engine.js'
+import {
+  loadWasmEngine,
+  PARALLEL_WORK_MIN,
+  startWasmEngine,
+  type WasmEngineHandle,
+  wasmThreads,
+} from '../../../kernels/cpu/wasm-engine.js'
+import { splitBlocks, WORKER_WAIT_MIN_MS } from '../../../kernels/cpu/wasm-pool.js'
 import { createBackend } from '../../../kernels/index.js'
 import { attentionBackwardReference, attentionReference } from '../../../kernels/reference/attention.js'
 import { matmulReference } from '../../../kernels/reference/index.js'
@@ -46,6 +55,8 @@ function sameBits(x: Float32Array, y: Float32Array): boolean {
   return a.every((bits, i) => bits === b[i])
 }
 
+const execFileAsync = promisify(execFile)
+
 const listenerCounts = () => ({
   uncaughtException: process.listeners('uncaughtException').length,
   unhandledRejection: process.listeners('unhandledRejection').length,
@@ -61,8 +72,9 @@ describe('the wasm cpu engine', () => {
     if ('error' in load) throw new Error(`the wasm engine did not load: ${load.error}`)
     const { engine } = load
     expect(engine.name).toBe('wasm')
-    expect(engine.threads).toBe(1)
-    expect(engine.description).toMatch(/^tfjs-backend-wasm 4\.\d+\.\d+ \(XNNPACK(, SIMD)?\), 1 thread$/)
+    expect(engine.threads).toBe(wasmThreads())
+    expect(engine.description).toMatch(/^tfjs-backend-wasm 4\.\d+\.\d+ \(XNNPACK(, SIMD)?\), \d+ threads?$/)
+    expect(engine.description).toContain(`${wasmThreads()} thread`)
     expect(Object.keys(engine.ops).sort()).toEqual(['attention', 'attentionBackward', 'matmul'])
     const again = await loadWasmEngine()
     expect('engine' in again && again.engine).toBe(engine)
@@ -234,6 +246,133 @@ describe('the wasm cpu engine where the module cannot load', () => {
       vi.doUnmock('node:fs/promises')
       vi.resetModules()
     }
+  })
+})
+
+/** [M, K, N] of at least PARALLEL_WORK_MIN multiply-adds: split by rows, by columns, and awkward sizes */
+const SPLIT_SHAPES: readonly (readonly [number, number, number])[] = [
+  [300, 97, 171],
+  [37, 211, 613],
+  [1031, 64, 65],
+  [64, 33, 2047],
+]
+
+describe('the wasm cpu engine on several threads', () => {
+  const handles: WasmEngineHandle[] = []
+  /** an engine of its own on `threads` threads, its workers started */
+  async function engineOn(threads: number): Promise<WasmEngineHandle> {
+    const started = await startWasmEngine(threads)
+    if ('error' in started) throw new Error(`the wasm engine did not load: ${started.error}`)
+    handles.push(started)
+    await started.startWorkers()
+    expect(started.readyWorkers()).toBe(threads - 1)
+    expect(started.engine.threads).toBe(threads)
+    return started
+  }
+  afterAll(async () => {
+    for (const handle of handles) await handle.close()
+  })
+
+  it('splits C into fixed blocks along its longer side, column blocks at multiples of 16', () => {
+    expect(splitBlocks(100, 10, 2)).toEqual([
+      { r0: 0, r1: 64, c0: 0, c1: 10 },
+      { r0: 64, r1: 100, c0: 0, c1: 10 },
+    ])
+    expect(splitBlocks(10, 100, 3)).toEqual([
+      { r0: 0, r1: 10, c0: 0, c1: 48 },
+      { r0: 0, r1: 10, c0: 48, c1: 96 },
+      { r0: 0, r1: 10, c0: 96, c1: 100 },
+    ])
+    expect(splitBlocks(20, 20, 4)).toEqual([
+      { r0: 0, r1: 16, c0: 0, c1: 20 },
+      { r0: 16, r1: 20, c0: 0, c1: 20 },
+    ])
+  })
+
+  it('products split among 1, 2 and 3 threads match the reference and each other bit for bit', async () => {
+    const engines = [await engineOn(1), await engineOn(2), await engineOn(3)]
+    const shared = await wasmEngine()
+    for (const [m, k, n] of SPLIT_SHAPES) {
+      expect(m * k * n).toBeGreaterThanOrEqual(PARALLEL_WORK_MIN)
+      const random = seededRandom(m * 7 + k * 11 + n)
+      const a = randomArray(random, m * k)
+      const b = randomArray(random, k * n)
+      for (const [ta, tb] of FLAGS) {
+        const what = `${m}x${k}x${n} ${label(ta, tb)}`
+        const [one, ...others] = engines.map(({ engine }) => matmulOf(engine)(a, b, m, k, n, ta, tb))
+        expectClose(what, matmulReference(a, b, m, k, n, ta, tb), one, matmulTolerance(k))
+        for (const [i, got] of others.entries())
+          expect(sameBits(got, one), `${what} on ${i + 2} threads`).toBe(true)
+        const split = engines.map((handle) => handle.splitProducts())
+        const again = matmulOf(engines[2].engine)(a, b, m, k, n, ta, tb)
+        // the second and third engines' products ran on their workers, not whole on the calling thread
+        expect(engines.map((handle) => handle.splitProducts())).toEqual([0, split[1], split[2] + 1])
+        expect(sameBits(again, one), `${what} repeated`).toBe(true)
+        expect(sameBits(matmulOf(shared)(a, b, m, k, n, ta, tb), one), `${what}, process engine`).toBe(true)
+      }
+    }
+    expect(engines.map((handle) => handle.splitProducts())).toEqual([0, 16, 32])
+  })
+
+  it.each(['exit', 'hang'] as const)(
+    'a worker that %ss during a product: the calling thread computes its block, the same bits',
+    async (fault) => {
+      const { engine, injectFault, readyWorkers } = await engineOn(3)
+      const single = (await engineOn(1)).engine
+      const [m, k, n] = [512, 96, 200]
+      const random = seededRandom(41)
+      const a = randomArray(random, m * k)
+      const b = randomArray(random, k * n)
+      const expected = matmulOf(engine)(a, b, m, k, n)
+      injectFault(1, fault)
+      const began = performance.now()
+      const got = matmulOf(engine)(a, b, m, k, n)
+      const ms = performance.now() - began
+      expect(sameBits(got, expected), 'same bits after the failure').toBe(true)
+      // no answer within the wait's floor: the block is computed here, not waited for forever
+      expect(ms).toBeGreaterThanOrEqual(WORKER_WAIT_MIN_MS)
+      expect(ms).toBeLessThan(WORKER_WAIT_MIN_MS + 10_000)
+      expect(readyWorkers()).toBe(1)
+      // later products: the other worker and the calling thread, the same bits, no wait
+      const laterBegan = performance.now()
+      const later = matmulOf(engine)(b, a, n, k, m, true, true)
+      expect(sameBits(later, matmulOf(single)(b, a, n, k, m, true, true))).toBe(true)
+      expect(performance.now() - laterBegan).toBeLessThan(WORKER_WAIT_MIN_MS)
+    },
+  )
+
+  it('after close the workers are gone and products run on the calling thread', async () => {
+    const handle = await engineOn(2)
+    const [m, k, n] = [256, 128, 256]
+    const random = seededRandom(43)
+    const a = randomArray(random, m * k)
+    const b = randomArray(random, k * n)
+    const before = matmulOf(handle.engine)(a, b, m, k, n)
+    await handle.close()
+    expect(handle.readyWorkers()).toBe(0)
+    expect(sameBits(matmulOf(handle.engine)(a, b, m, k, n), before)).toBe(true)
+  })
+
+  it('a process that used the workers and never closed them exits on its own', async () => {
+    const engineUrl = new URL('../../../kernels/cpu/wasm-engine.ts', import.meta.url).href
+    const script = `
+      const { startWasmEngine } = await import(${JSON.stringify(engineUrl)})
+      const handle = await startWasmEngine(3)
+      await handle.startWorkers()
+      const a = new Float32Array(512 * 512).fill(1)
+      const c = handle.engine.ops.matmul(a, a, 512, 512, 512)
+      console.log(handle.readyWorkers(), c[0], c[c.length - 1])
+    `
+    const began = performance.now()
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        timeout: 30_000,
+      },
+    )
+    expect(stdout.trim()).toBe('2 512 512')
+    expect(performance.now() - began).toBeLessThan(30_000)
   })
 })
 
