@@ -12,10 +12,13 @@ const log = logger('shardnet:api')
 export class ApiError extends Error {
   static override name = 'ApiError'
   readonly status: number
-  constructor(status: number, message: string) {
+  /** the JSON body answered instead of the route's usual error body (e.g. OpenAI's error shape) */
+  readonly body: unknown
+  constructor(status: number, message: string, body?: unknown) {
     super(message)
     this.name = 'ApiError'
     this.status = status
+    this.body = body
   }
 }
 
@@ -23,21 +26,56 @@ export interface ApiRequest {
   url: URL
   /** the parsed JSON body (POST), or undefined */
   body: unknown
+  /**
+   * aborts when the client goes away (reason: an AbortError) or when the route made no progress for
+   * the request timeout (reason: a TimeoutError)
+   */
   signal: AbortSignal
+  /**
+   * The route is making progress (e.g. a byte was generated): the request timeout starts again. A
+   * route that never calls it has the request timeout from the start of the request.
+   */
+  progress(): void
+}
+
+/**
+ * A response written as it is produced: server-sent events, NDJSON. The server pulls the next chunk
+ * only once the client has taken the previous one (backpressure). Each chunk written starts the
+ * request timeout again, so a live stream runs as long as it produces; a source silent (or a client
+ * not reading) for the request timeout has the request's signal aborted, and the source is expected to
+ * end then (it may still write a last chunk saying why). When the client goes away the signal aborts
+ * and the source is closed (its `finally` runs). A source that throws ends the response abruptly (the
+ * client sees a cut stream): report errors inside the stream's own format instead.
+ */
+export class ApiStream {
+  readonly contentType: string
+  readonly chunks: AsyncIterable<string | Uint8Array>
+  readonly status: number
+  constructor(init: { contentType: string; chunks: AsyncIterable<string | Uint8Array>; status?: number }) {
+    this.contentType = init.contentType
+    this.chunks = init.chunks
+    this.status = init.status ?? 200
+  }
 }
 
 export interface ApiRoute {
   method: 'GET' | 'POST'
   /** exact path, e.g. `/v1/status` */
   path: string
-  /** returns a JSON-serialisable value */
+  /** returns a JSON-serialisable value, or an ApiStream */
   handle(request: ApiRequest): Promise<unknown>
+  /**
+   * The body of an error the server itself answers on this route (no or wrong token 401, read token
+   * 403, body too large 413, not JSON 400, timeout 503, 500); `{ error: message }` when absent.
+   */
+  errorBody?(status: number, message: string): unknown
 }
 
 /**
  * The scope every route needs, by `METHOD path`: the one table of who may call what. `read` is what a
- * dashboard needs (status, metrics, peers, task listings and results); `admin` is everything that
- * changes state (submit, cancel, stop, publishing blocks). A route missing here needs `admin`.
+ * dashboard needs (status, metrics, peers, task listings and results, the models served); `admin` is
+ * everything that changes state or spends the network's compute (submit, cancel, stop, publishing
+ * blocks, generation). A route missing here needs `admin`.
  */
 export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freeze({
   'GET /metrics': 'read',
@@ -54,6 +92,12 @@ export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freez
   'GET /v1/task-topic': 'read',
   'GET /v1/assignments': 'read',
   'GET /v1/inference': 'read',
+  // the models this node can generate with (OpenAI's list): a listing, like status
+  'GET /v1/models': 'read',
+  // generation computes on the network's servers: admin
+  'POST /v1/completions': 'admin',
+  'POST /v1/chat/completions': 'admin',
+  'POST /v1/generate': 'admin',
 })
 
 /** the scope a route needs: its entry in API_ROUTE_SCOPES, else admin (unlisted routes fail closed) */
@@ -98,6 +142,8 @@ export const BODY_BYTES_MAX_DEFAULT = 1024 * 1024
 export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
 /** How long a client may take to send its request headers. */
 const HEADERS_TIMEOUT_MS = 10_000
+/** How long a stream's source may take to end after the request's signal aborted (on the timeout). */
+const STREAM_ABORT_GRACE_MS = 5_000
 
 export interface ApiServer {
   host: string
@@ -112,6 +158,10 @@ export function isLoopbackAddress(address: string | undefined): boolean {
   if (address == null) return false
   const bare = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address
   return bare === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)
+}
+
+function errorBodyOf(route: ApiRoute | undefined, status: number, message: string): unknown {
+  return route?.errorBody?.(status, message) ?? { error: message }
 }
 
 function sendJson(response: ServerResponse, status: number, value: unknown): void {
@@ -139,6 +189,97 @@ async function readBody(request: IncomingMessage, bytesMax: number): Promise<unk
   }
 }
 
+/** One request's deadline and cancellation: see ApiRequest.signal and ApiRequest.progress. */
+interface RequestState {
+  controller: AbortController
+  route: ApiRoute | undefined
+  timedOut: boolean
+  /** the connection closed before the response was complete */
+  clientGone: boolean
+  progress(): void
+  finish(): void
+}
+
+function requestState(response: ServerResponse, timeoutMs: number): RequestState {
+  let timer: NodeJS.Timeout | undefined
+  const state: RequestState = {
+    controller: new AbortController(),
+    route: undefined,
+    timedOut: false,
+    clientGone: false,
+    progress: () => {
+      if (state.controller.signal.aborted) return
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        state.timedOut = true
+        state.controller.abort(new DOMException('request timed out', 'TimeoutError'))
+      }, timeoutMs)
+    },
+    finish: () => clearTimeout(timer),
+  }
+  response.once('close', () => {
+    clearTimeout(timer)
+    if (response.writableFinished) return
+    state.clientGone = true
+    state.controller.abort(new DOMException('the client closed the connection', 'AbortError'))
+  })
+  state.progress()
+  return state
+}
+
+/** Writes a stream's chunks as the client takes them: see ApiStream. */
+async function writeStream(response: ServerResponse, stream: ApiStream, state: RequestState): Promise<void> {
+  const signal = state.controller.signal
+  // settles when the server stops waiting on the source: the client left, or the source outlived
+  // the grace after a timeout
+  let graceTimer: NodeJS.Timeout | undefined
+  const stop = new Promise<'stop'>((resolve) => {
+    const onAbort = () => {
+      if (state.clientGone) resolve('stop')
+      else graceTimer = setTimeout(() => resolve('stop'), STREAM_ABORT_GRACE_MS)
+    }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    // a client that leaves during the grace after a timeout: nobody is left to write to
+    response.once('close', () => resolve('stop'))
+  })
+  response.writeHead(stream.status, {
+    'content-type': stream.contentType,
+    'cache-control': 'no-cache',
+    // proxies (nginx) would otherwise hold the events back
+    'x-accel-buffering': 'no',
+  })
+  response.flushHeaders()
+  const iterator = stream.chunks[Symbol.asyncIterator]()
+  let ended = false
+  try {
+    for (;;) {
+      const pending = iterator.next()
+      // what it settles with once nobody waits is of no interest (the client left)
+      pending.catch(() => {})
+      const next = await Promise.race([pending, stop])
+      if (next === 'stop') break
+      if (next.done === true) {
+        ended = true
+        break
+      }
+      if (!response.write(next.value)) {
+        const drained = await Promise.race([
+          new Promise<'drained'>((resolve) => response.once('drain', () => resolve('drained'))),
+          stop,
+        ])
+        if (drained === 'stop') break
+      }
+      state.progress()
+    }
+  } finally {
+    clearTimeout(graceTimer)
+    if (!ended) iterator.return?.().catch(() => {})
+  }
+  if (ended) response.end()
+  else response.destroy()
+}
+
 /**
  * The daemon's control API: HTTP, JSON, every request (including /metrics) authenticated with a
  * bearer token from the data dir (401 without a valid one), a read-only token refused with 403 on a
@@ -158,11 +299,17 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const handle = async (
     request: IncomingMessage,
     response: ServerResponse,
-    signal: AbortSignal,
+    state: RequestState,
   ): Promise<void> => {
+    const url = new URL(request.url ?? '/', 'http://localhost')
+    // GET /metrics answers Prometheus text, not JSON: it is served here rather than as a route
+    const isMetrics = request.method === 'GET' && url.pathname === '/metrics'
+    // known before the token is checked only to shape the errors (OpenAI clients read their own shape)
+    const route = isMetrics ? undefined : routes.get(`${request.method} ${url.pathname}`)
+    state.route = route
     if (init.allowRemoteClients !== true && !isLoopbackAddress(request.socket.remoteAddress)) {
       init.metrics.apiRefused.inc({ reason: 'non-loopback' })
-      sendJson(response, 403, { error: 'the control API only answers clients on this machine' })
+      sendJson(response, 403, errorBodyOf(route, 403, 'the control API only answers clients on this machine'))
       return
     }
     const authorization = request.headers.authorization
@@ -171,15 +318,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       const reason = authorization == null ? 'no-token' : 'wrong-token'
       init.metrics.apiRefused.inc({ reason })
       response.setHeader('www-authenticate', 'Bearer')
-      sendJson(response, 401, {
-        error: authorization == null ? 'missing bearer token' : 'wrong bearer token',
-      })
+      const message = authorization == null ? 'missing bearer token' : 'wrong bearer token'
+      sendJson(response, 401, errorBodyOf(route, 401, message))
       return
     }
-    const url = new URL(request.url ?? '/', 'http://localhost')
-    // GET /metrics answers Prometheus text, not JSON: it is served here rather than as a route
-    const isMetrics = request.method === 'GET' && url.pathname === '/metrics'
-    const route = isMetrics ? undefined : routes.get(`${request.method} ${url.pathname}`)
     if (route === undefined && !isMetrics) {
       sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` })
       return
@@ -188,12 +330,10 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     if (needed === 'admin' && scope !== 'admin') {
       init.metrics.apiRefused.inc({ reason: 'read-only-token' })
       response.setHeader('www-authenticate', 'Bearer error="insufficient_scope", scope="admin"')
-      sendJson(response, 403, {
-        error:
-          `${request.method} ${url.pathname} needs the admin token (api-token); ` +
-          'the read-only token was presented',
-        scope: needed,
-      })
+      const message =
+        `${request.method} ${url.pathname} needs the admin token (api-token); ` +
+        'the read-only token was presented'
+      sendJson(response, 403, route?.errorBody?.(403, message) ?? { error: message, scope: needed })
       return
     }
     if (route === undefined) {
@@ -203,32 +343,47 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       return
     }
     const body = request.method === 'POST' ? await readBody(request, bodyBytesMax) : undefined
-    const result = await route.handle({ url, body, signal })
-    sendJson(response, 200, result ?? {})
+    const result = await route.handle({
+      url,
+      body,
+      signal: state.controller.signal,
+      progress: state.progress,
+    })
+    if (result instanceof ApiStream) await writeStream(response, result, state)
+    else sendJson(response, 200, result ?? {})
   }
 
   const server: Server = createServer((request, response) => {
-    const signal = AbortSignal.timeout(requestTimeoutMs)
-    handle(request, response, signal).catch((error: unknown) => {
-      if (error instanceof ApiError) {
-        if (!response.headersSent) sendJson(response, error.status, { error: error.message })
-        return
-      }
-      // the route ran past the request's deadline: whatever it threw on the way out (the signal's
-      // TimeoutError, or a library's own abort error) is that timeout
-      const timedOut = signal.aborted
-      // a disk that refused a write (full, read-only): the one sentence, and 507 Insufficient Storage
-      const fault = timedOut ? undefined : findStorageFault(error)
-      if (fault) {
-        log.error('API request %s %s: %s', request.method, request.url, fault.message)
-        if (!response.headersSent) sendJson(response, 507, { error: fault.message })
-        return
-      }
-      if (!timedOut) log.error('API request %s %s failed: %e', request.method, request.url, error)
-      if (!response.headersSent) {
-        sendJson(response, timedOut ? 503 : 500, { error: timedOut ? 'request timed out' : String(error) })
-      }
-    })
+    const state = requestState(response, requestTimeoutMs)
+    handle(request, response, state)
+      .catch((error: unknown) => {
+        const route = state.route
+        if (response.headersSent) {
+          // a stream whose source failed: the client sees the stream cut, not a clean end
+          if (!state.clientGone) log.error('API stream %s %s failed: %e', request.method, request.url, error)
+          response.destroy()
+          return
+        }
+        if (error instanceof ApiError) {
+          sendJson(response, error.status, error.body ?? errorBodyOf(route, error.status, error.message))
+          return
+        }
+        if (state.clientGone) return
+        // the route ran past the request's deadline: whatever it threw on the way out (the signal's
+        // TimeoutError, or a library's own abort error) is that timeout
+        const timedOut = state.timedOut
+        // a disk that refused a write (full, read-only): the one sentence, and 507 Insufficient Storage
+        const fault = timedOut ? undefined : findStorageFault(error)
+        if (fault) {
+          log.error('API request %s %s: %s', request.method, request.url, fault.message)
+          sendJson(response, 507, errorBodyOf(route, 507, fault.message))
+          return
+        }
+        if (!timedOut) log.error('API request %s %s failed: %e', request.method, request.url, error)
+        const status = timedOut ? 503 : 500
+        sendJson(response, status, errorBodyOf(route, status, timedOut ? 'request timed out' : String(error)))
+      })
+      .finally(() => state.finish())
   })
   server.headersTimeout = HEADERS_TIMEOUT_MS
   server.requestTimeout = requestTimeoutMs + 5_000
