@@ -59,6 +59,18 @@ export interface ChainSimulationOptions {
 /** What a test may watch: every session that fails, with the live servers' spans at that moment. */
 export interface ChainSimulationHooks {
   onSessionFailed?: (failure: ChainSessionFailure) => void
+  /** Every session that ends, completed or failed (a bench pools these over seeds). */
+  onSessionEnded?: (record: ChainSessionRecord) => void
+}
+
+export interface ChainSessionRecord {
+  session: number
+  outcome: 'completed' | 'failed'
+  tokens: number
+  /** Completed sessions only; -1 otherwise. */
+  timeToFirstTokenMs: number
+  tokensPerSecond: number
+  failovers: number
 }
 
 export interface ChainSessionFailure {
@@ -632,6 +644,7 @@ export class ChainSimulation {
       session.outcome = 'failed'
       this.counters.failedAtStart++
       this.reportFailure(session, 0, this.model.blocks)
+      this.reportEnd(session)
       return
     }
     this.running++
@@ -726,6 +739,7 @@ export class ChainSimulation {
           ((session.tokens - 1) * 1000) / (session.lastTokenAtMs - session.firstTokenAtMs),
         )
       this.failoverValues.push(session.failovers)
+      this.reportEnd(session)
       return
     }
     session.stepRows = 1
@@ -746,6 +760,7 @@ export class ChainSimulation {
       this.counters.failedMidway++
       this.failoverValues.push(session.failovers)
       this.reportFailure(session, failed.start, failed.end)
+      this.reportEnd(session)
       return
     }
     // every replacement hop must first be given the rows its cache should hold (the failed hop's
@@ -758,6 +773,23 @@ export class ChainSimulation {
     session.maxHops = Math.max(session.maxHops, session.chain.length)
     session.epoch++
     this.sendToHop(session, this.now + this.openMs(session, replacement))
+  }
+
+  private reportEnd(session: Session): void {
+    const onEnded = this.hooks.onSessionEnded
+    if (!onEnded || session.outcome === 'running') return
+    const completed = session.outcome === 'completed'
+    onEnded({
+      session: session.id,
+      outcome: session.outcome,
+      tokens: session.tokens,
+      timeToFirstTokenMs: completed ? session.firstTokenAtMs - session.startedAtMs : -1,
+      tokensPerSecond:
+        completed && session.tokens > 1
+          ? ((session.tokens - 1) * 1000) / (session.lastTokenAtMs - session.firstTokenAtMs)
+          : -1,
+      failovers: session.failovers,
+    })
   }
 
   private reportFailure(session: Session, from: number, to: number): void {
