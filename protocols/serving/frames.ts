@@ -59,7 +59,10 @@ export class SpanProtocolError extends Error {
   }
 }
 
-/** A server's answer broke the protocol (undecodable, another session's, the wrong size): a lying or broken server. */
+/**
+ * A server's answer broke the protocol (undecodable, another session's, the wrong size): a lying or
+ * broken server.
+ */
 export class SpanMalformedResponseError extends Error {
   static override name = 'SpanMalformedResponseError'
   override name = 'SpanMalformedResponseError'
@@ -79,7 +82,7 @@ export const SPAN_ERROR_MESSAGE_MAX = 500
 export const SPAN_WIDTH_MAX = 65_536
 export const SPAN_LENGTH_MAX = 65_536
 
-/** Rows one step of a session may carry: its max_length, or fewer where that many would pass SPAN_HIDDEN_BYTES_MAX. */
+/** Rows one step of a session may carry: its max_length, or fewer where those pass SPAN_HIDDEN_BYTES_MAX. */
 export function spanStepRowsMax(width: number, maxLength: number): number {
   return Math.max(1, Math.min(maxLength, Math.floor(SPAN_HIDDEN_BYTES_MAX / (width * 4))))
 }
