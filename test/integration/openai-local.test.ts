@@ -1,0 +1,249 @@
+// Proves the OpenAI-compatible endpoint end to end with a real model, as a user of the official
+// `openai` client sees it: a tiny GPT saved to a model directory, generating through the routes of
+// node/api/openai.ts on a real API server, over a stand-in ServingApi that runs the real local model
+// code (openai-local-serving.ts; the tests against daemons serving spans are in openai-network).
+// The oracle is generateBytes called directly on its own copy of the model: the completion's text
+// must be exactly its bytes, decoded as UTF-8, for the same prompt, seed, temperature and top_p.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CpuBackend } from '../../kernels/index.js'
+import { type GptConfig, initializeGpt } from '../../kernels/models/gpt/config.js'
+import { generateBytes } from '../../kernels/models/gpt/generate.js'
+import { Gpt } from '../../kernels/models/gpt/model.js'
+import { createNodeMetrics } from '../../node/api/metrics.js'
+import { openAiRoutes } from '../../node/api/openai.js'
+import { type ApiServer, startApiServer } from '../../node/api/server.js'
+import { saveGptModel } from '../../node/executor/model-files.js'
+import { LocalModelServing } from './openai-local-serving.js'
+
+const TOKEN = 'd'.repeat(64)
+const CONFIG: GptConfig = {
+  vocabSize: 256,
+  context: 64,
+  width: 32,
+  layers: 2,
+  heads: 2,
+  layerNormEpsilon: 1e-5,
+}
+const PARAMS = initializeGpt(CONFIG, 5)
+
+let directory: string
+let serving: LocalModelServing
+let server: ApiServer
+let client: OpenAI
+let oracleBackend: CpuBackend
+let oracleGpt: Gpt
+
+/** the bytes the model itself draws: generateBytes on its own copy of the model */
+async function oracle(
+  prompt: string,
+  options: { tokens: number; seed: number; temperature?: number; topP?: number },
+): Promise<Uint8Array> {
+  const drawn: number[] = []
+  for await (const byte of generateBytes(
+    oracleBackend,
+    oracleGpt,
+    new Uint8Array(Buffer.from(prompt, 'utf8')),
+    {
+      tokens: options.tokens,
+      temperature: options.temperature ?? 1,
+      topK: 0,
+      topP: options.topP ?? 1,
+      seed: options.seed,
+    },
+  ))
+    drawn.push(byte)
+  return Uint8Array.from(drawn)
+}
+
+const decode = (bytes: Uint8Array) => new TextDecoder('utf-8').decode(bytes)
+
+beforeAll(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'shardnet-openai-'))
+  await saveGptModel(directory, CONFIG, PARAMS, {
+    model: 'gpt',
+    dataset: {},
+    seed: 5,
+    training: {},
+    backend: {},
+    metrics: {},
+    history: [],
+    createdAt: new Date(0).toISOString(),
+  })
+  serving = await LocalModelServing.open(directory)
+  oracleBackend = new CpuBackend()
+  oracleGpt = Gpt.create(oracleBackend, CONFIG, PARAMS)
+  server = await startApiServer({
+    port: 0,
+    token: TOKEN,
+    metrics: createNodeMetrics({
+      startedAtMs: Date.now(),
+      peerCount: () => 0,
+      dhtRoutingTableSize: () => 0,
+      backend: () => undefined,
+    }),
+    routes: openAiRoutes(() => serving),
+  })
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: TOKEN, maxRetries: 0 })
+})
+
+afterAll(async () => {
+  await server?.close()
+  serving?.close()
+  oracleGpt?.dispose()
+  oracleBackend?.destroy()
+  await rm(directory, { recursive: true, force: true })
+})
+
+describe('the OpenAI endpoint over a real model', () => {
+  it('lists the model', async () => {
+    const models = await client.models.list()
+    expect(models.data.map((model) => [model.id, model.object, model.owned_by])).toEqual([
+      [serving.modelId, 'model', 'shardnet'],
+    ])
+  })
+
+  it("a completion is the model's own bytes for the seed, whole and streamed; usage counts bytes", async () => {
+    const prompt = 'The quick brown fox'
+    const expected = await oracle(prompt, { tokens: 48, seed: 11, temperature: 0.9, topP: 0.95 })
+    const request = {
+      model: serving.modelId,
+      prompt,
+      max_tokens: 48,
+      seed: 11,
+      temperature: 0.9,
+      top_p: 0.95,
+    }
+    const whole = await client.completions.create(request)
+    expect(whole.choices[0].text).toBe(decode(expected))
+    expect(whole.choices[0].finish_reason).toBe('length')
+    expect(whole.usage).toEqual({ prompt_tokens: 19, completion_tokens: 48, total_tokens: 67 })
+
+    const stream = await client.completions.create({ ...request, stream: true })
+    let text = ''
+    for await (const chunk of stream) text += chunk.choices[0].text
+    expect(text).toBe(decode(expected))
+  })
+
+  it('a chat completion continues the template, whole and streamed', async () => {
+    const messages = [
+      { role: 'system' as const, content: 'You are terse.' },
+      { role: 'user' as const, content: 'Say hi' },
+    ]
+    const expected = await oracle('system: You are terse.\nuser: Say hi\nassistant: ', {
+      tokens: 30,
+      seed: 2,
+    })
+    const whole = await client.chat.completions.create({ model: 'gpt', messages, max_tokens: 30, seed: 2 })
+    expect(whole.choices[0].message.content).toBe(decode(expected))
+    expect(whole.model).toBe(serving.modelId)
+
+    const stream = await client.chat.completions.create({
+      model: 'gpt',
+      messages,
+      max_tokens: 30,
+      seed: 2,
+      stream: true,
+    })
+    let text = ''
+    let finish: string | null = null
+    for await (const chunk of stream) {
+      text += chunk.choices[0].delta.content ?? ''
+      finish = chunk.choices[0].finish_reason ?? finish
+    }
+    expect(text).toBe(decode(expected))
+    expect(finish).toBe('length')
+  })
+
+  it('the same seed gives the same text; another seed another', async () => {
+    const ask = (seed: number) =>
+      client.completions.create({
+        model: serving.modelId,
+        prompt: 'abc',
+        max_tokens: 32,
+        seed,
+        temperature: 1,
+      })
+    const [first, again, other] = await Promise.all([ask(3), ask(3), ask(4)])
+    expect(again.choices[0].text).toBe(first.choices[0].text)
+    expect(other.choices[0].text).not.toBe(first.choices[0].text)
+  })
+
+  it('stop: the text ends before the first stop sequence, which is not sent', async () => {
+    const drawn = await oracle('stop here', { tokens: 200, seed: 21 })
+    // an ASCII byte the model draws after a few others: as a stop string it is that one byte
+    const at = drawn.findIndex((byte, index) => index >= 3 && byte >= 0x20 && byte < 0x7f)
+    expect(at).toBeGreaterThan(0)
+    const stop = String.fromCharCode(drawn[at])
+    const cut = drawn.indexOf(drawn[at])
+    const request = {
+      model: serving.modelId,
+      prompt: 'stop here',
+      max_tokens: 200,
+      seed: 21,
+      stop: [stop, '\u0000\u0001'],
+    }
+    const whole = await client.completions.create(request)
+    expect(whole.choices[0].text).toBe(decode(drawn.subarray(0, cut)))
+    expect(whole.choices[0].finish_reason).toBe('stop')
+    expect(whole.usage?.completion_tokens).toBe(cut)
+
+    const stream = await client.completions.create({ ...request, stream: true })
+    let text = ''
+    let finish: string | null = null
+    for await (const chunk of stream) {
+      text += chunk.choices[0].text
+      finish = chunk.choices[0].finish_reason ?? finish
+    }
+    expect(text).toBe(decode(drawn.subarray(0, cut)))
+    expect(finish).toBe('stop')
+  })
+
+  it('bad requests: unknown model 404, max_tokens out of range 400, n=2 400, a wrong key 401', async () => {
+    const unknown = await client.completions.create({ model: 'llama', prompt: 'x' }).catch((error) => error)
+    expect(unknown).toBeInstanceOf(OpenAI.NotFoundError)
+    expect(unknown.error).toEqual({
+      message: expect.stringMatching(/llama/),
+      type: 'invalid_request_error',
+      param: 'model',
+      code: 'model_not_found',
+    })
+    const tooMany = await client.completions
+      .create({ model: serving.modelId, prompt: 'x', max_tokens: 1_000_000 })
+      .catch((error) => error)
+    expect(tooMany).toBeInstanceOf(OpenAI.BadRequestError)
+    expect(tooMany.param).toBe('max_tokens')
+    const several = await client.chat.completions
+      .create({ model: serving.modelId, messages: [{ role: 'user', content: 'x' }], n: 2 })
+      .catch((error) => error)
+    expect(several).toBeInstanceOf(OpenAI.BadRequestError)
+    expect(several.param).toBe('n')
+    const stranger = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'not-the-token', maxRetries: 0 })
+    const refused = await stranger.completions
+      .create({ model: serving.modelId, prompt: 'x' })
+      .catch((error) => error)
+    expect(refused).toBeInstanceOf(OpenAI.AuthenticationError)
+    expect(refused.status).toBe(401)
+  })
+
+  it('a client that leaves mid-stream aborts the generation', async () => {
+    const outcomes = serving.outcomes.length
+    const stream = await client.completions.create({
+      model: serving.modelId,
+      prompt: 'a long one',
+      max_tokens: 100_000,
+      seed: 1,
+      stream: true,
+    })
+    let chunks = 0
+    for await (const _chunk of stream) if (++chunks === 20) stream.controller.abort()
+    const deadline = Date.now() + 5000
+    while (serving.outcomes.length === outcomes && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(serving.outcomes.slice(outcomes)).toEqual(['aborted'])
+    expect(serving.active).toBe(0)
+  })
+})
