@@ -1,9 +1,11 @@
 // Publishes this node's capability record and provider entry (protocols/discovery), retrying while
 // the DHT has no peers, and publishing again when the routing table has doubled since the last
 // publication: a record put into a network of two nodes sits on those two only, so the first nodes of
-// a network would stay hard to find until the discovery service's periodic refresh (minutes).
+// a network would stay hard to find until the discovery service's periodic refresh (minutes). The
+// record carries the spans of models this node serves: when they change (spansChanged(), which the
+// daemon calls from SpanHost.onChange) the record is published again at once.
 import { logger } from '@libp2p/logger'
-import type { CapabilityDiscovery } from '../protocols/discovery/index.js'
+import type { AdvertisedSpan, CapabilityDiscovery } from '../protocols/discovery/index.js'
 import type { NodeCapability } from './executor/capability.js'
 
 const log = logger('shardnet:advertiser')
@@ -18,6 +20,8 @@ export interface CapabilityAdvertiserComponents {
   discovery: Pick<CapabilityDiscovery, 'advertise'>
   /** peers in the DHT routing table now */
   routingTableSize: () => number
+  /** the spans of models this node serves now @default none */
+  spans?: () => AdvertisedSpan[]
 }
 
 export interface CapabilityAdvertiserInit {
@@ -34,6 +38,8 @@ export class CapabilityAdvertiser {
   private publishedAtPeers = 0
   private lastAttemptMs = 0
   private busy = false
+  /** the served spans changed since the last publication */
+  private spansDirty = false
 
   constructor(
     private readonly components: CapabilityAdvertiserComponents,
@@ -52,6 +58,14 @@ export class CapabilityAdvertiser {
     clearTimeout(this.timer)
   }
 
+  /** The served spans changed: publish the record again as soon as the DHT has peers. */
+  spansChanged(): void {
+    this.spansDirty = true
+    if (this.busy || this.controller.signal.aborted) return
+    clearTimeout(this.timer)
+    this.schedule(0)
+  }
+
   private schedule(delayMs: number): void {
     if (this.controller.signal.aborted) return
     this.timer = setTimeout(() => void this.tick(), delayMs)
@@ -63,11 +77,15 @@ export class CapabilityAdvertiser {
     const peers = this.components.routingTableSize()
     const due =
       peers > 0 &&
-      (this.publishedAtPeers === 0 || peers >= 2 * this.publishedAtPeers) &&
-      Date.now() - this.lastAttemptMs >= this.retryMs
+      (this.spansDirty ||
+        ((this.publishedAtPeers === 0 || peers >= 2 * this.publishedAtPeers) &&
+          Date.now() - this.lastAttemptMs >= this.retryMs))
     if (due) {
       this.busy = true
       this.lastAttemptMs = Date.now()
+      const spansChanged = this.spansDirty
+      this.spansDirty = false
+      const spans = this.components.spans?.() ?? []
       try {
         await this.components.discovery.advertise(
           {
@@ -79,12 +97,20 @@ export class CapabilityAdvertiser {
               ...figure,
               gflops: matmulGflops,
             })),
+            spans,
           },
           { signal: this.controller.signal },
         )
         this.publishedAtPeers = peers
-        log('advertised %s capability to a network of %d DHT peers', this.capability.backend, peers)
+        log(
+          'advertised %s capability and %d served spans to a network of %d DHT peers',
+          this.capability.backend,
+          spans.length,
+          peers,
+        )
       } catch (error) {
+        // a failed publication of changed spans is tried again on the next tick
+        this.spansDirty ||= spansChanged
         if (!this.controller.signal.aborted)
           log('advertising the capability failed, will retry: %s', (error as Error).message)
       } finally {

@@ -1,10 +1,14 @@
 import { readFile } from 'node:fs/promises'
+import { totalmem } from 'node:os'
+import { isAbsolute } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { CPU_ENGINE_NAMES, type CpuEngineName } from '../kernels/cpu/engine.js'
+import { CAPABILITY_SPANS_MAX, isModelId } from '../protocols/wire/validation/index.js'
 import { API_HOST_DEFAULT } from './api/server.js'
 import { MAX_CONNECTIONS_DEFAULT } from './host.js'
+import { parseBlockRange } from './serving/placement.js'
 
 /**
  * The listen address when none is configured. Loopback, on purpose: a node that a user starts to
@@ -51,6 +55,44 @@ const peerIdString = z.string().refine(
   { message: 'is not a valid peer id (expected e.g. 12D3KooW... or Qm...)' },
 )
 
+/** Models one node serves at most (each is one span in its capability record). */
+export const SERVE_ENTRIES_MAX = CAPABILITY_SPANS_MAX
+/** The smallest serve memory budget accepted (16 MiB). */
+export const SERVE_MEMORY_BYTES_MIN = 16 * 1024 * 1024
+
+/** The memory a node spends on the spans it serves when the config does not say: half the machine's. */
+export function serveMemoryBytesDefault(): number {
+  return Math.floor(totalmem() / 2)
+}
+
+/** One model this node serves: a model directory (an absolute path) or a model id, and which blocks. */
+export const serveEntrySchema = z.strictObject({
+  model: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((text) => isModelId(text) || isAbsolute(text), {
+      message: 'must be a model id (a CIDv1 string) or the absolute path of a model directory',
+    }),
+  /** "A-B": blocks A through B (counted from 0); absent: the node chooses where coverage is thinnest */
+  blocks: z
+    .string()
+    .refine(
+      (text) => {
+        try {
+          parseBlockRange(text)
+          return true
+        } catch {
+          return false
+        }
+      },
+      { message: 'must be A-B, the first and last block served (inclusive, counted from 0), e.g. 0-5' },
+    )
+    .optional(),
+})
+
+export type ServeEntry = z.infer<typeof serveEntrySchema>
+
 const bootstrapAddress = multiaddrString.refine((text) => /\/p2p\/[^/]+$/.test(text), {
   message: 'must end with /p2p/<peer id>',
 })
@@ -76,6 +118,10 @@ export const configFileSchema = z.strictObject({
   allowedSubmitters: z.array(peerIdString).max(ALLOW_LIST_MAX).optional(),
   /** how long a claim holds a worker's slot when the submitter does not assign, in ms */
   claimTimeoutMs: z.number().int().min(CLAIM_TIMEOUT_MS_MIN).max(CLAIM_TIMEOUT_MS_MAX).optional(),
+  /** models whose blocks this node serves from start-up (beside those `shardnet node serve` added) */
+  serve: z.array(serveEntrySchema).max(SERVE_ENTRIES_MAX).optional(),
+  /** bytes the served spans may take (weights and session caches); default half the machine's memory */
+  serveMemoryBytes: z.number().int().min(SERVE_MEMORY_BYTES_MIN).max(Number.MAX_SAFE_INTEGER).optional(),
 })
 
 export type ConfigFile = z.infer<typeof configFileSchema>
@@ -105,6 +151,10 @@ export interface NodeConfig {
   allowedSubmitters: string[]
   /** how long a claim holds a worker's slot unassigned; undefined: the worker's default */
   claimTimeoutMs?: number
+  /** models whose blocks this node serves from start-up */
+  serve: ServeEntry[]
+  /** bytes the served spans may take, weights and session caches together */
+  serveMemoryBytes: number
 }
 
 /** Flags as the CLI parsed them; undefined means "not given". */
@@ -172,6 +222,8 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
       allowedWorkers: overrides.allowedWorkers,
       allowedSubmitters: overrides.allowedSubmitters,
       claimTimeoutMs: overrides.claimTimeoutMs,
+      serve: overrides.serve,
+      serveMemoryBytes: overrides.serveMemoryBytes,
     }).filter(([, value]) => value !== undefined),
   )
   parseConfigFile(flagged, 'flags')
@@ -187,6 +239,8 @@ export function resolveNodeConfig(dataDir: string, file: ConfigFile, overrides: 
     maxConnections: pick('maxConnections') ?? MAX_CONNECTIONS_DEFAULT,
     allowedWorkers: pick('allowedWorkers') ?? [],
     allowedSubmitters: pick('allowedSubmitters') ?? [],
+    serve: pick('serve') ?? [],
+    serveMemoryBytes: pick('serveMemoryBytes') ?? serveMemoryBytesDefault(),
   }
   const claimTimeoutMs = pick('claimTimeoutMs')
   if (claimTimeoutMs !== undefined) config.claimTimeoutMs = claimTimeoutMs

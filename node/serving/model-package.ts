@@ -180,6 +180,49 @@ async function prepareModel(directory: string, options: ModelPackageOptions = {}
   }
 }
 
+/** What serving a model needs to know before its weights: its name and shape. */
+export interface ModelShape {
+  name: string
+  /** the GPT's block count L */
+  blocks: number
+  context: number
+  width: number
+}
+
+/**
+ * A GPT model directory's shape from its model.json alone (quick: no weights read). Throws
+ * ModelFilesError for a directory that holds no GPT model; loadGpt checks the rest when it loads.
+ */
+export async function readModelShape(directory: string): Promise<ModelShape> {
+  const path = join(directory, MANIFEST_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    throw new ModelFilesError(
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? `no model found in ${directory}: ${MANIFEST_FILE} is missing`
+        : `cannot read ${path}: ${code ?? error}`,
+    )
+  }
+  let manifest: { model?: unknown; architecture?: Record<string, unknown> }
+  try {
+    manifest = JSON.parse(text)
+  } catch {
+    throw new ModelFilesError(`${path} is not valid JSON`)
+  }
+  const a = manifest?.architecture
+  const positive = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0
+  if (a?.type !== 'gpt')
+    throw new ModelFilesError(`${directory} holds no GPT (${MANIFEST_FILE} says otherwise)`)
+  if (!positive(a.layers) || !positive(a.context) || !positive(a.width)) {
+    throw new ModelFilesError(`${path} does not give the GPT's layers, context and width`)
+  }
+  const name = typeof manifest.model === 'string' ? manifest.model.slice(0, MODEL_NAME_LENGTH_MAX) : ''
+  return { name, blocks: a.layers, context: a.context, width: a.width }
+}
+
 /** The model id of a GPT model directory, without publishing anything. Throws ModelFilesError. */
 export async function modelIdOfDirectory(
   directory: string,

@@ -120,3 +120,37 @@ export function chooseSpan(request: PlacementRequest): { start: number; end: num
   }
   return thinnestWindow(blockCoverage(request.blocks, request.coverage), fit)
 }
+
+/** `--blocks A-B` (or `A`) that is not two block numbers in order. */
+export class BlockRangeError extends Error {
+  static override name = 'BlockRangeError'
+  constructor(message: string) {
+    super(message)
+    this.name = 'BlockRangeError'
+  }
+}
+
+/** What `--blocks` and a config `serve` entry's `blocks` look like: "A-B" (inclusive) or "A". */
+export const BLOCK_RANGE_PATTERN = /^(\d{1,6})(?:-(\d{1,6}))?$/
+
+/** "A-B" (blocks A through B) or "A" as the span [A, B + 1); throws BlockRangeError. */
+export function parseBlockRange(text: string): { start: number; end: number } {
+  const match = BLOCK_RANGE_PATTERN.exec(text.trim())
+  if (match === null) {
+    throw new BlockRangeError(
+      `blocks "${text.slice(0, 40)}" is not a range: expected A-B, the first and last block served ` +
+        '(inclusive, counted from 0), e.g. 0-5',
+    )
+  }
+  const first = Number(match[1])
+  const last = match[2] === undefined ? first : Number(match[2])
+  if (last < first) {
+    throw new BlockRangeError(`blocks ${first}-${last} end before they start (A-B needs A <= B)`)
+  }
+  return { start: first, end: last + 1 }
+}
+
+/** The span [start, end) of a model of `blocks` blocks as the CLI prints it: "blocks A-B of L". */
+export function formatBlockRange(start: number, end: number, blocks?: number): string {
+  return `blocks ${start}-${end - 1}${blocks === undefined ? '' : ` of ${blocks}`}`
+}
