@@ -76,6 +76,8 @@ export const SPAN_BYTES_IN_FLIGHT_PER_PEER_DEFAULT = 64 * 1024 * 1024
 export const SPAN_BYTES_IN_FLIGHT_MAX_DEFAULT = 256 * 1024 * 1024
 /** Streams beyond sessionsMax that are still read far enough to be answered busy. */
 const SPARE_STREAMS = 16
+/** Span streams this node opens at once on one connection as a client (sessions, verification). */
+const OUTBOUND_STREAMS_MAX = 64
 /** How long a closing stream waits for its client to close its end before it is reset. */
 const CLOSE_GRACE_MS = 5_000
 /** Untimed steps, then timed ones, of the tokens/s measure at load. */
@@ -238,7 +240,8 @@ export class SpanHost {
     this.stopping = false
     await this.init.host.handle(SPAN_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
       maxInboundStreams: this.limits.sessionsMax + SPARE_STREAMS,
-      maxOutboundStreams: 1,
+      // this node's own chain client dials span servers on the same protocol
+      maxOutboundStreams: OUTBOUND_STREAMS_MAX,
     })
   }
 
