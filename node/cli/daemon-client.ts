@@ -13,6 +13,11 @@ export interface DaemonClient {
   post<T>(path: string, body?: unknown, signal?: AbortSignal): Promise<T>
   /** GET returning text (e.g. /metrics) */
   text(path: string, signal?: AbortSignal): Promise<string>
+  /**
+   * POST whose response body is read as it comes (a stream of NDJSON lines): no deadline but the
+   * daemon's own until the response starts; only `signal` ends it after that
+   */
+  postStream(path: string, body: unknown, signal: AbortSignal): Promise<ReadableStream<Uint8Array>>
 }
 
 /** How long the CLI waits for the daemon's answer when the command does not say. */
@@ -89,5 +94,10 @@ export async function connectToDaemon(dataDir: string): Promise<DaemonClient> {
       (await (await request('POST', path, body ?? {}, signal)).json()) as T,
     text: async (path: string, signal?: AbortSignal) =>
       (await request('GET', path, undefined, signal)).text(),
+    postStream: async (path: string, body: unknown, signal: AbortSignal) => {
+      const response = await request('POST', path, body, signal)
+      if (response.body === null) throw new UserError(`the daemon answered POST ${path} with no body`)
+      return response.body
+    },
   }
 }
