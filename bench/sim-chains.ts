@@ -125,10 +125,11 @@ function run(model: ChainModelName, servers: number, churn: number): Row {
 }
 
 const started = performance.now()
+const wire = hiddenValueBytes === 4 ? 'float32' : '16-bit'
 console.log(
-  `chain simulation: ${seeds} seed(s) each, ${durationMs / 3_600_000} h of sessions of ${promptTokens} prompt + ` +
-    `${newTokens} new tokens, ${hiddenValueBytes === 4 ? 'float32' : '16-bit'} hidden states on the wire; tokens/s is each completed session's ` +
-    `decode rate, pooled over the seeds`,
+  `chain simulation: ${seeds} seed(s) each, ${durationMs / 3_600_000} h of sessions of ${promptTokens} ` +
+    `prompt + ${newTokens} new tokens, ${wire} hidden states on the wire; tokens/s is each completed ` +
+    `session's decode rate, pooled over the seeds`,
 )
 console.log(
   '| model | servers | churn/h | sessions | completed | failed (start/midway) | tokens/s p10 / p50 / p90 | ' +
@@ -143,10 +144,12 @@ for (const model of models) {
       const row = run(model, servers, churn)
       rows.push(row)
       const t = row.tokensPerSecond
+      const share = `${(row.completedShare * 100).toFixed(1)}%`
+      const tokensPerSecond = [t.p10, t.p50, t.p90].map((v) => v.toFixed(2)).join(' / ')
+      const firstToken = [row.ttftMs.p50, row.ttftMs.p90].map((v) => (v / 1000).toFixed(2)).join(' / ')
       console.log(
-        `| ${model} | ${servers} | ${churn} | ${row.sessions} | ${(row.completedShare * 100).toFixed(1)}% | ` +
-          `${row.failedAtStart} / ${row.failedMidway} | ${t.p10.toFixed(2)} / ${t.p50.toFixed(2)} / ` +
-          `${t.p90.toFixed(2)} | ${(row.ttftMs.p50 / 1000).toFixed(2)} / ${(row.ttftMs.p90 / 1000).toFixed(2)} | ` +
+        `| ${model} | ${servers} | ${churn} | ${row.sessions} | ${share} | ${row.failedAtStart} / ` +
+          `${row.failedMidway} | ${tokensPerSecond} | ${firstToken} | ` +
           `${row.failoversPerSession.toFixed(3)} | ${row.hopsP50} |`,
       )
     }

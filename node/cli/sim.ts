@@ -3,6 +3,15 @@ import cliProgress from 'cli-progress'
 import { type Command, InvalidArgumentError } from 'commander'
 import pc from 'picocolors'
 import { MODELS, type ModelName } from '../../protocols/tasks/spec.js'
+import {
+  CHAIN_CHURN_PER_HOUR_MAX,
+  CHAIN_OPTION_DEFAULTS,
+  CHAIN_SERVERS_MAX,
+  CHAIN_SESSION_TOKENS_MAX,
+  CHAIN_SESSIONS_PER_HOUR_MAX,
+  ChainOptionsError,
+} from '../../simulations/network/chains.js'
+import { CHAIN_MODEL_NAMES, type ChainModelName } from '../../simulations/network/chains-model.js'
 import { parseDurationMs, parsePartitionSpec } from '../../simulations/network/links.js'
 import {
   DURATION_MS_MAX,
@@ -15,7 +24,7 @@ import {
   SCENARIOS,
   type ScenarioName,
 } from '../../simulations/network/parameters.js'
-import { runNetworkSimulation } from '../../simulations/network/run.js'
+import { runChainSimulation, runNetworkSimulation } from '../../simulations/network/run.js'
 import { type RaftSimulationSummary, runRaftSimulations } from '../../simulations/raft/run.js'
 import type { ApplyRecord } from '../../simulations/raft/simulator.js'
 import { UserError } from './errors.js'
@@ -262,6 +271,84 @@ async function simNetwork(flags: SimNetworkFlags): Promise<void> {
   }
 }
 
+interface SimChainsFlags {
+  seed?: number
+  model: ChainModelName
+  servers: number
+  churn: number
+  sessions: number
+  prompt: number
+  tokens: number
+  duration: number
+  stallTimeout: number
+  loss: number
+  valueBytes: 2 | 4
+  report?: string
+  json?: boolean
+}
+
+function chainModel(value: string): ChainModelName {
+  if (!(CHAIN_MODEL_NAMES as string[]).includes(value)) {
+    throw new InvalidArgumentError(`--model must be one of ${CHAIN_MODEL_NAMES.join(', ')}.`)
+  }
+  return value as ChainModelName
+}
+
+function chainChurn(value: string): number {
+  const parsed = Number(value)
+  if (value.trim() === '' || !Number.isFinite(parsed) || parsed < 0 || parsed > CHAIN_CHURN_PER_HOUR_MAX) {
+    throw new InvalidArgumentError(
+      `--churn must be a share of servers per hour from 0 to ${CHAIN_CHURN_PER_HOUR_MAX} (0.5 = 50%/h).`,
+    )
+  }
+  return parsed
+}
+
+function stallTimeout(value: string): number {
+  const ms = parseDurationMs(value)
+  if (!Number.isFinite(ms) || ms < 1 || ms > 600_000) {
+    throw new InvalidArgumentError('--stall-timeout must be a time from 1ms to 10m, e.g. 5s.')
+  }
+  return ms
+}
+
+function valueBytes(value: string): 2 | 4 {
+  if (value !== '2' && value !== '4')
+    throw new InvalidArgumentError('--value-bytes must be 4 (float32) or 2.')
+  return Number(value) as 2 | 4
+}
+
+function simChains(flags: SimChainsFlags): void {
+  const seed = flags.seed ?? Date.now() % 0x1_0000_0000
+  const log = flags.json
+    ? (line: string) => process.stderr.write(`${line}\n`)
+    : (line: string) => {
+        process.stdout.write(`${line}\n`)
+      }
+  try {
+    const outcome = runChainSimulation(
+      {
+        seed,
+        model: flags.model,
+        servers: flags.servers,
+        churnPerHour: flags.churn,
+        sessionsPerHour: flags.sessions,
+        promptTokens: flags.prompt,
+        newTokens: flags.tokens,
+        durationMs: flags.duration,
+        stallTimeoutMs: flags.stallTimeout,
+        lossProbability: flags.loss,
+        hiddenValueBytes: flags.valueBytes,
+      },
+      { reportDirectory: flags.report, log },
+    )
+    if (flags.json) process.stdout.write(`${JSON.stringify(outcome.json)}\n`)
+  } catch (error) {
+    if (error instanceof ChainOptionsError) throw new UserError(`${error.message}.`)
+    throw error
+  }
+}
+
 export function register(program: Command): void {
   simGroup(program)
     .command('network', { isDefault: true })
@@ -336,6 +423,76 @@ export function register(program: Command): void {
     )
     .option('--json', 'print report.json on stdout (progress and summary go to stderr)')
     .action(async (flags: SimNetworkFlags) => simNetwork(flags))
+
+  simGroup(program)
+    .command('chains')
+    .description(
+      'simulate inference chains: servers holding spans of a large model, clients generating through ' +
+        'chains of them, churn and failover; prints completion share, tokens/s, time to first token',
+    )
+    .option(
+      '--model <name>',
+      `the model served: ${CHAIN_MODEL_NAMES.join(', ')}`,
+      chainModel,
+      CHAIN_OPTION_DEFAULTS.model,
+    )
+    .option(
+      '--servers <count>',
+      'servers at the start',
+      positiveInteger('--servers', CHAIN_SERVERS_MAX),
+      CHAIN_OPTION_DEFAULTS.servers,
+    )
+    .option(
+      '--churn <rate>',
+      'share of servers that leave or crash per hour',
+      chainChurn,
+      CHAIN_OPTION_DEFAULTS.churnPerHour,
+    )
+    .option(
+      '--sessions <rate>',
+      'generation sessions opened per hour',
+      nonNegativeInteger('--sessions', CHAIN_SESSIONS_PER_HOUR_MAX),
+      CHAIN_OPTION_DEFAULTS.sessionsPerHour,
+    )
+    .option(
+      '--prompt <tokens>',
+      'prompt tokens of each session',
+      positiveInteger('--prompt', CHAIN_SESSION_TOKENS_MAX),
+      CHAIN_OPTION_DEFAULTS.promptTokens,
+    )
+    .option(
+      '--tokens <count>',
+      'tokens each session generates',
+      positiveInteger('--tokens', CHAIN_SESSION_TOKENS_MAX),
+      CHAIN_OPTION_DEFAULTS.newTokens,
+    )
+    .option(
+      '--duration <time>',
+      'sessions arrive over this long, e.g. 15m, 1h',
+      duration,
+      CHAIN_OPTION_DEFAULTS.durationMs,
+    )
+    .option(
+      '--stall-timeout <time>',
+      'a request unanswered this long means its server is gone',
+      stallTimeout,
+      CHAIN_OPTION_DEFAULTS.stallTimeoutMs,
+    )
+    .option(
+      '--loss <p>',
+      'probability that a message is lost',
+      share('--loss'),
+      CHAIN_OPTION_DEFAULTS.lossProbability,
+    )
+    .option('--value-bytes <n>', 'bytes of a hidden-state value on the wire: 4 (float32) or 2', valueBytes, 4)
+    .option(
+      '--seed <seed>',
+      'the seed that decides everything (default: from the clock, printed)',
+      nonNegativeInteger('--seed'),
+    )
+    .option('--report <dir>', 'write chains.json here')
+    .option('--json', 'print chains.json on stdout (parameters and summary go to stderr)')
+    .action((flags: SimChainsFlags) => simChains(flags))
 
   simGroup(program)
     .command('raft')

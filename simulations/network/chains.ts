@@ -411,7 +411,7 @@ export class ChainSimulation {
     }
   }
 
-  /** The estimate routing ranks a hop by: the round trip, the hidden state both ways, the compute, the queue. */
+  /** What routing ranks a hop by: the round trip, the hidden state both ways, the compute, the queue. */
   private hopCostMs(server: number, blocks: number): number {
     const client = this.routingClientRegion
     const rtt = 2 * REGION_LATENCY_MS[client][this.region[server]] * this.parameters.latencyScale
@@ -443,7 +443,7 @@ export class ChainSimulation {
     return (mbps * 1e6) / 8 / 1000
   }
 
-  /** A new server with its region, GPU, speed and uplink from the seed, its span where coverage is thinnest. */
+  /** A new server: region, GPU, speed and uplink from the seed, its span where coverage is thinnest. */
   private createServer(): number {
     const random = this.random
     const p = this.parameters
@@ -861,18 +861,37 @@ export function describeChainResult(result: ChainSimulationResult): string[] {
   const s = result.sessions
   const tps = result.tokensPerSecond
   const ttft = result.timeToFirstTokenMs
+  const failovers = result.failoversPerSession
+  const servers = result.servers
   return [
     `seed=${p.seed} chains: ${p.model.name} (${p.model.blocks} blocks), ${p.servers} servers, churn ` +
-      `${p.churnPerHour}/h, ${s.started} sessions of ${p.promptTokens}+${p.newTokens} tokens, ${result.events} events`,
-    `sessions: ${s.completed} completed, ${s.failedAtStart} failed at start, ${s.failedMidway} failed midway ` +
-      `(no live server for a block), ${s.unfinished} unfinished; completed share ${result.completedShare}`,
-    `tokens/s per session: p10 ${tps.p10} p50 ${tps.p50} p90 ${tps.p90}; time to first token p50 ${ttft.p50} ms ` +
-      `p90 ${ttft.p90} ms; chain hops p50 ${result.chainHops.p50}`,
-    `failovers: ${result.failoversPerSession.mean} per session (max ${result.failoversPerSession.max}), ` +
-      `${result.sessionsWithFailover} sessions failed over; noticed after p50 ${result.failoverNoticeMs.p50} ms, ` +
-      `replayed rows p50 ${result.replayedRowsPerFailover.p50}`,
-    `servers: ${result.servers.leaves} leaves, ${result.servers.crashes} crashes, ${result.servers.restarts} ` +
-      `restarts, ${result.servers.joins} joins; blocks per server p50 ${result.servers.blocksPerServer.p50}, ` +
-      `fewest servers on a block ${result.servers.coverageMin}`,
+      `${p.churnPerHour}/h, ${s.started} sessions of ${p.promptTokens}+${p.newTokens} tokens, ` +
+      `${result.events} events`,
+    `sessions: ${s.completed} completed, ${s.failedAtStart} failed at start, ${s.failedMidway} failed ` +
+      `midway (no live server for a block), ${s.unfinished} unfinished; completed share ` +
+      `${result.completedShare}`,
+    `tokens/s per session: p10 ${tps.p10} p50 ${tps.p50} p90 ${tps.p90}; time to first token p50 ` +
+      `${ttft.p50} ms p90 ${ttft.p90} ms; chain hops p50 ${result.chainHops.p50}`,
+    `failovers: ${failovers.mean} per session (max ${failovers.max}), ${result.sessionsWithFailover} ` +
+      `sessions failed over; noticed after p50 ${result.failoverNoticeMs.p50} ms, replayed rows p50 ` +
+      `${result.replayedRowsPerFailover.p50}`,
+    `servers: ${servers.leaves} leaves, ${servers.crashes} crashes, ${servers.restarts} restarts, ` +
+      `${servers.joins} joins; blocks per server p50 ${servers.blocksPerServer.p50}, fewest servers ` +
+      `on a block ${servers.coverageMin}`,
   ]
+}
+
+/** The CLI command that replays the run. */
+export function chainReplayCommand(p: ChainDerivedParameters): string {
+  return (
+    `shardnet sim chains --seed ${p.seed} --model ${p.model.name} --servers ${p.servers} ` +
+    `--churn ${p.churnPerHour} --sessions ${p.sessionsPerHour} --prompt ${p.promptTokens} ` +
+    `--tokens ${p.newTokens} --duration ${p.durationMs}ms --stall-timeout ${p.stallTimeoutMs}ms ` +
+    `--loss ${p.lossProbability} --value-bytes ${p.hiddenValueBytes}`
+  )
+}
+
+/** The run as report JSON: the parameters, the replay command and every figure (no wall-clock time). */
+export function chainReportJson(result: ChainSimulationResult): Record<string, unknown> {
+  return { seed: result.parameters.seed, replay: chainReplayCommand(result.parameters), ...result }
 }

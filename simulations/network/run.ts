@@ -2,6 +2,16 @@
 // simulation, writes the report, and optionally cross-checks the gossip and DHT models against
 // real libp2p nodes. It knows nothing of flags or terminals; the CLI passes callbacks.
 
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  type ChainSimulationOptions,
+  chainReportJson,
+  deriveChainParameters,
+  describeChainParameters,
+  describeChainResult,
+  simulateChains,
+} from './chains.js'
 import { deriveParameters, describeParameters, type NetworkSimulationOptions } from './parameters.js'
 import { type CrossCheckResult, crossCheckWithRealNodes } from './real.js'
 import { buildReport, replayCommand, writeReport } from './report.js'
@@ -70,4 +80,38 @@ export async function runNetworkSimulation(
     crossCheckFailed: crossCheck !== undefined && !crossCheck.agrees,
     wallMs,
   }
+}
+
+export interface ChainRunHooks {
+  /** Write chains.json here. */
+  reportDirectory?: string
+  log: (line: string) => void
+}
+
+/**
+ * `shardnet sim chains`: prints the seed and every derived parameter, runs the chain simulation
+ * (chains.ts), prints the summary and writes chains.json (the same bytes for the same seed).
+ */
+export function runChainSimulation(
+  options: ChainSimulationOptions,
+  hooks: ChainRunHooks,
+): { json: Record<string, unknown>; wallMs: number } {
+  const parameters = deriveChainParameters(options)
+  hooks.log(`seed=${options.seed}`)
+  for (const line of describeChainParameters(parameters)) hooks.log(`  ${line}`)
+  const started = performance.now()
+  const result = simulateChains(options)
+  const wallMs = performance.now() - started
+  for (const line of describeChainResult(result)) hooks.log(line)
+  hooks.log(
+    `wall time ${(wallMs / 1000).toFixed(1)} s, ${Math.round(result.events / (wallMs / 1000))} events/s`,
+  )
+  const json = chainReportJson(result)
+  if (hooks.reportDirectory) {
+    mkdirSync(hooks.reportDirectory, { recursive: true })
+    const path = join(hooks.reportDirectory, 'chains.json')
+    writeFileSync(path, `${JSON.stringify(json, null, 2)}\n`)
+    hooks.log(`report: ${path}`)
+  }
+  return { json, wallMs }
 }
