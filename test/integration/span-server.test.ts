@@ -27,6 +27,7 @@ import {
   encodeSpanResponse,
   hiddenToBytes,
   openSpanSession,
+  SPAN_CONTROL_FRAME_BYTES_MAX,
   SPAN_PROTOCOL,
   type SpanErrorCode,
   SpanMalformedResponseError,
@@ -114,7 +115,11 @@ async function startHost(
 }
 
 async function idle(host: SpanHost): Promise<void> {
-  await waitFor(() => host.counters().sessionsOpen === 0, 'the sessions to end')
+  await waitFor(
+    () =>
+      host.counters().sessionsOpen === 0 && host.budgets.streams === 0 && host.budgets.bytesInFlight === 0,
+    'the sessions to end and their streams to be released',
+  )
   expect(host.counters().cacheBytes).toBe(0)
   expect(host.spans().every((s) => s.sessions === 0)).toBe(true)
 }
@@ -324,6 +329,24 @@ describe('span sessions', () => {
       await idle(perPeer)
     } finally {
       await perPeer.stop()
+    }
+  })
+
+  it('answers an open that comes too late or is too large, and frees the stream', async () => {
+    const host = await startHost(1, 3, { limits: { openTimeoutMs: 300 } })
+    try {
+      const silent = await rawStream()
+      const late = decodeSpanResponse(await silent.lp.read({ signal: AbortSignal.timeout(10_000) }))
+      expect(errorCode(late)).toBe('timeout')
+      const large = await rawStream()
+      expect(errorCode(await exchange(large.lp, new Uint8Array(SPAN_CONTROL_FRAME_BYTES_MAX + 1)))).toBe(
+        'malformed',
+      )
+      await idle(host)
+      expect(host.counters().refused).toMatchObject({ timeout: 1, malformed: 1 })
+      expect(host.counters().sessionsOpened).toBe(0)
+    } finally {
+      await host.stop()
     }
   })
 
