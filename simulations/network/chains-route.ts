@@ -3,35 +3,39 @@
 // choice do), and which chain of servers a client routes a span of blocks through (the fastest by
 // estimated time per token, as Petals' client and shardnet's route do). The simulation keeps its own
 // copies of these rules: simulations/ may not import node/ (test/unit/architecture.test.ts), where
-// the daemon's versions live (node/serving/placement.ts, node/serving/route.ts).
+// the daemon's versions live. Placement is node/serving/placement.ts's rule exactly (the test checks
+// both on the same tables); the route is a shortest path like node/serving/route.ts's, whose cost
+// here also counts the hidden state's transfer and the server's queue (the simulation knows them),
+// and has no reputation (no server lies here).
 
 /**
- * The first block of the span of `length` blocks (of a model of `coverage.length` blocks) whose
- * coverage is thinnest: the window whose lowest per-block coverage is lowest, then whose total is
- * lowest, then the first. `coverage[b]` is what serves block b now (the simulation: the tokens/s
- * of the live servers holding it).
+ * The first block of the span of `length` blocks (of a model of `coverage.length` blocks) where
+ * coverage is thinnest, by node/serving/placement.ts's rule (thinnestWindow): the window whose
+ * coverages, sorted from the thinnest, are smallest in order (it holds the thinnest block, then the
+ * thinnest next one, ...); ties go to the lowest start. `coverage[b]` is what serves block b now (the
+ * tokens/s of the live servers holding it). A span as long as the model starts at 0.
  */
 export function thinnestSpanStart(coverage: ArrayLike<number>, length: number): number {
   const blocks = coverage.length
   if (length >= blocks) return 0
   let best = 0
-  let bestMin = Number.POSITIVE_INFINITY
-  let bestSum = Number.POSITIVE_INFINITY
+  let bestSorted: Float64Array | undefined
+  const window = new Float64Array(length)
   for (let start = 0; start + length <= blocks; start++) {
-    let min = Number.POSITIVE_INFINITY
-    let sum = 0
-    for (let b = start; b < start + length; b++) {
-      const value = coverage[b]
-      if (value < min) min = value
-      sum += value
-    }
-    if (min < bestMin || (min === bestMin && sum < bestSum)) {
+    for (let i = 0; i < length; i++) window[i] = coverage[start + i]
+    window.sort()
+    if (bestSorted === undefined || compareSorted(window, bestSorted) < 0) {
       best = start
-      bestMin = min
-      bestSum = sum
+      bestSorted = Float64Array.from(window)
     }
   }
   return best
+}
+
+/** Compares two equally long ascending lists lexicographically. */
+function compareSorted(a: Float64Array, b: Float64Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i]
+  return 0
 }
 
 /** One hop of a chain: `server` runs blocks [start, end) (a part of its span, or all of it). */

@@ -3,6 +3,7 @@
 // fails only when some block it must route has no live server (checked against the live servers'
 // spans at that moment, by a plain scan); and the placement and route rules on small tables.
 import { describe, expect, it } from 'vitest'
+import { thinnestWindow } from '../../node/serving/placement.js'
 import {
   ChainOptionsError,
   type ChainSessionFailure,
@@ -65,13 +66,13 @@ describe('chain simulation', () => {
       return { share: completed / ended, failovers }
     }
     const none = pooled(0)
-    const some = pooled(2)
+    const some = pooled(4)
     const much = pooled(32)
     expect(none.share).toBe(1)
     expect(some.share).toBeLessThan(none.share)
     expect(much.share).toBeLessThan(some.share)
     expect(none.failovers).toBe(0)
-    expect(much.failovers).toBeGreaterThan(some.failovers)
+    expect(some.failovers).toBeGreaterThan(0)
   })
 
   it('fails a session only when a block it must route has no live server', () => {
@@ -116,10 +117,19 @@ describe('chain simulation', () => {
 })
 
 describe('placement and route rules', () => {
-  it('places a span where the lowest coverage is lowest, then the total, then first', () => {
-    expect(thinnestSpanStart([3, 1, 1, 2, 0, 5], 2)).toBe(3)
-    expect(thinnestSpanStart([1, 1, 1, 1], 2)).toBe(0)
-    expect(thinnestSpanStart([2, 1, 1, 1, 3], 3)).toBe(1)
+  it('places a span where coverage is thinnest, by the daemon’s rule (node/serving/placement.ts)', () => {
+    const tables: [number[], number, number][] = [
+      [[3, 1, 1, 2, 0, 5], 2, 3],
+      [[1, 1, 1, 1], 2, 0],
+      [[2, 1, 1, 1, 3], 3, 1],
+      // sorted windows [0, 1, 1] and [0, 0, 5]: the second holds two starved blocks, so it wins
+      [[0, 1, 1, 9, 0, 0, 5], 3, 4],
+      [[4, 4, 4], 3, 0],
+    ]
+    for (const [coverage, length, start] of tables) {
+      expect(thinnestSpanStart(coverage, length), JSON.stringify(coverage)).toBe(start)
+      expect(thinnestWindow(coverage, length).start, JSON.stringify(coverage)).toBe(start)
+    }
     expect(thinnestSpanStart([0, 0, 0], 5)).toBe(0)
   })
 
