@@ -82,7 +82,9 @@ const OUTBOUND_STREAMS_MAX = 64
 const CLOSE_GRACE_MS = 5_000
 /** Untimed steps, then timed ones, of the tokens/s measure at load. */
 const MEASURE_WARM_STEPS = 2
-export const SPAN_MEASURE_STEPS_DEFAULT = 8
+/** Positions of the tokens/s measure's session at most. */
+const MEASURE_POSITIONS_MAX = 256
+export const SPAN_MEASURE_STEPS_DEFAULT = 16
 
 export interface SpanHostLimits {
   sessionsMax: number
@@ -393,15 +395,23 @@ export class SpanHost {
     return run
   }
 
-  /** tokens/s of one cached single-row step of `span`, timed over a few steps after a warm-up. */
+  /**
+   * tokens/s of one cached single-row step of `span` midway through a session of up to
+   * MEASURE_POSITIONS_MAX positions (a prefill of half of them first), timed over a few steps after a
+   * warm-up.
+   */
   private async measure(span: GptSpan): Promise<number> {
     const steps = Math.max(1, this.init.measureSteps ?? SPAN_MEASURE_STEPS_DEFAULT)
-    const maxLength = Math.min(span.config.context, 1 + MEASURE_WARM_STEPS + steps)
+    const maxLength = Math.min(span.config.context, MEASURE_POSITIONS_MAX)
+    const prefill = Math.max(1, Math.min(Math.floor(maxLength / 2), maxLength - MEASURE_WARM_STEPS - steps))
     const width = span.config.width
-    const row = Float32Array.from({ length: width }, (_, i) => Math.sin(i + 1))
+    const rows = Float32Array.from({ length: prefill * width }, (_, i) => Math.sin(i + 1))
+    const row = rows.subarray(0, width)
     return this.exclusive(async () => {
       const session = span.session(maxLength)
       try {
+        await session.forward(rows, prefill, 0)
+        // a context too short for every step starts over at 0
         const next = () => session.forward(row, 1, session.length < maxLength ? session.length : 0)
         for (let i = 0; i < MEASURE_WARM_STEPS; i++) await next()
         const started = performance.now()
