@@ -266,7 +266,6 @@ interface Session {
   failovers: number
   stalledMs: number
   replayedRows: number
-  maxHops: number
   outcome: 'running' | 'completed' | 'failed'
 }
 
@@ -322,6 +321,7 @@ export interface ChainSimulationResult {
   /** Decode tokens/s of each completed session: (tokens - 1) / (last token - first token). */
   tokensPerSecond: Quantiles
   timeToFirstTokenMs: Quantiles
+  /** Per session that opened a chain and ended (those that failed at the start have none). */
   failoversPerSession: Quantiles
   /** Sessions (ended) that failed over at least once. */
   sessionsWithFailover: number
@@ -635,7 +635,6 @@ export class ChainSimulation {
       failovers: 0,
       stalledMs: 0,
       replayedRows: 0,
-      maxHops: 0,
       outcome: 'running',
     }
     this.sessions.push(session)
@@ -770,7 +769,6 @@ export class ChainSimulation {
     session.replayedRows += rows * replacement.length
     this.replayValues.push(rows * replacement.length)
     session.chain.splice(session.hop, 1, ...replacement)
-    session.maxHops = Math.max(session.maxHops, session.chain.length)
     session.epoch++
     this.sendToHop(session, this.now + this.openMs(session, replacement))
   }
