@@ -58,12 +58,14 @@ if (hiddenValueBytes !== 2 && hiddenValueBytes !== 4) flags.fail('--value-bytes 
 /**
  * Petals' published figures (single-batch generation, one client, over the Internet):
  * - BLOOM-176B "with ≈ 1 step per second" on consumer GPUs (Borzunov et al., "Petals: Collaborative
- *   Inference and Fine-tuning of Large Models", ACL 2023 demo, arXiv:2209.01188, abstract;
- *   https://paperswithcode.com/paper/petals-collaborative-inference-and-fine), the real-world setup
- *   being 14 servers with consumer GPUs across Europe and North America (the authors' description of
- *   the paper's table, reddit r/MachineLearning, Dec 2022).
- * - Llama 2 70B "up to 6 steps/sec", LLaMA-65B "5-6 steps/sec" (the Petals README, 2023:
- *   https://pypi.org/project/petals/2.0.1/ and the announcement quoting it).
+ *   Inference and Fine-tuning of Large Models", ACL 2023 demo, arXiv:2209.01188, abstract, as on
+ *   https://paperswithcode.com/paper/petals-collaborative-inference-and-fine); its real-world setup
+ *   was 14 servers with consumer GPUs across Europe and North America (the authors' comment on the
+ *   paper's table, r/MachineLearning, December 2022).
+ * - The Petals README (2023): "Single-batch inference runs at up to 6 steps/sec for LLaMA 2 (70B)",
+ *   earlier "5-6 steps/sec for LLaMA-65B and ≈ 1 step/sec for BLOOM" (quoted in
+ *   https://coreintelligence.com.au/bittorrent-for-llms-getting-multiple-gpus-to-serve-one-llm/ and
+ *   https://feddit.site/comment/26226).
  */
 const PETALS: Partial<Record<ChainModelName, { stepsPerSecond: number; note: string }>> = {
   'bloom-176b': { stepsPerSecond: 1, note: '≈1 step/s (Petals paper, consumer GPUs over the Internet)' },
