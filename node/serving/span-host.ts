@@ -624,8 +624,15 @@ export class SpanHost {
     try {
       session = await this.open(open, from.toString())
     } catch (error) {
+      // open() counted its own refusals
+      if (!(error instanceof SpanProtocolError)) {
+        log.error('opening a span session failed: %s', (error as Error).message)
+        this.count.refused.internal++
+      }
       const refusal =
-        error instanceof SpanProtocolError ? error : new SpanProtocolError('internal', 'cannot open')
+        error instanceof SpanProtocolError
+          ? error
+          : new SpanProtocolError('internal', 'cannot open a session')
       await finish(stream, first, { type: 'error', code: refusal.code, message: refusal.message })
       return
     }
