@@ -16,7 +16,12 @@ import { createBackend } from '../../kernels/index.js'
 import { Gpt, generateBytes } from '../../kernels/models/gpt/index.js'
 import { saveGptModel } from '../../node/executor/model-files.js'
 import { ReputationBook } from '../../node/reputation.js'
-import type { NetworkGenerateRequest, NetworkGenerateResult } from '../../node/serving/api.js'
+import {
+  type NetworkGenerateRequest,
+  type NetworkGenerateResult,
+  type NetworkGeneration,
+  ServingError,
+} from '../../node/serving/api.js'
 import { publishModel } from '../../node/serving/model-package.js'
 import { createNetworkServing, type NetworkServing } from '../../node/serving/network-serving.js'
 import { SpanHost } from '../../node/serving/span-host.js'
@@ -55,6 +60,7 @@ const SPANS: Record<keyof typeof SERVERS, [number, number]> = {
   t23: [2, 4],
   adversary: [2, 4],
 }
+const ADVERTISED_TOKENS_PER_SECOND = 10
 const peer = (name: keyof typeof SERVERS) => nodes[SERVERS[name]].peerId.toString()
 
 beforeAll(async () => {
@@ -90,12 +96,15 @@ beforeAll(async () => {
       adapterName: 'test',
       maxBufferBytes: 1 << 30,
       gflops: 1,
+      // every server advertises one speed, slow enough that loopback pings do not matter: the route
+      // then follows the client's reputation book, which each test sets (timing noise on this shared
+      // machine would otherwise pick the chain)
       spans: hosts[index].spans().map((s) => ({
         model: s.model,
         start: s.start,
         end: s.end,
         blocks: s.blocks,
-        tokensPerSecond: s.tokensPerSecond,
+        tokensPerSecond: ADVERTISED_TOKENS_PER_SECOND,
       })),
     })
   }
@@ -184,6 +193,12 @@ async function run(
   return { bytes, times, result: await generation.result }
 }
 
+async function collect(generation: NetworkGeneration): Promise<number[]> {
+  const out: number[] = []
+  for await (const chunk of generation) out.push(...chunk)
+  return out
+}
+
 describe('generation through a chain of libp2p span servers', () => {
   it('gives the text of local generation, greedy and sampled, across window restarts', async () => {
     const { api } = await serving(['s01', 's23'])
@@ -260,6 +275,24 @@ describe('generation through a chain of libp2p span servers', () => {
     } finally {
       mode = 'honest'
     }
+  })
+
+  it('answers requests that cannot be served with one clear ServingError each', async () => {
+    const { api } = await serving([])
+    expect(() => api.generate(request({ model: 'not-a-cid' }))).toThrow(/is not a model id/)
+    expect(() => api.generate(request({ maxTokens: -1 }))).toThrow(ServingError)
+    // a well-formed id nobody serves
+    const unknown = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
+    const missing = api.generate(request({ model: unknown }))
+    await expect(missing.result).rejects.toMatchObject({ code: 'not-found' })
+    await expect(collect(missing)).rejects.toThrow(/no server of the model/)
+    // a generation in progress ends when the service closes
+    const long = api.generate(request({ maxTokens: 100_000 }))
+    const reading = collect(long)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await api.close()
+    await expect(reading).rejects.toThrow(/stopping/)
+    expect(() => api.generate(request())).toThrow(/stopping/)
   })
 
   it('fails over from a server killed mid-generation: the same text, recovered quickly', async () => {
