@@ -1,8 +1,10 @@
 // The composition root: a running node. Opens the data dir (identity, datastore, block store),
 // measures its backends (or reads their cached figures) and picks one, builds the libp2p host with
 // the protocols, starts the parts (the bootstrap dialer of node/bootstrap.ts, the capability
-// advertiser of node/capability-advertiser.ts, the task service of node/tasks/service.ts) and serves
-// the control API (the routes of node/api/node-routes.ts and node/api/tasks.ts). Every part it
+// advertiser of node/capability-advertiser.ts, the span server of node/serving/span-host.ts and the
+// models it serves (node/serving/served-models.ts), the task service of node/tasks/service.ts, the
+// network generation of node/serving/network-serving.ts) and serves the control API (the routes of
+// node/api/node-routes.ts, tasks.ts, serving-routes.ts, openai.ts and generate-routes.ts). Every part it
 // starts goes on one cleanup stack, unwound in reverse order when a later step of start-up fails and
 // when the daemon stops.
 import { readFileSync } from 'node:fs'
@@ -10,6 +12,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
+import type { Backend } from '../kernels/backend.js'
 import { BLOCKS_PROTOCOL, type BlockExchange, blockExchange } from '../protocols/blocks/index.js'
 import {
   type Capability,
@@ -28,19 +31,29 @@ import {
   taskTopicScoreParams,
 } from '../protocols/tasks/index.js'
 import { type GradientExchange, gradientExchange } from '../protocols/training/exchange.js'
+import { generateRoutes } from './api/generate-routes.js'
 import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
 import { type ApiNode, type NodeStatus, nodeApiRoutes } from './api/node-routes.js'
+import { openAiRoutes } from './api/openai.js'
 import { ApiError, type ApiServer, startApiServer } from './api/server.js'
+import { servingRoutes } from './api/serving-routes.js'
 import { taskApiRoutes } from './api/tasks.js'
 import { loadOrCreateApiTokens } from './api/token.js'
 import { BootstrapDialer, dialRememberedPeers } from './bootstrap.js'
 import { CapabilityAdvertiser } from './capability-advertiser.js'
 import type { NodeConfig } from './config.js'
-import { probedCapability } from './executor/backend-probe.js'
+import { openCapabilityBackend, probedCapability } from './executor/backend-probe.js'
 import type { CapabilityProbe, NodeCapability } from './executor/capability.js'
 import { createHost, dhtRoutingTableSize, readSwarmKey, type ShardnetHost } from './host.js'
 import { listPeers, type PeerEntry } from './peers.js'
 import { REPUTATION_FILE, ReputationBook } from './reputation.js'
+import {
+  createNetworkServing,
+  type NetworkServing,
+  type NetworkServingOptions,
+} from './serving/network-serving.js'
+import { SERVING_STATE_FILE, ServedModels, type ServedModelsInit } from './serving/served-models.js'
+import { SpanHost, type SpanHostInit } from './serving/span-host.js'
 import { writeFileAtomic } from './store/atomic-file.js'
 import { FileBlockStore } from './store/block-store.js'
 import {
@@ -55,6 +68,9 @@ import { findStorageFault } from './store/storage-fault.js'
 import { TaskService, type TaskServiceInit } from './tasks/service.js'
 
 const log = logger('shardnet:daemon')
+
+/** The folder of the data dir where models fetched by id are kept (node/serving/model-package.ts). */
+export const MODEL_CACHE_FOLDER = 'models'
 
 /** The protocol services a shardnet node runs on top of the core libp2p services. */
 export interface ProtocolServices extends Record<string, unknown> {
@@ -124,6 +140,12 @@ export interface DaemonInit {
    * @default ADVERTISE_RETRY_MS_DEFAULT (node/capability-advertiser.ts)
    */
   advertiseRetryMs?: number
+  /** span server tuning (tests): its limits, the load-time measure, and the adversary's hook */
+  spanHost?: Pick<SpanHostInit, 'limits' | 'measureSteps' | 'transformOutput'>
+  /** serving tuning (tests): how long the placement and a model id's package lookup wait */
+  served?: Pick<ServedModelsInit, 'placementLookupMs' | 'packageFetchTimeoutMs' | 'startRetryMs'>
+  /** network generation tuning (tests): timeouts, failovers, verification tolerance */
+  networkServing?: NetworkServingOptions
   /** task service tuning (tests) */
   taskService?: Pick<
     TaskServiceInit,
@@ -174,6 +196,14 @@ export class Daemon implements ApiNode {
   readonly metrics: NodeMetrics
   readonly api: ApiServer
   readonly tasks: TaskService
+  /** the compute backend the served spans and the network generation's ends run on */
+  readonly backend: Backend
+  /** the spans of models' blocks this node serves over /shardnet/span/1.0.0 */
+  readonly spans: SpanHost
+  /** what this node was asked to serve (`shardnet node serve`, the config's `serve`), with each one's state */
+  readonly served: ServedModels
+  /** generation through a chain of span servers (the API's /v1/generate and OpenAI routes) */
+  readonly serving: NetworkServing
   readonly startedAtMs: number
   /** resolves once the daemon has stopped (after `stop()` or an API stop request) */
   readonly stopped: Promise<void>
@@ -191,6 +221,10 @@ export class Daemon implements ApiNode {
     metrics: NodeMetrics
     api: ApiServer
     tasks: TaskService
+    backend: Backend
+    spans: SpanHost
+    served: ServedModels
+    serving: NetworkServing
     startedAtMs: number
     cleanups: CleanupStack
   }) {
@@ -202,6 +236,10 @@ export class Daemon implements ApiNode {
     this.metrics = parts.metrics
     this.api = parts.api
     this.tasks = parts.tasks
+    this.backend = parts.backend
+    this.spans = parts.spans
+    this.served = parts.served
+    this.serving = parts.serving
     this.startedAtMs = parts.startedAtMs
     this.cleanups = parts.cleanups
     let resolveStopped!: () => void
@@ -321,12 +359,33 @@ export class Daemon implements ApiNode {
       })
       bootstrapDialer.start()
       cleanups.push('stopping the bootstrap dialer', () => bootstrapDialer.stop())
+      // the served spans and the network generation's ends compute on the backend the probe chose
+      const backend = await openCapabilityBackend(capability)
+      cleanups.push('releasing the compute backend', () => backend.destroy())
+      const spans = new SpanHost({ host, backend, ...init.spanHost })
+      await spans.start()
+      cleanups.push('stopping the span server', () => spans.stop())
       const advertiser = new CapabilityAdvertiser(
-        { discovery: host.services.discovery, routingTableSize: () => dhtRoutingTableSize(startedHost) },
+        {
+          discovery: host.services.discovery,
+          routingTableSize: () => dhtRoutingTableSize(startedHost),
+          spans: () =>
+            spans.spans().map(({ model, start, end, blocks, tokensPerSecond }) => ({
+              model,
+              start,
+              end,
+              blocks,
+              tokensPerSecond,
+            })),
+        },
         { capability, retryMs: init.advertiseRetryMs },
       )
+      const unsubscribe = spans.onChange(() => advertiser.spansChanged())
       advertiser.start()
-      cleanups.push('stopping the capability advertiser', () => advertiser.stop())
+      cleanups.push('stopping the capability advertiser', () => {
+        unsubscribe()
+        advertiser.stop()
+      })
 
       const reputation = await ReputationBook.open(join(paths.root, REPUTATION_FILE))
       cleanups.push('writing the reputation book', () => reputation.flush())
@@ -346,6 +405,35 @@ export class Daemon implements ApiNode {
       await tasks.start()
       cleanups.push('stopping the task service', () => tasks.stop())
 
+      const modelCacheDir = join(paths.root, MODEL_CACHE_FOLDER)
+      const discovery = host.services.discovery
+      const findServers: ServedModelsInit['findServers'] = (model, options) =>
+        discovery.findServers(model, options)
+      const serving = createNetworkServing({
+        host,
+        findServers,
+        blocks: host.services.blocks,
+        spans,
+        reputation,
+        backend,
+        modelCacheDir,
+        ...(init.networkServing === undefined ? {} : { options: init.networkServing }),
+      })
+      cleanups.push('ending the network generations', () => serving.close())
+      const served = new ServedModels({
+        spans,
+        blocks: host.services.blocks,
+        findServers,
+        selfPeerId: host.peerId.toString(),
+        cacheRoot: modelCacheDir,
+        stateFile: join(paths.root, SERVING_STATE_FILE),
+        memoryBytes: config.serveMemoryBytes,
+        routingTableSize: () => dhtRoutingTableSize(startedHost),
+        ...init.served,
+      })
+      await served.start(config.serve)
+      cleanups.push('stopping the serve requests in progress', () => served.stop())
+
       let daemon: Daemon | undefined
       const api = await startApiServer({
         host: config.apiHost,
@@ -360,6 +448,9 @@ export class Daemon implements ApiNode {
             return daemon
           }),
           ...taskApiRoutes(() => tasks),
+          ...servingRoutes(() => served),
+          ...openAiRoutes(() => serving),
+          ...generateRoutes(() => serving),
         ],
       })
       cleanups.push('closing the API', () => api.close())
@@ -372,6 +463,10 @@ export class Daemon implements ApiNode {
         metrics,
         api,
         tasks,
+        backend,
+        spans,
+        served,
+        serving,
         startedAtMs,
         cleanups,
       })

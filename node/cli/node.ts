@@ -1,12 +1,17 @@
 import { resolve } from 'node:path'
 import { type Command, InvalidArgumentError, Option } from 'commander'
+import { isModelId } from '../../protocols/wire/validation/index.js'
 import type { NodeStatus } from '../api/node-routes.js'
+import type { ServeListing } from '../api/serving-routes.js'
 import type { ConfigOverrides } from '../config.js'
 import type { BackendFigure, NodeCapability } from '../executor/capability.js'
 import { generateSwarmKey } from '../host.js'
 import type { PeerEntry } from '../peers.js'
+import { formatBlockRange } from '../serving/placement.js'
+import type { ServeEntry } from '../serving/served-models.js'
 import { defaultDataDir } from '../store/data-dir.js'
 import { connectToDaemon } from './daemon-client.js'
+import { UserError } from './errors.js'
 import {
   daemonStatus,
   installService,
@@ -109,6 +114,41 @@ function formatPeers(peers: PeerEntry[]): string {
   })
   return [`${peers.length} peer${peers.length === 1 ? '' : 's'}`, ...lines].join('\n')
 }
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 ** 3
+    ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
+    : bytes >= 1024 ** 2
+      ? `${(bytes / 1024 ** 2).toFixed(1)} MiB`
+      : `${(bytes / 1024).toFixed(1)} KiB`
+}
+
+/** One line for a served model: its state, span, speed, and what was asked. */
+export function formatServeEntry(entry: ServeEntry): string {
+  const id = entry.modelId ?? '(model id not known yet)'
+  const name = entry.name === '' ? '' : ` (${entry.name})`
+  const span =
+    entry.start !== undefined && entry.end !== undefined
+      ? formatBlockRange(entry.start, entry.end, entry.blocks)
+      : entry.placed
+        ? `blocks chosen by placement, of ${entry.blocks}`
+        : `blocks ${entry.blocksRequested} of ${entry.blocks}`
+  const speed = entry.tokensPerSecond === undefined ? '' : `, ${entry.tokensPerSecond.toFixed(1)} tokens/s`
+  const sessions = entry.sessions === undefined ? '' : `, ${entry.sessions} sessions`
+  const from = entry.model === entry.modelId ? '' : `\n    from ${entry.model}`
+  const failed = entry.state === 'failed' ? `\n    error: ${entry.error}` : ''
+  return `${entry.state.padEnd(10)} ${span} of ${id}${name}${speed}${sessions}${from}${failed}`
+}
+
+function formatServeListing(listing: ServeListing): string {
+  const head =
+    `serving ${listing.entries.length} model${listing.entries.length === 1 ? '' : 's'}, ` +
+    `${formatBytes(listing.memoryUsedBytes)} of the ${formatBytes(listing.memoryBytes)} serve memory budget`
+  return [head, ...listing.entries.map(formatServeEntry)].join('\n')
+}
+
+/** How often `node serve` asks the daemon how its request is going. */
+const SERVE_POLL_MS = 250
 
 function dataDirOption(): Option {
   return new Option('--data-dir <dir>', 'the node data dir (env SHARDNET_DATA_DIR)').default(
@@ -287,6 +327,57 @@ export function register(program: Command): void {
       const { peers } = await client.get<{ peers: PeerEntry[] }>(`/v1/peers${query}`)
       print(flags.json === true, peers, formatPeers(peers))
     })
+
+  node
+    .command('serve')
+    .description(
+      'serve a span of a model’s blocks to the network: MODEL is a model directory (published over the ' +
+        'blocks protocol) or a model id (fetched and verified); without MODEL, list what this node serves',
+    )
+    .argument('[model]', 'a GPT model directory, or a model id (a CID)')
+    .option(
+      '--blocks <A-B>',
+      'serve blocks A through B (inclusive, from 0); default: as many as the memory budget holds, where ' +
+        'the network covers the model thinnest',
+    )
+    .option(
+      '--wait-seconds <s>',
+      'how long to wait for the span to be served (0: return once the daemon took the request)',
+      integerIn(0, 3600, '--wait-seconds'),
+      600,
+    )
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(
+      async (
+        model: string | undefined,
+        flags: { blocks?: string; waitSeconds: number; dataDir: string; json?: boolean },
+      ) => {
+        const client = await connectToDaemon(flags.dataDir)
+        if (model === undefined) {
+          const listing = await client.get<ServeListing>('/v1/serve')
+          print(flags.json === true, listing, formatServeListing(listing))
+          return
+        }
+        // a directory goes to the daemon as an absolute path: it may run with another working folder
+        const requested = isModelId(model) ? model : resolve(model)
+        const { entry } = await client.post<{ entry: ServeEntry }>('/v1/serve', {
+          model: requested,
+          ...(flags.blocks === undefined ? {} : { blocks: flags.blocks }),
+        })
+        let current = entry
+        const deadline = Date.now() + flags.waitSeconds * 1000
+        while (current.state !== 'serving' && current.state !== 'failed' && Date.now() < deadline) {
+          await new Promise((done) => setTimeout(done, SERVE_POLL_MS))
+          const listing = await client.get<ServeListing>('/v1/serve')
+          current = listing.entries.find((e) => e.model === requested) ?? current
+        }
+        if (current.state === 'failed') {
+          throw new UserError(`serving ${requested} failed: ${current.error ?? 'no reason given'}`)
+        }
+        print(flags.json === true, current, formatServeEntry(current))
+      },
+    )
 
   addDaemonFlags(
     node

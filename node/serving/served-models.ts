@@ -52,6 +52,8 @@ export const PACKAGE_FETCH_TIMEOUT_MS_DEFAULT = 20_000
 export const PLACEMENT_LOOKUP_MS_DEFAULT = 10_000
 /** Servers of a model the placement considers at most. */
 export const PLACEMENT_SERVERS_MAX = 200
+/** How long a start-up entry whose model no peer had yet waits before it is tried again. */
+export const START_RETRY_MS_DEFAULT = 5_000
 /** Entries (models served) at most; each is one span of this node's capability record. */
 export const SERVED_MODELS_MAX = 16
 
@@ -145,6 +147,13 @@ export interface ServedModelsInit {
   packageFetchTimeoutMs?: number
   /** @default PLACEMENT_LOOKUP_MS_DEFAULT */
   placementLookupMs?: number
+  /** @default START_RETRY_MS_DEFAULT */
+  startRetryMs?: number
+  /**
+   * peers in the DHT routing table now: the placement waits (up to placementLookupMs) for one, so that a
+   * node that has just started sees the network before choosing its span @default always some
+   */
+  routingTableSize?: () => number
 }
 
 interface Job {
@@ -153,6 +162,10 @@ interface Job {
   range?: { start: number; end: number }
   /** the model id, known at once for a model id, after publishing for a directory */
   modelId?: string
+  /** settles when the job has run */
+  done?: Promise<void>
+  /** it failed because no peer had the model's files (yet) */
+  notFound?: boolean
 }
 
 /** The models this daemon serves spans of; see the file's comment. */
@@ -161,12 +174,16 @@ export class ServedModels {
   private readonly jobs = new Map<string, Job>()
   private readonly shutdown = new AbortController()
   private queue: Promise<void> = Promise.resolve()
+  private starting: Promise<void> = Promise.resolve()
 
   constructor(init: ServedModelsInit) {
     this.init = init
   }
 
-  /** Serves the config's entries and those kept in serving.json (in the background). */
+  /**
+   * Serves the config's entries and those kept in serving.json, in the background: a model id no peer
+   * has yet (the network is still forming) is tried again every startRetryMs until it is served.
+   */
   async start(configured: readonly ServeRequest[]): Promise<void> {
     const kept = await this.readState()
     const requests: Array<[ServeRequest, ServeEntry['source']]> = [
@@ -175,13 +192,28 @@ export class ServedModels {
         .filter((r) => !configured.some((c) => c.model === r.model))
         .map((r): [ServeRequest, 'api'] => [r, 'api']),
     ]
-    for (const [request, source] of requests) {
+    this.starting = Promise.all(requests.map(([request, source]) => this.serveAtStart(request, source))).then(
+      () => {},
+    )
+  }
+
+  private async serveAtStart(request: ServeRequest, source: ServeEntry['source']): Promise<void> {
+    const retryMs = this.init.startRetryMs ?? START_RETRY_MS_DEFAULT
+    while (!this.shutdown.signal.aborted) {
+      let retry = false
       try {
         await this.serve(request, source)
+        const job = this.jobs.get(request.model)
+        await job?.done
+        retry = job?.entry.state === 'failed' && job.notFound === true && this.jobs.get(request.model) === job
       } catch (error) {
-        // a model that cannot be served now (its directory gone, no peer has it): shown as failed
+        // a model that cannot be served now (its directory gone, no peer has it yet): shown as failed
         const message = (error as Error).message
-        log.error('cannot serve %s: %s', request.model, message)
+        retry = error instanceof ServeRequestError && error.status === 404 && isModelId(request.model)
+        log.error('cannot serve %s: %s%s', request.model, message, retry ? ' (trying again)' : '')
+        // a request made since (through the API) is not overwritten
+        const since = this.jobs.get(request.model)
+        if (since !== undefined && since.entry.state !== 'failed') return
         this.jobs.set(request.model, {
           entry: {
             model: request.model,
@@ -197,12 +229,21 @@ export class ServedModels {
           shape: { name: '', blocks: 0, context: 0, width: 0 },
         })
       }
+      if (!retry) return
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, retryMs)
+        this.shutdown.signal.addEventListener('abort', () => {
+          clearTimeout(timer)
+          done()
+        })
+      })
     }
   }
 
   /** Stops the work in progress (the spans themselves are the span host's to free). */
   async stop(): Promise<void> {
     this.shutdown.abort()
+    await this.starting
     await this.queue
   }
 
@@ -300,7 +341,8 @@ export class ServedModels {
     // a replaced entry keeps its place in the list
     this.jobs.set(request.model, job)
     if (source === 'api') await this.writeState()
-    this.queue = this.queue.then(() => this.run(job))
+    job.done = this.queue.then(() => this.run(job))
+    this.queue = job.done
     return { ...entry }
   }
 
@@ -329,15 +371,13 @@ export class ServedModels {
 
   private async packageShape(modelId: string): Promise<ModelShape> {
     let bytes: Uint8Array
+    const timeout = AbortSignal.timeout(this.init.packageFetchTimeoutMs ?? PACKAGE_FETCH_TIMEOUT_MS_DEFAULT)
     try {
       bytes = await this.init.blocks.get(CID.parse(modelId), {
-        signal: AbortSignal.any([
-          this.shutdown.signal,
-          AbortSignal.timeout(this.init.packageFetchTimeoutMs ?? PACKAGE_FETCH_TIMEOUT_MS_DEFAULT),
-        ]),
+        signal: AbortSignal.any([this.shutdown.signal, timeout]),
       })
     } catch (error) {
-      if (error instanceof BlockNotFoundError || (error as Error).name === 'TimeoutError') {
+      if (error instanceof BlockNotFoundError || (timeout.aborted && !this.shutdown.signal.aborted)) {
         throw new ServeRequestError(404, `no peer has the model ${modelId} (its package block was not found)`)
       }
       throw error
@@ -421,6 +461,7 @@ export class ServedModels {
       if (signal.aborted) return
       entry.state = 'failed'
       entry.error = (error as Error).message
+      job.notFound = error instanceof ModelPackageError && error.code === 'not-found'
       log.error('serving %s failed: %s', entry.model, entry.error)
     }
   }
@@ -432,6 +473,10 @@ export class ServedModels {
       this.shutdown.signal,
       AbortSignal.timeout(this.init.placementLookupMs ?? PLACEMENT_LOOKUP_MS_DEFAULT),
     ])
+    const peers = this.init.routingTableSize
+    while (peers !== undefined && peers() === 0 && !signal.aborted) {
+      await new Promise((done) => setTimeout(done, 100))
+    }
     try {
       for await (const server of this.init.findServers(model, { limit: PLACEMENT_SERVERS_MAX, signal })) {
         if (server.peerId.toString() === this.init.selfPeerId) continue
