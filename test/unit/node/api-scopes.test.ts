@@ -9,9 +9,12 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateRoutes } from '../../../node/api/generate-routes.js'
 import { createNodeMetrics, type NodeMetrics } from '../../../node/api/metrics.js'
 import { type ApiNode, type NodeStatus, nodeApiRoutes } from '../../../node/api/node-routes.js'
+import { openAiRoutes } from '../../../node/api/openai.js'
 import { API_ROUTE_SCOPES, type ApiServer, routeScope, startApiServer } from '../../../node/api/server.js'
+import { servingRoutes } from '../../../node/api/serving-routes.js'
 import { taskApiRoutes } from '../../../node/api/tasks.js'
 import {
   API_READ_TOKEN_FILE,
@@ -19,6 +22,8 @@ import {
   loadOrCreateApiToken,
   loadOrCreateApiTokens,
 } from '../../../node/api/token.js'
+import type { NetworkGenerateResult, ServingApi } from '../../../node/serving/api.js'
+import type { ServedModels } from '../../../node/serving/served-models.js'
 import type { TaskService } from '../../../node/tasks/service.js'
 
 const ADMIN = 'a'.repeat(64)
@@ -93,7 +98,65 @@ const tasks = {
   },
 } as unknown as TaskService
 
-const routes = [...nodeApiRoutes(() => node), ...taskApiRoutes(() => tasks)]
+const SERVED_MODEL = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
+
+const serving: ServingApi = {
+  models: async () => {
+    calls.push('models')
+    return [
+      { model: SERVED_MODEL, name: 'gpt', blocks: 2, context: 8, served: [], chainFound: true, createdMs: 0 },
+    ]
+  },
+  generate: () => {
+    calls.push('generate')
+    const result: NetworkGenerateResult = {
+      tokens: 1,
+      promptTokens: 1,
+      truncatedBytes: 0,
+      finishReason: 'length',
+      seconds: 0,
+      firstTokenMs: 0,
+      chain: [],
+      failovers: 0,
+      verifiedSteps: 0,
+      droppedServers: [],
+    }
+    return {
+      result: Promise.resolve(result),
+      async *[Symbol.asyncIterator]() {
+        yield Uint8Array.of(0x61)
+      },
+    }
+  },
+}
+
+/** the models the node serves: records what it was asked */
+const served = {
+  serve: async () => {
+    calls.push('serve')
+    return { model: SERVED_MODEL }
+  },
+  list: () => {
+    calls.push('serve-list')
+    return []
+  },
+  memoryBytes: 0,
+  memoryUsedBytes: () => 0,
+} as unknown as ServedModels
+
+const routes = [
+  ...nodeApiRoutes(() => node),
+  ...servingRoutes(() => served),
+  ...taskApiRoutes(() => tasks),
+  ...openAiRoutes(() => serving),
+  ...generateRoutes(() => serving),
+]
+/** routes that answer errors in OpenAI's shape, { error: { message, type, param, code } } */
+const OPENAI_PATHS = new Set(['/v1/models', '/v1/completions', '/v1/chat/completions'])
+const errorMessage = (path: string, body: unknown) =>
+  OPENAI_PATHS.has(path)
+    ? (body as { error: { message: string } }).error.message
+    : (body as { error: string }).error
 
 interface Probe {
   method: 'GET' | 'POST'
@@ -120,6 +183,27 @@ const probes = (): Probe[] => [
   { method: 'GET', path: '/v1/task-topic', call: 'topicPeers' },
   { method: 'GET', path: '/v1/assignments', call: 'assignments' },
   { method: 'GET', path: '/v1/inference', call: 'inference' },
+  { method: 'GET', path: '/v1/models', call: 'models' },
+  { method: 'GET', path: '/v1/serve', call: 'serve-list' },
+  { method: 'POST', path: '/v1/serve', body: { model: '/models/tiny' }, call: 'serve' },
+  {
+    method: 'POST',
+    path: '/v1/completions',
+    body: { model: SERVED_MODEL, prompt: 'x', max_tokens: 1 },
+    call: 'generate',
+  },
+  {
+    method: 'POST',
+    path: '/v1/chat/completions',
+    body: { model: SERVED_MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 1 },
+    call: 'generate',
+  },
+  {
+    method: 'POST',
+    path: '/v1/generate',
+    body: { model: SERVED_MODEL, prompt: 'x', maxTokens: 1 },
+    call: 'generate',
+  },
 ]
 
 let server: ApiServer
@@ -176,7 +260,9 @@ describe('API token scopes', () => {
       'GET /v1/assignments',
       'GET /v1/blocks',
       'GET /v1/inference',
+      'GET /v1/models',
       'GET /v1/peers',
+      'GET /v1/serve',
       'GET /v1/status',
       'GET /v1/task',
       'GET /v1/task-topic',
@@ -191,7 +277,7 @@ describe('API token scopes', () => {
       for (const token of [undefined, WRONG, READ.slice(1), `${ADMIN}0`]) {
         const response = await send(probe, token)
         expect(response.status, String(token)).toBe(401)
-        expect(((await response.json()) as { error: string }).error).toMatch(/bearer token/)
+        expect(errorMessage(probe.path, await response.json())).toMatch(/bearer token/)
       }
       await settle()
       expect(calls).toEqual([])
@@ -206,10 +292,12 @@ describe('API token scopes', () => {
       } else {
         expect(response.status).toBe(403)
         expect(response.headers.get('www-authenticate')).toContain('insufficient_scope')
-        expect(await response.json()).toEqual({
-          error: `${key} needs the admin token (api-token); the read-only token was presented`,
-          scope: 'admin',
-        })
+        const message = `${key} needs the admin token (api-token); the read-only token was presented`
+        expect(await response.json()).toEqual(
+          OPENAI_PATHS.has(probe.path)
+            ? { error: { message, type: 'permission_error', param: null, code: 'insufficient_scope' } }
+            : { error: message, scope: 'admin' },
+        )
         await settle()
         expect(calls).toEqual([])
       }
@@ -221,7 +309,7 @@ describe('API token scopes', () => {
       if (probe.path === '/v1/tasks' && probe.method === 'POST') {
         // the stand-in body is no task: the handler ran and refused it
         expect(response.status).toBe(400)
-        expect(((await response.json()) as { error: string }).error).not.toMatch(/token/)
+        expect(errorMessage(probe.path, await response.json())).not.toMatch(/token/)
       } else {
         expect(response.status).toBe(200)
       }
