@@ -18,9 +18,9 @@
 // width 32, within 5e-6 of the row's RMS at width 768), so the text is the text of an uninterrupted run.
 //
 // Verification (`verify` R): for each hop, a seeded draw per step (stream "chain:verify:<start>-<end>"
-// of the request's seed) picks a fraction R of its steps; those run also on a second server of exactly
-// the hop's blocks, whose session is caught up first with the rows it missed (one step from the
-// position it holds). The outputs must agree within VERIFY_TOLERANCE_DEFAULT (see hiddenAgree). On
+// of the request's seed) picks a fraction R of its steps; those run also, at the same time, on a second
+// server of exactly the hop's blocks, whose session is caught up with the rows it missed in the same
+// step (one step from the position it holds). The outputs must agree within VERIFY_TOLERANCE_DEFAULT (see hiddenAgree). On
 // disagreement a third server runs the same history and decides: the server in the minority is
 // recorded as 'lied' in the ReputationBook, dropped and excluded for the rest of the generation, and
 // the text goes on from the majority's output (a primary that lied is replaced by the second server,
@@ -671,17 +671,27 @@ class ChainRun {
     }
     hop.inputs.set(input, offset * width)
     hop.length = offset + rows
+    // a step drawn for verification runs on the second server at the same time as on the hop's own
+    const verify = this.#request.verify
+    const checking =
+      verify > 0 && !hop.local && hop.random.float() < verify
+        ? this.#check(hop, 'second', hop.checker, [hop.peerId], offset, rows)
+        : undefined
+    checking?.catch(() => {})
     let output: Float32Array
     try {
       const session = await hop.session
       output = await this.#call(session, offset, rows, input)
     } catch (error) {
       if (this.#isAbort(error)) throw error
+      if (checking !== undefined) {
+        // the hop is replaced: a second server opened for it goes with it
+        const second = await checking.catch(() => undefined)
+        if (second !== undefined && second.checker !== hop.checker) this.#close(second.checker.session)
+      }
       return this.#failover(index, rows, error)
     }
-    const verify = this.#request.verify
-    if (verify > 0 && !hop.local && hop.random.float() < verify)
-      output = await this.#verify(index, offset, rows, output)
+    if (checking !== undefined) output = await this.#verify(index, offset, rows, output, await checking)
     return { output, next: index + 1 }
   }
 
@@ -807,11 +817,16 @@ class ChainRun {
     }
   }
 
-  /** runs the current step of hop `index` on a second server too (see the module comment) */
-  async #verify(index: number, offset: number, rows: number, primary: Float32Array): Promise<Float32Array> {
+  /** compares the current step of hop `index` with a second server's (see the module comment) */
+  async #verify(
+    index: number,
+    offset: number,
+    rows: number,
+    primary: Float32Array,
+    second: { checker: Checker; output: Float32Array },
+  ): Promise<Float32Array> {
     const hop = this.#hops[index]
     const width = this.#model.width
-    const second = await this.#check(hop, 'second', hop.checker, [hop.peerId], offset, rows)
     hop.checker = second.checker
     if (hiddenAgree(primary, second.output, width, this.#tolerance)) {
       this.#verifiedSteps++
