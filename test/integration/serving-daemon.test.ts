@@ -3,8 +3,9 @@
 // daemon B serves the same model by its id alone, fetching every file over the blocks protocol (verified:
 // the cached copy is the same model to loadGpt) and, without --blocks, placing its span on the blocks
 // nobody covers (2-3) within a memory budget of two blocks; a third daemon finds both servers and their
-// spans through the DHT. What `shardnet node serve` asked survives a restart (serving.json), and so does
-// the config's `serve`; bad requests to POST /v1/serve get one clear 4xx sentence each.
+// spans through the DHT, and stops finding one that no longer serves it. What `shardnet node serve` asked
+// survives a restart (serving.json), and so does the config's `serve`; bad requests to POST /v1/serve get
+// one clear 4xx sentence each.
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -199,6 +200,20 @@ describe('serving spans of a model from daemons', () => {
     expect((await apiRequest(a, '/v1/serve', { token: read })).status).toBe(200)
     // nothing bad was kept
     expect((await listing(a)).entries.map((e) => e.model)).toEqual([directory])
+  }, 60_000)
+
+  it('a server that stops serving the model is no longer found, though its provider entry lasts', async () => {
+    const [a, b, c] = daemons
+    const before = c.host.services.discovery.counters().rejected['not-serving']
+    expect(await b.spans.unload(modelId)).toBe(true)
+    await waitUntil(
+      async () => JSON.stringify(await servers(c, modelId)) === JSON.stringify([`${a.peerId}: 0-2/4`]),
+      "B's span to be gone from lookups",
+      30_000,
+      250,
+    )
+    // B still provides the model's serving CID; its record, which names no span of it now, decides
+    expect(c.host.services.discovery.counters().rejected['not-serving']).toBeGreaterThan(before)
   }, 60_000)
 
   it('serves again after a restart: what node serve asked, and the config entries', async () => {
