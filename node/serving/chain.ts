@@ -20,22 +20,13 @@
 // Verification (`verify` R): for each hop, a seeded draw per step (stream "chain:verify:<start>-<end>"
 // of the request's seed) picks a fraction R of its steps; those run also, at the same time, on a second
 // server of exactly the hop's blocks, whose session is caught up with the rows it missed in the same
-// step (one step from the position it holds). The outputs must agree within VERIFY_TOLERANCE_DEFAULT (see hiddenAgree). On
-// disagreement a third server runs the same history and decides: the server in the minority is
-// recorded as 'lied' in the ReputationBook, dropped and excluded for the rest of the generation, and
-// the text goes on from the majority's output (a primary that lied is replaced by the second server,
-// whose cache already holds the history; the third becomes the new second). Hops this node serves
-// itself are not verified. A lie smaller than the tolerance passes: the tolerance bounds how far a
-// liar can move the hidden states, not whether it tried.
-
-import { SeededRandom } from '../../kernels/data/random.js'
-import { sampleByte } from '../../kernels/models/gpt/generate.js'
-import {
-  SpanMalformedResponseError,
-  SpanProtocolError,
-  SpanStalledError,
-  SpanStreamClosedError,
-} from '../../protocols/serving/index.js'
+// step (one step from the position it holds). The outputs must agree within VERIFY_TOLERANCE_DEFAULT
+// (see hiddenAgree). On disagreement a third server runs the same history and decides: the server in
+// the minority is recorded as 'lied' in the ReputationBook, dropped and excluded for the rest of the
+// generation, and the text goes on from the majority's output (a primary that lied is replaced by the
+// second server, whose cache already holds the history; the third becomes the new second). Hops this
+// node serves itself are not verified. A lie smaller than the tolerance passes: the tolerance bounds
+// how far a liar can move the hidden states, not whether it tried.
 import type { ReputationBook, ReputationEvent } from '../reputation.js'
 import type { ChainHop, NetworkGenerateRequest, NetworkGenerateResult, NetworkGeneration } from './api.js'
 import { ServingError } from './api.js'

@@ -235,7 +235,7 @@ describe('generation through a chain of libp2p span servers', () => {
     }
   })
 
-  it('catches a lying server with verification and keeps the honest text; without, the text differs', async () => {
+  it('catches a liar with verify 1 and keeps the honest text; with verify 0 the text differs', async () => {
     mode = 'lie'
     try {
       const req = request({ maxTokens: 30, temperature: 0.8, seed: 9 })

@@ -84,7 +84,7 @@ async function book(): Promise<ReputationBook> {
 }
 
 describe('generation through a chain', () => {
-  it('gives the text of local generation through 1, 2 and 3 hops, greedy and sampled, past the context', async () => {
+  it('gives the local text through 1 to 3 hops, greedy and sampled, past the context', async () => {
     // 47 prompt bytes + 60 new ones pass the context of 64: the window restarts twice
     const cases = [
       request({ maxTokens: 60 }),
