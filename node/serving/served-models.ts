@@ -251,10 +251,13 @@ export class ServedModels {
   list(): ServeEntry[] {
     const live = new Map(this.init.spans.spans().map((info) => [info.model, info]))
     return [...this.jobs.values()].map((job) => {
+      if (job.entry.state !== 'serving') return { ...job.entry }
       const info = job.modelId === undefined ? undefined : live.get(job.modelId)
-      return info === undefined || job.entry.state !== 'serving'
-        ? { ...job.entry }
-        : { ...job.entry, sessions: info.sessions, tokensPerSecond: info.tokensPerSecond }
+      // the span host is the truth: a span it no longer holds (unloaded by hand) is not served
+      if (info === undefined || info.start !== job.entry.start || info.end !== job.entry.end) {
+        return { ...job.entry, state: 'failed', error: 'the span server no longer holds this span' }
+      }
+      return { ...job.entry, sessions: info.sessions, tokensPerSecond: info.tokensPerSecond }
     })
   }
 

@@ -214,6 +214,10 @@ describe('serving spans of a model from daemons', () => {
     )
     // B still provides the model's serving CID; its record, which names no span of it now, decides
     expect(c.host.services.discovery.counters().rejected['not-serving']).toBeGreaterThan(before)
+    // and B's own listing says so
+    expect((await listing(b)).entries).toMatchObject([
+      { model: modelId, state: 'failed', error: 'the span server no longer holds this span' },
+    ])
   }, 60_000)
 
   it('serves again after a restart: what node serve asked, and the config entries', async () => {
