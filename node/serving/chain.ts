@@ -27,6 +27,14 @@
 // second server, whose cache already holds the history; the third becomes the new second). Hops this
 // node serves itself are not verified. A lie smaller than the tolerance passes: the tolerance bounds
 // how far a liar can move the hidden states, not whether it tried.
+import { SeededRandom } from '../../kernels/data/random.js'
+import { sampleByte } from '../../kernels/models/gpt/generate.js'
+import {
+  SpanMalformedResponseError,
+  SpanProtocolError,
+  SpanStalledError,
+  SpanStreamClosedError,
+} from '../../protocols/serving/index.js'
 import type { ReputationBook, ReputationEvent } from '../reputation.js'
 import type { ChainHop, NetworkGenerateRequest, NetworkGenerateResult, NetworkGeneration } from './api.js'
 import { ServingError } from './api.js'
