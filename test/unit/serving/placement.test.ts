@@ -2,16 +2,21 @@
 // session's full cache, or the cache bound when there is one), placed over the blocks the network covers
 // least (the block nobody serves first, then the next thinnest, ties to the lowest start), and a budget
 // too small for one block is refused with the sizes in the sentence. Expected spans are worked out by
-// hand from the coverage tables.
+// hand from the coverage tables. `--blocks A-B` and the config's serve entries are parsed with one clear
+// error for each malformed one.
 import { describe, expect, it } from 'vitest'
+import { ConfigError, parseConfigFile, resolveNodeConfig } from '../../../node/config.js'
 import {
+  BlockRangeError,
   blockCacheBytes,
   blockCoverage,
   blockParameterBytes,
   blocksThatFit,
   type CoveringSpan,
   chooseSpan,
+  formatBlockRange,
   PlacementError,
+  parseBlockRange,
   type SpanMemoryModel,
   spanMemoryBytes,
   thinnestWindow,
@@ -117,5 +122,56 @@ describe('chooseSpan', () => {
     expect(() => chooseSpan(request)).toThrow(PlacementError)
     expect(() => chooseSpan(request)).toThrow(`needs ${BLOCK} bytes`)
     expect(() => chooseSpan({ ...request, memoryBytes: -5 })).toThrow('above the 0 bytes')
+  })
+})
+
+describe('block ranges', () => {
+  const good: Array<[string, number, number]> = [
+    ['0-3', 0, 4],
+    ['2-2', 2, 3],
+    ['5', 5, 6],
+    [' 1-11 ', 1, 12],
+  ]
+  it.each(good)('"%s" is blocks [%d, %d)', (text, start, end) => {
+    expect(parseBlockRange(text)).toEqual({ start, end })
+    expect(formatBlockRange(start, end, 12)).toBe(`blocks ${start}-${end - 1} of 12`)
+  })
+
+  const bad: Array<[string, RegExp]> = [
+    ['', /is not a range: expected A-B/],
+    ['a-b', /is not a range/],
+    ['1-', /is not a range/],
+    ['-1', /is not a range/],
+    ['1-2-3', /is not a range/],
+    ['1.5-2', /is not a range/],
+    ['3-1', /blocks 3-1 end before they start/],
+    ['1234567-1234568', /is not a range/],
+  ]
+  it.each(bad)('"%s" is refused', (text, message) => {
+    expect(() => parseBlockRange(text)).toThrow(BlockRangeError)
+    expect(() => parseBlockRange(text)).toThrow(message)
+  })
+})
+
+describe("the config's serve entries", () => {
+  const id = 'bafkreih5a4fbz5nnfzzvgquobgps5hzdjs5ir3bnf2uocvcgfhrmyhakw4'
+  it('take a model id or an absolute directory, with or without blocks', () => {
+    const file = parseConfigFile({ serve: [{ model: id }, { model: '/models/gpt', blocks: '0-3' }] })
+    const config = resolveNodeConfig('/tmp/x', file, {})
+    expect(config.serve).toEqual([{ model: id }, { model: '/models/gpt', blocks: '0-3' }])
+    expect(config.serveMemoryBytes).toBeGreaterThan(0)
+    expect(resolveNodeConfig('/tmp/x', {}, {}).serve).toEqual([])
+    expect(resolveNodeConfig('/tmp/x', { serveMemoryBytes: 2 ** 30 }, {}).serveMemoryBytes).toBe(2 ** 30)
+  })
+
+  const refused: Array<[string, unknown, RegExp]> = [
+    ['a relative directory', { serve: [{ model: 'models/gpt' }] }, /serve\.0\.model" must be a model id/],
+    ['a malformed range', { serve: [{ model: id, blocks: '3-1' }] }, /serve\.0\.blocks" must be A-B/],
+    ['an unknown key', { serve: [{ model: id, span: '0-1' }] }, /unknown key "span" in "serve\.0"/],
+    ['a budget below 1 MiB', { serveMemoryBytes: 1000 }, /serveMemoryBytes/],
+  ]
+  it.each(refused)('refuse %s', (_, value, message) => {
+    expect(() => parseConfigFile(value)).toThrow(ConfigError)
+    expect(() => parseConfigFile(value)).toThrow(message)
   })
 })
