@@ -13,8 +13,14 @@ import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
 import { matmulReference } from '../reference/index.js'
 import type { CpuEngine, CpuOps } from './engine.js'
-import { compileModule, instantiateKernels, type MatmulOperands, type WasmKernels } from './wasm-module.js'
-import { PARALLEL_WORK_MIN, WasmWorkerPool } from './wasm-pool.js'
+import {
+  compileModule,
+  instantiateKernels,
+  type MatmulOperands,
+  type WasmKernels,
+  wholeOf,
+} from './wasm-module.js'
+import { PARALLEL_WORK_MIN, splitOf, WasmWorkerPool } from './wasm-pool.js'
 
 export { WasmEngineError } from './wasm-module.js'
 export { PARALLEL_WORK_MIN, type WorkerFault } from './wasm-pool.js'
@@ -46,8 +52,8 @@ export interface WasmEngineHandle {
   startWorkers(): Promise<void>
   /** how many worker threads answer jobs now */
   readyWorkers(): number
-  /** how many products were split among the threads so far */
-  splitProducts(): number
+  /** how many products were split among the threads so far, and how many of their blocks workers computed */
+  stats(): { splitProducts: number; workerBlocks: number }
   /** for the tests: the next job of worker `index` fails as a crash ('exit') or a hang would */
   injectFault(index: number, fault: import('./wasm-pool.js').WorkerFault): void
   /** stops the workers; the engine computes on the calling thread afterwards */
@@ -86,10 +92,16 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
     // XNNPACK takes no empty dimension; the product of an empty inner dimension is zeros
     if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n)
     const operands: MatmulOperands = { a, aAt: 0, b, bAt: 0, m, k, n, transposeA, transposeB }
-    const split = m * k * n >= PARALLEL_WORK_MIN ? startPool()?.matmul(local, operands) : undefined
-    if (split !== undefined) return split
+    let split = wholeOf(m)
+    if (m * k * n >= PARALLEL_WORK_MIN) {
+      split = splitOf(m, k, n, threads)
+      const product = startPool()?.matmul(local, operands, split)
+      if (product !== undefined) return product
+    }
     const c = new Float32Array(m * n)
-    if (local.matmulBlock(operands, { r0: 0, r1: m, c0: 0, c1: n }, c, 0, n)) return c
+    let next = 0
+    const claim = () => (next < split.count ? next++ : -1)
+    if (local.matmulBlocks(operands, split, claim, c, 0, n)) return c
     log('no WebAssembly memory for %dx%dx%d: computing it with the reference matmul', m, k, n)
     return matmulReference(a, b, m, k, n, transposeA, transposeB)
   }
@@ -113,7 +125,7 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
       await startPool()?.started
     },
     readyWorkers: () => pool?.ready ?? 0,
-    splitProducts: () => pool?.split ?? 0,
+    stats: () => ({ splitProducts: pool?.split ?? 0, workerBlocks: pool?.workerBlocks ?? 0 }),
     injectFault: (index, fault) => {
       if (pool === undefined) throw new RangeError('an engine on one thread has no workers')
       pool.injectFault(index, fault)

@@ -171,6 +171,34 @@ export interface Block {
   c1: number
 }
 
+/** C's blocks: `count` blocks of `step` rows (alongRows) or columns, the last one possibly narrower */
+export interface Split {
+  alongRows: boolean
+  step: number
+  count: number
+}
+
+/** C [m, n] as one block */
+export const wholeOf = (m: number): Split => ({ alongRows: true, step: m, count: 1 })
+
+/** block `index` of the split */
+export function blockOf(split: Split, m: number, n: number, index: number): Block {
+  const start = index * split.step
+  return split.alongRows
+    ? { r0: start, r1: Math.min(start + split.step, m), c0: 0, c1: n }
+    : { r0: 0, r1: m, c0: start, c1: Math.min(start + split.step, n) }
+}
+
+/** a claim function that hands out block 0 once: a product as one block */
+export function once(): () => number {
+  let given = false
+  return () => {
+    if (given) return -1
+    given = true
+    return 0
+  }
+}
+
 /** the largest scratch region: the module's heap is 32-bit */
 const REGION_BYTES_MAX = 2 ** 32 - 2 ** 16
 
@@ -237,11 +265,11 @@ export class WasmKernels {
   }
 
   /**
-   * C = A B on the heap: A [m, k] at float offset aAt, B [k, n] at bAt, C [m, n] at cAt, all
-   * row-major and untransposed (XNNPACK's fully connected operator; B is packed afresh, and its
-   * cached operator dropped when its tensor id is disposed). m, k, n > 0. May grow the heap.
+   * Runs BatchMatMul on registered tensors: C [m, n] = A [m, k] B [k, n], row-major, untransposed
+   * (XNNPACK's fully connected operator, cached by the module under B's id until that id is
+   * disposed). m, k, n > 0. May grow the heap.
    */
-  #product(aAt: number, bAt: number, cAt: number, m: number, k: number, n: number): void {
+  #run(aId: number, bId: number, cId: number, m: number, k: number, n: number): void {
     const module = this.#module
     const shapes = module.HEAP32
     const s = this.#shapes / 4
@@ -251,55 +279,101 @@ export class WasmKernels {
     shapes[s + 3] = 1
     shapes[s + 4] = k
     shapes[s + 5] = n
-    const aId = this.#nextId++
-    const bId = this.#nextId++
-    const cId = this.#nextId++
-    module._register_tensor(aId, m * k, aAt * 4)
-    module._register_tensor(bId, k * n, bAt * 4)
-    module._register_tensor(cId, m * n, cAt * 4)
     this.#errors = []
-    try {
-      module._BatchMatMul(aId, this.#shapes, 3, bId, this.#shapes + 12, 3, 0, 0, cId)
-    } finally {
-      module._dispose_data(aId)
-      module._dispose_data(bId)
-      module._dispose_data(cId)
-    }
+    module._BatchMatMul(aId, this.#shapes, 3, bId, this.#shapes + 12, 3, 0, 0, cId)
     if (this.#errors.length > 0)
       throw new WasmEngineError(`matmul ${m}x${k}x${n}: ${this.#errors.join('; ')}`)
   }
 
+  /** registers `floats` floats of the heap from float offset `at` as a new tensor; returns its id */
+  #register(at: number, floats: number): number {
+    const id = this.#nextId++
+    this.#module._register_tensor(id, floats, at * 4)
+    return id
+  }
+
   /**
-   * Writes the block of C = op(A) op(B) into `into` from `at`, `width` floats a row of C there;
-   * false (nothing written) when the module's heap cannot hold the block's operands. k > 0 and the
-   * block is not empty.
+   * C = A B on the heap: A [m, k] at float offset aAt, B [k, n] at bAt, C [m, n] at cAt, all
+   * row-major and untransposed; B is packed afresh. m, k, n > 0. May grow the heap.
    */
-  matmulBlock(
+  #product(aAt: number, bAt: number, cAt: number, m: number, k: number, n: number): void {
+    const aId = this.#register(aAt, m * k)
+    const bId = this.#register(bAt, k * n)
+    const cId = this.#register(cAt, m * n)
+    try {
+      this.#run(aId, bId, cId, m, k, n)
+    } finally {
+      this.#module._dispose_data(aId)
+      this.#module._dispose_data(bId)
+      this.#module._dispose_data(cId)
+    }
+  }
+
+  /**
+   * Computes the blocks of C = op(A) op(B) that `claim` hands out (their indices in `split`; -1:
+   * no more), writing each into `into` from `at`, `width` floats a row of C there, and telling
+   * `done`. The operand every block shares (B for blocks of rows, A for blocks of columns) is copied
+   * and registered once, so XNNPACK packs B once for all blocks of rows. False, having claimed
+   * nothing, when the module's heap cannot hold the operands. k > 0.
+   */
+  matmulBlocks(
     operands: MatmulOperands,
-    block: Block,
+    split: Split,
+    claim: () => number,
     into: Float32Array,
     at: number,
     width: number,
+    done?: (index: number) => void,
   ): boolean {
     const { a, aAt, b, bAt, m, k, n, transposeA, transposeB } = operands
-    const { r0, r1, c0, c1 } = block
-    const rows = r1 - r0
-    const cols = c1 - c0
-    const region = this.#reserve({ a: rows * k, b: k * cols, c: rows * cols })
+    const { alongRows } = split
+    const rowsMax = alongRows ? Math.min(split.step, m) : m
+    const colsMax = alongRows ? n : Math.min(split.step, n)
+    const region = this.#reserve({ a: rowsMax * k, b: k * colsMax, c: rowsMax * colsMax })
     if (region === undefined) return false
-    const heap = this.#module.HEAPF32
-    copyBlock(a, aAt, m, k, transposeA, r0, r1, 0, k, heap, region.a)
-    copyBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, heap, region.b)
-    this.#product(region.a, region.b, region.c, rows, k, cols)
-    // the call may have grown the heap (XNNPACK's packed weights): read the view again
-    const result = this.#module.HEAPF32
-    if (c0 === 0 && c1 === width) {
-      into.set(result.subarray(region.c, region.c + rows * cols), at + r0 * width)
-      return true
+    const module = this.#module
+    let sharedId: number
+    if (alongRows) {
+      copyBlock(b, bAt, k, n, transposeB, 0, k, 0, n, module.HEAPF32, region.b)
+      sharedId = this.#register(region.b, k * n)
+    } else {
+      copyBlock(a, aAt, m, k, transposeA, 0, m, 0, k, module.HEAPF32, region.a)
+      sharedId = this.#register(region.a, m * k)
     }
-    for (let r = 0; r < rows; r++) {
-      const row = region.c + r * cols
-      into.set(result.subarray(row, row + cols), at + (r0 + r) * width + c0)
+    try {
+      for (let index = claim(); index >= 0; index = claim()) {
+        const { r0, r1, c0, c1 } = blockOf(split, m, n, index)
+        const rows = r1 - r0
+        const cols = c1 - c0
+        let ownId: number
+        if (alongRows) {
+          copyBlock(a, aAt, m, k, transposeA, r0, r1, 0, k, module.HEAPF32, region.a)
+          ownId = this.#register(region.a, rows * k)
+        } else {
+          copyBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, module.HEAPF32, region.b)
+          ownId = this.#register(region.b, k * cols)
+        }
+        const cId = this.#register(region.c, rows * cols)
+        try {
+          if (alongRows) this.#run(ownId, sharedId, cId, rows, k, cols)
+          else this.#run(sharedId, ownId, cId, rows, k, cols)
+        } finally {
+          module._dispose_data(ownId)
+          module._dispose_data(cId)
+        }
+        // the call may have grown the heap (XNNPACK's packed weights): read the view again
+        const result = module.HEAPF32
+        if (c0 === 0 && c1 === width)
+          into.set(result.subarray(region.c, region.c + rows * cols), at + r0 * width)
+        else
+          for (let r = 0; r < rows; r++) {
+            const row = region.c + r * cols
+            into.set(result.subarray(row, row + cols), at + (r0 + r) * width + c0)
+          }
+        done?.(index)
+      }
+    } finally {
+      module._dispose_data(sharedId)
     }
     return true
   }
@@ -560,7 +634,7 @@ export async function instantiateKernels(
     const expected = matmulReference(a, b, m, k, n, ta, tb)
     const got = new Float32Array(m * n)
     const operands = { a, aAt: 0, b, bAt: 0, m, k, n, transposeA: ta, transposeB: tb }
-    kernels.matmulBlock(operands, { r0: 0, r1: m, c0: 0, c1: n }, got, 0, n)
+    kernels.matmulBlocks(operands, wholeOf(m), once(), got, 0, n)
     // small integers: every float32 sum is exact
     if (got.some((value, i) => value !== expected[i])) {
       return { error: `its matmul (transposeA ${ta}, transposeB ${tb}) disagrees with the reference` }

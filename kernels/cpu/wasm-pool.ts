@@ -1,30 +1,38 @@
 // The wasm cpu engine's worker threads (wasm-worker.ts), each with its own instance of the module, and
 // the split of a product among them and the calling thread.
 //
-// A product of at least PARALLEL_WORK_MIN multiply-adds is split along C's longer side into `threads`
-// fixed blocks (rows, or columns starting at multiples of BLOCK_ALIGN): the calling thread copies A
-// and B into a SharedArrayBuffer, wakes the workers (Atomics.notify), computes block 0 itself from
-// the caller's arrays, then waits (Atomics.wait, synchronous, as the ops are) for the workers' blocks,
-// which they write into the same buffer. Every element of C is computed whole by one thread, so the
-// bits do not depend on the split (wasm-module.ts), nor on which thread computes a block.
+// A product of at least PARALLEL_WORK_MIN multiply-adds is split along C's longer side into blocks
+// (rows, or columns starting at multiples of BLOCK_ALIGN; about BLOCKS_PER_THREAD per thread, none
+// under BLOCK_WORK_MIN multiply-adds). The calling thread copies A and B into a SharedArrayBuffer,
+// wakes the idle workers (Atomics.notify), and then every thread claims blocks one at a time until
+// none is left (wasm-control.ts), so a thread that the OS runs less often computes fewer blocks and
+// nobody waits for it. The calling thread computes its blocks from the caller's arrays straight into
+// the result; the workers write theirs into the shared buffer, and the calling thread waits
+// (Atomics.wait, synchronous, as the ops are) for each block it did not compute and copies it over.
+// Every element of C is computed whole by one thread, so the bits depend neither on the blocks nor
+// on which thread computed each (wasm-module.ts).
 //
-// A worker that has not answered WORKER_WAIT_MIN_MS plus WORKER_WAIT_FACTOR times the calling thread's
-// own block after that block is done (dead, hung, or starved by the OS), or that failed its block, is
-// replaced by the calling thread, which computes the block itself: a failing worker costs time, never
-// a wrong or missing result, and never a hang. A worker that died or hung is dropped (terminated; the
-// buffer it may still write into is dropped too), and later products split the same way, the
-// calling thread computing its blocks. Workers are unref'd: they never keep the process alive.
+// A block that a worker claimed and has not finished WORKER_WAIT_MIN_MS plus WORKER_WAIT_FACTOR times
+// the product's time so far after the calling thread ran out of blocks (the worker died, hung, or is
+// starved by the OS), or that a worker failed, is computed by the calling thread: a failing worker
+// costs time, never a wrong or missing result, and never a hang. A worker that died or hung is dropped
+// (terminated; the buffer it may still write into is dropped too). A worker still busy with an
+// earlier product (woken late) sits the next one out. Workers are unref'd: they never keep the process
+// alive.
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
 import {
   A_AT,
+  ALONG_ROWS,
   B_AT,
+  BLOCK_FAILED,
+  BLOCKS_MAX,
   C_AT,
-  COLUMN_END,
-  COLUMN_START,
   CONTROL_SLOTS,
+  COUNT,
+  claimBlock,
   type DataMessage,
   DONE,
   FAULT,
@@ -32,19 +40,24 @@ import {
   FAULT_HANG,
   FAULT_NONE,
   GENERATION,
+  HEADER_SLOTS,
   JOB,
   JOB_MATMUL,
   JOB_STOP,
   K,
   M,
   N,
+  openClaims,
   REQUEST,
   type ReadyMessage,
-  ROW_END,
-  ROW_START,
+  STATE,
   STATUS,
-  STATUS_NO_MEMORY,
-  STATUS_OK,
+  STATUS_FAILED,
+  STEP,
+  setBlockState,
+  TAG,
+  TAG_MODULO,
+  THREAD,
   TRANSPOSE_A,
   TRANSPOSE_B,
   type WorkerStart,
@@ -52,8 +65,10 @@ import {
 import {
   BLOCK_ALIGN,
   type Block,
+  blockOf,
   type CompiledModule,
   type MatmulOperands,
+  type Split,
   type WasmKernels,
 } from './wasm-module.js'
 
@@ -64,16 +79,24 @@ const log = logger('shardnet:kernels:cpu:wasm')
  * product (2^21) split in two ran at 0.9x whole, 256^3 at 1.5x
  */
 export const PARALLEL_WORK_MIN = 2 ** 22
-/** how long the calling thread waits for a worker after its own block, at the least (ms) */
+/** blocks a product is split into per thread, where each still has BLOCK_WORK_MIN multiply-adds */
+export const BLOCKS_PER_THREAD = 4
+/** the fewest multiply-adds in a block (a block costs a few microseconds besides its work) */
+export const BLOCK_WORK_MIN = 2 ** 20
+/** floats of B in a block of columns, where B is larger (512 KiB: within a core's L2 cache) */
+export const B_BLOCK_FLOATS = 2 ** 17
+/** the narrowest block of columns of that kind */
+export const COLUMN_BLOCK_MIN = 64
+/** how long the calling thread waits for a worker's block after running out of blocks, at the least (ms) */
 export const WORKER_WAIT_MIN_MS = 1_000
-/** ... and in multiples of the time its own block took */
+/** ... and in multiples of the product's time until then */
 export const WORKER_WAIT_FACTOR = 10
 /** how long a worker may take to start (register the TypeScript loader, instantiate the module) */
 export const WORKER_START_TIMEOUT_MS = 30_000
-/** the largest shared buffer for A, B and C (floats); larger products stay on the calling thread */
-const SHARED_FLOATS_MAX = 2 ** 28
+/** the largest shared buffer (header, A, B and C, in 4-byte slots); larger products stay on the calling thread */
+const SHARED_SLOTS_MAX = 2 ** 28
 
-/** a fault the tests inject into one worker's next job */
+/** a fault the tests inject into one worker's next claimed block */
 export type WorkerFault = 'exit' | 'hang'
 
 /**
@@ -126,7 +149,7 @@ class PoolWorker {
     this.started = new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         log('wasm worker %d did not start in %d ms', index, WORKER_START_TIMEOUT_MS)
-        this.drop()
+        void this.drop()
         resolve()
       }, WORKER_START_TIMEOUT_MS)
       timer.unref()
@@ -135,7 +158,7 @@ class PoolWorker {
         if (message.ready && this.state === 'starting') this.state = 'ready'
         else {
           if (!message.ready) log('wasm worker %d could not start: %s', index, message.error)
-          this.drop()
+          void this.drop()
         }
         resolve()
       })
@@ -149,36 +172,33 @@ class PoolWorker {
     })
   }
 
+  /** ready, and done with its last job (a worker woken late may still be in an earlier product) */
+  get idle(): boolean {
+    return this.state === 'ready' && Atomics.load(this.control, DONE) === this.sequence
+  }
+
   /** sends the data buffer of a generation (before the job that uses it) */
   sendData(message: DataMessage): void {
     this.#port.postMessage(message)
     this.generation = message.generation
   }
 
-  /** starts a job whose slots are already written; returns its sequence number */
-  post(job: number): number {
+  /** starts a job whose slots are already written */
+  post(job: number): void {
     this.control[JOB] = job
     this.sequence++
     Atomics.store(this.control, REQUEST, this.sequence)
     Atomics.notify(this.control, REQUEST)
-    return this.sequence
   }
 
-  /** whether the job `sequence` finished before `deadline` (performance.now()), waiting for it */
-  await(sequence: number, deadline: number): boolean {
-    for (;;) {
-      const done = Atomics.load(this.control, DONE)
-      if (done === sequence) return true
-      const left = deadline - performance.now()
-      if (left <= 0) return false
-      Atomics.wait(this.control, DONE, done, left)
+  /** what the worker said about its failed jobs, if anything */
+  failures(): string {
+    const messages: string[] = []
+    for (let received = receiveMessageOnPort(this.#port); received !== undefined; ) {
+      messages.push(String(received.message))
+      received = receiveMessageOnPort(this.#port)
     }
-  }
-
-  /** what the worker said about its failed job, if it said anything */
-  failure(): string {
-    const received = receiveMessageOnPort(this.#port)
-    return received === undefined ? 'no message' : String(received.message)
+    return messages.length === 0 ? 'no message' : messages.join('; ')
   }
 
   inject(fault: WorkerFault): void {
@@ -198,35 +218,80 @@ class PoolWorker {
   }
 }
 
-/** the blocks of C for `threads` threads: along its longer side, aligned to BLOCK_ALIGN */
-export function splitBlocks(m: number, n: number, threads: number): Block[] {
+const alignUp = (value: number) => Math.ceil(value / BLOCK_ALIGN) * BLOCK_ALIGN
+const alignDown = (value: number) => Math.floor(value / BLOCK_ALIGN) * BLOCK_ALIGN
+
+/**
+ * C's blocks for a product on `threads` threads (the calling thread computes them one after the other
+ * when it is alone). Blocks of columns where there are enough of them, because each thread then
+ * packs only its blocks' part of B (XNNPACK packs B at about 4 ns a float: at n = 256, a fifth of a
+ * product's time), where blocks of rows have every thread pack all of B; blocks of columns need A
+ * whole, which each thread copies (cheaper than packing).
+ * - Blocks of columns at most as wide as keeps their part of B within B_BLOCK_FLOATS (a core's cache:
+ *   XNNPACK reads the packed B once per few rows of A; on one thread at n = 1024 and 2048 such blocks
+ *   ran at 1.04-1.08x the whole product), at least COLUMN_BLOCK_MIN wide (narrower ones ran slower
+ *   than whole), about BLOCKS_PER_THREAD a thread; used when there are at least two a thread (or,
+ *   on one thread, where B is larger than B_BLOCK_FLOATS).
+ * - Else blocks along C's longer side (rows on a tie), about BLOCKS_PER_THREAD a thread, each of at
+ *   least BLOCK_WORK_MIN multiply-adds where C is large enough.
+ * At most BLOCKS_MAX blocks; every block but the last is a multiple of BLOCK_ALIGN wide.
+ */
+export function splitOf(m: number, k: number, n: number, threads: number): Split {
+  const cacheWidth = Math.max(COLUMN_BLOCK_MIN, alignDown(B_BLOCK_FLOATS / k), alignUp(n / BLOCKS_MAX))
+  if (threads === 1) {
+    return k * n > B_BLOCK_FLOATS && n > cacheWidth
+      ? { alongRows: false, step: cacheWidth, count: Math.ceil(n / cacheWidth) }
+      : { alongRows: true, step: m, count: 1 }
+  }
+  const width = Math.max(
+    COLUMN_BLOCK_MIN,
+    Math.min(cacheWidth, alignUp(n / (threads * BLOCKS_PER_THREAD))),
+    alignUp(n / BLOCKS_MAX),
+  )
+  if (Math.ceil(n / width) >= 2 * threads)
+    return { alongRows: false, step: width, count: Math.ceil(n / width) }
   const alongRows = m >= n
   const side = alongRows ? m : n
-  const step = Math.ceil(Math.ceil(side / threads) / BLOCK_ALIGN) * BLOCK_ALIGN
-  const blocks: Block[] = []
-  for (let start = 0; start < side; start += step) {
-    const end = Math.min(start + step, side)
-    blocks.push(alongRows ? { r0: start, r1: end, c0: 0, c1: n } : { r0: 0, r1: m, c0: start, c1: end })
+  const across = alongRows ? n : m
+  const step = alignUp(
+    Math.max(
+      Math.ceil(side / (threads * BLOCKS_PER_THREAD)),
+      Math.ceil(BLOCK_WORK_MIN / (k * across)),
+      Math.ceil(side / BLOCKS_MAX),
+      1,
+    ),
+  )
+  return { alongRows, step, count: Math.ceil(side / step) }
+}
+
+/** a claim function that hands out block `index` once */
+function onlyBlock(index: number): () => number {
+  let given = false
+  return () => {
+    if (given) return -1
+    given = true
+    return index
   }
-  return blocks
 }
 
 export class WasmWorkerPool {
   readonly #workers: PoolWorker[]
-  /** the shared buffer for A, B and C, and its generation (a new one when it grows or a worker is dropped) */
-  #data: Float32Array | undefined
+  /** the shared buffer for the header, A, B and C, and its generation (new when it grows or a worker is dropped) */
+  #data: { header: Int32Array; floats: Float32Array } | undefined
   #generation = 0
+  #tag = 0
   /** every worker has started or failed to */
   readonly started: Promise<void>
+  /** products split among the threads so far */
+  split = 0
+  /** blocks of them that workers computed */
+  workerBlocks = 0
 
   /** starts `count` workers on the compiled module; they get ready in the background */
   constructor(compiled: CompiledModule, count: number) {
     this.#workers = Array.from({ length: count }, (_, index) => new PoolWorker(compiled, index))
     this.started = Promise.all(this.#workers.map((worker) => worker.started)).then(() => {})
   }
-
-  /** products split among the threads so far */
-  split = 0
 
   /** how many workers answer jobs now */
   get ready(): number {
@@ -238,90 +303,111 @@ export class WasmWorkerPool {
     return this.#workers.length + 1
   }
 
-  /** for the tests: the worker's next job fails as a crash ('exit') or a hang would */
+  /** for the tests: the worker's next claimed block fails as a crash ('exit') or a hang would */
   injectFault(index: number, fault: WorkerFault): void {
     this.#workers[index].inject(fault)
   }
 
   /**
-   * C = op(A) op(B) split among the threads, or undefined when it should stay whole on the calling
-   * thread (small, too large for the shared buffer, or no worker ready) or the calling thread's
-   * module cannot hold its block.
+   * C = op(A) op(B) in the blocks of `split` (splitOf for this.threads) among the threads, or
+   * undefined when the calling thread should compute it alone (one block, too large for the shared
+   * buffer, no worker idle) or its module cannot hold its operands.
    */
-  matmul(local: WasmKernels, operands: MatmulOperands): Float32Array | undefined {
+  matmul(local: WasmKernels, operands: MatmulOperands, split: Split): Float32Array | undefined {
     const { a, b, m, k, n, transposeA, transposeB } = operands
-    if (m * k * n < PARALLEL_WORK_MIN || this.ready === 0) return undefined
-    const total = m * k + k * n + m * n
-    if (total > SHARED_FLOATS_MAX) return undefined
-    const blocks = splitBlocks(m, n, this.threads)
-    if (blocks.length < 2) return undefined
-
-    const data = this.#dataOf(total)
-    const bAt = m * k
+    if (split.count < 2) return undefined
+    const helpers = this.#workers.filter((worker) => worker.idle)
+    if (helpers.length === 0) return undefined
+    const aAt = HEADER_SLOTS
+    const bAt = aAt + m * k
     const cAt = bAt + k * n
-    // the workers' operands: A (only the rows they need where A's rows are stored whole) and B
-    if (!transposeA && blocks[0].r1 < m && blocks[0].c0 === 0 && blocks[0].c1 === n)
-      data.set(a.subarray(blocks[0].r1 * k, m * k), blocks[0].r1 * k)
-    else data.set(a.subarray(0, m * k), 0)
-    data.set(b.subarray(0, k * n), bAt)
+    if (cAt + m * n > SHARED_SLOTS_MAX) return undefined
 
-    const posted: { worker: PoolWorker; block: Block; sequence: number }[] = []
-    const mine: Block[] = [blocks[0]]
-    for (let i = 1; i < blocks.length; i++) {
-      const worker = this.#workers[i - 1]
-      if (worker === undefined || worker.state !== 'ready') {
-        mine.push(blocks[i])
-        continue
-      }
+    const { header, floats } = this.#dataOf(cAt + m * n)
+    floats.set(a.subarray(0, m * k), aAt)
+    floats.set(b.subarray(0, k * n), bAt)
+    this.#tag = (this.#tag + 1) % TAG_MODULO
+    const tag = this.#tag
+    openClaims(header, tag, split.count)
+    for (const worker of helpers) {
       if (worker.generation !== this.#generation)
-        worker.sendData({ generation: this.#generation, data: data.buffer as SharedArrayBuffer })
+        worker.sendData({ generation: this.#generation, data: header.buffer as SharedArrayBuffer })
       const control = worker.control
-      const block = blocks[i]
       control[GENERATION] = this.#generation
       control[M] = m
       control[K] = k
       control[N] = n
       control[TRANSPOSE_A] = transposeA ? 1 : 0
       control[TRANSPOSE_B] = transposeB ? 1 : 0
-      control[ROW_START] = block.r0
-      control[ROW_END] = block.r1
-      control[COLUMN_START] = block.c0
-      control[COLUMN_END] = block.c1
-      control[A_AT] = 0
+      control[ALONG_ROWS] = split.alongRows ? 1 : 0
+      control[STEP] = split.step
+      control[COUNT] = split.count
+      control[TAG] = tag
+      control[THREAD] = this.#workers.indexOf(worker) + 1
+      control[A_AT] = aAt
       control[B_AT] = bAt
       control[C_AT] = cAt
-      posted.push({ worker, block, sequence: worker.post(JOB_MATMUL) })
+      worker.post(JOB_MATMUL)
     }
-
     this.split++
+
     const c = new Float32Array(m * n)
     const began = performance.now()
-    for (const block of mine) if (!local.matmulBlock(operands, block, c, 0, n)) return undefined
+    const claim = () => claimBlock(header, tag, split.count, 0)
+    const done = (index: number) => setBlockState(header, index, -1)
+    if (!local.matmulBlocks(operands, split, claim, c, 0, n, done)) {
+      // nothing claimed here: stop the claims, and leave the buffer to the workers still writing
+      openClaims(header, (tag + 1) % TAG_MODULO, 0)
+      this.#data = undefined
+      return undefined
+    }
     const deadline = performance.now() + WORKER_WAIT_MIN_MS + WORKER_WAIT_FACTOR * (performance.now() - began)
-    for (const { worker, block, sequence } of posted) {
-      let why: string | undefined
-      if (!worker.await(sequence, deadline)) {
-        why = `no answer in ${Math.round(deadline - began)} ms`
-        // it may still write into the buffer: later products use a new one
-        this.#data = undefined
-        void worker.drop()
-      } else if (worker.control[STATUS] !== STATUS_OK) {
-        why = worker.control[STATUS] === STATUS_NO_MEMORY ? 'its module is out of memory' : worker.failure()
-      }
-      if (why === undefined) {
-        copyBlockOfC(data, cAt, block, n, c)
+    for (let index = 0; index < split.count; index++) {
+      const state = this.#awaitBlock(header, index, deadline)
+      if (state === -1) continue
+      if (state < 0 && state !== BLOCK_FAILED) {
+        copyBlockOfC(floats, cAt, blockOf(split, m, n, index), n, c)
+        this.workerBlocks++
         continue
       }
-      log('wasm worker: block %o of %dx%dx%d computed on the calling thread: %s', block, m, k, n, why)
-      if (!local.matmulBlock(operands, block, c, 0, n)) return undefined
+      let why: string
+      if (state === BLOCK_FAILED) why = 'it failed'
+      else {
+        why = `no answer in ${Math.round(deadline - began)} ms`
+        const worker = this.#workers[state - 2]
+        if (worker !== undefined) {
+          why = `worker ${state - 2}: ${why}`
+          void worker.drop()
+        }
+        // a worker may still write into the buffer: later products use a new one
+        this.#data = undefined
+      }
+      log('wasm block %d of %dx%dx%d computed on the calling thread: %s', index, m, k, n, why)
+      if (!local.matmulBlocks(operands, split, onlyBlock(index), c, 0, n)) return undefined
+    }
+    for (const worker of helpers) {
+      if (Atomics.load(worker.control, DONE) === worker.sequence && worker.control[STATUS] === STATUS_FAILED)
+        log('wasm worker %d: %s', this.#workers.indexOf(worker), worker.failures())
     }
     return c
   }
 
-  /** the shared buffer, at least `floats` long (a new generation when it grows) */
-  #dataOf(floats: number): Float32Array {
-    if (this.#data === undefined || this.#data.length < floats) {
-      this.#data = new Float32Array(new SharedArrayBuffer(floats * 4))
+  /** block `index`'s state once it is computed or failed, or its state at the deadline */
+  #awaitBlock(header: Int32Array, index: number, deadline: number): number {
+    for (;;) {
+      const state = Atomics.load(header, STATE + index)
+      if (state < 0) return state
+      const left = deadline - performance.now()
+      if (left <= 0) return state
+      Atomics.wait(header, STATE + index, state, left)
+    }
+  }
+
+  /** the shared buffer, at least `slots` 4-byte slots long (a new generation when it grows) */
+  #dataOf(slots: number): { header: Int32Array; floats: Float32Array } {
+    if (this.#data === undefined || this.#data.floats.length < slots) {
+      const buffer = new SharedArrayBuffer(slots * 4)
+      this.#data = { header: new Int32Array(buffer, 0, HEADER_SLOTS), floats: new Float32Array(buffer) }
       this.#generation++
     }
     return this.#data
