@@ -221,17 +221,30 @@ describe('generation through a chain of libp2p span servers', () => {
 
   it("runs a hop on the client's own span in-process", async () => {
     await hosts[0].load({ model: modelId, directory: join(root, 'model'), start: 0, end: 2 })
+    let otherId: string | undefined
     try {
       const { api } = await serving(['s23'])
       const req = request({ maxTokens: 30, temperature: 0.5, seed: 6 })
       const { bytes, result } = await run(api, req)
       expect(bytes).toEqual(await local(req))
       expect(result.chain[0]).toEqual({ peerId: client.peerId.toString(), start: 0, end: 2, local: true })
+      // a second model of which this node serves half and nobody the rest: listed, with no chain
+      const other = join(root, 'other')
+      await saveGptModel(other, config, testParameters(config, 12), { ...MANIFEST, model: 'other' })
+      otherId = (await publishModel(other, client.services.blocks)).modelId
+      await hosts[0].load({ model: otherId, directory: other, start: 0, end: 2 })
       const listed = await api.models()
-      expect(listed[0].served).toEqual([{ start: 0, end: 2 }])
+      expect(listed.map((m) => [m.model, m.name, m.served, m.chainFound])).toEqual([
+        [modelId, 'gpt', [{ start: 0, end: 2 }], true],
+        [otherId, 'other', [{ start: 0, end: 2 }], false],
+      ])
+      const uncovered = api.generate(request({ model: otherId }))
+      await expect(collect(uncovered)).rejects.toThrow(/no server covers blocks 2-3 of 4/)
+      await expect(uncovered.result).rejects.toMatchObject({ code: 'unavailable' })
       await api.close()
     } finally {
       await hosts[0].unload(modelId)
+      if (otherId !== undefined) await hosts[0].unload(otherId)
     }
   })
 
