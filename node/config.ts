@@ -57,7 +57,7 @@ const peerIdString = z.string().refine(
 
 /** Models one node serves at most (each is one span in its capability record). */
 export const SERVE_ENTRIES_MAX = CAPABILITY_SPANS_MAX
-/** The smallest serve memory budget accepted (1 MiB: the placement refuses a model whose block needs more). */
+/** The smallest serve memory budget accepted (1 MiB); the placement refuses a block that needs more. */
 export const SERVE_MEMORY_BYTES_MIN = 1024 * 1024
 
 /** The memory a node spends on the spans it serves when the config does not say: half the machine's. */

@@ -200,7 +200,7 @@ export class Daemon implements ApiNode {
   readonly backend: Backend
   /** the spans of models' blocks this node serves over /shardnet/span/1.0.0 */
   readonly spans: SpanHost
-  /** what this node was asked to serve (`shardnet node serve`, the config's `serve`), with each one's state */
+  /** what this node was asked to serve (`shardnet node serve`, the config's `serve`), with their states */
   readonly served: ServedModels
   /** generation through a chain of span servers (the API's /v1/generate and OpenAI routes) */
   readonly serving: NetworkServing

@@ -114,7 +114,8 @@ export function chooseSpan(request: PlacementRequest): { start: number; end: num
   if (fit === 0) {
     throw new PlacementError(
       `one block of this model needs ${spanMemoryBytes(request.memory, 1)} bytes (weights and ` +
-        `${request.memory.sessionsMax} sessions' caches), above the ${Math.max(0, request.memoryBytes)} bytes ` +
+        `${request.memory.sessionsMax} sessions' caches), above the ` +
+        `${Math.max(0, request.memoryBytes)} bytes ` +
         'of the serve memory budget left',
     )
   }

@@ -294,8 +294,8 @@ export class ServedModels {
     if (!isId && !isAbsolute(request.model)) {
       throw new ServeRequestError(
         400,
-        `"${request.model.slice(0, 200)}" is neither a model id (a CIDv1 string) nor the absolute path of a ` +
-          'model directory',
+        `"${request.model.slice(0, 200)}" is neither a model id (a CIDv1 string) nor the absolute path ` +
+          'of a model directory',
       )
     }
     const shape = isId ? await this.packageShape(request.model) : await this.directoryShape(request.model)

@@ -202,7 +202,7 @@ describe('serving spans of a model from daemons', () => {
     expect((await listing(a)).entries.map((e) => e.model)).toEqual([directory])
   }, 60_000)
 
-  it('a server that stops serving the model is no longer found, though its provider entry lasts', async () => {
+  it('a server that stops serving the model is not found, though its provider entry lasts', async () => {
     const [a, b, c] = daemons
     const before = c.host.services.discovery.counters().rejected['not-serving']
     expect(await b.spans.unload(modelId)).toBe(true)
