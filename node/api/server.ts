@@ -101,6 +101,7 @@ export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freez
   // the spans this node serves (node/api/serving-routes.ts): listing them is a dashboard's, serving is admin
   'GET /v1/serve': 'read',
   'POST /v1/serve': 'admin',
+  'POST /v1/serve/stop': 'admin',
 })
 
 /** the scope a route needs: its entry in API_ROUTE_SCOPES, else admin (unlisted routes fail closed) */
