@@ -30,6 +30,18 @@ export const GENERATE_API_LIMITS = {
   verifyMax: 1,
 }
 
+/**
+ * How long a generation route may go without a byte (the first one included: finding a chain and
+ * fetching the model's ends can take a while on first use) before it is aborted. The chain notices
+ * a stalled server sooner (its step timeout) and replaces it; this is the backstop.
+ */
+export const GENERATION_IDLE_TIMEOUT_MS_DEFAULT = 120_000
+
+export interface GenerationRouteOptions {
+  /** @default GENERATION_IDLE_TIMEOUT_MS_DEFAULT */
+  idleTimeoutMs?: number
+}
+
 /** the HTTP status of each ServingError code */
 export const SERVING_ERROR_STATUS: Readonly<Record<ServingError['code'], number>> = Object.freeze({
   'bad-request': 400,
@@ -284,12 +296,19 @@ function generateError(status: number, message: string, code?: string, param?: s
   })
 }
 
-/** The route `shardnet generate --network` calls; `servingOf` throws ApiError 503 while there is none. */
-export function generateRoutes(servingOf: () => ServingApi): ApiRoute[] {
+/**
+ * The route `shardnet generate --network` calls; `servingOf` throws ApiError 503 while there is none.
+ * Aborted after `idleTimeoutMs` without a byte.
+ */
+export function generateRoutes(
+  servingOf: () => ServingApi,
+  options: GenerationRouteOptions = {},
+): ApiRoute[] {
   return [
     {
       method: 'POST',
       path: '/v1/generate',
+      timeoutMs: options.idleTimeoutMs ?? GENERATION_IDLE_TIMEOUT_MS_DEFAULT,
       handle: async ({ body, signal }) => {
         let parsed: Omit<NetworkGenerateRequest, 'signal'>
         try {

@@ -28,7 +28,9 @@ import { randomBytes, randomInt } from 'node:crypto'
 import type { NetworkGenerateRequest, NetworkGenerateResult, ServingApi } from '../serving/api.js'
 import {
   GENERATE_API_LIMITS,
+  GENERATION_IDLE_TIMEOUT_MS_DEFAULT,
   GenerateRequestError,
+  type GenerationRouteOptions,
   integerField,
   numberField,
   resolveModel,
@@ -404,10 +406,12 @@ async function inOpenAiShape<T>(work: () => Promise<T>): Promise<T> {
 
 /**
  * GET /v1/models, POST /v1/completions, POST /v1/chat/completions over the node's ServingApi;
- * `servingOf` throws ApiError 503 while there is none (the daemon starting).
+ * `servingOf` throws ApiError 503 while there is none (the daemon starting). A completion is aborted
+ * after `idleTimeoutMs` without a byte.
  */
-export function openAiRoutes(servingOf: () => ServingApi): ApiRoute[] {
+export function openAiRoutes(servingOf: () => ServingApi, options: GenerationRouteOptions = {}): ApiRoute[] {
   const errorBody = (status: number, message: string) => openAiErrorBody(status, message)
+  const timeoutMs = options.idleTimeoutMs ?? GENERATION_IDLE_TIMEOUT_MS_DEFAULT
   return [
     {
       method: 'GET',
@@ -434,12 +438,14 @@ export function openAiRoutes(servingOf: () => ServingApi): ApiRoute[] {
       method: 'POST',
       path: '/v1/completions',
       errorBody,
+      timeoutMs,
       handle: (request) => inOpenAiShape(() => complete('completion', servingOf(), request)),
     },
     {
       method: 'POST',
       path: '/v1/chat/completions',
       errorBody,
+      timeoutMs,
       handle: (request) => inOpenAiShape(() => complete('chat', servingOf(), request)),
     },
   ]

@@ -65,6 +65,11 @@ export interface ApiRoute {
   /** returns a JSON-serialisable value, or an ApiStream */
   handle(request: ApiRequest): Promise<unknown>
   /**
+   * How long this route may go without progress (see ApiRequest.progress) before its signal aborts;
+   * the server's request timeout when absent. Generation routes wait longer for their first byte.
+   */
+  timeoutMs?: number
+  /**
    * The body of an error the server itself answers on this route (no or wrong token 401, read token
    * 403, body too large 413, not JSON 400, timeout 503, 500); `{ error: message }` when absent.
    */
@@ -201,11 +206,14 @@ interface RequestState {
   /** the connection closed before the response was complete */
   clientGone: boolean
   progress(): void
+  /** how long the request may go without progress from now on (the route's own timeout) */
+  setTimeout(ms: number): void
   finish(): void
 }
 
-function requestState(response: ServerResponse, timeoutMs: number): RequestState {
+function requestState(response: ServerResponse, initialTimeoutMs: number): RequestState {
   let timer: NodeJS.Timeout | undefined
+  let timeoutMs = initialTimeoutMs
   const state: RequestState = {
     controller: new AbortController(),
     route: undefined,
@@ -218,6 +226,10 @@ function requestState(response: ServerResponse, timeoutMs: number): RequestState
         state.timedOut = true
         state.controller.abort(new DOMException('request timed out', 'TimeoutError'))
       }, timeoutMs)
+    },
+    setTimeout: (ms: number) => {
+      timeoutMs = ms
+      state.progress()
     },
     finish: () => clearTimeout(timer),
   }
@@ -346,6 +358,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       response.end(text)
       return
     }
+    if (route.timeoutMs !== undefined) state.setTimeout(route.timeoutMs)
     const body = request.method === 'POST' ? await readBody(request, bodyBytesMax) : undefined
     const result = await route.handle({
       url,

@@ -158,7 +158,10 @@ beforeAll(async () => {
     readToken: READ,
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
     metrics: metrics(),
-    routes: [...openAiRoutes(() => serving), ...generateRoutes(() => serving)],
+    routes: [
+      ...openAiRoutes(() => serving, { idleTimeoutMs: REQUEST_TIMEOUT_MS }),
+      ...generateRoutes(() => serving, { idleTimeoutMs: REQUEST_TIMEOUT_MS }),
+    ],
   })
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: ADMIN, maxRetries: 0 })
 })
@@ -405,17 +408,31 @@ describe('OpenAI-compatible routes', () => {
     expect(serving.ends).toEqual(['TimeoutError'])
   })
 
+  it("a generation route waits for its first byte by its own idle timeout, not the server's", async () => {
+    const quick = await startApiServer({
+      port: 0,
+      token: ADMIN,
+      requestTimeoutMs: 100,
+      metrics: metrics(),
+      routes: openAiRoutes(() => serving, { idleTimeoutMs: 5_000 }),
+    })
+    onTestFinished(() => quick.close())
+    // the first byte after 4 of the server's timeouts (finding a chain, fetching the model's ends)
+    serving.script = { pieces: bytes('late'), delayMs: (index) => (index === 0 ? 400 : 0) }
+    const late = new OpenAI({ baseURL: `${quick.url}/v1`, apiKey: ADMIN, maxRetries: 0 })
+    expect((await late.completions.create({ model: MODEL, prompt: 'hi' })).choices[0].text).toBe('late')
+  })
+
   it('backpressure: a client that stops reading stops the source; leaving aborts the generation', async () => {
     const piece = new Uint8Array(16 * 1024).fill(0x61)
     serving.script = { pieces: () => piece }
     serving.pulls = 0
     serving.ends.length = 0
     const body = JSON.stringify({ model: MODEL, prompt: 'hi', stream: true, max_tokens: 100_000 })
-    // a request timeout longer than this test's pauses: the abort is the client's leaving
+    // the routes' default idle timeout, longer than this test's pauses: the abort is the client's leaving
     const patient = await startApiServer({
       port: 0,
       token: ADMIN,
-      requestTimeoutMs: 30_000,
       metrics: metrics(),
       routes: openAiRoutes(() => serving),
     })
