@@ -1,7 +1,7 @@
 // Control API routes for the spans this node serves: POST /v1/serve (admin) asks it to serve a model
-// directory or a model id, optionally a given span ("blocks": "A-B", inclusive); GET /v1/serve (read)
-// lists what it serves, each entry with its state (node/serving/served-models.ts). `shardnet node serve`
-// is their client.
+// directory or a model id, optionally a given span ("blocks": "A-B", inclusive); POST /v1/serve/stop
+// (admin) stops serving one; GET /v1/serve (read) lists what it serves, each entry with its state
+// (node/serving/served-models.ts). `shardnet node serve` is their client.
 import type { ServedModels, ServeEntry } from '../serving/served-models.js'
 import { ServeRequestError } from '../serving/served-models.js'
 import { ApiError, type ApiRoute } from './server.js'
@@ -33,6 +33,22 @@ export function servingRoutes(servedOf: () => ServedModels): ApiRoute[] {
         try {
           const entry = await servedOf().serve({ model, ...(blocks === undefined ? {} : { blocks }) })
           return { entry }
+        } catch (error) {
+          if (error instanceof ServeRequestError) throw new ApiError(error.status, error.message)
+          throw error
+        }
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/serve/stop',
+      handle: async ({ body }) => {
+        const model = (body as { model?: unknown } | undefined)?.model
+        if (typeof model !== 'string' || model === '') {
+          throw new ApiError(400, 'expected {"model": "<model directory or model id being served>"}')
+        }
+        try {
+          return { entry: await servedOf().unserve(model) }
         } catch (error) {
           if (error instanceof ServeRequestError) throw new ApiError(error.status, error.message)
           throw error

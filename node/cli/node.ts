@@ -340,6 +340,7 @@ export function register(program: Command): void {
       'serve blocks A through B (inclusive, from 0); default: as many as the memory budget holds, where ' +
         'the network covers the model thinnest',
     )
+    .option('--stop', 'stop serving MODEL (a config entry is served again at the next start)')
     .option(
       '--wait-seconds <s>',
       'how long to wait for the span to be served (0: return once the daemon took the request)',
@@ -351,9 +352,16 @@ export function register(program: Command): void {
     .action(
       async (
         model: string | undefined,
-        flags: { blocks?: string; waitSeconds: number; dataDir: string; json?: boolean },
+        flags: { blocks?: string; stop?: boolean; waitSeconds: number; dataDir: string; json?: boolean },
       ) => {
         const client = await connectToDaemon(flags.dataDir)
+        if (flags.stop === true) {
+          if (model === undefined) throw new UserError('--stop needs the MODEL to stop serving')
+          const named = isModelId(model) ? model : resolve(model)
+          const { entry } = await client.post<{ entry: ServeEntry }>('/v1/serve/stop', { model: named })
+          print(flags.json === true, entry, `stopped serving ${entry.modelId ?? entry.model}`)
+          return
+        }
         if (model === undefined) {
           const listing = await client.get<ServeListing>('/v1/serve')
           print(flags.json === true, listing, formatServeListing(listing))

@@ -67,7 +67,7 @@ export interface ServeRequest {
 /**
  * preparing: checked, waiting its turn; publishing: storing a directory's files as blocks; fetching:
  * fetching a model id's files; placing: looking at the other servers; loading: the span onto the backend;
- * serving; failed (see `error`).
+ * serving; failed (see `error`); stopped (in unserve's answer only).
  */
 export type ServeState =
   | 'preparing'
@@ -77,6 +77,7 @@ export type ServeState =
   | 'loading'
   | 'serving'
   | 'failed'
+  | 'stopped'
 
 /** One model this node serves or is about to, as GET /v1/serve shows it. */
 export interface ServeEntry {
@@ -269,6 +270,28 @@ export class ServedModels {
       used += job.entry.memoryBytes ?? 0
     }
     return used
+  }
+
+  /**
+   * Stops serving `model` (as it was asked for: a directory or a model id, or the model id of either):
+   * its span is unloaded, its sessions end, and it is dropped from serving.json. A config entry is served
+   * again at the next start. Throws ServeRequestError (404) when nothing of that name is served.
+   */
+  async unserve(model: string): Promise<ServeEntry> {
+    const key =
+      [...this.jobs.keys()].find((k) => k === model) ??
+      [...this.jobs.entries()].find(([, job]) => job.modelId === model)?.[0]
+    const job = key === undefined ? undefined : this.jobs.get(key)
+    if (key === undefined || job === undefined) {
+      throw new ServeRequestError(404, `this node does not serve ${model.slice(0, 200)}`)
+    }
+    this.jobs.delete(key)
+    if (job.entry.source === 'api') await this.writeState()
+    // another entry of the same model (its directory and its id) keeps the span
+    const shared = [...this.jobs.values()].some((other) => other.modelId === job.modelId)
+    if (job.modelId !== undefined && !shared) await this.init.spans.unload(job.modelId)
+    log('stopped serving %s', job.entry.model)
+    return { ...job.entry, state: 'stopped' }
   }
 
   get memoryBytes(): number {

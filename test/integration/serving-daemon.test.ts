@@ -4,8 +4,8 @@
 // the cached copy is the same model to loadGpt) and, without --blocks, placing its span on the blocks
 // nobody covers (2-3) within a memory budget of two blocks; a third daemon finds both servers and their
 // spans through the DHT, and stops finding one that no longer serves it. What `shardnet node serve` asked
-// survives a restart (serving.json), and so does the config's `serve`; bad requests to POST /v1/serve get
-// one clear 4xx sentence each.
+// survives a restart (serving.json), and so does the config's `serve`; POST /v1/serve/stop unloads a span;
+// bad requests to POST /v1/serve get one clear 4xx sentence each.
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -198,6 +198,12 @@ describe('serving spans of a model from daemons', () => {
     })
     expect(refused.status).toBe(403)
     expect((await apiRequest(a, '/v1/serve', { token: read })).status).toBe(200)
+    // stopping what is not served, or nothing
+    const stop = async (body: unknown) => apiRequest(a, '/v1/serve/stop', { method: 'POST', body })
+    const notServed = await stop({ model: join(directory, 'nope') })
+    expect(notServed.status).toBe(404)
+    expect(((await notServed.json()) as { error: string }).error).toMatch(/this node does not serve/)
+    expect((await stop({})).status).toBe(400)
     // nothing bad was kept
     expect((await listing(a)).entries.map((e) => e.model)).toEqual([directory])
   }, 60_000)
@@ -241,5 +247,10 @@ describe('serving spans of a model from daemons', () => {
       30_000,
       250,
     )
+    // stopped through the API: unloaded at once (the config serves it again at the next start)
+    const stopped = await apiRequest(again, '/v1/serve/stop', { method: 'POST', body: { model: modelId } })
+    expect(stopped.status).toBe(200)
+    expect(again.spans.spans()).toEqual([])
+    expect((await listing(again)).entries).toEqual([])
   }, 60_000)
 })

@@ -4,7 +4,8 @@
 // budget holds; an explicit span past what the budget has left, or a budget below one block, is refused
 // with the sizes; what the API asked is kept in serving.json and served again by the next start (a config
 // entry for the same model wins); a model id no peer has yet at start is tried again until its files
-// appear; and the same model asked for by its directory and then by its id is served once.
+// appear; the same model asked for by its directory and then by its id is served once, and stopping it
+// unloads its span and forgets it.
 import { mkdtemp, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -232,6 +233,13 @@ describe('served models', () => {
     expect(JSON.parse(await readFile(stateFile, 'utf8'))).toEqual({
       serve: [{ model: modelId, blocks: '2-3' }],
     })
+
+    // stopping it: the span is unloaded and nothing is kept for the next start
+    await expect(served.unserve(directory)).rejects.toThrow(`this node does not serve ${directory}`)
+    expect(await served.unserve(modelId)).toMatchObject({ state: 'stopped', modelId, start: 2, end: 4 })
+    expect(host.spans()).toEqual([])
+    expect(served.list()).toEqual([])
+    expect(JSON.parse(await readFile(stateFile, 'utf8'))).toEqual({ serve: [] })
     await served.stop()
   })
 })
