@@ -79,7 +79,8 @@ export function register(program: Command): void {
     )
     .option(
       '--stop <text...>',
-      `stop before any of these texts would be written (up to ${GENERATE_API_LIMITS.stopMax}; with --network)`,
+      `stop before any of these texts would be written (at most ${GENERATE_API_LIMITS.stopMax}; ` +
+        'with --network)',
     )
     .option(
       '--verify <r>',
@@ -198,8 +199,9 @@ export function describeNetworkResult(result: NetworkGenerateResult): string {
     (hop) => `${hop.local ? 'this node' : hop.peerId} (blocks ${hop.start}-${hop.end - 1})`,
   )
   const lines = [
-    `${result.tokens} bytes in ${result.seconds.toFixed(2)} s (${speed.toFixed(1)} tokens/s, first byte after ` +
-      `${Math.round(result.firstTokenMs)} ms${result.finishReason === 'stop' ? ', stopped at a stop text' : ''})`,
+    `${result.tokens} bytes in ${result.seconds.toFixed(2)} s (${speed.toFixed(1)} tokens/s, ` +
+      `first byte after ${Math.round(result.firstTokenMs)} ms` +
+      `${result.finishReason === 'stop' ? ', stopped at a stop text' : ''})`,
     `through ${result.chain.length} server${result.chain.length === 1 ? '' : 's'}: ${hops.join(', ')}`,
   ]
   if (result.failovers > 0)

@@ -106,7 +106,7 @@ describe('the OpenAI endpoint over a real model', () => {
     ])
   })
 
-  it("a completion is the model's own bytes for the seed, whole and streamed; usage counts bytes", async () => {
+  it("a completion is the model's bytes for the seed, whole and streamed; usage counts bytes", async () => {
     const prompt = 'The quick brown fox'
     const expected = await oracle(prompt, { tokens: 48, seed: 11, temperature: 0.9, topP: 0.95 })
     const request = {

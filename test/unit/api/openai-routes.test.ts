@@ -200,7 +200,7 @@ describe('OpenAI-compatible routes', () => {
     expect(refused.type).toBe('permission_error')
   })
 
-  it('decodes characters split across pieces whole, streaming and not; invalid bytes become U+FFFD', async () => {
+  it('decodes characters split across pieces whole, streamed or not; invalid bytes are U+FFFD', async () => {
     const text = 'héllo € 😀 ok'
     serving.script = { pieces: [...byteByByte(text), Uint8Array.of(0xff), ...bytes('!', [0xe2, 0x82])] }
     const expected = `${text}\uFFFD!\uFFFD`
@@ -366,7 +366,7 @@ describe('OpenAI-compatible routes', () => {
     expect(bad.message).toMatch(/the prompt is too long/)
   })
 
-  it('an error after the stream started is an event the client throws, and the stream has no [DONE]', async () => {
+  it('an error after the stream started is an event the client throws; no [DONE] follows', async () => {
     serving.script = { pieces: bytes('ab', 'cd', 'ef'), failAfter: 2 }
     const stream = await client.completions.create({ model: MODEL, prompt: 'hi', stream: true })
     const texts: string[] = []
@@ -423,7 +423,7 @@ describe('OpenAI-compatible routes', () => {
     expect((await late.completions.create({ model: MODEL, prompt: 'hi' })).choices[0].text).toBe('late')
   })
 
-  it('backpressure: a client that stops reading stops the source; leaving aborts the generation', async () => {
+  it('backpressure: a client not reading stops the source; leaving aborts the generation', async () => {
     const piece = new Uint8Array(16 * 1024).fill(0x61)
     serving.script = { pieces: () => piece }
     serving.pulls = 0
@@ -535,7 +535,7 @@ describe('POST /v1/generate', () => {
     expect(Array.from(serving.requests[0].prompt)).toEqual([1, 2, 3])
   })
 
-  it('refuses with a status before the stream, and reports a failure after it started as a last line', async () => {
+  it('refuses with a status before the stream; a failure after it started is the last line', async () => {
     expect(await generate({ model: MODEL, prompt: 'x', maxTokens: 0 })).toEqual({
       status: 400,
       lines: [{ error: expect.stringMatching(/maxTokens/), code: 'bad-request', param: 'maxTokens' }],
