@@ -52,8 +52,11 @@ export interface WasmEngineHandle {
   startWorkers(): Promise<void>
   /** how many worker threads answer jobs now */
   readyWorkers(): number
-  /** how many products were split among the threads so far, and how many of their blocks workers computed */
-  stats(): { splitProducts: number; workerBlocks: number }
+  /**
+   * how many products were split among the threads so far, how many of their blocks workers
+   * computed, and how many blocks of B the calling thread took from the packings it kept
+   */
+  stats(): { splitProducts: number; workerBlocks: number; keptWeightsUsed: number }
   /** for the tests: the next job of worker `index` fails as a crash ('exit') or a hang would */
   injectFault(index: number, fault: import('./wasm-pool.js').WorkerFault): void
   /** stops the workers; the engine computes on the calling thread afterwards */
@@ -125,7 +128,11 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
       await startPool()?.started
     },
     readyWorkers: () => pool?.ready ?? 0,
-    stats: () => ({ splitProducts: pool?.split ?? 0, workerBlocks: pool?.workerBlocks ?? 0 }),
+    stats: () => ({
+      splitProducts: pool?.split ?? 0,
+      workerBlocks: pool?.workerBlocks ?? 0,
+      keptWeightsUsed: local.keptUsed,
+    }),
     injectFault: (index, fault) => {
       if (pool === undefined) throw new RangeError('an engine on one thread has no workers')
       pool.injectFault(index, fault)

@@ -150,6 +150,39 @@ export function copyBlock(
   }
 }
 
+/**
+ * Whether rows [r0, r1) and columns [c0, c1) of op(X) (as in copyBlock) have the same bits as the
+ * row-major block at `at` in `copy`; stops at the first difference.
+ */
+export function sameBlock(
+  source: Float32Array,
+  from: number,
+  rows: number,
+  cols: number,
+  transposed: boolean,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+  copy: Float32Array,
+  at: number,
+): boolean {
+  const x = new Uint32Array(source.buffer, source.byteOffset, source.length)
+  const y = new Uint32Array(copy.buffer, copy.byteOffset, copy.length)
+  const width = c1 - c0
+  for (let r = r0; r < r1; r++) {
+    const to = at + (r - r0) * width - c0
+    if (transposed) {
+      const column = from + r
+      for (let c = c0; c < c1; c++) if (x[column + c * rows] !== y[to + c]) return false
+    } else {
+      const row = from + r * cols
+      for (let c = c0; c < c1; c++) if (x[row + c] !== y[to + c]) return false
+    }
+  }
+  return true
+}
+
 /** the operands of C = op(A) op(B), op(A) [m, k] and op(B) [k, n], each stored from an offset */
 export interface MatmulOperands {
   a: Float32Array
@@ -221,7 +254,26 @@ class Region {
     }
     return this.pointer / 4
   }
+
+  free(): void {
+    if (this.pointer !== 0) this.module._free(this.pointer)
+    this.pointer = 0
+    this.floats = 0
+  }
 }
+
+/** a block of B registered as a tensor, kept with its bits for the next product that has the same */
+interface KeptWeights {
+  region: Region
+  floats: number
+  id: number
+}
+
+/**
+ * floats of B a module keeps (each block kept costs as much again in XNNPACK's packed copy); the
+ * least recently used go first
+ */
+export const KEPT_WEIGHTS_FLOATS_MAX = 2 ** 23
 
 /** The ops over one instance of the module. */
 export class WasmKernels {
@@ -232,6 +284,11 @@ export class WasmKernels {
   /** what the module wrote to its error stream during the current call */
   #errors: string[] = []
   readonly #regions = new Map<string, Region>()
+  /** blocks of B kept by their shape and place, least recently used first */
+  readonly #kept = new Map<string, KeptWeights>()
+  #keptFloats = 0
+  /** blocks of B served from #kept so far */
+  keptUsed = 0
 
   constructor(module: WasmModule) {
     this.#module = module
@@ -310,11 +367,62 @@ export class WasmKernels {
   }
 
   /**
+   * The tensor id of op(B)'s columns [c0, c1) ([k, c1 - c0]), and whether it is kept (else the caller
+   * disposes of it); -1 when the heap cannot hold it. XNNPACK packs a B tensor once per id, and the
+   * module keeps the packing until the id is disposed: the id is kept with B's bits, for the next
+   * product whose block of B of the same shape and place has the same bits (compared in full), which
+   * then neither copies nor packs B (weights multiplied again: inference, the same B again). Blocks
+   * larger than KEPT_WEIGHTS_FLOATS_MAX are not kept.
+   */
+  #weights(operands: MatmulOperands, c0: number, c1: number): { id: number; kept: boolean } {
+    const { b, bAt, k, n, transposeB } = operands
+    const module = this.#module
+    const floats = k * (c1 - c0)
+    const key = `${k} ${n} ${transposeB ? 'T' : 'N'} ${c0} ${c1}`
+    const kept = this.#kept.get(key)
+    if (kept !== undefined) {
+      if (sameBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, module.HEAPF32, kept.region.pointer / 4)) {
+        this.#kept.delete(key)
+        this.#kept.set(key, kept)
+        this.keptUsed++
+        return { id: kept.id, kept: true }
+      }
+      this.#forget(key, kept)
+    }
+    if (floats > KEPT_WEIGHTS_FLOATS_MAX) {
+      const at = this.#reserve({ b: floats })
+      if (at === undefined) return { id: -1, kept: false }
+      copyBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, module.HEAPF32, at.b)
+      return { id: this.#register(at.b, floats), kept: false }
+    }
+    for (const [oldest, weights] of this.#kept) {
+      if (this.#keptFloats + floats <= KEPT_WEIGHTS_FLOATS_MAX) break
+      this.#forget(oldest, weights)
+    }
+    const region = new Region(module)
+    const at = region.reserve(floats)
+    if (at < 0) return { id: -1, kept: false }
+    copyBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, module.HEAPF32, at)
+    const id = this.#register(at, floats)
+    this.#kept.set(key, { region, floats, id })
+    this.#keptFloats += floats
+    return { id, kept: true }
+  }
+
+  #forget(key: string, weights: KeptWeights): void {
+    this.#module._dispose_data(weights.id)
+    weights.region.free()
+    this.#kept.delete(key)
+    this.#keptFloats -= weights.floats
+  }
+
+  /**
    * Computes the blocks of C = op(A) op(B) that `claim` hands out (their indices in `split`; -1:
    * no more), writing each into `into` from `at`, `width` floats a row of C there, and telling
    * `done`. The operand every block shares (B for blocks of rows, A for blocks of columns) is copied
-   * and registered once, so XNNPACK packs B once for all blocks of rows. False, having claimed
-   * nothing, when the module's heap cannot hold the operands. k > 0.
+   * and registered once, so XNNPACK packs B once for all blocks of rows; blocks of B are kept for
+   * later products (#weights). False, having claimed nothing, when the module's heap cannot hold the
+   * operands. k > 0.
    */
   matmulBlocks(
     operands: MatmulOperands,
@@ -325,40 +433,41 @@ export class WasmKernels {
     width: number,
     done?: (index: number) => void,
   ): boolean {
-    const { a, aAt, b, bAt, m, k, n, transposeA, transposeB } = operands
+    const { a, aAt, m, k, n, transposeA } = operands
     const { alongRows } = split
     const rowsMax = alongRows ? Math.min(split.step, m) : m
     const colsMax = alongRows ? n : Math.min(split.step, n)
-    const region = this.#reserve({ a: rowsMax * k, b: k * colsMax, c: rowsMax * colsMax })
+    const region = this.#reserve({ a: rowsMax * k, c: rowsMax * colsMax })
     if (region === undefined) return false
     const module = this.#module
-    let sharedId: number
+    // blocks of rows share B, blocks of columns A
+    let shared: { id: number; kept: boolean }
     if (alongRows) {
-      copyBlock(b, bAt, k, n, transposeB, 0, k, 0, n, module.HEAPF32, region.b)
-      sharedId = this.#register(region.b, k * n)
+      shared = this.#weights(operands, 0, n)
+      if (shared.id < 0) return false
     } else {
       copyBlock(a, aAt, m, k, transposeA, 0, m, 0, k, module.HEAPF32, region.a)
-      sharedId = this.#register(region.a, m * k)
+      shared = { id: this.#register(region.a, m * k), kept: false }
     }
     try {
       for (let index = claim(); index >= 0; index = claim()) {
         const { r0, r1, c0, c1 } = blockOf(split, m, n, index)
         const rows = r1 - r0
         const cols = c1 - c0
-        let ownId: number
+        let own: { id: number; kept: boolean }
         if (alongRows) {
           copyBlock(a, aAt, m, k, transposeA, r0, r1, 0, k, module.HEAPF32, region.a)
-          ownId = this.#register(region.a, rows * k)
+          own = { id: this.#register(region.a, rows * k), kept: false }
         } else {
-          copyBlock(b, bAt, k, n, transposeB, 0, k, c0, c1, module.HEAPF32, region.b)
-          ownId = this.#register(region.b, k * cols)
+          own = this.#weights(operands, c0, c1)
+          if (own.id < 0) throw new WasmEngineError(`no WebAssembly memory for a block of ${k}x${cols} of B`)
         }
         const cId = this.#register(region.c, rows * cols)
         try {
-          if (alongRows) this.#run(ownId, sharedId, cId, rows, k, cols)
-          else this.#run(sharedId, ownId, cId, rows, k, cols)
+          if (alongRows) this.#run(own.id, shared.id, cId, rows, k, cols)
+          else this.#run(shared.id, own.id, cId, rows, k, cols)
         } finally {
-          module._dispose_data(ownId)
+          if (!own.kept) module._dispose_data(own.id)
           module._dispose_data(cId)
         }
         // the call may have grown the heap (XNNPACK's packed weights): read the view again
@@ -373,7 +482,7 @@ export class WasmKernels {
         done?.(index)
       }
     } finally {
-      module._dispose_data(sharedId)
+      if (!shared.kept) module._dispose_data(shared.id)
     }
     return true
   }

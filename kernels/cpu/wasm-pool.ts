@@ -91,6 +91,11 @@ export const COLUMN_BLOCK_MIN = 64
 export const WORKER_WAIT_MIN_MS = 1_000
 /** ... and in multiples of the product's time until then */
 export const WORKER_WAIT_FACTOR = 10
+/**
+ * how long a product waits for a busy worker to finish its previous job before going on without it
+ * (the worker that computed the previous product's last block needs microseconds)
+ */
+export const WORKER_IDLE_WAIT_MS = 0.2
 /** how long a worker may take to start (register the TypeScript loader, instantiate the module) */
 export const WORKER_START_TIMEOUT_MS = 30_000
 /** the largest shared buffer (header, A, B and C, in 4-byte slots); larger products stay on the calling thread */
@@ -172,9 +177,16 @@ class PoolWorker {
     })
   }
 
-  /** ready, and done with its last job (a worker woken late may still be in an earlier product) */
-  get idle(): boolean {
-    return this.state === 'ready' && Atomics.load(this.control, DONE) === this.sequence
+  /**
+   * whether it is ready and done with its last job, waiting up to `ms` for that (a worker woken late
+   * may still be in an earlier product)
+   */
+  awaitIdle(ms: number): boolean {
+    if (this.state !== 'ready') return false
+    const done = Atomics.load(this.control, DONE)
+    if (done === this.sequence) return true
+    Atomics.wait(this.control, DONE, done, ms)
+    return Atomics.load(this.control, DONE) === this.sequence
   }
 
   /** sends the data buffer of a generation (before the job that uses it) */
@@ -316,7 +328,8 @@ export class WasmWorkerPool {
   matmul(local: WasmKernels, operands: MatmulOperands, split: Split): Float32Array | undefined {
     const { a, b, m, k, n, transposeA, transposeB } = operands
     if (split.count < 2) return undefined
-    const helpers = this.#workers.filter((worker) => worker.idle)
+    // a worker that computed the last block of the previous product may not have stored DONE yet
+    const helpers = this.#workers.filter((worker) => worker.awaitIdle(WORKER_IDLE_WAIT_MS))
     if (helpers.length === 0) return undefined
     const aAt = HEADER_SLOTS
     const bAt = aAt + m * k

@@ -322,12 +322,51 @@ describe('the wasm cpu engine on several threads', () => {
         expect(sameBits(matmulOf(shared)(a, b, m, k, n, ta, tb), one), `${what}, process engine`).toBe(true)
       }
     }
-    // the second and third engines split every product, and their workers computed blocks of them
+    // the second and third engines split products, and their workers computed blocks of them
     const stats = engines.map((handle) => handle.stats())
-    expect(stats.map((s) => s.splitProducts)).toEqual([0, 20, 40])
+    expect(stats[0].splitProducts).toBe(0)
+    expect(stats[1].splitProducts).toBeGreaterThan(0)
+    expect(stats[2].splitProducts).toBeGreaterThan(0)
     expect(stats[0].workerBlocks).toBe(0)
     expect(stats[1].workerBlocks).toBeGreaterThan(0)
     expect(stats[2].workerBlocks).toBeGreaterThan(0)
+  })
+
+  it('a B multiplied again is served from the packing kept for it, and a changed B never is', async () => {
+    const engines = [await engineOn(1), await engineOn(3)]
+    let usedBefore = 0
+    for (const [m, k, n] of [
+      [20, 50, 30],
+      [64, 300, 500],
+      [700, 160, 90],
+    ]) {
+      const random = seededRandom(m + k + n)
+      const a = randomArray(random, m * k)
+      for (const [ta, tb] of FLAGS) {
+        const b = randomArray(random, k * n)
+        const what = `${m}x${k}x${n} ${label(ta, tb)}`
+        const [first, ...others] = engines.map(({ engine }) => matmulOf(engine)(a, b, m, k, n, ta, tb))
+        expectClose(what, matmulReference(a, b, m, k, n, ta, tb), first, matmulTolerance(k))
+        for (const got of others) expect(sameBits(got, first), `${what}: thread counts`).toBe(true)
+        for (const { engine } of engines) {
+          // the same bits again, from the same array and from a copy of it
+          expect(sameBits(matmulOf(engine)(a, b, m, k, n, ta, tb), first), `${what} again`).toBe(true)
+          expect(sameBits(matmulOf(engine)(a, b.slice(), m, k, n, ta, tb), first), `${what} copy`).toBe(true)
+        }
+        // the one-thread engine computes every block itself: its kept packings served both repeats
+        const used = engines[0].stats().keptWeightsUsed
+        expect(used - usedBefore).toBeGreaterThanOrEqual(2)
+        usedBefore = used
+        // one float changed in place, the last one a comparison reaches
+        b[k * n - 1] += 0.5
+        const changed = matmulReference(a, b, m, k, n, ta, tb)
+        for (const { engine } of engines) {
+          const got = matmulOf(engine)(a, b, m, k, n, ta, tb)
+          expectClose(`${what}, B changed`, changed, got, matmulTolerance(k))
+          expect(sameBits(got, first), `${what}: not the old product`).toBe(false)
+        }
+      }
+    }
   })
 
   it.each(['exit', 'hang'] as const)(
@@ -335,7 +374,8 @@ describe('the wasm cpu engine on several threads', () => {
     async (fault) => {
       const { engine, injectFault, readyWorkers } = await engineOn(3)
       const single = (await engineOn(1)).engine
-      const [m, k, n] = [512, 96, 200]
+      // 11 blocks of 96 rows, 7 MFLOP each: the faulty worker wakes in time to claim one
+      const [m, k, n] = [1024, 256, 300]
       const random = seededRandom(41)
       const a = randomArray(random, m * k)
       const b = randomArray(random, k * n)
