@@ -246,6 +246,19 @@ describe('OpenAI-compatible routes', () => {
     expect(chunks.at(-2)?.choices[0].finish_reason).toBe('length')
     expect(chunks.at(-1)?.choices).toEqual([])
     expect(chunks.at(-1)?.usage?.completion_tokens).toBe(total)
+
+    // on the wire: server-sent events, each a `data:` line and a blank line, the last `data: [DONE]`
+    const raw = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: 'hi', stream: true }),
+    })
+    expect(raw.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
+    const events = (await raw.text()).split('\n\n')
+    expect(events.pop()).toBe('')
+    expect(events.at(-1)).toBe('data: [DONE]')
+    expect(events.every((event) => /^data: \S/.test(event) && !event.includes('\n'))).toBe(true)
+    expect(events.length).toBe(texts.length + 1)
   })
 
   it('passes the fields through to the ServingApi; the chat template frames the messages', async () => {
