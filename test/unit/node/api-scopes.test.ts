@@ -136,6 +136,10 @@ const served = {
     calls.push('serve')
     return { model: SERVED_MODEL }
   },
+  unserve: async () => {
+    calls.push('unserve')
+    return { model: SERVED_MODEL }
+  },
   list: () => {
     calls.push('serve-list')
     return []
@@ -186,6 +190,7 @@ const probes = (): Probe[] => [
   { method: 'GET', path: '/v1/models', call: 'models' },
   { method: 'GET', path: '/v1/serve', call: 'serve-list' },
   { method: 'POST', path: '/v1/serve', body: { model: '/models/tiny' }, call: 'serve' },
+  { method: 'POST', path: '/v1/serve/stop', body: { model: '/models/tiny' }, call: 'unserve' },
   {
     method: 'POST',
     path: '/v1/completions',
