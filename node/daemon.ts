@@ -503,6 +503,7 @@ export class Daemon implements ApiNode {
         blocks: this.host.services.blocks.counters(),
         discovery: this.host.services.discovery.counters(),
       },
+      serving: { spans: this.spans.spans(), counters: this.spans.counters() },
     }
   }
 

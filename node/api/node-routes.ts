@@ -7,6 +7,8 @@ import type { CapabilityDiscovery } from '../../protocols/discovery/index.js'
 import type { TaskGossip } from '../../protocols/tasks/index.js'
 import type { NodeCapability } from '../executor/capability.js'
 import { PEER_LOOKUP_TIMEOUT_MS, type PeerEntry } from '../peers.js'
+import type { ServedSpanInfo } from '../serving/api.js'
+import type { SpanHostCounters } from '../serving/span-host.js'
 import { ApiError, type ApiRoute } from './server.js'
 
 /** What `shardnet node status` shows. */
@@ -27,6 +29,8 @@ export interface NodeStatus {
     blocks: ReturnType<BlockExchange['counters']>
     discovery: ReturnType<CapabilityDiscovery['counters']>
   }
+  /** the spans of models' blocks this node serves, and what its span server counted */
+  serving: { spans: ServedSpanInfo[]; counters: SpanHostCounters }
 }
 
 /** The node as these routes use it (the Daemon). */

@@ -81,6 +81,20 @@ function formatBackends(c: NodeCapability): string[] {
   return lines
 }
 
+/** One line per span this node serves, then its span server's sessions. */
+function formatServing(status: NodeStatus): string[] {
+  const serving = status.serving
+  if (serving === undefined || serving.spans.length === 0) return ['no spans of any model']
+  const lines = serving.spans.map(
+    (span) =>
+      `blocks ${span.start}-${span.end - 1} of ${span.blocks} of ${span.name} ${span.model}, ` +
+      `${span.tokensPerSecond.toFixed(0)} tokens/s, ${span.sessions} open sessions`,
+  )
+  const c = serving.counters
+  lines.push(`${c.sessionsOpened} sessions opened, ${c.steps} steps, ${sum(c.refused)} refused`)
+  return lines
+}
+
 export function formatStatus(status: NodeStatus): string {
   const c = status.capability
   return [
@@ -95,6 +109,7 @@ export function formatStatus(status: NodeStatus): string {
       `${sum(status.counters.tasks.rejected)} rejected`,
     `blocks     ${status.counters.blocks.served} served, ${status.counters.blocks.fetched} fetched, ` +
       `${sum(status.counters.blocks.rejected)} refused`,
+    ...formatServing(status).map((line, index) => `${index === 0 ? 'serving' : '       '}    ${line}`),
     `uptime     ${formatUptime(status.uptimeSeconds)}`,
     `version    ${status.version}`,
     `data dir   ${status.dataDir}`,

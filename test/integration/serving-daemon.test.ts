@@ -15,6 +15,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initializeGpt } from '../../kernels/models/gpt/config.js'
 import type { ServeListing } from '../../node/api/serving-routes.js'
+import { formatStatus } from '../../node/cli/node.js'
 import type { ConfigOverrides } from '../../node/config.js'
 import { type Daemon, MODEL_CACHE_FOLDER } from '../../node/daemon.js'
 import { loadGpt, saveGptModel } from '../../node/executor/model-files.js'
@@ -138,6 +139,12 @@ describe('serving spans of a model from daemons', () => {
       source: 'api',
     })
     expect(onA.tokensPerSecond).toBeGreaterThan(0)
+    // node status shows the span served and the span server's counters
+    const status = a.status()
+    expect(status.serving.spans).toMatchObject([{ model: modelId, start: 0, end: 2, blocks: 4, name: 'gpt' }])
+    expect(formatStatus(status)).toMatch(
+      new RegExp(`serving    blocks 0-1 of 4 of gpt ${modelId}, \\d+ tokens/s`),
+    )
     await waitUntil(
       async () => (await servers(c, modelId)).length === 1,
       "A's span to be found through the DHT",
