@@ -25,7 +25,12 @@
 // servers covers the model. An error after the stream started is sent as an event { error: ... }
 // (which OpenAI's clients throw) and the stream ends without [DONE].
 import { randomBytes, randomInt } from 'node:crypto'
-import type { NetworkGenerateRequest, NetworkGenerateResult, ServingApi } from '../serving/api.js'
+import type {
+  NetworkGenerateRequest,
+  NetworkGenerateResult,
+  ServingApi,
+  ServingModelListing,
+} from '../serving/api.js'
 import {
   GENERATE_API_LIMITS,
   GENERATION_IDLE_TIMEOUT_MS_DEFAULT,
@@ -394,6 +399,24 @@ async function complete(kind: Kind, serving: ServingApi, request: ApiRequest) {
   })
 }
 
+/** GET /v1/models/{id} */
+const MODEL_PATH_PREFIX = '/v1/models/'
+
+/** One model in OpenAI's shape, with shardnet's fields: what the id is and how this node can serve it. */
+function modelObject(listing: ServingModelListing) {
+  return {
+    id: listing.model,
+    object: 'model',
+    created: Math.floor(listing.createdMs / 1000),
+    owned_by: OPENAI_OWNED_BY,
+    name: listing.name,
+    blocks: listing.blocks,
+    context: listing.context,
+    served: listing.served,
+    chain_found: listing.chainFound,
+  }
+}
+
 /** an ApiError without OpenAI's body (e.g. the daemon's 503 while starting) given that body */
 async function inOpenAiShape<T>(work: () => Promise<T>): Promise<T> {
   try {
@@ -420,19 +443,27 @@ export function openAiRoutes(servingOf: () => ServingApi, options: GenerationRou
       handle: ({ signal }) =>
         inOpenAiShape(async () => ({
           object: 'list',
-          data: (await servingOf().models({ signal })).map((listing) => ({
-            id: listing.model,
-            object: 'model',
-            created: Math.floor(listing.createdMs / 1000),
-            owned_by: OPENAI_OWNED_BY,
-            // shardnet's own: what the id is and how this node can serve it
-            name: listing.name,
-            blocks: listing.blocks,
-            context: listing.context,
-            served: listing.served,
-            chain_found: listing.chainFound,
-          })),
+          data: (await servingOf().models({ signal })).map(modelObject),
         })),
+    },
+    {
+      method: 'GET',
+      path: MODEL_PATH_PREFIX,
+      prefix: true,
+      errorBody,
+      handle: ({ url, signal }) =>
+        inOpenAiShape(async () => {
+          const id = decodeURIComponent(url.pathname.slice(MODEL_PATH_PREFIX.length))
+          const listing = (await servingOf().models({ signal })).find((entry) => entry.model === id)
+          if (listing === undefined)
+            throw openAiError(
+              404,
+              `the model ${id.slice(0, 200)} is not served or known here`,
+              'model',
+              'model_not_found',
+            )
+          return modelObject(listing)
+        }),
     },
     {
       method: 'POST',

@@ -60,8 +60,13 @@ export class ApiStream {
 
 export interface ApiRoute {
   method: 'GET' | 'POST'
-  /** exact path, e.g. `/v1/status` */
+  /** exact path, e.g. `/v1/status`; with `prefix`, a path ending in `/` that every longer path matches */
   path: string
+  /**
+   * the route answers every path that starts with `path` and goes on (e.g. `/v1/models/` for
+   * `/v1/models/{id}`; the handler reads the rest from `url`); an exact route of the path wins
+   */
+  prefix?: true
   /** returns a JSON-serialisable value, or an ApiStream */
   handle(request: ApiRequest): Promise<unknown>
   /**
@@ -99,6 +104,8 @@ export const API_ROUTE_SCOPES: Readonly<Record<string, ApiScope>> = Object.freez
   'GET /v1/inference': 'read',
   // the models this node can generate with (OpenAI's list): a listing, like status
   'GET /v1/models': 'read',
+  // one model of that list, by id: /v1/models/{id}
+  'GET /v1/models/': 'read',
   // generation computes on the network's servers: admin
   'POST /v1/completions': 'admin',
   'POST /v1/chat/completions': 'admin',
@@ -307,6 +314,13 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
   const bodyBytesMax = init.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT
   const requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT
   const routes = new Map(init.routes.map((route) => [`${route.method} ${route.path}`, route]))
+  const prefixRoutes = init.routes.filter((route) => route.prefix === true)
+  /** the exact route of the path, else the prefix route it extends */
+  const routeOf = (method: string | undefined, path: string): ApiRoute | undefined =>
+    routes.get(`${method} ${path}`) ??
+    prefixRoutes.find(
+      (route) => route.method === method && path.startsWith(route.path) && path.length > route.path.length,
+    )
   for (const key of routes.keys()) {
     if (!Object.hasOwn(API_ROUTE_SCOPES, key))
       log('route %s is not in API_ROUTE_SCOPES: admin token only', key)
@@ -321,7 +335,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
     // GET /metrics answers Prometheus text, not JSON: it is served here rather than as a route
     const isMetrics = request.method === 'GET' && url.pathname === '/metrics'
     // known before the token is checked only to shape the errors (OpenAI clients read their own shape)
-    const route = isMetrics ? undefined : routes.get(`${request.method} ${url.pathname}`)
+    const route = isMetrics ? undefined : routeOf(request.method, url.pathname)
     state.route = route
     if (init.allowRemoteClients !== true && !isLoopbackAddress(request.socket.remoteAddress)) {
       init.metrics.apiRefused.inc({ reason: 'non-loopback' })
@@ -342,7 +356,7 @@ export async function startApiServer(init: ApiServerInit): Promise<ApiServer> {
       sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` })
       return
     }
-    const needed = routeScope(request.method ?? '', url.pathname)
+    const needed = routeScope(request.method ?? '', route?.path ?? url.pathname)
     if (needed === 'admin' && scope !== 'admin') {
       init.metrics.apiRefused.inc({ reason: 'read-only-token' })
       response.setHeader('www-authenticate', 'Bearer error="insufficient_scope", scope="admin"')

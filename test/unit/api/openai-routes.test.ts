@@ -194,6 +194,11 @@ describe('OpenAI-compatible routes', () => {
     // the read token may list them (a listing), but not generate
     const reader = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: READ, maxRetries: 0 })
     expect((await reader.models.list()).data[0].id).toBe(MODEL)
+    // one model by id (GET /v1/models/{id}), and an unknown one in OpenAI's 404 shape
+    expect(await reader.models.retrieve(MODEL)).toEqual(page.data[0])
+    const unknown = await client.models.retrieve(`${MODEL}x`).catch((error) => error)
+    expect(unknown).toBeInstanceOf(OpenAI.NotFoundError)
+    expect(unknown.code).toBe('model_not_found')
     const refused = await reader.completions.create({ model: MODEL, prompt: 'x' }).catch((error) => error)
     expect(refused).toBeInstanceOf(OpenAI.PermissionDeniedError)
     expect(refused.status).toBe(403)

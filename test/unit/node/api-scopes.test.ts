@@ -156,7 +156,7 @@ const routes = [
   ...generateRoutes(() => serving),
 ]
 /** routes that answer errors in OpenAI's shape, { error: { message, type, param, code } } */
-const OPENAI_PATHS = new Set(['/v1/models', '/v1/completions', '/v1/chat/completions'])
+const OPENAI_PATHS = new Set(['/v1/models', '/v1/models/', '/v1/completions', '/v1/chat/completions'])
 const errorMessage = (path: string, body: unknown) =>
   OPENAI_PATHS.has(path)
     ? (body as { error: { message: string } }).error.message
@@ -188,6 +188,7 @@ const probes = (): Probe[] => [
   { method: 'GET', path: '/v1/assignments', call: 'assignments' },
   { method: 'GET', path: '/v1/inference', call: 'inference' },
   { method: 'GET', path: '/v1/models', call: 'models' },
+  { method: 'GET', path: '/v1/models/', query: SERVED_MODEL, call: 'models' },
   { method: 'GET', path: '/v1/serve', call: 'serve-list' },
   { method: 'POST', path: '/v1/serve', body: { model: '/models/tiny' }, call: 'serve' },
   { method: 'POST', path: '/v1/serve/stop', body: { model: '/models/tiny' }, call: 'unserve' },
@@ -266,6 +267,7 @@ describe('API token scopes', () => {
       'GET /v1/blocks',
       'GET /v1/inference',
       'GET /v1/models',
+      'GET /v1/models/',
       'GET /v1/peers',
       'GET /v1/serve',
       'GET /v1/status',
