@@ -207,6 +207,33 @@ export async function loadAnyModel(directory: string): Promise<LoadedAnyModel> {
   if (manifest.architecture.type === 'mlp') {
     return { type: 'mlp', ...checkMlp(manifest, weights, weightsPath) }
   }
+  const config = await readGptConfig(directory, manifest)
+  try {
+    return { type: 'gpt', manifest, config, params: decodeGptCheckpoint(weights, config) }
+  } catch (error) {
+    if (error instanceof SafetensorsError || error instanceof GptCheckpointError) {
+      throw new ModelFilesError(
+        `the weights file ${weightsPath} does not fit ${CONFIG_FILE}: ${error.message}`,
+      )
+    }
+    throw error
+  }
+}
+
+/**
+ * A GPT model directory's model.json and config.json, read and checked against each other, without
+ * reading the weights (node/executor/gpt-tensors.ts reads the tensors it needs). Throws ModelFilesError.
+ */
+export async function readGptManifestAndConfig(
+  directory: string,
+): Promise<{ manifest: ModelManifest; config: GptConfig }> {
+  const manifest = await readManifest(directory)
+  if (manifest.architecture.type !== 'gpt') throw new ModelFilesError(`${directory} holds an MLP, not a GPT`)
+  return { manifest, config: await readGptConfig(directory, manifest) }
+}
+
+/** config.json of a GPT whose model.json is `manifest`: parsed, and the same model as model.json. */
+async function readGptConfig(directory: string, manifest: ModelManifest): Promise<GptConfig> {
   const configPath = join(directory, CONFIG_FILE)
   let config: GptConfig
   try {
@@ -218,7 +245,9 @@ export async function loadAnyModel(directory: string): Promise<LoadedAnyModel> {
     if (error instanceof GptCheckpointError) throw new ModelFilesError(`${configPath}: ${error.message}`)
     throw new ModelFilesError(`cannot read ${configPath}: ${code ?? error}`)
   }
-  const { type: _type, ...described } = manifest.architecture
+  const architecture = manifest.architecture
+  if (architecture.type !== 'gpt') throw new ModelFilesError(`${MANIFEST_FILE} does not describe a GPT`)
+  const { type: _type, ...described } = architecture
   const mismatch = (Object.keys(described) as Array<keyof GptConfig>).find(
     (key) => described[key] !== config[key],
   )
@@ -229,16 +258,7 @@ export async function loadAnyModel(directory: string): Promise<LoadedAnyModel> {
         `${described[mismatch]})`,
     )
   }
-  try {
-    return { type: 'gpt', manifest, config, params: decodeGptCheckpoint(weights, config) }
-  } catch (error) {
-    if (error instanceof SafetensorsError || error instanceof GptCheckpointError) {
-      throw new ModelFilesError(
-        `the weights file ${weightsPath} does not fit ${CONFIG_FILE}: ${error.message}`,
-      )
-    }
-    throw error
-  }
+  return config
 }
 
 /** Reads and checks a GPT model directory; an MLP directory is refused with a sentence. */
@@ -261,11 +281,9 @@ export async function loadModel(directory: string): Promise<LoadedModel> {
   return loaded
 }
 
-async function readManifestAndWeights(
-  directory: string,
-): Promise<{ manifest: ModelManifest; weights: Uint8Array; weightsPath: string }> {
+/** model.json of a model directory, parsed and checked (ModelFilesError otherwise). */
+async function readManifest(directory: string): Promise<ModelManifest> {
   const manifestPath = join(directory, MANIFEST_FILE)
-  const weightsPath = join(directory, WEIGHTS_FILE)
   let manifestText: string
   try {
     manifestText = await readFile(manifestPath, 'utf8')
@@ -292,7 +310,14 @@ async function readManifestAndWeights(
         `${issue.message})`,
     )
   }
-  const manifest = checked.data
+  return checked.data
+}
+
+async function readManifestAndWeights(
+  directory: string,
+): Promise<{ manifest: ModelManifest; weights: Uint8Array; weightsPath: string }> {
+  const manifest = await readManifest(directory)
+  const weightsPath = join(directory, WEIGHTS_FILE)
   const weightsStat = await stat(weightsPath).catch(() => undefined)
   if (weightsStat === undefined) throw new ModelFilesError(`the weights file ${weightsPath} is missing`)
   if (weightsStat.size > WEIGHTS_BYTES_MAX) {

@@ -13,7 +13,13 @@
 //   x' = x + o Wproj + bproj; x'' = x' + gelu(LN2(x') Wfc + bfc) Wmlp + bmlp
 // Each session owns its cache: [maxLength, D] keys and values per block.
 import type { Backend, Tensor } from '../../backend.js'
-import { checkGptConfig, type GptConfig, gptParameterCount, gptParameterLayout } from './config.js'
+import {
+  checkGptConfig,
+  type GptConfig,
+  type GptParameterEntry,
+  gptParameterCount,
+  gptParameterLayout,
+} from './config.js'
 
 /** A span request or a step that does not fit the model or the session; the message says why. */
 export class GptSpanError extends Error {
@@ -75,8 +81,29 @@ export function uploadCachedBlock(
     2 + l * BLOCK_TENSOR_COUNT,
     2 + (l + 1) * BLOCK_TENSOR_COUNT,
   )
-  const host = entries.map((entry) => parameters.subarray(entry.offset, entry.offset + entry.size))
-  const tensor = (i: number) => backend.upload(host[i].slice(), entries[i].shape)
+  const byName = new Map(entries.map((entry) => [entry.name, entry]))
+  return uploadCachedBlockFromTensors(backend, config, l, (name) => {
+    const entry = byName.get(name) as GptParameterEntry
+    return parameters.subarray(entry.offset, entry.offset + entry.size)
+  })
+}
+
+/**
+ * Uploads block `l`'s tensors, each given by `tensor(name)` (its layout name, e.g. h.3.ln_1.weight) with
+ * the layout's size; throws GptSpanError for one of another size.
+ */
+export function uploadCachedBlockFromTensors(
+  backend: Backend,
+  config: GptConfig,
+  l: number,
+  tensor: (name: string) => Float32Array,
+): CachedBlockWeights {
+  const entries = gptParameterLayout(config).slice(
+    2 + l * BLOCK_TENSOR_COUNT,
+    2 + (l + 1) * BLOCK_TENSOR_COUNT,
+  )
+  const host = entries.map((entry) => sizedTensor(tensor, entry))
+  const upload = (i: number) => backend.upload(host[i].slice(), entries[i].shape)
   const part = (p: number) => {
     const split = splitAttentionPart(host[2], host[3], config.width, p)
     return {
@@ -85,19 +112,19 @@ export function uploadCachedBlock(
     }
   }
   return {
-    ln1Weight: tensor(0),
-    ln1Bias: tensor(1),
+    ln1Weight: upload(0),
+    ln1Bias: upload(1),
     query: part(0),
     key: part(1),
     value: part(2),
-    attnProjWeight: tensor(4),
-    attnProjBias: tensor(5),
-    ln2Weight: tensor(6),
-    ln2Bias: tensor(7),
-    fcWeight: tensor(8),
-    fcBias: tensor(9),
-    mlpProjWeight: tensor(10),
-    mlpProjBias: tensor(11),
+    attnProjWeight: upload(4),
+    attnProjBias: upload(5),
+    ln2Weight: upload(6),
+    ln2Bias: upload(7),
+    fcWeight: upload(8),
+    fcBias: upload(9),
+    mlpProjWeight: upload(10),
+    mlpProjBias: upload(11),
   }
 }
 
@@ -188,6 +215,14 @@ export function positionIds(backend: Backend, offset: number, count: number): Te
   )
 }
 
+/** `tensor(entry.name)`, which must have the entry's size */
+function sizedTensor(tensor: (name: string) => Float32Array, entry: GptParameterEntry): Float32Array {
+  const values = tensor(entry.name)
+  if (values.length !== entry.size)
+    throw new GptSpanError(`${entry.name} has ${values.length} values, expected ${entry.size}`)
+  return values
+}
+
 function checkParameters(config: GptConfig, parameters: Float32Array): void {
   checkGptConfig(config)
   const count = gptParameterCount(config)
@@ -232,6 +267,30 @@ export class GptSpan {
     GptSpan.checkSpan(config.layers, start, end)
     const span = new GptSpan(backend, config, start, end)
     for (let l = start; l < end; l++) span.#blocks.push(uploadCachedBlock(backend, config, parameters, l))
+    return span
+  }
+
+  /**
+   * The span's blocks uploaded from per-tensor arrays: `tensor(name)` gives each tensor of blocks
+   * [start, end) by its layout name (h.l.ln_1.weight, ...; gptParameterLayout), with the layout's size.
+   */
+  static fromTensors(
+    backend: Backend,
+    config: GptConfig,
+    start: number,
+    end: number,
+    tensor: (name: string) => Float32Array,
+  ): GptSpan {
+    checkGptConfig(config)
+    GptSpan.checkSpan(config.layers, start, end)
+    const span = new GptSpan(backend, config, start, end)
+    try {
+      for (let l = start; l < end; l++)
+        span.#blocks.push(uploadCachedBlockFromTensors(backend, config, l, tensor))
+    } catch (error) {
+      span.dispose()
+      throw error
+    }
     return span
   }
 
@@ -381,6 +440,21 @@ export class GptEnds {
       lnfWeight: upload(layout.length - 2),
       lnfBias: upload(layout.length - 1),
     })
+  }
+
+  /**
+   * The ends uploaded from per-tensor arrays: `tensor(name)` gives wte.weight, wpe.weight, ln_f.weight
+   * and ln_f.bias, each with the layout's size.
+   */
+  static fromTensors(backend: Backend, config: GptConfig, tensor: (name: string) => Float32Array): GptEnds {
+    checkGptConfig(config)
+    const layout = gptParameterLayout(config)
+    const entries = [layout[0], layout[1], layout[layout.length - 2], layout[layout.length - 1]]
+    const host = entries.map((entry) => sizedTensor(tensor, entry))
+    const [wte, wpe, lnfWeight, lnfBias] = host.map((values, i) =>
+      backend.upload(values.slice(), entries[i].shape),
+    )
+    return new GptEnds(backend, config, { wte, wpe, lnfWeight, lnfBias })
   }
 
   /** x0 = wte[ids] + wpe[positions] for device ids and positions [n]: [n, D] */
