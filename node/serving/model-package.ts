@@ -4,8 +4,8 @@
 // block; then a small JSON block, the package, names them all with their sizes, the weights' sha256 and
 // the model's shape. The package block's CID string is the model id: the same directory always gives the
 // same id, and every byte fetched by it is verified (each block against its CID, the whole weights file
-// against the package's sha256, the package against model.json). A fetched model is written into a
-// temporary folder that is renamed into place once complete, so the cache holds whole models only.
+// against the package's sha256, the package against model.json). A model may be fetched in part: only the
+// pieces a span of blocks or the ends need (fetchModel's `parts`; the cache's layout is described there).
 import { createHash, randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
@@ -16,13 +16,29 @@ import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { z } from 'zod'
+import { GptCheckpointError } from '../../kernels/models/gpt/checkpoint.js'
+import type { GptConfig } from '../../kernels/models/gpt/config.js'
+import { SafetensorsError } from '../../kernels/models/safetensors.js'
 import { type BlockExchange, BlockNotFoundError } from '../../protocols/blocks/index.js'
 import { BLOCK_BYTES_MAX, isModelId } from '../../protocols/wire/validation/index.js'
+import {
+  type GptParts,
+  type GptWeightsHeader,
+  gptPartRanges,
+  PRESENT_PIECES_FILE,
+  PRESENT_PIECES_FORMAT,
+  type PresentPieces,
+  parseGptWeightsHeader,
+  piecesOfRange,
+  readPresentPieces,
+  weightsHeaderLength,
+} from '../executor/gpt-tensors.js'
 import {
   CONFIG_FILE,
   loadGpt,
   MANIFEST_FILE,
   ModelFilesError,
+  readGptManifestAndConfig,
   WEIGHTS_BYTES_MAX,
   WEIGHTS_FILE,
 } from '../executor/model-files.js'
@@ -325,16 +341,35 @@ export interface FetchModelOptions {
   signal?: AbortSignal
   /** ask these peers for every block instead of looking providers up in the DHT */
   peers?: PeerId[]
+  /**
+   * fetch only the weights pieces that these parts' tensors (and the header) lie in: the folder returned
+   * may then be partial, which node/executor/gpt-tensors.ts readGptParts reads (loadGpt reads it once
+   * every piece is present) @default the whole model
+   */
+  parts?: GptParts
 }
 
 /** A temporary fetch folder untouched this long is a crash's leftover. */
 const STALE_FETCH_MS = 3_600_000
 
-const fetchesInFlight = new Map<string, Promise<string>>()
+/** Each cached model's fetches, one at a time (they share its pieces and its pieces.json). */
+const fetchQueues = new Map<string, Promise<unknown>>()
 
 /**
- * The model directory of `modelId` (one loadGpt reads): from the cache under `cacheRoot`, else fetched
- * block by block, every byte verified, and written into the cache atomically. Throws ModelPackageError.
+ * The model directory of `modelId`: from the cache under `cacheRoot`, else fetched block by block, every
+ * byte verified, into the cache. Without `parts` the directory holds the whole model (one loadGpt reads);
+ * with them, at least the pieces they need (one readGptParts reads for those parts). Pieces already in the
+ * cache are never fetched again, by either kind of fetch. Throws ModelPackageError.
+ *
+ * The cache: one folder per model, cacheRoot/<model id>, created complete but for the weights (package.json,
+ * model.json, config.json, an empty sparse model.safetensors of the weights' full size and pieces.json
+ * naming no piece) in a temporary folder renamed into place. Each piece fetched is checked against its
+ * CID, written at its place in model.safetensors and fsynced, and only then added to pieces.json (rewritten
+ * atomically): a crash leaves at worst a piece written but not recorded, fetched again later. When every
+ * piece is present the file is hashed against the package's sha256 (a mismatch removes the folder) and
+ * pieces.json is removed: a folder without pieces.json holds the whole model. One sparse file rather than
+ * a file per piece keeps a model's folder one path for every reader, partial or whole, before and after
+ * it completes.
  */
 export async function fetchModel(
   modelId: string,
@@ -347,23 +382,29 @@ export async function fetchModel(
   }
   const target = cachedModelDirectory(cacheRoot, modelId)
   if (await isCachedModel(target, modelId)) return target
-  const inFlight = fetchesInFlight.get(target)
-  if (inFlight !== undefined) return inFlight
-  const fetching = fetchIntoCache(modelId, blocks, cacheRoot, target, options).finally(() =>
-    fetchesInFlight.delete(target),
-  )
-  fetchesInFlight.set(target, fetching)
+  const previous = fetchQueues.get(target) ?? Promise.resolve()
+  const fetching = previous
+    .catch(() => {})
+    .then(() => fetchIntoCache(modelId, blocks, cacheRoot, target, options))
+  fetchQueues.set(target, fetching)
+  void fetching
+    .catch(() => {})
+    .finally(() => {
+      if (fetchQueues.get(target) === fetching) fetchQueues.delete(target)
+    })
   return fetching
 }
 
-/** A cached model is a folder holding the package whose CID is the model id (it is renamed in last). */
+/** A cached whole model: the package whose CID is the model id (written before the folder is renamed
+ * into place), and no pieces.json (removed once every piece is present and the weights' sha256 checked). */
 async function isCachedModel(directory: string, modelId: string): Promise<boolean> {
   try {
     const bytes = new Uint8Array(await readFile(join(directory, MODEL_PACKAGE_FILE)))
-    return cidOf(bytes).toString() === modelId
+    if (cidOf(bytes).toString() !== modelId) return false
   } catch {
     return false
   }
+  return (await readPresentPieces(directory).catch(() => null)) === undefined
 }
 
 async function getBlock(
@@ -385,6 +426,13 @@ async function getBlock(
   }
 }
 
+/** A model's folder in the cache: its package, config and the pieces present (all: a whole model). */
+interface CacheEntry {
+  pkg: ModelPackage
+  config: GptConfig
+  present: Set<number>
+}
+
 async function fetchIntoCache(
   modelId: string,
   blocks: Pick<BlockExchange, 'get'>,
@@ -392,37 +440,239 @@ async function fetchIntoCache(
   target: string,
   options: FetchModelOptions,
 ): Promise<string> {
+  const entry =
+    (await openCacheEntry(target, modelId)) ??
+    (await createCacheEntry(modelId, blocks, cacheRoot, target, options))
+  const count = entry.pkg.weights.pieces.length
+  if (entry.present.size === count) return target
+  const needed =
+    options.parts === undefined
+      ? Array.from({ length: count }, (_, i) => i)
+      : await piecesForParts(entry, target, options.parts, blocks, options)
+  await fetchPieces(entry, target, needed, blocks, options)
+  if (entry.present.size === count) await completeCacheEntry(entry, target)
+  return target
+}
+
+/** The cache folder of `modelId` as it is (whole or partial), or undefined when it holds no usable one. */
+async function openCacheEntry(target: string, modelId: string): Promise<CacheEntry | undefined> {
+  let pkg: ModelPackage
+  try {
+    const bytes = new Uint8Array(await readFile(join(target, MODEL_PACKAGE_FILE)))
+    if (cidOf(bytes).toString() !== modelId) return undefined
+    pkg = parseModelPackage(bytes)
+  } catch {
+    return undefined
+  }
+  try {
+    const { config } = await readGptManifestAndConfig(target)
+    const pieces = await readPresentPieces(target)
+    const count = pkg.weights.pieces.length
+    if (pieces === undefined) {
+      return { pkg, config, present: new Set(Array.from({ length: count }, (_, i) => i)) }
+    }
+    if (pieces.bytes !== pkg.weights.bytes || pieces.pieceBytes !== pkg.weights.pieceBytes) return undefined
+    const size = await stat(join(target, WEIGHTS_FILE)).then(
+      (info) => info.size,
+      () => -1,
+    )
+    if (size !== pkg.weights.bytes) return undefined
+    return { pkg, config, present: new Set(pieces.present) }
+  } catch (error) {
+    if (error instanceof ModelFilesError) return undefined
+    throw error
+  }
+}
+
+/** Fetches the package, model.json and config.json, and puts a folder with no weights piece in place. */
+async function createCacheEntry(
+  modelId: string,
+  blocks: Pick<BlockExchange, 'get'>,
+  cacheRoot: string,
+  target: string,
+  options: FetchModelOptions,
+): Promise<CacheEntry> {
   const packageBytes = await getBlock(blocks, modelId, 'model package', options)
   const pkg = parseModelPackage(packageBytes)
   const manifest = await sized(blocks, pkg.manifest.cid, pkg.manifest.bytes, MANIFEST_FILE, options)
   checkManifestAgainstPackage(manifest, pkg)
-  const config = await sized(blocks, pkg.config.cid, pkg.config.bytes, CONFIG_FILE, options)
+  const configBytes = await sized(blocks, pkg.config.cid, pkg.config.bytes, CONFIG_FILE, options)
 
   await ensureDurableFolder(cacheRoot)
   await removeStaleFetches(cacheRoot, modelId)
   const temporary = join(cacheRoot, `.${modelId}.${randomBytes(6).toString('hex')}.tmp`)
   await mkdir(temporary, { mode: 0o755 })
+  let config: GptConfig
   try {
-    await writeWeights(join(temporary, WEIGHTS_FILE), pkg, blocks, options)
-    await writeFileAtomic(join(temporary, CONFIG_FILE), config)
+    await writeFileAtomic(join(temporary, CONFIG_FILE), configBytes)
     await writeFileAtomic(join(temporary, MANIFEST_FILE), manifest)
+    try {
+      config = (await readGptManifestAndConfig(temporary)).config
+    } catch (error) {
+      if (!(error instanceof ModelFilesError)) throw error
+      throw new ModelPackageError(
+        'malformed',
+        `the model's ${MANIFEST_FILE} and ${CONFIG_FILE} are not one GPT's (${error.message})`,
+      )
+    }
+    const weights = await open(
+      join(temporary, WEIGHTS_FILE),
+      constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
+      0o644,
+    )
+    try {
+      // sparse where the filesystem allows: only the pieces written take space
+      await weights.truncate(pkg.weights.bytes)
+      await weights.sync()
+    } finally {
+      await weights.close()
+    }
+    await writePresentPieces(temporary, pkg, new Set())
     await writeFileAtomic(join(temporary, MODEL_PACKAGE_FILE), packageBytes)
     await syncFolder(temporary)
-    // a folder by that name that is not a complete copy of this model (a hand-made one) gives way
-    if (!(await isCachedModel(target, modelId))) await rm(target, { recursive: true, force: true })
+    // a folder by that name that is no usable copy of this model (a hand-made one) gives way
+    const existing = await openCacheEntry(target, modelId)
+    if (existing !== undefined) {
+      await rm(temporary, { recursive: true, force: true })
+      return existing
+    }
+    await rm(target, { recursive: true, force: true })
     try {
       await rename(temporary, target)
     } catch (error) {
-      // another process completed the same model first: its folder is as good as ours
-      if (!(await isCachedModel(target, modelId))) throw error
+      // another process put its folder of the same model in place first: it is as good as ours
+      const theirs = await openCacheEntry(target, modelId)
+      if (theirs === undefined) throw error
       await rm(temporary, { recursive: true, force: true })
+      return theirs
     }
     await syncFolder(cacheRoot)
   } catch (error) {
     await rm(temporary, { recursive: true, force: true })
     throw error
   }
-  return target
+  return { pkg, config, present: new Set() }
+}
+
+async function writePresentPieces(directory: string, pkg: ModelPackage, present: Set<number>): Promise<void> {
+  const record: PresentPieces = {
+    format: PRESENT_PIECES_FORMAT,
+    bytes: pkg.weights.bytes,
+    pieceBytes: pkg.weights.pieceBytes,
+    present: [...present].sort((a, b) => a - b),
+  }
+  await writeFileAtomic(join(directory, PRESENT_PIECES_FILE), JSON.stringify(record))
+}
+
+/** The pieces `parts` need: those of the header (fetched first, to read it) and of their tensors. */
+async function piecesForParts(
+  entry: CacheEntry,
+  target: string,
+  parts: GptParts,
+  blocks: Pick<BlockExchange, 'get'>,
+  options: FetchModelOptions,
+): Promise<number[]> {
+  const { bytes, pieceBytes } = entry.pkg.weights
+  const read = async (length: number): Promise<Uint8Array> => {
+    await fetchPieces(entry, target, piecesOfRange(0, length, pieceBytes), blocks, options)
+    const handle = await open(join(target, WEIGHTS_FILE), 'r')
+    try {
+      const out = new Uint8Array(length)
+      let done = 0
+      while (done < length) {
+        const { bytesRead } = await handle.read(out, done, length - done, done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+      return out
+    } finally {
+      await handle.close()
+    }
+  }
+  let header: GptWeightsHeader
+  try {
+    const length = weightsHeaderLength(await read(Math.min(bytes, 8)))
+    if (length > bytes)
+      throw new SafetensorsError(`the header claims more bytes than the ${bytes} of the file`)
+    header = parseGptWeightsHeader(await read(length), bytes, entry.config)
+  } catch (error) {
+    if (error instanceof SafetensorsError || error instanceof GptCheckpointError) {
+      throw new ModelPackageError(
+        'malformed',
+        `the model's weights do not fit its ${CONFIG_FILE} (${error.message})`,
+      )
+    }
+    throw error
+  }
+  const needed = new Set(piecesOfRange(0, header.dataStart, pieceBytes))
+  for (const tensor of gptPartRanges(header, entry.config, parts)) {
+    for (const piece of piecesOfRange(tensor.begin, tensor.end, pieceBytes)) needed.add(piece)
+  }
+  return [...needed].sort((a, b) => a - b)
+}
+
+/** Fetches the pieces of `wanted` not present yet, each checked against its CID, into the folder. */
+async function fetchPieces(
+  entry: CacheEntry,
+  target: string,
+  wanted: readonly number[],
+  blocks: Pick<BlockExchange, 'get'>,
+  options: FetchModelOptions,
+): Promise<void> {
+  const missing = wanted.filter((piece) => !entry.present.has(piece))
+  if (missing.length === 0) return
+  const { weights } = entry.pkg
+  const handle = await open(join(target, WEIGHTS_FILE), 'r+')
+  try {
+    for (const i of missing) {
+      const expected = Math.min(weights.pieceBytes, weights.bytes - i * weights.pieceBytes)
+      const piece = await sized(blocks, weights.pieces[i], expected, `weights piece ${i + 1}`, options)
+      if (cidOf(piece).toString() !== weights.pieces[i]) {
+        throw new ModelPackageError('hash-mismatch', `weights piece ${i + 1} does not match its CID`)
+      }
+      let done = 0
+      while (done < piece.byteLength) {
+        const { bytesWritten } = await handle.write(
+          piece,
+          done,
+          piece.byteLength - done,
+          i * weights.pieceBytes + done,
+        )
+        done += bytesWritten
+      }
+      await handle.datasync()
+      entry.present.add(i)
+      await writePresentPieces(target, entry.pkg, entry.present)
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Every piece is present: the weights must match the package's sha256, and the folder becomes whole. */
+async function completeCacheEntry(entry: CacheEntry, target: string): Promise<void> {
+  const hash = createHash('sha256')
+  const handle = await open(join(target, WEIGHTS_FILE), 'r')
+  try {
+    const chunk = new Uint8Array(8 * 1024 * 1024)
+    for (let position = 0; ; ) {
+      const { bytesRead } = await handle.read(chunk, 0, chunk.byteLength, position)
+      if (bytesRead === 0) break
+      hash.update(chunk.subarray(0, bytesRead))
+      position += bytesRead
+    }
+  } finally {
+    await handle.close()
+  }
+  if (hash.digest('hex') !== entry.pkg.weights.sha256) {
+    await rm(target, { recursive: true, force: true })
+    throw new ModelPackageError(
+      'hash-mismatch',
+      "the model's weights do not match the sha256 its package names (a bad package)",
+    )
+  }
+  await rm(join(target, PRESENT_PIECES_FILE), { force: true })
+  await syncFolder(target)
 }
 
 /** model.json must describe the model the package names, with the same weights. */
@@ -453,35 +703,6 @@ function checkManifestAgainstPackage(manifest: Uint8Array, pkg: ModelPackage): v
   }
 }
 
-/** Fetches the weights piece by piece into `path`, hashing as it goes; the sha256 must match. */
-async function writeWeights(
-  path: string,
-  pkg: ModelPackage,
-  blocks: Pick<BlockExchange, 'get'>,
-  options: FetchModelOptions,
-): Promise<void> {
-  const { weights } = pkg
-  const hash = createHash('sha256')
-  const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644)
-  try {
-    for (let i = 0; i < weights.pieces.length; i++) {
-      const expected = Math.min(weights.pieceBytes, weights.bytes - i * weights.pieceBytes)
-      const piece = await sized(blocks, weights.pieces[i], expected, `weights piece ${i + 1}`, options)
-      hash.update(piece)
-      await handle.write(piece)
-    }
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  if (hash.digest('hex') !== weights.sha256) {
-    throw new ModelPackageError(
-      'hash-mismatch',
-      "the model's weights do not match the sha256 its package names (a bad package)",
-    )
-  }
-}
-
 async function sized(
   blocks: Pick<BlockExchange, 'get'>,
   cid: string,
@@ -505,7 +726,7 @@ async function removeStaleFetches(cacheRoot: string, modelId: string): Promise<v
   for (const name of names) {
     if (!name.startsWith(`.${modelId}.`) || !name.endsWith('.tmp')) continue
     const info = await stat(join(cacheRoot, name)).catch(() => undefined)
-    // a fetch of this process is deduplicated in fetchesInFlight; another process's may still run
+    // this process's fetches of a model wait in fetchQueues; another process's may still run
     if (info !== undefined && Date.now() - info.mtimeMs > STALE_FETCH_MS) {
       await rm(join(cacheRoot, name), { recursive: true, force: true })
     }
