@@ -32,7 +32,7 @@ import {
 } from '../protocols/tasks/index.js'
 import { type GradientExchange, gradientExchange } from '../protocols/training/exchange.js'
 import { generateRoutes } from './api/generate-routes.js'
-import { createNodeMetrics, type NodeMetrics } from './api/metrics.js'
+import { createNodeMetrics, type NodeMetrics, type RefusalTotals } from './api/metrics.js'
 import { type ApiNode, type NodeStatus, nodeApiRoutes } from './api/node-routes.js'
 import { openAiRoutes } from './api/openai.js'
 import { ApiError, type ApiServer, startApiServer } from './api/server.js'
@@ -44,7 +44,7 @@ import { CapabilityAdvertiser } from './capability-advertiser.js'
 import type { NodeConfig } from './config.js'
 import { openCapabilityBackend, probedCapability } from './executor/backend-probe.js'
 import type { CapabilityProbe, NodeCapability } from './executor/capability.js'
-import { createHost, dhtRoutingTableSize, readSwarmKey, type ShardnetHost } from './host.js'
+import { createHost, dhtRoutingTableSize, inboundRefusals, readSwarmKey, type ShardnetHost } from './host.js'
 import { listPeers, type PeerEntry } from './peers.js'
 import { REPUTATION_FILE, ReputationBook } from './reputation.js'
 import {
@@ -157,6 +157,36 @@ export interface DaemonInit {
     | 'openBackend'
     | 'inferPredict'
   >
+}
+
+/** What every part of a node refused, by reason, for /metrics (`shardnet_refused_total`). */
+function refusalTotals(
+  host: NodeHost | undefined,
+  tasks: TaskService | undefined,
+  spans: SpanHost | undefined,
+): RefusalTotals[] {
+  const totals: RefusalTotals[] = []
+  const add = (source: string, refused: Record<string, number> | undefined) => {
+    if (refused !== undefined) totals.push({ source, refused })
+  }
+  if (host !== undefined) {
+    add('inbound-connection', inboundRefusals(host) as Record<string, number> | undefined)
+    add('gossip', host.services.tasks.counters().rejected)
+    add('capability-record', host.services.discovery.counters().rejected)
+    add('blocks', host.services.blocks.counters().rejected)
+  }
+  if (tasks !== undefined) {
+    add('claim', tasks.claims.rejected)
+    add('claim-budget', tasks.claims.budgets.refused)
+    add('infer', tasks.inferWorker.rejected)
+    add('infer-budget', tasks.inferWorker.budgets.refused)
+  }
+  if (spans !== undefined) {
+    const counters = spans.counters()
+    add('span', counters.refused)
+    add('span-budget', counters.budgets)
+  }
+  return totals
 }
 
 /** api.json: how the CLI finds a running daemon's API (the token is in its own 0600 file). */
@@ -290,17 +320,21 @@ export class Daemon implements ApiNode {
       const blockStore = new FileBlockStore({ folder: paths.blocks })
 
       let host: NodeHost | undefined
+      let spans: SpanHost | undefined
+      let tasks: TaskService | undefined
       const metrics = createNodeMetrics({
         startedAtMs,
         peerCount: () => host?.getPeers().length ?? 0,
         dhtRoutingTableSize: () => dhtRoutingTableSize(host),
         backend: () => capability,
         gossip: () => {
-          const tasks = host?.services.tasks
-          if (tasks == null) return []
-          const counters = tasks.counters()
-          return [{ topic: tasks.topic, accepted: counters.accepted, rejected: counters.rejected }]
+          const gossip = host?.services.tasks
+          if (gossip == null) return []
+          const counters = gossip.counters()
+          return [{ topic: gossip.topic, accepted: counters.accepted, rejected: counters.rejected }]
         },
+        refusals: () => refusalTotals(host, tasks, spans),
+        spans: () => spans?.counters(),
         streams: () => {
           const blocks = host?.services.blocks
           if (blocks == null) return []
@@ -362,7 +396,7 @@ export class Daemon implements ApiNode {
       // the served spans and the network generation's ends compute on the backend the probe chose
       const backend = await openCapabilityBackend(capability)
       cleanups.push('releasing the compute backend', () => backend.destroy())
-      const spans = new SpanHost({ host, backend, ...init.spanHost })
+      spans = new SpanHost({ host, backend, ...init.spanHost })
       await spans.start()
       cleanups.push('stopping the span server', () => spans.stop())
       const advertiser = new CapabilityAdvertiser(
@@ -389,7 +423,7 @@ export class Daemon implements ApiNode {
 
       const reputation = await ReputationBook.open(join(paths.root, REPUTATION_FILE))
       cleanups.push('writing the reputation book', () => reputation.flush())
-      const tasks = new TaskService({
+      tasks = new TaskService({
         host,
         dataDir: paths.root,
         blockStore,

@@ -24,6 +24,22 @@ export interface StreamTotals {
   receivedBytes: number
 }
 
+/** What one part of the node refused, by reason (bad input, budgets, strangers), as it counts them. */
+export interface RefusalTotals {
+  /** the part: e.g. `inbound-connection`, `claim`, `infer`, `span`, `blocks`, `capability-record` */
+  source: string
+  refused: Record<string, number>
+}
+
+/** The span server's sessions (node/serving/span-host.ts). */
+export interface SpanTotals {
+  sessionsOpen: number
+  sessionsOpened: number
+  steps: number
+  bytesIn: number
+  bytesOut: number
+}
+
 /** What /metrics reads from the running node when it is scraped. */
 export interface NodeMetricsSources {
   peerCount(): number
@@ -31,6 +47,8 @@ export interface NodeMetricsSources {
   backend(): { backend: string; adapterName: string; matmulGflops: number } | undefined
   gossip?(): GossipTotals[]
   streams?(): StreamTotals[]
+  refusals?(): RefusalTotals[]
+  spans?(): SpanTotals | undefined
   startedAtMs: number
 }
 
@@ -111,6 +129,46 @@ export function createNodeMetrics(sources: NodeMetricsSources): NodeMetrics {
         this.inc({ protocol: totals.protocol, direction: 'sent' }, totals.sentBytes)
         this.inc({ protocol: totals.protocol, direction: 'received' }, totals.receivedBytes)
       }
+    },
+  })
+  new Counter({
+    name: 'shardnet_refused_total',
+    help: 'input refused and dropped by the node, by the part that refused it and why',
+    labelNames: ['source', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const totals of sources.refusals?.() ?? []) {
+        for (const [reason, count] of Object.entries(totals.refused)) {
+          if (count > 0) this.inc({ source: totals.source, reason }, count)
+        }
+      }
+    },
+  })
+  new Gauge({
+    name: 'shardnet_span_sessions_open',
+    help: 'generation sessions open on the spans this node serves',
+    registers: [registry],
+    collect() {
+      this.set(sources.spans?.()?.sessionsOpen ?? 0)
+    },
+  })
+  new Counter({
+    name: 'shardnet_span_steps_total',
+    help: 'steps the span server computed',
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(sources.spans?.()?.steps ?? 0)
+    },
+  })
+  new Counter({
+    name: 'shardnet_span_sessions_opened_total',
+    help: 'sessions the span server opened',
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(sources.spans?.()?.sessionsOpened ?? 0)
     },
   })
   return {

@@ -54,7 +54,7 @@ import {
 } from '../../node/tasks/infer-files.js'
 import { predictLogits } from '../../node/tasks/infer-forward.js'
 import { encodeTaskSpec, REQUIREMENTS_DEFAULT, TASK_SPEC_VERSION } from '../../protocols/tasks/spec.js'
-import { startTestDaemon, waitUntil } from './daemon-helpers.js'
+import { apiRequest, startTestDaemon, waitUntil } from './daemon-helpers.js'
 import { shardedLocalLogits, writeTestInputs, writeTestModel } from './inference-helpers.js'
 import { connect, createTestNode, type TestNode } from './protocols-host.js'
 import { stopAll, submitTask, TASK_DAEMON_TUNING, waitForTask, waitForTopicMesh } from './tasks-helpers.js'
@@ -196,6 +196,11 @@ describe('hostile peers on /shardnet/infer/1.0.0', () => {
     // another peer cannot take over or release the stranger's task
     await expect(assignShards(other, worker.peerId, task, [1])).rejects.toThrow(/not by you/)
     expect(counters.unassigned - before).toBe(3)
+    // and /metrics reports the same count
+    const metrics = await (await apiRequest(worker, '/metrics')).text()
+    expect(metrics).toContain(
+      `shardnet_refused_total{source="infer",reason="unassigned"} ${counters.unassigned}`,
+    )
     // the assigned shard runs
     const answer = await run(stranger, 0)
     expect(answer.logits).toHaveLength(40)

@@ -23,6 +23,7 @@ import { modelIdOfDirectory } from '../../node/serving/model-package.js'
 import { blockParameterBytes, spanMemoryBytes } from '../../node/serving/placement.js'
 import type { ServeEntry } from '../../node/serving/served-models.js'
 import { SPAN_SESSIONS_MAX_DEFAULT } from '../../node/serving/span-host.js'
+import { openSpanSession } from '../../protocols/serving/index.js'
 import { apiRequest, startTestDaemon, tempDataDir, waitUntil } from './daemon-helpers.js'
 
 const CONFIG = { vocabSize: 256, context: 32, width: 32, layers: 4, heads: 2, layerNormEpsilon: 1e-5 }
@@ -145,6 +146,15 @@ describe('serving spans of a model from daemons', () => {
     expect(formatStatus(status)).toMatch(
       new RegExp(`serving    blocks 0-1 of 4 of gpt ${modelId}, \\d+ tokens/s`),
     )
+    // a session asking for blocks A does not serve is refused, counted, and shown in /metrics
+    const outside = openSpanSession(
+      { dialer: c.host, peer: a.peerId },
+      { model: modelId, start: 1, end: 4, maxLength: 8 },
+    )
+    await expect(outside).rejects.toMatchObject({ code: 'outside-model' })
+    const metrics = await (await apiRequest(a, '/metrics')).text()
+    expect(metrics).toContain('shardnet_refused_total{source="span",reason="outside-model"} 1')
+    expect(metrics).toMatch(/shardnet_span_sessions_open 0/)
     await waitUntil(
       async () => (await servers(c, modelId)).length === 1,
       "A's span to be found through the DHT",
