@@ -1,10 +1,11 @@
 // Matmul throughput (GFLOP/s) in two groups, each timed in its own interleaved rounds:
 // - webgpu: our WGSL kernel versions side by side with @tensorflow/tfjs-backend-webgpu on the same
 //   Dawn adapter (the ratio column divides by tfjs-webgpu);
-// - cpu: the cpu backend on its native engine (every core, and one thread), on its wasm engine and
-//   on the reference engine, @tensorflow/tfjs-backend-wasm (one thread), a plain TypeScript loop,
-//   and numpy's float32 matmul (OpenBLAS sgemm, every core) in a python3 child process (the ratio
-//   column divides by numpy).
+// - cpu: the cpu backend on its native engine (every core, and one thread), on its wasm engine (every
+//   core, also with B changed each product, and one thread) and on the reference engine,
+//   @tensorflow/tfjs-backend-wasm (one thread; the same B, and a new B each product), a plain
+//   TypeScript loop, and numpy's float32 matmul (OpenBLAS sgemm, every core) in a python3 child
+//   process (the ratio column divides by numpy).
 // Every implementation is first checked against the reference.
 //
 //   npm run bench:kernels -- [--sizes 256,1024,2048] [--only webgpu,cpu] [--json] [--rounds 3]
@@ -31,6 +32,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { startWasmEngine, wasmThreads } from '../kernels/cpu/wasm-engine.js'
 import type { Backend } from '../kernels/index.js'
 import { CpuBackend, type CpuEngine, loadCpuEngine } from '../kernels/index.js'
 import { NATIVE_ADDON_PATH } from '../kernels/native/loader.js'
@@ -96,7 +98,15 @@ const WASM_LABEL = 'tfjs-backend-wasm (XNNPACK, 1 thread)'
 const WASM_NEW_B_LABEL = 'tfjs-backend-wasm, a new B each product (1 thread)'
 const NATIVE_LABEL = 'cpu backend, native engine (all cores)'
 const NATIVE_ONE_LABEL = 'cpu backend, native engine (1 thread)'
-const WASM_ENGINE_LABEL = 'cpu backend, wasm engine'
+const WASM_ENGINE_LABEL = 'cpu backend, wasm engine (all cores)'
+const WASM_ENGINE_ONE_LABEL = 'cpu backend, wasm engine (1 thread)'
+/**
+ * the wasm engine given a B with other bits than the product before (two B tensors taken in turn,
+ * one float apart), as in training: its module keeps the packing of a B it multiplied only for a B
+ * with the same bits, so here it packs B on every call, as tfjs does for a new B tensor; the row
+ * above reuses its packing, as tfjs does for the same B tensor
+ */
+const WASM_ENGINE_NEW_B_LABEL = 'cpu backend, wasm engine, B changed each product (all cores)'
 const REFERENCE_LABEL = 'cpu backend, reference engine (today)'
 const LOOP_LABEL = 'plain TypeScript loop (i-k-j)'
 const NUMPY_LABEL = 'numpy float32 matmul (all cores)'
@@ -281,18 +291,28 @@ function cpuBackendImplementation(
   label: string,
   backend: CpuBackend,
   around?: { before(): void; after(): void },
+  changeB = false,
 ): Implementation {
   let tensors: ReturnType<Backend['upload']>[] = []
+  let runs = 0
   return {
     name: label,
     group: 'cpu',
     async setup(size, a, b) {
       tensors = [backend.upload(a, [size, size]), backend.upload(b, [size, size])]
+      if (changeB) {
+        // the first run (the warm-up, checked) multiplies B itself, later runs it and this in turn
+        const other = b.slice()
+        other[0] = -other[0]
+        tensors.push(backend.upload(other, [size, size]))
+      }
+      runs = 0
     },
     async run() {
       around?.before()
       try {
-        const c = backend.matmul(tensors[0], tensors[1])
+        const b = changeB && runs++ % 2 === 1 ? tensors[2] : tensors[1]
+        const c = backend.matmul(tensors[0], b)
         const out = await backend.read(c)
         c.dispose()
         return out
@@ -396,6 +416,7 @@ async function numpyImplementation(): Promise<
 }
 
 let nativeEngine: CpuEngine | undefined
+let wasmEngine: CpuEngine | undefined
 let nativeBlasConfig: string | undefined
 let numpy: Awaited<ReturnType<typeof numpyImplementation>> | undefined
 if (selected.has('cpu')) {
@@ -421,8 +442,23 @@ if (selected.has('cpu')) {
     unavailableBecause(NATIVE_LABEL, error)
   }
   try {
+    // the engine loadCpuEngine('wasm') gives (every core, or SHARDNET_CPU_THREADS), as an engine of its
+    // own so that its workers have started before anything is timed, and one on a single thread
+    const all = await startWasmEngine(wasmThreads())
+    const one = await startWasmEngine(1)
+    if ('error' in all) throw new Error(all.error)
+    if ('error' in one) throw new Error(one.error)
+    await all.startWorkers()
+    wasmEngine = all.engine
     implementations.push(
-      cpuBackendImplementation(WASM_ENGINE_LABEL, new CpuBackend({ engine: await loadCpuEngine('wasm') })),
+      cpuBackendImplementation(WASM_ENGINE_LABEL, new CpuBackend({ engine: all.engine })),
+      cpuBackendImplementation(
+        WASM_ENGINE_NEW_B_LABEL,
+        new CpuBackend({ engine: all.engine }),
+        undefined,
+        true,
+      ),
+      cpuBackendImplementation(WASM_ENGINE_ONE_LABEL, new CpuBackend({ engine: one.engine })),
     )
   } catch (error) {
     unavailableBecause(WASM_ENGINE_LABEL, error)
@@ -618,11 +654,23 @@ const CPU_RATIOS = [
   },
   { name: 'native / tfjs-wasm', top: NATIVE_LABEL, bottom: WASM_LABEL },
   { name: 'native 1 thread / tfjs-wasm', top: NATIVE_ONE_LABEL, bottom: WASM_LABEL },
-  { name: 'wasm engine / tfjs-wasm', top: WASM_ENGINE_LABEL, bottom: WASM_LABEL, goal: 1 },
   {
-    name: 'wasm engine / tfjs-wasm with a new B each product',
+    name: 'wasm engine (all cores) / tfjs-wasm (1 thread)',
     top: WASM_ENGINE_LABEL,
+    bottom: WASM_LABEL,
+    goal: 1,
+  },
+  {
+    name: 'wasm engine (all cores), B changed / tfjs-wasm (1 thread), a new B',
+    top: WASM_ENGINE_NEW_B_LABEL,
     bottom: WASM_NEW_B_LABEL,
+    goal: 1,
+  },
+  { name: 'wasm engine (1 thread) / tfjs-wasm (1 thread)', top: WASM_ENGINE_ONE_LABEL, bottom: WASM_LABEL },
+  {
+    name: 'wasm engine all cores / wasm engine 1 thread',
+    top: WASM_ENGINE_LABEL,
+    bottom: WASM_ENGINE_ONE_LABEL,
   },
   { name: 'native / reference', top: NATIVE_LABEL, bottom: REFERENCE_LABEL },
   { name: 'native all cores / native 1 thread', top: NATIVE_LABEL, bottom: NATIVE_ONE_LABEL },
@@ -673,6 +721,7 @@ if (flags.json) {
         loadAverageAtStart: loadAtStart,
         loadAverageAtEnd: loadavg(),
         defaultKernel: defaultLabel ?? null,
+        wasmEngine: wasmEngine?.description ?? null,
         nativeEngine:
           nativeEngine === undefined
             ? null
@@ -696,6 +745,7 @@ if (flags.json) {
   if (defaultLabel !== undefined) console.log(`default kernel on this adapter: ${defaultLabel}`)
   if (nativeEngine !== undefined)
     console.log(`native engine: ${nativeEngine.description}; OpenBLAS config: ${nativeBlasConfig}`)
+  if (wasmEngine !== undefined) console.log(`wasm engine: ${wasmEngine.description}`)
   if (numpyInfo !== undefined)
     console.log(
       `numpy ${numpyInfo.numpy}: BLAS ${JSON.stringify(numpyInfo.blas)}; ` +

@@ -116,9 +116,9 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
   }
   const engine: CpuEngine = Object.freeze({
     name: 'wasm' as const,
-    description: `tfjs-backend-wasm ${compiled.version} (XNNPACK${compiled.simd ? ', SIMD' : ''}), ${threads} thread${
-      threads === 1 ? '' : 's'
-    }`,
+    description:
+      `tfjs-backend-wasm ${compiled.version} (XNNPACK${compiled.simd ? ', SIMD' : ''}), ` +
+      `${threads} thread${threads === 1 ? '' : 's'}`,
     threads,
     ops: Object.freeze(ops),
   })

@@ -75,10 +75,12 @@ import {
 const log = logger('shardnet:kernels:cpu:wasm')
 
 /**
- * products of fewer multiply-adds stay whole on the calling thread: measured on 2 cores, a 128^3
- * product (2^21) split in two ran at 0.9x whole, 256^3 at 1.5x
+ * products of fewer multiply-adds stay on the calling thread: measured on 2 shared cores, a 128^3
+ * product (2^21) split in two ran at 0.9x whole; 256^3 (2^24) at 1.2-1.4x back to back but 0.6-0.9x
+ * after the worker had slept a few milliseconds (between other work, as in bench:kernels' rounds);
+ * 1024^3 at 1.7x
  */
-export const PARALLEL_WORK_MIN = 2 ** 22
+export const PARALLEL_WORK_MIN = 2 ** 25
 /** blocks a product is split into per thread, where each still has BLOCK_WORK_MIN multiply-adds */
 export const BLOCKS_PER_THREAD = 4
 /** the fewest multiply-adds in a block (a block costs a few microseconds besides its work) */
@@ -98,7 +100,7 @@ export const WORKER_WAIT_FACTOR = 10
 export const WORKER_IDLE_WAIT_MS = 0.2
 /** how long a worker may take to start (register the TypeScript loader, instantiate the module) */
 export const WORKER_START_TIMEOUT_MS = 30_000
-/** the largest shared buffer (header, A, B and C, in 4-byte slots); larger products stay on the calling thread */
+/** the largest shared buffer (header, A, B, C; 4-byte slots): larger products stay on the calling thread */
 const SHARED_SLOTS_MAX = 2 ** 28
 
 /** a fault the tests inject into one worker's next claimed block */
@@ -288,7 +290,7 @@ function onlyBlock(index: number): () => number {
 
 export class WasmWorkerPool {
   readonly #workers: PoolWorker[]
-  /** the shared buffer for the header, A, B and C, and its generation (new when it grows or a worker is dropped) */
+  /** the shared buffer (header, A, B and C) and its generation: new when it grows or a worker is dropped */
   #data: { header: Int32Array; floats: Float32Array } | undefined
   #generation = 0
   #tag = 0

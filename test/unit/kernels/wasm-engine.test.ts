@@ -252,12 +252,13 @@ describe('the wasm cpu engine where the module cannot load', () => {
 
 /** [M, K, N] of at least PARALLEL_WORK_MIN multiply-adds: split by rows, by columns, and awkward sizes */
 const SPLIT_SHAPES: readonly (readonly [number, number, number])[] = [
-  [300, 97, 171],
-  [37, 211, 613],
-  [1031, 64, 65],
-  [64, 33, 2047],
+  // blocks of rows on 2 and 3 threads, whole on one
+  [1500, 150, 150],
+  [2049, 128, 130],
   // B of 330,000 floats: blocks of 112 columns on one thread, 64 on two, 32 on three
-  [96, 1100, 300],
+  [200, 1100, 300],
+  // blocks of 80 columns on one and two threads, 64 on three
+  [37, 1500, 613],
 ]
 
 describe('the wasm cpu engine on several threads', () => {
@@ -339,6 +340,7 @@ describe('the wasm cpu engine on several threads', () => {
       [20, 50, 30],
       [64, 300, 500],
       [700, 160, 90],
+      [300, 400, 400],
     ]) {
       const random = seededRandom(m + k + n)
       const a = randomArray(random, m * k)
@@ -403,7 +405,7 @@ describe('the wasm cpu engine on several threads', () => {
 
   it('after close the workers are gone and products run on the calling thread', async () => {
     const handle = await engineOn(2)
-    const [m, k, n] = [256, 128, 256]
+    const [m, k, n] = [512, 256, 300]
     const random = seededRandom(43)
     const a = randomArray(random, m * k)
     const b = randomArray(random, k * n)
