@@ -220,7 +220,8 @@ async function main(): Promise<void> {
       for (const verify of [0.1, 1]) {
         const run = await generateNetwork(daemons[0], model, { verify })
         console.log(
-          `verify ${verify.toFixed(1)} +${String(delay).padStart(2)} ms ${f(run.tokensPerSecond).padStart(7)}` +
+          `verify ${verify.toFixed(1)} +${String(delay).padStart(2)} ms ` +
+            `${f(run.tokensPerSecond).padStart(7)}` +
             ` tok/s   ${f(run.tokensPerSecond / base.tokensPerSecond, 2)}x of verify 0` +
             ` (${f(base.tokensPerSecond)})   ${run.result?.verifiedSteps} steps checked` +
             `   text ${run.text === local.text ? 'same' : 'DIFFERS'}`,
