@@ -95,7 +95,8 @@ export function weightsHeaderLength(prefix: Uint8Array): number {
   const length = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_PREFIX_BYTES).getBigUint64(0, true)
   if (length > BigInt(WEIGHTS_HEADER_BYTES_MAX - LENGTH_PREFIX_BYTES))
     throw new SafetensorsError(
-      `the header length ${length} exceeds the limit of ${WEIGHTS_HEADER_BYTES_MAX - LENGTH_PREFIX_BYTES} bytes`,
+      `the header length ${length} exceeds the limit of ` +
+        `${WEIGHTS_HEADER_BYTES_MAX - LENGTH_PREFIX_BYTES} bytes`,
     )
   return LENGTH_PREFIX_BYTES + Number(length)
 }
@@ -118,7 +119,8 @@ export function parseGptWeightsHeader(
   if (dataStart > fileBytes || dataStart > prefix.byteLength)
     throw new SafetensorsError(
       `the header claims ${dataStart - LENGTH_PREFIX_BYTES} bytes but the file has only ` +
-        `${Math.max(0, Math.min(fileBytes, prefix.byteLength) - LENGTH_PREFIX_BYTES)} after the length (truncated?)`,
+        `${Math.max(0, Math.min(fileBytes, prefix.byteLength) - LENGTH_PREFIX_BYTES)} after the length ` +
+        '(truncated?)',
     )
   const text = new TextDecoder('utf-8', { fatal: false }).decode(
     prefix.subarray(LENGTH_PREFIX_BYTES, dataStart),
@@ -166,7 +168,8 @@ export function parseGptWeightsHeader(
     const elements = (shape as number[]).reduce((product, dimension) => product * dimension, 1)
     if (end - begin !== elements * 4)
       throw new SafetensorsError(
-        `tensor "${name}" has shape [${shape}] but data_offsets cover ${end - begin} bytes instead of ${elements * 4}`,
+        `tensor "${name}" has shape [${shape}] but data_offsets cover ${end - begin} bytes ` +
+          `instead of ${elements * 4}`,
       )
     if (end > dataBytes)
       throw new SafetensorsError(
@@ -203,7 +206,8 @@ export function parseGptWeightsHeader(
       )
     if (tensor.shape.length !== entry.shape.length || tensor.shape.some((d, i) => d !== entry.shape[i]))
       throw new GptCheckpointError(
-        `${entry.name} has shape [${tensor.shape.join(', ')}], config.json implies [${entry.shape.join(', ')}]`,
+        `${entry.name} has shape [${tensor.shape.join(', ')}], ` +
+          `config.json implies [${entry.shape.join(', ')}]`,
       )
     tensors.set(entry.name, tensor)
     byName.delete(entry.name)

@@ -4,11 +4,11 @@
 // A generation: the model's servers are looked up (a look-up is reused for lookupTtlMs; the chain asks
 // for a fresh one when the known servers cannot cover a span), each one's round trip is measured with
 // libp2p's ping (reused for latencyTtlMs; this node itself counts 0 ms), and reputations come from
-// the node's ReputationBook; meanwhile the model's files are fetched over the blocks protocol
-// (fetchModel, verified by hash, cached under modelCacheDir) and its ends (embeddings, final
-// LayerNorm, head) are loaded on the daemon's backend (kept for the last ENDS_CACHED_MAX models). A hop
-// on this node's own span goes through SpanHost.openLocalSession (libp2p does not dial itself); every
-// other hop is a /shardnet/span/1.0.0 session (openSpanSession).
+// the node's ReputationBook; meanwhile the weights pieces of the model's ends (embeddings, final
+// LayerNorm, tied head) are fetched over the blocks protocol (fetchModel's parts, verified by hash, cached
+// under modelCacheDir) and the ends alone are read and loaded on the daemon's backend (kept for the last
+// ENDS_CACHED_MAX models). A hop on this node's own span goes through SpanHost.openLocalSession (libp2p
+// does not dial itself); every other hop is a /shardnet/span/1.0.0 session (openSpanSession).
 //
 // models() lists every model this node serves a span of and every model it has generated with (or
 // tried to) within KNOWN_MODEL_TTL_MS_DEFAULT, with whether a chain covering it was found the last
@@ -21,7 +21,8 @@ import { GptEnds } from '../../kernels/models/gpt/span.js'
 import type { BlockExchange } from '../../protocols/blocks/index.js'
 import { openSpanSession, type SpanDialer } from '../../protocols/serving/index.js'
 import { isModelId } from '../../protocols/wire/validation/index.js'
-import { loadGpt, ModelFilesError } from '../executor/model-files.js'
+import { type GptPartTensors, readGptParts } from '../executor/gpt-tensors.js'
+import { ModelFilesError } from '../executor/model-files.js'
 import type { ReputationBook } from '../reputation.js'
 import {
   type NetworkGenerateRequest,
@@ -357,7 +358,11 @@ class NetworkServingImpl implements NetworkServing {
   async #readEnds(model: string, signal: AbortSignal): Promise<LoadedEnds> {
     let directory: string
     try {
-      directory = await fetchModel(model, this.#deps.blocks, this.#deps.modelCacheDir, { signal })
+      // only the weights pieces of the ends (and the header) are fetched
+      directory = await fetchModel(model, this.#deps.blocks, this.#deps.modelCacheDir, {
+        signal,
+        parts: { ends: true },
+      })
     } catch (error) {
       signal.throwIfAborted()
       if (error instanceof ModelPackageError) {
@@ -368,15 +373,20 @@ class NetworkServingImpl implements NetworkServing {
       }
       throw error
     }
-    let gpt: Awaited<ReturnType<typeof loadGpt>>
+    let gpt: GptPartTensors
     try {
-      gpt = await loadGpt(directory)
+      gpt = await readGptParts(directory, { ends: true })
     } catch (error) {
       if (error instanceof ModelFilesError)
         throw new ServingError('unavailable', `the model ${model} could not be loaded: ${error.message}`)
       throw error
     }
-    const ends = GptEnds.fromParameters(this.#deps.backend, gpt.config, gpt.params)
+    const { tensors } = gpt
+    const ends = GptEnds.fromTensors(this.#deps.backend, gpt.config, (name) => {
+      const values = tensors.get(name)
+      if (values === undefined) throw new ServingError('unavailable', `the model's ${name} was not read`)
+      return values
+    })
     return {
       ends,
       model: { blocks: gpt.config.layers, context: gpt.config.context, width: gpt.config.width },

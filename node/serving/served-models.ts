@@ -1,15 +1,16 @@
 // The models a daemon serves spans of, and how each came to be served: `shardnet node serve MODEL
 // [--blocks A-B]` (POST /v1/serve) and the config's `serve` entries. MODEL is a model directory (its
-// files are published over the blocks protocol and its content id computed) or a model id (the model is
-// fetched by it, every byte verified, into the data dir's model cache). Without --blocks the span is
-// chosen by node/serving/placement.ts: as many blocks as the serve memory budget has left, where the
-// spans other servers advertise (discovery.findServers) cover the model thinnest.
+// files are published over the blocks protocol and its content id computed) or a model id (the weights
+// pieces of the span served are fetched by it, every byte verified, into the data dir's model cache).
+// Without --blocks the span is chosen by node/serving/placement.ts: as many blocks as the serve memory
+// budget has left, where the spans other servers advertise (discovery.findServers) cover the model
+// thinnest.
 //
 // A request is checked at once (the range's syntax, the directory's model.json or the model id's package
 // block, the blocks against the model, an explicit span against the memory budget) so that a bad one is
-// refused with a ServeRequestError the API answers 4xx; the slow part (publishing or fetching the files,
-// finding the other servers, loading and measuring the span) runs in the background, one request at a
-// time, and GET /v1/serve shows each entry's state. Requests made through the API are kept in
+// refused with a ServeRequestError the API answers 4xx; the slow part (publishing the files, finding the
+// other servers, fetching the span's pieces, loading and measuring the span) runs in the background, one
+// request at a time, and GET /v1/serve shows each entry's state. Requests made through the API are kept in
 // serving.json in the data dir and served again after a restart, like the config's entries.
 import { readFile, stat } from 'node:fs/promises'
 import { isAbsolute } from 'node:path'
@@ -65,9 +66,9 @@ export interface ServeRequest {
 }
 
 /**
- * preparing: checked, waiting its turn; publishing: storing a directory's files as blocks; fetching:
- * fetching a model id's files; placing: looking at the other servers; loading: the span onto the backend;
- * serving; failed (see `error`); stopped (in unserve's answer only).
+ * preparing: checked, waiting its turn; publishing: storing a directory's files as blocks; placing: looking
+ * at the other servers; fetching: fetching a model id's files (those of the span's blocks); loading: the
+ * span onto the backend; serving; failed (see `error`); stopped (in unserve's answer only).
  */
 export type ServeState =
   | 'preparing'
@@ -428,7 +429,7 @@ export class ServedModels {
     if (!current()) return
     const signal = this.shutdown.signal
     try {
-      let directory: string
+      let directory: string | undefined
       if (job.modelId === undefined) {
         entry.state = 'publishing'
         const published = await publishModel(entry.model, this.init.blocks, { signal })
@@ -437,9 +438,6 @@ export class ServedModels {
         if (!published.provided)
           log('the files of %s are stored but not provided yet (no DHT peers)', entry.model)
         directory = entry.model
-      } else {
-        entry.state = 'fetching'
-        directory = await fetchModel(job.modelId, this.init.blocks, this.init.cacheRoot, { signal })
       }
       const modelId = job.modelId
       if (!current()) return
@@ -450,6 +448,7 @@ export class ServedModels {
           if (other.entry.source === 'api') await this.writeState()
         }
       }
+      // the placement needs the model's shape alone (its package): the weights come after, only the span's
       let range = job.range
       if (range === undefined) {
         entry.state = 'placing'
@@ -465,6 +464,15 @@ export class ServedModels {
       if (!current()) return
       entry.start = range.start
       entry.end = range.end
+      if (directory === undefined) {
+        entry.state = 'fetching'
+        // only the weights pieces of the span's blocks (and the header) are fetched
+        directory = await fetchModel(modelId, this.init.blocks, this.init.cacheRoot, {
+          signal,
+          parts: { span: range },
+        })
+        if (!current()) return
+      }
       entry.state = 'loading'
       const info = await this.init.spans.load({
         model: modelId,

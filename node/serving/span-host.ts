@@ -14,9 +14,11 @@
 // (answered 'timeout'), its model is unloaded ('unknown-model') or the host stops ('busy'). Every error
 // answers one SpanError frame; refusals are counted by code.
 //
-// A request for a strict sub-range of a loaded span runs on a GptSpan of just those blocks, read again
-// from the model directory the first time a session needs it and freed with its last session; its
-// weights count against cacheBytesMax while it lives.
+// A span's tensors alone are read from the model directory (node/executor/gpt-tensors.ts: a whole
+// weights file, or a partial one in the model cache holding the pieces of the span), so host memory
+// follows the span, not the model. A request for a strict sub-range of a loaded span runs on a GptSpan
+// of just those blocks, read again from the model directory the first time a session needs it and freed
+// with its last session; its weights count against cacheBytesMax while it lives.
 //
 // Steps of all sessions run one at a time on the backend (a queue per host), so no two forwards
 // interleave their kernels or reads.
@@ -55,7 +57,8 @@ import {
   isOversizedFrameError,
   PeerBudgets,
 } from '../../protocols/wire/framing.js'
-import { loadGpt } from '../executor/model-files.js'
+import { readGptParts } from '../executor/gpt-tensors.js'
+import { ModelFilesError, readGptManifestAndConfig } from '../executor/model-files.js'
 import type { ServedSpanInfo } from './api.js'
 
 const log = logger('shardnet:serving:span-host')
@@ -134,7 +137,7 @@ export interface SpanHostInit {
 export interface SpanLoadRequest {
   /** the model's content id (node/serving/model-package.ts) */
   model: string
-  /** a model directory loadGpt() reads */
+  /** a model directory (readGptParts reads the span's tensors: the weights may be partial) */
   directory: string
   /** blocks [start, end) */
   start: number
@@ -184,6 +187,13 @@ interface Ending {
   end: SessionEnd
   code?: SpanErrorCode
   message?: string
+}
+
+/** A tensor readGptParts read (it reads every tensor of the span asked for). */
+function tensorOf(tensors: ReadonlyMap<string, Float32Array>, name: string): Float32Array {
+  const values = tensors.get(name)
+  if (values === undefined) throw new ModelFilesError(`the tensor ${name} was not read`)
+  return values
 }
 
 /** Serves spans of models' blocks over SPAN_PROTOCOL and to this node's own chain client. */
@@ -275,11 +285,17 @@ export class SpanHost {
     const existing = this.loaded.get(request.model)
     if (existing !== undefined && existing.span.start === request.start && existing.span.end === request.end)
       return this.infoOf(existing)
-    const { manifest, config, params } = await loadGpt(request.directory)
-    GptSpan.checkSpan(config.layers, request.start, request.end)
+    const { config: described } = await readGptManifestAndConfig(request.directory)
+    GptSpan.checkSpan(described.layers, request.start, request.end)
+    // only the span's tensors are read: host memory follows the span, not the model
+    const { manifest, config, tensors } = await readGptParts(request.directory, {
+      span: { start: request.start, end: request.end },
+    })
     if (existing !== undefined) await this.unload(request.model)
     const span = await this.exclusive(async () =>
-      GptSpan.fromParameters(this.init.backend, config, params, request.start, request.end),
+      GptSpan.fromTensors(this.init.backend, config, request.start, request.end, (name) =>
+        tensorOf(tensors, name),
+      ),
     )
     let tokensPerSecond: number
     try {
@@ -531,8 +547,12 @@ export class SpanHost {
       key,
       bytes,
       refs: 0,
-      span: loadGpt(loaded.directory).then(({ config, params }) =>
-        this.exclusive(async () => GptSpan.fromParameters(this.init.backend, config, params, start, end)),
+      // the directory was checked whole at load: only the sub-span's tensors are read again
+      span: readGptParts(loaded.directory, { span: { start, end } }, { checkSha256: false }).then(
+        ({ config, tensors }) =>
+          this.exclusive(async () =>
+            GptSpan.fromTensors(this.init.backend, config, start, end, (name) => tensorOf(tensors, name)),
+          ),
       ),
     }
     this.subSpans.set(key, subSpan)
