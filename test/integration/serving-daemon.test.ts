@@ -5,8 +5,9 @@
 // nobody covers (2-3) within a memory budget of two blocks; a third daemon finds both servers and their
 // spans through the DHT, and stops finding one that no longer serves it. What `shardnet node serve` asked
 // survives a restart (serving.json), and so does the config's `serve`; POST /v1/serve/stop unloads a span;
-// bad requests to POST /v1/serve get one clear 4xx sentence each.
-import { mkdtemp } from 'node:fs/promises'
+// bad requests to POST /v1/serve get one clear 4xx sentence each. A server of blocks 2-3 of a model cut in
+// many weights pieces fetches only the pieces of the header and of those blocks.
+import { mkdtemp, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
@@ -19,7 +20,7 @@ import { formatStatus } from '../../node/cli/node.js'
 import type { ConfigOverrides } from '../../node/config.js'
 import { type Daemon, MODEL_CACHE_FOLDER } from '../../node/daemon.js'
 import { loadGpt, saveGptModel } from '../../node/executor/model-files.js'
-import { modelIdOfDirectory } from '../../node/serving/model-package.js'
+import { modelIdOfDirectory, publishModel } from '../../node/serving/model-package.js'
 import { blockParameterBytes, spanMemoryBytes } from '../../node/serving/placement.js'
 import type { ServeEntry } from '../../node/serving/served-models.js'
 import { SPAN_SESSIONS_MAX_DEFAULT } from '../../node/serving/span-host.js'
@@ -269,5 +270,50 @@ describe('serving spans of a model from daemons', () => {
     expect(stopped.status).toBe(200)
     expect(again.spans.spans()).toEqual([])
     expect((await listing(again)).entries).toEqual([])
+  }, 60_000)
+
+  it("a server of blocks 2-3 of a model in many pieces fetches only those blocks' pieces", async () => {
+    const [a, , c] = daemons
+    const other = join(await mkdtemp(join(tmpdir(), 'shardnet-serve-')), 'pieces')
+    await saveGptModel(other, CONFIG, initializeGpt(CONFIG, 8), {
+      model: 'gpt-pieces',
+      dataset: {},
+      seed: 8,
+      training: {},
+      backend: {},
+      metrics: {},
+      history: [],
+      createdAt: new Date(0).toISOString(),
+    })
+    // pieces of 16 KiB: the four blocks of width 32 and the ends make about 15
+    const published = await publishModel(other, a.blocks, { pieceBytes: 16 * 1024 })
+    const { pieces } = published.package.weights
+    expect(pieces.length).toBeGreaterThan(10)
+    // the pieces of the header and of blocks 2-3, from the weights file's own header
+    const weights = new Uint8Array(await readFile(join(other, 'model.safetensors')))
+    const headerEnd = 8 + Number(new DataView(weights.buffer).getBigUint64(0, true))
+    const header = JSON.parse(new TextDecoder().decode(weights.subarray(8, headerEnd)))
+    const needed = new Set<number>()
+    const cover = (begin: number, end: number) => {
+      for (let piece = Math.floor(begin / (16 * 1024)); piece * 16 * 1024 < end; piece++) needed.add(piece)
+    }
+    cover(0, headerEnd)
+    for (const [name, entry] of Object.entries(header) as Array<[string, { data_offsets: number[] }]>) {
+      if (/^h\.[23]\./.test(name)) cover(headerEnd + entry.data_offsets[0], headerEnd + entry.data_offsets[1])
+    }
+
+    // model.json, config.json and the package, less those C holds already (the same config.json as the
+    // first model's)
+    const { manifest, config } = published.package
+    const files = [published.modelId, manifest.cid, config.cid].map((cid) => CID.parse(cid))
+    const held = (await Promise.all(files.map((cid) => c.blocks.store.has(cid)))).filter(Boolean).length
+    const before = c.blocks.counters().fetched
+    expect((await serve(c, { model: published.modelId, blocks: '2-3' })).status).toBe(200)
+    expect(await served(c, published.modelId)).toMatchObject({ start: 2, end: 4, blocks: 4 })
+    const fetched = c.blocks.counters().fetched - before
+    // the model's files and exactly those pieces: fewer than the whole model's blocks
+    expect(fetched).toBe(3 - held + needed.size)
+    expect(fetched).toBeLessThan(3 + pieces.length)
+    expect(c.spans.spans()).toMatchObject([{ model: published.modelId, start: 2, end: 4 }])
   }, 60_000)
 })
