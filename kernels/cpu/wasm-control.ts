@@ -36,11 +36,25 @@ export const B_AT = 16
 export const C_AT = 17
 /** fault injection for the tests: one of the FAULT_* values, acted on at the next job */
 export const FAULT = 18
-export const CONTROL_SLOTS = 19
+/** attention: its sizes (AttentionSizes) and the float offsets of its operands and results */
+export const BATCH = 19
+export const SEQUENCE = 20
+export const HEADS = 21
+export const WIDTH = 22
+export const HEAD_WIDTH = 23
+export const QKV_AT = 24
+export const GRAD_AT = 25
+export const OUTPUT_AT = 26
+export const LSE_AT = 27
+export const RESULT_AT = 28
+export const CONTROL_SLOTS = 29
 
 export const JOB_MATMUL = 1
 /** the worker ends its loop (and with it the thread) */
 export const JOB_STOP = 2
+/** attention's pairs (sequence, head), STEP pairs a block */
+export const JOB_ATTENTION = 3
+export const JOB_ATTENTION_BACKWARD = 4
 
 export const STATUS_OK = 0
 /** the job threw: the message comes on the port */
@@ -92,6 +106,36 @@ export function claimBlock(header: Int32Array, tag: number, count: number, threa
       setBlockState(header, index, thread + 1)
       return index
     }
+  }
+}
+
+/**
+ * Claims of single pairs (attention's (sequence, head)) over blocks of `step` pairs of `total`:
+ * `claim` gives the next pair of the thread's block, claiming the next block (and marking the one
+ * before computed) when it is used up; `block` is the block being computed, or -1.
+ */
+export function pairClaims(
+  header: Int32Array,
+  tag: number,
+  step: number,
+  total: number,
+  thread: number,
+): { claim: () => number; block: () => number } {
+  const count = Math.ceil(total / step)
+  let block = -1
+  let next = 0
+  let end = 0
+  return {
+    claim: () => {
+      if (next < end) return next++
+      if (block >= 0) setBlockState(header, block, -(thread + 1))
+      block = claimBlock(header, tag, count, thread)
+      if (block < 0) return -1
+      next = block * step
+      end = Math.min(next + step, total)
+      return next++
+    },
+    block: () => block,
   }
 }
 

@@ -1,13 +1,14 @@
 // The wasm cpu engine: tfjs-backend-wasm's XNNPACK matmul on every core, for machines where the
 // native engine (kernels/native/) cannot be built; attention and its backward are built from the
-// same products, on the calling thread. The reference ops compute everything else.
+// same products, each (sequence, head) pair on one thread. The reference ops compute everything else.
 //
 // The calling thread holds one instance of the package's WebAssembly module (wasm-module.ts) and each
 // of threads - 1 worker threads its own (wasm-worker.ts, wasm-pool.ts): a product of at least
 // PARALLEL_WORK_MIN multiply-adds is split into `threads` fixed blocks of C, one per thread, through
 // shared memory; smaller ones stay on the calling thread. C's bits do not depend on the split, so they
 // are the same for every thread count, and the same when a worker fails and the calling thread
-// computes its block. The workers start in the background at the first product large enough to split:
+// computes its block. Attention (forward and backward) of PARALLEL_WORK_MIN multiply-adds or more is
+// split the same way by (sequence, head) pairs, each computed whole by one thread: the same bits too. The workers start in the background at the first product large enough to split:
 // products before they are ready (and after all of them failed) run whole on the calling thread.
 import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
@@ -20,7 +21,7 @@ import {
   type WasmKernels,
   wholeOf,
 } from './wasm-module.js'
-import { PARALLEL_WORK_MIN, splitOf, WasmWorkerPool } from './wasm-pool.js'
+import { attentionSplits, PARALLEL_WORK_MIN, splitOf, WasmWorkerPool } from './wasm-pool.js'
 
 export { WasmEngineError } from './wasm-module.js'
 export { PARALLEL_WORK_MIN, type WorkerFault } from './wasm-pool.js'
@@ -110,9 +111,13 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
   }
   const ops: Partial<CpuOps> = {
     matmul,
-    attention: (qkv, sizes) => local.attention(qkv, sizes),
+    attention: (qkv, sizes) =>
+      (attentionSplits(sizes) ? startPool()?.attention(local, qkv, sizes) : undefined) ??
+      local.attention(qkv, sizes),
     attentionBackward: (gradOutput, qkv, output, logSumExp, sizes) =>
-      local.attentionBackward(gradOutput, qkv, output, logSumExp, sizes),
+      (attentionSplits(sizes)
+        ? startPool()?.attentionBackward(local, gradOutput, qkv, output, logSumExp, sizes)
+        : undefined) ?? local.attentionBackward(gradOutput, qkv, output, logSumExp, sizes),
   }
   const engine: CpuEngine = Object.freeze({
     name: 'wasm' as const,

@@ -492,58 +492,78 @@ export class WasmKernels {
    * (the masked half of P is zeros), the causal softmax in float64 in between.
    */
   attention(qkv: Float32Array, sizes: AttentionSizes): { output: Float32Array; logSumExp: Float32Array } {
-    const { batch, sequence: T, heads, width: D, headWidth: hd } = sizes
+    const { batch, sequence: T, heads, width: D } = sizes
     const output = new Float32Array(batch * T * D)
     const logSumExp = new Float32Array(batch * heads * T)
     if (output.length === 0) return { output, logSumExp }
-    if (!attentionOnWasm(sizes)) return attentionReference(qkv, sizes)
+    if (
+      !attentionOnWasm(sizes) ||
+      !this.attentionPairs(qkv, sizes, inOrder(batch * heads), output, logSumExp)
+    )
+      return attentionReference(qkv, sizes)
+    return { output, logSumExp }
+  }
+
+  /**
+   * attention's pairs (sequence b, head h; pair b * heads + h) that `claim` hands out (-1: no more),
+   * each written into its columns of `output` and its rows of `logSumExp`; false, having claimed
+   * nothing, when the module's heap cannot hold a pair's blocks. Sizes for which attentionOnWasm.
+   */
+  attentionPairs(
+    qkv: Float32Array,
+    sizes: AttentionSizes,
+    claim: () => number,
+    output: Float32Array,
+    logSumExp: Float32Array,
+  ): boolean {
+    const { sequence: T, heads, width: D, headWidth: hd } = sizes
     const at = this.#reserve({ q: T * hd, kt: hd * T, v: T * hd, s: T * T, o: T * hd })
-    if (at === undefined) return attentionReference(qkv, sizes)
+    if (at === undefined) return false
     const scale = 1 / Math.sqrt(hd)
     const stride = 3 * D
     const row = new Float64Array(T)
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        let heap = this.#module.HEAPF32
-        const base = b * T * stride + h * hd
-        for (let t = 0; t < T; t++) {
-          const from = base + t * stride
-          for (let c = 0; c < hd; c++) {
-            heap[at.q + t * hd + c] = qkv[from + c]
-            heap[at.kt + c * T + t] = qkv[from + D + c]
-            heap[at.v + t * hd + c] = qkv[from + 2 * D + c]
-          }
-        }
-        this.#product(at.q, at.kt, at.s, T, hd, T)
-        heap = this.#module.HEAPF32
-        const lseBase = (b * heads + h) * T
-        for (let i = 0; i < T; i++) {
-          const s = at.s + i * T
-          let max = Number.NEGATIVE_INFINITY
-          for (let j = 0; j <= i; j++) {
-            const score = heap[s + j] * scale
-            row[j] = score
-            if (score > max) max = score
-          }
-          let sum = 0
-          for (let j = 0; j <= i; j++) {
-            const p = Math.exp(row[j] - max)
-            row[j] = p
-            sum += p
-          }
-          for (let j = 0; j <= i; j++) heap[s + j] = row[j] / sum
-          heap.fill(0, s + i + 1, s + T)
-          logSumExp[lseBase + i] = max + Math.log(sum)
-        }
-        this.#product(at.s, at.v, at.o, T, T, hd)
-        heap = this.#module.HEAPF32
-        for (let t = 0; t < T; t++) {
-          const to = (b * T + t) * D + h * hd
-          for (let c = 0; c < hd; c++) output[to + c] = heap[at.o + t * hd + c]
+    for (let pair = claim(); pair >= 0; pair = claim()) {
+      const b = Math.floor(pair / heads)
+      const h = pair % heads
+      let heap = this.#module.HEAPF32
+      const base = b * T * stride + h * hd
+      for (let t = 0; t < T; t++) {
+        const from = base + t * stride
+        for (let c = 0; c < hd; c++) {
+          heap[at.q + t * hd + c] = qkv[from + c]
+          heap[at.kt + c * T + t] = qkv[from + D + c]
+          heap[at.v + t * hd + c] = qkv[from + 2 * D + c]
         }
       }
+      this.#product(at.q, at.kt, at.s, T, hd, T)
+      heap = this.#module.HEAPF32
+      const lseBase = pair * T
+      for (let i = 0; i < T; i++) {
+        const s = at.s + i * T
+        let max = Number.NEGATIVE_INFINITY
+        for (let j = 0; j <= i; j++) {
+          const score = heap[s + j] * scale
+          row[j] = score
+          if (score > max) max = score
+        }
+        let sum = 0
+        for (let j = 0; j <= i; j++) {
+          const p = Math.exp(row[j] - max)
+          row[j] = p
+          sum += p
+        }
+        for (let j = 0; j <= i; j++) heap[s + j] = row[j] / sum
+        heap.fill(0, s + i + 1, s + T)
+        logSumExp[lseBase + i] = max + Math.log(sum)
+      }
+      this.#product(at.s, at.v, at.o, T, T, hd)
+      heap = this.#module.HEAPF32
+      for (let t = 0; t < T; t++) {
+        const to = (b * T + t) * D + h * hd
+        for (let c = 0; c < hd; c++) output[to + c] = heap[at.o + t * hd + c]
+      }
     }
-    return { output, logSumExp }
+    return true
   }
 
   /**
@@ -559,10 +579,29 @@ export class WasmKernels {
     logSumExp: Float32Array,
     sizes: AttentionSizes,
   ): Float32Array {
-    const { batch, sequence: T, heads, width: D, headWidth: hd } = sizes
+    const { batch, sequence: T, heads, width: D } = sizes
     const gradQkv = new Float32Array(batch * T * 3 * D)
     if (gradQkv.length === 0) return gradQkv
-    if (!attentionOnWasm(sizes)) return attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    const claim = inOrder(batch * heads)
+    if (
+      !attentionOnWasm(sizes) ||
+      !this.attentionBackwardPairs(gradOutput, qkv, output, logSumExp, sizes, claim, gradQkv)
+    )
+      return attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    return gradQkv
+  }
+
+  /** attentionBackward's pairs that `claim` hands out, as attentionPairs, into their parts of gradQkv */
+  attentionBackwardPairs(
+    gradOutput: Float32Array,
+    qkv: Float32Array,
+    output: Float32Array,
+    logSumExp: Float32Array,
+    sizes: AttentionSizes,
+    claim: () => number,
+    gradQkv: Float32Array,
+  ): boolean {
+    const { sequence: T, heads, width: D, headWidth: hd } = sizes
     const at = this.#reserve({
       q: T * hd,
       qt: hd * T,
@@ -577,66 +616,72 @@ export class WasmKernels {
       dkt: hd * T,
       dvt: hd * T,
     })
-    if (at === undefined) return attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    if (at === undefined) return false
     const scale = 1 / Math.sqrt(hd)
     const stride = 3 * D
     const delta = new Float64Array(T)
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        let heap = this.#module.HEAPF32
-        for (let t = 0; t < T; t++) {
-          const from = (b * T + t) * stride + h * hd
-          const fromRow = (b * T + t) * D + h * hd
-          let dot = 0
-          for (let c = 0; c < hd; c++) {
-            const q = qkv[from + c]
-            const k = qkv[from + D + c]
-            const dO = gradOutput[fromRow + c]
-            heap[at.q + t * hd + c] = q
-            heap[at.qt + c * T + t] = q
-            heap[at.k + t * hd + c] = k
-            heap[at.kt + c * T + t] = k
-            heap[at.vt + c * T + t] = qkv[from + 2 * D + c]
-            heap[at.dO + t * hd + c] = dO
-            heap[at.dOt + c * T + t] = dO
-            dot += dO * output[fromRow + c]
-          }
-          delta[t] = dot
+    for (let pair = claim(); pair >= 0; pair = claim()) {
+      const b = Math.floor(pair / heads)
+      const h = pair % heads
+      let heap = this.#module.HEAPF32
+      for (let t = 0; t < T; t++) {
+        const from = (b * T + t) * stride + h * hd
+        const fromRow = (b * T + t) * D + h * hd
+        let dot = 0
+        for (let c = 0; c < hd; c++) {
+          const q = qkv[from + c]
+          const k = qkv[from + D + c]
+          const dO = gradOutput[fromRow + c]
+          heap[at.q + t * hd + c] = q
+          heap[at.qt + c * T + t] = q
+          heap[at.k + t * hd + c] = k
+          heap[at.kt + c * T + t] = k
+          heap[at.vt + c * T + t] = qkv[from + 2 * D + c]
+          heap[at.dO + t * hd + c] = dO
+          heap[at.dOt + c * T + t] = dO
+          dot += dO * output[fromRow + c]
         }
-        this.#product(at.q, at.kt, at.s, T, hd, T)
-        heap = this.#module.HEAPF32
-        const lseBase = (b * heads + h) * T
-        for (let i = 0; i < T; i++) {
-          const s = at.s + i * T
-          const lse = logSumExp[lseBase + i]
-          for (let j = 0; j <= i; j++) heap[s + j] = Math.exp(heap[s + j] * scale - lse)
-          heap.fill(0, s + i + 1, s + T)
-        }
-        this.#product(at.dOt, at.s, at.dvt, hd, T, T)
-        this.#product(at.dO, at.vt, at.dp, T, hd, T)
-        heap = this.#module.HEAPF32
-        for (let i = 0; i < T; i++) {
-          const s = at.s + i * T
-          const dp = at.dp + i * T
-          const d = delta[i]
-          for (let j = 0; j <= i; j++) heap[dp + j] = heap[s + j] * (heap[dp + j] - d) * scale
-          heap.fill(0, dp + i + 1, dp + T)
-        }
-        this.#product(at.dp, at.k, at.dq, T, T, hd)
-        this.#product(at.qt, at.dp, at.dkt, hd, T, T)
-        heap = this.#module.HEAPF32
-        for (let t = 0; t < T; t++) {
-          const to = (b * T + t) * stride + h * hd
-          for (let c = 0; c < hd; c++) {
-            gradQkv[to + c] = heap[at.dq + t * hd + c]
-            gradQkv[to + D + c] = heap[at.dkt + c * T + t]
-            gradQkv[to + 2 * D + c] = heap[at.dvt + c * T + t]
-          }
+        delta[t] = dot
+      }
+      this.#product(at.q, at.kt, at.s, T, hd, T)
+      heap = this.#module.HEAPF32
+      const lseBase = pair * T
+      for (let i = 0; i < T; i++) {
+        const s = at.s + i * T
+        const lse = logSumExp[lseBase + i]
+        for (let j = 0; j <= i; j++) heap[s + j] = Math.exp(heap[s + j] * scale - lse)
+        heap.fill(0, s + i + 1, s + T)
+      }
+      this.#product(at.dOt, at.s, at.dvt, hd, T, T)
+      this.#product(at.dO, at.vt, at.dp, T, hd, T)
+      heap = this.#module.HEAPF32
+      for (let i = 0; i < T; i++) {
+        const s = at.s + i * T
+        const dp = at.dp + i * T
+        const d = delta[i]
+        for (let j = 0; j <= i; j++) heap[dp + j] = heap[s + j] * (heap[dp + j] - d) * scale
+        heap.fill(0, dp + i + 1, dp + T)
+      }
+      this.#product(at.dp, at.k, at.dq, T, T, hd)
+      this.#product(at.qt, at.dp, at.dkt, hd, T, T)
+      heap = this.#module.HEAPF32
+      for (let t = 0; t < T; t++) {
+        const to = (b * T + t) * stride + h * hd
+        for (let c = 0; c < hd; c++) {
+          gradQkv[to + c] = heap[at.dq + t * hd + c]
+          gradQkv[to + D + c] = heap[at.dkt + c * T + t]
+          gradQkv[to + 2 * D + c] = heap[at.dvt + c * T + t]
         }
       }
     }
-    return gradQkv
+    return true
   }
+}
+
+/** a claim function that hands out 0, 1, ..., count - 1, then -1 */
+export function inOrder(count: number): () => number {
+  let next = 0
+  return () => (next < count ? next++ : -1)
 }
 
 /** the package's files, resolved from here */

@@ -23,10 +23,12 @@ import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
+import type { AttentionSizes } from '../ops/transformer-shapes.js'
 import {
   A_AT,
   ALONG_ROWS,
   B_AT,
+  BATCH,
   BLOCK_FAILED,
   BLOCKS_MAX,
   C_AT,
@@ -40,16 +42,27 @@ import {
   FAULT_HANG,
   FAULT_NONE,
   GENERATION,
+  GRAD_AT,
+  HEAD_WIDTH,
   HEADER_SLOTS,
+  HEADS,
   JOB,
+  JOB_ATTENTION,
+  JOB_ATTENTION_BACKWARD,
   JOB_MATMUL,
   JOB_STOP,
   K,
+  LSE_AT,
   M,
   N,
+  OUTPUT_AT,
   openClaims,
+  pairClaims,
+  QKV_AT,
   REQUEST,
+  RESULT_AT,
   type ReadyMessage,
+  SEQUENCE,
   STATE,
   STATUS,
   STATUS_FAILED,
@@ -60,9 +73,11 @@ import {
   THREAD,
   TRANSPOSE_A,
   TRANSPOSE_B,
+  WIDTH,
   type WorkerStart,
 } from './wasm-control.js'
 import {
+  attentionOnWasm,
   BLOCK_ALIGN,
   type Block,
   blockOf,
@@ -330,58 +345,200 @@ export class WasmWorkerPool {
   matmul(local: WasmKernels, operands: MatmulOperands, split: Split): Float32Array | undefined {
     const { a, b, m, k, n, transposeA, transposeB } = operands
     if (split.count < 2) return undefined
-    // a worker that computed the last block of the previous product may not have stored DONE yet
-    const helpers = this.#workers.filter((worker) => worker.awaitIdle(WORKER_IDLE_WAIT_MS))
-    if (helpers.length === 0) return undefined
     const aAt = HEADER_SLOTS
     const bAt = aAt + m * k
     const cAt = bAt + k * n
-    if (cAt + m * n > SHARED_SLOTS_MAX) return undefined
-
-    const { header, floats } = this.#dataOf(cAt + m * n)
-    floats.set(a.subarray(0, m * k), aAt)
-    floats.set(b.subarray(0, k * n), bAt)
-    this.#tag = (this.#tag + 1) % TAG_MODULO
-    const tag = this.#tag
-    openClaims(header, tag, split.count)
-    for (const worker of helpers) {
-      if (worker.generation !== this.#generation)
-        worker.sendData({ generation: this.#generation, data: header.buffer as SharedArrayBuffer })
-      const control = worker.control
-      control[GENERATION] = this.#generation
-      control[M] = m
-      control[K] = k
-      control[N] = n
-      control[TRANSPOSE_A] = transposeA ? 1 : 0
-      control[TRANSPOSE_B] = transposeB ? 1 : 0
-      control[ALONG_ROWS] = split.alongRows ? 1 : 0
-      control[STEP] = split.step
-      control[COUNT] = split.count
-      control[TAG] = tag
-      control[THREAD] = this.#workers.indexOf(worker) + 1
-      control[A_AT] = aAt
-      control[B_AT] = bAt
-      control[C_AT] = cAt
-      worker.post(JOB_MATMUL)
-    }
-    this.split++
-
+    const job = this.#begin(cAt + m * n, split.count, (floats) => {
+      floats.set(a.subarray(0, m * k), aAt)
+      floats.set(b.subarray(0, k * n), bAt)
+      return {
+        [M]: m,
+        [K]: k,
+        [N]: n,
+        [TRANSPOSE_A]: transposeA ? 1 : 0,
+        [TRANSPOSE_B]: transposeB ? 1 : 0,
+        [ALONG_ROWS]: split.alongRows ? 1 : 0,
+        [STEP]: split.step,
+        [A_AT]: aAt,
+        [B_AT]: bAt,
+        [C_AT]: cAt,
+        [JOB]: JOB_MATMUL,
+      }
+    })
+    if (job === undefined) return undefined
+    const { header, floats, tag } = job
     const c = new Float32Array(m * n)
     const began = performance.now()
     const claim = () => claimBlock(header, tag, split.count, 0)
     const done = (index: number) => setBlockState(header, index, -1)
-    if (!local.matmulBlocks(operands, split, claim, c, 0, n, done)) {
-      // nothing claimed here: stop the claims, and leave the buffer to the workers still writing
-      openClaims(header, (tag + 1) % TAG_MODULO, 0)
-      this.#data = undefined
-      return undefined
+    if (!local.matmulBlocks(operands, split, claim, c, 0, n, done)) return this.#abandon(header, tag)
+    const finished = this.#collect(job, split.count, began, `${m}x${k}x${n}`, {
+      copy: (index) => copyBlockOfC(floats, cAt, blockOf(split, m, n, index), n, c),
+      compute: (index) => local.matmulBlocks(operands, split, onlyBlock(index), c, 0, n),
+    })
+    return finished ? c : undefined
+  }
+
+  /**
+   * attention split among the threads by pairs (sequence, head), or undefined when the calling
+   * thread should compute it alone (sizes for the reference, fewer than 2 pairs, less work than
+   * PARALLEL_WORK_MIN, no worker idle) or its module cannot hold a pair's blocks
+   */
+  attention(
+    local: WasmKernels,
+    qkv: Float32Array,
+    sizes: AttentionSizes,
+  ): { output: Float32Array; logSumExp: Float32Array } | undefined {
+    const { batch, sequence: T, heads, width: D } = sizes
+    const rows = batch * T
+    const qkvAt = HEADER_SLOTS
+    const outputAt = qkvAt + rows * 3 * D
+    const lseAt = outputAt + rows * D
+    const pairs = batch * heads
+    const step = Math.ceil(pairs / BLOCKS_MAX)
+    const count = Math.ceil(pairs / step)
+    if (!attentionSplits(sizes)) return undefined
+    const job = this.#begin(lseAt + pairs * T, count, (floats) => {
+      floats.set(qkv.subarray(0, rows * 3 * D), qkvAt)
+      return {
+        ...attentionSlots(sizes, step),
+        [QKV_AT]: qkvAt,
+        [OUTPUT_AT]: outputAt,
+        [LSE_AT]: lseAt,
+        [JOB]: JOB_ATTENTION,
+      }
+    })
+    if (job === undefined) return undefined
+    const { header, floats, tag } = job
+    const output = new Float32Array(rows * D)
+    const logSumExp = new Float32Array(pairs * T)
+    const began = performance.now()
+    if (!local.attentionPairs(qkv, sizes, pairClaims(header, tag, step, pairs, 0).claim, output, logSumExp))
+      return this.#abandon(header, tag)
+    const finished = this.#collect(job, count, began, 'attention', {
+      copy: (index) => {
+        for (let pair = index * step; pair < Math.min((index + 1) * step, pairs); pair++) {
+          copyPairColumns(floats, outputAt, output, sizes, pair, 1)
+          logSumExp.set(floats.subarray(lseAt + pair * T, lseAt + (pair + 1) * T), pair * T)
+        }
+      },
+      compute: (index) => local.attentionPairs(qkv, sizes, pairsOf(index, step, pairs), output, logSumExp),
+    })
+    return finished ? { output, logSumExp } : undefined
+  }
+
+  /** attentionBackward split among the threads by pairs, as attention */
+  attentionBackward(
+    local: WasmKernels,
+    gradOutput: Float32Array,
+    qkv: Float32Array,
+    output: Float32Array,
+    logSumExp: Float32Array,
+    sizes: AttentionSizes,
+  ): Float32Array | undefined {
+    const { batch, sequence: T, heads, width: D } = sizes
+    const rows = batch * T
+    const qkvAt = HEADER_SLOTS
+    const gradAt = qkvAt + rows * 3 * D
+    const outputAt = gradAt + rows * D
+    const lseAt = outputAt + rows * D
+    const resultAt = lseAt + batch * heads * T
+    const pairs = batch * heads
+    const step = Math.ceil(pairs / BLOCKS_MAX)
+    const count = Math.ceil(pairs / step)
+    if (!attentionSplits(sizes)) return undefined
+    const job = this.#begin(resultAt + rows * 3 * D, count, (floats) => {
+      floats.set(qkv.subarray(0, rows * 3 * D), qkvAt)
+      floats.set(gradOutput.subarray(0, rows * D), gradAt)
+      floats.set(output.subarray(0, rows * D), outputAt)
+      floats.set(logSumExp.subarray(0, pairs * T), lseAt)
+      return {
+        ...attentionSlots(sizes, step),
+        [QKV_AT]: qkvAt,
+        [GRAD_AT]: gradAt,
+        [OUTPUT_AT]: outputAt,
+        [LSE_AT]: lseAt,
+        [RESULT_AT]: resultAt,
+        [JOB]: JOB_ATTENTION_BACKWARD,
+      }
+    })
+    if (job === undefined) return undefined
+    const { header, floats, tag } = job
+    const gradQkv = new Float32Array(rows * 3 * D)
+    const began = performance.now()
+    const compute = (claim: () => number) =>
+      local.attentionBackwardPairs(gradOutput, qkv, output, logSumExp, sizes, claim, gradQkv)
+    if (!compute(pairClaims(header, tag, step, pairs, 0).claim)) return this.#abandon(header, tag)
+    const finished = this.#collect(job, count, began, 'attention backward', {
+      copy: (index) => {
+        for (let pair = index * step; pair < Math.min((index + 1) * step, pairs); pair++)
+          copyPairColumns(floats, resultAt, gradQkv, sizes, pair, 3)
+      },
+      compute: (index) => compute(pairsOf(index, step, pairs)),
+    })
+    return finished ? gradQkv : undefined
+  }
+
+  /**
+   * Starts a job of `count` blocks on every idle worker: the shared buffer of `slots` slots, filled
+   * by `fill`, which answers the job's control slots. Undefined when no worker is idle or the buffer
+   * would be too large.
+   */
+  #begin(
+    slots: number,
+    count: number,
+    fill: (floats: Float32Array) => Record<number, number>,
+  ): { header: Int32Array; floats: Float32Array; tag: number; helpers: PoolWorker[] } | undefined {
+    if (slots > SHARED_SLOTS_MAX || count > BLOCKS_MAX) return undefined
+    // a worker that computed the last block of the previous job may not have stored DONE yet
+    const helpers = this.#workers.filter((worker) => worker.awaitIdle(WORKER_IDLE_WAIT_MS))
+    if (helpers.length === 0) return undefined
+    const { header, floats } = this.#dataOf(slots)
+    const values = fill(floats)
+    this.#tag = (this.#tag + 1) % TAG_MODULO
+    const tag = this.#tag
+    openClaims(header, tag, count)
+    for (const worker of helpers) {
+      if (worker.generation !== this.#generation)
+        worker.sendData({ generation: this.#generation, data: header.buffer as SharedArrayBuffer })
+      const control = worker.control
+      for (const [slot, value] of Object.entries(values)) control[Number(slot)] = value
+      control[GENERATION] = this.#generation
+      control[COUNT] = count
+      control[TAG] = tag
+      control[THREAD] = this.#workers.indexOf(worker) + 1
+      worker.post(values[JOB])
     }
+    this.split++
+    return { header, floats, tag, helpers }
+  }
+
+  /** the calling thread could not hold its operands: stops the claims, leaves the buffer to the workers */
+  #abandon(header: Int32Array, tag: number): undefined {
+    openClaims(header, (tag + 1) % TAG_MODULO, 0)
+    this.#data = undefined
+    return undefined
+  }
+
+  /**
+   * After the calling thread ran out of blocks: copies each block a worker computed, and computes
+   * each one a worker failed or has not finished by the deadline (dropping that worker). False when
+   * the calling thread's module could not hold a block's operands.
+   */
+  #collect(
+    job: { header: Int32Array; helpers: PoolWorker[] },
+    count: number,
+    began: number,
+    what: string,
+    block: { copy(index: number): void; compute(index: number): boolean },
+  ): boolean {
+    const { header, helpers } = job
     const deadline = performance.now() + WORKER_WAIT_MIN_MS + WORKER_WAIT_FACTOR * (performance.now() - began)
-    for (let index = 0; index < split.count; index++) {
+    for (let index = 0; index < count; index++) {
       const state = this.#awaitBlock(header, index, deadline)
       if (state === -1) continue
       if (state < 0 && state !== BLOCK_FAILED) {
-        copyBlockOfC(floats, cAt, blockOf(split, m, n, index), n, c)
+        block.copy(index)
         this.workerBlocks++
         continue
       }
@@ -394,17 +551,17 @@ export class WasmWorkerPool {
           why = `worker ${state - 2}: ${why}`
           void worker.drop()
         }
-        // a worker may still write into the buffer: later products use a new one
+        // a worker may still write into the buffer: later jobs use a new one
         this.#data = undefined
       }
-      log('wasm block %d of %dx%dx%d computed on the calling thread: %s', index, m, k, n, why)
-      if (!local.matmulBlocks(operands, split, onlyBlock(index), c, 0, n)) return undefined
+      log('wasm block %d of %s computed on the calling thread: %s', index, what, why)
+      if (!block.compute(index)) return false
     }
     for (const worker of helpers) {
       if (Atomics.load(worker.control, DONE) === worker.sequence && worker.control[STATUS] === STATUS_FAILED)
         log('wasm worker %d: %s', this.#workers.indexOf(worker), worker.failures())
     }
-    return c
+    return true
   }
 
   /** block `index`'s state once it is computed or failed, or its state at the deadline */
@@ -431,6 +588,57 @@ export class WasmWorkerPool {
   /** stops every worker */
   async close(): Promise<void> {
     await Promise.all(this.#workers.map((worker) => worker.drop()))
+  }
+}
+
+/** whether attention of these sizes is worth splitting: on the module, 2 pairs or more, enough work */
+export function attentionSplits(sizes: AttentionSizes): boolean {
+  const { batch, sequence, heads, headWidth } = sizes
+  // two [T, T] products of hd multiply-adds an element per pair
+  const work = 2 * batch * heads * sequence * sequence * headWidth
+  return attentionOnWasm(sizes) && batch * heads >= 2 && work >= PARALLEL_WORK_MIN
+}
+
+/** attention's control slots: its sizes and pairs a block */
+function attentionSlots(sizes: AttentionSizes, step: number): Record<number, number> {
+  return {
+    [BATCH]: sizes.batch,
+    [SEQUENCE]: sizes.sequence,
+    [HEADS]: sizes.heads,
+    [WIDTH]: sizes.width,
+    [HEAD_WIDTH]: sizes.headWidth,
+    [STEP]: step,
+  }
+}
+
+/** a claim function that hands out the pairs of block `index` once */
+function pairsOf(index: number, step: number, pairs: number): () => number {
+  let next = index * step
+  const end = Math.min(next + step, pairs)
+  return () => (next < end ? next++ : -1)
+}
+
+/**
+ * copies pair (b, h)'s columns of every row of sequence b from `data` (from float `at`) into `into`:
+ * `parts` slices of headWidth floats, one per width (attention's output: 1; gradQkv: 3)
+ */
+function copyPairColumns(
+  data: Float32Array,
+  at: number,
+  into: Float32Array,
+  sizes: AttentionSizes,
+  pair: number,
+  parts: number,
+): void {
+  const { sequence: T, heads, width: D, headWidth: hd } = sizes
+  const b = Math.floor(pair / heads)
+  const h = pair % heads
+  for (let t = 0; t < T; t++) {
+    const row = (b * T + t) * parts * D + h * hd
+    for (let part = 0; part < parts; part++) {
+      const from = row + part * D
+      into.set(data.subarray(at + from, at + from + hd), from)
+    }
   }
 }
 

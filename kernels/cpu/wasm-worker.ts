@@ -9,6 +9,7 @@ import {
   A_AT,
   ALONG_ROWS,
   B_AT,
+  BATCH,
   BLOCK_FAILED,
   C_AT,
   COUNT,
@@ -19,15 +20,26 @@ import {
   FAULT_EXIT,
   FAULT_HANG,
   GENERATION,
+  GRAD_AT,
+  HEAD_WIDTH,
   HEADER_SLOTS,
+  HEADS,
   JOB,
+  JOB_ATTENTION,
+  JOB_ATTENTION_BACKWARD,
   JOB_MATMUL,
   JOB_STOP,
   K,
+  LSE_AT,
   M,
   N,
+  OUTPUT_AT,
+  pairClaims,
+  QKV_AT,
   REQUEST,
+  RESULT_AT,
   type ReadyMessage,
+  SEQUENCE,
   STATUS,
   STATUS_FAILED,
   STATUS_NO_MEMORY,
@@ -38,6 +50,7 @@ import {
   THREAD,
   TRANSPOSE_A,
   TRANSPOSE_B,
+  WIDTH,
   type WorkerStart,
 } from './wasm-control.js'
 import { instantiateKernels, type WasmKernels } from './wasm-module.js'
@@ -84,35 +97,51 @@ function serve(kernels: WasmKernels): void {
         header = new Int32Array(message.data, 0, HEADER_SLOTS)
         data = new Float32Array(message.data)
       }
-      if (job !== JOB_MATMUL) throw new Error(`unknown job ${job}`)
-      const n = control[N]
-      const operands = {
-        a: data,
-        aAt: control[A_AT],
-        b: data,
-        bAt: control[B_AT],
-        m: control[M],
-        k: control[K],
-        n,
-        transposeA: control[TRANSPOSE_A] === 1,
-        transposeB: control[TRANSPOSE_B] === 1,
-      }
-      const split = { alongRows: control[ALONG_ROWS] === 1, step: control[STEP], count: control[COUNT] }
-      const tag = control[TAG]
-      const thread = control[THREAD]
       const fault = control[FAULT]
-      const claim = () => {
-        current = claimBlock(header, tag, split.count, thread)
-        if (current >= 0 && fault === FAULT_EXIT) process.exit(1)
-        if (current >= 0 && fault === FAULT_HANG) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
-        return current
+      /** the fault strikes once the worker has claimed a block */
+      const strike = () => {
+        if (fault === FAULT_EXIT) process.exit(1)
+        if (fault === FAULT_HANG) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
       }
-      const done = (index: number) => {
-        current = -1
-        setBlockState(header, index, -(thread + 1))
-      }
-      if (!kernels.matmulBlocks(operands, split, claim, data, control[C_AT], n, done))
-        status = STATUS_NO_MEMORY
+      if (job === JOB_ATTENTION || job === JOB_ATTENTION_BACKWARD) {
+        const sizes = {
+          batch: control[BATCH],
+          sequence: control[SEQUENCE],
+          heads: control[HEADS],
+          width: control[WIDTH],
+          headWidth: control[HEAD_WIDTH],
+        }
+        const { batch, sequence, heads, width } = sizes
+        const pairs = pairClaims(header, control[TAG], control[STEP], batch * heads, control[THREAD])
+        const claim = () => {
+          const pair = pairs.claim()
+          current = pairs.block()
+          if (pair >= 0) strike()
+          return pair
+        }
+        const view = (slot: number, length: number) => data.subarray(control[slot], control[slot] + length)
+        const rows = batch * sequence
+        const qkv = view(QKV_AT, rows * 3 * width)
+        const output = view(OUTPUT_AT, rows * width)
+        const logSumExp = view(LSE_AT, batch * heads * sequence)
+        const ok =
+          job === JOB_ATTENTION
+            ? kernels.attentionPairs(qkv, sizes, claim, output, logSumExp)
+            : kernels.attentionBackwardPairs(
+                view(GRAD_AT, rows * width),
+                qkv,
+                output,
+                logSumExp,
+                sizes,
+                claim,
+                view(RESULT_AT, rows * 3 * width),
+              )
+        if (!ok) status = STATUS_NO_MEMORY
+      } else if (job !== JOB_MATMUL) throw new Error(`unknown job ${job}`)
+      else
+        status = matmul(kernels, data, header, strike, (block) => {
+          current = block
+        })
     } catch (error) {
       status = STATUS_FAILED
       if (current >= 0) setBlockState(header, current, BLOCK_FAILED)
@@ -122,4 +151,42 @@ function serve(kernels: WasmKernels): void {
     Atomics.store(control, DONE, sequence)
     Atomics.notify(control, DONE)
   }
+}
+
+/** a matmul job's claimed blocks; its status. `claimed` hears each block claimed (-1: computed) */
+function matmul(
+  kernels: WasmKernels,
+  data: Float32Array,
+  header: Int32Array,
+  strike: () => void,
+  claimed: (block: number) => void,
+): number {
+  const n = control[N]
+  const operands = {
+    a: data,
+    aAt: control[A_AT],
+    b: data,
+    bAt: control[B_AT],
+    m: control[M],
+    k: control[K],
+    n,
+    transposeA: control[TRANSPOSE_A] === 1,
+    transposeB: control[TRANSPOSE_B] === 1,
+  }
+  const split = { alongRows: control[ALONG_ROWS] === 1, step: control[STEP], count: control[COUNT] }
+  const tag = control[TAG]
+  const thread = control[THREAD]
+  const claim = () => {
+    const block = claimBlock(header, tag, split.count, thread)
+    claimed(block)
+    if (block >= 0) strike()
+    return block
+  }
+  const done = (block: number) => {
+    claimed(-1)
+    setBlockState(header, block, -(thread + 1))
+  }
+  return kernels.matmulBlocks(operands, split, claim, data, control[C_AT], n, done)
+    ? STATUS_OK
+    : STATUS_NO_MEMORY
 }

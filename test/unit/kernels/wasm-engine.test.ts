@@ -17,7 +17,7 @@ import {
   type WasmEngineHandle,
   wasmThreads,
 } from '../../../kernels/cpu/wasm-engine.js'
-import { splitOf, WORKER_WAIT_MIN_MS } from '../../../kernels/cpu/wasm-pool.js'
+import { attentionSplits, splitOf, WORKER_WAIT_MIN_MS } from '../../../kernels/cpu/wasm-pool.js'
 import { createBackend } from '../../../kernels/index.js'
 import { attentionBackwardReference, attentionReference } from '../../../kernels/reference/attention.js'
 import { matmulReference } from '../../../kernels/reference/index.js'
@@ -333,6 +333,44 @@ describe('the wasm cpu engine on several threads', () => {
     expect(stats[2].workerBlocks).toBeGreaterThan(0)
   })
 
+  it('attention and its backward split by (sequence, head) on 1, 2, 3 threads: the same bits, the reference', async () => {
+    const engines = [await engineOn(1), await engineOn(2), await engineOn(3)]
+    // 12 pairs of 2 x 256 x 256 x 32 multiply-adds: 50M, above PARALLEL_WORK_MIN
+    const sizes = { batch: 4, sequence: 256, heads: 3, width: 96, headWidth: 32 }
+    expect(attentionSplits(sizes)).toBe(true)
+    const random = seededRandom(61)
+    const qkv = randomArray(random, sizes.batch * sizes.sequence * 3 * sizes.width)
+    const gradOutput = randomArray(random, sizes.batch * sizes.sequence * sizes.width)
+    const before = engines.map((handle) => handle.stats())
+    const forward = engines.map(({ engine }) => attentionOf(engine).attention(qkv, sizes))
+    const reference = attentionReference(qkv, sizes)
+    expectClose('output', reference.output, forward[0].output, { atol: 2e-6, rtol: 1e-5 })
+    expectClose('logSumExp', reference.logSumExp, forward[0].logSumExp, { atol: 4e-6, rtol: 2e-6 })
+    const { output, logSumExp } = forward[0]
+    const backward = engines.map(({ engine }) =>
+      attentionOf(engine).attentionBackward(gradOutput, qkv, output, logSumExp, sizes),
+    )
+    const gradReference = attentionBackwardReference(gradOutput, qkv, output, logSumExp, sizes)
+    expectClose('gradQkv', gradReference, backward[0], { atol: 1e-5, rtol: 1e-4 })
+    for (const i of [1, 2]) {
+      expect(sameBits(forward[i].output, output), `output on ${i + 1} threads`).toBe(true)
+      expect(sameBits(forward[i].logSumExp, logSumExp), `logSumExp on ${i + 1} threads`).toBe(true)
+      expect(sameBits(backward[i], backward[0]), `gradQkv on ${i + 1} threads`).toBe(true)
+      const stats = engines[i].stats()
+      expect(stats.splitProducts - before[i].splitProducts, `split on ${i + 1} threads`).toBe(2)
+      expect(stats.workerBlocks).toBeGreaterThan(before[i].workerBlocks)
+    }
+    // a worker that exits on a pair it claimed: the calling thread computes it, the same bits
+    const { engine, injectFault, readyWorkers } = engines[2]
+    injectFault(0, 'exit')
+    for (let run = 0; run < 20 && readyWorkers() === 2; run++) {
+      const again = attentionOf(engine).attentionBackward(gradOutput, qkv, output, logSumExp, sizes)
+      expect(sameBits(again, backward[0]), `backward run ${run}`).toBe(true)
+    }
+    expect(readyWorkers()).toBe(1)
+    expect(sameBits(attentionOf(engine).attention(qkv, sizes).output, output)).toBe(true)
+  })
+
   it('a B multiplied again is served from the packing kept for it, and a changed B never is', async () => {
     const engines = [await engineOn(1), await engineOn(3)]
     let usedBefore = 0
@@ -442,6 +480,12 @@ async function wasmEngine(): Promise<CpuEngine> {
   const load = await loadWasmEngine()
   if ('error' in load) throw new Error(`the wasm engine did not load: ${load.error}`)
   return load.engine
+}
+
+function attentionOf(engine: CpuEngine): Required<Pick<CpuEngine['ops'], 'attention' | 'attentionBackward'>> {
+  const { attention, attentionBackward } = engine.ops
+  if (attention === undefined || attentionBackward === undefined) throw new Error('no attention ops')
+  return { attention, attentionBackward }
 }
 
 function matmulOf(engine: CpuEngine): NonNullable<CpuEngine['ops']['matmul']> {
