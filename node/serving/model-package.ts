@@ -8,7 +8,7 @@
 // pieces a span of blocks or the ends need (fetchModel's `parts`; the cache's layout is described there).
 import { createHash, randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
@@ -30,16 +30,15 @@ import {
   type PresentPieces,
   parseGptWeightsHeader,
   piecesOfRange,
+  readGptParts,
   readPresentPieces,
   weightsHeaderLength,
 } from '../executor/gpt-tensors.js'
 import {
   CONFIG_FILE,
-  loadGpt,
   MANIFEST_FILE,
   ModelFilesError,
   readGptManifestAndConfig,
-  WEIGHTS_BYTES_MAX,
   WEIGHTS_FILE,
 } from '../executor/model-files.js'
 import { ensureDurableFolder, syncFolder, writeFileAtomic } from '../store/atomic-file.js'
@@ -55,6 +54,13 @@ export const WEIGHTS_PIECE_BYTES_DEFAULT = 64 * 1024 * 1024
 export const WEIGHTS_PIECE_BYTES_MAX = BLOCK_BYTES_MAX
 /** Most weights pieces one package names. */
 export const WEIGHTS_PIECES_MAX = 512
+/**
+ * Largest weights a package names: 512 pieces of the default size. Above loadGpt's WEIGHTS_BYTES_MAX:
+ * a model too big for one peer is only ever read in parts (node/executor/gpt-tensors.ts).
+ */
+export const MODEL_WEIGHTS_BYTES_MAX = WEIGHTS_PIECES_MAX * WEIGHTS_PIECE_BYTES_DEFAULT
+/** Blocks publishModel provides in the DHT at once (each a piece read from the file). */
+const PROVIDES_AT_ONCE = 4
 /** Largest model.json accepted (its history grows with training steps). */
 export const MANIFEST_BYTES_MAX = 4 * 1024 * 1024
 /** Largest config.json accepted. */
@@ -113,20 +119,11 @@ interface PreparedModel {
   package: ModelPackage
   manifest: Uint8Array
   config: Uint8Array
-  weights: Uint8Array
 }
 
 function cidOf(bytes: Uint8Array): CID {
   const digest = createHash('sha256').update(bytes).digest()
   return CID.createV1(raw.code, Digest.create(sha256.code, digest))
-}
-
-function piecesOf(weights: Uint8Array, pieceBytes: number): Uint8Array[] {
-  const pieces: Uint8Array[] = []
-  for (let offset = 0; offset < weights.byteLength; offset += pieceBytes) {
-    pieces.push(weights.subarray(offset, Math.min(offset + pieceBytes, weights.byteLength)))
-  }
-  return pieces
 }
 
 function checkPieceBytes(pieceBytes: number, weightsBytes: number): void {
@@ -141,9 +138,47 @@ function checkPieceBytes(pieceBytes: number, weightsBytes: number): void {
   }
 }
 
-/** Reads and checks a GPT model directory (ModelFilesError if it is not one) and builds its package. */
+/** The weights file of a model directory, open for positional reads of its pieces. */
+async function openWeights(directory: string): Promise<FileHandle> {
+  try {
+    return await open(join(directory, WEIGHTS_FILE), 'r')
+  } catch (error) {
+    throw new ModelFilesError(
+      `cannot read ${join(directory, WEIGHTS_FILE)}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    )
+  }
+}
+
+/** Piece `index` of a weights file of `bytes` bytes cut in pieces of `pieceBytes`. */
+async function readPiece(
+  handle: FileHandle,
+  index: number,
+  pieceBytes: number,
+  bytes: number,
+): Promise<Uint8Array> {
+  const length = Math.min(pieceBytes, bytes - index * pieceBytes)
+  const piece = new Uint8Array(length)
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await handle.read(piece, done, length - done, index * pieceBytes + done)
+    if (bytesRead === 0) throw new ModelFilesError('the weights file shrank while it was read')
+    done += bytesRead
+  }
+  return piece
+}
+
+/**
+ * Reads and checks a GPT model directory (ModelFilesError if it is not one) and builds its package,
+ * holding no more than one block's tensors or one weights piece at a time: every tensor is checked as
+ * loadGpt checks it (header, shapes, NaN/Inf), a block at a time, and the sha256 against model.json.
+ */
 async function prepareModel(directory: string, options: ModelPackageOptions = {}): Promise<PreparedModel> {
-  const { manifest: parsed, config } = await loadGpt(directory)
+  const { manifest: parsed, config } = await readGptManifestAndConfig(directory)
+  // the sha256 is checked below, while the pieces are hashed
+  await readGptParts(directory, { ends: true }, { checkSha256: false })
+  for (let block = 0; block < config.layers; block++) {
+    await readGptParts(directory, { span: { start: block, end: block + 1 } }, { checkSha256: false })
+  }
   const read = async (name: string): Promise<Uint8Array> => {
     try {
       return new Uint8Array(await readFile(join(directory, name)))
@@ -155,20 +190,38 @@ async function prepareModel(directory: string, options: ModelPackageOptions = {}
   }
   const manifest = await read(MANIFEST_FILE)
   const configBytes = await read(CONFIG_FILE)
-  const weights = await read(WEIGHTS_FILE)
   if (manifest.byteLength > MANIFEST_BYTES_MAX || configBytes.byteLength > CONFIG_BYTES_MAX) {
     throw new ModelFilesError(
       `${directory}'s ${MANIFEST_FILE} or ${CONFIG_FILE} is above its limit ` +
         `(${MANIFEST_BYTES_MAX} and ${CONFIG_BYTES_MAX} bytes)`,
     )
   }
-  const sha = createHash('sha256').update(weights).digest('hex')
-  // loadGpt checked the weights against model.json; a file changed since would not match
-  if (sha !== parsed.weights.sha256) {
-    throw new ModelFilesError(`the weights file in ${directory} changed while it was read`)
+  const bytes = parsed.weights.bytes
+  if (bytes > MODEL_WEIGHTS_BYTES_MAX) {
+    throw new ModelFilesError(
+      `the weights in ${directory} are ${bytes} bytes, above the ${MODEL_WEIGHTS_BYTES_MAX} a package holds`,
+    )
   }
   const pieceBytes = options.pieceBytes ?? WEIGHTS_PIECE_BYTES_DEFAULT
-  checkPieceBytes(pieceBytes, weights.byteLength)
+  checkPieceBytes(pieceBytes, bytes)
+  const hash = createHash('sha256')
+  const pieces: string[] = []
+  const handle = await openWeights(directory)
+  try {
+    for (let index = 0; index * pieceBytes < bytes; index++) {
+      const piece = await readPiece(handle, index, pieceBytes, bytes)
+      hash.update(piece)
+      pieces.push(cidOf(piece).toString())
+    }
+  } finally {
+    await handle.close()
+  }
+  const sha = hash.digest('hex')
+  if (sha !== parsed.weights.sha256) {
+    throw new ModelFilesError(
+      `the weights file ${join(directory, WEIGHTS_FILE)} does not match ${MANIFEST_FILE} (sha256 differs)`,
+    )
+  }
   const pkg: ModelPackage = {
     format: MODEL_PACKAGE_FORMAT,
     name: parsed.model.slice(0, MODEL_NAME_LENGTH_MAX),
@@ -177,12 +230,7 @@ async function prepareModel(directory: string, options: ModelPackageOptions = {}
     width: config.width,
     manifest: { cid: cidOf(manifest).toString(), bytes: manifest.byteLength },
     config: { cid: cidOf(configBytes).toString(), bytes: configBytes.byteLength },
-    weights: {
-      bytes: weights.byteLength,
-      sha256: sha,
-      pieceBytes,
-      pieces: piecesOf(weights, pieceBytes).map((piece) => cidOf(piece).toString()),
-    },
+    weights: { bytes, sha256: sha, pieceBytes, pieces },
   }
   // keys in the schema's order, no whitespace: the same directory always encodes to the same bytes
   const packageBytes = new TextEncoder().encode(JSON.stringify(pkg))
@@ -192,7 +240,6 @@ async function prepareModel(directory: string, options: ModelPackageOptions = {}
     package: pkg,
     manifest,
     config: configBytes,
-    weights,
   }
 }
 
@@ -267,22 +314,48 @@ export async function publishModel(
   options: ModelPackageOptions & { signal?: AbortSignal; provide?: boolean } = {},
 ): Promise<PublishedModel> {
   const prepared = await prepareModel(directory, options)
-  const contents = [
-    prepared.manifest,
-    prepared.config,
-    ...piecesOf(prepared.weights, prepared.package.weights.pieceBytes),
-    prepared.packageBytes,
-  ]
-  for (const bytes of contents) await blocks.put(bytes, { signal: options.signal, provide: false })
-  let provided = false
-  if (options.provide !== false) {
-    // storing again is a no-op: this only provides
-    const results = await Promise.allSettled(
-      contents.map((bytes) => blocks.put(bytes, { signal: options.signal, provide: true })),
-    )
-    provided = results.every((result) => result.status === 'fulfilled')
+  const { weights } = prepared.package
+  const count = weights.pieces.length
+  const handle = await openWeights(directory)
+  // the blocks in order (model.json, config.json, each piece read from the file, the package last), one
+  // piece in memory at a time
+  const block = async (index: number): Promise<Uint8Array> => {
+    if (index === 0) return prepared.manifest
+    if (index === 1) return prepared.config
+    if (index === count + 2) return prepared.packageBytes
+    const piece = await readPiece(handle, index - 2, weights.pieceBytes, weights.bytes)
+    if (cidOf(piece).toString() !== weights.pieces[index - 2]) {
+      throw new ModelFilesError(`the weights file in ${directory} changed while it was read`)
+    }
+    return piece
   }
-  return { modelId: prepared.modelId, package: prepared.package, blockCount: contents.length, provided }
+  const blockCount = count + 3
+  let provided = false
+  try {
+    for (let index = 0; index < blockCount; index++) {
+      await blocks.put(await block(index), { signal: options.signal, provide: false })
+    }
+    if (options.provide !== false) {
+      // storing again is a no-op: this only provides, PROVIDES_AT_ONCE blocks at a time
+      let next = 0
+      let failed = false
+      const worker = async () => {
+        while (next < blockCount) {
+          const index = next++
+          try {
+            await blocks.put(await block(index), { signal: options.signal, provide: true })
+          } catch {
+            failed = true
+          }
+        }
+      }
+      await Promise.all(Array.from({ length: PROVIDES_AT_ONCE }, worker))
+      provided = !failed
+    }
+  } finally {
+    await handle.close()
+  }
+  return { modelId: prepared.modelId, package: prepared.package, blockCount, provided }
 }
 
 /** Parses and checks a package block's bytes; throws ModelPackageError (malformed or oversized). */
@@ -315,11 +388,11 @@ export function parseModelPackage(bytes: Uint8Array): ModelPackage {
       `the model package names a ${MANIFEST_FILE} or ${CONFIG_FILE} above its limit`,
     )
   }
-  if (weights.bytes > WEIGHTS_BYTES_MAX || weights.pieceBytes > WEIGHTS_PIECE_BYTES_MAX) {
+  if (weights.bytes > MODEL_WEIGHTS_BYTES_MAX || weights.pieceBytes > WEIGHTS_PIECE_BYTES_MAX) {
     throw new ModelPackageError(
       'oversized',
       `the model package names ${weights.bytes} bytes of weights in pieces of ${weights.pieceBytes} ` +
-        `(at most ${WEIGHTS_BYTES_MAX} in pieces of ${WEIGHTS_PIECE_BYTES_MAX})`,
+        `(at most ${MODEL_WEIGHTS_BYTES_MAX} in pieces of ${WEIGHTS_PIECE_BYTES_MAX})`,
     )
   }
   if (weights.pieces.length !== Math.ceil(weights.bytes / weights.pieceBytes)) {

@@ -148,12 +148,20 @@ describe('model packages', () => {
     expect((await readdir(other)).sort()).toEqual([published.modelId])
   })
 
-  it('refuse a directory that is not a GPT model, and a piece size that makes too many pieces', async () => {
+  it('refuse a directory that is not a GPT model or holds a NaN, and a piece size that makes too many pieces', async () => {
     const empty = await tempDir()
     await expect(modelIdOfDirectory(empty)).rejects.toBeInstanceOf(ModelFilesError)
     await expect(modelIdOfDirectory(join(empty, 'missing'))).rejects.toThrow(/model\.json is missing/)
     await expect(modelIdOfDirectory(await modelDir(), { pieceBytes: 16 })).rejects.toThrow(
       new RegExp(`more than ${WEIGHTS_PIECES_MAX} pieces`),
+    )
+    // every tensor is checked as loadGpt checks it, though read a block at a time
+    const poisoned = initializeGpt(CONFIG, 1)
+    poisoned[poisoned.length - 100] = Number.NaN
+    const nan = join(await tempDir(), 'nan')
+    await saveGptModel(nan, CONFIG, poisoned, MANIFEST)
+    await expect(publishModel(nan, new LocalBlocks())).rejects.toThrow(
+      /h\.2\.[a-z_.]+ holds a non-finite value/,
     )
   })
 
@@ -218,7 +226,7 @@ describe('model packages', () => {
         () =>
           publishPackage(blocks, {
             ...good,
-            weights: { ...good.weights, bytes: 2 ** 31, pieceBytes: 2 ** 26 },
+            weights: { ...good.weights, bytes: 2 ** 36, pieceBytes: 2 ** 26 },
           }),
         'oversized',
         /bytes of weights/,
