@@ -148,7 +148,7 @@ describe('model packages', () => {
     expect((await readdir(other)).sort()).toEqual([published.modelId])
   })
 
-  it('refuse a directory that is not a GPT model or holds a NaN, and a piece size that makes too many pieces', async () => {
+  it('refuse a directory that is not a GPT model or holds a NaN, and pieces too many', async () => {
     const empty = await tempDir()
     await expect(modelIdOfDirectory(empty)).rejects.toBeInstanceOf(ModelFilesError)
     await expect(modelIdOfDirectory(join(empty, 'missing'))).rejects.toThrow(/model\.json is missing/)

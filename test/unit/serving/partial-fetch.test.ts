@@ -126,7 +126,7 @@ async function refusal(promise: Promise<unknown>): Promise<ModelPackageError> {
 }
 
 describe('partial model fetches', () => {
-  it('fetch only the pieces of a span or of the ends, reuse them, and complete into the whole model', async () => {
+  it('fetch only the pieces of a span or the ends, reuse them, complete into the whole model', async () => {
     const directory = await modelDir()
     const blocks = new LocalBlocks()
     const published = await publishModel(directory, blocks, { pieceBytes: PIECE_BYTES, provide: false })
