@@ -2,10 +2,11 @@
 // model.json, config.json, the header's pieces and the pieces the part's tensors lie in (found here
 // from the published file's own header JSON), no other; what is read from the partial cache is bitwise
 // the original model's; the cache is reused (the same part again asks for nothing, another part or the
-// whole model only for the pieces not present, and the whole model becomes one loadGpt reads); a piece
-// whose bytes do not match its CID is refused and not recorded; a package whose config.json or weights
-// header lies is refused with a clear ModelPackageError. The blocks come from an in-memory store that
-// counts each request; the liars are the adversary's.
+// whole model only for the pieces not present, and the whole model becomes one loadGpt reads); a
+// SpanHost loads a span (and a sub-span) from a partial cache and computes bitwise what fromParameters'
+// span does; a piece whose bytes do not match its CID is refused and not recorded; a package whose
+// config.json or weights header lies is refused with a clear ModelPackageError. The blocks come from an
+// in-memory store that counts each request; the liars are the adversary's.
 import { createHash } from 'node:crypto'
 import { mkdtemp, readFile, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,8 +15,10 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
+import { createBackend } from '../../../kernels/index.js'
 import { gptHuggingFaceConfig } from '../../../kernels/models/gpt/checkpoint.js'
 import { type GptConfig, gptParameterLayout, initializeGpt } from '../../../kernels/models/gpt/config.js'
+import { GptSpan } from '../../../kernels/models/gpt/span.js'
 import { PRESENT_PIECES_FILE, readGptParts } from '../../../node/executor/gpt-tensors.js'
 import { loadGpt, MANIFEST_FILE, saveGptModel, WEIGHTS_FILE } from '../../../node/executor/model-files.js'
 import {
@@ -25,6 +28,7 @@ import {
   ModelPackageError,
   publishModel,
 } from '../../../node/serving/model-package.js'
+import { SpanHost } from '../../../node/serving/span-host.js'
 import { BlockNotFoundError, type GetOptions, MemoryBlockStore } from '../../../protocols/blocks/index.js'
 
 const CONFIG: GptConfig = {
@@ -196,6 +200,46 @@ describe('partial model fetches', () => {
       fetched,
     )
     expect(none.got).toEqual([])
+  })
+
+  it('a SpanHost serves blocks 2-3 and a sub-span from a partial cache as fromParameters does', async () => {
+    const blocks = new LocalBlocks()
+    const published = await publishModel(await modelDir(), blocks, {
+      pieceBytes: PIECE_BYTES,
+      provide: false,
+    })
+    const cache = await tempDir()
+    const fetched = await fetchModel(published.modelId, blocks, cache, {
+      parts: { span: { start: 2, end: 4 } },
+    })
+    const backend = await createBackend({ prefer: 'cpu', cpuEngine: 'native' })
+    const noNetwork = { handle: async () => {}, unhandle: async () => {} }
+    const host = new SpanHost({ host: noNetwork, backend, measureSteps: 1 })
+    try {
+      const info = await host.load({ model: published.modelId, directory: fetched, start: 2, end: 4 })
+      expect(info).toMatchObject({ start: 2, end: 4, blocks: 4 })
+      const params = initializeGpt(CONFIG, 3)
+      const rows = Float32Array.from({ length: 3 * CONFIG.width }, (_, i) => Math.sin(i * 0.37) * 0.8)
+      for (const [start, end] of [
+        [2, 4],
+        [3, 4],
+      ]) {
+        const session = await host.openLocalSession({ model: published.modelId, start, end, maxLength: 8 })
+        const { hidden } = await session.step(0, 3, rows)
+        await session.close()
+        const oracle = GptSpan.fromParameters(backend, CONFIG, params, start, end)
+        const expected = await oracle.session(8).forward(rows, 3, 0)
+        oracle.dispose()
+        expect(bits(hidden).equals(bits(expected))).toBe(true)
+      }
+      // blocks 0-1 were never fetched: loading them from this cache is refused with a sentence
+      await expect(
+        host.load({ model: published.modelId, directory: fetched, start: 0, end: 2 }),
+      ).rejects.toThrow(/which this cache has not fetched/)
+    } finally {
+      await host.stop()
+      backend.destroy()
+    }
   })
 
   it('two partial fetches at once share the pieces, each fetched once', async () => {
