@@ -54,10 +54,11 @@ export interface WasmEngineHandle {
   /** how many worker threads answer jobs now */
   readyWorkers(): number
   /**
-   * how many products were split among the threads so far, how many of their blocks workers
-   * computed, and how many blocks of B the calling thread took from the packings it kept
+   * how many products (and attention ops) were split among the threads so far, how many of their
+   * blocks workers computed, how many blocks workers failed or were late with (the calling thread
+   * computed them), and how many blocks of B the calling thread took from the packings it kept
    */
-  stats(): { splitProducts: number; workerBlocks: number; keptWeightsUsed: number }
+  stats(): { splitProducts: number; workerBlocks: number; stolenBlocks: number; keptWeightsUsed: number }
   /** for the tests: the next job of worker `index` fails as a crash ('exit') or a hang would */
   injectFault(index: number, fault: import('./wasm-pool.js').WorkerFault): void
   /** stops the workers; the engine computes on the calling thread afterwards */
@@ -136,6 +137,7 @@ export async function startWasmEngine(threads: number): Promise<WasmEngineHandle
     stats: () => ({
       splitProducts: pool?.split ?? 0,
       workerBlocks: pool?.workerBlocks ?? 0,
+      stolenBlocks: pool?.stolenBlocks ?? 0,
       keptWeightsUsed: local.keptUsed,
     }),
     injectFault: (index, fault) => {

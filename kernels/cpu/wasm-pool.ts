@@ -12,13 +12,14 @@
 // Every element of C is computed whole by one thread, so the bits depend neither on the blocks nor
 // on which thread computed each (wasm-module.ts).
 //
-// A block that a worker claimed and has not finished WORKER_WAIT_MIN_MS plus WORKER_WAIT_FACTOR times
-// the product's time so far after the calling thread ran out of blocks (the worker died, hung, or is
-// starved by the OS), or that a worker failed, is computed by the calling thread: a failing worker
-// costs time, never a wrong or missing result, and never a hang. A worker that died or hung is dropped
-// (terminated; the buffer it may still write into is dropped too). A worker still busy with an
-// earlier product (woken late) sits the next one out. Workers are unref'd: they never keep the process
-// alive.
+// A block that a worker failed, or claimed and has not finished within WORKER_STEAL_FACTOR times the
+// calling thread's own time a block after the calling thread ran out of blocks (the worker is starved
+// by the OS, as on a busy machine, or died or hung), is computed by the calling thread itself, and the
+// worker's copy, if it ever comes, is not used: a slow or failing worker costs at most about that
+// time, never a wrong or missing result, and never a hang. A worker still busy with an earlier job sits
+// the next ones out; the next job then takes a new shared buffer if that worker may still write into
+// the current one; a worker busy for more than WORKER_WAIT_MIN_MS plus WORKER_WAIT_FACTOR times its
+// job's time is dropped (terminated) as hung. Workers are unref'd: they never keep the process alive.
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
@@ -104,9 +105,14 @@ export const BLOCK_WORK_MIN = 2 ** 20
 export const B_BLOCK_FLOATS = 2 ** 17
 /** the narrowest block of columns of that kind */
 export const COLUMN_BLOCK_MIN = 64
-/** how long the calling thread waits for a worker's block after running out of blocks, at the least (ms) */
+/**
+ * how long the calling thread waits for a worker's unfinished block, after running out of blocks, in
+ * multiples of its own time a block, before computing the block itself
+ */
+export const WORKER_STEAL_FACTOR = 2
+/** a worker still busy this long after its job started (ms) ... */
 export const WORKER_WAIT_MIN_MS = 1_000
-/** ... and in multiples of the product's time until then */
+/** ... plus this many times the job's time on the calling thread is dropped as hung */
 export const WORKER_WAIT_FACTOR = 10
 /**
  * how long a product waits for a busy worker to finish its previous job before going on without it
@@ -153,6 +159,9 @@ class PoolWorker {
   /** the data buffer generation this worker has been sent */
   generation = -1
   sequence = 0
+  /** when its last job was posted (performance.now()) and how long that job took the calling thread */
+  postedAt = 0
+  jobMs = 0
   readonly started: Promise<void>
 
   constructor(compiled: CompiledModule, index: number) {
@@ -215,6 +224,8 @@ class PoolWorker {
   /** starts a job whose slots are already written */
   post(job: number): void {
     this.control[JOB] = job
+    this.postedAt = performance.now()
+    this.jobMs = 0
     this.sequence++
     Atomics.store(this.control, REQUEST, this.sequence)
     Atomics.notify(this.control, REQUEST)
@@ -313,8 +324,9 @@ export class WasmWorkerPool {
   readonly started: Promise<void>
   /** products split among the threads so far */
   split = 0
-  /** blocks of them that workers computed */
+  /** blocks of them that workers computed, and that workers failed or were late with */
   workerBlocks = 0
+  stolenBlocks = 0
 
   /** starts `count` workers on the compiled module; they get ready in the background */
   constructor(compiled: CompiledModule, count: number) {
@@ -491,7 +503,25 @@ export class WasmWorkerPool {
   ): { header: Int32Array; floats: Float32Array; tag: number; helpers: PoolWorker[] } | undefined {
     if (slots > SHARED_SLOTS_MAX || count > BLOCKS_MAX) return undefined
     // a worker that computed the last block of the previous job may not have stored DONE yet
-    const helpers = this.#workers.filter((worker) => worker.awaitIdle(WORKER_IDLE_WAIT_MS))
+    const helpers: PoolWorker[] = []
+    for (const worker of this.#workers) {
+      if (worker.state !== 'ready') continue
+      if (worker.awaitIdle(WORKER_IDLE_WAIT_MS)) {
+        helpers.push(worker)
+        continue
+      }
+      const busyMs = performance.now() - worker.postedAt
+      if (busyMs > WORKER_WAIT_MIN_MS + WORKER_WAIT_FACTOR * worker.jobMs) {
+        log(
+          'wasm worker %d busy for %d ms: dropped as hung',
+          this.#workers.indexOf(worker),
+          Math.round(busyMs),
+        )
+        void worker.drop()
+      }
+      // it may still write into the current buffer (a block the calling thread computed instead)
+      if (worker.generation === this.#generation) this.#data = undefined
+    }
     if (helpers.length === 0) return undefined
     const { header, floats } = this.#dataOf(slots)
     const values = fill(floats)
@@ -522,8 +552,8 @@ export class WasmWorkerPool {
 
   /**
    * After the calling thread ran out of blocks: copies each block a worker computed, and computes
-   * each one a worker failed or has not finished by the deadline (dropping that worker). False when
-   * the calling thread's module could not hold a block's operands.
+   * each one a worker failed or has not finished in WORKER_STEAL_FACTOR times the calling thread's
+   * time a block. False when the calling thread's module could not hold a block's operands.
    */
   #collect(
     job: { header: Int32Array; helpers: PoolWorker[] },
@@ -533,31 +563,26 @@ export class WasmWorkerPool {
     block: { copy(index: number): void; compute(index: number): boolean },
   ): boolean {
     const { header, helpers } = job
-    const deadline = performance.now() + WORKER_WAIT_MIN_MS + WORKER_WAIT_FACTOR * (performance.now() - began)
+    const ownMs = performance.now() - began
+    let own = 0
+    for (let index = 0; index < count; index++) if (Atomics.load(header, STATE + index) === -1) own++
+    const waitMs = (WORKER_STEAL_FACTOR * ownMs) / Math.max(own, 1)
     for (let index = 0; index < count; index++) {
-      const state = this.#awaitBlock(header, index, deadline)
+      const state = this.#awaitBlock(header, index, performance.now() + waitMs)
       if (state === -1) continue
       if (state < 0 && state !== BLOCK_FAILED) {
         block.copy(index)
         this.workerBlocks++
         continue
       }
-      let why: string
-      if (state === BLOCK_FAILED) why = 'it failed'
-      else {
-        why = `no answer in ${Math.round(deadline - began)} ms`
-        const worker = this.#workers[state - 2]
-        if (worker !== undefined) {
-          why = `worker ${state - 2}: ${why}`
-          void worker.drop()
-        }
-        // a worker may still write into the buffer: later jobs use a new one
-        this.#data = undefined
-      }
+      const why = state === BLOCK_FAILED ? 'it failed' : `no answer in ${waitMs.toFixed(1)} ms`
       log('wasm block %d of %s computed on the calling thread: %s', index, what, why)
+      this.stolenBlocks++
       if (!block.compute(index)) return false
     }
+    const jobMs = performance.now() - began
     for (const worker of helpers) {
+      worker.jobMs = jobMs
       if (Atomics.load(worker.control, DONE) === worker.sequence && worker.control[STATUS] === STATUS_FAILED)
         log('wasm worker %d: %s', this.#workers.indexOf(worker), worker.failures())
     }

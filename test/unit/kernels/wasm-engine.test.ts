@@ -363,9 +363,11 @@ describe('the wasm cpu engine on several threads', () => {
     // a worker that exits on a pair it claimed: the calling thread computes it, the same bits
     const { engine, injectFault, readyWorkers } = engines[2]
     injectFault(0, 'exit')
-    for (let run = 0; run < 20 && readyWorkers() === 2; run++) {
+    const began = performance.now()
+    for (let run = 0; readyWorkers() === 2 && performance.now() - began < 20_000; run++) {
       const again = attentionOf(engine).attentionBackward(gradOutput, qkv, output, logSumExp, sizes)
       expect(sameBits(again, backward[0]), `backward run ${run}`).toBe(true)
+      await new Promise((resolve) => setTimeout(resolve, 50))
     }
     expect(readyWorkers()).toBe(1)
     expect(sameBits(attentionOf(engine).attention(qkv, sizes).output, output)).toBe(true)
@@ -412,7 +414,8 @@ describe('the wasm cpu engine on several threads', () => {
   it.each(['exit', 'hang'] as const)(
     'a worker that %ss on a block it claimed: the calling thread computes it, the same bits, no hang',
     async (fault) => {
-      const { engine, injectFault, readyWorkers } = await engineOn(3)
+      const handle = await engineOn(3)
+      const { engine, injectFault, readyWorkers } = handle
       const single = (await engineOn(1)).engine
       // 11 blocks of 96 rows, 7 MFLOP each: the faulty worker wakes in time to claim one
       const [m, k, n] = [1024, 256, 300]
@@ -421,23 +424,24 @@ describe('the wasm cpu engine on several threads', () => {
       const b = randomArray(random, k * n)
       const expected = matmulOf(single)(a, b, m, k, n)
       injectFault(1, fault)
-      // the fault strikes at the worker's next claim: a product may end before that worker claims one
+      // the fault strikes at the worker's next claim (a product may end before that worker claims
+      // one); the worker leaves the pool when its exit is heard, or once busy past WORKER_WAIT_MIN_MS
       let slowest = 0
-      for (let product = 0; product < 20 && readyWorkers() === 2; product++) {
-        const began = performance.now()
+      const began = performance.now()
+      for (let product = 0; readyWorkers() === 2 && performance.now() - began < 20_000; product++) {
+        const productBegan = performance.now()
         const got = matmulOf(engine)(a, b, m, k, n)
-        slowest = Math.max(slowest, performance.now() - began)
+        slowest = Math.max(slowest, performance.now() - productBegan)
         expect(sameBits(got, expected), `product ${product}: the same bits`).toBe(true)
+        await new Promise((resolve) => setTimeout(resolve, 50))
       }
       expect(readyWorkers()).toBe(1)
-      // no answer within the wait's floor: the block was computed here, not waited for forever
-      expect(slowest).toBeGreaterThanOrEqual(WORKER_WAIT_MIN_MS)
-      expect(slowest).toBeLessThan(WORKER_WAIT_MIN_MS + 10_000)
-      // later products: the other worker and the calling thread, the same bits, no wait
-      const laterBegan = performance.now()
+      expect(handle.stats().stolenBlocks).toBeGreaterThan(0)
+      // no product waited for the faulty worker: its block was computed here
+      expect(slowest).toBeLessThan(WORKER_WAIT_MIN_MS)
+      // later products: the other worker and the calling thread, the same bits
       const later = matmulOf(engine)(b, a, n, k, m, true, true)
       expect(sameBits(later, matmulOf(single)(b, a, n, k, m, true, true))).toBe(true)
-      expect(performance.now() - laterBegan).toBeLessThan(WORKER_WAIT_MIN_MS)
     },
   )
 
