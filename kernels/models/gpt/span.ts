@@ -251,7 +251,8 @@ export class GptSpan {
   static checkSpan(layers: number, start: number, end: number): void {
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > layers || start >= end)
       throw new GptSpanError(
-        `blocks [${start}, ${end}) are not a span of the model's ${layers} blocks (0 <= start < end <= ${layers})`,
+        `blocks [${start}, ${end}) are not a span of the model's ${layers} blocks ` +
+          `(0 <= start < end <= ${layers})`,
       )
   }
 
