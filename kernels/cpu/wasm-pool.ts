@@ -19,7 +19,11 @@
 // time, never a wrong or missing result, and never a hang. A worker still busy with an earlier job sits
 // the next ones out; the next job then takes a new shared buffer if that worker may still write into
 // the current one; a worker busy for more than WORKER_WAIT_MIN_MS plus WORKER_WAIT_FACTOR times its
-// job's time is dropped (terminated) as hung. Workers are unref'd: they never keep the process alive.
+// job's time is dropped (terminated) as hung. After a job in which the calling thread computed a late
+// worker's block, jobs run on the calling thread alone for BACKOFF_MIN_MS, doubling up to
+// BACKOFF_MAX_MS while that goes on: on a machine whose cores are busy with other processes the
+// workers are late every time, and the calling thread alone is faster than waiting for them (the bits
+// are the same either way). Workers are unref'd: they never keep the process alive.
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
@@ -110,6 +114,10 @@ export const COLUMN_BLOCK_MIN = 64
  * multiples of its own time a block, before computing the block itself
  */
 export const WORKER_STEAL_FACTOR = 2
+/** after a job with a late worker, jobs stay on the calling thread this long (ms), doubling ... */
+export const BACKOFF_MIN_MS = 50
+/** ... up to this, while workers stay late */
+export const BACKOFF_MAX_MS = 5_000
 /** a worker still busy this long after its job started (ms) ... */
 export const WORKER_WAIT_MIN_MS = 1_000
 /** ... plus this many times the job's time on the calling thread is dropped as hung */
@@ -327,6 +335,9 @@ export class WasmWorkerPool {
   /** blocks of them that workers computed, and that workers failed or were late with */
   workerBlocks = 0
   stolenBlocks = 0
+  /** jobs stay on the calling thread until then (performance.now()); the next back-off's length */
+  #alone = 0
+  #backoffMs = BACKOFF_MIN_MS
 
   /** starts `count` workers on the compiled module; they get ready in the background */
   constructor(compiled: CompiledModule, count: number) {
@@ -522,7 +533,7 @@ export class WasmWorkerPool {
       // it may still write into the current buffer (a block the calling thread computed instead)
       if (worker.generation === this.#generation) this.#data = undefined
     }
-    if (helpers.length === 0) return undefined
+    if (helpers.length === 0 || performance.now() < this.#alone) return undefined
     const { header, floats } = this.#dataOf(slots)
     const values = fill(floats)
     this.#tag = (this.#tag + 1) % TAG_MODULO
@@ -567,6 +578,7 @@ export class WasmWorkerPool {
     let own = 0
     for (let index = 0; index < count; index++) if (Atomics.load(header, STATE + index) === -1) own++
     const waitMs = (WORKER_STEAL_FACTOR * ownMs) / Math.max(own, 1)
+    let late = false
     for (let index = 0; index < count; index++) {
       const state = this.#awaitBlock(header, index, performance.now() + waitMs)
       if (state === -1) continue
@@ -578,9 +590,14 @@ export class WasmWorkerPool {
       const why = state === BLOCK_FAILED ? 'it failed' : `no answer in ${waitMs.toFixed(1)} ms`
       log('wasm block %d of %s computed on the calling thread: %s', index, what, why)
       this.stolenBlocks++
+      late ||= state !== BLOCK_FAILED
       if (!block.compute(index)) return false
     }
     const jobMs = performance.now() - began
+    if (late) {
+      this.#alone = performance.now() + this.#backoffMs
+      this.#backoffMs = Math.min(2 * this.#backoffMs, BACKOFF_MAX_MS)
+    } else this.#backoffMs = BACKOFF_MIN_MS
     for (const worker of helpers) {
       worker.jobMs = jobMs
       if (Atomics.load(worker.control, DONE) === worker.sequence && worker.control[STATUS] === STATUS_FAILED)

@@ -357,7 +357,8 @@ describe('the wasm cpu engine on several threads', () => {
       expect(sameBits(forward[i].logSumExp, logSumExp), `logSumExp on ${i + 1} threads`).toBe(true)
       expect(sameBits(backward[i], backward[0]), `gradQkv on ${i + 1} threads`).toBe(true)
       const stats = engines[i].stats()
-      expect(stats.splitProducts - before[i].splitProducts, `split on ${i + 1} threads`).toBe(2)
+      // the forward at least (a late worker keeps the next jobs on the calling thread for a while)
+      expect(stats.splitProducts - before[i].splitProducts, `split on ${i + 1} threads`).toBeGreaterThan(0)
       expect(stats.workerBlocks).toBeGreaterThan(before[i].workerBlocks)
     }
     // a worker that exits on a pair it claimed: the calling thread computes it, the same bits
