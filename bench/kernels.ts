@@ -442,19 +442,22 @@ if (selected.has('cpu')) {
     unavailableBecause(NATIVE_LABEL, error)
   }
   try {
-    // the engine loadCpuEngine('wasm') gives (every core, or SHARDNET_CPU_THREADS), as an engine of its
-    // own so that its workers have started before anything is timed, and one on a single thread
+    // the engine loadCpuEngine('wasm') gives (every core, or SHARDNET_CPU_THREADS), as engines of their
+    // own so that their workers have started before anything is timed, and one on a single thread;
+    // each row its own engine, whose kept packings of B no other row replaces
     const all = await startWasmEngine(wasmThreads())
+    const allNewB = await startWasmEngine(wasmThreads())
     const one = await startWasmEngine(1)
     if ('error' in all) throw new Error(all.error)
+    if ('error' in allNewB) throw new Error(allNewB.error)
     if ('error' in one) throw new Error(one.error)
-    await all.startWorkers()
+    await Promise.all([all.startWorkers(), allNewB.startWorkers()])
     wasmEngine = all.engine
     implementations.push(
       cpuBackendImplementation(WASM_ENGINE_LABEL, new CpuBackend({ engine: all.engine })),
       cpuBackendImplementation(
         WASM_ENGINE_NEW_B_LABEL,
-        new CpuBackend({ engine: all.engine }),
+        new CpuBackend({ engine: allNewB.engine }),
         undefined,
         true,
       ),
