@@ -3,13 +3,15 @@
 // same products, each (sequence, head) pair on one thread. The reference ops compute everything else.
 //
 // The calling thread holds one instance of the package's WebAssembly module (wasm-module.ts) and each
-// of threads - 1 worker threads its own (wasm-worker.ts, wasm-pool.ts): a product of at least
-// PARALLEL_WORK_MIN multiply-adds is split into `threads` fixed blocks of C, one per thread, through
-// shared memory; smaller ones stay on the calling thread. C's bits do not depend on the split, so they
-// are the same for every thread count, and the same when a worker fails and the calling thread
-// computes its block. Attention (forward and backward) of PARALLEL_WORK_MIN multiply-adds or more is
-// split the same way by (sequence, head) pairs, each computed whole by one thread: the same bits too. The workers start in the background at the first product large enough to split:
-// products before they are ready (and after all of them failed) run whole on the calling thread.
+// of threads - 1 worker threads its own (wasm-worker.ts, wasm-pool.ts). A product of at least
+// PARALLEL_WORK_MIN multiply-adds (and attention of as much work) is cut into blocks of C (pairs, for
+// attention) that the threads claim one at a time through shared memory; smaller ones stay on the
+// calling thread, which also computes the blocks of a worker that fails or falls behind. Every element
+// of C (every pair) is computed whole by one thread, and its bits do not depend on the blocks nor on
+// the thread: the results are the same for every thread count and every run (wasm-engine.test.ts).
+// Each module keeps the packing of the blocks of B it multiplied, for a later B with the same bits.
+// The workers start in the background at the first product large enough to split: products before
+// they are ready (and after all of them failed) run on the calling thread.
 import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
 import { matmulReference } from '../reference/index.js'

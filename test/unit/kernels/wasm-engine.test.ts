@@ -333,7 +333,7 @@ describe('the wasm cpu engine on several threads', () => {
     expect(stats[2].workerBlocks).toBeGreaterThan(0)
   })
 
-  it('attention and its backward split by (sequence, head) on 1, 2, 3 threads: the same bits, the reference', async () => {
+  it('attention and its backward split by pairs on 1, 2, 3 threads: same bits, near the oracle', async () => {
     const engines = [await engineOn(1), await engineOn(2), await engineOn(3)]
     // 12 pairs of 2 x 256 x 256 x 32 multiply-adds: 50M, above PARALLEL_WORK_MIN
     const sizes = { batch: 4, sequence: 256, heads: 3, width: 96, headWidth: 32 }
