@@ -9,12 +9,14 @@
 // sees nothing of it. The factory adds process-wide 'uncaughtException' and 'unhandledRejection'
 // listeners that rethrow; they are removed as soon as the module exists.
 //
-// A product copies its operands into scratch regions of the module's heap (transposing on the way
-// where the op transposes: the module's XNNPACK path takes only untransposed [M,K] x [K,N], and its
-// own transposed path is a scalar loop), registers them as tensors, calls BatchMatMul, and copies C
-// out. Tensor ids are fresh on every call, and disposing B's id drops the XNNPACK operator (packed
-// weights) the module caches per B id, so every call packs its B afresh (as tfjs does for every new
-// B tensor). The scratch regions keep the size of the largest operands seen so far.
+// A product copies its operands into regions of the module's heap (transposing on the way where the
+// op transposes: the module's XNNPACK path takes only untransposed [M,K] x [K,N], and its own
+// transposed path is a scalar loop), registers them as tensors, calls BatchMatMul per block of C, and
+// copies C out. The module caches XNNPACK's operator (B packed) per B tensor id until the id is
+// disposed: the engine keeps each block of B's id and bits, and a later product whose block of B has
+// the same bits (compared in full) reuses it instead of copying and packing B again (as tfjs does
+// when the same B tensor is multiplied again); any other B is packed afresh. The scratch regions keep
+// the size of the largest operands seen so far.
 //
 // Every element of C is the same XNNPACK microkernel's sum over K in the same order whichever block
 // of C it is computed in, as long as blocks of columns start at multiples of BLOCK_ALIGN (a column's
