@@ -169,18 +169,24 @@ export function sameBlock(
   copy: Float32Array,
   at: number,
 ): boolean {
+  const width = c1 - c0
+  if (!transposed) {
+    // rows of X are rows of the block: compared as bytes (memcmp), a whole block at once where it can
+    const bytes = (array: Float32Array, start: number, floats: number) =>
+      Buffer.from(array.buffer, array.byteOffset + start * 4, floats * 4)
+    if (c0 === 0 && c1 === cols)
+      return bytes(source, from + r0 * cols, (r1 - r0) * cols).equals(bytes(copy, at, (r1 - r0) * cols))
+    for (let r = r0; r < r1; r++)
+      if (!bytes(source, from + r * cols + c0, width).equals(bytes(copy, at + (r - r0) * width, width)))
+        return false
+    return true
+  }
   const x = new Uint32Array(source.buffer, source.byteOffset, source.length)
   const y = new Uint32Array(copy.buffer, copy.byteOffset, copy.length)
-  const width = c1 - c0
   for (let r = r0; r < r1; r++) {
     const to = at + (r - r0) * width - c0
-    if (transposed) {
-      const column = from + r
-      for (let c = c0; c < c1; c++) if (x[column + c * rows] !== y[to + c]) return false
-    } else {
-      const row = from + r * cols
-      for (let c = c0; c < c1; c++) if (x[row + c] !== y[to + c]) return false
-    }
+    const column = from + r
+    for (let c = c0; c < c1; c++) if (x[column + c * rows] !== y[to + c]) return false
   }
   return true
 }
