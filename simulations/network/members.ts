@@ -200,6 +200,9 @@ export class Members {
         outerEvery: 0,
       },
       outerSteps: false,
+      // the simulator carries no shared gradients (their bytes are not modelled), so its members hold
+      // none to check entries or vouch for a state with: they install states and snapshots unchecked
+      shareGradients: false,
     }
     const state: TrainingState = createTrainingState(this.initialParams, names)
     // a group staffed again for the rest of a task starts where the dissolved one had committed
