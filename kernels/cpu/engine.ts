@@ -5,7 +5,7 @@
 // Engines, fastest first (figures and the reasons for the choice: docs/cpu-backend.md):
 // - native: a C addon over OpenBLAS's sgemm plus C kernels for the other hot ops, on every core
 //   (kernels/native/, built by scripts/setup.sh where a compiler and OpenBLAS exist);
-// - wasm: tfjs-backend-wasm's XNNPACK matmul on one thread, where no native build exists;
+// - wasm: tfjs-backend-wasm's XNNPACK matmul on every core, where no native build exists;
 // - reference: the reference ops in TypeScript, float64 accumulation.
 import type { QuantizedInt8 } from '../backend.js'
 import type { AttentionSizes, CachedAttentionSizes } from '../ops/transformer-shapes.js'
