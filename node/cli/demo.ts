@@ -3,19 +3,27 @@
 // others' bootstrap peer), submits a training task (2 groups of 3 by default) from the first one,
 // shows its progress, copies the model out, and stops every daemon. With the MNIST MLP (the default)
 // it then runs an inference task whose shards a quorum of replicas checks; with `--model gpt` it
-// trains the tiny GPT briefly on the linux-doc-6.1 corpus and prints a sample from it.
+// trains the tiny GPT briefly on the linux-doc-6.1 corpus, prints a sample generated on this machine,
+// then has workers serve the model in spans of blocks (two per span where there are enough) and
+// generates the same sample through that chain from the submitter (POST /v1/serve, /v1/generate):
+// sampling happens at the client, so the text equals the local one with the same seed.
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Command, Option } from 'commander'
 import pc from 'picocolors'
 import { GPT_SHAPE_DEFAULT } from '../../protocols/tasks/spec.js'
+import type { GenerateStreamLine } from '../api/generate-routes.js'
 import type { NodeStatus } from '../api/node-routes.js'
+import type { ServeListing } from '../api/serving-routes.js'
 import { BACKEND_PROBE_FILE } from '../executor/backend-probe.js'
 import { generateGptLocal } from '../executor/local-gpt.js'
+import type { BackendChoice } from '../executor/local-training.js'
+import type { NetworkGenerateResult } from '../serving/api.js'
+import type { ServeEntry } from '../serving/served-models.js'
 import type { TaskView } from '../tasks/coordinator.js'
 import { DEMO_INFER_REPLICAS_DEFAULT, type DemoInference, runDemoInference } from '../tasks/infer-demo.js'
-import { connectToDaemon } from './daemon-client.js'
+import { connectToDaemon, type DaemonClient } from './daemon-client.js'
 import { UserError } from './errors.js'
 import { type StartedDaemon, startInBackground, stopDaemon } from './node-lifecycle.js'
 import { describeEnd, shortPeer, watchTask } from './task-watch.js'
@@ -51,13 +59,15 @@ export interface DemoResult {
   accuracy?: number
   /** validation bits per byte (gpt) */
   bitsPerByte?: number
-  /** the GPT's continuation of DEMO_PROMPT (gpt) */
+  /** the GPT's continuation of DEMO_PROMPT, generated on this machine (gpt) */
   sample?: { prompt: string; text: string }
+  /** the same continuation generated through a chain of the demo's daemons serving spans (gpt) */
+  serving?: DemoServing
   modelDir: string
   steps: number
   groups: Array<{ group: number; members: string[]; leader: string }>
   outerRounds: number
-  seconds: { network: number; training: number; total: number }
+  seconds: { network: number; training: number; serving?: number; total: number }
   inference?: DemoInference
   dataDirs?: string[]
 }
@@ -81,23 +91,211 @@ export const DEMO_DEFAULTS: Record<
   gpt: { steps: 120, batch: 2, lr: 0.003, outerEvery: 20 },
 }
 
-/** The GPT's sample from `modelDir`: DEMO_SAMPLE_BYTES drawn after DEMO_PROMPT on this machine's backend. */
-async function sampleGpt(modelDir: string, seed: number): Promise<{ prompt: string; text: string }> {
+/** How the demo's GPT samples, on this machine and through the network alike. */
+export const DEMO_SAMPLING = { temperature: 0.8, topK: 40 }
+
+/**
+ * The GPT's sample from `modelDir`: DEMO_SAMPLE_BYTES drawn after DEMO_PROMPT on this machine, on
+ * `backend` (the daemons' backend, so that the network's text can be compared byte for byte).
+ */
+async function sampleGpt(
+  modelDir: string,
+  seed: number,
+  backend: BackendChoice,
+): Promise<{ prompt: string; text: string; bytes: Uint8Array }> {
   const bytes: number[] = []
   await generateGptLocal(
     {
       modelDirectory: modelDir,
       prompt: new TextEncoder().encode(DEMO_PROMPT),
       tokens: DEMO_SAMPLE_BYTES,
-      temperature: 0.8,
-      topK: 40,
+      ...DEMO_SAMPLING,
       seed,
       cache: true,
-      backend: 'auto',
+      backend,
     },
     { onByte: (byte) => bytes.push(byte) },
   )
-  return { prompt: DEMO_PROMPT, text: Buffer.from(bytes).toString('utf8') }
+  return { prompt: DEMO_PROMPT, text: Buffer.from(bytes).toString('utf8'), bytes: Uint8Array.from(bytes) }
+}
+
+/**
+ * The demo's generation through the network: which workers served which span of the model's blocks,
+ * the chain the submitter's generation went through, and whether its text is the local sample's.
+ * `available` false: serving or generating failed, and `reason` says why.
+ */
+export interface DemoServing {
+  available: boolean
+  reason?: string
+  /** the model's content id (its package's CID) */
+  modelId?: string
+  /** each serving worker, its span [start, end) and the tokens/s it measured at load */
+  servers?: Array<{ peerId: string; start: number; end: number; tokensPerSecond?: number }>
+  /** the servers the generation went through, in order, each with its blocks [start, end) */
+  chain?: Array<{ peerId: string; start: number; end: number }>
+  /** the generated text (DEMO_PROMPT's continuation) */
+  text?: string
+  tokens?: number
+  tokensPerSecond?: number
+  /** from the request to the first generated byte (the first request also fetches the model's ends) */
+  firstByteMs?: number
+  /** bytes identical to the local sample's with the same seed */
+  sameAsLocal?: boolean
+  /** sampling happens at the client: the servers only run blocks, the random stream never leaves it */
+  sampledAt?: 'client'
+}
+
+/** How long the demo waits for its workers to serve their spans, and for a chain to be found. */
+const DEMO_SERVE_TIMEOUT_MS = 60_000
+const DEMO_CHAIN_TIMEOUT_MS = 30_000
+const DEMO_POLL_MS = 250
+
+/**
+ * The spans the demo serves: the model's `blocks` cut in two halves (one span when there is one
+ * worker or one block), each served by up to two workers, so that a chain has two hops and each hop
+ * a spare. Answers the served blocks [start, end) of each serving worker, by its index in `workers`.
+ */
+export function demoSpans(workers: number, blocks: number): Array<{ start: number; end: number }> {
+  const spans = workers >= 2 && blocks >= 2 ? 2 : 1
+  const replicas = Math.min(2, Math.floor(workers / spans))
+  const out: Array<{ start: number; end: number }> = []
+  for (let span = 0; span < spans; span++) {
+    const start = Math.round((span * blocks) / spans)
+    const end = Math.round(((span + 1) * blocks) / spans)
+    for (let replica = 0; replica < replicas; replica++) out.push({ start, end })
+  }
+  return out
+}
+
+/** Reads an NDJSON generation (POST /v1/generate): its bytes and its result, or throws its error. */
+async function readGeneration(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ bytes: Uint8Array; result: NetworkGenerateResult & { model: string } }> {
+  const pieces: Buffer[] = []
+  let result: (NetworkGenerateResult & { model: string }) | undefined
+  const decoder = new TextDecoder()
+  let buffered = ''
+  const handle = (line: string) => {
+    if (line === '') return
+    const parsed = JSON.parse(line) as GenerateStreamLine
+    if ('bytes' in parsed) pieces.push(Buffer.from(parsed.bytes, 'base64'))
+    else if ('result' in parsed) result = parsed.result
+    else throw new UserError(`the generation failed: ${parsed.error.message}`)
+  }
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true })
+    const lines = buffered.split('\n')
+    buffered = lines.pop() ?? ''
+    for (const line of lines) handle(line)
+  }
+  handle(buffered + decoder.decode())
+  if (result === undefined) throw new UserError('the generation ended without a result')
+  return { bytes: new Uint8Array(Buffer.concat(pieces)), result }
+}
+
+/**
+ * Serves the model in `modelDir` on the workers in spans (demoSpans), then generates the demo's
+ * sample through them from `client` (which serves nothing, so every hop crosses the network) and
+ * compares it with the local sample's bytes.
+ */
+async function runDemoServing(
+  client: DaemonClient,
+  workers: DaemonClient[],
+  options: { modelDir: string; blocks: number; seed: number; local: Uint8Array },
+  say: (line: string) => void,
+): Promise<DemoServing> {
+  const spans = demoSpans(workers.length, options.blocks)
+  const servers = spans.map((span, index) => ({ ...span, daemon: workers[index] }))
+  say(
+    `serving the model in spans: ${servers
+      .map((s) => `${shortPeer(s.daemon.peerId)} blocks ${s.start}-${s.end - 1}`)
+      .join(', ')}`,
+  )
+  const entries = await Promise.all(
+    servers.map(async ({ daemon, start, end }) => {
+      const { entry } = await daemon.post<{ entry: ServeEntry }>('/v1/serve', {
+        model: options.modelDir,
+        blocks: `${start}-${end - 1}`,
+      })
+      let current = entry
+      const deadline = Date.now() + DEMO_SERVE_TIMEOUT_MS
+      while (current.state !== 'serving') {
+        if (current.state === 'failed' || current.state === 'stopped')
+          throw new UserError(
+            `${shortPeer(daemon.peerId)} could not serve blocks ${start}-${end - 1}: ` +
+              `${current.error ?? current.state}`,
+          )
+        if (Date.now() > deadline)
+          throw new UserError(
+            `${shortPeer(daemon.peerId)} was still ${current.state} blocks ${start}-${end - 1} after ` +
+              `${DEMO_SERVE_TIMEOUT_MS / 1000} s`,
+          )
+        await new Promise((done) => setTimeout(done, DEMO_POLL_MS))
+        const listing = await daemon.get<ServeListing>('/v1/serve')
+        current = listing.entries.find((e) => e.model === options.modelDir) ?? current
+      }
+      return current
+    }),
+  )
+  const modelId = entries[0].modelId
+  if (modelId === undefined || entries.some((entry) => entry.modelId !== modelId))
+    throw new UserError(`the workers computed different model ids: ${entries.map((e) => e.modelId)}`)
+  // the servers' records may take a moment to reach the submitter's view of the DHT: a generation
+  // that finds no chain yet is tried again until DEMO_CHAIN_TIMEOUT_MS
+  const body = {
+    model: modelId,
+    prompt: DEMO_PROMPT,
+    maxTokens: DEMO_SAMPLE_BYTES,
+    ...DEMO_SAMPLING,
+    topP: 1,
+    seed: options.seed,
+  }
+  const deadline = Date.now() + DEMO_CHAIN_TIMEOUT_MS
+  let generated: Awaited<ReturnType<typeof readGeneration>>
+  for (;;) {
+    try {
+      const signal = AbortSignal.timeout(DEMO_SERVE_TIMEOUT_MS)
+      generated = await readGeneration(await client.postStream('/v1/generate', body, signal))
+      break
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+      await new Promise((done) => setTimeout(done, 4 * DEMO_POLL_MS))
+    }
+  }
+  const { bytes, result } = generated
+  const same = Buffer.from(bytes).equals(Buffer.from(options.local))
+  return {
+    available: true,
+    modelId,
+    servers: servers.map(({ daemon, start, end }, index) => ({
+      peerId: daemon.peerId,
+      start,
+      end,
+      ...(entries[index].tokensPerSecond === undefined
+        ? {}
+        : { tokensPerSecond: entries[index].tokensPerSecond }),
+    })),
+    chain: result.chain.map((hop) => ({ peerId: hop.peerId, start: hop.start, end: hop.end })),
+    text: Buffer.from(bytes).toString('utf8'),
+    tokens: result.tokens,
+    tokensPerSecond: result.tokens / Math.max(result.seconds, 1e-9),
+    firstByteMs: result.firstTokenMs,
+    sameAsLocal: same,
+    sampledAt: 'client',
+  }
+}
+
+/** One line on the network's generation: its chain, its speed and how its text compares. */
+export function describeServing(serving: DemoServing): string {
+  if (!serving.available) return `not run (${serving.reason})`
+  const chain = serving.chain!.map((hop) => `${shortPeer(hop.peerId)} (blocks ${hop.start}-${hop.end - 1})`)
+  return (
+    `${serving.tokens} bytes through ${chain.join(' -> ')} at ${serving.tokensPerSecond!.toFixed(1)} ` +
+    `tokens/s, first byte after ${Math.round(serving.firstByteMs!)} ms; ` +
+    (serving.sameAsLocal === true
+      ? 'the same text as the local sample (sampling happens at the client, with the same seed)'
+      : 'NOT the text of the local sample, though sampling happens at the client with the same seed')
+  )
 }
 
 /** Polls until `condition` holds or `timeoutMs` passes (then a UserError naming `what`). */
@@ -216,12 +414,43 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
         `trained in ${trainingSeconds.toFixed(1)} s: validation ${final.bitsPerByte!.toFixed(3)} ` +
           `bits/byte; model in ${copied.outDirectory}`,
       )
-      const sample = await sampleGpt(copied.outDirectory, options.seed)
+      // on the daemons' backend: the cpu engines agree bitwise, WebGPU with them only within 1e-5
+      const local = await sampleGpt(copied.outDirectory, options.seed, capability.backend)
+      say(`local sample: ${JSON.stringify(local.text.slice(0, 60))}...`)
+      const servingStarted = Date.now()
+      let serving: DemoServing
+      try {
+        if (interrupted) throw new UserError('the demo was interrupted')
+        const workers = await Promise.all(dataDirs.slice(1).map((dataDir) => connectToDaemon(dataDir)))
+        serving = await runDemoServing(
+          client,
+          workers,
+          {
+            modelDir: copied.outDirectory,
+            blocks: GPT_SHAPE_DEFAULT.layers,
+            seed: options.seed,
+            local: local.bytes,
+          },
+          say,
+        )
+        say(`network sample: ${describeServing(serving)}`)
+      } catch (error) {
+        serving = { available: false, reason: (error as Error).message }
+        say(`serving failed: ${serving.reason}`)
+      }
+      const servingSeconds = (Date.now() - servingStarted) / 1000
+      say(`serving and the network sample took ${servingSeconds.toFixed(1)} s`)
       return {
         ...common,
         bitsPerByte: final.bitsPerByte!,
-        sample,
-        seconds: { network: networkSeconds, training: trainingSeconds, total: (Date.now() - started) / 1000 },
+        sample: { prompt: local.prompt, text: local.text },
+        serving,
+        seconds: {
+          network: networkSeconds,
+          training: trainingSeconds,
+          serving: servingSeconds,
+          total: (Date.now() - started) / 1000,
+        },
       }
     }
     say(
@@ -271,7 +500,10 @@ export function register(program: Command): void {
       'start a local shardnet network, train a model across it in Raft groups, show the result, stop it',
     )
     .addOption(
-      new Option('--model <name>', 'mnist-mlp (then an inference task) or gpt (the tiny GPT, then a sample)')
+      new Option(
+        '--model <name>',
+        'mnist-mlp (then an inference task) or gpt (the tiny GPT, then a sample, local and served in spans)',
+      )
         .choices(['mnist-mlp', 'gpt'])
         .default('mnist-mlp'),
     )
@@ -354,7 +586,8 @@ export function register(program: Command): void {
               `${result.groups.length} groups of ${options.groupSize} on ${result.nodes} local daemons ` +
               `in ${result.seconds.total.toFixed(0)} s\n` +
               `model: ${result.modelDir} (try \`shardnet generate ${result.modelDir} --prompt "..."\`)\n` +
-              `sample: ${pc.dim(result.sample.prompt)}${result.sample.text}\n`,
+              `sample: ${pc.dim(result.sample.prompt)}${result.sample.text}\n` +
+              `network: ${describeServing(result.serving!)}\n`,
           )
           return
         }

@@ -3,7 +3,9 @@
 // one JSON object with the test accuracy and the model directory (which loadModel reads back and
 // whose recorded accuracy matches), runs an inference task whose shards are accepted by a quorum of
 // replicas (agreement figures in the JSON), and leaves no daemon behind. With `--model gpt` it trains
-// the tiny GPT the same way and prints a sample of bytes from the result.
+// the tiny GPT the same way, prints a sample of bytes generated locally from the result, and generates
+// the same sample through a chain of workers serving the model in spans: every block covered by at
+// least two hops, and the same bytes as the local sample (sampling happens at the client).
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -12,6 +14,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { loadGpt, loadModel } from '../../node/executor/model-files.js'
+import { modelIdOfDirectory } from '../../node/serving/model-package.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -107,7 +110,21 @@ describe('shardnet demo', () => {
       bitsPerByte: number
       modelDir: string
       outerRounds: number
+      groups: Array<{ members: string[] }>
       sample: { prompt: string; text: string }
+      serving: {
+        available: boolean
+        reason?: string
+        modelId: string
+        servers: Array<{ peerId: string; start: number; end: number }>
+        chain: Array<{ peerId: string; start: number; end: number }>
+        text: string
+        tokens: number
+        tokensPerSecond: number
+        firstByteMs: number
+        sameAsLocal: boolean
+        sampledAt: string
+      }
       inference?: unknown
     }
     expect(result.model).toBe('gpt')
@@ -121,6 +138,38 @@ describe('shardnet demo', () => {
     expect(result.sample.prompt).toBe('The kernel ')
     expect(Buffer.byteLength(result.sample.text, 'utf8')).toBeGreaterThan(0)
     expect(result.inference).toBeUndefined()
+    // served in spans: two workers each for blocks [0, 2) and [2, 4), none of them the submitter
+    const serving = result.serving
+    expect(serving.reason).toBeUndefined()
+    expect(serving.available).toBe(true)
+    expect(serving.modelId).toBe(await modelIdOfDirectory(result.modelDir))
+    expect(serving.servers.map((s) => [s.start, s.end])).toEqual([
+      [0, 2],
+      [0, 2],
+      [2, 4],
+      [2, 4],
+    ])
+    const workers = new Set(result.groups.flatMap((g) => g.members))
+    expect(new Set(serving.servers.map((s) => s.peerId)).size).toBe(4)
+    for (const server of serving.servers) expect(workers.has(server.peerId)).toBe(true)
+    // the chain covers every block, in order, through at least two servers of those spans
+    expect(serving.chain.length).toBeGreaterThanOrEqual(2)
+    expect(serving.chain[0].start).toBe(0)
+    expect(serving.chain.at(-1)?.end).toBe(4)
+    for (let hop = 1; hop < serving.chain.length; hop++)
+      expect(serving.chain[hop].start).toBe(serving.chain[hop - 1].end)
+    for (const hop of serving.chain)
+      expect(
+        serving.servers.some((s) => s.peerId === hop.peerId && s.start <= hop.start && hop.end <= s.end),
+      ).toBe(true)
+    // the same bytes as the local sample with the same seed, and the JSON says why
+    expect(serving.sameAsLocal).toBe(true)
+    expect(serving.text).toBe(result.sample.text)
+    expect(serving.tokens).toBe(160)
+    expect(serving.sampledAt).toBe('client')
+    expect(serving.tokensPerSecond).toBeGreaterThan(0)
+    expect(serving.firstByteMs).toBeGreaterThan(0)
+    expect(stderr).toMatch(/network sample: 160 bytes through .+ -> .+ the same text as the local sample/)
     expect(stderr).toMatch(/stopping 7 daemons/)
     await rm(join(out, '..'), { recursive: true, force: true })
   }, 480_000)
