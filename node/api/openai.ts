@@ -162,13 +162,14 @@ function parseSettings(fields: Fields, maxTokensDefault: number, maxTokensField:
 }
 
 /** prompt: a string, an array of one string, or an array of byte values (a byte model's tokens) */
-function completionPrompt(value: unknown): Uint8Array {
+function completionPrompt(value: unknown, nested = false): Uint8Array {
   let prompt: Uint8Array | undefined
   if (typeof value === 'string') prompt = new Uint8Array(Buffer.from(value, 'utf8'))
   else if (Array.isArray(value)) {
     if (value.length === 1 && typeof value[0] === 'string')
       prompt = new Uint8Array(Buffer.from(value[0], 'utf8'))
-    else if (value.length === 1 && Array.isArray(value[0])) return completionPrompt(value[0])
+    // one array of tokens inside the array of prompts; no deeper (each level would be a stack frame)
+    else if (value.length === 1 && Array.isArray(value[0]) && !nested) return completionPrompt(value[0], true)
     else if (value.every((byte) => Number.isInteger(byte) && byte >= 0 && byte <= 255))
       prompt = Uint8Array.from(value as number[])
     else if (value.length > 1 && value.every((entry) => typeof entry === 'string' || Array.isArray(entry)))
@@ -453,7 +454,13 @@ export function openAiRoutes(servingOf: () => ServingApi, options: GenerationRou
       errorBody,
       handle: ({ url, signal }) =>
         inOpenAiShape(async () => {
-          const id = decodeURIComponent(url.pathname.slice(MODEL_PATH_PREFIX.length))
+          let id: string
+          try {
+            id = decodeURIComponent(url.pathname.slice(MODEL_PATH_PREFIX.length))
+          } catch {
+            // malformed percent-encoding: no model has that id
+            id = url.pathname.slice(MODEL_PATH_PREFIX.length)
+          }
           const listing = (await servingOf().models({ signal })).find((entry) => entry.model === id)
           if (listing === undefined)
             throw openAiError(
