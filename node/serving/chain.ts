@@ -590,6 +590,10 @@ class ChainRun {
       const answer = await this.#timed((signal) => session.step(offset + done, rows, input, { signal }))
       if (answer.hidden.length !== rows * width)
         throw new ChainAnswerError(`the server answered ${answer.hidden.length} values for ${rows} rows`)
+      // no honest span computes NaN or Infinity from finite rows; sampled, they would be garbage text
+      for (let i = 0; i < answer.hidden.length; i++)
+        if (!Number.isFinite(answer.hidden[i]))
+          throw new ChainAnswerError(`the server answered ${answer.hidden[i]} among its hidden states`)
       output.set(answer.hidden, done * width)
     }
     return output
