@@ -25,11 +25,12 @@
 // servers covers the model. An error after the stream started is sent as an event { error: ... }
 // (which OpenAI's clients throw) and the stream ends without [DONE].
 import { randomBytes, randomInt } from 'node:crypto'
-import type {
-  NetworkGenerateRequest,
-  NetworkGenerateResult,
-  ServingApi,
-  ServingModelListing,
+import {
+  type NetworkGenerateRequest,
+  type NetworkGenerateResult,
+  type ServingApi,
+  ServingError,
+  type ServingModelListing,
 } from '../serving/api.js'
 import {
   GENERATE_API_LIMITS,
@@ -39,6 +40,7 @@ import {
   integerField,
   numberField,
   resolveModel,
+  SERVING_ERROR_STATUS,
   type StartedGeneration,
   show,
   startGeneration,
@@ -393,7 +395,21 @@ async function complete(kind: Kind, serving: ServingApi, request: ApiRequest) {
     created: Math.floor(Date.now() / 1000),
     model,
   }
-  if (!settings.stream) return wholeResponse(kind, shape, started, request)
+  if (!settings.stream) {
+    try {
+      return await wholeResponse(kind, shape, started, request)
+    } catch (error) {
+      // the chain lost after the first bytes: the same status as had it been lost before them
+      if (error instanceof ServingError)
+        throw openAiError(
+          SERVING_ERROR_STATUS[error.code],
+          error.message,
+          SERVING_CODES[error.code].param,
+          SERVING_CODES[error.code].code,
+        )
+      throw error
+    }
+  }
   return new ApiStream({
     contentType: 'text/event-stream; charset=utf-8',
     chunks: eventStream(kind, shape, started, settings.includeUsage, request.signal),

@@ -1,6 +1,7 @@
-// Odd requests to the OpenAI endpoint answered 400/404 in OpenAI's shape, not 500: a model id in
-// GET /v1/models/{id} whose percent-encoding is malformed, and a prompt of arrays nested deeper than
-// the stack. The routes run over the real local model (openai-local-serving.ts) on a real API server.
+// Odd requests to the OpenAI endpoint answered in OpenAI's shape with the right status, not 500: a
+// model id in GET /v1/models/{id} whose percent-encoding is malformed (404), a prompt of arrays nested
+// deeper than the stack (400), a whole completion whose chain is lost after its first bytes (503).
+// The routes run over the real local model (openai-local-serving.ts) on a real API server.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -87,5 +88,25 @@ describe('odd requests to the OpenAI endpoint', () => {
     const response = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers, body })
     expect(response.status).toBe(200)
     expect(serving.requests.at(-1)?.prompt).toEqual(Uint8Array.from([72, 105]))
+  })
+
+  it('a chain lost after the first bytes of a whole (non-streamed) completion is a 503 in OpenAI shape', async () => {
+    serving.failAfterBytes = 3
+    try {
+      const body = JSON.stringify({ model: serving.modelId, prompt: 'Hello', max_tokens: 20, seed: 2 })
+      for (const path of ['/v1/completions', '/v1/chat/completions']) {
+        const request =
+          path === '/v1/completions'
+            ? body
+            : body.replace('"prompt":"Hello"', '"messages":[{"role":"user","content":"Hi"}]')
+        const response = await fetch(`${server.url}${path}`, { method: 'POST', headers, body: request })
+        expect(response.status).toBe(503)
+        const answer = (await response.json()) as { error: { message: string; type: string; code: string } }
+        expect(answer.error).toMatchObject({ type: 'server_error', code: 'model_unavailable' })
+        expect(answer.error.message).toBe('every server of blocks 0-1 is gone')
+      }
+    } finally {
+      serving.failAfterBytes = undefined
+    }
   })
 })
