@@ -314,7 +314,12 @@ async function* eventStream(
     yield 'data: [DONE]\n\n'
   } catch (error) {
     const { message, code } = streamError(error, signal)
-    yield sse(openAiErrorBody(code === 'timeout' ? 503 : 500, message, null, code))
+    // a ServingError (the chain lost mid-stream) with the status and code it has before the stream
+    const serving = error instanceof ServingError && code === error.code ? error.code : undefined
+    const status = serving !== undefined ? SERVING_ERROR_STATUS[serving] : code === 'timeout' ? 503 : 500
+    yield sse(
+      openAiErrorBody(status, message, null, serving !== undefined ? SERVING_CODES[serving].code : code),
+    )
   }
 }
 

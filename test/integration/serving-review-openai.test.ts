@@ -1,6 +1,7 @@
 // Odd requests to the OpenAI endpoint answered in OpenAI's shape with the right status, not 500: a
 // model id in GET /v1/models/{id} whose percent-encoding is malformed (404), a prompt of arrays nested
-// deeper than the stack (400), a whole completion whose chain is lost after its first bytes (503).
+// deeper than the stack (400), a completion whose chain is lost after its first bytes (503
+// model_unavailable, whole or as the stream's last event).
 // The routes run over the real local model (openai-local-serving.ts) on a real API server.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -105,6 +106,28 @@ describe('odd requests to the OpenAI endpoint', () => {
         expect(answer.error).toMatchObject({ type: 'server_error', code: 'model_unavailable' })
         expect(answer.error.message).toBe('every server of blocks 0-1 is gone')
       }
+    } finally {
+      serving.failAfterBytes = undefined
+    }
+  })
+
+  it('a chain lost mid-stream ends the stream with an error event of the same type and code', async () => {
+    serving.failAfterBytes = 3
+    try {
+      const body = JSON.stringify({
+        model: serving.modelId,
+        prompt: 'Hello',
+        max_tokens: 20,
+        seed: 2,
+        stream: true,
+      })
+      const response = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers, body })
+      expect(response.status).toBe(200)
+      const events = (await response.text()).split('\n\n').filter((event) => event.startsWith('data: '))
+      const last = events.at(-1) ?? ''
+      expect(last).not.toBe('data: [DONE]')
+      const { error } = JSON.parse(last.slice('data: '.length)) as { error: { type: string; code: string } }
+      expect(error).toMatchObject({ type: 'server_error', code: 'model_unavailable' })
     } finally {
       serving.failAfterBytes = undefined
     }
