@@ -5,8 +5,9 @@
 // the whole model on the same engine (cpu, native): the text must be equal, greedy and sampled, across
 // window restarts, through remote hops and through a hop on the client's own span; when the preferred
 // server of a span lies (verify 1: caught, dropped, recorded, honest text; verify 0: a different text),
-// stalls (failover after the step deadline) or is killed mid-generation (failover, same text, the
-// recovery time measured).
+// answers NaN or Infinity (no honest span computes them: failed over, recorded rejected, the same
+// text), stalls (failover after the step deadline) or is killed mid-generation (failover, same text,
+// the recovery time measured).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -42,7 +43,7 @@ const MANIFEST = {
 }
 
 /** how the adversary server behaves now */
-let mode: 'honest' | 'lie' | 'stall' = 'honest'
+let mode: 'honest' | 'lie' | 'stall' | 'nan' | 'infinity' = 'honest'
 
 let root: string
 let nodes: TestNode[]
@@ -81,6 +82,8 @@ beforeAll(async () => {
             ? async (output) => {
                 if (mode === 'lie') return output.map((v, k) => v + (0.05 * (((k * 7919) % 13) - 6)) / 6)
                 if (mode === 'stall') await new Promise((resolve) => setTimeout(resolve, 4_000))
+                if (mode === 'nan') return output.map((v, k) => (k === 5 ? Number.NaN : v))
+                if (mode === 'infinity') return output.map((v, k) => (k === 3 ? Number.POSITIVE_INFINITY : v))
                 return output
               }
             : undefined,
@@ -273,6 +276,24 @@ describe('generation through a chain of libp2p span servers', () => {
       mode = 'honest'
     }
   })
+
+  it('fails over from a server answering NaN or Infinity, recorded rejected: the oracle text', async () => {
+    for (const lie of ['nan', 'infinity'] as const) {
+      mode = lie
+      try {
+        const req = request({ maxTokens: 20, temperature: 0.8, seed: 4 })
+        const { api, book } = await serving(['s01', 'adversary'])
+        const { bytes, result } = await run(api, req)
+        expect(bytes).toEqual(await local(req))
+        expect(result.failovers).toBe(1)
+        expect(result.chain[1].peerId).not.toBe(peer('adversary'))
+        expect(book.counts(peer('adversary')).rejected).toBe(1)
+        await api.close()
+      } finally {
+        mode = 'honest'
+      }
+    }
+  }, 60_000)
 
   it('fails over from a stalled server and keeps the text', async () => {
     mode = 'stall'
