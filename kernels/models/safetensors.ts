@@ -77,28 +77,26 @@ function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 }
 
-/** Decodes safetensors bytes holding float32 tensors; throws SafetensorsError on any defect. */
-export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
-  if (bytes.length < LENGTH_PREFIX_BYTES) {
-    throw new SafetensorsError(`the file is ${bytes.length} bytes long, too short for a safetensors header`)
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const headerLength = view.getBigUint64(0, true)
-  if (headerLength > BigInt(HEADER_BYTES_MAX)) {
-    throw new SafetensorsError(
-      `the header length ${headerLength} exceeds the limit of ${HEADER_BYTES_MAX} bytes`,
-    )
-  }
-  const headerBytes = Number(headerLength)
-  if (LENGTH_PREFIX_BYTES + headerBytes > bytes.length) {
-    throw new SafetensorsError(
-      `the header claims ${headerBytes} bytes but the file has only ` +
-        `${bytes.length - LENGTH_PREFIX_BYTES} after the length (truncated?)`,
-    )
-  }
-  const headerText = new TextDecoder('utf-8', { fatal: false }).decode(
-    bytes.subarray(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + headerBytes),
-  )
+/** One tensor the header describes: its shape and its bytes [begin, end) of the data section. */
+export interface SafetensorsEntry {
+  name: string
+  shape: number[]
+  begin: number
+  end: number
+}
+
+/**
+ * Parses and checks a safetensors header: `json` is the header's JSON bytes (after the 8-byte
+ * length), `dataBytes` the size of the data section after it. Every tensor must be F32 with a
+ * shape matching its byte range, and the ranges must tile the data section exactly. Throws
+ * SafetensorsError on any defect. decodeSafetensors and readers that read only some tensors of a
+ * file (node/executor/gpt-tensors.ts) share it.
+ */
+export function parseSafetensorsHeader(
+  json: Uint8Array,
+  dataBytes: number,
+): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+  const headerText = new TextDecoder('utf-8', { fatal: false }).decode(json)
   if (!headerText.startsWith('{')) throw new SafetensorsError('the header is not a JSON object')
   let header: unknown
   try {
@@ -109,10 +107,8 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
     throw new SafetensorsError('the header is not a JSON object')
   }
-  const dataStart = LENGTH_PREFIX_BYTES + headerBytes
-  const dataBytes = bytes.length - dataStart
   const metadata: Record<string, string> = {}
-  const entries: Array<{ name: string; shape: number[]; begin: number; end: number }> = []
+  const entries: SafetensorsEntry[] = []
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
@@ -178,6 +174,33 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
       `the data section has ${dataBytes} bytes but the tensors cover ${expectedBegin}`,
     )
   }
+  return { entries, metadata }
+}
+
+/** Decodes safetensors bytes holding float32 tensors; throws SafetensorsError on any defect. */
+export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
+  if (bytes.length < LENGTH_PREFIX_BYTES) {
+    throw new SafetensorsError(`the file is ${bytes.length} bytes long, too short for a safetensors header`)
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const headerLength = view.getBigUint64(0, true)
+  if (headerLength > BigInt(HEADER_BYTES_MAX)) {
+    throw new SafetensorsError(
+      `the header length ${headerLength} exceeds the limit of ${HEADER_BYTES_MAX} bytes`,
+    )
+  }
+  const headerBytes = Number(headerLength)
+  if (LENGTH_PREFIX_BYTES + headerBytes > bytes.length) {
+    throw new SafetensorsError(
+      `the header claims ${headerBytes} bytes but the file has only ` +
+        `${bytes.length - LENGTH_PREFIX_BYTES} after the length (truncated?)`,
+    )
+  }
+  const dataStart = LENGTH_PREFIX_BYTES + headerBytes
+  const { entries, metadata } = parseSafetensorsHeader(
+    bytes.subarray(LENGTH_PREFIX_BYTES, dataStart),
+    bytes.length - dataStart,
+  )
   const tensors = new Map<string, NamedTensor>()
   for (const entry of entries) {
     const data = new Float32Array((entry.end - entry.begin) / 4)

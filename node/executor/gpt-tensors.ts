@@ -1,7 +1,7 @@
 // Some tensors of a GPT model directory without the rest: a span server reads only its blocks'
 // tensors and a chain client only the ends (wte, wpe, ln_f), so host memory follows the part, not the
-// model. The safetensors header (at the start of model.safetensors) is read and checked as
-// kernels/models/safetensors.ts decodeSafetensors checks a whole file (header length bounded, JSON,
+
+
 // F32 only, shapes against offsets, the tensors tiling the data section with no holes, overlaps or
 // trailing bytes) and against the GPT's config as decodeGptCheckpoint does (every tensor of the
 // layout present with its shape, nothing it does not describe); then only the byte ranges of the
@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { GptCheckpointError } from '../../kernels/models/gpt/checkpoint.js'
 import { type GptConfig, gptParameterLayout } from '../../kernels/models/gpt/config.js'
-import { SafetensorsError } from '../../kernels/models/safetensors.js'
+import { parseSafetensorsHeader, SafetensorsError } from '../../kernels/models/safetensors.js'
 import { ModelFilesError, type ModelManifest, readGptManifestAndConfig, WEIGHTS_FILE } from './model-files.js'
 
 /** The weights' header (8 + N bytes) is refused above this (a 96-block GPT's is about 130 KB). */
@@ -101,10 +101,6 @@ export function weightsHeaderLength(prefix: Uint8Array): number {
   return LENGTH_PREFIX_BYTES + Number(length)
 }
 
-function isNonNegativeInteger(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
-}
-
 /**
  * Parses the header of a weights file of `fileBytes` bytes from its first bytes `prefix` (at least
  * weightsHeaderLength of them) and checks it against `config`. Throws SafetensorsError (not a valid
@@ -122,74 +118,17 @@ export function parseGptWeightsHeader(
         `${Math.max(0, Math.min(fileBytes, prefix.byteLength) - LENGTH_PREFIX_BYTES)} after the length ` +
         '(truncated?)',
     )
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(
+  // the checks decodeSafetensors makes, on the header alone; offsets made absolute in the file
+  const { entries } = parseSafetensorsHeader(
     prefix.subarray(LENGTH_PREFIX_BYTES, dataStart),
+    fileBytes - dataStart,
   )
-  if (!text.startsWith('{')) throw new SafetensorsError('the header is not a JSON object')
-  let header: unknown
-  try {
-    header = JSON.parse(text)
-  } catch {
-    throw new SafetensorsError('the header is not valid JSON')
-  }
-  if (header === null || typeof header !== 'object' || Array.isArray(header))
-    throw new SafetensorsError('the header is not a JSON object')
-  const dataBytes = fileBytes - dataStart
-  const stored: WeightsTensor[] = []
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
-        throw new SafetensorsError('__metadata__ is not an object of strings')
-      for (const [key, value] of Object.entries(entry as Record<string, unknown>))
-        if (typeof value !== 'string')
-          throw new SafetensorsError(`__metadata__ value "${key}" is not a string`)
-      continue
-    }
-    const described = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null
-    if (described === null || typeof described !== 'object')
-      throw new SafetensorsError(`tensor "${name}" has no description`)
-    if (described.dtype !== 'F32')
-      throw new SafetensorsError(
-        `tensor "${name}" has dtype ${JSON.stringify(described.dtype)}; only F32 is supported`,
-      )
-    const shape = described.shape
-    if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger))
-      throw new SafetensorsError(`tensor "${name}" has an invalid shape`)
-    const offsets = described.data_offsets
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !isNonNegativeInteger(offsets[0]) ||
-      !isNonNegativeInteger(offsets[1]) ||
-      offsets[0] > offsets[1]
-    )
-      throw new SafetensorsError(`tensor "${name}" has invalid data_offsets`)
-    const [begin, end] = offsets as [number, number]
-    const elements = (shape as number[]).reduce((product, dimension) => product * dimension, 1)
-    if (end - begin !== elements * 4)
-      throw new SafetensorsError(
-        `tensor "${name}" has shape [${shape}] but data_offsets cover ${end - begin} bytes ` +
-          `instead of ${elements * 4}`,
-      )
-    if (end > dataBytes)
-      throw new SafetensorsError(
-        `tensor "${name}" ends at byte ${end} but the data section has ${dataBytes} bytes (truncated?)`,
-      )
-    stored.push({ name, shape: shape as number[], begin: dataStart + begin, end: dataStart + end })
-  }
-  // the tensors must tile the data section exactly: no holes, no overlaps, nothing after
-  let expected = dataStart
-  for (const entry of [...stored].sort((left, right) => left.begin - right.begin)) {
-    if (entry.begin !== expected)
-      throw new SafetensorsError(
-        `tensor "${entry.name}" starts at byte ${entry.begin - dataStart}, expected ${expected - dataStart}`,
-      )
-    expected = entry.end
-  }
-  if (expected !== fileBytes)
-    throw new SafetensorsError(
-      `the data section has ${dataBytes} bytes but the tensors cover ${expected - dataStart}`,
-    )
+  const stored: WeightsTensor[] = entries.map((entry) => ({
+    name: entry.name,
+    shape: entry.shape,
+    begin: dataStart + entry.begin,
+    end: dataStart + entry.end,
+  }))
   const byName = new Map<string, WeightsTensor>()
   for (const tensor of stored) {
     const plain = tensor.name.startsWith(PREFIX) ? tensor.name.slice(PREFIX.length) : tensor.name
