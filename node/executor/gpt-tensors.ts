@@ -1,7 +1,7 @@
 // Some tensors of a GPT model directory without the rest: a span server reads only its blocks'
 // tensors and a chain client only the ends (wte, wpe, ln_f), so host memory follows the part, not the
-
-
+// model. The safetensors header (at the start of model.safetensors) is read and checked by
+// kernels/models/safetensors.ts parseSafetensorsHeader, as decodeSafetensors checks a whole file (JSON,
 // F32 only, shapes against offsets, the tensors tiling the data section with no holes, overlaps or
 // trailing bytes) and against the GPT's config as decodeGptCheckpoint does (every tensor of the
 // layout present with its shape, nothing it does not describe); then only the byte ranges of the
