@@ -4,6 +4,10 @@
 // code (openai-local-serving.ts; the tests against daemons serving spans are in openai-network).
 // The oracle is generateBytes called directly on its own copy of the model: the completion's text
 // must be exactly its bytes, decoded as UTF-8, for the same prompt, seed, temperature and top_p.
+// Odd requests are answered in OpenAI's shape with the right status, never 500: a model id in
+// GET /v1/models/{id} whose percent-encoding is malformed (404), a prompt of arrays nested deeper than
+// the stack (400), a completion whose chain is lost after its first bytes (503 model_unavailable,
+// whole or as the stream's last event).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -245,5 +249,96 @@ describe('the OpenAI endpoint over a real model', () => {
       await new Promise((resolve) => setTimeout(resolve, 10))
     expect(serving.outcomes.slice(outcomes)).toEqual(['aborted'])
     expect(serving.active).toBe(0)
+  })
+})
+
+const jsonHeaders = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }
+
+describe('odd requests to the OpenAI endpoint', () => {
+  it('a model id with malformed percent-encoding is a 404 in OpenAI shape', async () => {
+    const response = await fetch(`${server.url}/v1/models/%E0%A4%A`, { headers: jsonHeaders })
+    expect(response.status).toBe(404)
+    const body = (await response.json()) as { error: { type: string; code: string; param: string } }
+    expect(body.error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'model_not_found',
+      param: 'model',
+    })
+  })
+
+  it('a prompt of arrays nested 200,000 deep is a 400 naming the prompt', async () => {
+    const depth = 200_000
+    const body = `{"model":"${serving.modelId}","prompt":${'['.repeat(depth)}65${']'.repeat(depth)}}`
+    const before = serving.requests.length
+    const response = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: jsonHeaders,
+      body,
+    })
+    expect(response.status).toBe(400)
+    const answer = (await response.json()) as { error: { type: string; param: string } }
+    expect(answer.error).toMatchObject({ type: 'invalid_request_error', param: 'prompt' })
+    expect(serving.requests.length).toBe(before)
+  })
+
+  it('a prompt of one nested token array still works', async () => {
+    const body = JSON.stringify({ model: serving.modelId, prompt: [[72, 105]], max_tokens: 2, seed: 1 })
+    const response = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: jsonHeaders,
+      body,
+    })
+    expect(response.status).toBe(200)
+    expect(serving.requests.at(-1)?.prompt).toEqual(Uint8Array.from([72, 105]))
+  })
+
+  it('a chain lost after the first bytes of a whole completion is a 503 in OpenAI shape', async () => {
+    serving.failAfterBytes = 3
+    try {
+      const body = JSON.stringify({ model: serving.modelId, prompt: 'Hello', max_tokens: 20, seed: 2 })
+      for (const path of ['/v1/completions', '/v1/chat/completions']) {
+        const request =
+          path === '/v1/completions'
+            ? body
+            : body.replace('"prompt":"Hello"', '"messages":[{"role":"user","content":"Hi"}]')
+        const response = await fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: jsonHeaders,
+          body: request,
+        })
+        expect(response.status).toBe(503)
+        const answer = (await response.json()) as { error: { message: string; type: string; code: string } }
+        expect(answer.error).toMatchObject({ type: 'server_error', code: 'model_unavailable' })
+        expect(answer.error.message).toBe('every server of blocks 0-1 is gone')
+      }
+    } finally {
+      serving.failAfterBytes = undefined
+    }
+  })
+
+  it('a chain lost mid-stream ends the stream with an error event of the same type and code', async () => {
+    serving.failAfterBytes = 3
+    try {
+      const body = JSON.stringify({
+        model: serving.modelId,
+        prompt: 'Hello',
+        max_tokens: 20,
+        seed: 2,
+        stream: true,
+      })
+      const response = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: jsonHeaders,
+        body,
+      })
+      expect(response.status).toBe(200)
+      const events = (await response.text()).split('\n\n').filter((event) => event.startsWith('data: '))
+      const last = events.at(-1) ?? ''
+      expect(last).not.toBe('data: [DONE]')
+      const { error } = JSON.parse(last.slice('data: '.length)) as { error: { type: string; code: string } }
+      expect(error).toMatchObject({ type: 'server_error', code: 'model_unavailable' })
+    } finally {
+      serving.failAfterBytes = undefined
+    }
   })
 })
