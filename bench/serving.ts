@@ -26,6 +26,7 @@ import { loadGpt, saveGptModel } from '../node/executor/model-files.js'
 import type { NetworkGenerateRequest, NetworkGenerateResult } from '../node/serving/api.js'
 import { modelIdOfDirectory } from '../node/serving/model-package.js'
 import { startTestDaemon, waitUntil } from '../test/integration/daemon-helpers.js'
+import { gptManifest } from '../test/unit/models/gpt-fixtures.js'
 
 const { values: flags } = parseArgs({
   options: {
@@ -162,16 +163,7 @@ async function main(): Promise<void> {
   process.env.XDG_RUNTIME_DIR ??= '/tmp/shardnet-xdg'
   const root = await mkdtemp(join(tmpdir(), 'shardnet-bench-serving-'))
   const directory = join(root, 'model')
-  await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 5), {
-    model: 'gpt',
-    dataset: {},
-    seed: 5,
-    training: {},
-    backend: {},
-    metrics: {},
-    history: [],
-    createdAt: new Date(0).toISOString(),
-  })
+  await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 5), gptManifest(5))
   const model = await modelIdOfDirectory(directory)
   const { layers, width, heads, context } = CONFIG
   console.log(`model gpt tiny (${layers} layers, width ${width}, ${heads} heads, context ${context})`)

@@ -20,6 +20,7 @@ import { saveGptModel } from '../../node/executor/model-files.js'
 import { modelIdOfDirectory } from '../../node/serving/model-package.js'
 import { dataDirPaths } from '../../node/store/data-dir.js'
 import { isShardnetProcessAlive, readPidFile } from '../../node/store/pid-file.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 import { waitUntil } from './daemon-helpers.js'
 
 const execFileAsync = promisify(execFile)
@@ -89,16 +90,7 @@ describe('shardnet generate --network (the real CLI and background daemons)', ()
     model = join(root, 'model')
     a = join(root, 'a')
     b = join(root, 'b')
-    await saveGptModel(model, CONFIG, initializeGpt(CONFIG, 3), {
-      model: 'gpt',
-      dataset: {},
-      seed: 3,
-      training: {},
-      backend: {},
-      metrics: {},
-      history: [],
-      createdAt: new Date(0).toISOString(),
-    })
+    await saveGptModel(model, CONFIG, initializeGpt(CONFIG, 3), gptManifest(3))
     modelId = await modelIdOfDirectory(model)
     const first = JSON.parse(
       (await ok('node', 'start', '--data-dir', a, '--backend', 'cpu', '--json')).stdout.toString(),

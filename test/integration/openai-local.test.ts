@@ -21,6 +21,7 @@ import { createNodeMetrics } from '../../node/api/metrics.js'
 import { openAiRoutes } from '../../node/api/openai.js'
 import { type ApiServer, startApiServer } from '../../node/api/server.js'
 import { saveGptModel } from '../../node/executor/model-files.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 import { LocalModelServing } from './openai-local-serving.js'
 
 const TOKEN = 'd'.repeat(64)
@@ -67,16 +68,7 @@ const decode = (bytes: Uint8Array) => new TextDecoder('utf-8').decode(bytes)
 
 beforeAll(async () => {
   directory = await mkdtemp(join(tmpdir(), 'shardnet-openai-'))
-  await saveGptModel(directory, CONFIG, PARAMS, {
-    model: 'gpt',
-    dataset: {},
-    seed: 5,
-    training: {},
-    backend: {},
-    metrics: {},
-    history: [],
-    createdAt: new Date(0).toISOString(),
-  })
+  await saveGptModel(directory, CONFIG, PARAMS, gptManifest(5))
   serving = await LocalModelServing.open(directory)
   oracleBackend = new CpuBackend()
   oracleGpt = Gpt.create(oracleBackend, CONFIG, PARAMS)

@@ -21,6 +21,7 @@ import type { Daemon } from '../../node/daemon.js'
 import { saveGptModel } from '../../node/executor/model-files.js'
 import { modelIdOfDirectory } from '../../node/serving/model-package.js'
 import { dataDirPaths } from '../../node/store/data-dir.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 import { apiRequest, startTestDaemon, tempDataDir, waitUntil } from './daemon-helpers.js'
 
 const CONFIG: GptConfig = {
@@ -84,16 +85,7 @@ const openSessions = () =>
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'shardnet-openai-network-'))
   directory = join(root, 'model')
-  await saveGptModel(directory, CONFIG, PARAMS, {
-    model: 'gpt',
-    dataset: {},
-    seed: 13,
-    training: {},
-    backend: {},
-    metrics: {},
-    history: [],
-    createdAt: new Date(0).toISOString(),
-  })
+  await saveGptModel(directory, CONFIG, PARAMS, gptManifest(13))
   modelId = await modelIdOfDirectory(directory)
   oracleBackend = new CpuBackend({ engine: 'native' })
   oracleGpt = Gpt.create(oracleBackend, CONFIG, PARAMS)

@@ -26,21 +26,13 @@ import {
 import { publishModel } from '../../node/serving/model-package.js'
 import { createNetworkServing, type NetworkServing } from '../../node/serving/network-serving.js'
 import { SpanHost } from '../../node/serving/span-host.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 import { TEST_CONFIG, testParameters } from '../unit/serving/chain-servers.js'
 import { createNetwork, stopAll, type TestNode, waitFor } from './protocols-host.js'
 
 const config = TEST_CONFIG
 const params = testParameters(config, 11)
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 11,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(11)
 
 /** how the adversary server behaves now */
 let mode: 'honest' | 'lie' | 'stall' | 'nan' | 'infinity' = 'honest'

@@ -25,6 +25,7 @@ import { blockParameterBytes, spanMemoryBytes } from '../../node/serving/placeme
 import type { ServeEntry } from '../../node/serving/served-models.js'
 import { SPAN_SESSIONS_MAX_DEFAULT } from '../../node/serving/span-host.js'
 import { openSpanSession } from '../../protocols/serving/index.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 import { apiRequest, startTestDaemon, tempDataDir, waitUntil } from './daemon-helpers.js'
 
 const CONFIG = { vocabSize: 256, context: 32, width: 32, layers: 4, heads: 2, layerNormEpsilon: 1e-5 }
@@ -100,16 +101,7 @@ describe('serving spans of a model from daemons', () => {
 
   beforeAll(async () => {
     directory = join(await mkdtemp(join(tmpdir(), 'shardnet-serve-')), 'model')
-    await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 7), {
-      model: 'gpt',
-      dataset: {},
-      seed: 7,
-      training: {},
-      backend: {},
-      metrics: {},
-      history: [],
-      createdAt: new Date(0).toISOString(),
-    })
+    await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 7), gptManifest(7))
     modelId = await modelIdOfDirectory(directory)
     for (let i = 0; i < 3; i++) dataDirs.push(await tempDataDir())
     const a = await start(0)

@@ -39,6 +39,7 @@ import {
   spanStepFrameBytesMax,
 } from '../../protocols/serving/index.js'
 import { type BoundedLpStream, boundedLpStream } from '../../protocols/wire/framing.js'
+import { gptManifest } from '../unit/models/gpt-fixtures.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -49,16 +50,7 @@ const CONFIG: GptConfig = {
   layerNormEpsilon: 1e-5,
 }
 const MODEL = 'bafkreispantestmodel'
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 3,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(3)
 
 async function createNode(): Promise<Libp2p> {
   return createLibp2p({

@@ -30,6 +30,7 @@ import {
   saveGptModel,
   WEIGHTS_FILE,
 } from '../../../node/executor/model-files.js'
+import { gptManifest } from '../models/gpt-fixtures.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -39,16 +40,7 @@ const CONFIG: GptConfig = {
   heads: 2,
   layerNormEpsilon: 1e-5,
 }
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 1,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(1)
 
 async function modelDir(params = initializeGpt(CONFIG, 5)): Promise<string> {
   const directory = join(await mkdtemp(join(tmpdir(), 'shardnet-tensors-')), 'model')

@@ -31,18 +31,10 @@ import {
   MemoryBlockStore,
   type PutOptions,
 } from '../../../protocols/blocks/index.js'
+import { gptManifest } from '../models/gpt-fixtures.js'
 
 const CONFIG = { vocabSize: 256, context: 16, width: 16, layers: 3, heads: 2, layerNormEpsilon: 1e-5 }
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 1,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(1)
 // the tiny model's weights are about 45 KB: pieces of 8 KiB make six of them
 const PIECE_BYTES = 8192
 

@@ -30,6 +30,7 @@ import {
 } from '../../../node/serving/model-package.js'
 import { SpanHost } from '../../../node/serving/span-host.js'
 import { BlockNotFoundError, type GetOptions, MemoryBlockStore } from '../../../protocols/blocks/index.js'
+import { gptManifest } from '../models/gpt-fixtures.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -39,16 +40,7 @@ const CONFIG: GptConfig = {
   heads: 2,
   layerNormEpsilon: 1e-5,
 }
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 1,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(1)
 // the weights are about 75 KB: pieces of 4 KiB make about 19
 const PIECE_BYTES = 4096
 

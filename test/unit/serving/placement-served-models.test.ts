@@ -28,6 +28,7 @@ import {
 import { SpanHost } from '../../../node/serving/span-host.js'
 import { BlockNotFoundError, type GetOptions, MemoryBlockStore } from '../../../protocols/blocks/index.js'
 import type { AdvertisedSpan } from '../../../protocols/discovery/index.js'
+import { gptManifest } from '../models/gpt-fixtures.js'
 
 const CONFIG = { vocabSize: 256, context: 32, width: 32, layers: 4, heads: 2, layerNormEpsilon: 1e-5 }
 const SESSIONS_MAX = 4
@@ -58,16 +59,7 @@ const hosts: SpanHost[] = []
 beforeAll(async () => {
   backend = await createBackend({ prefer: 'cpu', cpuEngine: 'native' })
   directory = join(await mkdtemp(join(tmpdir(), 'shardnet-served-')), 'model')
-  await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 3), {
-    model: 'gpt',
-    dataset: {},
-    seed: 3,
-    training: {},
-    backend: {},
-    metrics: {},
-    history: [],
-    createdAt: new Date(0).toISOString(),
-  })
+  await saveGptModel(directory, CONFIG, initializeGpt(CONFIG, 3), gptManifest(3))
   modelId = await modelIdOfDirectory(directory)
 })
 

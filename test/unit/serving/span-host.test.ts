@@ -13,6 +13,7 @@ import { GptSpan, GptSpanError } from '../../../kernels/models/gpt/span.js'
 import { ModelFilesError, saveGptModel } from '../../../node/executor/model-files.js'
 import { SpanHost } from '../../../node/serving/span-host.js'
 import { SpanProtocolError } from '../../../protocols/serving/index.js'
+import { gptManifest } from '../models/gpt-fixtures.js'
 
 const CONFIG: GptConfig = {
   vocabSize: 256,
@@ -23,16 +24,7 @@ const CONFIG: GptConfig = {
   layerNormEpsilon: 1e-5,
 }
 const MODEL = 'bafkreispanhostunit'
-const MANIFEST = {
-  model: 'gpt',
-  dataset: {},
-  seed: 5,
-  training: {},
-  backend: {},
-  metrics: {},
-  history: [],
-  createdAt: new Date(0).toISOString(),
-}
+const MANIFEST = gptManifest(5)
 /** a registrar that is never used: these tests stay in-process */
 const NO_NETWORK = {
   handle: async () => {},
