@@ -394,7 +394,9 @@ describe('OpenAI-compatible routes', () => {
     expect(texts.join('')).toBe('abcd')
     expect(error).toBeInstanceOf(OpenAI.APIError)
     expect(error.message).toMatch(/every server of blocks 2-3 left/)
-    expect(error.code).toBe('unavailable')
+    // OpenAI's code and type for the ServingError, as a refusal before the stream would carry
+    expect(error.code).toBe('model_unavailable')
+    expect(error.type).toBe('server_error')
   })
 
   it('a stream longer than the request timeout runs while it produces; a silent one is ended', async () => {
