@@ -18,6 +18,7 @@ const QUICK_INTEGRATION = [
   'inference-bad-input',
   'inference-quorum',
   'interop',
+  'openai-local',
   'protocols-network',
   'raft-libp2p',
   'raft-membership',
