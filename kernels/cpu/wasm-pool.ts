@@ -24,10 +24,9 @@
 // BACKOFF_MAX_MS while that goes on: on a machine whose cores are busy with other processes the
 // workers are late every time, and the calling thread alone is faster than waiting for them (the bits
 // are the same either way). Workers are unref'd: they never keep the process alive.
-import { createRequire } from 'node:module'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
+import { MessageChannel, type MessagePort, receiveMessageOnPort, type Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
+import { startModuleWorker } from '../module-worker.js'
 import type { AttentionSizes } from '../ops/transformer-shapes.js'
 import {
   A_AT,
@@ -135,27 +134,9 @@ const SHARED_SLOTS_MAX = 2 ** 28
 /** a fault the tests inject into one worker's next claimed block */
 export type WorkerFault = 'exit' | 'hang'
 
-/**
- * The worker's entry. Under tsx (the CLI, tests) this module is a .ts file and the thread registers
- * tsx itself before importing wasm-worker.ts; from compiled output it imports wasm-worker.js directly.
- */
+/** The worker's thread, running wasm-worker.ts (kernels/module-worker.ts). */
 function startThread(start: WorkerStart, port: MessagePort): Worker {
-  const self = import.meta.url
-  const options = { workerData: start, transferList: [port] }
-  if (self.endsWith('.ts')) {
-    const script = new URL('./wasm-worker.ts', self).href
-    // require.resolve gives tsx's CommonJS entry; its ES module twin beside it is the one that
-    // registers the loader for the importing thread
-    const tsx = pathToFileURL(createRequire(fileURLToPath(self)).resolve('tsx/esm/api')).href.replace(
-      /\.cjs$/,
-      '.mjs',
-    )
-    const code =
-      `import(${JSON.stringify(tsx)}).then((m) => { m.register(); ` +
-      `return import(${JSON.stringify(script)}) })`
-    return new Worker(code, { ...options, eval: true })
-  }
-  return new Worker(new URL('./wasm-worker.js', self), options)
+  return startModuleWorker(import.meta.url, 'wasm-worker', { workerData: start, transferList: [port] })
 }
 
 class PoolWorker {

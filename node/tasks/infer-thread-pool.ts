@@ -2,10 +2,9 @@
 // infer-thread.ts), one job at a time, so the daemon's event loop never waits on a matmul. A job is
 // abortable: the thread is terminated (a running matmul cannot be interrupted otherwise) and a fresh
 // one starts with the next job.
-import { createRequire } from 'node:module'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { CpuEngineName } from '../../kernels/cpu/engine.js'
+import { startModuleWorker } from '../../kernels/module-worker.js'
 import type { ForwardModel } from './infer-forward.js'
 import type { InferThreadAnswer, InferThreadJob } from './infer-thread.js'
 
@@ -15,26 +14,9 @@ export class InferAbortedError extends Error {
   override name = 'InferAbortedError'
 }
 
-/**
- * The thread's entry. Under tsx (the CLI, tests) this module is a .ts file and the thread registers tsx
- * itself before importing infer-thread.ts; from compiled output it imports infer-thread.js directly.
- */
+/** The thread, running infer-thread.ts (kernels/module-worker.ts). */
 function startThread(): Worker {
-  const self = import.meta.url
-  if (self.endsWith('.ts')) {
-    const script = new URL('./infer-thread.ts', self).href
-    // require.resolve gives tsx's CommonJS entry; its ES module twin beside it is the one that
-    // registers the loader for the importing thread
-    const tsx = pathToFileURL(createRequire(fileURLToPath(self)).resolve('tsx/esm/api')).href.replace(
-      /\.cjs$/,
-      '.mjs',
-    )
-    const code =
-      `import(${JSON.stringify(tsx)}).then((m) => { m.register(); ` +
-      `return import(${JSON.stringify(script)}) })`
-    return new Worker(code, { eval: true })
-  }
-  return new Worker(new URL('./infer-thread.js', self))
+  return startModuleWorker(import.meta.url, 'infer-thread')
 }
 
 export class InferThread {
