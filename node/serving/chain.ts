@@ -28,7 +28,7 @@
 // node serves itself are not verified. A lie smaller than the tolerance passes: the tolerance bounds
 // how far a liar can move the hidden states, not whether it tried.
 import { SeededRandom } from '../../kernels/data/random.js'
-import { sampleByte } from '../../kernels/models/gpt/generate.js'
+import { sampleByte, samplingProblem } from '../../kernels/models/gpt/generate.js'
 import {
   SpanMalformedResponseError,
   SpanProtocolError,
@@ -181,11 +181,8 @@ export function checkGenerateRequest(request: NetworkGenerateRequest): void {
     throw bad('the prompt must hold at least one byte')
   if (!Number.isInteger(request.maxTokens) || request.maxTokens < 0 || request.maxTokens > MAX_TOKENS_MAX)
     throw bad(`maxTokens must be an integer from 0 to ${MAX_TOKENS_MAX}, got ${request.maxTokens}`)
-  if (!(request.temperature >= 0 && Number.isFinite(request.temperature)))
-    throw bad(`temperature must be finite and >= 0, got ${request.temperature}`)
-  if (!(request.topP > 0 && request.topP <= 1)) throw bad(`topP must be in (0, 1], got ${request.topP}`)
-  if (!Number.isInteger(request.topK) || request.topK < 0)
-    throw bad(`topK must be an integer >= 0, got ${request.topK}`)
+  const sampling = samplingProblem(request.temperature, request.topK, request.topP)
+  if (sampling !== undefined) throw bad(sampling)
   if (!Number.isInteger(request.seed) || request.seed < 0 || request.seed > 0xffff_ffff)
     throw bad(`seed must be an integer from 0 to ${0xffff_ffff}, got ${request.seed}`)
   if (!Array.isArray(request.stop) || request.stop.length > STOP_SEQUENCES_MAX)

@@ -94,6 +94,18 @@ export function sampleByte(
 }
 
 /**
+ * What is wrong with sampling settings sampleByte cannot work with (one sentence), or undefined:
+ * generation here and through a chain of span servers (node/serving/chain.ts) check them alike.
+ */
+export function samplingProblem(temperature: number, topK: number, topP: number): string | undefined {
+  if (!(temperature >= 0 && Number.isFinite(temperature)))
+    return `temperature must be finite and >= 0, got ${temperature}`
+  if (!Number.isInteger(topK) || topK < 0) return `topK must be an integer >= 0, got ${topK}`
+  if (!(topP > 0 && topP <= 1)) return `topP must be in (0, 1], got ${topP}`
+  return undefined
+}
+
+/**
  * Incremental forward passes with a KV cache: the model's ends and every block run through span.ts's
  * cached forward, the code a chain of span servers runs. The q/k/v weights are copied from the model
  * when the generator is created: later changes to the model's parameters are not seen by it.
@@ -209,12 +221,9 @@ export async function* generateBytes(
   if (prompt.length === 0) throw new GenerateOptionsError('the prompt must hold at least one byte')
   if (!Number.isInteger(options.tokens) || options.tokens < 0)
     throw new GenerateOptionsError(`tokens must be an integer >= 0, got ${options.tokens}`)
-  if (!(options.temperature >= 0 && Number.isFinite(options.temperature)))
-    throw new GenerateOptionsError(`temperature must be finite and >= 0, got ${options.temperature}`)
-  if (!Number.isInteger(options.topK) || options.topK < 0)
-    throw new GenerateOptionsError(`topK must be an integer >= 0, got ${options.topK}`)
   const topP = options.topP ?? 1
-  if (!(topP > 0 && topP <= 1)) throw new GenerateOptionsError(`topP must be in (0, 1], got ${topP}`)
+  const problem = samplingProblem(options.temperature, options.topK, topP)
+  if (problem !== undefined) throw new GenerateOptionsError(problem)
   const random = SeededRandom.stream(options.seed, 'gpt:sample')
   const context = gpt.config.context
   const keep = Math.max(1, context - 1)
